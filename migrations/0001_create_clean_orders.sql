@@ -1,0 +1,15 @@
+-- Orders from the shop's export with cancellations dropped: one partition per day.
+CREATE TABLE clean_orders (
+    order_id    BIGINT    NOT NULL COMMENT 'the shop''s order number',
+    order_ts    TIMESTAMP NOT NULL COMMENT 'when the order was placed (UTC)',
+    customer_id BIGINT    NOT NULL,
+    region      STRING    NOT NULL,
+    category    STRING    NOT NULL,
+    quantity    INT       NOT NULL,
+    unit_price  DOUBLE    NOT NULL,
+    amount      DOUBLE    NOT NULL COMMENT 'quantity * unit_price',
+    status      STRING    NOT NULL COMMENT 'paid or refunded',
+    dt          DATE      NOT NULL
+)
+PARTITIONED BY (dt)
+COMMENT 'Orders without cancellations';

@@ -1,0 +1,815 @@
+//! The catalog: sluice's state in SQL, through sqlx. Only this module speaks SQL to the
+//! catalog; the rest of the program calls the typed functions here.
+//!
+//! The same SQL text runs on SQLite (the embedded default) and PostgreSQL through sqlx's
+//! `Any` driver: `$N` placeholders, `ON CONFLICT`, `RETURNING`, BIGINT milliseconds for time.
+//! On SQLite, writes that read first begin `IMMEDIATE` (a deferred read-then-write
+//! transaction fails with "database is locked" under concurrent writers even with a busy
+//! timeout), and every connection uses WAL and a busy timeout.
+
+use crate::redact::{redact_text, redact_url};
+use crate::schema::TableSchema;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use std::time::Duration;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./src/catalog/migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("cannot open the catalog {url}: {message}")]
+    Connect { url: String, message: String },
+    #[error("cannot bring the catalog schema up to date in {url}: {message}")]
+    Migrate { url: String, message: String },
+    #[error("catalog {op}: {message}")]
+    Query { op: &'static str, message: String },
+    #[error("catalog data is inconsistent: {0} (this is likely a bug)")]
+    Corrupt(String),
+}
+
+impl CatalogError {
+    /// A busy or locked database, or a lost connection: worth a retry.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            CatalogError::Query { message, .. } | CatalogError::Connect { message, .. } => {
+                let m = message.to_ascii_lowercase();
+                m.contains("database is locked")
+                    || m.contains("busy")
+                    || m.contains("pool timed out")
+                    || m.contains("connection")
+            }
+            _ => false,
+        }
+    }
+}
+
+fn query_err(op: &'static str) -> impl Fn(sqlx::Error) -> CatalogError {
+    move |e| CatalogError::Query {
+        op,
+        message: redact_text(&e.to_string()),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// A lease on one (table version, partition): the right to write it until `expires_at_ms`,
+/// proven at commit by `token` (the fencing token, which only grows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub table: String,
+    pub version: i64,
+    pub partition: String,
+    pub token: i64,
+    pub holder: String,
+    pub run_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseOutcome {
+    Acquired(Lease),
+    /// Someone else holds it, until `expires_at_ms`.
+    Held {
+        holder: String,
+        run_id: Option<String>,
+        expires_at_ms: i64,
+    },
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AppliedMigration {
+    pub name: String,
+    pub checksum: String,
+    pub applied_at: i64,
+    pub applied_by: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct TableRow {
+    pub schema: TableSchema,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TableVersionRow {
+    pub table_name: String,
+    pub version: i64,
+    pub uri: String,
+    pub schema_json: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunStart {
+    pub run_id: String,
+    pub job: String,
+    pub table: String,
+    pub version: i64,
+    pub partition: String,
+    pub attempt: i64,
+    pub trigger: &'static str,
+    pub fingerprint: String,
+    pub lease_token: i64,
+    pub host: String,
+    pub pid: i64,
+    pub started_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub enum RunEnd {
+    Succeeded { rows: i64, delta_version: i64 },
+    Failed { error: String },
+}
+
+/// One partition of one physical version, with its last run.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct PartitionStatus {
+    pub job: String,
+    pub table_name: String,
+    pub table_version: i64,
+    pub partition_key: String,
+    pub state: String,
+    pub content_rows: Option<i64>,
+    pub content_run_id: Option<String>,
+    pub content_fingerprint: Option<String>,
+    pub content_delta_version: Option<i64>,
+    pub last_run_id: String,
+    pub error: Option<String>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub attempt: Option<i64>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct RunRow {
+    pub run_id: String,
+    pub job: String,
+    pub table_name: String,
+    pub table_version: i64,
+    pub partition_key: String,
+    pub attempt: i64,
+    pub state: String,
+    pub trigger_kind: String,
+    pub fingerprint: String,
+    pub lease_token: i64,
+    pub rows_written: Option<i64>,
+    pub delta_version: Option<i64>,
+    pub error: Option<String>,
+    pub host: String,
+    pub pid: i64,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+impl Catalog {
+    /// Opens the catalog at `url` and brings its schema up to date.
+    pub async fn connect(url: &str) -> Result<Catalog, CatalogError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        let mut options = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
+            .acquire_timeout(Duration::from_secs(30));
+        if backend == Backend::Sqlite {
+            options = options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // WAL lets readers go on beside one writer; the busy timeout makes a
+                    // writer wait for another instead of failing at once.
+                    // The busy timeout first, so that the switch to WAL waits for others too.
+                    for pragma in [
+                        "PRAGMA busy_timeout = 10000",
+                        "PRAGMA journal_mode = WAL",
+                        "PRAGMA synchronous = NORMAL",
+                        "PRAGMA foreign_keys = ON",
+                    ] {
+                        sqlx::query(pragma).execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            });
+        }
+        let pool = options
+            .connect(url)
+            .await
+            .map_err(|e| CatalogError::Connect {
+                url: redact_url(url),
+                message: redact_text(&e.to_string()),
+            })?;
+        // sqlx takes no lock for SQLite migrations: two processes opening a new catalog at
+        // once can both try to create it. The loser's DDL fails once the winner commits; a
+        // retry then finds the schema in place.
+        let mut attempt = 0;
+        loop {
+            match MIGRATOR.run(&pool).await {
+                Ok(()) => break,
+                Err(e) if attempt < 20 => {
+                    attempt += 1;
+                    tracing::debug!(error = %redact_text(&e.to_string()), attempt, "catalog schema busy; retrying");
+                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                }
+                Err(e) => {
+                    return Err(CatalogError::Migrate {
+                        url: redact_url(url),
+                        message: redact_text(&e.to_string()),
+                    });
+                }
+            }
+        }
+        Ok(Catalog { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// A transaction that will write: on SQLite it takes the write lock at BEGIN.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, CatalogError> {
+        let stmt = match self.backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        };
+        self.pool.begin_with(stmt).await.map_err(query_err("begin"))
+    }
+
+    // ---- user migrations and tables -------------------------------------------------
+
+    pub async fn applied_migrations(&self) -> Result<Vec<AppliedMigration>, CatalogError> {
+        sqlx::query_as::<_, AppliedMigration>(
+            "SELECT name, checksum, applied_at, applied_by FROM applied_migrations ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("list applied migrations"))
+    }
+
+    /// Records `name` as applied and creates `tables`, in one transaction. Returns false,
+    /// changing nothing, when another process applied it first.
+    pub async fn apply_migration(
+        &self,
+        name: &str,
+        checksum: &str,
+        by: &str,
+        creates: &[TableSchema],
+        now_ms: i64,
+    ) -> Result<bool, CatalogError> {
+        let mut tx = self.begin_write().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO applied_migrations (name, checksum, applied_at, applied_by) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(checksum)
+        .bind(now_ms)
+        .bind(by)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_err("record migration"))?
+        .rows_affected();
+        if inserted == 0 {
+            tx.rollback().await.map_err(query_err("rollback"))?;
+            return Ok(false);
+        }
+        for t in creates {
+            sqlx::query(
+                "INSERT INTO tables (name, schema_json, created_at, updated_at) VALUES ($1, $2, $3, $3) ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(t.name.as_str())
+            .bind(t.to_json())
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err("create table"))?;
+        }
+        tx.commit().await.map_err(query_err("commit migration"))?;
+        Ok(true)
+    }
+
+    pub async fn table(&self, name: &str) -> Result<Option<TableRow>, CatalogError> {
+        let row =
+            sqlx::query("SELECT schema_json, created_at, updated_at FROM tables WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(query_err("read table"))?;
+        row.map(|r| table_row(&r)).transpose()
+    }
+
+    pub async fn tables(&self) -> Result<Vec<TableRow>, CatalogError> {
+        let rows =
+            sqlx::query("SELECT schema_json, created_at, updated_at FROM tables ORDER BY name")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(query_err("list tables"))?;
+        rows.iter().map(table_row).collect()
+    }
+
+    pub async fn table_version(
+        &self,
+        table: &str,
+        version: i64,
+    ) -> Result<Option<TableVersionRow>, CatalogError> {
+        sqlx::query_as::<_, TableVersionRow>(
+            "SELECT table_name, version, uri, schema_json, created_at FROM table_versions WHERE table_name = $1 AND version = $2",
+        )
+        .bind(table)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_err("read table version"))
+    }
+
+    pub async fn table_versions(&self, table: &str) -> Result<Vec<TableVersionRow>, CatalogError> {
+        sqlx::query_as::<_, TableVersionRow>(
+            "SELECT table_name, version, uri, schema_json, created_at FROM table_versions WHERE table_name = $1 ORDER BY version",
+        )
+        .bind(table)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("list table versions"))
+    }
+
+    /// Registers a physical version (idempotent). The first version of a table also gets
+    /// the table's alias, since there is nothing else for readers to see.
+    pub async fn register_table_version(
+        &self,
+        table: &str,
+        version: i64,
+        uri: &str,
+        schema_json: &str,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<TableVersionRow, CatalogError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO table_versions (table_name, version, uri, schema_json, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (table_name, version) DO NOTHING",
+        )
+        .bind(table)
+        .bind(version)
+        .bind(uri)
+        .bind(schema_json)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_err("register table version"))?;
+        let aliased = sqlx::query(
+            "INSERT INTO aliases (name, version, updated_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(table)
+        .bind(version)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_err("create alias"))?
+        .rows_affected();
+        if aliased == 1 {
+            sqlx::query(
+                "INSERT INTO alias_history (id, alias, from_version, to_version, at, by_whom, message) VALUES ($1, $2, NULL, $3, $4, $5, $6)",
+            )
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(table)
+            .bind(version)
+            .bind(now_ms)
+            .bind(by)
+            .bind("first version of the table")
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err("record alias history"))?;
+        }
+        let row = sqlx::query_as::<_, TableVersionRow>(
+            "SELECT table_name, version, uri, schema_json, created_at FROM table_versions WHERE table_name = $1 AND version = $2",
+        )
+        .bind(table)
+        .bind(version)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(query_err("read table version"))?;
+        tx.commit()
+            .await
+            .map_err(query_err("commit table version"))?;
+        Ok(row)
+    }
+
+    /// The version the alias `name` points at.
+    pub async fn alias(&self, name: &str) -> Result<Option<i64>, CatalogError> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT version FROM aliases WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_err("read alias"))?;
+        Ok(v)
+    }
+
+    // ---- leases ----------------------------------------------------------------------
+
+    /// Takes the lease on a partition if it is free or expired, raising its fencing token.
+    /// One statement, so it is atomic on both backends without an explicit transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn acquire_lease(
+        &self,
+        table: &str,
+        version: i64,
+        partition: &str,
+        holder: &str,
+        run_id: &str,
+        ttl_ms: i64,
+        now_ms: i64,
+    ) -> Result<LeaseOutcome, CatalogError> {
+        let token: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO leases (table_name, table_version, partition_key, token, holder, run_id, expires_at) \
+             VALUES ($1, $2, $3, 1, $4, $5, $6) \
+             ON CONFLICT (table_name, table_version, partition_key) DO UPDATE \
+               SET token = leases.token + 1, holder = excluded.holder, run_id = excluded.run_id, expires_at = excluded.expires_at \
+               WHERE leases.holder IS NULL OR leases.expires_at <= $7 \
+             RETURNING token",
+        )
+        .bind(table)
+        .bind(version)
+        .bind(partition)
+        .bind(holder)
+        .bind(run_id)
+        .bind(now_ms + ttl_ms)
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_err("acquire lease"))?;
+        if let Some(token) = token {
+            return Ok(LeaseOutcome::Acquired(Lease {
+                table: table.into(),
+                version,
+                partition: partition.into(),
+                token,
+                holder: holder.into(),
+                run_id: run_id.into(),
+            }));
+        }
+        let row = sqlx::query(
+            "SELECT holder, run_id, expires_at FROM leases WHERE table_name = $1 AND table_version = $2 AND partition_key = $3",
+        )
+        .bind(table)
+        .bind(version)
+        .bind(partition)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_err("read lease"))?;
+        match row {
+            Some(r) => Ok(LeaseOutcome::Held {
+                holder: r
+                    .try_get::<Option<String>, _>(0)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default(),
+                run_id: r.try_get::<Option<String>, _>(1).ok().flatten(),
+                expires_at_ms: r.try_get(2).unwrap_or_default(),
+            }),
+            None => Err(CatalogError::Corrupt(format!(
+                "lease on {table} v{version} {partition} neither taken nor present"
+            ))),
+        }
+    }
+
+    /// Extends a lease still held with `lease.token`. False when it was lost (expired and
+    /// taken by another worker).
+    pub async fn renew_lease(
+        &self,
+        lease: &Lease,
+        ttl_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool, CatalogError> {
+        let n = sqlx::query(
+            "UPDATE leases SET expires_at = $1 WHERE table_name = $2 AND table_version = $3 AND partition_key = $4 AND token = $5 AND holder = $6",
+        )
+        .bind(now_ms + ttl_ms)
+        .bind(&lease.table)
+        .bind(lease.version)
+        .bind(&lease.partition)
+        .bind(lease.token)
+        .bind(&lease.holder)
+        .execute(&self.pool)
+        .await
+        .map_err(query_err("renew lease"))?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Whether `lease` is still the current one (same token, same holder, not expired).
+    pub async fn lease_is_current(&self, lease: &Lease, now_ms: i64) -> Result<bool, CatalogError> {
+        let n: Option<i64> = sqlx::query_scalar(
+            "SELECT token FROM leases WHERE table_name = $1 AND table_version = $2 AND partition_key = $3 AND token = $4 AND holder = $5 AND expires_at > $6",
+        )
+        .bind(&lease.table)
+        .bind(lease.version)
+        .bind(&lease.partition)
+        .bind(lease.token)
+        .bind(&lease.holder)
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_err("check lease"))?;
+        Ok(n.is_some())
+    }
+
+    /// Raises a held lease's token to `at_least` (when the table has seen a higher token
+    /// than the catalog, e.g. after the catalog was restored from an older copy).
+    pub async fn raise_lease_token(
+        &self,
+        lease: &mut Lease,
+        at_least: i64,
+    ) -> Result<bool, CatalogError> {
+        let n = sqlx::query(
+            "UPDATE leases SET token = $1 WHERE table_name = $2 AND table_version = $3 AND partition_key = $4 AND token = $5 AND holder = $6",
+        )
+        .bind(at_least)
+        .bind(&lease.table)
+        .bind(lease.version)
+        .bind(&lease.partition)
+        .bind(lease.token)
+        .bind(&lease.holder)
+        .execute(&self.pool)
+        .await
+        .map_err(query_err("raise lease token"))?
+        .rows_affected();
+        if n == 1 {
+            lease.token = at_least;
+        }
+        Ok(n == 1)
+    }
+
+    pub async fn release_lease(&self, lease: &Lease) -> Result<(), CatalogError> {
+        sqlx::query(
+            "UPDATE leases SET holder = NULL, run_id = NULL, expires_at = 0 WHERE table_name = $1 AND table_version = $2 AND partition_key = $3 AND token = $4 AND holder = $5",
+        )
+        .bind(&lease.table)
+        .bind(lease.version)
+        .bind(&lease.partition)
+        .bind(lease.token)
+        .bind(&lease.holder)
+        .execute(&self.pool)
+        .await
+        .map_err(query_err("release lease"))?;
+        Ok(())
+    }
+
+    // ---- runs and partitions -----------------------------------------------------------
+
+    /// Records a run as started and its partition as running, in one transaction.
+    pub async fn start_run(&self, r: &RunStart) -> Result<(), CatalogError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO runs (run_id, job, table_name, table_version, partition_key, attempt, state, trigger_kind, fingerprint, lease_token, host, pid, started_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'running', $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(&r.run_id)
+        .bind(&r.job)
+        .bind(&r.table)
+        .bind(r.version)
+        .bind(&r.partition)
+        .bind(r.attempt)
+        .bind(r.trigger)
+        .bind(&r.fingerprint)
+        .bind(r.lease_token)
+        .bind(&r.host)
+        .bind(r.pid)
+        .bind(r.started_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_err("record run start"))?;
+        sqlx::query(
+            "INSERT INTO partitions (table_name, table_version, partition_key, job, state, last_run_id, error, updated_at) \
+             VALUES ($1, $2, $3, $4, 'running', $5, NULL, $6) \
+             ON CONFLICT (table_name, table_version, partition_key) DO UPDATE \
+               SET job = excluded.job, state = 'running', last_run_id = excluded.last_run_id, error = NULL, updated_at = excluded.updated_at",
+        )
+        .bind(&r.table)
+        .bind(r.version)
+        .bind(&r.partition)
+        .bind(&r.job)
+        .bind(&r.run_id)
+        .bind(r.started_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_err("record partition running"))?;
+        tx.commit().await.map_err(query_err("commit run start"))
+    }
+
+    /// Records how a run ended. The partition row changes only if this run is still its
+    /// last run: a stale worker's late report cannot overwrite a newer run's state.
+    pub async fn finish_run(
+        &self,
+        start: &RunStart,
+        end: &RunEnd,
+        now_ms: i64,
+    ) -> Result<(), CatalogError> {
+        let mut tx = self.begin_write().await?;
+        let (state, rows, dv, error) = match end {
+            RunEnd::Succeeded {
+                rows,
+                delta_version,
+            } => ("succeeded", Some(*rows), Some(*delta_version), None),
+            RunEnd::Failed { error } => ("failed", None, None, Some(redact_text(error))),
+        };
+        sqlx::query(
+            "UPDATE runs SET state = $1, rows_written = $2, delta_version = $3, error = $4, finished_at = $5 WHERE run_id = $6",
+        )
+        .bind(state)
+        .bind(rows)
+        .bind(dv)
+        .bind(error.clone())
+        .bind(now_ms)
+        .bind(&start.run_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_err("record run end"))?;
+        match end {
+            RunEnd::Succeeded {
+                rows,
+                delta_version,
+            } => {
+                sqlx::query(
+                    "UPDATE partitions SET state = 'complete', content_run_id = $1, content_fingerprint = $2, content_rows = $3, content_delta_version = $4, error = NULL, updated_at = $5 \
+                     WHERE table_name = $6 AND table_version = $7 AND partition_key = $8 AND last_run_id = $1",
+                )
+                .bind(&start.run_id)
+                .bind(&start.fingerprint)
+                .bind(*rows)
+                .bind(*delta_version)
+                .bind(now_ms)
+                .bind(&start.table)
+                .bind(start.version)
+                .bind(&start.partition)
+                .execute(&mut *tx)
+                .await
+                .map_err(query_err("record partition complete"))?;
+            }
+            RunEnd::Failed { .. } => {
+                sqlx::query(
+                    "UPDATE partitions SET state = 'failed', error = $1, updated_at = $2 \
+                     WHERE table_name = $3 AND table_version = $4 AND partition_key = $5 AND last_run_id = $6",
+                )
+                .bind(error)
+                .bind(now_ms)
+                .bind(&start.table)
+                .bind(start.version)
+                .bind(&start.partition)
+                .bind(&start.run_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(query_err("record partition failed"))?;
+            }
+        }
+        tx.commit().await.map_err(query_err("commit run end"))
+    }
+
+    /// A run that was left `running` by a process that died, found committed in the Delta
+    /// log (its fencing token is there): record it as the success it was.
+    pub async fn reconcile_landed_run(
+        &self,
+        run: &RunRow,
+        rows: i64,
+        delta_version: i64,
+        now_ms: i64,
+    ) -> Result<(), CatalogError> {
+        let start = RunStart {
+            run_id: run.run_id.clone(),
+            job: run.job.clone(),
+            table: run.table_name.clone(),
+            version: run.table_version,
+            partition: run.partition_key.clone(),
+            attempt: run.attempt,
+            trigger: "reconciled",
+            fingerprint: run.fingerprint.clone(),
+            lease_token: run.lease_token,
+            host: run.host.clone(),
+            pid: run.pid,
+            started_at: run.started_at,
+        };
+        self.finish_run(
+            &start,
+            &RunEnd::Succeeded {
+                rows,
+                delta_version,
+            },
+            now_ms,
+        )
+        .await
+    }
+
+    /// Marks a run left `running` by a dead process as failed, if it is still running.
+    pub async fn abandon_run(
+        &self,
+        run_id: &str,
+        why: &str,
+        now_ms: i64,
+    ) -> Result<(), CatalogError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE runs SET state = 'abandoned', error = $1, finished_at = $2 WHERE run_id = $3 AND state = 'running'")
+            .bind(why)
+            .bind(now_ms)
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err("abandon run"))?;
+        sqlx::query("UPDATE partitions SET state = 'failed', error = $1, updated_at = $2 WHERE last_run_id = $3 AND state = 'running'")
+            .bind(why)
+            .bind(now_ms)
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err("abandon partition"))?;
+        tx.commit().await.map_err(query_err("commit abandon"))
+    }
+
+    pub async fn run(&self, run_id: &str) -> Result<Option<RunRow>, CatalogError> {
+        sqlx::query_as::<_, RunRow>(
+            "SELECT run_id, job, table_name, table_version, partition_key, attempt, state, trigger_kind, fingerprint, lease_token, rows_written, delta_version, error, host, pid, started_at, finished_at FROM runs WHERE run_id = $1",
+        )
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_err("read run"))
+    }
+
+    /// Partitions with their last run, for `status`; all jobs when `job` is None.
+    pub async fn partition_statuses(
+        &self,
+        job: Option<&str>,
+    ) -> Result<Vec<PartitionStatus>, CatalogError> {
+        sqlx::query_as::<_, PartitionStatus>(
+            "SELECT p.job, p.table_name, p.table_version, p.partition_key, p.state, p.content_rows, p.content_run_id, \
+                    p.content_fingerprint, p.content_delta_version, p.last_run_id, p.error, \
+                    r.started_at, r.finished_at, r.attempt \
+             FROM partitions p LEFT JOIN runs r ON r.run_id = p.last_run_id \
+             WHERE ($1 IS NULL OR p.job = $1) \
+             ORDER BY p.job, p.table_version, p.partition_key",
+        )
+        .bind(job)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("list partitions"))
+    }
+
+    pub async fn partition_status(
+        &self,
+        table: &str,
+        version: i64,
+        partition: &str,
+    ) -> Result<Option<PartitionStatus>, CatalogError> {
+        sqlx::query_as::<_, PartitionStatus>(
+            "SELECT p.job, p.table_name, p.table_version, p.partition_key, p.state, p.content_rows, p.content_run_id, \
+                    p.content_fingerprint, p.content_delta_version, p.last_run_id, p.error, \
+                    r.started_at, r.finished_at, r.attempt \
+             FROM partitions p LEFT JOIN runs r ON r.run_id = p.last_run_id \
+             WHERE p.table_name = $1 AND p.table_version = $2 AND p.partition_key = $3",
+        )
+        .bind(table)
+        .bind(version)
+        .bind(partition)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_err("read partition"))
+    }
+
+    pub async fn runs_of_partition(
+        &self,
+        table: &str,
+        version: i64,
+        partition: &str,
+    ) -> Result<Vec<RunRow>, CatalogError> {
+        sqlx::query_as::<_, RunRow>(
+            "SELECT run_id, job, table_name, table_version, partition_key, attempt, state, trigger_kind, fingerprint, lease_token, rows_written, delta_version, error, host, pid, started_at, finished_at \
+             FROM runs WHERE table_name = $1 AND table_version = $2 AND partition_key = $3 ORDER BY started_at, run_id",
+        )
+        .bind(table)
+        .bind(version)
+        .bind(partition)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("list runs"))
+    }
+}
+
+fn table_row(r: &AnyRow) -> Result<TableRow, CatalogError> {
+    let json: String = r.try_get(0).map_err(query_err("read table"))?;
+    let schema: TableSchema = serde_json::from_str(&json)
+        .map_err(|e| CatalogError::Corrupt(format!("stored table schema does not parse: {e}")))?;
+    Ok(TableRow {
+        schema,
+        created_at: r.try_get(1).map_err(query_err("read table"))?,
+        updated_at: r.try_get(2).map_err(query_err("read table"))?,
+    })
+}

@@ -1,0 +1,161 @@
+//! The command line. Only this module knows clap: it turns arguments into settings and
+//! calls the library, then prints the result and picks the exit code.
+//!
+//! Exit codes (also in README):
+//! - 0: done;
+//! - 1: the command ran and something failed (a partition, a check, validation);
+//! - 2: the command could not run (bad arguments, bad configuration, catalog unreachable);
+//! - 3: nothing was done because another worker holds the partition's lease.
+
+mod migrate_cmd;
+pub mod output;
+mod run_cmd;
+mod status_cmd;
+mod validate_cmd;
+
+use crate::config::Overrides;
+use crate::logging::{self, LogFormat};
+use clap::{Parser, Subcommand};
+use output::Format;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_UNUSABLE: u8 = 2;
+pub const EXIT_HELD: u8 = 3;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Partitioned, idempotent batch jobs: SQL over Arrow into versioned Delta Lake tables"
+)]
+struct Cli {
+    /// The project folder (holding sluice.toml, jobs/, migrations/).
+    #[arg(long, global = true, value_name = "DIR")]
+    project: Option<PathBuf>,
+    /// Catalog URL (sqlite://PATH or postgres://...); overrides SLUICE_CATALOG and sluice.toml.
+    #[arg(long, global = true, value_name = "URL")]
+    catalog: Option<String>,
+    /// Warehouse folder or URL; overrides SLUICE_WAREHOUSE and sluice.toml.
+    #[arg(long, global = true, value_name = "URL")]
+    warehouse: Option<String>,
+    /// Result format on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    output: Format,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "SLUICE_LOG_FORMAT")]
+    log_format: LogFormat,
+    /// More log detail (-v, -vv).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Warnings and errors only.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check every job spec, cron, dependency and migration (reads no data).
+    Validate,
+    /// Run one partition of one job now.
+    Run {
+        /// The job (its spec is jobs/JOB.toml).
+        job: String,
+        /// The partition: YYYY-MM-DD (daily), YYYY-MM (monthly), YYYY-MM-DDTHH (hourly), all.
+        #[arg(long, short)]
+        partition: String,
+    },
+    /// Apply pending migrations from migrations/ (the only command that changes schemas).
+    Migrate {
+        /// Print what would be applied, and apply nothing.
+        #[arg(long)]
+        plan: bool,
+        #[command(subcommand)]
+        sub: Option<MigrateSub>,
+    },
+    /// Partitions and their last runs.
+    Status {
+        /// Only this job.
+        job: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MigrateSub {
+    /// List applied and pending migrations.
+    Status,
+}
+
+/// What a command hands back: the exit code it wants.
+pub type Outcome = anyhow::Result<u8>;
+
+pub struct Globals {
+    pub overrides: Overrides,
+    pub output: Format,
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                EXIT_UNUSABLE
+            } else {
+                EXIT_OK
+            });
+        }
+    };
+    logging::init(
+        cli.log_format,
+        if cli.quiet { -1 } else { cli.verbose as i8 },
+    );
+    let globals = Globals {
+        overrides: Overrides {
+            project: cli.project,
+            catalog: cli.catalog,
+            warehouse: cli.warehouse,
+        },
+        output: cli.output,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_UNUSABLE);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Validate => validate_cmd::run(&globals).await,
+            Command::Run { job, partition } => run_cmd::run(&globals, &job, &partition).await,
+            Command::Migrate { plan, sub } => match sub {
+                Some(MigrateSub::Status) => migrate_cmd::status(&globals).await,
+                None => migrate_cmd::run(&globals, plan).await,
+            },
+            Command::Status { job } => status_cmd::run(&globals, job.as_deref()).await,
+        }
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let text = crate::redact::redact_text(&format!("{e:#}"));
+            if globals_json(&cli.output) {
+                println!("{}", output::json(&serde_json::json!({ "error": text })));
+            }
+            eprintln!("error: {text}");
+            ExitCode::from(EXIT_UNUSABLE)
+        }
+    }
+}
+
+fn globals_json(f: &Format) -> bool {
+    *f == Format::Json
+}

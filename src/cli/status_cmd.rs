@@ -1,0 +1,96 @@
+//! `sluice status [JOB]`: each partition's state, rows, run id, duration, code fingerprint.
+
+use super::{EXIT_OK, Globals, Outcome, output};
+use crate::catalog::Catalog;
+use crate::project::Project;
+
+pub async fn run(g: &Globals, job: Option<&str>) -> Outcome {
+    let project = Project::load(&g.overrides)?;
+    if let Some(j) = job {
+        if !project.jobs.contains_key(j)
+            && !project
+                .settings
+                .jobs_dir()
+                .join(format!("{j}.toml"))
+                .exists()
+        {
+            anyhow::bail!("no job `{j}` in {}", project.settings.jobs_dir().display());
+        }
+    }
+    let catalog = Catalog::connect(&project.settings.catalog_url).await?;
+    let rows = catalog.partition_statuses(job).await?;
+    if g.output == output::Format::Json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "job": r.job, "table": r.table_name, "table_version": r.table_version,
+                    "partition": r.partition_key, "state": r.state, "rows": r.content_rows,
+                    "run_id": r.last_run_id, "content_run_id": r.content_run_id,
+                    "fingerprint": r.content_fingerprint, "delta_version": r.content_delta_version,
+                    "attempt": r.attempt,
+                    "started_at": r.started_at.map(|t| output::time(Some(t))),
+                    "finished_at": r.finished_at.map(|t| output::time(Some(t))),
+                    "duration_ms": match (r.started_at, r.finished_at) { (Some(s), Some(e)) => Some(e - s), _ => None },
+                    "error": r.error,
+                })
+            })
+            .collect();
+        println!("{}", output::json(&v));
+        return Ok(EXIT_OK);
+    }
+    if rows.is_empty() {
+        println!("no partitions have run yet");
+        return Ok(EXIT_OK);
+    }
+    let text: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.job.clone(),
+                format!("v{}", r.table_version),
+                r.partition_key.clone(),
+                r.state.clone(),
+                output::opt(&r.content_rows),
+                r.last_run_id.clone(),
+                output::duration(r.started_at, r.finished_at),
+                output::opt(&r.content_fingerprint),
+                output::time(r.started_at),
+                output::time(r.finished_at),
+                r.error
+                    .clone()
+                    .map(|e| one_line(&e, 100))
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        output::table(
+            &[
+                "job",
+                "version",
+                "partition",
+                "state",
+                "rows",
+                "run id",
+                "duration",
+                "fingerprint",
+                "started (UTC)",
+                "finished (UTC)",
+                "error"
+            ],
+            &text
+        )
+    );
+    Ok(EXIT_OK)
+}
+
+fn one_line(s: &str, max: usize) -> String {
+    let s = s.replace('\n', " ");
+    if s.chars().count() > max {
+        format!("{}...", s.chars().take(max).collect::<String>())
+    } else {
+        s
+    }
+}

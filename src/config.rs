@@ -1,0 +1,245 @@
+//! Project settings: `sluice.toml`, then `SLUICE_*` environment variables, then command-line
+//! flags, each overriding the one before. Relative paths are read from the project folder.
+
+use crate::redact::redact_url;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use url::Url;
+
+pub const CONFIG_FILE: &str = "sluice.toml";
+pub const DEFAULT_CATALOG: &str = "sqlite://.sluice/catalog.db";
+pub const DEFAULT_WAREHOUSE: &str = "./warehouse";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("project folder {0} does not exist; pass --project DIR or run inside a project")]
+    NoProject(PathBuf),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("catalog URL `{url}` is not supported: use sqlite://PATH or postgres://HOST/DB")]
+    CatalogScheme { url: String },
+    #[error("warehouse `{url}` is not a path or a URL: {message}")]
+    Warehouse { url: String, message: String },
+    #[error("cannot create {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    catalog: CatalogSection,
+    #[serde(default)]
+    warehouse: WarehouseSection,
+    #[serde(default)]
+    engine: EngineSection,
+    #[serde(default)]
+    runner: RunnerSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunnerSection {
+    lease_ttl_seconds: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogSection {
+    url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WarehouseSection {
+    url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EngineSection {
+    memory_limit_mb: Option<usize>,
+    target_partitions: Option<usize>,
+    batch_size: Option<usize>,
+}
+
+/// What the command line says about settings; `None` leaves the lower layers in charge.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub project: Option<PathBuf>,
+    pub catalog: Option<String>,
+    pub warehouse: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// DataFusion's memory pool; operators that can spill do so beyond it.
+    pub memory_limit_bytes: usize,
+    pub target_partitions: usize,
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub root: PathBuf,
+    /// The catalog URL with relative SQLite paths made absolute. May hold a password: show
+    /// it only through [`Settings::catalog_display`].
+    pub catalog_url: String,
+    /// The warehouse root as a URL (`file:///abs/path/` for a local folder).
+    pub warehouse: Url,
+    pub engine: EngineSettings,
+    /// How long a partition lease lasts without a heartbeat: how soon a killed worker's
+    /// partitions can be taken over.
+    pub lease_ttl: std::time::Duration,
+}
+
+impl Settings {
+    pub fn load(o: &Overrides) -> Result<Settings, ConfigError> {
+        let cwd = std::env::current_dir().map_err(|source| ConfigError::Read {
+            path: PathBuf::from("."),
+            source,
+        })?;
+        let root = match &o.project {
+            Some(p) if p.is_absolute() => p.clone(),
+            Some(p) => cwd.join(p),
+            None => cwd,
+        };
+        if !root.is_dir() {
+            return Err(ConfigError::NoProject(root));
+        }
+        let root = root.canonicalize().unwrap_or(root);
+        let path = root.join(CONFIG_FILE);
+        let file: ConfigFile = if path.exists() {
+            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                path: path.clone(),
+                message: crate::job::toml_message(&e, &text),
+            })?
+        } else {
+            ConfigFile::default()
+        };
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let catalog = o
+            .catalog
+            .clone()
+            .or_else(|| env("SLUICE_CATALOG"))
+            .or(file.catalog.url)
+            .unwrap_or_else(|| DEFAULT_CATALOG.to_string());
+        let warehouse = o
+            .warehouse
+            .clone()
+            .or_else(|| env("SLUICE_WAREHOUSE"))
+            .or(file.warehouse.url)
+            .unwrap_or_else(|| DEFAULT_WAREHOUSE.to_string());
+        let engine = EngineSettings {
+            memory_limit_bytes: file.engine.memory_limit_mb.unwrap_or(2048) * 1024 * 1024,
+            target_partitions: file.engine.target_partitions.unwrap_or(2).max(1),
+            batch_size: file.engine.batch_size.unwrap_or(8192).max(1),
+        };
+        let ttl = file.runner.lease_ttl_seconds.unwrap_or(30.0);
+        if !(ttl.is_finite() && ttl >= 1.0) {
+            return Err(ConfigError::Parse {
+                path,
+                message: format!("runner.lease_ttl_seconds = {ttl}: use at least 1 second"),
+            });
+        }
+        Ok(Settings {
+            lease_ttl: std::time::Duration::from_secs_f64(ttl),
+            catalog_url: resolve_catalog(&root, &catalog)?,
+            warehouse: resolve_warehouse(&root, &warehouse)?,
+            root,
+            engine,
+        })
+    }
+
+    pub fn catalog_display(&self) -> String {
+        redact_url(&self.catalog_url)
+    }
+
+    pub fn jobs_dir(&self) -> PathBuf {
+        self.root.join("jobs")
+    }
+
+    pub fn migrations_dir(&self) -> PathBuf {
+        self.root.join("migrations")
+    }
+}
+
+fn resolve_catalog(root: &Path, url: &str) -> Result<String, ConfigError> {
+    if let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        let (path, query) = match rest.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (rest, None),
+        };
+        if path.is_empty() || path == ":memory:" {
+            return Err(ConfigError::CatalogScheme {
+                url: url.to_string(),
+            });
+        }
+        let path = Path::new(path);
+        let abs = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            root.join(path)
+        };
+        if let Some(dir) = abs.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| ConfigError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        // `mode=rwc` creates the file on first use.
+        let query = query
+            .map(|q| format!("{q}&mode=rwc"))
+            .unwrap_or_else(|| "mode=rwc".into());
+        return Ok(format!("sqlite://{}?{query}", abs.display()));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(url.to_string());
+    }
+    Err(ConfigError::CatalogScheme {
+        url: redact_url(url),
+    })
+}
+
+fn resolve_warehouse(root: &Path, url: &str) -> Result<Url, ConfigError> {
+    let bad = |message: String| ConfigError::Warehouse {
+        url: redact_url(url),
+        message,
+    };
+    let mut u = if url.contains("://") {
+        Url::parse(url).map_err(|e| bad(e.to_string()))?
+    } else {
+        let p = Path::new(url);
+        let abs = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            root.join(p)
+        };
+        std::fs::create_dir_all(&abs).map_err(|source| ConfigError::CreateDir {
+            path: abs.clone(),
+            source,
+        })?;
+        let abs = abs.canonicalize().unwrap_or(abs);
+        Url::from_directory_path(&abs).map_err(|_| bad("not an absolute path".into()))?
+    };
+    if !u.path().ends_with('/') {
+        let p = format!("{}/", u.path());
+        u.set_path(&p);
+    }
+    Ok(u)
+}

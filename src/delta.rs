@@ -1,0 +1,417 @@
+//! Physical table versions as Delta Lake tables: create, open, and replace one partition in
+//! one commit. Only this module talks to deltalake's write path.
+//!
+//! A partition write is: upload new Parquet files (invisible until committed), then one
+//! Delta commit that removes every file of the partition, adds the new ones, and records an
+//! application transaction (`txn`) whose app id names the partition and whose version is
+//! the writer's fencing token. Readers see the old files or the new ones, never a mix
+//! (promise 1); a writer whose token is not above the one in the log is refused by the
+//! table itself (promise 3), and after a crash the `txn` tells whether a commit landed.
+
+use crate::schema::TableSchema;
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
+use deltalake::kernel::transaction::{
+    CommitBuilder, CommitConflictError, CommitProperties, TransactionError,
+};
+use deltalake::kernel::{Action, Add, StructType, Transaction};
+use deltalake::parquet::basic::{Compression, ZstdLevel};
+use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::writer::{DeltaWriter as _, RecordBatchWriter};
+use deltalake::{DeltaTable, DeltaTableError, FilterLiteral, FilterOp, FilterValue};
+use futures::TryStreamExt as _;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+use url::Url;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeltaError {
+    #[error("cannot create Delta table at {url}: {message}")]
+    Create { url: String, message: String },
+    #[error("cannot open Delta table at {url}: {message}")]
+    Open { url: String, message: String },
+    #[error(
+        "Delta table at {url} has schema that differs from table `{table}` in the catalog: {message}"
+    )]
+    SchemaDrift {
+        url: String,
+        table: String,
+        message: String,
+    },
+    #[error("cannot write data files to {url}: {message}")]
+    Write { url: String, message: String },
+    #[error(
+        "partition {partition} was written by a newer writer (fencing token {found} in the table, ours is {ours}); this run's output is discarded"
+    )]
+    Fenced {
+        partition: String,
+        ours: i64,
+        found: i64,
+    },
+    #[error("commit to {url} conflicted with a concurrent commit: {message}")]
+    Conflict { url: String, message: String },
+    #[error("commit to {url} failed: {message}")]
+    Commit { url: String, message: String },
+}
+
+impl DeltaError {
+    /// Storage hiccups are worth a retry; a fenced writer or a schema drift is not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DeltaError::Write { message, .. }
+            | DeltaError::Commit { message, .. }
+            | DeltaError::Open { message, .. } => {
+                let m = message.to_ascii_lowercase();
+                m.contains("timed out")
+                    || m.contains("timeout")
+                    || m.contains("connection")
+                    || m.contains("temporarily")
+                    || m.contains("io error")
+                    || m.contains("generic")
+            }
+            DeltaError::Conflict { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// The application-transaction id of a partition: one per partition, so that commits of
+/// different partitions never conflict on it, and two writers of one partition always do.
+pub fn app_id(partition: &str) -> String {
+    format!("sluice:{partition}")
+}
+
+/// Creates the Delta table for a physical version if it does not exist, and opens it.
+/// Safe to race: the loser of a concurrent create finds the winner's table.
+pub async fn ensure_table(url: &Url, schema: &TableSchema) -> Result<DeltaTable, DeltaError> {
+    let err = |e: DeltaTableError| DeltaError::Create {
+        url: crate::warehouse::display(url),
+        message: e.to_string(),
+    };
+    if url.scheme() == "file" {
+        if let Ok(p) = url.to_file_path() {
+            std::fs::create_dir_all(&p).map_err(|e| DeltaError::Create {
+                url: crate::warehouse::display(url),
+                message: e.to_string(),
+            })?;
+        }
+    }
+    let probe = DeltaTable::try_from_url(url.clone()).await.map_err(err)?;
+    if probe.verify_deltatable_existence().await.map_err(err)? {
+        let t = open(url).await?;
+        check_schema(url, &t, schema)?;
+        return Ok(t);
+    }
+    let kernel: StructType =
+        schema
+            .to_arrow()
+            .try_into_kernel()
+            .map_err(|e| DeltaError::Create {
+                url: crate::warehouse::display(url),
+                message: e.to_string(),
+            })?;
+    let mut config: HashMap<String, Option<String>> = schema
+        .properties
+        .iter()
+        .filter(|(k, _)| k.starts_with("delta."))
+        .map(|(k, v)| (k.clone(), Some(v.clone())))
+        .collect();
+    // A checkpoint every 50 commits keeps opening the table fast through long backfills.
+    config
+        .entry("delta.checkpointInterval".into())
+        .or_insert_with(|| Some("50".into()));
+    let mut builder = probe
+        .create()
+        .with_columns(kernel.fields().cloned())
+        .with_partition_columns(schema.partition_by.iter().map(|n| n.to_string()))
+        .with_configuration(config)
+        .with_table_name(schema.name.as_str())
+        .with_save_mode(SaveMode::Ignore);
+    if let Some(c) = &schema.comment {
+        builder = builder.with_comment(c.clone());
+    }
+    match builder.await {
+        Ok(t) => Ok(t),
+        // Someone else created it between our open and our create.
+        Err(e) => match open(url).await {
+            Ok(t) => {
+                check_schema(url, &t, schema)?;
+                Ok(t)
+            }
+            Err(_) => Err(err(e)),
+        },
+    }
+}
+
+pub async fn open(url: &Url) -> Result<DeltaTable, DeltaError> {
+    deltalake::open_table(url.clone())
+        .await
+        .map_err(|e| DeltaError::Open {
+            url: crate::warehouse::display(url),
+            message: e.to_string(),
+        })
+}
+
+fn check_schema(url: &Url, t: &DeltaTable, schema: &TableSchema) -> Result<(), DeltaError> {
+    let drift = |message: String| DeltaError::SchemaDrift {
+        url: crate::warehouse::display(url),
+        table: schema.name.to_string(),
+        message,
+    };
+    let snap = t.snapshot().map_err(|e| drift(e.to_string()))?;
+    let parts: Vec<String> = snap.metadata().partition_columns().to_vec();
+    let want: Vec<String> = schema.partition_by.iter().map(|n| n.to_string()).collect();
+    if parts != want {
+        return Err(drift(format!(
+            "partitioned by ({}) but the catalog says ({})",
+            parts.join(", "),
+            want.join(", ")
+        )));
+    }
+    let have: Vec<String> = snap
+        .schema()
+        .fields()
+        .map(|f| f.name().to_string())
+        .collect();
+    for c in &schema.columns {
+        if !have.iter().any(|h| h == c.name.as_str()) {
+            return Err(drift(format!("column `{}` is missing", c.name)));
+        }
+    }
+    Ok(())
+}
+
+/// Per-table commit locks: commits to one table from one process go one at a time, so
+/// parallel partitions of a table never race each other in the Delta log.
+static COMMIT_LOCKS: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn commit_lock(url: &Url) -> Arc<tokio::sync::Mutex<()>> {
+    let mut m = COMMIT_LOCKS.lock().unwrap_or_else(|e| e.into_inner());
+    m.entry(url.to_string()).or_default().clone()
+}
+
+/// Writes a partition's new files. Nothing is visible until [`commit_partition`].
+pub struct PartitionWriter {
+    url: Url,
+    writer: RecordBatchWriter,
+    rows: u64,
+}
+
+impl PartitionWriter {
+    pub fn new(url: &Url, table: &DeltaTable) -> Result<PartitionWriter, DeltaError> {
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
+            .set_created_by(format!("sluice {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        let writer = RecordBatchWriter::for_table(table)
+            .map_err(|e| DeltaError::Write {
+                url: crate::warehouse::display(url),
+                message: e.to_string(),
+            })?
+            .with_writer_properties(props);
+        Ok(PartitionWriter {
+            url: url.clone(),
+            writer,
+            rows: 0,
+        })
+    }
+
+    pub async fn write(&mut self, batch: RecordBatch) -> Result<(), DeltaError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        self.rows += batch.num_rows() as u64;
+        self.writer
+            .write(batch)
+            .await
+            .map_err(|e| DeltaError::Write {
+                url: crate::warehouse::display(&self.url),
+                message: e.to_string(),
+            })
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Finishes the files; returns their `add` actions.
+    pub async fn finish(mut self) -> Result<Vec<Add>, DeltaError> {
+        self.writer.flush().await.map_err(|e| DeltaError::Write {
+            url: crate::warehouse::display(&self.url),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// What to replace: the partition's value in its partition column (Delta's string form),
+/// or the whole table for an unpartitioned one.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    Partition { column: String, value: String },
+    WholeTable,
+}
+
+fn scope_filters(scope: &Scope) -> Vec<FilterLiteral<'_>> {
+    match scope {
+        Scope::Partition { column, value } => {
+            vec![(
+                column.as_str(),
+                FilterOp::Eq,
+                FilterValue::Scalar(value.as_str()),
+            )]
+        }
+        Scope::WholeTable => Vec::new(),
+    }
+}
+
+/// Everything a partition commit records besides its files.
+#[derive(Debug, Clone)]
+pub struct CommitInfo {
+    pub partition: String,
+    pub token: i64,
+    pub run_id: String,
+    pub fingerprint: String,
+    pub job: String,
+}
+
+/// The `txn` version recorded for `partition`, as of the latest commit.
+pub async fn landed_token(
+    table: &mut DeltaTable,
+    partition: &str,
+) -> Result<Option<i64>, DeltaError> {
+    let url = table.table_url().clone();
+    let open_err = |e: DeltaTableError| DeltaError::Open {
+        url: crate::warehouse::display(&url),
+        message: e.to_string(),
+    };
+    table.update_state().await.map_err(open_err)?;
+    let snap = table.snapshot().map_err(open_err)?;
+    snap.transaction_version(table.log_store().as_ref(), &app_id(partition))
+        .await
+        .map_err(open_err)
+}
+
+/// Rows in the partition's current files, from their statistics.
+pub async fn partition_rows(table: &DeltaTable, scope: &Scope) -> Result<i64, DeltaError> {
+    let filters = scope_filters(scope);
+    let files: Vec<_> = table
+        .get_active_add_actions_by_partitions(&filters)
+        .try_collect()
+        .await
+        .map_err(|e| DeltaError::Open {
+            url: crate::warehouse::display(table.table_url()),
+            message: e.to_string(),
+        })?;
+    Ok(files
+        .iter()
+        .map(|f| f.num_records().unwrap_or(0) as i64)
+        .sum())
+}
+
+/// Replaces the partition's content with `adds`, in one commit carrying the fencing token.
+/// `still_leased` is asked, under the table's commit lock, right before committing.
+pub async fn commit_partition<F, Fut>(
+    table: &mut DeltaTable,
+    scope: &Scope,
+    adds: Vec<Add>,
+    info: &CommitInfo,
+    still_leased: F,
+) -> Result<u64, DeltaError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let url = table.table_url().clone();
+    let lock = commit_lock(&url);
+    let _guard = lock.lock().await;
+    let shown = crate::warehouse::display(&url);
+    let commit_err = |e: DeltaTableError| DeltaError::Commit {
+        url: shown.clone(),
+        message: e.to_string(),
+    };
+    table.update_state().await.map_err(commit_err)?;
+    let landed = table
+        .snapshot()
+        .map_err(commit_err)?
+        .transaction_version(table.log_store().as_ref(), &app_id(&info.partition))
+        .await
+        .map_err(commit_err)?;
+    if let Some(found) = landed {
+        if found >= info.token {
+            return Err(DeltaError::Fenced {
+                partition: info.partition.clone(),
+                ours: info.token,
+                found,
+            });
+        }
+    }
+    if !still_leased().await {
+        return Err(DeltaError::Fenced {
+            partition: info.partition.clone(),
+            ours: info.token,
+            found: info.token + 1,
+        });
+    }
+    let filters = scope_filters(scope);
+    let mut actions: Vec<Action> = table
+        .get_active_add_actions_by_partitions(&filters)
+        .map_ok(|f| Action::Remove(f.remove_action(true)))
+        .try_collect()
+        .await
+        .map_err(commit_err)?;
+    actions.extend(adds.into_iter().map(Action::Add));
+    let (partition_by, predicate) = match scope {
+        Scope::Partition { column, value } => (
+            Some(vec![column.clone()]),
+            Some(format!("{column} = '{}'", value.replace('\'', "''"))),
+        ),
+        Scope::WholeTable => (None, None),
+    };
+    let op = DeltaOperation::Write {
+        mode: SaveMode::Overwrite,
+        partition_by,
+        predicate,
+    };
+    let props = CommitProperties::default()
+        .with_application_transaction(Transaction::new(app_id(&info.partition), info.token))
+        .with_metadata([
+            ("sluice.run_id".to_string(), serde_json::json!(info.run_id)),
+            ("sluice.job".to_string(), serde_json::json!(info.job)),
+            (
+                "sluice.partition".to_string(),
+                serde_json::json!(info.partition),
+            ),
+            (
+                "sluice.fingerprint".to_string(),
+                serde_json::json!(info.fingerprint),
+            ),
+        ]);
+    let snapshot = table.snapshot().map_err(commit_err)?;
+    let result = CommitBuilder::from(props)
+        .with_actions(actions)
+        .build(Some(snapshot), table.log_store(), op)
+        .await;
+    match result {
+        Ok(done) => {
+            let v = done.version();
+            table.state = Some(done.snapshot());
+            Ok(v)
+        }
+        Err(DeltaTableError::Transaction {
+            source: TransactionError::CommitConflict(c),
+        }) => match c {
+            CommitConflictError::ConcurrentTransaction => Err(DeltaError::Fenced {
+                partition: info.partition.clone(),
+                ours: info.token,
+                found: info.token + 1,
+            }),
+            other => Err(DeltaError::Conflict {
+                url: shown.clone(),
+                message: other.to_string(),
+            }),
+        },
+        Err(e) => Err(commit_err(e)),
+    }
+}

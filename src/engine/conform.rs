@@ -1,0 +1,296 @@
+//! Fitting a job's output to its table: the output of the SQL is checked against the table
+//! schema the catalog holds, column by column, and only then written.
+//!
+//! Runs never change a schema (promise 5): a column the table lacks, a NOT NULL column the
+//! SQL leaves out, or a type that cannot be widened without loss is an error that names the
+//! column and both types. Lossless widenings (INT to BIGINT, FLOAT to DOUBLE, string and
+//! timestamp encodings) are applied, and a nullable column the SQL does not produce is null.
+
+use crate::schema::{ColumnType, TableSchema};
+use deltalake::arrow::array::{Array, ArrayRef, new_null_array};
+use deltalake::arrow::compute::kernels::cast::{CastOptions, cast_with_options};
+use deltalake::arrow::compute::kernels::cmp::distinct;
+use deltalake::arrow::datatypes::{DataType, SchemaRef};
+use deltalake::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use deltalake::datafusion::scalar::ScalarValue;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConformError {
+    #[error("the SQL produces column `{column}`, which table `{table}` does not have; {hint}")]
+    UnknownColumn {
+        table: String,
+        column: String,
+        hint: String,
+    },
+    #[error(
+        "the SQL does not produce column `{column}` of table `{table}`, which is NOT NULL ({ty}); select it, or make it nullable by a migration"
+    )]
+    MissingColumn {
+        table: String,
+        column: String,
+        ty: String,
+    },
+    #[error(
+        "column `{column}`: the SQL produces {sql_type} but table `{table}` declares {table_type}; CAST it in the SQL, or change the table by a migration"
+    )]
+    TypeMismatch {
+        table: String,
+        column: String,
+        sql_type: String,
+        table_type: String,
+    },
+    #[error(
+        "column `{column}` of table `{table}` is NOT NULL but the SQL produces {count} null value(s)"
+    )]
+    NullInNotNull {
+        table: String,
+        column: String,
+        count: usize,
+    },
+    #[error(
+        "{count} row(s) have partition column `{column}` = {found}, outside partition {partition} ({expected}); filter the SQL to the partition (use $partition_start and $partition_end), or leave `{column}` out and sluice fills it in"
+    )]
+    OutsidePartition {
+        column: String,
+        partition: String,
+        expected: String,
+        found: String,
+        count: usize,
+    },
+    #[error("cannot convert column `{column}`: {message}")]
+    Cast { column: String, message: String },
+}
+
+/// What a partition's output must look like; built once per run, applied to every batch.
+pub struct Conformer {
+    table: TableSchema,
+    target: SchemaRef,
+    /// For each table column: the index of the SQL column that feeds it, if any.
+    sources: Vec<Option<usize>>,
+    /// Partition column name and the value every row must carry.
+    partition: Option<(String, ScalarValue, String)>,
+}
+
+/// A name for an Arrow type in the spelling a migration would use, where there is one.
+pub fn sql_name(dt: &DataType) -> String {
+    let t = match dt {
+        DataType::Boolean => "BOOLEAN",
+        DataType::Int8 => "TINYINT",
+        DataType::Int16 => "SMALLINT",
+        DataType::Int32 => "INT",
+        DataType::Int64 => "BIGINT",
+        DataType::Float32 => "FLOAT",
+        DataType::Float64 => "DOUBLE",
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "STRING",
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "BINARY",
+        DataType::Date32 => "DATE",
+        DataType::Timestamp(_, Some(_)) => "TIMESTAMP",
+        DataType::Timestamp(_, None) => "TIMESTAMP_NTZ",
+        DataType::Decimal128(p, s) => return format!("DECIMAL({p},{s})"),
+        other => return format!("{other} (no table type)"),
+    };
+    t.to_string()
+}
+
+/// Whether a value of type `from` converts to `to` without losing information that a
+/// reader would notice. Anything else must be cast in the SQL, on purpose.
+pub fn widens_to(from: &DataType, to: &DataType) -> bool {
+    use DataType::*;
+    if from == to || *from == Null {
+        return true;
+    }
+    match (from, to) {
+        (Int8, Int16 | Int32 | Int64) | (Int16, Int32 | Int64) | (Int32, Int64) => true,
+        (UInt8, Int16 | Int32 | Int64) | (UInt16, Int32 | Int64) | (UInt32, Int64) => true,
+        (Float16 | Float32, Float64) | (Float16, Float32) => true,
+        (Utf8 | LargeUtf8 | Utf8View, Utf8 | LargeUtf8 | Utf8View) => true,
+        (Binary | LargeBinary | BinaryView, Binary | LargeBinary | BinaryView) => true,
+        (Dictionary(_, v), t) => widens_to(v, t),
+        (Timestamp(_, a), Timestamp(_, b)) => a.is_some() == b.is_some(),
+        (Date64, Date32) => true,
+        (Decimal128(p1, s1), Decimal128(p2, s2)) => s1 == s2 && p2 >= p1,
+        _ => false,
+    }
+}
+
+impl Conformer {
+    /// `partition` is the partition column and the value that partition holds in it, for a
+    /// partitioned table.
+    pub fn new(
+        table: &TableSchema,
+        output: &SchemaRef,
+        partition: Option<(String, ScalarValue, String)>,
+        unknown_column_hint: impl Fn(&str) -> String,
+    ) -> Result<Conformer, ConformError> {
+        let tname = table.name.to_string();
+        for f in output.fields() {
+            if table.column(f.name()).is_none() {
+                return Err(ConformError::UnknownColumn {
+                    table: tname,
+                    column: f.name().clone(),
+                    hint: unknown_column_hint(f.name()),
+                });
+            }
+        }
+        let mut sources = Vec::with_capacity(table.columns.len());
+        for c in &table.columns {
+            let idx = output.index_of(c.name.as_str()).ok();
+            match idx {
+                Some(i) => {
+                    let from = output.field(i).data_type();
+                    let to = c.ty.to_arrow();
+                    if !widens_to(from, &to) {
+                        return Err(ConformError::TypeMismatch {
+                            table: tname,
+                            column: c.name.to_string(),
+                            sql_type: sql_name(from),
+                            table_type: c.ty.to_string(),
+                        });
+                    }
+                }
+                None => {
+                    let is_partition = partition
+                        .as_ref()
+                        .is_some_and(|(p, _, _)| p == c.name.as_str());
+                    if !c.nullable && !is_partition {
+                        return Err(ConformError::MissingColumn {
+                            table: tname,
+                            column: c.name.to_string(),
+                            ty: c.ty.to_string(),
+                        });
+                    }
+                }
+            }
+            sources.push(idx);
+        }
+        Ok(Conformer {
+            target: table.to_arrow(),
+            table: table.clone(),
+            sources,
+            partition,
+        })
+    }
+
+    pub fn target_schema(&self) -> SchemaRef {
+        self.target.clone()
+    }
+
+    /// One output batch, in the table's column order and types.
+    pub fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch, ConformError> {
+        let rows = batch.num_rows();
+        let opts = CastOptions {
+            safe: false,
+            ..Default::default()
+        };
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.sources.len());
+        for (c, src) in self.table.columns.iter().zip(&self.sources) {
+            let to = c.ty.to_arrow();
+            let is_partition = self
+                .partition
+                .as_ref()
+                .filter(|(p, _, _)| p == c.name.as_str());
+            let array = match (src, is_partition) {
+                (Some(i), _) => {
+                    let a = batch.column(*i);
+                    if a.data_type() == &to {
+                        a.clone()
+                    } else {
+                        cast_with_options(a, &to, &opts).map_err(|e| ConformError::Cast {
+                            column: c.name.to_string(),
+                            message: e.to_string(),
+                        })?
+                    }
+                }
+                (None, Some((_, value, _))) => {
+                    value
+                        .to_array_of_size(rows)
+                        .map_err(|e| ConformError::Cast {
+                            column: c.name.to_string(),
+                            message: e.to_string(),
+                        })?
+                }
+                (None, None) => new_null_array(&to, rows),
+            };
+            if !c.nullable && array.null_count() > 0 {
+                return Err(ConformError::NullInNotNull {
+                    table: self.table.name.to_string(),
+                    column: c.name.to_string(),
+                    count: array.null_count(),
+                });
+            }
+            if let (Some(_), Some((name, value, partition))) = (src, is_partition) {
+                check_partition_values(name, value, partition, &array)?;
+            }
+            columns.push(array);
+        }
+        RecordBatch::try_new_with_options(
+            self.target.clone(),
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(rows)),
+        )
+        .map_err(|e| ConformError::Cast {
+            column: "(batch)".into(),
+            message: e.to_string(),
+        })
+    }
+}
+
+fn check_partition_values(
+    column: &str,
+    value: &ScalarValue,
+    partition: &str,
+    array: &ArrayRef,
+) -> Result<(), ConformError> {
+    let expected = value.to_array_of_size(1).map_err(|e| ConformError::Cast {
+        column: column.into(),
+        message: e.to_string(),
+    })?;
+    let scalar = deltalake::arrow::array::Scalar::new(expected);
+    let differs = distinct(array, &scalar).map_err(|e| ConformError::Cast {
+        column: column.into(),
+        message: e.to_string(),
+    })?;
+    let count = differs.true_count();
+    if count == 0 {
+        return Ok(());
+    }
+    let first = differs.iter().position(|d| d == Some(true)).unwrap_or(0);
+    let found = ScalarValue::try_from_array(array, first)
+        .map(|v| v.to_string())
+        .unwrap_or_else(|_| "?".into());
+    Err(ConformError::OutsidePartition {
+        column: column.into(),
+        partition: partition.into(),
+        expected: value.to_string(),
+        found,
+        count,
+    })
+}
+
+/// The value a partition holds in its table's partition column.
+pub fn partition_value(
+    ty: ColumnType,
+    key: &crate::partition::PartitionKey,
+    tz: chrono_tz::Tz,
+) -> Option<ScalarValue> {
+    use crate::partition::PartitionKey;
+    let start = key.start()?;
+    Some(match ty {
+        ColumnType::String => ScalarValue::Utf8(Some(key.to_string())),
+        ColumnType::Date => match key {
+            PartitionKey::Day(d) | PartitionKey::Month(d) => {
+                let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?;
+                ScalarValue::Date32(Some((*d - epoch).num_days() as i32))
+            }
+            _ => return None,
+        },
+        ColumnType::Timestamp => {
+            let utc = crate::partition::local_to_utc(tz, start);
+            ScalarValue::TimestampMicrosecond(Some(utc.timestamp_micros()), Some("UTC".into()))
+        }
+        ColumnType::TimestampNtz => {
+            ScalarValue::TimestampMicrosecond(Some(start.and_utc().timestamp_micros()), None)
+        }
+        _ => return None,
+    })
+}

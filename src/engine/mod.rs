@@ -1,0 +1,455 @@
+//! The SQL engine: DataFusion over one partition's inputs.
+//!
+//! For a partition, only that partition's inputs are registered: file templates resolved for
+//! its key, upstream tables through their alias with the partition filter pushed into the
+//! Delta scan. `$partition`, `$partition_start` and `$partition_end` are bound as typed
+//! parameters, never pasted into SQL text (promise 6). The engine knows nothing of the
+//! catalog or of cron: the runner hands it resolved inputs.
+
+pub mod bad_rows;
+pub mod conform;
+
+use crate::config::EngineSettings;
+use crate::job::{CsvOptions, FileFormat, InputSource, Job};
+use crate::names::Name;
+use crate::partition::PartitionKey;
+use crate::schema::{Column, TableSchema};
+use deltalake::arrow::datatypes::{Field, Schema, SchemaRef};
+use deltalake::datafusion::common::ParamValues;
+use deltalake::datafusion::datasource::MemTable;
+use deltalake::datafusion::error::DataFusionError;
+use deltalake::datafusion::execution::SendableRecordBatchStream;
+use deltalake::datafusion::execution::memory_pool::FairSpillPool;
+use deltalake::datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use deltalake::datafusion::prelude::{
+    CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, SQLOptions, SessionConfig,
+    SessionContext, col,
+};
+use deltalake::datafusion::scalar::ScalarValue;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use url::Url;
+
+pub use bad_rows::BadRow;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(
+        "input `{input}`: no file at {path} (from template `{template}`); check the path, or wait until the file arrives"
+    )]
+    InputMissing {
+        input: String,
+        path: String,
+        template: String,
+    },
+    #[error("input `{input}`: {message}")]
+    Input { input: String, message: String },
+    #[error("{file}: {message}")]
+    Sql { file: String, message: String },
+    #[error("executing the SQL failed: {message}")]
+    Execution { message: String, transient: bool },
+    #[error("{total} bad input row(s); first: {}. Fix the source rows, or set `bad_rows = \"skip\"` in the job spec to skip them with a log line", first_rows(.rows))]
+    BadRows { total: usize, rows: Vec<BadRow> },
+    #[error("cannot set up the SQL engine: {0}")]
+    Setup(String),
+}
+
+fn first_rows(rows: &[BadRow]) -> String {
+    rows.iter()
+        .take(5)
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl EngineError {
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            EngineError::Execution {
+                transient: true,
+                ..
+            }
+        )
+    }
+}
+
+/// An upstream table input, resolved by the runner: where the aliased version lives and
+/// which of its partitions this partition reads (`None` for all).
+#[derive(Debug, Clone)]
+pub struct UpstreamInput {
+    pub name: Name,
+    pub url: Url,
+    pub filter: Option<(String, Vec<ScalarValue>)>,
+}
+
+/// What the engine needs to run one partition of one job.
+pub struct PartitionQuery<'a> {
+    pub job: &'a Job,
+    pub key: PartitionKey,
+    pub upstream: Vec<UpstreamInput>,
+    /// File inputs whose bad rows were found and are to be left out, by input name.
+    pub without_bad_rows: HashMap<Name, Vec<BadRow>>,
+}
+
+/// A planned partition query, ready to stream its output.
+pub struct Prepared {
+    pub df: DataFrame,
+    /// The CSV files read, for the bad-row scan if execution fails on a parse error.
+    pub csv_files: Vec<CsvFile>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CsvFile {
+    pub input: Name,
+    pub path: PathBuf,
+    pub schema: SchemaRef,
+    pub options: CsvOptions,
+}
+
+pub struct Engine {
+    runtime: Arc<RuntimeEnv>,
+    settings: EngineSettings,
+    root: PathBuf,
+}
+
+impl Engine {
+    pub fn new(settings: &EngineSettings, root: &Path) -> Result<Engine, EngineError> {
+        let runtime = RuntimeEnvBuilder::new()
+            // Operators that can spill (sorts, aggregations, joins) do so past this limit,
+            // so memory is bounded by configuration, not by partition size.
+            .with_memory_pool(Arc::new(FairSpillPool::new(settings.memory_limit_bytes)))
+            .build_arc()
+            .map_err(|e| EngineError::Setup(e.to_string()))?;
+        Ok(Engine {
+            runtime,
+            settings: settings.clone(),
+            root: root.to_path_buf(),
+        })
+    }
+
+    fn session(&self) -> SessionContext {
+        let config = SessionConfig::new()
+            .with_target_partitions(self.settings.target_partitions)
+            .with_batch_size(self.settings.batch_size)
+            // Line numbers in CSV errors stay meaningful when a file is read whole.
+            .with_repartition_file_scans(false)
+            .with_information_schema(false);
+        SessionContext::new_with_config_rt(config, self.runtime.clone())
+    }
+
+    /// The three bound parameters of a partition.
+    pub fn params(job: &Job, key: &PartitionKey) -> HashMap<String, ScalarValue> {
+        let ts = |t: Option<i64>| ScalarValue::TimestampMicrosecond(t, Some("UTC".into()));
+        let (start, end) = match key.instant_bounds(job.partition_time_zone) {
+            Some((s, e)) => (Some(s.timestamp_micros()), Some(e.timestamp_micros())),
+            None => (None, None),
+        };
+        HashMap::from([
+            (
+                "partition".to_string(),
+                ScalarValue::Utf8(Some(key.to_string())),
+            ),
+            ("partition_start".to_string(), ts(start)),
+            ("partition_end".to_string(), ts(end)),
+        ])
+    }
+
+    /// Registers the partition's inputs and plans its SQL.
+    pub async fn prepare(&self, q: &PartitionQuery<'_>) -> Result<Prepared, EngineError> {
+        let ctx = self.session();
+        let mut csv_files = Vec::new();
+        for input in &q.job.inputs {
+            match &input.source {
+                InputSource::Files {
+                    template,
+                    format,
+                    schema,
+                    csv,
+                } => {
+                    let rel = Job::resolve_template(template, &q.key).map_err(|m| {
+                        EngineError::Input {
+                            input: input.name.to_string(),
+                            message: m,
+                        }
+                    })?;
+                    let path = self.root.join(&rel);
+                    let is_glob = rel.contains(['*', '?', '[']);
+                    if !is_glob && !path.exists() {
+                        return Err(EngineError::InputMissing {
+                            input: input.name.to_string(),
+                            path: rel,
+                            template: template.clone(),
+                        });
+                    }
+                    let arrow_schema = schema.as_ref().map(|cols| columns_schema(cols));
+                    if let Some(bad) = q.without_bad_rows.get(&input.name) {
+                        let Some(s) = &arrow_schema else {
+                            return Err(EngineError::Input {
+                                input: input.name.to_string(),
+                                message: "bad rows can be left out only of an input with a declared `schema`".into(),
+                            });
+                        };
+                        let batches = bad_rows::read_without(&path, s, csv, bad).map_err(|m| {
+                            EngineError::Input {
+                                input: input.name.to_string(),
+                                message: m,
+                            }
+                        })?;
+                        let table = MemTable::try_new(s.clone(), vec![batches])
+                            .map_err(|e| input_err(&input.name, e))?;
+                        ctx.register_table(input.name.as_str(), Arc::new(table))
+                            .map_err(|e| input_err(&input.name, e))?;
+                        continue;
+                    }
+                    self.register_files(
+                        &ctx,
+                        &input.name,
+                        &path,
+                        *format,
+                        arrow_schema.as_ref(),
+                        csv,
+                    )
+                    .await?;
+                    if *format == FileFormat::Csv && !is_glob {
+                        if let Some(s) = arrow_schema {
+                            csv_files.push(CsvFile {
+                                input: input.name.clone(),
+                                path,
+                                schema: s,
+                                options: csv.clone(),
+                            });
+                        }
+                    }
+                }
+                InputSource::Table { .. } => {
+                    let up = q
+                        .upstream
+                        .iter()
+                        .find(|u| u.name == input.name)
+                        .ok_or_else(|| EngineError::Input {
+                            input: input.name.to_string(),
+                            message: "the upstream table was not resolved (this is likely a bug)"
+                                .into(),
+                        })?;
+                    register_upstream(&ctx, up).await?;
+                }
+            }
+        }
+        let df = plan_sql(&ctx, q.job, &Self::params(q.job, &q.key)).await?;
+        Ok(Prepared { df, csv_files })
+    }
+
+    async fn register_files(
+        &self,
+        ctx: &SessionContext,
+        name: &Name,
+        path: &Path,
+        format: FileFormat,
+        schema: Option<&SchemaRef>,
+        csv: &CsvOptions,
+    ) -> Result<(), EngineError> {
+        let path_str = path.to_string_lossy().to_string();
+        // DataFusion filters files by extension; accept whatever the template names.
+        let ext = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.rfind('.').map(|i| n[i..].to_string()))
+            .unwrap_or_default();
+        let r = match format {
+            FileFormat::Csv => {
+                let mut o = CsvReadOptions::new()
+                    .has_header(csv.header)
+                    .delimiter(csv.delimiter)
+                    .file_extension(&ext);
+                if let Some(s) = schema {
+                    o = o.schema(s);
+                }
+                ctx.register_csv(name.as_str(), &path_str, o).await
+            }
+            FileFormat::Parquet => {
+                let mut o = ParquetReadOptions::default().file_extension(&ext);
+                if let Some(s) = schema {
+                    o = o.schema(s);
+                }
+                ctx.register_parquet(name.as_str(), &path_str, o).await
+            }
+            FileFormat::Json => {
+                let mut o = JsonReadOptions::default().file_extension(&ext);
+                if let Some(s) = schema {
+                    o = o.schema(s);
+                }
+                ctx.register_json(name.as_str(), &path_str, o).await
+            }
+        };
+        r.map_err(|e| input_err(name, e))
+    }
+
+    /// Finds the rows of the partition's CSV inputs that do not fit their declared schema.
+    pub fn find_bad_rows(files: &[CsvFile], root: &Path) -> Result<Vec<BadRow>, EngineError> {
+        let mut out = Vec::new();
+        for f in files {
+            let shown = f
+                .path
+                .strip_prefix(root)
+                .unwrap_or(&f.path)
+                .display()
+                .to_string();
+            let rows =
+                bad_rows::scan(&f.path, &shown, &f.input, &f.schema, &f.options).map_err(|m| {
+                    EngineError::Input {
+                        input: f.input.to_string(),
+                        message: m,
+                    }
+                })?;
+            out.extend(rows);
+        }
+        Ok(out)
+    }
+
+    /// Plans the job's SQL against empty tables of the declared schemas: what `validate`
+    /// checks without reading data. Returns the output schema, or `None` when an input has
+    /// no declared schema to plan against.
+    pub async fn plan_against_schemas(
+        &self,
+        job: &Job,
+        tables: &BTreeMap<Name, TableSchema>,
+    ) -> Result<Option<SchemaRef>, EngineError> {
+        let ctx = self.session();
+        for input in &job.inputs {
+            let schema = match &input.source {
+                InputSource::Files { schema: None, .. } => return Ok(None),
+                InputSource::Files {
+                    schema: Some(cols), ..
+                } => columns_schema(cols),
+                InputSource::Table { table, .. } => match tables.get(table) {
+                    Some(t) => t.to_arrow(),
+                    None => return Ok(None),
+                },
+            };
+            let empty =
+                MemTable::try_new(schema, vec![vec![]]).map_err(|e| input_err(&input.name, e))?;
+            ctx.register_table(input.name.as_str(), Arc::new(empty))
+                .map_err(|e| input_err(&input.name, e))?;
+        }
+        let key = job
+            .start
+            .unwrap_or_else(|| job.granularity.key_at(chrono::Utc::now().naive_utc()));
+        let df = plan_sql(&ctx, job, &Self::params(job, &key)).await?;
+        // Type coercion runs in the optimizer: build the physical plan to see final types.
+        let plan = df
+            .create_physical_plan()
+            .await
+            .map_err(|e| EngineError::Sql {
+                file: sql_file(job),
+                message: clean(&e),
+            })?;
+        Ok(Some(plan.schema()))
+    }
+}
+
+fn sql_file(job: &Job) -> String {
+    format!(
+        "jobs/{}",
+        job.sql_path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default()
+    )
+}
+
+async fn plan_sql(
+    ctx: &SessionContext,
+    job: &Job,
+    params: &HashMap<String, ScalarValue>,
+) -> Result<DataFrame, EngineError> {
+    // A job is one query: no DDL, no DML, no SET. The table it writes is sluice's business.
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let sql_err = |e: DataFusionError| EngineError::Sql {
+        file: sql_file(job),
+        message: clean(&e),
+    };
+    let df = ctx
+        .sql_with_options(&job.sql, options)
+        .await
+        .map_err(sql_err)?;
+    df.with_param_values(ParamValues::from(params.clone()))
+        .map_err(sql_err)
+}
+
+async fn register_upstream(ctx: &SessionContext, up: &UpstreamInput) -> Result<(), EngineError> {
+    let table = crate::delta::open(&up.url)
+        .await
+        .map_err(|e| EngineError::Input {
+            input: up.name.to_string(),
+            message: e.to_string(),
+        })?;
+    let provider = table
+        .table_provider()
+        .await
+        .map_err(|e| EngineError::Input {
+            input: up.name.to_string(),
+            message: e.to_string(),
+        })?;
+    let mut df = ctx
+        .read_table(provider)
+        .map_err(|e| input_err(&up.name, e))?;
+    if let Some((column, values)) = &up.filter {
+        // A filter on the partition column only: pushed into the scan, which then reads
+        // only those partitions' files.
+        let list = values
+            .iter()
+            .map(|v| deltalake::datafusion::prelude::lit(v.clone()))
+            .collect();
+        df = df
+            .filter(col(column.as_str()).in_list(list, false))
+            .map_err(|e| input_err(&up.name, e))?;
+    }
+    ctx.register_table(up.name.as_str(), df.into_view())
+        .map_err(|e| input_err(&up.name, e))?;
+    Ok(())
+}
+
+/// Runs the planned query; the output streams batch by batch.
+pub async fn execute(df: DataFrame) -> Result<SendableRecordBatchStream, EngineError> {
+    df.execute_stream().await.map_err(execution_error)
+}
+
+pub fn execution_error(e: DataFusionError) -> EngineError {
+    let transient = matches!(
+        e.find_root(),
+        DataFusionError::IoError(_) | DataFusionError::ObjectStore(_)
+    );
+    EngineError::Execution {
+        message: clean(&e),
+        transient,
+    }
+}
+
+fn input_err(name: &Name, e: DataFusionError) -> EngineError {
+    EngineError::Input {
+        input: name.to_string(),
+        message: clean(&e),
+    }
+}
+
+/// DataFusion's messages carry a backtrace hint and nested prefixes; keep the sentence.
+fn clean(e: &DataFusionError) -> String {
+    e.to_string()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub fn columns_schema(cols: &[Column]) -> SchemaRef {
+    Arc::new(Schema::new(
+        cols.iter()
+            .map(|c| Field::new(c.name.as_str(), c.ty.to_arrow(), c.nullable))
+            .collect::<Vec<_>>(),
+    ))
+}

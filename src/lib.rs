@@ -1,0 +1,22 @@
+//! sluice: partitioned, idempotent batch jobs that write versioned Delta Lake tables.
+//!
+//! See `ARCHITECTURE.md` for the code map and the invariants each module keeps.
+
+pub mod catalog;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod delta;
+pub mod engine;
+pub mod failpoint;
+pub mod fingerprint;
+pub mod job;
+pub mod logging;
+pub mod migrate;
+pub mod names;
+pub mod partition;
+pub mod project;
+pub mod redact;
+pub mod runner;
+pub mod schema;
+pub mod warehouse;

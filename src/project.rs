@@ -1,0 +1,117 @@
+//! A project loaded from disk: settings, job specs, migrations and the graph between them.
+//!
+//! Loading never stops at the first problem: every problem is collected with its file, the
+//! jobs without problems stay usable (the daemon goes on with them; `validate` lists all).
+
+use crate::config::{ConfigError, Overrides, Settings};
+use crate::job::graph::Graph;
+use crate::job::{Job, SpecError};
+use crate::migrate::{self, MigrationFile};
+use crate::names::Name;
+use crate::schema::TableSchema;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub settings: Settings,
+    /// Jobs that passed every check.
+    pub jobs: BTreeMap<Name, Job>,
+    pub migrations: Vec<MigrationFile>,
+    /// Table schemas as the migration files declare them (applied or not).
+    pub declared: BTreeMap<Name, TableSchema>,
+    pub graph: Graph,
+    /// Everything wrong with the project, one entry per problem.
+    pub problems: Vec<SpecError>,
+}
+
+impl Project {
+    pub fn load(o: &Overrides) -> Result<Project, ConfigError> {
+        let settings = Settings::load(o)?;
+        Ok(Self::load_with(settings))
+    }
+
+    pub fn load_with(settings: Settings) -> Project {
+        let root = settings.root.clone();
+        let mut problems = Vec::new();
+        let (migrations, errs) = migrate::load(&root);
+        problems.extend(errs);
+        let (declared, errs) = migrate::declared_schemas(&migrations);
+        problems.extend(errs);
+
+        let mut jobs = BTreeMap::new();
+        let jobs_dir = settings.jobs_dir();
+        let mut spec_paths: Vec<_> = match std::fs::read_dir(&jobs_dir) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect(),
+            Err(e) => {
+                problems.push(SpecError {
+                    file: "jobs/".into(),
+                    message: format!("cannot list the job specs: {e}"),
+                });
+                Vec::new()
+            }
+        };
+        spec_paths.sort();
+        for p in spec_paths {
+            match Job::load(&root, &p) {
+                Ok(job) => {
+                    jobs.insert(job.name.clone(), job);
+                }
+                Err(errs) => problems.extend(errs),
+            }
+        }
+        let (graph, errs) = Graph::build(&root, &mut jobs, &declared);
+        problems.extend(errs);
+        Project {
+            settings,
+            jobs,
+            migrations,
+            declared,
+            graph,
+            problems,
+        }
+    }
+
+    /// The job named `name`, or the problems that keep it from running.
+    pub fn job(&self, name: &str) -> Result<&Job, Vec<SpecError>> {
+        if let Some(j) = self.jobs.get(name) {
+            return Ok(j);
+        }
+        let file = format!("jobs/{name}.toml");
+        let mine: Vec<SpecError> = self
+            .problems
+            .iter()
+            .filter(|p| p.file == file)
+            .cloned()
+            .collect();
+        if !mine.is_empty() {
+            return Err(mine);
+        }
+        if self
+            .settings
+            .jobs_dir()
+            .join(format!("{name}.toml"))
+            .exists()
+        {
+            return Err(vec![SpecError {
+                file,
+                message: "the job cannot run because a job it reads from is invalid; run `sluice validate`".into(),
+            }]);
+        }
+        let known: Vec<String> = self.jobs.keys().map(|k| k.to_string()).collect();
+        Err(vec![SpecError {
+            file,
+            message: format!(
+                "no such job; known jobs: {}",
+                if known.is_empty() {
+                    "(none)".into()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        }])
+    }
+}

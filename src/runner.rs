@@ -1,0 +1,658 @@
+//! Running one partition of one job: the lease, the run record, the engine, the write and
+//! the commit, in that order, with the run id on every log line.
+//!
+//! The order is what keeps the promises: the lease comes before any write (one writer per
+//! partition), files are uploaded before the commit makes them visible (no partial
+//! partition), the commit carries the lease's fencing token (a stale writer is refused by
+//! the table), and the catalog is told last; if the process dies before that, the next run
+//! reads the Delta log to learn whether the commit landed (Delta is the truth for data).
+
+use crate::catalog::{Catalog, CatalogError, LeaseOutcome, RunEnd, RunStart};
+use crate::clock::SharedClock;
+use crate::delta::{self, CommitInfo, DeltaError, PartitionWriter, Scope};
+use crate::engine::conform::{ConformError, Conformer, partition_value};
+use crate::engine::{self, BadRow, Engine, EngineError, PartitionQuery, UpstreamInput};
+use crate::fingerprint::fingerprint;
+use crate::job::{BadRows, Job, UpstreamPartitions};
+use crate::partition::{Granularity, PartitionKey};
+use crate::project::Project;
+use crate::schema::{ColumnType, TableSchema};
+use crate::warehouse;
+use futures::StreamExt as _;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tracing::{Instrument as _, info, info_span, warn};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(
+        "table `{table}` does not exist in the catalog; its CREATE TABLE is in migrations/ but not applied: run `sluice migrate`"
+    )]
+    TableNotMigrated { table: String },
+    #[error("upstream input `{input}`: table `{table}` {why}")]
+    Upstream {
+        input: String,
+        table: String,
+        why: String,
+    },
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Delta(#[from] DeltaError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Conform(#[from] ConformError),
+    #[error(
+        "the lease on the partition was lost while running (another worker took it after it expired)"
+    )]
+    LeaseLost,
+}
+
+impl RunError {
+    /// Transient errors (I/O, object store, catalog busy) are retried; SQL, schema and
+    /// input errors are not: running them again gives the same answer.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RunError::Catalog(e) => e.is_transient(),
+            RunError::Delta(e) => e.is_transient(),
+            RunError::Engine(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    Run,
+    Backfill,
+    Daemon,
+}
+
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Run => "run",
+            Trigger::Backfill => "backfill",
+            Trigger::Daemon => "daemon",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    Succeeded,
+    Failed,
+    /// Another worker holds the partition's lease; nothing was done.
+    Held,
+}
+
+/// What became of one partition.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunReport {
+    pub job: String,
+    pub table: String,
+    pub table_version: u32,
+    pub partition: String,
+    pub state: RunState,
+    /// The run id of the last attempt (absent when the lease was held elsewhere).
+    pub run_id: Option<String>,
+    pub attempts: u32,
+    pub rows: Option<u64>,
+    pub delta_version: Option<u64>,
+    pub fingerprint: String,
+    pub error: Option<String>,
+    pub transient: bool,
+    pub bad_rows_skipped: Vec<BadRow>,
+    pub held_by: Option<String>,
+    pub duration_ms: i64,
+}
+
+/// Everything a run needs that outlives it.
+pub struct Runner {
+    pub project: Arc<Project>,
+    pub catalog: Catalog,
+    pub engine: Engine,
+    pub clock: SharedClock,
+    /// Who we are in the leases table: host, process, and a random part.
+    pub holder: String,
+    pub lease_ttl: Duration,
+}
+
+pub fn holder_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!(
+        "{host}:{}:{}",
+        std::process::id(),
+        &uuid::Uuid::now_v7().simple().to_string()[24..]
+    )
+}
+
+fn host_name(holder: &str) -> String {
+    holder.split(':').next().unwrap_or_default().to_string()
+}
+
+/// How a partition is named in its table's partition column, for the Delta log (its
+/// string form) and for filters and checks (its typed value).
+fn partition_scope(schema: &TableSchema, job: &Job, key: &PartitionKey) -> Scope {
+    match schema.partition_column() {
+        Some(col) if job.granularity != Granularity::None => Scope::Partition {
+            column: col.name.to_string(),
+            value: delta_partition_string(col.ty, key, job.partition_time_zone),
+        },
+        _ => Scope::WholeTable,
+    }
+}
+
+fn delta_partition_string(ty: ColumnType, key: &PartitionKey, tz: chrono_tz::Tz) -> String {
+    match (ty, key.start()) {
+        (ColumnType::Date, Some(s)) => s.date().format("%Y-%m-%d").to_string(),
+        (ColumnType::Timestamp, Some(s)) => crate::partition::local_to_utc(tz, s)
+            .format("%Y-%m-%d %H:%M:%S%.6f")
+            .to_string(),
+        (ColumnType::TimestampNtz, Some(s)) => s.format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
+        _ => key.to_string(),
+    }
+}
+
+impl Runner {
+    /// Runs one partition, retrying transient failures per the job's retry policy.
+    pub async fn run_partition(&self, job: &Job, key: PartitionKey, trigger: Trigger) -> RunReport {
+        let started = self.clock.now_ms();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let mut report = self.attempt(job, key, trigger, attempt).await;
+            report.attempts = attempt;
+            report.duration_ms = self.clock.now_ms() - started;
+            let retry = report.state == RunState::Failed
+                && report.transient
+                && attempt < job.retry.max_attempts;
+            if !retry {
+                return report;
+            }
+            let wait = backoff(&job.retry, attempt);
+            warn!(
+                job = %job.name, partition = %key, attempt, wait_ms = wait.as_millis() as u64,
+                error = report.error.as_deref().unwrap_or_default(),
+                "transient failure; retrying"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn attempt(
+        &self,
+        job: &Job,
+        key: PartitionKey,
+        trigger: Trigger,
+        attempt: u32,
+    ) -> RunReport {
+        let mut report = RunReport {
+            job: job.name.to_string(),
+            table: job.table.to_string(),
+            table_version: job.version,
+            partition: key.to_string(),
+            state: RunState::Failed,
+            run_id: None,
+            attempts: attempt,
+            rows: None,
+            delta_version: None,
+            fingerprint: String::new(),
+            error: None,
+            transient: false,
+            bad_rows_skipped: Vec::new(),
+            held_by: None,
+            duration_ms: 0,
+        };
+        let run_id = uuid::Uuid::now_v7().to_string();
+        let span = info_span!("run", run_id = %run_id, job = %job.name, partition = %key);
+        let result = self
+            .attempt_inner(job, key, trigger, attempt, &run_id, &mut report)
+            .instrument(span.clone())
+            .await;
+        let _enter = span.enter();
+        match result {
+            Ok(()) => {}
+            Err(e) => {
+                report.state = RunState::Failed;
+                report.transient = e.is_transient();
+                report.error = Some(crate::redact::redact_text(&e.to_string()));
+                warn!(error = %report.error.as_deref().unwrap_or_default(), "run failed");
+            }
+        }
+        report
+    }
+
+    async fn attempt_inner(
+        &self,
+        job: &Job,
+        key: PartitionKey,
+        trigger: Trigger,
+        attempt: u32,
+        run_id: &str,
+        report: &mut RunReport,
+    ) -> Result<(), RunError> {
+        let table_name = job.table.as_str();
+        let schema = self
+            .catalog
+            .table(table_name)
+            .await?
+            .ok_or_else(|| RunError::TableNotMigrated {
+                table: table_name.to_string(),
+            })?
+            .schema;
+        let fp = fingerprint(job, &schema);
+        report.fingerprint = fp.clone();
+        let url = warehouse::version_url(&self.project.settings.warehouse, &job.table, job.version);
+        let mut table = delta::ensure_table(&url, &schema).await?;
+        let version = i64::from(job.version);
+        self.catalog
+            .register_table_version(
+                table_name,
+                version,
+                url.as_str(),
+                &schema.to_json(),
+                &self.holder,
+                self.clock.now_ms(),
+            )
+            .await?;
+        let upstream = self.resolve_upstream(job, &key).await?;
+
+        let partition = key.to_string();
+        let ttl_ms = self.lease_ttl.as_millis() as i64;
+        let lease = match self
+            .catalog
+            .acquire_lease(
+                table_name,
+                version,
+                &partition,
+                &self.holder,
+                run_id,
+                ttl_ms,
+                self.clock.now_ms(),
+            )
+            .await?
+        {
+            LeaseOutcome::Acquired(l) => l,
+            LeaseOutcome::Held { holder, run_id, .. } => {
+                info!(held_by = %holder, other_run = run_id.as_deref().unwrap_or("-"), "partition is leased by another worker; skipping");
+                report.state = RunState::Held;
+                report.held_by = Some(holder);
+                return Ok(());
+            }
+        };
+        let scope = partition_scope(&schema, job, &key);
+        let mut lease = lease;
+        let result = async {
+            self.reconcile(&mut table, &scope, &partition, &mut lease).await?;
+            let start = RunStart {
+                run_id: run_id.to_string(),
+                job: job.name.to_string(),
+                table: table_name.to_string(),
+                version,
+                partition: partition.clone(),
+                attempt: i64::from(attempt),
+                trigger: trigger.as_str(),
+                fingerprint: fp.clone(),
+                lease_token: lease.token,
+                host: host_name(&self.holder),
+                pid: i64::from(std::process::id()),
+                started_at: self.clock.now_ms(),
+            };
+            self.catalog.start_run(&start).await?;
+            report.run_id = Some(run_id.to_string());
+            info!(table = %table_name, table_version = version, token = lease.token, trigger = trigger.as_str(), "run started");
+
+            let lost = Arc::new(AtomicBool::new(false));
+            let heartbeat = self.spawn_heartbeat(lease.clone(), lost.clone());
+            let outcome = self
+                .write_and_commit(job, &key, &schema, &scope, upstream, &mut table, &lease, &lost, &fp, run_id, report)
+                .await;
+            heartbeat.abort();
+            let end = match &outcome {
+                Ok((rows, dv)) => RunEnd::Succeeded {
+                    rows: *rows as i64,
+                    delta_version: *dv as i64,
+                },
+                Err(e) => RunEnd::Failed {
+                    error: e.to_string(),
+                },
+            };
+            self.catalog.finish_run(&start, &end, self.clock.now_ms()).await?;
+            let (rows, dv) = outcome?;
+            report.rows = Some(rows);
+            report.delta_version = Some(dv);
+            report.state = RunState::Succeeded;
+            info!(rows, delta_version = dv, "run succeeded");
+            Ok(())
+        }
+        .await;
+        if let Err(e) = self.catalog.release_lease(&lease).await {
+            // It expires by itself; the next worker takes it over then.
+            warn!(error = %e, "could not release the lease");
+        }
+        result
+    }
+
+    /// A previous run of this partition that is still marked running died (we hold the
+    /// lease now, so its lease expired). The Delta log says whether its commit landed.
+    async fn reconcile(
+        &self,
+        table: &mut deltalake::DeltaTable,
+        scope: &Scope,
+        partition: &str,
+        lease: &mut crate::catalog::Lease,
+    ) -> Result<(), RunError> {
+        let landed = delta::landed_token(table, partition).await?;
+        // The table may have seen tokens the catalog has not (a catalog restored from an
+        // older copy): move past them, or every commit would be refused as stale.
+        if let Some(t) = landed {
+            if t >= lease.token && self.catalog.raise_lease_token(lease, t + 1).await? {
+                warn!(
+                    from_table = t,
+                    token = lease.token,
+                    "fencing token raised past the one in the Delta log"
+                );
+            }
+        }
+        let Some(p) = self
+            .catalog
+            .partition_status(&lease.table, lease.version, partition)
+            .await?
+        else {
+            return Ok(());
+        };
+        if p.state != "running" || p.last_run_id == lease.run_id {
+            return Ok(());
+        }
+        let Some(prev) = self.catalog.run(&p.last_run_id).await? else {
+            return Ok(());
+        };
+        let now = self.clock.now_ms();
+        if landed == Some(prev.lease_token) {
+            let rows = delta::partition_rows(table, scope).await?;
+            let dv = table.version().unwrap_or_default() as i64;
+            info!(previous_run = %prev.run_id, rows, "previous run's commit had landed; recording it as succeeded");
+            self.catalog
+                .reconcile_landed_run(&prev, rows, dv, now)
+                .await?;
+        } else {
+            info!(previous_run = %prev.run_id, "previous run died before committing; marking it abandoned");
+            self.catalog
+                .abandon_run(
+                    &prev.run_id,
+                    "the process stopped before committing; its lease expired",
+                    now,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    fn spawn_heartbeat(
+        &self,
+        lease: crate::catalog::Lease,
+        lost: Arc<AtomicBool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let catalog = self.catalog.clone();
+        let clock = self.clock.clone();
+        let ttl = self.lease_ttl;
+        tokio::spawn(
+            async move {
+                loop {
+                    tokio::time::sleep(ttl / 3).await;
+                    match catalog
+                        .renew_lease(&lease, ttl.as_millis() as i64, clock.now_ms())
+                        .await
+                    {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            warn!("lease lost: another worker took the partition");
+                            lost.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                        Err(e) => warn!(error = %e, "lease heartbeat failed; will retry"),
+                    }
+                }
+            }
+            .in_current_span(),
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn write_and_commit(
+        &self,
+        job: &Job,
+        key: &PartitionKey,
+        schema: &TableSchema,
+        scope: &Scope,
+        upstream: Vec<UpstreamInput>,
+        table: &mut deltalake::DeltaTable,
+        lease: &crate::catalog::Lease,
+        lost: &Arc<AtomicBool>,
+        fp: &str,
+        run_id: &str,
+        report: &mut RunReport,
+    ) -> Result<(u64, u64), RunError> {
+        let mut query = PartitionQuery {
+            job,
+            key: *key,
+            upstream,
+            without_bad_rows: HashMap::new(),
+        };
+        let (adds, rows) = match self.write_files(&query, schema, key, job, table).await {
+            Ok(done) => done,
+            Err((e, csv_files))
+                if !csv_files.is_empty()
+                    && matches!(e, RunError::Engine(EngineError::Execution { .. })) =>
+            {
+                // A read failed: find which rows, by file and line.
+                let bad = Engine::find_bad_rows(&csv_files, &self.project.settings.root)?;
+                if bad.is_empty() {
+                    return Err(e);
+                }
+                if job.bad_rows == BadRows::Fail {
+                    return Err(EngineError::BadRows {
+                        total: bad.len(),
+                        rows: bad,
+                    }
+                    .into());
+                }
+                for b in &bad {
+                    warn!(input = %b.input, file = %b.file, line = b.line, error = %b.error, raw = %b.raw, "skipping bad input row (bad_rows = \"skip\")");
+                }
+                for b in &bad {
+                    if let Ok(n) = crate::names::Name::new(&b.input) {
+                        query.without_bad_rows.entry(n).or_default().push(b.clone());
+                    }
+                }
+                report.bad_rows_skipped = bad;
+                self.write_files(&query, schema, key, job, table)
+                    .await
+                    .map_err(|(e, _)| e)?
+            }
+            Err((e, _)) => return Err(e),
+        };
+        if lost.load(Ordering::SeqCst) {
+            return Err(RunError::LeaseLost);
+        }
+        let info = CommitInfo {
+            partition: key.to_string(),
+            token: lease.token,
+            run_id: run_id.to_string(),
+            fingerprint: fp.to_string(),
+            job: job.name.to_string(),
+        };
+        crate::failpoint::pause_if_set("before_commit").await;
+        let catalog = self.catalog.clone();
+        let clock = self.clock.clone();
+        let lease_c = lease.clone();
+        let lost_c = lost.clone();
+        let dv = delta::commit_partition(table, scope, adds, &info, move || async move {
+            !lost_c.load(Ordering::SeqCst)
+                && catalog
+                    .lease_is_current(&lease_c, clock.now_ms())
+                    .await
+                    .unwrap_or(false)
+        })
+        .await?;
+        crate::failpoint::pause_if_set("after_commit").await;
+        Ok((rows, dv))
+    }
+
+    /// Runs the query and uploads its output as new files; returns their `add` actions.
+    /// On failure, also returns the CSV files read, for the bad-row scan.
+    async fn write_files(
+        &self,
+        query: &PartitionQuery<'_>,
+        schema: &TableSchema,
+        key: &PartitionKey,
+        job: &Job,
+        table: &deltalake::DeltaTable,
+    ) -> Result<(Vec<deltalake::kernel::Add>, u64), (RunError, Vec<engine::CsvFile>)> {
+        let prepared = self
+            .engine
+            .prepare(query)
+            .await
+            .map_err(|e| (e.into(), Vec::new()))?;
+        let csv_files = prepared.csv_files.clone();
+        let fail = |e: RunError| (e, csv_files.clone());
+        let mut stream = engine::execute(prepared.df)
+            .await
+            .map_err(|e| fail(e.into()))?;
+        let pvalue = schema.partition_column().and_then(|c| {
+            partition_value(c.ty, key, job.partition_time_zone)
+                .map(|v| (c.name.to_string(), v, key.to_string()))
+        });
+        let pvalue = if job.granularity == Granularity::None {
+            None
+        } else {
+            pvalue
+        };
+        let declared = self.project.declared.get(&job.table).cloned();
+        let conformer = Conformer::new(schema, &stream.schema(), pvalue, |column| {
+            match declared.as_ref().and_then(|d| d.column(column)) {
+                Some(_) => "a migration in migrations/ adds it but is not applied: run `sluice migrate` first".into(),
+                None => "remove it from the SELECT, or add the column to the table with a migration".into(),
+            }
+        })
+        .map_err(|e| fail(e.into()))?;
+        let url = table.table_url().clone();
+        let mut writer = PartitionWriter::new(&url, table).map_err(|e| fail(e.into()))?;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(|e| fail(engine::execution_error(e).into()))?;
+            let batch = conformer.apply(&batch).map_err(|e| fail(e.into()))?;
+            writer.write(batch).await.map_err(|e| fail(e.into()))?;
+        }
+        let rows = writer.rows();
+        let adds = writer.finish().await.map_err(|e| fail(e.into()))?;
+        Ok((adds, rows))
+    }
+
+    /// For each table input: the version its alias points at, and which of its partitions
+    /// this partition reads.
+    async fn resolve_upstream(
+        &self,
+        job: &Job,
+        key: &PartitionKey,
+    ) -> Result<Vec<UpstreamInput>, RunError> {
+        let mut out = Vec::new();
+        for input in &job.inputs {
+            let crate::job::InputSource::Table { table, partitions } = &input.source else {
+                continue;
+            };
+            let err = |why: String| RunError::Upstream {
+                input: input.name.to_string(),
+                table: table.to_string(),
+                why,
+            };
+            let version = self.catalog.alias(table.as_str()).await?.ok_or_else(|| {
+                err("has no data yet (no version is live); run the job that writes it first".into())
+            })?;
+            let tv = self
+                .catalog
+                .table_version(table.as_str(), version)
+                .await?
+                .ok_or_else(|| {
+                    err(format!(
+                        "alias points at version {version}, which is not registered"
+                    ))
+                })?;
+            let url = url::Url::parse(&tv.uri)
+                .map_err(|e| err(format!("bad location {}: {e}", tv.uri)))?;
+            let up_schema: TableSchema = serde_json::from_str(&tv.schema_json)
+                .map_err(|e| err(format!("stored schema does not parse: {e}")))?;
+            let up_granularity = self
+                .project
+                .graph
+                .writer
+                .get(table)
+                .and_then(|w| self.project.jobs.get(w))
+                .map(|j| (j.granularity, j.partition_time_zone));
+            let filter = match (partitions, up_schema.partition_column(), up_granularity) {
+                (UpstreamPartitions::Same, Some(col), Some((g, tz))) if g != Granularity::None => {
+                    let keys = key.covering(g);
+                    let mut incomplete = Vec::new();
+                    for k in &keys {
+                        let state = self
+                            .catalog
+                            .partition_status(table.as_str(), version, &k.to_string())
+                            .await?
+                            .map(|p| p.state);
+                        if state.as_deref() != Some("complete") {
+                            incomplete.push(k.to_string());
+                        }
+                    }
+                    if !incomplete.is_empty() {
+                        warn!(
+                            upstream = %table,
+                            count = incomplete.len(),
+                            partitions = %shorten(&incomplete),
+                            "upstream partitions are not complete; reading what is there"
+                        );
+                    }
+                    let values = keys
+                        .iter()
+                        .filter_map(|k| partition_value(col.ty, k, tz))
+                        .collect();
+                    Some((col.name.to_string(), values))
+                }
+                _ => None,
+            };
+            out.push(UpstreamInput {
+                name: input.name.clone(),
+                url,
+                filter,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// `a, b, c ... (n more)` for long lists in log lines.
+fn shorten(items: &[String]) -> String {
+    let mut s = items.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+    if items.len() > 5 {
+        s.push_str(&format!(" ... ({} more)", items.len() - 5));
+    }
+    s
+}
+
+/// Exponential backoff with full jitter: the n-th retry waits a random time up to
+/// `backoff * 2^(n-1)`, capped, so retries of many partitions do not move in lockstep.
+pub fn backoff(policy: &crate::job::RetryPolicy, attempt: u32) -> Duration {
+    let cap = policy.max_backoff_seconds;
+    let base = (policy.backoff_seconds * 2f64.powi(attempt.saturating_sub(1) as i32)).min(cap);
+    let jitter = (uuid::Uuid::now_v7().as_u128() & 0xffff) as f64 / 65535.0;
+    Duration::from_secs_f64((base * (0.5 + jitter / 2.0)).max(0.0))
+}

@@ -1,0 +1,628 @@
+//! Issue: a job runs a partition of sample data into a versioned Delta table, idempotently.
+
+use crate::util::*;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The non-cancelled orders of one day, read straight from the CSV (not through sluice):
+/// order_id -> amount. Rows that do not parse are left out, as `bad_rows = "skip"` does.
+fn expected_clean_orders(p: &TestProject, day: &str) -> BTreeMap<i64, f64> {
+    let path = p.file(&format!("sample-data/orders/dt={day}/orders.csv"));
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(path)
+        .unwrap();
+    let mut out = BTreeMap::new();
+    for rec in rdr.records() {
+        let r = rec.unwrap();
+        if r.len() != 8 || &r[7] == "cancelled" {
+            continue;
+        }
+        let (Ok(id), Ok(q), Ok(price)) = (
+            r[0].parse::<i64>(),
+            r[5].parse::<i64>(),
+            r[6].parse::<f64>(),
+        ) else {
+            continue;
+        };
+        if chrono::NaiveDateTime::parse_from_str(&r[1], "%Y-%m-%d %H:%M:%S%.f").is_err() {
+            continue;
+        }
+        out.insert(id, q as f64 * price);
+    }
+    out
+}
+
+fn shorter_leases(p: &TestProject) {
+    let mut cfg = p.read("sluice.toml");
+    cfg.push_str("\n[runner]\nlease_ttl_seconds = 2\n");
+    p.write("sluice.toml", &cfg);
+}
+
+#[tokio::test]
+async fn a_partition_run_writes_rows_that_independent_readers_see() {
+    let p = TestProject::sample();
+    p.ok(&["migrate"]);
+    let report = p
+        .ok(&[
+            "run",
+            "clean_orders",
+            "--partition",
+            "2024-01-03",
+            "--output",
+            "json",
+        ])
+        .json();
+    assert_eq!(report["state"], "succeeded", "{report:#}");
+    let expected = expected_clean_orders(&p, "2024-01-03");
+    assert!(expected.len() > 100, "the sample day has orders");
+    assert_eq!(report["rows"].as_u64(), Some(expected.len() as u64));
+
+    // A fresh deltalake handle through DataFusion.
+    let dir = p.warehouse_table("clean_orders", 1);
+    let rows = read_delta_rows(&dir, Some("dt = DATE '2024-01-03'")).await;
+    assert_eq!(rows.len(), expected.len());
+    let ids: Vec<i64> = rows
+        .iter()
+        .map(|r| {
+            r.split('|')
+                .next()
+                .unwrap()
+                .trim_start_matches("order_id=")
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, expected.keys().copied().collect::<Vec<_>>());
+
+    // The Python deltalake package: its own log replay and Parquet reader.
+    let (n, distinct, sum) = python_delta_summary(&dir, "dt", "2024-01-03", "order_id", "amount");
+    assert_eq!(
+        (n, distinct),
+        (expected.len() as u64, expected.len() as u64)
+    );
+    let want: f64 = expected.values().sum();
+    assert!((sum - want).abs() < 1e-6 * want, "sum {sum} vs {want}");
+
+    // Status names the run, its rows, its code fingerprint.
+    let status = p.ok(&["status", "clean_orders", "--output", "json"]).json();
+    let row = &status[0];
+    assert_eq!(row["partition"], "2024-01-03");
+    assert_eq!(row["state"], "complete");
+    assert_eq!(row["rows"].as_u64(), Some(expected.len() as u64));
+    assert_eq!(row["run_id"], report["run_id"]);
+    assert_eq!(row["fingerprint"], report["fingerprint"]);
+    let run_id = report["run_id"].as_str().unwrap();
+    assert_eq!(uuid::Uuid::parse_str(run_id).unwrap().get_version_num(), 7);
+}
+
+#[tokio::test]
+async fn rerunning_a_partition_gives_the_same_rows_in_one_more_commit_and_leaves_others_alone() {
+    let p = TestProject::sample();
+    p.ok(&["migrate"]);
+    p.ok(&["run", "clean_orders", "--partition", "2024-01-02"]);
+    p.ok(&["run", "clean_orders", "--partition", "2024-01-03"]);
+    let dir = p.warehouse_table("clean_orders", 1);
+    let day2 = read_delta_rows(&dir, Some("dt = DATE '2024-01-02'")).await;
+    let day3 = read_delta_rows(&dir, Some("dt = DATE '2024-01-03'")).await;
+    let day3_files = active_files(&dir, "dt=2024-01-03").await;
+    let v = delta_log_version(&dir);
+
+    p.ok(&["run", "clean_orders", "--partition", "2024-01-02"]);
+
+    assert_eq!(
+        delta_log_version(&dir),
+        v + 1,
+        "one partition write is one commit"
+    );
+    assert_eq!(
+        read_delta_rows(&dir, Some("dt = DATE '2024-01-02'")).await,
+        day2,
+        "same rows, no duplicates"
+    );
+    assert_eq!(
+        read_delta_rows(&dir, Some("dt = DATE '2024-01-03'")).await,
+        day3
+    );
+    assert_eq!(
+        active_files(&dir, "dt=2024-01-03").await,
+        day3_files,
+        "other partitions untouched"
+    );
+    let all = read_delta_rows(&dir, None).await;
+    assert_eq!(all.len(), day2.len() + day3.len());
+}
+
+async fn active_files(dir: &std::path::Path, prefix: &str) -> Vec<String> {
+    let url = url::Url::from_directory_path(dir).unwrap();
+    let t = deltalake::open_table(url).await.unwrap();
+    let mut files: Vec<String> = t
+        .get_file_uris()
+        .unwrap()
+        .filter(|f| f.contains(prefix))
+        .collect();
+    files.sort();
+    files
+}
+
+#[tokio::test]
+async fn sigkill_before_the_commit_leaves_the_previous_content_and_the_next_run_no_duplicates() {
+    let p = TestProject::sample();
+    shorter_leases(&p);
+    p.ok(&["migrate"]);
+    p.ok(&["run", "clean_orders", "--partition", "2024-01-04"]);
+    let dir = p.warehouse_table("clean_orders", 1);
+    let clean = read_delta_rows(&dir, Some("dt = DATE '2024-01-04'")).await;
+    let parquet_before = count_parquet(&dir);
+
+    // New code, so that a partial write would show: amounts doubled.
+    let sql = p.read("jobs/clean_orders.sql").replace(
+        "quantity * unit_price AS amount",
+        "2 * quantity * unit_price AS amount",
+    );
+    p.write("jobs/clean_orders.sql", &sql);
+    let (mut child, log) = p.spawn(
+        &["run", "clean_orders", "--partition", "2024-01-04"],
+        &[("SLUICE_FAILPOINT", "before_commit")],
+    );
+    wait_for_text(&log, "paused at failpoint", Duration::from_secs(120));
+    sigkill(&mut child);
+
+    assert!(
+        count_parquet(&dir) > parquet_before,
+        "the killed run had uploaded its files"
+    );
+    assert_eq!(
+        read_delta_rows(&dir, Some("dt = DATE '2024-01-04'")).await,
+        clean,
+        "the partition still holds its previous complete content"
+    );
+    let status = p.ok(&["status", "clean_orders", "--output", "json"]).json();
+    assert_eq!(
+        status[0]["state"], "running",
+        "the catalog saw the run start"
+    );
+
+    // Once the dead run's lease expires, the next run takes over and reconciles.
+    std::thread::sleep(Duration::from_millis(2200));
+    let out = p.ok(&[
+        "run",
+        "clean_orders",
+        "--partition",
+        "2024-01-04",
+        "--output",
+        "json",
+    ]);
+    assert!(
+        out.stderr.contains("previous run died before committing"),
+        "{}",
+        out.context()
+    );
+    let after = read_delta_rows(&dir, Some("dt = DATE '2024-01-04'")).await;
+    assert_eq!(after.len(), clean.len(), "no duplicates");
+    let doubled: Vec<String> = after
+        .iter()
+        .filter(|r| r.contains("amount="))
+        .cloned()
+        .collect();
+    assert_eq!(doubled.len(), clean.len());
+    assert_ne!(after, clean, "the new code's rows replaced the old ones");
+}
+
+fn count_parquet(dir: &std::path::Path) -> usize {
+    fn walk(d: &std::path::Path, n: &mut usize) {
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, n);
+            } else if p.extension().is_some_and(|x| x == "parquet")
+                && !p.to_string_lossy().contains("_delta_log")
+            {
+                *n += 1;
+            }
+        }
+    }
+    let mut n = 0;
+    walk(dir, &mut n);
+    n
+}
+
+#[tokio::test]
+async fn sigkill_after_the_commit_is_reconciled_from_the_delta_log() {
+    let p = TestProject::sample();
+    shorter_leases(&p);
+    p.ok(&["migrate"]);
+    let (mut child, log) = p.spawn(
+        &["run", "clean_orders", "--partition", "2024-01-05"],
+        &[("SLUICE_FAILPOINT", "after_commit")],
+    );
+    wait_for_text(&log, "paused at failpoint", Duration::from_secs(120));
+    sigkill(&mut child);
+    let dir = p.warehouse_table("clean_orders", 1);
+    let committed = read_delta_rows(&dir, Some("dt = DATE '2024-01-05'")).await;
+    assert_eq!(
+        committed.len(),
+        expected_clean_orders(&p, "2024-01-05").len(),
+        "the commit landed"
+    );
+    let v = delta_log_version(&dir);
+
+    std::thread::sleep(Duration::from_millis(2200));
+    let out = p.ok(&["run", "clean_orders", "--partition", "2024-01-05"]);
+    assert!(
+        out.stderr.contains("previous run's commit had landed"),
+        "{}",
+        out.context()
+    );
+    assert_eq!(delta_log_version(&dir), v + 1);
+    assert_eq!(
+        read_delta_rows(&dir, Some("dt = DATE '2024-01-05'")).await,
+        committed
+    );
+}
+
+/// One bad spec per project: each gives exactly one error, naming the file, and no panic.
+#[test]
+fn bad_job_specs_each_give_one_clear_error_naming_the_file() {
+    struct Case {
+        what: &'static str,
+        files: Vec<(&'static str, &'static str)>,
+        file: &'static str,
+        says: &'static str,
+    }
+    let good_sql = "SELECT order_id, order_ts, customer_id, region, category, quantity, unit_price, quantity * unit_price AS amount, status FROM orders";
+    let base = |extra: &str| {
+        format!(
+            "version = 1\n{extra}\n[partitioning]\ngranularity = \"daily\"\n[[inputs]]\nname = \"orders\"\npath = \"sample-data/orders/dt={{partition}}/orders.csv\"\n[output]\ntable = \"clean_orders\"\n"
+        )
+    };
+    let unknown_field = base("colour = \"blue\"");
+    let bad_cron = base("[schedule]\ncron = \"61 * * * *\"");
+    let cases = vec![
+        Case {
+            what: "unknown field",
+            files: vec![(
+                "jobs/clean_orders.toml",
+                Box::leak(unknown_field.into_boxed_str()),
+            )],
+            file: "jobs/clean_orders.toml",
+            says: "unknown field `colour`",
+        },
+        Case {
+            what: "bad cron",
+            files: vec![(
+                "jobs/clean_orders.toml",
+                Box::leak(bad_cron.into_boxed_str()),
+            )],
+            file: "jobs/clean_orders.toml",
+            says: "schedule.cron",
+        },
+        Case {
+            what: "missing SQL file",
+            files: vec![("jobs/clean_orders.sql", "")],
+            file: "jobs/clean_orders.toml",
+            says: "SQL file jobs/clean_orders.sql",
+        },
+        Case {
+            what: "unknown upstream table",
+            files: vec![(
+                "jobs/daily_revenue.toml",
+                "version = 1\n[partitioning]\ngranularity = \"daily\"\n[[inputs]]\nname = \"clean_orders\"\ntable = \"clean_ordres\"\n[output]\ntable = \"daily_revenue\"\n",
+            )],
+            file: "jobs/daily_revenue.toml",
+            says: "unknown upstream table `clean_ordres`",
+        },
+        Case {
+            what: "dependency cycle",
+            files: vec![
+                (
+                    "migrations/0009_create_a.sql",
+                    "CREATE TABLE a_t (x BIGINT, dt DATE) PARTITIONED BY (dt);\nCREATE TABLE b_t (x BIGINT, dt DATE) PARTITIONED BY (dt);",
+                ),
+                (
+                    "jobs/a.toml",
+                    "version = 1\n[partitioning]\ngranularity = \"daily\"\n[[inputs]]\nname = \"b_t\"\ntable = \"b_t\"\n[output]\ntable = \"a_t\"\n",
+                ),
+                ("jobs/a.sql", "SELECT x FROM b_t"),
+                (
+                    "jobs/b.toml",
+                    "version = 1\n[partitioning]\ngranularity = \"daily\"\n[[inputs]]\nname = \"a_t\"\ntable = \"a_t\"\n[output]\ntable = \"b_t\"\n",
+                ),
+                ("jobs/b.sql", "SELECT x FROM a_t"),
+            ],
+            file: "jobs/a.toml",
+            says: "dependency cycle: a -> b -> a",
+        },
+    ];
+    for case in cases {
+        let p = TestProject::sample();
+        for (rel, text) in &case.files {
+            if text.is_empty() {
+                std::fs::remove_file(p.file(rel)).unwrap();
+            } else {
+                p.write(rel, text);
+            }
+        }
+        let out = p.run(&["validate"]);
+        assert_eq!(
+            out.code,
+            1,
+            "{}: validate must fail{}",
+            case.what,
+            out.context()
+        );
+        assert!(
+            !out.stderr.contains("panicked"),
+            "{}: no panic{}",
+            case.what,
+            out.context()
+        );
+        let lines: Vec<&str> = out
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with(case.file))
+            .collect();
+        assert!(
+            lines.iter().any(|l| l.contains(case.says)),
+            "{}: expected `{}: ...{}...`{}",
+            case.what,
+            case.file,
+            case.says,
+            out.context()
+        );
+        if case.what != "dependency cycle" {
+            assert_eq!(
+                lines.len(),
+                1,
+                "{}: exactly one error{}",
+                case.what,
+                out.context()
+            );
+        }
+        let json = p.run(&["validate", "--output", "json"]).json();
+        assert_eq!(json["ok"], false);
+    }
+    let _ = good_sql;
+}
+
+#[test]
+fn the_sample_project_validates_and_plans_its_sql() {
+    let p = TestProject::sample();
+    let out = p.ok(&["validate"]);
+    assert!(
+        out.stdout.contains("ok: 3 job(s), 3 migration(s)"),
+        "{}",
+        out.context()
+    );
+}
+
+#[test]
+fn sql_that_does_not_fit_the_table_is_refused_naming_the_column_and_both_types() {
+    let p = TestProject::sample();
+    p.ok(&["migrate"]);
+    let sql = p.read("jobs/clean_orders.sql");
+    p.write(
+        "jobs/clean_orders.sql",
+        &sql.replace("status\nFROM", "status,\n    1 AS extra\nFROM"),
+    );
+    let out = p.run(&["run", "clean_orders", "--partition", "2024-01-02"]);
+    assert_eq!(out.code, 1, "{}", out.context());
+    assert!(
+        out.stderr
+            .contains("the SQL produces column `extra`, which table `clean_orders` does not have"),
+        "{}",
+        out.context()
+    );
+
+    p.write(
+        "jobs/clean_orders.sql",
+        &sql.replace(
+            "    quantity,\n",
+            "    CAST(quantity AS VARCHAR) AS quantity,\n",
+        ),
+    );
+    let out = p.run(&["run", "clean_orders", "--partition", "2024-01-02"]);
+    assert_eq!(out.code, 1, "{}", out.context());
+    assert!(
+        out.stderr.contains(
+            "column `quantity`: the SQL produces STRING but table `clean_orders` declares INT"
+        ),
+        "{}",
+        out.context()
+    );
+
+    p.write(
+        "jobs/clean_orders.sql",
+        &sql.replace("    customer_id,\n", ""),
+    );
+    let out = p.run(&["run", "clean_orders", "--partition", "2024-01-02"]);
+    assert_eq!(out.code, 1, "{}", out.context());
+    assert!(
+        out.stderr.contains("does not produce column `customer_id`"),
+        "{}",
+        out.context()
+    );
+    // validate finds the same without reading data
+    let v = p.run(&["validate"]);
+    assert!(v.stdout.contains("customer_id"), "{}", v.context());
+}
+
+#[test]
+fn corrupt_rows_fail_naming_file_and_line_or_are_skipped_with_a_log_line() {
+    let p = TestProject::sample();
+    p.ok(&["migrate"]);
+    // skip (the sample job's setting): the run succeeds and names the row it left out.
+    let out = p.ok(&["run", "clean_orders", "--partition", "2024-01-07"]);
+    assert!(
+        out.stdout.contains("skipped 1 bad input row"),
+        "{}",
+        out.context()
+    );
+    assert!(out.stdout.contains("sample-data/orders/dt=2024-01-07/orders.csv:43: column `quantity`: `two` is not a valid INT"), "{}", out.context());
+    assert!(
+        out.stderr.contains("skipping bad input row"),
+        "{}",
+        out.context()
+    );
+
+    // fail (the default): the run fails and says where.
+    let spec = p
+        .read("jobs/clean_orders.toml")
+        .replace("bad_rows = \"skip\"", "");
+    p.write("jobs/clean_orders.toml", &spec);
+    for (day, says) in [
+        ("2024-01-12", "orders.csv:19: expected 8 fields, found 7"),
+        (
+            "2024-01-19",
+            "orders.csv:90: column `order_ts`: `2024-01-19 25:61:00` is not a valid TIMESTAMP",
+        ),
+        ("2024-01-23", "orders.csv:7: column `unit_price`"),
+        ("2024-01-28", "`yesterday` is not a valid TIMESTAMP"),
+    ] {
+        let out = p.run(&["run", "clean_orders", "--partition", day]);
+        assert_eq!(out.code, 1, "{}", out.context());
+        assert!(
+            out.stderr.contains(says),
+            "{day}: expected `{says}`{}",
+            out.context()
+        );
+        assert!(
+            out.stderr
+                .contains(&format!("sample-data/orders/dt={day}/orders.csv")),
+            "{}",
+            out.context()
+        );
+    }
+}
+
+#[test]
+fn every_log_line_of_a_run_carries_its_run_id() {
+    let p = TestProject::sample();
+    p.ok(&["migrate"]);
+    let out = p.ok(&[
+        "run",
+        "clean_orders",
+        "--partition",
+        "2024-01-07",
+        "--output",
+        "json",
+        "--log-format",
+        "json",
+    ]);
+    let run_id = out.json()["run_id"].as_str().unwrap().to_string();
+    let mut in_run = 0;
+    for line in out.stderr.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+        let msg = v["message"].as_str().unwrap_or_default();
+        if ["run started", "skipping bad input row", "run succeeded"]
+            .iter()
+            .any(|m| msg.starts_with(m))
+        {
+            in_run += 1;
+            assert_eq!(v["span"]["run_id"], run_id.as_str(), "{line}");
+            assert_eq!(v["span"]["job"], "clean_orders", "{line}");
+            assert_eq!(v["span"]["partition"], "2024-01-07", "{line}");
+        }
+    }
+    assert!(in_run >= 3, "{}", out.context());
+}
+
+#[test]
+fn partition_values_are_parsed_never_spliced() {
+    let p = TestProject::sample();
+    p.ok(&["migrate"]);
+    for bad in [
+        "2024-01-01' OR '1'='1",
+        "../2024-01-01",
+        "2024-1-1",
+        "2024-01",
+    ] {
+        let out = p.run(&["run", "clean_orders", "--partition", bad]);
+        assert_eq!(out.code, 2, "{}", out.context());
+        assert!(
+            out.stderr
+                .contains("is not a daily partition: expected YYYY-MM-DD"),
+            "{}",
+            out.context()
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_chain_of_sample_jobs_agrees_with_itself() {
+    let p = TestProject::sample();
+    p.ok(&["migrate"]);
+    for d in 1..=31 {
+        p.ok(&[
+            "run",
+            "clean_orders",
+            "--partition",
+            &format!("2024-01-{d:02}"),
+        ]);
+        p.ok(&[
+            "run",
+            "daily_revenue",
+            "--partition",
+            &format!("2024-01-{d:02}"),
+        ]);
+    }
+    p.ok(&["run", "monthly_region_revenue", "--partition", "2024-01"]);
+    let sum = |rows: &[String], col: &str| -> f64 {
+        rows.iter()
+            .map(|r| {
+                r.split('|')
+                    .find_map(|c| c.strip_prefix(&format!("{col}=")))
+                    .unwrap()
+                    .parse::<f64>()
+                    .unwrap()
+            })
+            .sum()
+    };
+    let orders = read_delta_rows(&p.warehouse_table("clean_orders", 1), None).await;
+    let daily = read_delta_rows(&p.warehouse_table("daily_revenue", 1), None).await;
+    let monthly = read_delta_rows(&p.warehouse_table("monthly_region_revenue", 1), None).await;
+    let total = sum(&orders, "amount");
+    assert!((sum(&daily, "revenue") - total).abs() < 1e-6 * total);
+    assert!((sum(&monthly, "revenue") - total).abs() < 1e-6 * total);
+    assert_eq!(sum(&daily, "orders") as usize, orders.len());
+    assert_eq!(monthly.len(), 8, "one row per region");
+    assert!(
+        monthly
+            .iter()
+            .all(|r| r.contains("month=2024-01-01") && r.contains("active_days=31"))
+    );
+}
+
+#[test]
+fn the_readme_main_command_works_as_written() {
+    let p = TestProject::sample();
+    let readme = std::fs::read_to_string(std::path::Path::new(REPO).join("README.md")).unwrap();
+    let cmd = readme
+        .split("<!-- main-command -->")
+        .nth(1)
+        .and_then(|s| s.split("```sh").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("README has a main command block")
+        .trim()
+        .to_string();
+    // The README runs sluice through cargo; here the test's binary stands in for it.
+    let out = std::process::Command::new("bash")
+        .args(["-c", &cmd.replace("cargo run --release --", BIN)])
+        .current_dir(p.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = p.ok(&["status", "--output", "json"]).json();
+    let rows = status.as_array().unwrap();
+    assert_eq!(rows.len(), 31 + 31 + 1);
+    assert!(rows.iter().all(|r| r["state"] == "complete"), "{status:#}");
+}

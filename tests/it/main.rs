@@ -1,0 +1,6 @@
+//! The integration suite: one test binary (each binary is another long link), modules by
+//! capability. Every test drives the real `sluice` binary on a temp copy of the sample
+//! project, and reads what it wrote with readers that are not sluice.
+
+mod foundation;
+mod util;
