@@ -626,3 +626,76 @@ fn the_readme_main_command_works_as_written() {
     assert_eq!(rows.len(), 31 + 31 + 1);
     assert!(rows.iter().all(|r| r["state"] == "complete"), "{status:#}");
 }
+
+#[tokio::test]
+async fn a_downstream_partition_reads_only_its_upstream_partition() {
+    let p = TestProject::sample();
+    p.ok(&["migrate"]);
+    for d in ["2024-01-06", "2024-01-07"] {
+        p.ok(&["run", "clean_orders", "--partition", d]);
+    }
+    // Break the other day's data file: a run that scanned it would fail.
+    let other = p.warehouse_table("clean_orders", 1).join("dt=2024-01-06");
+    for f in std::fs::read_dir(&other).unwrap().flatten() {
+        std::fs::write(f.path(), b"not parquet").unwrap();
+    }
+    let report = p
+        .ok(&[
+            "run",
+            "daily_revenue",
+            "--partition",
+            "2024-01-07",
+            "--output",
+            "json",
+        ])
+        .json();
+    assert_eq!(report["state"], "succeeded");
+    let rows = read_delta_rows(&p.warehouse_table("daily_revenue", 1), None).await;
+    assert!(!rows.is_empty() && rows.iter().all(|r| r.contains("dt=2024-01-07")));
+    let broken = p.run(&["run", "daily_revenue", "--partition", "2024-01-06"]);
+    assert_eq!(
+        broken.code,
+        1,
+        "the broken day is read only by its own partition{}",
+        broken.context()
+    );
+}
+
+#[test]
+fn the_generator_writes_the_sample_data_byte_for_byte() {
+    // Examples are built beside the binary by `cargo test`.
+    let bin_dir = std::path::Path::new(BIN).parent().unwrap();
+    let generator = bin_dir.join("examples").join("gen_orders");
+    let out = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new(&generator)
+        .args([
+            "--days",
+            "31",
+            "--rows-per-day",
+            "200",
+            "--customers",
+            "500",
+            "--corrupt",
+            "--out",
+        ])
+        .arg(out.path())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", generator.display()));
+    assert!(status.success());
+    let repo = std::path::Path::new(REPO).join("sample-data");
+    let mut compared = 0;
+    for day in 1..=31 {
+        let rel = format!("orders/dt=2024-01-{day:02}/orders.csv");
+        assert_eq!(
+            std::fs::read(out.path().join(&rel)).unwrap(),
+            std::fs::read(repo.join(&rel)).unwrap(),
+            "{rel} differs from a fresh generation"
+        );
+        compared += 1;
+    }
+    assert_eq!(
+        std::fs::read(out.path().join("customers.csv")).unwrap(),
+        std::fs::read(repo.join("customers.csv")).unwrap()
+    );
+    assert_eq!(compared, 31);
+}
