@@ -22,7 +22,6 @@ use deltalake::writer::{DeltaWriter as _, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError, FilterLiteral, FilterOp, FilterValue};
 use futures::TryStreamExt as _;
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
 use url::Url;
 
 #[derive(Debug, thiserror::Error)]
@@ -182,16 +181,6 @@ fn check_schema(url: &Url, t: &DeltaTable, schema: &TableSchema) -> Result<(), D
     Ok(())
 }
 
-/// Per-table commit locks: commits to one table from one process go one at a time, so
-/// parallel partitions of a table never race each other in the Delta log.
-static COMMIT_LOCKS: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
-
-fn commit_lock(url: &Url) -> Arc<tokio::sync::Mutex<()>> {
-    let mut m = COMMIT_LOCKS.lock().unwrap_or_else(|e| e.into_inner());
-    m.entry(url.to_string()).or_default().clone()
-}
-
 /// Writes a partition's new files. Nothing is visible until [`commit_partition`].
 pub struct PartitionWriter {
     url: Url,
@@ -311,7 +300,9 @@ pub async fn partition_rows(table: &DeltaTable, scope: &Scope) -> Result<i64, De
 }
 
 /// Replaces the partition's content with `adds`, in one commit carrying the fencing token.
-/// `still_leased` is asked, under the table's commit lock, right before committing.
+/// `still_leased` is asked right before committing. The caller holds the table's
+/// in-process commit lock (the `&mut`, behind the runner's per-table mutex), so commits
+/// to one table from one process go one at a time and never race in the Delta log.
 pub async fn commit_partition<F, Fut>(
     table: &mut DeltaTable,
     scope: &Scope,
@@ -324,8 +315,6 @@ where
     Fut: std::future::Future<Output = bool>,
 {
     let url = table.table_url().clone();
-    let lock = commit_lock(&url);
-    let _guard = lock.lock().await;
     let shown = crate::warehouse::display(&url);
     let commit_err = |e: DeltaTableError| DeltaError::Commit {
         url: shown.clone(),

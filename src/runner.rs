@@ -112,6 +112,16 @@ pub struct RunReport {
     pub duration_ms: i64,
 }
 
+/// One open Delta table per physical version per process, kept across runs so that a
+/// backfill does not replay the log for every partition. Its mutex is also the table's
+/// in-process commit lock.
+pub struct VersionHandle {
+    pub url: url::Url,
+    /// The schema the handle was opened with; a migration since then reopens it.
+    schema_json: String,
+    pub table: tokio::sync::Mutex<deltalake::DeltaTable>,
+}
+
 /// Everything a run needs that outlives it.
 pub struct Runner {
     pub project: Arc<Project>,
@@ -121,6 +131,7 @@ pub struct Runner {
     /// Who we are in the leases table: host, process, and a random part.
     pub holder: String,
     pub lease_ttl: Duration,
+    handles: tokio::sync::Mutex<HashMap<(String, u32), Arc<VersionHandle>>>,
 }
 
 pub fn holder_id() -> String {
@@ -165,6 +176,93 @@ fn delta_partition_string(ty: ColumnType, key: &PartitionKey, tz: chrono_tz::Tz)
 }
 
 impl Runner {
+    pub fn new(
+        project: Arc<Project>,
+        catalog: Catalog,
+        engine: Engine,
+        clock: SharedClock,
+        holder: String,
+    ) -> Runner {
+        Runner {
+            lease_ttl: project.settings.lease_ttl,
+            project,
+            catalog,
+            engine,
+            clock,
+            holder,
+            handles: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The handle of a physical version this process writes: created in the warehouse and
+    /// registered in the catalog on first use.
+    async fn output_handle(
+        &self,
+        job: &Job,
+        schema: &TableSchema,
+    ) -> Result<Arc<VersionHandle>, RunError> {
+        let key = (job.table.to_string(), job.version);
+        let schema_json = schema.to_json();
+        let mut handles = self.handles.lock().await;
+        if let Some(h) = handles.get(&key) {
+            if h.schema_json == schema_json {
+                return Ok(h.clone());
+            }
+        }
+        let url = warehouse::version_url(&self.project.settings.warehouse, &job.table, job.version);
+        let table = delta::ensure_table(&url, schema).await?;
+        self.catalog
+            .register_table_version(
+                job.table.as_str(),
+                i64::from(job.version),
+                url.as_str(),
+                &schema_json,
+                &self.holder,
+                self.clock.now_ms(),
+            )
+            .await?;
+        let h = Arc::new(VersionHandle {
+            url,
+            schema_json,
+            table: tokio::sync::Mutex::new(table),
+        });
+        handles.insert(key, h.clone());
+        Ok(h)
+    }
+
+    /// A current snapshot of a physical version this process reads.
+    async fn read_snapshot(
+        &self,
+        table: &str,
+        version: u32,
+        url: &url::Url,
+        schema_json: &str,
+    ) -> Result<deltalake::DeltaTable, RunError> {
+        let key = (table.to_string(), version);
+        let handle = {
+            let mut handles = self.handles.lock().await;
+            match handles.get(&key) {
+                Some(h) => h.clone(),
+                None => {
+                    let h = Arc::new(VersionHandle {
+                        url: url.clone(),
+                        schema_json: schema_json.to_string(),
+                        table: tokio::sync::Mutex::new(delta::open(url).await?),
+                    });
+                    handles.insert(key, h.clone());
+                    h
+                }
+            }
+        };
+        let mut t = handle.table.lock().await;
+        // Commits by other processes since the handle last looked.
+        t.update_state().await.map_err(|e| DeltaError::Open {
+            url: warehouse::display(url),
+            message: e.to_string(),
+        })?;
+        Ok(t.clone())
+    }
+
     /// Runs one partition, retrying transient failures per the job's retry policy.
     pub async fn run_partition(&self, job: &Job, key: PartitionKey, trigger: Trigger) -> RunReport {
         let started = self.clock.now_ms();
@@ -253,19 +351,8 @@ impl Runner {
             .schema;
         let fp = fingerprint(job, &schema);
         report.fingerprint = fp.clone();
-        let url = warehouse::version_url(&self.project.settings.warehouse, &job.table, job.version);
-        let mut table = delta::ensure_table(&url, &schema).await?;
+        let handle = self.output_handle(job, &schema).await?;
         let version = i64::from(job.version);
-        self.catalog
-            .register_table_version(
-                table_name,
-                version,
-                url.as_str(),
-                &schema.to_json(),
-                &self.holder,
-                self.clock.now_ms(),
-            )
-            .await?;
         let upstream = self.resolve_upstream(job, &key).await?;
 
         let partition = key.to_string();
@@ -294,7 +381,7 @@ impl Runner {
         let scope = partition_scope(&schema, job, &key);
         let mut lease = lease;
         let result = async {
-            self.reconcile(&mut table, &scope, &partition, &mut lease).await?;
+            self.reconcile(&handle, &scope, &partition, &mut lease).await?;
             let start = RunStart {
                 run_id: run_id.to_string(),
                 job: job.name.to_string(),
@@ -316,7 +403,7 @@ impl Runner {
             let lost = Arc::new(AtomicBool::new(false));
             let heartbeat = self.spawn_heartbeat(lease.clone(), lost.clone());
             let outcome = self
-                .write_and_commit(job, &key, &schema, &scope, upstream, &mut table, &lease, &lost, &fp, run_id, report)
+                .write_and_commit(job, &key, &schema, &scope, upstream, &handle, &lease, &lost, &fp, run_id, report)
                 .await;
             heartbeat.abort();
             let end = match &outcome {
@@ -348,12 +435,13 @@ impl Runner {
     /// lease now, so its lease expired). The Delta log says whether its commit landed.
     async fn reconcile(
         &self,
-        table: &mut deltalake::DeltaTable,
+        handle: &VersionHandle,
         scope: &Scope,
         partition: &str,
         lease: &mut crate::catalog::Lease,
     ) -> Result<(), RunError> {
-        let landed = delta::landed_token(table, partition).await?;
+        let mut table = handle.table.lock().await;
+        let landed = delta::landed_token(&mut table, partition).await?;
         // The table may have seen tokens the catalog has not (a catalog restored from an
         // older copy): move past them, or every commit would be refused as stale.
         if let Some(t) = landed {
@@ -380,7 +468,7 @@ impl Runner {
         };
         let now = self.clock.now_ms();
         if landed == Some(prev.lease_token) {
-            let rows = delta::partition_rows(table, scope).await?;
+            let rows = delta::partition_rows(&table, scope).await?;
             let dv = table.version().unwrap_or_default() as i64;
             info!(previous_run = %prev.run_id, rows, "previous run's commit had landed; recording it as succeeded");
             self.catalog
@@ -437,7 +525,7 @@ impl Runner {
         schema: &TableSchema,
         scope: &Scope,
         upstream: Vec<UpstreamInput>,
-        table: &mut deltalake::DeltaTable,
+        handle: &VersionHandle,
         lease: &crate::catalog::Lease,
         lost: &Arc<AtomicBool>,
         fp: &str,
@@ -450,7 +538,7 @@ impl Runner {
             upstream,
             without_bad_rows: HashMap::new(),
         };
-        let (adds, rows) = match self.write_files(&query, schema, key, job, table).await {
+        let (adds, rows) = match self.write_files(&query, schema, key, job, handle).await {
             Ok(done) => done,
             Err((e, csv_files))
                 if !csv_files.is_empty()
@@ -477,7 +565,7 @@ impl Runner {
                     }
                 }
                 report.bad_rows_skipped = bad;
-                self.write_files(&query, schema, key, job, table)
+                self.write_files(&query, schema, key, job, handle)
                     .await
                     .map_err(|(e, _)| e)?
             }
@@ -498,7 +586,8 @@ impl Runner {
         let clock = self.clock.clone();
         let lease_c = lease.clone();
         let lost_c = lost.clone();
-        let dv = delta::commit_partition(table, scope, adds, &info, move || async move {
+        let mut table = handle.table.lock().await;
+        let dv = delta::commit_partition(&mut table, scope, adds, &info, move || async move {
             !lost_c.load(Ordering::SeqCst)
                 && catalog
                     .lease_is_current(&lease_c, clock.now_ms())
@@ -506,6 +595,7 @@ impl Runner {
                     .unwrap_or(false)
         })
         .await?;
+        drop(table);
         crate::failpoint::pause_if_set("after_commit").await;
         Ok((rows, dv))
     }
@@ -518,7 +608,7 @@ impl Runner {
         schema: &TableSchema,
         key: &PartitionKey,
         job: &Job,
-        table: &deltalake::DeltaTable,
+        handle: &VersionHandle,
     ) -> Result<(Vec<deltalake::kernel::Add>, u64), (RunError, Vec<engine::CsvFile>)> {
         let prepared = self
             .engine
@@ -547,8 +637,10 @@ impl Runner {
             }
         })
         .map_err(|e| fail(e.into()))?;
-        let url = table.table_url().clone();
-        let mut writer = PartitionWriter::new(&url, table).map_err(|e| fail(e.into()))?;
+        let mut writer = {
+            let table = handle.table.lock().await;
+            PartitionWriter::new(&handle.url, &table).map_err(|e| fail(e.into()))?
+        };
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(|e| fail(engine::execution_error(e).into()))?;
             let batch = conformer.apply(&batch).map_err(|e| fail(e.into()))?;
@@ -590,6 +682,9 @@ impl Runner {
                 })?;
             let url = url::Url::parse(&tv.uri)
                 .map_err(|e| err(format!("bad location {}: {e}", tv.uri)))?;
+            let snapshot = self
+                .read_snapshot(table.as_str(), version as u32, &url, &tv.schema_json)
+                .await?;
             let up_schema: TableSchema = serde_json::from_str(&tv.schema_json)
                 .map_err(|e| err(format!("stored schema does not parse: {e}")))?;
             let up_granularity = self
@@ -631,7 +726,7 @@ impl Runner {
             };
             out.push(UpstreamInput {
                 name: input.name.clone(),
-                url,
+                table: snapshot,
                 filter,
             });
         }

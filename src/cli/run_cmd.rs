@@ -12,14 +12,13 @@ pub async fn runner(g: &Globals) -> anyhow::Result<Runner> {
     let project = Project::load(&g.overrides)?;
     let catalog = Catalog::connect(&project.settings.catalog_url).await?;
     let engine = Engine::new(&project.settings.engine, &project.settings.root)?;
-    Ok(Runner {
-        lease_ttl: project.settings.lease_ttl,
-        project: Arc::new(project),
+    Ok(Runner::new(
+        Arc::new(project),
         catalog,
         engine,
-        clock: Arc::new(SystemClock),
-        holder: holder_id(),
-    })
+        Arc::new(SystemClock),
+        holder_id(),
+    ))
 }
 
 pub async fn run(g: &Globals, job_name: &str, partition: &str) -> Outcome {

@@ -29,7 +29,6 @@ use deltalake::datafusion::scalar::ScalarValue;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use url::Url;
 
 pub use bad_rows::BadRow;
 
@@ -75,12 +74,12 @@ impl EngineError {
     }
 }
 
-/// An upstream table input, resolved by the runner: where the aliased version lives and
-/// which of its partitions this partition reads (`None` for all).
+/// An upstream table input, resolved by the runner: a snapshot of the version its alias
+/// points at, and which of its partitions this partition reads (`None` for all).
 #[derive(Debug, Clone)]
 pub struct UpstreamInput {
     pub name: Name,
-    pub url: Url,
+    pub table: deltalake::DeltaTable,
     pub filter: Option<(String, Vec<ScalarValue>)>,
 }
 
@@ -382,13 +381,8 @@ async fn plan_sql(
 }
 
 async fn register_upstream(ctx: &SessionContext, up: &UpstreamInput) -> Result<(), EngineError> {
-    let table = crate::delta::open(&up.url)
-        .await
-        .map_err(|e| EngineError::Input {
-            input: up.name.to_string(),
-            message: e.to_string(),
-        })?;
-    let provider = table
+    let provider = up
+        .table
         .table_provider()
         .await
         .map_err(|e| EngineError::Input {
