@@ -7,7 +7,7 @@ SELECT
     category,
     quantity,
     unit_price,
-    quantity * unit_price AS amount,
+    CAST(quantity * unit_price AS DECIMAL(12, 2)) AS amount,
     status
 FROM orders
 WHERE status <> 'cancelled'

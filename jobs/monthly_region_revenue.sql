@@ -3,10 +3,10 @@
 SELECT
     CAST($partition_start AS DATE)   AS month,
     region,
-    SUM(revenue)                     AS revenue,
+    CAST(SUM(revenue) AS DECIMAL(18, 2)) AS revenue,
     SUM(orders)                      AS orders,
     COUNT(DISTINCT dt)               AS active_days,
-    SUM(revenue) / COUNT(DISTINCT dt) AS avg_daily_revenue
+    CAST(SUM(revenue) / COUNT(DISTINCT dt) AS DECIMAL(18, 2)) AS avg_daily_revenue
 FROM daily_revenue
 WHERE dt >= CAST($partition_start AS DATE)
   AND dt <  CAST($partition_end AS DATE)

@@ -3,7 +3,7 @@ CREATE TABLE daily_revenue (
     dt        DATE   NOT NULL,
     region    STRING NOT NULL,
     category  STRING NOT NULL,
-    revenue   DOUBLE NOT NULL,
+    revenue   DECIMAL(18,2) NOT NULL,
     orders    BIGINT NOT NULL,
     customers BIGINT NOT NULL COMMENT 'distinct customers who ordered'
 )

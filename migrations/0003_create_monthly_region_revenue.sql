@@ -2,9 +2,9 @@
 CREATE TABLE monthly_region_revenue (
     month             DATE   NOT NULL,
     region            STRING NOT NULL,
-    revenue           DOUBLE NOT NULL,
+    revenue           DECIMAL(18,2) NOT NULL,
     orders            BIGINT NOT NULL,
     active_days       BIGINT NOT NULL,
-    avg_daily_revenue DOUBLE
+    avg_daily_revenue DECIMAL(18,2)
 )
 PARTITIONED BY (month);

@@ -2,6 +2,7 @@
 //!
 //! See `ARCHITECTURE.md` for the code map and the invariants each module keeps.
 
+pub mod backfill;
 pub mod catalog;
 pub mod cli;
 pub mod clock;

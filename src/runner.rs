@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tracing::{Instrument as _, info, info_span, warn};
+use tracing::{Instrument as _, error_span, info, warn};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -89,6 +89,8 @@ pub enum RunState {
     Failed,
     /// Another worker holds the partition's lease; nothing was done.
     Held,
+    /// Another worker completed the partition after the caller's cut-off; nothing was done.
+    DoneElsewhere,
 }
 
 /// What became of one partition.
@@ -265,11 +267,27 @@ impl Runner {
 
     /// Runs one partition, retrying transient failures per the job's retry policy.
     pub async fn run_partition(&self, job: &Job, key: PartitionKey, trigger: Trigger) -> RunReport {
+        self.run_partition_unless_done_since(job, key, trigger, None)
+            .await
+    }
+
+    /// Like [`Runner::run_partition`], but does nothing if, once the lease is held, the
+    /// partition turns out complete by a run that finished at or after `done_since_ms`: a
+    /// backfill does not redo what another worker did while it was going.
+    pub async fn run_partition_unless_done_since(
+        &self,
+        job: &Job,
+        key: PartitionKey,
+        trigger: Trigger,
+        done_since_ms: Option<i64>,
+    ) -> RunReport {
         let started = self.clock.now_ms();
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let mut report = self.attempt(job, key, trigger, attempt).await;
+            let mut report = self
+                .attempt(job, key, trigger, attempt, done_since_ms)
+                .await;
             report.attempts = attempt;
             report.duration_ms = self.clock.now_ms() - started;
             let retry = report.state == RunState::Failed
@@ -294,6 +312,7 @@ impl Runner {
         key: PartitionKey,
         trigger: Trigger,
         attempt: u32,
+        done_since_ms: Option<i64>,
     ) -> RunReport {
         let mut report = RunReport {
             job: job.name.to_string(),
@@ -313,9 +332,19 @@ impl Runner {
             duration_ms: 0,
         };
         let run_id = uuid::Uuid::now_v7().to_string();
-        let span = info_span!("run", run_id = %run_id, job = %job.name, partition = %key);
+        // At error level so that the span, and its run id, is on every line the run logs
+        // whatever level is shown (an info span vanishes under `--quiet`).
+        let span = error_span!("run", run_id = %run_id, job = %job.name, partition = %key);
         let result = self
-            .attempt_inner(job, key, trigger, attempt, &run_id, &mut report)
+            .attempt_inner(
+                job,
+                key,
+                trigger,
+                attempt,
+                done_since_ms,
+                &run_id,
+                &mut report,
+            )
             .instrument(span.clone())
             .await;
         let _enter = span.enter();
@@ -337,6 +366,7 @@ impl Runner {
         key: PartitionKey,
         trigger: Trigger,
         attempt: u32,
+        done_since_ms: Option<i64>,
         run_id: &str,
         report: &mut RunReport,
     ) -> Result<(), RunError> {
@@ -382,6 +412,20 @@ impl Runner {
         let mut lease = lease;
         let result = async {
             self.reconcile(&handle, &scope, &partition, &mut lease).await?;
+            if let Some(since) = done_since_ms {
+                let done = self
+                    .catalog
+                    .partition_status(table_name, version, &partition)
+                    .await?
+                    .filter(|p| p.state == "complete" && p.finished_at.unwrap_or(0) >= since);
+                if let Some(p) = done {
+                    info!(by_run = p.content_run_id.as_deref().unwrap_or("-"), "partition was completed by another worker meanwhile; nothing to do");
+                    report.state = RunState::DoneElsewhere;
+                    report.run_id = p.content_run_id;
+                    report.rows = p.content_rows.map(|r| r as u64);
+                    return Ok(());
+                }
+            }
             let start = RunStart {
                 run_id: run_id.to_string(),
                 job: job.name.to_string(),

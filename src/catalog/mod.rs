@@ -763,6 +763,27 @@ impl Catalog {
         .map_err(query_err("list partitions"))
     }
 
+    /// Every partition of one physical version, with its last run.
+    pub async fn partitions_of(
+        &self,
+        table: &str,
+        version: i64,
+    ) -> Result<Vec<PartitionStatus>, CatalogError> {
+        sqlx::query_as::<_, PartitionStatus>(
+            "SELECT p.job, p.table_name, p.table_version, p.partition_key, p.state, p.content_rows, p.content_run_id, \
+                    p.content_fingerprint, p.content_delta_version, p.last_run_id, p.error, \
+                    r.started_at, r.finished_at, r.attempt \
+             FROM partitions p LEFT JOIN runs r ON r.run_id = p.last_run_id \
+             WHERE p.table_name = $1 AND p.table_version = $2 \
+             ORDER BY p.partition_key",
+        )
+        .bind(table)
+        .bind(version)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("list partitions"))
+    }
+
     pub async fn partition_status(
         &self,
         table: &str,

@@ -7,12 +7,14 @@
 //! - 2: the command could not run (bad arguments, bad configuration, catalog unreachable);
 //! - 3: nothing was done because another worker holds the partition's lease.
 
+mod backfill_cmd;
 mod migrate_cmd;
 pub mod output;
 mod run_cmd;
 mod status_cmd;
 mod validate_cmd;
 
+use crate::backfill::{Request, Selection};
 use crate::config::Overrides;
 use crate::logging::{self, LogFormat};
 use clap::{Parser, Subcommand};
@@ -76,6 +78,42 @@ enum Command {
         plan: bool,
         #[command(subcommand)]
         sub: Option<MigrateSub>,
+    },
+    /// Run the partitions of a range: missing and failed ones by default. `--to` is
+    /// included. Upstream partitions run before the partitions that read them.
+    Backfill {
+        /// Jobs to backfill; none means every job.
+        jobs: Vec<String>,
+        /// First partition: a day (2024-01-05), month (2024-01) or hour (2024-01-05T03).
+        #[arg(long)]
+        from: String,
+        /// Last partition, included.
+        #[arg(long)]
+        to: String,
+        /// Print the plan (what would run, why, what it waits on) and run nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Redo complete partitions too.
+        #[arg(long, conflicts_with_all = ["only_failed", "stale"])]
+        force: bool,
+        /// Only failed (or interrupted) partitions.
+        #[arg(long, conflicts_with = "stale")]
+        only_failed: bool,
+        /// Also redo complete partitions written by other code than the current.
+        #[arg(long)]
+        stale: bool,
+        /// Latest partitions first.
+        #[arg(long)]
+        newest_first: bool,
+        /// Add the jobs that read the named jobs' tables, and theirs, and so on.
+        #[arg(long)]
+        downstream: bool,
+        /// Partitions run at once.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+        concurrency: u16,
+        /// Stop starting partitions after the first failure.
+        #[arg(long)]
+        fail_fast: bool,
     },
     /// Partitions and their last runs.
     Status {
@@ -141,6 +179,43 @@ pub fn main() -> ExitCode {
                 None => migrate_cmd::run(&globals, plan).await,
             },
             Command::Status { job } => status_cmd::run(&globals, job.as_deref()).await,
+            Command::Backfill {
+                jobs,
+                from,
+                to,
+                dry_run,
+                force,
+                only_failed,
+                stale,
+                newest_first,
+                downstream,
+                concurrency,
+                fail_fast,
+            } => {
+                let selection = match (force, only_failed, stale) {
+                    (true, _, _) => Selection::Force,
+                    (_, true, _) => Selection::OnlyFailed,
+                    (_, _, true) => Selection::Stale,
+                    _ => Selection::Default,
+                };
+                backfill_cmd::run(
+                    &globals,
+                    backfill_cmd::Args {
+                        request: Request {
+                            jobs,
+                            downstream,
+                            from,
+                            to,
+                            selection,
+                            newest_first,
+                        },
+                        dry_run,
+                        concurrency: usize::from(concurrency),
+                        fail_fast,
+                    },
+                )
+                .await
+            }
         }
     });
     match result {

@@ -59,6 +59,10 @@ pub async fn run(g: &Globals, job_name: &str, partition: &str) -> Outcome {
                 output::opt(&report.run_id),
                 output::duration(Some(0), Some(report.duration_ms)),
             ),
+            RunState::DoneElsewhere => println!(
+                "{} {}: completed by another worker; nothing done",
+                report.job, report.partition
+            ),
             RunState::Held => println!(
                 "{} {}: held by {}; nothing done",
                 report.job,
@@ -85,7 +89,7 @@ pub async fn run(g: &Globals, job_name: &str, partition: &str) -> Outcome {
     }
     Ok(match report.state {
         RunState::Succeeded => EXIT_OK,
-        RunState::Held => EXIT_HELD,
+        RunState::Held | RunState::DoneElsewhere => EXIT_HELD,
         RunState::Failed => EXIT_FAILED,
     })
 }

@@ -2,5 +2,6 @@
 //! capability. Every test drives the real `sluice` binary on a temp copy of the sample
 //! project, and reads what it wrote with readers that are not sluice.
 
+mod backfill;
 mod foundation;
 mod util;

@@ -275,3 +275,20 @@ print(t.num_rows, len(pc.unique(t[key])), pc.sum(t[sum_col]).as_py() or 0)
         parts[2].parse().unwrap(),
     )
 }
+
+/// Asserts two tables' rows are equal; on failure shows counts and the first differences,
+/// not the whole tables.
+pub fn assert_same_rows(what: &str, got: &[String], want: &[String]) {
+    if got == want {
+        return;
+    }
+    let g: std::collections::BTreeSet<&String> = got.iter().collect();
+    let w: std::collections::BTreeSet<&String> = want.iter().collect();
+    let extra: Vec<&&String> = g.difference(&w).take(5).collect();
+    let missing: Vec<&&String> = w.difference(&g).take(5).collect();
+    panic!(
+        "{what}: {} rows, expected {}\n  unexpected (first 5): {extra:#?}\n  missing (first 5): {missing:#?}",
+        got.len(),
+        want.len()
+    );
+}
