@@ -26,13 +26,15 @@ pub fn init(format: LogFormat, verbosity: i8) {
         .unwrap_or_else(|| {
             // The Delta kernel logs every failed snapshot load at error level, including the
             // expected one when a table does not exist yet; its real failures reach us as
-            // returned errors, so its own events are shown only at -vv.
+            // returned errors, so its own events are shown only at -vv. deltalake warns on
+            // every commit rebased over a concurrent one, which is normal with several
+            // writers: shown from -v on.
             EnvFilter::new(format!(
                 "warn,sluice={default},{}",
-                if verbosity > 1 {
-                    "deltalake_core=debug,buoyant_kernel=debug"
-                } else {
-                    "buoyant_kernel=off"
+                match verbosity {
+                    i8::MIN..=0 => "deltalake_core=error,buoyant_kernel=off",
+                    1 => "deltalake_core=warn,buoyant_kernel=off",
+                    _ => "deltalake_core=debug,buoyant_kernel=debug",
                 }
             ))
         });
