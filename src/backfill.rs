@@ -366,7 +366,7 @@ pub enum Outcome {
         run_id: String,
         rows: u64,
         attempts: u32,
-        duration_ms: i64,
+        duration_ms: f64,
     },
     Failed {
         run_id: Option<String>,

@@ -41,13 +41,9 @@ pub enum DeltaError {
     #[error("cannot write data files to {url}: {message}")]
     Write { url: String, message: String },
     #[error(
-        "partition {partition} was written by a newer writer (fencing token {found} in the table, ours is {ours}); this run's output is discarded"
+        "partition {partition}: this worker's lease (fencing token {ours}) was taken over by another worker; this run's output is discarded"
     )]
-    Fenced {
-        partition: String,
-        ours: i64,
-        found: i64,
-    },
+    Fenced { partition: String, ours: i64 },
     #[error("commit to {url} conflicted with a concurrent commit: {message}")]
     Conflict { url: String, message: String },
     #[error("commit to {url} failed: {message}")]
@@ -300,9 +296,18 @@ pub async fn partition_rows(table: &DeltaTable, scope: &Scope) -> Result<i64, De
 }
 
 /// Replaces the partition's content with `adds`, in one commit carrying the fencing token.
-/// `still_leased` is asked right before committing. The caller holds the table's
-/// in-process commit lock (the `&mut`, behind the runner's per-table mutex), so commits
-/// to one table from one process go one at a time and never race in the Delta log.
+///
+/// The caller holds the table's in-process commit lock (the `&mut`, behind the runner's
+/// per-table mutex), so commits to one table from one process never race each other.
+///
+/// The commit is built on the handle's snapshot without refreshing it first: listing the
+/// log costs time proportional to its length, and it is not needed for safety. Every commit
+/// made after that snapshot is checked by Delta's conflict checker against ours (a commit
+/// touching this partition, or carrying this partition's `txn` app id, conflicts); every
+/// commit made before it was made under a lease taken before ours, or after ours was lost,
+/// which `still_leased` (asked before each attempt) reveals. On a conflict the snapshot is
+/// refreshed and, if the lease is still ours, the commit is rebuilt and tried again: the
+/// conflicting writer was an earlier holder of the lease.
 pub async fn commit_partition<F, Fut>(
     table: &mut DeltaTable,
     scope: &Scope,
@@ -311,7 +316,7 @@ pub async fn commit_partition<F, Fut>(
     still_leased: F,
 ) -> Result<u64, DeltaError>
 where
-    F: FnOnce() -> Fut,
+    F: Fn() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
     let url = table.table_url().clone();
@@ -320,87 +325,104 @@ where
         url: shown.clone(),
         message: e.to_string(),
     };
-    table.update_state().await.map_err(commit_err)?;
-    let landed = table
-        .snapshot()
-        .map_err(commit_err)?
-        .transaction_version(table.log_store().as_ref(), &app_id(&info.partition))
-        .await
-        .map_err(commit_err)?;
-    if let Some(found) = landed {
-        if found >= info.token {
-            return Err(DeltaError::Fenced {
-                partition: info.partition.clone(),
-                ours: info.token,
-                found,
-            });
+    let fenced = || DeltaError::Fenced {
+        partition: info.partition.clone(),
+        ours: info.token,
+    };
+    const ROUNDS: usize = 3;
+    for round in 1..=ROUNDS {
+        if !still_leased().await {
+            return Err(fenced());
+        }
+        let filters = scope_filters(scope);
+        let mut actions: Vec<Action> = table
+            .get_active_add_actions_by_partitions(&filters)
+            .map_ok(|f| Action::Remove(f.remove_action(true)))
+            .try_collect()
+            .await
+            .map_err(commit_err)?;
+        actions.extend(adds.iter().cloned().map(Action::Add));
+        let (partition_by, predicate) = match scope {
+            Scope::Partition { column, value } => (
+                Some(vec![column.clone()]),
+                Some(format!("{column} = '{}'", value.replace('\'', "''"))),
+            ),
+            Scope::WholeTable => (None, None),
+        };
+        let op = DeltaOperation::Write {
+            mode: SaveMode::Overwrite,
+            partition_by,
+            predicate,
+        };
+        let props = CommitProperties::default()
+            .with_application_transaction(Transaction::new(app_id(&info.partition), info.token))
+            // Rebasing over commits of other partitions reads one small file each.
+            .with_max_retries(1000)
+            // Log cleanup lists the whole log on every commit; it runs after checkpoints.
+            .with_cleanup_expired_logs(Some(false))
+            .with_metadata([
+                ("sluice.run_id".to_string(), serde_json::json!(info.run_id)),
+                ("sluice.job".to_string(), serde_json::json!(info.job)),
+                ("sluice.partition".to_string(), serde_json::json!(info.partition)),
+                ("sluice.token".to_string(), serde_json::json!(info.token)),
+                ("sluice.fingerprint".to_string(), serde_json::json!(info.fingerprint)),
+            ]);
+        let snapshot = table.snapshot().map_err(commit_err)?;
+        let result = CommitBuilder::from(props)
+            .with_actions(actions)
+            .build(Some(snapshot), table.log_store(), op)
+            .await;
+        match result {
+            Ok(done) => {
+                let v = done.version();
+                let checkpointed = done.metrics.new_checkpoint_created;
+                table.state = Some(done.snapshot());
+                if checkpointed {
+                    cleanup_logs(table, v).await;
+                }
+                return Ok(v);
+            }
+            Err(DeltaTableError::Transaction {
+                source: TransactionError::CommitConflict(c),
+            }) => {
+                if round == ROUNDS {
+                    return Err(match c {
+                        CommitConflictError::ConcurrentTransaction => fenced(),
+                        other => DeltaError::Conflict {
+                            url: shown.clone(),
+                            message: other.to_string(),
+                        },
+                    });
+                }
+                tracing::debug!(conflict = %c, round, "commit conflicted; refreshing and retrying");
+                table.update_state().await.map_err(commit_err)?;
+            }
+            Err(e) => return Err(commit_err(e)),
         }
     }
-    if !still_leased().await {
-        return Err(DeltaError::Fenced {
-            partition: info.partition.clone(),
-            ours: info.token,
-            found: info.token + 1,
-        });
+    Err(fenced())
+}
+
+/// Removes log entries past the table's log retention that the new checkpoint makes
+/// unnecessary. Best effort: a failure only leaves more log behind.
+async fn cleanup_logs(table: &DeltaTable, version: u64) {
+    use deltalake::table::config::TablePropertiesExt as _;
+    let Ok(snapshot) = table.snapshot() else {
+        return;
+    };
+    if !snapshot.table_config().enable_expired_log_cleanup() {
+        return;
     }
-    let filters = scope_filters(scope);
-    let mut actions: Vec<Action> = table
-        .get_active_add_actions_by_partitions(&filters)
-        .map_ok(|f| Action::Remove(f.remove_action(true)))
-        .try_collect()
-        .await
-        .map_err(commit_err)?;
-    actions.extend(adds.into_iter().map(Action::Add));
-    let (partition_by, predicate) = match scope {
-        Scope::Partition { column, value } => (
-            Some(vec![column.clone()]),
-            Some(format!("{column} = '{}'", value.replace('\'', "''"))),
-        ),
-        Scope::WholeTable => (None, None),
-    };
-    let op = DeltaOperation::Write {
-        mode: SaveMode::Overwrite,
-        partition_by,
-        predicate,
-    };
-    let props = CommitProperties::default()
-        .with_application_transaction(Transaction::new(app_id(&info.partition), info.token))
-        .with_metadata([
-            ("sluice.run_id".to_string(), serde_json::json!(info.run_id)),
-            ("sluice.job".to_string(), serde_json::json!(info.job)),
-            (
-                "sluice.partition".to_string(),
-                serde_json::json!(info.partition),
-            ),
-            (
-                "sluice.fingerprint".to_string(),
-                serde_json::json!(info.fingerprint),
-            ),
-        ]);
-    let snapshot = table.snapshot().map_err(commit_err)?;
-    let result = CommitBuilder::from(props)
-        .with_actions(actions)
-        .build(Some(snapshot), table.log_store(), op)
-        .await;
-    match result {
-        Ok(done) => {
-            let v = done.version();
-            table.state = Some(done.snapshot());
-            Ok(v)
-        }
-        Err(DeltaTableError::Transaction {
-            source: TransactionError::CommitConflict(c),
-        }) => match c {
-            CommitConflictError::ConcurrentTransaction => Err(DeltaError::Fenced {
-                partition: info.partition.clone(),
-                ours: info.token,
-                found: info.token + 1,
-            }),
-            other => Err(DeltaError::Conflict {
-                url: shown.clone(),
-                message: other.to_string(),
-            }),
-        },
-        Err(e) => Err(commit_err(e)),
+    let retention = snapshot.table_config().log_retention_duration().as_millis() as i64;
+    let cutoff = chrono::Utc::now().timestamp_millis() - retention;
+    if let Err(e) = deltalake::checkpoints::cleanup_expired_logs_for(
+        version,
+        table.log_store().as_ref(),
+        cutoff,
+        None,
+    )
+    .await
+    {
+        tracing::warn!(error = %e, "Delta log cleanup failed; old log entries stay");
     }
 }

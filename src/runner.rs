@@ -111,7 +111,8 @@ pub struct RunReport {
     pub transient: bool,
     pub bad_rows_skipped: Vec<BadRow>,
     pub held_by: Option<String>,
-    pub duration_ms: i64,
+    /// From the call to its end: lease, run, write, commit, catalog, retries included.
+    pub duration_ms: f64,
 }
 
 /// One open Delta table per physical version per process, kept across runs so that a
@@ -232,13 +233,17 @@ impl Runner {
         Ok(h)
     }
 
-    /// A current snapshot of a physical version this process reads.
+    /// A snapshot of a physical version this process reads: at least at Delta version
+    /// `at_least` when given (what the catalog says holds the partitions read), else the
+    /// latest. Listing the log is skipped when the handle is recent enough, which it is
+    /// whenever this process wrote the partitions itself.
     async fn read_snapshot(
         &self,
         table: &str,
         version: u32,
         url: &url::Url,
         schema_json: &str,
+        at_least: Option<i64>,
     ) -> Result<deltalake::DeltaTable, RunError> {
         let key = (table.to_string(), version);
         let handle = {
@@ -257,11 +262,14 @@ impl Runner {
             }
         };
         let mut t = handle.table.lock().await;
-        // Commits by other processes since the handle last looked.
-        t.update_state().await.map_err(|e| DeltaError::Open {
-            url: warehouse::display(url),
-            message: e.to_string(),
-        })?;
+        let recent = matches!((at_least, t.version()), (Some(need), Some(have)) if have as i64 >= need);
+        if !recent {
+            // Commits by other processes since the handle last looked.
+            t.update_state().await.map_err(|e| DeltaError::Open {
+                url: warehouse::display(url),
+                message: e.to_string(),
+            })?;
+        }
         Ok(t.clone())
     }
 
@@ -281,7 +289,8 @@ impl Runner {
         trigger: Trigger,
         done_since_ms: Option<i64>,
     ) -> RunReport {
-        let started = self.clock.now_ms();
+        // Elapsed time is measured, not read from the (injectable) clock.
+        let started = std::time::Instant::now();
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -289,7 +298,7 @@ impl Runner {
                 .attempt(job, key, trigger, attempt, done_since_ms)
                 .await;
             report.attempts = attempt;
-            report.duration_ms = self.clock.now_ms() - started;
+            report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
             let retry = report.state == RunState::Failed
                 && report.transient
                 && attempt < job.retry.max_attempts;
@@ -329,7 +338,7 @@ impl Runner {
             transient: false,
             bad_rows_skipped: Vec::new(),
             held_by: None,
-            duration_ms: 0,
+            duration_ms: 0.0,
         };
         let run_id = uuid::Uuid::now_v7().to_string();
         // At error level so that the span, and its run id, is on every line the run logs
@@ -409,17 +418,16 @@ impl Runner {
             }
         };
         let scope = partition_scope(&schema, job, &key);
-        let mut lease = lease;
         let result = async {
-            self.reconcile(&handle, &scope, &partition, &mut lease).await?;
+            let status = self.reconcile(&handle, &scope, &partition, &lease).await?;
             if let Some(since) = done_since_ms {
-                let done = self
-                    .catalog
-                    .partition_status(table_name, version, &partition)
-                    .await?
+                let done = status
                     .filter(|p| p.state == "complete" && p.finished_at.unwrap_or(0) >= since);
                 if let Some(p) = done {
-                    info!(by_run = p.content_run_id.as_deref().unwrap_or("-"), "partition was completed by another worker meanwhile; nothing to do");
+                    info!(
+                        by_run = p.content_run_id.as_deref().unwrap_or("-"),
+                        "partition was completed by another worker meanwhile; nothing to do"
+                    );
                     report.state = RunState::DoneElsewhere;
                     report.run_id = p.content_run_id;
                     report.rows = p.content_rows.map(|r| r as u64);
@@ -476,42 +484,33 @@ impl Runner {
     }
 
     /// A previous run of this partition that is still marked running died (we hold the
-    /// lease now, so its lease expired). The Delta log says whether its commit landed.
+    /// lease now, so its lease expired). The Delta log says whether its commit landed: the
+    /// `txn` of this partition carries the token of the last writer that committed.
+    /// Returns the partition's state after reconciling.
     async fn reconcile(
         &self,
         handle: &VersionHandle,
         scope: &Scope,
         partition: &str,
-        lease: &mut crate::catalog::Lease,
-    ) -> Result<(), RunError> {
-        let mut table = handle.table.lock().await;
-        let landed = delta::landed_token(&mut table, partition).await?;
-        // The table may have seen tokens the catalog has not (a catalog restored from an
-        // older copy): move past them, or every commit would be refused as stale.
-        if let Some(t) = landed {
-            if t >= lease.token && self.catalog.raise_lease_token(lease, t + 1).await? {
-                warn!(
-                    from_table = t,
-                    token = lease.token,
-                    "fencing token raised past the one in the Delta log"
-                );
-            }
-        }
-        let Some(p) = self
+        lease: &crate::catalog::Lease,
+    ) -> Result<Option<crate::catalog::PartitionStatus>, RunError> {
+        let status = self
             .catalog
             .partition_status(&lease.table, lease.version, partition)
-            .await?
-        else {
-            return Ok(());
+            .await?;
+        let Some(p) = &status else {
+            return Ok(None);
         };
         if p.state != "running" || p.last_run_id == lease.run_id {
-            return Ok(());
+            return Ok(status);
         }
         let Some(prev) = self.catalog.run(&p.last_run_id).await? else {
-            return Ok(());
+            return Ok(status);
         };
+        let mut table = handle.table.lock().await;
+        let landed = delta::landed_token(&mut table, partition).await?;
         let now = self.clock.now_ms();
-        if landed == Some(prev.lease_token) {
+        if landed.is_some_and(|t| t >= prev.lease_token) {
             let rows = delta::partition_rows(&table, scope).await?;
             let dv = table.version().unwrap_or_default() as i64;
             info!(previous_run = %prev.run_id, rows, "previous run's commit had landed; recording it as succeeded");
@@ -528,7 +527,11 @@ impl Runner {
                 )
                 .await?;
         }
-        Ok(())
+        drop(table);
+        Ok(self
+            .catalog
+            .partition_status(&lease.table, lease.version, partition)
+            .await?)
     }
 
     fn spawn_heartbeat(
@@ -626,15 +629,19 @@ impl Runner {
             job: job.name.to_string(),
         };
         crate::failpoint::pause_if_set("before_commit").await;
-        let catalog = self.catalog.clone();
-        let clock = self.clock.clone();
-        let lease_c = lease.clone();
-        let lost_c = lost.clone();
+        if crate::failpoint::fail_once("transient_commit_error") {
+            return Err(DeltaError::Commit {
+                url: warehouse::display(&handle.url),
+                message: "injected I/O error: connection reset (failpoint transient_commit_error)".into(),
+            }
+            .into());
+        }
         let mut table = handle.table.lock().await;
-        let dv = delta::commit_partition(&mut table, scope, adds, &info, move || async move {
-            !lost_c.load(Ordering::SeqCst)
-                && catalog
-                    .lease_is_current(&lease_c, clock.now_ms())
+        let dv = delta::commit_partition(&mut table, scope, adds, &info, || async {
+            !lost.load(Ordering::SeqCst)
+                && self
+                    .catalog
+                    .lease_is_current(lease, self.clock.now_ms())
                     .await
                     .unwrap_or(false)
         })
@@ -726,9 +733,6 @@ impl Runner {
                 })?;
             let url = url::Url::parse(&tv.uri)
                 .map_err(|e| err(format!("bad location {}: {e}", tv.uri)))?;
-            let snapshot = self
-                .read_snapshot(table.as_str(), version as u32, &url, &tv.schema_json)
-                .await?;
             let up_schema: TableSchema = serde_json::from_str(&tv.schema_json)
                 .map_err(|e| err(format!("stored schema does not parse: {e}")))?;
             let up_granularity = self
@@ -738,20 +742,30 @@ impl Runner {
                 .get(table)
                 .and_then(|w| self.project.jobs.get(w))
                 .map(|j| (j.granularity, j.partition_time_zone));
+            // The Delta version the snapshot must have reached to hold what we read; `None`
+            // when only the latest will do.
+            let mut needed_version: Option<i64> = None;
             let filter = match (partitions, up_schema.partition_column(), up_granularity) {
                 (UpstreamPartitions::Same, Some(col), Some((g, tz))) if g != Granularity::None => {
                     let keys = key.covering(g);
                     let mut incomplete = Vec::new();
+                    let mut newest = Some(0i64);
                     for k in &keys {
-                        let state = self
+                        let p = self
                             .catalog
                             .partition_status(table.as_str(), version, &k.to_string())
-                            .await?
-                            .map(|p| p.state);
-                        if state.as_deref() != Some("complete") {
-                            incomplete.push(k.to_string());
+                            .await?;
+                        match p {
+                            Some(p) if p.state == "complete" => {
+                                newest = newest.zip(p.content_delta_version).map(|(a, b)| a.max(b));
+                            }
+                            _ => {
+                                incomplete.push(k.to_string());
+                                newest = None;
+                            }
                         }
                     }
+                    needed_version = newest;
                     if !incomplete.is_empty() {
                         warn!(
                             upstream = %table,
@@ -768,6 +782,9 @@ impl Runner {
                 }
                 _ => None,
             };
+            let snapshot = self
+                .read_snapshot(table.as_str(), version as u32, &url, &tv.schema_json, needed_version)
+                .await?;
             out.push(UpstreamInput {
                 name: input.name.clone(),
                 table: snapshot,

@@ -524,32 +524,6 @@ impl Catalog {
         Ok(n.is_some())
     }
 
-    /// Raises a held lease's token to `at_least` (when the table has seen a higher token
-    /// than the catalog, e.g. after the catalog was restored from an older copy).
-    pub async fn raise_lease_token(
-        &self,
-        lease: &mut Lease,
-        at_least: i64,
-    ) -> Result<bool, CatalogError> {
-        let n = sqlx::query(
-            "UPDATE leases SET token = $1 WHERE table_name = $2 AND table_version = $3 AND partition_key = $4 AND token = $5 AND holder = $6",
-        )
-        .bind(at_least)
-        .bind(&lease.table)
-        .bind(lease.version)
-        .bind(&lease.partition)
-        .bind(lease.token)
-        .bind(&lease.holder)
-        .execute(&self.pool)
-        .await
-        .map_err(query_err("raise lease token"))?
-        .rows_affected();
-        if n == 1 {
-            lease.token = at_least;
-        }
-        Ok(n == 1)
-    }
-
     pub async fn release_lease(&self, lease: &Lease) -> Result<(), CatalogError> {
         sqlx::query(
             "UPDATE leases SET holder = NULL, run_id = NULL, expires_at = 0 WHERE table_name = $1 AND table_version = $2 AND partition_key = $3 AND token = $4 AND holder = $5",

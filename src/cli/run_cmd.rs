@@ -57,7 +57,7 @@ pub async fn run(g: &Globals, job_name: &str, partition: &str) -> Outcome {
                 output::opt(&report.rows),
                 output::opt(&report.delta_version),
                 output::opt(&report.run_id),
-                output::duration(Some(0), Some(report.duration_ms)),
+                output::duration(Some(0), Some(report.duration_ms as i64)),
             ),
             RunState::DoneElsewhere => println!(
                 "{} {}: completed by another worker; nothing done",

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# The backfill benchmark. Prints, from one run on this machine:
+#   1. the orchestration overhead per no-op partition (lease, run record, engine, Delta
+#      commit, catalog), over 1,000 daily partitions, release build, SQLite + local folder;
+#   2. the reference workload of ../shared/bench (365 days x 20,000 rows, clean_orders then
+#      daily_revenue) run by `sluice backfill`, next to DuckDB's single pass over the same
+#      data and SQL, measured in the same run, as a ratio.
+#
+# usage: bench/run.sh [noop|reference|all]      (default: all)
+# Needs python3 with duckdb (pip install duckdb deltalake pyarrow). Generated data is kept
+# in $SLUICE_BENCH_DATA (default ~/.cache/sluice-bench) between runs.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(dirname "$here")"
+shared="$(cd "$repo/../shared/bench" 2>/dev/null && pwd || true)"
+what="${1:-all}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice-target}"
+data="${SLUICE_BENCH_DATA:-$HOME/.cache/sluice-bench}"
+concurrency="${SLUICE_BENCH_CONCURRENCY:-2}"
+mkdir -p "$data"
+
+python3 -c 'import duckdb, deltalake, pyarrow' 2>/dev/null ||
+    python3 -m pip install --quiet --disable-pip-version-check duckdb deltalake pyarrow
+
+(cd "$repo" && cargo build --release --quiet)
+sluice="$CARGO_TARGET_DIR/release/sluice"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+now() { python3 -c 'import time; print(time.time())'; }
+
+noop() {
+    local p="$work/noop"
+    mkdir -p "$p/jobs" "$p/migrations"
+    cat > "$p/migrations/0001_create_noop.sql" <<'SQL'
+CREATE TABLE noop (x BIGINT, dt DATE NOT NULL) PARTITIONED BY (dt);
+SQL
+    cat > "$p/jobs/noop.toml" <<'TOML'
+description = "No rows, no inputs: what is left is sluice's own work per partition"
+version = 1
+[partitioning]
+granularity = "daily"
+[output]
+table = "noop"
+TOML
+    echo 'SELECT CAST(1 AS BIGINT) AS x WHERE false' > "$p/jobs/noop.sql"
+    "$sluice" --project "$p" migrate -q > /dev/null
+    local t0 t1
+    t0=$(now)
+    "$sluice" --project "$p" backfill --from 2021-01-01 --to 2023-09-27 --concurrency 1 --output json -q > "$work/noop.json"
+    t1=$(now)
+    python3 - "$work/noop.json" "$t0" "$t1" <<'PY'
+import json, sys, statistics
+s = json.load(open(sys.argv[1])); t0, t1 = float(sys.argv[2]), float(sys.argv[3])
+d = [i["duration_ms"] for i in s["items"] if i["outcome"] == "succeeded"]
+assert len(d) == 1000, f"{len(d)} partitions succeeded"
+print(f"noop: {len(d)} partitions, median {statistics.median(d):.2f} ms per partition "
+      f"(p90 {sorted(d)[int(len(d)*0.9)]:.2f} ms), wall {1000*(t1-t0)/len(d):.2f} ms per partition "
+      f"including planning; target <= 3 ms median")
+PY
+}
+
+reference() {
+    [ -n "$shared" ] || { echo "reference: ../shared/bench not found beside the repository" >&2; return 1; }
+    local orders="$data/orders-365x20000"
+    if [ ! -f "$orders/dt=2024-12-30/orders.csv" ]; then
+        echo "generating the reference data (365 days x 20,000 rows) into $orders ..." >&2
+        python3 "$shared/gen_orders.py" "$orders" 2024-01-01 365 20000
+    fi
+    local p="$work/reference"
+    mkdir -p "$p/jobs" "$p/migrations"
+    # The same SQL as DuckDB's single pass (shared/bench/duckdb_floor.py).
+    cat > "$p/migrations/0001_tables.sql" <<'SQL'
+CREATE TABLE clean_orders (
+    order_id BIGINT, order_ts TIMESTAMP, customer_id BIGINT, region STRING, category STRING,
+    quantity INT, unit_price DOUBLE, amount DOUBLE, status STRING, dt DATE NOT NULL
+) PARTITIONED BY (dt);
+CREATE TABLE daily_revenue (
+    dt DATE NOT NULL, region STRING, category STRING, revenue DOUBLE, orders BIGINT, customers BIGINT
+) PARTITIONED BY (dt);
+SQL
+    cat > "$p/jobs/clean_orders.toml" <<TOML
+version = 1
+[partitioning]
+granularity = "daily"
+[[inputs]]
+name = "orders"
+path = "$orders/dt={partition}/orders.csv"
+schema = ["order_id BIGINT", "order_ts TIMESTAMP", "customer_id BIGINT", "region STRING",
+          "category STRING", "quantity INT", "unit_price DOUBLE", "status STRING"]
+[output]
+table = "clean_orders"
+TOML
+    cat > "$p/jobs/clean_orders.sql" <<'SQL'
+SELECT order_id, order_ts, customer_id, region, category, quantity, unit_price,
+       quantity * unit_price AS amount, status
+FROM orders WHERE status <> 'cancelled'
+SQL
+    cat > "$p/jobs/daily_revenue.toml" <<'TOML'
+version = 1
+[partitioning]
+granularity = "daily"
+[[inputs]]
+name = "clean_orders"
+table = "clean_orders"
+[output]
+table = "daily_revenue"
+TOML
+    cat > "$p/jobs/daily_revenue.sql" <<'SQL'
+SELECT dt, region, category, sum(amount) AS revenue, count(*) AS orders,
+       count(DISTINCT customer_id) AS customers
+FROM clean_orders GROUP BY dt, region, category
+SQL
+    "$sluice" --project "$p" migrate -q > /dev/null
+    local t0 t1
+    t0=$(now)
+    "$sluice" --project "$p" backfill --from 2024-01-01 --to 2024-12-30 --concurrency "$concurrency" -q > "$work/reference.txt"
+    t1=$(now)
+    # Check the result against the reference figures, with an independent reader.
+    python3 - "$p/warehouse" <<'PY'
+import sys
+from deltalake import DeltaTable
+import pyarrow.compute as pc
+w = sys.argv[1]
+co = DeltaTable(f"{w}/clean_orders/v1").to_pyarrow_table(columns=["order_id"])
+dr = DeltaTable(f"{w}/daily_revenue/v1").to_pyarrow_table(columns=["revenue"])
+rev = pc.sum(dr["revenue"]).as_py()
+ok = co.num_rows == 6570238 and dr.num_rows == 35040 and abs(rev - 1005531328.66) < 0.01
+print(f"reference result: clean_orders {co.num_rows} rows, daily_revenue {dr.num_rows} rows, "
+      f"sum(revenue) {rev:.2f}: {'as expected' if ok else 'NOT the expected 6570238 / 35040 / 1005531328.66'}")
+sys.exit(0 if ok else 1)
+PY
+    local floor
+    floor=$(python3 "$shared/duckdb_floor.py" "$orders" "$work/duckdb-out" | tee /dev/stderr | sed -n 's/.*total=\([0-9.]*\)s.*/\1/p')
+    python3 - "$t0" "$t1" "$floor" "$concurrency" <<'PY'
+import sys
+t0, t1, floor, c = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+s = t1 - t0
+print(f"reference: sluice backfill {s:.2f} s (concurrency {c}), DuckDB single pass {floor:.2f} s, "
+      f"ratio {s/floor:.2f}x; target <= 1.3x")
+PY
+}
+
+case "$what" in
+    noop) noop ;;
+    reference) reference ;;
+    all) noop; reference ;;
+    *) echo "usage: bench/run.sh [noop|reference|all]" >&2; exit 2 ;;
+esac
