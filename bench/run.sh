@@ -127,8 +127,9 @@ dr = DeltaTable(f"{w}/daily_revenue/v1").to_pyarrow_table(columns=["revenue"])
 rev = pc.sum(dr["revenue"]).as_py()
 ok = co.num_rows == 6570238 and dr.num_rows == 35040 and abs(rev - 1005531328.66) < 0.01
 print(f"reference result: clean_orders {co.num_rows} rows, daily_revenue {dr.num_rows} rows, "
-      f"sum(revenue) {rev:.2f}: {'as expected' if ok else 'NOT the expected 6570238 / 35040 / 1005531328.66'}")
-sys.exit(0 if ok else 1)
+      f"sum(revenue) {rev:.2f}: {'as expected' if ok else 'NOT the expected 6570238 / 35040 / 1005531328.66'}", flush=True)
+# The deltalake package can abort while the interpreter tears down its runtime threads.
+import os; os._exit(0 if ok else 1)
 PY
     local floor
     floor=$(python3 "$shared/duckdb_floor.py" "$orders" "$work/duckdb-out" | tee /dev/stderr | sed -n 's/.*total=\([0-9.]*\)s.*/\1/p')

@@ -413,6 +413,9 @@ impl Summary {
     }
 }
 
+/// Runs in flight per computing one; see [`execute`].
+const IN_FLIGHT_PER_WORKER: usize = 8;
+
 pub struct Options {
     pub concurrency: usize,
     pub fail_fast: bool,
@@ -436,8 +439,8 @@ enum TaskResult {
     Blocked(String),
 }
 
-/// Runs the plan: at most `concurrency` partitions at once, each when what it waits on has
-/// succeeded.
+/// Runs the plan: each partition when what it waits on has succeeded; at most
+/// `concurrency` computing at once (the runner's compute limit, set by the caller).
 pub async fn execute(
     plan: &Plan,
     runner: Arc<Runner>,
@@ -493,11 +496,19 @@ pub async fn execute(
             }
         }
 
-        // Launch what is ready, in plan order.
+        // Launch what is ready, in plan order. More runs are in flight than compute at once
+        // (the runner's compute permits bound that): the others hold their lease and wait
+        // to compute or to commit, so that commits of a table group several partitions.
         let now = Instant::now();
         let mut next_wake: Option<Instant> = None;
+        // With --fail-fast nothing may be waiting to start when a failure stops the backfill.
+        let in_flight = if opts.fail_fast {
+            opts.concurrency.max(1)
+        } else {
+            opts.concurrency.max(1) * IN_FLIGHT_PER_WORKER
+        };
         for i in 0..n {
-            if running >= opts.concurrency.max(1) {
+            if running >= in_flight {
                 break;
             }
             let State::Pending { not_before } = state[i] else {

@@ -24,7 +24,7 @@ use futures::TryStreamExt as _;
 use std::collections::HashMap;
 use url::Url;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DeltaError {
     #[error("cannot create Delta table at {url}: {message}")]
     Create { url: String, message: String },
@@ -261,6 +261,14 @@ pub struct CommitInfo {
     pub job: String,
 }
 
+/// One partition's replacement, waiting for a commit.
+#[derive(Debug, Clone)]
+pub struct PartitionCommit {
+    pub scope: Scope,
+    pub adds: Vec<Add>,
+    pub info: CommitInfo,
+}
+
 /// The `txn` version recorded for `partition`, as of the latest commit.
 pub async fn landed_token(
     table: &mut DeltaTable,
@@ -295,112 +303,252 @@ pub async fn partition_rows(table: &DeltaTable, scope: &Scope) -> Result<i64, De
         .sum())
 }
 
-/// Replaces the partition's content with `adds`, in one commit carrying the fencing token.
+/// Replaces the content of each partition in `batch` with its new files, all in one Delta
+/// commit that carries each partition's `txn` (app id = partition, version = fencing
+/// token). Returns one result per item, in order.
+///
+/// Batching is what makes a long backfill cheap: a Delta commit costs a few milliseconds
+/// (the new snapshot is rebuilt after it), whatever it holds, and a thousand partitions in
+/// a few dozen commits also keep the log short. Every partition is still replaced
+/// atomically: readers see the commit or not.
 ///
 /// The caller holds the table's in-process commit lock (the `&mut`, behind the runner's
-/// per-table mutex), so commits to one table from one process never race each other.
-///
-/// The commit is built on the handle's snapshot without refreshing it first: listing the
-/// log costs time proportional to its length, and it is not needed for safety. Every commit
-/// made after that snapshot is checked by Delta's conflict checker against ours (a commit
-/// touching this partition, or carrying this partition's `txn` app id, conflicts); every
-/// commit made before it was made under a lease taken before ours, or after ours was lost,
-/// which `still_leased` (asked before each attempt) reveals. On a conflict the snapshot is
-/// refreshed and, if the lease is still ours, the commit is rebuilt and tried again: the
-/// conflicting writer was an earlier holder of the lease.
-pub async fn commit_partition<F, Fut>(
+/// per-table mutex). The commit is built on the handle's snapshot without refreshing it:
+/// listing the log costs time proportional to its length and is not needed for safety.
+/// Every commit made after that snapshot is checked by Delta's conflict checker against
+/// ours (a commit touching one of these partitions, or carrying one of their `txn` app ids,
+/// conflicts); every commit made before it was made under a lease taken before ours or after
+/// ours was lost, which `still_leased` (asked before each attempt) reveals. On a conflict
+/// the snapshot is refreshed and the commit rebuilt for the items still leased: the
+/// conflicting writer was an earlier holder. If conflicts persist, items are committed one
+/// by one so that one partition's trouble does not fail the others.
+pub async fn commit_partitions<F, Fut>(
     table: &mut DeltaTable,
-    scope: &Scope,
-    adds: Vec<Add>,
-    info: &CommitInfo,
+    batch: &[PartitionCommit],
     still_leased: F,
-) -> Result<u64, DeltaError>
+) -> Vec<Result<u64, DeltaError>>
 where
-    F: Fn() -> Fut,
+    F: Fn(usize) -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let url = table.table_url().clone();
-    let shown = crate::warehouse::display(&url);
-    let commit_err = |e: DeltaTableError| DeltaError::Commit {
-        url: shown.clone(),
-        message: e.to_string(),
-    };
-    let fenced = || DeltaError::Fenced {
-        partition: info.partition.clone(),
-        ours: info.token,
+    let mut results: Vec<Option<Result<u64, DeltaError>>> = vec![None; batch.len()];
+    let all: Vec<usize> = (0..batch.len()).collect();
+    let unresolved = commit_rounds(table, batch, &all, &still_leased, &mut results).await;
+    if unresolved.len() > 1 {
+        // Isolate: whichever partition keeps failing fails alone.
+        for i in unresolved {
+            commit_rounds(table, batch, &[i], &still_leased, &mut results).await;
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| {
+                Err(DeltaError::Commit {
+                    url: crate::warehouse::display(table.table_url()),
+                    message: "the commit was never attempted (this is likely a bug)".into(),
+                })
+            })
+        })
+        .collect()
+}
+
+/// Commits `items` of `batch` together, refreshing and retrying on conflicts. Fills in
+/// `results`; returns the items left unresolved by a persistent failure when there was more
+/// than one (for the caller to try one by one), else settles them with the error.
+async fn commit_rounds<F, Fut>(
+    table: &mut DeltaTable,
+    batch: &[PartitionCommit],
+    items: &[usize],
+    still_leased: &F,
+    results: &mut [Option<Result<u64, DeltaError>>],
+) -> Vec<usize>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let fenced = |item: &PartitionCommit| DeltaError::Fenced {
+        partition: item.info.partition.clone(),
+        ours: item.info.token,
     };
     const ROUNDS: usize = 3;
+    let mut last_error: Option<(DeltaError, bool)> = None;
     for round in 1..=ROUNDS {
-        if !still_leased().await {
-            return Err(fenced());
+        let mut live = Vec::new();
+        for &i in items {
+            if results[i].is_some() {
+                continue;
+            }
+            if still_leased(i).await {
+                live.push(i);
+            } else {
+                results[i] = Some(Err(fenced(&batch[i])));
+            }
         }
-        let filters = scope_filters(scope);
-        let mut actions: Vec<Action> = table
+        if live.is_empty() {
+            return Vec::new();
+        }
+        match commit_once(table, batch, &live).await {
+            Ok(v) => {
+                for i in live {
+                    results[i] = Some(Ok(v));
+                }
+                return Vec::new();
+            }
+            Err(CommitFailure::Conflict {
+                error,
+                concurrent_txn,
+            }) => {
+                last_error = Some((error, concurrent_txn));
+                if round == ROUNDS {
+                    break;
+                }
+                tracing::debug!(round, "commit conflicted; refreshing and retrying");
+                if let Err(e) = table.update_state().await {
+                    last_error = Some((
+                        DeltaError::Commit {
+                            url: crate::warehouse::display(table.table_url()),
+                            message: e.to_string(),
+                        },
+                        false,
+                    ));
+                    break;
+                }
+            }
+            Err(CommitFailure::Other(e)) => {
+                last_error = Some((e, false));
+                break;
+            }
+        }
+    }
+    let pending: Vec<usize> = items
+        .iter()
+        .copied()
+        .filter(|i| results[*i].is_none())
+        .collect();
+    if pending.len() > 1 {
+        return pending;
+    }
+    for i in pending {
+        results[i] = Some(Err(match &last_error {
+            // Another writer of this very partition committed: ours is the stale one.
+            Some((_, true)) | None => fenced(&batch[i]),
+            Some((e, false)) => e.clone(),
+        }));
+    }
+    Vec::new()
+}
+
+enum CommitFailure {
+    /// `concurrent_txn`: the other commit carried one of our partitions' `txn` app ids,
+    /// i.e. another writer of the same partition got there first.
+    Conflict {
+        error: DeltaError,
+        concurrent_txn: bool,
+    },
+    Other(DeltaError),
+}
+
+/// One attempt at committing the items `live` of `batch`.
+async fn commit_once(
+    table: &mut DeltaTable,
+    batch: &[PartitionCommit],
+    live: &[usize],
+) -> Result<u64, CommitFailure> {
+    let shown = crate::warehouse::display(table.table_url());
+    let other = |e: DeltaTableError| {
+        CommitFailure::Other(DeltaError::Commit {
+            url: shown.clone(),
+            message: e.to_string(),
+        })
+    };
+    let mut actions: Vec<Action> = Vec::new();
+    let mut txns = Vec::new();
+    let mut values: Vec<String> = Vec::new();
+    let mut column: Option<String> = None;
+    let mut whole_table = false;
+    let mut runs = Vec::new();
+    for &i in live {
+        let item = &batch[i];
+        let filters = scope_filters(&item.scope);
+        let removes: Vec<Action> = table
             .get_active_add_actions_by_partitions(&filters)
             .map_ok(|f| Action::Remove(f.remove_action(true)))
             .try_collect()
             .await
-            .map_err(commit_err)?;
-        actions.extend(adds.iter().cloned().map(Action::Add));
-        let (partition_by, predicate) = match scope {
-            Scope::Partition { column, value } => (
-                Some(vec![column.clone()]),
-                Some(format!("{column} = '{}'", value.replace('\'', "''"))),
-            ),
-            Scope::WholeTable => (None, None),
-        };
-        let op = DeltaOperation::Write {
-            mode: SaveMode::Overwrite,
-            partition_by,
-            predicate,
-        };
-        let props = CommitProperties::default()
-            .with_application_transaction(Transaction::new(app_id(&info.partition), info.token))
-            // Rebasing over commits of other partitions reads one small file each.
-            .with_max_retries(1000)
-            // Log cleanup lists the whole log on every commit; it runs after checkpoints.
-            .with_cleanup_expired_logs(Some(false))
-            .with_metadata([
-                ("sluice.run_id".to_string(), serde_json::json!(info.run_id)),
-                ("sluice.job".to_string(), serde_json::json!(info.job)),
-                ("sluice.partition".to_string(), serde_json::json!(info.partition)),
-                ("sluice.token".to_string(), serde_json::json!(info.token)),
-                ("sluice.fingerprint".to_string(), serde_json::json!(info.fingerprint)),
-            ]);
-        let snapshot = table.snapshot().map_err(commit_err)?;
-        let result = CommitBuilder::from(props)
-            .with_actions(actions)
-            .build(Some(snapshot), table.log_store(), op)
-            .await;
-        match result {
-            Ok(done) => {
-                let v = done.version();
-                let checkpointed = done.metrics.new_checkpoint_created;
-                table.state = Some(done.snapshot());
-                if checkpointed {
-                    cleanup_logs(table, v).await;
-                }
-                return Ok(v);
+            .map_err(other)?;
+        actions.extend(removes);
+        actions.extend(item.adds.iter().cloned().map(Action::Add));
+        txns.push(Transaction::new(
+            app_id(&item.info.partition),
+            item.info.token,
+        ));
+        match &item.scope {
+            Scope::Partition { column: c, value } => {
+                column = Some(c.clone());
+                values.push(format!("'{}'", value.replace('\'', "''")));
             }
-            Err(DeltaTableError::Transaction {
-                source: TransactionError::CommitConflict(c),
-            }) => {
-                if round == ROUNDS {
-                    return Err(match c {
-                        CommitConflictError::ConcurrentTransaction => fenced(),
-                        other => DeltaError::Conflict {
-                            url: shown.clone(),
-                            message: other.to_string(),
-                        },
-                    });
-                }
-                tracing::debug!(conflict = %c, round, "commit conflicted; refreshing and retrying");
-                table.update_state().await.map_err(commit_err)?;
-            }
-            Err(e) => return Err(commit_err(e)),
+            Scope::WholeTable => whole_table = true,
         }
+        runs.push(serde_json::json!({
+            "run_id": item.info.run_id,
+            "job": item.info.job,
+            "partition": item.info.partition,
+            "token": item.info.token,
+            "fingerprint": item.info.fingerprint,
+        }));
     }
-    Err(fenced())
+    // The predicate is what the conflict checker reads as this commit's read set: the
+    // replaced partitions only, so commits of other partitions do not conflict with it.
+    let (partition_by, predicate) = match (&column, whole_table) {
+        (Some(c), false) => (
+            Some(vec![c.clone()]),
+            Some(if values.len() == 1 {
+                format!("{c} = {}", values[0])
+            } else {
+                format!("{c} IN ({})", values.join(", "))
+            }),
+        ),
+        _ => (None, None),
+    };
+    let op = DeltaOperation::Write {
+        mode: SaveMode::Overwrite,
+        partition_by,
+        predicate,
+    };
+    let props = CommitProperties::default()
+        .with_application_transactions(txns)
+        // Rebasing over commits of other partitions reads one small file each.
+        .with_max_retries(1000)
+        // Log cleanup lists the whole log on every commit; it runs after checkpoints.
+        .with_cleanup_expired_logs(Some(false))
+        .with_metadata([("sluice.runs".to_string(), serde_json::json!(runs))]);
+    let snapshot = table.snapshot().map_err(other)?;
+    let result = CommitBuilder::from(props)
+        .with_actions(actions)
+        .build(Some(snapshot), table.log_store(), op)
+        .await;
+    match result {
+        Ok(done) => {
+            let v = done.version();
+            let checkpointed = done.metrics.new_checkpoint_created;
+            table.state = Some(done.snapshot());
+            if checkpointed {
+                cleanup_logs(table, v).await;
+            }
+            Ok(v)
+        }
+        Err(DeltaTableError::Transaction {
+            source: TransactionError::CommitConflict(c),
+        }) => Err(CommitFailure::Conflict {
+            concurrent_txn: matches!(c, CommitConflictError::ConcurrentTransaction),
+            error: DeltaError::Conflict {
+                url: shown.clone(),
+                message: c.to_string(),
+            },
+        }),
+        Err(e) => Err(other(e)),
+    }
 }
 
 /// Removes log entries past the table's log retention that the new checkpoint makes

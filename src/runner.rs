@@ -7,9 +7,9 @@
 //! the table), and the catalog is told last; if the process dies before that, the next run
 //! reads the Delta log to learn whether the commit landed (Delta is the truth for data).
 
-use crate::catalog::{Catalog, CatalogError, LeaseOutcome, RunEnd, RunStart};
+use crate::catalog::{Catalog, CatalogError, Claim, RunEnd, RunStart};
 use crate::clock::SharedClock;
-use crate::delta::{self, CommitInfo, DeltaError, PartitionWriter, Scope};
+use crate::delta::{self, CommitInfo, DeltaError, PartitionCommit, PartitionWriter, Scope};
 use crate::engine::conform::{ConformError, Conformer, partition_value};
 use crate::engine::{self, BadRow, Engine, EngineError, PartitionQuery, UpstreamInput};
 use crate::fingerprint::fingerprint;
@@ -123,6 +123,26 @@ pub struct VersionHandle {
     /// The schema the handle was opened with; a migration since then reopens it.
     schema_json: String,
     pub table: tokio::sync::Mutex<deltalake::DeltaTable>,
+    /// Partition commits waiting for the commit lock (see [`Runner::commit`]).
+    queue: std::sync::Mutex<Vec<Queued>>,
+}
+
+struct Queued {
+    item: PartitionCommit,
+    lease: crate::catalog::Lease,
+    lost: Arc<AtomicBool>,
+    reply: tokio::sync::oneshot::Sender<Result<u64, DeltaError>>,
+}
+
+impl VersionHandle {
+    fn new(url: url::Url, schema_json: String, table: deltalake::DeltaTable) -> Arc<VersionHandle> {
+        Arc::new(VersionHandle {
+            url,
+            schema_json,
+            table: tokio::sync::Mutex::new(table),
+            queue: std::sync::Mutex::new(Vec::new()),
+        })
+    }
 }
 
 /// Everything a run needs that outlives it.
@@ -135,6 +155,10 @@ pub struct Runner {
     pub holder: String,
     pub lease_ttl: Duration,
     handles: tokio::sync::Mutex<HashMap<(String, u32), Arc<VersionHandle>>>,
+    /// Bounds the partitions computing at once (query and file upload); runs waiting for a
+    /// lease check or a commit do not hold a permit, so commits of many partitions can be
+    /// grouped while others compute.
+    compute: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 pub fn holder_id() -> String {
@@ -194,6 +218,20 @@ impl Runner {
             clock,
             holder,
             handles: tokio::sync::Mutex::new(HashMap::new()),
+            compute: None,
+        }
+    }
+
+    /// At most `n` partitions compute at once (see [`Runner::compute`]).
+    pub fn with_compute_limit(mut self, n: usize) -> Runner {
+        self.compute = Some(Arc::new(tokio::sync::Semaphore::new(n.max(1))));
+        self
+    }
+
+    async fn compute_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        match &self.compute {
+            Some(s) => s.clone().acquire_owned().await.ok(),
+            None => None,
         }
     }
 
@@ -224,11 +262,7 @@ impl Runner {
                 self.clock.now_ms(),
             )
             .await?;
-        let h = Arc::new(VersionHandle {
-            url,
-            schema_json,
-            table: tokio::sync::Mutex::new(table),
-        });
+        let h = VersionHandle::new(url, schema_json, table);
         handles.insert(key, h.clone());
         Ok(h)
     }
@@ -251,18 +285,19 @@ impl Runner {
             match handles.get(&key) {
                 Some(h) => h.clone(),
                 None => {
-                    let h = Arc::new(VersionHandle {
-                        url: url.clone(),
-                        schema_json: schema_json.to_string(),
-                        table: tokio::sync::Mutex::new(delta::open(url).await?),
-                    });
+                    let h = VersionHandle::new(
+                        url.clone(),
+                        schema_json.to_string(),
+                        delta::open(url).await?,
+                    );
                     handles.insert(key, h.clone());
                     h
                 }
             }
         };
         let mut t = handle.table.lock().await;
-        let recent = matches!((at_least, t.version()), (Some(need), Some(have)) if have as i64 >= need);
+        let recent =
+            matches!((at_least, t.version()), (Some(need), Some(have)) if have as i64 >= need);
         if !recent {
             // Commits by other processes since the handle last looked.
             t.update_state().await.map_err(|e| DeltaError::Open {
@@ -396,21 +431,28 @@ impl Runner {
 
         let partition = key.to_string();
         let ttl_ms = self.lease_ttl.as_millis() as i64;
-        let lease = match self
+        let mut start = RunStart {
+            run_id: run_id.to_string(),
+            job: job.name.to_string(),
+            table: table_name.to_string(),
+            version,
+            partition: partition.clone(),
+            attempt: i64::from(attempt),
+            trigger: trigger.as_str(),
+            fingerprint: fp.clone(),
+            lease_token: 0,
+            host: host_name(&self.holder),
+            pid: i64::from(std::process::id()),
+            started_at: self.clock.now_ms(),
+        };
+        let (lease, look) = match self
             .catalog
-            .acquire_lease(
-                table_name,
-                version,
-                &partition,
-                &self.holder,
-                run_id,
-                ttl_ms,
-                self.clock.now_ms(),
-            )
+            .claim(&mut start, &self.holder, ttl_ms, done_since_ms)
             .await?
         {
-            LeaseOutcome::Acquired(l) => l,
-            LeaseOutcome::Held { holder, run_id, .. } => {
+            Claim::Started(lease) => (lease, None),
+            Claim::Look { lease, status } => (lease, Some(status)),
+            Claim::Held { holder, run_id } => {
                 info!(held_by = %holder, other_run = run_id.as_deref().unwrap_or("-"), "partition is leased by another worker; skipping");
                 report.state = RunState::Held;
                 report.held_by = Some(holder);
@@ -418,11 +460,19 @@ impl Runner {
             }
         };
         let scope = partition_scope(&schema, job, &key);
+        let mut released = false;
         let result = async {
-            let status = self.reconcile(&handle, &scope, &partition, &lease).await?;
-            if let Some(since) = done_since_ms {
-                let done = status
-                    .filter(|p| p.state == "complete" && p.finished_at.unwrap_or(0) >= since);
+            if let Some(status) = look {
+                let status = if status.state == "running" {
+                    self.reconcile(&handle, &scope, &lease, status).await?
+                } else {
+                    Some(status)
+                };
+                let done = status.filter(|p| {
+                    done_since_ms.is_some_and(|since| {
+                        p.state == "complete" && p.finished_at.unwrap_or(0) >= since
+                    })
+                });
                 if let Some(p) = done {
                     info!(
                         by_run = p.content_run_id.as_deref().unwrap_or("-"),
@@ -433,22 +483,9 @@ impl Runner {
                     report.rows = p.content_rows.map(|r| r as u64);
                     return Ok(());
                 }
+                start.started_at = self.clock.now_ms();
+                self.catalog.start_run(&start).await?;
             }
-            let start = RunStart {
-                run_id: run_id.to_string(),
-                job: job.name.to_string(),
-                table: table_name.to_string(),
-                version,
-                partition: partition.clone(),
-                attempt: i64::from(attempt),
-                trigger: trigger.as_str(),
-                fingerprint: fp.clone(),
-                lease_token: lease.token,
-                host: host_name(&self.holder),
-                pid: i64::from(std::process::id()),
-                started_at: self.clock.now_ms(),
-            };
-            self.catalog.start_run(&start).await?;
             report.run_id = Some(run_id.to_string());
             info!(table = %table_name, table_version = version, token = lease.token, trigger = trigger.as_str(), "run started");
 
@@ -467,7 +504,10 @@ impl Runner {
                     error: e.to_string(),
                 },
             };
-            self.catalog.finish_run(&start, &end, self.clock.now_ms()).await?;
+            self.catalog
+                .finish_run(&start, &end, self.clock.now_ms(), Some(&lease))
+                .await?;
+            released = true;
             let (rows, dv) = outcome?;
             report.rows = Some(rows);
             report.delta_version = Some(dv);
@@ -476,34 +516,28 @@ impl Runner {
             Ok(())
         }
         .await;
-        if let Err(e) = self.catalog.release_lease(&lease).await {
-            // It expires by itself; the next worker takes it over then.
-            warn!(error = %e, "could not release the lease");
+        if !released {
+            if let Err(e) = self.catalog.release_lease(&lease).await {
+                // It expires by itself; the next worker takes it over then.
+                warn!(error = %e, "could not release the lease");
+            }
         }
         result
     }
 
-    /// A previous run of this partition that is still marked running died (we hold the
-    /// lease now, so its lease expired). The Delta log says whether its commit landed: the
-    /// `txn` of this partition carries the token of the last writer that committed.
-    /// Returns the partition's state after reconciling.
+    /// A previous run of this partition, `p.last_run_id`, is still marked running, and it
+    /// died: we hold the lease now, so its lease expired. The Delta log says whether its
+    /// commit landed: the partition's `txn` carries the token of the last writer that
+    /// committed. Returns the partition's state after reconciling.
     async fn reconcile(
         &self,
         handle: &VersionHandle,
         scope: &Scope,
-        partition: &str,
         lease: &crate::catalog::Lease,
+        p: crate::catalog::PartitionStatus,
     ) -> Result<Option<crate::catalog::PartitionStatus>, RunError> {
-        let status = self
-            .catalog
-            .partition_status(&lease.table, lease.version, partition)
-            .await?;
-        let Some(p) = &status else {
-            return Ok(None);
-        };
-        if p.state != "running" || p.last_run_id == lease.run_id {
-            return Ok(status);
-        }
+        let partition = lease.partition.as_str();
+        let status = Some(p.clone());
         let Some(prev) = self.catalog.run(&p.last_run_id).await? else {
             return Ok(status);
         };
@@ -585,7 +619,10 @@ impl Runner {
             upstream,
             without_bad_rows: HashMap::new(),
         };
-        let (adds, rows) = match self.write_files(&query, schema, key, job, handle).await {
+        let permit = self.compute_permit().await;
+        let written = self.write_files(&query, schema, key, job, handle).await;
+        drop(permit);
+        let (adds, rows) = match written {
             Ok(done) => done,
             Err((e, csv_files))
                 if !csv_files.is_empty()
@@ -612,6 +649,7 @@ impl Runner {
                     }
                 }
                 report.bad_rows_skipped = bad;
+                let _permit = self.compute_permit().await;
                 self.write_files(&query, schema, key, job, handle)
                     .await
                     .map_err(|(e, _)| e)?
@@ -632,23 +670,75 @@ impl Runner {
         if crate::failpoint::fail_once("transient_commit_error") {
             return Err(DeltaError::Commit {
                 url: warehouse::display(&handle.url),
-                message: "injected I/O error: connection reset (failpoint transient_commit_error)".into(),
+                message: "injected I/O error: connection reset (failpoint transient_commit_error)"
+                    .into(),
             }
             .into());
         }
-        let mut table = handle.table.lock().await;
-        let dv = delta::commit_partition(&mut table, scope, adds, &info, || async {
-            !lost.load(Ordering::SeqCst)
-                && self
-                    .catalog
-                    .lease_is_current(lease, self.clock.now_ms())
-                    .await
-                    .unwrap_or(false)
-        })
-        .await?;
-        drop(table);
+        let item = PartitionCommit {
+            scope: scope.clone(),
+            adds,
+            info,
+        };
+        let dv = self.commit(handle, item, lease, lost).await?;
         crate::failpoint::pause_if_set("after_commit").await;
         Ok((rows, dv))
+    }
+
+    /// Commits a partition's files: group commit. The request joins the table's queue; whoever
+    /// takes the table's commit lock commits everything queued at that moment in one Delta
+    /// commit, so partitions that finish while a commit is under way share the next one.
+    async fn commit(
+        &self,
+        handle: &VersionHandle,
+        item: PartitionCommit,
+        lease: &crate::catalog::Lease,
+        lost: &Arc<AtomicBool>,
+    ) -> Result<u64, DeltaError> {
+        let (reply, mut answer) = tokio::sync::oneshot::channel();
+        handle
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Queued {
+                item,
+                lease: lease.clone(),
+                lost: lost.clone(),
+                reply,
+            });
+        let mut table = handle.table.lock().await;
+        // Committed by whoever held the lock before us?
+        if let Ok(result) = answer.try_recv() {
+            return result;
+        }
+        let queued = std::mem::take(&mut *handle.queue.lock().unwrap_or_else(|e| e.into_inner()));
+        let batch: Vec<PartitionCommit> = queued.iter().map(|q| q.item.clone()).collect();
+        if batch.len() > 1 {
+            tracing::debug!(partitions = batch.len(), "committing a batch of partitions");
+        }
+        let results = delta::commit_partitions(&mut table, &batch, |i| {
+            let q = &queued[i];
+            async move {
+                !q.lost.load(Ordering::SeqCst)
+                    && self
+                        .catalog
+                        .lease_is_current(&q.lease, self.clock.now_ms())
+                        .await
+                        .unwrap_or(false)
+            }
+        })
+        .await;
+        drop(table);
+        for (q, r) in queued.into_iter().zip(results) {
+            // A requester that went away (its run was aborted) is reconciled by the next run.
+            let _ = q.reply.send(r);
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(DeltaError::Commit {
+                url: warehouse::display(&handle.url),
+                message: "the commit request was lost (this is likely a bug)".into(),
+            })
+        })
     }
 
     /// Runs the query and uploads its output as new files; returns their `add` actions.
@@ -783,7 +873,13 @@ impl Runner {
                 _ => None,
             };
             let snapshot = self
-                .read_snapshot(table.as_str(), version as u32, &url, &tv.schema_json, needed_version)
+                .read_snapshot(
+                    table.as_str(),
+                    version as u32,
+                    &url,
+                    &tv.schema_json,
+                    needed_version,
+                )
                 .await?;
             out.push(UpstreamInput {
                 name: input.name.clone(),

@@ -58,7 +58,12 @@ pub enum Backend {
 
 #[derive(Debug, Clone)]
 pub struct Catalog {
+    /// Reads.
     pool: AnyPool,
+    /// Writes. On SQLite a pool of one connection: writers of one process take turns here
+    /// instead of meeting SQLITE_BUSY, whose busy handler sleeps in milliseconds-long steps.
+    /// On PostgreSQL the same pool as reads.
+    writer: AnyPool,
     backend: Backend,
 }
 
@@ -74,16 +79,28 @@ pub struct Lease {
     pub run_id: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LeaseOutcome {
-    Acquired(Lease),
-    /// Someone else holds it, until `expires_at_ms`.
+/// What [`Catalog::claim`] found.
+#[derive(Debug, Clone)]
+pub enum Claim {
+    /// The lease is ours and the run is recorded as started.
+    Started(Lease),
+    /// The lease is ours, nothing started: the partition needs a look first.
+    Look {
+        lease: Lease,
+        status: PartitionStatus,
+    },
     Held {
         holder: String,
         run_id: Option<String>,
-        expires_at_ms: i64,
     },
 }
+
+/// One partition with its last run.
+const PARTITION_STATUS_ONE: &str = "SELECT p.job, p.table_name, p.table_version, p.partition_key, p.state, p.content_rows, p.content_run_id, \
+        p.content_fingerprint, p.content_delta_version, p.last_run_id, p.error, \
+        r.started_at, r.finished_at, r.attempt \
+ FROM partitions p LEFT JOIN runs r ON r.run_id = p.last_run_id \
+ WHERE p.table_name = $1 AND p.table_version = $2 AND p.partition_key = $3";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AppliedMigration {
@@ -180,8 +197,41 @@ impl Catalog {
         } else {
             Backend::Postgres
         };
+        let pool = Self::pool(url, backend, if backend == Backend::Sqlite { 4 } else { 8 }).await?;
+        let writer = match backend {
+            Backend::Sqlite => Self::pool(url, backend, 1).await?,
+            Backend::Postgres => pool.clone(),
+        };
+        // sqlx takes no lock for SQLite migrations: two processes opening a new catalog at
+        // once can both try to create it. The loser's DDL fails once the winner commits; a
+        // retry then finds the schema in place.
+        let mut attempt = 0;
+        loop {
+            match MIGRATOR.run(&writer).await {
+                Ok(()) => break,
+                Err(e) if attempt < 20 => {
+                    attempt += 1;
+                    tracing::debug!(error = %redact_text(&e.to_string()), attempt, "catalog schema busy; retrying");
+                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                }
+                Err(e) => {
+                    return Err(CatalogError::Migrate {
+                        url: redact_url(url),
+                        message: redact_text(&e.to_string()),
+                    });
+                }
+            }
+        }
+        Ok(Catalog {
+            pool,
+            writer,
+            backend,
+        })
+    }
+
+    async fn pool(url: &str, backend: Backend, size: u32) -> Result<AnyPool, CatalogError> {
         let mut options = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
+            .max_connections(size)
             .acquire_timeout(Duration::from_secs(30));
         if backend == Backend::Sqlite {
             options = options.after_connect(|conn, _meta| {
@@ -201,34 +251,13 @@ impl Catalog {
                 })
             });
         }
-        let pool = options
+        options
             .connect(url)
             .await
             .map_err(|e| CatalogError::Connect {
                 url: redact_url(url),
                 message: redact_text(&e.to_string()),
-            })?;
-        // sqlx takes no lock for SQLite migrations: two processes opening a new catalog at
-        // once can both try to create it. The loser's DDL fails once the winner commits; a
-        // retry then finds the schema in place.
-        let mut attempt = 0;
-        loop {
-            match MIGRATOR.run(&pool).await {
-                Ok(()) => break,
-                Err(e) if attempt < 20 => {
-                    attempt += 1;
-                    tracing::debug!(error = %redact_text(&e.to_string()), attempt, "catalog schema busy; retrying");
-                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
-                }
-                Err(e) => {
-                    return Err(CatalogError::Migrate {
-                        url: redact_url(url),
-                        message: redact_text(&e.to_string()),
-                    });
-                }
-            }
-        }
-        Ok(Catalog { pool, backend })
+            })
     }
 
     pub fn backend(&self) -> Backend {
@@ -237,6 +266,7 @@ impl Catalog {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 
     /// A transaction that will write: on SQLite it takes the write lock at BEGIN.
@@ -245,7 +275,10 @@ impl Catalog {
             Backend::Sqlite => "BEGIN IMMEDIATE",
             Backend::Postgres => "BEGIN",
         };
-        self.pool.begin_with(stmt).await.map_err(query_err("begin"))
+        self.writer
+            .begin_with(stmt)
+            .await
+            .map_err(query_err("begin"))
     }
 
     // ---- user migrations and tables -------------------------------------------------
@@ -417,72 +450,6 @@ impl Catalog {
 
     // ---- leases ----------------------------------------------------------------------
 
-    /// Takes the lease on a partition if it is free or expired, raising its fencing token.
-    /// One statement, so it is atomic on both backends without an explicit transaction.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn acquire_lease(
-        &self,
-        table: &str,
-        version: i64,
-        partition: &str,
-        holder: &str,
-        run_id: &str,
-        ttl_ms: i64,
-        now_ms: i64,
-    ) -> Result<LeaseOutcome, CatalogError> {
-        let token: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO leases (table_name, table_version, partition_key, token, holder, run_id, expires_at) \
-             VALUES ($1, $2, $3, 1, $4, $5, $6) \
-             ON CONFLICT (table_name, table_version, partition_key) DO UPDATE \
-               SET token = leases.token + 1, holder = excluded.holder, run_id = excluded.run_id, expires_at = excluded.expires_at \
-               WHERE leases.holder IS NULL OR leases.expires_at <= $7 \
-             RETURNING token",
-        )
-        .bind(table)
-        .bind(version)
-        .bind(partition)
-        .bind(holder)
-        .bind(run_id)
-        .bind(now_ms + ttl_ms)
-        .bind(now_ms)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(query_err("acquire lease"))?;
-        if let Some(token) = token {
-            return Ok(LeaseOutcome::Acquired(Lease {
-                table: table.into(),
-                version,
-                partition: partition.into(),
-                token,
-                holder: holder.into(),
-                run_id: run_id.into(),
-            }));
-        }
-        let row = sqlx::query(
-            "SELECT holder, run_id, expires_at FROM leases WHERE table_name = $1 AND table_version = $2 AND partition_key = $3",
-        )
-        .bind(table)
-        .bind(version)
-        .bind(partition)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(query_err("read lease"))?;
-        match row {
-            Some(r) => Ok(LeaseOutcome::Held {
-                holder: r
-                    .try_get::<Option<String>, _>(0)
-                    .ok()
-                    .flatten()
-                    .unwrap_or_default(),
-                run_id: r.try_get::<Option<String>, _>(1).ok().flatten(),
-                expires_at_ms: r.try_get(2).unwrap_or_default(),
-            }),
-            None => Err(CatalogError::Corrupt(format!(
-                "lease on {table} v{version} {partition} neither taken nor present"
-            ))),
-        }
-    }
-
     /// Extends a lease still held with `lease.token`. False when it was lost (expired and
     /// taken by another worker).
     pub async fn renew_lease(
@@ -500,7 +467,7 @@ impl Catalog {
         .bind(&lease.partition)
         .bind(lease.token)
         .bind(&lease.holder)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(query_err("renew lease"))?
         .rows_affected();
@@ -525,59 +492,102 @@ impl Catalog {
     }
 
     pub async fn release_lease(&self, lease: &Lease) -> Result<(), CatalogError> {
-        sqlx::query(
-            "UPDATE leases SET holder = NULL, run_id = NULL, expires_at = 0 WHERE table_name = $1 AND table_version = $2 AND partition_key = $3 AND token = $4 AND holder = $5",
-        )
-        .bind(&lease.table)
-        .bind(lease.version)
-        .bind(&lease.partition)
-        .bind(lease.token)
-        .bind(&lease.holder)
-        .execute(&self.pool)
-        .await
-        .map_err(query_err("release lease"))?;
-        Ok(())
+        let mut conn = self
+            .writer
+            .acquire()
+            .await
+            .map_err(query_err("release lease"))?;
+        release_lease_in(&mut conn, lease).await
     }
 
     // ---- runs and partitions -----------------------------------------------------------
 
+    /// Takes the partition's lease and, in the same transaction, records the run as started,
+    /// unless the partition needs a look first: left running by another run (a dead worker:
+    /// reconcile it), or completed by a run that finished at or after `done_since_ms`. One
+    /// catalog write for the common case. Sets `start.lease_token`.
+    pub async fn claim(
+        &self,
+        start: &mut RunStart,
+        holder: &str,
+        ttl_ms: i64,
+        done_since_ms: Option<i64>,
+    ) -> Result<Claim, CatalogError> {
+        let now_ms = start.started_at;
+        let mut tx = self.begin_write().await?;
+        let token: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO leases (table_name, table_version, partition_key, token, holder, run_id, expires_at) \
+             VALUES ($1, $2, $3, 1, $4, $5, $6) \
+             ON CONFLICT (table_name, table_version, partition_key) DO UPDATE \
+               SET token = leases.token + 1, holder = excluded.holder, run_id = excluded.run_id, expires_at = excluded.expires_at \
+               WHERE leases.holder IS NULL OR leases.expires_at <= $7 \
+             RETURNING token",
+        )
+        .bind(&start.table)
+        .bind(start.version)
+        .bind(&start.partition)
+        .bind(holder)
+        .bind(&start.run_id)
+        .bind(now_ms + ttl_ms)
+        .bind(now_ms)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(query_err("acquire lease"))?;
+        let Some(token) = token else {
+            let row = sqlx::query(
+                "SELECT holder, run_id, expires_at FROM leases WHERE table_name = $1 AND table_version = $2 AND partition_key = $3",
+            )
+            .bind(&start.table)
+            .bind(start.version)
+            .bind(&start.partition)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(query_err("read lease"))?;
+            tx.rollback().await.map_err(query_err("rollback"))?;
+            return Ok(Claim::Held {
+                holder: row
+                    .as_ref()
+                    .and_then(|r| r.try_get::<Option<String>, _>(0).ok().flatten())
+                    .unwrap_or_default(),
+                run_id: row
+                    .as_ref()
+                    .and_then(|r| r.try_get::<Option<String>, _>(1).ok().flatten()),
+            });
+        };
+        start.lease_token = token;
+        let lease = Lease {
+            table: start.table.clone(),
+            version: start.version,
+            partition: start.partition.clone(),
+            token,
+            holder: holder.to_string(),
+            run_id: start.run_id.clone(),
+        };
+        let status = sqlx::query_as::<_, PartitionStatus>(PARTITION_STATUS_ONE)
+            .bind(&start.table)
+            .bind(start.version)
+            .bind(&start.partition)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(query_err("read partition"))?;
+        if let Some(p) = status {
+            let left_running = p.state == "running" && p.last_run_id != start.run_id;
+            let done_since = done_since_ms
+                .is_some_and(|since| p.state == "complete" && p.finished_at.unwrap_or(0) >= since);
+            if left_running || done_since {
+                tx.commit().await.map_err(query_err("commit lease"))?;
+                return Ok(Claim::Look { lease, status: p });
+            }
+        }
+        insert_run_start(&mut tx, start).await?;
+        tx.commit().await.map_err(query_err("commit run start"))?;
+        Ok(Claim::Started(lease))
+    }
+
     /// Records a run as started and its partition as running, in one transaction.
     pub async fn start_run(&self, r: &RunStart) -> Result<(), CatalogError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO runs (run_id, job, table_name, table_version, partition_key, attempt, state, trigger_kind, fingerprint, lease_token, host, pid, started_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'running', $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(&r.run_id)
-        .bind(&r.job)
-        .bind(&r.table)
-        .bind(r.version)
-        .bind(&r.partition)
-        .bind(r.attempt)
-        .bind(r.trigger)
-        .bind(&r.fingerprint)
-        .bind(r.lease_token)
-        .bind(&r.host)
-        .bind(r.pid)
-        .bind(r.started_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(query_err("record run start"))?;
-        sqlx::query(
-            "INSERT INTO partitions (table_name, table_version, partition_key, job, state, last_run_id, error, updated_at) \
-             VALUES ($1, $2, $3, $4, 'running', $5, NULL, $6) \
-             ON CONFLICT (table_name, table_version, partition_key) DO UPDATE \
-               SET job = excluded.job, state = 'running', last_run_id = excluded.last_run_id, error = NULL, updated_at = excluded.updated_at",
-        )
-        .bind(&r.table)
-        .bind(r.version)
-        .bind(&r.partition)
-        .bind(&r.job)
-        .bind(&r.run_id)
-        .bind(r.started_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(query_err("record partition running"))?;
+        insert_run_start(&mut tx, r).await?;
         tx.commit().await.map_err(query_err("commit run start"))
     }
 
@@ -588,8 +598,13 @@ impl Catalog {
         start: &RunStart,
         end: &RunEnd,
         now_ms: i64,
+        release: Option<&Lease>,
     ) -> Result<(), CatalogError> {
         let mut tx = self.begin_write().await?;
+        if let Some(lease) = release {
+            // In the same transaction: one catalog write less per partition.
+            release_lease_in(&mut tx, lease).await?;
+        }
         let (state, rows, dv, error) = match end {
             RunEnd::Succeeded {
                 rows,
@@ -679,6 +694,7 @@ impl Catalog {
                 delta_version,
             },
             now_ms,
+            None,
         )
         .await
     }
@@ -764,19 +780,13 @@ impl Catalog {
         version: i64,
         partition: &str,
     ) -> Result<Option<PartitionStatus>, CatalogError> {
-        sqlx::query_as::<_, PartitionStatus>(
-            "SELECT p.job, p.table_name, p.table_version, p.partition_key, p.state, p.content_rows, p.content_run_id, \
-                    p.content_fingerprint, p.content_delta_version, p.last_run_id, p.error, \
-                    r.started_at, r.finished_at, r.attempt \
-             FROM partitions p LEFT JOIN runs r ON r.run_id = p.last_run_id \
-             WHERE p.table_name = $1 AND p.table_version = $2 AND p.partition_key = $3",
-        )
-        .bind(table)
-        .bind(version)
-        .bind(partition)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(query_err("read partition"))
+        sqlx::query_as::<_, PartitionStatus>(PARTITION_STATUS_ONE)
+            .bind(table)
+            .bind(version)
+            .bind(partition)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_err("read partition"))
     }
 
     pub async fn runs_of_partition(
@@ -796,6 +806,65 @@ impl Catalog {
         .await
         .map_err(query_err("list runs"))
     }
+}
+
+async fn insert_run_start(
+    conn: &mut sqlx::AnyConnection,
+    r: &RunStart,
+) -> Result<(), CatalogError> {
+    sqlx::query(
+        "INSERT INTO runs (run_id, job, table_name, table_version, partition_key, attempt, state, trigger_kind, fingerprint, lease_token, host, pid, started_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'running', $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(&r.run_id)
+    .bind(&r.job)
+    .bind(&r.table)
+    .bind(r.version)
+    .bind(&r.partition)
+    .bind(r.attempt)
+    .bind(r.trigger)
+    .bind(&r.fingerprint)
+    .bind(r.lease_token)
+    .bind(&r.host)
+    .bind(r.pid)
+    .bind(r.started_at)
+    .execute(&mut *conn)
+    .await
+    .map_err(query_err("record run start"))?;
+    sqlx::query(
+        "INSERT INTO partitions (table_name, table_version, partition_key, job, state, last_run_id, error, updated_at) \
+         VALUES ($1, $2, $3, $4, 'running', $5, NULL, $6) \
+         ON CONFLICT (table_name, table_version, partition_key) DO UPDATE \
+           SET job = excluded.job, state = 'running', last_run_id = excluded.last_run_id, error = NULL, updated_at = excluded.updated_at",
+    )
+    .bind(&r.table)
+    .bind(r.version)
+    .bind(&r.partition)
+    .bind(&r.job)
+    .bind(&r.run_id)
+    .bind(r.started_at)
+    .execute(&mut *conn)
+    .await
+    .map_err(query_err("record partition running"))?;
+    Ok(())
+}
+
+async fn release_lease_in(
+    conn: &mut sqlx::AnyConnection,
+    lease: &Lease,
+) -> Result<(), CatalogError> {
+    sqlx::query(
+        "UPDATE leases SET holder = NULL, run_id = NULL, expires_at = 0 WHERE table_name = $1 AND table_version = $2 AND partition_key = $3 AND token = $4 AND holder = $5",
+    )
+    .bind(&lease.table)
+    .bind(lease.version)
+    .bind(&lease.partition)
+    .bind(lease.token)
+    .bind(&lease.holder)
+    .execute(&mut *conn)
+    .await
+    .map_err(query_err("release lease"))?;
+    Ok(())
 }
 
 fn table_row(r: &AnyRow) -> Result<TableRow, CatalogError> {

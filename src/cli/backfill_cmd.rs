@@ -14,7 +14,11 @@ pub struct Args {
 }
 
 pub async fn run(g: &Globals, args: Args) -> Outcome {
-    let runner = Arc::new(super::run_cmd::runner(g).await?);
+    let runner = Arc::new(
+        super::run_cmd::runner(g)
+            .await?
+            .with_compute_limit(args.concurrency),
+    );
     let plan = backfill::plan(&runner, &args.request).await?;
     if args.dry_run {
         if g.output == output::Format::Json {

@@ -551,19 +551,39 @@ fn stale_partitions_are_those_written_by_other_code() {
 fn transient_failures_are_retried_and_sql_errors_are_not() {
     let p = TestProject::sample();
     p.ok(&["migrate"]);
-    let spec = p.read("jobs/clean_orders.toml").replace("backoff_seconds = 5", "backoff_seconds = 0.05");
+    let spec = p
+        .read("jobs/clean_orders.toml")
+        .replace("backoff_seconds = 5", "backoff_seconds = 0.05");
     p.write("jobs/clean_orders.toml", &spec);
     let out = p.run_env(
-        &["run", "clean_orders", "--partition", "2024-01-02", "--output", "json"],
+        &[
+            "run",
+            "clean_orders",
+            "--partition",
+            "2024-01-02",
+            "--output",
+            "json",
+        ],
         &[("SLUICE_FAILPOINT", "transient_commit_error")],
     );
     assert_eq!(out.code, 0, "{}", out.context());
     let r = out.json();
     assert_eq!(r["attempts"], 2, "one transient failure, one retry: {r:#}");
-    assert!(out.stderr.contains("transient failure; retrying"), "{}", out.context());
+    assert!(
+        out.stderr.contains("transient failure; retrying"),
+        "{}",
+        out.context()
+    );
 
     p.write("jobs/clean_orders.sql", "SELECT no_such_column FROM orders");
-    let out = p.run(&["run", "clean_orders", "--partition", "2024-01-03", "--output", "json"]);
+    let out = p.run(&[
+        "run",
+        "clean_orders",
+        "--partition",
+        "2024-01-03",
+        "--output",
+        "json",
+    ]);
     assert_eq!(out.code, 1);
     assert_eq!(out.json()["attempts"], 1, "a SQL error is not retried");
 }
