@@ -179,7 +179,7 @@ fn keys_in(g: Granularity, start: NaiveDateTime, end: NaiveDateTime) -> Vec<Part
 
 /// Computes the plan from the project and the catalog's partition states.
 pub async fn plan(runner: &Runner, req: &Request) -> Result<Plan, BackfillError> {
-    let project = &runner.project;
+    let project = runner.project();
     let (from_start, _) = parse_bound("from", &req.from)?;
     let (_, to_end) = parse_bound("to", &req.to)?;
     if from_start >= to_end {
@@ -316,7 +316,7 @@ async fn dependencies(
     key: &PartitionKey,
     index: &HashMap<(String, PartitionKey), usize>,
 ) -> Result<(Vec<usize>, Vec<ExternalDependency>), BackfillError> {
-    let project = &runner.project;
+    let project = runner.project();
     let mut waits = BTreeSet::new();
     let mut outside = Vec::new();
     for (table, partitions) in job.upstream_tables() {
@@ -537,13 +537,12 @@ pub async fn execute(
                 if let Some(why) = blocked_by_outside(&runner, &item).await {
                     return (i, TaskResult::Blocked(why));
                 }
-                let Some(job) = runner.project.jobs.get(item.job.as_str()) else {
+                let Some(job) = runner.project().jobs.get(item.job.as_str()).cloned() else {
                     return (
                         i,
                         TaskResult::Blocked(format!("job `{}` is no longer valid", item.job)),
                     );
                 };
-                let job = job.clone();
                 let report = runner
                     .run_partition_unless_done_since(
                         &job,

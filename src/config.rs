@@ -43,6 +43,16 @@ struct ConfigFile {
     engine: EngineSection,
     #[serde(default)]
     runner: RunnerSection,
+    #[serde(default)]
+    daemon: DaemonSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DaemonSection {
+    max_concurrency: Option<usize>,
+    grace_seconds: Option<f64>,
+    metrics_address: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -99,6 +109,37 @@ pub struct Settings {
     /// How long a partition lease lasts without a heartbeat: how soon a killed worker's
     /// partitions can be taken over.
     pub lease_ttl: std::time::Duration,
+    pub daemon: DaemonSettings,
+}
+
+/// `[daemon]` in sluice.toml; `sluice daemon` flags override each.
+#[derive(Debug, Clone)]
+pub struct DaemonSettings {
+    /// Partitions running at once over all jobs (each job has its own limit too).
+    pub max_concurrency: usize,
+    /// After SIGTERM, how long running partitions may take to finish before they are
+    /// cancelled (leaving nothing behind: a partition is one commit).
+    pub grace: std::time::Duration,
+    /// Where `/metrics` and `/health` are served; `None` serves nothing.
+    pub metrics_address: Option<std::net::SocketAddr>,
+}
+
+pub const DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:9464";
+
+/// A metrics address: loopback only, because the endpoint has no authentication.
+pub fn parse_metrics_address(text: &str) -> Result<Option<std::net::SocketAddr>, String> {
+    if text.is_empty() || text == "off" {
+        return Ok(None);
+    }
+    let addr: std::net::SocketAddr = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not HOST:PORT (e.g. 127.0.0.1:9464), or `off`"))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "`{text}` is not a loopback address: the endpoint has no authentication, so it listens on 127.0.0.1 or [::1] only (put a proxy in front to expose it)"
+        ));
+    }
+    Ok(Some(addr))
 }
 
 impl Settings {
@@ -154,7 +195,30 @@ impl Settings {
                 message: format!("runner.lease_ttl_seconds = {ttl}: use at least 1 second"),
             });
         }
+        let grace = file.daemon.grace_seconds.unwrap_or(30.0);
+        if !(grace.is_finite() && grace >= 0.0) {
+            return Err(ConfigError::Parse {
+                path,
+                message: format!("daemon.grace_seconds = {grace}: use 0 or more seconds"),
+            });
+        }
+        let metrics_address = parse_metrics_address(
+            file.daemon
+                .metrics_address
+                .as_deref()
+                .unwrap_or(DEFAULT_METRICS_ADDRESS),
+        )
+        .map_err(|m| ConfigError::Parse {
+            path: path.clone(),
+            message: format!("daemon.metrics_address: {m}"),
+        })?;
+        let daemon = DaemonSettings {
+            max_concurrency: file.daemon.max_concurrency.unwrap_or(2).max(1),
+            grace: std::time::Duration::from_secs_f64(grace),
+            metrics_address,
+        };
         Ok(Settings {
+            daemon,
             lease_ttl: std::time::Duration::from_secs_f64(ttl),
             catalog_url: resolve_catalog(&root, &catalog)?,
             warehouse: resolve_warehouse(&root, &warehouse)?,

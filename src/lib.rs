@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod daemon;
 pub mod delta;
 pub mod engine;
 pub mod failpoint;

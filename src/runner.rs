@@ -49,6 +49,10 @@ pub enum RunError {
         "the lease on the partition was lost while running (another worker took it after it expired)"
     )]
     LeaseLost,
+    /// The daemon could not run the partition (its spec no longer validates, its input
+    /// files did not arrive in time) and records why.
+    #[error("{0}")]
+    NotRunnable(String),
 }
 
 impl RunError {
@@ -147,7 +151,9 @@ impl VersionHandle {
 
 /// Everything a run needs that outlives it.
 pub struct Runner {
-    pub project: Arc<Project>,
+    /// The project as last loaded; the daemon swaps in a fresh one when files change, so
+    /// each run reads the code current when it starts.
+    project: std::sync::RwLock<Arc<Project>>,
     pub catalog: Catalog,
     pub engine: Engine,
     pub clock: SharedClock,
@@ -212,13 +218,29 @@ impl Runner {
     ) -> Runner {
         Runner {
             lease_ttl: project.settings.lease_ttl,
-            project,
+            project: std::sync::RwLock::new(project),
             catalog,
             engine,
             clock,
             holder,
             handles: tokio::sync::Mutex::new(HashMap::new()),
             compute: None,
+        }
+    }
+
+    /// The project as last loaded.
+    pub fn project(&self) -> Arc<Project> {
+        self.project
+            .read()
+            .map(|p| p.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// Runs started from now on see `project`; runs under way keep the one they started with.
+    pub fn set_project(&self, project: Arc<Project>) {
+        match self.project.write() {
+            Ok(mut p) => *p = project,
+            Err(e) => *e.into_inner() = project,
         }
     }
 
@@ -250,7 +272,11 @@ impl Runner {
                 return Ok(h.clone());
             }
         }
-        let url = warehouse::version_url(&self.project.settings.warehouse, &job.table, job.version);
+        let url = warehouse::version_url(
+            &self.project().settings.warehouse,
+            &job.table,
+            job.version,
+        );
         let table = delta::ensure_table(&url, schema).await?;
         self.catalog
             .register_table_version(
@@ -324,13 +350,40 @@ impl Runner {
         trigger: Trigger,
         done_since_ms: Option<i64>,
     ) -> RunReport {
+        self.run_or_refuse(job, key, trigger, done_since_ms, None)
+            .await
+    }
+
+    /// Records a failed run of the partition with `why`, under its lease like any run, so
+    /// that `sluice status` and the run history say why the daemon did not run it. Nothing
+    /// is written to the table.
+    pub async fn fail_partition(
+        &self,
+        job: &Job,
+        key: PartitionKey,
+        trigger: Trigger,
+        done_since_ms: Option<i64>,
+        why: String,
+    ) -> RunReport {
+        self.run_or_refuse(job, key, trigger, done_since_ms, Some(why))
+            .await
+    }
+
+    async fn run_or_refuse(
+        &self,
+        job: &Job,
+        key: PartitionKey,
+        trigger: Trigger,
+        done_since_ms: Option<i64>,
+        refusal: Option<String>,
+    ) -> RunReport {
         // Elapsed time is measured, not read from the (injectable) clock.
         let started = std::time::Instant::now();
         let mut attempt = 0u32;
         loop {
             attempt += 1;
             let mut report = self
-                .attempt(job, key, trigger, attempt, done_since_ms)
+                .attempt(job, key, trigger, attempt, done_since_ms, refusal.as_deref())
                 .await;
             report.attempts = attempt;
             report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -357,6 +410,7 @@ impl Runner {
         trigger: Trigger,
         attempt: u32,
         done_since_ms: Option<i64>,
+        refusal: Option<&str>,
     ) -> RunReport {
         let mut report = RunReport {
             job: job.name.to_string(),
@@ -386,6 +440,7 @@ impl Runner {
                 trigger,
                 attempt,
                 done_since_ms,
+                refusal,
                 &run_id,
                 &mut report,
             )
@@ -411,6 +466,7 @@ impl Runner {
         trigger: Trigger,
         attempt: u32,
         done_since_ms: Option<i64>,
+        refusal: Option<&str>,
         run_id: &str,
         report: &mut RunReport,
     ) -> Result<(), RunError> {
@@ -427,7 +483,10 @@ impl Runner {
         report.fingerprint = fp.clone();
         let handle = self.output_handle(job, &schema).await?;
         let version = i64::from(job.version);
-        let upstream = self.resolve_upstream(job, &key).await?;
+        let upstream = match refusal {
+            None => self.resolve_upstream(job, &key).await?,
+            Some(_) => Vec::new(),
+        };
 
         let partition = key.to_string();
         let ttl_ms = self.lease_ttl.as_millis() as i64;
@@ -490,11 +549,16 @@ impl Runner {
             info!(table = %table_name, table_version = version, token = lease.token, trigger = trigger.as_str(), "run started");
 
             let lost = Arc::new(AtomicBool::new(false));
-            let heartbeat = self.spawn_heartbeat(lease.clone(), lost.clone());
-            let outcome = self
-                .write_and_commit(job, &key, &schema, &scope, upstream, &handle, &lease, &lost, &fp, run_id, report)
-                .await;
-            heartbeat.abort();
+            // Aborted on drop too: a run cancelled by a daemon's shutdown stops renewing.
+            let heartbeat = AbortOnDrop(self.spawn_heartbeat(lease.clone(), lost.clone()));
+            let outcome = match refusal {
+                None => {
+                    self.write_and_commit(job, &key, &schema, &scope, upstream, &handle, &lease, &lost, &fp, run_id, report)
+                        .await
+                }
+                Some(why) => Err(RunError::NotRunnable(why.to_string())),
+            };
+            drop(heartbeat);
             let end = match &outcome {
                 Ok((rows, dv)) => RunEnd::Succeeded {
                     rows: *rows as i64,
@@ -568,6 +632,113 @@ impl Runner {
             .await?)
     }
 
+    /// After runs were cancelled (a daemon's shutdown after its grace period): for each
+    /// lease this process still holds, records what became of the run, as a later worker
+    /// would after the lease expired (its commit landed, or it is abandoned), and releases
+    /// the lease at once. Returns how many were settled.
+    pub async fn settle_own_leases(&self) -> usize {
+        let leases = match self
+            .catalog
+            .leases_held_by(&self.holder, self.clock.now_ms())
+            .await
+        {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(error = %e, "could not list this process's leases; they expire by themselves");
+                return 0;
+            }
+        };
+        let mut settled = 0;
+        for lease in leases {
+            if let Err(e) = self.settle_one(&lease).await {
+                warn!(table = %lease.table, partition = %lease.partition, error = %e, "could not settle a cancelled run; the next worker does it once the lease expires");
+                continue;
+            }
+            settled += 1;
+        }
+        settled
+    }
+
+    async fn settle_one(&self, lease: &crate::catalog::Lease) -> Result<(), RunError> {
+        let project = self.project();
+        let job = project
+            .jobs
+            .values()
+            .find(|j| j.table.as_str() == lease.table && i64::from(j.version) == lease.version);
+        let status = self
+            .catalog
+            .partition_status(&lease.table, lease.version, &lease.partition)
+            .await?;
+        if let (Some(job), Some(status)) = (job, status) {
+            if status.state == "running" {
+                let schema = self
+                    .catalog
+                    .table(&lease.table)
+                    .await?
+                    .ok_or_else(|| RunError::TableNotMigrated {
+                        table: lease.table.clone(),
+                    })?
+                    .schema;
+                let key = job.granularity.parse_key(&lease.partition).map_err(|e| {
+                    RunError::NotRunnable(format!("lease on unknown partition: {e}"))
+                })?;
+                let scope = partition_scope(&schema, job, &key);
+                let handle = self.output_handle(job, &schema).await?;
+                self.reconcile(&handle, &scope, lease, status).await?;
+            }
+        }
+        self.catalog.release_lease(lease).await?;
+        Ok(())
+    }
+
+    /// The upstream partitions `key` of `job` reads that are not complete yet, as
+    /// `table/partition`: the daemon runs the partition only when this is empty.
+    pub async fn upstream_waits(
+        &self,
+        job: &Job,
+        key: &PartitionKey,
+    ) -> Result<Vec<String>, RunError> {
+        let project = self.project();
+        let mut waits = Vec::new();
+        for (table, partitions) in job.upstream_tables() {
+            let Some(up) = project.graph.writer.get(table).and_then(|w| project.jobs.get(w))
+            else {
+                continue;
+            };
+            let version = self
+                .catalog
+                .alias(table.as_str())
+                .await?
+                .unwrap_or(i64::from(up.version));
+            match partitions {
+                UpstreamPartitions::Same => {
+                    for k in key.covering(up.granularity) {
+                        let p = self
+                            .catalog
+                            .partition_status(table.as_str(), version, &k.to_string())
+                            .await?;
+                        if !p.is_some_and(|p| p.state == "complete") {
+                            waits.push(format!("{table}/{k}"));
+                        }
+                    }
+                }
+                UpstreamPartitions::All => {
+                    // The whole table: it must have been written at least once.
+                    let any = self
+                        .catalog
+                        .partitions_of(table.as_str(), version)
+                        .await?
+                        .iter()
+                        .any(|p| p.state == "complete");
+                    if !any {
+                        waits.push(format!("{table} (any partition)"));
+                    }
+                }
+            }
+        }
+        Ok(waits)
+    }
+
     fn spawn_heartbeat(
         &self,
         lease: crate::catalog::Lease,
@@ -629,7 +800,7 @@ impl Runner {
                     && matches!(e, RunError::Engine(EngineError::Execution { .. })) =>
             {
                 // A read failed: find which rows, by file and line.
-                let bad = Engine::find_bad_rows(&csv_files, &self.project.settings.root)?;
+                let bad = Engine::find_bad_rows(&csv_files, &self.project().settings.root)?;
                 if bad.is_empty() {
                     return Err(e);
                 }
@@ -770,7 +941,7 @@ impl Runner {
         } else {
             pvalue
         };
-        let declared = self.project.declared.get(&job.table).cloned();
+        let declared = self.project().declared.get(&job.table).cloned();
         let conformer = Conformer::new(schema, &stream.schema(), pvalue, |column| {
             match declared.as_ref().and_then(|d| d.column(column)) {
                 Some(_) => "a migration in migrations/ adds it but is not applied: run `sluice migrate` first".into(),
@@ -825,12 +996,12 @@ impl Runner {
                 .map_err(|e| err(format!("bad location {}: {e}", tv.uri)))?;
             let up_schema: TableSchema = serde_json::from_str(&tv.schema_json)
                 .map_err(|e| err(format!("stored schema does not parse: {e}")))?;
-            let up_granularity = self
-                .project
+            let project = self.project();
+            let up_granularity = project
                 .graph
                 .writer
                 .get(table)
-                .and_then(|w| self.project.jobs.get(w))
+                .and_then(|w| project.jobs.get(w))
                 .map(|j| (j.granularity, j.partition_time_zone));
             // The Delta version the snapshot must have reached to hold what we read; `None`
             // when only the latest will do.
@@ -888,6 +1059,15 @@ impl Runner {
             });
         }
         Ok(out)
+    }
+}
+
+/// A spawned task that ends with its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -491,6 +491,33 @@ impl Catalog {
         Ok(n.is_some())
     }
 
+    /// The unexpired leases `holder` holds: what a stopping daemon must settle.
+    pub async fn leases_held_by(
+        &self,
+        holder: &str,
+        now_ms: i64,
+    ) -> Result<Vec<Lease>, CatalogError> {
+        let rows: Vec<(String, i64, String, i64, String, Option<String>)> = sqlx::query_as(
+            "SELECT table_name, table_version, partition_key, token, holder, run_id FROM leases WHERE holder = $1 AND expires_at > $2",
+        )
+        .bind(holder)
+        .bind(now_ms)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("list leases"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(table, version, partition, token, holder, run_id)| Lease {
+                table,
+                version,
+                partition,
+                token,
+                holder,
+                run_id: run_id.unwrap_or_default(),
+            })
+            .collect())
+    }
+
     pub async fn release_lease(&self, lease: &Lease) -> Result<(), CatalogError> {
         let mut conn = self
             .writer

@@ -8,6 +8,7 @@
 //! - 3: nothing was done because another worker holds the partition's lease.
 
 mod backfill_cmd;
+mod daemon_cmd;
 mod migrate_cmd;
 pub mod output;
 mod run_cmd;
@@ -115,6 +116,22 @@ enum Command {
         #[arg(long)]
         fail_fast: bool,
     },
+    /// Run every scheduled job's partitions as their cron ticks come, until SIGTERM/SIGINT.
+    /// SIGHUP re-reads the project (it is also re-read whenever its files change).
+    Daemon {
+        /// Partitions running at once over all jobs [default: sluice.toml's
+        /// daemon.max_concurrency, else 2].
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        max_concurrency: Option<u16>,
+        /// Seconds running partitions may take to finish after SIGTERM before they are
+        /// cancelled [default: daemon.grace_seconds, else 30].
+        #[arg(long, value_name = "SECONDS")]
+        grace: Option<f64>,
+        /// Where /metrics and /health are served (loopback only), or `off` [default:
+        /// daemon.metrics_address, else 127.0.0.1:9464].
+        #[arg(long, value_name = "ADDR")]
+        metrics_address: Option<String>,
+    },
     /// Partitions and their last runs.
     Status {
         /// Only this job.
@@ -179,6 +196,21 @@ pub fn main() -> ExitCode {
                 None => migrate_cmd::run(&globals, plan).await,
             },
             Command::Status { job } => status_cmd::run(&globals, job.as_deref()).await,
+            Command::Daemon {
+                max_concurrency,
+                grace,
+                metrics_address,
+            } => {
+                daemon_cmd::run(
+                    &globals,
+                    daemon_cmd::Args {
+                        max_concurrency: max_concurrency.map(usize::from),
+                        grace,
+                        metrics_address,
+                    },
+                )
+                .await
+            }
             Command::Backfill {
                 jobs,
                 from,

@@ -23,7 +23,8 @@ pub async fn runner(g: &Globals) -> anyhow::Result<Runner> {
 
 pub async fn run(g: &Globals, job_name: &str, partition: &str) -> Outcome {
     let runner = runner(g).await?;
-    let job = match runner.project.job(job_name) {
+    let project = runner.project();
+    let job = match project.job(job_name) {
         Ok(j) => j.clone(),
         Err(problems) => {
             for p in &problems {

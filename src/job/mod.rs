@@ -45,6 +45,25 @@ struct JobFile {
 struct ScheduleFile {
     cron: String,
     time_zone: Option<String>,
+    #[serde(default = "default_lag")]
+    lag: u32,
+    #[serde(default)]
+    catch_up: CatchUp,
+    #[serde(default = "default_max_catch_up")]
+    max_catch_up: u32,
+    #[serde(default = "default_job_concurrency")]
+    max_concurrency: u32,
+    wait_for_inputs: Option<String>,
+}
+
+fn default_lag() -> u32 {
+    1
+}
+fn default_max_catch_up() -> u32 {
+    31
+}
+fn default_job_concurrency() -> u32 {
+    1
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,6 +158,31 @@ pub enum BadRows {
 pub struct Schedule {
     pub cron: String,
     pub time_zone: Tz,
+    /// A tick runs the partition `lag` partitions before the one the tick falls in: with
+    /// the default 1, a daily job ticking at 02:30 runs yesterday.
+    pub lag: u32,
+    /// What the daemon does, when it starts, with partitions whose ticks it missed.
+    pub catch_up: CatchUp,
+    /// At most this many missed partitions are queued on start (the newest ones).
+    pub max_catch_up: u32,
+    /// At most this many partitions of this job run at once in the daemon.
+    pub max_concurrency: u32,
+    /// How long a due partition waits for its input files before it fails; `None`: it
+    /// runs at once and fails if a file is missing.
+    pub wait_for_inputs: Option<std::time::Duration>,
+}
+
+/// Which missed partitions the daemon queues after downtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CatchUp {
+    /// Every partition since the last complete one (up to `max_catch_up`, newest kept).
+    #[default]
+    All,
+    /// Only the newest due partition.
+    Latest,
+    /// None: the schedule resumes from the next tick.
+    None,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -308,9 +352,25 @@ impl Job {
                 ));
                 return None;
             }
+            let wait_for_inputs = match s.wait_for_inputs.as_deref().map(parse_duration) {
+                None => None,
+                Some(Ok(d)) => Some(d),
+                Some(Err(m)) => {
+                    err(format!("field `schedule.wait_for_inputs`: {m}"));
+                    return None;
+                }
+            };
+            if s.max_concurrency == 0 {
+                err("field `schedule.max_concurrency` must be at least 1".into());
+            }
             Some(Schedule {
                 cron: s.cron.clone(),
                 time_zone,
+                lag: s.lag,
+                catch_up: s.catch_up,
+                max_catch_up: s.max_catch_up,
+                max_concurrency: s.max_concurrency.max(1),
+                wait_for_inputs,
             })
         });
 
@@ -549,6 +609,34 @@ fn parse_tz(s: &str) -> Result<Tz, String> {
             s.escape_debug()
         )
     })
+}
+
+/// A duration written `90s`, `15m`, `6h` or `2d` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let (num, unit) = match t.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{t}` is not a duration; write e.g. `90s`, `15m`, `6h` or `2d`"))?;
+    let scale = match unit.trim() {
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86400.0,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{t}`; use s, m, h or d (e.g. `6h`)"
+            ));
+        }
+    };
+    let secs = n * scale;
+    if !secs.is_finite() || secs < 0.0 || secs > 366.0 * 86400.0 {
+        return Err(format!("`{t}` is out of range (0 to 366d)"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 /// Parses a cron expression the way the daemon will: five fields (minute hour day month

@@ -1,0 +1,90 @@
+//! `sluice daemon`: settings and flags into a running [`Daemon`], signals into controls.
+
+use super::{EXIT_OK, EXIT_UNUSABLE, Globals, Outcome};
+use crate::config::parse_metrics_address;
+use crate::daemon::{self, Control, Daemon, Options};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::info;
+
+pub struct Args {
+    pub max_concurrency: Option<usize>,
+    pub grace: Option<f64>,
+    pub metrics_address: Option<String>,
+}
+
+pub async fn run(g: &Globals, args: Args) -> Outcome {
+    let runner = super::run_cmd::runner(g).await?;
+    let settings = runner.project().settings.clone();
+    let max_concurrency = args
+        .max_concurrency
+        .unwrap_or(settings.daemon.max_concurrency);
+    let grace = match args.grace {
+        None => settings.daemon.grace,
+        Some(s) if s.is_finite() && s >= 0.0 => Duration::from_secs_f64(s),
+        Some(s) => {
+            eprintln!("error: --grace {s}: use 0 or more seconds");
+            return Ok(EXIT_UNUSABLE);
+        }
+    };
+    let metrics_address = match args.metrics_address.as_deref() {
+        None => settings.daemon.metrics_address,
+        Some(text) => match parse_metrics_address(text) {
+            Ok(a) => a,
+            Err(m) => {
+                eprintln!("error: --metrics-address: {m}");
+                return Ok(EXIT_UNUSABLE);
+            }
+        },
+    };
+    let listener = match metrics_address {
+        None => None,
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!(
+                    "error: cannot serve metrics on {addr}: {e}; pick another port with --metrics-address or daemon.metrics_address in sluice.toml (or `off`)"
+                );
+                return Ok(EXIT_UNUSABLE);
+            }
+        },
+    };
+    let every_second = runner.project().jobs.values().any(|j| {
+        j.schedule
+            .as_ref()
+            .is_some_and(|s| s.cron.split_whitespace().count() == 6)
+    });
+    let runner = Arc::new(runner.with_compute_limit(max_concurrency));
+    let (tx, rx) = tokio::sync::mpsc::channel::<Control>(16);
+    daemon::forward_signals(tx.clone())?;
+    let mut sweep = daemon::start_sweep(tx.clone(), every_second).await?;
+    let d = Daemon::new(
+        runner.clone(),
+        Options {
+            max_concurrency,
+            grace,
+            ..Options::default()
+        },
+    );
+    let server = listener.map(|l| {
+        let addr = l.local_addr().ok();
+        info!(
+            address = %addr.map(|a| a.to_string()).unwrap_or_default(),
+            "serving /metrics and /health"
+        );
+        tokio::spawn(daemon::metrics::serve(l, d.metrics.clone()))
+    });
+    info!(
+        catalog = %settings.catalog_display(),
+        max_concurrency,
+        holder = %runner.holder,
+        "daemon started"
+    );
+    d.run(rx).await;
+    let _ = sweep.shutdown().await;
+    if let Some(s) = server {
+        s.abort();
+    }
+    runner.catalog.close().await;
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,198 @@
+//! What the daemon counts, in Prometheus' text format, and the loopback HTTP endpoint that
+//! serves it with `/health`. Two fixed GET routes do not justify a web framework: the
+//! server reads one request line per connection, answers, and closes.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// Upper bounds (seconds) of the run-duration histogram buckets.
+const BUCKETS: &[f64] = &[0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0];
+
+#[derive(Debug, Default, Clone)]
+struct Histogram {
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+/// Per-job gauges, as the daemon saw them after its last poll.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct JobGauges {
+    pub queued: usize,
+    pub waiting: usize,
+    pub running: usize,
+    /// Seconds since the oldest partition not yet done became due (0 when caught up).
+    pub lag_seconds: f64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    runs: BTreeMap<(String, &'static str), u64>,
+    durations: BTreeMap<String, Histogram>,
+    jobs: BTreeMap<String, JobGauges>,
+    polls: u64,
+    last_poll_unix: f64,
+    stopping: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Metrics(Mutex<Inner>);
+
+impl Metrics {
+    fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut g)
+    }
+
+    pub fn run_finished(&self, job: &str, state: &'static str, seconds: f64) {
+        self.with(|m| {
+            *m.runs.entry((job.to_string(), state)).or_default() += 1;
+            let h = m.durations.entry(job.to_string()).or_default();
+            if h.counts.is_empty() {
+                h.counts = vec![0; BUCKETS.len()];
+            }
+            for (i, b) in BUCKETS.iter().enumerate() {
+                if seconds <= *b {
+                    h.counts[i] += 1;
+                }
+            }
+            h.sum += seconds;
+            h.count += 1;
+        });
+    }
+
+    pub fn polled(&self, jobs: BTreeMap<String, JobGauges>, now_unix: f64) {
+        self.with(|m| {
+            m.jobs = jobs;
+            m.polls += 1;
+            m.last_poll_unix = now_unix;
+        });
+    }
+
+    pub fn stopping(&self) {
+        self.with(|m| m.stopping = true);
+    }
+
+    /// The runs counted so far with `state` for `job` (for tests and the summary).
+    pub fn runs(&self, job: &str, state: &'static str) -> u64 {
+        self.with(|m| m.runs.get(&(job.to_string(), state)).copied().unwrap_or(0))
+    }
+
+    pub fn render(&self) -> String {
+        self.with(|m| {
+            let mut s = String::new();
+            let esc = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+            s.push_str("# HELP sluice_up Whether the daemon is running (0 once it is stopping).\n# TYPE sluice_up gauge\n");
+            let _ = writeln!(s, "sluice_up {}", u8::from(!m.stopping));
+            s.push_str("# HELP sluice_polls_total Scheduling passes made.\n# TYPE sluice_polls_total counter\n");
+            let _ = writeln!(s, "sluice_polls_total {}", m.polls);
+            s.push_str("# HELP sluice_last_poll_timestamp_seconds When the last scheduling pass ran.\n# TYPE sluice_last_poll_timestamp_seconds gauge\n");
+            let _ = writeln!(s, "sluice_last_poll_timestamp_seconds {:.3}", m.last_poll_unix);
+            s.push_str("# HELP sluice_runs_total Partition runs ended, by job and state.\n# TYPE sluice_runs_total counter\n");
+            for ((job, state), n) in &m.runs {
+                let _ = writeln!(s, "sluice_runs_total{{job=\"{}\",state=\"{state}\"}} {n}", esc(job));
+            }
+            s.push_str("# HELP sluice_run_duration_seconds Partition run durations, retries included.\n# TYPE sluice_run_duration_seconds histogram\n");
+            for (job, h) in &m.durations {
+                let job = esc(job);
+                for (b, c) in BUCKETS.iter().zip(&h.counts) {
+                    let _ = writeln!(s, "sluice_run_duration_seconds_bucket{{job=\"{job}\",le=\"{b}\"}} {c}");
+                }
+                let _ = writeln!(s, "sluice_run_duration_seconds_bucket{{job=\"{job}\",le=\"+Inf\"}} {}", h.count);
+                let _ = writeln!(s, "sluice_run_duration_seconds_sum{{job=\"{job}\"}} {:.6}", h.sum);
+                let _ = writeln!(s, "sluice_run_duration_seconds_count{{job=\"{job}\"}} {}", h.count);
+            }
+            s.push_str("# HELP sluice_queued_partitions Partitions due and not started, by job (waiting ones included).\n# TYPE sluice_queued_partitions gauge\n");
+            for (job, g) in &m.jobs {
+                let _ = writeln!(s, "sluice_queued_partitions{{job=\"{}\"}} {}", esc(job), g.queued);
+            }
+            s.push_str("# HELP sluice_waiting_partitions Queued partitions waiting for upstream partitions or input files.\n# TYPE sluice_waiting_partitions gauge\n");
+            for (job, g) in &m.jobs {
+                let _ = writeln!(s, "sluice_waiting_partitions{{job=\"{}\"}} {}", esc(job), g.waiting);
+            }
+            s.push_str("# HELP sluice_running_partitions Partitions running now, by job.\n# TYPE sluice_running_partitions gauge\n");
+            for (job, g) in &m.jobs {
+                let _ = writeln!(s, "sluice_running_partitions{{job=\"{}\"}} {}", esc(job), g.running);
+            }
+            s.push_str("# HELP sluice_job_lag_seconds Seconds since the oldest partition not yet done became due (0 when caught up).\n# TYPE sluice_job_lag_seconds gauge\n");
+            for (job, g) in &m.jobs {
+                let _ = writeln!(s, "sluice_job_lag_seconds{{job=\"{}\"}} {:.3}", esc(job), g.lag_seconds);
+            }
+            s
+        })
+    }
+
+    fn health(&self) -> (u16, String) {
+        self.with(|m| {
+            let running: usize = m.jobs.values().map(|g| g.running).sum();
+            let queued: usize = m.jobs.values().map(|g| g.queued).sum();
+            let status = if m.stopping { "stopping" } else { "ok" };
+            let body = serde_json::json!({
+                "status": status,
+                "jobs": m.jobs.len(),
+                "running": running,
+                "queued": queued,
+                "polls": m.polls,
+            })
+            .to_string();
+            (if m.stopping { 503 } else { 200 }, body + "\n")
+        })
+    }
+}
+
+/// Serves `/metrics` and `/health` on `listener` until the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, metrics: std::sync::Arc<Metrics>) {
+    loop {
+        let Ok((mut conn, _)) = listener.accept().await else {
+            continue;
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            let mut len = 0;
+            // The request line and headers; bodies are not read (GET only).
+            let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+                while len < buf.len() {
+                    match conn.read(&mut buf[len..]).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => len += n,
+                    }
+                    if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+            })
+            .await;
+            if read.is_err() {
+                return;
+            }
+            let head = String::from_utf8_lossy(&buf[..len]);
+            let mut parts = head.lines().next().unwrap_or_default().split_whitespace();
+            let (method, path) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+            let path = path.split('?').next().unwrap_or_default();
+            let (status, ctype, body) = match (method, path) {
+                ("GET", "/metrics") => (200, "text/plain; version=0.0.4; charset=utf-8", metrics.render()),
+                ("GET", "/health") | ("GET", "/healthz") => {
+                    let (code, body) = metrics.health();
+                    (code, "application/json", body)
+                }
+                ("GET", _) => (404, "text/plain", "not found: try /metrics or /health\n".to_string()),
+                _ => (405, "text/plain", "only GET is served\n".to_string()),
+            };
+            let reason = match status {
+                200 => "OK",
+                404 => "Not Found",
+                405 => "Method Not Allowed",
+                _ => "Service Unavailable",
+            };
+            let response = format!(
+                "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.write_all(response.as_bytes()).await;
+            let _ = conn.shutdown().await;
+        });
+    }
+}
