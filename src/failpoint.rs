@@ -1,7 +1,8 @@
 //! Named fault points for tests of the real binary. With `SLUICE_FAILPOINT=before_commit`
 //! the process stops right before the Delta commit (files uploaded, nothing visible) and
 //! waits to be killed; `after_commit` stops between the Delta commit and the catalog
-//! update: the two moments that matter for promise 1. `transient_commit_error` fails the
+//! update: the two moments that matter for promise 1. `slow_commit` sleeps before the
+//! commit (`SLUICE_FAILPOINT_DELAY_MS`, default 3 s), to stop a process mid-run. `transient_commit_error` fails the
 //! first commit with an I/O error, to see the retry policy at work. Unset, they cost one
 //! environment lookup.
 
@@ -18,6 +19,22 @@ pub async fn pause_if_set(name: &str) {
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
         }
+    }
+}
+
+/// Sleeps `SLUICE_FAILPOINT_DELAY_MS` (default 3000) at `name` if `SLUICE_FAILPOINT` names
+/// it: a run slow enough for a test to stop the process while it is under way.
+pub async fn delay_if_set(name: &str) {
+    let Ok(points) = std::env::var("SLUICE_FAILPOINT") else {
+        return;
+    };
+    if points.split(',').any(|p| p.trim() == name) {
+        let ms = std::env::var("SLUICE_FAILPOINT_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(3000);
+        tracing::warn!(failpoint = name, delay_ms = ms, "delaying at failpoint");
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
     }
 }
 

@@ -523,7 +523,8 @@ impl Runner {
         let result = async {
             if let Some(status) = look {
                 let status = if status.state == "running" {
-                    self.reconcile(&handle, &scope, &lease, status).await?
+                    self.reconcile(&handle, &scope, &lease, status, DIED)
+                        .await?
                 } else {
                     Some(status)
                 };
@@ -599,6 +600,7 @@ impl Runner {
         scope: &Scope,
         lease: &crate::catalog::Lease,
         p: crate::catalog::PartitionStatus,
+        why: &str,
     ) -> Result<Option<crate::catalog::PartitionStatus>, RunError> {
         let partition = lease.partition.as_str();
         let status = Some(p.clone());
@@ -616,11 +618,11 @@ impl Runner {
                 .reconcile_landed_run(&prev, rows, dv, now)
                 .await?;
         } else {
-            info!(previous_run = %prev.run_id, "previous run died before committing; marking it abandoned");
+            info!(previous_run = %prev.run_id, why, "previous run ended before committing; marking it abandoned");
             self.catalog
                 .abandon_run(
                     &prev.run_id,
-                    "the process stopped before committing; its lease expired",
+                    why,
                     now,
                 )
                 .await?;
@@ -684,7 +686,8 @@ impl Runner {
                 })?;
                 let scope = partition_scope(&schema, job, &key);
                 let handle = self.output_handle(job, &schema).await?;
-                self.reconcile(&handle, &scope, lease, status).await?;
+                self.reconcile(&handle, &scope, lease, status, CANCELLED)
+                    .await?;
             }
         }
         self.catalog.release_lease(lease).await?;
@@ -837,6 +840,7 @@ impl Runner {
             fingerprint: fp.to_string(),
             job: job.name.to_string(),
         };
+        crate::failpoint::delay_if_set("slow_commit").await;
         crate::failpoint::pause_if_set("before_commit").await;
         if crate::failpoint::fail_once("transient_commit_error") {
             return Err(DeltaError::Commit {
@@ -1061,6 +1065,11 @@ impl Runner {
         Ok(out)
     }
 }
+
+/// Why a run that never committed is abandoned: its process died (found by the next
+/// worker once the lease expired), or its daemon cancelled it at shutdown.
+const DIED: &str = "the process stopped before committing; its lease expired";
+const CANCELLED: &str = "cancelled by the daemon's shutdown after the grace period, before committing; nothing was written";
 
 /// A spawned task that ends with its owner.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

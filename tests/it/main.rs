@@ -3,5 +3,6 @@
 //! project, and reads what it wrote with readers that are not sluice.
 
 mod backfill;
+mod daemon;
 mod foundation;
 mod util;

@@ -71,6 +71,19 @@ impl TestProject {
         TestProject { dir }
     }
 
+    /// A project made of just `files` (path, content), with `sluice.toml` if given.
+    pub fn with_files(files: &[(&str, &str)]) -> TestProject {
+        let dir = tempfile::Builder::new()
+            .prefix("sluice-it-")
+            .tempdir()
+            .unwrap();
+        let p = TestProject { dir };
+        for (rel, content) in files {
+            p.write(rel, content);
+        }
+        p
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
