@@ -6,7 +6,9 @@
 #      daily_revenue) run by `sluice backfill`, next to DuckDB's single pass over the same
 #      data and SQL, measured in the same run, as a ratio.
 #
-# usage: bench/run.sh [noop|reference|all]      (default: all)
+#   3. the CPU an idle daemon with 50 scheduled jobs uses between ticks.
+#
+# usage: bench/run.sh [noop|reference|idle|all]      (default: all)
 # Needs python3 with duckdb (pip install duckdb deltalake pyarrow). Generated data is kept
 # in $SLUICE_BENCH_DATA (default ~/.cache/sluice-bench) between runs.
 set -euo pipefail
@@ -142,9 +144,56 @@ print(f"reference: sluice backfill {s:.2f} s (concurrency {c}), DuckDB single pa
 PY
 }
 
+# CPU used by an idle daemon: 50 scheduled jobs, none due during the measurement (their
+# start is tomorrow), over $SLUICE_BENCH_IDLE_SECONDS (default 60) seconds, from
+# /proc/PID/stat. Next to it, the same figure for `sleep`, the floor of any process.
+idle() {
+    local p="$work/idle" seconds="${SLUICE_BENCH_IDLE_SECONDS:-60}"
+    mkdir -p "$p/jobs" "$p/migrations"
+    local tomorrow zones=(UTC Europe/Berlin America/New_York Asia/Tokyo Australia/Sydney)
+    tomorrow=$(python3 -c 'import datetime; print(datetime.date.today() + datetime.timedelta(days=1))')
+    for i in $(seq -w 1 50); do
+        echo "CREATE TABLE idle_$i (x BIGINT, dt DATE NOT NULL) PARTITIONED BY (dt);" > "$p/migrations/00${i}_idle_$i.sql"
+        cat > "$p/jobs/idle_$i.toml" <<TOML
+version = 1
+start = "$tomorrow"
+[schedule]
+cron = "$((10#$i % 60)) $((10#$i % 24)) * * *"
+time_zone = "${zones[$((10#$i % 5))]}"
+[partitioning]
+granularity = "daily"
+[output]
+table = "idle_$i"
+TOML
+        echo 'SELECT CAST(1 AS BIGINT) AS x WHERE false' > "$p/jobs/idle_$i.sql"
+    done
+    "$sluice" --project "$p" migrate -q > /dev/null
+    "$sluice" --project "$p" daemon --metrics-address off -q 2> "$work/idle.log" &
+    local pid=$!
+    sleep 5
+    sleep "$seconds" &
+    local peer=$!
+    local a b
+    a=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    sleep "$seconds"
+    b=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    local peer_ticks
+    peer_ticks=$(awk '{print $14 + $15}' "/proc/$peer/stat" 2>/dev/null || echo 0)
+    kill -TERM "$pid"; wait "$pid" || true
+    wait "$peer" 2>/dev/null || true
+    python3 - "$a" "$b" "$seconds" "$(getconf CLK_TCK)" "$peer_ticks" <<'PY'
+import sys
+a, b, s, hz, peer = (float(x) for x in sys.argv[1:6])
+cpu = (b - a) / hz
+print(f"idle daemon, 50 jobs: {cpu*1000:.0f} ms CPU in {s:.0f} s = {100*cpu/s:.3f}% of one core "
+      f"(`sleep` beside it: {1000*peer/hz:.0f} ms)")
+PY
+}
+
 case "$what" in
     noop) noop ;;
     reference) reference ;;
-    all) noop; reference ;;
-    *) echo "usage: bench/run.sh [noop|reference|all]" >&2; exit 2 ;;
+    idle) idle ;;
+    all) noop; reference; idle ;;
+    *) echo "usage: bench/run.sh [noop|reference|idle|all]" >&2; exit 2 ;;
 esac

@@ -293,13 +293,13 @@ pub async fn plan(runner: &Runner, req: &Request) -> Result<Plan, BackfillError>
     }
 
     // Dependencies: the upstream partitions each item reads, in the plan or outside it.
-    for i in 0..items.len() {
-        let Some(job) = project.jobs.get(items[i].job.as_str()) else {
+    for item in items.iter_mut() {
+        let Some(job) = project.jobs.get(item.job.as_str()) else {
             continue;
         };
-        let (waits, outside) = dependencies(runner, job, &items[i].key, &index).await?;
-        items[i].waits_on = waits;
-        items[i].reads_outside_plan = outside;
+        let (waits, outside) = dependencies(runner, job, &item.key, &index).await?;
+        item.waits_on = waits;
+        item.reads_outside_plan = outside;
     }
     Ok(Plan {
         from: req.from.clone(),
@@ -435,7 +435,7 @@ enum State {
 }
 
 enum TaskResult {
-    Report(crate::runner::RunReport),
+    Report(Box<crate::runner::RunReport>),
     Blocked(String),
 }
 
@@ -551,7 +551,7 @@ pub async fn execute(
                         Some(started_ms),
                     )
                     .await;
-                (i, TaskResult::Report(report))
+                (i, TaskResult::Report(Box::new(report)))
             });
         }
 

@@ -272,11 +272,8 @@ impl Runner {
                 return Ok(h.clone());
             }
         }
-        let url = warehouse::version_url(
-            &self.project().settings.warehouse,
-            &job.table,
-            job.version,
-        );
+        let url =
+            warehouse::version_url(&self.project().settings.warehouse, &job.table, job.version);
         let table = delta::ensure_table(&url, schema).await?;
         self.catalog
             .register_table_version(
@@ -383,7 +380,14 @@ impl Runner {
         loop {
             attempt += 1;
             let mut report = self
-                .attempt(job, key, trigger, attempt, done_since_ms, refusal.as_deref())
+                .attempt(
+                    job,
+                    key,
+                    trigger,
+                    attempt,
+                    done_since_ms,
+                    refusal.as_deref(),
+                )
                 .await;
             report.attempts = attempt;
             report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -459,6 +463,7 @@ impl Runner {
         report
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn attempt_inner(
         &self,
         job: &Job,
@@ -510,7 +515,7 @@ impl Runner {
             .await?
         {
             Claim::Started(lease) => (lease, None),
-            Claim::Look { lease, status } => (lease, Some(status)),
+            Claim::Look { lease, status } => (lease, Some(*status)),
             Claim::Held { holder, run_id } => {
                 info!(held_by = %holder, other_run = run_id.as_deref().unwrap_or("-"), "partition is leased by another worker; skipping");
                 report.state = RunState::Held;
@@ -618,14 +623,12 @@ impl Runner {
                 .reconcile_landed_run(&prev, rows, dv, now)
                 .await?;
         } else {
-            info!(previous_run = %prev.run_id, why, "previous run ended before committing; marking it abandoned");
-            self.catalog
-                .abandon_run(
-                    &prev.run_id,
-                    why,
-                    now,
-                )
-                .await?;
+            if why == DIED {
+                info!(previous_run = %prev.run_id, "previous run died before committing; marking it abandoned");
+            } else {
+                info!(previous_run = %prev.run_id, why, "run ended before committing; marking it abandoned");
+            }
+            self.catalog.abandon_run(&prev.run_id, why, now).await?;
         }
         drop(table);
         Ok(self
@@ -704,7 +707,11 @@ impl Runner {
         let project = self.project();
         let mut waits = Vec::new();
         for (table, partitions) in job.upstream_tables() {
-            let Some(up) = project.graph.writer.get(table).and_then(|w| project.jobs.get(w))
+            let Some(up) = project
+                .graph
+                .writer
+                .get(table)
+                .and_then(|w| project.jobs.get(w))
             else {
                 continue;
             };
@@ -720,7 +727,7 @@ impl Runner {
                             .catalog
                             .partition_status(table.as_str(), version, &k.to_string())
                             .await?;
-                        if !p.is_some_and(|p| p.state == "complete") {
+                        if p.is_none_or(|p| p.state != "complete") {
                             waits.push(format!("{table}/{k}"));
                         }
                     }

@@ -87,7 +87,7 @@ pub enum Claim {
     /// The lease is ours, nothing started: the partition needs a look first.
     Look {
         lease: Lease,
-        status: PartitionStatus,
+        status: Box<PartitionStatus>,
     },
     Held {
         holder: String,
@@ -603,7 +603,10 @@ impl Catalog {
                 .is_some_and(|since| p.state == "complete" && p.finished_at.unwrap_or(0) >= since);
             if left_running || done_since {
                 tx.commit().await.map_err(query_err("commit lease"))?;
-                return Ok(Claim::Look { lease, status: p });
+                return Ok(Claim::Look {
+                    lease,
+                    status: Box::new(p),
+                });
             }
         }
         insert_run_start(&mut tx, start).await?;

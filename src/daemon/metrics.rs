@@ -170,15 +170,26 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: std::sync::Arc<Me
             }
             let head = String::from_utf8_lossy(&buf[..len]);
             let mut parts = head.lines().next().unwrap_or_default().split_whitespace();
-            let (method, path) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+            let (method, path) = (
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+            );
             let path = path.split('?').next().unwrap_or_default();
             let (status, ctype, body) = match (method, path) {
-                ("GET", "/metrics") => (200, "text/plain; version=0.0.4; charset=utf-8", metrics.render()),
+                ("GET", "/metrics") => (
+                    200,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    metrics.render(),
+                ),
                 ("GET", "/health") | ("GET", "/healthz") => {
                     let (code, body) = metrics.health();
                     (code, "application/json", body)
                 }
-                ("GET", _) => (404, "text/plain", "not found: try /metrics or /health\n".to_string()),
+                ("GET", _) => (
+                    404,
+                    "text/plain",
+                    "not found: try /metrics or /health\n".to_string(),
+                ),
                 _ => (405, "text/plain", "only GET is served\n".to_string()),
             };
             let reason = match status {

@@ -268,7 +268,10 @@ impl Daemon {
             self.tasks.abort_all();
             while self.tasks.join_next().await.is_some() {}
             let n = self.runner.settle_own_leases().await;
-            info!(settled = n, "cancelled runs settled and their leases released");
+            info!(
+                settled = n,
+                "cancelled runs settled and their leases released"
+            );
         }
         self.publish(self.runner.clock.now());
         info!("daemon stopped");
@@ -394,10 +397,7 @@ impl Daemon {
         }
         if log_problems {
             for p in &project.problems {
-                let known = self
-                    .jobs
-                    .keys()
-                    .any(|n| p.file == format!("jobs/{n}.toml"));
+                let known = self.jobs.keys().any(|n| p.file == format!("jobs/{n}.toml"));
                 if !known {
                     error!(file = %p.file, error = %p.message, "not scheduled: the spec does not validate");
                 }
@@ -562,7 +562,11 @@ impl Daemon {
             let status = self
                 .runner
                 .catalog
-                .partition_status(st.job.table.as_str(), i64::from(st.job.version), &key.to_string())
+                .partition_status(
+                    st.job.table.as_str(),
+                    i64::from(st.job.version),
+                    &key.to_string(),
+                )
                 .await?;
             if status.is_some_and(|p| p.state == "complete") {
                 info!(job = %name, partition = %key, "partition is due but already complete; not running it again");
@@ -673,7 +677,12 @@ impl Daemon {
             let report = match refuse {
                 None => {
                     runner
-                        .run_partition_unless_done_since(&job, p.key, Trigger::Daemon, Some(p.queued_ms))
+                        .run_partition_unless_done_since(
+                            &job,
+                            p.key,
+                            Trigger::Daemon,
+                            Some(p.queued_ms),
+                        )
                         .await
                 }
                 Some(why) => {

@@ -27,14 +27,12 @@ impl Cadence {
     /// `None` when the job has no schedule (it runs only from the CLI).
     pub fn of(job: &Job) -> Option<Result<Cadence, String>> {
         let schedule = job.schedule.clone()?;
-        Some(
-            crate::job::parse_cron(&schedule.cron).map(|cron| Cadence {
-                cron,
-                schedule,
-                granularity: job.granularity,
-                partition_tz: job.partition_time_zone,
-            }),
-        )
+        Some(crate::job::parse_cron(&schedule.cron).map(|cron| Cadence {
+            cron,
+            schedule,
+            granularity: job.granularity,
+            partition_tz: job.partition_time_zone,
+        }))
     }
 
     /// The first tick strictly after `t`.
@@ -145,7 +143,9 @@ mod tests {
     }
 
     fn utc(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(y, m, d, h, min, 0).single().expect("instant")
+        Utc.with_ymd_and_hms(y, m, d, h, min, 0)
+            .single()
+            .expect("instant")
     }
 
     /// The partitions ticks run over `(from, to]`, deduplicated the daemon's way.
@@ -165,27 +165,51 @@ mod tests {
 
     #[test]
     fn a_daily_tick_runs_yesterday_in_the_jobs_zone() {
-        let c = cadence("30 2 * * *", chrono_tz::Europe::Berlin, Granularity::Daily, 1);
+        let c = cadence(
+            "30 2 * * *",
+            chrono_tz::Europe::Berlin,
+            Granularity::Daily,
+            1,
+        );
         // 2024-01-10 02:30 in Berlin is 01:30 UTC.
         let t = c.next_tick_after(utc(2024, 1, 10, 0, 0)).expect("tick");
         assert_eq!(t, utc(2024, 1, 10, 1, 30));
         assert_eq!(c.partition_for(t), day(2024, 1, 9));
-        let same_day = cadence("30 2 * * *", chrono_tz::Europe::Berlin, Granularity::Daily, 0);
+        let same_day = cadence(
+            "30 2 * * *",
+            chrono_tz::Europe::Berlin,
+            Granularity::Daily,
+            0,
+        );
         assert_eq!(same_day.partition_for(t), day(2024, 1, 10));
     }
 
     #[test]
     fn spring_forward_runs_every_partition_once() {
         // 2024-03-31 02:00 → 03:00 in Berlin: 02:30 does not exist that day.
-        let c = cadence("30 2 * * *", chrono_tz::Europe::Berlin, Granularity::Daily, 1);
+        let c = cadence(
+            "30 2 * * *",
+            chrono_tz::Europe::Berlin,
+            Granularity::Daily,
+            1,
+        );
         let got = scheduled(&c, utc(2024, 3, 28, 12, 0), utc(2024, 4, 2, 12, 0));
         assert_eq!(
             got,
-            vec![day(2024, 3, 28), day(2024, 3, 29), day(2024, 3, 30), day(2024, 3, 31), day(2024, 4, 1)]
+            vec![
+                day(2024, 3, 28),
+                day(2024, 3, 29),
+                day(2024, 3, 30),
+                day(2024, 3, 31),
+                day(2024, 4, 1)
+            ]
         );
         // The gap's tick comes right after the gap, on the same local day.
         let t = c.next_tick_after(utc(2024, 3, 30, 12, 0)).expect("tick");
-        assert_eq!(t.with_timezone(&chrono_tz::Europe::Berlin).date_naive(), NaiveDate::from_ymd_opt(2024, 3, 31).expect("d"));
+        assert_eq!(
+            t.with_timezone(&chrono_tz::Europe::Berlin).date_naive(),
+            NaiveDate::from_ymd_opt(2024, 3, 31).expect("d")
+        );
     }
 
     #[test]
@@ -196,7 +220,13 @@ mod tests {
             let got = scheduled(&c, utc(2024, 10, 24, 22, 10), utc(2024, 10, 29, 12, 0));
             assert_eq!(
                 got,
-                vec![day(2024, 10, 24), day(2024, 10, 25), day(2024, 10, 26), day(2024, 10, 27), day(2024, 10, 28)],
+                vec![
+                    day(2024, 10, 24),
+                    day(2024, 10, 25),
+                    day(2024, 10, 26),
+                    day(2024, 10, 27),
+                    day(2024, 10, 28)
+                ],
                 "cron {cron}"
             );
         }
@@ -204,11 +234,32 @@ mod tests {
 
     #[test]
     fn new_york_transitions_too() {
-        let c = cadence("30 2 * * *", chrono_tz::America::New_York, Granularity::Daily, 1);
+        let c = cadence(
+            "30 2 * * *",
+            chrono_tz::America::New_York,
+            Granularity::Daily,
+            1,
+        );
         let spring = scheduled(&c, utc(2024, 3, 8, 12, 0), utc(2024, 3, 12, 12, 0));
-        assert_eq!(spring, vec![day(2024, 3, 8), day(2024, 3, 9), day(2024, 3, 10), day(2024, 3, 11)]);
+        assert_eq!(
+            spring,
+            vec![
+                day(2024, 3, 8),
+                day(2024, 3, 9),
+                day(2024, 3, 10),
+                day(2024, 3, 11)
+            ]
+        );
         let fall = scheduled(&c, utc(2024, 11, 1, 12, 0), utc(2024, 11, 5, 12, 0));
-        assert_eq!(fall, vec![day(2024, 11, 1), day(2024, 11, 2), day(2024, 11, 3), day(2024, 11, 4)]);
+        assert_eq!(
+            fall,
+            vec![
+                day(2024, 11, 1),
+                day(2024, 11, 2),
+                day(2024, 11, 3),
+                day(2024, 11, 4)
+            ]
+        );
     }
 
     #[test]
@@ -217,19 +268,31 @@ mod tests {
         let t = utc(2024, 5, 1, 7, 5);
         assert_eq!(h.partition_for(t).to_string(), "2024-05-01T06");
         let m = cadence("0 6 2 * *", chrono_tz::UTC, Granularity::Monthly, 1);
-        assert_eq!(m.partition_for(utc(2024, 5, 2, 6, 0)).to_string(), "2024-04");
+        assert_eq!(
+            m.partition_for(utc(2024, 5, 2, 6, 0)).to_string(),
+            "2024-04"
+        );
     }
 
     #[test]
     fn catch_up_policies() {
         let missing = vec![day(2024, 1, 3), day(2024, 1, 4), day(2024, 1, 5)];
         let latest = day(2024, 1, 5);
-        assert_eq!(catch_up(CatchUp::All, 31, latest, missing.clone()), (missing.clone(), 0));
+        assert_eq!(
+            catch_up(CatchUp::All, 31, latest, missing.clone()),
+            (missing.clone(), 0)
+        );
         assert_eq!(
             catch_up(CatchUp::All, 2, latest, missing.clone()),
             (vec![day(2024, 1, 4), day(2024, 1, 5)], 1)
         );
-        assert_eq!(catch_up(CatchUp::Latest, 31, latest, missing.clone()), (vec![latest], 2));
-        assert_eq!(catch_up(CatchUp::None, 31, latest, missing), (Vec::new(), 3));
+        assert_eq!(
+            catch_up(CatchUp::Latest, 31, latest, missing.clone()),
+            (vec![latest], 2)
+        );
+        assert_eq!(
+            catch_up(CatchUp::None, 31, latest, missing),
+            (Vec::new(), 3)
+        );
     }
 }

@@ -633,7 +633,7 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         }
     };
     let secs = n * scale;
-    if !secs.is_finite() || secs < 0.0 || secs > 366.0 * 86400.0 {
+    if !secs.is_finite() || !(0.0..=366.0 * 86400.0).contains(&secs) {
         return Err(format!("`{t}` is out of range (0 to 366d)"));
     }
     Ok(std::time::Duration::from_secs_f64(secs))

@@ -46,11 +46,17 @@ fn project_of(jobs: &[[(String, String); 3]]) -> TestProject {
         .enumerate()
         .flat_map(|(i, j)| {
             j.iter().map(move |(path, text)| {
-                (path.replace("migrations/0001_", &format!("migrations/{:04}_", i + 1)), text.clone())
+                (
+                    path.replace("migrations/0001_", &format!("migrations/{:04}_", i + 1)),
+                    text.clone(),
+                )
             })
         })
         .collect();
-    let files: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     let p = TestProject::with_files(&files);
     p.ok(&["migrate"]);
     p
@@ -127,18 +133,38 @@ async fn daylight_saving_days_run_every_partition_once() {
             "2024-03-28",
             utc(2024, 3, 28, 23, 0),
             utc(2024, 4, 2, 6, 0),
-            ["2024-03-28", "2024-03-29", "2024-03-30", "2024-03-31", "2024-04-01"],
+            [
+                "2024-03-28",
+                "2024-03-29",
+                "2024-03-30",
+                "2024-03-31",
+                "2024-04-01",
+            ],
         ),
         (
             "2024-10-24",
             utc(2024, 10, 24, 22, 0),
             utc(2024, 10, 29, 6, 0),
-            ["2024-10-24", "2024-10-25", "2024-10-26", "2024-10-27", "2024-10-28"],
+            [
+                "2024-10-24",
+                "2024-10-25",
+                "2024-10-26",
+                "2024-10-27",
+                "2024-10-28",
+            ],
         ),
     ] {
         let p = project_of(&[
-            daily_job("daily", "cron = \"30 2 * * *\"\ntime_zone = \"Europe/Berlin\"", start),
-            daily_job("hourly", "cron = \"0 * * * *\"\ntime_zone = \"Europe/Berlin\"", start),
+            daily_job(
+                "daily",
+                "cron = \"30 2 * * *\"\ntime_zone = \"Europe/Berlin\"",
+                start,
+            ),
+            daily_job(
+                "hourly",
+                "cron = \"0 * * * *\"\ntime_zone = \"Europe/Berlin\"",
+                start,
+            ),
         ]);
         let clock = ManualClock::new(from);
         let mut d = daemon(&p, &clock).await;
@@ -149,7 +175,10 @@ async fn daylight_saving_days_run_every_partition_once() {
         let berlin = chrono_tz::Europe::Berlin;
         for day in days {
             let t = started(&daily, day).with_timezone(&berlin);
-            let next = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap().succ_opt().unwrap();
+            let next = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
+                .unwrap()
+                .succ_opt()
+                .unwrap();
             assert_eq!(t.date_naive(), next, "{day} runs the next morning, ran {t}");
             let local = t.format("%H:%M").to_string();
             // 02:30 → 02:40, or right after the gap on the spring-forward day.
@@ -171,41 +200,81 @@ async fn after_downtime_missed_partitions_run_once_in_order_per_policy() {
     };
     let p = project_of(&[
         daily_job("all_missed", &sched("all"), "2024-05-01"),
-        daily_job("capped", &format!("{}\nmax_catch_up = 2", sched("all")), "2024-05-01"),
+        daily_job(
+            "capped",
+            &format!("{}\nmax_catch_up = 2", sched("all")),
+            "2024-05-01",
+        ),
         daily_job("latest_only", &sched("latest"), "2024-05-01"),
         daily_job("none_missed", &sched("none"), "2024-05-01"),
     ]);
     // First start on 2024-05-03 at 04:00 Berlin, runs a day, stops.
     let clock = ManualClock::new(utc(2024, 5, 3, 2, 0));
     let mut d = daemon(&p, &clock).await;
-    drive(&mut d, &clock, utc(2024, 5, 4, 2, 0), chrono::Duration::minutes(30)).await;
+    drive(
+        &mut d,
+        &clock,
+        utc(2024, 5, 4, 2, 0),
+        chrono::Duration::minutes(30),
+    )
+    .await;
     drop(d);
     // Four days down; restarted on 2024-05-08 at 04:00 Berlin.
     clock.set(utc(2024, 5, 8, 2, 0));
     let mut d = daemon(&p, &clock).await;
     d.run_until_idle().await;
     let restart = clock.now();
-    drive(&mut d, &clock, utc(2024, 5, 9, 2, 0), chrono::Duration::minutes(30)).await;
+    drive(
+        &mut d,
+        &clock,
+        utc(2024, 5, 9, 2, 0),
+        chrono::Duration::minutes(30),
+    )
+    .await;
 
     let all = assert_once_each(
         &d,
         "all_missed",
-        &["2024-05-01", "2024-05-02", "2024-05-03", "2024-05-04", "2024-05-05", "2024-05-06", "2024-05-07", "2024-05-08"],
+        &[
+            "2024-05-01",
+            "2024-05-02",
+            "2024-05-03",
+            "2024-05-04",
+            "2024-05-05",
+            "2024-05-06",
+            "2024-05-07",
+            "2024-05-08",
+        ],
     )
     .await;
     // In order: each partition's commit comes after the one before it.
     let versions: Vec<i64> = all.values().map(|r| r[0].delta_version.unwrap()).collect();
-    assert!(versions.windows(2).all(|w| w[0] < w[1]), "commits out of order: {versions:?}");
+    assert!(
+        versions.windows(2).all(|w| w[0] < w[1]),
+        "commits out of order: {versions:?}"
+    );
     for day in ["2024-05-04", "2024-05-05", "2024-05-06", "2024-05-07"] {
         assert_eq!(started(&all, day), restart, "{day} is caught up on restart");
     }
     assert_once_each(
         &d,
         "capped",
-        &["2024-05-01", "2024-05-02", "2024-05-03", "2024-05-06", "2024-05-07", "2024-05-08"],
+        &[
+            "2024-05-01",
+            "2024-05-02",
+            "2024-05-03",
+            "2024-05-06",
+            "2024-05-07",
+            "2024-05-08",
+        ],
     )
     .await;
-    assert_once_each(&d, "latest_only", &["2024-05-02", "2024-05-03", "2024-05-07", "2024-05-08"]).await;
+    assert_once_each(
+        &d,
+        "latest_only",
+        &["2024-05-02", "2024-05-03", "2024-05-07", "2024-05-08"],
+    )
+    .await;
     assert_once_each(&d, "none_missed", &["2024-05-03", "2024-05-08"]).await;
 }
 
@@ -223,7 +292,13 @@ async fn new_sql_is_used_by_the_next_run_and_a_broken_spec_stops_only_its_job() 
     p.write("jobs/code.sql", "SELECT 'v2' AS p");
     let other = p.read("jobs/other.toml");
     p.write("jobs/other.toml", &format!("{other}\nretries = 3\n"));
-    drive(&mut d, &clock, utc(2024, 6, 3, 2, 0), chrono::Duration::minutes(30)).await;
+    drive(
+        &mut d,
+        &clock,
+        utc(2024, 6, 3, 2, 0),
+        chrono::Duration::minutes(30),
+    )
+    .await;
 
     let rows = read_delta_rows(&p.warehouse_table("code", 1), None).await;
     assert_eq!(rows, ["p=v1|dt=2024-06-01", "p=v2|dt=2024-06-02"]);
@@ -235,18 +310,33 @@ async fn new_sql_is_used_by_the_next_run_and_a_broken_spec_stops_only_its_job() 
         .map(|s| s["fingerprint"].as_str().unwrap())
         .collect();
     assert_eq!(fps.len(), 2);
-    assert_ne!(fps[0], fps[1], "each partition records the code that wrote it");
+    assert_ne!(
+        fps[0], fps[1],
+        "each partition records the code that wrote it"
+    );
 
     let other = runs(&d, "other").await;
     assert_eq!(other["2024-06-01"][0].state, "succeeded");
     let failed = &other["2024-06-02"][0];
     assert_eq!(failed.state, "failed");
     let why = failed.error.as_deref().unwrap();
-    assert!(why.contains("jobs/other.toml") && why.contains("retries"), "{why}");
+    assert!(
+        why.contains("jobs/other.toml") && why.contains("retries"),
+        "{why}"
+    );
 
     // Fixed: the next tick runs it again.
-    p.write("jobs/other.toml", &p.read("jobs/other.toml").replace("\nretries = 3\n", ""));
-    drive(&mut d, &clock, utc(2024, 6, 4, 2, 0), chrono::Duration::minutes(30)).await;
+    p.write(
+        "jobs/other.toml",
+        &p.read("jobs/other.toml").replace("\nretries = 3\n", ""),
+    );
+    drive(
+        &mut d,
+        &clock,
+        utc(2024, 6, 4, 2, 0),
+        chrono::Duration::minutes(30),
+    )
+    .await;
     let other = runs(&d, "other").await;
     assert_eq!(other["2024-06-03"][0].state, "succeeded");
     assert_eq!(runs(&d, "code").await["2024-06-03"][0].state, "succeeded");
@@ -275,15 +365,33 @@ async fn downstream_waits_for_upstream_and_files_wait_with_a_timeout() {
     let clock = ManualClock::new(utc(2024, 7, 2, 0, 0));
     let mut d = daemon(&p, &clock).await;
     // 01:00: summary's 07-01 is due, landing's is not done; 02:30: landing waits for its file.
-    drive(&mut d, &clock, utc(2024, 7, 2, 3, 0), chrono::Duration::minutes(15)).await;
-    assert!(runs(&d, "summary").await.is_empty(), "summary ran before its upstream");
-    assert!(runs(&d, "landing").await.is_empty(), "landing ran without its file");
+    drive(
+        &mut d,
+        &clock,
+        utc(2024, 7, 2, 3, 0),
+        chrono::Duration::minutes(15),
+    )
+    .await;
+    assert!(
+        runs(&d, "summary").await.is_empty(),
+        "summary ran before its upstream"
+    );
+    assert!(
+        runs(&d, "landing").await.is_empty(),
+        "landing ran without its file"
+    );
     let mut queued = d.queued();
     queued.sort();
     assert_eq!(queued, ["landing/2024-07-01", "summary/2024-07-01"]);
     // The file arrives: landing runs, then summary right after.
     p.write("in/2024-07-01.csv", "n\n1\n2\n");
-    drive(&mut d, &clock, utc(2024, 7, 2, 3, 30), chrono::Duration::minutes(15)).await;
+    drive(
+        &mut d,
+        &clock,
+        utc(2024, 7, 2, 3, 30),
+        chrono::Duration::minutes(15),
+    )
+    .await;
     let landing = runs(&d, "landing").await;
     let summary = runs(&d, "summary").await;
     assert_eq!(landing["2024-07-01"][0].state, "succeeded");
@@ -292,7 +400,13 @@ async fn downstream_waits_for_upstream_and_files_wait_with_a_timeout() {
     let rows = read_delta_rows(&p.warehouse_table("summary", 1), None).await;
     assert_eq!(rows, ["total=3|dt=2024-07-01"]);
     // The next file never comes: two hours after the tick the partition fails, saying why.
-    drive(&mut d, &clock, utc(2024, 7, 3, 5, 0), chrono::Duration::minutes(15)).await;
+    drive(
+        &mut d,
+        &clock,
+        utc(2024, 7, 3, 5, 0),
+        chrono::Duration::minutes(15),
+    )
+    .await;
     let failed = &runs(&d, "landing").await["2024-07-02"][0];
     assert_eq!(failed.state, "failed");
     let why = failed.error.as_deref().unwrap();
@@ -300,7 +414,11 @@ async fn downstream_waits_for_upstream_and_files_wait_with_a_timeout() {
         why.contains("in/2024-07-02.csv") && why.contains("did not arrive within 2h"),
         "{why}"
     );
-    assert_eq!(d.queued(), ["summary/2024-07-02"], "summary still waits for its upstream");
+    assert_eq!(
+        d.queued(),
+        ["summary/2024-07-02"],
+        "summary still waits for its upstream"
+    );
 }
 
 // ---- the real process --------------------------------------------------------------------
@@ -319,13 +437,20 @@ fn curl(url: &str) -> String {
         .args(["-sS", "--max-time", "5", url])
         .output()
         .expect("curl (bash .ci/run installs it)");
-    assert!(out.status.success(), "curl {url}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "curl {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn metric(text: &str, name_and_labels: &str) -> f64 {
     text.lines()
-        .find_map(|l| l.strip_prefix(name_and_labels).map(|v| v.trim().parse().unwrap()))
+        .find_map(|l| {
+            l.strip_prefix(name_and_labels)
+                .map(|v| v.trim().parse().unwrap())
+        })
         .unwrap_or(0.0)
 }
 
@@ -344,7 +469,10 @@ fn wait_exit(child: &mut std::process::Child, within: Duration) -> i32 {
         if let Some(s) = child.try_wait().unwrap() {
             return s.code().unwrap_or(-1);
         }
-        assert!(start.elapsed() < within, "the daemon did not exit within {within:?}");
+        assert!(
+            start.elapsed() < within,
+            "the daemon did not exit within {within:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -356,7 +484,9 @@ fn process_project() -> TestProject {
     let start = (today - chrono::Duration::days(3)).to_string();
     let job = daily_job("ticks", "cron = \"0 0 * * *\"\ntime_zone = \"UTC\"", &start);
     let p = project_of(&[job]);
-    let t = p.read("jobs/ticks.toml").replace("time_zone = \"Europe/Berlin\"\n\n[output]", "\n[output]");
+    let t = p
+        .read("jobs/ticks.toml")
+        .replace("time_zone = \"Europe/Berlin\"\n\n[output]", "\n[output]");
     p.write("jobs/ticks.toml", &t);
     p.write("sluice.toml", "[runner]\nlease_ttl_seconds = 2\n");
     p
@@ -383,19 +513,39 @@ async fn sigterm_finishes_or_cancels_cleanly_and_metrics_move() {
     let port = free_port().to_string();
     let addr = format!("127.0.0.1:{port}");
     // Each run takes 1.5 s before committing; one at a time.
-    let env = [("SLUICE_FAILPOINT", "slow_commit"), ("SLUICE_FAILPOINT_DELAY_MS", "1500")];
-    let args = ["daemon", "--metrics-address", addr.as_str(), "--max-concurrency", "1", "--grace", "30"];
+    let env = [
+        ("SLUICE_FAILPOINT", "slow_commit"),
+        ("SLUICE_FAILPOINT_DELAY_MS", "1500"),
+    ];
+    let args = [
+        "daemon",
+        "--metrics-address",
+        addr.as_str(),
+        "--max-concurrency",
+        "1",
+        "--grace",
+        "30",
+    ];
     let (mut child, log) = p.spawn(&args, &env);
     wait_for_text(&log, "serving /metrics", Duration::from_secs(30));
     let before = curl(&format!("http://{addr}/metrics"));
-    assert!(before.contains("# TYPE sluice_runs_total counter"), "{before}");
+    assert!(
+        before.contains("# TYPE sluice_runs_total counter"),
+        "{before}"
+    );
     let health = curl(&format!("http://{addr}/health"));
     assert!(health.contains("\"status\":\"ok\""), "{health}");
     wait_for_text(&log, "partition done", Duration::from_secs(60));
     let after = curl(&format!("http://{addr}/metrics"));
-    let done = metric(&after, "sluice_runs_total{job=\"ticks\",state=\"succeeded\"}");
+    let done = metric(
+        &after,
+        "sluice_runs_total{job=\"ticks\",state=\"succeeded\"}",
+    );
     assert!(done >= 1.0, "the run counter moved:\n{after}");
-    assert!(after.contains("sluice_run_duration_seconds_count{job=\"ticks\"}"), "{after}");
+    assert!(
+        after.contains("sluice_run_duration_seconds_count{job=\"ticks\"}"),
+        "{after}"
+    );
     // SIGTERM while the next run is under way: it finishes within the grace period.
     wait_for_text(&log, "delaying at failpoint", Duration::from_secs(30));
     let running_before = states(&p).values().filter(|s| *s == "running").count();
@@ -403,11 +553,15 @@ async fn sigterm_finishes_or_cancels_cleanly_and_metrics_move() {
     assert_eq!(wait_exit(&mut child, Duration::from_secs(30)), 0);
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
-        text.lines().any(|l| l.contains("stopping: starting nothing new") && l.contains("running=1")),
+        text.lines()
+            .any(|l| l.contains("stopping: starting nothing new") && l.contains("running=1")),
         "stopped while a run was under way:\n{text}"
     );
     let s = states(&p);
-    assert!(s.values().all(|v| v == "complete"), "after a graceful stop: {s:?} (running before: {running_before})");
+    assert!(
+        s.values().all(|v| v == "complete"),
+        "after a graceful stop: {s:?} (running before: {running_before})"
+    );
 
     // SIGTERM with no grace: the run under way is cancelled, nothing of it is committed.
     // Long leases: only the release on stop lets the next run in at once.
@@ -422,7 +576,11 @@ async fn sigterm_finishes_or_cancels_cleanly_and_metrics_move() {
     assert_eq!(wait_exit(&mut child, Duration::from_secs(30)), 0);
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("cancelled runs settled"), "{text}");
-    assert_eq!(delta_log_version(&table), version, "nothing committed after the cancel");
+    assert_eq!(
+        delta_log_version(&table),
+        version,
+        "nothing committed after the cancel"
+    );
     let s = states(&p);
     assert!(
         s.values().all(|v| v == "failed"),
@@ -445,7 +603,10 @@ async fn after_sigkill_a_restart_leaves_no_partial_partition() {
     wait_for_text(&log, "paused at failpoint", Duration::from_secs(60));
     sigkill(&mut child);
     let table = p.warehouse_table("ticks", 1);
-    assert!(read_delta_rows(&table, None).await.is_empty(), "a killed run left rows");
+    assert!(
+        read_delta_rows(&table, None).await.is_empty(),
+        "a killed run left rows"
+    );
     let (mut child, log) = p.spawn(&args, &[]);
     let start = std::time::Instant::now();
     loop {
@@ -453,15 +614,26 @@ async fn after_sigkill_a_restart_leaves_no_partial_partition() {
         if s.len() == 3 && s.values().all(|v| v == "complete") {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "not caught up: {s:?}\n{}", std::fs::read_to_string(&log).unwrap());
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "not caught up: {s:?}\n{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     sigterm(&child);
     assert_eq!(wait_exit(&mut child, Duration::from_secs(30)), 0);
     let rows = read_delta_rows(&table, None).await;
-    assert_eq!(rows.len(), 3, "one row per partition, no duplicates: {rows:?}");
+    assert_eq!(
+        rows.len(),
+        3,
+        "one row per partition, no duplicates: {rows:?}"
+    );
     let text = std::fs::read_to_string(&log).unwrap();
-    assert!(text.contains("marking it abandoned"), "the dead run is reconciled:\n{text}");
+    assert!(
+        text.contains("marking it abandoned"),
+        "the dead run is reconciled:\n{text}"
+    );
     let status = p.ok(&["status", "ticks", "--output", "json"]).json();
     for s in status.as_array().unwrap() {
         assert_eq!(s["state"], "complete");
@@ -471,8 +643,17 @@ async fn after_sigkill_a_restart_leaves_no_partial_partition() {
 #[test]
 fn two_daemons_on_one_catalog_run_each_partition_once() {
     let p = process_project();
-    let args = ["daemon", "--metrics-address", "off", "--max-concurrency", "2"];
-    let env = [("SLUICE_FAILPOINT", "slow_commit"), ("SLUICE_FAILPOINT_DELAY_MS", "300")];
+    let args = [
+        "daemon",
+        "--metrics-address",
+        "off",
+        "--max-concurrency",
+        "2",
+    ];
+    let env = [
+        ("SLUICE_FAILPOINT", "slow_commit"),
+        ("SLUICE_FAILPOINT_DELAY_MS", "300"),
+    ];
     let (mut a, log_a) = p.spawn(&args, &env);
     let (mut b, log_b) = p.spawn(&args, &env);
     let start = std::time::Instant::now();
@@ -490,7 +671,10 @@ fn two_daemons_on_one_catalog_run_each_partition_once() {
     assert_eq!(wait_exit(&mut b, Duration::from_secs(30)), 0);
     let logs = std::fs::read_to_string(&log_a).unwrap() + &std::fs::read_to_string(&log_b).unwrap();
     let ran = logs.matches("run succeeded").count();
-    assert_eq!(ran, 3, "each partition written by exactly one daemon:\n{logs}");
+    assert_eq!(
+        ran, 3,
+        "each partition written by exactly one daemon:\n{logs}"
+    );
     let commits = logs.matches("run started").count();
     assert_eq!(commits, 3, "no partition started twice:\n{logs}");
 }
