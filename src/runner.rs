@@ -698,11 +698,13 @@ impl Runner {
     }
 
     /// The upstream partitions `key` of `job` reads that are not complete yet, as
-    /// `table/partition`: the daemon runs the partition only when this is empty.
+    /// `table/partition`: the daemon runs the partition only when this is empty. `seen`
+    /// caches each upstream version's complete partitions across calls of one pass.
     pub async fn upstream_waits(
         &self,
         job: &Job,
         key: &PartitionKey,
+        seen: &mut CompletePartitions,
     ) -> Result<Vec<String>, RunError> {
         let project = self.project();
         let mut waits = Vec::new();
@@ -720,30 +722,32 @@ impl Runner {
                 .alias(table.as_str())
                 .await?
                 .unwrap_or(i64::from(up.version));
+            let cache_key = (table.to_string(), version);
+            if !seen.contains_key(&cache_key) {
+                let complete = self
+                    .catalog
+                    .partitions_of(table.as_str(), version)
+                    .await?
+                    .into_iter()
+                    .filter(|p| p.state == "complete")
+                    .map(|p| p.partition_key)
+                    .collect();
+                seen.insert(cache_key.clone(), complete);
+            }
+            let complete = &seen[&cache_key];
             match partitions {
                 UpstreamPartitions::Same => {
                     for k in key.covering(up.granularity) {
-                        let p = self
-                            .catalog
-                            .partition_status(table.as_str(), version, &k.to_string())
-                            .await?;
-                        if p.is_none_or(|p| p.state != "complete") {
+                        if !complete.contains(&k.to_string()) {
                             waits.push(format!("{table}/{k}"));
                         }
                     }
                 }
-                UpstreamPartitions::All => {
-                    // The whole table: it must have been written at least once.
-                    let any = self
-                        .catalog
-                        .partitions_of(table.as_str(), version)
-                        .await?
-                        .iter()
-                        .any(|p| p.state == "complete");
-                    if !any {
-                        waits.push(format!("{table} (any partition)"));
-                    }
+                // The whole table: it must have been written at least once.
+                UpstreamPartitions::All if complete.is_empty() => {
+                    waits.push(format!("{table} (any partition)"));
                 }
+                UpstreamPartitions::All => {}
             }
         }
         Ok(waits)
@@ -1072,6 +1076,9 @@ impl Runner {
         Ok(out)
     }
 }
+
+/// The complete partitions of upstream (table, version)s, as read once per daemon pass.
+pub type CompletePartitions = HashMap<(String, i64), std::collections::HashSet<String>>;
 
 /// Why a run that never committed is abandoned: its process died (found by the next
 /// worker once the lease expired), or its daemon cancelled it at shutdown.

@@ -573,7 +573,12 @@ impl Daemon {
                 return Ok(());
             }
         }
-        info!(job = %name, partition = %key, why = why.as_str(), "partition due");
+        if why == Due::CatchUp {
+            // One line per catch-up says how many and which; these are details.
+            tracing::debug!(job = %name, partition = %key, why = why.as_str(), "partition due");
+        } else {
+            info!(job = %name, partition = %key, why = why.as_str(), "partition due");
+        }
         self.queue.push(Pending {
             job: name.clone(),
             key,
@@ -592,6 +597,7 @@ impl Daemon {
         self.queue
             .sort_by(|a, b| (a.due, &a.job, a.key).cmp(&(b.due, &b.job, b.key)));
         let project = self.runner.project();
+        let mut complete = crate::runner::CompletePartitions::new();
         let mut i = 0;
         while i < self.queue.len() {
             if self.running.len() >= self.opts.max_concurrency {
@@ -623,7 +629,11 @@ impl Daemon {
                 self.queue.remove(i);
                 continue;
             };
-            let mut waits = match self.runner.upstream_waits(&job, &p.key).await {
+            let mut waits = match self
+                .runner
+                .upstream_waits(&job, &p.key, &mut complete)
+                .await
+            {
                 Ok(w) => w,
                 Err(e) => {
                     warn!(job = %p.job, partition = %p.key, error = %e, "could not check the upstream partitions; trying again at the next poll");

@@ -678,3 +678,41 @@ fn two_daemons_on_one_catalog_run_each_partition_once() {
     let commits = logs.matches("run started").count();
     assert_eq!(commits, 3, "no partition started twice:\n{logs}");
 }
+
+#[test]
+fn a_backfill_beside_the_daemon_never_runs_a_partition_twice() {
+    let p = process_project();
+    let env = [("SLUICE_FAILPOINT", "slow_commit"), ("SLUICE_FAILPOINT_DELAY_MS", "300")];
+    let (mut daemon, log) = p.spawn(&["daemon", "--metrics-address", "off"], &env);
+    let today = Utc::now().date_naive();
+    let from = (today - chrono::Duration::days(3)).to_string();
+    let to = (today - chrono::Duration::days(1)).to_string();
+    let mut backfill = p.command(&["backfill", "--from", &from, "--to", &to, "--output", "json"]);
+    for (k, v) in env {
+        backfill.env(k, v);
+    }
+    let out = backfill.output().unwrap();
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let s = states(&p);
+        if s.len() == 3 && s.values().all(|v| v == "complete") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "not done: {s:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    sigterm(&daemon);
+    assert_eq!(wait_exit(&mut daemon, Duration::from_secs(30)), 0);
+    let logs = std::fs::read_to_string(&log).unwrap() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(logs.matches("run started").count(), 3, "each partition started once:\n{logs}");
+    assert_eq!(logs.matches("run succeeded").count(), 3, "{logs}");
+    // The backfill's summary accounts for every partition: ran it, or found it done by the
+    // daemon.
+    let items = summary["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3, "{summary:#}");
+    for i in items {
+        let o = i["outcome"].as_str().unwrap();
+        assert!(o == "succeeded" || o == "done_elsewhere", "{summary:#}");
+    }
+}
