@@ -535,6 +535,15 @@ async fn commit_once(
             table.state = Some(done.snapshot());
             if checkpointed {
                 cleanup_logs(table, v).await;
+                // The snapshot a commit hands back carries every commit since the handle
+                // was opened, and each commit makes the next one replay them: reopening
+                // from the new checkpoint keeps a commit's cost flat through long
+                // backfills. If the reopen fails, the old snapshot is still right.
+                if let Ok(fresh) = deltalake::open_table(table.table_url().clone()).await {
+                    if fresh.version().is_some_and(|f| f >= v) {
+                        *table = fresh;
+                    }
+                }
             }
             Ok(v)
         }
