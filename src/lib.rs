@@ -18,6 +18,7 @@ pub mod migrate;
 pub mod names;
 pub mod partition;
 pub mod project;
+pub mod promote;
 pub mod redact;
 pub mod runner;
 pub mod schema;

@@ -13,6 +13,7 @@ mod migrate_cmd;
 pub mod output;
 mod run_cmd;
 mod status_cmd;
+mod tables_cmd;
 mod validate_cmd;
 
 use crate::backfill::{Request, Selection};
@@ -132,6 +133,49 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         metrics_address: Option<String>,
     },
+    /// Tables, their physical versions, which one the alias points at, coverage and rows.
+    Tables,
+    /// The physical location of a table's live version (or --version N), for other readers.
+    Resolve {
+        table: String,
+        #[arg(long)]
+        version: Option<i64>,
+    },
+    /// Every alias flip of a table: from, to, when, by whom, why.
+    History { table: String },
+    /// Point tables' aliases at another version, all at once or not at all. Refused unless
+    /// the new version has every partition the live one has, none failed (or --partial).
+    Promote {
+        /// TABLE, or TABLE@N to give each its own version.
+        #[arg(required = true)]
+        tables: Vec<String>,
+        /// The version to promote to.
+        #[arg(long)]
+        version: Option<i64>,
+        /// Only if the live version is still N (what a deploy script checked against).
+        #[arg(long, value_name = "N")]
+        expect: Option<i64>,
+        /// Recorded in the history.
+        #[arg(long, short)]
+        message: Option<String>,
+        /// Promote even if the new version lacks partitions or has failed ones.
+        #[arg(long)]
+        partial: bool,
+        /// Print the flips and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Point tables' aliases back at the version their last flip replaced.
+    Rollback {
+        #[arg(required = true)]
+        tables: Vec<String>,
+        #[arg(long, short)]
+        message: Option<String>,
+        #[arg(long)]
+        partial: bool,
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Partitions and their last runs.
     Status {
         /// Only this job.
@@ -196,6 +240,53 @@ pub fn main() -> ExitCode {
                 None => migrate_cmd::run(&globals, plan).await,
             },
             Command::Status { job } => status_cmd::run(&globals, job.as_deref()).await,
+            Command::Tables => tables_cmd::tables(&globals).await,
+            Command::Resolve { table, version } => {
+                tables_cmd::resolve(&globals, &table, version).await
+            }
+            Command::History { table } => tables_cmd::history(&globals, &table).await,
+            Command::Promote {
+                tables,
+                version,
+                expect,
+                message,
+                partial,
+                dry_run,
+            } => {
+                tables_cmd::flip(
+                    &globals,
+                    tables_cmd::FlipArgs {
+                        tables,
+                        version,
+                        expect,
+                        message,
+                        partial,
+                        dry_run,
+                        rollback: false,
+                    },
+                )
+                .await
+            }
+            Command::Rollback {
+                tables,
+                message,
+                partial,
+                dry_run,
+            } => {
+                tables_cmd::flip(
+                    &globals,
+                    tables_cmd::FlipArgs {
+                        tables,
+                        version: None,
+                        expect: None,
+                        message,
+                        partial,
+                        dry_run,
+                        rollback: true,
+                    },
+                )
+                .await
+            }
             Command::Daemon {
                 max_concurrency,
                 grace,

@@ -682,7 +682,10 @@ fn two_daemons_on_one_catalog_run_each_partition_once() {
 #[test]
 fn a_backfill_beside_the_daemon_never_runs_a_partition_twice() {
     let p = process_project();
-    let env = [("SLUICE_FAILPOINT", "slow_commit"), ("SLUICE_FAILPOINT_DELAY_MS", "300")];
+    let env = [
+        ("SLUICE_FAILPOINT", "slow_commit"),
+        ("SLUICE_FAILPOINT_DELAY_MS", "300"),
+    ];
     let (mut daemon, log) = p.spawn(&["daemon", "--metrics-address", "off"], &env);
     let today = Utc::now().date_naive();
     let from = (today - chrono::Duration::days(3)).to_string();
@@ -705,7 +708,11 @@ fn a_backfill_beside_the_daemon_never_runs_a_partition_twice() {
     sigterm(&daemon);
     assert_eq!(wait_exit(&mut daemon, Duration::from_secs(30)), 0);
     let logs = std::fs::read_to_string(&log).unwrap() + &String::from_utf8_lossy(&out.stderr);
-    assert_eq!(logs.matches("run started").count(), 3, "each partition started once:\n{logs}");
+    assert_eq!(
+        logs.matches("run started").count(),
+        3,
+        "each partition started once:\n{logs}"
+    );
     assert_eq!(logs.matches("run succeeded").count(), 3, "{logs}");
     // The backfill's summary accounts for every partition: ran it, or found it done by the
     // daemon.

@@ -6,4 +6,5 @@
 mod backfill;
 mod daemon;
 mod foundation;
+mod tables;
 mod util;

@@ -1,0 +1,223 @@
+//! `sluice tables`, `resolve`, `history`, `promote`, `rollback`: the versions of each table
+//! and the alias readers go through.
+
+use super::{EXIT_FAILED, EXIT_OK, EXIT_UNUSABLE, Globals, Outcome, output};
+use crate::catalog::{Catalog, Flip};
+use crate::clock::{Clock, SystemClock};
+use crate::project::Project;
+use crate::promote::{self, PromoteError};
+
+async fn catalog(g: &Globals) -> anyhow::Result<Catalog> {
+    let project = Project::load(&g.overrides)?;
+    Ok(Catalog::connect(&project.settings.catalog_url).await?)
+}
+
+pub async fn tables(g: &Globals) -> Outcome {
+    let c = catalog(g).await?;
+    let mut rows = Vec::new();
+    let mut json = Vec::new();
+    for t in c.tables().await? {
+        let name = t.schema.name.to_string();
+        let live = c.alias(&name).await?;
+        for v in c.table_versions(&name).await? {
+            let parts = c.partitions_of(&name, v.version).await?;
+            let complete = parts.iter().filter(|p| p.state == "complete").count();
+            let failed = parts.iter().filter(|p| p.state == "failed").count();
+            let rows_total: i64 = parts.iter().filter_map(|p| p.content_rows).sum();
+            let first = parts
+                .iter()
+                .map(|p| p.partition_key.as_str())
+                .min()
+                .unwrap_or("");
+            let last = parts
+                .iter()
+                .map(|p| p.partition_key.as_str())
+                .max()
+                .unwrap_or("");
+            let is_live = live == Some(v.version);
+            json.push(serde_json::json!({
+                "table": name, "version": v.version, "live": is_live, "uri": v.uri,
+                "partitions": parts.len(), "complete": complete, "failed": failed,
+                "first": first, "last": last, "rows": rows_total,
+            }));
+            rows.push(vec![
+                name.clone(),
+                format!("v{}", v.version),
+                if is_live {
+                    "live".into()
+                } else {
+                    String::new()
+                },
+                format!("{complete}/{}", parts.len()),
+                failed.to_string(),
+                if first.is_empty() {
+                    "-".into()
+                } else {
+                    format!("{first} .. {last}")
+                },
+                rows_total.to_string(),
+                v.uri.clone(),
+            ]);
+        }
+    }
+    if g.output == output::Format::Json {
+        println!("{}", output::json(&json));
+    } else if rows.is_empty() {
+        println!("no table has been written yet");
+    } else {
+        print!(
+            "{}",
+            output::table(
+                &[
+                    "table",
+                    "version",
+                    "alias",
+                    "complete",
+                    "failed",
+                    "partitions",
+                    "rows",
+                    "location"
+                ],
+                &rows
+            )
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+pub async fn resolve(g: &Globals, table: &str, version: Option<i64>) -> Outcome {
+    let c = catalog(g).await?;
+    let v = match version {
+        Some(v) => v,
+        None => match c.alias(table).await? {
+            Some(v) => v,
+            None => {
+                eprintln!("error: table `{table}` has no live version; see `sluice tables`");
+                return Ok(EXIT_UNUSABLE);
+            }
+        },
+    };
+    let Some(tv) = c.table_version(table, v).await? else {
+        eprintln!("error: {table} has no version v{v}; see `sluice tables`");
+        return Ok(EXIT_UNUSABLE);
+    };
+    if g.output == output::Format::Json {
+        println!(
+            "{}",
+            output::json(&serde_json::json!({"table": table, "version": v, "uri": tv.uri}))
+        );
+    } else {
+        println!("{}", tv.uri);
+    }
+    Ok(EXIT_OK)
+}
+
+pub async fn history(g: &Globals, table: &str) -> Outcome {
+    let c = catalog(g).await?;
+    let h = c.alias_history(table).await?;
+    if g.output == output::Format::Json {
+        println!("{}", output::json(&h));
+        return Ok(EXIT_OK);
+    }
+    if h.is_empty() {
+        println!("{table} has no alias yet");
+        return Ok(EXIT_OK);
+    }
+    let rows: Vec<Vec<String>> = h
+        .iter()
+        .map(|f| {
+            vec![
+                output::time(Some(f.at)),
+                f.from_version
+                    .map(|v| format!("v{v}"))
+                    .unwrap_or("-".into()),
+                format!("v{}", f.to_version),
+                f.by_whom.clone(),
+                f.message.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        output::table(&["at (UTC)", "from", "to", "by", "message"], &rows)
+    );
+    Ok(EXIT_OK)
+}
+
+pub struct FlipArgs {
+    pub tables: Vec<String>,
+    pub version: Option<i64>,
+    pub expect: Option<i64>,
+    pub message: Option<String>,
+    pub partial: bool,
+    pub dry_run: bool,
+    pub rollback: bool,
+}
+
+pub async fn flip(g: &Globals, a: FlipArgs) -> Outcome {
+    let c = catalog(g).await?;
+    let plan: Result<Vec<Flip>, PromoteError> = if a.rollback {
+        promote::plan_rollback(&c, &a.tables).await
+    } else {
+        promote::plan_promote(&c, &a.tables, a.version, a.expect).await
+    };
+    let flips = match plan {
+        Ok(f) => f,
+        Err(PromoteError::Catalog(e)) => return Err(e.into()),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(EXIT_UNUSABLE);
+        }
+    };
+    let verb = if a.rollback { "rollback" } else { "promote" };
+    if a.dry_run {
+        if g.output == output::Format::Json {
+            println!("{}", output::json(&serde_json::json!({ "plan": flips })));
+        } else {
+            for f in &flips {
+                println!("would {verb} {}: v{} -> v{}", f.table, f.expect, f.to);
+            }
+        }
+        return Ok(EXIT_OK);
+    }
+    let message = a.message.unwrap_or_else(|| verb.to_string());
+    let refusals = c
+        .flip_aliases(
+            &flips,
+            a.partial,
+            &promote::who(),
+            &message,
+            SystemClock.now_ms(),
+        )
+        .await?;
+    if g.output == output::Format::Json {
+        println!(
+            "{}",
+            output::json(&serde_json::json!({
+                "flipped": refusals.is_empty(),
+                "flips": flips,
+                "refusals": refusals,
+            }))
+        );
+    }
+    if !refusals.is_empty() {
+        for r in &refusals {
+            eprintln!("error: {r}");
+        }
+        eprintln!(
+            "nothing changed: {} is all or nothing",
+            if flips.len() > 1 {
+                "a multi-table flip"
+            } else {
+                "a flip"
+            }
+        );
+        return Ok(EXIT_FAILED);
+    }
+    if g.output != output::Format::Json {
+        for f in &flips {
+            println!("{}: v{} -> v{} ({verb})", f.table, f.expect, f.to);
+        }
+    }
+    Ok(EXIT_OK)
+}

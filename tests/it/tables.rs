@@ -1,0 +1,284 @@
+//! Issue: versioned tables and blue-green cutover (promote, rollback, history, resolve).
+
+use crate::util::*;
+
+/// Sets `version = N` in a job's spec, and optionally new SQL.
+fn bump(p: &TestProject, job: &str, version: u32, sql: Option<&str>) {
+    let spec = p.read(&format!("jobs/{job}.toml"));
+    let spec = spec
+        .lines()
+        .map(|l| {
+            if l.starts_with("version = ") {
+                format!("version = {version}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    p.write(&format!("jobs/{job}.toml"), &spec);
+    if let Some(sql) = sql {
+        p.write(&format!("jobs/{job}.sql"), sql);
+    }
+}
+
+fn resolve(p: &TestProject, table: &str) -> std::path::PathBuf {
+    let uri = p.ok(&["resolve", table]).stdout.trim().to_string();
+    url::Url::parse(&uri).unwrap().to_file_path().unwrap()
+}
+
+/// clean_orders v1 live for three days, v2 (only paid orders) built beside it.
+fn blue_and_green(green_days: &str) -> TestProject {
+    let p = TestProject::sample();
+    p.ok(&["migrate"]);
+    p.ok(&[
+        "backfill",
+        "clean_orders",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-03",
+    ]);
+    let sql = p.read("jobs/clean_orders.sql");
+    bump(
+        &p,
+        "clean_orders",
+        2,
+        Some(&sql.replace("<> 'cancelled'", "= 'paid'")),
+    );
+    p.ok(&[
+        "backfill",
+        "clean_orders",
+        "--from",
+        "2024-01-01",
+        "--to",
+        green_days,
+    ]);
+    p
+}
+
+#[tokio::test]
+async fn promote_flips_readers_to_the_new_version_and_rollback_flips_them_back() {
+    let p = blue_and_green("2024-01-03");
+    let v1 = read_delta_rows(&p.warehouse_table("clean_orders", 1), None).await;
+    let v2 = read_delta_rows(&p.warehouse_table("clean_orders", 2), None).await;
+    assert!(
+        v2.len() < v1.len() && !v2.is_empty(),
+        "v2 keeps only paid orders"
+    );
+    // Building v2 left the alias on v1.
+    assert_eq!(
+        resolve(&p, "clean_orders"),
+        p.warehouse_table("clean_orders", 1)
+    );
+    let tables = p.ok(&["tables", "--output", "json"]).json();
+    let live: Vec<i64> = tables
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["table"] == "clean_orders" && t["live"] == true)
+        .map(|t| t["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(live, [1]);
+
+    let dry = p.ok(&["promote", "clean_orders", "--version", "2", "--dry-run"]);
+    assert!(
+        dry.stdout.contains("would promote clean_orders: v1 -> v2"),
+        "{}",
+        dry.context()
+    );
+    assert_eq!(
+        resolve(&p, "clean_orders"),
+        p.warehouse_table("clean_orders", 1)
+    );
+
+    p.ok(&[
+        "promote",
+        "clean_orders",
+        "--version",
+        "2",
+        "-m",
+        "paid orders only",
+    ]);
+    let through_alias = read_delta_rows(&resolve(&p, "clean_orders"), None).await;
+    assert_eq!(through_alias, v2);
+    // A downstream job reads the new version through the alias.
+    p.ok(&["run", "daily_revenue", "--partition", "2024-01-02"]);
+    let orders: usize = read_delta_rows(&p.warehouse_table("daily_revenue", 1), None)
+        .await
+        .iter()
+        .map(|r| {
+            let o = r.split('|').find(|c| c.starts_with("orders=")).unwrap();
+            o["orders=".len()..].parse::<usize>().unwrap()
+        })
+        .sum();
+    let paid_on_day = v2.iter().filter(|r| r.contains("dt=2024-01-02")).count();
+    assert_eq!(orders, paid_on_day);
+
+    p.ok(&["rollback", "clean_orders", "-m", "back"]);
+    assert_eq!(
+        read_delta_rows(&resolve(&p, "clean_orders"), None).await,
+        v1
+    );
+    let history = p
+        .ok(&["history", "clean_orders", "--output", "json"])
+        .json();
+    let flips: Vec<(Option<i64>, i64, String)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["from_version"].as_i64(),
+                h["to_version"].as_i64().unwrap(),
+                h["message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        flips,
+        [
+            (None, 1, "first version of the table".to_string()),
+            (Some(1), 2, "paid orders only".to_string()),
+            (Some(2), 1, "back".to_string()),
+        ]
+    );
+}
+
+#[test]
+fn promote_refuses_a_version_that_lacks_partitions_and_names_them() {
+    let p = blue_and_green("2024-01-02");
+    let out = p.run(&["promote", "clean_orders", "--version", "2"]);
+    assert_eq!(out.code, 1, "{}", out.context());
+    assert!(
+        out.stderr
+            .contains("v2 lacks 1 partition(s) that v1 has: 2024-01-03"),
+        "{}",
+        out.context()
+    );
+    assert!(out.stderr.contains("--partial"), "{}", out.context());
+    assert_eq!(
+        resolve(&p, "clean_orders"),
+        p.warehouse_table("clean_orders", 1)
+    );
+    // Said explicitly, a partial promote goes through.
+    p.ok(&["promote", "clean_orders", "--version", "2", "--partial"]);
+    assert_eq!(
+        resolve(&p, "clean_orders"),
+        p.warehouse_table("clean_orders", 2)
+    );
+}
+
+#[test]
+fn racing_promotes_exactly_one_wins() {
+    let p = blue_and_green("2024-01-03");
+    bump(&p, "clean_orders", 3, None);
+    p.ok(&[
+        "backfill",
+        "clean_orders",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-03",
+    ]);
+    for round in 0..3 {
+        // Both saw v1 live (round 0), or what the last round left.
+        let live = resolve(&p, "clean_orders");
+        let live_v = live.file_name().unwrap().to_string_lossy()[1..].to_string();
+        let targets: Vec<&str> = ["1", "2", "3"]
+            .into_iter()
+            .filter(|v| *v != live_v)
+            .collect();
+        let racers: Vec<_> = targets
+            .iter()
+            .map(|v| {
+                p.command(&[
+                    "promote",
+                    "clean_orders",
+                    "--version",
+                    v,
+                    "--expect",
+                    &live_v,
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+            })
+            .collect();
+        let outs: Vec<_> = racers
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect();
+        let won: Vec<_> = outs.iter().filter(|o| o.status.success()).collect();
+        assert_eq!(
+            won.len(),
+            1,
+            "round {round}: exactly one promote wins: {outs:?}"
+        );
+        let lost = outs.iter().find(|o| !o.status.success()).unwrap();
+        let err = String::from_utf8_lossy(&lost.stderr);
+        assert!(
+            err.contains("another promote or rollback changed it first"),
+            "round {round}: {err}"
+        );
+        assert_ne!(resolve(&p, "clean_orders"), live);
+    }
+}
+
+#[test]
+fn a_multi_table_promote_with_one_failing_precondition_changes_no_alias() {
+    let p = blue_and_green("2024-01-03");
+    p.ok(&[
+        "backfill",
+        "daily_revenue",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-03",
+    ]);
+    bump(&p, "daily_revenue", 2, None);
+    p.ok(&[
+        "backfill",
+        "daily_revenue",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-02",
+    ]);
+    let out = p.run(&["promote", "clean_orders@2", "daily_revenue@2"]);
+    assert_eq!(out.code, 1, "{}", out.context());
+    assert!(
+        out.stderr
+            .contains("daily_revenue: v2 lacks 1 partition(s) that v1 has: 2024-01-03"),
+        "{}",
+        out.context()
+    );
+    assert!(out.stderr.contains("nothing changed"), "{}", out.context());
+    assert_eq!(
+        resolve(&p, "clean_orders"),
+        p.warehouse_table("clean_orders", 1)
+    );
+    assert_eq!(
+        resolve(&p, "daily_revenue"),
+        p.warehouse_table("daily_revenue", 1)
+    );
+    // With the missing partition built, both flip together.
+    p.ok(&[
+        "backfill",
+        "daily_revenue",
+        "--from",
+        "2024-01-03",
+        "--to",
+        "2024-01-03",
+    ]);
+    p.ok(&["promote", "clean_orders@2", "daily_revenue@2"]);
+    assert_eq!(
+        resolve(&p, "clean_orders"),
+        p.warehouse_table("clean_orders", 2)
+    );
+    assert_eq!(
+        resolve(&p, "daily_revenue"),
+        p.warehouse_table("daily_revenue", 2)
+    );
+}
