@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod delta;
+pub mod diff;
 pub mod engine;
 pub mod failpoint;
 pub mod fingerprint;

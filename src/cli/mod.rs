@@ -9,6 +9,7 @@
 
 mod backfill_cmd;
 mod daemon_cmd;
+mod diff_cmd;
 mod migrate_cmd;
 pub mod output;
 mod run_cmd;
@@ -165,6 +166,23 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Compare two versions of a table: schema, rows per partition, rows by key (added,
+    /// removed, changed, with samples), column sums, means and null fractions.
+    Diff {
+        table: String,
+        /// Default: the live version.
+        #[arg(long)]
+        from: Option<String>,
+        /// Default: the newest other version.
+        #[arg(long)]
+        to: Option<String>,
+        /// Only these partitions: a list (a,b,c) or a range (a..b, both included).
+        #[arg(long)]
+        partitions: Option<String>,
+        /// Exit 1 when more than this fraction of rows differ (for CI).
+        #[arg(long, value_name = "FRACTION")]
+        fail_above: Option<f64>,
+    },
     /// Point tables' aliases back at the version their last flip replaced.
     Rollback {
         #[arg(required = true)]
@@ -241,6 +259,25 @@ pub fn main() -> ExitCode {
             },
             Command::Status { job } => status_cmd::run(&globals, job.as_deref()).await,
             Command::Tables => tables_cmd::tables(&globals).await,
+            Command::Diff {
+                table,
+                from,
+                to,
+                partitions,
+                fail_above,
+            } => {
+                diff_cmd::run(
+                    &globals,
+                    diff_cmd::Args {
+                        table,
+                        from,
+                        to,
+                        partitions,
+                        fail_above,
+                    },
+                )
+                .await
+            }
             Command::Resolve { table, version } => {
                 tables_cmd::resolve(&globals, &table, version).await
             }

@@ -128,7 +128,7 @@ impl Engine {
         })
     }
 
-    fn session(&self) -> SessionContext {
+    pub(crate) fn session(&self) -> SessionContext {
         let config = SessionConfig::new()
             .with_target_partitions(self.settings.target_partitions)
             .with_batch_size(self.settings.batch_size)

@@ -81,6 +81,52 @@ async fn promote_flips_readers_to_the_new_version_and_rollback_flips_them_back()
         .collect();
     assert_eq!(live, [1]);
 
+    // The diff, before promoting: v2 drops the refunded orders and changes nothing else.
+    let d = p
+        .ok(&[
+            "diff",
+            "clean_orders",
+            "--from",
+            "v1",
+            "--to",
+            "v2",
+            "--output",
+            "json",
+        ])
+        .json();
+    assert_eq!(d["rows_from"].as_u64().unwrap() as usize, v1.len());
+    assert_eq!(d["rows_to"].as_u64().unwrap() as usize, v2.len());
+    assert_eq!(
+        d["rows"]["removed"].as_u64().unwrap() as usize,
+        v1.len() - v2.len()
+    );
+    assert_eq!(d["rows"]["added"], 0);
+    assert_eq!(d["rows"]["changed"], 0);
+    assert_eq!(d["schema"].as_array().unwrap().len(), 0);
+    let refunded = v1.iter().filter(|r| r.contains("status=refunded")).count();
+    assert_eq!(refunded, v1.len() - v2.len());
+    // On chosen partitions only (a canary), and as a CI gate.
+    let d = p
+        .ok(&[
+            "diff",
+            "clean_orders",
+            "--partitions",
+            "2024-01-02",
+            "--output",
+            "json",
+        ])
+        .json();
+    let day = v1.iter().filter(|r| r.contains("dt=2024-01-02")).count();
+    assert_eq!(d["rows_from"].as_u64().unwrap() as usize, day);
+    assert_eq!(d["rows_per_partition"].as_array().unwrap().len(), 1);
+    let gate = p.run(&["diff", "clean_orders", "--fail-above", "0.01"]);
+    assert_eq!(gate.code, 1, "{}", gate.context());
+    assert!(
+        gate.stdout.contains("removed: order_id="),
+        "{}",
+        gate.context()
+    );
+
     let dry = p.ok(&["promote", "clean_orders", "--version", "2", "--dry-run"]);
     assert!(
         dry.stdout.contains("would promote clean_orders: v1 -> v2"),

@@ -1,0 +1,201 @@
+//! `sluice diff TABLE`: two versions side by side, before a promote.
+
+use super::{EXIT_FAILED, EXIT_OK, EXIT_UNUSABLE, Globals, Outcome, output};
+use crate::catalog::Catalog;
+use crate::diff::{self, Diff};
+use crate::engine::Engine;
+use crate::project::Project;
+
+pub struct Args {
+    pub table: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub partitions: Option<String>,
+    pub fail_above: Option<f64>,
+}
+
+fn version(text: &str) -> Option<i64> {
+    text.trim_start_matches('v')
+        .parse()
+        .ok()
+        .filter(|v| *v >= 1)
+}
+
+pub async fn run(g: &Globals, a: Args) -> Outcome {
+    let project = Project::load(&g.overrides)?;
+    let catalog = Catalog::connect(&project.settings.catalog_url).await?;
+    let engine = Engine::new(&project.settings.engine, &project.settings.root)?;
+    let table = a.table.as_str();
+    let versions = catalog.table_versions(table).await?;
+    if versions.is_empty() {
+        eprintln!("error: table `{table}` has no versions; see `sluice tables`");
+        return Ok(EXIT_UNUSABLE);
+    }
+    let live = catalog.alias(table).await?;
+    let from = match a.from.as_deref() {
+        Some(t) => match version(t) {
+            Some(v) => v,
+            None => {
+                eprintln!("error: --from {t}: write a version, e.g. v1");
+                return Ok(EXIT_UNUSABLE);
+            }
+        },
+        None => live.unwrap_or(versions[0].version),
+    };
+    let to = match a.to.as_deref() {
+        Some(t) => match version(t) {
+            Some(v) => v,
+            None => {
+                eprintln!("error: --to {t}: write a version, e.g. v2");
+                return Ok(EXIT_UNUSABLE);
+            }
+        },
+        None => match versions
+            .iter()
+            .map(|v| v.version)
+            .filter(|v| *v != from)
+            .max()
+        {
+            Some(v) => v,
+            None => {
+                eprintln!("error: {table} has only v{from}; nothing to compare it with");
+                return Ok(EXIT_UNUSABLE);
+            }
+        },
+    };
+    let writer = project
+        .graph
+        .writer
+        .get(table)
+        .and_then(|w| project.jobs.get(w));
+    let key: Vec<String> = writer
+        .map(|j| j.key.iter().map(|k| k.to_string()).collect())
+        .unwrap_or_default();
+    let partitions = match (&a.partitions, writer) {
+        (None, _) => None,
+        (Some(text), Some(j)) => match diff::parse_partitions(j.granularity, text) {
+            Ok(p) => Some(p),
+            Err(m) => {
+                eprintln!("error: --partitions {text}: {m}");
+                return Ok(EXIT_UNUSABLE);
+            }
+        },
+        (Some(_), None) => {
+            eprintln!("error: --partitions needs the job that writes `{table}` in jobs/");
+            return Ok(EXIT_UNUSABLE);
+        }
+    };
+    let d = diff::diff(&catalog, &engine, table, from, to, partitions, &key).await?;
+    let fraction = d.changed_fraction();
+    let over = a.fail_above.is_some_and(|f| fraction > f);
+    if g.output == output::Format::Json {
+        let mut v = serde_json::to_value(&d)?;
+        v["changed_fraction"] = serde_json::json!(fraction);
+        v["over_threshold"] = serde_json::json!(over);
+        println!("{}", output::json(&v));
+    } else {
+        print!("{}", text(&d));
+        println!("changed: {:.4} of the rows", fraction);
+    }
+    if over {
+        eprintln!(
+            "error: {:.4} of the rows differ, above --fail-above {}",
+            fraction,
+            a.fail_above.unwrap_or_default()
+        );
+        return Ok(EXIT_FAILED);
+    }
+    Ok(EXIT_OK)
+}
+
+fn num(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "-".into())
+}
+
+fn text(d: &Diff) -> String {
+    let mut s = format!(
+        "{} v{} -> v{}{}\n",
+        d.table,
+        d.from,
+        d.to,
+        d.partitions
+            .as_ref()
+            .map(|p| format!(" ({} partitions)", p.len()))
+            .unwrap_or_default()
+    );
+    s.push_str("\nschema: ");
+    if d.schema.is_empty() {
+        s.push_str("same\n");
+    } else {
+        s.push('\n');
+        for c in &d.schema {
+            s.push_str(&format!(
+                "  {}: {} -> {}\n",
+                c.column,
+                c.from.as_deref().unwrap_or("(absent)"),
+                c.to.as_deref().unwrap_or("(absent)")
+            ));
+        }
+    }
+    s.push_str(&format!("\nrows: {} -> {}\n", d.rows_from, d.rows_to));
+    let differing: Vec<Vec<String>> = d
+        .rows_per_partition
+        .iter()
+        .filter(|p| p.from != p.to)
+        .map(|p| vec![p.partition.clone(), p.from.to_string(), p.to.to_string()])
+        .collect();
+    if !differing.is_empty() {
+        s.push_str(&output::table(
+            &["partition", "rows from", "rows to"],
+            &differing,
+        ));
+    }
+    match &d.rows {
+        None => {
+            s.push_str("\nno key columns (`output.key` in the job spec): rows are not matched\n")
+        }
+        Some(r) => {
+            s.push_str(&format!(
+                "\nby key ({}): {} added, {} removed, {} changed\n",
+                r.key.join(", "),
+                r.added,
+                r.removed,
+                r.changed
+            ));
+            for (kind, rows) in &r.samples {
+                for row in rows {
+                    s.push_str(&format!("  {kind}: {row}\n"));
+                }
+            }
+        }
+    }
+    let cols: Vec<Vec<String>> = d
+        .columns
+        .iter()
+        .map(|c| {
+            vec![
+                c.column.clone(),
+                num(c.from_sum),
+                num(c.to_sum),
+                num(c.from_mean),
+                num(c.to_mean),
+                format!("{:.4}", c.from_null_fraction),
+                format!("{:.4}", c.to_null_fraction),
+            ]
+        })
+        .collect();
+    s.push('\n');
+    s.push_str(&output::table(
+        &[
+            "column",
+            "sum from",
+            "sum to",
+            "mean from",
+            "mean to",
+            "nulls from",
+            "nulls to",
+        ],
+        &cols,
+    ));
+    s
+}

@@ -1,0 +1,427 @@
+//! `sluice diff`: how two physical versions of a table differ, before a promote. Schema,
+//! rows per partition, a key-based row diff (added, removed, changed, with samples) and
+//! per-column aggregates side by side. Both versions are read with DataFusion from their
+//! Delta tables; only validated names (columns, keys) appear in the SQL text, and the
+//! partitions to compare are typed literals.
+
+use crate::catalog::{Catalog, CatalogError};
+use crate::delta::{self, DeltaError};
+use crate::engine::Engine;
+use crate::schema::{ColumnType, TableSchema};
+use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::datatypes::DataType;
+use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
+use deltalake::datafusion::prelude::{DataFrame, SessionContext, cast, col, lit};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiffError {
+    #[error("{table} has no version v{version}; see `sluice tables`")]
+    NoVersion { table: String, version: i64 },
+    #[error("stored schema of {table} v{version} does not parse: {message}")]
+    Schema {
+        table: String,
+        version: i64,
+        message: String,
+    },
+    #[error("reading {what}: {message}")]
+    Query { what: String, message: String },
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Delta(#[from] DeltaError),
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ColumnChange {
+    pub column: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PartitionRows {
+    pub partition: String,
+    pub from: u64,
+    pub to: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ColumnStats {
+    pub column: String,
+    pub from_sum: Option<f64>,
+    pub to_sum: Option<f64>,
+    pub from_mean: Option<f64>,
+    pub to_mean: Option<f64>,
+    pub from_null_fraction: f64,
+    pub to_null_fraction: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct RowDiff {
+    pub key: Vec<String>,
+    pub added: u64,
+    pub removed: u64,
+    pub changed: u64,
+    /// Up to five rows of each kind: key values, and for changed rows the columns that
+    /// differ as `column: from -> to`.
+    pub samples: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Diff {
+    pub table: String,
+    pub from: i64,
+    pub to: i64,
+    pub partitions: Option<Vec<String>>,
+    pub schema: Vec<ColumnChange>,
+    pub rows_from: u64,
+    pub rows_to: u64,
+    pub rows_per_partition: Vec<PartitionRows>,
+    /// `None` when the table has no key columns to match rows by.
+    pub rows: Option<RowDiff>,
+    pub columns: Vec<ColumnStats>,
+}
+
+impl Diff {
+    /// Rows added, removed or changed, as a fraction of the larger side.
+    pub fn changed_fraction(&self) -> f64 {
+        let total = self.rows_from.max(self.rows_to).max(1) as f64;
+        match &self.rows {
+            Some(r) => (r.added + r.removed + r.changed) as f64 / total,
+            None => self.rows_from.abs_diff(self.rows_to) as f64 / total,
+        }
+    }
+}
+
+fn qerr(what: &str) -> impl Fn(deltalake::datafusion::error::DataFusionError) -> DiffError + '_ {
+    move |e| DiffError::Query {
+        what: what.to_string(),
+        message: e.to_string(),
+    }
+}
+
+async fn side(
+    catalog: &Catalog,
+    ctx: &SessionContext,
+    table: &str,
+    version: i64,
+    partitions: Option<&[String]>,
+) -> Result<(TableSchema, DataFrame), DiffError> {
+    let tv = catalog
+        .table_version(table, version)
+        .await?
+        .ok_or_else(|| DiffError::NoVersion {
+            table: table.to_string(),
+            version,
+        })?;
+    let schema: TableSchema =
+        serde_json::from_str(&tv.schema_json).map_err(|e| DiffError::Schema {
+            table: table.to_string(),
+            version,
+            message: e.to_string(),
+        })?;
+    let url = url::Url::parse(&tv.uri).map_err(|e| DiffError::Query {
+        what: tv.uri.clone(),
+        message: e.to_string(),
+    })?;
+    let t = delta::open(&url).await?;
+    let provider = t.table_provider().await.map_err(|e| DiffError::Query {
+        what: tv.uri.clone(),
+        message: e.to_string(),
+    })?;
+    let mut df = ctx.read_table(provider).map_err(qerr(&tv.uri))?;
+    if let (Some(parts), Some(pc)) = (partitions, schema.partition_column()) {
+        let values = parts.iter().map(|p| lit(p.clone())).collect();
+        df = df
+            .filter(cast(col(pc.name.as_str()), DataType::Utf8).in_list(values, false))
+            .map_err(qerr(&tv.uri))?;
+    }
+    Ok((schema, df))
+}
+
+fn cells(batches: &[RecordBatch]) -> Vec<Vec<String>> {
+    let fmt = FormatOptions::default().with_null("null");
+    let mut out = Vec::new();
+    for b in batches {
+        let f: Vec<_> = b
+            .columns()
+            .iter()
+            .filter_map(|c| ArrayFormatter::try_new(c.as_ref(), &fmt).ok())
+            .collect();
+        for r in 0..b.num_rows() {
+            out.push(f.iter().map(|c| c.value(r).to_string()).collect());
+        }
+    }
+    out
+}
+
+async fn rows(ctx: &SessionContext, sql: &str, what: &str) -> Result<Vec<Vec<String>>, DiffError> {
+    let df = ctx.sql(sql).await.map_err(qerr(what))?;
+    Ok(cells(&df.collect().await.map_err(qerr(what))?))
+}
+
+fn numeric(t: ColumnType) -> bool {
+    matches!(
+        t,
+        ColumnType::TinyInt
+            | ColumnType::SmallInt
+            | ColumnType::Int
+            | ColumnType::BigInt
+            | ColumnType::Float
+            | ColumnType::Double
+            | ColumnType::Decimal { .. }
+    )
+}
+
+/// Compares `from` and `to` of `table`, on `partitions` only when given. `key` are the
+/// columns that identify a row (the job's `output.key`).
+pub async fn diff(
+    catalog: &Catalog,
+    engine: &Engine,
+    table: &str,
+    from: i64,
+    to: i64,
+    partitions: Option<Vec<String>>,
+    key: &[String],
+) -> Result<Diff, DiffError> {
+    let ctx = engine.session();
+    let (sa, a) = side(catalog, &ctx, table, from, partitions.as_deref()).await?;
+    let (sb, b) = side(catalog, &ctx, table, to, partitions.as_deref()).await?;
+    ctx.register_table("a", a.into_view()).map_err(qerr("a"))?;
+    ctx.register_table("b", b.into_view()).map_err(qerr("b"))?;
+
+    let mut schema = Vec::new();
+    for c in &sa.columns {
+        match sb.column(c.name.as_str()) {
+            None => schema.push(ColumnChange {
+                column: c.name.to_string(),
+                from: Some(c.ty.to_string()),
+                to: None,
+            }),
+            Some(d) if d.ty != c.ty || d.nullable != c.nullable => schema.push(ColumnChange {
+                column: c.name.to_string(),
+                from: Some(format!(
+                    "{}{}",
+                    c.ty,
+                    if c.nullable { "" } else { " NOT NULL" }
+                )),
+                to: Some(format!(
+                    "{}{}",
+                    d.ty,
+                    if d.nullable { "" } else { " NOT NULL" }
+                )),
+            }),
+            Some(_) => {}
+        }
+    }
+    for d in &sb.columns {
+        if sa.column(d.name.as_str()).is_none() {
+            schema.push(ColumnChange {
+                column: d.name.to_string(),
+                from: None,
+                to: Some(d.ty.to_string()),
+            });
+        }
+    }
+    let common: Vec<&crate::schema::Column> = sa
+        .columns
+        .iter()
+        .filter(|c| sb.column(c.name.as_str()).is_some())
+        .collect();
+
+    let count = |t: &str| format!("SELECT count(*) FROM {t}");
+    let n = |v: &[Vec<String>]| -> u64 {
+        v.first()
+            .and_then(|r| r.first())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    };
+    let rows_from = n(&rows(&ctx, &count("a"), "row count").await?);
+    let rows_to = n(&rows(&ctx, &count("b"), "row count").await?);
+
+    let mut rows_per_partition = Vec::new();
+    if let (Some(pa), Some(pb)) = (sa.partition_column(), sb.partition_column()) {
+        let per = |t: &str, c: &str| {
+            format!("SELECT CAST({c} AS VARCHAR) AS p, count(*) FROM {t} GROUP BY 1")
+        };
+        let mut m: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for r in rows(&ctx, &per("a", pa.name.as_str()), "rows per partition").await? {
+            m.entry(r[0].clone()).or_default().0 = r[1].parse().unwrap_or(0);
+        }
+        for r in rows(&ctx, &per("b", pb.name.as_str()), "rows per partition").await? {
+            m.entry(r[0].clone()).or_default().1 = r[1].parse().unwrap_or(0);
+        }
+        rows_per_partition = m
+            .into_iter()
+            .map(|(partition, (from, to))| PartitionRows {
+                partition,
+                from,
+                to,
+            })
+            .collect();
+    }
+
+    let key: Vec<String> = key
+        .iter()
+        .filter(|k| sa.column(k).is_some() && sb.column(k).is_some())
+        .cloned()
+        .collect();
+    let row_diff = if key.is_empty() {
+        None
+    } else {
+        let on = key
+            .iter()
+            .map(|k| format!("a.{k} = b.{k}"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let k0 = &key[0];
+        let values: Vec<&str> = common
+            .iter()
+            .map(|c| c.name.as_str())
+            .filter(|c| !key.iter().any(|k| k == c))
+            .collect();
+        let differs = if values.is_empty() {
+            "false".to_string()
+        } else {
+            values
+                .iter()
+                .map(|c| format!("(a.{c} IS DISTINCT FROM (b.{c}))"))
+                .collect::<Vec<_>>()
+                .join(" OR ")
+        };
+        let keys_out = key
+            .iter()
+            .map(|k| format!("CAST(COALESCE(a.{k}, b.{k}) AS VARCHAR) AS {k}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let pairs = values
+            .iter()
+            .map(|c| {
+                format!("CAST(a.{c} AS VARCHAR) AS from_{c}, CAST(b.{c} AS VARCHAR) AS to_{c}")
+            })
+            .collect::<Vec<_>>();
+        let changes = format!(
+            "SELECT CASE WHEN a.{k0} IS NULL THEN 'added' WHEN b.{k0} IS NULL THEN 'removed' ELSE 'changed' END AS change, {keys_out}{}{} \
+             FROM a FULL OUTER JOIN b ON {on} \
+             WHERE a.{k0} IS NULL OR b.{k0} IS NULL OR {differs}",
+            if pairs.is_empty() { "" } else { ", " },
+            pairs.join(", ")
+        );
+        let df = ctx.sql(&changes).await.map_err(qerr("row diff"))?;
+        ctx.register_table("changes", df.into_view())
+            .map_err(qerr("row diff"))?;
+        let mut d = RowDiff {
+            key: key.clone(),
+            ..Default::default()
+        };
+        for r in rows(
+            &ctx,
+            "SELECT change, count(*) FROM changes GROUP BY change",
+            "row diff",
+        )
+        .await?
+        {
+            let c: u64 = r[1].parse().unwrap_or(0);
+            match r[0].as_str() {
+                "added" => d.added = c,
+                "removed" => d.removed = c,
+                _ => d.changed = c,
+            }
+        }
+        let order = key.join(", ");
+        // The first five of each kind in one pass.
+        let sql = format!(
+            "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY change ORDER BY {order}) AS sample_rank FROM changes) WHERE sample_rank <= 5 ORDER BY change, sample_rank"
+        );
+        for r in rows(&ctx, &sql, "row diff samples").await? {
+            let kind = r[0].clone();
+            let mut text = key
+                .iter()
+                .zip(&r[1..])
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if kind == "changed" {
+                let rest = &r[1 + key.len()..r.len() - 1];
+                let diffs: Vec<String> = values
+                    .iter()
+                    .zip(rest.chunks(2))
+                    .filter(|(_, p)| p.len() == 2 && p[0] != p[1])
+                    .map(|(c, p)| format!("{c}: {} -> {}", p[0], p[1]))
+                    .collect();
+                text = format!("{text}: {}", diffs.join("; "));
+            }
+            d.samples.entry(kind).or_default().push(text);
+        }
+        Some(d)
+    };
+
+    let mut columns = Vec::new();
+    for c in &common {
+        let name = c.name.as_str();
+        let num = numeric(c.ty);
+        let stats = |t: &str| {
+            if num {
+                format!(
+                    "SELECT CAST(sum({name}) AS DOUBLE), CAST(avg({name}) AS DOUBLE), CAST(sum(CASE WHEN {name} IS NULL THEN 1 ELSE 0 END) AS DOUBLE) / greatest(count(*), 1) FROM {t}"
+                )
+            } else {
+                format!(
+                    "SELECT NULL AS s, NULL AS m, CAST(sum(CASE WHEN {name} IS NULL THEN 1 ELSE 0 END) AS DOUBLE) / greatest(count(*), 1) AS n FROM {t}"
+                )
+            }
+        };
+        let f = |v: &Vec<Vec<String>>, i: usize| -> Option<f64> {
+            v.first()
+                .and_then(|r| r.get(i))
+                .and_then(|s| s.parse().ok())
+        };
+        let ra = rows(&ctx, &stats("a"), "column aggregates").await?;
+        let rb = rows(&ctx, &stats("b"), "column aggregates").await?;
+        columns.push(ColumnStats {
+            column: name.to_string(),
+            from_sum: f(&ra, 0),
+            to_sum: f(&rb, 0),
+            from_mean: f(&ra, 1),
+            to_mean: f(&rb, 1),
+            from_null_fraction: f(&ra, 2).unwrap_or(0.0),
+            to_null_fraction: f(&rb, 2).unwrap_or(0.0),
+        });
+    }
+    Ok(Diff {
+        table: table.to_string(),
+        from,
+        to,
+        partitions,
+        schema,
+        rows_from,
+        rows_to,
+        rows_per_partition,
+        rows: row_diff,
+        columns,
+    })
+}
+
+/// `LIST` (`a,b,c`) or `RANGE` (`a..b`, both included) of partitions of `g`.
+pub fn parse_partitions(
+    g: crate::partition::Granularity,
+    text: &str,
+) -> Result<Vec<String>, String> {
+    if let Some((a, b)) = text.split_once("..") {
+        let a = g.parse_key(a.trim()).map_err(|e| e.to_string())?;
+        let b = g.parse_key(b.trim()).map_err(|e| e.to_string())?;
+        if a > b {
+            return Err(format!("range `{text}` ends before it starts"));
+        }
+        return Ok(g.range(a, b).into_iter().map(|k| k.to_string()).collect());
+    }
+    text.split(',')
+        .map(|p| {
+            g.parse_key(p.trim())
+                .map(|k| k.to_string())
+                .map_err(|e| e.to_string())
+        })
+        .collect()
+}
