@@ -6,9 +6,10 @@
 #      daily_revenue) run by `sluice backfill`, next to DuckDB's single pass over the same
 #      data and SQL, measured in the same run, as a ratio.
 #
-#   3. the CPU an idle daemon with 50 scheduled jobs uses between ticks.
+#   3. the CPU an idle daemon with 50 scheduled jobs uses between ticks;
+#   4. promote time on a 10-row and a 10M-row table, as a ratio.
 #
-# usage: bench/run.sh [noop|reference|idle|all]      (default: all)
+# usage: bench/run.sh [noop|reference|idle|promote|all]      (default: all)
 # Needs python3 with duckdb (pip install duckdb deltalake pyarrow). Generated data is kept
 # in $SLUICE_BENCH_DATA (default ~/.cache/sluice-bench) between runs.
 set -euo pipefail
@@ -191,10 +192,51 @@ print(f"idle daemon, 50 jobs: {cpu*1000:.0f} ms CPU in {s:.0f} s = {100*cpu/s:.3
 PY
 }
 
+# Promote time against table size: a 10-row and a 10,000,000-row table, each with v1 live and
+# v2 built; promote and rollback alternate 20 times per table. A promote is a catalog
+# transaction: its time should not depend on the data.
+promote() {
+    local p="$work/promote" rounds=20
+    mkdir -p "$p/jobs" "$p/migrations"
+    for t in small:10 big:10000000; do
+        local name=${t%%:*} n=${t##*:}
+        echo "CREATE TABLE $name (x BIGINT);" > "$p/migrations/000$([ "$name" = small ] && echo 1 || echo 2)_$name.sql"
+        printf 'version = 1\n[partitioning]\ngranularity = "none"\n[output]\ntable = "%s"\n' "$name" > "$p/jobs/$name.toml"
+        echo "SELECT value AS x FROM generate_series(1, $n)" > "$p/jobs/$name.sql"
+    done
+    "$sluice" --project "$p" migrate -q > /dev/null
+    for v in 1 2; do
+        sed -i "s/^version = .*/version = $v/" "$p"/jobs/*.toml
+        for t in small big; do "$sluice" --project "$p" run "$t" --partition all -q > /dev/null; done
+    done
+    python3 - "$sluice" "$p" "$rounds" <<'PY'
+import subprocess, sys, time, statistics
+sluice, p, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def flip(args):
+    t = time.perf_counter()
+    subprocess.run([sluice, "--project", p, *args, "-q"], check=True, stdout=subprocess.DEVNULL)
+    return (time.perf_counter() - t) * 1000
+times = {"small": [], "big": []}
+for _ in range(rounds):
+    for t in ("small", "big"):          # interleaved, so drift hits both alike
+        times[t].append(flip(["promote", t, "--version", "2"]))
+        times[t].append(flip(["rollback", t]))
+import json
+tables = json.loads(subprocess.run([sluice, "--project", p, "tables", "--output", "json"], check=True,
+                                   capture_output=True).stdout)
+rows = {(t["table"], t["version"]): t["rows"] for t in tables}
+assert rows[("small", 2)] == 10 and rows[("big", 2)] == 10_000_000, rows
+s, b = statistics.median(times["small"]), statistics.median(times["big"])
+print(f"promote: 10-row table {s:.1f} ms, 10,000,000-row table {b:.1f} ms (median of {2*rounds} "
+      f"promotes and rollbacks each, process start included): ratio {b/s:.2f}")
+PY
+}
+
 case "$what" in
     noop) noop ;;
     reference) reference ;;
     idle) idle ;;
-    all) noop; reference; idle ;;
-    *) echo "usage: bench/run.sh [noop|reference|idle|all]" >&2; exit 2 ;;
+    promote) promote ;;
+    all) noop; reference; idle; promote ;;
+    *) echo "usage: bench/run.sh [noop|reference|idle|promote|all]" >&2; exit 2 ;;
 esac
