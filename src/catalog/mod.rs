@@ -672,6 +672,49 @@ impl Catalog {
         Ok(Vec::new())
     }
 
+    /// Records the code that wrote `version` of `job`'s table (replacing what was there).
+    pub async fn record_job_code(
+        &self,
+        job: &str,
+        version: i64,
+        fingerprint: &str,
+        spec_text: &str,
+        sql_text: &str,
+        now_ms: i64,
+    ) -> Result<(), CatalogError> {
+        sqlx::query(
+            "INSERT INTO job_code (job, table_version, fingerprint, spec_text, sql_text, recorded_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (job, table_version) DO UPDATE SET fingerprint = excluded.fingerprint, spec_text = excluded.spec_text, \
+             sql_text = excluded.sql_text, recorded_at = excluded.recorded_at",
+        )
+        .bind(job)
+        .bind(version)
+        .bind(fingerprint)
+        .bind(spec_text)
+        .bind(sql_text)
+        .bind(now_ms)
+        .execute(&self.writer)
+        .await
+        .map_err(query_err("record job code"))?;
+        Ok(())
+    }
+
+    /// The spec and SQL text that last wrote `version` of `job`'s table.
+    pub async fn job_code(
+        &self,
+        job: &str,
+        version: i64,
+    ) -> Result<Option<(String, String)>, CatalogError> {
+        sqlx::query_as(
+            "SELECT spec_text, sql_text FROM job_code WHERE job = $1 AND table_version = $2",
+        )
+        .bind(job)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_err("read job code"))
+    }
+
     /// Every flip of `alias`, oldest first.
     pub async fn alias_history(&self, alias: &str) -> Result<Vec<AliasFlip>, CatalogError> {
         sqlx::query_as::<_, AliasFlip>(

@@ -118,6 +118,8 @@ struct Finished {
     queued_ms: i64,
     why: Due,
     report: RunReport,
+    /// The run of the live version, when the spec's version is another (not promoted yet).
+    shadow: Option<RunReport>,
 }
 
 /// What the outside tells a running daemon.
@@ -684,6 +686,10 @@ impl Daemon {
         self.running.insert((p.job.clone(), p.key), p.due);
         let runner = self.runner.clone();
         self.tasks.spawn(async move {
+            let shadow = match refuse {
+                None => shadow_live_version(&runner, &job, p.key, p.queued_ms).await,
+                Some(_) => None,
+            };
             let report = match refuse {
                 None => {
                     runner
@@ -708,6 +714,7 @@ impl Daemon {
                 queued_ms: p.queued_ms,
                 why: p.why,
                 report,
+                shadow,
             }
         });
     }
@@ -728,13 +735,20 @@ impl Daemon {
         if let Some(st) = self.jobs.get_mut(&f.job) {
             st.running = st.running.saturating_sub(1);
         }
+        if let Some(l) = &f.shadow {
+            self.metrics
+                .run_finished(f.job.as_str(), state_name(l.state), l.duration_ms / 1000.0);
+            match l.state {
+                RunState::Failed => {
+                    warn!(job = %f.job, partition = %f.key, table_version = l.table_version, error = l.error.as_deref().unwrap_or("-"), "live version's partition failed")
+                }
+                _ => {
+                    info!(job = %f.job, partition = %f.key, table_version = l.table_version, "live version's partition written beside the new one")
+                }
+            }
+        }
         let r = &f.report;
-        let state = match r.state {
-            RunState::Succeeded => "succeeded",
-            RunState::Failed => "failed",
-            RunState::Held => "held",
-            RunState::DoneElsewhere => "done_elsewhere",
-        };
+        let state = state_name(r.state);
         self.metrics
             .run_finished(f.job.as_str(), state, r.duration_ms / 1000.0);
         match r.state {
@@ -798,6 +812,62 @@ impl Daemon {
         }
         self.metrics
             .polled(gauges, now.timestamp_millis() as f64 / 1000.0);
+    }
+}
+
+fn state_name(s: RunState) -> &'static str {
+    match s {
+        RunState::Succeeded => "succeeded",
+        RunState::Failed => "failed",
+        RunState::Held => "held",
+        RunState::DoneElsewhere => "done_elsewhere",
+    }
+}
+
+/// Shadow runs: while the spec's version is not the live one (a new version being built
+/// beside it, not promoted yet), the live version keeps getting new partitions, written by
+/// the code that last wrote it, so consumers reading the alias miss nothing. Runs before
+/// the new version's partition; does nothing when the live partition is already complete.
+async fn shadow_live_version(
+    runner: &Runner,
+    job: &Job,
+    key: PartitionKey,
+    queued_ms: i64,
+) -> Option<RunReport> {
+    let live = runner
+        .catalog
+        .alias(job.table.as_str())
+        .await
+        .ok()
+        .flatten()?;
+    let live = u32::try_from(live).ok()?;
+    if live == job.version {
+        return None;
+    }
+    let done = runner
+        .catalog
+        .partition_status(job.table.as_str(), i64::from(live), &key.to_string())
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|p| p.state == "complete");
+    if done {
+        return None;
+    }
+    match runner.job_at_version(job, live).await {
+        Ok(Some(live_job)) => Some(
+            runner
+                .run_partition_unless_done_since(&live_job, key, Trigger::Daemon, Some(queued_ms))
+                .await,
+        ),
+        Ok(None) => {
+            warn!(job = %job.name, partition = %key, live_version = live, "no recorded code for the live version; only the new version is written");
+            None
+        }
+        Err(e) => {
+            warn!(job = %job.name, partition = %key, live_version = live, error = %e, "cannot run the live version beside the new one");
+            None
+        }
     }
 }
 

@@ -249,6 +249,37 @@ pub const TEMPLATE_FIELDS: &[&str] = &["partition", "yyyy", "mm", "dd", "hh"];
 impl Job {
     /// Reads and checks one spec file. `root` is the project root, for relative names.
     pub fn load(root: &Path, spec_path: &Path) -> Result<Job, Vec<SpecError>> {
+        let spec_text = std::fs::read_to_string(spec_path).map_err(|e| {
+            vec![SpecError {
+                file: spec_path
+                    .strip_prefix(root)
+                    .unwrap_or(spec_path)
+                    .display()
+                    .to_string(),
+                message: format!("cannot read the job spec: {e}"),
+            }]
+        })?;
+        Self::parse(root, spec_path, spec_text, None)
+    }
+
+    /// A job as it was when its spec and SQL read `spec_text` and `sql_text` (recorded in
+    /// the catalog when it wrote a table version): how a shadowed live version keeps
+    /// being written by the code that built it.
+    pub fn from_recorded(
+        root: &Path,
+        spec_path: &Path,
+        spec_text: String,
+        sql_text: String,
+    ) -> Result<Job, Vec<SpecError>> {
+        Self::parse(root, spec_path, spec_text, Some(sql_text))
+    }
+
+    fn parse(
+        root: &Path,
+        spec_path: &Path,
+        spec_text: String,
+        sql_text: Option<String>,
+    ) -> Result<Job, Vec<SpecError>> {
         let rel = |p: &Path| p.strip_prefix(root).unwrap_or(p).display().to_string();
         let file = rel(spec_path);
         let one = |message: String| {
@@ -257,8 +288,6 @@ impl Job {
                 message,
             }]
         };
-        let spec_text = std::fs::read_to_string(spec_path)
-            .map_err(|e| one(format!("cannot read the job spec: {e}")))?;
         let raw: JobFile =
             toml::from_str(&spec_text).map_err(|e| one(toml_message(&e, &spec_text)))?;
         let stem = spec_path
@@ -302,7 +331,10 @@ impl Job {
         let jobs_dir = spec_path.parent().unwrap_or(root);
         let sql_name = raw.sql.clone().unwrap_or_else(|| format!("{stem}.sql"));
         let sql_path = jobs_dir.join(&sql_name);
-        let sql = match std::fs::read_to_string(&sql_path) {
+        let sql = match sql_text
+            .map(Ok)
+            .unwrap_or_else(|| std::fs::read_to_string(&sql_path))
+        {
             Ok(s) if s.trim().is_empty() => {
                 err(format!("SQL file {} is empty", rel(&sql_path)));
                 String::new()

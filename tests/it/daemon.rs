@@ -723,3 +723,65 @@ fn a_backfill_beside_the_daemon_never_runs_a_partition_twice() {
         assert!(o == "succeeded" || o == "done_elsewhere", "{summary:#}");
     }
 }
+
+#[tokio::test]
+async fn while_a_new_version_shadows_the_live_one_both_are_written_and_readers_see_the_live_one() {
+    let sched = "cron = \"30 2 * * *\"\ntime_zone = \"Europe/Berlin\"";
+    let up = daily_job("up", sched, "2024-08-01");
+    let mut down = daily_job(
+        "down",
+        "cron = \"0 3 * * *\"\ntime_zone = \"Europe/Berlin\"",
+        "2024-08-01",
+    );
+    down[0].1 = down[0].1.replace(
+        "[output]",
+        "[[inputs]]\nname = \"up\"\ntable = \"up\"\n\n[output]",
+    );
+    down[1].1 = "SELECT max(p) AS p FROM up".into();
+    let p = project_of(&[up, down]);
+    let clock = ManualClock::new(utc(2024, 8, 2, 2, 0));
+    let mut d = daemon(&p, &clock).await;
+    d.run_until_idle().await;
+    // v2 of `up`, with new SQL, deployed while the daemon runs; v1 stays live.
+    let spec = p.read("jobs/up.toml").replace("version = 1", "version = 2");
+    p.write("jobs/up.toml", &spec);
+    p.write(
+        "jobs/up.sql",
+        "SELECT CAST($partition AS STRING) || '-v2' AS p",
+    );
+    drive(
+        &mut d,
+        &clock,
+        utc(2024, 8, 3, 2, 0),
+        chrono::Duration::minutes(30),
+    )
+    .await;
+
+    let v1 = read_delta_rows(&p.warehouse_table("up", 1), None).await;
+    assert_eq!(
+        v1,
+        ["p=2024-08-01|dt=2024-08-01", "p=2024-08-02|dt=2024-08-02"],
+        "the live version got the new partition, from its own code"
+    );
+    let v2 = read_delta_rows(&p.warehouse_table("up", 2), None).await;
+    assert_eq!(
+        v2,
+        ["p=2024-08-02-v2|dt=2024-08-02"],
+        "the new version got it from the new code"
+    );
+    let down = read_delta_rows(&p.warehouse_table("down", 1), None).await;
+    assert_eq!(
+        down,
+        ["p=2024-08-01|dt=2024-08-01", "p=2024-08-02|dt=2024-08-02"],
+        "downstream still reads the live version"
+    );
+    assert_eq!(
+        p.ok(&["resolve", "up"]).stdout.trim(),
+        url::Url::from_directory_path(p.warehouse_table("up", 1))
+            .unwrap()
+            .as_str()
+            .trim_end_matches('/')
+            .to_string()
+            + "/"
+    );
+}
