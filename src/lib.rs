@@ -20,6 +20,7 @@ pub mod names;
 pub mod partition;
 pub mod project;
 pub mod promote;
+pub mod query;
 pub mod redact;
 pub mod runner;
 pub mod schema;

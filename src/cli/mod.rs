@@ -12,6 +12,7 @@ mod daemon_cmd;
 mod diff_cmd;
 mod migrate_cmd;
 pub mod output;
+mod query_cmd;
 mod run_cmd;
 mod status_cmd;
 mod tables_cmd;
@@ -133,6 +134,14 @@ enum Command {
         /// daemon.metrics_address, else 127.0.0.1:9464].
         #[arg(long, value_name = "ADDR")]
         metrics_address: Option<String>,
+    },
+    /// Run SQL over the tables' aliases (DataFusion).
+    Query {
+        sql: String,
+        /// A time (2024-05-01T10:00:00Z or 2024-05-01): each alias and table as they were
+        /// then; or a Delta version number of the tables read.
+        #[arg(long, value_name = "VERSION|TIME")]
+        as_of: Option<String>,
     },
     /// Tables, their physical versions, which one the alias points at, coverage and rows.
     Tables,
@@ -259,6 +268,7 @@ pub fn main() -> ExitCode {
             },
             Command::Status { job } => status_cmd::run(&globals, job.as_deref()).await,
             Command::Tables => tables_cmd::tables(&globals).await,
+            Command::Query { sql, as_of } => query_cmd::run(&globals, &sql, as_of.as_deref()).await,
             Command::Diff {
                 table,
                 from,

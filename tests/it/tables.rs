@@ -189,6 +189,38 @@ async fn promote_flips_readers_to_the_new_version_and_rollback_flips_them_back()
             (Some(2), 1, "back".to_string()),
         ]
     );
+
+    // `sluice query` reads through the alias, now or as it was.
+    let count = |extra: &[&str]| -> usize {
+        let mut args = vec![
+            "query",
+            "SELECT count(*) AS n FROM clean_orders",
+            "--output",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        p.ok(&args).json()[0]["n"].as_u64().unwrap() as usize
+    };
+    assert_eq!(count(&[]), v1.len());
+    let promoted_at = history[1]["at"].as_i64().unwrap();
+    let at = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    let rolled_back_at = history[2]["at"].as_i64().unwrap();
+    assert_eq!(count(&["--as-of", &at(promoted_at - 1)]), v1.len());
+    if rolled_back_at > promoted_at + 1 {
+        assert_eq!(count(&["--as-of", &at(promoted_at + 1)]), v2.len());
+    }
+    let bad = p.run(&["query", "SELECT * FROM nope"]);
+    assert_eq!(bad.code, 2, "{}", bad.context());
+    assert!(
+        bad.stderr
+            .contains("table `nope` is not known; known tables: clean_orders"),
+        "{}",
+        bad.context()
+    );
 }
 
 #[test]
