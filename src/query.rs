@@ -93,8 +93,7 @@ pub async fn query(
                 .alias_history(&name)
                 .await?
                 .iter()
-                .filter(|f| f.at <= t.timestamp_millis())
-                .next_back()
+                .rfind(|f| f.at <= t.timestamp_millis())
                 .map(|f| f.to_version)
                 .ok_or_else(|| QueryError::NotYet {
                     table: name.clone(),
