@@ -58,6 +58,10 @@ pub struct Request {
     pub downstream: bool,
     pub from: String,
     pub to: String,
+    /// Only these partitions (as written, e.g. `2024-01-03`) of the range.
+    pub only: Option<BTreeSet<String>>,
+    /// The table version the named jobs' specs must name (`--version`).
+    pub version: Option<u32>,
     pub selection: Selection,
     pub newest_first: bool,
 }
@@ -126,6 +130,11 @@ pub struct NotSelected {
 pub struct Plan {
     pub from: String,
     pub to: String,
+    /// Only these partitions of the range (`--partitions LIST`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub only: Option<BTreeSet<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
     pub selection: Selection,
     pub items: Vec<PlanItem>,
     pub not_selected: Vec<NotSelected>,
@@ -202,6 +211,14 @@ pub async fn plan(runner: &Runner, req: &Request) -> Result<Plan, BackfillError>
                         .join("; "),
                 )
             })?;
+            if let Some(v) = req.version {
+                if v != job.version {
+                    return Err(BackfillError::Job(format!(
+                        "jobs/{}.toml builds version {}, not {v}; set `version = {v}` in it to build v{v} beside the live version",
+                        job.name, job.version
+                    )));
+                }
+            }
             chosen.insert(job.name.clone());
             if req.downstream {
                 chosen.extend(project.graph.downstream_of(&job.name));
@@ -234,6 +251,9 @@ pub async fn plan(runner: &Runner, req: &Request) -> Result<Plan, BackfillError>
             .map(|p| (p.partition_key.clone(), p))
             .collect();
         let mut keys = keys_in(job.granularity, from_start, to_end);
+        if let Some(only) = &req.only {
+            keys.retain(|k| only.contains(&k.to_string()));
+        }
         if req.newest_first {
             keys.reverse();
         }
@@ -304,6 +324,8 @@ pub async fn plan(runner: &Runner, req: &Request) -> Result<Plan, BackfillError>
     Ok(Plan {
         from: req.from.clone(),
         to: req.to.clone(),
+        only: req.only.clone(),
+        version: req.version,
         selection: req.selection,
         items,
         not_selected,

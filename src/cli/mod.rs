@@ -89,11 +89,19 @@ enum Command {
         /// Jobs to backfill; none means every job.
         jobs: Vec<String>,
         /// First partition: a day (2024-01-05), month (2024-01) or hour (2024-01-05T03).
-        #[arg(long)]
-        from: String,
+        #[arg(long, required_unless_present = "partitions")]
+        from: Option<String>,
         /// Last partition, included.
-        #[arg(long)]
-        to: String,
+        #[arg(long, required_unless_present = "partitions")]
+        to: Option<String>,
+        /// Instead of --from/--to: a list (2024-01-03,2024-01-09) or a range (A..B, both
+        /// included), e.g. the partitions a canary builds.
+        #[arg(long, conflicts_with_all = ["from", "to"], value_name = "LIST|RANGE")]
+        partitions: Option<String>,
+        /// The table version the named jobs must be building (their spec's `version`): a
+        /// guard for canaries.
+        #[arg(long, value_name = "N")]
+        version: Option<u32>,
         /// Print the plan (what would run, why, what it waits on) and run nothing.
         #[arg(long)]
         dry_run: bool,
@@ -353,6 +361,8 @@ pub fn main() -> ExitCode {
                 jobs,
                 from,
                 to,
+                partitions,
+                version,
                 dry_run,
                 force,
                 only_failed,
@@ -362,6 +372,22 @@ pub fn main() -> ExitCode {
                 concurrency,
                 fail_fast,
             } => {
+                let (from, to, only) = match partitions {
+                    None => (from.unwrap_or_default(), to.unwrap_or_default(), None),
+                    Some(p) => match p.split_once("..") {
+                        Some((a, b)) => (a.trim().to_string(), b.trim().to_string(), None),
+                        None => {
+                            let set: std::collections::BTreeSet<String> = p
+                                .split(',')
+                                .map(|x| x.trim().to_string())
+                                .filter(|x| !x.is_empty())
+                                .collect();
+                            let first = set.first().cloned().unwrap_or_default();
+                            let last = set.last().cloned().unwrap_or_default();
+                            (first, last, Some(set))
+                        }
+                    },
+                };
                 let selection = match (force, only_failed, stale) {
                     (true, _, _) => Selection::Force,
                     (_, true, _) => Selection::OnlyFailed,
@@ -376,6 +402,8 @@ pub fn main() -> ExitCode {
                             downstream,
                             from,
                             to,
+                            only,
+                            version,
                             selection,
                             newest_first,
                         },

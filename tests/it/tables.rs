@@ -360,3 +360,84 @@ fn a_multi_table_promote_with_one_failing_precondition_changes_no_alias() {
         p.warehouse_table("daily_revenue", 2)
     );
 }
+
+#[test]
+fn a_canary_builds_the_new_version_for_chosen_partitions_only() {
+    let p = TestProject::sample();
+    p.ok(&["migrate"]);
+    p.ok(&[
+        "backfill",
+        "clean_orders",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-05",
+    ]);
+    bump(&p, "clean_orders", 2, None);
+    let wrong = p.run(&[
+        "backfill",
+        "clean_orders",
+        "--version",
+        "3",
+        "--partitions",
+        "2024-01-02",
+    ]);
+    assert_eq!(wrong.code, 2, "{}", wrong.context());
+    assert!(
+        wrong.stderr.contains("builds version 2, not 3"),
+        "{}",
+        wrong.context()
+    );
+    let out = p.ok(&[
+        "backfill",
+        "clean_orders",
+        "--version",
+        "2",
+        "--partitions",
+        "2024-01-02,2024-01-04",
+        "--output",
+        "json",
+    ]);
+    let summary = out.json();
+    let ran: Vec<&str> = summary["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["partition"].as_str().unwrap())
+        .collect();
+    assert_eq!(ran, ["2024-01-02", "2024-01-04"]);
+    let status = p.ok(&["tables", "--output", "json"]).json();
+    let v2 = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "clean_orders" && t["version"] == 2)
+        .unwrap()
+        .clone();
+    assert_eq!(v2["complete"], 2);
+    assert_eq!(v2["live"], false);
+    // Same code: the canary's partitions equal the live ones.
+    let d = p
+        .ok(&[
+            "diff",
+            "clean_orders",
+            "--partitions",
+            "2024-01-02,2024-01-04",
+            "--fail-above",
+            "0",
+            "--output",
+            "json",
+        ])
+        .json();
+    assert_eq!(d["rows"]["changed"], 0);
+    assert_eq!(d["rows"]["added"], 0);
+    assert_eq!(d["rows"]["removed"], 0);
+    let refused = p.run(&["promote", "clean_orders", "--version", "2"]);
+    assert!(
+        refused
+            .stderr
+            .contains("v2 lacks 3 partition(s) that v1 has: 2024-01-01, 2024-01-03, 2024-01-05"),
+        "{}",
+        refused.context()
+    );
+}
