@@ -13,6 +13,7 @@ pub mod diff;
 pub mod engine;
 pub mod failpoint;
 pub mod fingerprint;
+pub mod gc;
 pub mod job;
 pub mod logging;
 pub mod migrate;

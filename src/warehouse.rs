@@ -16,6 +16,14 @@ pub fn version_url(warehouse: &Url, table: &Name, version: u32) -> Url {
 }
 
 /// A URL for display and for other readers: a local path for `file://`, else the URL.
+/// [`display`] for a location stored as text.
+pub fn display_str(uri: &str) -> String {
+    match Url::parse(uri) {
+        Ok(u) => display(&u),
+        Err(_) => crate::redact::redact_url(uri),
+    }
+}
+
 pub fn display(url: &Url) -> String {
     if url.scheme() == "file" {
         if let Ok(p) = url.to_file_path() {

@@ -715,6 +715,46 @@ impl Catalog {
         .map_err(query_err("read job code"))
     }
 
+    /// Forgets a physical version whose files were deleted: its partition states, leases
+    /// and recorded code (run history stays). Refused, returning false, if an alias points
+    /// at it (a promote or rollback raced the removal).
+    pub async fn drop_table_version(
+        &self,
+        table: &str,
+        version: i64,
+    ) -> Result<bool, CatalogError> {
+        let mut tx = self.begin_write().await?;
+        let live: Option<i64> = sqlx::query_scalar("SELECT version FROM aliases WHERE name = $1")
+            .bind(table)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(query_err("read alias"))?;
+        if live == Some(version) {
+            tx.rollback().await.map_err(query_err("rollback"))?;
+            return Ok(false);
+        }
+        for sql in [
+            "DELETE FROM partitions WHERE table_name = $1 AND table_version = $2",
+            "DELETE FROM leases WHERE table_name = $1 AND table_version = $2",
+            "DELETE FROM table_versions WHERE table_name = $1 AND version = $2",
+        ] {
+            sqlx::query(sql)
+                .bind(table)
+                .bind(version)
+                .execute(&mut *tx)
+                .await
+                .map_err(query_err("drop table version"))?;
+        }
+        sqlx::query("DELETE FROM job_code WHERE table_version = $1 AND job IN (SELECT DISTINCT job FROM runs WHERE table_name = $2)")
+            .bind(version)
+            .bind(table)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err("drop job code"))?;
+        tx.commit().await.map_err(query_err("commit drop"))?;
+        Ok(true)
+    }
+
     /// Every flip of `alias`, oldest first.
     pub async fn alias_history(&self, alias: &str) -> Result<Vec<AliasFlip>, CatalogError> {
         sqlx::query_as::<_, AliasFlip>(

@@ -211,6 +211,16 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Remove physical versions that are not live, not the previous one (rollback's
+    /// target), not newer than live, and beyond --keep; vacuum the rest.
+    Gc {
+        /// Also keep this many of the newest older versions.
+        #[arg(long, default_value_t = 1)]
+        keep: usize,
+        /// Print what would be removed and kept; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Partitions and their last runs.
     Status {
         /// Only this job.
@@ -276,6 +286,7 @@ pub fn main() -> ExitCode {
             },
             Command::Status { job } => status_cmd::run(&globals, job.as_deref()).await,
             Command::Tables => tables_cmd::tables(&globals).await,
+            Command::Gc { keep, dry_run } => tables_cmd::gc(&globals, keep, dry_run).await,
             Command::Query { sql, as_of } => query_cmd::run(&globals, &sql, as_of.as_deref()).await,
             Command::Diff {
                 table,

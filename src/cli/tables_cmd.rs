@@ -221,3 +221,52 @@ pub async fn flip(g: &Globals, a: FlipArgs) -> Outcome {
     }
     Ok(EXIT_OK)
 }
+
+pub async fn gc(g: &Globals, keep: usize, dry_run: bool) -> Outcome {
+    let c = catalog(g).await?;
+    let plan = crate::gc::plan(&c, keep).await?;
+    if dry_run {
+        if g.output == output::Format::Json {
+            println!("{}", output::json(&plan));
+        } else {
+            for f in &plan.remove {
+                println!(
+                    "would remove {} v{}: {} ({})",
+                    f.table,
+                    f.version,
+                    crate::warehouse::display_str(&f.uri),
+                    f.why
+                );
+            }
+            for f in &plan.keep {
+                println!("keep {} v{}: {}", f.table, f.version, f.why);
+            }
+            println!(
+                "(the kept versions would be vacuumed of unreferenced files older than their retention)"
+            );
+        }
+        return Ok(EXIT_OK);
+    }
+    let report = crate::gc::execute(&c, &plan).await?;
+    if g.output == output::Format::Json {
+        println!("{}", output::json(&report));
+    } else {
+        for f in &report.removed {
+            println!(
+                "removed {} v{}: {}",
+                f.table,
+                f.version,
+                crate::warehouse::display_str(&f.uri)
+            );
+        }
+        for f in &report.refused {
+            println!("kept {} v{}: an alias points at it now", f.table, f.version);
+        }
+        println!(
+            "{} version(s) removed, {} file(s) vacuumed",
+            report.removed.len(),
+            report.vacuumed_files
+        );
+    }
+    Ok(EXIT_OK)
+}

@@ -441,3 +441,70 @@ fn a_canary_builds_the_new_version_for_chosen_partitions_only() {
         refused.context()
     );
 }
+
+#[tokio::test]
+async fn gc_removes_only_versions_no_reader_or_rollback_needs() {
+    let p = TestProject::sample();
+    p.ok(&["migrate"]);
+    for v in 1..=4u32 {
+        if v > 1 {
+            bump(&p, "clean_orders", v, None);
+        }
+        let to = if v == 4 { "2024-01-01" } else { "2024-01-02" };
+        p.ok(&[
+            "backfill",
+            "clean_orders",
+            "--from",
+            "2024-01-01",
+            "--to",
+            to,
+        ]);
+        if (2..=3).contains(&v) {
+            p.ok(&["promote", "clean_orders", "--version", &v.to_string()]);
+        }
+    }
+    // Live v3, previous v2, v4 being built, v1 nobody's.
+    let dry = p.ok(&["gc", "--keep", "0", "--dry-run"]);
+    assert!(
+        dry.stdout.contains("would remove clean_orders v1"),
+        "{}",
+        dry.context()
+    );
+    for v in 2..=4 {
+        assert!(
+            !dry.stdout
+                .contains(&format!("would remove clean_orders v{v}")),
+            "{}",
+            dry.context()
+        );
+    }
+    assert!(
+        p.warehouse_table("clean_orders", 1).exists(),
+        "a dry run removes nothing"
+    );
+    let out = p.ok(&["gc", "--keep", "0"]);
+    assert!(
+        out.stdout.contains("1 version(s) removed"),
+        "{}",
+        out.context()
+    );
+    assert!(!p.warehouse_table("clean_orders", 1).exists());
+    let versions: Vec<i64> = p
+        .ok(&["tables", "--output", "json"])
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["table"] == "clean_orders")
+        .map(|t| t["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(versions, [2, 3, 4]);
+    // What stays still works: a rollback to the previous version reads its rows.
+    p.ok(&["rollback", "clean_orders"]);
+    let rows = read_delta_rows(&resolve(&p, "clean_orders"), None).await;
+    assert_eq!(
+        rows,
+        read_delta_rows(&p.warehouse_table("clean_orders", 2), None).await
+    );
+    assert!(!rows.is_empty());
+}
