@@ -342,12 +342,7 @@ async fn dependencies(
     let mut waits = BTreeSet::new();
     let mut outside = Vec::new();
     for (table, partitions) in job.upstream_tables() {
-        let Some(up) = project
-            .graph
-            .writer
-            .get(table)
-            .and_then(|w| project.jobs.get(w))
-        else {
+        let Some(up) = project.writer_of(table.as_str()) else {
             continue;
         };
         let up_keys: Vec<PartitionKey> = match partitions {

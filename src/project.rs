@@ -75,6 +75,11 @@ impl Project {
         }
     }
 
+    /// The valid job that writes `table`, if any.
+    pub fn writer_of(&self, table: &str) -> Option<&Job> {
+        self.graph.writer.get(table).and_then(|w| self.jobs.get(w))
+    }
+
     /// The job named `name`, or the problems that keep it from running.
     pub fn job(&self, name: &str) -> Result<&Job, Vec<SpecError>> {
         if let Some(j) = self.jobs.get(name) {

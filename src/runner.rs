@@ -775,12 +775,7 @@ impl Runner {
         let project = self.project();
         let mut waits = Vec::new();
         for (table, partitions) in job.upstream_tables() {
-            let Some(up) = project
-                .graph
-                .writer
-                .get(table)
-                .and_then(|w| project.jobs.get(w))
-            else {
+            let Some(up) = project.writer_of(table.as_str()) else {
                 continue;
             };
             let version = self
@@ -1079,10 +1074,7 @@ impl Runner {
                 .map_err(|e| err(format!("stored schema does not parse: {e}")))?;
             let project = self.project();
             let up_granularity = project
-                .graph
-                .writer
-                .get(table)
-                .and_then(|w| project.jobs.get(w))
+                .writer_of(table.as_str())
                 .map(|j| (j.granularity, j.partition_time_zone));
             // The Delta version the snapshot must have reached to hold what we read; `None`
             // when only the latest will do.

@@ -63,11 +63,7 @@ pub async fn run(g: &Globals, a: Args) -> Outcome {
             }
         },
     };
-    let writer = project
-        .graph
-        .writer
-        .get(table)
-        .and_then(|w| project.jobs.get(w));
+    let writer = project.writer_of(table);
     let key: Vec<String> = writer
         .map(|j| j.key.iter().map(|k| k.to_string()).collect())
         .unwrap_or_default();
