@@ -507,6 +507,22 @@ fn states(p: &TestProject) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Waits until the three partitions of `process_project` are complete.
+fn wait_all_complete(p: &TestProject, within: Duration) {
+    let start = std::time::Instant::now();
+    loop {
+        let s = states(p);
+        if s.len() == 3 && s.values().all(|v| v == "complete") {
+            return;
+        }
+        assert!(
+            start.elapsed() < within,
+            "not done within {within:?}: {s:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[tokio::test]
 async fn sigterm_finishes_or_cancels_cleanly_and_metrics_move() {
     let p = process_project();
@@ -608,19 +624,7 @@ async fn after_sigkill_a_restart_leaves_no_partial_partition() {
         "a killed run left rows"
     );
     let (mut child, log) = p.spawn(&args, &[]);
-    let start = std::time::Instant::now();
-    loop {
-        let s = states(&p);
-        if s.len() == 3 && s.values().all(|v| v == "complete") {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "not caught up: {s:?}\n{}",
-            std::fs::read_to_string(&log).unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_all_complete(&p, Duration::from_secs(90));
     sigterm(&child);
     assert_eq!(wait_exit(&mut child, Duration::from_secs(30)), 0);
     let rows = read_delta_rows(&table, None).await;
@@ -656,15 +660,7 @@ fn two_daemons_on_one_catalog_run_each_partition_once() {
     ];
     let (mut a, log_a) = p.spawn(&args, &env);
     let (mut b, log_b) = p.spawn(&args, &env);
-    let start = std::time::Instant::now();
-    loop {
-        let s = states(&p);
-        if s.len() == 3 && s.values().all(|v| v == "complete") {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(90), "not done: {s:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_all_complete(&p, Duration::from_secs(90));
     sigterm(&a);
     sigterm(&b);
     assert_eq!(wait_exit(&mut a, Duration::from_secs(30)), 0);
@@ -696,15 +692,7 @@ fn a_backfill_beside_the_daemon_never_runs_a_partition_twice() {
     }
     let out = backfill.output().unwrap();
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let start = std::time::Instant::now();
-    loop {
-        let s = states(&p);
-        if s.len() == 3 && s.values().all(|v| v == "complete") {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "not done: {s:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_all_complete(&p, Duration::from_secs(90));
     sigterm(&daemon);
     assert_eq!(wait_exit(&mut daemon, Duration::from_secs(30)), 0);
     let logs = std::fs::read_to_string(&log).unwrap() + &String::from_utf8_lossy(&out.stderr);
