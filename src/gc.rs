@@ -117,7 +117,7 @@ pub async fn execute(catalog: &Catalog, plan: &GcPlan) -> Result<GcReport, GcErr
     Ok(report)
 }
 
-async fn delete_files(uri: &str) -> Result<(), GcError> {
+pub(crate) async fn delete_files(uri: &str) -> Result<(), GcError> {
     use futures::{StreamExt as _, TryStreamExt as _};
     let storage = |message: String| GcError::Storage {
         uri: crate::warehouse::display_str(uri),

@@ -1017,10 +1017,13 @@ impl Runner {
         } else {
             pvalue
         };
-        let declared = self.project().declared.get(&job.table).cloned();
+        let project = self.project();
         let conformer = Conformer::new(schema, &stream.schema(), pvalue, |column| {
-            match declared.as_ref().and_then(|d| d.column(column)) {
-                Some(_) => "a migration in migrations/ adds it but is not applied: run `sluice migrate` first".into(),
+            match crate::migrate::file_adding_column(&project.migrations, job.table.as_str(), column) {
+                Some(f) => format!(
+                    "it is added by migrations/{}, not applied: run `sluice migrate` first (schema changes deploy before the code that uses them)",
+                    f.name
+                ),
                 None => "remove it from the SELECT, or add the column to the table with a migration".into(),
             }
         })

@@ -400,17 +400,34 @@ impl Catalog {
         .map_err(query_err("list applied migrations"))
     }
 
-    /// Records `name` as applied and creates `tables`, in one transaction. Returns false,
-    /// changing nothing, when another process applied it first.
-    pub async fn apply_migration(
+    /// Starts applying migration `name`: records it in the ledger inside a write
+    /// transaction that stays open while the migration changes the tables, and commits with
+    /// them. `None` when another process applied it first: the ledger row is the claim, so
+    /// of two `migrate` processes exactly one applies each migration (the other waits for
+    /// the first transaction to end, then finds the row).
+    pub async fn begin_migration(
         &self,
         name: &str,
         checksum: &str,
         by: &str,
-        creates: &[TableSchema],
         now_ms: i64,
-    ) -> Result<bool, CatalogError> {
-        let mut tx = self.begin_write().await?;
+    ) -> Result<Option<MigrationTx>, CatalogError> {
+        // Another migrate may hold the write lock for as long as its rewrite takes.
+        let mut waited = std::time::Duration::ZERO;
+        let mut tx = loop {
+            match self.begin_write().await {
+                Ok(tx) => break tx,
+                Err(e) if e.is_transient() && waited < std::time::Duration::from_secs(600) => {
+                    tracing::info!(
+                        migration = name,
+                        "waiting for another writer of the catalog"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    waited += std::time::Duration::from_millis(200);
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let inserted = sqlx::query(
             "INSERT INTO applied_migrations (name, checksum, applied_at, applied_by) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
         )
@@ -424,21 +441,9 @@ impl Catalog {
         .rows_affected();
         if inserted == 0 {
             tx.rollback().await.map_err(query_err("rollback"))?;
-            return Ok(false);
+            return Ok(None);
         }
-        for t in creates {
-            sqlx::query(
-                "INSERT INTO tables (name, schema_json, created_at, updated_at) VALUES ($1, $2, $3, $3) ON CONFLICT (name) DO NOTHING",
-            )
-            .bind(t.name.as_str())
-            .bind(t.to_json())
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(query_err("create table"))?;
-        }
-        tx.commit().await.map_err(query_err("commit migration"))?;
-        Ok(true)
+        Ok(Some(MigrationTx { tx, now_ms }))
     }
 
     pub async fn table(&self, name: &str) -> Result<Option<TableRow>, CatalogError> {
@@ -1224,4 +1229,85 @@ fn table_row(r: &AnyRow) -> Result<TableRow, CatalogError> {
         created_at: r.try_get(1).map_err(query_err("read table"))?,
         updated_at: r.try_get(2).map_err(query_err("read table"))?,
     })
+}
+
+/// One migration being applied: its ledger row and its catalog changes, committed together.
+pub struct MigrationTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    now_ms: i64,
+}
+
+impl MigrationTx {
+    pub async fn create_table(&mut self, schema: &TableSchema) -> Result<(), CatalogError> {
+        sqlx::query(
+            "INSERT INTO tables (name, schema_json, created_at, updated_at) VALUES ($1, $2, $3, $3) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(schema.name.as_str())
+        .bind(schema.to_json())
+        .bind(self.now_ms)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(query_err("create table"))?;
+        Ok(())
+    }
+
+    /// The physical versions of `table` as of now (no version can be registered while the
+    /// transaction holds the write lock on SQLite, or the table row on PostgreSQL).
+    pub async fn table_versions(
+        &mut self,
+        table: &str,
+    ) -> Result<Vec<TableVersionRow>, CatalogError> {
+        sqlx::query_as::<_, TableVersionRow>(
+            "SELECT table_name, version, uri, schema_json, created_at FROM table_versions WHERE table_name = $1 ORDER BY version",
+        )
+        .bind(table)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(query_err("list table versions"))
+    }
+
+    /// The table's new schema, for the table and every physical version of it.
+    pub async fn set_schema(&mut self, schema: &TableSchema) -> Result<(), CatalogError> {
+        let json = schema.to_json();
+        sqlx::query("UPDATE tables SET schema_json = $1, updated_at = $2 WHERE name = $3")
+            .bind(&json)
+            .bind(self.now_ms)
+            .bind(schema.name.as_str())
+            .execute(&mut *self.tx)
+            .await
+            .map_err(query_err("update table schema"))?;
+        sqlx::query("UPDATE table_versions SET schema_json = $1 WHERE table_name = $2")
+            .bind(&json)
+            .bind(schema.name.as_str())
+            .execute(&mut *self.tx)
+            .await
+            .map_err(query_err("update table version schema"))?;
+        Ok(())
+    }
+
+    /// Removes the table, its alias and its versions from the catalog. Run history stays.
+    pub async fn drop_table(&mut self, table: &str) -> Result<(), CatalogError> {
+        for sql in [
+            "DELETE FROM aliases WHERE name = $1",
+            "DELETE FROM alias_history WHERE alias = $1",
+            "DELETE FROM partitions WHERE table_name = $1",
+            "DELETE FROM leases WHERE table_name = $1",
+            "DELETE FROM table_versions WHERE table_name = $1",
+            "DELETE FROM tables WHERE name = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(table)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(query_err("drop table"))?;
+        }
+        Ok(())
+    }
+
+    pub async fn commit(self) -> Result<(), CatalogError> {
+        self.tx
+            .commit()
+            .await
+            .map_err(query_err("commit migration"))
+    }
 }

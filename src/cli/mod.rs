@@ -80,6 +80,10 @@ enum Command {
         /// Print what would be applied, and apply nothing.
         #[arg(long)]
         plan: bool,
+        /// Apply destructive migrations too (drop or rename a column, narrow a type, NOT
+        /// NULL on an existing column, drop a table), once no job uses what they remove.
+        #[arg(long)]
+        allow_destructive: bool,
         #[command(subcommand)]
         sub: Option<MigrateSub>,
     },
@@ -280,9 +284,13 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Validate => validate_cmd::run(&globals).await,
             Command::Run { job, partition } => run_cmd::run(&globals, &job, &partition).await,
-            Command::Migrate { plan, sub } => match sub {
+            Command::Migrate {
+                plan,
+                allow_destructive,
+                sub,
+            } => match sub {
                 Some(MigrateSub::Status) => migrate_cmd::status(&globals).await,
-                None => migrate_cmd::run(&globals, plan).await,
+                None => migrate_cmd::run(&globals, plan, allow_destructive).await,
             },
             Command::Status { job } => status_cmd::run(&globals, job.as_deref()).await,
             Command::Tables => tables_cmd::tables(&globals).await,

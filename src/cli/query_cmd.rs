@@ -27,7 +27,10 @@ pub async fn run(g: &Globals, sql: &str, as_of: Option<&str>) -> Outcome {
         }
     };
     if g.output == output::Format::Json {
-        let mut w = deltalake::arrow::json::ArrayWriter::new(Vec::new());
+        // Nulls are written out: a reader of the JSON sees every column of every row.
+        let mut w = deltalake::arrow::json::WriterBuilder::new()
+            .with_explicit_nulls(true)
+            .build::<_, deltalake::arrow::json::writer::JsonArray>(Vec::new());
         let refs: Vec<_> = batches.iter().collect();
         w.write_batches(&refs)?;
         w.finish()?;

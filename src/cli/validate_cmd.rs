@@ -9,38 +9,7 @@ use crate::project::Project;
 
 pub async fn run(g: &Globals) -> Outcome {
     let project = Project::load(&g.overrides)?;
-    let mut problems = project.problems.clone();
-    let engine = Engine::new(&project.settings.engine, &project.settings.root)?;
-    let mut unchecked = Vec::new();
-    for name in &project.graph.order {
-        let Some(job) = project.jobs.get(name) else {
-            continue;
-        };
-        let Some(table) = project.declared.get(&job.table) else {
-            continue;
-        };
-        match engine.plan_against_schemas(job, &project.declared).await {
-            Ok(Some(out)) => {
-                if let Err(e) = Conformer::new(table, &out, partition_of(table, job), |_| {
-                    "remove it from the SELECT, or add the column to the table with a migration"
-                        .into()
-                }) {
-                    problems.push(SpecError {
-                        file: format!("jobs/{}", file_name(&job.sql_path)),
-                        message: e.to_string(),
-                    });
-                }
-            }
-            Ok(None) => unchecked.push(job.name.to_string()),
-            Err(crate::engine::EngineError::Sql { file, message }) => {
-                problems.push(SpecError { file, message })
-            }
-            Err(e) => problems.push(SpecError {
-                file: job.spec_file(&project.settings.root),
-                message: e.to_string(),
-            }),
-        }
-    }
+    let (problems, unchecked) = check(&project).await?;
     let ok = problems.is_empty();
     if g.output == output::Format::Json {
         println!(
@@ -90,4 +59,43 @@ fn partition_of(
         .unwrap_or_else(|| job.granularity.key_at(chrono::Utc::now().naive_utc()));
     let v = crate::engine::conform::partition_value(col.ty, &key, job.partition_time_zone)?;
     Some((col.name.to_string(), v, key.to_string()))
+}
+
+/// Everything wrong with the project: its load problems, and each job's SQL planned against
+/// the declared schemas (applied or not) and fitted to its table. Also the jobs whose SQL
+/// could not be checked (an input without a declared schema).
+pub async fn check(project: &Project) -> anyhow::Result<(Vec<SpecError>, Vec<String>)> {
+    let mut problems = project.problems.clone();
+    let engine = Engine::new(&project.settings.engine, &project.settings.root)?;
+    let mut unchecked = Vec::new();
+    for name in &project.graph.order {
+        let Some(job) = project.jobs.get(name) else {
+            continue;
+        };
+        let Some(table) = project.declared.get(&job.table) else {
+            continue;
+        };
+        match engine.plan_against_schemas(job, &project.declared).await {
+            Ok(Some(out)) => {
+                if let Err(e) = Conformer::new(table, &out, partition_of(table, job), |_| {
+                    "remove it from the SELECT, or add the column to the table with a migration"
+                        .into()
+                }) {
+                    problems.push(SpecError {
+                        file: format!("jobs/{}", file_name(&job.sql_path)),
+                        message: e.to_string(),
+                    });
+                }
+            }
+            Ok(None) => unchecked.push(job.name.to_string()),
+            Err(crate::engine::EngineError::Sql { file, message }) => {
+                problems.push(SpecError { file, message })
+            }
+            Err(e) => problems.push(SpecError {
+                file: job.spec_file(&project.settings.root),
+                message: e.to_string(),
+            }),
+        }
+    }
+    Ok((problems, unchecked))
 }

@@ -67,6 +67,8 @@ pub struct Conformer {
     target: SchemaRef,
     /// For each table column: the index of the SQL column that feeds it, if any.
     sources: Vec<Option<usize>>,
+    /// For each table column the SQL does not produce: its default, if it has one.
+    defaults: Vec<Option<ScalarValue>>,
     /// Partition column name and the value every row must carry.
     partition: Option<(String, ScalarValue, String)>,
 }
@@ -152,7 +154,7 @@ impl Conformer {
                     let is_partition = partition
                         .as_ref()
                         .is_some_and(|(p, _, _)| p == c.name.as_str());
-                    if !c.nullable && !is_partition {
+                    if !c.nullable && !is_partition && c.default.is_none() {
                         return Err(ConformError::MissingColumn {
                             table: tname,
                             column: c.name.to_string(),
@@ -163,10 +165,26 @@ impl Conformer {
             }
             sources.push(idx);
         }
+        // A column the SQL leaves out takes its default (null without one).
+        let defaults = table
+            .columns
+            .iter()
+            .zip(&sources)
+            .map(|(c, src)| match (src, &c.default) {
+                (None, Some(literal)) => crate::schema::default_value(c.ty, literal)
+                    .map(Some)
+                    .map_err(|message| ConformError::Cast {
+                        column: c.name.to_string(),
+                        message,
+                    }),
+                _ => Ok(None),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Conformer {
             target: table.to_arrow(),
             table: table.clone(),
             sources,
+            defaults,
             partition,
         })
     }
@@ -183,7 +201,13 @@ impl Conformer {
             ..Default::default()
         };
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.sources.len());
-        for (c, src) in self.table.columns.iter().zip(&self.sources) {
+        for ((c, src), default) in self
+            .table
+            .columns
+            .iter()
+            .zip(&self.sources)
+            .zip(&self.defaults)
+        {
             let to = c.ty.to_arrow();
             let is_partition = self
                 .partition
@@ -209,7 +233,13 @@ impl Conformer {
                             message: e.to_string(),
                         })?
                 }
-                (None, None) => new_null_array(&to, rows),
+                (None, None) => match default {
+                    Some(v) => v.to_array_of_size(rows).map_err(|e| ConformError::Cast {
+                        column: c.name.to_string(),
+                        message: e.to_string(),
+                    })?,
+                    None => new_null_array(&to, rows),
+                },
             };
             if !c.nullable && array.null_count() > 0 {
                 return Err(ConformError::NullInNotNull {

@@ -6,7 +6,17 @@
 //!   column TYPE [NOT NULL | NULL] [DEFAULT literal] [COMMENT 'text'],
 //!   ...
 //! ) [PARTITIONED BY (column, ...)] [COMMENT 'text'] [TBLPROPERTIES ('key' = 'value', ...)];
+//!
+//! ALTER TABLE name ADD [COLUMN] column TYPE [NOT NULL DEFAULT literal] [COMMENT 'text'];
+//! ALTER TABLE name ALTER [COLUMN] column { TYPE t | SET DATA TYPE t | SET NOT NULL
+//!                                         | DROP NOT NULL | COMMENT 'text' };
+//! ALTER TABLE name DROP [COLUMN] column;
+//! ALTER TABLE name RENAME [COLUMN] old TO new;
+//! ALTER TABLE name SET TBLPROPERTIES ('key' = 'value', ...);
+//! COMMENT ON TABLE name IS 'text';
+//! DROP TABLE [IF EXISTS] name;
 //! ```
+//! Which of these are additive and which destructive is decided in [`crate::migrate`].
 //! Unquoted identifiers are folded to lower case, as DataFusion does.
 
 use super::{Column, ColumnType, TableSchema};
@@ -18,6 +28,50 @@ pub enum Statement {
     CreateTable {
         schema: TableSchema,
         if_not_exists: bool,
+    },
+    AlterTable {
+        table: Name,
+        action: AlterAction,
+    },
+    DropTable {
+        table: Name,
+        if_exists: bool,
+    },
+}
+
+/// One change to an existing table.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum AlterAction {
+    AddColumn {
+        column: Column,
+    },
+    SetType {
+        column: Name,
+        ty: ColumnType,
+    },
+    SetNotNull {
+        column: Name,
+    },
+    DropNotNull {
+        column: Name,
+    },
+    SetColumnComment {
+        column: Name,
+        comment: String,
+    },
+    DropColumn {
+        column: Name,
+    },
+    RenameColumn {
+        from: Name,
+        to: Name,
+    },
+    SetProperties {
+        properties: BTreeMap<String, String>,
+    },
+    SetComment {
+        comment: String,
     },
 }
 
@@ -434,7 +488,12 @@ impl Parser {
             } else if self.eat_kw("NULL") {
                 column.nullable = true;
             } else if self.eat_kw("DEFAULT") {
-                column.default = Some(self.literal()?);
+                let at = self.peek().clone();
+                let literal = self.literal()?;
+                if let Err(e) = super::default_value(ty, &literal) {
+                    return Err(self.error_at(&at, e));
+                }
+                column.default = Some(literal);
             } else if self.eat_kw("COMMENT") {
                 column.comment = Some(self.string("the column comment")?);
             } else {
@@ -468,6 +527,17 @@ impl Parser {
             }
             self.expect_sym(')')?;
             break;
+        }
+        for c in &columns {
+            if !c.nullable && c.default.as_deref() == Some("NULL") {
+                return Err(self.error_at(
+                    &name_tok,
+                    format!(
+                        "column `{}` is NOT NULL with DEFAULT NULL; drop one of the two",
+                        c.name
+                    ),
+                ));
+            }
         }
         let mut schema = TableSchema {
             name,
@@ -510,17 +580,7 @@ impl Parser {
             } else if self.eat_kw("COMMENT") {
                 schema.comment = Some(self.string("the table comment")?);
             } else if self.eat_kw("TBLPROPERTIES") {
-                self.expect_sym('(')?;
-                loop {
-                    let k = self.string("a property key")?;
-                    self.expect_sym('=')?;
-                    let v = self.string("a property value")?;
-                    schema.properties.insert(k, v);
-                    if !self.eat_sym(',') {
-                        break;
-                    }
-                }
-                self.expect_sym(')')?;
+                schema.properties = self.properties()?;
             } else {
                 break;
             }
@@ -537,16 +597,150 @@ impl Parser {
         })
     }
 
+    fn properties(&mut self) -> Result<BTreeMap<String, String>, DdlError> {
+        let mut out = BTreeMap::new();
+        self.expect_sym('(')?;
+        loop {
+            let k = self.string("a property key")?;
+            self.expect_sym('=')?;
+            let v = self.string("a property value")?;
+            out.insert(k, v);
+            if !self.eat_sym(',') {
+                break;
+            }
+        }
+        self.expect_sym(')')?;
+        Ok(out)
+    }
+
+    fn alter_table(&mut self) -> Result<Statement, DdlError> {
+        let table = self.name("table name")?;
+        let t = self.peek().clone();
+        let action = if self.eat_kw("ADD") {
+            self.eat_kw("COLUMN");
+            let at = self.peek().clone();
+            let column = self.column()?;
+            if !column.nullable && column.default.as_deref() == Some("NULL") {
+                return Err(self.error_at(
+                    &at,
+                    format!(
+                        "column `{}` is NOT NULL with DEFAULT NULL; drop one of the two",
+                        column.name
+                    ),
+                ));
+            }
+            AlterAction::AddColumn { column }
+        } else if self.eat_kw("ALTER") {
+            self.eat_kw("COLUMN");
+            let column = self.name("column name")?;
+            let t = self.peek().clone();
+            if self.eat_kw("TYPE") {
+                AlterAction::SetType {
+                    column,
+                    ty: self.column_type()?,
+                }
+            } else if self.eat_kw("SET") {
+                if self.eat_kw("DATA") {
+                    self.expect_kw("TYPE")?;
+                    AlterAction::SetType {
+                        column,
+                        ty: self.column_type()?,
+                    }
+                } else {
+                    self.expect_kw("NOT")?;
+                    self.expect_kw("NULL")?;
+                    AlterAction::SetNotNull { column }
+                }
+            } else if self.eat_kw("DROP") {
+                self.expect_kw("NOT")?;
+                self.expect_kw("NULL")?;
+                AlterAction::DropNotNull { column }
+            } else if self.eat_kw("COMMENT") {
+                AlterAction::SetColumnComment {
+                    column,
+                    comment: self.string("the column comment")?,
+                }
+            } else {
+                return Err(self.error_at(
+                    &t,
+                    format!(
+                        "expected TYPE, SET DATA TYPE, SET NOT NULL, DROP NOT NULL or COMMENT after ALTER COLUMN {column}, found {}",
+                        Self::describe(&t.tok)
+                    ),
+                ));
+            }
+        } else if self.eat_kw("DROP") {
+            self.eat_kw("COLUMN");
+            AlterAction::DropColumn {
+                column: self.name("column name")?,
+            }
+        } else if self.eat_kw("RENAME") {
+            if !self.eat_kw("COLUMN") {
+                let t = self.peek().clone();
+                if self.is_kw("TO") {
+                    return Err(self.error_at(
+                        &t,
+                        "renaming a table is not supported: create the new table, backfill it, and drop the old one",
+                    ));
+                }
+            }
+            let from = self.name("column name")?;
+            self.expect_kw("TO")?;
+            let to = self.name("new column name")?;
+            AlterAction::RenameColumn { from, to }
+        } else if self.eat_kw("SET") {
+            self.expect_kw("TBLPROPERTIES")?;
+            AlterAction::SetProperties {
+                properties: self.properties()?,
+            }
+        } else {
+            return Err(self.error_at(
+                &t,
+                format!(
+                    "expected ADD COLUMN, ALTER COLUMN, DROP COLUMN, RENAME COLUMN or SET TBLPROPERTIES after ALTER TABLE {table}, found {}",
+                    Self::describe(&t.tok)
+                ),
+            ));
+        };
+        Ok(Statement::AlterTable { table, action })
+    }
+
     fn statement(&mut self) -> Result<Statement, DdlError> {
         let t = self.peek().clone();
         if self.eat_kw("CREATE") {
             self.expect_kw("TABLE")?;
             return self.create_table();
         }
+        if self.eat_kw("ALTER") {
+            self.expect_kw("TABLE")?;
+            return self.alter_table();
+        }
+        if self.eat_kw("DROP") {
+            self.expect_kw("TABLE")?;
+            let if_exists = if self.eat_kw("IF") {
+                self.expect_kw("EXISTS")?;
+                true
+            } else {
+                false
+            };
+            let table = self.name("table name")?;
+            return Ok(Statement::DropTable { table, if_exists });
+        }
+        if self.eat_kw("COMMENT") {
+            self.expect_kw("ON")?;
+            self.expect_kw("TABLE")?;
+            let table = self.name("table name")?;
+            self.expect_kw("IS")?;
+            let comment = self.string("the table comment")?;
+            return Ok(Statement::AlterTable {
+                table,
+                action: AlterAction::SetComment { comment },
+            });
+        }
         Err(self.error_at(
             &t,
             format!(
-                "expected a statement (CREATE TABLE), found {}",
+                "expected a statement (CREATE TABLE, ALTER TABLE, DROP TABLE or COMMENT ON TABLE), found {}",
                 Self::describe(&t.tok)
             ),
         ))
@@ -622,13 +816,64 @@ mod tests {
     use super::*;
 
     #[test]
+    fn parses_every_alter_and_drop() {
+        let src = "ALTER TABLE t ADD COLUMN refunds DECIMAL(18,2) NOT NULL DEFAULT 0 COMMENT 'r';\n\
+                   ALTER TABLE t ADD n INT;\n\
+                   ALTER TABLE t ALTER COLUMN qty TYPE BIGINT;\n\
+                   ALTER TABLE t ALTER qty SET DATA TYPE BIGINT;\n\
+                   ALTER TABLE t ALTER COLUMN qty SET NOT NULL;\n\
+                   ALTER TABLE t ALTER COLUMN qty DROP NOT NULL;\n\
+                   ALTER TABLE t ALTER COLUMN qty COMMENT 'how many';\n\
+                   ALTER TABLE t DROP COLUMN qty;\n\
+                   ALTER TABLE t RENAME COLUMN a TO b;\n\
+                   ALTER TABLE t SET TBLPROPERTIES ('k' = 'v');\n\
+                   COMMENT ON TABLE t IS 'hello';\n\
+                   DROP TABLE IF EXISTS t;";
+        let stmts = parse(src).unwrap();
+        assert_eq!(stmts.len(), 12);
+        let Statement::AlterTable {
+            action: AlterAction::AddColumn { column },
+            ..
+        } = &stmts[0]
+        else {
+            panic!("{:?}", stmts[0]);
+        };
+        assert_eq!(column.default.as_deref(), Some("0"));
+        assert!(!column.nullable);
+        assert!(matches!(
+            &stmts[8],
+            Statement::AlterTable { action: AlterAction::RenameColumn { from, to }, .. }
+                if from.as_str() == "a" && to.as_str() == "b"
+        ));
+        assert!(matches!(
+            &stmts[11],
+            Statement::DropTable {
+                if_exists: true,
+                ..
+            }
+        ));
+        let e = parse("ALTER TABLE t ADD COLUMN n INT DEFAULT 'x';").unwrap_err();
+        assert!(e.message.contains("not a value of type INT"), "{e}");
+        let e = parse("ALTER TABLE t ALTER COLUMN n BIGINT;").unwrap_err();
+        assert!(e.message.contains("expected TYPE"), "{e}");
+        let e = parse("ALTER TABLE t RENAME TO u;").unwrap_err();
+        assert!(
+            e.message.contains("renaming a table is not supported"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn parses_a_partitioned_create_table() {
         let src = "-- orders\nCREATE TABLE IF NOT EXISTS Clean_Orders (\n  order_id BIGINT NOT NULL COMMENT 'id',\n  amount DECIMAL(12, 2),\n  ts TIMESTAMP,\n  dt DATE NOT NULL\n) PARTITIONED BY (dt) COMMENT 'clean' TBLPROPERTIES ('delta.checkpointInterval' = '20');\n";
         let stmts = parse(src).unwrap();
         let Statement::CreateTable {
             schema,
             if_not_exists,
-        } = &stmts[0];
+        } = &stmts[0]
+        else {
+            panic!("not a CREATE TABLE: {:?}", stmts[0]);
+        };
         assert!(*if_not_exists);
         assert_eq!(schema.name.as_str(), "clean_orders");
         assert_eq!(schema.columns.len(), 4);

@@ -146,3 +146,32 @@ impl TableSchema {
         serde_json::to_string(self).unwrap_or_default()
     }
 }
+
+/// The value of a column default (a literal as a migration writes it: `0`, `'text'`, `TRUE`,
+/// `NULL`) in the column's type. Checked when the migration is read, used when a run's SQL
+/// leaves the column out.
+pub fn default_value(
+    ty: ColumnType,
+    literal: &str,
+) -> Result<deltalake::datafusion::scalar::ScalarValue, String> {
+    use deltalake::datafusion::scalar::ScalarValue;
+    let dt = ty.to_arrow();
+    if literal.eq_ignore_ascii_case("NULL") {
+        return ScalarValue::try_from(&dt).map_err(|e| e.to_string());
+    }
+    let text = match literal
+        .strip_prefix('\'')
+        .and_then(|l| l.strip_suffix('\''))
+    {
+        Some(inner) => inner.replace("''", "'"),
+        None => literal.to_string(),
+    };
+    let text = match (ty, text.to_ascii_uppercase().as_str()) {
+        (ColumnType::Boolean, "TRUE" | "FALSE") => text.to_ascii_lowercase(),
+        _ => text,
+    };
+    ScalarValue::try_from_string(text.clone(), &dt)
+        .ok()
+        .filter(|v| !v.is_null())
+        .ok_or_else(|| format!("DEFAULT {literal} is not a value of type {ty}"))
+}

@@ -6,5 +6,6 @@
 mod backfill;
 mod daemon;
 mod foundation;
+mod migrate;
 mod tables;
 mod util;

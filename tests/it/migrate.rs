@@ -1,0 +1,623 @@
+//! Issue 6: schema migrations as their own step. Additive changes are Delta metadata only and
+//! old partitions read the new column as null through sluice and an independent reader;
+//! destructive ones need `--allow-destructive` and no job using what they remove; the
+//! ledger refuses edited or deleted history; concurrent `migrate` runs apply each file once.
+
+use crate::util::*;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+fn parquet_files(dir: &Path) -> Vec<String> {
+    fn walk(d: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.push(p.display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out.sort();
+    out
+}
+
+/// Per value of `group`: (rows, non-null values of `column`), and the Arrow type of
+/// `column`, as the Python deltalake package reads the table.
+fn python_nulls_by(
+    dir: &Path,
+    group: &str,
+    column: &str,
+) -> (BTreeMap<String, (u64, u64)>, String) {
+    let script = r#"
+import sys
+from deltalake import DeltaTable
+path, group, column = sys.argv[1:4]
+t = DeltaTable(path).to_pyarrow_table()
+print(t.schema.field(column).type)
+for g in t.group_by(group).aggregate([(column, "count"), (group, "count")]).to_pylist():
+    print(g[group], g[group + "_count"], g[column + "_count"])
+import os; os._exit(0)
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(dir)
+        .args([group, column])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "the Python deltalake reader failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = text.lines();
+    let ty = lines.next().unwrap_or_default().to_string();
+    let mut by = BTreeMap::new();
+    for l in lines {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        by.insert(
+            f[0].to_string(),
+            (f[1].parse().unwrap(), f[2].parse().unwrap()),
+        );
+    }
+    (by, ty)
+}
+
+/// `sluice query` rows as JSON objects.
+fn query(p: &TestProject, sql: &str) -> Vec<serde_json::Value> {
+    p.ok(&["query", sql, "--output", "json"])
+        .json()
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+const DAILY_REFUNDS_JOB: &str = r#"
+version = 1
+start = "2024-01-01"
+[partitioning]
+granularity = "daily"
+[[inputs]]
+name = "daily_revenue"
+table = "daily_revenue"
+[output]
+table = "daily_refunds"
+key = ["dt"]
+"#;
+
+#[test]
+fn a_column_added_by_migration_reads_null_in_old_partitions_everywhere() {
+    let p = TestProject::sample();
+    p.ok(&["migrate"]);
+    p.ok(&["backfill", "--from", "2024-01-01", "--to", "2024-01-02"]);
+    let quantity_before = query(
+        &p,
+        "SELECT CAST(dt AS VARCHAR) AS dt, SUM(quantity) AS q FROM clean_orders GROUP BY dt ORDER BY dt",
+    );
+
+    // The code change and its migration arrive together; the code runs first, by mistake.
+    p.write(
+        "migrations/0004_add_refunds.sql",
+        "ALTER TABLE daily_revenue ADD COLUMN refunds DECIMAL(18,2) COMMENT 'refunded revenue';\n",
+    );
+    p.write(
+        "migrations/0005_widen_quantity_add_channel.sql",
+        "ALTER TABLE clean_orders ALTER COLUMN quantity TYPE BIGINT;\n\
+         ALTER TABLE clean_orders ADD COLUMN channel STRING NOT NULL DEFAULT 'web';\n",
+    );
+    p.write(
+        "migrations/0006_create_daily_refunds.sql",
+        "CREATE TABLE daily_refunds (dt DATE NOT NULL, refunds DECIMAL(18,2), rows_without BIGINT NOT NULL) PARTITIONED BY (dt);\n",
+    );
+    let sql = p.read("jobs/daily_revenue.sql").replace(
+        "AS customers",
+        "AS customers,\n    CAST(SUM(CASE WHEN status = 'refunded' THEN amount ELSE 0 END) AS DECIMAL(18, 2)) AS refunds",
+    );
+    p.write("jobs/daily_revenue.sql", &sql);
+    p.write("jobs/daily_refunds.toml", DAILY_REFUNDS_JOB);
+    p.write(
+        "jobs/daily_refunds.sql",
+        "SELECT dt, CAST(SUM(refunds) AS DECIMAL(18, 2)) AS refunds, COUNT(*) - COUNT(refunds) AS rows_without FROM daily_revenue GROUP BY dt\n",
+    );
+
+    // Point 2: the new SQL before the migration fails, naming the file to apply.
+    let early = p.run(&[
+        "backfill",
+        "clean_orders",
+        "daily_revenue",
+        "--from",
+        "2024-01-03",
+        "--to",
+        "2024-01-03",
+    ]);
+    assert_ne!(early.code, 0, "{}", early.context());
+    let text = format!("{}{}", early.stdout, early.stderr);
+    assert!(
+        text.contains("the SQL produces column `refunds`, which table `daily_revenue` does not have; it is added by migrations/0004_add_refunds.sql, not applied: run `sluice migrate`"),
+        "{}",
+        early.context()
+    );
+    let status = p.ok(&["status", "daily_revenue", "--output", "json"]);
+    assert!(
+        status
+            .stdout
+            .contains("it is added by migrations/0004_add_refunds.sql, not applied"),
+        "status shows the failure with its reason{}",
+        status.context()
+    );
+
+    // The plan says what changes where; applying it rewrites no data file.
+    let plan = p.ok(&["migrate", "--plan"]);
+    assert!(
+        plan.stdout.contains("table daily_revenue: add column refunds DECIMAL(18,2) [v1; Delta metadata only, no data rewritten]"),
+        "{}",
+        plan.context()
+    );
+    assert!(
+        plan.stdout
+            .contains("change the type of quantity to BIGINT"),
+        "{}",
+        plan.context()
+    );
+    let files_before = parquet_files(&p.path().join("warehouse"));
+    let log_before = delta_log_version(&p.warehouse_table("clean_orders", 1));
+    let applied = p.ok(&["migrate"]);
+    for f in [
+        "0004_add_refunds.sql",
+        "0005_widen_quantity_add_channel.sql",
+        "0006_create_daily_refunds.sql",
+    ] {
+        assert!(
+            applied.stdout.contains(&format!("applied {f}")),
+            "{}",
+            applied.context()
+        );
+    }
+    assert_eq!(
+        parquet_files(&p.path().join("warehouse")),
+        files_before,
+        "no data file rewritten"
+    );
+    assert_eq!(
+        delta_log_version(&p.warehouse_table("clean_orders", 1)),
+        log_before + 1,
+        "one metadata commit for the two changes of one migration"
+    );
+    let again = p.ok(&["migrate"]);
+    assert!(
+        again.stdout.contains("nothing to apply"),
+        "{}",
+        again.context()
+    );
+
+    // The failed partition runs again with the new column; the downstream job reads all three.
+    p.ok(&["backfill", "--from", "2024-01-03", "--to", "2024-01-04"]);
+    p.ok(&[
+        "backfill",
+        "daily_refunds",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-04",
+    ]);
+
+    // Through sluice.
+    let rows = query(
+        &p,
+        "SELECT CAST(dt AS VARCHAR) AS dt, COUNT(*) AS n, COUNT(refunds) AS with_refunds FROM daily_revenue GROUP BY dt ORDER BY dt",
+    );
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    for r in &rows[..2] {
+        assert_eq!(r["with_refunds"], 0, "old partitions read null: {r}");
+    }
+    for r in &rows[2..] {
+        assert_eq!(
+            r["with_refunds"], r["n"],
+            "new partitions have the column: {r}"
+        );
+    }
+    let channels = query(
+        &p,
+        "SELECT CAST(dt AS VARCHAR) AS dt, COUNT(channel) AS c, MIN(channel) AS m FROM clean_orders GROUP BY dt ORDER BY dt",
+    );
+    // Day 3 of clean_orders ran before the migration.
+    for c in &channels[..3] {
+        assert_eq!(c["c"], 0, "{channels:?}");
+    }
+    assert_eq!(
+        channels[3]["m"], "web",
+        "the default fills rows the SQL leaves it out of"
+    );
+    let quantity_after = query(
+        &p,
+        "SELECT CAST(dt AS VARCHAR) AS dt, SUM(quantity) AS q FROM clean_orders WHERE dt < DATE '2024-01-03' GROUP BY dt ORDER BY dt",
+    );
+    assert_eq!(
+        quantity_after, quantity_before,
+        "widened values read back unchanged"
+    );
+
+    // Through a downstream job.
+    let down = query(
+        &p,
+        "SELECT CAST(dt AS VARCHAR) AS dt, refunds, rows_without FROM daily_refunds ORDER BY dt",
+    );
+    assert!(
+        down[0]["refunds"].is_null() && down[1]["refunds"].is_null(),
+        "{down:?}"
+    );
+    assert_eq!(down[0]["rows_without"], rows[0]["n"], "{down:?}");
+    assert_eq!(down[2]["rows_without"], 0, "{down:?}");
+    assert!(!down[2]["refunds"].is_null(), "{down:?}");
+
+    // Through an independent reader.
+    let (by_day, ty) = python_nulls_by(&p.warehouse_table("daily_revenue", 1), "dt", "refunds");
+    assert_eq!(ty, "decimal128(18, 2)");
+    assert_eq!(by_day["2024-01-01"].1, 0, "{by_day:?}");
+    assert_eq!(by_day["2024-01-02"].1, 0, "{by_day:?}");
+    assert_eq!(by_day["2024-01-03"].1, by_day["2024-01-03"].0, "{by_day:?}");
+    let (by_day, ty) = python_nulls_by(&p.warehouse_table("clean_orders", 1), "dt", "quantity");
+    assert_eq!(ty, "int64", "the widened type");
+    assert!(by_day.values().all(|(n, q)| n == q && *n > 0), "{by_day:?}");
+}
+
+#[test]
+fn destructive_changes_need_the_flag_and_no_job_using_them() {
+    let p = TestProject::sample();
+    p.ok(&["migrate"]);
+    // A scratch table with data, and two columns to contract later.
+    p.write(
+        "migrations/0004_expand.sql",
+        "CREATE TABLE scratch (dt DATE NOT NULL, n BIGINT NOT NULL) PARTITIONED BY (dt);\n\
+         ALTER TABLE clean_orders ADD COLUMN note STRING;\n\
+         ALTER TABLE clean_orders ADD COLUMN coupon STRING;\n",
+    );
+    p.write(
+        "jobs/scratch.toml",
+        &DAILY_REFUNDS_JOB
+            .replace("daily_revenue", "clean_orders")
+            .replace("daily_refunds", "scratch"),
+    );
+    p.write(
+        "jobs/scratch.sql",
+        "SELECT dt, COUNT(*) AS n FROM clean_orders GROUP BY dt\n",
+    );
+    p.ok(&["migrate"]);
+    p.ok(&["backfill", "--from", "2024-01-01", "--to", "2024-01-02"]);
+
+    let refused = |file: &str, why: &str| {
+        let o = p.run(&["migrate"]);
+        assert_eq!(o.code, 1, "{}", o.context());
+        assert!(
+            o.stderr
+                .contains(&format!("migrations/{file} is destructive: {why}")),
+            "{}",
+            o.context()
+        );
+        assert!(o.stderr.contains("expand/contract"), "{}", o.context());
+        assert!(o.stderr.contains("--allow-destructive"), "{}", o.context());
+        let status = p.ok(&["migrate", "status"]);
+        assert!(
+            status
+                .stdout
+                .lines()
+                .any(|l| l.starts_with(file) && l.contains("pending")),
+            "{}",
+            status.context()
+        );
+    };
+    let still_used = |needles: &[&str]| {
+        let o = p.run(&["migrate", "--allow-destructive"]);
+        assert_eq!(o.code, 1, "{}", o.context());
+        for needle in needles {
+            assert!(o.stderr.contains(needle), "{needle}{}", o.context());
+        }
+        assert!(o.stderr.contains("nothing was changed"), "{}", o.context());
+    };
+    let applies = |file: &str| {
+        let o = p.ok(&["migrate", "--allow-destructive"]);
+        assert!(
+            o.stdout.contains(&format!("applied {file}")),
+            "{}",
+            o.context()
+        );
+    };
+    let sum = |sql: &str| query(&p, sql)[0]["s"].clone();
+
+    // Drop a column no job uses.
+    p.write(
+        "migrations/0005_drop_note.sql",
+        "ALTER TABLE clean_orders DROP COLUMN note;\n",
+    );
+    let log = delta_log_version(&p.warehouse_table("clean_orders", 1));
+    refused(
+        "0005_drop_note.sql",
+        "it drops column `note` of `clean_orders`",
+    );
+    assert_eq!(
+        delta_log_version(&p.warehouse_table("clean_orders", 1)),
+        log,
+        "nothing changed"
+    );
+    let amount = sum("SELECT SUM(amount) AS s FROM clean_orders");
+    applies("0005_drop_note.sql");
+    let (_, ty) = python_nulls_by(&p.warehouse_table("clean_orders", 1), "dt", "amount");
+    assert_eq!(ty, "decimal128(12, 2)");
+    let cols = query(&p, "SELECT * FROM clean_orders LIMIT 1");
+    assert!(cols[0].get("note").is_none(), "{cols:?}");
+    assert!(
+        cols[0].get("coupon").is_some(),
+        "nulls are in the JSON: {cols:?}"
+    );
+    assert_eq!(
+        sum("SELECT SUM(amount) AS s FROM clean_orders"),
+        amount,
+        "rows kept"
+    );
+
+    // Rename a column a job still writes: refused until the job uses the new name.
+    p.write(
+        "migrations/0006_rename_customers.sql",
+        "ALTER TABLE daily_revenue RENAME COLUMN customers TO buyers;\n",
+    );
+    refused(
+        "0006_rename_customers.sql",
+        "it renames column `customers` of `daily_revenue` to `buyers`",
+    );
+    still_used(&["daily_revenue", "`customers`"]);
+    let customers = sum("SELECT SUM(customers) AS s FROM daily_revenue");
+    p.write(
+        "jobs/daily_revenue.sql",
+        &p.read("jobs/daily_revenue.sql")
+            .replace("AS customers", "AS buyers"),
+    );
+    applies("0006_rename_customers.sql");
+    assert_eq!(sum("SELECT SUM(buyers) AS s FROM daily_revenue"), customers);
+    let (by_day, _) = python_nulls_by(&p.warehouse_table("daily_revenue", 1), "dt", "buyers");
+    assert!(by_day.values().all(|(n, b)| n == b), "{by_day:?}");
+
+    // Narrow a type: refused while the job writes the wider one; applies once it casts.
+    p.write(
+        "migrations/0007_narrow_quantity.sql",
+        "ALTER TABLE clean_orders ALTER COLUMN quantity TYPE SMALLINT;\n",
+    );
+    refused(
+        "0007_narrow_quantity.sql",
+        "it changes column `quantity` from INT to SMALLINT",
+    );
+    still_used(&["the SQL produces INT but table `clean_orders` declares SMALLINT"]);
+    let quantity = sum("SELECT SUM(quantity) AS s FROM clean_orders");
+    p.write(
+        "jobs/clean_orders.sql",
+        &p.read("jobs/clean_orders.sql").replace(
+            "    quantity,",
+            "    CAST(quantity AS SMALLINT) AS quantity,",
+        ),
+    );
+    applies("0007_narrow_quantity.sql");
+    let (_, ty) = python_nulls_by(&p.warehouse_table("clean_orders", 1), "dt", "quantity");
+    assert_eq!(ty, "int16");
+    assert_eq!(sum("SELECT SUM(quantity) AS s FROM clean_orders"), quantity);
+
+    // NOT NULL on a column with nulls fails and changes nothing; after a backfill that
+    // fills it, it applies.
+    p.write(
+        "migrations/0008_coupon_not_null.sql",
+        "ALTER TABLE clean_orders ALTER COLUMN coupon SET NOT NULL;\n",
+    );
+    refused(
+        "0008_coupon_not_null.sql",
+        "it makes the existing column `coupon` NOT NULL",
+    );
+    p.write(
+        "jobs/clean_orders.sql",
+        &p.read("jobs/clean_orders.sql")
+            .replace("    status\n", "    status,\n    'none' AS coupon\n"),
+    );
+    let log = delta_log_version(&p.warehouse_table("clean_orders", 1));
+    let o = p.run(&["migrate", "--allow-destructive"]);
+    assert_eq!(o.code, 1, "{}", o.context());
+    assert!(
+        o.stderr
+            .contains("column `coupon` holds null values in the rows already written"),
+        "{}",
+        o.context()
+    );
+    assert!(
+        o.stderr.contains("not recorded as applied"),
+        "{}",
+        o.context()
+    );
+    assert_eq!(
+        delta_log_version(&p.warehouse_table("clean_orders", 1)),
+        log,
+        "nothing committed"
+    );
+    p.ok(&[
+        "backfill",
+        "clean_orders",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-02",
+        "--force",
+    ]);
+    applies("0008_coupon_not_null.sql");
+    let (by_day, _) = python_nulls_by(&p.warehouse_table("clean_orders", 1), "dt", "coupon");
+    assert!(by_day.values().all(|(n, c)| n == c), "{by_day:?}");
+
+    // Drop a table a job still writes: refused until the job is gone.
+    p.write("migrations/0009_drop_scratch.sql", "DROP TABLE scratch;\n");
+    assert!(p.warehouse_table("scratch", 1).exists());
+    refused("0009_drop_scratch.sql", "it drops table `scratch`");
+    still_used(&["jobs/scratch.toml"]);
+    std::fs::remove_file(p.file("jobs/scratch.toml")).unwrap();
+    std::fs::remove_file(p.file("jobs/scratch.sql")).unwrap();
+    applies("0009_drop_scratch.sql");
+    let tables = p.ok(&["tables"]);
+    assert!(!tables.stdout.contains("scratch"), "{}", tables.context());
+    assert!(
+        !p.warehouse_table("scratch", 1).exists(),
+        "the dropped table's files are gone"
+    );
+
+    // A file that mixes additive and destructive changes is refused whole.
+    p.write(
+        "migrations/0010_mixed.sql",
+        "ALTER TABLE clean_orders ADD COLUMN x INT;\nALTER TABLE clean_orders DROP COLUMN coupon;\n",
+    );
+    let o = p.run(&["migrate", "--allow-destructive"]);
+    assert_eq!(o.code, 1, "{}", o.context());
+    assert!(
+        o.stderr.contains("mixes additive and destructive changes"),
+        "{}",
+        o.context()
+    );
+
+    // The jobs still run on the contracted schemas.
+    std::fs::remove_file(p.file("migrations/0010_mixed.sql")).unwrap();
+    p.ok(&["backfill", "--from", "2024-01-03", "--to", "2024-01-03"]);
+}
+
+#[test]
+fn an_applied_migration_that_was_edited_or_deleted_is_refused() {
+    let p = TestProject::sample();
+    p.ok(&["migrate"]);
+    let original = p.read("migrations/0002_create_daily_revenue.sql");
+    p.write(
+        "migrations/0004_add_note.sql",
+        "ALTER TABLE clean_orders ADD COLUMN note STRING;\n",
+    );
+
+    p.write(
+        "migrations/0002_create_daily_revenue.sql",
+        &original.replace("NOT NULL COMMENT 'distinct", "COMMENT 'distinct"),
+    );
+    let o = p.run(&["migrate"]);
+    assert_eq!(o.code, 1, "{}", o.context());
+    assert!(
+        o.stderr
+            .contains("migrations/0002_create_daily_revenue.sql was applied on")
+            && o.stderr.contains("but the file has changed")
+            && o.stderr.contains("put the change in a new migration"),
+        "{}",
+        o.context()
+    );
+    let status = p.ok(&["migrate", "status"]);
+    assert!(
+        status.stdout.contains("applied, file changed"),
+        "{}",
+        status.context()
+    );
+    assert!(
+        status
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("0004_add_note.sql") && l.contains("pending")),
+        "later migrations wait{}",
+        status.context()
+    );
+
+    p.write("migrations/0002_create_daily_revenue.sql", &original);
+    std::fs::remove_file(p.file("migrations/0003_create_monthly_region_revenue.sql")).unwrap();
+    let o = p.run(&["migrate"]);
+    assert_eq!(o.code, 1, "{}", o.context());
+    assert!(
+        o.stderr
+            .contains("migrations/0003_create_monthly_region_revenue.sql was applied on")
+            && o.stderr.contains("but the file is gone"),
+        "{}",
+        o.context()
+    );
+
+    let sample = std::fs::read_to_string(
+        Path::new(REPO).join("migrations/0003_create_monthly_region_revenue.sql"),
+    )
+    .unwrap();
+    p.write("migrations/0003_create_monthly_region_revenue.sql", &sample);
+    let o = p.ok(&["migrate"]);
+    assert!(
+        o.stdout.contains("applied 0004_add_note.sql"),
+        "{}",
+        o.context()
+    );
+}
+
+#[test]
+fn concurrent_migrates_apply_every_migration_once() {
+    let p = TestProject::sample();
+    p.ok(&["migrate"]);
+    p.ok(&[
+        "backfill",
+        "clean_orders",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-02",
+    ]);
+    for round in 0..3 {
+        let mut names = Vec::new();
+        for i in 0..5 {
+            let n = 4 + round * 5 + i;
+            let name = format!("{n:04}_add_c{n}.sql");
+            p.write(
+                &format!("migrations/{name}"),
+                &format!(
+                    "ALTER TABLE clean_orders ADD COLUMN c{n} BIGINT;\nALTER TABLE daily_revenue ADD COLUMN c{n} BIGINT;\n"
+                ),
+            );
+            names.push(name);
+        }
+        let children: Vec<_> = (0..3)
+            .map(|_| {
+                p.command(&["migrate"])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let mut applied: Vec<String> = Vec::new();
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "round {round}: {stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            applied.extend(
+                stdout
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("applied "))
+                    .map(str::to_string),
+            );
+        }
+        applied.sort();
+        assert_eq!(
+            applied, names,
+            "round {round}: each migration applied by exactly one process"
+        );
+        let status = p.ok(&["migrate", "status", "--output", "json"]).json();
+        let rows = status.as_array().unwrap();
+        for n in &names {
+            let matching: Vec<_> = rows.iter().filter(|r| r["name"] == n.as_str()).collect();
+            assert_eq!(matching.len(), 1, "{n}: {rows:?}");
+            assert_eq!(matching[0]["state"], "applied", "{n}");
+        }
+    }
+    // Every column is there once, in file order, and the tables still take writes.
+    let cols = query(&p, "SELECT * FROM clean_orders LIMIT 1");
+    let keys: Vec<&String> = cols[0].as_object().unwrap().keys().collect();
+    for n in 4..19 {
+        assert!(
+            keys.iter().any(|k| **k == format!("c{n}")),
+            "c{n} in {keys:?}"
+        );
+    }
+    p.ok(&["backfill", "--from", "2024-01-03", "--to", "2024-01-03"]);
+}
