@@ -559,6 +559,20 @@ fn concurrent_migrates_apply_every_migration_once() {
         "--to",
         "2024-01-02",
     ]);
+    // A second physical version beside the live one: migrations change both.
+    p.write(
+        "jobs/clean_orders.toml",
+        &p.read("jobs/clean_orders.toml")
+            .replace("version = 1", "version = 2"),
+    );
+    p.ok(&[
+        "backfill",
+        "clean_orders",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-01",
+    ]);
     for round in 0..3 {
         let mut names = Vec::new();
         for i in 0..5 {
@@ -571,6 +585,16 @@ fn concurrent_migrates_apply_every_migration_once() {
                 ),
             );
             names.push(name);
+        }
+        if round == 0 {
+            let plan = p.ok(&["migrate", "--plan"]);
+            assert!(
+                plan.stdout.contains(
+                    "table clean_orders: add column c4 BIGINT [v1, v2; Delta metadata only"
+                ),
+                "{}",
+                plan.context()
+            );
         }
         let children: Vec<_> = (0..3)
             .map(|_| {
@@ -618,6 +642,10 @@ fn concurrent_migrates_apply_every_migration_once() {
             keys.iter().any(|k| **k == format!("c{n}")),
             "c{n} in {keys:?}"
         );
+    }
+    for v in [1, 2] {
+        let (_, ty) = python_nulls_by(&p.warehouse_table("clean_orders", v), "dt", "c18");
+        assert_eq!(ty, "int64", "v{v} has the last column");
     }
     p.ok(&["backfill", "--from", "2024-01-03", "--to", "2024-01-03"]);
 }
