@@ -10,7 +10,8 @@ CREATE TABLE clean_orders (
     unit_price  DECIMAL(10,2) NOT NULL,
     amount      DECIMAL(12,2) NOT NULL COMMENT 'quantity * unit_price',
     status      STRING    NOT NULL COMMENT 'paid or refunded',
-    dt          DATE      NOT NULL
+    dt          DATE      NOT NULL,
+    record_id   STRING    NOT NULL COMMENT 'hash of order_id: equal on every run'
 )
 PARTITIONED BY (dt)
 COMMENT 'Orders without cancellations';

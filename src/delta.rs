@@ -848,3 +848,24 @@ async fn rewrite_files(
     }
     writer.flush().await.map_err(|e| fail(e.to_string()))
 }
+
+/// Deletes files uploaded for a commit that will not happen (an audit refused them).
+/// Best effort: a file left behind is an orphan no reader sees, and vacuum removes it.
+pub async fn delete_unpublished(url: &Url, adds: &[Add]) {
+    let Ok(t) = DeltaTable::try_from_url(url.clone()).await else {
+        return;
+    };
+    let os = t.log_store().object_store(None);
+    use futures::StreamExt as _;
+    let paths: Vec<_> = adds
+        .iter()
+        .filter_map(|a| deltalake::Path::from_url_path(&a.path).ok())
+        .map(Ok)
+        .collect();
+    let mut deleted = os.delete_stream(futures::stream::iter(paths).boxed());
+    while let Some(r) = deleted.next().await {
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "could not delete an unpublished file");
+        }
+    }
+}

@@ -53,6 +53,12 @@ pub enum RunError {
     /// files did not arrive in time) and records why.
     #[error("{0}")]
     NotRunnable(String),
+    /// A data-quality check of severity error failed: nothing was published.
+    #[error("{0}; nothing was published, the previous content stays")]
+    CheckFailed(String),
+    /// Too many input rows could not be used.
+    #[error("{0}")]
+    TooManyBadRows(String),
 }
 
 impl RunError {
@@ -114,9 +120,20 @@ pub struct RunReport {
     pub error: Option<String>,
     pub transient: bool,
     pub bad_rows_skipped: Vec<BadRow>,
+    /// The new content's profile and check results (absent when no content was made).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quality: Option<crate::quality::Quality>,
     pub held_by: Option<String>,
     /// From the call to its end: lease, run, write, commit, catalog, retries included.
     pub duration_ms: f64,
+}
+
+/// A partition's new files, uploaded but not committed, and the rows they hold.
+struct WrittenFiles {
+    adds: Vec<deltalake::kernel::Add>,
+    rows: u64,
+    batches: Vec<deltalake::arrow::record_batch::RecordBatch>,
+    target: deltalake::arrow::datatypes::SchemaRef,
 }
 
 /// One open Delta table per physical version per process, kept across runs so that a
@@ -434,6 +451,7 @@ impl Runner {
             error: None,
             transient: false,
             bad_rows_skipped: Vec::new(),
+            quality: None,
             held_by: None,
             duration_ms: 0.0,
         };
@@ -578,8 +596,12 @@ impl Runner {
                     error: e.to_string(),
                 },
             };
+            let quality_json = report
+                .quality
+                .as_ref()
+                .and_then(|q| serde_json::to_string(q).ok());
             self.catalog
-                .finish_run(&start, &end, self.clock.now_ms(), Some(&lease))
+                .finish_run(&start, &end, self.clock.now_ms(), Some(&lease), quality_json.as_deref())
                 .await?;
             released = true;
             let (rows, dv) = outcome?;
@@ -868,7 +890,7 @@ impl Runner {
         let permit = self.compute_permit().await;
         let written = self.write_files(&query, schema, key, job, handle).await;
         drop(permit);
-        let (adds, rows) = match written {
+        let written = match written {
             Ok(done) => done,
             Err((e, csv_files))
                 if !csv_files.is_empty()
@@ -880,11 +902,28 @@ impl Runner {
                     return Err(e);
                 }
                 if job.bad_rows == BadRows::Fail {
+                    self.record_dead_letters(job, key, run_id, lease, &bad)
+                        .await;
                     return Err(EngineError::BadRows {
                         total: bad.len(),
                         rows: bad,
                     }
                     .into());
+                }
+                if let Some(limit) = job.max_bad_rows {
+                    let read = Engine::count_records(&csv_files);
+                    if !limit.allows(bad.len() as u64, read) {
+                        self.record_dead_letters(job, key, run_id, lease, &bad)
+                            .await;
+                        let first: Vec<String> =
+                            bad.iter().take(3).map(|b| b.to_string()).collect();
+                        return Err(RunError::TooManyBadRows(format!(
+                            "{} of {read} input row(s) cannot be used, more than `max_bad_rows` allows ({limit}); first: {}; see `sluice dlq list {} --partition {key}`",
+                            bad.len(),
+                            first.join("; "),
+                            job.name
+                        )));
+                    }
                 }
                 for b in &bad {
                     warn!(input = %b.input, file = %b.file, line = b.line, error = %b.error, raw = %b.raw, "skipping bad input row (bad_rows = \"skip\")");
@@ -902,6 +941,23 @@ impl Runner {
             }
             Err((e, _)) => return Err(e),
         };
+        let WrittenFiles {
+            adds,
+            rows,
+            batches,
+            target,
+        } = written;
+        // Audit: profile and check the new rows before anything is published.
+        let quality = self.audit(job, key, target, batches).await?;
+        for c in quality.checks.iter().filter(|c| !c.passed) {
+            warn!(check = %c.name, severity = ?c.severity, failing = c.failing, "{c}");
+        }
+        let blocking = quality.blocking().map(|c| c.to_string());
+        report.quality = Some(quality);
+        if let Some(why) = blocking {
+            delta::delete_unpublished(&handle.url, &adds).await;
+            return Err(RunError::CheckFailed(why));
+        }
         if lost.load(Ordering::SeqCst) {
             return Err(RunError::LeaseLost);
         }
@@ -929,7 +985,81 @@ impl Runner {
         };
         let dv = self.commit(handle, item, lease, lost).await?;
         crate::failpoint::pause_if_set("after_commit").await;
+        self.record_dead_letters(job, key, run_id, lease, &report.bad_rows_skipped)
+            .await;
         Ok((rows, dv))
+    }
+
+    /// Profiles the new rows and runs the job's checks on them, against the profiles of
+    /// the partitions before this one when a check needs a baseline.
+    async fn audit(
+        &self,
+        job: &Job,
+        key: &PartitionKey,
+        target: deltalake::arrow::datatypes::SchemaRef,
+        batches: Vec<deltalake::arrow::record_batch::RecordBatch>,
+    ) -> Result<crate::quality::Quality, RunError> {
+        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+        if job.checks.is_empty() && rows == 0 {
+            return Ok(crate::quality::Quality {
+                profile: Some(crate::quality::Profile::default()),
+                checks: Vec::new(),
+            });
+        }
+        let depth = job.checks.iter().filter_map(|c| c.baseline()).max();
+        let baseline = match depth {
+            Some(n) => {
+                self.catalog
+                    .profiles_before(
+                        job.table.as_str(),
+                        i64::from(job.version),
+                        &key.to_string(),
+                        n,
+                    )
+                    .await?
+            }
+            None => Vec::new(),
+        };
+        let end_us = key
+            .instant_bounds(job.partition_time_zone)
+            .map(|(_, e)| e.timestamp_micros());
+        let ctx = self.engine.session();
+        crate::quality::audit::audit(&ctx, target, batches, &job.checks, &baseline, end_us)
+            .await
+            .map_err(|e| {
+                RunError::CheckFailed(format!("the data-quality audit could not run: {e}"))
+            })
+    }
+
+    /// Replaces the partition's dead letters with `bad` (none: clears them). A failure
+    /// here is logged, not fatal: the rows are in the run's log lines too.
+    async fn record_dead_letters(
+        &self,
+        job: &Job,
+        key: &PartitionKey,
+        run_id: &str,
+        lease: &crate::catalog::Lease,
+        bad: &[BadRow],
+    ) {
+        // Only jobs that read files have input rows to set aside.
+        let reads_files = job
+            .inputs
+            .iter()
+            .any(|i| matches!(i.source, crate::job::InputSource::Files { .. }));
+        if !reads_files {
+            return;
+        }
+        let url = crate::dead_letters::table_url(&self.project().settings.warehouse, &job.name);
+        let letters = crate::dead_letters::Letters {
+            partition: key.to_string(),
+            run_id: run_id.to_string(),
+            token: lease.token,
+            at_ms: self.clock.now_ms(),
+            rows: bad.to_vec(),
+        };
+        if let Err(e) = crate::dead_letters::replace(&url, &letters).await {
+            warn!(error = %e, "could not record the dead letters");
+        }
     }
 
     /// Commits a partition's files: group commit. The request joins the table's queue; whoever
@@ -997,7 +1127,7 @@ impl Runner {
         key: &PartitionKey,
         job: &Job,
         handle: &VersionHandle,
-    ) -> Result<(Vec<deltalake::kernel::Add>, u64), (RunError, Vec<engine::CsvFile>)> {
+    ) -> Result<WrittenFiles, (RunError, Vec<engine::CsvFile>)> {
         let prepared = self
             .engine
             .prepare(query)
@@ -1018,7 +1148,11 @@ impl Runner {
             pvalue
         };
         let project = self.project();
-        let conformer = Conformer::new(schema, &stream.schema(), pvalue, |column| {
+        let produced = match &job.record_id {
+            Some(column) => crate::engine::record_id::schema_with(&stream.schema(), column),
+            None => stream.schema(),
+        };
+        let conformer = Conformer::new(schema, &produced, pvalue, |column| {
             match crate::migrate::file_adding_column(&project.migrations, job.table.as_str(), column) {
                 Some(f) => format!(
                     "it is added by migrations/{}, not applied: run `sluice migrate` first (schema changes deploy before the code that uses them)",
@@ -1032,14 +1166,29 @@ impl Runner {
             let table = handle.table.lock().await;
             PartitionWriter::new(&handle.url, &table).map_err(|e| fail(e.into()))?
         };
+        // The audit reads the new rows again; they are kept until then (a partition's worth).
+        let mut kept = Vec::new();
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(|e| fail(engine::execution_error(e).into()))?;
+            let batch = match &job.record_id {
+                Some(column) => crate::engine::record_id::append(&batch, column, &job.key)
+                    .map_err(|e| fail(RunError::Conform(e)))?,
+                None => batch,
+            };
             let batch = conformer.apply(&batch).map_err(|e| fail(e.into()))?;
+            if batch.num_rows() > 0 {
+                kept.push(batch.clone());
+            }
             writer.write(batch).await.map_err(|e| fail(e.into()))?;
         }
         let rows = writer.rows();
         let adds = writer.finish().await.map_err(|e| fail(e.into()))?;
-        Ok((adds, rows))
+        Ok(WrittenFiles {
+            adds,
+            rows,
+            batches: kept,
+            target: conformer.target_schema(),
+        })
     }
 
     /// For each table input: the version its alias points at, and which of its partitions

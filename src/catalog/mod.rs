@@ -952,6 +952,7 @@ impl Catalog {
         end: &RunEnd,
         now_ms: i64,
         release: Option<&Lease>,
+        quality_json: Option<&str>,
     ) -> Result<(), CatalogError> {
         let mut tx = self.begin_write().await?;
         if let Some(lease) = release {
@@ -966,13 +967,14 @@ impl Catalog {
             RunEnd::Failed { error } => ("failed", None, None, Some(redact_text(error))),
         };
         sqlx::query(
-            "UPDATE runs SET state = $1, rows_written = $2, delta_version = $3, error = $4, finished_at = $5 WHERE run_id = $6",
+            "UPDATE runs SET state = $1, rows_written = $2, delta_version = $3, error = $4, finished_at = $5, quality_json = $6 WHERE run_id = $7",
         )
         .bind(state)
         .bind(rows)
         .bind(dv)
         .bind(error.clone())
         .bind(now_ms)
+        .bind(quality_json)
         .bind(&start.run_id)
         .execute(&mut *tx)
         .await
@@ -1017,6 +1019,60 @@ impl Catalog {
         tx.commit().await.map_err(query_err("commit run end"))
     }
 
+    /// The profiles of the `limit` complete partitions of a physical version before
+    /// `partition` (newest first): the baseline of the checks that compare with the past.
+    pub async fn profiles_before(
+        &self,
+        table: &str,
+        version: i64,
+        partition: &str,
+        limit: u32,
+    ) -> Result<Vec<crate::quality::Profile>, CatalogError> {
+        let rows: Vec<(Option<String>,)> = sqlx::query_as(
+            "SELECT r.quality_json FROM partitions p JOIN runs r ON r.run_id = p.content_run_id \
+             WHERE p.table_name = $1 AND p.table_version = $2 AND p.partition_key < $3 AND p.content_run_id IS NOT NULL \
+             ORDER BY p.partition_key DESC LIMIT $4",
+        )
+        .bind(table)
+        .bind(version)
+        .bind(partition)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("read profiles"))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(j,)| j)
+            .filter_map(|j| serde_json::from_str::<crate::quality::Quality>(&j).ok())
+            .filter_map(|q| q.profile)
+            .collect())
+    }
+
+    /// Every partition of a physical version with the profile of its current content, in
+    /// partition order.
+    pub async fn profile_history(
+        &self,
+        table: &str,
+        version: i64,
+    ) -> Result<Vec<(String, crate::quality::Quality)>, CatalogError> {
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT p.partition_key, r.quality_json FROM partitions p JOIN runs r ON r.run_id = p.content_run_id \
+             WHERE p.table_name = $1 AND p.table_version = $2 ORDER BY p.partition_key",
+        )
+        .bind(table)
+        .bind(version)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("read profiles"))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(k, j)| {
+                let q = serde_json::from_str::<crate::quality::Quality>(&j?).ok()?;
+                Some((k, q))
+            })
+            .collect())
+    }
+
     /// A run that was left `running` by a process that died, found committed in the Delta
     /// log (its fencing token is there): record it as the success it was.
     pub async fn reconcile_landed_run(
@@ -1047,6 +1103,7 @@ impl Catalog {
                 delta_version,
             },
             now_ms,
+            None,
             None,
         )
         .await

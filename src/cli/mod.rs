@@ -12,6 +12,7 @@ mod daemon_cmd;
 mod diff_cmd;
 mod migrate_cmd;
 pub mod output;
+mod quality_cmd;
 mod query_cmd;
 mod run_cmd;
 mod status_cmd;
@@ -157,6 +158,22 @@ enum Command {
     },
     /// Tables, their physical versions, which one the alias points at, coverage and rows.
     Tables,
+    /// A table's profile history, partition by partition: rows, and per column null
+    /// fraction, distinct estimate, min, max and mean, with a sparkline per metric.
+    Profile {
+        table: String,
+        /// Default: the live version.
+        #[arg(long)]
+        version: Option<i64>,
+        /// Only this column's metrics.
+        #[arg(long)]
+        column: Option<String>,
+    },
+    /// Dead letters: the input rows a job could not use.
+    Dlq {
+        #[command(subcommand)]
+        sub: DlqSub,
+    },
     /// The physical location of a table's live version (or --version N), for other readers.
     Resolve {
         table: String,
@@ -233,6 +250,23 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+enum DlqSub {
+    /// A job's dead letters: partition, file, line, error and the raw record.
+    List {
+        job: String,
+        #[arg(long)]
+        partition: Option<String>,
+    },
+    /// Run the partition again (after fixing the source or the job); dead letters that no
+    /// longer fail are cleared.
+    Replay {
+        job: String,
+        #[arg(long)]
+        partition: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum MigrateSub {
     /// List applied and pending migrations.
     Status,
@@ -294,6 +328,19 @@ pub fn main() -> ExitCode {
             },
             Command::Status { job } => status_cmd::run(&globals, job.as_deref()).await,
             Command::Tables => tables_cmd::tables(&globals).await,
+            Command::Profile {
+                table,
+                version,
+                column,
+            } => quality_cmd::profile(&globals, &table, version, column.as_deref()).await,
+            Command::Dlq { sub } => match sub {
+                DlqSub::List { job, partition } => {
+                    quality_cmd::dlq_list(&globals, &job, partition.as_deref()).await
+                }
+                DlqSub::Replay { job, partition } => {
+                    quality_cmd::dlq_replay(&globals, &job, &partition).await
+                }
+            },
             Command::Gc { keep, dry_run } => tables_cmd::gc(&globals, keep, dry_run).await,
             Command::Query { sql, as_of } => query_cmd::run(&globals, &sql, as_of.as_deref()).await,
             Command::Diff {

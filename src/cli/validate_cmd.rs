@@ -77,6 +77,10 @@ pub async fn check(project: &Project) -> anyhow::Result<(Vec<SpecError>, Vec<Str
         };
         match engine.plan_against_schemas(job, &project.declared).await {
             Ok(Some(out)) => {
+                let out = match &job.record_id {
+                    Some(c) => crate::engine::record_id::schema_with(&out, c),
+                    None => out,
+                };
                 if let Err(e) = Conformer::new(table, &out, partition_of(table, job), |_| {
                     "remove it from the SELECT, or add the column to the table with a migration"
                         .into()

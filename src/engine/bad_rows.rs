@@ -149,6 +149,11 @@ pub fn scan(
 }
 
 /// Reads `path` into batches, leaving out the records on the lines of `bad`.
+/// How many records a CSV file holds (header excluded).
+pub fn count_records(bytes: &[u8], opts: &CsvOptions) -> Result<u64, String> {
+    Ok(read_records(bytes, opts)?.len() as u64)
+}
+
 pub fn read_without(
     path: &Path,
     schema: &SchemaRef,

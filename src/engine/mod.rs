@@ -8,6 +8,7 @@
 
 pub mod bad_rows;
 pub mod conform;
+pub mod record_id;
 
 use crate::config::EngineSettings;
 use crate::job::{CsvOptions, FileFormat, InputSource, Job};
@@ -305,6 +306,17 @@ impl Engine {
             out.extend(rows);
         }
         Ok(out)
+    }
+
+    /// How many records the CSV files hold (the denominator of a `max_bad_rows` fraction).
+    pub fn count_records(files: &[CsvFile]) -> u64 {
+        files
+            .iter()
+            .filter_map(|f| {
+                let bytes = std::fs::read(&f.path).ok()?;
+                bad_rows::count_records(&bytes, &f.options).ok()
+            })
+            .sum()
     }
 
     /// Plans the job's SQL against empty tables of the declared schemas: what `validate`

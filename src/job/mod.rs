@@ -38,6 +38,11 @@ struct JobFile {
     retry: RetryFile,
     #[serde(default)]
     bad_rows: BadRows,
+    /// How many bad input rows a partition may leave out (to its dead letters) before it
+    /// fails: a count (`10`) or a fraction of the input rows (`"1%"`).
+    max_bad_rows: Option<toml::Value>,
+    #[serde(default)]
+    checks: Vec<crate::quality::CheckFile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,6 +97,8 @@ struct OutputFile {
     table: String,
     #[serde(default)]
     key: Vec<String>,
+    /// A column that receives a stable hash of the key columns.
+    record_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -152,6 +159,50 @@ pub enum BadRows {
     #[default]
     Fail,
     Skip,
+}
+
+/// The most bad input rows a partition may leave out before it fails.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BadRowLimit {
+    Count(u64),
+    /// Of the rows read from the job's input files.
+    Fraction(f64),
+}
+
+impl BadRowLimit {
+    pub fn allows(&self, bad: u64, total: u64) -> bool {
+        match *self {
+            BadRowLimit::Count(n) => bad <= n,
+            BadRowLimit::Fraction(f) => (bad as f64) <= f * total as f64,
+        }
+    }
+}
+
+impl std::fmt::Display for BadRowLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BadRowLimit::Count(n) => write!(f, "{n} row(s)"),
+            BadRowLimit::Fraction(x) => write!(f, "{}% of the rows read", x * 100.0),
+        }
+    }
+}
+
+fn parse_bad_row_limit(v: &toml::Value) -> Result<BadRowLimit, String> {
+    let bad = || {
+        "field `max_bad_rows` is a count (10) or a percentage of the rows read (\"1%\")".to_string()
+    };
+    match v {
+        toml::Value::Integer(n) if *n >= 0 => Ok(BadRowLimit::Count(*n as u64)),
+        toml::Value::String(s) => {
+            let pct = s.trim().strip_suffix('%').ok_or_else(bad)?;
+            let x: f64 = pct.trim().parse().map_err(|_| bad())?;
+            if !(0.0..=100.0).contains(&x) {
+                return Err(bad());
+            }
+            Ok(BadRowLimit::Fraction(x / 100.0))
+        }
+        _ => Err(bad()),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -241,6 +292,12 @@ pub struct Job {
     pub key: Vec<Name>,
     pub retry: RetryPolicy,
     pub bad_rows: BadRows,
+    /// With `bad_rows = "skip"`: the most bad rows a partition may leave out; none = all.
+    pub max_bad_rows: Option<BadRowLimit>,
+    /// Data-quality checks run on each partition's new rows before they are published.
+    pub checks: Vec<crate::quality::Check>,
+    /// The output column that receives a stable hash of the key columns.
+    pub record_id: Option<Name>,
 }
 
 /// Placeholders a file template may use.
@@ -537,6 +594,48 @@ impl Job {
                 Err(e) => err(format!("field `output.key[{i}]`: {e}")),
             }
         }
+        let max_bad_rows = match raw.max_bad_rows.as_ref().map(parse_bad_row_limit) {
+            None => None,
+            Some(Ok(l)) => Some(l),
+            Some(Err(m)) => {
+                err(m);
+                None
+            }
+        };
+        let mut checks = Vec::new();
+        for (i, c) in raw.checks.into_iter().enumerate() {
+            match c.parse(&format!("checks[{i}]"), &key) {
+                Ok(c) => {
+                    if checks
+                        .iter()
+                        .any(|x: &crate::quality::Check| x.name == c.name)
+                    {
+                        err(format!(
+                            "field `checks[{i}]`: another check is named `{}`; give one a `name`",
+                            c.name
+                        ));
+                    }
+                    checks.push(c)
+                }
+                Err(m) => err(m),
+            }
+        }
+        let record_id = match raw.output.record_id.as_deref() {
+            None => None,
+            Some(r) => match Name::new(&r.to_ascii_lowercase()) {
+                Ok(n) if key.is_empty() => {
+                    err(format!(
+                        "field `output.record_id` = \"{n}\": the record id hashes the key columns; set `output.key`"
+                    ));
+                    None
+                }
+                Ok(n) => Some(n),
+                Err(e) => {
+                    err(format!("field `output.record_id`: {e}"));
+                    None
+                }
+            },
+        };
         let r = &raw.retry;
         if r.max_attempts == 0 {
             err("field `retry.max_attempts` must be at least 1 (1 means no retry)".into());
@@ -575,7 +674,14 @@ impl Job {
                     backoff_seconds: r.backoff_seconds,
                     max_backoff_seconds: r.max_backoff_seconds,
                 },
-                bad_rows: raw.bad_rows,
+                bad_rows: if max_bad_rows.is_some() {
+                    BadRows::Skip
+                } else {
+                    raw.bad_rows
+                },
+                max_bad_rows,
+                checks,
+                record_id,
             }),
             _ => Err(errors),
         }

@@ -1,0 +1,253 @@
+//! `sluice profile TABLE`, `sluice dlq list JOB` and `sluice dlq replay JOB --partition P`.
+
+use super::{EXIT_FAILED, EXIT_OK, EXIT_UNUSABLE, Globals, Outcome, output};
+use crate::catalog::Catalog;
+use crate::project::Project;
+use crate::quality::Quality;
+use crate::runner::{RunState, Trigger};
+
+const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+
+/// One character per value, scaled between the smallest and the largest; a gap for none.
+fn sparkline(values: &[Option<f64>]) -> String {
+    let present: Vec<f64> = values.iter().flatten().copied().collect();
+    let (lo, hi) = present
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(*v), b.max(*v))
+        });
+    values
+        .iter()
+        .map(|v| match v {
+            None => ' ',
+            Some(_) if hi <= lo => BARS[3],
+            Some(x) => BARS[(((x - lo) / (hi - lo)) * 7.0).round().clamp(0.0, 7.0) as usize],
+        })
+        .collect()
+}
+
+fn fmt_num(v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(x) if x.fract() == 0.0 && x.abs() < 1e15 => format!("{x:.0}"),
+        Some(x) => format!("{x:.4}"),
+    }
+}
+
+pub async fn profile(
+    g: &Globals,
+    table: &str,
+    version: Option<i64>,
+    column: Option<&str>,
+) -> Outcome {
+    let project = Project::load(&g.overrides)?;
+    let catalog = Catalog::connect(&project.settings.catalog_url).await?;
+    let version = match version {
+        Some(v) => v,
+        None => match catalog.alias(table).await? {
+            Some(v) => v,
+            None => {
+                eprintln!(
+                    "error: table `{table}` has no live version; name one with --version N (`sluice tables` lists them)"
+                );
+                return Ok(EXIT_UNUSABLE);
+            }
+        },
+    };
+    let history: Vec<(String, Quality)> = catalog.profile_history(table, version).await?;
+    if g.output == output::Format::Json {
+        let v: Vec<_> = history
+            .iter()
+            .map(|(k, q)| serde_json::json!({"partition": k, "profile": q.profile, "checks": q.checks}))
+            .collect();
+        println!(
+            "{}",
+            output::json(&serde_json::json!({"table": table, "version": version, "partitions": v}))
+        );
+        return Ok(EXIT_OK);
+    }
+    if history.is_empty() {
+        println!("no profiles for {table} v{version} yet");
+        return Ok(EXIT_OK);
+    }
+    let profiles: Vec<_> = history
+        .iter()
+        .map(|(_, q)| q.profile.clone().unwrap_or_default())
+        .collect();
+    let mut metrics: Vec<(String, Vec<Option<f64>>)> = Vec::new();
+    if column.is_none() {
+        metrics.push((
+            "rows".into(),
+            profiles.iter().map(|p| Some(p.rows as f64)).collect(),
+        ));
+    }
+    let mut columns: Vec<String> = profiles
+        .iter()
+        .flat_map(|p| p.columns.keys().cloned())
+        .collect();
+    columns.sort();
+    columns.dedup();
+    for c in columns
+        .iter()
+        .filter(|c| column.is_none_or(|only| only == c.as_str()))
+    {
+        let get = |f: &dyn Fn(&crate::quality::ColumnProfile) -> Option<f64>| -> Vec<Option<f64>> {
+            profiles
+                .iter()
+                .map(|p| p.columns.get(c).and_then(f))
+                .collect()
+        };
+        metrics.push((
+            format!("{c}.null_fraction"),
+            get(&|x| Some(x.null_fraction)),
+        ));
+        metrics.push((format!("{c}.distinct"), get(&|x| Some(x.distinct as f64))));
+        let means = get(&|x| x.mean);
+        if means.iter().any(Option::is_some) {
+            metrics.push((format!("{c}.mean"), means));
+        }
+    }
+    let rows: Vec<Vec<String>> = metrics
+        .iter()
+        .map(|(name, vals)| {
+            let present: Vec<f64> = vals.iter().flatten().copied().collect();
+            let lo = present.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = present.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            vec![
+                name.clone(),
+                sparkline(vals),
+                fmt_num(present.first().map(|_| lo)),
+                fmt_num(present.first().map(|_| hi)),
+                fmt_num(vals.last().copied().flatten()),
+            ]
+        })
+        .collect();
+    println!(
+        "{table} v{version}: {} partition(s), {} .. {}",
+        history.len(),
+        history[0].0,
+        history[history.len() - 1].0
+    );
+    print!(
+        "{}",
+        output::table(&["metric", "history", "min", "max", "last"], &rows)
+    );
+    let warned: Vec<String> = history
+        .iter()
+        .flat_map(|(k, q)| {
+            q.checks
+                .iter()
+                .filter(|c| !c.passed)
+                .map(move |c| format!("{k}: {c}"))
+        })
+        .collect();
+    for w in warned {
+        println!("{w}");
+    }
+    Ok(EXIT_OK)
+}
+
+pub async fn dlq_list(g: &Globals, job: &str, partition: Option<&str>) -> Outcome {
+    let project = Project::load(&g.overrides)?;
+    let job = match project.job(job) {
+        Ok(j) => j.clone(),
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("error: {p}");
+            }
+            return Ok(EXIT_UNUSABLE);
+        }
+    };
+    let url = crate::dead_letters::table_url(&project.settings.warehouse, &job.name);
+    let letters = crate::dead_letters::list(&url, partition).await?;
+    if g.output == output::Format::Json {
+        println!("{}", output::json(&letters));
+        return Ok(EXIT_OK);
+    }
+    if letters.is_empty() {
+        println!(
+            "no dead letters for {}{}",
+            job.name,
+            partition.map(|p| format!(" {p}")).unwrap_or_default()
+        );
+        return Ok(EXIT_OK);
+    }
+    let rows: Vec<Vec<String>> = letters
+        .iter()
+        .map(|l| {
+            vec![
+                l.partition.clone(),
+                format!("{}:{}", l.file, l.line),
+                l.error.clone(),
+                l.raw.trim_end().to_string(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        output::table(&["partition", "file:line", "error", "record"], &rows)
+    );
+    println!("{} dead letter(s)", letters.len());
+    Ok(EXIT_OK)
+}
+
+pub async fn dlq_replay(g: &Globals, job_name: &str, partition: &str) -> Outcome {
+    let runner = super::run_cmd::runner(g).await?;
+    let project = runner.project();
+    let job = match project.job(job_name) {
+        Ok(j) => j.clone(),
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("error: {p}");
+            }
+            return Ok(EXIT_UNUSABLE);
+        }
+    };
+    let key = match job.granularity.parse_key(partition) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!(
+                "error: --partition: {e} (job `{}` is partitioned {})",
+                job.name, job.granularity
+            );
+            return Ok(EXIT_UNUSABLE);
+        }
+    };
+    let url = crate::dead_letters::table_url(&project.settings.warehouse, &job.name);
+    let before = crate::dead_letters::list(&url, Some(partition))
+        .await?
+        .len();
+    let report = runner.run_partition(&job, key, Trigger::Run).await;
+    runner.catalog.close().await;
+    let after = crate::dead_letters::list(&url, Some(partition))
+        .await?
+        .len();
+    if g.output == output::Format::Json {
+        println!(
+            "{}",
+            output::json(
+                &serde_json::json!({"run": report, "dead_letters_before": before, "dead_letters_after": after})
+            )
+        );
+    } else {
+        match report.state {
+            RunState::Succeeded => println!(
+                "{} {}: {} rows; dead letters {before} -> {after}",
+                job.name,
+                partition,
+                output::opt(&report.rows)
+            ),
+            _ => println!(
+                "{} {}: {}; dead letters {before} -> {after}",
+                job.name,
+                partition,
+                report.error.as_deref().unwrap_or("not run")
+            ),
+        }
+    }
+    Ok(if report.state == RunState::Succeeded {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    })
+}

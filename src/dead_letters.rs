@@ -1,0 +1,229 @@
+//! Dead letters: the input rows a job could not use, kept in a Delta table per job at
+//! `<warehouse>/_dead_letters/<job>/`, partitioned like the job's runs. Each run of a
+//! partition replaces that partition's dead letters (in one commit, fenced by the run's
+//! lease token like its output), so a replay after the source is fixed clears them.
+
+use crate::delta::{self, CommitInfo, DeltaError, PartitionCommit, PartitionWriter, Scope};
+use crate::engine::BadRow;
+use crate::names::Name;
+use crate::schema::{Column, ColumnType, TableSchema};
+use deltalake::arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
+use deltalake::arrow::record_batch::RecordBatch;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use url::Url;
+
+pub fn table_url(warehouse: &Url, job: &Name) -> Url {
+    let mut u = warehouse.clone();
+    let base = u.path().trim_end_matches('/').to_string();
+    u.set_path(&format!("{base}/_dead_letters/{job}/"));
+    u
+}
+
+fn schema() -> TableSchema {
+    let col = |name: &str, ty: ColumnType, nullable: bool, comment: &str| Column {
+        name: Name::new(name).unwrap_or_else(|_| unreachable!("a fixed, valid name")),
+        ty,
+        nullable,
+        default: None,
+        comment: Some(comment.into()),
+    };
+    TableSchema {
+        name: Name::new("dead_letters").unwrap_or_else(|_| unreachable!("a fixed, valid name")),
+        columns: vec![
+            col(
+                "run_id",
+                ColumnType::String,
+                false,
+                "the run that read the row",
+            ),
+            col("input", ColumnType::String, false, "the job's input"),
+            col("file", ColumnType::String, false, "the source file"),
+            col(
+                "line",
+                ColumnType::BigInt,
+                false,
+                "1-based line where the record starts",
+            ),
+            col("raw", ColumnType::String, false, "the record as read"),
+            col(
+                "error",
+                ColumnType::String,
+                false,
+                "why it could not be used",
+            ),
+            col("recorded_at", ColumnType::Timestamp, false, "when"),
+            col(
+                "partition",
+                ColumnType::String,
+                false,
+                "the partition being run",
+            ),
+        ],
+        partition_by: vec![Name::new("partition").unwrap_or_else(|_| unreachable!())],
+        comment: Some("Input rows sluice could not use".into()),
+        properties: BTreeMap::new(),
+    }
+}
+
+/// One partition's dead letters, as a run found them.
+pub struct Letters {
+    pub partition: String,
+    pub run_id: String,
+    pub token: i64,
+    pub at_ms: i64,
+    pub rows: Vec<BadRow>,
+}
+
+/// Replaces the partition's dead letters with `letters.rows`; none clears them.
+pub async fn replace(url: &Url, letters: &Letters) -> Result<(), DeltaError> {
+    let scope = Scope::Partition {
+        column: "partition".into(),
+        value: letters.partition.clone(),
+    };
+    let mut table = if letters.rows.is_empty() {
+        let probe = deltalake::DeltaTable::try_from_url(url.clone())
+            .await
+            .map_err(|e| open_err(url, e))?;
+        if !probe
+            .verify_deltatable_existence()
+            .await
+            .map_err(|e| open_err(url, e))?
+        {
+            return Ok(());
+        }
+        let t = delta::open(url).await?;
+        if delta::partition_rows(&t, &scope).await? == 0 {
+            return Ok(());
+        }
+        t
+    } else {
+        delta::ensure_table(url, &schema()).await?
+    };
+    let mut adds = Vec::new();
+    if !letters.rows.is_empty() {
+        let n = letters.rows.len();
+        let s = |f: &dyn Fn(&BadRow) -> String| -> ArrayRef {
+            Arc::new(StringArray::from(
+                letters.rows.iter().map(f).collect::<Vec<_>>(),
+            ))
+        };
+        let batch = RecordBatch::try_new(
+            schema().to_arrow(),
+            vec![
+                Arc::new(StringArray::from(vec![letters.run_id.clone(); n])),
+                s(&|b| b.input.clone()),
+                s(&|b| b.file.clone()),
+                Arc::new(Int64Array::from(
+                    letters
+                        .rows
+                        .iter()
+                        .map(|b| b.line as i64)
+                        .collect::<Vec<_>>(),
+                )),
+                s(&|b| b.raw.clone()),
+                s(&|b| b.error.clone()),
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![letters.at_ms * 1000; n])
+                        .with_timezone("UTC"),
+                ),
+                Arc::new(StringArray::from(vec![letters.partition.clone(); n])),
+            ],
+        )
+        .map_err(|e| DeltaError::Write {
+            url: crate::warehouse::display(url),
+            message: e.to_string(),
+        })?;
+        let mut w = PartitionWriter::new(url, &table)?;
+        w.write(batch).await?;
+        adds = w.finish().await?;
+    }
+    let item = PartitionCommit {
+        scope,
+        adds,
+        info: CommitInfo {
+            partition: letters.partition.clone(),
+            token: letters.token,
+            run_id: letters.run_id.clone(),
+            fingerprint: String::new(),
+            job: "dead_letters".into(),
+        },
+    };
+    let results = delta::commit_partitions(&mut table, &[item], |_| async { true }).await;
+    results.into_iter().next().unwrap_or(Ok(0)).map(|_| ())
+}
+
+fn open_err(url: &Url, e: deltalake::DeltaTableError) -> DeltaError {
+    DeltaError::Open {
+        url: crate::warehouse::display(url),
+        message: e.to_string(),
+    }
+}
+
+/// One dead letter as `sluice dlq list` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeadLetter {
+    pub partition: String,
+    pub file: String,
+    pub line: i64,
+    pub error: String,
+    pub raw: String,
+    pub run_id: String,
+}
+
+/// The dead letters of a job (of one partition), in partition, file and line order.
+pub async fn list(url: &Url, partition: Option<&str>) -> Result<Vec<DeadLetter>, DeltaError> {
+    let probe = deltalake::DeltaTable::try_from_url(url.clone())
+        .await
+        .map_err(|e| open_err(url, e))?;
+    if !probe
+        .verify_deltatable_existence()
+        .await
+        .map_err(|e| open_err(url, e))?
+    {
+        return Ok(Vec::new());
+    }
+    let table = delta::open(url).await?;
+    let read_err = |m: String| DeltaError::Open {
+        url: crate::warehouse::display(url),
+        message: m,
+    };
+    let provider = table
+        .table_provider()
+        .await
+        .map_err(|e| read_err(e.to_string()))?;
+    let ctx = deltalake::datafusion::prelude::SessionContext::new();
+    ctx.register_table("letters", provider)
+        .map_err(|e| read_err(e.to_string()))?;
+    let filter = match partition {
+        Some(p) => format!("WHERE \"partition\" = '{}'", p.replace('\'', "''")),
+        None => String::new(),
+    };
+    let batches = ctx
+        .sql(&format!(
+            "SELECT \"partition\", file, line, error, raw, run_id FROM letters {filter} ORDER BY \"partition\", file, line"
+        ))
+        .await
+        .map_err(|e| read_err(e.to_string()))?
+        .collect()
+        .await
+        .map_err(|e| read_err(e.to_string()))?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let text = |i: usize, row: usize| -> String {
+            deltalake::arrow::util::display::array_value_to_string(b.column(i), row)
+                .unwrap_or_default()
+        };
+        for row in 0..b.num_rows() {
+            out.push(DeadLetter {
+                partition: text(0, row),
+                file: text(1, row),
+                line: text(2, row).parse().unwrap_or(0),
+                error: text(3, row),
+                raw: text(4, row),
+                run_id: text(5, row),
+            });
+        }
+    }
+    Ok(out)
+}
