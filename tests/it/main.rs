@@ -7,5 +7,6 @@ mod backfill;
 mod daemon;
 mod foundation;
 mod migrate;
+mod quality;
 mod tables;
 mod util;
