@@ -134,6 +134,22 @@ struct WrittenFiles {
     rows: u64,
     batches: Vec<deltalake::arrow::record_batch::RecordBatch>,
     target: deltalake::arrow::datatypes::SchemaRef,
+    /// Output rows left out because they do not fit the table.
+    rejected: Vec<BadRow>,
+    /// The CSV files read (the denominator of a `max_bad_rows` fraction).
+    csv_files: Vec<engine::CsvFile>,
+}
+
+/// One row of a batch as a JSON object: the raw record of a dead letter from the output.
+fn row_json(batch: &deltalake::arrow::record_batch::RecordBatch, row: usize) -> String {
+    let mut w = deltalake::arrow::json::LineDelimitedWriter::new(Vec::new());
+    let one = batch.slice(row, 1);
+    if w.write(&one).and_then(|_| w.finish()).is_err() {
+        return String::new();
+    }
+    String::from_utf8_lossy(&w.into_inner())
+        .trim_end()
+        .to_string()
 }
 
 /// One open Delta table per physical version per process, kept across runs so that a
@@ -946,7 +962,35 @@ impl Runner {
             rows,
             batches,
             target,
+            rejected,
+            csv_files,
         } = written;
+        if !rejected.is_empty() {
+            for b in &rejected {
+                warn!(row = b.line, error = %b.error, raw = %b.raw, "leaving out an output row that does not fit the table (bad_rows = \"skip\")");
+            }
+            report.bad_rows_skipped.extend(rejected);
+            if let Some(limit) = job.max_bad_rows {
+                let bad = report.bad_rows_skipped.len() as u64;
+                let read = if csv_files.is_empty() {
+                    rows + bad
+                } else {
+                    Engine::count_records(&csv_files)
+                };
+                if !limit.allows(bad, read) {
+                    delta::delete_unpublished(&handle.url, &adds).await;
+                    let all = report.bad_rows_skipped.clone();
+                    self.record_dead_letters(job, key, run_id, lease, &all)
+                        .await;
+                    let first: Vec<String> = all.iter().take(3).map(|b| b.to_string()).collect();
+                    return Err(RunError::TooManyBadRows(format!(
+                        "{bad} of {read} row(s) cannot be used, more than `max_bad_rows` allows ({limit}); first: {}; see `sluice dlq list {} --partition {key}`",
+                        first.join("; "),
+                        job.name
+                    )));
+                }
+            }
+        }
         // Audit: profile and check the new rows before anything is published.
         let quality = self.audit(job, key, target, batches).await?;
         for c in quality.checks.iter().filter(|c| !c.passed) {
@@ -1041,12 +1085,12 @@ impl Runner {
         lease: &crate::catalog::Lease,
         bad: &[BadRow],
     ) {
-        // Only jobs that read files have input rows to set aside.
+        // Only jobs that read files, or that set rows aside, have dead letters.
         let reads_files = job
             .inputs
             .iter()
             .any(|i| matches!(i.source, crate::job::InputSource::Files { .. }));
-        if !reads_files {
+        if !reads_files && job.bad_rows == BadRows::Fail {
             return;
         }
         let url = crate::dead_letters::table_url(&self.project().settings.warehouse, &job.name);
@@ -1168,14 +1212,41 @@ impl Runner {
         };
         // The audit reads the new rows again; they are kept until then (a partition's worth).
         let mut kept = Vec::new();
+        // Rows of the output that do not fit the table, set aside under bad_rows = "skip".
+        let mut rejected: Vec<BadRow> = Vec::new();
+        let mut output_rows = 0u64;
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(|e| fail(engine::execution_error(e).into()))?;
+            let batch_rows = batch.num_rows() as u64;
             let batch = match &job.record_id {
                 Some(column) => crate::engine::record_id::append(&batch, column, &job.key)
                     .map_err(|e| fail(RunError::Conform(e)))?,
                 None => batch,
             };
-            let batch = conformer.apply(&batch).map_err(|e| fail(e.into()))?;
+            let batch = if job.bad_rows == BadRows::Skip {
+                let (good, rejects) = conformer
+                    .apply_rejecting(&batch)
+                    .map_err(|e| fail(e.into()))?;
+                for (row, error) in rejects {
+                    rejected.push(BadRow {
+                        input: "(output)".into(),
+                        file: format!(
+                            "(output of jobs/{})",
+                            job.sql_path
+                                .file_name()
+                                .map(|n| n.to_string_lossy().to_string())
+                                .unwrap_or_default()
+                        ),
+                        line: output_rows + row as u64 + 1,
+                        raw: row_json(&batch, row),
+                        error,
+                    });
+                }
+                good
+            } else {
+                conformer.apply(&batch).map_err(|e| fail(e.into()))?
+            };
+            output_rows += batch_rows;
             if batch.num_rows() > 0 {
                 kept.push(batch.clone());
             }
@@ -1188,6 +1259,8 @@ impl Runner {
             rows,
             batches: kept,
             target: conformer.target_schema(),
+            rejected,
+            csv_files,
         })
     }
 

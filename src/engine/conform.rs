@@ -195,10 +195,36 @@ impl Conformer {
 
     /// One output batch, in the table's column order and types.
     pub fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch, ConformError> {
+        self.conform(batch, false).map(|(b, _)| b)
+    }
+
+    /// Like [`Conformer::apply`], but a row that does not fit the table (a null in a NOT
+    /// NULL column, a value its column's type cannot hold, a partition value outside the
+    /// partition) is left out and returned, by its index in `batch`, with the reason,
+    /// instead of failing the batch.
+    pub fn apply_rejecting(
+        &self,
+        batch: &RecordBatch,
+    ) -> Result<(RecordBatch, Vec<(usize, String)>), ConformError> {
+        self.conform(batch, true)
+    }
+
+    fn conform(
+        &self,
+        batch: &RecordBatch,
+        reject: bool,
+    ) -> Result<(RecordBatch, Vec<(usize, String)>), ConformError> {
         let rows = batch.num_rows();
         let opts = CastOptions {
-            safe: false,
+            // Rejecting: a value that does not fit becomes null and is reported below.
+            safe: reject,
             ..Default::default()
+        };
+        let mut rejected: Vec<Option<String>> = vec![None; if reject { rows } else { 0 }];
+        let mark = |rejected: &mut Vec<Option<String>>, row: usize, why: String| {
+            if rejected[row].is_none() {
+                rejected[row] = Some(why);
+            }
         };
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.sources.len());
         for ((c, src), default) in self
@@ -219,10 +245,26 @@ impl Conformer {
                     if a.data_type() == &to {
                         a.clone()
                     } else {
-                        cast_with_options(a, &to, &opts).map_err(|e| ConformError::Cast {
-                            column: c.name.to_string(),
-                            message: e.to_string(),
-                        })?
+                        let cast =
+                            cast_with_options(a, &to, &opts).map_err(|e| ConformError::Cast {
+                                column: c.name.to_string(),
+                                message: e.to_string(),
+                            })?;
+                        if reject {
+                            for row in 0..rows {
+                                if cast.is_null(row) && !a.is_null(row) {
+                                    let v = ScalarValue::try_from_array(a, row)
+                                        .map(|v| v.to_string())
+                                        .unwrap_or_default();
+                                    mark(
+                                        &mut rejected,
+                                        row,
+                                        format!("column `{}`: {v} does not fit {}", c.name, c.ty),
+                                    );
+                                }
+                            }
+                        }
+                        cast
                     }
                 }
                 (None, Some((_, value, _))) => {
@@ -242,26 +284,84 @@ impl Conformer {
                 },
             };
             if !c.nullable && array.null_count() > 0 {
-                return Err(ConformError::NullInNotNull {
-                    table: self.table.name.to_string(),
-                    column: c.name.to_string(),
-                    count: array.null_count(),
-                });
+                if !reject {
+                    return Err(ConformError::NullInNotNull {
+                        table: self.table.name.to_string(),
+                        column: c.name.to_string(),
+                        count: array.null_count(),
+                    });
+                }
+                for row in 0..rows {
+                    if array.is_null(row) {
+                        mark(
+                            &mut rejected,
+                            row,
+                            format!(
+                                "column `{}` of table `{}` is NOT NULL but the row has null",
+                                c.name, self.table.name
+                            ),
+                        );
+                    }
+                }
             }
             if let (Some(_), Some((name, value, partition))) = (src, is_partition) {
-                check_partition_values(name, value, partition, &array)?;
+                if let Err(e) = check_partition_values(name, value, partition, &array) {
+                    if !reject {
+                        return Err(e);
+                    }
+                    let expected = value.to_array_of_size(1).map_err(|e| ConformError::Cast {
+                        column: name.clone(),
+                        message: e.to_string(),
+                    })?;
+                    let scalar = deltalake::arrow::array::Scalar::new(expected);
+                    let differs = distinct(&array, &scalar).map_err(|e| ConformError::Cast {
+                        column: name.clone(),
+                        message: e.to_string(),
+                    })?;
+                    for row in 0..rows {
+                        if differs.value(row) {
+                            mark(
+                                &mut rejected,
+                                row,
+                                format!(
+                                    "partition column `{name}` is outside partition {partition}"
+                                ),
+                            );
+                        }
+                    }
+                }
             }
             columns.push(array);
         }
-        RecordBatch::try_new_with_options(
+        let batch_err = |e: deltalake::arrow::error::ArrowError| ConformError::Cast {
+            column: "(batch)".into(),
+            message: e.to_string(),
+        };
+        let rejects: Vec<(usize, String)> = rejected
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.map(|r| (i, r)))
+            .collect();
+        let (columns, rows) = if rejects.is_empty() {
+            (columns, rows)
+        } else {
+            let keep: deltalake::arrow::array::BooleanArray = (0..rows)
+                .map(|i| Some(rejects.binary_search_by_key(&i, |(r, _)| *r).is_err()))
+                .collect();
+            let kept = columns
+                .iter()
+                .map(|c| deltalake::arrow::compute::filter(c.as_ref(), &keep))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(batch_err)?;
+            (kept, keep.true_count())
+        };
+        let out = RecordBatch::try_new_with_options(
             self.target.clone(),
             columns,
             &RecordBatchOptions::new().with_row_count(Some(rows)),
         )
-        .map_err(|e| ConformError::Cast {
-            column: "(batch)".into(),
-            message: e.to_string(),
-        })
+        .map_err(batch_err)?;
+        Ok((out, rejects))
     }
 }
 

@@ -352,6 +352,66 @@ fn corrupt_sample_rows_are_dead_letters_and_a_replay_brings_them_in() {
     );
 }
 
+#[test]
+fn output_rows_that_do_not_fit_the_table_are_dead_letters_too() {
+    let p = TestProject::sample();
+    p.ok(&["migrate"]);
+    p.ok(&[
+        "backfill",
+        "clean_orders",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-01",
+    ]);
+    p.write(
+        "jobs/daily_revenue.toml",
+        &format!("bad_rows = \"skip\"\n{}", p.read("jobs/daily_revenue.toml")),
+    );
+    p.write(
+        "jobs/daily_revenue.sql",
+        &p.read("jobs/daily_revenue.sql").replace(
+            "COUNT(*)                            AS orders",
+            "CASE WHEN region = 'east' THEN NULL ELSE COUNT(*) END AS orders",
+        ),
+    );
+    p.ok(&[
+        "backfill",
+        "daily_revenue",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-01",
+    ]);
+    let letters = p
+        .ok(&["dlq", "list", "daily_revenue", "--output", "json"])
+        .json();
+    let letters = letters.as_array().unwrap();
+    assert!(!letters.is_empty());
+    for l in letters {
+        assert_eq!(l["file"], "(output of jobs/daily_revenue.sql)");
+        assert!(l["line"].as_u64().unwrap() >= 1);
+        assert!(
+            l["raw"].as_str().unwrap().contains("\"region\":\"east\""),
+            "{l}"
+        );
+        assert!(
+            l["error"]
+                .as_str()
+                .unwrap()
+                .contains("column `orders` of table `daily_revenue` is NOT NULL"),
+            "{l}"
+        );
+    }
+    let n = p.ok(&[
+        "query",
+        "SELECT COUNT(*) AS n FROM daily_revenue WHERE region = 'east'",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(n.json()[0]["n"], 0, "the rejected rows are left out");
+}
+
 /// (order_id, record_id) pairs as the Python deltalake package reads them.
 fn python_record_ids(dir: &Path) -> BTreeMap<i64, String> {
     let script = r#"
