@@ -13,6 +13,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use url::Url;
 
+/// Whether the table surely does not exist: a local folder that is not there (opening one
+/// is an error, not "no table").
+fn surely_missing(url: &Url) -> bool {
+    url.scheme() == "file" && url.to_file_path().is_ok_and(|p| !p.exists())
+}
+
 pub fn table_url(warehouse: &Url, job: &Name) -> Url {
     let mut u = warehouse.clone();
     let base = u.path().trim_end_matches('/').to_string();
@@ -82,6 +88,9 @@ pub async fn replace(url: &Url, letters: &Letters) -> Result<(), DeltaError> {
         value: letters.partition.clone(),
     };
     let mut table = if letters.rows.is_empty() {
+        if surely_missing(url) {
+            return Ok(());
+        }
         let probe = deltalake::DeltaTable::try_from_url(url.clone())
             .await
             .map_err(|e| open_err(url, e))?;
@@ -173,6 +182,9 @@ pub struct DeadLetter {
 
 /// The dead letters of a job (of one partition), in partition, file and line order.
 pub async fn list(url: &Url, partition: Option<&str>) -> Result<Vec<DeadLetter>, DeltaError> {
+    if surely_missing(url) {
+        return Ok(Vec::new());
+    }
     let probe = deltalake::DeltaTable::try_from_url(url.clone())
         .await
         .map_err(|e| open_err(url, e))?;
