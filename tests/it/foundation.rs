@@ -156,7 +156,7 @@ async fn sigkill_before_the_commit_leaves_the_previous_content_and_the_next_run_
     p.ok(&["run", "clean_orders", "--partition", "2024-01-04"]);
     let dir = p.warehouse_table("clean_orders", 1);
     let clean = read_delta_rows(&dir, Some("dt = DATE '2024-01-04'")).await;
-    let parquet_before = count_parquet(&dir);
+    let parquet_before = data_files(&dir).len();
 
     // New code, so that a partial write would show: amounts doubled.
     let sql = p.read("jobs/clean_orders.sql").replace(
@@ -172,7 +172,7 @@ async fn sigkill_before_the_commit_leaves_the_previous_content_and_the_next_run_
     sigkill(&mut child);
 
     assert!(
-        count_parquet(&dir) > parquet_before,
+        data_files(&dir).len() > parquet_before,
         "the killed run had uploaded its files"
     );
     assert_eq!(
@@ -210,24 +210,6 @@ async fn sigkill_before_the_commit_leaves_the_previous_content_and_the_next_run_
         .collect();
     assert_eq!(doubled.len(), clean.len());
     assert_ne!(after, clean, "the new code's rows replaced the old ones");
-}
-
-fn count_parquet(dir: &std::path::Path) -> usize {
-    fn walk(d: &std::path::Path, n: &mut usize) {
-        for e in std::fs::read_dir(d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, n);
-            } else if p.extension().is_some_and(|x| x == "parquet")
-                && !p.to_string_lossy().contains("_delta_log")
-            {
-                *n += 1;
-            }
-        }
-    }
-    let mut n = 0;
-    walk(dir, &mut n);
-    n
 }
 
 #[tokio::test]

@@ -8,23 +8,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-fn parquet_files(dir: &Path) -> Vec<String> {
-    fn walk(d: &Path, out: &mut Vec<String>) {
-        for e in std::fs::read_dir(d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else if p.extension().is_some_and(|x| x == "parquet") {
-                out.push(p.display().to_string());
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, &mut out);
-    out.sort();
-    out
-}
-
 /// Per value of `group`: (rows, non-null values of `column`), and the Arrow type of
 /// `column`, as the Python deltalake package reads the table.
 fn python_nulls_by(
@@ -67,15 +50,6 @@ import os; os._exit(0)
     (by, ty)
 }
 
-/// `sluice query` rows as JSON objects.
-fn query(p: &TestProject, sql: &str) -> Vec<serde_json::Value> {
-    p.ok(&["query", sql, "--output", "json"])
-        .json()
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
 const DAILY_REFUNDS_JOB: &str = r#"
 version = 1
 start = "2024-01-01"
@@ -94,9 +68,7 @@ fn a_column_added_by_migration_reads_null_in_old_partitions_everywhere() {
     let p = TestProject::sample();
     p.ok(&["migrate"]);
     p.ok(&["backfill", "--from", "2024-01-01", "--to", "2024-01-02"]);
-    let quantity_before = query(
-        &p,
-        "SELECT CAST(dt AS VARCHAR) AS dt, SUM(quantity) AS q FROM clean_orders GROUP BY dt ORDER BY dt",
+    let quantity_before = p.query("SELECT CAST(dt AS VARCHAR) AS dt, SUM(quantity) AS q FROM clean_orders GROUP BY dt ORDER BY dt",
     );
 
     // The code change and its migration arrive together; the code runs first, by mistake.
@@ -163,7 +135,7 @@ fn a_column_added_by_migration_reads_null_in_old_partitions_everywhere() {
         "{}",
         plan.context()
     );
-    let files_before = parquet_files(&p.path().join("warehouse"));
+    let files_before = data_files(&p.path().join("warehouse"));
     let log_before = delta_log_version(&p.warehouse_table("clean_orders", 1));
     let applied = p.ok(&["migrate"]);
     for f in [
@@ -178,7 +150,7 @@ fn a_column_added_by_migration_reads_null_in_old_partitions_everywhere() {
         );
     }
     assert_eq!(
-        parquet_files(&p.path().join("warehouse")),
+        data_files(&p.path().join("warehouse")),
         files_before,
         "no data file rewritten"
     );
@@ -206,9 +178,7 @@ fn a_column_added_by_migration_reads_null_in_old_partitions_everywhere() {
     ]);
 
     // Through sluice.
-    let rows = query(
-        &p,
-        "SELECT CAST(dt AS VARCHAR) AS dt, COUNT(*) AS n, COUNT(refunds) AS with_refunds FROM daily_revenue GROUP BY dt ORDER BY dt",
+    let rows = p.query("SELECT CAST(dt AS VARCHAR) AS dt, COUNT(*) AS n, COUNT(refunds) AS with_refunds FROM daily_revenue GROUP BY dt ORDER BY dt",
     );
     assert_eq!(rows.len(), 4, "{rows:?}");
     for r in &rows[..2] {
@@ -220,9 +190,7 @@ fn a_column_added_by_migration_reads_null_in_old_partitions_everywhere() {
             "new partitions have the column: {r}"
         );
     }
-    let channels = query(
-        &p,
-        "SELECT CAST(dt AS VARCHAR) AS dt, COUNT(channel) AS c, MIN(channel) AS m FROM clean_orders GROUP BY dt ORDER BY dt",
+    let channels = p.query("SELECT CAST(dt AS VARCHAR) AS dt, COUNT(channel) AS c, MIN(channel) AS m FROM clean_orders GROUP BY dt ORDER BY dt",
     );
     // Day 3 of clean_orders ran before the migration.
     for c in &channels[..3] {
@@ -232,9 +200,7 @@ fn a_column_added_by_migration_reads_null_in_old_partitions_everywhere() {
         channels[3]["m"], "web",
         "the default fills rows the SQL leaves it out of"
     );
-    let quantity_after = query(
-        &p,
-        "SELECT CAST(dt AS VARCHAR) AS dt, SUM(quantity) AS q FROM clean_orders WHERE dt < DATE '2024-01-03' GROUP BY dt ORDER BY dt",
+    let quantity_after = p.query("SELECT CAST(dt AS VARCHAR) AS dt, SUM(quantity) AS q FROM clean_orders WHERE dt < DATE '2024-01-03' GROUP BY dt ORDER BY dt",
     );
     assert_eq!(
         quantity_after, quantity_before,
@@ -242,8 +208,7 @@ fn a_column_added_by_migration_reads_null_in_old_partitions_everywhere() {
     );
 
     // Through a downstream job.
-    let down = query(
-        &p,
+    let down = p.query(
         "SELECT CAST(dt AS VARCHAR) AS dt, refunds, rows_without FROM daily_refunds ORDER BY dt",
     );
     assert!(
@@ -326,7 +291,7 @@ fn destructive_changes_need_the_flag_and_no_job_using_them() {
             o.context()
         );
     };
-    let sum = |sql: &str| query(&p, sql)[0]["s"].clone();
+    let sum = |sql: &str| p.query(sql)[0]["s"].clone();
 
     // Drop a column no job uses.
     p.write(
@@ -347,7 +312,7 @@ fn destructive_changes_need_the_flag_and_no_job_using_them() {
     applies("0005_drop_note.sql");
     let (_, ty) = python_nulls_by(&p.warehouse_table("clean_orders", 1), "dt", "amount");
     assert_eq!(ty, "decimal128(12, 2)");
-    let cols = query(&p, "SELECT * FROM clean_orders LIMIT 1");
+    let cols = p.query("SELECT * FROM clean_orders LIMIT 1");
     assert!(cols[0].get("note").is_none(), "{cols:?}");
     assert!(
         cols[0].get("coupon").is_some(),
@@ -635,7 +600,7 @@ fn concurrent_migrates_apply_every_migration_once() {
         }
     }
     // Every column is there once, in file order, and the tables still take writes.
-    let cols = query(&p, "SELECT * FROM clean_orders LIMIT 1");
+    let cols = p.query("SELECT * FROM clean_orders LIMIT 1");
     let keys: Vec<&String> = cols[0].as_object().unwrap().keys().collect();
     for n in 4..19 {
         assert!(

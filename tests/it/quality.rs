@@ -11,22 +11,6 @@ fn orders_csv(day: &str) -> String {
     format!("sample-data/orders/dt={day}/orders.csv")
 }
 
-fn parquet_count(dir: &Path) -> usize {
-    fn walk(d: &Path, n: &mut usize) {
-        for e in std::fs::read_dir(d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, n);
-            } else if p.extension().is_some_and(|x| x == "parquet") {
-                *n += 1;
-            }
-        }
-    }
-    let mut n = 0;
-    walk(dir, &mut n);
-    n
-}
-
 fn partition_error(p: &TestProject, job: &str, partition: &str) -> (String, String) {
     let status = p.ok(&["status", job, "--output", "json"]).json();
     let row = status
@@ -55,7 +39,7 @@ async fn a_failing_error_check_publishes_nothing_and_status_names_it() {
     let dir = p.warehouse_table("clean_orders", 1);
     let before = read_delta_rows(&dir, Some("dt = DATE '2024-01-02'")).await;
     let log = delta_log_version(&dir);
-    let files = parquet_count(&dir);
+    let files = data_files(&dir).len();
 
     // The export repeats an order: the day's new content has a duplicate key.
     let csv = p.read(&orders_csv("2024-01-02"));
@@ -91,14 +75,13 @@ async fn a_failing_error_check_publishes_nothing_and_status_names_it() {
         read_delta_rows(&dir, Some("dt = DATE '2024-01-02'")).await,
         before
     );
-    assert_eq!(parquet_count(&dir), files, "the audited files were deleted");
-    let n = p.ok(&[
-        "query",
-        "SELECT COUNT(*) AS n FROM clean_orders WHERE dt = DATE '2024-01-02'",
-        "--output",
-        "json",
-    ]);
-    assert_eq!(n.json()[0]["n"].as_u64().unwrap() as usize, before.len());
+    assert_eq!(
+        data_files(&dir).len(),
+        files,
+        "the audited files were deleted"
+    );
+    let n = p.query("SELECT COUNT(*) AS n FROM clean_orders WHERE dt = DATE '2024-01-02'");
+    assert_eq!(n[0]["n"].as_u64().unwrap() as usize, before.len());
 
     // `sluice status` names the check and the count.
     let (state, error) = partition_error(&p, "clean_orders", "2024-01-02");
@@ -175,13 +158,8 @@ fn a_volume_drop_against_the_baseline_fails_or_warns_per_severity() {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("a percentage in {error}"));
     assert!((75.0..=85.0).contains(&pct), "an 80% drop: {error}");
-    let n = p.ok(&[
-        "query",
-        "SELECT COUNT(*) AS n FROM clean_orders WHERE dt = DATE '2024-01-09'",
-        "--output",
-        "json",
-    ]);
-    assert_eq!(n.json()[0]["n"], 0, "day 9 not published");
+    let n = p.query("SELECT COUNT(*) AS n FROM clean_orders WHERE dt = DATE '2024-01-09'");
+    assert_eq!(n[0]["n"], 0, "day 9 not published");
 
     // As a warning it publishes, and the profile history keeps the warning.
     p.write(
@@ -336,13 +314,10 @@ fn corrupt_sample_rows_are_dead_letters_and_a_replay_brings_them_in() {
         let o = p.ok(&["dlq", "replay", "clean_orders", "--partition", day]);
         assert!(o.stdout.contains("dead letters 1 -> 0"), "{}", o.context());
         let order_id = l["raw"].as_str().unwrap().split(',').next().unwrap();
-        let n = p.ok(&[
-            "query",
-            &format!("SELECT COUNT(*) AS n FROM clean_orders WHERE order_id = {order_id}"),
-            "--output",
-            "json",
-        ]);
-        assert_eq!(n.json()[0]["n"], 1, "order {order_id} is in the table");
+        let n = p.query(&format!(
+            "SELECT COUNT(*) AS n FROM clean_orders WHERE order_id = {order_id}"
+        ));
+        assert_eq!(n[0]["n"], 1, "order {order_id} is in the table");
     }
     let left = p.ok(&["dlq", "list", "clean_orders"]);
     assert!(
@@ -403,13 +378,8 @@ fn output_rows_that_do_not_fit_the_table_are_dead_letters_too() {
             "{l}"
         );
     }
-    let n = p.ok(&[
-        "query",
-        "SELECT COUNT(*) AS n FROM daily_revenue WHERE region = 'east'",
-        "--output",
-        "json",
-    ]);
-    assert_eq!(n.json()[0]["n"], 0, "the rejected rows are left out");
+    let n = p.query("SELECT COUNT(*) AS n FROM daily_revenue WHERE region = 'east'");
+    assert_eq!(n[0]["n"], 0, "the rejected rows are left out");
 }
 
 /// (order_id, record_id) pairs as the Python deltalake package reads them.

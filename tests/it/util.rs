@@ -162,6 +162,15 @@ impl TestProject {
         (child, log)
     }
 
+    /// `sluice query SQL --output json`, as rows of JSON objects.
+    pub fn query(&self, sql: &str) -> Vec<serde_json::Value> {
+        self.ok(&["query", sql, "--output", "json"])
+            .json()
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
     pub fn warehouse_table(&self, table: &str, version: u32) -> PathBuf {
         self.path()
             .join("warehouse")
@@ -235,6 +244,26 @@ pub async fn read_delta_rows(dir: &Path, filter: Option<&str>) -> Vec<String> {
     }
     rows.sort();
     rows
+}
+
+/// The Parquet data files under `dir` (checkpoints in `_delta_log` left out), sorted.
+pub fn data_files(dir: &Path) -> Vec<String> {
+    fn walk(d: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if p.file_name().is_some_and(|n| n != "_delta_log") {
+                    walk(&p, out);
+                }
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.push(p.display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out.sort();
+    out
 }
 
 /// The latest Delta version, from the log folder's file names.
