@@ -71,6 +71,9 @@ struct CatalogSection {
 #[serde(deny_unknown_fields)]
 struct WarehouseSection {
     url: Option<String>,
+    /// Opt out of the atomic-commit check for object stores that cannot refuse a second
+    /// writer of one Delta log entry: only safe when a single process ever writes.
+    allow_unsafe_commits: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -105,6 +108,9 @@ pub struct Settings {
     pub catalog_url: String,
     /// The warehouse root as a URL (`file:///abs/path/` for a local folder).
     pub warehouse: Url,
+    /// `[warehouse] allow_unsafe_commits` or `SLUICE_ALLOW_UNSAFE_COMMITS=1`: write even where
+    /// the store cannot make a Delta commit atomic (see [`crate::warehouse::check_atomic_commits`]).
+    pub allow_unsafe_commits: bool,
     pub engine: EngineSettings,
     /// How long a partition lease lasts without a heartbeat: how soon a killed worker's
     /// partitions can be taken over.
@@ -183,6 +189,11 @@ impl Settings {
             .or_else(|| env("SLUICE_WAREHOUSE"))
             .or(file.warehouse.url)
             .unwrap_or_else(|| DEFAULT_WAREHOUSE.to_string());
+        let allow_unsafe_commits = match env("SLUICE_ALLOW_UNSAFE_COMMITS").as_deref() {
+            Some("1" | "true" | "yes") => true,
+            Some(_) => false,
+            None => file.warehouse.allow_unsafe_commits.unwrap_or(false),
+        };
         let engine = EngineSettings {
             memory_limit_bytes: file.engine.memory_limit_mb.unwrap_or(2048) * 1024 * 1024,
             target_partitions: file.engine.target_partitions.unwrap_or(2).max(1),
@@ -222,6 +233,7 @@ impl Settings {
             lease_ttl: std::time::Duration::from_secs_f64(ttl),
             catalog_url: resolve_catalog(&root, &catalog)?,
             warehouse: resolve_warehouse(&root, &warehouse)?,
+            allow_unsafe_commits,
             root,
             engine,
         })

@@ -576,13 +576,18 @@ impl Catalog {
     ) -> Result<Vec<FlipRefusal>, CatalogError> {
         let mut tx = self.begin_write().await?;
         let mut refusals = Vec::new();
+        // SQLite's BEGIN IMMEDIATE already serialises writers; on PostgreSQL the alias rows
+        // are locked as they are read, so that a racing flip waits and then sees ours.
+        let read_alias = match self.backend {
+            Backend::Sqlite => "SELECT version FROM aliases WHERE name = $1",
+            Backend::Postgres => "SELECT version FROM aliases WHERE name = $1 FOR UPDATE",
+        };
         for f in flips {
-            let actual: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM aliases WHERE name = $1")
-                    .bind(&f.table)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(query_err("read alias"))?;
+            let actual: Option<i64> = sqlx::query_scalar(read_alias)
+                .bind(&f.table)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(query_err("read alias"))?;
             if actual != Some(f.expect) {
                 refusals.push(FlipRefusal::Moved {
                     table: f.table.clone(),
@@ -649,7 +654,7 @@ impl Catalog {
             return Ok(refusals);
         }
         for f in flips {
-            sqlx::query(
+            let flipped = sqlx::query(
                 "UPDATE aliases SET version = $1, updated_at = $2 WHERE name = $3 AND version = $4",
             )
             .bind(f.to)
@@ -658,7 +663,19 @@ impl Catalog {
             .bind(f.expect)
             .execute(&mut *tx)
             .await
-            .map_err(query_err("flip alias"))?;
+            .map_err(query_err("flip alias"))?
+            .rows_affected();
+            // The compare-and-swap itself: whatever was read above, only a row still at the
+            // expected version changes.
+            if flipped != 1 {
+                tx.rollback().await.map_err(query_err("rollback"))?;
+                let actual = self.alias(&f.table).await?;
+                return Ok(vec![FlipRefusal::Moved {
+                    table: f.table.clone(),
+                    expected: f.expect,
+                    actual,
+                }]);
+            }
             sqlx::query(
                 "INSERT INTO alias_history (id, alias, from_version, to_version, at, by_whom, message) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )

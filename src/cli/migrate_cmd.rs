@@ -56,6 +56,9 @@ pub async fn run(g: &Globals, plan_only: bool, allow_destructive: bool) -> Outco
             return Ok(refuse(g, &msgs, &[]));
         }
     };
+    if !plan_only {
+        crate::warehouse::check_atomic_commits(&project.settings).await?;
+    }
     if plan_only {
         if g.output == output::Format::Json {
             println!("{}", output::json(&plan));

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 pub async fn runner(g: &Globals) -> anyhow::Result<Runner> {
     let project = Project::load(&g.overrides)?;
+    crate::warehouse::check_atomic_commits(&project.settings).await?;
     let catalog = Catalog::connect(&project.settings.catalog_url).await?;
     let engine = Engine::new(&project.settings.engine, &project.settings.root)?;
     Ok(Runner::new(

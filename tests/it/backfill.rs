@@ -56,25 +56,6 @@ async fn clean_run_rows(jobs: &[&str]) -> BTreeMap<&'static str, Vec<String>> {
     all_rows(&p).await
 }
 
-/// Each partition's commits in the Delta log, from the `txn` actions (one per commit).
-fn commits_per_partition(dir: &std::path::Path) -> BTreeMap<String, usize> {
-    let mut out = BTreeMap::new();
-    for e in std::fs::read_dir(dir.join("_delta_log")).unwrap().flatten() {
-        let name = e.file_name().to_string_lossy().to_string();
-        if !name.ends_with(".json") {
-            continue;
-        }
-        for line in std::fs::read_to_string(e.path()).unwrap().lines() {
-            let v: Value = serde_json::from_str(line).unwrap();
-            if let Some(app) = v["txn"]["appId"].as_str() {
-                *out.entry(app.trim_start_matches("sluice:").to_string())
-                    .or_default() += 1;
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn dry_run_lists_exactly_what_the_real_run_then_does() {
     let p = TestProject::sample();

@@ -6,7 +6,6 @@ use crate::util::*;
 use chrono::{DateTime, TimeZone, Utc};
 use sluice::catalog::{Catalog, RunRow};
 use sluice::clock::{Clock, ManualClock};
-use sluice::config::Overrides;
 use sluice::daemon::{Daemon, Options};
 use sluice::engine::Engine;
 use sluice::project::Project;
@@ -20,7 +19,7 @@ fn utc(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
 }
 
 /// A daily job `name` writing `(p STRING, dt DATE)`: one row naming its partition.
-fn daily_job(name: &str, schedule: &str, start: &str) -> [(String, String); 3] {
+pub(crate) fn daily_job(name: &str, schedule: &str, start: &str) -> [(String, String); 3] {
     [
         (
             format!("jobs/{name}.toml"),
@@ -39,7 +38,7 @@ fn daily_job(name: &str, schedule: &str, start: &str) -> [(String, String); 3] {
     ]
 }
 
-fn project_of(jobs: &[[(String, String); 3]]) -> TestProject {
+pub(crate) fn project_of(jobs: &[[(String, String); 3]]) -> TestProject {
     // Each job's migration gets its own number.
     let files: Vec<(String, String)> = jobs
         .iter()
@@ -64,11 +63,7 @@ fn project_of(jobs: &[[(String, String); 3]]) -> TestProject {
 
 /// A daemon on `p` whose clock is `clock`, as a restarted process would build it.
 async fn daemon(p: &TestProject, clock: &ManualClock) -> Daemon {
-    let project = Project::load(&Overrides {
-        project: Some(p.path().to_path_buf()),
-        ..Default::default()
-    })
-    .unwrap();
+    let project = Project::load(&p.overrides()).unwrap();
     assert!(project.problems.is_empty(), "{:?}", project.problems);
     let catalog = Catalog::connect(&project.settings.catalog_url)
         .await
@@ -454,29 +449,6 @@ fn metric(text: &str, name_and_labels: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn sigterm(child: &std::process::Child) {
-    let ok = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-}
-
-fn wait_exit(child: &mut std::process::Child, within: Duration) -> i32 {
-    let start = std::time::Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s.code().unwrap_or(-1);
-        }
-        assert!(
-            start.elapsed() < within,
-            "the daemon did not exit within {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A project whose one job has three partitions due right away (catch-up from three days
 /// ago), with short leases.
 fn process_project() -> TestProject {
@@ -764,12 +736,7 @@ async fn while_a_new_version_shadows_the_live_one_both_are_written_and_readers_s
         "downstream still reads the live version"
     );
     assert_eq!(
-        p.ok(&["resolve", "up"]).stdout.trim(),
-        url::Url::from_directory_path(p.warehouse_table("up", 1))
-            .unwrap()
-            .as_str()
-            .trim_end_matches('/')
-            .to_string()
-            + "/"
+        p.location_dir(p.ok(&["resolve", "up"]).stdout.trim()),
+        p.warehouse_table("up", 1)
     );
 }

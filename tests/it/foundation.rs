@@ -137,6 +137,7 @@ async fn rerunning_a_partition_gives_the_same_rows_in_one_more_commit_and_leaves
 }
 
 async fn active_files(dir: &std::path::Path, prefix: &str) -> Vec<String> {
+    refresh(dir);
     let url = url::Url::from_directory_path(dir).unwrap();
     let t = deltalake::open_table(url).await.unwrap();
     let mut files: Vec<String> = t
@@ -590,11 +591,11 @@ fn the_readme_main_command_works_as_written() {
         .trim()
         .to_string();
     // The README runs sluice through cargo; here the test's binary stands in for it.
-    let out = std::process::Command::new("bash")
-        .args(["-c", &cmd.replace("cargo run --release --", BIN)])
-        .current_dir(p.path())
-        .output()
-        .unwrap();
+    let mut bash = std::process::Command::new("bash");
+    bash.args(["-c", &cmd.replace("cargo run --release --", BIN)])
+        .current_dir(p.path());
+    p.set_stores(&mut bash);
+    let out = bash.output().unwrap();
     assert!(
         out.status.success(),
         "`{cmd}` failed:\n{}\n{}",
@@ -619,10 +620,7 @@ async fn a_downstream_partition_reads_only_its_upstream_partition() {
         p.ok(&["run", "clean_orders", "--partition", d]);
     }
     // Break the other day's data file: a run that scanned it would fail.
-    let other = p.warehouse_table("clean_orders", 1).join("dt=2024-01-06");
-    for f in std::fs::read_dir(&other).unwrap().flatten() {
-        std::fs::write(f.path(), b"not parquet").unwrap();
-    }
+    p.overwrite_partition_files("clean_orders", 1, "dt=2024-01-06", "not parquet");
     let report = p
         .ok(&[
             "run",

@@ -10,3 +10,4 @@ mod migrate;
 mod quality;
 mod tables;
 mod util;
+mod workers;

@@ -15,6 +15,7 @@ fn python_nulls_by(
     group: &str,
     column: &str,
 ) -> (BTreeMap<String, (u64, u64)>, String) {
+    refresh(dir);
     let script = r#"
 import sys
 from deltalake import DeltaTable
@@ -135,7 +136,7 @@ fn a_column_added_by_migration_reads_null_in_old_partitions_everywhere() {
         "{}",
         plan.context()
     );
-    let files_before = data_files(&p.path().join("warehouse"));
+    let files_before = data_files(&p.warehouse_root());
     let log_before = delta_log_version(&p.warehouse_table("clean_orders", 1));
     let applied = p.ok(&["migrate"]);
     for f in [
@@ -150,7 +151,7 @@ fn a_column_added_by_migration_reads_null_in_old_partitions_everywhere() {
         );
     }
     assert_eq!(
-        data_files(&p.path().join("warehouse")),
+        data_files(&p.warehouse_root()),
         files_before,
         "no data file rewritten"
     );

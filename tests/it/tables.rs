@@ -24,7 +24,7 @@ fn bump(p: &TestProject, job: &str, version: u32, sql: Option<&str>) {
 
 fn resolve(p: &TestProject, table: &str) -> std::path::PathBuf {
     let uri = p.ok(&["resolve", table]).stdout.trim().to_string();
-    url::Url::parse(&uri).unwrap().to_file_path().unwrap()
+    p.location_dir(&uri)
 }
 
 /// clean_orders v1 live for three days, v2 (only paid orders) built beside it.

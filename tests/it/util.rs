@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,6 +14,87 @@ pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
 pub struct TestProject {
     pub dir: tempfile::TempDir,
+    /// This project's own PostgreSQL database, when the suite runs on PostgreSQL.
+    pub catalog: Option<String>,
+    /// This project's own prefix (`s3://bucket/.../<id>/`), when the warehouse is remote.
+    pub warehouse: Option<String>,
+}
+
+/// The PostgreSQL server the suite runs against instead of SQLite: a URL whose user may
+/// create databases (`SLUICE_TEST_CATALOG`, set by .ci/run). Each project gets its own.
+pub fn remote_catalog() -> Option<String> {
+    std::env::var("SLUICE_TEST_CATALOG")
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
+/// The object-store warehouse root the suite runs against instead of a local folder
+/// (`SLUICE_TEST_WAREHOUSE`, e.g. `s3://bucket`; endpoint and keys in the AWS_* variables).
+pub fn remote_warehouse() -> Option<String> {
+    std::env::var("SLUICE_TEST_WAREHOUSE")
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
+/// A new, empty database on the test server, as a URL.
+fn create_database(admin: &str) -> String {
+    let name = format!("sluice_it_{}", uuid::Uuid::now_v7().simple());
+    let out = Command::new("psql")
+        .args([admin, "-v", "ON_ERROR_STOP=1", "-q", "-c"])
+        .arg(format!("CREATE DATABASE {name}"))
+        .output()
+        .expect("psql (installed with PostgreSQL by .ci/run)");
+    assert!(
+        out.status.success(),
+        "cannot create a test database: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut u = url::Url::parse(admin).expect("SLUICE_TEST_CATALOG is a URL");
+    u.set_path(&format!("/{name}"));
+    u.to_string()
+}
+
+/// Where a project keeps local copies of its remote warehouse, and the file naming the
+/// remote root they come from.
+const COPY_DIR: &str = "warehouse-copy";
+const COPY_SOURCE: &str = "warehouse-copy.source";
+
+/// Replaces `copy` with the objects under `<root><rel>` (absent when there are none).
+fn fetch_copy(root: &str, rel: &str, copy: &Path) {
+    let _ = std::fs::remove_dir_all(copy);
+    s3_objects(&["download", &format!("{root}{rel}"), copy.to_str().unwrap()]);
+}
+
+/// With a remote warehouse the tests read local copies of it; every reader below fetches
+/// its copy again first, so that it shows the store as it is now, not as it was when the
+/// test took the path. A path outside a copy (a local warehouse) is left alone.
+pub fn refresh(dir: &Path) {
+    let parts: Vec<_> = dir.components().collect();
+    let Some(i) = parts.iter().position(|c| c.as_os_str() == COPY_DIR) else {
+        return;
+    };
+    let project: PathBuf = parts[..i].iter().collect();
+    let rel: PathBuf = parts[i + 1..].iter().collect();
+    let root = std::fs::read_to_string(project.join(COPY_SOURCE)).unwrap();
+    fetch_copy(&root, rel.to_str().unwrap(), dir);
+}
+
+/// Runs tests/it/s3_objects.py (boto3, installed by .ci/run with the S3-compatible server).
+fn s3_objects(args: &[&str]) -> u64 {
+    let out = Command::new("python3")
+        .arg(Path::new(REPO).join("tests/it/s3_objects.py"))
+        .args(args)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "s3_objects.py {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
 }
 
 #[derive(Debug)]
@@ -68,7 +150,40 @@ impl TestProject {
             copy_dir(&repo.join(d), &dir.path().join(d));
         }
         std::fs::copy(repo.join("sluice.toml"), dir.path().join("sluice.toml")).unwrap();
-        TestProject { dir }
+        TestProject::in_dir(dir)
+    }
+
+    /// A project in `dir` with its own catalog and warehouse on the servers the suite runs
+    /// against (none: SQLite and a local folder, from sluice.toml's defaults).
+    fn in_dir(dir: tempfile::TempDir) -> TestProject {
+        let catalog = remote_catalog().map(|admin| create_database(&admin));
+        let warehouse = remote_warehouse().map(|root| {
+            format!(
+                "{}/it-{}/",
+                root.trim_end_matches('/'),
+                uuid::Uuid::now_v7().simple()
+            )
+        });
+        TestProject {
+            dir,
+            catalog,
+            warehouse,
+        }
+    }
+
+    /// Whether the warehouse is on an object store (so the tests read copies of its files).
+    pub fn remote(&self) -> bool {
+        self.warehouse.is_some()
+    }
+
+    /// The settings overrides a process started on this project would get from the
+    /// environment: for tests that build sluice's parts in-process.
+    pub fn overrides(&self) -> sluice::config::Overrides {
+        sluice::config::Overrides {
+            project: Some(self.path().to_path_buf()),
+            catalog: self.catalog.clone(),
+            warehouse: self.warehouse.clone(),
+        }
     }
 
     /// A project made of just `files` (path, content), with `sluice.toml` if given.
@@ -77,7 +192,7 @@ impl TestProject {
             .prefix("sluice-it-")
             .tempdir()
             .unwrap();
-        let p = TestProject { dir };
+        let p = TestProject::in_dir(dir);
         for (rel, content) in files {
             p.write(rel, content);
         }
@@ -104,13 +219,24 @@ impl TestProject {
         std::fs::read_to_string(self.file(rel)).unwrap()
     }
 
+    /// Points a command at this project's catalog and warehouse: its own database and
+    /// prefix on the remote servers, or (variables removed) sluice.toml's local defaults.
+    pub fn set_stores(&self, c: &mut Command) {
+        match &self.catalog {
+            Some(url) => c.env("SLUICE_CATALOG", url),
+            None => c.env_remove("SLUICE_CATALOG"),
+        };
+        match &self.warehouse {
+            Some(url) => c.env("SLUICE_WAREHOUSE", url),
+            None => c.env_remove("SLUICE_WAREHOUSE"),
+        };
+    }
+
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
-        c.current_dir(self.path())
-            .args(args)
-            .env_remove("SLUICE_CATALOG")
-            .env_remove("SLUICE_WAREHOUSE")
-            .env_remove("SLUICE_LOG")
+        c.current_dir(self.path()).args(args);
+        self.set_stores(&mut c);
+        c.env_remove("SLUICE_LOG")
             .env_remove("RUST_LOG")
             .env_remove("SLUICE_LOG_FORMAT")
             .env_remove("SLUICE_FAILPOINT");
@@ -171,11 +297,63 @@ impl TestProject {
             .unwrap_or_default()
     }
 
+    /// A table version's folder. With a remote warehouse, a fresh local copy of its objects
+    /// (absent when it has none), so that readers see exactly what sluice wrote.
     pub fn warehouse_table(&self, table: &str, version: u32) -> PathBuf {
-        self.path()
-            .join("warehouse")
-            .join(table)
-            .join(format!("v{version}"))
+        self.warehouse_dir(&format!("{table}/v{version}"))
+    }
+
+    /// The warehouse root; with a remote warehouse, a fresh local copy of all of it.
+    pub fn warehouse_root(&self) -> PathBuf {
+        self.warehouse_dir("")
+    }
+
+    /// The folder of a table location sluice printed (`sluice resolve`): the path of a
+    /// `file://` URL, or a fresh local copy of an object-store prefix of this project.
+    pub fn location_dir(&self, uri: &str) -> PathBuf {
+        let u = url::Url::parse(uri).unwrap_or_else(|e| panic!("`{uri}` is not a URL: {e}"));
+        if u.scheme() == "file" {
+            return u.to_file_path().unwrap();
+        }
+        let root = self.warehouse.as_deref().unwrap_or_default();
+        let rel = uri
+            .strip_prefix(root)
+            .unwrap_or_else(|| panic!("`{uri}` is outside this project's warehouse {root}"));
+        self.warehouse_dir(rel.trim_end_matches('/'))
+    }
+
+    fn warehouse_dir(&self, rel: &str) -> PathBuf {
+        let Some(root) = &self.warehouse else {
+            return self.path().join("warehouse").join(rel);
+        };
+        std::fs::write(self.path().join(COPY_SOURCE), root).unwrap();
+        let copy = self.path().join(COPY_DIR).join(rel);
+        fetch_copy(root, rel, &copy);
+        copy
+    }
+
+    /// Overwrites every data file of one partition of a table version with `content`: for
+    /// tests that damage a file on purpose.
+    pub fn overwrite_partition_files(
+        &self,
+        table: &str,
+        version: u32,
+        partition: &str,
+        content: &str,
+    ) {
+        let rel = format!("{table}/v{version}/{partition}");
+        match &self.warehouse {
+            None => {
+                let dir = self.path().join("warehouse").join(&rel);
+                for f in std::fs::read_dir(&dir).unwrap().flatten() {
+                    std::fs::write(f.path(), content).unwrap();
+                }
+            }
+            Some(root) => {
+                let n = s3_objects(&["overwrite", &format!("{root}{rel}"), content]);
+                assert!(n > 0, "no objects under {root}{rel}");
+            }
+        }
     }
 }
 
@@ -210,6 +388,7 @@ pub fn sigkill(child: &mut Child) {
 /// The table's rows, read by a fresh deltalake handle through DataFusion (not through
 /// sluice), each row as one string, sorted.
 pub async fn read_delta_rows(dir: &Path, filter: Option<&str>) -> Vec<String> {
+    refresh(dir);
     use deltalake::datafusion::prelude::SessionContext;
     let url = url::Url::from_directory_path(dir).unwrap();
     let table = deltalake::open_table(url).await.expect("open Delta table");
@@ -248,6 +427,7 @@ pub async fn read_delta_rows(dir: &Path, filter: Option<&str>) -> Vec<String> {
 
 /// The Parquet data files under `dir` (checkpoints in `_delta_log` left out), sorted.
 pub fn data_files(dir: &Path) -> Vec<String> {
+    refresh(dir);
     fn walk(d: &Path, out: &mut Vec<String>) {
         for e in std::fs::read_dir(d).unwrap().flatten() {
             let p = e.path();
@@ -268,6 +448,7 @@ pub fn data_files(dir: &Path) -> Vec<String> {
 
 /// The latest Delta version, from the log folder's file names.
 pub fn delta_log_version(dir: &Path) -> u64 {
+    refresh(dir);
     std::fs::read_dir(dir.join("_delta_log"))
         .unwrap()
         .filter_map(|e| e.ok())
@@ -288,6 +469,7 @@ pub fn python_delta_summary(
     key: &str,
     sum_col: &str,
 ) -> (u64, u64, f64) {
+    refresh(dir);
     let script = r#"
 import sys, datetime
 from deltalake import DeltaTable
@@ -336,4 +518,69 @@ pub fn assert_same_rows(what: &str, got: &[String], want: &[String]) {
         got.len(),
         want.len()
     );
+}
+
+/// Each partition's commits in the Delta log, from the `txn` actions (one per commit).
+pub fn commits_per_partition(dir: &Path) -> BTreeMap<String, usize> {
+    commit_tokens(dir)
+        .into_iter()
+        .map(|(k, v)| (k, v.len()))
+        .collect()
+}
+
+/// Each partition's commits in the Delta log as the fencing tokens they carried (the `txn`
+/// version), in log order: a token above 1 means the partition's lease was taken over.
+pub fn commit_tokens(dir: &Path) -> BTreeMap<String, Vec<i64>> {
+    refresh(dir);
+    let mut names: Vec<(u64, PathBuf)> = std::fs::read_dir(dir.join("_delta_log"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().to_string();
+            let v = n.strip_suffix(".json")?.parse::<u64>().ok()?;
+            Some((v, e.path()))
+        })
+        .collect();
+    names.sort();
+    let mut out: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for (_, path) in names {
+        for line in std::fs::read_to_string(path).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            if let Some(app) = v["txn"]["appId"].as_str() {
+                out.entry(app.trim_start_matches("sluice:").to_string())
+                    .or_default()
+                    .push(v["txn"]["version"].as_i64().unwrap_or(-1));
+            }
+        }
+    }
+    out
+}
+
+/// SIGTERM, by process id: the polite stop.
+pub fn sigterm(child: &Child) {
+    signal(child, "TERM");
+}
+
+/// Sends `sig` (TERM, STOP, CONT...) to the child, by process id.
+pub fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {}", child.id());
+}
+
+pub fn wait_exit(child: &mut std::process::Child, within: Duration) -> i32 {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code().unwrap_or(-1);
+        }
+        assert!(
+            start.elapsed() < within,
+            "the daemon did not exit within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

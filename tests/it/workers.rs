@@ -1,0 +1,362 @@
+//! Issue: beyond one machine. Several workers share one catalog and one warehouse; the
+//! suite runs these on whatever the rest runs on, so in CI's second pass they are real
+//! daemons on PostgreSQL and an S3-compatible server, killed and paused with real signals.
+
+use crate::daemon::{daily_job, project_of};
+use crate::util::*;
+use chrono::Utc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+/// A project whose one job, `ticks`, has `days` daily partitions due right away (catch-up
+/// from `days` days ago, UTC), with 2-second leases so that takeovers happen quickly.
+fn ticks_project(days: i64) -> (TestProject, String, String) {
+    let today = Utc::now().date_naive();
+    let from = (today - chrono::Duration::days(days)).to_string();
+    let to = (today - chrono::Duration::days(1)).to_string();
+    let mut job = daily_job("ticks", "cron = \"0 0 * * *\"\ntime_zone = \"UTC\"", &from);
+    job[0].1 = job[0]
+        .1
+        .replace("time_zone = \"Europe/Berlin\"\n\n[output]", "\n[output]");
+    let p = project_of(&[job]);
+    p.write("sluice.toml", "[runner]\nlease_ttl_seconds = 2\n");
+    (p, from, to)
+}
+
+/// The rows of the same partitions written by one clean backfill on a fresh project.
+async fn clean_rows(days: i64, from: &str, to: &str) -> Vec<String> {
+    let (clean, _, _) = ticks_project(days);
+    clean.ok(&["backfill", "ticks", "--from", from, "--to", to]);
+    read_delta_rows(&clean.warehouse_table("ticks", 1), None).await
+}
+
+fn states(p: &TestProject) -> BTreeMap<String, String> {
+    p.ok(&["status", "ticks", "--output", "json"])
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["partition"].as_str().unwrap().to_string(),
+                s["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn wait_complete(p: &TestProject, n: usize, within: Duration) {
+    let start = Instant::now();
+    loop {
+        let s = states(p);
+        if s.len() == n && s.values().all(|v| v == "complete") {
+            return;
+        }
+        assert!(
+            start.elapsed() < within,
+            "not done within {within:?}: {s:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Partitions named on the log's lines that contain `what` (the run span names them).
+fn partitions_logged(log: &str, what: &str) -> BTreeSet<String> {
+    log.lines()
+        .filter(|l| l.contains(what))
+        .filter_map(|l| {
+            let rest = &l[l.find("partition=")? + "partition=".len()..];
+            Some(rest.split(['}', ' ', ':']).next()?.to_string())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_daemons_share_the_work_and_a_killed_one_loses_nothing() {
+    let days = 12;
+    let (p, from, to) = ticks_project(days);
+    let args = [
+        "daemon",
+        "--metrics-address",
+        "off",
+        "--max-concurrency",
+        "2",
+    ];
+    // Each run waits before its commit, so that every daemon holds leases for a while.
+    let env = [
+        ("SLUICE_FAILPOINT", "slow_commit"),
+        ("SLUICE_FAILPOINT_DELAY_MS", "700"),
+    ];
+    let (mut a, log_a) = p.spawn(&args, &env);
+    let (mut b, log_b) = p.spawn(&args, &env);
+    let (mut c, log_c) = p.spawn(&args, &env);
+    // Kill `a` while it holds leases: it has claimed a partition and is about to commit it.
+    wait_for_text(&log_a, "delaying at failpoint", Duration::from_secs(60));
+    sigkill(&mut a);
+    let text_a = std::fs::read_to_string(&log_a).unwrap();
+    let started = partitions_logged(&text_a, "run started");
+    let finished = partitions_logged(&text_a, "run succeeded");
+    let orphaned: BTreeSet<_> = started.difference(&finished).cloned().collect();
+    assert!(
+        !orphaned.is_empty(),
+        "the killed daemon held no lease:\n{text_a}"
+    );
+
+    wait_complete(&p, days as usize, Duration::from_secs(180));
+    sigterm(&b);
+    sigterm(&c);
+    assert_eq!(wait_exit(&mut b, Duration::from_secs(60)), 0);
+    assert_eq!(wait_exit(&mut c, Duration::from_secs(60)), 0);
+
+    let table = p.warehouse_table("ticks", 1);
+    let tokens = commit_tokens(&table);
+    assert_eq!(tokens.len(), days as usize, "{tokens:?}");
+    for (partition, t) in &tokens {
+        assert_eq!(
+            t.len(),
+            1,
+            "{partition} written {} times: {tokens:?}",
+            t.len()
+        );
+    }
+    // What the killed daemon left in flight was taken over after its lease expired: the
+    // commit carries a later fencing token than the dead worker's.
+    for partition in &orphaned {
+        let t = &tokens[partition];
+        assert!(t[0] >= 2, "{partition} was not taken over: {tokens:?}");
+    }
+    // Every live daemon did some of the work.
+    let text_b = std::fs::read_to_string(&log_b).unwrap();
+    let text_c = std::fs::read_to_string(&log_c).unwrap();
+    for (name, text) in [("b", &text_b), ("c", &text_c)] {
+        assert!(
+            text.contains("run succeeded"),
+            "daemon {name} ran nothing:\n{text}"
+        );
+    }
+    let rows = read_delta_rows(&table, None).await;
+    assert_same_rows(
+        "ticks after a killed daemon",
+        &rows,
+        &clean_rows(days, &from, &to).await,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_worker_cannot_commit_over_the_one_that_took_its_partition() {
+    let (p, _from, day) = ticks_project(3);
+    // `a` claims the partition and stops just before its commit, with its files written.
+    let (mut a, log_a) = p.spawn(
+        &["run", "ticks", "--partition", &day],
+        &[
+            ("SLUICE_FAILPOINT", "slow_commit"),
+            ("SLUICE_FAILPOINT_DELAY_MS", "1500"),
+        ],
+    );
+    wait_for_text(&log_a, "delaying at failpoint", Duration::from_secs(60));
+    signal(&a, "STOP");
+    // `b` is refused while the lease holds (exit 3), then takes the partition over once the
+    // paused worker's lease has expired.
+    let start = Instant::now();
+    let b = loop {
+        let o = p.run(&["run", "ticks", "--partition", &day, "--output", "json"]);
+        if o.code != 3 {
+            break o;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the paused worker's lease never expired{}",
+            o.context()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(b.code, 0, "{}", b.context());
+    assert_eq!(b.json()["state"], "succeeded", "{}", b.context());
+    signal(&a, "CONT");
+    let code = wait_exit(&mut a, Duration::from_secs(60));
+    let text_a = std::fs::read_to_string(&log_a).unwrap();
+    assert_ne!(code, 0, "the paused worker claims success:\n{text_a}");
+    assert!(
+        text_a.contains("taken over by another worker"),
+        "the paused worker does not say why it stopped:\n{text_a}"
+    );
+
+    // One commit, the taker's (fencing token 2); its rows; and the partition still complete.
+    let table = p.warehouse_table("ticks", 1);
+    let tokens = commit_tokens(&table);
+    assert_eq!(tokens.get(&day), Some(&vec![2]), "{tokens:?}");
+    let rows = read_delta_rows(&table, None).await;
+    assert_same_rows(
+        "ticks after a takeover",
+        &rows,
+        &clean_rows(3, &day, &day).await,
+    );
+    assert_eq!(states(&p).get(&day).map(String::as_str), Some("complete"));
+}
+
+/// A loopback port nothing listens on.
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[test]
+fn no_secret_appears_in_logs_errors_or_status() {
+    let p = TestProject::sample();
+    // The real secrets of this run (the catalog's password, the object store's keys), and
+    // wrong ones handed to commands that must fail.
+    let mut secrets: Vec<String> = Vec::new();
+    if let Some(url) = &p.catalog {
+        let u = url::Url::parse(url).unwrap();
+        secrets.extend(u.password().map(str::to_string));
+    }
+    for k in [
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SESSION_TOKEN",
+    ] {
+        secrets.extend(std::env::var(k).ok().filter(|v| v.len() >= 6));
+    }
+    let wrong_password = "pw-Wrong-7c1e95";
+    let wrong_key_id = "AKIAWRONG7C1E95";
+    let wrong_secret = "s3-Wrong-Secret-7c1e95";
+    secrets.extend([wrong_password, wrong_key_id, wrong_secret].map(String::from));
+
+    let mut outputs = vec![
+        p.run(&["migrate", "-vv"]),
+        p.run(&[
+            "backfill",
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2024-01-03",
+            "-vv",
+        ]),
+        p.run(&["status"]),
+        p.run(&["status", "--output", "json", "-vv"]),
+        p.run(&["status", "clean_orders", "--output", "json"]),
+        p.run(&["tables", "--output", "json"]),
+        p.run(&["query", "SELECT count(*) AS n FROM clean_orders", "-vv"]),
+        p.run(&["dlq", "list", "clean_orders", "-vv"]),
+    ];
+    for o in &outputs[..2] {
+        assert_eq!(o.code, 0, "{}", o.context());
+    }
+    // A failing run: its error lands in the catalog and in `status`.
+    p.write(
+        "jobs/daily_revenue.sql",
+        "SELECT no_such_column FROM clean_orders",
+    );
+    outputs.push(p.run(&["run", "daily_revenue", "--partition", "2024-01-02", "-vv"]));
+    outputs.push(p.run(&["status", "daily_revenue", "--output", "json"]));
+
+    // The catalog with a wrong password: on the real server if there is one, else a port
+    // where nothing answers. Either way a clear error, with the password hidden.
+    let bad_catalog = match &p.catalog {
+        Some(url) => {
+            let mut u = url::Url::parse(url).unwrap();
+            u.set_password(Some(wrong_password)).unwrap();
+            u.to_string()
+        }
+        None => format!(
+            "postgres://sluice:{wrong_password}@127.0.0.1:{}/cat",
+            closed_port()
+        ),
+    };
+    let o = p.run(&["status", "--catalog", &bad_catalog, "-vv"]);
+    assert_eq!(o.code, 2, "{}", o.context());
+    assert!(o.stderr.contains("sluice:***@"), "{}", o.context());
+    outputs.push(o);
+
+    // The warehouse with wrong keys: on the real S3-compatible server if there is one.
+    let endpoint = std::env::var("AWS_ENDPOINT_URL")
+        .unwrap_or_else(|_| format!("http://127.0.0.1:{}", closed_port()));
+    let o = p.run_env(
+        &[
+            "run",
+            "clean_orders",
+            "--partition",
+            "2024-01-02",
+            "--warehouse",
+            "s3://sluice-no-such-bucket/lake",
+            "-vv",
+        ],
+        &[
+            ("AWS_ACCESS_KEY_ID", wrong_key_id),
+            ("AWS_SECRET_ACCESS_KEY", wrong_secret),
+            ("AWS_ENDPOINT_URL", &endpoint),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_REGION", "us-east-1"),
+        ],
+    );
+    assert_ne!(o.code, 0, "{}", o.context());
+    outputs.push(o);
+
+    // The daemon's own log, at the most detailed level.
+    let (mut d, log) = p.spawn(&["daemon", "--metrics-address", "off", "-vv"], &[]);
+    wait_for_text(&log, "daemon", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(500));
+    sigterm(&d);
+    wait_exit(&mut d, Duration::from_secs(60));
+    let daemon_log = std::fs::read_to_string(&log).unwrap();
+
+    for s in &secrets {
+        for o in &outputs {
+            assert!(
+                !o.stdout.contains(s.as_str()) && !o.stderr.contains(s.as_str()),
+                "a secret ({} characters) appears in the output{}",
+                s.len(),
+                o.context().replace(s.as_str(), "<SECRET>")
+            );
+        }
+        assert!(
+            !daemon_log.contains(s.as_str()),
+            "a secret appears in the daemon's log:\n{}",
+            daemon_log.replace(s.as_str(), "<SECRET>")
+        );
+    }
+}
+
+#[test]
+fn an_object_store_that_cannot_commit_atomically_is_refused_unless_allowed() {
+    let p = TestProject::sample();
+    let endpoint = std::env::var("AWS_ENDPOINT_URL")
+        .unwrap_or_else(|_| format!("http://127.0.0.1:{}", closed_port()));
+    let warehouse = p
+        .warehouse
+        .clone()
+        .unwrap_or_else(|| "s3://sluice-no-such-bucket/lake/".into());
+    let base = [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_REGION", "us-east-1"),
+        ("SLUICE_WAREHOUSE", warehouse.as_str()),
+    ];
+    let run = |extra: &[(&str, &str)]| {
+        let mut env = base.to_vec();
+        env.extend_from_slice(extra);
+        p.run_env(&["migrate"], &env)
+    };
+    for (setting, value) in [
+        ("AWS_S3_ALLOW_UNSAFE_RENAME", "true"),
+        ("AWS_CONDITIONAL_PUT", "disabled"),
+    ] {
+        let o = run(&[(setting, value)]);
+        assert_eq!(o.code, 2, "{}", o.context());
+        assert!(
+            o.stderr.contains("Delta commits would not be atomic")
+                && o.stderr.contains(setting)
+                && o.stderr.contains("allow_unsafe_commits"),
+            "{}",
+            o.context()
+        );
+    }
+    // On a real store, an explicit opt-out lets the same setup write.
+    if p.remote() {
+        let o = run(&[
+            ("AWS_CONDITIONAL_PUT", "disabled"),
+            ("SLUICE_ALLOW_UNSAFE_COMMITS", "1"),
+        ]);
+        assert_eq!(o.code, 0, "{}", o.context());
+    }
+}
