@@ -134,6 +134,22 @@ async fn three_daemons_share_the_work_and_a_killed_one_loses_nothing() {
             "daemon {name} ran nothing:\n{text}"
         );
     }
+    // Each tick is seen by every daemon, yet the live ones started each partition once
+    // between them.
+    let mut starts: BTreeMap<String, usize> = BTreeMap::new();
+    for text in [&text_b, &text_c] {
+        for partition in text
+            .lines()
+            .filter(|l| l.contains("run started"))
+            .flat_map(|l| partitions_logged(l, "run started"))
+        {
+            *starts.entry(partition).or_default() += 1;
+        }
+    }
+    assert!(
+        starts.values().all(|n| *n == 1) && starts.len() + finished.len() == days as usize,
+        "partitions started more than once, or never: {starts:?} (the killed daemon finished {finished:?})"
+    );
     let rows = read_delta_rows(&table, None).await;
     assert_same_rows(
         "ticks after a killed daemon",
