@@ -19,7 +19,7 @@ fn utc(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
 }
 
 /// A daily job `name` writing `(p STRING, dt DATE)`: one row naming its partition.
-pub(crate) fn daily_job(name: &str, schedule: &str, start: &str) -> [(String, String); 3] {
+fn daily_job(name: &str, schedule: &str, start: &str) -> [(String, String); 3] {
     [
         (
             format!("jobs/{name}.toml"),
@@ -38,7 +38,7 @@ pub(crate) fn daily_job(name: &str, schedule: &str, start: &str) -> [(String, St
     ]
 }
 
-pub(crate) fn project_of(jobs: &[[(String, String); 3]]) -> TestProject {
+fn project_of(jobs: &[[(String, String); 3]]) -> TestProject {
     // Each job's migration gets its own number.
     let files: Vec<(String, String)> = jobs
         .iter()
@@ -449,22 +449,29 @@ fn metric(text: &str, name_and_labels: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// A project whose one job has three partitions due right away (catch-up from three days
-/// ago), with short leases.
-fn process_project() -> TestProject {
+/// A project whose one job, `ticks`, has `days` daily partitions due right away (catch-up
+/// from `days` days ago, UTC), with 2-second leases so that takeovers happen quickly.
+/// Returns the first and last partition due.
+pub(crate) fn ticks_project(days: i64) -> (TestProject, String, String) {
     let today = Utc::now().date_naive();
-    let start = (today - chrono::Duration::days(3)).to_string();
-    let job = daily_job("ticks", "cron = \"0 0 * * *\"\ntime_zone = \"UTC\"", &start);
+    let from = (today - chrono::Duration::days(days)).to_string();
+    let to = (today - chrono::Duration::days(1)).to_string();
+    let job = daily_job("ticks", "cron = \"0 0 * * *\"\ntime_zone = \"UTC\"", &from);
     let p = project_of(&[job]);
     let t = p
         .read("jobs/ticks.toml")
         .replace("time_zone = \"Europe/Berlin\"\n\n[output]", "\n[output]");
     p.write("jobs/ticks.toml", &t);
     p.write("sluice.toml", "[runner]\nlease_ttl_seconds = 2\n");
-    p
+    (p, from, to)
 }
 
-fn states(p: &TestProject) -> BTreeMap<String, String> {
+fn process_project() -> TestProject {
+    ticks_project(3).0
+}
+
+/// `ticks`' partitions and their states, from `sluice status`.
+pub(crate) fn states(p: &TestProject) -> BTreeMap<String, String> {
     p.ok(&["status", "ticks", "--output", "json"])
         .json()
         .as_array()
@@ -479,12 +486,12 @@ fn states(p: &TestProject) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Waits until the three partitions of `process_project` are complete.
-fn wait_all_complete(p: &TestProject, within: Duration) {
+/// Waits until `ticks` has `n` partitions, all complete.
+pub(crate) fn wait_complete(p: &TestProject, n: usize, within: Duration) {
     let start = std::time::Instant::now();
     loop {
         let s = states(p);
-        if s.len() == 3 && s.values().all(|v| v == "complete") {
+        if s.len() == n && s.values().all(|v| v == "complete") {
             return;
         }
         assert!(
@@ -596,7 +603,7 @@ async fn after_sigkill_a_restart_leaves_no_partial_partition() {
         "a killed run left rows"
     );
     let (mut child, log) = p.spawn(&args, &[]);
-    wait_all_complete(&p, Duration::from_secs(90));
+    wait_complete(&p, 3, Duration::from_secs(90));
     sigterm(&child);
     assert_eq!(wait_exit(&mut child, Duration::from_secs(30)), 0);
     let rows = read_delta_rows(&table, None).await;
@@ -632,7 +639,7 @@ fn two_daemons_on_one_catalog_run_each_partition_once() {
     ];
     let (mut a, log_a) = p.spawn(&args, &env);
     let (mut b, log_b) = p.spawn(&args, &env);
-    wait_all_complete(&p, Duration::from_secs(90));
+    wait_complete(&p, 3, Duration::from_secs(90));
     sigterm(&a);
     sigterm(&b);
     assert_eq!(wait_exit(&mut a, Duration::from_secs(30)), 0);
@@ -664,7 +671,7 @@ fn a_backfill_beside_the_daemon_never_runs_a_partition_twice() {
     }
     let out = backfill.output().unwrap();
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    wait_all_complete(&p, Duration::from_secs(90));
+    wait_complete(&p, 3, Duration::from_secs(90));
     sigterm(&daemon);
     assert_eq!(wait_exit(&mut daemon, Duration::from_secs(30)), 0);
     let logs = std::fs::read_to_string(&log).unwrap() + &String::from_utf8_lossy(&out.stderr);

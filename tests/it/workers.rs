@@ -2,62 +2,16 @@
 //! suite runs these on whatever the rest runs on, so in CI's second pass they are real
 //! daemons on PostgreSQL and an S3-compatible server, killed and paused with real signals.
 
-use crate::daemon::{daily_job, project_of};
+use crate::daemon::{states, ticks_project, wait_complete};
 use crate::util::*;
-use chrono::Utc;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
-
-/// A project whose one job, `ticks`, has `days` daily partitions due right away (catch-up
-/// from `days` days ago, UTC), with 2-second leases so that takeovers happen quickly.
-fn ticks_project(days: i64) -> (TestProject, String, String) {
-    let today = Utc::now().date_naive();
-    let from = (today - chrono::Duration::days(days)).to_string();
-    let to = (today - chrono::Duration::days(1)).to_string();
-    let mut job = daily_job("ticks", "cron = \"0 0 * * *\"\ntime_zone = \"UTC\"", &from);
-    job[0].1 = job[0]
-        .1
-        .replace("time_zone = \"Europe/Berlin\"\n\n[output]", "\n[output]");
-    let p = project_of(&[job]);
-    p.write("sluice.toml", "[runner]\nlease_ttl_seconds = 2\n");
-    (p, from, to)
-}
 
 /// The rows of the same partitions written by one clean backfill on a fresh project.
 async fn clean_rows(days: i64, from: &str, to: &str) -> Vec<String> {
     let (clean, _, _) = ticks_project(days);
     clean.ok(&["backfill", "ticks", "--from", from, "--to", to]);
     read_delta_rows(&clean.warehouse_table("ticks", 1), None).await
-}
-
-fn states(p: &TestProject) -> BTreeMap<String, String> {
-    p.ok(&["status", "ticks", "--output", "json"])
-        .json()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["partition"].as_str().unwrap().to_string(),
-                s["state"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
-fn wait_complete(p: &TestProject, n: usize, within: Duration) {
-    let start = Instant::now();
-    loop {
-        let s = states(p);
-        if s.len() == n && s.values().all(|v| v == "complete") {
-            return;
-        }
-        assert!(
-            start.elapsed() < within,
-            "not done within {within:?}: {s:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// Partitions named on the log's lines that contain `what` (the run span names them).
