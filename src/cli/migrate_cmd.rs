@@ -56,9 +56,6 @@ pub async fn run(g: &Globals, plan_only: bool, allow_destructive: bool) -> Outco
             return Ok(refuse(g, &msgs, &[]));
         }
     };
-    if !plan_only {
-        crate::warehouse::check_atomic_commits(&project.settings).await?;
-    }
     if plan_only {
         if g.output == output::Format::Json {
             println!("{}", output::json(&plan));
@@ -84,6 +81,7 @@ pub async fn run(g: &Globals, plan_only: bool, allow_destructive: bool) -> Outco
         }
         return Ok(EXIT_OK);
     }
+    crate::warehouse::check_atomic_commits(&project.settings).await?;
     let by = crate::runner::holder_id();
     let mut done = Vec::new();
     for m in &plan.pending {
