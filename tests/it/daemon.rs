@@ -470,6 +470,27 @@ fn process_project() -> TestProject {
     ticks_project(3).0
 }
 
+/// `N` daemons on `p` (two partitions at a time each, no metrics endpoint), each run
+/// pausing `commit_delay_ms` before its commit so that daemons hold leases for a while.
+pub(crate) fn spawn_daemons<const N: usize>(
+    p: &TestProject,
+    commit_delay_ms: u64,
+) -> [(std::process::Child, std::path::PathBuf); N] {
+    let delay = commit_delay_ms.to_string();
+    let args = [
+        "daemon",
+        "--metrics-address",
+        "off",
+        "--max-concurrency",
+        "2",
+    ];
+    let env = [
+        ("SLUICE_FAILPOINT", "slow_commit"),
+        ("SLUICE_FAILPOINT_DELAY_MS", delay.as_str()),
+    ];
+    std::array::from_fn(|_| p.spawn(&args, &env))
+}
+
 /// `ticks`' partitions and their states, from `sluice status`.
 pub(crate) fn states(p: &TestProject) -> BTreeMap<String, String> {
     p.ok(&["status", "ticks", "--output", "json"])
@@ -626,19 +647,7 @@ async fn after_sigkill_a_restart_leaves_no_partial_partition() {
 #[test]
 fn two_daemons_on_one_catalog_run_each_partition_once() {
     let p = process_project();
-    let args = [
-        "daemon",
-        "--metrics-address",
-        "off",
-        "--max-concurrency",
-        "2",
-    ];
-    let env = [
-        ("SLUICE_FAILPOINT", "slow_commit"),
-        ("SLUICE_FAILPOINT_DELAY_MS", "300"),
-    ];
-    let (mut a, log_a) = p.spawn(&args, &env);
-    let (mut b, log_b) = p.spawn(&args, &env);
+    let [(mut a, log_a), (mut b, log_b)] = spawn_daemons(&p, 300);
     wait_complete(&p, 3, Duration::from_secs(90));
     sigterm(&a);
     sigterm(&b);

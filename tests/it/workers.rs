@@ -2,7 +2,7 @@
 //! suite runs these on whatever the rest runs on, so in CI's second pass they are real
 //! daemons on PostgreSQL and an S3-compatible server, killed and paused with real signals.
 
-use crate::daemon::{states, ticks_project, wait_complete};
+use crate::daemon::{spawn_daemons, states, ticks_project, wait_complete};
 use crate::util::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -29,21 +29,8 @@ fn partitions_logged(log: &str, what: &str) -> BTreeSet<String> {
 async fn three_daemons_share_the_work_and_a_killed_one_loses_nothing() {
     let days = 12;
     let (p, from, to) = ticks_project(days);
-    let args = [
-        "daemon",
-        "--metrics-address",
-        "off",
-        "--max-concurrency",
-        "2",
-    ];
-    // Each run waits before its commit, so that every daemon holds leases for a while.
-    let env = [
-        ("SLUICE_FAILPOINT", "slow_commit"),
-        ("SLUICE_FAILPOINT_DELAY_MS", "700"),
-    ];
-    let (mut a, log_a) = p.spawn(&args, &env);
-    let (mut b, log_b) = p.spawn(&args, &env);
-    let (mut c, log_c) = p.spawn(&args, &env);
+    // Each run waits 700 ms before its commit, so that every daemon holds leases a while.
+    let [(mut a, log_a), (mut b, log_b), (mut c, log_c)] = spawn_daemons(&p, 700);
     // Kill `a` while it holds leases: it has claimed a partition and is about to commit it.
     wait_for_text(&log_a, "delaying at failpoint", Duration::from_secs(60));
     sigkill(&mut a);
