@@ -14,12 +14,12 @@ use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
 use deltalake::kernel::transaction::{
     CommitBuilder, CommitConflictError, CommitProperties, TransactionError,
 };
-use deltalake::kernel::{Action, Add, StructType, Transaction};
+use deltalake::kernel::{Action, Add, LogicalFileView, StructType, Transaction};
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter as _, RecordBatchWriter};
-use deltalake::{DeltaTable, DeltaTableError, FilterLiteral, FilterOp, FilterValue};
+use deltalake::{DeltaTable, DeltaTableError};
 use futures::TryStreamExt as _;
 use std::collections::HashMap;
 use url::Url;
@@ -238,16 +238,48 @@ pub enum Scope {
     WholeTable,
 }
 
-fn scope_filters(scope: &Scope) -> Vec<FilterLiteral<'_>> {
-    match scope {
-        Scope::Partition { column, value } => {
-            vec![(
-                column.as_str(),
-                FilterOp::Eq,
-                FilterValue::Scalar(value.as_str()),
-            )]
-        }
-        Scope::WholeTable => Vec::new(),
+/// The table's current files in `scope`. Filtered here from the snapshot's file list
+/// rather than by a predicate given to deltalake: a predicate makes it replay the whole log
+/// (parsing every file's statistics) on each call, and a commit asks once per partition.
+async fn files_in_scope(
+    table: &DeltaTable,
+    scope: &Scope,
+) -> Result<Vec<LogicalFileView>, DeltaTableError> {
+    let files: Vec<LogicalFileView> = table
+        .get_active_add_actions_by_partitions(&[])
+        .try_collect()
+        .await?;
+    Ok(match scope {
+        Scope::WholeTable => files,
+        Scope::Partition { column, value } => files
+            .into_iter()
+            .filter(|f| {
+                f.partition_values_map()
+                    .get(column)
+                    .is_some_and(|v| same_partition_value(v.as_deref(), value))
+            })
+            .collect(),
+    })
+}
+
+/// Whether a partition value as the log holds it (`None`: null) is `ours`. Equal text, or
+/// the same date or time written another way (`2024-01-01 00:00:00` and
+/// `2024-01-01 00:00:00.000000` name one hour partition).
+fn same_partition_value(logged: Option<&str>, ours: &str) -> bool {
+    let Some(logged) = logged else {
+        return false;
+    };
+    if logged == ours {
+        return true;
+    }
+    let time = |s: &str| {
+        chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
+            .or_else(|_| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f"))
+            .ok()
+    };
+    match (time(logged), time(ours)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
     }
 }
 
@@ -288,10 +320,7 @@ pub async fn landed_token(
 
 /// Rows in the partition's current files, from their statistics.
 pub async fn partition_rows(table: &DeltaTable, scope: &Scope) -> Result<i64, DeltaError> {
-    let filters = scope_filters(scope);
-    let files: Vec<_> = table
-        .get_active_add_actions_by_partitions(&filters)
-        .try_collect()
+    let files = files_in_scope(table, scope)
         .await
         .map_err(|e| DeltaError::Open {
             url: crate::warehouse::display(table.table_url()),
@@ -470,14 +499,12 @@ async fn commit_once(
     let mut runs = Vec::new();
     for &i in live {
         let item = &batch[i];
-        let filters = scope_filters(&item.scope);
-        let removes: Vec<Action> = table
-            .get_active_add_actions_by_partitions(&filters)
-            .map_ok(|f| Action::Remove(f.remove_action(true)))
-            .try_collect()
-            .await
-            .map_err(other)?;
-        actions.extend(removes);
+        let removes = files_in_scope(table, &item.scope).await.map_err(other)?;
+        actions.extend(
+            removes
+                .iter()
+                .map(|f| Action::Remove(f.remove_action(true))),
+        );
         actions.extend(item.adds.iter().cloned().map(Action::Add));
         txns.push(Transaction::new(
             app_id(&item.info.partition),

@@ -21,7 +21,7 @@ use crate::warehouse;
 use futures::StreamExt as _;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use tracing::{Instrument as _, error_span, info, warn};
 
@@ -162,6 +162,35 @@ pub struct VersionHandle {
     pub table: tokio::sync::Mutex<deltalake::DeltaTable>,
     /// Partition commits waiting for the commit lock (see [`Runner::commit`]).
     queue: std::sync::Mutex<Vec<Queued>>,
+    /// Runs of this version computing their output now: a commit waits a moment for them
+    /// (see [`COMMIT_LINGER`]).
+    computing: AtomicUsize,
+    /// Told when a run queues its commit or stops computing.
+    changed: tokio::sync::Notify,
+}
+
+/// How long a commit waits for partitions of the same table that are still computing, so
+/// that they join it. A Delta commit costs about the same whatever it holds (the snapshot
+/// is rebuilt after it, reading every file's entry), so a backfill that commits its
+/// partitions a few at a time does a fraction of that work; a lone run (the daemon's
+/// usual case) has no sibling computing and does not wait.
+const COMMIT_LINGER: Duration = Duration::from_millis(50);
+
+/// Counts a run among its version's computing ones while alive.
+struct Computing<'a>(&'a VersionHandle);
+
+impl<'a> Computing<'a> {
+    fn new(handle: &'a VersionHandle) -> Computing<'a> {
+        handle.computing.fetch_add(1, Ordering::SeqCst);
+        Computing(handle)
+    }
+}
+
+impl Drop for Computing<'_> {
+    fn drop(&mut self) {
+        self.0.computing.fetch_sub(1, Ordering::SeqCst);
+        self.0.changed.notify_waiters();
+    }
 }
 
 struct Queued {
@@ -178,6 +207,8 @@ impl VersionHandle {
             schema_json,
             table: tokio::sync::Mutex::new(table),
             queue: std::sync::Mutex::new(Vec::new()),
+            computing: AtomicUsize::new(0),
+            changed: tokio::sync::Notify::new(),
         })
     }
 }
@@ -904,8 +935,10 @@ impl Runner {
             without_bad_rows: HashMap::new(),
         };
         let permit = self.compute_permit().await;
+        let computing = Computing::new(handle);
         let written = self.write_files(&query, schema, key, job, handle).await;
         drop(permit);
+        drop(computing);
         let written = match written {
             Ok(done) => done,
             Err((e, csv_files))
@@ -951,6 +984,7 @@ impl Runner {
                 }
                 report.bad_rows_skipped = bad;
                 let _permit = self.compute_permit().await;
+                let _computing = Computing::new(handle);
                 self.write_files(&query, schema, key, job, handle)
                     .await
                     .map_err(|(e, _)| e)?
@@ -1067,12 +1101,16 @@ impl Runner {
         let end_us = key
             .instant_bounds(job.partition_time_zone)
             .map(|(_, e)| e.timestamp_micros());
-        let ctx = self.engine.session();
-        crate::quality::audit::audit(&ctx, target, batches, &job.checks, &baseline, end_us)
-            .await
-            .map_err(|e| {
-                RunError::CheckFailed(format!("the data-quality audit could not run: {e}"))
-            })
+        crate::quality::audit::audit(
+            || self.engine.session(),
+            target,
+            batches,
+            &job.checks,
+            &baseline,
+            end_us,
+        )
+        .await
+        .map_err(|e| RunError::CheckFailed(format!("the data-quality audit could not run: {e}")))
     }
 
     /// Replaces the partition's dead letters with `bad` (none: clears them). A failure
@@ -1127,6 +1165,15 @@ impl Runner {
                 lost: lost.clone(),
                 reply,
             });
+        handle.changed.notify_waiters();
+        // Before taking the lock, which a computing run needs a moment of to start writing.
+        let until = tokio::time::Instant::now() + COMMIT_LINGER;
+        while handle.computing.load(Ordering::SeqCst) > 0 {
+            let changed = handle.changed.notified();
+            if tokio::time::timeout_at(until, changed).await.is_err() {
+                break;
+            }
+        }
         let mut table = handle.table.lock().await;
         // Committed by whoever held the lock before us?
         if let Ok(result) = answer.try_recv() {
