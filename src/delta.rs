@@ -14,9 +14,12 @@ use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
 use deltalake::kernel::transaction::{
     CommitBuilder, CommitConflictError, CommitProperties, TransactionError,
 };
-use deltalake::kernel::{Action, Add, LogicalFileView, StructType, Transaction};
+use deltalake::kernel::{
+    Action, Add, DataType as DeltaDataType, LogicalFileView, PrimitiveType, StructType, Transaction,
+};
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter as _, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError};
@@ -186,10 +189,29 @@ pub struct PartitionWriter {
 
 impl PartitionWriter {
     pub fn new(url: &Url, table: &DeltaTable) -> Result<PartitionWriter, DeltaError> {
-        let props = WriterProperties::builder()
+        let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
-            .set_created_by(format!("sluice {}", env!("CARGO_PKG_VERSION")))
-            .build();
+            .set_created_by(format!("sluice {}", env!("CARGO_PKG_VERSION")));
+        // Numbers, dates and times are written plain: ids, amounts and timestamps are mostly
+        // distinct, and interning each value into a dictionary that zstd then makes
+        // redundant was the larger part of writing a file. Text and booleans keep one.
+        if let Ok(snapshot) = table.snapshot() {
+            for field in snapshot.schema().fields() {
+                let text = matches!(
+                    field.data_type(),
+                    DeltaDataType::Primitive(
+                        PrimitiveType::String | PrimitiveType::Binary | PrimitiveType::Boolean
+                    )
+                );
+                if matches!(field.data_type(), DeltaDataType::Primitive(_)) && !text {
+                    props = props.set_column_dictionary_enabled(
+                        ColumnPath::from(field.name().as_str()),
+                        false,
+                    );
+                }
+            }
+        }
+        let props = props.build();
         let writer = RecordBatchWriter::for_table(table)
             .map_err(|e| DeltaError::Write {
                 url: crate::warehouse::display(url),

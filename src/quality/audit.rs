@@ -12,6 +12,7 @@ use deltalake::datafusion::functions_aggregate::min_max::{MaxAccumulator, MinAcc
 use deltalake::datafusion::logical_expr::Accumulator;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::datafusion::scalar::ScalarValue;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 /// How many failing rows a check keeps as samples.
@@ -92,7 +93,7 @@ fn distinct(columns: &[&ArrayRef], hashes: &mut Vec<u64>) -> Option<u64> {
     const M: usize = 1 << P;
     const EXACT_UP_TO: usize = 4096;
     let mut registers = vec![0u8; M];
-    let mut exact = Some(std::collections::HashSet::new());
+    let mut exact = Some(HashSet::with_capacity_and_hasher(64, PreHashed::default()));
     for a in columns {
         hashes.clear();
         hashes.resize(a.len(), 0);
@@ -116,7 +117,7 @@ fn distinct(columns: &[&ArrayRef], hashes: &mut Vec<u64>) -> Option<u64> {
     }
     let m = M as f64;
     let zeros = registers.iter().filter(|r| **r == 0).count();
-    let sum: f64 = registers.iter().map(|r| (-f64::from(*r)).exp2()).sum();
+    let sum: f64 = registers.iter().map(|r| 1.0 / (1u64 << *r) as f64).sum();
     let raw = 0.7213 / (1.0 + 1.079 / m) * m * m / sum;
     // Few values: linear counting over the empty registers is the better estimate.
     let estimate = if raw <= 2.5 * m && zeros > 0 {
@@ -125,6 +126,27 @@ fn distinct(columns: &[&ArrayRef], hashes: &mut Vec<u64>) -> Option<u64> {
         raw
     };
     Some(estimate.round() as u64)
+}
+
+/// The values of the exact set are hashes already: hashing them again would cost more than
+/// the rest of the count.
+type PreHashed = std::hash::BuildHasherDefault<PassThrough>;
+
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl std::hash::Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 /// The smallest or largest value as text, the way `CAST(.. AS VARCHAR)` writes it; `None`
