@@ -162,33 +162,33 @@ pub struct VersionHandle {
     pub table: tokio::sync::Mutex<deltalake::DeltaTable>,
     /// Partition commits waiting for the commit lock (see [`Runner::commit`]).
     queue: std::sync::Mutex<Vec<Queued>>,
-    /// Runs of this version computing their output now: a commit waits a moment for them
-    /// (see [`COMMIT_LINGER`]).
-    computing: AtomicUsize,
-    /// Told when a run queues its commit or stops computing.
+    /// Runs of this version on their way to a commit (waiting for a compute slot, or
+    /// computing): a commit waits a moment for them (see [`COMMIT_LINGER`]).
+    pending: AtomicUsize,
+    /// Told when a run queues its commit or stops on the way.
     changed: tokio::sync::Notify,
 }
 
-/// How long a commit waits for partitions of the same table that are still computing, so
-/// that they join it. A Delta commit costs about the same whatever it holds (the snapshot
-/// is rebuilt after it, reading every file's entry), so a backfill that commits its
-/// partitions a few at a time does a fraction of that work; a lone run (the daemon's
-/// usual case) has no sibling computing and does not wait.
+/// How long a commit waits for partitions of the same table that are on their way to a
+/// commit, so that they join it. A Delta commit costs about the same whatever it holds
+/// (the snapshot is rebuilt after it, reading every file's entry), so a backfill that
+/// commits its partitions several at a time does a fraction of that work; a lone run (the
+/// daemon's usual case) has no sibling and does not wait.
 const COMMIT_LINGER: Duration = Duration::from_millis(50);
 
-/// Counts a run among its version's computing ones while alive.
-struct Computing<'a>(&'a VersionHandle);
+/// Counts a run among its version's pending ones while alive.
+struct Pending<'a>(&'a VersionHandle);
 
-impl<'a> Computing<'a> {
-    fn new(handle: &'a VersionHandle) -> Computing<'a> {
-        handle.computing.fetch_add(1, Ordering::SeqCst);
-        Computing(handle)
+impl<'a> Pending<'a> {
+    fn new(handle: &'a VersionHandle) -> Pending<'a> {
+        handle.pending.fetch_add(1, Ordering::SeqCst);
+        Pending(handle)
     }
 }
 
-impl Drop for Computing<'_> {
+impl Drop for Pending<'_> {
     fn drop(&mut self) {
-        self.0.computing.fetch_sub(1, Ordering::SeqCst);
+        self.0.pending.fetch_sub(1, Ordering::SeqCst);
         self.0.changed.notify_waiters();
     }
 }
@@ -207,7 +207,7 @@ impl VersionHandle {
             schema_json,
             table: tokio::sync::Mutex::new(table),
             queue: std::sync::Mutex::new(Vec::new()),
-            computing: AtomicUsize::new(0),
+            pending: AtomicUsize::new(0),
             changed: tokio::sync::Notify::new(),
         })
     }
@@ -934,11 +934,10 @@ impl Runner {
             upstream,
             without_bad_rows: HashMap::new(),
         };
+        let pending = Pending::new(handle);
         let permit = self.compute_permit().await;
-        let computing = Computing::new(handle);
         let written = self.write_files(&query, schema, key, job, handle).await;
         drop(permit);
-        drop(computing);
         let written = match written {
             Ok(done) => done,
             Err((e, csv_files))
@@ -984,7 +983,6 @@ impl Runner {
                 }
                 report.bad_rows_skipped = bad;
                 let _permit = self.compute_permit().await;
-                let _computing = Computing::new(handle);
                 self.write_files(&query, schema, key, job, handle)
                     .await
                     .map_err(|(e, _)| e)?
@@ -1061,6 +1059,7 @@ impl Runner {
             adds,
             info,
         };
+        drop(pending);
         let dv = self.commit(handle, item, lease, lost).await?;
         crate::failpoint::pause_if_set("after_commit").await;
         self.record_dead_letters(job, key, run_id, lease, &report.bad_rows_skipped)
@@ -1168,7 +1167,7 @@ impl Runner {
         handle.changed.notify_waiters();
         // Before taking the lock, which a computing run needs a moment of to start writing.
         let until = tokio::time::Instant::now() + COMMIT_LINGER;
-        while handle.computing.load(Ordering::SeqCst) > 0 {
+        while handle.pending.load(Ordering::SeqCst) > 0 {
             let changed = handle.changed.notified();
             if tokio::time::timeout_at(until, changed).await.is_err() {
                 break;
