@@ -445,7 +445,7 @@ mod tests {
         let ctx = SessionContext::new();
         let table = MemTable::try_new(schema.clone(), vec![batches]).unwrap();
         ctx.register_table("output", Arc::new(table)).unwrap();
-        for (i, f) in schema.fields().iter().enumerate() {
+        for f in schema.fields().iter() {
             let c = quote(f.name());
             let sql = format!(
                 "SELECT COUNT({c}) AS n, COUNT(DISTINCT {c}) AS d, CAST(MIN({c}) AS VARCHAR) AS lo, \
