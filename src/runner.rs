@@ -165,7 +165,7 @@ pub struct VersionHandle {
     /// Runs of this version on their way to a commit (waiting for a compute slot, or
     /// computing): a commit waits a moment for them (see [`COMMIT_LINGER`]).
     pending: AtomicUsize,
-    /// Told when a run queues its commit or stops on the way.
+    /// Told when a pending run leaves the count (to commit, or because it failed).
     changed: tokio::sync::Notify,
 }
 
@@ -1164,7 +1164,6 @@ impl Runner {
                 lost: lost.clone(),
                 reply,
             });
-        handle.changed.notify_waiters();
         // Before taking the lock, which a computing run needs a moment of to start writing.
         let until = tokio::time::Instant::now() + COMMIT_LINGER;
         while handle.pending.load(Ordering::SeqCst) > 0 {
