@@ -428,16 +428,10 @@ fn free_port() -> u16 {
 }
 
 fn curl(url: &str) -> String {
-    let out = std::process::Command::new("curl")
-        .args(["-sS", "--max-time", "5", url])
-        .output()
-        .expect("curl (bash .ci/run installs it)");
-    assert!(
-        out.status.success(),
-        "curl {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    stdout_of(
+        std::process::Command::new("curl").args(["-sS", "--max-time", "5", url]),
+        &format!("curl {url} (bash .ci/run installs curl)"),
+    )
 }
 
 fn metric(text: &str, name_and_labels: &str) -> f64 {

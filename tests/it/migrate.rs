@@ -26,18 +26,13 @@ for g in t.group_by(group).aggregate([(column, "count"), (group, "count")]).to_p
     print(g[group], g[group + "_count"], g[column + "_count"])
 import os; os._exit(0)
 "#;
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .arg(dir)
-        .args([group, column])
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "the Python deltalake reader failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let text = stdout_of(
+        Command::new("python3")
+            .args(["-c", script])
+            .arg(dir)
+            .args([group, column]),
+        "the Python deltalake reader",
     );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let mut lines = text.lines();
     let ty = lines.next().unwrap_or_default().to_string();
     let mut by = BTreeMap::new();

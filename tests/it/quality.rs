@@ -393,23 +393,16 @@ for o, r in zip(t.column("order_id").to_pylist(), t.column("record_id").to_pylis
     print(o, r)
 import os; os._exit(0)
 "#;
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .arg(dir)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            let (o, r) = l.split_once(' ').unwrap();
-            (o.parse().unwrap(), r.to_string())
-        })
-        .collect()
+    stdout_of(
+        Command::new("python3").args(["-c", script]).arg(dir),
+        "the Python deltalake reader",
+    )
+    .lines()
+    .map(|l| {
+        let (o, r) = l.split_once(' ').unwrap();
+        (o.parse().unwrap(), r.to_string())
+    })
+    .collect()
 }
 
 #[test]

@@ -36,18 +36,28 @@ pub fn remote_warehouse() -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// Runs a helper program (psql, python3, curl) to the end and returns its stdout; the test
+/// fails with `what` and the program's stderr if it cannot start or fails.
+pub fn stdout_of(cmd: &mut Command, what: &str) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A new, empty database on the test server, as a URL.
 fn create_database(admin: &str) -> String {
     let name = format!("sluice_it_{}", uuid::Uuid::now_v7().simple());
-    let out = Command::new("psql")
-        .args([admin, "-v", "ON_ERROR_STOP=1", "-q", "-c"])
-        .arg(format!("CREATE DATABASE {name}"))
-        .output()
-        .expect("psql (installed with PostgreSQL by .ci/run)");
-    assert!(
-        out.status.success(),
-        "cannot create a test database: {}",
-        String::from_utf8_lossy(&out.stderr)
+    stdout_of(
+        Command::new("psql")
+            .args([admin, "-v", "ON_ERROR_STOP=1", "-q", "-c"])
+            .arg(format!("CREATE DATABASE {name}")),
+        "psql creating a test database (installed with PostgreSQL by .ci/run)",
     );
     let mut u = url::Url::parse(admin).expect("SLUICE_TEST_CATALOG is a URL");
     u.set_path(&format!("/{name}"));
@@ -81,20 +91,15 @@ pub fn refresh(dir: &Path) {
 
 /// Runs tests/it/s3_objects.py (boto3, installed by .ci/run with the S3-compatible server).
 fn s3_objects(args: &[&str]) -> u64 {
-    let out = Command::new("python3")
-        .arg(Path::new(REPO).join("tests/it/s3_objects.py"))
-        .args(args)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "s3_objects.py {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0)
+    stdout_of(
+        Command::new("python3")
+            .arg(Path::new(REPO).join("tests/it/s3_objects.py"))
+            .args(args),
+        &format!("s3_objects.py {args:?}"),
+    )
+    .trim()
+    .parse()
+    .unwrap_or(0)
 }
 
 #[derive(Debug)]
@@ -483,18 +488,15 @@ print(t.num_rows, len(pc.unique(t[key])), pc.sum(t[sum_col]).as_py() or 0, flush
 # the answer is out by then.
 import os; os._exit(0)
 "#;
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .arg(dir)
-        .args([filter_col, filter_value, key, sum_col])
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "the Python deltalake reader failed (bash .ci/run installs it: pip install deltalake pyarrow):\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let text = stdout_of(
+        Command::new("python3").args(["-c", script]).arg(dir).args([
+            filter_col,
+            filter_value,
+            key,
+            sum_col,
+        ]),
+        "the Python deltalake reader (bash .ci/run installs it: pip install deltalake pyarrow)",
     );
-    let text = String::from_utf8_lossy(&out.stdout);
     let parts: Vec<&str> = text.split_whitespace().collect();
     (
         parts[0].parse().unwrap(),
