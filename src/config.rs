@@ -109,7 +109,7 @@ pub struct Settings {
     /// The warehouse root as a URL (`file:///abs/path/` for a local folder).
     pub warehouse: Url,
     /// `[warehouse] allow_unsafe_commits` or `SLUICE_ALLOW_UNSAFE_COMMITS=1`: write even where
-    /// the store cannot make a Delta commit atomic (see [`crate::warehouse::check_atomic_commits`]).
+    /// the store cannot make a Delta commit atomic (see [`crate::delta::store::check_atomic_commits`]).
     pub allow_unsafe_commits: bool,
     pub engine: EngineSettings,
     /// How long a partition lease lasts without a heartbeat: how soon a killed worker's

@@ -192,6 +192,53 @@ pub async fn diff(
     ctx.register_table("a", a.into_view()).map_err(qerr("a"))?;
     ctx.register_table("b", b.into_view()).map_err(qerr("b"))?;
 
+    let schema = schema_changes(&sa, &sb);
+    let common: Vec<&crate::schema::Column> = sa
+        .columns
+        .iter()
+        .filter(|c| sb.column(c.name.as_str()).is_some())
+        .collect();
+
+    let count = |t: &str| format!("SELECT count(*) FROM {t}");
+    let n = |v: &[Vec<String>]| -> u64 {
+        v.first()
+            .and_then(|r| r.first())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    };
+    let rows_from = n(&rows(&ctx, &count("a"), "row count").await?);
+    let rows_to = n(&rows(&ctx, &count("b"), "row count").await?);
+
+    let rows_per_partition = rows_per_partition(&ctx, &sa, &sb).await?;
+
+    let key: Vec<String> = key
+        .iter()
+        .filter(|k| sa.column(k).is_some() && sb.column(k).is_some())
+        .cloned()
+        .collect();
+    let row_diff = if key.is_empty() {
+        None
+    } else {
+        Some(row_diff(&ctx, &key, &common).await?)
+    };
+
+    let columns = column_stats(&ctx, &common).await?;
+    Ok(Diff {
+        table: table.to_string(),
+        from,
+        to,
+        partitions,
+        schema,
+        rows_from,
+        rows_to,
+        rows_per_partition,
+        rows: row_diff,
+        columns,
+    })
+}
+
+/// Columns dropped, added, or changed in type or nullability from `sa` to `sb`.
+fn schema_changes(sa: &TableSchema, sb: &TableSchema) -> Vec<ColumnChange> {
     let mut schema = Vec::new();
     for c in &sa.columns {
         match sb.column(c.name.as_str()) {
@@ -225,32 +272,25 @@ pub async fn diff(
             });
         }
     }
-    let common: Vec<&crate::schema::Column> = sa
-        .columns
-        .iter()
-        .filter(|c| sb.column(c.name.as_str()).is_some())
-        .collect();
+    schema
+}
 
-    let count = |t: &str| format!("SELECT count(*) FROM {t}");
-    let n = |v: &[Vec<String>]| -> u64 {
-        v.first()
-            .and_then(|r| r.first())
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0)
-    };
-    let rows_from = n(&rows(&ctx, &count("a"), "row count").await?);
-    let rows_to = n(&rows(&ctx, &count("b"), "row count").await?);
-
+/// Rows per partition on each side, when both are partitioned.
+async fn rows_per_partition(
+    ctx: &SessionContext,
+    sa: &TableSchema,
+    sb: &TableSchema,
+) -> Result<Vec<PartitionRows>, DiffError> {
     let mut rows_per_partition = Vec::new();
     if let (Some(pa), Some(pb)) = (sa.partition_column(), sb.partition_column()) {
         let per = |t: &str, c: &str| {
             format!("SELECT CAST({c} AS VARCHAR) AS p, count(*) FROM {t} GROUP BY 1")
         };
         let mut m: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-        for r in rows(&ctx, &per("a", pa.name.as_str()), "rows per partition").await? {
+        for r in rows(ctx, &per("a", pa.name.as_str()), "rows per partition").await? {
             m.entry(r[0].clone()).or_default().0 = r[1].parse().unwrap_or(0);
         }
-        for r in rows(&ctx, &per("b", pb.name.as_str()), "rows per partition").await? {
+        for r in rows(ctx, &per("b", pb.name.as_str()), "rows per partition").await? {
             m.entry(r[0].clone()).or_default().1 = r[1].parse().unwrap_or(0);
         }
         rows_per_partition = m
@@ -262,104 +302,107 @@ pub async fn diff(
             })
             .collect();
     }
+    Ok(rows_per_partition)
+}
 
-    let key: Vec<String> = key
+/// Rows added, removed and changed by `key`, with a few samples of each.
+async fn row_diff(
+    ctx: &SessionContext,
+    key: &[String],
+    common: &[&crate::schema::Column],
+) -> Result<RowDiff, DiffError> {
+    let on = key
         .iter()
-        .filter(|k| sa.column(k).is_some() && sb.column(k).is_some())
-        .cloned()
+        .map(|k| format!("a.{k} = b.{k}"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let k0 = &key[0];
+    let values: Vec<&str> = common
+        .iter()
+        .map(|c| c.name.as_str())
+        .filter(|c| !key.iter().any(|k| k == c))
         .collect();
-    let row_diff = if key.is_empty() {
-        None
+    let differs = if values.is_empty() {
+        "false".to_string()
     } else {
-        let on = key
+        values
             .iter()
-            .map(|k| format!("a.{k} = b.{k}"))
+            .map(|c| format!("(a.{c} IS DISTINCT FROM (b.{c}))"))
             .collect::<Vec<_>>()
-            .join(" AND ");
-        let k0 = &key[0];
-        let values: Vec<&str> = common
+            .join(" OR ")
+    };
+    let keys_out = key
+        .iter()
+        .map(|k| format!("CAST(COALESCE(a.{k}, b.{k}) AS VARCHAR) AS {k}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let pairs = values
+        .iter()
+        .map(|c| format!("CAST(a.{c} AS VARCHAR) AS from_{c}, CAST(b.{c} AS VARCHAR) AS to_{c}"))
+        .collect::<Vec<_>>();
+    let changes = format!(
+        "SELECT CASE WHEN a.{k0} IS NULL THEN 'added' WHEN b.{k0} IS NULL THEN 'removed' ELSE 'changed' END AS change, {keys_out}{}{} \
+         FROM a FULL OUTER JOIN b ON {on} \
+         WHERE a.{k0} IS NULL OR b.{k0} IS NULL OR {differs}",
+        if pairs.is_empty() { "" } else { ", " },
+        pairs.join(", ")
+    );
+    let df = ctx.sql(&changes).await.map_err(qerr("row diff"))?;
+    ctx.register_table("changes", df.into_view())
+        .map_err(qerr("row diff"))?;
+    let mut d = RowDiff {
+        key: key.to_vec(),
+        ..Default::default()
+    };
+    for r in rows(
+        &ctx,
+        "SELECT change, count(*) FROM changes GROUP BY change",
+        "row diff",
+    )
+    .await?
+    {
+        let c: u64 = r[1].parse().unwrap_or(0);
+        match r[0].as_str() {
+            "added" => d.added = c,
+            "removed" => d.removed = c,
+            _ => d.changed = c,
+        }
+    }
+    let order = key.join(", ");
+    // The first five of each kind in one pass.
+    let sql = format!(
+        "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY change ORDER BY {order}) AS sample_rank FROM changes) WHERE sample_rank <= 5 ORDER BY change, sample_rank"
+    );
+    for r in rows(ctx, &sql, "row diff samples").await? {
+        let kind = r[0].clone();
+        let mut text = key
             .iter()
-            .map(|c| c.name.as_str())
-            .filter(|c| !key.iter().any(|k| k == c))
-            .collect();
-        let differs = if values.is_empty() {
-            "false".to_string()
-        } else {
-            values
-                .iter()
-                .map(|c| format!("(a.{c} IS DISTINCT FROM (b.{c}))"))
-                .collect::<Vec<_>>()
-                .join(" OR ")
-        };
-        let keys_out = key
-            .iter()
-            .map(|k| format!("CAST(COALESCE(a.{k}, b.{k}) AS VARCHAR) AS {k}"))
+            .zip(&r[1..])
+            .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(", ");
-        let pairs = values
-            .iter()
-            .map(|c| {
-                format!("CAST(a.{c} AS VARCHAR) AS from_{c}, CAST(b.{c} AS VARCHAR) AS to_{c}")
-            })
-            .collect::<Vec<_>>();
-        let changes = format!(
-            "SELECT CASE WHEN a.{k0} IS NULL THEN 'added' WHEN b.{k0} IS NULL THEN 'removed' ELSE 'changed' END AS change, {keys_out}{}{} \
-             FROM a FULL OUTER JOIN b ON {on} \
-             WHERE a.{k0} IS NULL OR b.{k0} IS NULL OR {differs}",
-            if pairs.is_empty() { "" } else { ", " },
-            pairs.join(", ")
-        );
-        let df = ctx.sql(&changes).await.map_err(qerr("row diff"))?;
-        ctx.register_table("changes", df.into_view())
-            .map_err(qerr("row diff"))?;
-        let mut d = RowDiff {
-            key: key.clone(),
-            ..Default::default()
-        };
-        for r in rows(
-            &ctx,
-            "SELECT change, count(*) FROM changes GROUP BY change",
-            "row diff",
-        )
-        .await?
-        {
-            let c: u64 = r[1].parse().unwrap_or(0);
-            match r[0].as_str() {
-                "added" => d.added = c,
-                "removed" => d.removed = c,
-                _ => d.changed = c,
-            }
-        }
-        let order = key.join(", ");
-        // The first five of each kind in one pass.
-        let sql = format!(
-            "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY change ORDER BY {order}) AS sample_rank FROM changes) WHERE sample_rank <= 5 ORDER BY change, sample_rank"
-        );
-        for r in rows(&ctx, &sql, "row diff samples").await? {
-            let kind = r[0].clone();
-            let mut text = key
+        if kind == "changed" {
+            let rest = &r[1 + key.len()..r.len() - 1];
+            let diffs: Vec<String> = values
                 .iter()
-                .zip(&r[1..])
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            if kind == "changed" {
-                let rest = &r[1 + key.len()..r.len() - 1];
-                let diffs: Vec<String> = values
-                    .iter()
-                    .zip(rest.chunks(2))
-                    .filter(|(_, p)| p.len() == 2 && p[0] != p[1])
-                    .map(|(c, p)| format!("{c}: {} -> {}", p[0], p[1]))
-                    .collect();
-                text = format!("{text}: {}", diffs.join("; "));
-            }
-            d.samples.entry(kind).or_default().push(text);
+                .zip(rest.chunks(2))
+                .filter(|(_, p)| p.len() == 2 && p[0] != p[1])
+                .map(|(c, p)| format!("{c}: {} -> {}", p[0], p[1]))
+                .collect();
+            text = format!("{text}: {}", diffs.join("; "));
         }
-        Some(d)
-    };
+        d.samples.entry(kind).or_default().push(text);
+    }
+    Ok(d)
+}
 
+/// Sum, mean and null fraction of each common column on each side.
+async fn column_stats(
+    ctx: &SessionContext,
+    common: &[&crate::schema::Column],
+) -> Result<Vec<ColumnStats>, DiffError> {
     let mut columns = Vec::new();
-    for c in &common {
+    for c in common {
         let name = c.name.as_str();
         let num = numeric(c.ty);
         let stats = |t: &str| {
@@ -378,8 +421,8 @@ pub async fn diff(
                 .and_then(|r| r.get(i))
                 .and_then(|s| s.parse().ok())
         };
-        let ra = rows(&ctx, &stats("a"), "column aggregates").await?;
-        let rb = rows(&ctx, &stats("b"), "column aggregates").await?;
+        let ra = rows(ctx, &stats("a"), "column aggregates").await?;
+        let rb = rows(ctx, &stats("b"), "column aggregates").await?;
         columns.push(ColumnStats {
             column: name.to_string(),
             from_sum: f(&ra, 0),
@@ -390,18 +433,7 @@ pub async fn diff(
             to_null_fraction: f(&rb, 2).unwrap_or(0.0),
         });
     }
-    Ok(Diff {
-        table: table.to_string(),
-        from,
-        to,
-        partitions,
-        schema,
-        rows_from,
-        rows_to,
-        rows_per_partition,
-        rows: row_diff,
-        columns,
-    })
+    Ok(columns)
 }
 
 /// `LIST` (`a,b,c`) or `RANGE` (`a..b`, both included) of partitions of `g`.
@@ -409,19 +441,6 @@ pub fn parse_partitions(
     g: crate::partition::Granularity,
     text: &str,
 ) -> Result<Vec<String>, String> {
-    if let Some((a, b)) = text.split_once("..") {
-        let a = g.parse_key(a.trim()).map_err(|e| e.to_string())?;
-        let b = g.parse_key(b.trim()).map_err(|e| e.to_string())?;
-        if a > b {
-            return Err(format!("range `{text}` ends before it starts"));
-        }
-        return Ok(g.range(a, b).into_iter().map(|k| k.to_string()).collect());
-    }
-    text.split(',')
-        .map(|p| {
-            g.parse_key(p.trim())
-                .map(|k| k.to_string())
-                .map_err(|e| e.to_string())
-        })
-        .collect()
+    let keys = crate::partition::PartitionsArg::parse(text).keys(g)?;
+    Ok(keys.into_iter().map(|k| k.to_string()).collect())
 }

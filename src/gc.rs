@@ -7,8 +7,8 @@ use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GcError {
-    #[error("{uri}: {message}")]
-    Storage { uri: String, message: String },
+    #[error(transparent)]
+    Storage(#[from] crate::delta::store::StoreError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
 }
@@ -92,58 +92,15 @@ pub async fn execute(catalog: &Catalog, plan: &GcPlan) -> Result<GcReport, GcErr
             report.refused.push(f.clone());
             continue;
         }
-        delete_files(&f.uri).await?;
+        crate::delta::store::delete_version(&f.uri).await?;
         tracing::info!(table = %f.table, version = f.version, "removed");
         report.removed.push(f.clone());
     }
     for f in &plan.keep {
-        let storage = |message: String| GcError::Storage {
-            uri: crate::warehouse::display_str(&f.uri),
-            message,
-        };
-        let url = url::Url::parse(&f.uri).map_err(|e| storage(e.to_string()))?;
-        let Ok(table) = deltalake::open_table(url).await else {
+        let Some(files) = crate::delta::store::vacuum(&f.uri).await? else {
             continue; // never written: nothing to vacuum
         };
-        // The table's own retention (delta.deletedFileRetentionDuration, 7 days by
-        // default), enforced: readers of recent versions keep their files.
-        let (_, metrics) = table
-            .vacuum()
-            .with_enforce_retention_duration(true)
-            .await
-            .map_err(|e| storage(e.to_string()))?;
-        report.vacuumed_files += metrics.files_deleted.len();
+        report.vacuumed_files += files;
     }
     Ok(report)
-}
-
-pub(crate) async fn delete_files(uri: &str) -> Result<(), GcError> {
-    use futures::{StreamExt as _, TryStreamExt as _};
-    let storage = |message: String| GcError::Storage {
-        uri: crate::warehouse::display_str(uri),
-        message,
-    };
-    let url = url::Url::parse(uri).map_err(|e| storage(e.to_string()))?;
-    if url.scheme() == "file" {
-        let path = url
-            .to_file_path()
-            .map_err(|_| storage("not a local path".into()))?;
-        return match std::fs::remove_dir_all(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(storage(e.to_string())),
-        };
-    }
-    let table = deltalake::open_table(url.clone())
-        .await
-        .map_err(|e| storage(e.to_string()))?;
-    let os = table.log_store().object_store(None);
-    let paths = os.list(None).map_ok(|m| m.location).boxed();
-    let deleted: Vec<_> = os
-        .delete_stream(paths)
-        .try_collect()
-        .await
-        .map_err(|e| storage(e.to_string()))?;
-    tracing::debug!(files = deleted.len(), "deleted the version's files");
-    Ok(())
 }

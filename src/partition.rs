@@ -273,6 +273,46 @@ impl fmt::Display for PartitionKey {
     }
 }
 
+/// A `--partitions` argument as written, before any job's granularity is known: a range
+/// `A..B` (both included) or a list `A,B,C`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartitionsArg {
+    Range(String, String),
+    List(std::collections::BTreeSet<String>),
+}
+
+impl PartitionsArg {
+    pub fn parse(text: &str) -> PartitionsArg {
+        match text.split_once("..") {
+            Some((a, b)) => PartitionsArg::Range(a.trim().to_string(), b.trim().to_string()),
+            None => PartitionsArg::List(
+                text.split(',')
+                    .map(|x| x.trim().to_string())
+                    .filter(|x| !x.is_empty())
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The partitions of granularity `g` it names, in order.
+    pub fn keys(&self, g: Granularity) -> Result<Vec<PartitionKey>, String> {
+        match self {
+            PartitionsArg::Range(a, b) => {
+                let a = g.parse_key(a).map_err(|e| e.to_string())?;
+                let b = g.parse_key(b).map_err(|e| e.to_string())?;
+                if a > b {
+                    return Err(format!("range `{a}..{b}` ends before it starts"));
+                }
+                Ok(g.range(a, b))
+            }
+            PartitionsArg::List(set) => set
+                .iter()
+                .map(|p| g.parse_key(p).map_err(|e| e.to_string()))
+                .collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,6 @@
 //! `sluice backfill [JOB...] --from D --to D`: plan, print (`--dry-run`) or run, summarise.
 
+use super::context::Context;
 use super::{EXIT_FAILED, EXIT_OK, Globals, Outcome, output};
 use crate::backfill::{self, Options, Outcome as ItemOutcome, Plan, PlanItem, Progress, Request};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -14,12 +15,8 @@ pub struct Args {
 }
 
 pub async fn run(g: &Globals, args: Args) -> Outcome {
-    let runner = Arc::new(
-        super::run_cmd::runner(g)
-            .await?
-            .with_compute_limit(args.concurrency),
-    );
-    let plan = backfill::plan(&runner, &args.request).await?;
+    let cx = Context::open_for_writing(&g.overrides).await?;
+    let plan = backfill::plan(&cx.project, &cx.catalog, &args.request).await?;
     if args.dry_run {
         if g.output == output::Format::Json {
             println!("{}", output::json(&plan));
@@ -37,9 +34,12 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
         b
     });
     let progress = Reporter { bar: bar.clone() };
+    let runner = Arc::new(cx.runner()?.with_compute_limit(args.concurrency));
     let summary = backfill::execute(
         &plan,
-        runner.clone(),
+        runner,
+        &cx.catalog,
+        &cx.clock,
         &Options {
             concurrency: args.concurrency,
             fail_fast: args.fail_fast,
@@ -50,7 +50,7 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    runner.catalog.close().await;
+    cx.close().await;
     if g.output == output::Format::Json {
         println!("{}", output::json(&summary));
     } else {
@@ -155,8 +155,7 @@ fn print_plan(plan: &Plan) {
 fn shorten(items: &[String]) -> String {
     match items.len() {
         0 => "-".into(),
-        1..=3 => items.join(", "),
-        n => format!("{}, ... ({} in all)", items[..2].join(", "), n),
+        _ => crate::text::shorten(items, 3),
     }
 }
 

@@ -1,8 +1,9 @@
 //! `sluice daemon`: settings and flags into a running [`Daemon`], signals into controls.
 
+use super::context::Context;
 use super::{EXIT_OK, EXIT_UNUSABLE, Globals, Outcome};
 use crate::config::parse_metrics_address;
-use crate::daemon::{self, Control, Daemon, Options};
+use crate::daemon::{self, Control, Options};
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::info;
@@ -14,8 +15,8 @@ pub struct Args {
 }
 
 pub async fn run(g: &Globals, args: Args) -> Outcome {
-    let runner = super::run_cmd::runner(g).await?;
-    let settings = runner.project().settings.clone();
+    let cx = Context::open_for_writing(&g.overrides).await?;
+    let settings = cx.project.settings.clone();
     let max_concurrency = args
         .max_concurrency
         .unwrap_or(settings.daemon.max_concurrency);
@@ -49,16 +50,16 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
             }
         },
     };
-    let every_second = runner.project().jobs.values().any(|j| {
+    let every_second = cx.project.jobs.values().any(|j| {
         j.schedule
             .as_ref()
             .is_some_and(|s| s.cron.split_whitespace().count() == 6)
     });
-    let runner = Arc::new(runner.with_compute_limit(max_concurrency));
+    let runner = Arc::new(cx.runner()?.with_compute_limit(max_concurrency));
     let (tx, rx) = tokio::sync::mpsc::channel::<Control>(16);
     daemon::forward_signals(tx.clone())?;
     let mut sweep = daemon::start_sweep(tx.clone(), every_second).await?;
-    let d = Daemon::new(
+    let d = cx.daemon(
         runner.clone(),
         Options {
             max_concurrency,
@@ -77,7 +78,7 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
     info!(
         catalog = %settings.catalog_display(),
         max_concurrency,
-        holder = %runner.holder,
+        holder = %runner.holder(),
         "daemon started"
     );
     d.run(rx).await;
@@ -85,6 +86,6 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
     if let Some(s) = server {
         s.abort();
     }
-    runner.catalog.close().await;
+    cx.close().await;
     Ok(EXIT_OK)
 }

@@ -1,10 +1,8 @@
 //! `sluice diff TABLE`: two versions side by side, before a promote.
 
+use super::context::Context;
 use super::{EXIT_FAILED, EXIT_OK, EXIT_UNUSABLE, Globals, Outcome, output};
-use crate::catalog::Catalog;
 use crate::diff::{self, Diff};
-use crate::engine::Engine;
-use crate::project::Project;
 
 pub struct Args {
     pub table: String,
@@ -22,9 +20,8 @@ fn version(text: &str) -> Option<i64> {
 }
 
 pub async fn run(g: &Globals, a: Args) -> Outcome {
-    let project = Project::load(&g.overrides)?;
-    let catalog = Catalog::connect(&project.settings.catalog_url).await?;
-    let engine = Engine::new(&project.settings.engine, &project.settings.root)?;
+    let cx = Context::open(&g.overrides).await?;
+    let (catalog, engine) = (&cx.catalog, cx.engine()?);
     let table = a.table.as_str();
     let versions = catalog.table_versions(table).await?;
     if versions.is_empty() {
@@ -63,7 +60,7 @@ pub async fn run(g: &Globals, a: Args) -> Outcome {
             }
         },
     };
-    let writer = project.writer_of(table);
+    let writer = cx.project.writer_of(table);
     let key: Vec<String> = writer
         .map(|j| j.key.iter().map(|k| k.to_string()).collect())
         .unwrap_or_default();
@@ -81,7 +78,7 @@ pub async fn run(g: &Globals, a: Args) -> Outcome {
             return Ok(EXIT_UNUSABLE);
         }
     };
-    let d = diff::diff(&catalog, &engine, table, from, to, partitions, &key).await?;
+    let d = diff::diff(catalog, &engine, table, from, to, partitions, &key).await?;
     let fraction = d.changed_fraction();
     let over = a.fail_above.is_some_and(|f| fraction > f);
     if g.output == output::Format::Json {

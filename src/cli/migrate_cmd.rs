@@ -1,18 +1,15 @@
 //! `sluice migrate [--plan]` and `sluice migrate status`.
 
+use super::context::Context;
 use super::{EXIT_FAILED, EXIT_OK, Globals, Outcome, output};
 use crate::catalog::Catalog;
 use crate::clock::{Clock, SystemClock};
-use crate::delta;
-use crate::migrate::{self, Change, ExistingTable, PlannedMigration};
+use crate::migrate;
 use crate::project::Project;
-use anyhow::Context as _;
-use std::collections::BTreeMap;
 
-async fn open(g: &Globals) -> anyhow::Result<(Project, Catalog)> {
-    let project = Project::load(&g.overrides)?;
-    let catalog = Catalog::connect(&project.settings.catalog_url).await?;
-    Ok((project, catalog))
+async fn open(g: &Globals) -> anyhow::Result<(std::sync::Arc<Project>, Catalog)> {
+    let cx = Context::open(&g.overrides).await?;
+    Ok((cx.project, cx.catalog))
 }
 
 fn print_problems(project: &Project) -> bool {
@@ -33,22 +30,7 @@ pub async fn run(g: &Globals, plan_only: bool, allow_destructive: bool) -> Outco
         return Ok(EXIT_FAILED);
     }
     let applied = catalog.applied_migrations().await?;
-    let mut existing = BTreeMap::new();
-    for t in catalog.tables().await? {
-        let versions = catalog
-            .table_versions(t.schema.name.as_str())
-            .await?
-            .iter()
-            .map(|v| v.version)
-            .collect();
-        existing.insert(
-            t.schema.name.clone(),
-            ExistingTable {
-                schema: t.schema,
-                versions,
-            },
-        );
-    }
+    let existing = migrate::existing_tables(&catalog).await?;
     let plan = match migrate::plan(&project.migrations, &applied, &existing) {
         Ok(p) => p,
         Err(errors) => {
@@ -81,67 +63,20 @@ pub async fn run(g: &Globals, plan_only: bool, allow_destructive: bool) -> Outco
         }
         return Ok(EXIT_OK);
     }
-    crate::warehouse::check_atomic_commits(&project.settings).await?;
-    let by = crate::runner::holder_id();
-    let mut done = Vec::new();
-    for m in &plan.pending {
-        if !m.destructive.is_empty() {
-            if !allow_destructive {
-                let mut msgs: Vec<String> = m
-                    .destructive
-                    .iter()
-                    .map(|why| format!("migrations/{} is destructive: {why}", m.name))
-                    .collect();
-                msgs.push(format!(
-                    "it was not applied, nor any migration after it; {}",
-                    migrate::EXPAND_CONTRACT
-                ));
-                return Ok(refuse(g, &msgs, &done));
-            }
-            // Every job must validate against the schemas after the change: a job that
-            // still writes a dropped column, a narrowed column with the wider type, or a
-            // dropped table does not, and neither does one that reads a dropped column.
-            // (A job that fails to load is not in `project.jobs` at all, so what it uses
-            // is unknown: that is refused too.)
-            let (problems, _) = super::validate_cmd::check(&project).await?;
-            if !problems.is_empty() {
-                let mut msgs: Vec<String> = problems
-                    .iter()
-                    .map(|p| format!("migrations/{} is destructive, and a job does not validate against it: {p}", m.name))
-                    .collect();
-                msgs.push("change those jobs first (`sluice validate` shows what is left), then run `sluice migrate --allow-destructive` again; nothing was changed".into());
-                return Ok(refuse(g, &msgs, &done));
-            }
-            let uses: Vec<String> = m
-                .changes
-                .iter()
-                .flat_map(|c| migrate::remaining_references(&project.jobs, c))
-                .collect();
-            if !uses.is_empty() {
-                let mut msgs: Vec<String> = uses
-                    .iter()
-                    .map(|u| format!("migrations/{} removes what is still in use: {u}", m.name))
-                    .collect();
-                msgs.push(
-                    "change those jobs first, then run `sluice migrate --allow-destructive` again; nothing was changed".into(),
-                );
-                return Ok(refuse(g, &msgs, &done));
-            }
-        }
-        match apply_one(&catalog, m, &by).await {
-            Ok(true) => {
-                tracing::info!(migration = %m.name, "applied");
-                done.push(m.name.clone());
-            }
-            Ok(false) => tracing::info!(migration = %m.name, "already applied by another process"),
-            Err(e) => {
-                let msgs = vec![format!(
-                    "migrations/{}: {e:#}; the migration is not recorded as applied, and running `sluice migrate` again completes it once the cause is fixed",
-                    m.name
-                )];
-                return Ok(refuse(g, &msgs, &done));
-            }
-        }
+    crate::delta::store::check_atomic_commits(&project.settings).await?;
+    let by = crate::run::holder_id();
+    let result = migrate::apply(
+        &project,
+        &catalog,
+        &plan,
+        allow_destructive,
+        &by,
+        SystemClock.now_ms(),
+    )
+    .await?;
+    let done = result.applied;
+    if !result.refused.is_empty() {
+        return Ok(refuse(g, &result.refused, &done));
     }
     if g.output == output::Format::Json {
         println!(
@@ -176,55 +111,6 @@ fn refuse(g: &Globals, msgs: &[String], done: &[String]) -> u8 {
         );
     }
     EXIT_FAILED
-}
-
-/// Applies one migration: ledger row, Delta changes on every physical version, catalog
-/// schemas, all under one catalog transaction. False when another process applied it.
-async fn apply_one(catalog: &Catalog, m: &PlannedMigration, by: &str) -> anyhow::Result<bool> {
-    let Some(mut tx) = catalog
-        .begin_migration(&m.name, &m.checksum, by, SystemClock.now_ms())
-        .await?
-    else {
-        return Ok(false);
-    };
-    let mut dropped_uris = Vec::new();
-    for c in &m.changes {
-        match c {
-            Change::CreateTable { table } => tx.create_table(table).await?,
-            Change::Alter {
-                table,
-                actions,
-                after,
-                ..
-            } => {
-                for v in tx.table_versions(table.as_str()).await? {
-                    let url = url::Url::parse(&v.uri).with_context(|| {
-                        format!("table {table} v{}: bad URI in the catalog", v.version)
-                    })?;
-                    let how = delta::evolve(&url, actions, &after.properties)
-                        .await
-                        .with_context(|| format!("table {table} v{}", v.version))?;
-                    tracing::info!(migration = %m.name, table = %table, version = v.version, change = ?how, "physical version changed");
-                }
-                tx.set_schema(after).await?;
-            }
-            Change::DropTable { table, .. } => {
-                for v in tx.table_versions(table.as_str()).await? {
-                    dropped_uris.push(v.uri);
-                }
-                tx.drop_table(table.as_str()).await?;
-            }
-            Change::AlreadyExists { .. } | Change::NothingToDrop { .. } => {}
-        }
-    }
-    tx.commit().await?;
-    // Only once nothing in the catalog names them any more.
-    for uri in dropped_uris {
-        if let Err(e) = crate::gc::delete_files(&uri).await {
-            tracing::warn!(error = %e, "the dropped table's files stay; delete them by hand");
-        }
-    }
-    Ok(true)
 }
 
 pub async fn status(g: &Globals) -> Outcome {

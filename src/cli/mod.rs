@@ -8,6 +8,7 @@
 //! - 3: nothing was done because another worker holds the partition's lease.
 
 mod backfill_cmd;
+pub mod context;
 mod daemon_cmd;
 mod diff_cmd;
 mod migrate_cmd;
@@ -22,6 +23,7 @@ mod validate_cmd;
 use crate::backfill::{Request, Selection};
 use crate::config::Overrides;
 use crate::logging::{self, LogFormat};
+use crate::partition::PartitionsArg;
 use clap::{Parser, Subcommand};
 use output::Format;
 use std::path::PathBuf;
@@ -52,8 +54,8 @@ struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     output: Format,
     /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "SLUICE_LOG_FORMAT")]
-    log_format: LogFormat,
+    #[arg(long, global = true, value_enum, default_value_t = LogFormatArg::Text, env = "SLUICE_LOG_FORMAT")]
+    log_format: LogFormatArg,
     /// More log detail (-v, -vv).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -62,6 +64,22 @@ struct Cli {
     quiet: bool,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--log-format`: the command line's side of [`LogFormat`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(f: LogFormatArg) -> LogFormat {
+        match f {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -293,7 +311,7 @@ pub fn main() -> ExitCode {
         }
     };
     logging::init(
-        cli.log_format,
+        cli.log_format.into(),
         if cli.quiet { -1 } else { cli.verbose as i8 },
     );
     let globals = Globals {
@@ -314,179 +332,13 @@ pub fn main() -> ExitCode {
             return ExitCode::from(EXIT_UNUSABLE);
         }
     };
-    let result = runtime.block_on(async move {
-        match cli.command {
-            Command::Validate => validate_cmd::run(&globals).await,
-            Command::Run { job, partition } => run_cmd::run(&globals, &job, &partition).await,
-            Command::Migrate {
-                plan,
-                allow_destructive,
-                sub,
-            } => match sub {
-                Some(MigrateSub::Status) => migrate_cmd::status(&globals).await,
-                None => migrate_cmd::run(&globals, plan, allow_destructive).await,
-            },
-            Command::Status { job } => status_cmd::run(&globals, job.as_deref()).await,
-            Command::Tables => tables_cmd::tables(&globals).await,
-            Command::Profile {
-                table,
-                version,
-                column,
-            } => quality_cmd::profile(&globals, &table, version, column.as_deref()).await,
-            Command::Dlq { sub } => match sub {
-                DlqSub::List { job, partition } => {
-                    quality_cmd::dlq_list(&globals, &job, partition.as_deref()).await
-                }
-                DlqSub::Replay { job, partition } => {
-                    quality_cmd::dlq_replay(&globals, &job, &partition).await
-                }
-            },
-            Command::Gc { keep, dry_run } => tables_cmd::gc(&globals, keep, dry_run).await,
-            Command::Query { sql, as_of } => query_cmd::run(&globals, &sql, as_of.as_deref()).await,
-            Command::Diff {
-                table,
-                from,
-                to,
-                partitions,
-                fail_above,
-            } => {
-                diff_cmd::run(
-                    &globals,
-                    diff_cmd::Args {
-                        table,
-                        from,
-                        to,
-                        partitions,
-                        fail_above,
-                    },
-                )
-                .await
-            }
-            Command::Resolve { table, version } => {
-                tables_cmd::resolve(&globals, &table, version).await
-            }
-            Command::History { table } => tables_cmd::history(&globals, &table).await,
-            Command::Promote {
-                tables,
-                version,
-                expect,
-                message,
-                partial,
-                dry_run,
-            } => {
-                tables_cmd::flip(
-                    &globals,
-                    tables_cmd::FlipArgs {
-                        tables,
-                        version,
-                        expect,
-                        message,
-                        partial,
-                        dry_run,
-                        rollback: false,
-                    },
-                )
-                .await
-            }
-            Command::Rollback {
-                tables,
-                message,
-                partial,
-                dry_run,
-            } => {
-                tables_cmd::flip(
-                    &globals,
-                    tables_cmd::FlipArgs {
-                        tables,
-                        version: None,
-                        expect: None,
-                        message,
-                        partial,
-                        dry_run,
-                        rollback: true,
-                    },
-                )
-                .await
-            }
-            Command::Daemon {
-                max_concurrency,
-                grace,
-                metrics_address,
-            } => {
-                daemon_cmd::run(
-                    &globals,
-                    daemon_cmd::Args {
-                        max_concurrency: max_concurrency.map(usize::from),
-                        grace,
-                        metrics_address,
-                    },
-                )
-                .await
-            }
-            Command::Backfill {
-                jobs,
-                from,
-                to,
-                partitions,
-                version,
-                dry_run,
-                force,
-                only_failed,
-                stale,
-                newest_first,
-                downstream,
-                concurrency,
-                fail_fast,
-            } => {
-                let (from, to, only) = match partitions {
-                    None => (from.unwrap_or_default(), to.unwrap_or_default(), None),
-                    Some(p) => match p.split_once("..") {
-                        Some((a, b)) => (a.trim().to_string(), b.trim().to_string(), None),
-                        None => {
-                            let set: std::collections::BTreeSet<String> = p
-                                .split(',')
-                                .map(|x| x.trim().to_string())
-                                .filter(|x| !x.is_empty())
-                                .collect();
-                            let first = set.first().cloned().unwrap_or_default();
-                            let last = set.last().cloned().unwrap_or_default();
-                            (first, last, Some(set))
-                        }
-                    },
-                };
-                let selection = match (force, only_failed, stale) {
-                    (true, _, _) => Selection::Force,
-                    (_, true, _) => Selection::OnlyFailed,
-                    (_, _, true) => Selection::Stale,
-                    _ => Selection::Default,
-                };
-                backfill_cmd::run(
-                    &globals,
-                    backfill_cmd::Args {
-                        request: Request {
-                            jobs,
-                            downstream,
-                            from,
-                            to,
-                            only,
-                            version,
-                            selection,
-                            newest_first,
-                        },
-                        dry_run,
-                        concurrency: usize::from(concurrency),
-                        fail_fast,
-                    },
-                )
-                .await
-            }
-        }
-    });
+    let output = cli.output;
+    let result = runtime.block_on(dispatch(cli.command, &globals));
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let text = crate::redact::redact_text(&format!("{e:#}"));
-            if globals_json(&cli.output) {
+            if globals_json(&output) {
                 println!("{}", output::json(&serde_json::json!({ "error": text })));
             }
             eprintln!("error: {text}");
@@ -497,4 +349,166 @@ pub fn main() -> ExitCode {
 
 fn globals_json(f: &Format) -> bool {
     *f == Format::Json
+}
+
+/// Runs the command asked for: one arm per command, each handing its arguments to the
+/// command's module.
+async fn dispatch(command: Command, globals: &Globals) -> Outcome {
+    match command {
+        Command::Validate => validate_cmd::run(globals).await,
+        Command::Run { job, partition } => run_cmd::run(globals, &job, &partition).await,
+        Command::Migrate {
+            plan,
+            allow_destructive,
+            sub,
+        } => match sub {
+            Some(MigrateSub::Status) => migrate_cmd::status(globals).await,
+            None => migrate_cmd::run(globals, plan, allow_destructive).await,
+        },
+        Command::Status { job } => status_cmd::run(globals, job.as_deref()).await,
+        Command::Tables => tables_cmd::tables(globals).await,
+        Command::Profile {
+            table,
+            version,
+            column,
+        } => quality_cmd::profile(globals, &table, version, column.as_deref()).await,
+        Command::Dlq { sub } => match sub {
+            DlqSub::List { job, partition } => {
+                quality_cmd::dlq_list(globals, &job, partition.as_deref()).await
+            }
+            DlqSub::Replay { job, partition } => {
+                quality_cmd::dlq_replay(globals, &job, &partition).await
+            }
+        },
+        Command::Gc { keep, dry_run } => tables_cmd::gc(globals, keep, dry_run).await,
+        Command::Query { sql, as_of } => query_cmd::run(globals, &sql, as_of.as_deref()).await,
+        Command::Diff {
+            table,
+            from,
+            to,
+            partitions,
+            fail_above,
+        } => {
+            diff_cmd::run(
+                globals,
+                diff_cmd::Args {
+                    table,
+                    from,
+                    to,
+                    partitions,
+                    fail_above,
+                },
+            )
+            .await
+        }
+        Command::Resolve { table, version } => tables_cmd::resolve(globals, &table, version).await,
+        Command::History { table } => tables_cmd::history(globals, &table).await,
+        Command::Promote {
+            tables,
+            version,
+            expect,
+            message,
+            partial,
+            dry_run,
+        } => {
+            tables_cmd::flip(
+                globals,
+                tables_cmd::FlipArgs {
+                    tables,
+                    version,
+                    expect,
+                    message,
+                    partial,
+                    dry_run,
+                    rollback: false,
+                },
+            )
+            .await
+        }
+        Command::Rollback {
+            tables,
+            message,
+            partial,
+            dry_run,
+        } => {
+            tables_cmd::flip(
+                globals,
+                tables_cmd::FlipArgs {
+                    tables,
+                    version: None,
+                    expect: None,
+                    message,
+                    partial,
+                    dry_run,
+                    rollback: true,
+                },
+            )
+            .await
+        }
+        Command::Daemon {
+            max_concurrency,
+            grace,
+            metrics_address,
+        } => {
+            daemon_cmd::run(
+                globals,
+                daemon_cmd::Args {
+                    max_concurrency: max_concurrency.map(usize::from),
+                    grace,
+                    metrics_address,
+                },
+            )
+            .await
+        }
+        Command::Backfill {
+            jobs,
+            from,
+            to,
+            partitions,
+            version,
+            dry_run,
+            force,
+            only_failed,
+            stale,
+            newest_first,
+            downstream,
+            concurrency,
+            fail_fast,
+        } => {
+            let (from, to, only) = match partitions.as_deref().map(PartitionsArg::parse) {
+                None => (from.unwrap_or_default(), to.unwrap_or_default(), None),
+                Some(PartitionsArg::Range(a, b)) => (a, b, None),
+                Some(PartitionsArg::List(set)) => {
+                    let first = set.first().cloned().unwrap_or_default();
+                    let last = set.last().cloned().unwrap_or_default();
+                    (first, last, Some(set))
+                }
+            };
+            let selection = match (force, only_failed, stale) {
+                (true, _, _) => Selection::Force,
+                (_, true, _) => Selection::OnlyFailed,
+                (_, _, true) => Selection::Stale,
+                _ => Selection::Default,
+            };
+            backfill_cmd::run(
+                globals,
+                backfill_cmd::Args {
+                    request: Request {
+                        jobs,
+                        downstream,
+                        from,
+                        to,
+                        only,
+                        version,
+                        selection,
+                        newest_first,
+                    },
+                    dry_run,
+                    concurrency: usize::from(concurrency),
+                    fail_fast,
+                },
+            )
+            .await
+        }
+    }
 }

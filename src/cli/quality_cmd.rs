@@ -1,10 +1,10 @@
 //! `sluice profile TABLE`, `sluice dlq list JOB` and `sluice dlq replay JOB --partition P`.
 
+use super::context::Context;
 use super::{EXIT_FAILED, EXIT_OK, EXIT_UNUSABLE, Globals, Outcome, output};
-use crate::catalog::Catalog;
 use crate::project::Project;
 use crate::quality::Quality;
-use crate::runner::{RunState, Trigger};
+use crate::run::{RunOutcome, Trigger};
 
 const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 
@@ -40,8 +40,7 @@ pub async fn profile(
     version: Option<i64>,
     column: Option<&str>,
 ) -> Outcome {
-    let project = Project::load(&g.overrides)?;
-    let catalog = Catalog::connect(&project.settings.catalog_url).await?;
+    let catalog = Context::open(&g.overrides).await?.catalog;
     let version = match version {
         Some(v) => v,
         None => match catalog.alias(table).await? {
@@ -54,7 +53,12 @@ pub async fn profile(
             }
         },
     };
-    let history: Vec<(String, Quality)> = catalog.profile_history(table, version).await?;
+    let history: Vec<(String, Quality)> = catalog
+        .quality_history(table, version)
+        .await?
+        .into_iter()
+        .filter_map(|(k, j)| Some((k, serde_json::from_str::<Quality>(&j).ok()?)))
+        .collect();
     if g.output == output::Format::Json {
         let v: Vec<_> = history
             .iter()
@@ -70,43 +74,7 @@ pub async fn profile(
         println!("no profiles for {table} v{version} yet");
         return Ok(EXIT_OK);
     }
-    let profiles: Vec<_> = history
-        .iter()
-        .map(|(_, q)| q.profile.clone().unwrap_or_default())
-        .collect();
-    let mut metrics: Vec<(String, Vec<Option<f64>>)> = Vec::new();
-    if column.is_none() {
-        metrics.push((
-            "rows".into(),
-            profiles.iter().map(|p| Some(p.rows as f64)).collect(),
-        ));
-    }
-    let mut columns: Vec<String> = profiles
-        .iter()
-        .flat_map(|p| p.columns.keys().cloned())
-        .collect();
-    columns.sort();
-    columns.dedup();
-    for c in columns
-        .iter()
-        .filter(|c| column.is_none_or(|only| only == c.as_str()))
-    {
-        let get = |f: &dyn Fn(&crate::quality::ColumnProfile) -> Option<f64>| -> Vec<Option<f64>> {
-            profiles
-                .iter()
-                .map(|p| p.columns.get(c).and_then(f))
-                .collect()
-        };
-        metrics.push((
-            format!("{c}.null_fraction"),
-            get(&|x| Some(x.null_fraction)),
-        ));
-        metrics.push((format!("{c}.distinct"), get(&|x| Some(x.distinct as f64))));
-        let means = get(&|x| x.mean);
-        if means.iter().any(Option::is_some) {
-            metrics.push((format!("{c}.mean"), means));
-        }
-    }
+    let metrics = metric_histories(&history, column);
     let rows: Vec<Vec<String>> = metrics
         .iter()
         .map(|(name, vals)| {
@@ -145,6 +113,52 @@ pub async fn profile(
         println!("{w}");
     }
     Ok(EXIT_OK)
+}
+
+/// Each metric's value per partition, oldest first: rows (unless one column is asked
+/// for), then each column's null fraction, distinct count and mean.
+fn metric_histories(
+    history: &[(String, Quality)],
+    column: Option<&str>,
+) -> Vec<(String, Vec<Option<f64>>)> {
+    let profiles: Vec<_> = history
+        .iter()
+        .map(|(_, q)| q.profile.clone().unwrap_or_default())
+        .collect();
+    let mut metrics: Vec<(String, Vec<Option<f64>>)> = Vec::new();
+    if column.is_none() {
+        metrics.push((
+            "rows".into(),
+            profiles.iter().map(|p| Some(p.rows as f64)).collect(),
+        ));
+    }
+    let mut columns: Vec<String> = profiles
+        .iter()
+        .flat_map(|p| p.columns.keys().cloned())
+        .collect();
+    columns.sort();
+    columns.dedup();
+    for c in columns
+        .iter()
+        .filter(|c| column.is_none_or(|only| only == c.as_str()))
+    {
+        let get = |f: &dyn Fn(&crate::quality::ColumnProfile) -> Option<f64>| -> Vec<Option<f64>> {
+            profiles
+                .iter()
+                .map(|p| p.columns.get(c).and_then(f))
+                .collect()
+        };
+        metrics.push((
+            format!("{c}.null_fraction"),
+            get(&|x| Some(x.null_fraction)),
+        ));
+        metrics.push((format!("{c}.distinct"), get(&|x| Some(x.distinct as f64))));
+        let means = get(&|x| x.mean);
+        if means.iter().any(Option::is_some) {
+            metrics.push((format!("{c}.mean"), means));
+        }
+    }
+    metrics
 }
 
 pub async fn dlq_list(g: &Globals, job: &str, partition: Option<&str>) -> Outcome {
@@ -192,33 +206,19 @@ pub async fn dlq_list(g: &Globals, job: &str, partition: Option<&str>) -> Outcom
 }
 
 pub async fn dlq_replay(g: &Globals, job_name: &str, partition: &str) -> Outcome {
-    let runner = super::run_cmd::runner(g).await?;
-    let project = runner.project();
-    let job = match project.job(job_name) {
-        Ok(j) => j.clone(),
-        Err(problems) => {
-            for p in &problems {
-                eprintln!("error: {p}");
-            }
-            return Ok(EXIT_UNUSABLE);
-        }
-    };
-    let key = match job.granularity.parse_key(partition) {
-        Ok(k) => k,
-        Err(e) => {
-            eprintln!(
-                "error: --partition: {e} (job `{}` is partitioned {})",
-                job.name, job.granularity
-            );
-            return Ok(EXIT_UNUSABLE);
-        }
+    let cx = Context::open_for_writing(&g.overrides).await?;
+    let runner = cx.runner()?;
+    let project = cx.project.clone();
+    let (job, key) = match super::run_cmd::job_and_partition(&project, job_name, partition) {
+        Ok(found) => found,
+        Err(code) => return Ok(code),
     };
     let url = crate::dead_letters::table_url(&project.settings.warehouse, &job.name);
     let before = crate::dead_letters::list(&url, Some(partition))
         .await?
         .len();
     let report = runner.run_partition(&job, key, Trigger::Run).await;
-    runner.catalog.close().await;
+    cx.close().await;
     let after = crate::dead_letters::list(&url, Some(partition))
         .await?
         .len();
@@ -231,7 +231,7 @@ pub async fn dlq_replay(g: &Globals, job_name: &str, partition: &str) -> Outcome
         );
     } else {
         match report.state {
-            RunState::Succeeded => println!(
+            RunOutcome::Succeeded => println!(
                 "{} {}: {} rows; dead letters {before} -> {after}",
                 job.name,
                 partition,
@@ -245,7 +245,7 @@ pub async fn dlq_replay(g: &Globals, job_name: &str, partition: &str) -> Outcome
             ),
         }
     }
-    Ok(if report.state == RunState::Succeeded {
+    Ok(if report.state == RunOutcome::Succeeded {
         EXIT_OK
     } else {
         EXIT_FAILED

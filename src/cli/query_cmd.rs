@@ -1,9 +1,7 @@
 //! `sluice query "SQL" [--as-of VERSION|TIME]`: results as a text table or JSON rows.
 
+use super::context::Context;
 use super::{EXIT_OK, EXIT_UNUSABLE, Globals, Outcome, output};
-use crate::catalog::Catalog;
-use crate::engine::Engine;
-use crate::project::Project;
 use crate::query::{self, QueryError};
 use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
 
@@ -15,10 +13,8 @@ pub async fn run(g: &Globals, sql: &str, as_of: Option<&str>) -> Outcome {
             return Ok(EXIT_UNUSABLE);
         }
     };
-    let project = Project::load(&g.overrides)?;
-    let catalog = Catalog::connect(&project.settings.catalog_url).await?;
-    let engine = Engine::new(&project.settings.engine, &project.settings.root)?;
-    let batches = match query::query(&catalog, &engine, sql, as_of).await {
+    let cx = Context::open(&g.overrides).await?;
+    let batches = match query::query(&cx.catalog, &cx.engine()?, sql, as_of).await {
         Ok(b) => b,
         Err(QueryError::Catalog(e)) => return Err(e.into()),
         Err(e) => {

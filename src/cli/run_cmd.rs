@@ -1,56 +1,27 @@
 //! `sluice run JOB --partition P`: one partition, now.
 
+use super::context::Context;
 use super::{EXIT_FAILED, EXIT_HELD, EXIT_OK, EXIT_UNUSABLE, Globals, Outcome, output};
-use crate::catalog::Catalog;
-use crate::clock::SystemClock;
-use crate::engine::Engine;
+use crate::job::Job;
+use crate::partition::PartitionKey;
 use crate::project::Project;
-use crate::runner::{RunState, Runner, Trigger, holder_id};
-use std::sync::Arc;
-
-pub async fn runner(g: &Globals) -> anyhow::Result<Runner> {
-    let project = Project::load(&g.overrides)?;
-    crate::warehouse::check_atomic_commits(&project.settings).await?;
-    let catalog = Catalog::connect(&project.settings.catalog_url).await?;
-    let engine = Engine::new(&project.settings.engine, &project.settings.root)?;
-    Ok(Runner::new(
-        Arc::new(project),
-        catalog,
-        engine,
-        Arc::new(SystemClock),
-        holder_id(),
-    ))
-}
+use crate::run::{RunOutcome, Trigger};
 
 pub async fn run(g: &Globals, job_name: &str, partition: &str) -> Outcome {
-    let runner = runner(g).await?;
-    let project = runner.project();
-    let job = match project.job(job_name) {
-        Ok(j) => j.clone(),
-        Err(problems) => {
-            for p in &problems {
-                eprintln!("error: {p}");
-            }
-            return Ok(EXIT_UNUSABLE);
-        }
-    };
-    let key = match job.granularity.parse_key(partition) {
-        Ok(k) => k,
-        Err(e) => {
-            eprintln!(
-                "error: --partition: {e} (job `{}` is partitioned {})",
-                job.name, job.granularity
-            );
-            return Ok(EXIT_UNUSABLE);
-        }
+    let cx = Context::open_for_writing(&g.overrides).await?;
+    let runner = cx.runner()?;
+    let project = cx.project.clone();
+    let (job, key) = match job_and_partition(&project, job_name, partition) {
+        Ok(found) => found,
+        Err(code) => return Ok(code),
     };
     let report = runner.run_partition(&job, key, Trigger::Run).await;
-    runner.catalog.close().await;
+    cx.close().await;
     if g.output == output::Format::Json {
         println!("{}", output::json(&report));
     } else {
         match report.state {
-            RunState::Succeeded => println!(
+            RunOutcome::Succeeded => println!(
                 "{} {} v{} {}: {} rows, Delta version {}, run {} ({})",
                 report.job,
                 report.table,
@@ -61,17 +32,17 @@ pub async fn run(g: &Globals, job_name: &str, partition: &str) -> Outcome {
                 output::opt(&report.run_id),
                 output::duration(Some(0), Some(report.duration_ms as i64)),
             ),
-            RunState::DoneElsewhere => println!(
+            RunOutcome::DoneElsewhere => println!(
                 "{} {}: completed by another worker; nothing done",
                 report.job, report.partition
             ),
-            RunState::Held => println!(
+            RunOutcome::Held => println!(
                 "{} {}: held by {}; nothing done",
                 report.job,
                 report.partition,
                 output::opt(&report.held_by)
             ),
-            RunState::Failed => eprintln!(
+            RunOutcome::Failed => eprintln!(
                 "error: {} {} failed (run {}): {}",
                 report.job,
                 report.partition,
@@ -90,8 +61,37 @@ pub async fn run(g: &Globals, job_name: &str, partition: &str) -> Outcome {
         }
     }
     Ok(match report.state {
-        RunState::Succeeded => EXIT_OK,
-        RunState::Held | RunState::DoneElsewhere => EXIT_HELD,
-        RunState::Failed => EXIT_FAILED,
+        RunOutcome::Succeeded => EXIT_OK,
+        RunOutcome::Held | RunOutcome::DoneElsewhere => EXIT_HELD,
+        RunOutcome::Failed => EXIT_FAILED,
     })
+}
+
+/// The job named on the command line and its partition parsed per its granularity; on a
+/// problem, says what is wrong on stderr and gives the exit code.
+pub(super) fn job_and_partition(
+    project: &Project,
+    job_name: &str,
+    partition: &str,
+) -> Result<(Job, PartitionKey), u8> {
+    let job = match project.job(job_name) {
+        Ok(j) => j.clone(),
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("error: {p}");
+            }
+            return Err(EXIT_UNUSABLE);
+        }
+    };
+    let key = match job.granularity.parse_key(partition) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!(
+                "error: --partition: {e} (job `{}` is partitioned {})",
+                job.name, job.granularity
+            );
+            return Err(EXIT_UNUSABLE);
+        }
+    };
+    Ok((job, key))
 }

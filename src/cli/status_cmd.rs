@@ -50,7 +50,7 @@ pub async fn run(g: &Globals, job: Option<&str>) -> Outcome {
                 r.job.clone(),
                 format!("v{}", r.table_version),
                 r.partition_key.clone(),
-                r.state.clone(),
+                r.state.to_string(),
                 output::opt(&r.content_rows),
                 r.last_run_id.clone(),
                 output::duration(r.started_at, r.finished_at),

@@ -1,15 +1,14 @@
 //! `sluice tables`, `resolve`, `history`, `promote`, `rollback`: the versions of each table
 //! and the alias readers go through.
 
+use super::context::Context;
 use super::{EXIT_FAILED, EXIT_OK, EXIT_UNUSABLE, Globals, Outcome, output};
-use crate::catalog::{Catalog, Flip};
+use crate::catalog::{Catalog, Flip, PartitionState};
 use crate::clock::{Clock, SystemClock};
-use crate::project::Project;
 use crate::promote::{self, PromoteError};
 
 async fn catalog(g: &Globals) -> anyhow::Result<Catalog> {
-    let project = Project::load(&g.overrides)?;
-    Ok(Catalog::connect(&project.settings.catalog_url).await?)
+    Ok(Context::open(&g.overrides).await?.catalog)
 }
 
 pub async fn tables(g: &Globals) -> Outcome {
@@ -21,8 +20,14 @@ pub async fn tables(g: &Globals) -> Outcome {
         let live = c.alias(&name).await?;
         for v in c.table_versions(&name).await? {
             let parts = c.partitions_of(&name, v.version).await?;
-            let complete = parts.iter().filter(|p| p.state == "complete").count();
-            let failed = parts.iter().filter(|p| p.state == "failed").count();
+            let complete = parts
+                .iter()
+                .filter(|p| p.state == PartitionState::Complete)
+                .count();
+            let failed = parts
+                .iter()
+                .filter(|p| p.state == PartitionState::Failed)
+                .count();
             let rows_total: i64 = parts.iter().filter_map(|p| p.content_rows).sum();
             let first = parts
                 .iter()

@@ -123,7 +123,7 @@ pub fn scan(
                     "column `{}`: `{}` is not a valid {}",
                     field.name(),
                     values.value(i),
-                    crate::engine::conform::sql_name(field.data_type())
+                    crate::schema::types::sql_name(field.data_type())
                 ));
             } else if values.is_null(i) && !field.is_nullable() {
                 *error = Some(format!(

@@ -6,6 +6,7 @@
 //! column and both types. Lossless widenings (INT to BIGINT, FLOAT to DOUBLE, string and
 //! timestamp encodings) are applied, and a nullable column the SQL does not produce is null.
 
+use crate::schema::types::{sql_name, widens_to};
 use crate::schema::{ColumnType, TableSchema};
 use deltalake::arrow::array::{Array, ArrayRef, new_null_array};
 use deltalake::arrow::compute::kernels::cast::{CastOptions, cast_with_options};
@@ -71,48 +72,6 @@ pub struct Conformer {
     defaults: Vec<Option<ScalarValue>>,
     /// Partition column name and the value every row must carry.
     partition: Option<(String, ScalarValue, String)>,
-}
-
-/// A name for an Arrow type in the spelling a migration would use, where there is one.
-pub fn sql_name(dt: &DataType) -> String {
-    let t = match dt {
-        DataType::Boolean => "BOOLEAN",
-        DataType::Int8 => "TINYINT",
-        DataType::Int16 => "SMALLINT",
-        DataType::Int32 => "INT",
-        DataType::Int64 => "BIGINT",
-        DataType::Float32 => "FLOAT",
-        DataType::Float64 => "DOUBLE",
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "STRING",
-        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "BINARY",
-        DataType::Date32 => "DATE",
-        DataType::Timestamp(_, Some(_)) => "TIMESTAMP",
-        DataType::Timestamp(_, None) => "TIMESTAMP_NTZ",
-        DataType::Decimal128(p, s) => return format!("DECIMAL({p},{s})"),
-        other => return format!("{other} (no table type)"),
-    };
-    t.to_string()
-}
-
-/// Whether a value of type `from` converts to `to` without losing information that a
-/// reader would notice. Anything else must be cast in the SQL, on purpose.
-pub fn widens_to(from: &DataType, to: &DataType) -> bool {
-    use DataType::*;
-    if from == to || *from == Null {
-        return true;
-    }
-    match (from, to) {
-        (Int8, Int16 | Int32 | Int64) | (Int16, Int32 | Int64) | (Int32, Int64) => true,
-        (UInt8, Int16 | Int32 | Int64) | (UInt16, Int32 | Int64) | (UInt32, Int64) => true,
-        (Float16 | Float32, Float64) | (Float16, Float32) => true,
-        (Utf8 | LargeUtf8 | Utf8View, Utf8 | LargeUtf8 | Utf8View) => true,
-        (Binary | LargeBinary | BinaryView, Binary | LargeBinary | BinaryView) => true,
-        (Dictionary(_, v), t) => widens_to(v, t),
-        (Timestamp(_, a), Timestamp(_, b)) => a.is_some() == b.is_some(),
-        (Date64, Date32) => true,
-        (Decimal128(p1, s1), Decimal128(p2, s2)) => s1 == s2 && p2 >= p1,
-        _ => false,
-    }
 }
 
 impl Conformer {
@@ -215,133 +174,167 @@ impl Conformer {
         reject: bool,
     ) -> Result<(RecordBatch, Vec<(usize, String)>), ConformError> {
         let rows = batch.num_rows();
-        let opts = CastOptions {
-            // Rejecting: a value that does not fit becomes null and is reported below.
-            safe: reject,
-            ..Default::default()
-        };
-        let mut rejected: Vec<Option<String>> = vec![None; if reject { rows } else { 0 }];
-        let mark = |rejected: &mut Vec<Option<String>>, row: usize, why: String| {
-            if rejected[row].is_none() {
-                rejected[row] = Some(why);
-            }
-        };
+        let mut rejected = Rejections(vec![None; if reject { rows } else { 0 }]);
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.sources.len());
-        for ((c, src), default) in self
-            .table
-            .columns
-            .iter()
-            .zip(&self.sources)
-            .zip(&self.defaults)
-        {
-            let to = c.ty.to_arrow();
-            let is_partition = self
-                .partition
-                .as_ref()
-                .filter(|(p, _, _)| p == c.name.as_str());
-            let array = match (src, is_partition) {
-                (Some(i), _) => {
-                    let a = batch.column(*i);
-                    if a.data_type() == &to {
-                        a.clone()
-                    } else {
-                        let cast =
-                            cast_with_options(a, &to, &opts).map_err(|e| ConformError::Cast {
-                                column: c.name.to_string(),
-                                message: e.to_string(),
-                            })?;
-                        if reject {
-                            for row in 0..rows {
-                                if cast.is_null(row) && !a.is_null(row) {
-                                    let v = ScalarValue::try_from_array(a, row)
-                                        .map(|v| v.to_string())
-                                        .unwrap_or_default();
-                                    mark(
-                                        &mut rejected,
-                                        row,
-                                        format!("column `{}`: {v} does not fit {}", c.name, c.ty),
-                                    );
-                                }
-                            }
-                        }
-                        cast
-                    }
-                }
-                (None, Some((_, value, _))) => {
-                    value
-                        .to_array_of_size(rows)
-                        .map_err(|e| ConformError::Cast {
-                            column: c.name.to_string(),
-                            message: e.to_string(),
-                        })?
-                }
-                (None, None) => match default {
-                    Some(v) => v.to_array_of_size(rows).map_err(|e| ConformError::Cast {
-                        column: c.name.to_string(),
-                        message: e.to_string(),
-                    })?,
-                    None => new_null_array(&to, rows),
-                },
-            };
-            if !c.nullable && array.null_count() > 0 {
-                if !reject {
-                    return Err(ConformError::NullInNotNull {
-                        table: self.table.name.to_string(),
-                        column: c.name.to_string(),
-                        count: array.null_count(),
-                    });
-                }
-                for row in 0..rows {
-                    if array.is_null(row) {
-                        mark(
-                            &mut rejected,
-                            row,
-                            format!(
-                                "column `{}` of table `{}` is NOT NULL but the row has null",
-                                c.name, self.table.name
-                            ),
-                        );
-                    }
-                }
-            }
-            if let (Some(_), Some((name, value, partition))) = (src, is_partition) {
-                if let Err(e) = check_partition_values(name, value, partition, &array) {
-                    if !reject {
-                        return Err(e);
-                    }
-                    let expected = value.to_array_of_size(1).map_err(|e| ConformError::Cast {
-                        column: name.clone(),
-                        message: e.to_string(),
-                    })?;
-                    let scalar = deltalake::arrow::array::Scalar::new(expected);
-                    let differs = distinct(&array, &scalar).map_err(|e| ConformError::Cast {
-                        column: name.clone(),
-                        message: e.to_string(),
-                    })?;
-                    for row in 0..rows {
-                        if differs.value(row) {
-                            mark(
-                                &mut rejected,
-                                row,
-                                format!(
-                                    "partition column `{name}` is outside partition {partition}"
-                                ),
-                            );
-                        }
-                    }
-                }
-            }
+        for k in 0..self.table.columns.len() {
+            let array = self.column_values(batch, k, &mut rejected)?;
+            self.check_not_null(k, &array, &mut rejected)?;
+            self.check_partition(k, &array, &mut rejected)?;
             columns.push(array);
         }
-        let batch_err = |e: deltalake::arrow::error::ArrowError| ConformError::Cast {
-            column: "(batch)".into(),
-            message: e.to_string(),
-        };
         let rejects: Vec<(usize, String)> = rejected
+            .0
             .into_iter()
             .enumerate()
             .filter_map(|(i, r)| r.map(|r| (i, r)))
             .collect();
+        let out = self.assemble(columns, &rejects, rows)?;
+        Ok((out, rejects))
+    }
+
+    /// Table column `k`'s values for `batch`: the SQL's column cast to the table's type,
+    /// the partition's value, the column's default, or nulls.
+    fn column_values(
+        &self,
+        batch: &RecordBatch,
+        k: usize,
+        rejected: &mut Rejections,
+    ) -> Result<ArrayRef, ConformError> {
+        let (c, src, default) = (&self.table.columns[k], self.sources[k], &self.defaults[k]);
+        let rows = batch.num_rows();
+        let to = c.ty.to_arrow();
+        let cast_err = |e: deltalake::arrow::error::ArrowError| ConformError::Cast {
+            column: c.name.to_string(),
+            message: e.to_string(),
+        };
+        let fill = |v: &ScalarValue| {
+            v.to_array_of_size(rows).map_err(|e| ConformError::Cast {
+                column: c.name.to_string(),
+                message: e.to_string(),
+            })
+        };
+        let Some(i) = src else {
+            return match (self.partition_of(k), default) {
+                (Some((_, value, _)), _) => fill(value),
+                (None, Some(v)) => fill(v),
+                (None, None) => Ok(new_null_array(&to, rows)),
+            };
+        };
+        let a = batch.column(i);
+        if a.data_type() == &to {
+            return Ok(a.clone());
+        }
+        let reject = rejected.active();
+        let opts = CastOptions {
+            // Rejecting: a value that does not fit becomes null and is reported here.
+            safe: reject,
+            ..Default::default()
+        };
+        let cast = cast_with_options(a, &to, &opts).map_err(cast_err)?;
+        if reject {
+            for row in 0..rows {
+                if cast.is_null(row) && !a.is_null(row) {
+                    let v = ScalarValue::try_from_array(a, row)
+                        .map(|v| v.to_string())
+                        .unwrap_or_default();
+                    rejected.mark(
+                        row,
+                        format!("column `{}`: {v} does not fit {}", c.name, c.ty),
+                    );
+                }
+            }
+        }
+        Ok(cast)
+    }
+
+    /// The partition column's name, value and partition, when column `k` is it.
+    fn partition_of(&self, k: usize) -> Option<&(String, ScalarValue, String)> {
+        let name = self.table.columns[k].name.as_str();
+        self.partition.as_ref().filter(|(p, _, _)| p == name)
+    }
+
+    /// Nulls in a NOT NULL column fail the batch, or reject their rows.
+    fn check_not_null(
+        &self,
+        k: usize,
+        array: &ArrayRef,
+        rejected: &mut Rejections,
+    ) -> Result<(), ConformError> {
+        let c = &self.table.columns[k];
+        if c.nullable || array.null_count() == 0 {
+            return Ok(());
+        }
+        if !rejected.active() {
+            return Err(ConformError::NullInNotNull {
+                table: self.table.name.to_string(),
+                column: c.name.to_string(),
+                count: array.null_count(),
+            });
+        }
+        for row in 0..array.len() {
+            if array.is_null(row) {
+                rejected.mark(
+                    row,
+                    format!(
+                        "column `{}` of table `{}` is NOT NULL but the row has null",
+                        c.name, self.table.name
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// A partition column the SQL produces must hold the partition's value in every row;
+    /// one that does not fails the batch, or rejects its rows.
+    fn check_partition(
+        &self,
+        k: usize,
+        array: &ArrayRef,
+        rejected: &mut Rejections,
+    ) -> Result<(), ConformError> {
+        let (Some(_), Some((name, value, partition))) = (self.sources[k], self.partition_of(k))
+        else {
+            return Ok(());
+        };
+        let Err(e) = check_partition_values(name, value, partition, array) else {
+            return Ok(());
+        };
+        if !rejected.active() {
+            return Err(e);
+        }
+        let cast_err = |e: deltalake::arrow::error::ArrowError| ConformError::Cast {
+            column: name.clone(),
+            message: e.to_string(),
+        };
+        let expected = value.to_array_of_size(1).map_err(|e| ConformError::Cast {
+            column: name.clone(),
+            message: e.to_string(),
+        })?;
+        let scalar = deltalake::arrow::array::Scalar::new(expected);
+        let differs = distinct(array, &scalar).map_err(cast_err)?;
+        for row in 0..array.len() {
+            if differs.value(row) {
+                rejected.mark(
+                    row,
+                    format!("partition column `{name}` is outside partition {partition}"),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The conformed columns as one batch, without the rejected rows.
+    fn assemble(
+        &self,
+        columns: Vec<ArrayRef>,
+        rejects: &[(usize, String)],
+        rows: usize,
+    ) -> Result<RecordBatch, ConformError> {
+        let batch_err = |e: deltalake::arrow::error::ArrowError| ConformError::Cast {
+            column: "(batch)".into(),
+            message: e.to_string(),
+        };
         let (columns, rows) = if rejects.is_empty() {
             (columns, rows)
         } else {
@@ -355,13 +348,27 @@ impl Conformer {
                 .map_err(batch_err)?;
             (kept, keep.true_count())
         };
-        let out = RecordBatch::try_new_with_options(
+        RecordBatch::try_new_with_options(
             self.target.clone(),
             columns,
             &RecordBatchOptions::new().with_row_count(Some(rows)),
         )
-        .map_err(batch_err)?;
-        Ok((out, rejects))
+        .map_err(batch_err)
+    }
+}
+
+/// Why each row of a batch is rejected (the first reason found); empty when not rejecting.
+struct Rejections(Vec<Option<String>>);
+
+impl Rejections {
+    fn active(&self) -> bool {
+        !self.0.is_empty()
+    }
+
+    fn mark(&mut self, row: usize, why: String) {
+        if self.0[row].is_none() {
+            self.0[row] = Some(why);
+        }
     }
 }
 
@@ -394,33 +401,5 @@ fn check_partition_values(
         expected: value.to_string(),
         found,
         count,
-    })
-}
-
-/// The value a partition holds in its table's partition column.
-pub fn partition_value(
-    ty: ColumnType,
-    key: &crate::partition::PartitionKey,
-    tz: chrono_tz::Tz,
-) -> Option<ScalarValue> {
-    use crate::partition::PartitionKey;
-    let start = key.start()?;
-    Some(match ty {
-        ColumnType::String => ScalarValue::Utf8(Some(key.to_string())),
-        ColumnType::Date => match key {
-            PartitionKey::Day(d) | PartitionKey::Month(d) => {
-                let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?;
-                ScalarValue::Date32(Some((*d - epoch).num_days() as i32))
-            }
-            _ => return None,
-        },
-        ColumnType::Timestamp => {
-            let utc = crate::partition::local_to_utc(tz, start);
-            ScalarValue::TimestampMicrosecond(Some(utc.timestamp_micros()), Some("UTC".into()))
-        }
-        ColumnType::TimestampNtz => {
-            ScalarValue::TimestampMicrosecond(Some(start.and_utc().timestamp_micros()), None)
-        }
-        _ => return None,
     })
 }

@@ -8,6 +8,7 @@
 
 pub mod bad_rows;
 pub mod conform;
+pub mod fit;
 pub mod record_id;
 
 use crate::config::EngineSettings;
@@ -82,6 +83,29 @@ pub struct UpstreamInput {
     pub name: Name,
     pub table: deltalake::DeltaTable,
     pub filter: Option<(String, Vec<ScalarValue>)>,
+}
+
+/// The partition filter of an upstream table input: the upstream's partition column and
+/// the values of the partitions `read` names (`Project::upstream_reads`); `None` reads the
+/// whole table (`partitions = "all"`, an unpartitioned upstream, or no job writes it).
+pub fn upstream_filter(
+    read: &crate::project::UpstreamRead<'_>,
+    upstream: &TableSchema,
+) -> Option<(String, Vec<ScalarValue>)> {
+    match (&read.keys, upstream.partition_column(), read.writer) {
+        (Some(keys), Some(col), Some(w))
+            if w.granularity != crate::partition::Granularity::None =>
+        {
+            let values = keys
+                .iter()
+                .filter_map(|k| {
+                    crate::schema::types::partition_value(col.ty, k, w.partition_time_zone)
+                })
+                .collect();
+            Some((col.name.to_string(), values))
+        }
+        _ => None,
+    }
 }
 
 /// What the engine needs to run one partition of one job.

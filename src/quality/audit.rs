@@ -2,6 +2,7 @@
 //! committed) are profiled, and every check is run on them as SQL over a table `output`.
 
 use super::{Check, CheckKind, CheckResult, ColumnProfile, Profile, Quality, median};
+use crate::names::Name;
 use deltalake::arrow::array::{Array, ArrayRef, AsArray};
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType, Float64Type, SchemaRef};
@@ -231,133 +232,7 @@ pub async fn audit(
         .map_err(|e| e.to_string())?;
     let mut results = Vec::new();
     for check in checks {
-        let outcome: Result<(bool, u64, String, Vec<String>), String> = async {
-            Ok(match &check.kind {
-                CheckKind::NotNull { columns } => {
-                    let cond: Vec<String> =
-                        columns.iter().map(|c| format!("{} IS NULL", quote(c.as_str()))).collect();
-                    let (n, s) = failing(ctx, &format!("SELECT * FROM output WHERE {}", cond.join(" OR "))).await?;
-                    (n == 0, n, format!("{n} row(s) with a null in {}", list(columns)), s)
-                }
-                CheckKind::Unique { columns } => {
-                    let cols: Vec<String> = columns.iter().map(|c| quote(c.as_str())).collect();
-                    let cols = cols.join(", ");
-                    let (n, s) = failing(
-                        ctx,
-                        &format!("SELECT {cols}, COUNT(*) AS copies FROM output GROUP BY {cols} HAVING COUNT(*) > 1"),
-                    )
-                    .await?;
-                    (n == 0, n, format!("{n} value(s) of ({}) appear more than once", list(columns)), s)
-                }
-                CheckKind::AcceptedValues { column, values } => {
-                    let vals: Vec<String> = values.iter().map(|v| literal(v)).collect();
-                    let c = quote(column.as_str());
-                    let (n, s) = failing(
-                        ctx,
-                        &format!("SELECT * FROM output WHERE {c} IS NOT NULL AND CAST({c} AS VARCHAR) NOT IN ({})", vals.join(", ")),
-                    )
-                    .await?;
-                    (n == 0, n, format!("{n} row(s) with `{column}` outside [{}]", values.join(", ")), s)
-                }
-                CheckKind::RowCount { min, max } => {
-                    let low = min.is_some_and(|m| rows < m);
-                    let high = max.is_some_and(|m| rows > m);
-                    let range = format!(
-                        "{} .. {}",
-                        min.map(|m| m.to_string()).unwrap_or_default(),
-                        max.map(|m| m.to_string()).unwrap_or_default()
-                    );
-                    (!(low || high), rows, format!("{rows} row(s), expected {range}"), Vec::new())
-                }
-                CheckKind::Sql { query } => {
-                    let (n, s) = failing(ctx, query).await?;
-                    (n == 0, n, format!("{n} row(s) returned by the check's query"), s)
-                }
-                CheckKind::Freshness { column, max_age } => {
-                    let c = quote(column.as_str());
-                    let newest = as_u64(scalar(
-                        &collect(ctx, &format!("SELECT CAST(MAX({c}) AS BIGINT) AS m FROM output")).await?,
-                        "m",
-                    )) as i64;
-                    match partition_end_us {
-                        Some(end) => {
-                            let limit = end - max_age.as_micros() as i64;
-                            let newest_text = chrono::DateTime::from_timestamp_micros(newest)
-                                .map(|t| t.to_rfc3339())
-                                .unwrap_or_else(|| "none".into());
-                            (
-                                rows > 0 && newest >= limit,
-                                rows,
-                                format!(
-                                    "newest `{column}` is {newest_text}, more than {}s before the partition end",
-                                    max_age.as_secs()
-                                ),
-                                Vec::new(),
-                            )
-                        }
-                        None => (true, 0, "no partition end to compare with".into(), Vec::new()),
-                    }
-                }
-                CheckKind::Volume { baseline: n, tolerance } => {
-                    let mut past: Vec<f64> =
-                        baseline.iter().take(*n as usize).map(|p| p.rows as f64).collect();
-                    if past.is_empty() {
-                        (true, rows, "no earlier partition to compare with".into(), Vec::new())
-                    } else {
-                        let k = past.len();
-                        let m = median(&mut past);
-                        let dev = if m == 0.0 {
-                            if rows == 0 { 0.0 } else { f64::INFINITY }
-                        } else {
-                            (rows as f64 - m) / m
-                        };
-                        (
-                            dev.abs() <= *tolerance,
-                            rows,
-                            format!(
-                                "{rows} row(s), {:.0}% {} the median {m} of the last {k} partition(s) (allowed ±{:.0}%)",
-                                dev.abs() * 100.0,
-                                if dev < 0.0 { "below" } else { "above" },
-                                tolerance * 100.0
-                            ),
-                            Vec::new(),
-                        )
-                    }
-                }
-                CheckKind::NullFraction { column, baseline: n, max_increase } => {
-                    let now = profile
-                        .columns
-                        .get(column.as_str())
-                        .map(|c| c.null_fraction)
-                        .unwrap_or(0.0);
-                    let past: Vec<f64> = baseline
-                        .iter()
-                        .filter(|p| p.rows > 0)
-                        .take(*n as usize)
-                        .filter_map(|p| p.columns.get(column.as_str()).map(|c| c.null_fraction))
-                        .collect();
-                    if past.is_empty() {
-                        (true, 0, "no earlier partition to compare with".into(), Vec::new())
-                    } else {
-                        let mean = past.iter().sum::<f64>() / past.len() as f64;
-                        let nulls = (now * rows as f64).round() as u64;
-                        (
-                            now <= mean + max_increase,
-                            nulls,
-                            format!(
-                                "`{column}` is {:.1}% null against {:.1}% over the last {} partition(s) (allowed +{:.1} points)",
-                                now * 100.0,
-                                mean * 100.0,
-                                past.len(),
-                                max_increase * 100.0
-                            ),
-                            Vec::new(),
-                        )
-                    }
-                }
-            })
-        }
-        .await;
+        let outcome = run_check(ctx, check, rows, &profile, baseline, partition_end_us).await;
         let (passed, failing, detail, samples) = match outcome {
             Ok(x) => x,
             Err(e) => (
@@ -382,7 +257,233 @@ pub async fn audit(
     })
 }
 
-fn list(columns: &[crate::names::Name]) -> String {
+/// What one check found: passed, how many rows or values fail it, what it says, and a few
+/// failing rows.
+type Verdict = (bool, u64, String, Vec<String>);
+
+/// Runs one check on the new rows (table `output` of `ctx`).
+async fn run_check(
+    ctx: &SessionContext,
+    check: &Check,
+    rows: u64,
+    profile: &Profile,
+    baseline: &[Profile],
+    partition_end_us: Option<i64>,
+) -> Result<Verdict, String> {
+    Ok(match &check.kind {
+        CheckKind::NotNull { columns } => {
+            let cond: Vec<String> = columns
+                .iter()
+                .map(|c| format!("{} IS NULL", quote(c.as_str())))
+                .collect();
+            let (n, s) = failing(
+                ctx,
+                &format!("SELECT * FROM output WHERE {}", cond.join(" OR ")),
+            )
+            .await?;
+            (
+                n == 0,
+                n,
+                format!("{n} row(s) with a null in {}", list(columns)),
+                s,
+            )
+        }
+        CheckKind::Unique { columns } => {
+            let cols: Vec<String> = columns.iter().map(|c| quote(c.as_str())).collect();
+            let cols = cols.join(", ");
+            let (n, s) = failing(
+                ctx,
+                &format!("SELECT {cols}, COUNT(*) AS copies FROM output GROUP BY {cols} HAVING COUNT(*) > 1"),
+            )
+            .await?;
+            (
+                n == 0,
+                n,
+                format!("{n} value(s) of ({}) appear more than once", list(columns)),
+                s,
+            )
+        }
+        CheckKind::AcceptedValues { column, values } => {
+            let vals: Vec<String> = values.iter().map(|v| literal(v)).collect();
+            let c = quote(column.as_str());
+            let (n, s) = failing(
+                ctx,
+                &format!("SELECT * FROM output WHERE {c} IS NOT NULL AND CAST({c} AS VARCHAR) NOT IN ({})", vals.join(", ")),
+            )
+            .await?;
+            (
+                n == 0,
+                n,
+                format!("{n} row(s) with `{column}` outside [{}]", values.join(", ")),
+                s,
+            )
+        }
+        CheckKind::RowCount { min, max } => {
+            let low = min.is_some_and(|m| rows < m);
+            let high = max.is_some_and(|m| rows > m);
+            let range = format!(
+                "{} .. {}",
+                min.map(|m| m.to_string()).unwrap_or_default(),
+                max.map(|m| m.to_string()).unwrap_or_default()
+            );
+            (
+                !(low || high),
+                rows,
+                format!("{rows} row(s), expected {range}"),
+                Vec::new(),
+            )
+        }
+        CheckKind::Sql { query } => {
+            let (n, s) = failing(ctx, query).await?;
+            (
+                n == 0,
+                n,
+                format!("{n} row(s) returned by the check's query"),
+                s,
+            )
+        }
+        CheckKind::Freshness { column, max_age } => {
+            freshness(ctx, column, *max_age, rows, partition_end_us).await?
+        }
+        CheckKind::Volume {
+            baseline: n,
+            tolerance,
+        } => volume(baseline, *n, *tolerance, rows),
+        CheckKind::NullFraction {
+            column,
+            baseline: n,
+            max_increase,
+        } => null_fraction(profile, baseline, column, *n, *max_increase, rows),
+    })
+}
+
+/// The newest value of `column` is at most `max_age` before the partition's end.
+async fn freshness(
+    ctx: &SessionContext,
+    column: &Name,
+    max_age: std::time::Duration,
+    rows: u64,
+    partition_end_us: Option<i64>,
+) -> Result<Verdict, String> {
+    Ok({
+        let c = quote(column.as_str());
+        let newest = as_u64(scalar(
+            &collect(
+                ctx,
+                &format!("SELECT CAST(MAX({c}) AS BIGINT) AS m FROM output"),
+            )
+            .await?,
+            "m",
+        )) as i64;
+        match partition_end_us {
+            Some(end) => {
+                let limit = end - max_age.as_micros() as i64;
+                let newest_text = chrono::DateTime::from_timestamp_micros(newest)
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_else(|| "none".into());
+                (
+                    rows > 0 && newest >= limit,
+                    rows,
+                    format!(
+                        "newest `{column}` is {newest_text}, more than {}s before the partition end",
+                        max_age.as_secs()
+                    ),
+                    Vec::new(),
+                )
+            }
+            None => (
+                true,
+                0,
+                "no partition end to compare with".into(),
+                Vec::new(),
+            ),
+        }
+    })
+}
+
+/// The row count within `tolerance` of the median of the last `n` partitions.
+fn volume(baseline: &[Profile], n: u32, tolerance: f64, rows: u64) -> Verdict {
+    let mut past: Vec<f64> = baseline
+        .iter()
+        .take(n as usize)
+        .map(|p| p.rows as f64)
+        .collect();
+    if past.is_empty() {
+        (
+            true,
+            rows,
+            "no earlier partition to compare with".into(),
+            Vec::new(),
+        )
+    } else {
+        let k = past.len();
+        let m = median(&mut past);
+        let dev = if m == 0.0 {
+            if rows == 0 { 0.0 } else { f64::INFINITY }
+        } else {
+            (rows as f64 - m) / m
+        };
+        (
+            dev.abs() <= tolerance,
+            rows,
+            format!(
+                "{rows} row(s), {:.0}% {} the median {m} of the last {k} partition(s) (allowed ±{:.0}%)",
+                dev.abs() * 100.0,
+                if dev < 0.0 { "below" } else { "above" },
+                tolerance * 100.0
+            ),
+            Vec::new(),
+        )
+    }
+}
+
+/// `column`'s null fraction at most `max_increase` above its mean over the last `n`
+/// partitions that had rows.
+fn null_fraction(
+    profile: &Profile,
+    baseline: &[Profile],
+    column: &Name,
+    n: u32,
+    max_increase: f64,
+    rows: u64,
+) -> Verdict {
+    let now = profile
+        .columns
+        .get(column.as_str())
+        .map(|c| c.null_fraction)
+        .unwrap_or(0.0);
+    let past: Vec<f64> = baseline
+        .iter()
+        .filter(|p| p.rows > 0)
+        .take(n as usize)
+        .filter_map(|p| p.columns.get(column.as_str()).map(|c| c.null_fraction))
+        .collect();
+    if past.is_empty() {
+        (
+            true,
+            0,
+            "no earlier partition to compare with".into(),
+            Vec::new(),
+        )
+    } else {
+        let mean = past.iter().sum::<f64>() / past.len() as f64;
+        let nulls = (now * rows as f64).round() as u64;
+        (
+            now <= mean + max_increase,
+            nulls,
+            format!(
+                "`{column}` is {:.1}% null against {:.1}% over the last {} partition(s) (allowed +{:.1} points)",
+                now * 100.0,
+                mean * 100.0,
+                past.len(),
+                max_increase * 100.0
+            ),
+            Vec::new(),
+        )
+    }
+}
+
+fn list(columns: &[Name]) -> String {
     columns
         .iter()
         .map(|c| c.as_str())

@@ -187,7 +187,7 @@ impl CheckFile {
             "freshness" => CheckKind::Freshness {
                 column: column(&self.column)?,
                 max_age: match &self.max_age {
-                    Some(t) => crate::job::parse_duration(t)
+                    Some(t) => crate::duration::parse_duration(t)
                         .map_err(|e| format!("field `{at}.max_age`: {e}"))?,
                     None => return Err(format!("field `{at}.max_age` is required, e.g. \"2h\"")),
                 },
@@ -303,6 +303,16 @@ pub struct Quality {
     pub profile: Option<Profile>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<CheckResult>,
+}
+
+/// The profiles in the quality JSON runs stored (as the catalog returns it); entries that
+/// do not parse, or have no profile, are passed over.
+pub fn profiles_from_json(stored: &[String]) -> Vec<Profile> {
+    stored
+        .iter()
+        .filter_map(|j| serde_json::from_str::<Quality>(j).ok())
+        .filter_map(|q| q.profile)
+        .collect()
 }
 
 impl Quality {

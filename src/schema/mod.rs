@@ -3,7 +3,9 @@
 //! The catalog stores a table's current [`TableSchema`]; every physical version's Delta
 //! schema is derived from it. Only `migrate` produces a new one (promise 5).
 
+pub mod alter;
 pub mod ddl;
+pub mod types;
 
 use crate::names::Name;
 use deltalake::arrow::datatypes::{DataType, Field, Schema, TimeUnit};

@@ -4,12 +4,11 @@
 
 use crate::util::*;
 use chrono::{DateTime, TimeZone, Utc};
-use sluice::catalog::{Catalog, RunRow};
+use sluice::catalog::{Catalog, RunRow, RunState};
+use sluice::cli::context::Context;
 use sluice::clock::{Clock, ManualClock};
 use sluice::daemon::{Daemon, Options};
-use sluice::engine::Engine;
 use sluice::project::Project;
-use sluice::runner::{Runner, holder_id};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,15 +67,8 @@ async fn daemon(p: &TestProject, clock: &ManualClock) -> Daemon {
     let catalog = Catalog::connect(&project.settings.catalog_url)
         .await
         .unwrap();
-    let engine = Engine::new(&project.settings.engine, &project.settings.root).unwrap();
-    let runner = Runner::new(
-        Arc::new(project),
-        catalog,
-        engine,
-        Arc::new(clock.clone()),
-        holder_id(),
-    );
-    Daemon::new(Arc::new(runner), Options::default())
+    let cx = Context::new(Arc::new(project), catalog, Arc::new(clock.clone()));
+    cx.daemon(Arc::new(cx.runner().unwrap()), Options::default())
 }
 
 /// Moves the clock to `until` in steps, letting the daemon do all it can at each step.
@@ -90,7 +82,7 @@ async fn drive(d: &mut Daemon, clock: &ManualClock, until: DateTime<Utc>, step: 
 
 /// Every run of every partition of `table` v1, by partition.
 async fn runs(d: &Daemon, table: &str) -> BTreeMap<String, Vec<RunRow>> {
-    let c = &d.runner().catalog;
+    let c = d.catalog();
     let mut out = BTreeMap::new();
     for p in c.partitions_of(table, 1).await.unwrap() {
         let r = c
@@ -108,8 +100,12 @@ async fn assert_once_each(d: &Daemon, table: &str, days: &[&str]) -> BTreeMap<St
     let got: Vec<&str> = r.keys().map(|k| k.as_str()).collect();
     assert_eq!(got, days, "{table}: partitions run");
     for (k, rs) in &r {
-        let states: Vec<&str> = rs.iter().map(|r| r.state.as_str()).collect();
-        assert_eq!(states, ["succeeded"], "{table} {k}: one run, succeeded");
+        let states: Vec<RunState> = rs.iter().map(|r| r.state).collect();
+        assert_eq!(
+            states,
+            [RunState::Succeeded],
+            "{table} {k}: one run, succeeded"
+        );
     }
     r
 }
@@ -311,9 +307,9 @@ async fn new_sql_is_used_by_the_next_run_and_a_broken_spec_stops_only_its_job() 
     );
 
     let other = runs(&d, "other").await;
-    assert_eq!(other["2024-06-01"][0].state, "succeeded");
+    assert_eq!(other["2024-06-01"][0].state, RunState::Succeeded);
     let failed = &other["2024-06-02"][0];
-    assert_eq!(failed.state, "failed");
+    assert_eq!(failed.state, RunState::Failed);
     let why = failed.error.as_deref().unwrap();
     assert!(
         why.contains("jobs/other.toml") && why.contains("retries"),
@@ -333,8 +329,11 @@ async fn new_sql_is_used_by_the_next_run_and_a_broken_spec_stops_only_its_job() 
     )
     .await;
     let other = runs(&d, "other").await;
-    assert_eq!(other["2024-06-03"][0].state, "succeeded");
-    assert_eq!(runs(&d, "code").await["2024-06-03"][0].state, "succeeded");
+    assert_eq!(other["2024-06-03"][0].state, RunState::Succeeded);
+    assert_eq!(
+        runs(&d, "code").await["2024-06-03"][0].state,
+        RunState::Succeeded
+    );
 }
 
 #[tokio::test]
@@ -389,8 +388,8 @@ async fn downstream_waits_for_upstream_and_files_wait_with_a_timeout() {
     .await;
     let landing = runs(&d, "landing").await;
     let summary = runs(&d, "summary").await;
-    assert_eq!(landing["2024-07-01"][0].state, "succeeded");
-    assert_eq!(summary["2024-07-01"][0].state, "succeeded");
+    assert_eq!(landing["2024-07-01"][0].state, RunState::Succeeded);
+    assert_eq!(summary["2024-07-01"][0].state, RunState::Succeeded);
     assert!(summary["2024-07-01"][0].started_at >= landing["2024-07-01"][0].finished_at.unwrap());
     let rows = read_delta_rows(&p.warehouse_table("summary", 1), None).await;
     assert_eq!(rows, ["total=3|dt=2024-07-01"]);
@@ -403,7 +402,7 @@ async fn downstream_waits_for_upstream_and_files_wait_with_a_timeout() {
     )
     .await;
     let failed = &runs(&d, "landing").await["2024-07-02"][0];
-    assert_eq!(failed.state, "failed");
+    assert_eq!(failed.state, RunState::Failed);
     let why = failed.error.as_deref().unwrap();
     assert!(
         why.contains("in/2024-07-02.csv") && why.contains("did not arrive within 2h"),

@@ -1,13 +1,18 @@
 //! The integration suite: one test binary (each binary is another long link), modules by
-//! capability. Every test drives the real `sluice` binary on a temp copy of the sample
-//! project, and reads what it wrote with readers that are not sluice. The daemon's
-//! scheduling tests drive its core in-process with a manual clock instead of sleeping.
+//! capability. Most tests drive the real `sluice` binary on a temp copy of the sample
+//! project, and read what it wrote with readers that are not sluice. In-process: the
+//! daemon's scheduling tests (a manual clock instead of sleeping), the catalog's state
+//! machine (`catalog`), SQL behaviour as data files (`sql`, `tests/sql/*.slt`), and the
+//! architecture's import rules (`architecture`).
 
+mod architecture;
 mod backfill;
+mod catalog;
 mod daemon;
 mod foundation;
 mod migrate;
 mod quality;
+mod sql;
 mod tables;
 mod util;
 mod workers;

@@ -59,14 +59,14 @@ table = "daily_refunds"
 key = ["dt"]
 "#;
 
-#[test]
-fn a_column_added_by_migration_reads_null_in_old_partitions_everywhere() {
+/// The sample project, migrated, two days backfilled; then a code change (daily_revenue
+/// writes `refunds`, a new job daily_refunds reads it) and its migrations (add `refunds`,
+/// widen clean_orders.quantity and add `channel` with a default, create daily_refunds)
+/// arrive together, not applied yet.
+fn with_pending_additions() -> TestProject {
     let p = TestProject::sample();
     p.ok(&["migrate"]);
     p.ok(&["backfill", "--from", "2024-01-01", "--to", "2024-01-02"]);
-    let quantity_before = p.query("SELECT CAST(dt AS VARCHAR) AS dt, SUM(quantity) AS q FROM clean_orders GROUP BY dt ORDER BY dt",
-    );
-
     // The code change and its migration arrive together; the code runs first, by mistake.
     p.write(
         "migrations/0004_add_refunds.sql",
@@ -92,7 +92,12 @@ fn a_column_added_by_migration_reads_null_in_old_partitions_everywhere() {
         "SELECT dt, CAST(SUM(refunds) AS DECIMAL(18, 2)) AS refunds, COUNT(*) - COUNT(refunds) AS rows_without FROM daily_revenue GROUP BY dt\n",
     );
 
-    // Point 2: the new SQL before the migration fails, naming the file to apply.
+    p
+}
+
+#[test]
+fn new_sql_before_its_migration_fails_naming_the_file_to_apply() {
+    let p = with_pending_additions();
     let early = p.run(&[
         "backfill",
         "clean_orders",
@@ -117,7 +122,11 @@ fn a_column_added_by_migration_reads_null_in_old_partitions_everywhere() {
         "status shows the failure with its reason{}",
         status.context()
     );
+}
 
+#[test]
+fn additive_migrations_are_planned_and_applied_as_metadata_only() {
+    let p = with_pending_additions();
     // The plan says what changes where; applying it rewrites no data file.
     let plan = p.ok(&["migrate", "--plan"]);
     assert!(
@@ -161,8 +170,15 @@ fn a_column_added_by_migration_reads_null_in_old_partitions_everywhere() {
         "{}",
         again.context()
     );
+}
 
-    // The failed partition runs again with the new column; the downstream job reads all three.
+#[test]
+fn old_partitions_read_an_added_column_as_null_through_sluice_a_job_and_python() {
+    let p = with_pending_additions();
+    let quantity_before = p.query("SELECT CAST(dt AS VARCHAR) AS dt, SUM(quantity) AS q FROM clean_orders GROUP BY dt ORDER BY dt",
+    );
+    p.ok(&["migrate"]);
+    // New partitions with the new column; the downstream job reads old and new.
     p.ok(&["backfill", "--from", "2024-01-03", "--to", "2024-01-04"]);
     p.ok(&[
         "backfill",
@@ -188,12 +204,12 @@ fn a_column_added_by_migration_reads_null_in_old_partitions_everywhere() {
     }
     let channels = p.query("SELECT CAST(dt AS VARCHAR) AS dt, COUNT(channel) AS c, MIN(channel) AS m FROM clean_orders GROUP BY dt ORDER BY dt",
     );
-    // Day 3 of clean_orders ran before the migration.
-    for c in &channels[..3] {
+    // Days 1 and 2 were written before the migration.
+    for c in &channels[..2] {
         assert_eq!(c["c"], 0, "{channels:?}");
     }
     assert_eq!(
-        channels[3]["m"], "web",
+        channels[2]["m"], "web",
         "the default fills rows the SQL leaves it out of"
     );
     let quantity_after = p.query("SELECT CAST(dt AS VARCHAR) AS dt, SUM(quantity) AS q FROM clean_orders WHERE dt < DATE '2024-01-03' GROUP BY dt ORDER BY dt",
@@ -226,11 +242,12 @@ fn a_column_added_by_migration_reads_null_in_old_partitions_everywhere() {
     assert!(by_day.values().all(|(n, q)| n == q && *n > 0), "{by_day:?}");
 }
 
-#[test]
-fn destructive_changes_need_the_flag_and_no_job_using_them() {
+/// The sample project migrated, with a scratch table written by its own job and two new
+/// columns on clean_orders (`note`, `coupon`), two days backfilled: the "expand" step
+/// each destructive test then contracts.
+fn expanded() -> TestProject {
     let p = TestProject::sample();
     p.ok(&["migrate"]);
-    // A scratch table with data, and two columns to contract later.
     p.write(
         "migrations/0004_expand.sql",
         "CREATE TABLE scratch (dt DATE NOT NULL, n BIGINT NOT NULL) PARTITIONED BY (dt);\n\
@@ -249,53 +266,72 @@ fn destructive_changes_need_the_flag_and_no_job_using_them() {
     );
     p.ok(&["migrate"]);
     p.ok(&["backfill", "--from", "2024-01-01", "--to", "2024-01-02"]);
+    p
+}
 
-    let refused = |file: &str, why: &str| {
-        let o = p.run(&["migrate"]);
-        assert_eq!(o.code, 1, "{}", o.context());
-        assert!(
-            o.stderr
-                .contains(&format!("migrations/{file} is destructive: {why}")),
-            "{}",
-            o.context()
-        );
-        assert!(o.stderr.contains("expand/contract"), "{}", o.context());
-        assert!(o.stderr.contains("--allow-destructive"), "{}", o.context());
-        let status = p.ok(&["migrate", "status"]);
-        assert!(
-            status
-                .stdout
-                .lines()
-                .any(|l| l.starts_with(file) && l.contains("pending")),
-            "{}",
-            status.context()
-        );
-    };
-    let still_used = |needles: &[&str]| {
-        let o = p.run(&["migrate", "--allow-destructive"]);
-        assert_eq!(o.code, 1, "{}", o.context());
-        for needle in needles {
-            assert!(o.stderr.contains(needle), "{needle}{}", o.context());
-        }
-        assert!(o.stderr.contains("nothing was changed"), "{}", o.context());
-    };
-    let applies = |file: &str| {
-        let o = p.ok(&["migrate", "--allow-destructive"]);
-        assert!(
-            o.stdout.contains(&format!("applied {file}")),
-            "{}",
-            o.context()
-        );
-    };
-    let sum = |sql: &str| p.query(sql)[0]["s"].clone();
+/// `migrate` without the flag refuses `file` for `why`, pointing at expand/contract, and
+/// leaves it pending.
+fn refused_without_flag(p: &TestProject, file: &str, why: &str) {
+    let o = p.run(&["migrate"]);
+    assert_eq!(o.code, 1, "{}", o.context());
+    assert!(
+        o.stderr
+            .contains(&format!("migrations/{file} is destructive: {why}")),
+        "{}",
+        o.context()
+    );
+    assert!(o.stderr.contains("expand/contract"), "{}", o.context());
+    assert!(o.stderr.contains("--allow-destructive"), "{}", o.context());
+    let status = p.ok(&["migrate", "status"]);
+    assert!(
+        status
+            .stdout
+            .lines()
+            .any(|l| l.starts_with(file) && l.contains("pending")),
+        "{}",
+        status.context()
+    );
+}
 
-    // Drop a column no job uses.
+/// With the flag, still refused while a job uses what the change removes (`needles` name
+/// it), and nothing changes.
+fn refused_while_used(p: &TestProject, needles: &[&str]) {
+    let o = p.run(&["migrate", "--allow-destructive"]);
+    assert_eq!(o.code, 1, "{}", o.context());
+    for needle in needles {
+        assert!(o.stderr.contains(needle), "{needle}{}", o.context());
+    }
+    assert!(o.stderr.contains("nothing was changed"), "{}", o.context());
+}
+
+fn applies_with_flag(p: &TestProject, file: &str) {
+    let o = p.ok(&["migrate", "--allow-destructive"]);
+    assert!(
+        o.stdout.contains(&format!("applied {file}")),
+        "{}",
+        o.context()
+    );
+}
+
+fn sum(p: &TestProject, sql: &str) -> serde_json::Value {
+    p.query(sql)[0]["s"].clone()
+}
+
+/// The jobs still run on the contracted schemas.
+fn next_day_runs(p: &TestProject) {
+    p.ok(&["backfill", "--from", "2024-01-03", "--to", "2024-01-03"]);
+}
+
+#[test]
+fn dropping_a_column_no_job_uses_needs_the_flag_and_keeps_every_row() {
+    let p = expanded();
     p.write(
         "migrations/0005_drop_note.sql",
         "ALTER TABLE clean_orders DROP COLUMN note;\n",
     );
     let log = delta_log_version(&p.warehouse_table("clean_orders", 1));
-    refused(
+    refused_without_flag(
+        &p,
         "0005_drop_note.sql",
         "it drops column `note` of `clean_orders`",
     );
@@ -304,8 +340,8 @@ fn destructive_changes_need_the_flag_and_no_job_using_them() {
         log,
         "nothing changed"
     );
-    let amount = sum("SELECT SUM(amount) AS s FROM clean_orders");
-    applies("0005_drop_note.sql");
+    let amount = sum(&p, "SELECT SUM(amount) AS s FROM clean_orders");
+    applies_with_flag(&p, "0005_drop_note.sql");
     let (_, ty) = python_nulls_by(&p.warehouse_table("clean_orders", 1), "dt", "amount");
     assert_eq!(ty, "decimal128(12, 2)");
     let cols = p.query("SELECT * FROM clean_orders LIMIT 1");
@@ -315,43 +351,59 @@ fn destructive_changes_need_the_flag_and_no_job_using_them() {
         "nulls are in the JSON: {cols:?}"
     );
     assert_eq!(
-        sum("SELECT SUM(amount) AS s FROM clean_orders"),
+        sum(&p, "SELECT SUM(amount) AS s FROM clean_orders"),
         amount,
         "rows kept"
     );
+    next_day_runs(&p);
+}
 
-    // Rename a column a job still writes: refused until the job uses the new name.
+#[test]
+fn renaming_a_column_a_job_writes_waits_until_the_job_uses_the_new_name() {
+    let p = expanded();
     p.write(
-        "migrations/0006_rename_customers.sql",
+        "migrations/0005_rename_customers.sql",
         "ALTER TABLE daily_revenue RENAME COLUMN customers TO buyers;\n",
     );
-    refused(
-        "0006_rename_customers.sql",
+    refused_without_flag(
+        &p,
+        "0005_rename_customers.sql",
         "it renames column `customers` of `daily_revenue` to `buyers`",
     );
-    still_used(&["daily_revenue", "`customers`"]);
-    let customers = sum("SELECT SUM(customers) AS s FROM daily_revenue");
+    refused_while_used(&p, &["daily_revenue", "`customers`"]);
+    let customers = sum(&p, "SELECT SUM(customers) AS s FROM daily_revenue");
     p.write(
         "jobs/daily_revenue.sql",
         &p.read("jobs/daily_revenue.sql")
             .replace("AS customers", "AS buyers"),
     );
-    applies("0006_rename_customers.sql");
-    assert_eq!(sum("SELECT SUM(buyers) AS s FROM daily_revenue"), customers);
+    applies_with_flag(&p, "0005_rename_customers.sql");
+    assert_eq!(
+        sum(&p, "SELECT SUM(buyers) AS s FROM daily_revenue"),
+        customers
+    );
     let (by_day, _) = python_nulls_by(&p.warehouse_table("daily_revenue", 1), "dt", "buyers");
     assert!(by_day.values().all(|(n, b)| n == b), "{by_day:?}");
+    next_day_runs(&p);
+}
 
-    // Narrow a type: refused while the job writes the wider one; applies once it casts.
+#[test]
+fn narrowing_a_type_waits_until_the_job_casts_to_it() {
+    let p = expanded();
     p.write(
-        "migrations/0007_narrow_quantity.sql",
+        "migrations/0005_narrow_quantity.sql",
         "ALTER TABLE clean_orders ALTER COLUMN quantity TYPE SMALLINT;\n",
     );
-    refused(
-        "0007_narrow_quantity.sql",
+    refused_without_flag(
+        &p,
+        "0005_narrow_quantity.sql",
         "it changes column `quantity` from INT to SMALLINT",
     );
-    still_used(&["the SQL produces INT but table `clean_orders` declares SMALLINT"]);
-    let quantity = sum("SELECT SUM(quantity) AS s FROM clean_orders");
+    refused_while_used(
+        &p,
+        &["the SQL produces INT but table `clean_orders` declares SMALLINT"],
+    );
+    let quantity = sum(&p, "SELECT SUM(quantity) AS s FROM clean_orders");
     p.write(
         "jobs/clean_orders.sql",
         &p.read("jobs/clean_orders.sql").replace(
@@ -359,19 +411,26 @@ fn destructive_changes_need_the_flag_and_no_job_using_them() {
             "    CAST(quantity AS SMALLINT) AS quantity,",
         ),
     );
-    applies("0007_narrow_quantity.sql");
+    applies_with_flag(&p, "0005_narrow_quantity.sql");
     let (_, ty) = python_nulls_by(&p.warehouse_table("clean_orders", 1), "dt", "quantity");
     assert_eq!(ty, "int16");
-    assert_eq!(sum("SELECT SUM(quantity) AS s FROM clean_orders"), quantity);
+    assert_eq!(
+        sum(&p, "SELECT SUM(quantity) AS s FROM clean_orders"),
+        quantity
+    );
+    next_day_runs(&p);
+}
 
-    // NOT NULL on a column with nulls fails and changes nothing; after a backfill that
-    // fills it, it applies.
+#[test]
+fn not_null_over_existing_nulls_commits_nothing_until_a_backfill_fills_them() {
+    let p = expanded();
     p.write(
-        "migrations/0008_coupon_not_null.sql",
+        "migrations/0005_coupon_not_null.sql",
         "ALTER TABLE clean_orders ALTER COLUMN coupon SET NOT NULL;\n",
     );
-    refused(
-        "0008_coupon_not_null.sql",
+    refused_without_flag(
+        &p,
+        "0005_coupon_not_null.sql",
         "it makes the existing column `coupon` NOT NULL",
     );
     p.write(
@@ -407,28 +466,35 @@ fn destructive_changes_need_the_flag_and_no_job_using_them() {
         "2024-01-02",
         "--force",
     ]);
-    applies("0008_coupon_not_null.sql");
+    applies_with_flag(&p, "0005_coupon_not_null.sql");
     let (by_day, _) = python_nulls_by(&p.warehouse_table("clean_orders", 1), "dt", "coupon");
     assert!(by_day.values().all(|(n, c)| n == c), "{by_day:?}");
+}
 
-    // Drop a table a job still writes: refused until the job is gone.
-    p.write("migrations/0009_drop_scratch.sql", "DROP TABLE scratch;\n");
+#[test]
+fn dropping_a_table_waits_until_no_job_writes_it_and_deletes_its_files() {
+    let p = expanded();
+    p.write("migrations/0005_drop_scratch.sql", "DROP TABLE scratch;\n");
     assert!(p.warehouse_table("scratch", 1).exists());
-    refused("0009_drop_scratch.sql", "it drops table `scratch`");
-    still_used(&["jobs/scratch.toml"]);
+    refused_without_flag(&p, "0005_drop_scratch.sql", "it drops table `scratch`");
+    refused_while_used(&p, &["jobs/scratch.toml"]);
     std::fs::remove_file(p.file("jobs/scratch.toml")).unwrap();
     std::fs::remove_file(p.file("jobs/scratch.sql")).unwrap();
-    applies("0009_drop_scratch.sql");
+    applies_with_flag(&p, "0005_drop_scratch.sql");
     let tables = p.ok(&["tables"]);
     assert!(!tables.stdout.contains("scratch"), "{}", tables.context());
     assert!(
         !p.warehouse_table("scratch", 1).exists(),
         "the dropped table's files are gone"
     );
+    next_day_runs(&p);
+}
 
-    // A file that mixes additive and destructive changes is refused whole.
+#[test]
+fn a_file_mixing_additive_and_destructive_changes_is_refused_whole() {
+    let p = expanded();
     p.write(
-        "migrations/0010_mixed.sql",
+        "migrations/0005_mixed.sql",
         "ALTER TABLE clean_orders ADD COLUMN x INT;\nALTER TABLE clean_orders DROP COLUMN coupon;\n",
     );
     let o = p.run(&["migrate", "--allow-destructive"]);
@@ -438,10 +504,6 @@ fn destructive_changes_need_the_flag_and_no_job_using_them() {
         "{}",
         o.context()
     );
-
-    // The jobs still run on the contracted schemas.
-    std::fs::remove_file(p.file("migrations/0010_mixed.sql")).unwrap();
-    p.ok(&["backfill", "--from", "2024-01-03", "--to", "2024-01-03"]);
 }
 
 #[test]

@@ -58,7 +58,7 @@ fn blue_and_green(green_days: &str) -> TestProject {
 }
 
 #[tokio::test]
-async fn promote_flips_readers_to_the_new_version_and_rollback_flips_them_back() {
+async fn building_a_new_version_leaves_readers_on_the_live_one() {
     let p = blue_and_green("2024-01-03");
     let v1 = read_delta_rows(&p.warehouse_table("clean_orders", 1), None).await;
     let v2 = read_delta_rows(&p.warehouse_table("clean_orders", 2), None).await;
@@ -80,7 +80,13 @@ async fn promote_flips_readers_to_the_new_version_and_rollback_flips_them_back()
         .map(|t| t["version"].as_i64().unwrap())
         .collect();
     assert_eq!(live, [1]);
+}
 
+#[tokio::test]
+async fn diff_compares_versions_whole_per_partition_and_as_a_ci_gate() {
+    let p = blue_and_green("2024-01-03");
+    let v1 = read_delta_rows(&p.warehouse_table("clean_orders", 1), None).await;
+    let v2 = read_delta_rows(&p.warehouse_table("clean_orders", 2), None).await;
     // The diff, before promoting: v2 drops the refunded orders and changes nothing else.
     let d = p
         .ok(&[
@@ -126,7 +132,10 @@ async fn promote_flips_readers_to_the_new_version_and_rollback_flips_them_back()
         "{}",
         gate.context()
     );
+}
 
+/// Promotes v2 (with a dry run first) and rolls back; returns the alias history as JSON.
+async fn promote_then_rollback(p: &TestProject, v1: &[String], v2: &[String]) -> serde_json::Value {
     let dry = p.ok(&["promote", "clean_orders", "--version", "2", "--dry-run"]);
     assert!(
         dry.stdout.contains("would promote clean_orders: v1 -> v2"),
@@ -166,9 +175,16 @@ async fn promote_flips_readers_to_the_new_version_and_rollback_flips_them_back()
         read_delta_rows(&resolve(&p, "clean_orders"), None).await,
         v1
     );
-    let history = p
-        .ok(&["history", "clean_orders", "--output", "json"])
-        .json();
+    p.ok(&["history", "clean_orders", "--output", "json"])
+        .json()
+}
+
+#[tokio::test]
+async fn promote_flips_readers_and_downstream_jobs_and_rollback_flips_them_back() {
+    let p = blue_and_green("2024-01-03");
+    let v1 = read_delta_rows(&p.warehouse_table("clean_orders", 1), None).await;
+    let v2 = read_delta_rows(&p.warehouse_table("clean_orders", 2), None).await;
+    let history = promote_then_rollback(&p, &v1, &v2).await;
     let flips: Vec<(Option<i64>, i64, String)> = history
         .as_array()
         .unwrap()
@@ -189,7 +205,14 @@ async fn promote_flips_readers_to_the_new_version_and_rollback_flips_them_back()
             (Some(2), 1, "back".to_string()),
         ]
     );
+}
 
+#[tokio::test]
+async fn query_reads_through_the_alias_now_or_as_of_a_time() {
+    let p = blue_and_green("2024-01-03");
+    let v1 = read_delta_rows(&p.warehouse_table("clean_orders", 1), None).await;
+    let v2 = read_delta_rows(&p.warehouse_table("clean_orders", 2), None).await;
+    let history = promote_then_rollback(&p, &v1, &v2).await;
     // `sluice query` reads through the alias, now or as it was.
     let count = |extra: &[&str]| -> usize {
         let mut args = vec![

@@ -51,7 +51,7 @@ pub fn stdout_of(cmd: &mut Command, what: &str) -> String {
 }
 
 /// A new, empty database on the test server, as a URL.
-fn create_database(admin: &str) -> String {
+pub fn create_database(admin: &str) -> String {
     let name = format!("sluice_it_{}", uuid::Uuid::now_v7().simple());
     stdout_of(
         Command::new("psql")

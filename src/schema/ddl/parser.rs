@@ -1,258 +1,23 @@
-//! The DDL that migrations are written in: a small, strict SQL subset parsed by hand so that
-//! every error names the line and column and says what was expected.
-//!
-//! ```sql
-//! CREATE TABLE [IF NOT EXISTS] name (
-//!   column TYPE [NOT NULL | NULL] [DEFAULT literal] [COMMENT 'text'],
-//!   ...
-//! ) [PARTITIONED BY (column, ...)] [COMMENT 'text'] [TBLPROPERTIES ('key' = 'value', ...)];
-//!
-//! ALTER TABLE name ADD [COLUMN] column TYPE [NOT NULL DEFAULT literal] [COMMENT 'text'];
-//! ALTER TABLE name ALTER [COLUMN] column { TYPE t | SET DATA TYPE t | SET NOT NULL
-//!                                         | DROP NOT NULL | COMMENT 'text' };
-//! ALTER TABLE name DROP [COLUMN] column;
-//! ALTER TABLE name RENAME [COLUMN] old TO new;
-//! ALTER TABLE name SET TBLPROPERTIES ('key' = 'value', ...);
-//! COMMENT ON TABLE name IS 'text';
-//! DROP TABLE [IF EXISTS] name;
-//! ```
-//! Which of these are additive and which destructive is decided in [`crate::migrate`].
-//! Unquoted identifiers are folded to lower case, as DataFusion does.
+//! A recursive-descent parser over the tokens: one method per construct, each error at
+//! the token where it was found.
 
-use super::{Column, ColumnType, TableSchema};
+use super::lex::{Tok, Token};
+use super::{AlterAction, DdlError, Statement};
 use crate::names::Name;
+use crate::schema::{Column, ColumnType, TableSchema};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum Statement {
-    CreateTable {
-        schema: TableSchema,
-        if_not_exists: bool,
-    },
-    AlterTable {
-        table: Name,
-        action: AlterAction,
-    },
-    DropTable {
-        table: Name,
-        if_exists: bool,
-    },
-}
-
-/// One change to an existing table.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
-pub enum AlterAction {
-    AddColumn {
-        column: Column,
-    },
-    SetType {
-        column: Name,
-        ty: ColumnType,
-    },
-    SetNotNull {
-        column: Name,
-    },
-    DropNotNull {
-        column: Name,
-    },
-    SetColumnComment {
-        column: Name,
-        comment: String,
-    },
-    DropColumn {
-        column: Name,
-    },
-    RenameColumn {
-        from: Name,
-        to: Name,
-    },
-    SetProperties {
-        properties: BTreeMap<String, String>,
-    },
-    SetComment {
-        comment: String,
-    },
-}
-
-/// A DDL error at a place in the text (1-based line and column).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("line {line}, column {column}: {message}")]
-pub struct DdlError {
-    pub line: usize,
-    pub column: usize,
-    pub message: String,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum Tok {
-    Ident { text: String, quoted: bool },
-    Number(String),
-    Str(String),
-    Sym(char),
-    End,
-}
-
-#[derive(Debug, Clone)]
-struct Token {
-    tok: Tok,
-    line: usize,
-    column: usize,
-}
-
-fn lex(src: &str) -> Result<Vec<Token>, DdlError> {
-    let chars: Vec<char> = src.chars().collect();
-    let mut out = Vec::new();
-    let (mut i, mut line, mut col) = (0usize, 1usize, 1usize);
-    let err = |line, column, message: String| DdlError {
-        line,
-        column,
-        message,
-    };
-    macro_rules! bump {
-        () => {{
-            if chars[i] == '\n' {
-                line += 1;
-                col = 1;
-            } else {
-                col += 1;
-            }
-            i += 1;
-        }};
-    }
-    while i < chars.len() {
-        let c = chars[i];
-        let (tl, tc) = (line, col);
-        if c.is_whitespace() {
-            bump!();
-        } else if c == '-' && chars.get(i + 1) == Some(&'-') {
-            while i < chars.len() && chars[i] != '\n' {
-                bump!();
-            }
-        } else if c == '/' && chars.get(i + 1) == Some(&'*') {
-            bump!();
-            bump!();
-            loop {
-                if i >= chars.len() {
-                    return Err(err(tl, tc, "comment `/*` is never closed".into()));
-                }
-                if chars[i] == '*' && chars.get(i + 1) == Some(&'/') {
-                    bump!();
-                    bump!();
-                    break;
-                }
-                bump!();
-            }
-        } else if c.is_ascii_alphabetic() || c == '_' {
-            let mut s = String::new();
-            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
-                s.push(chars[i]);
-                bump!();
-            }
-            out.push(Token {
-                tok: Tok::Ident {
-                    text: s,
-                    quoted: false,
-                },
-                line: tl,
-                column: tc,
-            });
-        } else if c == '"' || c == '`' {
-            bump!();
-            let mut s = String::new();
-            loop {
-                if i >= chars.len() {
-                    return Err(err(tl, tc, format!("quoted name `{c}` is never closed")));
-                }
-                if chars[i] == c {
-                    bump!();
-                    break;
-                }
-                s.push(chars[i]);
-                bump!();
-            }
-            out.push(Token {
-                tok: Tok::Ident {
-                    text: s,
-                    quoted: true,
-                },
-                line: tl,
-                column: tc,
-            });
-        } else if c.is_ascii_digit()
-            || (c == '-' && chars.get(i + 1).is_some_and(char::is_ascii_digit))
-        {
-            let mut s = String::new();
-            s.push(c);
-            bump!();
-            while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
-                s.push(chars[i]);
-                bump!();
-            }
-            out.push(Token {
-                tok: Tok::Number(s),
-                line: tl,
-                column: tc,
-            });
-        } else if c == '\'' {
-            bump!();
-            let mut s = String::new();
-            loop {
-                if i >= chars.len() {
-                    return Err(err(tl, tc, "string literal is never closed".into()));
-                }
-                if chars[i] == '\'' {
-                    if chars.get(i + 1) == Some(&'\'') {
-                        s.push('\'');
-                        bump!();
-                        bump!();
-                        continue;
-                    }
-                    bump!();
-                    break;
-                }
-                s.push(chars[i]);
-                bump!();
-            }
-            out.push(Token {
-                tok: Tok::Str(s),
-                line: tl,
-                column: tc,
-            });
-        } else if "(),;=".contains(c) {
-            out.push(Token {
-                tok: Tok::Sym(c),
-                line: tl,
-                column: tc,
-            });
-            bump!();
-        } else {
-            return Err(err(
-                tl,
-                tc,
-                format!("unexpected character `{}`", c.escape_debug()),
-            ));
-        }
-    }
-    out.push(Token {
-        tok: Tok::End,
-        line,
-        column: col,
-    });
-    Ok(out)
-}
-
-struct Parser {
-    toks: Vec<Token>,
-    pos: usize,
+pub(super) struct Parser {
+    pub(super) toks: Vec<Token>,
+    pub(super) pos: usize,
 }
 
 impl Parser {
-    fn peek(&self) -> &Token {
+    pub(super) fn peek(&self) -> &Token {
         &self.toks[self.pos.min(self.toks.len() - 1)]
     }
 
-    fn next(&mut self) -> Token {
+    pub(super) fn next(&mut self) -> Token {
         let t = self.peek().clone();
         if self.pos < self.toks.len() - 1 {
             self.pos += 1;
@@ -260,7 +25,7 @@ impl Parser {
         t
     }
 
-    fn error_at(&self, t: &Token, message: impl Into<String>) -> DdlError {
+    pub(super) fn error_at(&self, t: &Token, message: impl Into<String>) -> DdlError {
         DdlError {
             line: t.line,
             column: t.column,
@@ -268,7 +33,7 @@ impl Parser {
         }
     }
 
-    fn describe(t: &Tok) -> String {
+    pub(super) fn describe(t: &Tok) -> String {
         match t {
             Tok::Ident { text, .. } => format!("`{text}`"),
             Tok::Number(n) => format!("number `{n}`"),
@@ -278,11 +43,11 @@ impl Parser {
         }
     }
 
-    fn is_kw(&self, kw: &str) -> bool {
+    pub(super) fn is_kw(&self, kw: &str) -> bool {
         matches!(&self.peek().tok, Tok::Ident { text, quoted: false } if text.eq_ignore_ascii_case(kw))
     }
 
-    fn eat_kw(&mut self, kw: &str) -> bool {
+    pub(super) fn eat_kw(&mut self, kw: &str) -> bool {
         if self.is_kw(kw) {
             self.pos += 1;
             true
@@ -291,7 +56,7 @@ impl Parser {
         }
     }
 
-    fn expect_kw(&mut self, kw: &str) -> Result<(), DdlError> {
+    pub(super) fn expect_kw(&mut self, kw: &str) -> Result<(), DdlError> {
         if self.eat_kw(kw) {
             Ok(())
         } else {
@@ -303,7 +68,7 @@ impl Parser {
         }
     }
 
-    fn eat_sym(&mut self, c: char) -> bool {
+    pub(super) fn eat_sym(&mut self, c: char) -> bool {
         if self.peek().tok == Tok::Sym(c) {
             self.pos += 1;
             true
@@ -312,7 +77,7 @@ impl Parser {
         }
     }
 
-    fn expect_sym(&mut self, c: char) -> Result<(), DdlError> {
+    pub(super) fn expect_sym(&mut self, c: char) -> Result<(), DdlError> {
         if self.eat_sym(c) {
             Ok(())
         } else {
@@ -324,7 +89,7 @@ impl Parser {
         }
     }
 
-    fn name(&mut self, what: &str) -> Result<Name, DdlError> {
+    pub(super) fn name(&mut self, what: &str) -> Result<Name, DdlError> {
         let t = self.next();
         match &t.tok {
             Tok::Ident { text, quoted } => {
@@ -342,7 +107,7 @@ impl Parser {
         }
     }
 
-    fn string(&mut self, what: &str) -> Result<String, DdlError> {
+    pub(super) fn string(&mut self, what: &str) -> Result<String, DdlError> {
         let t = self.next();
         match t.tok {
             Tok::Str(s) => Ok(s),
@@ -356,7 +121,7 @@ impl Parser {
         }
     }
 
-    fn integer(&mut self, what: &str) -> Result<u32, DdlError> {
+    pub(super) fn integer(&mut self, what: &str) -> Result<u32, DdlError> {
         let t = self.next();
         match &t.tok {
             Tok::Number(n) => n.parse().map_err(|_| {
@@ -369,7 +134,7 @@ impl Parser {
         }
     }
 
-    fn column_type(&mut self) -> Result<ColumnType, DdlError> {
+    pub(super) fn column_type(&mut self) -> Result<ColumnType, DdlError> {
         let t = self.next();
         let Tok::Ident {
             text,
@@ -450,7 +215,7 @@ impl Parser {
         Ok(ty)
     }
 
-    fn literal(&mut self) -> Result<String, DdlError> {
+    pub(super) fn literal(&mut self) -> Result<String, DdlError> {
         let t = self.next();
         match &t.tok {
             Tok::Number(n) => Ok(n.clone()),
@@ -471,7 +236,7 @@ impl Parser {
         }
     }
 
-    fn column(&mut self) -> Result<Column, DdlError> {
+    pub(super) fn column(&mut self) -> Result<Column, DdlError> {
         let name = self.name("column name")?;
         let ty = self.column_type()?;
         let mut column = Column {
@@ -490,7 +255,7 @@ impl Parser {
             } else if self.eat_kw("DEFAULT") {
                 let at = self.peek().clone();
                 let literal = self.literal()?;
-                if let Err(e) = super::default_value(ty, &literal) {
+                if let Err(e) = crate::schema::default_value(ty, &literal) {
                     return Err(self.error_at(&at, e));
                 }
                 column.default = Some(literal);
@@ -503,7 +268,7 @@ impl Parser {
         Ok(column)
     }
 
-    fn create_table(&mut self) -> Result<Statement, DdlError> {
+    pub(super) fn create_table(&mut self) -> Result<Statement, DdlError> {
         let if_not_exists = if self.eat_kw("IF") {
             self.expect_kw("NOT")?;
             self.expect_kw("EXISTS")?;
@@ -597,7 +362,7 @@ impl Parser {
         })
     }
 
-    fn properties(&mut self) -> Result<BTreeMap<String, String>, DdlError> {
+    pub(super) fn properties(&mut self) -> Result<BTreeMap<String, String>, DdlError> {
         let mut out = BTreeMap::new();
         self.expect_sym('(')?;
         loop {
@@ -613,7 +378,7 @@ impl Parser {
         Ok(out)
     }
 
-    fn alter_table(&mut self) -> Result<Statement, DdlError> {
+    pub(super) fn alter_table(&mut self) -> Result<Statement, DdlError> {
         let table = self.name("table name")?;
         let t = self.peek().clone();
         let action = if self.eat_kw("ADD") {
@@ -705,7 +470,7 @@ impl Parser {
         Ok(Statement::AlterTable { table, action })
     }
 
-    fn statement(&mut self) -> Result<Statement, DdlError> {
+    pub(super) fn statement(&mut self) -> Result<Statement, DdlError> {
         let t = self.peek().clone();
         if self.eat_kw("CREATE") {
             self.expect_kw("TABLE")?;
@@ -744,180 +509,5 @@ impl Parser {
                 Self::describe(&t.tok)
             ),
         ))
-    }
-}
-
-/// Parses a migration file's text into its statements.
-pub fn parse(src: &str) -> Result<Vec<Statement>, DdlError> {
-    let mut p = Parser {
-        toks: lex(src)?,
-        pos: 0,
-    };
-    let mut out = Vec::new();
-    loop {
-        while p.eat_sym(';') {}
-        if p.peek().tok == Tok::End {
-            break;
-        }
-        out.push(p.statement()?);
-        let t = p.peek().clone();
-        if !(p.eat_sym(';') || t.tok == Tok::End) {
-            return Err(p.error_at(
-                &t,
-                format!(
-                    "expected `;` after the statement, found {}",
-                    Parser::describe(&t.tok)
-                ),
-            ));
-        }
-    }
-    Ok(out)
-}
-
-/// Parses a column type on its own (declared input schemas, stored schemas).
-pub fn parse_type(src: &str) -> Result<ColumnType, DdlError> {
-    let mut p = Parser {
-        toks: lex(src)?,
-        pos: 0,
-    };
-    let ty = p.column_type()?;
-    let t = p.peek().clone();
-    if t.tok != Tok::End {
-        return Err(p.error_at(
-            &t,
-            format!("unexpected {} after the type", Parser::describe(&t.tok)),
-        ));
-    }
-    Ok(ty)
-}
-
-/// Parses one column definition on its own: `name TYPE [NOT NULL]` (declared input schemas).
-pub fn parse_column(src: &str) -> Result<Column, DdlError> {
-    let mut p = Parser {
-        toks: lex(src)?,
-        pos: 0,
-    };
-    let c = p.column()?;
-    let t = p.peek().clone();
-    if t.tok != Tok::End {
-        return Err(p.error_at(
-            &t,
-            format!(
-                "unexpected {} after the column definition",
-                Parser::describe(&t.tok)
-            ),
-        ));
-    }
-    Ok(c)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_every_alter_and_drop() {
-        let src = "ALTER TABLE t ADD COLUMN refunds DECIMAL(18,2) NOT NULL DEFAULT 0 COMMENT 'r';\n\
-                   ALTER TABLE t ADD n INT;\n\
-                   ALTER TABLE t ALTER COLUMN qty TYPE BIGINT;\n\
-                   ALTER TABLE t ALTER qty SET DATA TYPE BIGINT;\n\
-                   ALTER TABLE t ALTER COLUMN qty SET NOT NULL;\n\
-                   ALTER TABLE t ALTER COLUMN qty DROP NOT NULL;\n\
-                   ALTER TABLE t ALTER COLUMN qty COMMENT 'how many';\n\
-                   ALTER TABLE t DROP COLUMN qty;\n\
-                   ALTER TABLE t RENAME COLUMN a TO b;\n\
-                   ALTER TABLE t SET TBLPROPERTIES ('k' = 'v');\n\
-                   COMMENT ON TABLE t IS 'hello';\n\
-                   DROP TABLE IF EXISTS t;";
-        let stmts = parse(src).unwrap();
-        assert_eq!(stmts.len(), 12);
-        let Statement::AlterTable {
-            action: AlterAction::AddColumn { column },
-            ..
-        } = &stmts[0]
-        else {
-            panic!("{:?}", stmts[0]);
-        };
-        assert_eq!(column.default.as_deref(), Some("0"));
-        assert!(!column.nullable);
-        assert!(matches!(
-            &stmts[8],
-            Statement::AlterTable { action: AlterAction::RenameColumn { from, to }, .. }
-                if from.as_str() == "a" && to.as_str() == "b"
-        ));
-        assert!(matches!(
-            &stmts[11],
-            Statement::DropTable {
-                if_exists: true,
-                ..
-            }
-        ));
-        let e = parse("ALTER TABLE t ADD COLUMN n INT DEFAULT 'x';").unwrap_err();
-        assert!(e.message.contains("not a value of type INT"), "{e}");
-        let e = parse("ALTER TABLE t ALTER COLUMN n BIGINT;").unwrap_err();
-        assert!(e.message.contains("expected TYPE"), "{e}");
-        let e = parse("ALTER TABLE t RENAME TO u;").unwrap_err();
-        assert!(
-            e.message.contains("renaming a table is not supported"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn parses_a_partitioned_create_table() {
-        let src = "-- orders\nCREATE TABLE IF NOT EXISTS Clean_Orders (\n  order_id BIGINT NOT NULL COMMENT 'id',\n  amount DECIMAL(12, 2),\n  ts TIMESTAMP,\n  dt DATE NOT NULL\n) PARTITIONED BY (dt) COMMENT 'clean' TBLPROPERTIES ('delta.checkpointInterval' = '20');\n";
-        let stmts = parse(src).unwrap();
-        let Statement::CreateTable {
-            schema,
-            if_not_exists,
-        } = &stmts[0]
-        else {
-            panic!("not a CREATE TABLE: {:?}", stmts[0]);
-        };
-        assert!(*if_not_exists);
-        assert_eq!(schema.name.as_str(), "clean_orders");
-        assert_eq!(schema.columns.len(), 4);
-        assert_eq!(
-            schema.columns[1].ty,
-            ColumnType::Decimal {
-                precision: 12,
-                scale: 2
-            }
-        );
-        assert!(!schema.columns[0].nullable);
-        assert_eq!(schema.partition_by[0].as_str(), "dt");
-        assert_eq!(schema.properties["delta.checkpointInterval"], "20");
-    }
-
-    #[test]
-    fn errors_name_line_and_column() {
-        let e = parse("CREATE TABLE t (\n  a BIGINT,\n  b WIDGET\n);").unwrap_err();
-        assert_eq!((e.line, e.column), (3, 5));
-        assert!(e.message.contains("unknown column type `WIDGET`"), "{e}");
-        let e = parse("CREATE TABLE t (a INT) PARTITIONED BY (dt);").unwrap_err();
-        assert!(
-            e.message.contains("partition column `dt` is not a column"),
-            "{e}"
-        );
-        let e = parse("CREATE TABLE t (a INT, a INT);").unwrap_err();
-        assert!(e.message.contains("declared twice"), "{e}");
-        let e = parse("CREATE TABLE \"../x\" (a INT);").unwrap_err();
-        assert!(e.message.contains("bad table name"), "{e}");
-        let e = parse("DELETE FROM t;").unwrap_err();
-        assert!(e.message.contains("expected a statement"), "{e}");
-    }
-
-    #[test]
-    fn types_round_trip_through_their_display() {
-        for s in [
-            "BIGINT",
-            "DECIMAL(10,2)",
-            "TIMESTAMP",
-            "TIMESTAMP_NTZ",
-            "STRING",
-            "DATE",
-        ] {
-            assert_eq!(parse_type(s).unwrap().to_string(), s);
-        }
     }
 }

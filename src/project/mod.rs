@@ -3,13 +3,28 @@
 //! Loading never stops at the first problem: every problem is collected with its file, the
 //! jobs without problems stay usable (the daemon goes on with them; `validate` lists all).
 
+pub mod migration_files;
+
 use crate::config::{ConfigError, Overrides, Settings};
 use crate::job::graph::Graph;
-use crate::job::{Job, SpecError};
-use crate::migrate::{self, MigrationFile};
+use crate::job::{InputSource, Job, SpecError, UpstreamPartitions};
 use crate::names::Name;
+use crate::partition::PartitionKey;
 use crate::schema::TableSchema;
+use migration_files::MigrationFile;
 use std::collections::BTreeMap;
+
+/// What one partition of a job reads of one upstream table.
+#[derive(Debug, Clone)]
+pub struct UpstreamRead<'p> {
+    /// The input's name in the job's SQL.
+    pub input: &'p Name,
+    pub table: &'p Name,
+    /// The job that writes the table, when the project has a valid one.
+    pub writer: Option<&'p Job>,
+    /// The upstream partitions read; `None` when the whole table is read.
+    pub keys: Option<Vec<PartitionKey>>,
+}
 
 #[derive(Debug, Clone)]
 pub struct Project {
@@ -33,9 +48,9 @@ impl Project {
     pub fn load_with(settings: Settings) -> Project {
         let root = settings.root.clone();
         let mut problems = Vec::new();
-        let (migrations, errs) = migrate::load(&root);
+        let (migrations, errs) = migration_files::load(&root);
         problems.extend(errs);
-        let (declared, errs) = migrate::declared_schemas(&migrations);
+        let (declared, errs) = migration_files::declared_schemas(&migrations);
         problems.extend(errs);
 
         let mut jobs = BTreeMap::new();
@@ -78,6 +93,33 @@ impl Project {
     /// The valid job that writes `table`, if any.
     pub fn writer_of(&self, table: &str) -> Option<&Job> {
         self.graph.writer.get(table).and_then(|w| self.jobs.get(w))
+    }
+
+    /// Which upstream partitions partition `key` of `job` reads, per table input: the one
+    /// rule that the run's input filters, the daemon's waits and a backfill's dependencies
+    /// follow. `partitions = "same"` reads the upstream partitions that cover the same
+    /// time (an hourly upstream under a daily job: its 24 hours); `"all"`, or an upstream
+    /// no valid job writes, the whole table.
+    pub fn upstream_reads<'p>(&'p self, job: &'p Job, key: &PartitionKey) -> Vec<UpstreamRead<'p>> {
+        job.inputs
+            .iter()
+            .filter_map(|input| match &input.source {
+                InputSource::Table { table, partitions } => {
+                    let writer = self.writer_of(table.as_str());
+                    let keys = match (partitions, writer) {
+                        (UpstreamPartitions::Same, Some(w)) => Some(key.covering(w.granularity)),
+                        _ => None,
+                    };
+                    Some(UpstreamRead {
+                        input: &input.name,
+                        table,
+                        writer,
+                        keys,
+                    })
+                }
+                InputSource::Files { .. } => None,
+            })
+            .collect()
     }
 
     /// The job named `name`, or the problems that keep it from running.

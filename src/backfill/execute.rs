@@ -1,0 +1,374 @@
+//! Running a plan: each partition once what it waits on has succeeded, a bounded number in
+//! flight, failures skipping only their dependents, partitions held by another worker
+//! looked at again until that worker is done with them.
+
+use super::{ItemResult, Options, Outcome, Plan, PlanItem, Progress, Summary};
+use crate::catalog::{Catalog, PartitionState};
+use crate::clock::SharedClock;
+use crate::run::{RunOutcome, RunReport, Runner, Trigger};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+use tracing::info;
+
+/// Runs in flight per computing one: the others hold their lease and wait to compute or to
+/// commit, so that commits of a table group several partitions.
+const IN_FLIGHT_PER_WORKER: usize = 8;
+
+#[derive(Debug, Clone)]
+enum State {
+    Pending { not_before: Option<Instant> },
+    Running,
+    Done(Outcome),
+}
+
+enum TaskResult {
+    Report(Box<RunReport>),
+    Blocked(String),
+}
+
+/// Runs the plan: each partition when what it waits on has succeeded; at most
+/// `concurrency` computing at once (the runner's compute limit, set by the caller).
+pub async fn execute(
+    plan: &Plan,
+    runner: Arc<Runner>,
+    catalog: &Catalog,
+    clock: &SharedClock,
+    opts: &Options,
+    progress: &dyn Progress,
+) -> Summary {
+    let started = Instant::now();
+    let mut x = Execution {
+        plan,
+        catalog,
+        opts,
+        progress,
+        started_ms: clock.now_ms(),
+        // How often to look again at a partition another worker holds.
+        poll: (runner.project().settings.lease_ttl / 4)
+            .clamp(Duration::from_millis(200), Duration::from_secs(2)),
+        runner,
+        state: vec![State::Pending { not_before: None }; plan.items.len()],
+        held_by: vec![None; plan.items.len()],
+        tasks: JoinSet::new(),
+        running: 0,
+        done: 0,
+        stop: None,
+    };
+    loop {
+        x.skip_blocked();
+        let next_wake = x.launch_ready();
+        if x.running == 0 {
+            let pending = x.state.iter().any(|s| matches!(s, State::Pending { .. }));
+            match (pending, next_wake) {
+                (false, _) => break,
+                (true, Some(t)) => {
+                    tokio::time::sleep_until(t.into()).await;
+                    continue;
+                }
+                // Pending items that can never become ready: should not happen, since
+                // dependencies point backwards in the plan; end rather than spin.
+                (true, None) => {
+                    x.skip_pending("its dependencies never became ready (this is likely a bug)");
+                    break;
+                }
+            }
+        }
+        let joined = match next_wake {
+            Some(t) => tokio::select! {
+                j = x.tasks.join_next() => j,
+                _ = tokio::time::sleep_until(t.into()) => continue,
+            },
+            None => x.tasks.join_next().await,
+        };
+        let Some(joined) = joined else {
+            continue;
+        };
+        x.running -= 1;
+        match joined {
+            Ok((i, result)) => {
+                if let Some(outcome) = x.outcome_of(i, result).await {
+                    x.finish(i, outcome);
+                }
+            }
+            Err(e) => {
+                // A panicked task: which item it ran is not known; treat the whole backfill
+                // as failed rather than guess.
+                tracing::error!(error = %e, "a backfill task panicked (this is a bug)");
+                x.stop = Some("stopped after an internal error".into());
+            }
+        }
+    }
+    x.summary(started)
+}
+
+/// A plan being run: each item's state, and what is in flight.
+struct Execution<'a> {
+    plan: &'a Plan,
+    runner: Arc<Runner>,
+    catalog: &'a Catalog,
+    opts: &'a Options,
+    progress: &'a dyn Progress,
+    /// When the backfill started, by the injected clock: a partition completed by another
+    /// worker since then is not redone.
+    started_ms: i64,
+    poll: Duration,
+    state: Vec<State>,
+    /// Who held each item's lease when it was last tried.
+    held_by: Vec<Option<String>>,
+    tasks: JoinSet<(usize, TaskResult)>,
+    running: usize,
+    done: usize,
+    /// Why nothing more starts (`--fail-fast`, an internal error).
+    stop: Option<String>,
+}
+
+impl Execution<'_> {
+    fn finish(&mut self, i: usize, outcome: Outcome) {
+        self.done += 1;
+        self.progress.item_done(
+            &self.plan.items[i],
+            &outcome,
+            self.done,
+            self.plan.items.len(),
+        );
+        self.state[i] = State::Done(outcome);
+    }
+
+    /// Skips what can no longer run: an upstream failed or was skipped, or the backfill
+    /// stopped. Repeats until nothing changes, since a skip skips its dependents too.
+    fn skip_blocked(&mut self) {
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for i in 0..self.plan.items.len() {
+                if !matches!(self.state[i], State::Pending { .. }) {
+                    continue;
+                }
+                if let Some(reason) = self.stop.clone().or_else(|| self.upstream_gone(i)) {
+                    self.finish(i, Outcome::Skipped { reason });
+                    changed = true;
+                }
+            }
+        }
+    }
+
+    /// Why item `i` cannot run any more because of an item it waits on, if so.
+    fn upstream_gone(&self, i: usize) -> Option<String> {
+        self.plan.items[i].waits_on.iter().find_map(|&d| {
+            let what = match &self.state[d] {
+                State::Done(Outcome::Failed { .. }) => "failed",
+                State::Done(Outcome::Skipped { .. }) => "was skipped",
+                _ => return None,
+            };
+            let up = &self.plan.items[d];
+            Some(format!("upstream {} {} {what}", up.job, up.partition))
+        })
+    }
+
+    /// Starts what is ready, in plan order, up to the in-flight bound. Returns when the
+    /// earliest item waiting out a poll interval may be tried again.
+    fn launch_ready(&mut self) -> Option<Instant> {
+        let now = Instant::now();
+        let mut next_wake: Option<Instant> = None;
+        // With --fail-fast nothing may be waiting to start when a failure stops the backfill.
+        let in_flight = if self.opts.fail_fast {
+            self.opts.concurrency.max(1)
+        } else {
+            self.opts.concurrency.max(1) * IN_FLIGHT_PER_WORKER
+        };
+        for i in 0..self.plan.items.len() {
+            if self.running >= in_flight {
+                break;
+            }
+            let State::Pending { not_before } = self.state[i] else {
+                continue;
+            };
+            if let Some(t) = not_before.filter(|t| *t > now) {
+                next_wake = Some(next_wake.map_or(t, |w| w.min(t)));
+                continue;
+            }
+            let ready = self.plan.items[i].waits_on.iter().all(|&d| {
+                matches!(
+                    self.state[d],
+                    State::Done(Outcome::Succeeded { .. } | Outcome::DoneElsewhere { .. })
+                )
+            });
+            if ready {
+                self.spawn(i);
+            }
+        }
+        next_wake
+    }
+
+    fn spawn(&mut self, i: usize) {
+        self.state[i] = State::Running;
+        self.running += 1;
+        let item = self.plan.items[i].clone();
+        let runner = self.runner.clone();
+        let catalog = self.catalog.clone();
+        let since = self.started_ms;
+        self.tasks.spawn(async move {
+            if let Some(why) = blocked_by_outside(&catalog, &item).await {
+                return (i, TaskResult::Blocked(why));
+            }
+            let Some(job) = runner.project().jobs.get(item.job.as_str()).cloned() else {
+                let why = format!("job `{}` is no longer valid", item.job);
+                return (i, TaskResult::Blocked(why));
+            };
+            let report = runner
+                .run_partition_unless_done_since(&job, item.key, Trigger::Backfill, Some(since))
+                .await;
+            (i, TaskResult::Report(Box::new(report)))
+        });
+    }
+
+    /// Skips every item still pending, with `reason`.
+    fn skip_pending(&mut self, reason: &str) {
+        for i in 0..self.plan.items.len() {
+            if matches!(self.state[i], State::Pending { .. }) {
+                self.finish(
+                    i,
+                    Outcome::Skipped {
+                        reason: reason.into(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// What became of item `i`; `None` when another worker holds it and it is to be tried
+    /// again after a poll interval.
+    async fn outcome_of(&mut self, i: usize, result: TaskResult) -> Option<Outcome> {
+        let item = &self.plan.items[i];
+        let r = match result {
+            TaskResult::Blocked(reason) => return Some(Outcome::Skipped { reason }),
+            TaskResult::Report(r) => r,
+        };
+        Some(match r.state {
+            RunOutcome::Succeeded => Outcome::Succeeded {
+                run_id: r.run_id.unwrap_or_default(),
+                rows: r.rows.unwrap_or(0),
+                attempts: r.attempts,
+                duration_ms: r.duration_ms,
+            },
+            RunOutcome::Failed => {
+                if self.opts.fail_fast && self.stop.is_none() {
+                    self.stop = Some(format!(
+                        "--fail-fast: stopped after {} {} failed",
+                        item.job, item.partition
+                    ));
+                }
+                Outcome::Failed {
+                    run_id: r.run_id,
+                    error: r.error.unwrap_or_default(),
+                    attempts: r.attempts,
+                }
+            }
+            RunOutcome::DoneElsewhere => Outcome::DoneElsewhere {
+                held_by: self.held_by[i]
+                    .clone()
+                    .unwrap_or_else(|| "another worker".into()),
+                run_id: r.run_id,
+            },
+            RunOutcome::Held => {
+                let holder = r.held_by.unwrap_or_default();
+                // Done by the holder since we started? Then it is done; else look again.
+                let status = self
+                    .catalog
+                    .partition_status(&item.table, i64::from(item.version), &item.partition)
+                    .await
+                    .ok()
+                    .flatten();
+                match status {
+                    Some(p) if p.completed_since(self.started_ms) => Outcome::DoneElsewhere {
+                        held_by: holder,
+                        run_id: p.content_run_id,
+                    },
+                    _ => {
+                        if self.held_by[i].is_none() {
+                            self.progress.item_waiting(item, &holder);
+                        }
+                        self.held_by[i] = Some(holder);
+                        self.state[i] = State::Pending {
+                            not_before: Some(Instant::now() + self.poll),
+                        };
+                        return None;
+                    }
+                }
+            }
+        })
+    }
+
+    fn summary(self, started: Instant) -> Summary {
+        let n = self.plan.items.len();
+        let mut items = Vec::with_capacity(n);
+        let (mut succeeded, mut failed, mut skipped, mut elsewhere, mut rows) = (0, 0, 0, 0, 0u64);
+        for (item, s) in self.plan.items.iter().zip(self.state) {
+            let outcome = match s {
+                State::Done(o) => o,
+                _ => Outcome::Skipped {
+                    reason: "not run".into(),
+                },
+            };
+            match &outcome {
+                Outcome::Succeeded { rows: r, .. } => {
+                    succeeded += 1;
+                    rows += r;
+                }
+                Outcome::Failed { .. } => failed += 1,
+                Outcome::Skipped { .. } => skipped += 1,
+                Outcome::DoneElsewhere { .. } => elsewhere += 1,
+            }
+            items.push(ItemResult {
+                job: item.job.clone(),
+                version: item.version,
+                partition: item.partition.clone(),
+                reason: item.reason,
+                outcome,
+            });
+        }
+        info!(
+            succeeded,
+            failed,
+            skipped,
+            done_elsewhere = elsewhere,
+            rows,
+            "backfill finished"
+        );
+        Summary {
+            planned: n,
+            succeeded,
+            failed,
+            skipped,
+            done_elsewhere: elsewhere,
+            not_selected: self.plan.not_selected.len(),
+            rows,
+            elapsed_ms: started.elapsed().as_millis(),
+            items,
+            not_selected_items: self.plan.not_selected.clone(),
+        }
+    }
+}
+
+/// An upstream partition outside the plan that is not complete blocks the item: running it
+/// would read a gap.
+async fn blocked_by_outside(catalog: &Catalog, item: &PlanItem) -> Option<String> {
+    for d in &item.reads_outside_plan {
+        let state = catalog
+            .partition_status(&d.table, d.version, &d.partition)
+            .await
+            .ok()
+            .flatten()
+            .map(|p| p.state);
+        if state != Some(PartitionState::Complete) {
+            return Some(format!(
+                "upstream {} {} is {} and not in this backfill; include its job or use --downstream from it",
+                d.table,
+                d.partition,
+                state.map_or("missing", |s| s.as_str())
+            ));
+        }
+    }
+    None
+}

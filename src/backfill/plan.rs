@@ -1,0 +1,279 @@
+//! Computing a backfill's plan: the partitions of each job in the range that the request
+//! selects, why each runs, and what each waits on (in the plan) or reads outside it.
+
+use super::{
+    BackfillError, ExternalDependency, NotSelected, Plan, PlanItem, Reason, Request, Selection,
+};
+use crate::catalog::{Catalog, PartitionState, PartitionStatus};
+use crate::fingerprint::fingerprint;
+use crate::job::Job;
+use crate::names::Name;
+use crate::partition::{Granularity, PartitionKey};
+use crate::project::Project;
+use chrono::NaiveDateTime;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// The wall-clock interval a bound names: `2024-01-05` is that day, `2024-01` that month.
+fn parse_bound(
+    flag: &'static str,
+    text: &str,
+) -> Result<(NaiveDateTime, NaiveDateTime), BackfillError> {
+    for g in [
+        Granularity::Daily,
+        Granularity::Monthly,
+        Granularity::Hourly,
+    ] {
+        if let Ok(k) = g.parse_key(text) {
+            if let Some(b) = k.bounds() {
+                return Ok(b);
+            }
+        }
+    }
+    Err(BackfillError::Bound {
+        flag,
+        text: text.escape_debug().to_string(),
+    })
+}
+
+/// The keys of a job whose whole interval lies inside `[start, end)`: a monthly partition is
+/// in a range only if the range covers its month, so a backfill never computes a month
+/// from part of its days.
+fn keys_in(g: Granularity, start: NaiveDateTime, end: NaiveDateTime) -> Vec<PartitionKey> {
+    if g == Granularity::None {
+        return vec![PartitionKey::All];
+    }
+    let mut out = Vec::new();
+    let mut k = g.key_at(start);
+    while let Some((ks, ke)) = k.bounds() {
+        if ke > end {
+            break;
+        }
+        if ks >= start {
+            out.push(k);
+        }
+        match k.next() {
+            Some(n) => k = n,
+            None => break,
+        }
+    }
+    out
+}
+
+/// Computes the plan from the project and the catalog's partition states.
+pub async fn plan(
+    project: &Project,
+    catalog: &Catalog,
+    req: &Request,
+) -> Result<Plan, BackfillError> {
+    let (from_start, _) = parse_bound("from", &req.from)?;
+    let (_, to_end) = parse_bound("to", &req.to)?;
+    if from_start >= to_end {
+        return Err(BackfillError::Range {
+            from: req.from.clone(),
+            to: req.to.clone(),
+        });
+    }
+
+    let chosen = chosen_jobs(project, req)?;
+
+    let mut picked = Picked::default();
+    for name in project.graph.order.iter().filter(|n| chosen.contains(*n)) {
+        let Some(job) = project.jobs.get(name) else {
+            continue;
+        };
+        select_partitions(catalog, job, req, (from_start, to_end), &mut picked).await?;
+    }
+
+    let Picked {
+        mut items,
+        not_selected,
+        index,
+    } = picked;
+    // Dependencies: the upstream partitions each item reads, in the plan or outside it.
+    for item in items.iter_mut() {
+        let Some(job) = project.jobs.get(item.job.as_str()) else {
+            continue;
+        };
+        let (waits, outside) = dependencies(project, catalog, job, &item.key, &index).await?;
+        item.waits_on = waits;
+        item.reads_outside_plan = outside;
+    }
+    Ok(Plan {
+        from: req.from.clone(),
+        to: req.to.clone(),
+        only: req.only.clone(),
+        version: req.version,
+        selection: req.selection,
+        items,
+        not_selected,
+    })
+}
+
+/// The jobs a backfill covers: those named (all when none is), checked against the
+/// requested `--version`, and with `--downstream` the jobs that read them.
+fn chosen_jobs(project: &Project, req: &Request) -> Result<BTreeSet<Name>, BackfillError> {
+    let mut chosen: BTreeSet<Name> = BTreeSet::new();
+    if req.jobs.is_empty() {
+        chosen.extend(project.jobs.keys().cloned());
+    } else {
+        for name in &req.jobs {
+            let job = project.job(name).map_err(|errs| {
+                BackfillError::Job(
+                    errs.iter()
+                        .map(|e| e.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+            })?;
+            if let Some(v) = req.version {
+                if v != job.version {
+                    return Err(BackfillError::Job(format!(
+                        "jobs/{}.toml builds version {}, not {v}; set `version = {v}` in it to build v{v} beside the live version",
+                        job.name, job.version
+                    )));
+                }
+            }
+            chosen.insert(job.name.clone());
+            if req.downstream {
+                chosen.extend(project.graph.downstream_of(&job.name));
+            }
+        }
+    }
+    Ok(chosen)
+}
+
+/// What a plan has chosen so far: its items, what it left out and why, and each item's
+/// place by (job, partition).
+#[derive(Default)]
+struct Picked {
+    items: Vec<PlanItem>,
+    not_selected: Vec<NotSelected>,
+    index: HashMap<(String, PartitionKey), usize>,
+}
+
+/// Adds the partitions of `job` in `[start, end)` that the request selects to `out`, with
+/// the reason each runs, and the others to its not-selected list with theirs.
+async fn select_partitions(
+    catalog: &Catalog,
+    job: &Job,
+    req: &Request,
+    (from_start, to_end): (NaiveDateTime, NaiveDateTime),
+    out: &mut Picked,
+) -> Result<(), BackfillError> {
+    let schema = catalog
+        .table(job.table.as_str())
+        .await?
+        .ok_or_else(|| BackfillError::NotMigrated {
+            job: job.name.to_string(),
+            table: job.table.to_string(),
+        })?
+        .schema;
+    let fp = fingerprint(job, &schema);
+    let states: BTreeMap<String, PartitionStatus> = catalog
+        .partitions_of(job.table.as_str(), i64::from(job.version))
+        .await?
+        .into_iter()
+        .map(|p| (p.partition_key.clone(), p))
+        .collect();
+    let mut keys = keys_in(job.granularity, from_start, to_end);
+    if let Some(only) = &req.only {
+        keys.retain(|k| only.contains(&k.to_string()));
+    }
+    if req.newest_first {
+        keys.reverse();
+    }
+    for key in keys {
+        let partition = key.to_string();
+        let skip = |why: String| NotSelected {
+            job: job.name.to_string(),
+            partition: partition.clone(),
+            why,
+        };
+        if let Some(start) = job.start {
+            if key < start {
+                out.not_selected
+                    .push(skip(format!("before the job's start ({start})")));
+                continue;
+            }
+        }
+        let state = states.get(&partition);
+        let reason = match (state.map(|s| s.state), req.selection) {
+            (Some(PartitionState::Complete), Selection::Force) => Some(Reason::Forced),
+            (Some(PartitionState::Complete), Selection::Stale)
+                if state.and_then(|s| s.content_fingerprint.as_deref()) != Some(fp.as_str()) =>
+            {
+                Some(Reason::Stale)
+            }
+            (Some(PartitionState::Complete), _) => None,
+            (Some(PartitionState::Failed), _) => Some(Reason::Failed),
+            (Some(PartitionState::Running), _) => Some(Reason::Interrupted),
+            (_, Selection::OnlyFailed) => None,
+            (_, Selection::Force) if state.is_some() => Some(Reason::Forced),
+            _ => Some(Reason::Missing),
+        };
+        let Some(reason) = reason else {
+            let why = match state.map(|s| s.state) {
+                Some(PartitionState::Complete) => PartitionState::Complete.to_string(),
+                _ => "not failed (--only-failed)".to_string(),
+            };
+            out.not_selected.push(skip(why));
+            continue;
+        };
+        let id = out.items.len();
+        out.index.insert((job.name.to_string(), key), id);
+        out.items.push(PlanItem {
+            id,
+            job: job.name.to_string(),
+            table: job.table.to_string(),
+            version: job.version,
+            partition,
+            reason,
+            previous_fingerprint: state.and_then(|s| s.content_fingerprint.clone()),
+            fingerprint: fp.clone(),
+            waits_on: Vec::new(),
+            reads_outside_plan: Vec::new(),
+            key,
+        });
+    }
+    Ok(())
+}
+
+async fn dependencies(
+    project: &Project,
+    catalog: &Catalog,
+    job: &Job,
+    key: &PartitionKey,
+    index: &HashMap<(String, PartitionKey), usize>,
+) -> Result<(Vec<usize>, Vec<ExternalDependency>), BackfillError> {
+    let mut waits = BTreeSet::new();
+    let mut outside = Vec::new();
+    for read in project.upstream_reads(job, key) {
+        let Some(up) = read.writer else {
+            continue;
+        };
+        let Some(up_keys) = read.keys else {
+            // The whole table: wait for every planned partition of it.
+            waits.extend(
+                index
+                    .iter()
+                    .filter(|((j, _), _)| j == up.name.as_str())
+                    .map(|(_, id)| *id),
+            );
+            continue;
+        };
+        let version = catalog.alias(read.table.as_str()).await?;
+        for k in up_keys {
+            if let Some(id) = index.get(&(up.name.to_string(), k)) {
+                waits.insert(*id);
+            } else {
+                outside.push(ExternalDependency {
+                    table: read.table.to_string(),
+                    // Not written yet: the first version the upstream job will write.
+                    version: version.unwrap_or(i64::from(up.version)),
+                    partition: k.to_string(),
+                });
+            }
+        }
+    }
+    Ok((waits.into_iter().collect(), outside))
+}

@@ -1,0 +1,149 @@
+//! Read queries: partitions with their last run, runs, and the stored quality of content.
+//! Quality is returned as the JSON the run stored; `quality` decodes it.
+
+use super::rows::PARTITION_STATUS;
+use super::{Catalog, CatalogError, PartitionStatus, RunRow, query_err};
+use std::sync::LazyLock;
+
+static PARTITION_ONE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{PARTITION_STATUS} WHERE p.table_name = $1 AND p.table_version = $2 AND p.partition_key = $3"
+    )
+});
+static PARTITIONS_OF_JOB: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{PARTITION_STATUS} WHERE ($1 IS NULL OR p.job = $1) ORDER BY p.job, p.table_version, p.partition_key"
+    )
+});
+static PARTITIONS_OF_VERSION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{PARTITION_STATUS} WHERE p.table_name = $1 AND p.table_version = $2 ORDER BY p.partition_key"
+    )
+});
+
+/// The columns of a [`RunRow`], in its order.
+const RUN_COLUMNS: &str = "run_id, job, table_name, table_version, partition_key, attempt, state, trigger_kind, fingerprint, lease_token, rows_written, delta_version, error, host, pid, started_at, finished_at";
+static RUN_ONE: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_id = $1"));
+static RUNS_OF_PARTITION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {RUN_COLUMNS} FROM runs WHERE table_name = $1 AND table_version = $2 AND partition_key = $3 ORDER BY started_at, run_id"
+    )
+});
+
+/// One partition with its last run (also read inside the claim transaction).
+pub(super) fn partition_one() -> &'static str {
+    PARTITION_ONE.as_str()
+}
+
+impl Catalog {
+    /// The stored quality (JSON) of the `limit` complete partitions of a physical version
+    /// before `partition`, newest first: the baseline of checks that compare with the past.
+    pub async fn quality_before(
+        &self,
+        table: &str,
+        version: i64,
+        partition: &str,
+        limit: u32,
+    ) -> Result<Vec<String>, CatalogError> {
+        let rows: Vec<(Option<String>,)> = sqlx::query_as(
+            "SELECT r.quality_json FROM partitions p JOIN runs r ON r.run_id = p.content_run_id \
+             WHERE p.table_name = $1 AND p.table_version = $2 AND p.partition_key < $3 AND p.content_run_id IS NOT NULL \
+             ORDER BY p.partition_key DESC LIMIT $4",
+        )
+        .bind(table)
+        .bind(version)
+        .bind(partition)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("read profiles"))?;
+        Ok(rows.into_iter().filter_map(|(j,)| j).collect())
+    }
+
+    /// Every partition of a physical version with the stored quality (JSON) of its current
+    /// content, in partition order.
+    pub async fn quality_history(
+        &self,
+        table: &str,
+        version: i64,
+    ) -> Result<Vec<(String, String)>, CatalogError> {
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT p.partition_key, r.quality_json FROM partitions p JOIN runs r ON r.run_id = p.content_run_id \
+             WHERE p.table_name = $1 AND p.table_version = $2 ORDER BY p.partition_key",
+        )
+        .bind(table)
+        .bind(version)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("read profiles"))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(k, j)| Some((k, j?)))
+            .collect())
+    }
+
+    pub async fn run(&self, run_id: &str) -> Result<Option<RunRow>, CatalogError> {
+        sqlx::query_as::<_, RunRow>(RUN_ONE.as_str())
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_err("read run"))
+    }
+
+    /// Partitions with their last run, for `status`; all jobs when `job` is None.
+    pub async fn partition_statuses(
+        &self,
+        job: Option<&str>,
+    ) -> Result<Vec<PartitionStatus>, CatalogError> {
+        sqlx::query_as::<_, PartitionStatus>(PARTITIONS_OF_JOB.as_str())
+            .bind(job)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("list partitions"))
+    }
+
+    /// Every partition of one physical version, with its last run.
+    pub async fn partitions_of(
+        &self,
+        table: &str,
+        version: i64,
+    ) -> Result<Vec<PartitionStatus>, CatalogError> {
+        sqlx::query_as::<_, PartitionStatus>(PARTITIONS_OF_VERSION.as_str())
+            .bind(table)
+            .bind(version)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("list partitions"))
+    }
+
+    pub async fn partition_status(
+        &self,
+        table: &str,
+        version: i64,
+        partition: &str,
+    ) -> Result<Option<PartitionStatus>, CatalogError> {
+        sqlx::query_as::<_, PartitionStatus>(partition_one())
+            .bind(table)
+            .bind(version)
+            .bind(partition)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_err("read partition"))
+    }
+
+    pub async fn runs_of_partition(
+        &self,
+        table: &str,
+        version: i64,
+        partition: &str,
+    ) -> Result<Vec<RunRow>, CatalogError> {
+        sqlx::query_as::<_, RunRow>(RUNS_OF_PARTITION.as_str())
+            .bind(table)
+            .bind(version)
+            .bind(partition)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("list runs"))
+    }
+}

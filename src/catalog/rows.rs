@@ -1,0 +1,192 @@
+//! Typed rows: what the catalog's queries return, with states decoded at this boundary.
+
+use super::{CatalogError, query_err};
+use crate::schema::TableSchema;
+use crate::spelling::spelled_enum;
+use sqlx::Row as _;
+use sqlx::any::AnyRow;
+
+spelled_enum! {
+    /// Where a partition of a physical version stands (`partitions.state`).
+    pub enum PartitionState {
+        /// A run holds it now, or held it and died (found out once its lease expires).
+        Running => "running",
+        /// Its content is the last successful run's.
+        Complete => "complete",
+        /// Its last run failed; the content before that run, if any, is still there.
+        Failed => "failed",
+    }
+}
+
+spelled_enum! {
+    /// How one run stands or ended (`runs.state`).
+    pub enum RunState {
+        Running => "running",
+        Succeeded => "succeeded",
+        Failed => "failed",
+        /// Its process died or was cancelled before committing; nothing it wrote is visible.
+        Abandoned => "abandoned",
+    }
+}
+
+spelled_enum! {
+    /// What started a run (`runs.trigger_kind`).
+    pub enum Trigger {
+        Run => "run",
+        Backfill => "backfill",
+        Daemon => "daemon",
+    }
+}
+
+/// A lease on one (table version, partition): the right to write it until `expires_at_ms`,
+/// proven at commit by `token` (the fencing token, which only grows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub table: String,
+    pub version: i64,
+    pub partition: String,
+    pub token: i64,
+    pub holder: String,
+    pub run_id: String,
+}
+
+/// What [`Catalog::claim`] found.
+#[derive(Debug, Clone)]
+pub enum Claim {
+    /// The lease is ours and the run is recorded as started.
+    Started(Lease),
+    /// The lease is ours, nothing started: the partition needs a look first.
+    Look {
+        lease: Lease,
+        status: Box<PartitionStatus>,
+    },
+    Held {
+        holder: String,
+        run_id: Option<String>,
+    },
+}
+
+/// Partitions with their last run: the SELECT every [`PartitionStatus`] query starts with;
+/// callers add their WHERE and ORDER BY.
+pub(super) const PARTITION_STATUS: &str = "SELECT p.job, p.table_name, p.table_version, p.partition_key, p.state, p.content_rows, p.content_run_id, \
+        p.content_fingerprint, p.content_delta_version, p.last_run_id, p.error, \
+        r.started_at, r.finished_at, r.attempt \
+ FROM partitions p LEFT JOIN runs r ON r.run_id = p.last_run_id";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AppliedMigration {
+    pub name: String,
+    pub checksum: String,
+    pub applied_at: i64,
+    pub applied_by: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct TableRow {
+    pub schema: TableSchema,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TableVersionRow {
+    pub table_name: String,
+    pub version: i64,
+    pub uri: String,
+    pub schema_json: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct AliasFlip {
+    pub alias: String,
+    pub from_version: Option<i64>,
+    pub to_version: i64,
+    pub at: i64,
+    pub by_whom: String,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunStart {
+    pub run_id: String,
+    pub job: String,
+    pub table: String,
+    pub version: i64,
+    pub partition: String,
+    pub attempt: i64,
+    pub trigger: Trigger,
+    pub fingerprint: String,
+    pub lease_token: i64,
+    pub host: String,
+    pub pid: i64,
+    pub started_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub enum RunEnd {
+    Succeeded { rows: i64, delta_version: i64 },
+    Failed { error: String },
+}
+
+/// One partition of one physical version, with its last run.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct PartitionStatus {
+    pub job: String,
+    pub table_name: String,
+    pub table_version: i64,
+    pub partition_key: String,
+    #[sqlx(try_from = "String")]
+    pub state: PartitionState,
+    pub content_rows: Option<i64>,
+    pub content_run_id: Option<String>,
+    pub content_fingerprint: Option<String>,
+    pub content_delta_version: Option<i64>,
+    pub last_run_id: String,
+    pub error: Option<String>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub attempt: Option<i64>,
+}
+
+impl PartitionStatus {
+    /// Complete, by a run that finished at or after `since_ms`: done by another worker
+    /// while the caller was waiting or planning.
+    pub fn completed_since(&self, since_ms: i64) -> bool {
+        self.state == PartitionState::Complete && self.finished_at.unwrap_or(0) >= since_ms
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct RunRow {
+    pub run_id: String,
+    pub job: String,
+    pub table_name: String,
+    pub table_version: i64,
+    pub partition_key: String,
+    pub attempt: i64,
+    #[sqlx(try_from = "String")]
+    pub state: RunState,
+    #[sqlx(try_from = "String")]
+    pub trigger_kind: Trigger,
+    pub fingerprint: String,
+    pub lease_token: i64,
+    pub rows_written: Option<i64>,
+    pub delta_version: Option<i64>,
+    pub error: Option<String>,
+    pub host: String,
+    pub pid: i64,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+pub(super) fn table_row(r: &AnyRow) -> Result<TableRow, CatalogError> {
+    let json: String = r.try_get(0).map_err(query_err("read table"))?;
+    let schema: TableSchema = serde_json::from_str(&json)
+        .map_err(|e| CatalogError::Corrupt(format!("stored table schema does not parse: {e}")))?;
+    Ok(TableRow {
+        schema,
+        created_at: r.try_get(1).map_err(query_err("read table"))?,
+        updated_at: r.try_get(2).map_err(query_err("read table"))?,
+    })
+}

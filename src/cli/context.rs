@@ -1,0 +1,85 @@
+//! The composition root: the one place that turns settings into the program's parts (the
+//! loaded project, the catalog connection, the clock, the engine, the runner) and hands
+//! them to the library explicitly. Every command starts here, and so do the in-process
+//! tests (with a manual clock).
+
+use crate::catalog::Catalog;
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::Overrides;
+use crate::engine::Engine;
+use crate::project::Project;
+use crate::run::{Runner, holder_id};
+use std::sync::Arc;
+
+pub struct Context {
+    pub project: Arc<Project>,
+    pub catalog: Catalog,
+    pub clock: SharedClock,
+}
+
+impl Context {
+    /// Parts already made: the tests' way in (a project on disk, a catalog, a manual clock).
+    pub fn new(project: Arc<Project>, catalog: Catalog, clock: SharedClock) -> Context {
+        Context {
+            project,
+            catalog,
+            clock,
+        }
+    }
+
+    /// The project as the flags, environment and sluice.toml say, its catalog opened, the
+    /// system clock: what reading commands need.
+    pub async fn open(overrides: &Overrides) -> anyhow::Result<Context> {
+        let project = Project::load(overrides)?;
+        let catalog = Catalog::connect(&project.settings.catalog_url).await?;
+        Ok(Context::new(
+            Arc::new(project),
+            catalog,
+            Arc::new(SystemClock),
+        ))
+    }
+
+    /// Like [`Context::open`], for commands that write to the warehouse: an object store
+    /// that cannot refuse a second create is refused first (see `delta::store`).
+    pub async fn open_for_writing(overrides: &Overrides) -> anyhow::Result<Context> {
+        let project = Project::load(overrides)?;
+        crate::delta::store::check_atomic_commits(&project.settings).await?;
+        let catalog = Catalog::connect(&project.settings.catalog_url).await?;
+        Ok(Context::new(
+            Arc::new(project),
+            catalog,
+            Arc::new(SystemClock),
+        ))
+    }
+
+    pub fn engine(&self) -> anyhow::Result<Engine> {
+        Ok(Engine::new(
+            &self.project.settings.engine,
+            &self.project.settings.root,
+        )?)
+    }
+
+    /// A runner over this context's parts, leasing as this process.
+    pub fn runner(&self) -> anyhow::Result<Runner> {
+        Ok(Runner::new(
+            self.project.clone(),
+            self.catalog.clone(),
+            self.engine()?,
+            self.clock.clone(),
+            holder_id(),
+        ))
+    }
+
+    /// A daemon over this context's parts.
+    pub fn daemon(
+        &self,
+        runner: Arc<Runner>,
+        opts: crate::daemon::Options,
+    ) -> crate::daemon::Daemon {
+        crate::daemon::Daemon::new(runner, self.catalog.clone(), self.clock.clone(), opts)
+    }
+
+    pub async fn close(&self) {
+        self.catalog.close().await;
+    }
+}

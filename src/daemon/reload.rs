@@ -1,0 +1,145 @@
+//! Picking up new code without a restart: the project is re-read when its files change (or
+//! on SIGHUP), and each job's schedule state carried over or started.
+
+use super::Daemon;
+use super::queue::JobState;
+use super::schedule::Cadence;
+use crate::names::Name;
+use crate::project::Project;
+use chrono::{DateTime, Utc};
+use std::path::Path;
+use std::sync::Arc;
+use tracing::{error, info, warn};
+
+impl Daemon {
+    pub(super) fn reload_if_changed(&mut self, now: DateTime<Utc>) {
+        let root = self.runner.project().settings.root.clone();
+        let hash = project_files_hash(&root);
+        if self.files_hash == Some(hash) && !self.reload_requested && !self.jobs.is_empty() {
+            return;
+        }
+        let first = self.files_hash.is_none();
+        let changed = self.files_hash.is_some_and(|h| h != hash);
+        self.files_hash = Some(hash);
+        self.reload_requested = false;
+        let project = if first {
+            self.runner.project()
+        } else {
+            let settings = self.runner.project().settings.clone();
+            let p = Arc::new(Project::load_with(settings));
+            self.runner.set_project(p.clone());
+            if changed {
+                info!("project files changed; the next runs use the new specs, SQL and migrations");
+            }
+            p
+        };
+        self.apply_project(&project, now, first || changed);
+    }
+
+    pub(super) fn apply_project(
+        &mut self,
+        project: &Project,
+        now: DateTime<Utc>,
+        log_problems: bool,
+    ) {
+        for (name, job) in &project.jobs {
+            let cadence = match Cadence::of(job) {
+                None => {
+                    if self.jobs.remove(name).is_some() {
+                        info!(job = %name, "the job has no schedule any more; the daemon no longer runs it");
+                        self.queue.retain(|p| &p.job != name);
+                    }
+                    continue;
+                }
+                Some(Err(m)) => {
+                    error!(job = %name, error = %m, "the job's cron does not parse");
+                    continue;
+                }
+                Some(Ok(c)) => c,
+            };
+            match self.jobs.get_mut(name) {
+                Some(st) => {
+                    if st.invalid.take().is_some() {
+                        info!(job = %name, "the job's spec validates again");
+                    }
+                    st.job = job.clone();
+                    st.cadence = cadence;
+                }
+                None => {
+                    info!(job = %name, cron = %cadence.schedule.cron, time_zone = %cadence.schedule.time_zone, "scheduling job");
+                    self.jobs.insert(
+                        name.clone(),
+                        JobState {
+                            job: job.clone(),
+                            cadence,
+                            invalid: None,
+                            cursor: now,
+                            last_scheduled: None,
+                            started: false,
+                            running: 0,
+                        },
+                    );
+                }
+            }
+        }
+        let gone: Vec<Name> = self
+            .jobs
+            .keys()
+            .filter(|n| !project.jobs.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in gone {
+            let spec = project.settings.jobs_dir().join(format!("{name}.toml"));
+            if !spec.exists() {
+                info!(job = %name, "the job's spec was removed; the daemon no longer runs it");
+                self.jobs.remove(&name);
+                self.queue.retain(|p| p.job != name);
+                continue;
+            }
+            let why = match project.job(name.as_str()) {
+                Err(errs) => errs
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                Ok(_) => "the spec does not validate".into(),
+            };
+            if let Some(st) = self.jobs.get_mut(&name) {
+                if st.invalid.as_deref() != Some(why.as_str()) {
+                    error!(job = %name, error = %why, "the job's spec no longer validates; its partitions fail until it is fixed, the other jobs go on");
+                }
+                st.invalid = Some(why);
+            }
+        }
+        if log_problems {
+            for p in &project.problems {
+                let known = self.jobs.keys().any(|n| p.file == format!("jobs/{n}.toml"));
+                if !known {
+                    error!(file = %p.file, error = %p.message, "not scheduled: the spec does not validate");
+                }
+            }
+        }
+    }
+
+    // ---- scheduling ---------------------------------------------------------------------
+}
+
+/// A hash of what the daemon reloads: the job specs, their SQL and the migrations.
+fn project_files_hash(root: &Path) -> blake3::Hash {
+    let mut h = blake3::Hasher::new();
+    for dir in ["jobs", "migrations"] {
+        let mut paths: Vec<_> = std::fs::read_dir(root.join(dir))
+            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        paths.sort();
+        for p in paths {
+            h.update(p.to_string_lossy().as_bytes());
+            h.update(&[0]);
+            if let Ok(bytes) = std::fs::read(&p) {
+                h.update(&(bytes.len() as u64).to_le_bytes());
+                h.update(&bytes);
+            }
+        }
+    }
+    h.finalize()
+}

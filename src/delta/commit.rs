@@ -1,0 +1,417 @@
+//! One Delta commit per batch of partitions: remove the old files, add the new ones, and
+//! record each partition's fencing token in a `txn`.
+
+use super::{DeltaError, app_id};
+use crate::schema::TableSchema;
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
+use deltalake::kernel::transaction::{
+    CommitBuilder, CommitConflictError, CommitProperties, TransactionError,
+};
+use deltalake::kernel::{
+    Action, Add, DataType as DeltaDataType, LogicalFileView, PrimitiveType, StructType, Transaction,
+};
+use deltalake::parquet::basic::{Compression, ZstdLevel};
+use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::parquet::schema::types::ColumnPath;
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::writer::{DeltaWriter as _, RecordBatchWriter};
+use deltalake::{DeltaTable, DeltaTableError};
+use futures::TryStreamExt as _;
+use std::collections::HashMap;
+use url::Url;
+
+/// What to replace: the partition's value in its partition column (Delta's string form),
+/// or the whole table for an unpartitioned one.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    Partition { column: String, value: String },
+    WholeTable,
+}
+
+/// The table's current files in `scope`. Filtered here from the snapshot's file list
+/// rather than by a predicate given to deltalake: a predicate makes it replay the whole log
+/// (parsing every file's statistics) on each call, and a commit asks once per partition.
+async fn files_in_scope(
+    table: &DeltaTable,
+    scope: &Scope,
+) -> Result<Vec<LogicalFileView>, DeltaTableError> {
+    let files: Vec<LogicalFileView> = table
+        .get_active_add_actions_by_partitions(&[])
+        .try_collect()
+        .await?;
+    Ok(match scope {
+        Scope::WholeTable => files,
+        Scope::Partition { column, value } => files
+            .into_iter()
+            .filter(|f| {
+                f.partition_values_map()
+                    .get(column)
+                    .is_some_and(|v| same_partition_value(v.as_deref(), value))
+            })
+            .collect(),
+    })
+}
+
+/// Whether a partition value as the log holds it (`None`: null) is `ours`. Equal text, or
+/// the same date or time written another way (`2024-01-01 00:00:00` and
+/// `2024-01-01 00:00:00.000000` name one hour partition).
+fn same_partition_value(logged: Option<&str>, ours: &str) -> bool {
+    let Some(logged) = logged else {
+        return false;
+    };
+    if logged == ours {
+        return true;
+    }
+    let time = |s: &str| {
+        chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
+            .or_else(|_| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f"))
+            .ok()
+    };
+    match (time(logged), time(ours)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Everything a partition commit records besides its files.
+#[derive(Debug, Clone)]
+pub struct CommitInfo {
+    pub partition: String,
+    pub token: i64,
+    pub run_id: String,
+    pub fingerprint: String,
+    pub job: String,
+}
+
+/// One partition's replacement, waiting for a commit.
+#[derive(Debug, Clone)]
+pub struct PartitionCommit {
+    pub scope: Scope,
+    pub adds: Vec<Add>,
+    pub info: CommitInfo,
+}
+
+/// The `txn` version recorded for `partition`, as of the latest commit.
+pub async fn landed_token(
+    table: &mut DeltaTable,
+    partition: &str,
+) -> Result<Option<i64>, DeltaError> {
+    let url = table.table_url().clone();
+    let open_err = |e: DeltaTableError| DeltaError::Open {
+        url: crate::warehouse::display(&url),
+        message: e.to_string(),
+    };
+    table.update_state().await.map_err(open_err)?;
+    let snap = table.snapshot().map_err(open_err)?;
+    snap.transaction_version(table.log_store().as_ref(), &app_id(partition))
+        .await
+        .map_err(open_err)
+}
+
+/// Rows in the partition's current files, from their statistics.
+pub async fn partition_rows(table: &DeltaTable, scope: &Scope) -> Result<i64, DeltaError> {
+    let files = files_in_scope(table, scope)
+        .await
+        .map_err(|e| DeltaError::Open {
+            url: crate::warehouse::display(table.table_url()),
+            message: e.to_string(),
+        })?;
+    Ok(files
+        .iter()
+        .map(|f| f.num_records().unwrap_or(0) as i64)
+        .sum())
+}
+
+/// Replaces the content of each partition in `batch` with its new files, all in one Delta
+/// commit that carries each partition's `txn` (app id = partition, version = fencing
+/// token). Returns one result per item, in order.
+///
+/// Batching is what makes a long backfill cheap: a Delta commit costs a few milliseconds
+/// (the new snapshot is rebuilt after it), whatever it holds, and a thousand partitions in
+/// a few dozen commits also keep the log short. Every partition is still replaced
+/// atomically: readers see the commit or not.
+///
+/// The caller holds the table's in-process commit lock (the `&mut`, behind the runner's
+/// per-table mutex). The commit is built on the handle's snapshot without refreshing it:
+/// listing the log costs time proportional to its length and is not needed for safety.
+/// Every commit made after that snapshot is checked by Delta's conflict checker against
+/// ours (a commit touching one of these partitions, or carrying one of their `txn` app ids,
+/// conflicts); every commit made before it was made under a lease taken before ours or after
+/// ours was lost, which `still_leased` (asked before each attempt) reveals. On a conflict
+/// the snapshot is refreshed and the commit rebuilt for the items still leased: the
+/// conflicting writer was an earlier holder. If conflicts persist, items are committed one
+/// by one so that one partition's trouble does not fail the others.
+pub async fn commit_partitions<F, Fut>(
+    table: &mut DeltaTable,
+    batch: &[PartitionCommit],
+    still_leased: F,
+) -> Vec<Result<u64, DeltaError>>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let mut results: Vec<Option<Result<u64, DeltaError>>> = vec![None; batch.len()];
+    let all: Vec<usize> = (0..batch.len()).collect();
+    let unresolved = commit_rounds(table, batch, &all, &still_leased, &mut results).await;
+    if unresolved.len() > 1 {
+        // Isolate: whichever partition keeps failing fails alone.
+        for i in unresolved {
+            commit_rounds(table, batch, &[i], &still_leased, &mut results).await;
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| {
+                Err(DeltaError::Commit {
+                    url: crate::warehouse::display(table.table_url()),
+                    message: "the commit was never attempted (this is likely a bug)".into(),
+                })
+            })
+        })
+        .collect()
+}
+
+/// Commits `items` of `batch` together, refreshing and retrying on conflicts. Fills in
+/// `results`; returns the items left unresolved by a persistent failure when there was more
+/// than one (for the caller to try one by one), else settles them with the error.
+async fn commit_rounds<F, Fut>(
+    table: &mut DeltaTable,
+    batch: &[PartitionCommit],
+    items: &[usize],
+    still_leased: &F,
+    results: &mut [Option<Result<u64, DeltaError>>],
+) -> Vec<usize>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let fenced = |item: &PartitionCommit| DeltaError::Fenced {
+        partition: item.info.partition.clone(),
+        ours: item.info.token,
+    };
+    const ROUNDS: usize = 3;
+    let mut last_error: Option<(DeltaError, bool)> = None;
+    for round in 1..=ROUNDS {
+        let mut live = Vec::new();
+        for &i in items {
+            if results[i].is_some() {
+                continue;
+            }
+            if still_leased(i).await {
+                live.push(i);
+            } else {
+                results[i] = Some(Err(fenced(&batch[i])));
+            }
+        }
+        if live.is_empty() {
+            return Vec::new();
+        }
+        match commit_once(table, batch, &live).await {
+            Ok(v) => {
+                for i in live {
+                    results[i] = Some(Ok(v));
+                }
+                return Vec::new();
+            }
+            Err(CommitFailure::Conflict {
+                error,
+                concurrent_txn,
+            }) => {
+                last_error = Some((error, concurrent_txn));
+                if round == ROUNDS {
+                    break;
+                }
+                tracing::debug!(round, "commit conflicted; refreshing and retrying");
+                if let Err(e) = table.update_state().await {
+                    last_error = Some((
+                        DeltaError::Commit {
+                            url: crate::warehouse::display(table.table_url()),
+                            message: e.to_string(),
+                        },
+                        false,
+                    ));
+                    break;
+                }
+            }
+            Err(CommitFailure::Other(e)) => {
+                last_error = Some((e, false));
+                break;
+            }
+        }
+    }
+    let pending: Vec<usize> = items
+        .iter()
+        .copied()
+        .filter(|i| results[*i].is_none())
+        .collect();
+    if pending.len() > 1 {
+        return pending;
+    }
+    for i in pending {
+        results[i] = Some(Err(match &last_error {
+            // Another writer of this very partition committed: ours is the stale one.
+            Some((_, true)) | None => fenced(&batch[i]),
+            Some((e, false)) => e.clone(),
+        }));
+    }
+    Vec::new()
+}
+
+enum CommitFailure {
+    /// `concurrent_txn`: the other commit carried one of our partitions' `txn` app ids,
+    /// i.e. another writer of the same partition got there first.
+    Conflict {
+        error: DeltaError,
+        concurrent_txn: bool,
+    },
+    Other(DeltaError),
+}
+
+/// One attempt at committing the items `live` of `batch`.
+async fn commit_once(
+    table: &mut DeltaTable,
+    batch: &[PartitionCommit],
+    live: &[usize],
+) -> Result<u64, CommitFailure> {
+    let shown = crate::warehouse::display(table.table_url());
+    let other = |e: DeltaTableError| {
+        CommitFailure::Other(DeltaError::Commit {
+            url: shown.clone(),
+            message: e.to_string(),
+        })
+    };
+    let mut actions: Vec<Action> = Vec::new();
+    let mut txns = Vec::new();
+    let mut values: Vec<String> = Vec::new();
+    let mut column: Option<String> = None;
+    let mut whole_table = false;
+    let mut runs = Vec::new();
+    for &i in live {
+        let item = &batch[i];
+        let removes = files_in_scope(table, &item.scope).await.map_err(other)?;
+        actions.extend(
+            removes
+                .iter()
+                .map(|f| Action::Remove(f.remove_action(true))),
+        );
+        actions.extend(item.adds.iter().cloned().map(Action::Add));
+        txns.push(Transaction::new(
+            app_id(&item.info.partition),
+            item.info.token,
+        ));
+        match &item.scope {
+            Scope::Partition { column: c, value } => {
+                column = Some(c.clone());
+                values.push(format!("'{}'", value.replace('\'', "''")));
+            }
+            Scope::WholeTable => whole_table = true,
+        }
+        runs.push(serde_json::json!({
+            "run_id": item.info.run_id,
+            "job": item.info.job,
+            "partition": item.info.partition,
+            "token": item.info.token,
+            "fingerprint": item.info.fingerprint,
+        }));
+    }
+    let (partition_by, predicate) = write_predicate(column.as_deref(), &values, whole_table);
+    let op = DeltaOperation::Write {
+        mode: SaveMode::Overwrite,
+        partition_by,
+        predicate,
+    };
+    let props = CommitProperties::default()
+        .with_application_transactions(txns)
+        // Rebasing over commits of other partitions reads one small file each.
+        .with_max_retries(1000)
+        // Log cleanup lists the whole log on every commit; it runs after checkpoints.
+        .with_cleanup_expired_logs(Some(false))
+        .with_metadata([("sluice.runs".to_string(), serde_json::json!(runs))]);
+    let snapshot = table.snapshot().map_err(other)?;
+    let result = CommitBuilder::from(props)
+        .with_actions(actions)
+        .build(Some(snapshot), table.log_store(), op)
+        .await;
+    match result {
+        Ok(done) => {
+            let v = done.version();
+            let checkpointed = done.metrics.new_checkpoint_created;
+            table.state = Some(done.snapshot());
+            if checkpointed {
+                after_checkpoint(table, v).await;
+            }
+            Ok(v)
+        }
+        Err(DeltaTableError::Transaction {
+            source: TransactionError::CommitConflict(c),
+        }) => Err(CommitFailure::Conflict {
+            concurrent_txn: matches!(c, CommitConflictError::ConcurrentTransaction),
+            error: DeltaError::Conflict {
+                url: shown.clone(),
+                message: c.to_string(),
+            },
+        }),
+        Err(e) => Err(other(e)),
+    }
+}
+
+/// The predicate is what the conflict checker reads as a commit's read set: the replaced
+/// partitions only (their `values` in `column`), so that commits of other partitions do
+/// not conflict with it; the whole table when one item replaces it.
+fn write_predicate(
+    column: Option<&str>,
+    values: &[String],
+    whole_table: bool,
+) -> (Option<Vec<String>>, Option<String>) {
+    match (column, whole_table) {
+        (Some(c), false) => (
+            Some(vec![c.to_string()]),
+            Some(if values.len() == 1 {
+                format!("{c} = {}", values[0])
+            } else {
+                format!("{c} IN ({})", values.join(", "))
+            }),
+        ),
+        _ => (None, None),
+    }
+}
+
+/// After a commit that wrote checkpoint `v`: old log entries go, and the handle reopens
+/// from the checkpoint. The snapshot a commit hands back carries every commit since the
+/// handle was opened, and each commit makes the next one replay them: reopening keeps a
+/// commit's cost flat through long backfills. If the reopen fails, the old snapshot is
+/// still right.
+async fn after_checkpoint(table: &mut DeltaTable, v: u64) {
+    cleanup_logs(table, v).await;
+    if let Ok(fresh) = deltalake::open_table(table.table_url().clone()).await {
+        if fresh.version().is_some_and(|f| f >= v) {
+            *table = fresh;
+        }
+    }
+}
+
+/// Removes log entries past the table's log retention that the new checkpoint makes
+/// unnecessary. Best effort: a failure only leaves more log behind.
+async fn cleanup_logs(table: &DeltaTable, version: u64) {
+    use deltalake::table::config::TablePropertiesExt as _;
+    let Ok(snapshot) = table.snapshot() else {
+        return;
+    };
+    if !snapshot.table_config().enable_expired_log_cleanup() {
+        return;
+    }
+    let retention = snapshot.table_config().log_retention_duration().as_millis() as i64;
+    let cutoff = chrono::Utc::now().timestamp_millis() - retention;
+    if let Err(e) = deltalake::checkpoints::cleanup_expired_logs_for(
+        version,
+        table.log_store().as_ref(),
+        cutoff,
+        None,
+    )
+    .await
+    {
+        tracing::warn!(error = %e, "Delta log cleanup failed; old log entries stay");
+    }
+}

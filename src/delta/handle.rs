@@ -1,0 +1,127 @@
+//! One open Delta table per physical version per process, kept across runs so that a
+//! backfill does not replay the log for every partition. Its mutex is the table's
+//! in-process commit lock, and its queue groups the commits of partitions that finish
+//! together into one Delta commit.
+
+use super::{DeltaError, PartitionCommit, commit_partitions};
+use deltalake::DeltaTable;
+use futures::future::BoxFuture;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use url::Url;
+
+/// Asked just before a queued partition is committed: is its writer's lease still
+/// current? Given by the caller, so that this layer never sees the catalog.
+pub type StillLeased = Arc<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>;
+
+/// How long a commit waits for partitions of the same table that are on their way to a
+/// commit, so that they join it. A Delta commit costs about the same whatever it holds
+/// (the snapshot is rebuilt after it, reading every file's entry), so a backfill that
+/// commits its partitions several at a time does a fraction of that work; a lone run (the
+/// daemon's usual case) has no sibling and does not wait.
+const COMMIT_LINGER: Duration = Duration::from_millis(50);
+
+pub struct VersionHandle {
+    pub url: Url,
+    /// The schema the handle was opened with; a migration since then reopens it.
+    schema_json: String,
+    pub table: tokio::sync::Mutex<DeltaTable>,
+    /// Partition commits waiting for the commit lock (see [`VersionHandle::commit`]).
+    queue: std::sync::Mutex<Vec<Queued>>,
+    /// Runs of this version on their way to a commit (waiting for a compute slot, or
+    /// computing): a commit waits a moment for them (see [`COMMIT_LINGER`]).
+    pending: AtomicUsize,
+    /// Told when a pending run leaves the count (to commit, or because it failed).
+    changed: tokio::sync::Notify,
+}
+
+/// Counts a run among its version's pending ones while alive.
+pub struct Pending<'a>(&'a VersionHandle);
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.pending.fetch_sub(1, Ordering::SeqCst);
+        self.0.changed.notify_waiters();
+    }
+}
+
+struct Queued {
+    item: PartitionCommit,
+    still_leased: StillLeased,
+    reply: tokio::sync::oneshot::Sender<Result<u64, DeltaError>>,
+}
+
+impl VersionHandle {
+    pub fn new(url: Url, schema_json: String, table: DeltaTable) -> Arc<VersionHandle> {
+        Arc::new(VersionHandle {
+            url,
+            schema_json,
+            table: tokio::sync::Mutex::new(table),
+            queue: std::sync::Mutex::new(Vec::new()),
+            pending: AtomicUsize::new(0),
+            changed: tokio::sync::Notify::new(),
+        })
+    }
+
+    pub fn schema_json(&self) -> &str {
+        &self.schema_json
+    }
+
+    /// Counts the caller among the runs on their way to a commit of this version until
+    /// the guard drops.
+    pub fn pending(&self) -> Pending<'_> {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        Pending(self)
+    }
+
+    /// Commits a partition's files: group commit. The request joins the table's queue;
+    /// whoever takes the table's commit lock commits everything queued at that moment in
+    /// one Delta commit, so partitions that finish while a commit is under way share the
+    /// next one. Returns the Delta version that holds the partition.
+    pub async fn commit(
+        &self,
+        item: PartitionCommit,
+        still_leased: StillLeased,
+    ) -> Result<u64, DeltaError> {
+        let (reply, mut answer) = tokio::sync::oneshot::channel();
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Queued {
+                item,
+                still_leased,
+                reply,
+            });
+        // Before taking the lock, which a computing run needs a moment of to start writing.
+        let until = tokio::time::Instant::now() + COMMIT_LINGER;
+        while self.pending.load(Ordering::SeqCst) > 0 {
+            let changed = self.changed.notified();
+            if tokio::time::timeout_at(until, changed).await.is_err() {
+                break;
+            }
+        }
+        let mut table = self.table.lock().await;
+        // Committed by whoever held the lock before us?
+        if let Ok(result) = answer.try_recv() {
+            return result;
+        }
+        let queued = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()));
+        let batch: Vec<PartitionCommit> = queued.iter().map(|q| q.item.clone()).collect();
+        if batch.len() > 1 {
+            tracing::debug!(partitions = batch.len(), "committing a batch of partitions");
+        }
+        let results = commit_partitions(&mut table, &batch, |i| (queued[i].still_leased)()).await;
+        drop(table);
+        for (q, r) in queued.into_iter().zip(results) {
+            // A requester that went away (its run was aborted) is reconciled by the next run.
+            let _ = q.reply.send(r);
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(DeltaError::Commit {
+                url: crate::warehouse::display(&self.url),
+                message: "the commit request was lost (this is likely a bug)".into(),
+            })
+        })
+    }
+}

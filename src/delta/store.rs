@@ -1,0 +1,185 @@
+//! Every write or delete of objects that is not a Delta commit: uploaded files a run did
+//! not publish, the files of a removed version, vacuum, and the atomic-commit probe.
+
+use crate::warehouse::display;
+use deltalake::DeltaTable;
+use deltalake::kernel::Add;
+use futures::{StreamExt as _, TryStreamExt as _};
+use url::Url;
+
+/// An object store refused or failed an operation on `uri`.
+#[derive(Debug, thiserror::Error)]
+#[error("{uri}: {message}")]
+pub struct StoreError {
+    pub uri: String,
+    pub message: String,
+}
+
+/// Deletes files uploaded for a commit that will not happen (an audit refused them).
+/// Best effort: a file left behind is an orphan no reader sees, and vacuum removes it.
+pub async fn delete_unpublished(url: &Url, adds: &[Add]) {
+    let Ok(t) = DeltaTable::try_from_url(url.clone()).await else {
+        return;
+    };
+    let os = t.log_store().object_store(None);
+    let paths: Vec<_> = adds
+        .iter()
+        .filter_map(|a| deltalake::Path::from_url_path(&a.path).ok())
+        .map(Ok)
+        .collect();
+    let mut deleted = os.delete_stream(futures::stream::iter(paths).boxed());
+    while let Some(r) = deleted.next().await {
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "could not delete an unpublished file");
+        }
+    }
+}
+
+/// Deletes every object of a physical version (its Delta log and data files).
+pub async fn delete_version(uri: &str) -> Result<(), StoreError> {
+    let storage = |message: String| StoreError {
+        uri: crate::warehouse::display_str(uri),
+        message,
+    };
+    let url = Url::parse(uri).map_err(|e| storage(e.to_string()))?;
+    if url.scheme() == "file" {
+        let path = url
+            .to_file_path()
+            .map_err(|_| storage("not a local path".into()))?;
+        return match std::fs::remove_dir_all(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(storage(e.to_string())),
+        };
+    }
+    let table = deltalake::open_table(url.clone())
+        .await
+        .map_err(|e| storage(e.to_string()))?;
+    let os = table.log_store().object_store(None);
+    let paths = os.list(None).map_ok(|m| m.location).boxed();
+    let deleted: Vec<_> = os
+        .delete_stream(paths)
+        .try_collect()
+        .await
+        .map_err(|e| storage(e.to_string()))?;
+    tracing::debug!(files = deleted.len(), "deleted the version's files");
+    Ok(())
+}
+
+/// Vacuums a physical version with its own retention (`delta.deletedFileRetentionDuration`,
+/// 7 days by default), enforced so that readers of recent versions keep their files.
+/// Returns how many files were deleted; `None` when the version was never written.
+pub async fn vacuum(uri: &str) -> Result<Option<usize>, StoreError> {
+    let storage = |message: String| StoreError {
+        uri: crate::warehouse::display_str(uri),
+        message,
+    };
+    let url = Url::parse(uri).map_err(|e| storage(e.to_string()))?;
+    let Ok(table) = deltalake::open_table(url).await else {
+        return Ok(None);
+    };
+    let (_, metrics) = table
+        .vacuum()
+        .with_enforce_retention_duration(true)
+        .await
+        .map_err(|e| storage(e.to_string()))?;
+    Ok(Some(metrics.files_deleted.len()))
+}
+
+/// Why the warehouse cannot take writes safely.
+#[derive(Debug, thiserror::Error)]
+pub enum WarehouseError {
+    #[error(
+        "warehouse {url}: Delta commits would not be atomic: {why}. Two writers of one table could both think they committed the same log entry, and one partition's data would be lost. Fix: {fix}. If only one process ever writes this warehouse, opt out with `allow_unsafe_commits = true` under [warehouse] in sluice.toml (or SLUICE_ALLOW_UNSAFE_COMMITS=1)"
+    )]
+    UnsafeCommits {
+        url: String,
+        why: String,
+        fix: &'static str,
+    },
+    #[error("warehouse {url}: cannot use the object store: {message}")]
+    Store { url: String, message: String },
+}
+
+/// Refuses an object-store warehouse whose Delta commits would not be atomic under
+/// concurrent writers, unless `allow_unsafe_commits` is set.
+///
+/// A Delta commit is "create `_delta_log/N.json` if it does not exist"; on an object store
+/// that is a conditional put (`If-None-Match: *`). Some S3-compatible servers ignore the
+/// header and overwrite silently, and delta-rs's `AWS_S3_ALLOW_UNSAFE_RENAME` or
+/// `AWS_CONDITIONAL_PUT=disabled` turn it off; so the setting is checked and then the store
+/// itself is asked: the same probe object is created twice, and the second create must be
+/// refused. A local folder needs no probe: the commit is a hard link, which refuses an
+/// existing name.
+pub async fn check_atomic_commits(
+    settings: &crate::config::Settings,
+) -> Result<(), WarehouseError> {
+    let url = &settings.warehouse;
+    if url.scheme() == "file" || settings.allow_unsafe_commits {
+        return Ok(());
+    }
+    let shown = display(url);
+    let unsafe_env = |k: &str| std::env::var(k).ok().map(|v| v.trim().to_ascii_lowercase());
+    if unsafe_env("AWS_S3_ALLOW_UNSAFE_RENAME").is_some_and(|v| v == "true" || v == "1") {
+        return Err(WarehouseError::UnsafeCommits {
+            url: shown,
+            why: "AWS_S3_ALLOW_UNSAFE_RENAME is set, which makes commits plain overwrites".into(),
+            fix: "unset AWS_S3_ALLOW_UNSAFE_RENAME",
+        });
+    }
+    if unsafe_env("AWS_CONDITIONAL_PUT").is_some_and(|v| v == "disabled") {
+        return Err(WarehouseError::UnsafeCommits {
+            url: shown,
+            why: "AWS_CONDITIONAL_PUT=disabled turns off create-if-absent".into(),
+            fix: "unset AWS_CONDITIONAL_PUT (the default, `etag`, uses If-None-Match)",
+        });
+    }
+    probe_conditional_put(url).await
+}
+
+async fn probe_conditional_put(url: &Url) -> Result<(), WarehouseError> {
+    use deltalake::logstore::object_store::{Error as StoreError, PutMode, PutOptions, PutPayload};
+    let shown = display(url);
+    let store_err = |message: String| WarehouseError::Store {
+        url: shown.clone(),
+        message: crate::redact::redact_text(&message),
+    };
+    let table = deltalake::DeltaTable::try_from_url(url.clone())
+        .await
+        .map_err(|e| store_err(e.to_string()))?;
+    let store = table.log_store().object_store(None);
+    let path = deltalake::Path::from(format!("_sluice/commit-probe/{}", uuid::Uuid::now_v7()));
+    let create = || PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
+    let first = store
+        .put_opts(&path, PutPayload::from_static(b"1"), create())
+        .await;
+    let verdict = match first {
+        Ok(_) => match store
+            .put_opts(&path, PutPayload::from_static(b"2"), create())
+            .await
+        {
+            Err(StoreError::AlreadyExists { .. }) | Err(StoreError::Precondition { .. }) => Ok(()),
+            Ok(_) => Err(WarehouseError::UnsafeCommits {
+                url: shown.clone(),
+                why: "the object store accepted a second create of the same object (it ignores If-None-Match)".into(),
+                fix: "use a store that supports conditional writes (AWS S3, MinIO, Cloudflare R2, GCS, Azure do)",
+            }),
+            Err(e) => Err(store_err(e.to_string())),
+        },
+        Err(StoreError::NotImplemented { .. }) => Err(WarehouseError::UnsafeCommits {
+            url: shown.clone(),
+            why: "the object store client has conditional put turned off".into(),
+            fix: "unset AWS_CONDITIONAL_PUT, or set it to `etag`",
+        }),
+        Err(e) => Err(store_err(e.to_string())),
+    };
+    // The probe object is ours alone (a fresh id); leaving it behind would be harmless.
+    {
+        let one = futures::stream::iter([Ok(path.clone())]).boxed();
+        let _ = store.delete_stream(one).try_collect::<Vec<_>>().await;
+    }
+    verdict
+}

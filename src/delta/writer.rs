@@ -1,0 +1,93 @@
+//! Uploading a partition's new Parquet files: invisible until a commit adds them.
+
+use super::DeltaError;
+use crate::schema::TableSchema;
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
+use deltalake::kernel::transaction::{
+    CommitBuilder, CommitConflictError, CommitProperties, TransactionError,
+};
+use deltalake::kernel::{
+    Action, Add, DataType as DeltaDataType, LogicalFileView, PrimitiveType, StructType, Transaction,
+};
+use deltalake::parquet::basic::{Compression, ZstdLevel};
+use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::parquet::schema::types::ColumnPath;
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::writer::{DeltaWriter as _, RecordBatchWriter};
+use deltalake::{DeltaTable, DeltaTableError};
+use futures::TryStreamExt as _;
+use std::collections::HashMap;
+use url::Url;
+
+/// Writes a partition's new files. Nothing is visible until [`commit_partition`].
+pub struct PartitionWriter {
+    url: Url,
+    writer: RecordBatchWriter,
+    rows: u64,
+}
+
+impl PartitionWriter {
+    pub fn new(url: &Url, table: &DeltaTable) -> Result<PartitionWriter, DeltaError> {
+        let mut props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
+            .set_created_by(format!("sluice {}", env!("CARGO_PKG_VERSION")));
+        // Numbers, dates and times are written plain: ids, amounts and timestamps are mostly
+        // distinct, and interning each value into a dictionary that zstd then makes
+        // redundant was the larger part of writing a file. Text and booleans keep one.
+        if let Ok(snapshot) = table.snapshot() {
+            for field in snapshot.schema().fields() {
+                let text = matches!(
+                    field.data_type(),
+                    DeltaDataType::Primitive(
+                        PrimitiveType::String | PrimitiveType::Binary | PrimitiveType::Boolean
+                    )
+                );
+                if matches!(field.data_type(), DeltaDataType::Primitive(_)) && !text {
+                    props = props.set_column_dictionary_enabled(
+                        ColumnPath::from(field.name().as_str()),
+                        false,
+                    );
+                }
+            }
+        }
+        let props = props.build();
+        let writer = RecordBatchWriter::for_table(table)
+            .map_err(|e| DeltaError::Write {
+                url: crate::warehouse::display(url),
+                message: e.to_string(),
+            })?
+            .with_writer_properties(props);
+        Ok(PartitionWriter {
+            url: url.clone(),
+            writer,
+            rows: 0,
+        })
+    }
+
+    pub async fn write(&mut self, batch: RecordBatch) -> Result<(), DeltaError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        self.rows += batch.num_rows() as u64;
+        self.writer
+            .write(batch)
+            .await
+            .map_err(|e| DeltaError::Write {
+                url: crate::warehouse::display(&self.url),
+                message: e.to_string(),
+            })
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Finishes the files; returns their `add` actions.
+    pub async fn finish(mut self) -> Result<Vec<Add>, DeltaError> {
+        self.writer.flush().await.map_err(|e| DeltaError::Write {
+            url: crate::warehouse::display(&self.url),
+            message: e.to_string(),
+        })
+    }
+}

@@ -1,0 +1,634 @@
+//! Reading one spec: the TOML as written (`JobFile` and its parts) into a checked [`Job`],
+//! field by field. Every problem is collected with its file and field; a spec with any
+//! problem gives no job.
+
+use super::{
+    BadRowLimit, BadRows, CatchUp, CsvOptions, FileFormat, Input, InputSource, Job, RetryPolicy,
+    Schedule, SpecError, TEMPLATE_FIELDS, UpstreamPartitions, parse_cron, toml_message,
+};
+use crate::names::Name;
+use crate::partition::{Granularity, PartitionKey};
+use crate::schema::{Column, ddl};
+use chrono_tz::Tz;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobFile {
+    name: Option<String>,
+    description: Option<String>,
+    version: i64,
+    sql: Option<String>,
+    start: Option<String>,
+    schedule: Option<ScheduleFile>,
+    partitioning: PartitioningFile,
+    #[serde(default)]
+    inputs: Vec<InputFile>,
+    output: OutputFile,
+    #[serde(default)]
+    retry: RetryFile,
+    #[serde(default)]
+    bad_rows: BadRows,
+    /// How many bad input rows a partition may leave out (to its dead letters) before it
+    /// fails: a count (`10`) or a fraction of the input rows (`"1%"`).
+    max_bad_rows: Option<toml::Value>,
+    #[serde(default)]
+    checks: Vec<crate::quality::CheckFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleFile {
+    cron: String,
+    time_zone: Option<String>,
+    #[serde(default = "default_lag")]
+    lag: u32,
+    #[serde(default)]
+    catch_up: CatchUp,
+    #[serde(default = "default_max_catch_up")]
+    max_catch_up: u32,
+    #[serde(default = "default_job_concurrency")]
+    max_concurrency: u32,
+    wait_for_inputs: Option<String>,
+}
+
+fn default_lag() -> u32 {
+    1
+}
+fn default_max_catch_up() -> u32 {
+    31
+}
+fn default_job_concurrency() -> u32 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartitioningFile {
+    granularity: Granularity,
+    time_zone: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InputFile {
+    name: String,
+    path: Option<String>,
+    format: Option<FileFormat>,
+    schema: Option<Vec<String>>,
+    header: Option<bool>,
+    delimiter: Option<char>,
+    table: Option<String>,
+    partitions: Option<UpstreamPartitions>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutputFile {
+    table: String,
+    #[serde(default)]
+    key: Vec<String>,
+    /// A column that receives a stable hash of the key columns.
+    record_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetryFile {
+    #[serde(default = "default_attempts")]
+    max_attempts: u32,
+    #[serde(default = "default_backoff")]
+    backoff_seconds: f64,
+    #[serde(default = "default_max_backoff")]
+    max_backoff_seconds: f64,
+}
+
+fn default_attempts() -> u32 {
+    3
+}
+fn default_backoff() -> f64 {
+    5.0
+}
+fn default_max_backoff() -> f64 {
+    300.0
+}
+
+impl Default for RetryFile {
+    fn default() -> Self {
+        RetryFile {
+            max_attempts: default_attempts(),
+            backoff_seconds: default_backoff(),
+            max_backoff_seconds: default_max_backoff(),
+        }
+    }
+}
+
+/// The problems found in one spec file so far.
+struct Problems {
+    file: String,
+    found: Vec<SpecError>,
+}
+
+impl Problems {
+    fn add(&mut self, message: String) {
+        self.found.push(SpecError {
+            file: self.file.clone(),
+            message,
+        });
+    }
+}
+
+/// Reads `spec_text` (the file at `spec_path`) and its SQL: `sql_text` when given (recorded
+/// code), else the SQL file beside the spec.
+pub(super) fn parse(
+    root: &Path,
+    spec_path: &Path,
+    spec_text: String,
+    sql_text: Option<String>,
+) -> Result<Job, Vec<SpecError>> {
+    let file = relative(root, spec_path);
+    let raw: JobFile = toml::from_str(&spec_text).map_err(|e| {
+        vec![SpecError {
+            file: file.clone(),
+            message: toml_message(&e, &spec_text),
+        }]
+    })?;
+    let stem = spec_path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_string();
+    let mut p = Problems {
+        file,
+        found: Vec::new(),
+    };
+    let name = name(raw.name.as_deref(), &stem, &mut p);
+    let version = version(raw.version, &mut p);
+    let (sql_path, sql) = sql(root, spec_path, raw.sql.as_deref(), &stem, sql_text, &mut p);
+    let granularity = raw.partitioning.granularity;
+    let partition_time_zone = partition_time_zone(&raw.partitioning, &mut p);
+    let schedule = raw.schedule.as_ref().and_then(|s| schedule(s, &mut p));
+    let start = raw
+        .start
+        .as_ref()
+        .and_then(|s| match granularity.parse_key(s) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                p.add(format!("field `start`: {e}"));
+                None
+            }
+        });
+    let inputs = inputs(&raw.inputs, &mut p);
+    let (table, key, record_id) = output(&raw.output, &mut p);
+    let max_bad_rows = match raw.max_bad_rows.as_ref().map(parse_bad_row_limit) {
+        None => None,
+        Some(Ok(l)) => Some(l),
+        Some(Err(m)) => {
+            p.add(m);
+            None
+        }
+    };
+    let checks = checks(raw.checks, &key, &mut p);
+    let retry = retry(&raw.retry, &mut p);
+    if sql.trim().is_empty() && p.found.is_empty() {
+        p.add("no SQL to run".into());
+    }
+    match (name, table, p.found.is_empty()) {
+        (Some(name), Some(table), true) => Ok(Job {
+            name,
+            description: raw.description,
+            version,
+            spec_path: spec_path.to_path_buf(),
+            sql_path,
+            spec_text,
+            sql,
+            start,
+            schedule,
+            granularity,
+            partition_time_zone,
+            inputs,
+            table,
+            key,
+            retry,
+            bad_rows: if max_bad_rows.is_some() {
+                BadRows::Skip
+            } else {
+                raw.bad_rows
+            },
+            max_bad_rows,
+            checks,
+            record_id,
+        }),
+        _ => Err(p.found),
+    }
+}
+
+fn relative(root: &Path, p: &Path) -> String {
+    p.strip_prefix(root).unwrap_or(p).display().to_string()
+}
+
+/// A job's name is its file's name; field `name`, when given, must agree.
+fn name(field: Option<&str>, stem: &str, p: &mut Problems) -> Option<Name> {
+    match Name::new(field.unwrap_or(stem)) {
+        Ok(n) if n.as_str() == stem => Some(n),
+        Ok(n) => {
+            p.add(format!(
+                "field `name` is `{n}` but the file is named `{stem}.toml`; a job's name is its file name"
+            ));
+            None
+        }
+        Err(e) => {
+            p.add(format!("job name: {e}; rename the file"));
+            None
+        }
+    }
+}
+
+fn version(v: i64, p: &mut Problems) -> u32 {
+    match u32::try_from(v) {
+        Ok(v) if v >= 1 => v,
+        _ => {
+            p.add(format!(
+                "field `version` is {v}; it must be a whole number from 1"
+            ));
+            1
+        }
+    }
+}
+
+/// The SQL file (field `sql`, else `<name>.sql` beside the spec) and its text.
+fn sql(
+    root: &Path,
+    spec_path: &Path,
+    field: Option<&str>,
+    stem: &str,
+    recorded: Option<String>,
+    p: &mut Problems,
+) -> (PathBuf, String) {
+    let jobs_dir = spec_path.parent().unwrap_or(root);
+    let sql_path = jobs_dir.join(field.map_or_else(|| format!("{stem}.sql"), str::to_string));
+    let text = match recorded
+        .map(Ok)
+        .unwrap_or_else(|| std::fs::read_to_string(&sql_path))
+    {
+        Ok(s) if s.trim().is_empty() => {
+            p.add(format!("SQL file {} is empty", relative(root, &sql_path)));
+            String::new()
+        }
+        Ok(s) => s,
+        Err(e) => {
+            let hint = if field.is_some() {
+                "fix field `sql`"
+            } else {
+                "create it, or name another file in field `sql`"
+            };
+            p.add(format!(
+                "SQL file {} cannot be read ({e}); {hint}",
+                relative(root, &sql_path)
+            ));
+            String::new()
+        }
+    };
+    (sql_path, text)
+}
+
+fn partition_time_zone(raw: &PartitioningFile, p: &mut Problems) -> Tz {
+    let tz = match &raw.time_zone {
+        None => chrono_tz::UTC,
+        Some(tz) => parse_tz(tz).unwrap_or_else(|m| {
+            p.add(format!("field `partitioning.time_zone`: {m}"));
+            chrono_tz::UTC
+        }),
+    };
+    if raw.granularity == Granularity::Hourly && tz != chrono_tz::UTC {
+        p.add(
+            "hourly partitions are UTC hours; remove `partitioning.time_zone` or partition daily"
+                .into(),
+        );
+    }
+    tz
+}
+
+fn schedule(s: &ScheduleFile, p: &mut Problems) -> Option<Schedule> {
+    let time_zone = match &s.time_zone {
+        None => chrono_tz::UTC,
+        Some(tz) => match parse_tz(tz) {
+            Ok(tz) => tz,
+            Err(m) => {
+                p.add(format!("field `schedule.time_zone`: {m}"));
+                return None;
+            }
+        },
+    };
+    if let Err(m) = check_cron(&s.cron) {
+        p.add(format!(
+            "field `schedule.cron` = \"{}\": {m}",
+            s.cron.escape_debug()
+        ));
+        return None;
+    }
+    let wait_for_inputs = match s
+        .wait_for_inputs
+        .as_deref()
+        .map(crate::duration::parse_duration)
+    {
+        None => None,
+        Some(Ok(d)) => Some(d),
+        Some(Err(m)) => {
+            p.add(format!("field `schedule.wait_for_inputs`: {m}"));
+            return None;
+        }
+    };
+    if s.max_concurrency == 0 {
+        p.add("field `schedule.max_concurrency` must be at least 1".into());
+    }
+    Some(Schedule {
+        cron: s.cron.clone(),
+        time_zone,
+        lag: s.lag,
+        catch_up: s.catch_up,
+        max_catch_up: s.max_catch_up,
+        max_concurrency: s.max_concurrency.max(1),
+        wait_for_inputs,
+    })
+}
+
+fn inputs(raw: &[InputFile], p: &mut Problems) -> Vec<Input> {
+    let mut inputs: Vec<Input> = Vec::new();
+    for (i, inp) in raw.iter().enumerate() {
+        let at = format!("inputs[{i}]");
+        let iname = match Name::new(&inp.name) {
+            Ok(n) => n,
+            Err(e) => {
+                p.add(format!("field `{at}.name`: {e}"));
+                continue;
+            }
+        };
+        if inputs.iter().any(|x| x.name == iname) {
+            p.add(format!(
+                "field `{at}.name`: input `{iname}` is declared twice"
+            ));
+            continue;
+        }
+        let source = match (&inp.path, &inp.table) {
+            (Some(_), Some(_)) | (None, None) => {
+                p.add(format!(
+                    "input `{iname}` must have exactly one of `path` (files) or `table` (an upstream table)"
+                ));
+                continue;
+            }
+            (Some(path), None) => file_input(&at, &iname, path, inp, p),
+            (None, Some(table)) => match table_input(&at, &iname, table, inp, p) {
+                Some(s) => s,
+                None => continue,
+            },
+        };
+        inputs.push(Input {
+            name: iname,
+            source,
+        });
+    }
+    inputs
+}
+
+fn file_input(
+    at: &str,
+    iname: &Name,
+    path: &str,
+    inp: &InputFile,
+    p: &mut Problems,
+) -> InputSource {
+    if inp.partitions.is_some() {
+        p.add(format!(
+            "input `{iname}`: `partitions` applies to table inputs only"
+        ));
+    }
+    if let Err(m) = check_template(path) {
+        p.add(format!(
+            "field `{at}.path` = \"{}\": {m}",
+            path.escape_debug()
+        ));
+    }
+    let format = inp.format.unwrap_or_else(|| guess_format(path));
+    if format != FileFormat::Csv && (inp.header.is_some() || inp.delimiter.is_some()) {
+        p.add(format!(
+            "input `{iname}`: `header` and `delimiter` apply to csv only"
+        ));
+    }
+    let schema = inp
+        .schema
+        .as_ref()
+        .map(|cols| declared_columns(at, cols, p));
+    let delimiter = inp.delimiter.unwrap_or(',');
+    if !delimiter.is_ascii() || delimiter == '"' || delimiter == '\n' {
+        p.add(format!(
+            "field `{at}.delimiter`: use one ASCII character other than a quote or newline"
+        ));
+    }
+    InputSource::Files {
+        template: path.to_string(),
+        format,
+        schema,
+        csv: CsvOptions {
+            header: inp.header.unwrap_or(true),
+            delimiter: delimiter as u8,
+        },
+    }
+}
+
+/// A file input's declared columns (`schema = ["id BIGINT", ...]`).
+fn declared_columns(at: &str, cols: &[String], p: &mut Problems) -> Vec<Column> {
+    let mut out: Vec<Column> = Vec::new();
+    for (j, c) in cols.iter().enumerate() {
+        match ddl::parse_column(c) {
+            Ok(col) if out.iter().any(|x| x.name == col.name) => p.add(format!(
+                "field `{at}.schema[{j}]`: column `{}` is declared twice",
+                col.name
+            )),
+            Ok(col) => out.push(col),
+            Err(e) => p.add(format!(
+                "field `{at}.schema[{j}]` = \"{}\": {}",
+                c.escape_debug(),
+                e.message
+            )),
+        }
+    }
+    out
+}
+
+fn table_input(
+    at: &str,
+    iname: &Name,
+    table: &str,
+    inp: &InputFile,
+    p: &mut Problems,
+) -> Option<InputSource> {
+    if inp.format.is_some()
+        || inp.schema.is_some()
+        || inp.header.is_some()
+        || inp.delimiter.is_some()
+    {
+        p.add(format!(
+            "input `{iname}`: `format`, `schema`, `header` and `delimiter` apply to file inputs only"
+        ));
+    }
+    match Name::new(table) {
+        Ok(t) => Some(InputSource::Table {
+            table: t,
+            partitions: inp.partitions.unwrap_or_default(),
+        }),
+        Err(e) => {
+            p.add(format!("field `{at}.table`: {e}"));
+            None
+        }
+    }
+}
+
+/// The output table, its key columns and its record id column.
+fn output(raw: &OutputFile, p: &mut Problems) -> (Option<Name>, Vec<Name>, Option<Name>) {
+    let table = match Name::new(&raw.table) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            p.add(format!("field `output.table`: {e}"));
+            None
+        }
+    };
+    let mut key = Vec::new();
+    for (i, k) in raw.key.iter().enumerate() {
+        match Name::new(&k.to_ascii_lowercase()) {
+            Ok(n) => key.push(n),
+            Err(e) => p.add(format!("field `output.key[{i}]`: {e}")),
+        }
+    }
+    let record_id = match raw.record_id.as_deref() {
+        None => None,
+        Some(r) => match Name::new(&r.to_ascii_lowercase()) {
+            Ok(n) if key.is_empty() => {
+                p.add(format!(
+                    "field `output.record_id` = \"{n}\": the record id hashes the key columns; set `output.key`"
+                ));
+                None
+            }
+            Ok(n) => Some(n),
+            Err(e) => {
+                p.add(format!("field `output.record_id`: {e}"));
+                None
+            }
+        },
+    };
+    (table, key, record_id)
+}
+
+fn checks(
+    raw: Vec<crate::quality::CheckFile>,
+    key: &[Name],
+    p: &mut Problems,
+) -> Vec<crate::quality::Check> {
+    let mut checks: Vec<crate::quality::Check> = Vec::new();
+    for (i, c) in raw.into_iter().enumerate() {
+        match c.parse(&format!("checks[{i}]"), key) {
+            Ok(c) => {
+                if checks.iter().any(|x| x.name == c.name) {
+                    p.add(format!(
+                        "field `checks[{i}]`: another check is named `{}`; give one a `name`",
+                        c.name
+                    ));
+                }
+                checks.push(c)
+            }
+            Err(m) => p.add(m),
+        }
+    }
+    checks
+}
+
+fn retry(r: &RetryFile, p: &mut Problems) -> RetryPolicy {
+    if r.max_attempts == 0 {
+        p.add("field `retry.max_attempts` must be at least 1 (1 means no retry)".into());
+    }
+    let backoff_ok = r.backoff_seconds.is_finite()
+        && r.backoff_seconds >= 0.0
+        && r.max_backoff_seconds.is_finite()
+        && r.max_backoff_seconds >= r.backoff_seconds;
+    if !backoff_ok {
+        p.add("fields `retry.backoff_seconds` and `retry.max_backoff_seconds` must be non-negative, the maximum not below the first".into());
+    }
+    RetryPolicy {
+        max_attempts: r.max_attempts,
+        backoff_seconds: r.backoff_seconds,
+        max_backoff_seconds: r.max_backoff_seconds,
+    }
+}
+
+fn parse_bad_row_limit(v: &toml::Value) -> Result<BadRowLimit, String> {
+    let bad = || {
+        "field `max_bad_rows` is a count (10) or a percentage of the rows read (\"1%\")".to_string()
+    };
+    match v {
+        toml::Value::Integer(n) if *n >= 0 => Ok(BadRowLimit::Count(*n as u64)),
+        toml::Value::String(s) => {
+            let pct = s.trim().strip_suffix('%').ok_or_else(bad)?;
+            let x: f64 = pct.trim().parse().map_err(|_| bad())?;
+            if !(0.0..=100.0).contains(&x) {
+                return Err(bad());
+            }
+            Ok(BadRowLimit::Fraction(x / 100.0))
+        }
+        _ => Err(bad()),
+    }
+}
+
+fn parse_tz(s: &str) -> Result<Tz, String> {
+    s.parse::<Tz>().map_err(|_| {
+        format!(
+            "unknown time zone `{}`; use an IANA name such as UTC or Europe/Berlin",
+            s.escape_debug()
+        )
+    })
+}
+
+fn check_cron(expr: &str) -> Result<(), String> {
+    parse_cron(expr).map(|_| ())
+}
+
+fn check_template(t: &str) -> Result<(), String> {
+    if t.is_empty() {
+        return Err("the path is empty".into());
+    }
+    if t.chars().any(char::is_control) {
+        return Err("the path has a control character".into());
+    }
+    let mut rest = t;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let close = after.find('}').ok_or("a `{` is never closed")?;
+        let field = &after[..close];
+        if !TEMPLATE_FIELDS.contains(&field) {
+            return Err(format!(
+                "unknown placeholder {{{field}}}; known: {}",
+                TEMPLATE_FIELDS
+                    .iter()
+                    .map(|f| format!("{{{f}}}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        rest = &after[close + 1..];
+    }
+    if rest.contains('}') {
+        return Err("a `}` has no matching `{`".into());
+    }
+    Ok(())
+}
+
+fn guess_format(path: &str) -> FileFormat {
+    let p = path.to_ascii_lowercase();
+    if p.ends_with(".parquet") {
+        FileFormat::Parquet
+    } else if p.ends_with(".json") || p.ends_with(".jsonl") || p.ends_with(".ndjson") {
+        FileFormat::Json
+    } else {
+        FileFormat::Csv
+    }
+}

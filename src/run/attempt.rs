@@ -1,0 +1,255 @@
+//! One attempt at one partition: read the schema and fingerprint, claim the lease (which
+//! records the run as started in the same catalog write), look first when a dead run or
+//! another worker's completion needs it, execute, and record the end.
+
+use super::lease::{AbortOnDrop, DIED};
+use super::{RunError, RunOutcome, RunReport, Runner, Trigger};
+use crate::catalog::{Claim, Lease, PartitionState, PartitionStatus, RunEnd, RunStart};
+use crate::delta::{Scope, VersionHandle};
+use crate::engine::UpstreamInput;
+use crate::fingerprint::fingerprint;
+use crate::job::Job;
+use crate::partition::{Granularity, PartitionKey};
+use crate::schema::TableSchema;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tracing::{Instrument as _, error_span, info, warn};
+
+/// What the caller asked of one attempt.
+pub(super) struct Request<'a> {
+    pub job: &'a Job,
+    pub key: PartitionKey,
+    pub trigger: Trigger,
+    /// 1 for the first try, then one more per retry.
+    pub attempt: u32,
+    /// Do nothing if the partition was completed by a run that finished at or after this.
+    pub done_since_ms: Option<i64>,
+    /// Record a failed run with this reason instead of running (the daemon's refusals).
+    pub refusal: Option<&'a str>,
+}
+
+/// What an attempt works on once its lease is held: handed to each step whole.
+pub(super) struct Attempt<'a> {
+    pub job: &'a Job,
+    pub key: PartitionKey,
+    pub schema: TableSchema,
+    /// How the partition is named in its table's partition column.
+    pub scope: Scope,
+    pub handle: Arc<VersionHandle>,
+    pub lease: Lease,
+    /// Set by the heartbeat when another worker took the lease over.
+    pub lost: Arc<AtomicBool>,
+    pub fingerprint: String,
+    pub run_id: String,
+    /// Set once the run's end is recorded, which releases the lease in the same write.
+    pub released: AtomicBool,
+}
+
+/// What the claim left to decide under the lease.
+enum Look {
+    /// Nothing: the run is recorded as started.
+    Started,
+    /// The partition's status needs a look before starting (a dead run, or done since).
+    First(Box<PartitionStatus>),
+}
+
+impl Runner {
+    pub(super) async fn attempt(&self, req: &Request<'_>) -> RunReport {
+        let mut report = RunReport::new(req.job, &req.key, req.attempt);
+        let run_id = uuid::Uuid::now_v7().to_string();
+        // At error level so that the span, and its run id, is on every line the run logs
+        // whatever level is shown (an info span vanishes under `--quiet`).
+        let span = error_span!("run", run_id = %run_id, job = %req.job.name, partition = %req.key);
+        let result = self
+            .attempt_inner(req, run_id, &mut report)
+            .instrument(span.clone())
+            .await;
+        let _enter = span.enter();
+        if let Err(e) = result {
+            report.state = RunOutcome::Failed;
+            report.transient = e.is_transient();
+            report.error = Some(crate::redact::redact_text(&e.to_string()));
+            warn!(error = %report.error.as_deref().unwrap_or_default(), "run failed");
+        }
+        report
+    }
+
+    async fn attempt_inner(
+        &self,
+        req: &Request<'_>,
+        run_id: String,
+        report: &mut RunReport,
+    ) -> Result<(), RunError> {
+        let job = req.job;
+        let schema = self
+            .catalog
+            .table(job.table.as_str())
+            .await?
+            .ok_or_else(|| RunError::TableNotMigrated {
+                table: job.table.to_string(),
+            })?
+            .schema;
+        let fp = fingerprint(job, &schema);
+        report.fingerprint = fp.clone();
+        let handle = self.output_handle(job, &schema).await?;
+        let upstream = match req.refusal {
+            None => self.resolve_upstream(job, &req.key).await?,
+            Some(_) => Vec::new(),
+        };
+        let mut start = RunStart {
+            run_id: run_id.clone(),
+            job: job.name.to_string(),
+            table: job.table.to_string(),
+            version: i64::from(job.version),
+            partition: req.key.to_string(),
+            attempt: i64::from(req.attempt),
+            trigger: req.trigger,
+            fingerprint: fp.clone(),
+            lease_token: 0,
+            host: host_name(&self.holder),
+            pid: i64::from(std::process::id()),
+            started_at: self.clock.now_ms(),
+        };
+        let ttl_ms = self.lease_ttl.as_millis() as i64;
+        let (lease, look) = match self
+            .catalog
+            .claim(&mut start, &self.holder, ttl_ms, req.done_since_ms)
+            .await?
+        {
+            Claim::Started(lease) => (lease, Look::Started),
+            Claim::Look { lease, status } => (lease, Look::First(status)),
+            Claim::Held { holder, run_id } => {
+                info!(held_by = %holder, other_run = run_id.as_deref().unwrap_or("-"), "partition is leased by another worker; skipping");
+                report.state = RunOutcome::Held;
+                report.held_by = Some(holder);
+                return Ok(());
+            }
+        };
+        let a = Attempt {
+            job,
+            key: req.key,
+            scope: partition_scope(&schema, job, &req.key),
+            schema,
+            handle,
+            lease,
+            lost: Arc::new(AtomicBool::new(false)),
+            fingerprint: fp,
+            run_id,
+            released: AtomicBool::new(false),
+        };
+        let result = self
+            .under_lease(req, &a, &mut start, look, upstream, report)
+            .await;
+        if !a.released.load(Ordering::SeqCst) {
+            if let Err(e) = self.catalog.release_lease(&a.lease).await {
+                // It expires by itself; the next worker takes it over then.
+                warn!(error = %e, "could not release the lease");
+            }
+        }
+        result
+    }
+
+    /// Everything done while the lease is held.
+    async fn under_lease(
+        &self,
+        req: &Request<'_>,
+        a: &Attempt<'_>,
+        start: &mut RunStart,
+        look: Look,
+        upstream: Vec<UpstreamInput>,
+        report: &mut RunReport,
+    ) -> Result<(), RunError> {
+        if let Look::First(status) = look {
+            if let Some(p) = self.done_elsewhere(req, a, *status).await? {
+                info!(
+                    by_run = p.content_run_id.as_deref().unwrap_or("-"),
+                    "partition was completed by another worker meanwhile; nothing to do"
+                );
+                report.state = RunOutcome::DoneElsewhere;
+                report.run_id = p.content_run_id;
+                report.rows = p.content_rows.map(|r| r as u64);
+                return Ok(());
+            }
+            start.started_at = self.clock.now_ms();
+            self.catalog.start_run(start).await?;
+        }
+        report.run_id = Some(a.run_id.clone());
+        info!(table = %a.job.table, table_version = a.job.version, token = a.lease.token, trigger = %req.trigger, "run started");
+
+        // Aborted on drop too: a run cancelled by a daemon's shutdown stops renewing.
+        let heartbeat = AbortOnDrop(self.spawn_heartbeat(a.lease.clone(), a.lost.clone()));
+        let outcome = match req.refusal {
+            None => self.write_and_commit(a, upstream, report).await,
+            Some(why) => Err(RunError::NotRunnable(why.to_string())),
+        };
+        drop(heartbeat);
+        let end = match &outcome {
+            Ok((rows, dv)) => RunEnd::Succeeded {
+                rows: *rows as i64,
+                delta_version: *dv as i64,
+            },
+            Err(e) => RunEnd::Failed {
+                error: e.to_string(),
+            },
+        };
+        let quality_json = report
+            .quality
+            .as_ref()
+            .and_then(|q| serde_json::to_string(q).ok());
+        self.catalog
+            .finish_run(
+                start,
+                &end,
+                self.clock.now_ms(),
+                Some(&a.lease),
+                quality_json.as_deref(),
+            )
+            .await?;
+        a.released.store(true, Ordering::SeqCst);
+        let (rows, dv) = outcome?;
+        report.rows = Some(rows);
+        report.delta_version = Some(dv);
+        report.state = RunOutcome::Succeeded;
+        info!(rows, delta_version = dv, "run succeeded");
+        self.record_code(a.job, &a.fingerprint).await;
+        Ok(())
+    }
+
+    /// The claim asked for a look: a run left running is reconciled from the Delta log
+    /// first; then the partition is done elsewhere if another worker completed it after
+    /// the caller's cut-off.
+    async fn done_elsewhere(
+        &self,
+        req: &Request<'_>,
+        a: &Attempt<'_>,
+        status: PartitionStatus,
+    ) -> Result<Option<PartitionStatus>, RunError> {
+        let status = if status.state == PartitionState::Running {
+            self.reconcile(&a.handle, &a.scope, &a.lease, status, DIED)
+                .await?
+        } else {
+            Some(status)
+        };
+        Ok(status.filter(|p| {
+            req.done_since_ms
+                .is_some_and(|since| p.completed_since(since))
+        }))
+    }
+}
+
+/// The host part of a lease holder id (`host:pid:random`).
+fn host_name(holder: &str) -> String {
+    holder.split(':').next().unwrap_or_default().to_string()
+}
+
+/// How a partition is named in its table's partition column, for the Delta log (its
+/// string form) and for filters and checks (its typed value).
+pub fn partition_scope(schema: &TableSchema, job: &Job, key: &PartitionKey) -> Scope {
+    match schema.partition_column() {
+        Some(col) if job.granularity != Granularity::None => Scope::Partition {
+            column: col.name.to_string(),
+            value: crate::schema::types::partition_string(col.ty, key, job.partition_time_zone),
+        },
+        _ => Scope::WholeTable,
+    }
+}

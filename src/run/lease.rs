@@ -1,0 +1,159 @@
+//! The lease's lifecycle around a run: the heartbeat that renews it, reconciling a run
+//! that died under it (the Delta log says whether its commit landed), and settling this
+//! process's own leases when a daemon cancels its runs at shutdown.
+
+use super::attempt::partition_scope;
+use super::{RunError, Runner};
+use crate::catalog::{Lease, PartitionState, PartitionStatus};
+use crate::delta::{self, Scope, VersionHandle};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tracing::{Instrument as _, info, warn};
+
+/// Why a run that never committed is abandoned: its process died (found by the next
+/// worker once the lease expired), or its daemon cancelled it at shutdown.
+pub(super) const DIED: &str = "the process stopped before committing; its lease expired";
+const CANCELLED: &str = "cancelled by the daemon's shutdown after the grace period, before committing; nothing was written";
+
+/// A spawned task that ends with its owner.
+pub(super) struct AbortOnDrop(pub(super) tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Runner {
+    pub(super) fn spawn_heartbeat(
+        &self,
+        lease: Lease,
+        lost: Arc<AtomicBool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let catalog = self.catalog.clone();
+        let clock = self.clock.clone();
+        let ttl = self.lease_ttl;
+        tokio::spawn(
+            async move {
+                loop {
+                    tokio::time::sleep(ttl / 3).await;
+                    match catalog
+                        .renew_lease(&lease, ttl.as_millis() as i64, clock.now_ms())
+                        .await
+                    {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            warn!("lease lost: another worker took the partition");
+                            lost.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                        Err(e) => warn!(error = %e, "lease heartbeat failed; will retry"),
+                    }
+                }
+            }
+            .in_current_span(),
+        )
+    }
+
+    /// A previous run of this partition, `p.last_run_id`, is still marked running, and it
+    /// died: we hold the lease now, so its lease expired. The Delta log says whether its
+    /// commit landed: the partition's `txn` carries the token of the last writer that
+    /// committed. Returns the partition's state after reconciling.
+    pub(super) async fn reconcile(
+        &self,
+        handle: &VersionHandle,
+        scope: &Scope,
+        lease: &Lease,
+        p: PartitionStatus,
+        why: &str,
+    ) -> Result<Option<PartitionStatus>, RunError> {
+        let partition = lease.partition.as_str();
+        let status = Some(p.clone());
+        let Some(prev) = self.catalog.run(&p.last_run_id).await? else {
+            return Ok(status);
+        };
+        let mut table = handle.table.lock().await;
+        let landed = delta::landed_token(&mut table, partition).await?;
+        let now = self.clock.now_ms();
+        if landed.is_some_and(|t| t >= prev.lease_token) {
+            let rows = delta::partition_rows(&table, scope).await?;
+            let dv = table.version().unwrap_or_default() as i64;
+            info!(previous_run = %prev.run_id, rows, "previous run's commit had landed; recording it as succeeded");
+            self.catalog
+                .reconcile_landed_run(&prev, rows, dv, now)
+                .await?;
+        } else {
+            if why == DIED {
+                info!(previous_run = %prev.run_id, "previous run died before committing; marking it abandoned");
+            } else {
+                info!(previous_run = %prev.run_id, why, "run ended before committing; marking it abandoned");
+            }
+            self.catalog.abandon_run(&prev.run_id, why, now).await?;
+        }
+        drop(table);
+        Ok(self
+            .catalog
+            .partition_status(&lease.table, lease.version, partition)
+            .await?)
+    }
+
+    /// After runs were cancelled (a daemon's shutdown after its grace period): for each
+    /// lease this process still holds, records what became of the run, as a later worker
+    /// would after the lease expired (its commit landed, or it is abandoned), and releases
+    /// the lease at once. Returns how many were settled.
+    pub async fn settle_own_leases(&self) -> usize {
+        let leases = match self
+            .catalog
+            .leases_held_by(&self.holder, self.clock.now_ms())
+            .await
+        {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(error = %e, "could not list this process's leases; they expire by themselves");
+                return 0;
+            }
+        };
+        let mut settled = 0;
+        for lease in leases {
+            if let Err(e) = self.settle_one(&lease).await {
+                warn!(table = %lease.table, partition = %lease.partition, error = %e, "could not settle a cancelled run; the next worker does it once the lease expires");
+                continue;
+            }
+            settled += 1;
+        }
+        settled
+    }
+
+    async fn settle_one(&self, lease: &Lease) -> Result<(), RunError> {
+        let project = self.project();
+        let job = project
+            .jobs
+            .values()
+            .find(|j| j.table.as_str() == lease.table && i64::from(j.version) == lease.version);
+        let status = self
+            .catalog
+            .partition_status(&lease.table, lease.version, &lease.partition)
+            .await?;
+        if let (Some(job), Some(status)) = (job, status) {
+            if status.state == PartitionState::Running {
+                let schema = self
+                    .catalog
+                    .table(&lease.table)
+                    .await?
+                    .ok_or_else(|| RunError::TableNotMigrated {
+                        table: lease.table.clone(),
+                    })?
+                    .schema;
+                let key = job.granularity.parse_key(&lease.partition).map_err(|e| {
+                    RunError::NotRunnable(format!("lease on unknown partition: {e}"))
+                })?;
+                let scope = partition_scope(&schema, job, &key);
+                let handle = self.output_handle(job, &schema).await?;
+                self.reconcile(&handle, &scope, lease, status, CANCELLED)
+                    .await?;
+            }
+        }
+        self.catalog.release_lease(lease).await?;
+        Ok(())
+    }
+}

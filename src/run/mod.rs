@@ -1,0 +1,271 @@
+//! Running one partition of one job: the lease, the run record, the engine, the write and
+//! the commit, in that order, with the run id on every log line.
+//!
+//! The order is what keeps the promises: the lease comes before any write (one writer per
+//! partition), files are uploaded before the commit makes them visible (no partial
+//! partition), the commit carries the lease's fencing token (a stale writer is refused by
+//! the table), and the catalog is told last; if the process dies before that, the next run
+//! reads the Delta log to learn whether the commit landed (Delta is the truth for data).
+//!
+//! Rooms, by lifecycle step: `attempt` (one try: lease, run record, outcome), `lease`
+//! (heartbeat, reconcile a dead run from the Delta log, settle at shutdown), `inputs`
+//! (upstream aliases resolved to snapshots, and what a partition waits for), `write`
+//! (query, conform, upload, bad rows, audit, commit), `handles` (one open Delta table per
+//! physical version), `code` (the code that wrote a version, for shadow runs), `report`.
+
+mod attempt;
+mod code;
+mod handles;
+mod inputs;
+mod lease;
+mod report;
+mod write;
+
+pub use crate::catalog::Trigger;
+pub use attempt::partition_scope;
+pub use inputs::CompletePartitions;
+pub use report::{RunOutcome, RunReport};
+
+use crate::catalog::{Catalog, CatalogError};
+use crate::clock::SharedClock;
+use crate::delta::{DeltaError, VersionHandle};
+use crate::engine::conform::ConformError;
+use crate::engine::{Engine, EngineError};
+use crate::job::Job;
+use crate::partition::PartitionKey;
+use crate::project::Project;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::warn;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(
+        "table `{table}` does not exist in the catalog; its CREATE TABLE is in migrations/ but not applied: run `sluice migrate`"
+    )]
+    TableNotMigrated { table: String },
+    #[error("upstream input `{input}`: table `{table}` {why}")]
+    Upstream {
+        input: String,
+        table: String,
+        why: String,
+    },
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Delta(#[from] DeltaError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Conform(#[from] ConformError),
+    #[error(
+        "the lease on the partition was lost while running (another worker took it after it expired)"
+    )]
+    LeaseLost,
+    /// The daemon could not run the partition (its spec no longer validates, its input
+    /// files did not arrive in time) and records why.
+    #[error("{0}")]
+    NotRunnable(String),
+    /// A data-quality check of severity error failed: nothing was published.
+    #[error("{0}; nothing was published, the previous content stays")]
+    CheckFailed(String),
+    /// Too many input rows could not be used.
+    #[error("{0}")]
+    TooManyBadRows(String),
+}
+
+impl RunError {
+    /// Transient errors (I/O, object store, catalog busy) are retried; SQL, schema and
+    /// input errors are not: running them again gives the same answer.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RunError::Catalog(e) => e.is_transient(),
+            RunError::Delta(e) => e.is_transient(),
+            RunError::Engine(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+}
+
+/// Everything a run needs that outlives it. Built once per process by the composition
+/// root (`cli::context`); the catalog, engine and clock are its own, never reached through.
+pub struct Runner {
+    /// The project as last loaded; the daemon swaps in a fresh one when files change, so
+    /// each run reads the code current when it starts.
+    project: std::sync::RwLock<Arc<Project>>,
+    catalog: Catalog,
+    engine: Engine,
+    clock: SharedClock,
+    /// Who we are in the leases table: host, process, and a random part.
+    holder: String,
+    lease_ttl: Duration,
+    handles: tokio::sync::Mutex<HashMap<(String, u32), Arc<VersionHandle>>>,
+    /// Bounds the partitions computing at once (query and file upload); runs waiting for a
+    /// lease check or a commit do not hold a permit, so commits of many partitions can be
+    /// grouped while others compute.
+    compute: Option<Arc<tokio::sync::Semaphore>>,
+    /// The code fingerprint last recorded per (job, version) by this process: the catalog's
+    /// `job_code` is written when it changes, not on every run.
+    recorded_code: std::sync::Mutex<HashMap<(String, u32), String>>,
+}
+
+pub fn holder_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!(
+        "{host}:{}:{}",
+        std::process::id(),
+        &uuid::Uuid::now_v7().simple().to_string()[24..]
+    )
+}
+
+fn host_name(holder: &str) -> String {
+    holder.split(':').next().unwrap_or_default().to_string()
+}
+
+impl Runner {
+    pub fn new(
+        project: Arc<Project>,
+        catalog: Catalog,
+        engine: Engine,
+        clock: SharedClock,
+        holder: String,
+    ) -> Runner {
+        Runner {
+            lease_ttl: project.settings.lease_ttl,
+            project: std::sync::RwLock::new(project),
+            catalog,
+            engine,
+            clock,
+            holder,
+            handles: tokio::sync::Mutex::new(HashMap::new()),
+            compute: None,
+            recorded_code: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Who this process is in the leases table.
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// The project as last loaded.
+    pub fn project(&self) -> Arc<Project> {
+        self.project
+            .read()
+            .map(|p| p.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// Runs started from now on see `project`; runs under way keep the one they started with.
+    pub fn set_project(&self, project: Arc<Project>) {
+        match self.project.write() {
+            Ok(mut p) => *p = project,
+            Err(e) => *e.into_inner() = project,
+        }
+    }
+
+    /// At most `n` partitions compute at once (see [`Runner::compute`]).
+    pub fn with_compute_limit(mut self, n: usize) -> Runner {
+        self.compute = Some(Arc::new(tokio::sync::Semaphore::new(n.max(1))));
+        self
+    }
+
+    async fn compute_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        match &self.compute {
+            Some(s) => s.clone().acquire_owned().await.ok(),
+            None => None,
+        }
+    }
+
+    /// The handle of a physical version this process writes: created in the warehouse and
+
+    /// Runs one partition, retrying transient failures per the job's retry policy.
+    pub async fn run_partition(&self, job: &Job, key: PartitionKey, trigger: Trigger) -> RunReport {
+        self.run_partition_unless_done_since(job, key, trigger, None)
+            .await
+    }
+
+    /// Like [`Runner::run_partition`], but does nothing if, once the lease is held, the
+    /// partition turns out complete by a run that finished at or after `done_since_ms`: a
+    /// backfill does not redo what another worker did while it was going.
+    pub async fn run_partition_unless_done_since(
+        &self,
+        job: &Job,
+        key: PartitionKey,
+        trigger: Trigger,
+        done_since_ms: Option<i64>,
+    ) -> RunReport {
+        self.run_or_refuse(job, key, trigger, done_since_ms, None)
+            .await
+    }
+
+    /// Records a failed run of the partition with `why`, under its lease like any run, so
+    /// that `sluice status` and the run history say why the daemon did not run it. Nothing
+    /// is written to the table.
+    pub async fn fail_partition(
+        &self,
+        job: &Job,
+        key: PartitionKey,
+        trigger: Trigger,
+        done_since_ms: Option<i64>,
+        why: String,
+    ) -> RunReport {
+        self.run_or_refuse(job, key, trigger, done_since_ms, Some(why))
+            .await
+    }
+
+    async fn run_or_refuse(
+        &self,
+        job: &Job,
+        key: PartitionKey,
+        trigger: Trigger,
+        done_since_ms: Option<i64>,
+        refusal: Option<String>,
+    ) -> RunReport {
+        // Elapsed time is measured, not read from the (injectable) clock.
+        let started = std::time::Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let request = attempt::Request {
+                job,
+                key,
+                trigger,
+                attempt,
+                done_since_ms,
+                refusal: refusal.as_deref(),
+            };
+            let mut report = self.attempt(&request).await;
+            report.attempts = attempt;
+            report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+            let retry = report.state == RunOutcome::Failed
+                && report.transient
+                && attempt < job.retry.max_attempts;
+            if !retry {
+                return report;
+            }
+            let wait = backoff(&job.retry, attempt);
+            warn!(
+                job = %job.name, partition = %key, attempt, wait_ms = wait.as_millis() as u64,
+                error = report.error.as_deref().unwrap_or_default(),
+                "transient failure; retrying"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// Exponential backoff with full jitter: the n-th retry waits a random time up to
+/// `backoff * 2^(n-1)`, capped, so retries of many partitions do not move in lockstep.
+pub fn backoff(policy: &crate::job::RetryPolicy, attempt: u32) -> Duration {
+    let cap = policy.max_backoff_seconds;
+    let base = (policy.backoff_seconds * 2f64.powi(attempt.saturating_sub(1) as i32)).min(cap);
+    let jitter = (uuid::Uuid::now_v7().as_u128() & 0xffff) as f64 / 65535.0;
+    Duration::from_secs_f64((base * (0.5 + jitter / 2.0)).max(0.0))
+}

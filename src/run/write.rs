@@ -1,0 +1,367 @@
+//! Writing a partition: run the query, fit its output to the table, upload it as new
+//! files, set bad rows aside, audit the new rows, and commit them with the lease's fencing
+//! token. Nothing is visible before the commit; what a refused run uploaded is deleted.
+
+use super::attempt::Attempt;
+use super::{RunError, RunReport, Runner};
+use crate::delta::store::delete_unpublished;
+use crate::delta::{CommitInfo, DeltaError, PartitionCommit, PartitionWriter, StillLeased};
+use crate::engine::fit::Fitter;
+use crate::engine::{self, BadRow, Engine, EngineError, PartitionQuery, UpstreamInput};
+use crate::job::{BadRowLimit, BadRows, InputSource, Job};
+use crate::partition::PartitionKey;
+use crate::warehouse;
+use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::kernel::Add;
+use futures::{FutureExt as _, StreamExt as _};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use tracing::warn;
+
+/// A partition's new files, uploaded but not committed, and the rows they hold.
+struct WrittenFiles {
+    adds: Vec<Add>,
+    rows: u64,
+    /// The conformed rows, kept for the audit (a partition's worth).
+    batches: Vec<RecordBatch>,
+    target: SchemaRef,
+    /// Output rows left out because they do not fit the table.
+    rejected: Vec<BadRow>,
+    /// The CSV files read (the denominator of a `max_bad_rows` fraction).
+    csv_files: Vec<engine::CsvFile>,
+}
+
+/// A failed write, with the CSV files it read (for the bad-row scan).
+type WriteFailure = (RunError, Vec<engine::CsvFile>);
+
+impl Runner {
+    /// Computes, audits and commits the partition; returns its rows and Delta version.
+    pub(super) async fn write_and_commit(
+        &self,
+        a: &Attempt<'_>,
+        upstream: Vec<UpstreamInput>,
+        report: &mut RunReport,
+    ) -> Result<(u64, u64), RunError> {
+        let mut query = PartitionQuery {
+            job: a.job,
+            key: a.key,
+            upstream,
+            without_bad_rows: HashMap::new(),
+        };
+        let pending = a.handle.pending();
+        let WrittenFiles {
+            adds,
+            rows,
+            batches,
+            target,
+            rejected,
+            csv_files,
+        } = self.compute_files(a, &mut query, report).await?;
+        if !rejected.is_empty() {
+            for b in &rejected {
+                warn!(row = b.line, error = %b.error, raw = %b.raw, "leaving out an output row that does not fit the table (bad_rows = \"skip\")");
+            }
+            report.bad_rows_skipped.extend(rejected);
+            let read = if csv_files.is_empty() {
+                rows + report.bad_rows_skipped.len() as u64
+            } else {
+                Engine::count_records(&csv_files)
+            };
+            if let Err(e) = self
+                .within_bad_row_limit(a, &report.bad_rows_skipped, read, "row(s)")
+                .await
+            {
+                delete_unpublished(&a.handle.url, &adds).await;
+                return Err(e);
+            }
+        }
+        // Audit: profile and check the new rows before anything is published.
+        let quality = self.audit(a.job, &a.key, target, batches).await?;
+        for c in quality.checks.iter().filter(|c| !c.passed) {
+            warn!(check = %c.name, severity = ?c.severity, failing = c.failing, "{c}");
+        }
+        let blocking = quality.blocking().map(|c| c.to_string());
+        report.quality = Some(quality);
+        if let Some(why) = blocking {
+            delete_unpublished(&a.handle.url, &adds).await;
+            return Err(RunError::CheckFailed(why));
+        }
+        if a.lost.load(Ordering::SeqCst) {
+            return Err(RunError::LeaseLost);
+        }
+        crate::failpoint::delay_if_set("slow_commit").await;
+        crate::failpoint::pause_if_set("before_commit").await;
+        if crate::failpoint::fail_once("transient_commit_error") {
+            return Err(DeltaError::Commit {
+                url: warehouse::display(&a.handle.url),
+                message: "injected I/O error: connection reset (failpoint transient_commit_error)"
+                    .into(),
+            }
+            .into());
+        }
+        drop(pending);
+        let dv = self.commit(a, adds).await?;
+        crate::failpoint::pause_if_set("after_commit").await;
+        self.record_dead_letters(a, &report.bad_rows_skipped).await;
+        Ok((rows, dv))
+    }
+
+    /// Runs the query into new files under a compute permit. When reading a CSV input
+    /// fails, finds the bad rows by file and line and, as the job's `bad_rows` policy says,
+    /// fails naming them or runs once more without them.
+    async fn compute_files(
+        &self,
+        a: &Attempt<'_>,
+        query: &mut PartitionQuery<'_>,
+        report: &mut RunReport,
+    ) -> Result<WrittenFiles, RunError> {
+        let permit = self.compute_permit().await;
+        let written = self.write_files(a, query).await;
+        drop(permit);
+        let (e, csv_files) = match written {
+            Ok(done) => return Ok(done),
+            Err(failure) => failure,
+        };
+        if csv_files.is_empty() || !matches!(e, RunError::Engine(EngineError::Execution { .. })) {
+            return Err(e);
+        }
+        // A read failed: find which rows, by file and line.
+        let bad = Engine::find_bad_rows(&csv_files, &self.project().settings.root)?;
+        if bad.is_empty() {
+            return Err(e);
+        }
+        if a.job.bad_rows == BadRows::Fail {
+            self.record_dead_letters(a, &bad).await;
+            return Err(EngineError::BadRows {
+                total: bad.len(),
+                rows: bad,
+            }
+            .into());
+        }
+        self.within_bad_row_limit(a, &bad, Engine::count_records(&csv_files), "input row(s)")
+            .await?;
+        for b in &bad {
+            warn!(input = %b.input, file = %b.file, line = b.line, error = %b.error, raw = %b.raw, "skipping bad input row (bad_rows = \"skip\")");
+            if let Ok(n) = crate::names::Name::new(&b.input) {
+                query.without_bad_rows.entry(n).or_default().push(b.clone());
+            }
+        }
+        report.bad_rows_skipped = bad;
+        let _permit = self.compute_permit().await;
+        self.write_files(a, query).await.map_err(|(e, _)| e)
+    }
+
+    /// Fails the run, recording `bad` as its dead letters, when they are more than the
+    /// job's `max_bad_rows` allows of `read` rows.
+    async fn within_bad_row_limit(
+        &self,
+        a: &Attempt<'_>,
+        bad: &[BadRow],
+        read: u64,
+        what: &str,
+    ) -> Result<(), RunError> {
+        let Some(limit) = a.job.max_bad_rows else {
+            return Ok(());
+        };
+        if limit.allows(bad.len() as u64, read) {
+            return Ok(());
+        }
+        self.record_dead_letters(a, bad).await;
+        Err(too_many_bad_rows(a.job, &a.key, bad, read, limit, what))
+    }
+
+    /// Runs the query and uploads its output as new files; returns their `add` actions.
+    /// On failure, also returns the CSV files read, for the bad-row scan.
+    async fn write_files(
+        &self,
+        a: &Attempt<'_>,
+        query: &PartitionQuery<'_>,
+    ) -> Result<WrittenFiles, WriteFailure> {
+        let job = a.job;
+        let prepared = self
+            .engine
+            .prepare(query)
+            .await
+            .map_err(|e| (e.into(), Vec::new()))?;
+        let csv_files = prepared.csv_files.clone();
+        let fail = |e: RunError| (e, csv_files.clone());
+        let mut stream = engine::execute(prepared.df)
+            .await
+            .map_err(|e| fail(e.into()))?;
+        let project = self.project();
+        let mut fitter = Fitter::new(job, &a.schema, &a.key, &stream.schema(), |column| {
+            unknown_column_hint(&project, job, column)
+        })
+        .map_err(|e| fail(e.into()))?;
+        let mut writer = {
+            let table = a.handle.table.lock().await;
+            PartitionWriter::new(&a.handle.url, &table).map_err(|e| fail(e.into()))?
+        };
+        // The audit reads the new rows again; they are kept until then (a partition's worth).
+        let mut kept = Vec::new();
+        // Rows of the output that do not fit the table, set aside under bad_rows = "skip".
+        let mut rejected: Vec<BadRow> = Vec::new();
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(|e| fail(engine::execution_error(e).into()))?;
+            let fitted = fitter.fit(&batch).map_err(|e| fail(e.into()))?;
+            rejected.extend(fitted.rejected);
+            if fitted.batch.num_rows() > 0 {
+                kept.push(fitted.batch.clone());
+            }
+            writer
+                .write(fitted.batch)
+                .await
+                .map_err(|e| fail(e.into()))?;
+        }
+        let rows = writer.rows();
+        let adds = writer.finish().await.map_err(|e| fail(e.into()))?;
+        Ok(WrittenFiles {
+            adds,
+            rows,
+            batches: kept,
+            target: fitter.target_schema(),
+            rejected,
+            csv_files,
+        })
+    }
+
+    /// Profiles the new rows and runs the job's checks on them, against the profiles of
+    /// the partitions before this one when a check needs a baseline.
+    async fn audit(
+        &self,
+        job: &Job,
+        key: &PartitionKey,
+        target: SchemaRef,
+        batches: Vec<RecordBatch>,
+    ) -> Result<crate::quality::Quality, RunError> {
+        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+        if job.checks.is_empty() && rows == 0 {
+            return Ok(crate::quality::Quality {
+                profile: Some(crate::quality::Profile::default()),
+                checks: Vec::new(),
+            });
+        }
+        let depth = job.checks.iter().filter_map(|c| c.baseline()).max();
+        let baseline = match depth {
+            Some(n) => crate::quality::profiles_from_json(
+                &self
+                    .catalog
+                    .quality_before(
+                        job.table.as_str(),
+                        i64::from(job.version),
+                        &key.to_string(),
+                        n,
+                    )
+                    .await?,
+            ),
+            None => Vec::new(),
+        };
+        let end_us = key
+            .instant_bounds(job.partition_time_zone)
+            .map(|(_, e)| e.timestamp_micros());
+        crate::quality::audit::audit(
+            || self.engine.session(),
+            target,
+            batches,
+            &job.checks,
+            &baseline,
+            end_us,
+        )
+        .await
+        .map_err(|e| RunError::CheckFailed(format!("the data-quality audit could not run: {e}")))
+    }
+
+    /// Commits the partition's files through its version's group-commit queue, with a
+    /// check, just before the commit, that the lease is still ours.
+    async fn commit(&self, a: &Attempt<'_>, adds: Vec<Add>) -> Result<u64, DeltaError> {
+        let item = PartitionCommit {
+            scope: a.scope.clone(),
+            adds,
+            info: CommitInfo {
+                partition: a.key.to_string(),
+                token: a.lease.token,
+                run_id: a.run_id.clone(),
+                fingerprint: a.fingerprint.clone(),
+                job: a.job.name.to_string(),
+            },
+        };
+        let (catalog, clock) = (self.catalog.clone(), self.clock.clone());
+        let (lease, lost) = (a.lease.clone(), a.lost.clone());
+        let still_leased: StillLeased = std::sync::Arc::new(move || {
+            let (catalog, clock, lease, lost) =
+                (catalog.clone(), clock.clone(), lease.clone(), lost.clone());
+            async move {
+                !lost.load(Ordering::SeqCst)
+                    && catalog
+                        .lease_is_current(&lease, clock.now_ms())
+                        .await
+                        .unwrap_or(false)
+            }
+            .boxed()
+        });
+        a.handle.commit(item, still_leased).await
+    }
+
+    /// Replaces the partition's dead letters with `bad` (none: clears them). A failure
+    /// here is logged, not fatal: the rows are in the run's log lines too.
+    async fn record_dead_letters(&self, a: &Attempt<'_>, bad: &[BadRow]) {
+        // Only jobs that read files, or that set rows aside, have dead letters.
+        let reads_files = a
+            .job
+            .inputs
+            .iter()
+            .any(|i| matches!(i.source, InputSource::Files { .. }));
+        if !reads_files && a.job.bad_rows == BadRows::Fail {
+            return;
+        }
+        let url = crate::dead_letters::table_url(&self.project().settings.warehouse, &a.job.name);
+        let letters = crate::dead_letters::Letters {
+            partition: a.key.to_string(),
+            run_id: a.run_id.clone(),
+            token: a.lease.token,
+            at_ms: self.clock.now_ms(),
+            rows: bad.to_vec(),
+        };
+        if let Err(e) = crate::dead_letters::replace(&url, &letters).await {
+            warn!(error = %e, "could not record the dead letters");
+        }
+    }
+}
+
+/// The run's error when more rows cannot be used than `max_bad_rows` allows.
+fn too_many_bad_rows(
+    job: &Job,
+    key: &PartitionKey,
+    bad: &[BadRow],
+    read: u64,
+    limit: BadRowLimit,
+    what: &str,
+) -> RunError {
+    RunError::TooManyBadRows(format!(
+        "{} of {read} {what} cannot be used, more than `max_bad_rows` allows ({limit}); first: {}; see `sluice dlq list {} --partition {key}`",
+        bad.len(),
+        bad.iter()
+            .take(3)
+            .map(|b| b.to_string())
+            .collect::<Vec<_>>()
+            .join("; "),
+        job.name
+    ))
+}
+
+/// What to do about a column the SQL produces and the table lacks: apply the migration that
+/// adds it, when one is pending; else change the SQL or add a migration.
+fn unknown_column_hint(project: &crate::project::Project, job: &Job, column: &str) -> String {
+    match crate::project::migration_files::file_adding_column(
+        &project.migrations,
+        job.table.as_str(),
+        column,
+    ) {
+        Some(f) => format!(
+            "it is added by migrations/{}, not applied: run `sluice migrate` first (schema changes deploy before the code that uses them)",
+            f.name
+        ),
+        None => "remove it from the SELECT, or add the column to the table with a migration".into(),
+    }
+}

@@ -1,0 +1,79 @@
+//! `validate`: every spec, cron, dependency and migration, and each job's SQL planned
+//! against the declared schemas and fitted to its table. Reads no data and needs no
+//! catalog; `migrate` asks it too before a destructive change.
+
+use crate::engine::conform::Conformer;
+use crate::engine::{Engine, EngineError};
+use crate::job::SpecError;
+use crate::project::Project;
+
+fn file_name(p: &std::path::Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default()
+}
+
+/// Validation plans for a representative partition; any will do for a type check.
+fn partition_of(
+    table: &crate::schema::TableSchema,
+    job: &crate::job::Job,
+) -> Option<(String, deltalake::datafusion::scalar::ScalarValue, String)> {
+    let col = table.partition_column()?;
+    let key = job
+        .start
+        .unwrap_or_else(|| job.granularity.key_at(chrono::Utc::now().naive_utc()));
+    let v = crate::schema::types::partition_value(col.ty, &key, job.partition_time_zone)?;
+    Some((col.name.to_string(), v, key.to_string()))
+}
+
+/// What `validate` found.
+#[derive(Debug, Clone, Default)]
+pub struct Validation {
+    /// Everything wrong, one entry per problem, with its file.
+    pub problems: Vec<SpecError>,
+    /// Jobs whose SQL could not be checked (an input without a declared schema).
+    pub unchecked: Vec<String>,
+}
+
+/// Everything wrong with the project: its load problems, and each job's SQL planned against
+/// the declared schemas (applied or not) and fitted to its table.
+pub async fn validate(project: &Project) -> Result<Validation, EngineError> {
+    let mut problems = project.problems.clone();
+    let engine = Engine::new(&project.settings.engine, &project.settings.root)?;
+    let mut unchecked = Vec::new();
+    for name in &project.graph.order {
+        let Some(job) = project.jobs.get(name) else {
+            continue;
+        };
+        let Some(table) = project.declared.get(&job.table) else {
+            continue;
+        };
+        match engine.plan_against_schemas(job, &project.declared).await {
+            Ok(Some(out)) => {
+                let out = match &job.record_id {
+                    Some(c) => crate::engine::record_id::schema_with(&out, c),
+                    None => out,
+                };
+                if let Err(e) = Conformer::new(table, &out, partition_of(table, job), |_| {
+                    "remove it from the SELECT, or add the column to the table with a migration"
+                        .into()
+                }) {
+                    problems.push(SpecError {
+                        file: format!("jobs/{}", file_name(&job.sql_path)),
+                        message: e.to_string(),
+                    });
+                }
+            }
+            Ok(None) => unchecked.push(job.name.to_string()),
+            Err(EngineError::Sql { file, message }) => problems.push(SpecError { file, message }),
+            Err(e) => problems.push(SpecError {
+                file: job.spec_file(&project.settings.root),
+                message: e.to_string(),
+            }),
+        }
+    }
+    Ok(Validation {
+        problems,
+        unchecked,
+    })
+}

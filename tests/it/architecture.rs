@@ -1,0 +1,358 @@
+//! The rules ARCHITECTURE.md states that a reading of the source can check (in the manner
+//! of rust-analyzer's tidy tests): which room may use which crate or write objects, no
+//! import circle between top-level modules, files and functions of a readable size.
+
+use crate::util::REPO;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Every `.rs` file under `src/`, as (path relative to `src/`, code). Comments, string
+/// literals and `#[cfg(test)]` modules are blanked, so that only code is checked.
+fn sources() -> Vec<(String, String)> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).expect("src/ is readable") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    let root = Path::new(REPO).join("src");
+    let mut files = Vec::new();
+    walk(&root, &mut files);
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).expect("source is UTF-8");
+            let rel = p
+                .strip_prefix(&root)
+                .expect("under src")
+                .to_string_lossy()
+                .replace('\\', "/");
+            (rel, code_only(&text))
+        })
+        .collect()
+}
+
+/// The text with comments and string contents replaced by spaces (line structure kept),
+/// and everything from the first `#[cfg(test)]` on dropped.
+fn code_only(text: &str) -> String {
+    let text = match text.find("#[cfg(test)]") {
+        Some(i) => &text[..i],
+        None => text,
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    let (mut in_str, mut in_line_comment, mut block_depth) = (false, false, 0u32);
+    while let Some(c) = chars.next() {
+        if in_line_comment {
+            if c == '\n' {
+                in_line_comment = false;
+                out.push('\n');
+            }
+            continue;
+        }
+        if block_depth > 0 {
+            if c == '*' && chars.peek() == Some(&'/') {
+                chars.next();
+                block_depth -= 1;
+            } else if c == '\n' {
+                out.push('\n');
+            }
+            continue;
+        }
+        if in_str {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '"' => {
+                    in_str = false;
+                    out.push('"');
+                }
+                '\n' => out.push('\n'),
+                _ => {}
+            }
+            continue;
+        }
+        match (c, chars.peek()) {
+            ('/', Some('/')) => in_line_comment = true,
+            ('/', Some('*')) => {
+                chars.next();
+                block_depth += 1;
+            }
+            ('"', _) => {
+                in_str = true;
+                out.push('"');
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// The top-level module a source file belongs to (`run/attempt.rs` -> `run`).
+fn room(rel: &str) -> &str {
+    rel.split('/').next().unwrap_or(rel).trim_end_matches(".rs")
+}
+
+/// Files that mention `word` (as a path segment) outside the rooms allowed to.
+fn used_outside(word: &str, allowed: &[&str]) -> Vec<String> {
+    sources()
+        .into_iter()
+        .filter(|(rel, _)| !allowed.contains(&room(rel)))
+        .filter(|(_, code)| {
+            code.match_indices(word).any(|(i, _)| {
+                let before = code[..i].chars().next_back();
+                let after = code[i + word.len()..].chars().next();
+                !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
+                    && !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
+            })
+        })
+        .map(|(rel, _)| rel)
+        .collect()
+}
+
+#[test]
+fn only_catalog_uses_sqlx() {
+    assert_eq!(used_outside("sqlx", &["catalog"]), Vec::<String>::new());
+}
+
+#[test]
+fn only_cli_uses_clap() {
+    assert_eq!(used_outside("clap", &["cli"]), Vec::<String>::new());
+}
+
+#[test]
+fn only_daemon_knows_tokio_cron_scheduler() {
+    assert_eq!(
+        used_outside("tokio_cron_scheduler", &["daemon"]),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn cron_stays_with_job_specs_and_the_daemon() {
+    assert_eq!(
+        used_outside("croner", &["job", "daemon"]),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn only_delta_writes_or_deletes_objects() {
+    // Object-store puts, deletes, copies and renames; local file deletes and writes; Delta's
+    // commit builder, writers and operations.
+    let writes = [
+        ".put(",
+        ".put_opts(",
+        ".put_multipart(",
+        ".delete(",
+        ".delete_stream(",
+        ".copy(",
+        ".copy_if_not_exists(",
+        ".rename(",
+        ".rename_if_not_exists(",
+        ".vacuum(",
+        "remove_file(",
+        "remove_dir_all(",
+        "fs::write(",
+        "CommitBuilder",
+        "RecordBatchWriter",
+        "DeltaOps",
+        "write_deltalake",
+    ];
+    let mut found = BTreeMap::new();
+    for (rel, code) in sources() {
+        if room(&rel) == "delta" {
+            continue;
+        }
+        let hits: Vec<&str> = writes
+            .iter()
+            .copied()
+            .filter(|w| code.contains(w))
+            .collect();
+        if !hits.is_empty() {
+            found.insert(rel, hits);
+        }
+    }
+    assert!(found.is_empty(), "object writes outside delta/: {found:?}");
+}
+
+#[test]
+fn no_import_circle_between_top_level_modules() {
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (rel, code) in sources() {
+        let from = room(&rel).to_string();
+        if from == "lib" || from == "main" {
+            continue;
+        }
+        for (i, _) in code.match_indices("crate::") {
+            let rest = &code[i + "crate::".len()..];
+            let mut targets = Vec::new();
+            if let Some(group) = rest.strip_prefix('{') {
+                let group = &group[..group.find('}').unwrap_or(group.len())];
+                targets.extend(
+                    group
+                        .split(',')
+                        .map(|p| p.trim().split("::").next().unwrap_or("")),
+                );
+            } else {
+                targets.push(
+                    rest.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                        .next()
+                        .unwrap_or(""),
+                );
+            }
+            for t in targets {
+                if !t.is_empty()
+                    && t != from
+                    && t.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                {
+                    edges.entry(from.clone()).or_default().insert(t.to_string());
+                }
+            }
+        }
+    }
+    // Depth-first search for a back edge; report the circle it closes.
+    fn visit(
+        m: &str,
+        edges: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(i) = path.iter().position(|p| p == m) {
+            let mut circle = path[i..].to_vec();
+            circle.push(m.to_string());
+            return Some(circle);
+        }
+        if done.contains(m) {
+            return None;
+        }
+        path.push(m.to_string());
+        for next in edges.get(m).into_iter().flatten() {
+            if let Some(c) = visit(next, edges, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(m.to_string());
+        None
+    }
+    let mut done = BTreeSet::new();
+    for m in edges.keys() {
+        if let Some(circle) = visit(m, &edges, &mut Vec::new(), &mut done) {
+            panic!("import circle: {}", circle.join(" -> "));
+        }
+    }
+}
+
+#[test]
+fn no_source_file_over_700_lines() {
+    let root = Path::new(REPO).join("src");
+    let long: Vec<(String, usize)> = sources()
+        .into_iter()
+        .map(|(rel, _)| {
+            let n = std::fs::read_to_string(root.join(&rel))
+                .map(|t| t.lines().count())
+                .unwrap_or(0);
+            (rel, n)
+        })
+        .filter(|(_, n)| *n > 700)
+        .collect();
+    assert!(
+        long.is_empty(),
+        "split these along a seam they have: {long:?}"
+    );
+}
+
+#[test]
+fn no_too_many_arguments_allowance() {
+    let found: Vec<String> = sources()
+        .into_iter()
+        .filter(|(_, code)| code.contains("too_many_arguments"))
+        .map(|(rel, _)| rel)
+        .collect();
+    assert!(found.is_empty(), "pass a context struct instead: {found:?}");
+}
+
+/// Functions of more than this many lines are asked to split, unless they are one table
+/// or one match (listed in `ONE_TABLE_OR_MATCH`).
+const MAX_FN_LINES: usize = 100;
+
+/// Long functions that are one table or one match: splitting them would scatter one rule.
+const ONE_TABLE_OR_MATCH: &[&str] = &[
+    // The DDL lexer: one match over the next character.
+    "schema/ddl/lex.rs::lex",
+    // The command line's dispatch: one arm per command.
+    "cli/mod.rs::dispatch",
+    // A check as written: one match over its type.
+    "quality/mod.rs::parse",
+];
+
+/// Every function with a body, as (`file::name`, lines from `fn` to its closing brace).
+fn function_lengths() -> Vec<(String, usize)> {
+    let root = Path::new(REPO).join("src");
+    let mut out = Vec::new();
+    for (rel, _) in sources() {
+        let text = std::fs::read_to_string(root.join(&rel)).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let trimmed = line.trim_start();
+            let indent = &line[..line.len() - trimmed.len()];
+            let Some(at) = trimmed.find("fn ") else {
+                continue;
+            };
+            let head = &trimmed[..at];
+            let is_fn = head.is_empty()
+                || head.split_whitespace().all(|w| {
+                    [
+                        "pub",
+                        "pub(crate)",
+                        "pub(super)",
+                        "async",
+                        "const",
+                        "unsafe",
+                    ]
+                    .contains(&w)
+                });
+            if !is_fn || trimmed.starts_with("//") {
+                continue;
+            }
+            let name: String = trimmed[at + 3..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            // A declaration without a body (a trait's) ends with `;` before any `{`.
+            let mut end = None;
+            for (j, l) in lines.iter().enumerate().skip(i) {
+                if l.trim_end().ends_with(';') && !lines[i..=j].iter().any(|x| x.contains('{')) {
+                    break;
+                }
+                if j > i && *l == format!("{indent}}}") {
+                    end = Some(j);
+                    break;
+                }
+            }
+            if let Some(j) = end {
+                out.push((format!("{rel}::{name}"), j - i + 1));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn functions_stay_under_100_lines_unless_one_table_or_match() {
+    let long: Vec<(String, usize)> = function_lengths()
+        .into_iter()
+        .filter(|(f, n)| *n > MAX_FN_LINES && !ONE_TABLE_OR_MATCH.contains(&f.as_str()))
+        .collect();
+    assert!(
+        long.is_empty(),
+        "functions over {MAX_FN_LINES} lines; split them along their steps: {long:?}"
+    );
+}
