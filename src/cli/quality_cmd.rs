@@ -163,14 +163,9 @@ fn metric_histories(
 
 pub async fn dlq_list(g: &Globals, job: &str, partition: Option<&str>) -> Outcome {
     let project = Project::load(&g.overrides)?;
-    let job = match project.job(job) {
-        Ok(j) => j.clone(),
-        Err(problems) => {
-            for p in &problems {
-                eprintln!("error: {p}");
-            }
-            return Ok(EXIT_UNUSABLE);
-        }
+    let job = match super::run_cmd::job_named(&project, job) {
+        Ok(j) => j,
+        Err(code) => return Ok(code),
     };
     let url = crate::dead_letters::table_url(&project.settings.warehouse, &job.name);
     let letters = crate::dead_letters::list(&url, partition).await?;

@@ -74,15 +74,7 @@ pub(super) fn job_and_partition(
     job_name: &str,
     partition: &str,
 ) -> Result<(Job, PartitionKey), u8> {
-    let job = match project.job(job_name) {
-        Ok(j) => j.clone(),
-        Err(problems) => {
-            for p in &problems {
-                eprintln!("error: {p}");
-            }
-            return Err(EXIT_UNUSABLE);
-        }
-    };
+    let job = job_named(project, job_name)?;
     let key = match job.granularity.parse_key(partition) {
         Ok(k) => k,
         Err(e) => {
@@ -94,4 +86,18 @@ pub(super) fn job_and_partition(
         }
     };
     Ok((job, key))
+}
+
+/// The job named on the command line; on a problem, says what is wrong on stderr and gives
+/// the exit code.
+pub(super) fn job_named(project: &Project, job_name: &str) -> Result<Job, u8> {
+    match project.job(job_name) {
+        Ok(j) => Ok(j.clone()),
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("error: {p}");
+            }
+            Err(EXIT_UNUSABLE)
+        }
+    }
 }

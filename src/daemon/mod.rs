@@ -34,22 +34,19 @@ pub use signals::{forward_signals, start_sweep};
 
 use queue::{Finished, JobState, Pending};
 
-use crate::catalog::{Catalog, PartitionState};
+use crate::catalog::Catalog;
 use crate::clock::SharedClock;
 use crate::names::Name;
-use crate::partition::{Granularity, PartitionKey};
-use crate::project::Project;
-use crate::run::{RunOutcome, RunReport, Runner, Trigger};
+use crate::partition::PartitionKey;
+use crate::run::Runner;
 use chrono::{DateTime, Utc};
 use metrics::{JobGauges, Metrics};
-use schedule::Cadence;
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 #[derive(Debug, Clone)]
 pub struct Options {

@@ -9,7 +9,7 @@ use crate::project::Project;
 use chrono::{DateTime, Utc};
 use std::path::Path;
 use std::sync::Arc;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 impl Daemon {
     pub(super) fn reload_if_changed(&mut self, now: DateTime<Utc>) {

@@ -2,24 +2,13 @@
 //! record each partition's fencing token in a `txn`.
 
 use super::{DeltaError, app_id};
-use crate::schema::TableSchema;
-use deltalake::arrow::record_batch::RecordBatch;
-use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
 use deltalake::kernel::transaction::{
     CommitBuilder, CommitConflictError, CommitProperties, TransactionError,
 };
-use deltalake::kernel::{
-    Action, Add, DataType as DeltaDataType, LogicalFileView, PrimitiveType, StructType, Transaction,
-};
-use deltalake::parquet::basic::{Compression, ZstdLevel};
-use deltalake::parquet::file::properties::WriterProperties;
-use deltalake::parquet::schema::types::ColumnPath;
+use deltalake::kernel::{Action, Add, LogicalFileView, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
-use deltalake::writer::{DeltaWriter as _, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError};
 use futures::TryStreamExt as _;
-use std::collections::HashMap;
-use url::Url;
 
 /// What to replace: the partition's value in its partition column (Delta's string form),
 /// or the whole table for an unpartitioned one.

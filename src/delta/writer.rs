@@ -1,23 +1,13 @@
 //! Uploading a partition's new Parquet files: invisible until a commit adds them.
 
 use super::DeltaError;
-use crate::schema::TableSchema;
+use deltalake::DeltaTable;
 use deltalake::arrow::record_batch::RecordBatch;
-use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
-use deltalake::kernel::transaction::{
-    CommitBuilder, CommitConflictError, CommitProperties, TransactionError,
-};
-use deltalake::kernel::{
-    Action, Add, DataType as DeltaDataType, LogicalFileView, PrimitiveType, StructType, Transaction,
-};
+use deltalake::kernel::{Add, DataType as DeltaDataType, PrimitiveType};
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::parquet::schema::types::ColumnPath;
-use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter as _, RecordBatchWriter};
-use deltalake::{DeltaTable, DeltaTableError};
-use futures::TryStreamExt as _;
-use std::collections::HashMap;
 use url::Url;
 
 /// Writes a partition's new files. Nothing is visible until [`commit_partition`].

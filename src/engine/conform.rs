@@ -6,12 +6,12 @@
 //! column and both types. Lossless widenings (INT to BIGINT, FLOAT to DOUBLE, string and
 //! timestamp encodings) are applied, and a nullable column the SQL does not produce is null.
 
+use crate::schema::TableSchema;
 use crate::schema::types::{sql_name, widens_to};
-use crate::schema::{ColumnType, TableSchema};
 use deltalake::arrow::array::{Array, ArrayRef, new_null_array};
 use deltalake::arrow::compute::kernels::cast::{CastOptions, cast_with_options};
 use deltalake::arrow::compute::kernels::cmp::distinct;
-use deltalake::arrow::datatypes::{DataType, SchemaRef};
+use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use deltalake::datafusion::scalar::ScalarValue;
 

@@ -8,7 +8,7 @@ mod spec;
 
 use crate::names::Name;
 use crate::partition::{Granularity, PartitionKey};
-use crate::schema::{Column, ddl};
+use crate::schema::Column;
 use chrono_tz::Tz;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};

@@ -7,7 +7,7 @@ use super::{
     Schedule, SpecError, TEMPLATE_FIELDS, UpstreamPartitions, parse_cron, toml_message,
 };
 use crate::names::Name;
-use crate::partition::{Granularity, PartitionKey};
+use crate::partition::Granularity;
 use crate::schema::{Column, ddl};
 use chrono_tz::Tz;
 use serde::Deserialize;

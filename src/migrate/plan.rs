@@ -1,13 +1,11 @@
 //! The plan: pending migrations in order, after checking the ledger against the files, with
 //! each change classified additive or destructive per physical version.
 
-use super::EXPAND_CONTRACT;
-use crate::job::Job;
 use crate::names::Name;
 use crate::project::migration_files::MigrationFile;
 use crate::schema::TableSchema;
 use crate::schema::alter::apply_action;
-use crate::schema::ddl::{self, AlterAction, Statement};
+use crate::schema::ddl::{AlterAction, Statement};
 use std::collections::BTreeMap;
 
 /// Why `migrate` will not go ahead: the ledger disagrees with the files, or a migration

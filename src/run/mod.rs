@@ -124,10 +124,6 @@ pub fn holder_id() -> String {
     )
 }
 
-fn host_name(holder: &str) -> String {
-    holder.split(':').next().unwrap_or_default().to_string()
-}
-
 impl Runner {
     pub fn new(
         project: Arc<Project>,
