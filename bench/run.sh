@@ -11,6 +11,9 @@
 #   4. promote time on a 10-row and a 10M-row table, as a ratio.
 #
 # usage: bench/run.sh [noop|reference|idle|promote|all]      (default: all)
+# Every time is printed beside the peak resident memory (RSS) of the process timed.
+# SLUICE_BENCH_BASELINE=/path/to/sluice: the noop rounds run that binary too, interleaved,
+# and print this build's time as a ratio of it (a regression check against an older build).
 # Needs python3 with duckdb (pip install duckdb deltalake pyarrow). Generated data is kept
 # in $SLUICE_BENCH_DATA (default ~/.cache/sluice-bench) between runs.
 set -euo pipefail
@@ -21,6 +24,7 @@ what="${1:-all}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice-target}"
 data="${SLUICE_BENCH_DATA:-$HOME/.cache/sluice-bench}"
 concurrency="${SLUICE_BENCH_CONCURRENCY:-2}"
+baseline="${SLUICE_BENCH_BASELINE:-}"
 mkdir -p "$data"
 
 python3 -c 'import duckdb, deltalake, pyarrow' 2>/dev/null ||
@@ -33,20 +37,42 @@ trap 'rm -rf "$work"' EXIT
 
 now() { python3 -c 'import time; print(time.time())'; }
 
-# Three rounds, each on a fresh project; the figure is their median.
+# Three rounds, each on a fresh project; the figure is their median. With
+# SLUICE_BENCH_BASELINE=/path/to/another/sluice, every round runs that binary too, beside
+# this build's (first in every other round), so drift on the machine and any advantage of
+# going second hit both alike, and the figure is a ratio.
 noop() {
     local rounds="${SLUICE_BENCH_NOOP_ROUNDS:-3}" r
-    for r in $(seq 1 "$rounds"); do noop_round "$r"; done
-    python3 - "$work"/noop-*.ms <<'PY'
+    for r in $(seq 1 "$rounds"); do
+        if [ -n "$baseline" ] && [ $((r % 2)) = 0 ]; then
+            noop_round "$r" baseline "$baseline"
+            noop_round "$r" this "$sluice"
+        else
+            noop_round "$r" this "$sluice"
+            [ -z "$baseline" ] || noop_round "$r" baseline "$baseline"
+        fi
+    done
+    python3 - "$work" "$rounds" "$baseline" <<'PY'
 import sys, statistics
-ms = [float(open(f).read()) for f in sys.argv[1:]]
+work, rounds, baseline = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+def figures(who):
+    ms = [float(open(f"{work}/noop-{who}-{r}.ms").read()) for r in range(1, rounds + 1)]
+    kib = [int(open(f"{work}/noop-{who}-{r}.rss").read()) for r in range(1, rounds + 1)]
+    return ms, kib
+ms, kib = figures("this")
 print(f"noop: median {statistics.median(ms):.2f} ms per partition over {len(ms)} rounds "
-      f"({', '.join(f'{m:.2f}' for m in ms)}); target <= 3 ms")
+      f"({', '.join(f'{m:.2f}' for m in ms)}), peak RSS {max(kib) / 1024:.0f} MiB; target <= 3 ms")
+if baseline:
+    bms, bkib = figures("baseline")
+    print(f"noop baseline ({baseline}): median {statistics.median(bms):.2f} ms "
+          f"({', '.join(f'{m:.2f}' for m in bms)}), peak RSS {max(bkib) / 1024:.0f} MiB; "
+          f"this build / baseline: {statistics.median(ms) / statistics.median(bms):.3f}")
 PY
 }
 
+# usage: noop_round ROUND WHO BINARY
 noop_round() {
-    local p="$work/noop-$1"
+    local p="$work/noop-$2-$1" bin="$3"
     mkdir -p "$p/jobs" "$p/migrations"
     cat > "$p/migrations/0001_create_noop.sql" <<'SQL'
 CREATE TABLE noop (x BIGINT, dt DATE NOT NULL) PARTITIONED BY (dt);
@@ -60,23 +86,28 @@ granularity = "daily"
 table = "noop"
 TOML
     echo 'SELECT CAST(1 AS BIGINT) AS x WHERE false' > "$p/jobs/noop.sql"
-    "$sluice" --project "$p" migrate -q > /dev/null
+    "$bin" --project "$p" migrate -q > /dev/null
     local t0 t1
     t0=$(now)
-    "$sluice" --project "$p" backfill --from 2021-01-01 --to 2023-09-27 --concurrency "$concurrency" --output json -q > "$p.json"
+    /usr/bin/time -f %M -o "$p.rss" \
+        "$bin" --project "$p" backfill --from 2021-01-01 --to 2023-09-27 --concurrency "$concurrency" --output json -q > "$p.json"
     t1=$(now)
-    python3 - "$p.json" "$t0" "$t1" "$concurrency" "$1" "$p.ms" <<'PY'
+    python3 - "$p.json" "$t0" "$t1" "$concurrency" "$1 ($2)" "$p.ms" "$p.rss" <<'PY'
 import json, sys, statistics
 s = json.load(open(sys.argv[1])); t0, t1, c, r = float(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5]
+rss = int(open(sys.argv[7]).read().split()[-1])
+open(sys.argv[7], "w").write(str(rss))
 d = [i["duration_ms"] for i in s["items"] if i["outcome"] == "succeeded"]
 assert len(d) == 1000, f"{len(d)} partitions succeeded"
 ms = 1000 * (t1 - t0) / len(d)
 open(sys.argv[6], "w").write(str(ms))
 print(f"noop round {r}: {len(d)} partitions at concurrency {c}: {ms:.2f} ms per partition "
-      f"(wall time / partitions, planning included); each partition's own latency: "
-      f"median {statistics.median(d):.1f} ms, p90 {sorted(d)[int(len(d)*0.9)]:.1f} ms "
-      f"(includes waiting for a compute slot and for the table's commit)")
+      f"(wall time / partitions, planning included), peak RSS {rss / 1024:.0f} MiB; each "
+      f"partition's own latency: median {statistics.median(d):.1f} ms, p90 "
+      f"{sorted(d)[int(len(d)*0.9)]:.1f} ms (includes waiting for a compute slot and for the "
+      f"table's commit)")
 PY
+    rm -rf "$p"
 }
 
 reference() {
@@ -145,7 +176,8 @@ SQL
     "$sluice" --project "$p" migrate -q > /dev/null
     local t0 t1
     t0=$(now)
-    "$sluice" --project "$p" backfill --from 2024-01-01 --to 2024-12-30 --concurrency "$concurrency" -q > "$p.txt"
+    /usr/bin/time -f %M -o "$p.rss" \
+        "$sluice" --project "$p" backfill --from 2024-01-01 --to 2024-12-30 --concurrency "$concurrency" -q > "$p.txt"
     t1=$(now)
     # Check the result against the reference figures, with an independent reader.
     python3 - "$p/warehouse" <<'PY'
@@ -163,14 +195,16 @@ print(f"reference result: clean_orders {co.num_rows} rows, daily_revenue {dr.num
 import os; os._exit(0 if ok else 1)
 PY
     local floor
-    floor=$(python3 "$shared/duckdb_floor.py" "$orders" "$p-duckdb-out" | tee /dev/stderr | sed -n 's/.*total=\([0-9.]*\)s.*/\1/p')
-    python3 - "$t0" "$t1" "$floor" "$concurrency" "$1" "$p.ratio" <<'PY'
+    floor=$(/usr/bin/time -f %M -o "$p-duckdb.rss" python3 "$shared/duckdb_floor.py" "$orders" "$p-duckdb-out" | tee /dev/stderr | sed -n 's/.*total=\([0-9.]*\)s.*/\1/p')
+    python3 - "$t0" "$t1" "$floor" "$concurrency" "$1" "$p.ratio" "$p.rss" "$p-duckdb.rss" <<'PY'
 import sys
 t0, t1, floor, c, r = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5]
+rss, duck_rss = (int(open(f).read().split()[-1]) / 1024 for f in sys.argv[7:9])
 s = t1 - t0
 open(sys.argv[6], "w").write(str(s / floor))
-print(f"reference round {r}: sluice backfill {s:.2f} s (concurrency {c}), DuckDB single pass "
-      f"{floor:.2f} s, ratio {s/floor:.2f}x")
+print(f"reference round {r}: sluice backfill {s:.2f} s, peak RSS {rss:.0f} MiB (concurrency {c}); "
+      f"DuckDB single pass {floor:.2f} s, peak RSS {duck_rss:.0f} MiB (python3 included); "
+      f"ratio {s/floor:.2f}x")
 PY
     rm -rf "$p" "$p-duckdb-out"
 }
@@ -208,16 +242,18 @@ TOML
     a=$(awk '{print $14 + $15}' "/proc/$pid/stat")
     sleep "$seconds"
     b=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    local hwm
+    hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status")
     local peer_ticks
     peer_ticks=$(awk '{print $14 + $15}' "/proc/$peer/stat" 2>/dev/null || echo 0)
     kill -TERM "$pid"; wait "$pid" || true
     wait "$peer" 2>/dev/null || true
-    python3 - "$a" "$b" "$seconds" "$(getconf CLK_TCK)" "$peer_ticks" <<'PY'
+    python3 - "$a" "$b" "$seconds" "$(getconf CLK_TCK)" "$peer_ticks" "$hwm" <<'PY'
 import sys
-a, b, s, hz, peer = (float(x) for x in sys.argv[1:6])
+a, b, s, hz, peer, hwm = (float(x) for x in sys.argv[1:7])
 cpu = (b - a) / hz
 print(f"idle daemon, 50 jobs: {cpu*1000:.0f} ms CPU in {s:.0f} s = {100*cpu/s:.3f}% of one core "
-      f"(`sleep` beside it: {1000*peer/hz:.0f} ms)")
+      f"(`sleep` beside it: {1000*peer/hz:.0f} ms), peak RSS {hwm / 1024:.0f} MiB")
 PY
 }
 
@@ -257,7 +293,8 @@ rows = {(t["table"], t["version"]): t["rows"] for t in tables}
 assert rows[("small", 2)] == 10 and rows[("big", 2)] == 10_000_000, rows
 s, b = statistics.median(times["small"]), statistics.median(times["big"])
 print(f"promote: 10-row table {s:.1f} ms, 10,000,000-row table {b:.1f} ms (median of {2*rounds} "
-      f"promotes and rollbacks each, process start included): ratio {b/s:.2f}")
+      f"promotes and rollbacks each, process start included): ratio {b/s:.2f}; peak RSS of "
+      f"any of them {__import__('resource').getrusage(__import__('resource').RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MiB")
 PY
 }
 
