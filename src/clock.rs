@@ -53,3 +53,34 @@ impl Clock for ManualClock {
 }
 
 pub type SharedClock = Arc<dyn Clock>;
+
+/// A time in results for programs (`--output json`): RFC 3339 in UTC with milliseconds,
+/// `2024-01-05T10:03:07.042Z`, from epoch milliseconds.
+pub fn rfc3339(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// `#[serde(serialize_with = "crate::clock::as_rfc3339")]` for epoch milliseconds kept as
+/// integers inside sluice (the catalog stores them so) and shown as [`rfc3339`] strings.
+pub fn as_rfc3339<S: serde::Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339(*ms))
+}
+
+/// [`as_rfc3339`] for an optional time (null when absent).
+pub fn as_rfc3339_opt<S: serde::Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+    match ms {
+        Some(ms) => s.serialize_str(&rfc3339(*ms)),
+        None => s.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod rfc3339_tests {
+    #[test]
+    fn times_for_programs_are_rfc3339_in_utc_with_milliseconds() {
+        assert_eq!(super::rfc3339(1_796_038_960_752), "2026-11-30T11:42:40.752Z");
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00.000Z");
+    }
+}

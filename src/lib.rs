@@ -2,6 +2,7 @@
 //!
 //! See `ARCHITECTURE.md` for the code map and the invariants each module keeps.
 
+pub mod actor;
 pub mod backfill;
 pub mod catalog;
 pub mod cli;
@@ -27,6 +28,7 @@ pub mod quality;
 pub mod query;
 pub mod redact;
 pub mod run;
+pub mod scaffold;
 pub mod schema;
 pub mod spelling;
 pub mod text;

@@ -1,8 +1,81 @@
 //! Log output: text or JSON lines on stderr. Run spans carry `run_id`, `job` and `partition`,
 //! so every line a run logs names it; results go to stdout, apart from the logs.
 
+use indicatif::ProgressBar;
+use std::io::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::FmtSpan;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+/// The target of the lines a run logs at its start and end, one pair per partition: while a
+/// progress bar shows, they are left out unless -v asks for debug detail (the bar says the
+/// same, and they would scroll it away).
+pub const LIFECYCLE: &str = "sluice::lifecycle";
+
+/// The progress bar on the terminal, if one shows: log lines are printed above it.
+static BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
+/// Whether [`LIFECYCLE`] lines are left out (a bar shows and the level is info or less).
+static QUIET_LIFECYCLE: AtomicBool = AtomicBool::new(false);
+/// Whether debug lines are shown (-v): then [`LIFECYCLE`] lines stay, bar or not.
+static DEBUG: AtomicBool = AtomicBool::new(false);
+
+/// Shows `bar` until the returned guard drops: log lines go above it, and per-partition
+/// lines are left out at the default level. Warnings and errors still show.
+pub fn show_bar(bar: &ProgressBar) -> BarShown {
+    *BAR.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
+    QUIET_LIFECYCLE.store(!DEBUG.load(Ordering::Relaxed), Ordering::Relaxed);
+    BarShown(())
+}
+
+/// The bar of [`show_bar`] shows while this lives.
+pub struct BarShown(());
+
+impl Drop for BarShown {
+    fn drop(&mut self) {
+        *BAR.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        QUIET_LIFECYCLE.store(false, Ordering::Relaxed);
+    }
+}
+
+/// stderr, or above the bar while one shows: each log line is formatted into this buffer
+/// and written at once when the formatter is done with it.
+struct Stderr;
+
+struct Line(Vec<u8>);
+
+impl MakeWriter<'_> for Stderr {
+    type Writer = Line;
+    fn make_writer(&self) -> Line {
+        Line(Vec::new())
+    }
+}
+
+impl std::io::Write for Line {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Line {
+    fn drop(&mut self) {
+        let bar = BAR.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let write = || {
+            let _ = std::io::stderr().lock().write_all(&self.0);
+        };
+        match bar {
+            Some(b) => b.suspend(write),
+            None => write(),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
@@ -38,19 +111,25 @@ pub fn init(format: LogFormat, verbosity: i8) {
                 }
             ))
         });
+    DEBUG.store(verbosity >= 1, Ordering::Relaxed);
+    let lifecycle = tracing_subscriber::filter::filter_fn(|m| {
+        !(m.target() == LIFECYCLE && QUIET_LIFECYCLE.load(Ordering::Relaxed))
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(Stderr)
         .with_span_events(FmtSpan::NONE)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder.finish().with(lifecycle).try_init(),
         LogFormat::Json => builder
             .json()
             .with_current_span(true)
             .with_span_list(false)
             .flatten_event(true)
+            .finish()
+            .with(lifecycle)
             .try_init(),
     };
 }

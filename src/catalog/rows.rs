@@ -102,6 +102,7 @@ pub struct AliasFlip {
     pub alias: String,
     pub from_version: Option<i64>,
     pub to_version: i64,
+    #[serde(serialize_with = "crate::clock::as_rfc3339")]
     pub at: i64,
     pub by_whom: String,
     pub message: Option<String>,
@@ -144,7 +145,9 @@ pub struct PartitionStatus {
     pub content_delta_version: Option<i64>,
     pub last_run_id: String,
     pub error: Option<String>,
+    #[serde(serialize_with = "crate::clock::as_rfc3339_opt")]
     pub started_at: Option<i64>,
+    #[serde(serialize_with = "crate::clock::as_rfc3339_opt")]
     pub finished_at: Option<i64>,
     pub attempt: Option<i64>,
 }
@@ -176,7 +179,9 @@ pub struct RunRow {
     pub error: Option<String>,
     pub host: String,
     pub pid: i64,
+    #[serde(serialize_with = "crate::clock::as_rfc3339")]
     pub started_at: i64,
+    #[serde(serialize_with = "crate::clock::as_rfc3339_opt")]
     pub finished_at: Option<i64>,
 }
 

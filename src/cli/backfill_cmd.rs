@@ -33,6 +33,7 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
         );
         b
     });
+    let shown = bar.as_ref().map(crate::logging::show_bar);
     let progress = Reporter { bar: bar.clone() };
     let runner = Arc::new(cx.runner()?.with_compute_limit(args.concurrency));
     let summary = backfill::execute(
@@ -50,6 +51,7 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    drop(shown);
     cx.close().await;
     if g.output == output::Format::Json {
         println!("{}", output::json(&summary));

@@ -64,7 +64,7 @@ pub async fn run(g: &Globals, plan_only: bool, allow_destructive: bool) -> Outco
         return Ok(EXIT_OK);
     }
     crate::delta::store::check_atomic_commits(&project.settings).await?;
-    let by = crate::run::holder_id();
+    let by = crate::actor::who();
     let result = migrate::apply(
         &project,
         &catalog,
@@ -140,7 +140,7 @@ pub async fn status(g: &Globals) -> Outcome {
     if g.output == output::Format::Json {
         let v: Vec<_> = rows
             .iter()
-            .map(|(n, s, at, by)| serde_json::json!({"name": n, "state": s, "applied_at": at.map(|t| output::time(Some(t))), "applied_by": by}))
+            .map(|(n, s, at, by)| serde_json::json!({"name": n, "state": s, "applied_at": at.map(crate::clock::rfc3339), "applied_by": by}))
             .collect();
         println!("{}", output::json(&v));
     } else {

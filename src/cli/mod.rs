@@ -11,6 +11,7 @@ mod backfill_cmd;
 pub mod context;
 mod daemon_cmd;
 mod diff_cmd;
+mod init_cmd;
 mod migrate_cmd;
 pub mod output;
 mod quality_cmd;
@@ -265,6 +266,16 @@ enum Command {
         /// Only this job.
         job: Option<String>,
     },
+    /// Create a new project in DIR (new or empty): settings, one daily job over a CSV
+    /// input, its migration and three days of sample data, ready to validate, migrate and
+    /// backfill.
+    Init { dir: PathBuf },
+    /// Print a completion script for SHELL, e.g. `source <(sluice completions bash)`, or
+    /// save it where the shell loads completions from.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -356,6 +367,8 @@ fn globals_json(f: &Format) -> bool {
 async fn dispatch(command: Command, globals: &Globals) -> Outcome {
     match command {
         Command::Validate => validate_cmd::run(globals).await,
+        Command::Init { dir } => init_cmd::init(globals, &dir),
+        Command::Completions { shell } => init_cmd::completions(shell),
         Command::Run { job, partition } => run_cmd::run(globals, &job, &partition).await,
         Command::Migrate {
             plan,

@@ -29,8 +29,8 @@ pub async fn run(g: &Globals, job: Option<&str>) -> Outcome {
                     "run_id": r.last_run_id, "content_run_id": r.content_run_id,
                     "fingerprint": r.content_fingerprint, "delta_version": r.content_delta_version,
                     "attempt": r.attempt,
-                    "started_at": r.started_at.map(|t| output::time(Some(t))),
-                    "finished_at": r.finished_at.map(|t| output::time(Some(t))),
+                    "started_at": r.started_at.map(crate::clock::rfc3339),
+                    "finished_at": r.finished_at.map(crate::clock::rfc3339),
                     "duration_ms": match (r.started_at, r.finished_at) { (Some(s), Some(e)) => Some(e - s), _ => None },
                     "error": r.error,
                 })

@@ -190,7 +190,7 @@ pub async fn flip(g: &Globals, a: FlipArgs) -> Outcome {
         .flip_aliases(
             &flips,
             a.partial,
-            &promote::who(),
+            &crate::actor::who(),
             &message,
             SystemClock.now_ms(),
         )

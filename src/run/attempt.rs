@@ -9,6 +9,7 @@ use crate::delta::{Scope, VersionHandle};
 use crate::engine::UpstreamInput;
 use crate::fingerprint::fingerprint;
 use crate::job::Job;
+use crate::logging::LIFECYCLE;
 use crate::partition::{Granularity, PartitionKey};
 use crate::schema::TableSchema;
 use std::sync::Arc;
@@ -174,7 +175,7 @@ impl Runner {
             self.catalog.start_run(start).await?;
         }
         report.run_id = Some(a.run_id.clone());
-        info!(table = %a.job.table, table_version = a.job.version, token = a.lease.token, trigger = %req.trigger, "run started");
+        info!(target: LIFECYCLE, table = %a.job.table, table_version = a.job.version, token = a.lease.token, trigger = %req.trigger, "run started");
 
         // Aborted on drop too: a run cancelled by a daemon's shutdown stops renewing.
         let heartbeat = AbortOnDrop(self.spawn_heartbeat(a.lease.clone(), a.lost.clone()));
@@ -210,7 +211,7 @@ impl Runner {
         report.rows = Some(rows);
         report.delta_version = Some(dv);
         report.state = RunOutcome::Succeeded;
-        info!(rows, delta_version = dv, "run succeeded");
+        info!(target: LIFECYCLE, rows, delta_version = dv, "run succeeded");
         self.record_code(a.job, &a.fingerprint).await;
         Ok(())
     }

@@ -33,7 +33,7 @@ impl Runner {
                 i64::from(job.version),
                 url.as_str(),
                 &schema_json,
-                &self.holder,
+                &crate::actor::who(),
                 self.clock.now_ms(),
             )
             .await?;

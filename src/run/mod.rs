@@ -110,15 +110,11 @@ pub struct Runner {
     recorded_code: std::sync::Mutex<HashMap<(String, u32), String>>,
 }
 
+/// This process's worker id, `HOST:PID:ID`: the holder of the leases it takes.
 pub fn holder_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into());
     format!(
-        "{host}:{}:{}",
+        "{}:{}:{}",
+        crate::actor::host(),
         std::process::id(),
         &uuid::Uuid::now_v7().simple().to_string()[24..]
     )

@@ -11,6 +11,7 @@ mod catalog;
 mod daemon;
 mod foundation;
 mod migrate;
+mod newcomer;
 mod quality;
 mod sql;
 mod tables;

@@ -205,6 +205,20 @@ async fn promote_flips_readers_and_downstream_jobs_and_rollback_flips_them_back(
             (Some(2), 1, "back".to_string()),
         ]
     );
+    // One form of actor, the first version's (made by a run) as the flips' (made by a
+    // person): USER@HOST.
+    let actors: std::collections::BTreeSet<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["by_whom"].as_str().unwrap())
+        .collect();
+    assert_eq!(actors.len(), 1, "{history:#}");
+    let actor = actors.first().unwrap();
+    assert!(
+        actor.split('@').count() == 2 && !actor.contains(':'),
+        "{actor}"
+    );
 }
 
 #[tokio::test]
@@ -225,13 +239,21 @@ async fn query_reads_through_the_alias_now_or_as_of_a_time() {
         p.ok(&args).json()[0]["n"].as_u64().unwrap() as usize
     };
     assert_eq!(count(&[]), v1.len());
-    let promoted_at = history[1]["at"].as_i64().unwrap();
+    // Times in JSON are RFC 3339 strings in UTC, with milliseconds.
+    let ms = |v: &serde_json::Value| {
+        let text = v.as_str().unwrap_or_else(|| panic!("`at` is not a string: {v}"));
+        assert!(text.ends_with('Z') && text.contains('T'), "{text}");
+        chrono::DateTime::parse_from_rfc3339(text)
+            .unwrap_or_else(|e| panic!("`{text}` is not RFC 3339: {e}"))
+            .timestamp_millis()
+    };
+    let promoted_at = ms(&history[1]["at"]);
     let at = |ms: i64| {
         chrono::DateTime::from_timestamp_millis(ms)
             .unwrap()
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
     };
-    let rolled_back_at = history[2]["at"].as_i64().unwrap();
+    let rolled_back_at = ms(&history[2]["at"]);
     assert_eq!(count(&["--as-of", &at(promoted_at - 1)]), v1.len());
     if rolled_back_at > promoted_at + 1 {
         assert_eq!(count(&["--as-of", &at(promoted_at + 1)]), v2.len());

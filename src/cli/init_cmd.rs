@@ -1,0 +1,43 @@
+//! `sluice init DIR` and `sluice completions SHELL`: the commands that need no project.
+
+use super::{EXIT_OK, Globals, Outcome, output};
+use crate::scaffold;
+use std::path::Path;
+
+pub fn init(g: &Globals, dir: &Path) -> Outcome {
+    let files = scaffold::init(dir)?;
+    if g.output == output::Format::Json {
+        println!(
+            "{}",
+            output::json(&serde_json::json!({
+                "project": dir.display().to_string(),
+                "files": files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+                "job": scaffold::JOB,
+            }))
+        );
+        return Ok(EXIT_OK);
+    }
+    println!("created a sluice project in {}:", dir.display());
+    for f in &files {
+        println!("  {}", f.display());
+    }
+    let shown = dir.display().to_string();
+    let cd = if shown.contains(char::is_whitespace) {
+        format!("cd '{shown}'")
+    } else {
+        format!("cd {shown}")
+    };
+    println!(
+        "\nnext:\n  {cd}\n  sluice validate\n  sluice migrate\n  sluice backfill --from {} --to {}\n  sluice query \"SELECT * FROM {} ORDER BY dt, page\"",
+        scaffold::FIRST_DAY,
+        scaffold::LAST_DAY,
+        scaffold::JOB
+    );
+    Ok(EXIT_OK)
+}
+
+pub fn completions(shell: clap_complete::Shell) -> Outcome {
+    let mut command = <super::Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut command, "sluice", &mut std::io::stdout());
+    Ok(EXIT_OK)
+}
