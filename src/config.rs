@@ -45,6 +45,19 @@ struct ConfigFile {
     runner: RunnerSection,
     #[serde(default)]
     daemon: DaemonSection,
+    #[serde(default)]
+    lineage: LineageSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LineageSection {
+    transport: Option<String>,
+    url: Option<String>,
+    endpoint: Option<String>,
+    path: Option<String>,
+    namespace: Option<String>,
+    timeout_seconds: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -116,7 +129,56 @@ pub struct Settings {
     /// partitions can be taken over.
     pub lease_ttl: std::time::Duration,
     pub daemon: DaemonSettings,
+    pub lineage: LineageSettings,
 }
+
+/// `[lineage]` in sluice.toml, then the OpenLineage client's environment variables
+/// (`OPENLINEAGE_URL`, `OPENLINEAGE_API_KEY`, `OPENLINEAGE_ENDPOINT`,
+/// `OPENLINEAGE_NAMESPACE`, `OPENLINEAGE_DISABLED`): where each run's OpenLineage events go.
+#[derive(Debug, Clone)]
+pub struct LineageSettings {
+    pub transport: LineageTransport,
+    /// The namespace of sluice's jobs in the events.
+    pub namespace: String,
+    /// How long one HTTP request may take; also the flush at exit.
+    pub timeout: std::time::Duration,
+}
+
+#[derive(Clone)]
+pub enum LineageTransport {
+    /// No events (the default without `OPENLINEAGE_URL` or a `[lineage]` transport).
+    None,
+    /// POST each event as JSON to `url` + `endpoint`; `api_key` (from the environment only,
+    /// never the file) as a bearer token.
+    Http {
+        url: Url,
+        api_key: Option<String>,
+    },
+    /// Append each event as one JSON line to a file.
+    File { path: PathBuf },
+    /// Each event as one JSON line on stderr.
+    Console,
+}
+
+impl std::fmt::Debug for LineageTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LineageTransport::None => write!(f, "None"),
+            // The key is a secret: never shown.
+            LineageTransport::Http { url, api_key } => write!(
+                f,
+                "Http {{ url: {}, api_key: {} }}",
+                redact_url(url.as_str()),
+                if api_key.is_some() { "(set)" } else { "(none)" }
+            ),
+            LineageTransport::File { path } => write!(f, "File {{ path: {} }}", path.display()),
+            LineageTransport::Console => write!(f, "Console"),
+        }
+    }
+}
+
+pub const DEFAULT_LINEAGE_NAMESPACE: &str = "sluice";
+pub const DEFAULT_LINEAGE_ENDPOINT: &str = "api/v1/lineage";
 
 /// `[daemon]` in sluice.toml; `sluice daemon` flags override each.
 #[derive(Debug, Clone)]
@@ -228,8 +290,13 @@ impl Settings {
             grace: std::time::Duration::from_secs_f64(grace),
             metrics_address,
         };
+        let lineage = lineage_settings(&root, file.lineage, &env).map_err(|m| ConfigError::Parse {
+            path: path.clone(),
+            message: format!("[lineage] {m}"),
+        })?;
         Ok(Settings {
             daemon,
+            lineage,
             lease_ttl: std::time::Duration::from_secs_f64(ttl),
             catalog_url: resolve_catalog(&root, &catalog)?,
             warehouse: resolve_warehouse(&root, &warehouse)?,
@@ -250,6 +317,78 @@ impl Settings {
     pub fn migrations_dir(&self) -> PathBuf {
         self.root.join("migrations")
     }
+}
+
+fn lineage_settings(
+    root: &Path,
+    file: LineageSection,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<LineageSettings, String> {
+    let timeout = file.timeout_seconds.unwrap_or(5.0);
+    if !(timeout.is_finite() && timeout > 0.0) {
+        return Err(format!("timeout_seconds = {timeout}: use more than 0 seconds"));
+    }
+    let namespace = env("OPENLINEAGE_NAMESPACE")
+        .or(file.namespace)
+        .unwrap_or_else(|| DEFAULT_LINEAGE_NAMESPACE.to_string());
+    let url = env("OPENLINEAGE_URL").or(file.url);
+    let disabled = matches!(
+        env("OPENLINEAGE_DISABLED").as_deref(),
+        Some("1" | "true" | "TRUE" | "yes")
+    );
+    let kind = match (disabled, file.transport.as_deref(), &url) {
+        (true, _, _) => "none",
+        (false, Some(kind), _) => kind,
+        (false, None, Some(_)) => "http",
+        (false, None, None) => "none",
+    };
+    let transport = match kind {
+        "none" => LineageTransport::None,
+        "console" => LineageTransport::Console,
+        "file" => {
+            let p = file.path.ok_or("transport = \"file\" needs `path` (e.g. path = \"lineage.ndjson\")")?;
+            let p = PathBuf::from(p);
+            LineageTransport::File {
+                path: if p.is_absolute() { p } else { root.join(p) },
+            }
+        }
+        "http" => {
+            let base = url.ok_or(
+                "transport = \"http\" needs `url` or OPENLINEAGE_URL (e.g. http://localhost:5000)",
+            )?;
+            let endpoint = env("OPENLINEAGE_ENDPOINT")
+                .or(file.endpoint)
+                .unwrap_or_else(|| DEFAULT_LINEAGE_ENDPOINT.to_string());
+            let mut url = Url::parse(&base)
+                .map_err(|e| format!("url `{}` is not a URL: {e}", redact_url(&base)))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(format!(
+                    "url `{}` is not http:// or https://",
+                    redact_url(&base)
+                ));
+            }
+            let path = format!(
+                "{}/{}",
+                url.path().trim_end_matches('/'),
+                endpoint.trim_start_matches('/')
+            );
+            url.set_path(&path);
+            LineageTransport::Http {
+                url,
+                api_key: env("OPENLINEAGE_API_KEY"),
+            }
+        }
+        other => {
+            return Err(format!(
+                "transport = \"{other}\" is not known; use \"http\", \"file\", \"console\" or \"none\""
+            ));
+        }
+    };
+    Ok(LineageSettings {
+        transport,
+        namespace,
+        timeout: std::time::Duration::from_secs_f64(timeout),
+    })
 }
 
 fn resolve_catalog(root: &Path, url: &str) -> Result<String, ConfigError> {

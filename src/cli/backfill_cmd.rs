@@ -15,7 +15,7 @@ pub struct Args {
 }
 
 pub async fn run(g: &Globals, args: Args) -> Outcome {
-    let cx = Context::open_for_writing(&g.overrides).await?;
+    let mut cx = Context::open_for_writing(&g.overrides).await?;
     let plan = backfill::plan(&cx.project, &cx.catalog, &args.request).await?;
     if args.dry_run {
         if g.output == output::Format::Json {
@@ -35,6 +35,7 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
     });
     let shown = bar.as_ref().map(crate::logging::show_bar);
     let progress = Reporter { bar: bar.clone() };
+    cx.lineage_parent("sluice.backfill");
     let runner = Arc::new(cx.runner()?.with_compute_limit(args.concurrency));
     let summary = backfill::execute(
         &plan,
@@ -52,6 +53,13 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
         b.finish_and_clear();
     }
     drop(shown);
+    cx.lineage_parent_end((!summary.ok()).then(|| {
+        format!(
+            "{} of {} partition(s) failed",
+            summary.failed,
+            plan.items.len()
+        )
+    }));
     cx.close().await;
     if g.output == output::Format::Json {
         println!("{}", output::json(&summary));

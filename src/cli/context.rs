@@ -7,6 +7,7 @@ use crate::catalog::Catalog;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Overrides;
 use crate::engine::Engine;
+use crate::lineage::{Emitter, EventType, Parent, RunEvent};
 use crate::project::Project;
 use crate::run::{Runner, holder_id};
 use std::sync::Arc;
@@ -15,6 +16,8 @@ pub struct Context {
     pub project: Arc<Project>,
     pub catalog: Catalog,
     pub clock: SharedClock,
+    /// Where runs send OpenLineage events; linked to a parent run by [`Context::lineage_parent`].
+    pub lineage: Emitter,
 }
 
 impl Context {
@@ -24,6 +27,41 @@ impl Context {
             project,
             catalog,
             clock,
+            lineage: Emitter::disabled(),
+        }
+    }
+
+    /// Sends OpenLineage events as the project's settings say (`[lineage]`).
+    fn with_lineage(mut self) -> Context {
+        self.lineage = Emitter::start(&self.project.settings.lineage);
+        self
+    }
+
+    /// Links the runs of this process's runner to one parent run, `job` (a backfill, the
+    /// daemon), and sends that run's START; [`Context::lineage_parent_end`] sends its end.
+    pub fn lineage_parent(&mut self, job: &str) {
+        let parent = Parent {
+            job: job.to_string(),
+            run_id: uuid::Uuid::now_v7().to_string(),
+        };
+        self.lineage = self.lineage.with_parent(parent.clone());
+        self.lineage.emit(&RunEvent::of_parent(
+            &parent,
+            EventType::Start,
+            self.clock.now(),
+            None,
+        ));
+    }
+
+    /// The parent run's end: COMPLETE, or FAIL with `error`.
+    pub fn lineage_parent_end(&self, error: Option<String>) {
+        if let Some(p) = self.lineage.parent() {
+            let kind = match error {
+                None => EventType::Complete,
+                Some(_) => EventType::Fail,
+            };
+            self.lineage
+                .emit(&RunEvent::of_parent(p, kind, self.clock.now(), error));
         }
     }
 
@@ -32,11 +70,7 @@ impl Context {
     pub async fn open(overrides: &Overrides) -> anyhow::Result<Context> {
         let project = Project::load(overrides)?;
         let catalog = Catalog::connect(&project.settings.catalog_url).await?;
-        Ok(Context::new(
-            Arc::new(project),
-            catalog,
-            Arc::new(SystemClock),
-        ))
+        Ok(Context::new(Arc::new(project), catalog, Arc::new(SystemClock)))
     }
 
     /// Like [`Context::open`], for commands that write to the warehouse: an object store
@@ -45,11 +79,7 @@ impl Context {
         let project = Project::load(overrides)?;
         crate::delta::store::check_atomic_commits(&project.settings).await?;
         let catalog = Catalog::connect(&project.settings.catalog_url).await?;
-        Ok(Context::new(
-            Arc::new(project),
-            catalog,
-            Arc::new(SystemClock),
-        ))
+        Ok(Context::new(Arc::new(project), catalog, Arc::new(SystemClock)).with_lineage())
     }
 
     pub fn engine(&self) -> anyhow::Result<Engine> {
@@ -67,7 +97,8 @@ impl Context {
             self.engine()?,
             self.clock.clone(),
             holder_id(),
-        ))
+        )
+        .with_lineage(self.lineage.clone()))
     }
 
     /// A daemon over this context's parts.
@@ -79,7 +110,9 @@ impl Context {
         crate::daemon::Daemon::new(runner, self.catalog.clone(), self.clock.clone(), opts)
     }
 
+    /// Sends what OpenLineage events are left (for a moment at most) and closes the catalog.
     pub async fn close(&self) {
+        self.lineage.flush().await;
         self.catalog.close().await;
     }
 }

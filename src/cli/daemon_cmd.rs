@@ -15,7 +15,7 @@ pub struct Args {
 }
 
 pub async fn run(g: &Globals, args: Args) -> Outcome {
-    let cx = Context::open_for_writing(&g.overrides).await?;
+    let mut cx = Context::open_for_writing(&g.overrides).await?;
     let settings = cx.project.settings.clone();
     let max_concurrency = args
         .max_concurrency
@@ -55,6 +55,7 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
             .as_ref()
             .is_some_and(|s| s.cron.split_whitespace().count() == 6)
     });
+    cx.lineage_parent("sluice.daemon");
     let runner = Arc::new(cx.runner()?.with_compute_limit(max_concurrency));
     let (tx, rx) = tokio::sync::mpsc::channel::<Control>(16);
     daemon::forward_signals(tx.clone())?;
@@ -86,6 +87,7 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
     if let Some(s) = server {
         s.abort();
     }
+    cx.lineage_parent_end(None);
     cx.close().await;
     Ok(EXIT_OK)
 }

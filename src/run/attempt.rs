@@ -176,6 +176,8 @@ impl Runner {
         }
         report.run_id = Some(a.run_id.clone());
         info!(target: LIFECYCLE, table = %a.job.table, table_version = a.job.version, token = a.lease.token, trigger = %req.trigger, "run started");
+        // Dropped unfinished (the run cancelled), it reports the run aborted.
+        let mut lineage = self.lineage_start(a, &upstream);
 
         // Aborted on drop too: a run cancelled by a daemon's shutdown stops renewing.
         let heartbeat = AbortOnDrop(self.spawn_heartbeat(a.lease.clone(), a.lost.clone()));
@@ -184,6 +186,10 @@ impl Runner {
             Some(why) => Err(RunError::NotRunnable(why.to_string())),
         };
         drop(heartbeat);
+        match &outcome {
+            Ok((rows, dv)) => lineage.complete(*rows, *dv),
+            Err(e) => lineage.fail(&e.to_string()),
+        }
         let end = match &outcome {
             Ok((rows, dv)) => RunEnd::Succeeded {
                 rows: *rows as i64,

@@ -18,6 +18,7 @@ mod code;
 mod handles;
 mod inputs;
 mod lease;
+mod lineage;
 mod report;
 mod write;
 
@@ -108,6 +109,8 @@ pub struct Runner {
     /// The code fingerprint last recorded per (job, version) by this process: the catalog's
     /// `job_code` is written when it changes, not on every run.
     recorded_code: std::sync::Mutex<HashMap<(String, u32), String>>,
+    /// Where each run's OpenLineage events go (disabled unless configured).
+    lineage: crate::lineage::Emitter,
 }
 
 /// This process's worker id, `HOST:PID:ID`: the holder of the leases it takes.
@@ -138,7 +141,14 @@ impl Runner {
             handles: tokio::sync::Mutex::new(HashMap::new()),
             compute: None,
             recorded_code: std::sync::Mutex::new(HashMap::new()),
+            lineage: crate::lineage::Emitter::disabled(),
         }
+    }
+
+    /// Runs send their OpenLineage events to `emitter` (linked to its parent run, if any).
+    pub fn with_lineage(mut self, emitter: crate::lineage::Emitter) -> Runner {
+        self.lineage = emitter;
+        self
     }
 
     /// Who this process is in the leases table.

@@ -10,6 +10,7 @@ mod backfill;
 mod catalog;
 mod daemon;
 mod foundation;
+mod lineage;
 mod migrate;
 mod newcomer;
 mod quality;

@@ -244,7 +244,11 @@ impl TestProject {
         c.env_remove("SLUICE_LOG")
             .env_remove("RUST_LOG")
             .env_remove("SLUICE_LOG_FORMAT")
-            .env_remove("SLUICE_FAILPOINT");
+            .env_remove("SLUICE_FAILPOINT")
+            .env_remove("OPENLINEAGE_URL")
+            .env_remove("OPENLINEAGE_API_KEY")
+            .env_remove("OPENLINEAGE_NAMESPACE")
+            .env_remove("OPENLINEAGE_ENDPOINT");
         c
     }
 

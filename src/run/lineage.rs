@@ -1,0 +1,128 @@
+//! What a run tells OpenLineage (see `crate::lineage`): START once its run is recorded,
+//! then COMPLETE with the Delta version and rows, FAIL with the error, or ABORT when the
+//! run is dropped unfinished (a daemon's shutdown past its grace period).
+
+use super::Runner;
+use super::attempt::Attempt;
+use crate::clock::SharedClock;
+use crate::engine::UpstreamInput;
+use crate::job::{InputSource, Job};
+use crate::lineage::{Dataset, Emitter, EventType, Field, Output, RunEvent};
+
+/// The parts of a run's events that do not change between START and its end.
+pub(super) struct RunLineage {
+    emitter: Emitter,
+    clock: SharedClock,
+    event: RunEvent,
+    /// Set once COMPLETE or FAIL is sent; until then, dropping sends ABORT.
+    settled: bool,
+}
+
+impl Runner {
+    /// Sends START for the attempt `a`, reading `upstream`; the returned value sends the
+    /// run's end.
+    pub(super) fn lineage_start(&self, a: &Attempt<'_>, upstream: &[UpstreamInput]) -> RunLineage {
+        let emitter = self.lineage.clone();
+        if !emitter.is_enabled() {
+            return RunLineage {
+                emitter,
+                clock: self.clock.clone(),
+                event: RunEvent {
+                    kind: EventType::Start,
+                    at: self.clock.now(),
+                    job: String::new(),
+                    run_id: String::new(),
+                    nominal: None,
+                    sql: None,
+                    inputs: Vec::new(),
+                    output: None,
+                    error: None,
+                },
+                settled: true,
+            };
+        }
+        let job = a.job;
+        let project = self.project();
+        let mut inputs = file_inputs(job, &a.key, &project.settings.root);
+        inputs.extend(upstream.iter().map(|u| Dataset::of_url(u.table.table_url())));
+        let event = RunEvent {
+            kind: EventType::Start,
+            at: self.clock.now(),
+            job: job.name.to_string(),
+            run_id: a.run_id.clone(),
+            nominal: a.key.instant_bounds(job.partition_time_zone),
+            sql: Some(job.sql.clone()),
+            inputs,
+            output: Some(Output {
+                dataset: Dataset::of_url(&a.handle.url),
+                fields: a
+                    .schema
+                    .columns
+                    .iter()
+                    .map(|c| Field {
+                        name: c.name.to_string(),
+                        ty: c.ty.to_string(),
+                        description: c.comment.clone(),
+                    })
+                    .collect(),
+                delta_version: None,
+                rows: None,
+            }),
+            error: None,
+        };
+        emitter.emit(&event);
+        RunLineage {
+            emitter,
+            clock: self.clock.clone(),
+            event,
+            settled: false,
+        }
+    }
+}
+
+impl RunLineage {
+    pub(super) fn complete(&mut self, rows: u64, delta_version: u64) {
+        if let Some(o) = &mut self.event.output {
+            o.rows = Some(rows);
+            o.delta_version = Some(delta_version);
+        }
+        self.end(EventType::Complete, None);
+    }
+
+    pub(super) fn fail(&mut self, error: &str) {
+        self.end(EventType::Fail, Some(crate::redact::redact_text(error)));
+    }
+
+    fn end(&mut self, kind: EventType, error: Option<String>) {
+        if self.settled {
+            return;
+        }
+        self.settled = true;
+        self.event.kind = kind;
+        self.event.at = self.clock.now();
+        self.event.error = error;
+        self.emitter.emit(&self.event);
+    }
+}
+
+impl Drop for RunLineage {
+    fn drop(&mut self) {
+        self.end(EventType::Abort, None);
+    }
+}
+
+/// The files a partition reads, as OpenLineage datasets (a template that is not usable
+/// for this partition names no dataset; the run fails on it anyway).
+fn file_inputs(job: &Job, key: &crate::partition::PartitionKey, root: &std::path::Path) -> Vec<Dataset> {
+    job.inputs
+        .iter()
+        .filter_map(|i| match &i.source {
+            InputSource::Files { template, .. } => Job::resolve_template(template, key).ok(),
+            InputSource::Table { .. } => None,
+        })
+        .map(|rel| match url::Url::parse(&rel) {
+            Ok(u) if u.scheme().len() > 1 => Dataset::of_url(&u),
+            _ => Dataset::of_path(&root.join(&rel)),
+        })
+        .collect()
+}
