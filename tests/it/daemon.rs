@@ -575,7 +575,10 @@ async fn sigterm_finishes_or_cancels_cleanly_and_metrics_move() {
     // SIGTERM with no grace: the run under way is cancelled, nothing of it is committed.
     // Long leases: only the release on stop lets the next run in at once.
     let p = process_project();
-    p.write("sluice.toml", "[runner]\nlease_ttl_seconds = 600\n");
+    p.write(
+        "sluice.toml",
+        "[runner]\nlease_ttl_seconds = 600\n[lineage]\ntransport = \"file\"\npath = \"lineage.ndjson\"\n",
+    );
     let args = ["daemon", "--metrics-address", "off", "--grace", "0"];
     let (mut child, log) = p.spawn(&args, &[("SLUICE_FAILPOINT", "before_commit")]);
     wait_for_text(&log, "paused at failpoint", Duration::from_secs(60));
@@ -599,6 +602,29 @@ async fn sigterm_finishes_or_cancels_cleanly_and_metrics_move() {
     let why = status[0]["error"].as_str().unwrap_or_default();
     assert!(why.contains("cancelled by the daemon's shutdown"), "{why}");
     assert!(read_delta_rows(&table, None).await.is_empty());
+    // OpenLineage heard of the cancel: the run's START, then ABORT, inside the daemon's run.
+    let events: Vec<serde_json::Value> = p
+        .read("lineage.ndjson")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kind = |e: &serde_json::Value| e["eventType"].as_str().unwrap().to_string();
+    let daemon: Vec<String> = events
+        .iter()
+        .filter(|e| e["job"]["name"] == "sluice.daemon")
+        .map(kind)
+        .collect();
+    assert_eq!(daemon, ["START", "COMPLETE"]);
+    let mut runs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for e in events.iter().filter(|e| e["job"]["name"] == "ticks") {
+        let run = e["run"]["runId"].as_str().unwrap().to_string();
+        runs.entry(run).or_default().push(kind(e));
+    }
+    assert!(!runs.is_empty(), "{events:?}");
+    for (run, kinds) in &runs {
+        assert_eq!(kinds, &["START", "ABORT"], "run {run}");
+    }
+    crate::lineage::assert_valid_openlineage(&p, &events);
     // Their leases were released: a run right away is not held.
     let day = s.keys().next().unwrap().clone();
     p.ok(&["run", "ticks", "--partition", &day]);

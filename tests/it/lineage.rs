@@ -80,7 +80,7 @@ fn http_sink() -> (String, Arc<Mutex<Vec<Received>>>) {
 }
 
 /// Validates `events` with tests/openlineage/validate.py; fails the test on any problem.
-fn assert_valid_openlineage(p: &TestProject, events: &[Value]) {
+pub fn assert_valid_openlineage(p: &TestProject, events: &[Value]) {
     let file = p.file("events-to-validate.ndjson");
     let text: String = events.iter().map(|e| format!("{e}\n")).collect();
     std::fs::write(&file, text).unwrap();
