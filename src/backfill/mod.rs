@@ -142,7 +142,11 @@ pub enum Outcome {
     },
     /// Not run: an upstream failed, a dependency outside the plan is not complete, or
     /// `--fail-fast` stopped the backfill.
-    Skipped { reason: String },
+    /// (`skipped_because` in JSON: `reason` is the item's own, why it was planned.)
+    Skipped {
+        #[serde(rename = "skipped_because")]
+        reason: String,
+    },
     /// Another worker held its lease and completed it while this backfill waited.
     DoneElsewhere {
         held_by: String,

@@ -18,7 +18,26 @@ pub async fn tables(g: &Globals) -> Outcome {
     for t in c.tables().await? {
         let name = t.schema.name.to_string();
         let live = c.alias(&name).await?;
-        for v in c.table_versions(&name).await? {
+        let versions = c.table_versions(&name).await?;
+        if versions.is_empty() {
+            // Migrated, never written: listed, with nothing in it yet.
+            json.push(serde_json::json!({
+                "table": name, "version": null, "live": false, "uri": null,
+                "partitions": 0, "complete": 0, "failed": 0,
+                "first": "", "last": "", "rows": 0,
+            }));
+            rows.push(vec![
+                name.clone(),
+                "-".into(),
+                String::new(),
+                "0/0".into(),
+                "0".into(),
+                "-".into(),
+                "0".into(),
+                "(nothing written yet: the first run of its job creates a version)".into(),
+            ]);
+        }
+        for v in versions {
             let parts = c.partitions_of(&name, v.version).await?;
             let complete = parts
                 .iter()
@@ -68,7 +87,7 @@ pub async fn tables(g: &Globals) -> Outcome {
     if g.output == output::Format::Json {
         println!("{}", output::json(&json));
     } else if rows.is_empty() {
-        println!("no table has been written yet");
+        println!("no tables yet: add a CREATE TABLE migration to migrations/ and run `sluice migrate`");
     } else {
         print!(
             "{}",

@@ -599,6 +599,11 @@ fn check_template(t: &str) -> Result<(), String> {
     if t.chars().any(char::is_control) {
         return Err("the path has a control character".into());
     }
+    // A relative path is read from the project; `..` would let it leave (promise 6). A
+    // path outside the project is written as such: absolute, or a URL.
+    if t.split(['/', '\\']).any(|segment| segment == "..") {
+        return Err("the path has a `..` segment, which could lead out of the project; write the path without it (an absolute path or a URL if the files live elsewhere)".into());
+    }
     let mut rest = t;
     while let Some(open) = rest.find('{') {
         let after = &rest[open + 1..];

@@ -98,8 +98,8 @@ impl Project {
     /// Which upstream partitions partition `key` of `job` reads, per table input: the one
     /// rule that the run's input filters, the daemon's waits and a backfill's dependencies
     /// follow. `partitions = "same"` reads the upstream partitions that cover the same
-    /// time (an hourly upstream under a daily job: its 24 hours); `"all"`, or an upstream
-    /// no valid job writes, the whole table.
+    /// time (an hourly upstream under a daily job: its 24 hours), from the writer's `start`
+    /// on; `"all"`, or an upstream no valid job writes, the whole table.
     pub fn upstream_reads<'p>(&'p self, job: &'p Job, key: &PartitionKey) -> Vec<UpstreamRead<'p>> {
         job.inputs
             .iter()
@@ -107,7 +107,14 @@ impl Project {
                 InputSource::Table { table, partitions } => {
                     let writer = self.writer_of(table.as_str());
                     let keys = match (partitions, writer) {
-                        (UpstreamPartitions::Same, Some(w)) => Some(key.covering(w.granularity)),
+                        // Partitions before the writer's `start` are not missing: they
+                        // never exist, and nothing waits for them.
+                        (UpstreamPartitions::Same, Some(w)) => Some(
+                            key.covering(w.granularity)
+                                .into_iter()
+                                .filter(|k| w.start.is_none_or(|s| *k >= s))
+                                .collect(),
+                        ),
                         _ => None,
                     };
                     Some(UpstreamRead {

@@ -354,7 +354,7 @@ fn a_failing_partition_stops_only_itself_and_its_dependents() {
                     i["job"].as_str().unwrap().into(),
                     i["partition"].as_str().unwrap().into(),
                 ),
-                i["reason"].as_str().unwrap().into(),
+                i["skipped_because"].as_str().unwrap().into(),
             )
         })
         .collect();

@@ -698,7 +698,7 @@ fn a_backfill_beside_the_daemon_never_runs_a_partition_twice() {
         backfill.env(k, v);
     }
     let out = backfill.output().unwrap();
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary: serde_json::Value = strict_json(&String::from_utf8_lossy(&out.stdout)).unwrap();
     wait_complete(&p, 3, Duration::from_secs(90));
     sigterm(&daemon);
     assert_eq!(wait_exit(&mut daemon, Duration::from_secs(30)), 0);

@@ -496,7 +496,7 @@ fn every_log_line_of_a_run_carries_its_run_id() {
     let run_id = out.json()["run_id"].as_str().unwrap().to_string();
     let mut in_run = 0;
     for line in out.stderr.lines() {
-        let v: serde_json::Value = serde_json::from_str(line)
+        let v: serde_json::Value = crate::util::strict_json(line)
             .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
         let msg = v["message"].as_str().unwrap_or_default();
         if ["run started", "skipping bad input row", "run succeeded"]

@@ -7,6 +7,7 @@
 
 mod architecture;
 mod backfill;
+mod bad_input;
 mod catalog;
 mod daemon;
 mod foundation;
