@@ -27,16 +27,48 @@ use std::time::Duration;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./src/catalog/migrations");
 
+/// Set on every SQLite connection. WAL lets readers go on beside one writer; the busy
+/// timeout makes a writer wait for another instead of failing at once, and comes first so
+/// that the switch to WAL waits for others too.
+const SQLITE_PRAGMAS: [&str; 4] = [
+    "PRAGMA busy_timeout = 10000",
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = NORMAL",
+    "PRAGMA foreign_keys = ON",
+];
+
+/// What to do about a failed connect, by the database's own code: SQLite's "cannot open"
+/// (14) and "read-only" (8), PostgreSQL's bad password (28P01) or missing database (3D000).
+fn connect_hint(e: &sqlx::Error, backend: Backend) -> String {
+    let code = match e {
+        sqlx::Error::Database(d) => d.code().map(|c| c.into_owned()),
+        _ => None,
+    };
+    match (backend, code.as_deref()) {
+        (Backend::Sqlite, Some("14" | "8")) => "; the catalog file or its folder is not writable (sluice writes the file and its -wal and -shm files beside it): give this user write access to both, or point --catalog or SLUICE_CATALOG at a writable place".into(),
+        (Backend::Postgres, Some("28P01")) => "; the user or password is wrong (the password comes from the URL or PGPASSWORD)".into(),
+        (Backend::Postgres, Some("3D000")) => "; the database does not exist: create it (CREATE DATABASE) or name another in the URL".into(),
+        (Backend::Postgres, _) if matches!(e, sqlx::Error::Io(_)) => "; check that the server is up and that host and port in the URL are right".into(),
+        _ => String::new(),
+    }
+}
+
 /// What went wrong talking to the catalog. The source error is kept (for its kind and
 /// chain); what is shown passes through `redact` first, so that no password is printed.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
-    #[error("cannot open the catalog {url}: {}", redact_text(&.source.to_string()))]
+    #[error("cannot open the catalog {url}: {}{hint}", redact_text(&.source.to_string()))]
     Connect {
         url: String,
         #[source]
         source: sqlx::Error,
+        /// What to do about it, when the cause is known (starts with "; ").
+        hint: String,
     },
+    #[error(
+        "cannot open the catalog {url}: no answer within {seconds} s; check that the server is up and reachable from here"
+    )]
+    NoAnswer { url: String, seconds: u64 },
     #[error("cannot bring the catalog schema up to date in {url}: {}", redact_text(&.source.to_string()))]
     Migrate {
         url: String,
@@ -116,6 +148,7 @@ impl Catalog {
         } else {
             Backend::Postgres
         };
+        Self::probe(url, backend).await?;
         let pool = Self::pool(url, backend, if backend == Backend::Sqlite { 4 } else { 8 }).await?;
         let writer = match backend {
             Backend::Sqlite => Self::pool(url, backend, 1).await?,
@@ -148,6 +181,35 @@ impl Catalog {
         })
     }
 
+    /// One connection opened directly, before the pools: a pool retries a failing connect
+    /// until its acquire timeout, which turns a read-only file, a refused connection or a
+    /// wrong password into "pool timed out" after 30 s. This says the cause at once.
+    async fn probe(url: &str, backend: Backend) -> Result<(), CatalogError> {
+        use sqlx::Connection as _;
+        const WAIT: Duration = Duration::from_secs(10);
+        let connect = async {
+            let mut conn = sqlx::AnyConnection::connect(url).await?;
+            if backend == Backend::Sqlite {
+                for pragma in SQLITE_PRAGMAS {
+                    sqlx::query(pragma).execute(&mut conn).await?;
+                }
+            }
+            conn.close().await
+        };
+        match tokio::time::timeout(WAIT, connect).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(source)) => Err(CatalogError::Connect {
+                url: redact_url(url),
+                hint: connect_hint(&source, backend),
+                source,
+            }),
+            Err(_) => Err(CatalogError::NoAnswer {
+                url: redact_url(url),
+                seconds: WAIT.as_secs(),
+            }),
+        }
+    }
+
     async fn pool(url: &str, backend: Backend, size: u32) -> Result<AnyPool, CatalogError> {
         let mut options = AnyPoolOptions::new()
             .max_connections(size)
@@ -155,15 +217,7 @@ impl Catalog {
         if backend == Backend::Sqlite {
             options = options.after_connect(|conn, _meta| {
                 Box::pin(async move {
-                    // WAL lets readers go on beside one writer; the busy timeout makes a
-                    // writer wait for another instead of failing at once.
-                    // The busy timeout first, so that the switch to WAL waits for others too.
-                    for pragma in [
-                        "PRAGMA busy_timeout = 10000",
-                        "PRAGMA journal_mode = WAL",
-                        "PRAGMA synchronous = NORMAL",
-                        "PRAGMA foreign_keys = ON",
-                    ] {
+                    for pragma in SQLITE_PRAGMAS {
                         sqlx::query(pragma).execute(&mut *conn).await?;
                     }
                     Ok(())
@@ -175,6 +229,7 @@ impl Catalog {
             .await
             .map_err(|source| CatalogError::Connect {
                 url: redact_url(url),
+                hint: connect_hint(&source, backend),
                 source,
             })
     }

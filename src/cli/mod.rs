@@ -348,7 +348,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let text = crate::redact::redact_text(&format!("{e:#}"));
+            let text = crate::redact::redact_text(&error_text(&e));
             if globals_json(&output) {
                 println!("{}", output::json(&serde_json::json!({ "error": text })));
             }
@@ -356,6 +356,20 @@ pub fn main() -> ExitCode {
             ExitCode::from(EXIT_UNUSABLE)
         }
     }
+}
+
+/// The error and its causes, each cause once: most of our errors already show their
+/// source's text, which the chain would repeat.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+    }
+    text
 }
 
 fn globals_json(f: &Format) -> bool {

@@ -96,3 +96,40 @@ fn tables_lists_migrated_tables_before_anything_is_written() {
     assert_eq!(tables.len(), 3, "{json:#}");
     assert!(tables.iter().all(|(_, v)| v.is_null()), "{json:#}");
 }
+
+#[test]
+fn a_catalog_that_cannot_be_written_is_named_at_once_not_after_a_pool_timeout() {
+    let p = TestProject::sample();
+    if p.catalog.is_some() {
+        // On PostgreSQL: an unreachable server is named at once.
+        let out = p.run(&["--catalog", "postgres://sluice@127.0.0.1:1/none", "status"]);
+        assert_eq!(out.code, 2, "{}", out.context());
+        assert!(out.stderr.contains("Connection refused"), "{}", out.context());
+        assert!(out.stderr.contains("check that the server is up"), "{}", out.context());
+        return;
+    }
+    // A folder made immutable (root included): no file can be created in it, as in a
+    // read-only folder, whoever runs the suite.
+    let dir = p.file("read-only");
+    std::fs::create_dir_all(&dir).unwrap();
+    let catalog = format!("sqlite://{}/catalog.db", dir.display());
+    let chattr = |flag: &str| {
+        std::process::Command::new("chattr")
+            .args([flag, dir.to_str().unwrap()])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    assert!(chattr("+i"), "chattr +i (e2fsprogs) on the test folder failed");
+    let started = std::time::Instant::now();
+    let out = p.run(&["--catalog", &catalog, "status"]);
+    let took = started.elapsed();
+    chattr("-i");
+    assert_eq!(out.code, 2, "{}", out.context());
+    assert!(out.stderr.contains("not writable"), "{}", out.context());
+    assert!(!out.stderr.contains("pool timed out"), "{}", out.context());
+    // Generous: the point is "not the 30 s pool timeout".
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+    let once = out.stderr.matches("unable to open database file").count();
+    assert_eq!(once, 1, "the cause is said once{}", out.context());
+}
