@@ -97,6 +97,12 @@ pub enum WarehouseError {
         why: String,
         fix: &'static str,
     },
+    #[error("warehouse {url}: no Delta commit could succeed: {why}. Fix: {fix}")]
+    CannotCommit {
+        url: String,
+        why: String,
+        fix: &'static str,
+    },
     #[error("warehouse {url}: cannot use the object store: {message}")]
     Store { url: String, message: String },
 }
@@ -115,23 +121,28 @@ pub async fn check_atomic_commits(
     settings: &crate::config::Settings,
 ) -> Result<(), WarehouseError> {
     let url = &settings.warehouse;
-    if url.scheme() == "file" || settings.allow_unsafe_commits {
+    if url.scheme() == "file" {
         return Ok(());
     }
     let shown = display(url);
     let unsafe_env = |k: &str| std::env::var(k).ok().map(|v| v.trim().to_ascii_lowercase());
+    if url.scheme() == "s3" && unsafe_env("AWS_CONDITIONAL_PUT").is_some_and(|v| v == "disabled") {
+        // Not even one writer can commit then: every Delta commit is a create-if-absent,
+        // which this setting makes the S3 client refuse. Said here, before any work.
+        return Err(WarehouseError::CannotCommit {
+            url: shown,
+            why: "AWS_CONDITIONAL_PUT=disabled leaves the S3 client no way to create an object only if it is absent, which every Delta commit does (`allow_unsafe_commits` cannot change that)".into(),
+            fix: "unset AWS_CONDITIONAL_PUT (the default, `etag`, uses If-None-Match)",
+        });
+    }
+    if settings.allow_unsafe_commits {
+        return Ok(());
+    }
     if unsafe_env("AWS_S3_ALLOW_UNSAFE_RENAME").is_some_and(|v| v == "true" || v == "1") {
         return Err(WarehouseError::UnsafeCommits {
             url: shown,
             why: "AWS_S3_ALLOW_UNSAFE_RENAME is set, which makes commits plain overwrites".into(),
             fix: "unset AWS_S3_ALLOW_UNSAFE_RENAME",
-        });
-    }
-    if unsafe_env("AWS_CONDITIONAL_PUT").is_some_and(|v| v == "disabled") {
-        return Err(WarehouseError::UnsafeCommits {
-            url: shown,
-            why: "AWS_CONDITIONAL_PUT=disabled turns off create-if-absent".into(),
-            fix: "unset AWS_CONDITIONAL_PUT (the default, `etag`, uses If-None-Match)",
         });
     }
     probe_conditional_put(url).await

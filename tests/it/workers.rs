@@ -294,26 +294,40 @@ fn an_object_store_that_cannot_commit_atomically_is_refused_unless_allowed() {
         env.extend_from_slice(extra);
         p.run_env(&["migrate"], &env)
     };
-    for (setting, value) in [
-        ("AWS_S3_ALLOW_UNSAFE_RENAME", "true"),
-        ("AWS_CONDITIONAL_PUT", "disabled"),
-    ] {
-        let o = run(&[(setting, value)]);
-        assert_eq!(o.code, 2, "{}", o.context());
+    let o = run(&[("AWS_S3_ALLOW_UNSAFE_RENAME", "true")]);
+    assert_eq!(o.code, 2, "{}", o.context());
+    assert!(
+        o.stderr.contains("Delta commits would not be atomic")
+            && o.stderr.contains("AWS_S3_ALLOW_UNSAFE_RENAME")
+            && o.stderr.contains("allow_unsafe_commits"),
+        "{}",
+        o.context()
+    );
+    // With conditional put off, the S3 client cannot commit at all: refused up front, opt-out
+    // or not, instead of failing every commit later.
+    for opt_out in [&[][..], &[("SLUICE_ALLOW_UNSAFE_COMMITS", "1")][..]] {
+        let mut env = vec![("AWS_CONDITIONAL_PUT", "disabled")];
+        env.extend_from_slice(opt_out);
+        let o = run(&env);
+        assert_eq!(o.code, 2, "{opt_out:?}{}", o.context());
         assert!(
-            o.stderr.contains("Delta commits would not be atomic")
-                && o.stderr.contains(setting)
-                && o.stderr.contains("allow_unsafe_commits"),
-            "{}",
+            o.stderr.contains("no Delta commit could succeed")
+                && o.stderr.contains("unset AWS_CONDITIONAL_PUT"),
+            "{opt_out:?}{}",
             o.context()
         );
     }
-    // On a real store, an explicit opt-out lets the same setup write.
+    // On a real store, an explicit opt-out lets the unsafe-rename setup write, and commit.
     if p.remote() {
-        let o = run(&[
-            ("AWS_CONDITIONAL_PUT", "disabled"),
+        let unsafe_rename = [
+            ("AWS_S3_ALLOW_UNSAFE_RENAME", "true"),
             ("SLUICE_ALLOW_UNSAFE_COMMITS", "1"),
-        ]);
+        ];
+        let o = run(&unsafe_rename);
+        assert_eq!(o.code, 0, "{}", o.context());
+        let mut env = base.to_vec();
+        env.extend_from_slice(&unsafe_rename);
+        let o = p.run_env(&["run", "clean_orders", "--partition", "2024-01-02"], &env);
         assert_eq!(o.code, 0, "{}", o.context());
     }
 }
