@@ -29,7 +29,7 @@ fn with_outcome(summary: &Value, outcome: &str) -> BTreeSet<(String, String)> {
 }
 
 /// Every table of the project, read by a fresh deltalake handle.
-async fn all_rows(p: &TestProject) -> BTreeMap<&'static str, Vec<String>> {
+pub(crate) async fn all_rows(p: &TestProject) -> BTreeMap<&'static str, Vec<String>> {
     let mut out = BTreeMap::new();
     for t in ["clean_orders", "daily_revenue", "monthly_region_revenue"] {
         let dir = p.warehouse_table(t, 1);
@@ -46,7 +46,7 @@ async fn all_rows(p: &TestProject) -> BTreeMap<&'static str, Vec<String>> {
 }
 
 /// The rows a clean, uninterrupted backfill of the sample month writes.
-async fn clean_run_rows(jobs: &[&str]) -> BTreeMap<&'static str, Vec<String>> {
+pub(crate) async fn clean_run_rows(jobs: &[&str]) -> BTreeMap<&'static str, Vec<String>> {
     let p = TestProject::sample();
     p.ok(&["migrate"]);
     let mut args = vec!["backfill"];

@@ -15,6 +15,7 @@ mod lineage;
 mod migrate;
 mod newcomer;
 mod quality;
+mod soak;
 mod sql;
 mod tables;
 mod util;
