@@ -120,15 +120,20 @@ pub struct PartitionQuery<'a> {
 /// A planned partition query, ready to stream its output.
 pub struct Prepared {
     pub df: DataFrame,
-    /// The CSV files read, for the bad-row scan if execution fails on a parse error.
-    pub csv_files: Vec<CsvFile>,
+    /// The CSV and JSON files read, for the bad-row scan if execution fails on a parse
+    /// error.
+    pub text_files: Vec<TextFile>,
 }
 
+/// A CSV or newline-delimited JSON input file with a declared schema: the files whose
+/// unusable rows can be found by file and line, and left out.
 #[derive(Debug, Clone)]
-pub struct CsvFile {
+pub struct TextFile {
     pub input: Name,
     pub path: PathBuf,
     pub schema: SchemaRef,
+    pub format: FileFormat,
+    /// Header and delimiter (CSV only).
     pub options: CsvOptions,
 }
 
@@ -183,7 +188,7 @@ impl Engine {
     /// Registers the partition's inputs and plans its SQL.
     pub async fn prepare(&self, q: &PartitionQuery<'_>) -> Result<Prepared, EngineError> {
         let ctx = self.session();
-        let mut csv_files = Vec::new();
+        let mut text_files = Vec::new();
         for input in &q.job.inputs {
             match &input.source {
                 InputSource::Files {
@@ -215,7 +220,7 @@ impl Engine {
                                 message: "bad rows can be left out only of an input with a declared `schema`".into(),
                             });
                         };
-                        let batches = bad_rows::read_without(&path, s, csv, bad).map_err(|m| {
+                        let batches = bad_rows::read_without(&path, s, *format, csv, bad).map_err(|m| {
                             EngineError::Input {
                                 input: input.name.to_string(),
                                 message: m,
@@ -236,12 +241,13 @@ impl Engine {
                         csv,
                     )
                     .await?;
-                    if *format == FileFormat::Csv && !is_glob {
+                    if matches!(format, FileFormat::Csv | FileFormat::Json) && !is_glob {
                         if let Some(s) = arrow_schema {
-                            csv_files.push(CsvFile {
+                            text_files.push(TextFile {
                                 input: input.name.clone(),
                                 path,
                                 schema: s,
+                                format: *format,
                                 options: csv.clone(),
                             });
                         }
@@ -262,7 +268,7 @@ impl Engine {
             }
         }
         let df = plan_sql(&ctx, q.job, &Self::params(q.job, &q.key)).await?;
-        Ok(Prepared { df, csv_files })
+        Ok(Prepared { df, text_files })
     }
 
     async fn register_files(
@@ -310,8 +316,9 @@ impl Engine {
         r.map_err(|e| input_err(name, e))
     }
 
-    /// Finds the rows of the partition's CSV inputs that do not fit their declared schema.
-    pub fn find_bad_rows(files: &[CsvFile], root: &Path) -> Result<Vec<BadRow>, EngineError> {
+    /// Finds the rows of the partition's CSV and JSON inputs that do not fit their declared
+    /// schema.
+    pub fn find_bad_rows(files: &[TextFile], root: &Path) -> Result<Vec<BadRow>, EngineError> {
         let mut out = Vec::new();
         for f in files {
             let shown = f
@@ -320,8 +327,8 @@ impl Engine {
                 .unwrap_or(&f.path)
                 .display()
                 .to_string();
-            let rows =
-                bad_rows::scan(&f.path, &shown, &f.input, &f.schema, &f.options).map_err(|m| {
+            let rows = bad_rows::scan(&f.path, &shown, &f.input, &f.schema, f.format, &f.options)
+                .map_err(|m| {
                     EngineError::Input {
                         input: f.input.to_string(),
                         message: m,
@@ -332,13 +339,13 @@ impl Engine {
         Ok(out)
     }
 
-    /// How many records the CSV files hold (the denominator of a `max_bad_rows` fraction).
-    pub fn count_records(files: &[CsvFile]) -> u64 {
+    /// How many records the text files hold (the denominator of a `max_bad_rows` fraction).
+    pub fn count_records(files: &[TextFile]) -> u64 {
         files
             .iter()
             .filter_map(|f| {
                 let bytes = std::fs::read(&f.path).ok()?;
-                bad_rows::count_records(&bytes, &f.options).ok()
+                bad_rows::count_records(&bytes, f.format, &f.options).ok()
             })
             .sum()
     }

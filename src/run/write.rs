@@ -29,11 +29,11 @@ struct WrittenFiles {
     /// Output rows left out because they do not fit the table.
     rejected: Vec<BadRow>,
     /// The CSV files read (the denominator of a `max_bad_rows` fraction).
-    csv_files: Vec<engine::CsvFile>,
+    text_files: Vec<engine::TextFile>,
 }
 
 /// A failed write, with the CSV files it read (for the bad-row scan).
-type WriteFailure = (RunError, Vec<engine::CsvFile>);
+type WriteFailure = (RunError, Vec<engine::TextFile>);
 
 impl Runner {
     /// Computes, audits and commits the partition; returns its rows and Delta version.
@@ -56,17 +56,17 @@ impl Runner {
             batches,
             target,
             rejected,
-            csv_files,
+            text_files,
         } = self.compute_files(a, &mut query, report).await?;
         if !rejected.is_empty() {
             for b in &rejected {
                 warn!(row = b.line, error = %b.error, raw = %b.raw, "leaving out an output row that does not fit the table (bad_rows = \"skip\")");
             }
             report.bad_rows_skipped.extend(rejected);
-            let read = if csv_files.is_empty() {
+            let read = if text_files.is_empty() {
                 rows + report.bad_rows_skipped.len() as u64
             } else {
-                Engine::count_records(&csv_files)
+                Engine::count_records(&text_files)
             };
             if let Err(e) = self
                 .within_bad_row_limit(a, &report.bad_rows_skipped, read, "row(s)")
@@ -119,15 +119,15 @@ impl Runner {
         let permit = self.compute_permit().await;
         let written = self.write_files(a, query).await;
         drop(permit);
-        let (e, csv_files) = match written {
+        let (e, text_files) = match written {
             Ok(done) => return Ok(done),
             Err(failure) => failure,
         };
-        if csv_files.is_empty() || !matches!(e, RunError::Engine(EngineError::Execution { .. })) {
+        if text_files.is_empty() || !matches!(e, RunError::Engine(EngineError::Execution { .. })) {
             return Err(e);
         }
         // A read failed: find which rows, by file and line.
-        let bad = Engine::find_bad_rows(&csv_files, &self.project().settings.root)?;
+        let bad = Engine::find_bad_rows(&text_files, &self.project().settings.root)?;
         if bad.is_empty() {
             return Err(e);
         }
@@ -139,7 +139,7 @@ impl Runner {
             }
             .into());
         }
-        self.within_bad_row_limit(a, &bad, Engine::count_records(&csv_files), "input row(s)")
+        self.within_bad_row_limit(a, &bad, Engine::count_records(&text_files), "input row(s)")
             .await?;
         for b in &bad {
             warn!(input = %b.input, file = %b.file, line = b.line, error = %b.error, raw = %b.raw, "skipping bad input row (bad_rows = \"skip\")");
@@ -184,8 +184,8 @@ impl Runner {
             .prepare(query)
             .await
             .map_err(|e| (e.into(), Vec::new()))?;
-        let csv_files = prepared.csv_files.clone();
-        let fail = |e: RunError| (e, csv_files.clone());
+        let text_files = prepared.text_files.clone();
+        let fail = |e: RunError| (e, text_files.clone());
         let mut stream = engine::execute(prepared.df)
             .await
             .map_err(|e| fail(e.into()))?;
@@ -222,7 +222,7 @@ impl Runner {
             batches: kept,
             target: fitter.target_schema(),
             rejected,
-            csv_files,
+            text_files,
         })
     }
 

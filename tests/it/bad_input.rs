@@ -133,3 +133,148 @@ fn a_catalog_that_cannot_be_written_is_named_at_once_not_after_a_pool_timeout() 
     let once = out.stderr.matches("unable to open database file").count();
     assert_eq!(once, 1, "the cause is said once{}", out.context());
 }
+
+#[test]
+fn bytes_that_are_not_utf8_make_a_dead_letter_not_a_failed_partition() {
+    let p = TestProject::sample();
+    p.ok(&["migrate"]);
+    let day = "2024-01-05";
+    let rows_of = |out: &crate::util::Output| out.json()["rows"].as_u64().unwrap();
+    let before = rows_of(&p.ok(&["run", "clean_orders", "--partition", day, "--output", "json"]));
+    // One more order, its region in Latin-1 (0xE9 is `é` there, and no UTF-8 at all).
+    let file = p.file(&format!("sample-data/orders/dt={day}/orders.csv"));
+    let mut bytes = std::fs::read(&file).unwrap();
+    let line = bytes.iter().filter(|b| **b == b'\n').count() + 1;
+    bytes.extend_from_slice(b"999001,2024-01-05 10:00:00,1,r\xE9gion,garden,1,9.99,paid\n");
+    std::fs::write(&file, bytes).unwrap();
+
+    // bad_rows = "skip" (the sample's): the partition is written without it.
+    let out = p.ok(&["run", "clean_orders", "--partition", day, "--output", "json"]);
+    assert_eq!(rows_of(&out), before, "{}", out.context());
+    let letters = p
+        .ok(&["dlq", "list", "clean_orders", "--partition", day, "--output", "json"])
+        .json();
+    let letters = letters.as_array().unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0]["line"], line as u64);
+    assert!(
+        letters[0]["error"].as_str().unwrap().contains("`region`: the bytes are not UTF-8"),
+        "{letters:?}"
+    );
+    assert_eq!(
+        letters[0]["raw"],
+        "999001,2024-01-05 10:00:00,1,r\\xE9gion,garden,1,9.99,paid"
+    );
+    let (rows, _, _) = python_delta_summary(
+        &p.warehouse_table("clean_orders", 1),
+        "dt",
+        day,
+        "order_id",
+        "quantity",
+    );
+    assert_eq!(rows, before);
+
+    // bad_rows = "fail": the partition fails naming the file and line.
+    let spec = p
+        .read("jobs/clean_orders.toml")
+        .replace("bad_rows = \"skip\"", "bad_rows = \"fail\"");
+    p.write("jobs/clean_orders.toml", &spec);
+    let out = p.run(&["run", "clean_orders", "--partition", day]);
+    assert_eq!(out.code, 1, "{}", out.context());
+    assert!(
+        out.stderr
+            .contains(&format!("sample-data/orders/dt={day}/orders.csv:{line}: column `region`")),
+        "{}",
+        out.context()
+    );
+}
+
+const EVENTS_JOB: &str = r#"
+version = 1
+bad_rows = "skip"
+[partitioning]
+granularity = "daily"
+[[inputs]]
+name = "events"
+path = "data/dt={partition}/events.ndjson"
+format = "json"
+schema = ["id BIGINT NOT NULL", "at TIMESTAMP NOT NULL", "kind STRING NOT NULL", "ms BIGINT"]
+[output]
+table = "events"
+"#;
+
+#[test]
+fn every_unusable_json_line_is_a_dead_letter_with_file_and_line() {
+    let p = TestProject::with_files(&[
+        ("jobs/events.toml", EVENTS_JOB),
+        ("jobs/events.sql", "SELECT id, at, kind, ms FROM events"),
+        (
+            "migrations/0001_events.sql",
+            "CREATE TABLE events (id BIGINT NOT NULL, at TIMESTAMP NOT NULL, kind STRING NOT NULL, ms BIGINT, dt DATE NOT NULL) PARTITIONED BY (dt);",
+        ),
+    ]);
+    let mut data: Vec<u8> = Vec::new();
+    for line in [
+        &br#"{"id": 1, "at": "2024-03-01 10:00:00", "kind": "view", "ms": 12}"#[..],
+        br#"{"id": 2, "at": "2024-03-01 10:00:01", "kind": "view", "ms": "fast"}"#,
+        br#"{"id": 3, "at": "2024-03-01 10:00:02", "kind": "click", "ms": null}"#,
+        br#"{"id": 4, "at": "#,
+        br#"{"id": 5, "at": "2024-02-31 25:61:00", "kind": "view", "ms": 1}"#,
+        br#"{"id": 6, "at": "2024-03-01 10:00:03", "kind": null, "ms": 1}"#,
+        b"",
+        br#"{"id": 8, "at": "2024-03-01 10:00:04", "kind": "view", "ms": 30}"#,
+        b"{\"id\": 9, \"at\": \"2024-03-01 10:00:05\", \"kind\": \"vi\xFFew\", \"ms\": 1}",
+    ] {
+        data.extend_from_slice(line);
+        data.push(b'\n');
+    }
+    let file = p.file("data/dt=2024-03-01/events.ndjson");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, &data).unwrap();
+    p.ok(&["migrate"]);
+    let out = p.ok(&["run", "events", "--partition", "2024-03-01", "--output", "json"]);
+    assert_eq!(out.json()["rows"], 3, "{}", out.context());
+    let letters = p.ok(&["dlq", "list", "events", "--output", "json"]).json();
+    let got: Vec<(u64, String)> = letters
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            assert_eq!(l["file"], "data/dt=2024-03-01/events.ndjson");
+            (
+                l["line"].as_u64().unwrap(),
+                l["error"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let lines: Vec<u64> = got.iter().map(|(l, _)| *l).collect();
+    assert_eq!(lines, [2, 4, 5, 6, 9], "{got:?}");
+    assert!(got[0].1.contains("fast"), "{got:?}");
+    assert!(got[1].1.contains("not valid JSON"), "{got:?}");
+    assert!(got[2].1.contains("2024-02-31 25:61:00"), "{got:?}");
+    assert!(got[3].1.contains("`kind` is missing or null"), "{got:?}");
+    assert!(got[4].1.contains("not UTF-8"), "{got:?}");
+    assert!(
+        letters[4]["raw"].as_str().unwrap().contains(r#""vi\xFFew""#),
+        "{letters:#}"
+    );
+    // An independent reader: ids 1, 3 and 8, 42 ms in all.
+    let (rows, ids, ms) = python_delta_summary(
+        &p.warehouse_table("events", 1),
+        "dt",
+        "2024-03-01",
+        "id",
+        "ms",
+    );
+    assert_eq!((rows, ids, ms), (3, 3, 42.0));
+
+    // bad_rows = "fail": the partition fails naming the first, by file and line.
+    p.write("jobs/events.toml", &EVENTS_JOB.replace("\"skip\"", "\"fail\""));
+    let out = p.run(&["run", "events", "--partition", "2024-03-01"]);
+    assert_eq!(out.code, 1, "{}", out.context());
+    assert!(
+        out.stderr.contains("data/dt=2024-03-01/events.ndjson:2:"),
+        "{}",
+        out.context()
+    );
+}
