@@ -133,3 +133,32 @@ pub fn init(format: LogFormat, verbosity: i8) {
             .try_init(),
     };
 }
+
+/// Installs a panic hook that keeps one known panic off the terminal. deltalake aborts a
+/// failed upload with object_store's `BufWriter::abort`, which panics by design once the
+/// upload has begun shutting down; deltalake catches that panic and returns the write's
+/// own error, which the run reports. The default hook would still print the caught panic,
+/// with a backtrace, once per file. It is logged at debug level; any other panic is printed
+/// as before.
+pub fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str));
+        let caught_by_deltalake = message == Some("Already shut down")
+            && info.location().is_some_and(|l| {
+                l.file().contains("object_store") && l.file().ends_with("buffered.rs")
+            });
+        if caught_by_deltalake {
+            tracing::debug!(
+                at = %info.location().map(|l| l.to_string()).unwrap_or_default(),
+                "an aborted upload panicked as object_store does by design; deltalake caught it"
+            );
+        } else {
+            default(info);
+        }
+    }));
+}

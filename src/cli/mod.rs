@@ -325,6 +325,7 @@ pub fn main() -> ExitCode {
         cli.log_format.into(),
         if cli.quiet { -1 } else { cli.verbose as i8 },
     );
+    logging::install_panic_hook();
     let globals = Globals {
         overrides: Overrides {
             project: cli.project,

@@ -14,12 +14,14 @@
 //! queue; `evolve` applies migrations; `store` is every other write or delete of objects
 //! (unpublished files, removed versions, vacuum, the atomic-commit probe).
 
+mod cause;
 mod commit;
 mod evolve;
 mod handle;
 pub mod store;
 mod writer;
 
+pub use cause::{StorageCause, storage_cause};
 pub use commit::{
     CommitInfo, PartitionCommit, Scope, commit_partitions, landed_token, partition_rows,
 };
@@ -51,6 +53,13 @@ pub enum DeltaError {
     },
     #[error("cannot write data files to {url}: {message}")]
     Write { url: String, message: String },
+    /// A write that failed for a known storage cause (see [`StorageCause`]).
+    #[error("cannot write data files to {url}: {}: {message}; {}", .cause.as_str(), .cause.hint())]
+    Storage {
+        url: String,
+        cause: StorageCause,
+        message: String,
+    },
     #[error(
         "partition {partition}: this worker's lease (fencing token {ours}) was taken over by another worker; this run's output is discarded"
     )]
@@ -76,6 +85,7 @@ impl DeltaError {
                     || m.contains("io error")
                     || m.contains("generic")
             }
+            DeltaError::Storage { cause, .. } => cause.is_transient(),
             DeltaError::Conflict { .. } => true,
             _ => false,
         }

@@ -43,10 +43,7 @@ impl PartitionWriter {
         }
         let props = props.build();
         let writer = RecordBatchWriter::for_table(table)
-            .map_err(|e| DeltaError::Write {
-                url: crate::warehouse::display(url),
-                message: e.to_string(),
-            })?
+            .map_err(|e| write_error(url, &e))?
             .with_writer_properties(props);
         Ok(PartitionWriter {
             url: url.clone(),
@@ -63,10 +60,7 @@ impl PartitionWriter {
         self.writer
             .write(batch)
             .await
-            .map_err(|e| DeltaError::Write {
-                url: crate::warehouse::display(&self.url),
-                message: e.to_string(),
-            })
+            .map_err(|e| write_error(&self.url, &e))
     }
 
     pub fn rows(&self) -> u64 {
@@ -75,9 +69,26 @@ impl PartitionWriter {
 
     /// Finishes the files; returns their `add` actions.
     pub async fn finish(mut self) -> Result<Vec<Add>, DeltaError> {
-        self.writer.flush().await.map_err(|e| DeltaError::Write {
-            url: crate::warehouse::display(&self.url),
+        self.writer
+            .flush()
+            .await
+            .map_err(|e| write_error(&self.url, &e))
+    }
+}
+
+/// A failed write, with its storage cause when the error chain says one (then it is
+/// retried only if a retry can help, and the user reads the cause, not the layers above).
+fn write_error(url: &Url, e: &deltalake::DeltaTableError) -> DeltaError {
+    let url = crate::warehouse::display(url);
+    match super::storage_cause(e) {
+        Some((cause, message)) => DeltaError::Storage {
+            url,
+            cause,
+            message,
+        },
+        None => DeltaError::Write {
+            url,
             message: e.to_string(),
-        })
+        },
     }
 }

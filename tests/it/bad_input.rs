@@ -278,3 +278,41 @@ fn every_unusable_json_line_is_a_dead_letter_with_file_and_line() {
         out.context()
     );
 }
+
+#[test]
+fn a_warehouse_that_cannot_be_written_fails_each_partition_once_with_the_cause_and_no_panic() {
+    let p = TestProject::sample();
+    if p.remote() {
+        // The immutable flag below needs a local folder.
+        return;
+    }
+    p.ok(&["migrate"]);
+    p.ok(&["backfill", "clean_orders", "--from", "2024-01-01", "--to", "2024-01-02"]);
+    let table = p.warehouse_table("clean_orders", 1);
+    let chattr = |flag: &str| {
+        std::process::Command::new("chattr")
+            .args([flag, table.to_str().unwrap()])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    // No new partition folder can be made in it, root included.
+    assert!(chattr("+i"), "chattr +i (e2fsprogs) on the table folder failed");
+    let out = p.run(&["backfill", "clean_orders", "--from", "2024-01-03", "--to", "2024-01-05"]);
+    chattr("-i");
+    assert_eq!(out.code, 1, "{}", out.context());
+    assert!(!out.stderr.contains("panicked"), "{}", out.context());
+    // Not a storage hiccup: no retry, one failure per partition, saying why.
+    assert!(!out.stderr.contains("retrying"), "{}", out.context());
+    assert_eq!(out.stderr.matches("run failed").count(), 3, "{}", out.context());
+    assert!(
+        out.stderr.contains("permission denied: Unable to create dir")
+            && out.stderr.contains("the warehouse is not writable here"),
+        "{}",
+        out.context()
+    );
+    // Writable again: the same backfill finishes what it could not do.
+    p.ok(&["backfill", "clean_orders", "--from", "2024-01-03", "--to", "2024-01-05"]);
+    let (rows, orders, _) = python_delta_summary(&table, "dt", "2024-01-04", "order_id", "quantity");
+    assert!(rows > 0 && rows == orders, "{rows} rows, {orders} orders");
+}
