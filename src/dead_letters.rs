@@ -150,6 +150,8 @@ pub async fn replace(url: &Url, letters: &Letters) -> Result<(), DeltaError> {
     let item = PartitionCommit {
         scope,
         adds,
+        // The dead-letter table's schema never changes.
+        written_under: String::new(),
         info: CommitInfo {
             partition: letters.partition.clone(),
             token: letters.token,

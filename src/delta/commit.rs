@@ -79,6 +79,10 @@ pub struct PartitionCommit {
     pub scope: Scope,
     pub adds: Vec<Add>,
     pub info: CommitInfo,
+    /// The table's schema when the files were written (Delta JSON; empty: unknown). A
+    /// migration committed since then refuses the commit: the files lack what it added
+    /// (a column's default), and a rerun writes them under the new schema.
+    pub written_under: String,
 }
 
 /// The `txn` version recorded for `partition`, as of the latest commit.
@@ -184,8 +188,20 @@ where
     let mut last_error: Option<(DeltaError, bool)> = None;
     for round in 1..=ROUNDS {
         let mut live = Vec::new();
+        let current = table
+            .snapshot()
+            .ok()
+            .and_then(|s| serde_json::to_string(s.schema().as_ref()).ok());
         for &i in items {
             if results[i].is_some() {
+                continue;
+            }
+            let written = &batch[i].written_under;
+            if !written.is_empty() && current.as_ref().is_some_and(|c| c != written) {
+                results[i] = Some(Err(DeltaError::SchemaChanged {
+                    url: crate::warehouse::display(table.table_url()),
+                    partition: batch[i].info.partition.clone(),
+                }));
                 continue;
             }
             if still_leased(i).await {

@@ -64,6 +64,10 @@ pub enum DeltaError {
         "partition {partition}: this worker's lease (fencing token {ours}) was taken over by another worker; this run's output is discarded"
     )]
     Fenced { partition: String, ours: i64 },
+    #[error(
+        "partition {partition}: the schema of {url} changed since this run wrote its files (a migration was applied meanwhile); nothing was committed, and a retry writes under the new schema"
+    )]
+    SchemaChanged { url: String, partition: String },
     #[error("commit to {url} conflicted with a concurrent commit: {message}")]
     Conflict { url: String, message: String },
     #[error("commit to {url} failed: {message}")]
@@ -86,7 +90,7 @@ impl DeltaError {
                     || m.contains("generic")
             }
             DeltaError::Storage { cause, .. } => cause.is_transient(),
-            DeltaError::Conflict { .. } => true,
+            DeltaError::Conflict { .. } | DeltaError::SchemaChanged { .. } => true,
             _ => false,
         }
     }

@@ -15,6 +15,9 @@ pub struct PartitionWriter {
     url: Url,
     writer: RecordBatchWriter,
     rows: u64,
+    /// The table's schema the files are written under, as Delta JSON (see
+    /// [`PartitionCommit::written_under`](super::PartitionCommit)).
+    schema_json: String,
 }
 
 impl PartitionWriter {
@@ -45,10 +48,16 @@ impl PartitionWriter {
         let writer = RecordBatchWriter::for_table(table)
             .map_err(|e| write_error(url, &e))?
             .with_writer_properties(props);
+        let schema_json = table
+            .snapshot()
+            .ok()
+            .and_then(|s| serde_json::to_string(s.schema().as_ref()).ok())
+            .unwrap_or_default();
         Ok(PartitionWriter {
             url: url.clone(),
             writer,
             rows: 0,
+            schema_json,
         })
     }
 
@@ -65,6 +74,10 @@ impl PartitionWriter {
 
     pub fn rows(&self) -> u64 {
         self.rows
+    }
+
+    pub fn schema_json(&self) -> &str {
+        &self.schema_json
     }
 
     /// Finishes the files; returns their `add` actions.

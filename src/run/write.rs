@@ -22,13 +22,15 @@ use tracing::warn;
 /// A partition's new files, uploaded but not committed, and the rows they hold.
 struct WrittenFiles {
     adds: Vec<Add>,
+    /// The table's schema the files were written under.
+    written_under: String,
     rows: u64,
     /// The conformed rows, kept for the audit (a partition's worth).
     batches: Vec<RecordBatch>,
     target: SchemaRef,
     /// Output rows left out because they do not fit the table.
     rejected: Vec<BadRow>,
-    /// The CSV files read (the denominator of a `max_bad_rows` fraction).
+    /// The text files read (the denominator of a `max_bad_rows` fraction).
     text_files: Vec<engine::TextFile>,
 }
 
@@ -52,6 +54,7 @@ impl Runner {
         let pending = a.handle.pending();
         let WrittenFiles {
             adds,
+            written_under,
             rows,
             batches,
             target,
@@ -101,7 +104,7 @@ impl Runner {
             .into());
         }
         drop(pending);
-        let dv = self.commit(a, adds).await?;
+        let dv = self.commit(a, adds, written_under).await?;
         crate::failpoint::pause_if_set("after_commit").await;
         self.record_dead_letters(a, &report.bad_rows_skipped).await;
         Ok((rows, dv))
@@ -215,9 +218,11 @@ impl Runner {
                 .map_err(|e| fail(e.into()))?;
         }
         let rows = writer.rows();
+        let written_under = writer.schema_json().to_string();
         let adds = writer.finish().await.map_err(|e| fail(e.into()))?;
         Ok(WrittenFiles {
             adds,
+            written_under,
             rows,
             batches: kept,
             target: fitter.target_schema(),
@@ -274,10 +279,16 @@ impl Runner {
 
     /// Commits the partition's files through its version's group-commit queue, with a
     /// check, just before the commit, that the lease is still ours.
-    async fn commit(&self, a: &Attempt<'_>, adds: Vec<Add>) -> Result<u64, DeltaError> {
+    async fn commit(
+        &self,
+        a: &Attempt<'_>,
+        adds: Vec<Add>,
+        written_under: String,
+    ) -> Result<u64, DeltaError> {
         let item = PartitionCommit {
             scope: a.scope.clone(),
             adds,
+            written_under,
             info: CommitInfo {
                 partition: a.key.to_string(),
                 token: a.lease.token,

@@ -316,3 +316,38 @@ fn a_warehouse_that_cannot_be_written_fails_each_partition_once_with_the_cause_a
     let (rows, orders, _) = python_delta_summary(&table, "dt", "2024-01-04", "order_id", "quantity");
     assert!(rows > 0 && rows == orders, "{rows} rows, {orders} orders");
 }
+
+#[test]
+fn a_run_that_straddles_a_migration_writes_under_the_new_schema() {
+    let p = TestProject::sample();
+    p.ok(&["migrate"]);
+    let day = "2024-01-09";
+    // The run waits 3 s before its commit; the migration lands meanwhile.
+    let (mut run, log) = p.spawn(
+        &["run", "clean_orders", "--partition", day],
+        &[
+            ("SLUICE_FAILPOINT", "slow_commit"),
+            ("SLUICE_FAILPOINT_DELAY_MS", "3000"),
+        ],
+    );
+    crate::util::wait_for_text(&log, "delaying at failpoint", std::time::Duration::from_secs(60));
+    p.write(
+        "migrations/0004_add_score.sql",
+        "ALTER TABLE clean_orders ADD COLUMN score BIGINT NOT NULL DEFAULT 7;\n",
+    );
+    p.ok(&["migrate"]);
+    let code = crate::util::wait_exit(&mut run, std::time::Duration::from_secs(120));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("schema of"), "the first attempt was refused:\n{text}");
+    // An independent reader: every row of the day carries the new column's default.
+    let (rows, orders, score) = python_delta_summary(
+        &p.warehouse_table("clean_orders", 1),
+        "dt",
+        day,
+        "order_id",
+        "score",
+    );
+    assert!(rows > 0 && rows == orders, "{rows} rows, {orders} orders");
+    assert_eq!(score, 7.0 * rows as f64, "a row without the default");
+}

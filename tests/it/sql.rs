@@ -184,6 +184,7 @@ impl Case {
         let item = PartitionCommit {
             scope: sluice::run::partition_scope(&schema, &job, &key),
             adds,
+            written_under: String::new(),
             info: CommitInfo {
                 partition: key.to_string(),
                 token: 1,
