@@ -80,7 +80,10 @@ pub fn as_rfc3339_opt<S: serde::Serializer>(ms: &Option<i64>, s: S) -> Result<S:
 mod rfc3339_tests {
     #[test]
     fn times_for_programs_are_rfc3339_in_utc_with_milliseconds() {
-        assert_eq!(super::rfc3339(1_796_038_960_752), "2026-11-30T11:42:40.752Z");
+        assert_eq!(
+            super::rfc3339(1_796_038_960_752),
+            "2026-11-30T11:42:40.752Z"
+        );
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00.000Z");
     }
 }

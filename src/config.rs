@@ -150,10 +150,7 @@ pub enum LineageTransport {
     None,
     /// POST each event as JSON to `url` + `endpoint`; `api_key` (from the environment only,
     /// never the file) as a bearer token.
-    Http {
-        url: Url,
-        api_key: Option<String>,
-    },
+    Http { url: Url, api_key: Option<String> },
     /// Append each event as one JSON line to a file.
     File { path: PathBuf },
     /// Each event as one JSON line on stderr.
@@ -290,10 +287,11 @@ impl Settings {
             grace: std::time::Duration::from_secs_f64(grace),
             metrics_address,
         };
-        let lineage = lineage_settings(&root, file.lineage, &env).map_err(|m| ConfigError::Parse {
-            path: path.clone(),
-            message: format!("[lineage] {m}"),
-        })?;
+        let lineage =
+            lineage_settings(&root, file.lineage, &env).map_err(|m| ConfigError::Parse {
+                path: path.clone(),
+                message: format!("[lineage] {m}"),
+            })?;
         Ok(Settings {
             daemon,
             lineage,
@@ -326,7 +324,9 @@ fn lineage_settings(
 ) -> Result<LineageSettings, String> {
     let timeout = file.timeout_seconds.unwrap_or(5.0);
     if !(timeout.is_finite() && timeout > 0.0) {
-        return Err(format!("timeout_seconds = {timeout}: use more than 0 seconds"));
+        return Err(format!(
+            "timeout_seconds = {timeout}: use more than 0 seconds"
+        ));
     }
     let namespace = env("OPENLINEAGE_NAMESPACE")
         .or(file.namespace)
@@ -346,7 +346,9 @@ fn lineage_settings(
         "none" => LineageTransport::None,
         "console" => LineageTransport::Console,
         "file" => {
-            let p = file.path.ok_or("transport = \"file\" needs `path` (e.g. path = \"lineage.ndjson\")")?;
+            let p = file
+                .path
+                .ok_or("transport = \"file\" needs `path` (e.g. path = \"lineage.ndjson\")")?;
             let p = PathBuf::from(p);
             LineageTransport::File {
                 path: if p.is_absolute() { p } else { root.join(p) },

@@ -103,4 +103,3 @@ pub async fn plan_rollback(
     }
     Ok(flips)
 }
-

@@ -70,7 +70,11 @@ impl Context {
     pub async fn open(overrides: &Overrides) -> anyhow::Result<Context> {
         let project = Project::load(overrides)?;
         let catalog = Catalog::connect(&project.settings.catalog_url).await?;
-        Ok(Context::new(Arc::new(project), catalog, Arc::new(SystemClock)))
+        Ok(Context::new(
+            Arc::new(project),
+            catalog,
+            Arc::new(SystemClock),
+        ))
     }
 
     /// Like [`Context::open`], for commands that write to the warehouse: an object store

@@ -87,7 +87,9 @@ pub async fn tables(g: &Globals) -> Outcome {
     if g.output == output::Format::Json {
         println!("{}", output::json(&json));
     } else if rows.is_empty() {
-        println!("no tables yet: add a CREATE TABLE migration to migrations/ and run `sluice migrate`");
+        println!(
+            "no tables yet: add a CREATE TABLE migration to migrations/ and run `sluice migrate`"
+        );
     } else {
         print!(
             "{}",

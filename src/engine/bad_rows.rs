@@ -7,12 +7,12 @@
 //! is the same as the reader's. Only the error path pays for this.
 
 use crate::job::{CsvOptions, FileFormat};
-use deltalake::arrow::json::ReaderBuilder as JsonReaderBuilder;
 use crate::names::Name;
 use deltalake::arrow::array::{Array, StringArray};
 use deltalake::arrow::compute::kernels::cast::{CastOptions, cast_with_options};
 use deltalake::arrow::csv::ReaderBuilder;
 use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::arrow::json::ReaderBuilder as JsonReaderBuilder;
 use deltalake::arrow::record_batch::RecordBatch;
 use std::collections::BTreeSet;
 use std::fmt;

@@ -220,12 +220,13 @@ impl Engine {
                                 message: "bad rows can be left out only of an input with a declared `schema`".into(),
                             });
                         };
-                        let batches = bad_rows::read_without(&path, s, *format, csv, bad).map_err(|m| {
-                            EngineError::Input {
-                                input: input.name.to_string(),
-                                message: m,
-                            }
-                        })?;
+                        let batches =
+                            bad_rows::read_without(&path, s, *format, csv, bad).map_err(|m| {
+                                EngineError::Input {
+                                    input: input.name.to_string(),
+                                    message: m,
+                                }
+                            })?;
                         let table = MemTable::try_new(s.clone(), vec![batches])
                             .map_err(|e| input_err(&input.name, e))?;
                         ctx.register_table(input.name.as_str(), Arc::new(table))
@@ -328,12 +329,10 @@ impl Engine {
                 .display()
                 .to_string();
             let rows = bad_rows::scan(&f.path, &shown, &f.input, &f.schema, f.format, &f.options)
-                .map_err(|m| {
-                    EngineError::Input {
-                        input: f.input.to_string(),
-                        message: m,
-                    }
-                })?;
+                .map_err(|m| EngineError::Input {
+                input: f.input.to_string(),
+                message: m,
+            })?;
             out.extend(rows);
         }
         Ok(out)

@@ -200,7 +200,11 @@ impl RunEvent {
         if let Some(sql) = &self.sql {
             job_facets.insert(
                 "sql".into(),
-                facet("SQLJobFacet", "1-1-0", json!({ "query": sql, "dialect": "datafusion" })),
+                facet(
+                    "SQLJobFacet",
+                    "1-1-0",
+                    json!({ "query": sql, "dialect": "datafusion" }),
+                ),
             );
         }
         let outputs: Vec<Value> = self.output.iter().map(output_json).collect();

@@ -50,11 +50,7 @@ impl Emitter {
             return Emitter::disabled();
         }
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(send_all(
-            rx,
-            settings.transport.clone(),
-            settings.timeout,
-        ));
+        tokio::spawn(send_all(rx, settings.transport.clone(), settings.timeout));
         Emitter {
             queue: Some(Arc::new(Queue {
                 tx,
@@ -89,7 +85,9 @@ impl Emitter {
         };
         let parent = self.parent.as_ref().filter(|p| p.run_id != event.run_id);
         let json = event.to_json(&q.namespace, parent);
-        if q.tx.try_send(Msg::Event(json)).is_err() && q.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+        if q.tx.try_send(Msg::Event(json)).is_err()
+            && q.dropped.fetch_add(1, Ordering::Relaxed) == 0
+        {
             tracing::warn!(
                 "OpenLineage events are coming faster than the transport takes them; dropping some (the runs go on)"
             );
@@ -115,7 +113,10 @@ impl Emitter {
         }
         let dropped = q.dropped.load(Ordering::Relaxed);
         if dropped > 0 {
-            tracing::warn!(dropped, "OpenLineage events dropped because the queue was full");
+            tracing::warn!(
+                dropped,
+                "OpenLineage events dropped because the queue was full"
+            );
         }
     }
 }

@@ -44,7 +44,11 @@ impl Runner {
         let job = a.job;
         let project = self.project();
         let mut inputs = file_inputs(job, &a.key, &project.settings.root);
-        inputs.extend(upstream.iter().map(|u| Dataset::of_url(u.table.table_url())));
+        inputs.extend(
+            upstream
+                .iter()
+                .map(|u| Dataset::of_url(u.table.table_url())),
+        );
         let event = RunEvent {
             kind: EventType::Start,
             at: self.clock.now(),
@@ -113,7 +117,11 @@ impl Drop for RunLineage {
 
 /// The files a partition reads, as OpenLineage datasets (a template that is not usable
 /// for this partition names no dataset; the run fails on it anyway).
-fn file_inputs(job: &Job, key: &crate::partition::PartitionKey, root: &std::path::Path) -> Vec<Dataset> {
+fn file_inputs(
+    job: &Job,
+    key: &crate::partition::PartitionKey,
+    root: &std::path::Path,
+) -> Vec<Dataset> {
     job.inputs
         .iter()
         .filter_map(|i| match &i.source {

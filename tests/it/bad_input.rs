@@ -85,7 +85,11 @@ fn tables_lists_migrated_tables_before_anything_is_written() {
     for t in ["clean_orders", "daily_revenue", "monthly_region_revenue"] {
         assert!(text.stdout.contains(t), "{t}{}", text.context());
     }
-    assert!(text.stdout.contains("nothing written yet"), "{}", text.context());
+    assert!(
+        text.stdout.contains("nothing written yet"),
+        "{}",
+        text.context()
+    );
     let json = p.ok(&["tables", "--output", "json"]).json();
     let tables: Vec<(&str, &serde_json::Value)> = json
         .as_array()
@@ -104,8 +108,16 @@ fn a_catalog_that_cannot_be_written_is_named_at_once_not_after_a_pool_timeout() 
         // On PostgreSQL: an unreachable server is named at once.
         let out = p.run(&["--catalog", "postgres://sluice@127.0.0.1:1/none", "status"]);
         assert_eq!(out.code, 2, "{}", out.context());
-        assert!(out.stderr.contains("Connection refused"), "{}", out.context());
-        assert!(out.stderr.contains("check that the server is up"), "{}", out.context());
+        assert!(
+            out.stderr.contains("Connection refused"),
+            "{}",
+            out.context()
+        );
+        assert!(
+            out.stderr.contains("check that the server is up"),
+            "{}",
+            out.context()
+        );
         return;
     }
     // A folder made immutable (root included): no file can be created in it, as in a
@@ -120,7 +132,10 @@ fn a_catalog_that_cannot_be_written_is_named_at_once_not_after_a_pool_timeout() 
             .map(|s| s.success())
             .unwrap_or(false)
     };
-    assert!(chattr("+i"), "chattr +i (e2fsprogs) on the test folder failed");
+    assert!(
+        chattr("+i"),
+        "chattr +i (e2fsprogs) on the test folder failed"
+    );
     let started = std::time::Instant::now();
     let out = p.run(&["--catalog", &catalog, "status"]);
     let took = started.elapsed();
@@ -140,7 +155,14 @@ fn bytes_that_are_not_utf8_make_a_dead_letter_not_a_failed_partition() {
     p.ok(&["migrate"]);
     let day = "2024-01-05";
     let rows_of = |out: &crate::util::Output| out.json()["rows"].as_u64().unwrap();
-    let before = rows_of(&p.ok(&["run", "clean_orders", "--partition", day, "--output", "json"]));
+    let before = rows_of(&p.ok(&[
+        "run",
+        "clean_orders",
+        "--partition",
+        day,
+        "--output",
+        "json",
+    ]));
     // One more order, its region in Latin-1 (0xE9 is `é` there, and no UTF-8 at all).
     let file = p.file(&format!("sample-data/orders/dt={day}/orders.csv"));
     let mut bytes = std::fs::read(&file).unwrap();
@@ -149,16 +171,34 @@ fn bytes_that_are_not_utf8_make_a_dead_letter_not_a_failed_partition() {
     std::fs::write(&file, bytes).unwrap();
 
     // bad_rows = "skip" (the sample's): the partition is written without it.
-    let out = p.ok(&["run", "clean_orders", "--partition", day, "--output", "json"]);
+    let out = p.ok(&[
+        "run",
+        "clean_orders",
+        "--partition",
+        day,
+        "--output",
+        "json",
+    ]);
     assert_eq!(rows_of(&out), before, "{}", out.context());
     let letters = p
-        .ok(&["dlq", "list", "clean_orders", "--partition", day, "--output", "json"])
+        .ok(&[
+            "dlq",
+            "list",
+            "clean_orders",
+            "--partition",
+            day,
+            "--output",
+            "json",
+        ])
         .json();
     let letters = letters.as_array().unwrap();
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!(letters[0]["line"], line as u64);
     assert!(
-        letters[0]["error"].as_str().unwrap().contains("`region`: the bytes are not UTF-8"),
+        letters[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("`region`: the bytes are not UTF-8"),
         "{letters:?}"
     );
     assert_eq!(
@@ -182,8 +222,9 @@ fn bytes_that_are_not_utf8_make_a_dead_letter_not_a_failed_partition() {
     let out = p.run(&["run", "clean_orders", "--partition", day]);
     assert_eq!(out.code, 1, "{}", out.context());
     assert!(
-        out.stderr
-            .contains(&format!("sample-data/orders/dt={day}/orders.csv:{line}: column `region`")),
+        out.stderr.contains(&format!(
+            "sample-data/orders/dt={day}/orders.csv:{line}: column `region`"
+        )),
         "{}",
         out.context()
     );
@@ -232,7 +273,14 @@ fn every_unusable_json_line_is_a_dead_letter_with_file_and_line() {
     std::fs::create_dir_all(file.parent().unwrap()).unwrap();
     std::fs::write(&file, &data).unwrap();
     p.ok(&["migrate"]);
-    let out = p.ok(&["run", "events", "--partition", "2024-03-01", "--output", "json"]);
+    let out = p.ok(&[
+        "run",
+        "events",
+        "--partition",
+        "2024-03-01",
+        "--output",
+        "json",
+    ]);
     assert_eq!(out.json()["rows"], 3, "{}", out.context());
     let letters = p.ok(&["dlq", "list", "events", "--output", "json"]).json();
     let got: Vec<(u64, String)> = letters
@@ -255,7 +303,10 @@ fn every_unusable_json_line_is_a_dead_letter_with_file_and_line() {
     assert!(got[3].1.contains("`kind` is missing or null"), "{got:?}");
     assert!(got[4].1.contains("not UTF-8"), "{got:?}");
     assert!(
-        letters[4]["raw"].as_str().unwrap().contains(r#""vi\xFFew""#),
+        letters[4]["raw"]
+            .as_str()
+            .unwrap()
+            .contains(r#""vi\xFFew""#),
         "{letters:#}"
     );
     // An independent reader: ids 1, 3 and 8, 42 ms in all.
@@ -269,7 +320,10 @@ fn every_unusable_json_line_is_a_dead_letter_with_file_and_line() {
     assert_eq!((rows, ids, ms), (3, 3, 42.0));
 
     // bad_rows = "fail": the partition fails naming the first, by file and line.
-    p.write("jobs/events.toml", &EVENTS_JOB.replace("\"skip\"", "\"fail\""));
+    p.write(
+        "jobs/events.toml",
+        &EVENTS_JOB.replace("\"skip\"", "\"fail\""),
+    );
     let out = p.run(&["run", "events", "--partition", "2024-03-01"]);
     assert_eq!(out.code, 1, "{}", out.context());
     assert!(
@@ -287,7 +341,14 @@ fn a_warehouse_that_cannot_be_written_fails_each_partition_once_with_the_cause_a
         return;
     }
     p.ok(&["migrate"]);
-    p.ok(&["backfill", "clean_orders", "--from", "2024-01-01", "--to", "2024-01-02"]);
+    p.ok(&[
+        "backfill",
+        "clean_orders",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-02",
+    ]);
     let table = p.warehouse_table("clean_orders", 1);
     let chattr = |flag: &str| {
         std::process::Command::new("chattr")
@@ -297,23 +358,47 @@ fn a_warehouse_that_cannot_be_written_fails_each_partition_once_with_the_cause_a
             .unwrap_or(false)
     };
     // No new partition folder can be made in it, root included.
-    assert!(chattr("+i"), "chattr +i (e2fsprogs) on the table folder failed");
-    let out = p.run(&["backfill", "clean_orders", "--from", "2024-01-03", "--to", "2024-01-05"]);
+    assert!(
+        chattr("+i"),
+        "chattr +i (e2fsprogs) on the table folder failed"
+    );
+    let out = p.run(&[
+        "backfill",
+        "clean_orders",
+        "--from",
+        "2024-01-03",
+        "--to",
+        "2024-01-05",
+    ]);
     chattr("-i");
     assert_eq!(out.code, 1, "{}", out.context());
     assert!(!out.stderr.contains("panicked"), "{}", out.context());
     // Not a storage hiccup: no retry, one failure per partition, saying why.
     assert!(!out.stderr.contains("retrying"), "{}", out.context());
-    assert_eq!(out.stderr.matches("run failed").count(), 3, "{}", out.context());
+    assert_eq!(
+        out.stderr.matches("run failed").count(),
+        3,
+        "{}",
+        out.context()
+    );
     assert!(
-        out.stderr.contains("permission denied: Unable to create dir")
+        out.stderr
+            .contains("permission denied: Unable to create dir")
             && out.stderr.contains("the warehouse is not writable here"),
         "{}",
         out.context()
     );
     // Writable again: the same backfill finishes what it could not do.
-    p.ok(&["backfill", "clean_orders", "--from", "2024-01-03", "--to", "2024-01-05"]);
-    let (rows, orders, _) = python_delta_summary(&table, "dt", "2024-01-04", "order_id", "quantity");
+    p.ok(&[
+        "backfill",
+        "clean_orders",
+        "--from",
+        "2024-01-03",
+        "--to",
+        "2024-01-05",
+    ]);
+    let (rows, orders, _) =
+        python_delta_summary(&table, "dt", "2024-01-04", "order_id", "quantity");
     assert!(rows > 0 && rows == orders, "{rows} rows, {orders} orders");
 }
 
@@ -330,7 +415,11 @@ fn a_run_that_straddles_a_migration_writes_under_the_new_schema() {
             ("SLUICE_FAILPOINT_DELAY_MS", "3000"),
         ],
     );
-    crate::util::wait_for_text(&log, "delaying at failpoint", std::time::Duration::from_secs(60));
+    crate::util::wait_for_text(
+        &log,
+        "delaying at failpoint",
+        std::time::Duration::from_secs(60),
+    );
     p.write(
         "migrations/0004_add_score.sql",
         "ALTER TABLE clean_orders ADD COLUMN score BIGINT NOT NULL DEFAULT 7;\n",
@@ -339,7 +428,10 @@ fn a_run_that_straddles_a_migration_writes_under_the_new_schema() {
     let code = crate::util::wait_exit(&mut run, std::time::Duration::from_secs(120));
     let text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(code, 0, "{text}");
-    assert!(text.contains("schema of"), "the first attempt was refused:\n{text}");
+    assert!(
+        text.contains("schema of"),
+        "the first attempt was refused:\n{text}"
+    );
     // An independent reader: every row of the day carries the new column's default.
     let (rows, orders, score) = python_delta_summary(
         &p.warehouse_table("clean_orders", 1),

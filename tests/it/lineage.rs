@@ -122,10 +122,17 @@ fn a_backfill_sends_start_and_complete_or_fail_for_every_partition_to_an_http_si
         out.context()
     );
     let received = got.lock().unwrap().clone();
-    assert!(!received.is_empty(), "the sink received nothing{}", out.context());
+    assert!(
+        !received.is_empty(),
+        "the sink received nothing{}",
+        out.context()
+    );
     for r in &received {
         assert_eq!(r.path, "/api/v1/lineage");
-        assert_eq!(r.authorization.as_deref(), Some("Bearer sekrit-lineage-key"));
+        assert_eq!(
+            r.authorization.as_deref(),
+            Some("Bearer sekrit-lineage-key")
+        );
     }
     let events: Vec<Value> = received.into_iter().map(|r| r.body).collect();
     assert_valid_openlineage(&p, &events);
@@ -135,7 +142,10 @@ fn a_backfill_sends_start_and_complete_or_fail_for_every_partition_to_an_http_si
         .iter()
         .filter(|e| e["job"]["name"] == "sluice.backfill")
         .collect();
-    let kinds: Vec<&str> = parent.iter().map(|e| e["eventType"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = parent
+        .iter()
+        .map(|e| e["eventType"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds, ["START", "FAIL"]);
     let parent_run = parent[0]["run"]["runId"].as_str().unwrap();
 
@@ -169,7 +179,10 @@ fn a_backfill_sends_start_and_complete_or_fail_for_every_partition_to_an_http_si
         ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"]
     );
     for (day, evs) in &by_partition {
-        let kinds: Vec<&str> = evs.iter().map(|e| e["eventType"].as_str().unwrap()).collect();
+        let kinds: Vec<&str> = evs
+            .iter()
+            .map(|e| e["eventType"].as_str().unwrap())
+            .collect();
         let run_id = evs[0]["run"]["runId"].as_str().unwrap();
         assert!(evs.iter().all(|e| e["run"]["runId"] == run_id), "{day}");
         assert!(
@@ -208,8 +221,7 @@ fn a_backfill_sends_start_and_complete_or_fail_for_every_partition_to_an_http_si
                 "{day}"
             );
             assert_eq!(
-                output["outputFacets"]["outputStatistics"]["rowCount"],
-                status[day]["rows"],
+                output["outputFacets"]["outputStatistics"]["rowCount"], status[day]["rows"],
                 "{day}"
             );
             let fields: Vec<&str> = output["facets"]["schema"]["fields"]
@@ -218,7 +230,10 @@ fn a_backfill_sends_start_and_complete_or_fail_for_every_partition_to_an_http_si
                 .iter()
                 .map(|f| f["name"].as_str().unwrap())
                 .collect();
-            assert!(fields.contains(&"amount") && fields.contains(&"dt"), "{fields:?}");
+            assert!(
+                fields.contains(&"amount") && fields.contains(&"dt"),
+                "{fields:?}"
+            );
         }
     }
 }
@@ -240,7 +255,10 @@ fn the_file_transport_writes_one_event_per_line_and_an_unreachable_sink_fails_no
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let kinds: Vec<&str> = events.iter().map(|e| e["eventType"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["eventType"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds, ["START", "COMPLETE"]);
     assert!(events.iter().all(|e| e["job"]["namespace"] == "shop"));
     assert_valid_openlineage(&p, &events);
@@ -273,7 +291,8 @@ fn a_lineage_section_that_cannot_work_is_refused_with_the_fix() {
     let out = p.run(&["validate"]);
     assert_eq!(out.code, 2, "{}", out.context());
     assert!(
-        out.stderr.contains("[lineage] transport = \"kafka\" is not known"),
+        out.stderr
+            .contains("[lineage] transport = \"kafka\" is not known"),
         "{}",
         out.context()
     );

@@ -13,7 +13,11 @@ fn an_initialised_project_validates_migrates_and_backfills_as_created() {
         "{}",
         created.context()
     );
-    assert!(created.stdout.contains("sluice backfill --from 2024-01-01 --to 2024-01-03"));
+    assert!(
+        created
+            .stdout
+            .contains("sluice backfill --from 2024-01-01 --to 2024-01-03")
+    );
     p.ok(&["validate"]);
     p.ok(&["migrate"]);
     let backfill = p.ok(&["backfill", "--from", "2024-01-01", "--to", "2024-01-03"]);
@@ -29,7 +33,9 @@ fn an_initialised_project_validates_migrates_and_backfills_as_created() {
 
     // JSON reads like the text: times are RFC 3339 (UTC), the actor has one form.
     let rfc3339 = |v: &serde_json::Value| {
-        let t = v.as_str().unwrap_or_else(|| panic!("not a time string: {v}"));
+        let t = v
+            .as_str()
+            .unwrap_or_else(|| panic!("not a time string: {v}"));
         chrono::DateTime::parse_from_rfc3339(t)
             .unwrap_or_else(|e| panic!("`{t}` is not RFC 3339: {e}"));
         assert!(t.ends_with('Z'), "{t}");
@@ -53,7 +59,11 @@ fn init_refuses_a_folder_that_holds_files_and_changes_none() {
     let out = p.run(&["init", "."]);
     assert_eq!(out.code, 2, "{}", out.context());
     assert!(out.stderr.contains("is not empty"), "{}", out.context());
-    assert!(out.stderr.contains("name another folder"), "{}", out.context());
+    assert!(
+        out.stderr.contains("name another folder"),
+        "{}",
+        out.context()
+    );
     assert_eq!(p.read("jobs/clean_orders.sql"), before);
     assert!(!p.file("jobs/page_visits.toml").exists());
 }
@@ -68,9 +78,10 @@ fn bash_accepts_the_completion_script() {
     );
     std::fs::write(&script, text).unwrap();
     let registered = stdout_of(
-        Command::new("bash")
-            .arg("-c")
-            .arg(format!("source '{}' && complete -p sluice", script.display())),
+        Command::new("bash").arg("-c").arg(format!(
+            "source '{}' && complete -p sluice",
+            script.display()
+        )),
         "bash sourcing the completion script",
     );
     assert!(registered.contains("sluice"), "{registered}");
@@ -120,7 +131,14 @@ fn on_a_terminal_the_bar_is_not_interleaved_with_per_partition_lines() {
     p.ok(&["migrate"]);
     let screen = on_a_terminal(
         &p,
-        &["backfill", "clean_orders", "--from", "2024-01-01", "--to", "2024-01-14"],
+        &[
+            "backfill",
+            "clean_orders",
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2024-01-14",
+        ],
     );
     assert!(screen.contains("/14"), "no progress bar:\n{screen}");
     assert!(
@@ -137,12 +155,27 @@ fn on_a_terminal_the_bar_is_not_interleaved_with_per_partition_lines() {
     // -v asks for debug detail: the per-partition lines are back.
     let screen = on_a_terminal(
         &p,
-        &["backfill", "clean_orders", "--from", "2024-01-15", "--to", "2024-01-16", "-v"],
+        &[
+            "backfill",
+            "clean_orders",
+            "--from",
+            "2024-01-15",
+            "--to",
+            "2024-01-16",
+            "-v",
+        ],
     );
     assert!(screen.contains("run succeeded"), "{screen}");
 
     // Without a terminal nothing changes: each run's lines are there.
-    let piped = p.ok(&["backfill", "clean_orders", "--from", "2024-01-17", "--to", "2024-01-18"]);
+    let piped = p.ok(&[
+        "backfill",
+        "clean_orders",
+        "--from",
+        "2024-01-17",
+        "--to",
+        "2024-01-18",
+    ]);
     assert!(
         piped.stderr.contains("run started") && piped.stderr.contains("run succeeded"),
         "{}",

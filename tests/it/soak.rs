@@ -87,7 +87,15 @@ async fn a_backfill_killed_at_random_points_ends_with_a_clean_runs_tables() {
     }
     // The last rerun is left to finish.
     let summary = p
-        .ok(&["backfill", "--from", "2024-01-01", "--to", "2024-01-31", "--output", "json"])
+        .ok(&[
+            "backfill",
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2024-01-31",
+            "--output",
+            "json",
+        ])
         .json();
     assert_eq!(summary["failed"], 0, "{summary:#}");
     eprintln!(

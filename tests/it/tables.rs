@@ -241,7 +241,9 @@ async fn query_reads_through_the_alias_now_or_as_of_a_time() {
     assert_eq!(count(&[]), v1.len());
     // Times in JSON are RFC 3339 strings in UTC, with milliseconds.
     let ms = |v: &serde_json::Value| {
-        let text = v.as_str().unwrap_or_else(|| panic!("`at` is not a string: {v}"));
+        let text = v
+            .as_str()
+            .unwrap_or_else(|| panic!("`at` is not a string: {v}"));
         assert!(text.ends_with('Z') && text.contains('T'), "{text}");
         chrono::DateTime::parse_from_rfc3339(text)
             .unwrap_or_else(|e| panic!("`{text}` is not RFC 3339: {e}"))

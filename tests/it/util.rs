@@ -640,18 +640,26 @@ impl<'de> serde::de::Visitor<'de> for Strict {
     fn visit_none<E>(self) -> Result<serde_json::Value, E> {
         Ok(serde_json::Value::Null)
     }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<serde_json::Value, A::Error> {
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> Result<serde_json::Value, A::Error> {
         let mut items = Vec::new();
         while let Some(v) = seq.next_element_seed(Strict)? {
             items.push(v);
         }
         Ok(items.into())
     }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<serde_json::Value, A::Error> {
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> Result<serde_json::Value, A::Error> {
         let mut object = serde_json::Map::new();
         while let Some(key) = map.next_key::<String>()? {
             if object.contains_key(&key) {
-                return Err(serde::de::Error::custom(format!("the key `{key}` appears twice in one object")));
+                return Err(serde::de::Error::custom(format!(
+                    "the key `{key}` appears twice in one object"
+                )));
             }
             let v = map.next_value_seed(Strict)?;
             object.insert(key, v);
