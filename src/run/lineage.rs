@@ -13,9 +13,9 @@ use crate::lineage::{Dataset, Emitter, EventType, Field, Output, RunEvent};
 pub(super) struct RunLineage {
     emitter: Emitter,
     clock: SharedClock,
-    event: RunEvent,
-    /// Set once COMPLETE or FAIL is sent; until then, dropping sends ABORT.
-    settled: bool,
+    /// The run's event, until its end is sent (COMPLETE or FAIL); dropped with it still
+    /// here, the run was cancelled and ABORT is sent. `None` when lineage is off.
+    event: Option<RunEvent>,
 }
 
 impl Runner {
@@ -27,18 +27,7 @@ impl Runner {
             return RunLineage {
                 emitter,
                 clock: self.clock.clone(),
-                event: RunEvent {
-                    kind: EventType::Start,
-                    at: self.clock.now(),
-                    job: String::new(),
-                    run_id: String::new(),
-                    nominal: None,
-                    sql: None,
-                    inputs: Vec::new(),
-                    output: None,
-                    error: None,
-                },
-                settled: true,
+                event: None,
             };
         }
         let job = a.job;
@@ -78,15 +67,14 @@ impl Runner {
         RunLineage {
             emitter,
             clock: self.clock.clone(),
-            event,
-            settled: false,
+            event: Some(event),
         }
     }
 }
 
 impl RunLineage {
     pub(super) fn complete(&mut self, rows: u64, delta_version: u64) {
-        if let Some(o) = &mut self.event.output {
+        if let Some(o) = self.event.as_mut().and_then(|e| e.output.as_mut()) {
             o.rows = Some(rows);
             o.delta_version = Some(delta_version);
         }
@@ -98,14 +86,12 @@ impl RunLineage {
     }
 
     fn end(&mut self, kind: EventType, error: Option<String>) {
-        if self.settled {
-            return;
+        if let Some(mut event) = self.event.take() {
+            event.kind = kind;
+            event.at = self.clock.now();
+            event.error = error;
+            self.emitter.emit(&event);
         }
-        self.settled = true;
-        self.event.kind = kind;
-        self.event.at = self.clock.now();
-        self.event.error = error;
-        self.emitter.emit(&self.event);
     }
 }
 

@@ -125,21 +125,12 @@ fn a_catalog_that_cannot_be_written_is_named_at_once_not_after_a_pool_timeout() 
     let dir = p.file("read-only");
     std::fs::create_dir_all(&dir).unwrap();
     let catalog = format!("sqlite://{}/catalog.db", dir.display());
-    let chattr = |flag: &str| {
-        std::process::Command::new("chattr")
-            .args([flag, dir.to_str().unwrap()])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    };
-    assert!(
-        chattr("+i"),
-        "chattr +i (e2fsprogs) on the test folder failed"
-    );
+
+    let frozen = Immutable::set(&dir);
     let started = std::time::Instant::now();
     let out = p.run(&["--catalog", &catalog, "status"]);
     let took = started.elapsed();
-    chattr("-i");
+    drop(frozen);
     assert_eq!(out.code, 2, "{}", out.context());
     assert!(out.stderr.contains("not writable"), "{}", out.context());
     assert!(!out.stderr.contains("pool timed out"), "{}", out.context());
@@ -350,18 +341,9 @@ fn a_warehouse_that_cannot_be_written_fails_each_partition_once_with_the_cause_a
         "2024-01-02",
     ]);
     let table = p.warehouse_table("clean_orders", 1);
-    let chattr = |flag: &str| {
-        std::process::Command::new("chattr")
-            .args([flag, table.to_str().unwrap()])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    };
+
     // No new partition folder can be made in it, root included.
-    assert!(
-        chattr("+i"),
-        "chattr +i (e2fsprogs) on the table folder failed"
-    );
+    let frozen = Immutable::set(&table);
     let out = p.run(&[
         "backfill",
         "clean_orders",
@@ -370,7 +352,7 @@ fn a_warehouse_that_cannot_be_written_fails_each_partition_once_with_the_cause_a
         "--to",
         "2024-01-05",
     ]);
-    chattr("-i");
+    drop(frozen);
     assert_eq!(out.code, 1, "{}", out.context());
     assert!(!out.stderr.contains("panicked"), "{}", out.context());
     // Not a storage hiccup: no retry, one failure per partition, saying why.
@@ -442,4 +424,33 @@ fn a_run_that_straddles_a_migration_writes_under_the_new_schema() {
     );
     assert!(rows > 0 && rows == orders, "{rows} rows, {orders} orders");
     assert_eq!(score, 7.0 * rows as f64, "a row without the default");
+}
+
+/// A folder made immutable (`chattr +i`: no file can be created in it, root included)
+/// until dropped, so that a failing test still leaves a folder its cleanup can remove.
+struct Immutable(std::path::PathBuf);
+
+impl Immutable {
+    fn set(dir: &std::path::Path) -> Immutable {
+        assert!(
+            chattr("+i", dir),
+            "chattr +i (e2fsprogs) on {} failed",
+            dir.display()
+        );
+        Immutable(dir.to_path_buf())
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        chattr("-i", &self.0);
+    }
+}
+
+fn chattr(flag: &str, dir: &std::path::Path) -> bool {
+    std::process::Command::new("chattr")
+        .arg(flag)
+        .arg(dir)
+        .status()
+        .is_ok_and(|s| s.success())
 }
