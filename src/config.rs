@@ -25,11 +25,6 @@ pub enum ConfigError {
     CatalogScheme { url: String },
     #[error("warehouse `{url}` is not a path or a URL: {message}")]
     Warehouse { url: String, message: String },
-    #[error("cannot create {path}: {source}")]
-    CreateDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -413,13 +408,8 @@ fn resolve_catalog(root: &Path, url: &str) -> Result<String, ConfigError> {
         } else {
             root.join(path)
         };
-        if let Some(dir) = abs.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| ConfigError::CreateDir {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        }
-        // `mode=rwc` creates the file on first use.
+        // `mode=rwc` creates the file on first use (its folder: `Catalog::connect`).
+        // Reading the settings creates nothing: `validate` and `test` leave no trace.
         let query = query
             .map(|q| format!("{q}&mode=rwc"))
             .unwrap_or_else(|| "mode=rwc".into());
@@ -447,10 +437,7 @@ fn resolve_warehouse(root: &Path, url: &str) -> Result<Url, ConfigError> {
         } else {
             root.join(p)
         };
-        std::fs::create_dir_all(&abs).map_err(|source| ConfigError::CreateDir {
-            path: abs.clone(),
-            source,
-        })?;
+        // Created by the first write into it (`delta::ensure_table`, the object store).
         let abs = abs.canonicalize().unwrap_or(abs);
         Url::from_directory_path(&abs).map_err(|_| bad("not an absolute path".into()))?
     };

@@ -18,6 +18,7 @@ pub mod failpoint;
 pub mod fingerprint;
 pub mod gc;
 pub mod job;
+pub mod job_tests;
 pub mod lineage;
 pub mod logging;
 pub mod migrate;

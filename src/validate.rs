@@ -1,5 +1,5 @@
-//! `validate`: every spec, cron, dependency and migration, and each job's SQL planned
-//! against the declared schemas and fitted to its table. Reads no data and needs no
+//! `validate`: every spec, cron, dependency and migration, each job's SQL planned
+//! against the declared schemas and fitted to its table, and the jobs' test files. Reads no data and needs no
 //! catalog; `migrate` asks it too before a destructive change.
 
 use crate::engine::conform::Conformer;
@@ -72,6 +72,8 @@ pub async fn validate(project: &Project) -> Result<Validation, EngineError> {
             }),
         }
     }
+    // The jobs' tests name jobs, inputs and columns: each must exist.
+    problems.extend(crate::job_tests::load(project).1);
     Ok(Validation {
         problems,
         unchecked,

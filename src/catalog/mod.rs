@@ -83,6 +83,30 @@ pub enum CatalogError {
     },
     #[error("catalog data is inconsistent: {0} (this is likely a bug)")]
     Corrupt(String),
+    #[error("cannot create the catalog's folder {}: {source}", .path.display())]
+    CreateDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The folder of a SQLite catalog file (`sqlite:///abs/path.db?...`), created on first
+/// connect so that a new project's `.sluice/` appears when the catalog is first used.
+fn create_sqlite_folder(url: &str) -> Result<(), CatalogError> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let path = std::path::Path::new(rest.split('?').next().unwrap_or(rest));
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            std::fs::create_dir_all(dir).map_err(|source| CatalogError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 impl CatalogError {
@@ -148,6 +172,9 @@ impl Catalog {
         } else {
             Backend::Postgres
         };
+        if backend == Backend::Sqlite {
+            create_sqlite_folder(url)?;
+        }
         Self::probe(url, backend).await?;
         let pool = Self::pool(url, backend, if backend == Backend::Sqlite { 4 } else { 8 }).await?;
         let writer = match backend {

@@ -19,6 +19,7 @@ mod query_cmd;
 mod run_cmd;
 mod status_cmd;
 mod tables_cmd;
+mod test_cmd;
 mod validate_cmd;
 
 use crate::backfill::{Request, Selection};
@@ -266,6 +267,31 @@ enum Command {
         /// Only this job.
         job: Option<String>,
     },
+    /// Run the jobs' tests (jobs/tests/*.toml): each runs a job on given rows and compares
+    /// its output, in-process, with no catalog or warehouse. Exit 1 if any fails.
+    Test {
+        /// Only these jobs' tests.
+        jobs: Vec<String>,
+        /// Also write a JUnit XML report to PATH.
+        #[arg(long, value_name = "PATH")]
+        junit: Option<PathBuf>,
+        /// Write each failing test's actual output as its expected rows (then review it).
+        #[arg(long)]
+        update: bool,
+        /// Write a new test of JOB from the live tables: a sample of the partition's input
+        /// rows and the output the current code makes of them.
+        #[arg(long, value_name = "JOB", requires = "partition", conflicts_with_all = ["jobs", "update"])]
+        create: Option<String>,
+        /// The partition --create samples.
+        #[arg(long, short, requires = "create")]
+        partition: Option<String>,
+        /// Input rows --create samples per input.
+        #[arg(long, default_value_t = 20, requires = "create")]
+        rows: usize,
+        /// The created test's name [default: sampled_PARTITION].
+        #[arg(long, requires = "create")]
+        name: Option<String>,
+    },
     /// Create a new project in DIR (new or empty): settings, one daily job over a CSV
     /// input, its migration and three days of sample data, ready to validate, migrate and
     /// backfill.
@@ -382,6 +408,30 @@ fn globals_json(f: &Format) -> bool {
 async fn dispatch(command: Command, globals: &Globals) -> Outcome {
     match command {
         Command::Validate => validate_cmd::run(globals).await,
+        Command::Test {
+            jobs,
+            junit,
+            update,
+            create,
+            partition,
+            rows,
+            name,
+        } => match (create, partition) {
+            (Some(job), Some(partition)) => {
+                test_cmd::create(globals, &job, &partition, rows, name).await
+            }
+            _ => {
+                test_cmd::run(
+                    globals,
+                    test_cmd::Args {
+                        jobs,
+                        junit,
+                        update,
+                    },
+                )
+                .await
+            }
+        },
         Command::Init { dir } => init_cmd::init(globals, &dir),
         Command::Completions { shell } => init_cmd::completions(shell),
         Command::Run { job, partition } => run_cmd::run(globals, &job, &partition).await,

@@ -291,3 +291,24 @@ pub fn read_without(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("after leaving out {} bad row(s): {e}", bad.len()))
 }
+
+/// The message when more rows cannot be used than the job's `max_bad_rows` allows.
+pub fn too_many(
+    job: &crate::job::Job,
+    key: &crate::partition::PartitionKey,
+    bad: &[BadRow],
+    read: u64,
+    limit: crate::job::BadRowLimit,
+    what: &str,
+) -> String {
+    format!(
+        "{} of {read} {what} cannot be used, more than `max_bad_rows` allows ({limit}); first: {}; see `sluice dlq list {} --partition {key}`",
+        bad.len(),
+        bad.iter()
+            .take(3)
+            .map(|b| b.to_string())
+            .collect::<Vec<_>>()
+            .join("; "),
+        job.name
+    )
+}

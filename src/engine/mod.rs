@@ -9,6 +9,7 @@
 pub mod bad_rows;
 pub mod conform;
 pub mod fit;
+pub mod output;
 pub mod record_id;
 
 use crate::config::EngineSettings;
@@ -76,13 +77,33 @@ impl EngineError {
     }
 }
 
-/// An upstream table input, resolved by the runner: a snapshot of the version its alias
-/// points at, and which of its partitions this partition reads (`None` for all).
+/// An upstream table input, resolved by the runner (or given by a job test): what it
+/// reads, and which of its partitions this partition reads (`None` for all).
 #[derive(Debug, Clone)]
 pub struct UpstreamInput {
     pub name: Name,
-    pub table: deltalake::DeltaTable,
+    pub data: UpstreamData,
     pub filter: Option<(String, Vec<ScalarValue>)>,
+}
+
+/// Where an upstream table's rows come from.
+#[derive(Debug, Clone)]
+pub enum UpstreamData {
+    /// A snapshot of the physical version its alias points at.
+    Delta(deltalake::DeltaTable),
+    /// A job test's rows, typed by the table's schema. The partition filter applies to
+    /// them as it does to a snapshot, so a test reads what a run would.
+    Rows(Arc<MemTable>),
+}
+
+/// What a job test gives a file input in place of the file its template names.
+#[derive(Debug, Clone)]
+pub enum FileFixture {
+    /// A file in the input's format, read exactly as the real file would be (with the
+    /// bad-row scan).
+    File(PathBuf),
+    /// Rows typed by the input's schema.
+    Rows(Arc<MemTable>),
 }
 
 /// The partition filter of an upstream table input: the upstream's partition column and
@@ -115,6 +136,21 @@ pub struct PartitionQuery<'a> {
     pub upstream: Vec<UpstreamInput>,
     /// File inputs whose bad rows were found and are to be left out, by input name.
     pub without_bad_rows: HashMap<Name, Vec<BadRow>>,
+    /// File inputs a job test gives in place of their template's files, by input name.
+    pub file_fixtures: HashMap<Name, FileFixture>,
+}
+
+impl<'a> PartitionQuery<'a> {
+    /// A run's query: the template's files and the upstream snapshots.
+    pub fn new(job: &'a Job, key: PartitionKey, upstream: Vec<UpstreamInput>) -> Self {
+        PartitionQuery {
+            job,
+            key,
+            upstream,
+            without_bad_rows: HashMap::new(),
+            file_fixtures: HashMap::new(),
+        }
+    }
 }
 
 /// A planned partition query, ready to stream its output.
@@ -188,6 +224,54 @@ impl Engine {
     /// Registers the partition's inputs and plans its SQL.
     pub async fn prepare(&self, q: &PartitionQuery<'_>) -> Result<Prepared, EngineError> {
         let ctx = self.session();
+        let text_files = self.register_inputs(&ctx, q).await?;
+        let df = plan_sql(&ctx, q.job, &Self::params(q.job, &q.key)).await?;
+        Ok(Prepared { df, text_files })
+    }
+
+    /// The first `limit` rows of each of the partition's inputs, as a run would read them
+    /// (`sluice test --create` samples them).
+    pub async fn sample_inputs(
+        &self,
+        q: &PartitionQuery<'_>,
+        limit: usize,
+    ) -> Result<
+        Vec<(
+            Name,
+            SchemaRef,
+            Vec<deltalake::arrow::record_batch::RecordBatch>,
+        )>,
+        (EngineError, Vec<TextFile>),
+    > {
+        let ctx = self.session();
+        let text_files = self
+            .register_inputs(&ctx, q)
+            .await
+            .map_err(|e| (e, Vec::new()))?;
+        let mut out = Vec::new();
+        for input in &q.job.inputs {
+            let df = ctx
+                .table(input.name.as_str())
+                .await
+                .and_then(|df| df.limit(0, Some(limit)))
+                .map_err(|e| (input_err(&input.name, e), text_files.clone()))?;
+            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+            let batches = df
+                .collect()
+                .await
+                .map_err(|e| (execution_error(e), text_files.clone()))?;
+            out.push((input.name.clone(), schema, batches));
+        }
+        Ok(out)
+    }
+
+    /// Registers each input of the partition in `ctx` under its name; returns the CSV and
+    /// JSON files registered (for the bad-row scan).
+    async fn register_inputs(
+        &self,
+        ctx: &SessionContext,
+        q: &PartitionQuery<'_>,
+    ) -> Result<Vec<TextFile>, EngineError> {
         let mut text_files = Vec::new();
         for input in &q.job.inputs {
             match &input.source {
@@ -197,13 +281,24 @@ impl Engine {
                     schema,
                     csv,
                 } => {
-                    let rel = Job::resolve_template(template, &q.key).map_err(|m| {
-                        EngineError::Input {
-                            input: input.name.to_string(),
-                            message: m,
+                    let (rel, path) = match q.file_fixtures.get(&input.name) {
+                        Some(FileFixture::Rows(rows)) => {
+                            ctx.register_table(input.name.as_str(), rows.clone())
+                                .map_err(|e| input_err(&input.name, e))?;
+                            continue;
                         }
-                    })?;
-                    let path = self.root.join(&rel);
+                        Some(FileFixture::File(p)) => (p.display().to_string(), p.clone()),
+                        None => {
+                            let rel = Job::resolve_template(template, &q.key).map_err(|m| {
+                                EngineError::Input {
+                                    input: input.name.to_string(),
+                                    message: m,
+                                }
+                            })?;
+                            let path = self.root.join(&rel);
+                            (rel, path)
+                        }
+                    };
                     let is_glob = rel.contains(['*', '?', '[']);
                     if !is_glob && !path.exists() {
                         return Err(EngineError::InputMissing {
@@ -234,7 +329,7 @@ impl Engine {
                         continue;
                     }
                     self.register_files(
-                        &ctx,
+                        ctx,
                         &input.name,
                         &path,
                         *format,
@@ -264,12 +359,11 @@ impl Engine {
                             message: "the upstream table was not resolved (this is likely a bug)"
                                 .into(),
                         })?;
-                    register_upstream(&ctx, up).await?;
+                    register_upstream(ctx, up).await?;
                 }
             }
         }
-        let df = plan_sql(&ctx, q.job, &Self::params(q.job, &q.key)).await?;
-        Ok(Prepared { df, text_files })
+        Ok(text_files)
     }
 
     async fn register_files(
@@ -423,14 +517,18 @@ async fn plan_sql(
 }
 
 async fn register_upstream(ctx: &SessionContext, up: &UpstreamInput) -> Result<(), EngineError> {
-    let provider = up
-        .table
-        .table_provider()
-        .await
-        .map_err(|e| EngineError::Input {
-            input: up.name.to_string(),
-            message: e.to_string(),
-        })?;
+    let provider: Arc<dyn deltalake::datafusion::catalog::TableProvider> = match &up.data {
+        UpstreamData::Delta(table) => {
+            table
+                .table_provider()
+                .await
+                .map_err(|e| EngineError::Input {
+                    input: up.name.to_string(),
+                    message: e.to_string(),
+                })?
+        }
+        UpstreamData::Rows(rows) => rows.clone(),
+    };
     let mut df = ctx
         .read_table(provider)
         .map_err(|e| input_err(&up.name, e))?;

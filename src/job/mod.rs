@@ -68,6 +68,37 @@ impl BadRowLimit {
     }
 }
 
+/// What a partition does with the input rows it cannot use, by its job's policy: the one
+/// rule a run and a job test follow.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BadRowVerdict {
+    /// `bad_rows = "fail"`: the partition fails, naming them.
+    Fail,
+    /// More than `max_bad_rows` allows of the `read` rows: the partition fails.
+    TooMany { limit: BadRowLimit, read: u64 },
+    /// Left out, as dead letters.
+    Skip,
+}
+
+impl Job {
+    /// The verdict on `bad` unusable rows of `read()` rows read (asked only for a limit
+    /// that is a fraction).
+    pub fn bad_row_verdict(&self, bad: usize, read: impl FnOnce() -> u64) -> BadRowVerdict {
+        if self.bad_rows == BadRows::Fail {
+            return BadRowVerdict::Fail;
+        }
+        let Some(limit) = self.max_bad_rows else {
+            return BadRowVerdict::Skip;
+        };
+        let read = read();
+        if limit.allows(bad as u64, read) {
+            BadRowVerdict::Skip
+        } else {
+            BadRowVerdict::TooMany { limit, read }
+        }
+    }
+}
+
 impl std::fmt::Display for BadRowLimit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

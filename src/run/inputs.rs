@@ -19,7 +19,7 @@ pub type CompletePartitions = HashMap<(String, i64), HashSet<String>>;
 impl Runner {
     /// For each table input: the version its alias points at, and which of its partitions
     /// this partition reads.
-    pub(super) async fn resolve_upstream(
+    pub async fn resolve_upstream(
         &self,
         job: &Job,
         key: &PartitionKey,
@@ -67,7 +67,7 @@ impl Runner {
             .await?;
         Ok(UpstreamInput {
             name: read.input.clone(),
-            table: snapshot,
+            data: crate::engine::UpstreamData::Delta(snapshot),
             filter,
         })
     }

@@ -5,7 +5,7 @@
 use super::Runner;
 use super::attempt::Attempt;
 use crate::clock::SharedClock;
-use crate::engine::UpstreamInput;
+use crate::engine::{UpstreamData, UpstreamInput};
 use crate::job::{InputSource, Job};
 use crate::lineage::{Dataset, Emitter, EventType, Field, Output, RunEvent};
 
@@ -33,11 +33,10 @@ impl Runner {
         let job = a.job;
         let project = self.project();
         let mut inputs = file_inputs(job, &a.key, &project.settings.root);
-        inputs.extend(
-            upstream
-                .iter()
-                .map(|u| Dataset::of_url(u.table.table_url())),
-        );
+        inputs.extend(upstream.iter().filter_map(|u| match &u.data {
+            UpstreamData::Delta(table) => Some(Dataset::of_url(table.table_url())),
+            UpstreamData::Rows(_) => None,
+        }));
         let event = RunEvent {
             kind: EventType::Start,
             at: self.clock.now(),

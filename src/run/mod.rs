@@ -76,6 +76,15 @@ pub enum RunError {
     TooManyBadRows(String),
 }
 
+impl From<crate::engine::output::OutputError> for RunError {
+    fn from(e: crate::engine::output::OutputError) -> RunError {
+        match e {
+            crate::engine::output::OutputError::Engine(e) => RunError::Engine(e),
+            crate::engine::output::OutputError::Conform(e) => RunError::Conform(e),
+        }
+    }
+}
+
 impl RunError {
     /// Transient errors (I/O, object store, catalog busy) are retried; SQL, schema and
     /// input errors are not: running them again gives the same answer.

@@ -6,16 +6,15 @@ use super::attempt::Attempt;
 use super::{RunError, RunReport, Runner};
 use crate::delta::store::delete_unpublished;
 use crate::delta::{CommitInfo, DeltaError, PartitionCommit, PartitionWriter, StillLeased};
-use crate::engine::fit::Fitter;
+use crate::engine::bad_rows;
 use crate::engine::{self, BadRow, Engine, EngineError, PartitionQuery, UpstreamInput};
-use crate::job::{BadRowLimit, BadRows, InputSource, Job};
+use crate::job::{BadRowVerdict, BadRows, InputSource, Job};
 use crate::partition::PartitionKey;
 use crate::warehouse;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::kernel::Add;
-use futures::{FutureExt as _, StreamExt as _};
-use std::collections::HashMap;
+use futures::FutureExt as _;
 use std::sync::atomic::Ordering;
 use tracing::warn;
 
@@ -45,12 +44,7 @@ impl Runner {
         upstream: Vec<UpstreamInput>,
         report: &mut RunReport,
     ) -> Result<(u64, u64), RunError> {
-        let mut query = PartitionQuery {
-            job: a.job,
-            key: a.key,
-            upstream,
-            without_bad_rows: HashMap::new(),
-        };
+        let mut query = PartitionQuery::new(a.job, a.key, upstream);
         let pending = a.handle.pending();
         let WrittenFiles {
             adds,
@@ -66,17 +60,20 @@ impl Runner {
                 warn!(row = b.line, error = %b.error, raw = %b.raw, "leaving out an output row that does not fit the table (bad_rows = \"skip\")");
             }
             report.bad_rows_skipped.extend(rejected);
-            let read = if text_files.is_empty() {
-                rows + report.bad_rows_skipped.len() as u64
-            } else {
-                Engine::count_records(&text_files)
-            };
-            if let Err(e) = self
-                .within_bad_row_limit(a, &report.bad_rows_skipped, read, "row(s)")
-                .await
-            {
+            let skipped = &report.bad_rows_skipped;
+            let verdict = a.job.bad_row_verdict(skipped.len(), || {
+                if text_files.is_empty() {
+                    rows + skipped.len() as u64
+                } else {
+                    Engine::count_records(&text_files)
+                }
+            });
+            if let BadRowVerdict::TooMany { limit, read } = verdict {
                 delete_unpublished(&a.handle.url, &adds).await;
-                return Err(e);
+                self.record_dead_letters(a, skipped).await;
+                return Err(RunError::TooManyBadRows(bad_rows::too_many(
+                    a.job, &a.key, skipped, read, limit, "row(s)",
+                )));
             }
         }
         // Audit: profile and check the new rows before anything is published.
@@ -134,16 +131,31 @@ impl Runner {
         if bad.is_empty() {
             return Err(e);
         }
-        if a.job.bad_rows == BadRows::Fail {
-            self.record_dead_letters(a, &bad).await;
-            return Err(EngineError::BadRows {
-                total: bad.len(),
-                rows: bad,
+        match a
+            .job
+            .bad_row_verdict(bad.len(), || Engine::count_records(&text_files))
+        {
+            BadRowVerdict::Fail => {
+                self.record_dead_letters(a, &bad).await;
+                return Err(EngineError::BadRows {
+                    total: bad.len(),
+                    rows: bad,
+                }
+                .into());
             }
-            .into());
+            BadRowVerdict::TooMany { limit, read } => {
+                self.record_dead_letters(a, &bad).await;
+                return Err(RunError::TooManyBadRows(bad_rows::too_many(
+                    a.job,
+                    &a.key,
+                    &bad,
+                    read,
+                    limit,
+                    "input row(s)",
+                )));
+            }
+            BadRowVerdict::Skip => {}
         }
-        self.within_bad_row_limit(a, &bad, Engine::count_records(&text_files), "input row(s)")
-            .await?;
         for b in &bad {
             warn!(input = %b.input, file = %b.file, line = b.line, error = %b.error, raw = %b.raw, "skipping bad input row (bad_rows = \"skip\")");
             if let Ok(n) = crate::names::Name::new(&b.input) {
@@ -155,25 +167,6 @@ impl Runner {
         self.write_files(a, query).await.map_err(|(e, _)| e)
     }
 
-    /// Fails the run, recording `bad` as its dead letters, when they are more than the
-    /// job's `max_bad_rows` allows of `read` rows.
-    async fn within_bad_row_limit(
-        &self,
-        a: &Attempt<'_>,
-        bad: &[BadRow],
-        read: u64,
-        what: &str,
-    ) -> Result<(), RunError> {
-        let Some(limit) = a.job.max_bad_rows else {
-            return Ok(());
-        };
-        if limit.allows(bad.len() as u64, read) {
-            return Ok(());
-        }
-        self.record_dead_letters(a, bad).await;
-        Err(too_many_bad_rows(a.job, &a.key, bad, read, limit, what))
-    }
-
     /// Runs the query and uploads its output as new files; returns their `add` actions.
     /// On failure, also returns the CSV files read, for the bad-row scan.
     async fn write_files(
@@ -182,21 +175,16 @@ impl Runner {
         query: &PartitionQuery<'_>,
     ) -> Result<WrittenFiles, WriteFailure> {
         let job = a.job;
-        let prepared = self
-            .engine
-            .prepare(query)
-            .await
-            .map_err(|e| (e.into(), Vec::new()))?;
-        let text_files = prepared.text_files.clone();
-        let fail = |e: RunError| (e, text_files.clone());
-        let mut stream = engine::execute(prepared.df)
-            .await
-            .map_err(|e| fail(e.into()))?;
         let project = self.project();
-        let mut fitter = Fitter::new(job, &a.schema, &a.key, &stream.schema(), |column| {
-            unknown_column_hint(&project, job, column)
-        })
-        .map_err(|e| fail(e.into()))?;
+        let mut output = self
+            .engine
+            .output(query, &a.schema, |column| {
+                unknown_column_hint(&project, job, column)
+            })
+            .await
+            .map_err(|(e, files)| (e.into(), files))?;
+        let text_files = output.text_files.clone();
+        let fail = |e: RunError| (e, text_files.clone());
         let mut writer = {
             let table = a.handle.table.lock().await;
             PartitionWriter::new(&a.handle.url, &table).map_err(|e| fail(e.into()))?
@@ -205,9 +193,8 @@ impl Runner {
         let mut kept = Vec::new();
         // Rows of the output that do not fit the table, set aside under bad_rows = "skip".
         let mut rejected: Vec<BadRow> = Vec::new();
-        while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(|e| fail(engine::execution_error(e).into()))?;
-            let fitted = fitter.fit(&batch).map_err(|e| fail(e.into()))?;
+        while let Some(fitted) = output.next().await {
+            let fitted = fitted.map_err(|(e, files)| (e.into(), files))?;
             rejected.extend(fitted.rejected);
             if fitted.batch.num_rows() > 0 {
                 kept.push(fitted.batch.clone());
@@ -225,7 +212,7 @@ impl Runner {
             written_under,
             rows,
             batches: kept,
-            target: fitter.target_schema(),
+            target: output.target_schema(),
             rejected,
             text_files,
         })
@@ -338,27 +325,6 @@ impl Runner {
             warn!(error = %e, "could not record the dead letters");
         }
     }
-}
-
-/// The run's error when more rows cannot be used than `max_bad_rows` allows.
-fn too_many_bad_rows(
-    job: &Job,
-    key: &PartitionKey,
-    bad: &[BadRow],
-    read: u64,
-    limit: BadRowLimit,
-    what: &str,
-) -> RunError {
-    RunError::TooManyBadRows(format!(
-        "{} of {read} {what} cannot be used, more than `max_bad_rows` allows ({limit}); first: {}; see `sluice dlq list {} --partition {key}`",
-        bad.len(),
-        bad.iter()
-            .take(3)
-            .map(|b| b.to_string())
-            .collect::<Vec<_>>()
-            .join("; "),
-        job.name
-    ))
 }
 
 /// What to do about a column the SQL produces and the table lacks: apply the migration that

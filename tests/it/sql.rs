@@ -230,7 +230,7 @@ impl Case {
             let url = sluice::warehouse::version_url(&project.settings.warehouse, read.table, 1);
             upstream.push(UpstreamInput {
                 name: read.input.clone(),
-                table: delta::open(&url).await.map_err(err)?,
+                data: engine::UpstreamData::Delta(delta::open(&url).await.map_err(err)?),
                 filter: engine::upstream_filter(&read, up_schema),
             });
         }
@@ -239,12 +239,7 @@ impl Case {
             .get(&job.table)
             .ok_or_else(|| CaseError(format!("no migration creates `{}`", job.table)))?;
         let engine = Engine::new(&project.settings.engine, &project.settings.root).map_err(err)?;
-        let query = PartitionQuery {
-            job: &job,
-            key,
-            upstream,
-            without_bad_rows: HashMap::new(),
-        };
+        let query = PartitionQuery::new(&job, key, upstream);
         let prepared = engine.prepare(&query).await.map_err(err)?;
         let mut stream = engine::execute(prepared.df).await.map_err(err)?;
         let mut fitter = Fitter::new(&job, table, &key, &stream.schema(), |_| {

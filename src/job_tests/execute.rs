@@ -1,0 +1,250 @@
+//! One test, run through the run's own path in-process: the test's rows registered in
+//! place of the input files and upstream snapshots, the output fitted to the table as a
+//! run fits it (`engine::output`), bad rows found and judged by the job's policy, the
+//! checks run on the new rows (no baseline: a test has no history). Nothing is written.
+
+use super::fixture::{self, Source};
+use super::{TestCase, TestFile};
+use crate::engine::output::{OutputError, OutputFailure};
+use crate::engine::{
+    self, BadRow, Engine, FileFixture, PartitionQuery, UpstreamData, UpstreamInput,
+};
+use crate::job::{BadRowVerdict, InputSource, Job};
+use crate::project::Project;
+use crate::quality::CheckResult;
+use crate::run::RunError;
+use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::datafusion::datasource::MemTable;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What the run of a test did.
+#[derive(Debug)]
+pub struct Actual {
+    /// The output as the table would hold it; `None` when the run failed first.
+    pub output: Option<RecordBatch>,
+    /// Whether the SQL orders its rows.
+    pub ordered: bool,
+    pub dead_letters: Vec<BadRow>,
+    pub checks: Vec<CheckResult>,
+    /// The error the run failed with, as a run reports it.
+    pub error: Option<String>,
+    /// The check of severity error that stopped the run, if one did.
+    pub blocked_by: Option<String>,
+}
+
+impl Actual {
+    fn failed(error: String, dead_letters: Vec<BadRow>) -> Actual {
+        Actual {
+            output: None,
+            ordered: false,
+            dead_letters,
+            checks: Vec::new(),
+            error: Some(error),
+            blocked_by: None,
+        }
+    }
+}
+
+/// Runs `test` of `file`. `Err`: the test's rows could not be made into tables.
+pub async fn run(
+    engine: &Engine,
+    project: &Project,
+    file: &TestFile,
+    test: &TestCase,
+) -> Result<Actual, String> {
+    let job = project
+        .jobs
+        .get(&file.job)
+        .ok_or_else(|| format!("job `{}` is not loaded", file.job))?;
+    let table = project.declared.get(&job.table).ok_or_else(|| {
+        format!(
+            "no migration creates table `{}`, which job `{}` writes",
+            job.table, job.name
+        )
+    })?;
+    let mut query = PartitionQuery::new(job, test.partition, upstream(project, job, test)?);
+    query.file_fixtures = file_fixtures(project, job, test)?;
+    let mut dead_letters = Vec::new();
+    let (batches, target, ordered, rejected) = loop {
+        match fitted_output(engine, &query, table).await {
+            Ok(done) => break done,
+            Err((e, text_files)) => {
+                let scan = matches!(
+                    e,
+                    OutputError::Engine(engine::EngineError::Execution { .. })
+                ) && !text_files.is_empty()
+                    && query.without_bad_rows.is_empty();
+                let bad = if scan {
+                    Engine::find_bad_rows(&text_files, &project.settings.root)
+                        .map_err(|e| e.to_string())?
+                } else {
+                    Vec::new()
+                };
+                if bad.is_empty() {
+                    return Ok(Actual::failed(RunError::from(e).to_string(), dead_letters));
+                }
+                match job.bad_row_verdict(bad.len(), || Engine::count_records(&text_files)) {
+                    BadRowVerdict::Fail => {
+                        let e = engine::EngineError::BadRows {
+                            total: bad.len(),
+                            rows: bad.clone(),
+                        };
+                        return Ok(Actual::failed(e.to_string(), bad));
+                    }
+                    BadRowVerdict::TooMany { limit, read } => {
+                        let m = engine::bad_rows::too_many(
+                            job,
+                            &test.partition,
+                            &bad,
+                            read,
+                            limit,
+                            "input row(s)",
+                        );
+                        return Ok(Actual::failed(m, bad));
+                    }
+                    BadRowVerdict::Skip => {}
+                }
+                for b in &bad {
+                    if let Ok(n) = crate::names::Name::new(&b.input) {
+                        query.without_bad_rows.entry(n).or_default().push(b.clone());
+                    }
+                }
+                dead_letters = bad;
+            }
+        }
+    };
+    if !rejected.is_empty() {
+        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+        dead_letters.extend(rejected);
+        let total = rows + dead_letters.len() as u64;
+        if let BadRowVerdict::TooMany { limit, read } =
+            job.bad_row_verdict(dead_letters.len(), || total)
+        {
+            let m = engine::bad_rows::too_many(
+                job,
+                &test.partition,
+                &dead_letters,
+                read,
+                limit,
+                "row(s)",
+            );
+            return Ok(Actual::failed(m, dead_letters));
+        }
+    }
+    let end_us = test
+        .partition
+        .instant_bounds(job.partition_time_zone)
+        .map(|(_, e)| e.timestamp_micros());
+    let quality = crate::quality::audit::audit(
+        || engine.session(),
+        target.clone(),
+        batches.clone(),
+        &job.checks,
+        &[],
+        end_us,
+    )
+    .await
+    .map_err(|e| format!("the data-quality audit could not run: {e}"))?;
+    let output =
+        deltalake::arrow::compute::concat_batches(&target, &batches).map_err(|e| e.to_string())?;
+    let blocked_by = quality.blocking().map(|c| c.name.clone());
+    let error = quality
+        .blocking()
+        .map(|c| RunError::CheckFailed(c.to_string()).to_string());
+    Ok(Actual {
+        output: Some(output),
+        ordered,
+        dead_letters,
+        checks: quality.checks,
+        error,
+        blocked_by,
+    })
+}
+
+type Output = (Vec<RecordBatch>, SchemaRef, bool, Vec<BadRow>);
+
+/// The partition's fitted output, whole (a test's is small), and the output rows left out.
+async fn fitted_output(
+    engine: &Engine,
+    query: &PartitionQuery<'_>,
+    table: &crate::schema::TableSchema,
+) -> Result<Output, OutputFailure> {
+    let mut output = engine
+        .output(query, table, |_| {
+            "remove it from the SELECT, or add the column to the table with a migration".into()
+        })
+        .await?;
+    let mut batches = Vec::new();
+    let mut rejected = Vec::new();
+    while let Some(fitted) = output.next().await {
+        let fitted = fitted?;
+        rejected.extend(fitted.rejected);
+        batches.push(fitted.batch);
+    }
+    Ok((batches, output.target_schema(), output.ordered, rejected))
+}
+
+/// The test's rows as each upstream table, with the partition filter a run applies.
+fn upstream(project: &Project, job: &Job, test: &TestCase) -> Result<Vec<UpstreamInput>, String> {
+    let mut out = Vec::new();
+    for read in project.upstream_reads(job, &test.partition) {
+        let schema = project.declared.get(read.table).ok_or_else(|| {
+            format!(
+                "input `{}`: no migration creates table `{}`",
+                read.input, read.table
+            )
+        })?;
+        let rows = rows_table(test.inputs.get(read.input), &schema.to_arrow())
+            .map_err(|m| format!("input `{}`: {m}", read.input))?;
+        out.push(UpstreamInput {
+            name: read.input.clone(),
+            data: UpstreamData::Rows(rows),
+            filter: engine::upstream_filter(&read, schema),
+        });
+    }
+    Ok(out)
+}
+
+/// The test's rows for each file input: a fixture file read as the input's files are, or
+/// rows typed by its schema.
+fn file_fixtures(
+    project: &Project,
+    job: &Job,
+    test: &TestCase,
+) -> Result<HashMap<crate::names::Name, FileFixture>, String> {
+    let mut out = HashMap::new();
+    for input in &job.inputs {
+        if !matches!(input.source, InputSource::Files { .. }) {
+            continue;
+        }
+        let given = test.inputs.get(&input.name);
+        let fixture = match (given, super::input_schema(project, input)) {
+            (Some(Source::File(p)), _) => FileFixture::File(p.clone()),
+            (given, Some(schema)) => FileFixture::Rows(
+                rows_table(given, &schema).map_err(|m| format!("input `{}`: {m}", input.name))?,
+            ),
+            (_, None) => {
+                return Err(format!(
+                    "input `{}` declares no `schema`: give it a `file` in its format",
+                    input.name
+                ));
+            }
+        };
+        out.insert(input.name.clone(), fixture);
+    }
+    Ok(out)
+}
+
+/// Rows (none when not given) as a table of `schema`, every column nullable.
+fn rows_table(given: Option<&Source>, schema: &SchemaRef) -> Result<Arc<MemTable>, String> {
+    let nullable = fixture::nullable(schema);
+    let batch = match given {
+        Some(source) => fixture::typed(source, schema)?,
+        None => RecordBatch::new_empty(nullable.clone()),
+    };
+    MemTable::try_new(nullable, vec![vec![batch]])
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
+}
