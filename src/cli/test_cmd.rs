@@ -3,13 +3,15 @@
 //! expected, `--create` writes a new test from the live tables.
 
 use super::context::Context;
-use super::{EXIT_FAILED, EXIT_OK, EXIT_UNUSABLE, Globals, Outcome, output};
+use super::{EXIT_FAILED, EXIT_OK, Globals, Outcome, output};
 use crate::engine::{Engine, PartitionQuery};
 use crate::job_tests::junit::{self, CaseReport, Verdict};
 use crate::job_tests::write_back::{self, Update};
 use crate::job_tests::{self, TestFile, execute};
 use crate::project::Project;
 use anyhow::{Context as _, anyhow};
+use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::arrow::record_batch::RecordBatch;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -35,7 +37,7 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
         }
     }
     if let Some(path) = &args.junit {
-        std::fs::write(path, junit::render(&reports))
+        junit::write(path, &reports)
             .with_context(|| format!("cannot write the JUnit report to {}", path.display()))?;
     }
     print(g, &reports);
@@ -47,7 +49,7 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
 struct Ran {
     file: TestFile,
     index: usize,
-    output: Option<deltalake::arrow::record_batch::RecordBatch>,
+    output: Option<RecordBatch>,
     failed: bool,
 }
 
@@ -208,6 +210,34 @@ fn print(g: &Globals, reports: &[CaseReport]) {
     );
 }
 
+/// The first `rows` rows of each of the partition's inputs; unusable rows are left out of
+/// the sample, as `bad_rows = "skip"` would.
+async fn sample(
+    engine: &Engine,
+    mut query: PartitionQuery<'_>,
+    rows: usize,
+    root: &std::path::Path,
+) -> anyhow::Result<Vec<(crate::names::Name, SchemaRef, Vec<RecordBatch>)>> {
+    match engine.sample_inputs(&query, rows).await {
+        Ok(s) => Ok(s),
+        Err((e, text_files)) => {
+            let bad = Engine::find_bad_rows(&text_files, root)?;
+            if bad.is_empty() {
+                return Err(e.into());
+            }
+            for b in bad {
+                if let Ok(n) = crate::names::Name::new(&b.input) {
+                    query.without_bad_rows.entry(n).or_default().push(b);
+                }
+            }
+            engine
+                .sample_inputs(&query, rows)
+                .await
+                .map_err(|(e, _)| anyhow::Error::from(e))
+        }
+    }
+}
+
 /// `sluice test --create JOB --partition P`: a new test from the live tables: the first
 /// `rows` rows of each input for the partition, and the output the job's current code
 /// makes of them.
@@ -227,26 +257,8 @@ pub async fn create(
     let runner = ctx.runner()?;
     let upstream = runner.resolve_upstream(job, &key).await?;
     let engine = ctx.engine()?;
-    let mut query = PartitionQuery::new(job, key, upstream);
-    let samples = match engine.sample_inputs(&query, rows).await {
-        Ok(s) => s,
-        Err((e, text_files)) => {
-            // Unusable rows are left out of the sample, as `bad_rows = "skip"` would.
-            let bad = Engine::find_bad_rows(&text_files, &project.settings.root)?;
-            if bad.is_empty() {
-                return Err(e.into());
-            }
-            for b in bad {
-                if let Ok(n) = crate::names::Name::new(&b.input) {
-                    query.without_bad_rows.entry(n).or_default().push(b);
-                }
-            }
-            engine
-                .sample_inputs(&query, rows)
-                .await
-                .map_err(|(e, _)| anyhow::Error::from(e))?
-        }
-    };
+    let query = PartitionQuery::new(job, key, upstream);
+    let samples = sample(&engine, query, rows, &project.settings.root).await?;
     ctx.close().await;
     let path = job_tests::tests_dir(&project).join(format!("{}.toml", job.name));
     let (existing, _) = job_tests::load(&project);
@@ -317,6 +329,5 @@ pub async fn create(
         file.shown,
         inputs.iter().map(|(_, b)| b.num_rows()).sum::<usize>()
     );
-    let _ = EXIT_UNUSABLE;
     Ok(EXIT_OK)
 }

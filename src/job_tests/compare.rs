@@ -123,12 +123,12 @@ fn rows_diff(
         actual: actual.columns().to_vec(),
         tolerance: e.tolerance,
     };
+    // Rows with the same key (the compared part of it) are shown as one changed row.
     let key: Vec<usize> = job
         .key
         .iter()
-        .map(|k| columns.iter().position(|c| c == k.as_str()))
-        .collect::<Option<Vec<_>>>()
-        .unwrap_or_default();
+        .filter_map(|k| columns.iter().position(|c| c == k.as_str()))
+        .collect();
     let mut lines = Vec::new();
     let (ne, na) = (expected.num_rows(), actual.num_rows());
     if ordered {

@@ -66,55 +66,11 @@ pub async fn run(
     })?;
     let mut query = PartitionQuery::new(job, test.partition, upstream(project, job, test)?);
     query.file_fixtures = file_fixtures(project, job, test)?;
-    let mut dead_letters = Vec::new();
-    let (batches, target, ordered, rejected) = loop {
-        match fitted_output(engine, &query, table).await {
-            Ok(done) => break done,
-            Err((e, text_files)) => {
-                let scan = matches!(
-                    e,
-                    OutputError::Engine(engine::EngineError::Execution { .. })
-                ) && !text_files.is_empty()
-                    && query.without_bad_rows.is_empty();
-                let bad = if scan {
-                    Engine::find_bad_rows(&text_files, &project.settings.root)
-                        .map_err(|e| e.to_string())?
-                } else {
-                    Vec::new()
-                };
-                if bad.is_empty() {
-                    return Ok(Actual::failed(RunError::from(e).to_string(), dead_letters));
-                }
-                match job.bad_row_verdict(bad.len(), || Engine::count_records(&text_files)) {
-                    BadRowVerdict::Fail => {
-                        let e = engine::EngineError::BadRows {
-                            total: bad.len(),
-                            rows: bad.clone(),
-                        };
-                        return Ok(Actual::failed(e.to_string(), bad));
-                    }
-                    BadRowVerdict::TooMany { limit, read } => {
-                        let m = engine::bad_rows::too_many(
-                            job,
-                            &test.partition,
-                            &bad,
-                            read,
-                            limit,
-                            "input row(s)",
-                        );
-                        return Ok(Actual::failed(m, bad));
-                    }
-                    BadRowVerdict::Skip => {}
-                }
-                for b in &bad {
-                    if let Ok(n) = crate::names::Name::new(&b.input) {
-                        query.without_bad_rows.entry(n).or_default().push(b.clone());
-                    }
-                }
-                dead_letters = bad;
-            }
-        }
-    };
+    let ((batches, target, ordered, rejected), mut dead_letters) =
+        match output_under_bad_row_policy(engine, project, table, test, &mut query).await? {
+            Ok(done) => done,
+            Err(failed) => return Ok(failed),
+        };
     if !rejected.is_empty() {
         let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
         dead_letters.extend(rejected);
@@ -161,6 +117,70 @@ pub async fn run(
         error,
         blocked_by,
     })
+}
+
+/// The partition's output, run again without the bad input rows when the job's policy
+/// skips them (as a run does); `Ok(Err(..))` when the policy fails the run instead.
+async fn output_under_bad_row_policy(
+    engine: &Engine,
+    project: &Project,
+    table: &crate::schema::TableSchema,
+    test: &TestCase,
+    query: &mut PartitionQuery<'_>,
+) -> Result<Result<(Output, Vec<BadRow>), Actual>, String> {
+    let job = query.job;
+    let mut dead_letters = Vec::new();
+    loop {
+        match fitted_output(engine, query, table).await {
+            Ok(done) => return Ok(Ok((done, dead_letters))),
+            Err((e, text_files)) => {
+                let scan = matches!(
+                    e,
+                    OutputError::Engine(engine::EngineError::Execution { .. })
+                ) && !text_files.is_empty()
+                    && query.without_bad_rows.is_empty();
+                let bad = if scan {
+                    Engine::find_bad_rows(&text_files, &project.settings.root)
+                        .map_err(|e| e.to_string())?
+                } else {
+                    Vec::new()
+                };
+                if bad.is_empty() {
+                    return Ok(Err(Actual::failed(
+                        RunError::from(e).to_string(),
+                        dead_letters,
+                    )));
+                }
+                match job.bad_row_verdict(bad.len(), || Engine::count_records(&text_files)) {
+                    BadRowVerdict::Fail => {
+                        let e = engine::EngineError::BadRows {
+                            total: bad.len(),
+                            rows: bad.clone(),
+                        };
+                        return Ok(Err(Actual::failed(e.to_string(), bad)));
+                    }
+                    BadRowVerdict::TooMany { limit, read } => {
+                        let m = engine::bad_rows::too_many(
+                            job,
+                            &test.partition,
+                            &bad,
+                            read,
+                            limit,
+                            "input row(s)",
+                        );
+                        return Ok(Err(Actual::failed(m, bad)));
+                    }
+                    BadRowVerdict::Skip => {}
+                }
+                for b in &bad {
+                    if let Ok(n) = crate::names::Name::new(&b.input) {
+                        query.without_bad_rows.entry(n).or_default().push(b.clone());
+                    }
+                }
+                dead_letters = bad;
+            }
+        }
+    }
 }
 
 type Output = (Vec<RecordBatch>, SchemaRef, bool, Vec<BadRow>);

@@ -112,6 +112,11 @@ pub fn render(cases: &[CaseReport]) -> String {
     x
 }
 
+/// Writes the report of `cases` to `path`.
+pub fn write(path: &std::path::Path, cases: &[CaseReport]) -> std::io::Result<()> {
+    std::fs::write(path, render(cases))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -167,7 +167,9 @@ fn only_delta_writes_or_deletes_objects() {
     ];
     let mut found = BTreeMap::new();
     for (rel, code) in sources() {
-        if room(&rel) == "delta" {
+        // `job_tests` writes the project's own files (a test's expected rows, the JUnit
+        // report), never the warehouse.
+        if room(&rel) == "delta" || room(&rel) == "job_tests" {
             continue;
         }
         let hits: Vec<&str> = writes

@@ -11,6 +11,7 @@ mod bad_input;
 mod catalog;
 mod daemon;
 mod foundation;
+mod job_tests;
 mod lineage;
 mod migrate;
 mod newcomer;
