@@ -10,6 +10,12 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now_ms(&self) -> i64 {
         self.now().timestamp_millis()
     }
+
+    /// Waits `d` of this clock's time (a retry's backoff): real time, unless the clock is
+    /// simulated.
+    fn sleep(&self, d: std::time::Duration) -> futures::future::BoxFuture<'static, ()> {
+        Box::pin(tokio::time::sleep(d))
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -49,6 +55,24 @@ impl Clock for ManualClock {
             .lock()
             .map(|t| *t)
             .unwrap_or_else(|e| *e.into_inner())
+    }
+}
+
+/// The clock of a rehearsal (`sluice daemon --replay`): set by the replay from event to
+/// event, and a wait on it passes at once, moving simulated time forward, so a retry's
+/// backoff costs no real time.
+#[derive(Debug, Clone)]
+pub struct SimulatedClock(pub ManualClock);
+
+impl Clock for SimulatedClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.0.now()
+    }
+
+    fn sleep(&self, d: std::time::Duration) -> futures::future::BoxFuture<'static, ()> {
+        self.0
+            .advance(chrono::Duration::from_std(d).unwrap_or_default());
+        Box::pin(tokio::task::yield_now())
     }
 }
 

@@ -1,7 +1,8 @@
 //! `sluice daemon`: settings and flags into a running [`Daemon`], signals into controls.
 
 use super::context::Context;
-use super::{EXIT_OK, EXIT_UNUSABLE, Globals, Outcome};
+use super::{EXIT_FAILED, EXIT_OK, EXIT_UNUSABLE, Globals, Outcome};
+use crate::clock::{ManualClock, SimulatedClock};
 use crate::config::parse_metrics_address;
 use crate::daemon::{self, Control, Options};
 use std::sync::Arc;
@@ -90,4 +91,60 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
     cx.lineage_parent_end(None);
     cx.close().await;
     Ok(EXIT_OK)
+}
+
+/// `sluice daemon --replay FROM..TO [--speed N]`: the schedule rehearsed on a simulated
+/// clock; prints each partition as it becomes due and as it ends, at simulated times.
+pub async fn replay(g: &Globals, args: Args, window: &str, speed: Option<f64>) -> Outcome {
+    let window = match daemon::replay::Window::parse(window) {
+        Ok(w) => w,
+        Err(m) => {
+            eprintln!("error: --replay {m}");
+            return Ok(EXIT_UNUSABLE);
+        }
+    };
+    if let Some(s) = speed
+        && !(s.is_finite() && s > 0.0)
+    {
+        eprintln!("error: --speed {s}: give a factor above 0 (2 is twice real time)");
+        return Ok(EXIT_UNUSABLE);
+    }
+    let mut cx = Context::open_for_writing(&g.overrides).await?;
+    let simulated = ManualClock::new(window.from);
+    cx.clock = Arc::new(SimulatedClock(simulated.clone()));
+    let max_concurrency = args
+        .max_concurrency
+        .unwrap_or(cx.project.settings.daemon.max_concurrency);
+    cx.lineage_parent("sluice.daemon");
+    let runner = Arc::new(cx.runner()?.with_compute_limit(max_concurrency));
+    let mut d = cx.daemon(
+        runner,
+        Options {
+            max_concurrency,
+            ..Options::default()
+        },
+    );
+    println!(
+        "replaying {} .. {} (simulated time, UTC)",
+        window.from.format("%Y-%m-%dT%H:%M:%SZ"),
+        window.to.format("%Y-%m-%dT%H:%M:%SZ")
+    );
+    let done = d
+        .replay(&simulated, window, speed, |e| {
+            println!("{}  {}", e.at.format("%Y-%m-%dT%H:%M:%SZ"), e.text)
+        })
+        .await;
+    for l in &done.left {
+        println!("not run: {l}");
+    }
+    println!(
+        "{} succeeded, {} failed, {} not run",
+        done.succeeded,
+        done.failed.len(),
+        done.left.len()
+    );
+    let ok = done.failed.is_empty() && done.left.is_empty();
+    cx.lineage_parent_end((!ok).then(|| "partitions failed or did not run".to_string()));
+    cx.close().await;
+    Ok(if ok { EXIT_OK } else { EXIT_FAILED })
 }

@@ -167,6 +167,14 @@ enum Command {
         /// daemon.metrics_address, else 127.0.0.1:9464].
         #[arg(long, value_name = "ADDR")]
         metrics_address: Option<String>,
+        /// Rehearse the schedule over a past window instead: the daemon's own code on a
+        /// simulated clock, from the start of FROM to the end of TO (dates, UTC, or RFC 3339
+        /// times), writing to the catalog and warehouse; exits when the window is done.
+        #[arg(long, value_name = "FROM..TO")]
+        replay: Option<String>,
+        /// With --replay: N times real time instead of as fast as the work allows.
+        #[arg(long, requires = "replay", value_name = "N")]
+        speed: Option<f64>,
     },
     /// Run SQL over the tables' aliases (DataFusion).
     Query {
@@ -527,16 +535,18 @@ async fn dispatch(command: Command, globals: &Globals) -> Outcome {
             max_concurrency,
             grace,
             metrics_address,
+            replay,
+            speed,
         } => {
-            daemon_cmd::run(
-                globals,
-                daemon_cmd::Args {
-                    max_concurrency: max_concurrency.map(usize::from),
-                    grace,
-                    metrics_address,
-                },
-            )
-            .await
+            let args = daemon_cmd::Args {
+                max_concurrency: max_concurrency.map(usize::from),
+                grace,
+                metrics_address,
+            };
+            match replay {
+                Some(window) => daemon_cmd::replay(globals, args, &window, speed).await,
+                None => daemon_cmd::run(globals, args).await,
+            }
         }
         Command::Backfill {
             jobs,

@@ -26,6 +26,7 @@
 pub mod metrics;
 mod queue;
 mod reload;
+pub mod replay;
 pub mod schedule;
 mod shadow;
 mod signals;

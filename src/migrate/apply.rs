@@ -120,7 +120,7 @@ async fn destructive_refusals(
     // does not, and neither does one that reads a dropped column. (A job that fails to
     // load is not in `project.jobs` at all, so what it uses is unknown: that is refused
     // too.)
-    let problems = crate::validate::validate(project).await?.problems;
+    let problems = crate::validate::validate_jobs(project).await?.problems;
     if !problems.is_empty() {
         let mut msgs: Vec<String> = problems
             .iter()

@@ -267,7 +267,7 @@ impl Runner {
                 error = report.error.as_deref().unwrap_or_default(),
                 "transient failure; retrying"
             );
-            tokio::time::sleep(wait).await;
+            self.clock.sleep(wait).await;
         }
     }
 }

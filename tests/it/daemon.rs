@@ -18,7 +18,7 @@ fn utc(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
 }
 
 /// A daily job `name` writing `(p STRING, dt DATE)`: one row naming its partition.
-fn daily_job(name: &str, schedule: &str, start: &str) -> [(String, String); 3] {
+pub(crate) fn daily_job(name: &str, schedule: &str, start: &str) -> [(String, String); 3] {
     [
         (
             format!("jobs/{name}.toml"),
@@ -37,7 +37,7 @@ fn daily_job(name: &str, schedule: &str, start: &str) -> [(String, String); 3] {
     ]
 }
 
-fn project_of(jobs: &[[(String, String); 3]]) -> TestProject {
+pub(crate) fn project_of(jobs: &[[(String, String); 3]]) -> TestProject {
     // Each job's migration gets its own number.
     let files: Vec<(String, String)> = jobs
         .iter()

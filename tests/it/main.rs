@@ -16,6 +16,7 @@ mod lineage;
 mod migrate;
 mod newcomer;
 mod quality;
+mod replay;
 mod soak;
 mod sql;
 mod tables;
