@@ -28,7 +28,7 @@ pub fn init(g: &Globals, dir: &Path) -> Outcome {
         format!("cd {shown}")
     };
     println!(
-        "\nnext:\n  {cd}\n  sluice validate\n  sluice migrate\n  sluice backfill --from {} --to {}\n  sluice query \"SELECT * FROM {} ORDER BY dt, page\"",
+        "\nnext:\n  {cd}\n  sluice validate\n  sluice test\n  sluice migrate\n  sluice backfill --from {} --to {}\n  sluice query \"SELECT * FROM {} ORDER BY dt, page\"",
         scaffold::FIRST_DAY,
         scaffold::LAST_DAY,
         scaffold::JOB

@@ -18,6 +18,10 @@ const FILES: &[(&str, &str)] = &[
     ("jobs/page_visits.toml", include_str!("template/job.toml")),
     ("jobs/page_visits.sql", include_str!("template/job.sql")),
     (
+        "jobs/tests/page_visits.toml",
+        include_str!("template/job_test.toml"),
+    ),
+    (
         "migrations/0001_create_page_visits.sql",
         include_str!("template/migration.sql"),
     ),

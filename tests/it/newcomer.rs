@@ -19,6 +19,12 @@ fn an_initialised_project_validates_migrates_and_backfills_as_created() {
             .contains("sluice backfill --from 2024-01-01 --to 2024-01-03")
     );
     p.ok(&["validate"]);
+    let tested = p.ok(&["test"]);
+    assert!(
+        tested.stdout.contains("1 passed, 0 failed"),
+        "{}",
+        tested.context()
+    );
     p.ok(&["migrate"]);
     let backfill = p.ok(&["backfill", "--from", "2024-01-01", "--to", "2024-01-03"]);
     assert!(
