@@ -139,13 +139,13 @@ pub fn nullable(schema: &Schema) -> SchemaRef {
     ))
 }
 
-/// The rows of `source` typed by `schema`, which must hold every column they name.
-pub fn typed(source: &Source, schema: &SchemaRef) -> Result<RecordBatch, String> {
-    let schema = nullable(schema);
-    for c in source.columns()? {
-        if schema.field_with_name(&c).is_err() {
+/// The columns `source` names, each checked to be in `schema`.
+pub fn columns_in(source: &Source, schema: &Schema) -> Result<Vec<String>, String> {
+    let columns = source.columns()?;
+    for c in &columns {
+        if schema.field_with_name(c).is_err() {
             return Err(format!(
-                "no column `{c}` here; the columns are {}",
+                "no column `{c}`; the columns are {}",
                 schema
                     .fields()
                     .iter()
@@ -155,6 +155,13 @@ pub fn typed(source: &Source, schema: &SchemaRef) -> Result<RecordBatch, String>
             ));
         }
     }
+    Ok(columns)
+}
+
+/// The rows of `source` typed by `schema`, which must hold every column they name.
+pub fn typed(source: &Source, schema: &SchemaRef) -> Result<RecordBatch, String> {
+    let schema = nullable(schema);
+    columns_in(source, &schema)?;
     match source {
         Source::Rows(rows) => from_rows(rows, &schema),
         Source::Csv(text) => from_csv(text, &schema),

@@ -276,20 +276,7 @@ fn check_input_columns(
                 .into(),
         );
     };
-    let columns = source.columns()?;
-    for c in &columns {
-        if schema.field_with_name(c).is_err() {
-            return Err(format!(
-                "no column `{c}`; the columns are {}",
-                schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
-    }
+    let columns = fixture::columns_in(source, &schema)?;
     if let InputSource::Table { table, .. } = &input.source
         && let Some(part) = project
             .declared

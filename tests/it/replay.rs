@@ -142,3 +142,37 @@ fn a_replay_that_fails_a_partition_exits_1_and_says_which() {
         out.context()
     );
 }
+
+#[test]
+fn a_retry_in_a_replay_waits_its_backoff_in_simulated_time() {
+    let p = TestProject::sample();
+    p.ok(&["migrate"]);
+    // The first commit fails as a transient error; the job's retry waits 5 s (backoff) on
+    // the replay's clock, not the wall clock's.
+    let out = p.run_env(
+        &[
+            "daemon",
+            "--replay",
+            "2024-01-02T00:00:00Z..2024-01-02T01:45:00Z",
+            "--quiet",
+        ],
+        &[("SLUICE_FAILPOINT", "transient_commit_error")],
+    );
+    assert_eq!(out.code, 0, "{}", out.context());
+    assert!(
+        out.stdout.contains("1 succeeded, 0 failed, 0 not run"),
+        "{}",
+        out.context()
+    );
+    let status = p.ok(&["status", "clean_orders", "--output", "json"]).json();
+    let run = &status.as_array().unwrap()[0];
+    assert_eq!(run["partition"], "2024-01-01");
+    assert_eq!(run["attempt"], 2, "{run}");
+    // The second attempt started after the backoff (2.5 to 5 s, with jitter), in simulated
+    // time; the wall clock would read 2026.
+    let started = run["started_at"].as_str().unwrap_or_default();
+    assert!(
+        ("2024-01-02T01:30:02.500Z"..="2024-01-02T01:30:05.000Z").contains(&started),
+        "{run}"
+    );
+}
