@@ -18,6 +18,7 @@ mod cause;
 mod commit;
 mod evolve;
 mod handle;
+mod readback;
 pub mod store;
 mod writer;
 
@@ -27,6 +28,7 @@ pub use commit::{
 };
 pub use evolve::{Evolved, evolve};
 pub use handle::{StillLeased, VersionHandle};
+pub use readback::uploaded_files;
 pub use writer::PartitionWriter;
 
 use crate::schema::TableSchema;

@@ -194,6 +194,13 @@ impl Engine {
         })
     }
 
+    /// How many bytes of a partition's new rows the runner keeps in memory for its audit;
+    /// past this the checks read the uploaded files back. An eighth of the memory pool:
+    /// what several partitions at once can hold beside their queries.
+    pub fn audit_budget(&self) -> usize {
+        self.settings.memory_limit_bytes / 8
+    }
+
     pub(crate) fn session(&self) -> SessionContext {
         let config = SessionConfig::new()
             .with_target_partitions(self.settings.target_partitions)

@@ -93,16 +93,10 @@ pub async fn run(
         .partition
         .instant_bounds(job.partition_time_zone)
         .map(|(_, e)| e.timestamp_micros());
-    let quality = crate::quality::audit::audit(
-        || engine.session(),
-        target.clone(),
-        batches.clone(),
-        &job.checks,
-        &[],
-        end_us,
-    )
-    .await
-    .map_err(|e| format!("the data-quality audit could not run: {e}"))?;
+    let new = crate::quality::audit::NewRows::in_memory(target.clone(), batches.clone())?;
+    let quality = crate::quality::audit::audit(&engine.session(), new, &job.checks, &[], end_us)
+        .await
+        .map_err(|e| format!("the data-quality audit could not run: {e}"))?;
     let output =
         deltalake::arrow::compute::concat_batches(&target, &batches).map_err(|e| e.to_string())?;
     let blocked_by = quality.blocking().map(|c| c.name.clone());

@@ -1,19 +1,16 @@
 //! The audit step of write-audit-publish: the partition's new rows (uploaded, not yet
-//! committed) are profiled, and every check is run on them as SQL over a table `output`.
+//! committed), profiled as they streamed (`profiler`), and every check run on them as SQL
+//! over a table `output`.
 
-use super::{Check, CheckKind, CheckResult, ColumnProfile, Profile, Quality, median};
+use super::profiler::Profiler;
+use super::{Check, CheckKind, CheckResult, Profile, Quality, median};
 use crate::names::Name;
-use deltalake::arrow::array::{Array, ArrayRef, AsArray};
-use deltalake::arrow::compute::cast;
-use deltalake::arrow::datatypes::{DataType, Float64Type, SchemaRef};
+use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::record_batch::RecordBatch;
-use deltalake::datafusion::common::hash_utils::{HLL_RANDOM_STATE, create_hashes};
+use deltalake::datafusion::catalog::TableProvider;
 use deltalake::datafusion::datasource::MemTable;
-use deltalake::datafusion::functions_aggregate::min_max::{MaxAccumulator, MinAccumulator};
-use deltalake::datafusion::logical_expr::Accumulator;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::datafusion::scalar::ScalarValue;
-use std::collections::HashSet;
 use std::sync::Arc;
 
 /// How many failing rows a check keeps as samples.
@@ -47,138 +44,6 @@ fn as_u64(v: Option<ScalarValue>) -> u64 {
     }
 }
 
-/// Profiles the rows column by column with Arrow kernels: no SQL is planned and no value
-/// is formatted but the two bounds, so profiling costs little beside writing the rows.
-/// The figures SQL's COUNT, approx_distinct, MIN, MAX and AVG give (bounds as text, the way
-/// `CAST(.. AS VARCHAR)` writes them).
-fn profile(schema: &SchemaRef, batches: &[RecordBatch], rows: u64) -> Profile {
-    let mut p = Profile {
-        rows,
-        ..Default::default()
-    };
-    if rows == 0 {
-        return p;
-    }
-    let mut hashes: Vec<u64> = Vec::new();
-    for (i, f) in schema.fields().iter().enumerate() {
-        let columns: Vec<&ArrayRef> = batches.iter().map(|b| b.column(i)).collect();
-        let nulls: u64 = columns.iter().map(|a| a.null_count() as u64).sum();
-        let present = rows - nulls.min(rows);
-        let mut column = ColumnProfile {
-            null_fraction: nulls.min(rows) as f64 / rows as f64,
-            ..Default::default()
-        };
-        if !matches!(
-            f.data_type(),
-            DataType::Binary | DataType::LargeBinary | DataType::BinaryView
-        ) {
-            // A type a kernel does not handle (a nested one, say) leaves that figure out
-            // rather than failing the run: the profile describes, the checks decide.
-            column.distinct = distinct(&columns, &mut hashes).unwrap_or(0);
-            column.min = bound(&columns, MinAccumulator::try_new(f.data_type()));
-            column.max = bound(&columns, MaxAccumulator::try_new(f.data_type()));
-            if f.data_type().is_numeric() && present > 0 {
-                column.mean = sum(&columns).map(|s| s / present as f64);
-            }
-        }
-        p.columns.insert(f.name().clone(), column);
-    }
-    p
-}
-
-/// The count of distinct non-null values, from the values' hashes: exact up to a few
-/// thousand, then a HyperLogLog estimate (2^14 registers, about 1% error), as SQL's
-/// approx_distinct gives, without turning every value into text first.
-fn distinct(columns: &[&ArrayRef], hashes: &mut Vec<u64>) -> Option<u64> {
-    const P: u32 = 14;
-    const M: usize = 1 << P;
-    const EXACT_UP_TO: usize = 4096;
-    let mut registers = vec![0u8; M];
-    let mut exact = Some(HashSet::with_capacity_and_hasher(64, PreHashed::default()));
-    for a in columns {
-        hashes.clear();
-        hashes.resize(a.len(), 0);
-        create_hashes([*a], &HLL_RANDOM_STATE, hashes).ok()?;
-        for (row, h) in hashes.iter().enumerate() {
-            if a.is_valid(row) {
-                let index = (h & (M as u64 - 1)) as usize;
-                let rank = ((h >> P) | (1 << (64 - P))).trailing_zeros() as u8 + 1;
-                registers[index] = registers[index].max(rank);
-                if let Some(seen) = &mut exact {
-                    seen.insert(*h);
-                    if seen.len() > EXACT_UP_TO {
-                        exact = None;
-                    }
-                }
-            }
-        }
-    }
-    if let Some(seen) = exact {
-        return Some(seen.len() as u64);
-    }
-    let m = M as f64;
-    let zeros = registers.iter().filter(|r| **r == 0).count();
-    let sum: f64 = registers.iter().map(|r| 1.0 / (1u64 << *r) as f64).sum();
-    let raw = 0.7213 / (1.0 + 1.079 / m) * m * m / sum;
-    // Few values: linear counting over the empty registers is the better estimate.
-    let estimate = if raw <= 2.5 * m && zeros > 0 {
-        m * (m / zeros as f64).ln()
-    } else {
-        raw
-    };
-    Some(estimate.round() as u64)
-}
-
-/// The values of the exact set are hashes already: hashing them again would cost more than
-/// the rest of the count.
-type PreHashed = std::hash::BuildHasherDefault<PassThrough>;
-
-#[derive(Default)]
-struct PassThrough(u64);
-
-impl std::hash::Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-/// The smallest or largest value as text, the way `CAST(.. AS VARCHAR)` writes it; `None`
-/// for no value.
-fn bound<A: Accumulator>(
-    columns: &[&ArrayRef],
-    acc: deltalake::datafusion::error::Result<A>,
-) -> Option<String> {
-    let mut acc = acc.ok()?;
-    for a in columns {
-        acc.update_batch(&[(*a).clone()]).ok()?;
-    }
-    let v = acc.evaluate().ok()?;
-    if v.is_null() {
-        return None;
-    }
-    let text = cast(&v.to_array().ok()?, &DataType::Utf8).ok()?;
-    let text = text.as_string::<i32>();
-    (text.len() == 1 && text.is_valid(0)).then(|| text.value(0).to_string())
-}
-
-/// The sum of the values as doubles (SQL's AVG sums the same way).
-fn sum(columns: &[&ArrayRef]) -> Option<f64> {
-    let mut total = 0.0;
-    for a in columns {
-        let d = cast(a, &DataType::Float64).ok()?;
-        total += deltalake::arrow::compute::sum(d.as_primitive::<Float64Type>()).unwrap_or(0.0);
-    }
-    Some(total)
-}
-
 /// The count of a failing-rows query and a few of its rows as JSON.
 async fn failing(ctx: &SessionContext, query: &str) -> Result<(u64, Vec<String>), String> {
     let query = query.trim().trim_end_matches(';');
@@ -206,19 +71,42 @@ async fn failing(ctx: &SessionContext, query: &str) -> Result<(u64, Vec<String>)
     Ok((n, text.lines().map(str::to_string).collect()))
 }
 
-/// Profiles the new rows and runs every check on them. `baseline`: the profiles of the
-/// partitions before this one, newest first. `partition_end_us`: the partition's end (for
-/// freshness), in microseconds since the epoch.
+/// A partition's new rows, as the audit sees them: their profile (built as they streamed
+/// to the writer) and a table to run the checks on: the rows kept in memory when they fit
+/// the budget, else the uploaded files read back.
+pub struct NewRows {
+    pub profile: Profile,
+    pub table: Arc<dyn TableProvider>,
+}
+
+impl NewRows {
+    /// Rows held in memory (a job test's, or a small partition's).
+    pub fn in_memory(schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<NewRows, String> {
+        let mut profiler = Profiler::new(schema.clone());
+        for b in &batches {
+            profiler.update(b);
+        }
+        let table = MemTable::try_new(schema, vec![batches]).map_err(|e| e.to_string())?;
+        Ok(NewRows {
+            profile: profiler.finish(),
+            table: Arc::new(table),
+        })
+    }
+}
+
+/// Runs every check on the new rows, in `ctx` (whose memory pool bounds what the checks
+/// hold; sorts and aggregations spill). `baseline`: the profiles of the partitions before
+/// this one, newest first. `partition_end_us`: the partition's end (for freshness), in
+/// microseconds since the epoch.
 pub async fn audit(
-    session: impl FnOnce() -> SessionContext,
-    schema: SchemaRef,
-    batches: Vec<RecordBatch>,
+    ctx: &SessionContext,
+    new: NewRows,
     checks: &[Check],
     baseline: &[Profile],
     partition_end_us: Option<i64>,
 ) -> Result<Quality, String> {
-    let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-    let profile = profile(&schema, &batches, rows);
+    let NewRows { profile, table } = new;
+    let rows = profile.rows;
     if checks.is_empty() {
         return Ok(Quality {
             profile: Some(profile),
@@ -226,9 +114,7 @@ pub async fn audit(
         });
     }
     // The checks are SQL over the new rows as a table `output`.
-    let ctx = &session();
-    let table = MemTable::try_new(schema.clone(), vec![batches]).map_err(|e| e.to_string())?;
-    ctx.register_table("output", Arc::new(table))
+    ctx.register_table("output", table)
         .map_err(|e| e.to_string())?;
     let mut results = Vec::new();
     for check in checks {
@@ -497,7 +383,7 @@ mod tests {
     use deltalake::arrow::array::{
         Date32Array, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray,
     };
-    use deltalake::arrow::datatypes::{Field, Schema, TimeUnit};
+    use deltalake::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 
     /// The kernel-built profile agrees with the same figures asked of SQL.
     #[tokio::test]
@@ -541,7 +427,10 @@ mod tests {
         };
         let batches = vec![batch(0), batch(n)];
         let rows = 2 * n as u64;
-        let got = profile(&schema, &batches, rows);
+        let got = NewRows::in_memory(schema.clone(), batches.clone())
+            .unwrap()
+            .profile;
+        assert_eq!(got.rows, rows);
 
         let ctx = SessionContext::new();
         let table = MemTable::try_new(schema.clone(), vec![batches]).unwrap();

@@ -5,6 +5,7 @@
 //! visible (write-audit-publish): a failing check of severity `error` publishes nothing.
 
 pub mod audit;
+pub mod profiler;
 
 use crate::names::Name;
 use serde::{Deserialize, Serialize};

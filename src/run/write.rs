@@ -9,12 +9,14 @@ use crate::delta::{CommitInfo, DeltaError, PartitionCommit, PartitionWriter, Sti
 use crate::engine::bad_rows;
 use crate::engine::{self, BadRow, Engine, EngineError, PartitionQuery, UpstreamInput};
 use crate::job::{BadRowVerdict, BadRows, InputSource, Job};
-use crate::partition::PartitionKey;
 use crate::warehouse;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::datafusion::catalog::TableProvider;
+use deltalake::datafusion::datasource::MemTable;
 use deltalake::kernel::Add;
 use futures::FutureExt as _;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tracing::warn;
 
@@ -24,8 +26,11 @@ struct WrittenFiles {
     /// The table's schema the files were written under.
     written_under: String,
     rows: u64,
-    /// The conformed rows, kept for the audit (a partition's worth).
-    batches: Vec<RecordBatch>,
+    /// The rows' profile, built as they streamed.
+    profile: crate::quality::Profile,
+    /// The conformed rows, kept for the audit while they fit its budget; `None`: the audit
+    /// reads the uploaded files back.
+    kept: Option<Vec<RecordBatch>>,
     target: SchemaRef,
     /// Output rows left out because they do not fit the table.
     rejected: Vec<BadRow>,
@@ -50,7 +55,8 @@ impl Runner {
             adds,
             written_under,
             rows,
-            batches,
+            profile,
+            kept,
             target,
             rejected,
             text_files,
@@ -77,7 +83,14 @@ impl Runner {
             }
         }
         // Audit: profile and check the new rows before anything is published.
-        let quality = self.audit(a.job, &a.key, target, batches).await?;
+        let quality = self.audit(a, profile, kept, target, &adds).await;
+        let quality = match quality {
+            Ok(q) => q,
+            Err(e) => {
+                delete_unpublished(&a.handle.url, &adds).await;
+                return Err(e);
+            }
+        };
         for c in quality.checks.iter().filter(|c| !c.passed) {
             warn!(check = %c.name, severity = ?c.severity, failing = c.failing, "{c}");
         }
@@ -189,15 +202,27 @@ impl Runner {
             let table = a.handle.table.lock().await;
             PartitionWriter::new(&a.handle.url, &table).map_err(|e| fail(e.into()))?
         };
-        // The audit reads the new rows again; they are kept until then (a partition's worth).
-        let mut kept = Vec::new();
+        // The audit reads the new rows again: they are kept while they fit its budget,
+        // and profiled as they pass.
+        let mut profiler = crate::quality::profiler::Profiler::new(output.target_schema());
+        let budget = self.engine.audit_budget();
+        let mut kept = Some(Vec::new());
+        let mut kept_bytes = 0usize;
         // Rows of the output that do not fit the table, set aside under bad_rows = "skip".
         let mut rejected: Vec<BadRow> = Vec::new();
         while let Some(fitted) = output.next().await {
             let fitted = fitted.map_err(|(e, files)| (e.into(), files))?;
             rejected.extend(fitted.rejected);
-            if fitted.batch.num_rows() > 0 {
-                kept.push(fitted.batch.clone());
+            profiler.update(&fitted.batch);
+            if let Some(k) = &mut kept
+                && fitted.batch.num_rows() > 0
+            {
+                kept_bytes += fitted.batch.get_array_memory_size();
+                if kept_bytes > budget {
+                    kept = None;
+                } else {
+                    k.push(fitted.batch.clone());
+                }
             }
             writer
                 .write(fitted.batch)
@@ -211,26 +236,29 @@ impl Runner {
             adds,
             written_under,
             rows,
-            batches: kept,
+            profile: profiler.finish(),
+            kept,
             target: output.target_schema(),
             rejected,
             text_files,
         })
     }
 
-    /// Profiles the new rows and runs the job's checks on them, against the profiles of
-    /// the partitions before this one when a check needs a baseline.
+    /// Runs the job's checks on the new rows (kept in memory, or the uploaded files read
+    /// back), against the profiles of the partitions before this one when a check needs a
+    /// baseline.
     async fn audit(
         &self,
-        job: &Job,
-        key: &PartitionKey,
+        a: &Attempt<'_>,
+        profile: crate::quality::Profile,
+        kept: Option<Vec<RecordBatch>>,
         target: SchemaRef,
-        batches: Vec<RecordBatch>,
+        adds: &[Add],
     ) -> Result<crate::quality::Quality, RunError> {
-        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-        if job.checks.is_empty() && rows == 0 {
+        let job = a.job;
+        if job.checks.is_empty() {
             return Ok(crate::quality::Quality {
-                profile: Some(crate::quality::Profile::default()),
+                profile: Some(profile),
                 checks: Vec::new(),
             });
         }
@@ -242,26 +270,41 @@ impl Runner {
                     .quality_before(
                         job.table.as_str(),
                         i64::from(job.version),
-                        &key.to_string(),
+                        &a.key.to_string(),
                         n,
                     )
                     .await?,
             ),
             None => Vec::new(),
         };
-        let end_us = key
+        let end_us = a
+            .key
             .instant_bounds(job.partition_time_zone)
             .map(|(_, e)| e.timestamp_micros());
-        crate::quality::audit::audit(
-            || self.engine.session(),
-            target,
-            batches,
-            &job.checks,
-            &baseline,
-            end_us,
-        )
-        .await
-        .map_err(|e| RunError::CheckFailed(format!("the data-quality audit could not run: {e}")))
+        let failed =
+            |e: String| RunError::CheckFailed(format!("the data-quality audit could not run: {e}"));
+        let ctx = self.engine.session();
+        let table = match kept {
+            Some(batches) => Arc::new(
+                MemTable::try_new(target, vec![batches]).map_err(|e| failed(e.to_string()))?,
+            ) as Arc<dyn TableProvider>,
+            None => {
+                let partition = a.schema.partition_column().and_then(|c| {
+                    let v = crate::schema::types::partition_value(
+                        c.ty,
+                        &a.key,
+                        job.partition_time_zone,
+                    )?;
+                    Some((c.name.as_str(), v))
+                });
+                let t = a.handle.table.lock().await;
+                crate::delta::uploaded_files(&ctx, &t, &a.schema, partition, adds)?
+            }
+        };
+        let new = crate::quality::audit::NewRows { profile, table };
+        crate::quality::audit::audit(&ctx, new, &job.checks, &baseline, end_us)
+            .await
+            .map_err(failed)
     }
 
     /// Commits the partition's files through its version's group-commit queue, with a

@@ -13,6 +13,7 @@ mod daemon;
 mod foundation;
 mod job_tests;
 mod lineage;
+mod memory;
 mod migrate;
 mod newcomer;
 mod quality;
