@@ -2,26 +2,7 @@
 //! while they fit its budget (an eighth of `[engine] memory_limit_mb`); past it the checks
 //! read the uploaded files back, so they still see every row.
 
-use crate::util::{TestProject, python_delta_summary};
-
-/// Day 2024-01-05 of the sample, `times` copies of each order under new ids.
-fn enlarge_day(p: &TestProject, times: u64) -> String {
-    let rel = "sample-data/orders/dt=2024-01-05/orders.csv";
-    let text = p.read(rel);
-    let mut lines = text.lines();
-    let mut out = format!("{}\n", lines.next().unwrap());
-    for line in lines {
-        let (id, rest) = line.split_once(',').unwrap();
-        for k in 0..times {
-            out.push_str(&format!(
-                "{},{rest}\n",
-                id.parse::<u64>().unwrap() + k * 1_000_000
-            ));
-        }
-    }
-    p.write(rel, &out);
-    rel.to_string()
-}
+use crate::util::{TestProject, enlarge_orders, python_delta_summary};
 
 #[test]
 fn checks_of_a_partition_past_the_audit_budget_see_every_row_read_back() {
@@ -31,12 +12,13 @@ fn checks_of_a_partition_past_the_audit_budget_see_every_row_read_back() {
         .read("sluice.toml")
         .replace("memory_limit_mb = 1024", "memory_limit_mb = 1");
     p.write("sluice.toml", &settings);
-    let rel = enlarge_day(&p, 40);
+    enlarge_orders(&p, 40, Some("2024-01-05"));
+    let rel = "sample-data/orders/dt=2024-01-05/orders.csv";
     p.ok(&["migrate"]);
     // One order twice: the unique check, run on the files read back, finds it.
-    let text = p.read(&rel);
+    let text = p.read(rel);
     let first = text.lines().nth(1).unwrap().to_string();
-    p.write(&rel, &format!("{text}{first}\n"));
+    p.write(rel, &format!("{text}{first}\n"));
     let out = p.run(&["run", "clean_orders", "--partition", "2024-01-05"]);
     assert_eq!(out.code, 1, "{}", out.context());
     assert!(
@@ -48,7 +30,7 @@ fn checks_of_a_partition_past_the_audit_budget_see_every_row_read_back() {
     );
     // Without it, every row is there (an independent reader), and the checks over the
     // read-back rows pass (freshness saw the newest order, not nothing).
-    p.write(&rel, &text);
+    p.write(rel, &text);
     let out = p.ok(&["run", "clean_orders", "--partition", "2024-01-05"]);
     assert!(!out.stderr.contains("freshness"), "{}", out.context());
     let paid_or_refunded = text

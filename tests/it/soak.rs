@@ -6,7 +6,7 @@
 //! from `SLUICE_SOAK_SEED` (printed, so that a failure can be replayed).
 
 use crate::backfill::all_rows;
-use crate::util::{TestProject, assert_same_rows, commit_tokens};
+use crate::util::{TestProject, assert_same_rows, commit_tokens, enlarge_orders};
 use std::time::{Duration, Instant};
 
 /// xorshift64*: enough randomness for kill times, and no dependency.
@@ -43,14 +43,14 @@ async fn a_backfill_killed_at_random_points_ends_with_a_clean_runs_tables() {
     // The sample month made sixty times larger, so that a run lasts several seconds.
     let clean = {
         let p = TestProject::sample();
-        enlarge(&p, 60);
+        enlarge_orders(&p, 60, None);
         p.ok(&["migrate"]);
         p.ok(&["backfill", "--from", "2024-01-01", "--to", "2024-01-31"]);
         all_rows(&p).await
     };
 
     let p = TestProject::sample();
-    enlarge(&p, 60);
+    enlarge_orders(&p, 60, None);
     let mut cfg = p.read("sluice.toml");
     // A killed run's leases lapse in a second, so that the rerun takes its partitions over.
     cfg.push_str("\n[runner]\nlease_ttl_seconds = 1\n");
@@ -122,29 +122,5 @@ async fn a_backfill_killed_at_random_points_ends_with_a_clean_runs_tables() {
             tokens.windows(2).all(|w| w[0] < w[1]),
             "{partition}: commit tokens {tokens:?}"
         );
-    }
-}
-
-/// Each order of the sample export `times` times over, under new order ids (a copy's id is
-/// the order's plus a multiple of 1,000,000); rows whose id is not a number, once.
-fn enlarge(p: &TestProject, times: u64) {
-    let dir = p.file("sample-data/orders");
-    for day in std::fs::read_dir(&dir).unwrap() {
-        let file = day.unwrap().path().join("orders.csv");
-        let text = std::fs::read_to_string(&file).unwrap();
-        let mut lines = text.lines();
-        let mut out = format!("{}\n", lines.next().unwrap());
-        for line in lines {
-            let (id, rest) = line.split_once(',').unwrap_or((line, ""));
-            match id.parse::<u64>() {
-                Ok(id) => {
-                    for k in 0..times {
-                        out.push_str(&format!("{},{rest}\n", id + k * 1_000_000));
-                    }
-                }
-                Err(_) => out.push_str(&format!("{line}\n")),
-            }
-        }
-        std::fs::write(&file, out).unwrap();
     }
 }

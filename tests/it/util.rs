@@ -674,3 +674,32 @@ fn strict_json_refuses_a_repeated_key() {
     let e = strict_json(r#"{"a": 1, "b": {"c": 2, "c": 3}}"#).unwrap_err();
     assert!(e.to_string().contains("`c` appears twice"), "{e}");
 }
+
+/// Each order of the sample export (of one day, or all) `times` times over, under new order
+/// ids (a copy's id is the order's plus a multiple of 1,000,000); rows whose id is not a
+/// number, once.
+pub fn enlarge_orders(p: &TestProject, times: u64, only_day: Option<&str>) {
+    let dir = p.file("sample-data/orders");
+    for day in std::fs::read_dir(&dir).unwrap() {
+        let day = day.unwrap().path();
+        if only_day.is_some_and(|d| !day.ends_with(format!("dt={d}"))) {
+            continue;
+        }
+        let file = day.join("orders.csv");
+        let text = std::fs::read_to_string(&file).unwrap();
+        let mut lines = text.lines();
+        let mut out = format!("{}\n", lines.next().unwrap());
+        for line in lines {
+            let (id, rest) = line.split_once(',').unwrap_or((line, ""));
+            match id.parse::<u64>() {
+                Ok(id) => {
+                    for k in 0..times {
+                        out.push_str(&format!("{},{rest}\n", id + k * 1_000_000));
+                    }
+                }
+                Err(_) => out.push_str(&format!("{line}\n")),
+            }
+        }
+        std::fs::write(&file, out).unwrap();
+    }
+}
