@@ -206,7 +206,8 @@ impl Runner {
         // and profiled as they pass.
         let mut profiler = crate::quality::profiler::Profiler::new(output.target_schema());
         let budget = self.engine.audit_budget();
-        let mut kept = Some(Vec::new());
+        // A job without checks needs only the profile: nothing is kept.
+        let mut kept = (!job.checks.is_empty()).then(Vec::new);
         let mut kept_bytes = 0usize;
         // Rows of the output that do not fit the table, set aside under bad_rows = "skip".
         let mut rejected: Vec<BadRow> = Vec::new();
