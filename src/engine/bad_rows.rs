@@ -1,21 +1,22 @@
 //! Finding the input rows that cannot be used (CSV and newline-delimited JSON), with file
-//! and line, and reading a file without them.
+//! and line, and a copy of a file without them.
 //!
 //! DataFusion reads CSV fast but stops at the first bad row with a line number relative to
 //! a batch. When a read fails, this module reads the file again, record by record, and
 //! checks every value against the declared schema with Arrow's own casts, so the verdict
-//! is the same as the reader's. Only the error path pays for this.
+//! is the same as the reader's. Only the error path pays for this. Everything here streams:
+//! memory holds a chunk of records and the bad ones, whatever the file's size.
 
 use crate::job::{CsvOptions, FileFormat};
 use crate::names::Name;
 use deltalake::arrow::array::{Array, StringArray};
 use deltalake::arrow::compute::kernels::cast::{CastOptions, cast_with_options};
-use deltalake::arrow::csv::ReaderBuilder;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::json::ReaderBuilder as JsonReaderBuilder;
-use deltalake::arrow::record_batch::RecordBatch;
 use std::collections::BTreeSet;
 use std::fmt;
+use std::fs::File;
+use std::io::{BufRead as _, BufReader, Read, Seek as _, SeekFrom, Write as _};
 use std::path::Path;
 
 /// One input row that could not be used.
@@ -36,51 +37,101 @@ impl fmt::Display for BadRow {
     }
 }
 
+/// How many records are checked at once: each column of a chunk is cast as one array, so
+/// memory holds a chunk, never a file.
+const CHUNK: usize = 8192;
+
+/// One CSV record of a chunk: where it is in the file and its fields.
 struct Record {
     line: u64,
-    start: usize,
-    end: usize,
-    fields: Vec<String>,
-    /// The first field (0-based) whose bytes are not UTF-8, which the CSV reader refuses.
-    not_utf8: Option<usize>,
+    start: u64,
+    end: u64,
+    fields: csv::ByteRecord,
 }
 
-fn read_records(bytes: &[u8], opts: &CsvOptions) -> Result<Vec<Record>, String> {
-    let mut rdr = csv::ReaderBuilder::new()
+fn csv_reader<R: Read>(src: R, opts: &CsvOptions) -> csv::Reader<R> {
+    csv::ReaderBuilder::new()
         .has_headers(opts.header)
         .delimiter(opts.delimiter)
         .flexible(true)
-        .from_reader(bytes);
-    let mut out: Vec<Record> = Vec::new();
-    let mut rec = csv::ByteRecord::new();
-    loop {
-        match rdr.read_byte_record(&mut rec) {
-            Ok(false) => break,
-            Ok(true) => {
-                let pos = rec.position().cloned().unwrap_or_else(csv::Position::new);
-                if let Some(prev) = out.last_mut() {
-                    prev.end = pos.byte() as usize;
-                }
-                out.push(Record {
-                    line: pos.line(),
-                    start: pos.byte() as usize,
-                    end: bytes.len(),
-                    fields: rec
-                        .iter()
-                        .map(|f| String::from_utf8_lossy(f).into_owned())
-                        .collect(),
-                    not_utf8: rec.iter().position(|f| std::str::from_utf8(f).is_err()),
-                });
-            }
-            Err(e) => return Err(format!("cannot read as CSV: {e}")),
-        }
-    }
-    Ok(out)
+        .from_reader(src)
 }
 
-/// The record as it is in the file (see [`escaped`]).
-fn raw_text(bytes: &[u8], r: &Record) -> String {
-    escaped(&bytes[r.start.min(bytes.len())..r.end.min(bytes.len())])
+/// Streams the records of a CSV file to `each`, in chunks of [`CHUNK`].
+fn csv_chunks(
+    path: &Path,
+    shown: &str,
+    opts: &CsvOptions,
+    mut each: impl FnMut(&[Record]) -> Result<(), String>,
+) -> Result<(), String> {
+    let file = File::open(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let mut rdr = csv_reader(BufReader::with_capacity(1 << 16, file), opts);
+    let mut chunk: Vec<Record> = Vec::with_capacity(CHUNK);
+    let mut rec = csv::ByteRecord::new();
+    loop {
+        let more = rdr
+            .read_byte_record(&mut rec)
+            .map_err(|e| format!("{shown} cannot be read as CSV: {e}"))?;
+        if more {
+            let pos = rec.position().cloned().unwrap_or_else(csv::Position::new);
+            chunk.push(Record {
+                line: pos.line(),
+                start: pos.byte(),
+                end: rdr.position().byte(),
+                fields: rec.clone(),
+            });
+        }
+        if chunk.len() == CHUNK || (!more && !chunk.is_empty()) {
+            each(&chunk)?;
+            chunk.clear();
+        }
+        if !more {
+            return Ok(());
+        }
+    }
+}
+
+/// A bad record found by a scan: its line, byte range and what is wrong; its raw text is
+/// read back afterwards (see [`with_raw_text`]).
+struct Found {
+    line: u64,
+    start: u64,
+    end: u64,
+    error: String,
+}
+
+/// The bad records found, each with its text as it is in the file (see [`escaped`]), read
+/// back by byte range: only the bad records' bytes are ever held.
+fn with_raw_text(
+    path: &Path,
+    shown: &str,
+    input: &Name,
+    found: Vec<Found>,
+) -> Result<Vec<BadRow>, String> {
+    if found.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut file = File::open(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let mut out = Vec::with_capacity(found.len());
+    let mut bytes = Vec::new();
+    for f in found {
+        bytes.clear();
+        file.seek(SeekFrom::Start(f.start))
+            .and_then(|_| {
+                (&mut file)
+                    .take(f.end.saturating_sub(f.start))
+                    .read_to_end(&mut bytes)
+            })
+            .map_err(|e| format!("cannot read {shown}: {e}"))?;
+        out.push(BadRow {
+            input: input.to_string(),
+            file: shown.to_string(),
+            line: f.line,
+            raw: escaped(&bytes),
+            error: f.error,
+        });
+    }
+    Ok(out)
 }
 
 /// A record's bytes as text, each byte that is not UTF-8 written `\xNN`, so that the dead
@@ -96,23 +147,34 @@ fn escaped(raw: &[u8]) -> String {
     out.trim_end_matches(['\r', '\n']).to_string()
 }
 
-/// One line of a newline-delimited JSON file that holds a record.
-struct JsonLine<'a> {
-    /// 1-based.
-    line: u64,
-    bytes: &'a [u8],
-}
-
-/// The lines of a JSON file that hold records (blank lines hold none, as for the reader).
-fn json_lines(bytes: &[u8]) -> impl Iterator<Item = JsonLine<'_>> {
-    bytes
-        .split(|b| *b == b'\n')
-        .enumerate()
-        .map(|(i, l)| JsonLine {
-            line: i as u64 + 1,
-            bytes: l.strip_suffix(b"\r").unwrap_or(l),
-        })
-        .filter(|l| !l.bytes.iter().all(u8::is_ascii_whitespace))
+/// Streams the lines of a newline-delimited JSON file that hold a record (blank lines hold
+/// none, as for the reader) to `each`: 1-based line number, byte range, bytes without the
+/// line break.
+fn json_lines(
+    path: &Path,
+    shown: &str,
+    mut each: impl FnMut(u64, u64, u64, &[u8]),
+) -> Result<(), String> {
+    let file = File::open(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let mut src = BufReader::with_capacity(1 << 16, file);
+    let mut buf = Vec::new();
+    let (mut line, mut at) = (0u64, 0u64);
+    loop {
+        buf.clear();
+        let n = src
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| format!("cannot read {shown}: {e}"))? as u64;
+        if n == 0 {
+            return Ok(());
+        }
+        line += 1;
+        let text = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        if !text.iter().all(u8::is_ascii_whitespace) {
+            each(line, at, at + n, text);
+        }
+        at += n;
+    }
 }
 
 /// Why one JSON line cannot be read under `schema`, or `None`. The types are checked by
@@ -149,7 +211,7 @@ const NOT_UTF8: &str =
     "the bytes are not UTF-8 text (the file may be in another encoding: convert it to UTF-8)";
 
 /// Checks each record of `path` (CSV or newline-delimited JSON) against `schema`; returns
-/// the bad ones.
+/// the bad ones. Streams the file: memory holds a chunk of records and the bad ones.
 pub fn scan(
     path: &Path,
     shown: &str,
@@ -158,37 +220,41 @@ pub fn scan(
     format: FileFormat,
     opts: &CsvOptions,
 ) -> Result<Vec<BadRow>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    let bad = match format {
-        FileFormat::Json => json_lines(&bytes)
-            .filter_map(|l| json_problem(l.bytes, schema).map(|e| (l.line, l.bytes, e)))
-            .map(|(line, raw, error)| BadRow {
-                input: input.to_string(),
-                file: shown.to_string(),
-                line,
-                raw: escaped(raw),
-                error,
-            })
-            .collect(),
-        _ => scan_csv(&bytes, shown, input, schema, opts)?,
-    };
-    Ok(bad)
+    let mut found = Vec::new();
+    match format {
+        FileFormat::Json => json_lines(path, shown, |line, start, end, text| {
+            if let Some(error) = json_problem(text, schema) {
+                found.push(Found {
+                    line,
+                    start,
+                    end,
+                    error,
+                });
+            }
+        })?,
+        _ => csv_chunks(path, shown, opts, |chunk| {
+            check_csv_chunk(chunk, schema, &mut found)
+        })?,
+    }
+    with_raw_text(path, shown, input, found)
 }
 
-fn scan_csv(
-    bytes: &[u8],
-    shown: &str,
-    input: &Name,
+/// Checks a chunk of CSV records against `schema`, column by column with Arrow's casts.
+fn check_csv_chunk(
+    records: &[Record],
     schema: &SchemaRef,
-    opts: &CsvOptions,
-) -> Result<Vec<BadRow>, String> {
-    let records = read_records(bytes, opts)?;
+    found: &mut Vec<Found>,
+) -> Result<(), String> {
     let n = schema.fields().len();
     let mut errors: Vec<Option<String>> = vec![None; records.len()];
     for (i, r) in records.iter().enumerate() {
         if r.fields.len() != n {
             errors[i] = Some(format!("expected {n} fields, found {}", r.fields.len()));
-        } else if let Some(f) = r.not_utf8 {
+        } else if let Some(f) = r
+            .fields
+            .iter()
+            .position(|f| std::str::from_utf8(f).is_err())
+        {
             let column = schema.fields()[f].name();
             errors[i] = Some(format!("column `{column}`: {NOT_UTF8}"));
         }
@@ -198,14 +264,15 @@ fn scan_csv(
         ..Default::default()
     };
     for (c, field) in schema.fields().iter().enumerate() {
-        // Empty fields are nulls to the CSV reader, so they are nulls here too.
+        // Empty fields are nulls to the CSV reader, so they are nulls here too; a field
+        // that is not UTF-8 is already an error.
         let values: StringArray = records
             .iter()
             .map(|r| {
                 r.fields
                     .get(c)
                     .filter(|v| !v.is_empty())
-                    .map(String::as_str)
+                    .and_then(|v| std::str::from_utf8(v).ok())
             })
             .collect();
         let cast = cast_with_options(&values, field.data_type(), &lenient)
@@ -229,67 +296,82 @@ fn scan_csv(
             }
         }
     }
-    Ok(records
-        .iter()
-        .zip(errors)
-        .filter_map(|(r, e)| {
-            e.map(|error| BadRow {
-                input: input.to_string(),
-                file: shown.to_string(),
+    for (r, e) in records.iter().zip(errors) {
+        if let Some(error) = e {
+            found.push(Found {
                 line: r.line,
-                raw: raw_text(bytes, r),
+                start: r.start,
+                end: r.end,
                 error,
-            })
-        })
-        .collect())
-}
-
-/// How many records a CSV (header excluded) or JSON file holds.
-pub fn count_records(bytes: &[u8], format: FileFormat, opts: &CsvOptions) -> Result<u64, String> {
-    match format {
-        FileFormat::Json => Ok(json_lines(bytes).count() as u64),
-        _ => Ok(read_records(bytes, opts)?.len() as u64),
+            });
+        }
     }
+    Ok(())
 }
 
-/// Reads `path` into batches, leaving out the records on the lines of `bad`.
-pub fn read_without(
+/// How many records a CSV (header excluded) or JSON file holds, counted as it streams.
+pub fn count_records(path: &Path, format: FileFormat, opts: &CsvOptions) -> Result<u64, String> {
+    let shown = path.display().to_string();
+    let mut n = 0u64;
+    match format {
+        FileFormat::Json => json_lines(path, &shown, |_, _, _, _| n += 1)?,
+        _ => {
+            let file = File::open(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+            let mut rdr = csv_reader(BufReader::with_capacity(1 << 16, file), opts);
+            let mut rec = csv::ByteRecord::new();
+            while rdr
+                .read_byte_record(&mut rec)
+                .map_err(|e| format!("{shown} cannot be read as CSV: {e}"))?
+            {
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// Copies `path` to `out` without the records on the lines of `bad`, byte for byte
+/// otherwise (the header too), streaming: the copy is read like the original.
+pub fn copy_without(
     path: &Path,
-    schema: &SchemaRef,
     format: FileFormat,
     opts: &CsvOptions,
     bad: &[BadRow],
-) -> Result<Vec<RecordBatch>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    out: &Path,
+) -> Result<(), String> {
+    let shown = path.display().to_string();
     let skip: BTreeSet<u64> = bad.iter().map(|b| b.line).collect();
-    if format == FileFormat::Json {
-        let mut good = Vec::with_capacity(bytes.len());
-        for l in json_lines(&bytes).filter(|l| !skip.contains(&l.line)) {
-            good.extend_from_slice(l.bytes);
-            good.push(b'\n');
-        }
-        return JsonReaderBuilder::new(schema.clone())
-            .build(std::io::Cursor::new(good))
-            .map_err(|e| e.to_string())?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("after leaving out {} bad row(s): {e}", bad.len()));
+    // The byte ranges of the bad records, in file order.
+    let mut ranges: Vec<(u64, u64)> = Vec::with_capacity(skip.len());
+    match format {
+        FileFormat::Json => json_lines(path, &shown, |line, start, end, _| {
+            if skip.contains(&line) {
+                ranges.push((start, end));
+            }
+        })?,
+        _ => csv_chunks(path, &shown, opts, |chunk| {
+            ranges.extend(
+                chunk
+                    .iter()
+                    .filter(|r| skip.contains(&r.line))
+                    .map(|r| (r.start, r.end)),
+            );
+            Ok(())
+        })?,
     }
-    let records = read_records(&bytes, opts)?;
-    let mut good = Vec::with_capacity(bytes.len());
-    for r in records.iter().filter(|r| !skip.contains(&r.line)) {
-        good.extend_from_slice(&bytes[r.start.min(bytes.len())..r.end.min(bytes.len())]);
-        if !good.ends_with(b"\n") {
-            good.push(b'\n');
+    let copy = || -> std::io::Result<()> {
+        let mut src = BufReader::with_capacity(1 << 16, File::open(path)?);
+        let mut dst = std::io::BufWriter::with_capacity(1 << 16, File::create(out)?);
+        let mut at = 0u64;
+        for (start, end) in ranges {
+            std::io::copy(&mut (&mut src).take(start - at), &mut dst)?;
+            src.seek_relative((end - start) as i64)?;
+            at = end;
         }
-    }
-    let reader = ReaderBuilder::new(schema.clone())
-        .with_header(false)
-        .with_delimiter(opts.delimiter)
-        .build(std::io::Cursor::new(good))
-        .map_err(|e| e.to_string())?;
-    reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("after leaving out {} bad row(s): {e}", bad.len()))
+        std::io::copy(&mut src, &mut dst)?;
+        dst.flush()
+    };
+    copy().map_err(|e| format!("cannot copy {shown} without its bad rows: {e}"))
 }
 
 /// The message when more rows cannot be used than the job's `max_bad_rows` allows.

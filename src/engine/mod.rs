@@ -159,6 +159,15 @@ pub struct Prepared {
     /// The CSV and JSON files read, for the bad-row scan if execution fails on a parse
     /// error.
     pub text_files: Vec<TextFile>,
+    /// Files the query reads that exist only for it (an input's copy without its bad
+    /// rows): deleted when dropped, so they are kept as long as the query runs.
+    pub scratch: Vec<tempfile::TempPath>,
+}
+
+/// The inputs registered for a partition's query.
+struct Registered {
+    text_files: Vec<TextFile>,
+    scratch: Vec<tempfile::TempPath>,
 }
 
 /// A CSV or newline-delimited JSON input file with a declared schema: the files whose
@@ -231,9 +240,16 @@ impl Engine {
     /// Registers the partition's inputs and plans its SQL.
     pub async fn prepare(&self, q: &PartitionQuery<'_>) -> Result<Prepared, EngineError> {
         let ctx = self.session();
-        let text_files = self.register_inputs(&ctx, q).await?;
+        let Registered {
+            text_files,
+            scratch,
+        } = self.register_inputs(&ctx, q).await?;
         let df = plan_sql(&ctx, q.job, &Self::params(q.job, &q.key)).await?;
-        Ok(Prepared { df, text_files })
+        Ok(Prepared {
+            df,
+            text_files,
+            scratch,
+        })
     }
 
     /// The first `limit` rows of each of the partition's inputs, as a run would read them
@@ -251,7 +267,10 @@ impl Engine {
         (EngineError, Vec<TextFile>),
     > {
         let ctx = self.session();
-        let text_files = self
+        let Registered {
+            text_files,
+            scratch: _scratch,
+        } = self
             .register_inputs(&ctx, q)
             .await
             .map_err(|e| (e, Vec::new()))?;
@@ -273,13 +292,14 @@ impl Engine {
     }
 
     /// Registers each input of the partition in `ctx` under its name; returns the CSV and
-    /// JSON files registered (for the bad-row scan).
+    /// JSON files registered (for the bad-row scan) and the scratch files made.
     async fn register_inputs(
         &self,
         ctx: &SessionContext,
         q: &PartitionQuery<'_>,
-    ) -> Result<Vec<TextFile>, EngineError> {
+    ) -> Result<Registered, EngineError> {
         let mut text_files = Vec::new();
+        let mut scratch = Vec::new();
         for input in &q.job.inputs {
             match &input.source {
                 InputSource::Files {
@@ -322,17 +342,28 @@ impl Engine {
                                 message: "bad rows can be left out only of an input with a declared `schema`".into(),
                             });
                         };
-                        let batches =
-                            bad_rows::read_without(&path, s, *format, csv, bad).map_err(|m| {
-                                EngineError::Input {
-                                    input: input.name.to_string(),
-                                    message: m,
-                                }
-                            })?;
-                        let table = MemTable::try_new(s.clone(), vec![batches])
-                            .map_err(|e| input_err(&input.name, e))?;
-                        ctx.register_table(input.name.as_str(), Arc::new(table))
-                            .map_err(|e| input_err(&input.name, e))?;
+                        // A copy without them, read like the original: streamed, never
+                        // held in memory. It lives as long as the query (`scratch`).
+                        let copy = tempfile::Builder::new()
+                            .prefix("sluice-without-bad-rows-")
+                            .suffix(&file_extension(&path))
+                            .tempfile()
+                            .map_err(|e| EngineError::Input {
+                                input: input.name.to_string(),
+                                message: format!(
+                                    "cannot make a copy without the bad rows in the temporary folder: {e}"
+                                ),
+                            })?
+                            .into_temp_path();
+                        bad_rows::copy_without(&path, *format, csv, bad, &copy).map_err(|m| {
+                            EngineError::Input {
+                                input: input.name.to_string(),
+                                message: m,
+                            }
+                        })?;
+                        self.register_files(ctx, &input.name, &copy, *format, Some(s), csv)
+                            .await?;
+                        scratch.push(copy);
                         continue;
                     }
                     self.register_files(
@@ -370,7 +401,10 @@ impl Engine {
                 }
             }
         }
-        Ok(text_files)
+        Ok(Registered {
+            text_files,
+            scratch,
+        })
     }
 
     async fn register_files(
@@ -384,11 +418,7 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let path_str = path.to_string_lossy().to_string();
         // DataFusion filters files by extension; accept whatever the template names.
-        let ext = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.rfind('.').map(|i| n[i..].to_string()))
-            .unwrap_or_default();
+        let ext = file_extension(path);
         let r = match format {
             FileFormat::Csv => {
                 let mut o = CsvReadOptions::new()
@@ -443,10 +473,7 @@ impl Engine {
     pub fn count_records(files: &[TextFile]) -> u64 {
         files
             .iter()
-            .filter_map(|f| {
-                let bytes = std::fs::read(&f.path).ok()?;
-                bad_rows::count_records(&bytes, f.format, &f.options).ok()
-            })
+            .filter_map(|f| bad_rows::count_records(&f.path, f.format, &f.options).ok())
             .sum()
     }
 
@@ -569,6 +596,14 @@ pub fn execution_error(e: DataFusionError) -> EngineError {
         message: clean(&e),
         transient,
     }
+}
+
+/// A file's extension with its dot (`.csv`), or nothing.
+fn file_extension(path: &Path) -> String {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.rfind('.').map(|i| n[i..].to_string()))
+        .unwrap_or_default()
 }
 
 fn input_err(name: &Name, e: DataFusionError) -> EngineError {

@@ -28,6 +28,8 @@ pub struct FittedOutput<'a> {
     pub text_files: Vec<TextFile>,
     /// Whether the SQL orders its rows (ends in ORDER BY): a test then compares in order.
     pub ordered: bool,
+    /// Kept while the output streams (see [`super::Prepared::scratch`]).
+    _scratch: Vec<tempfile::TempPath>,
 }
 
 /// A failure, with the text files the query was reading (empty if it never started).
@@ -44,6 +46,7 @@ impl Engine {
     ) -> Result<FittedOutput<'a>, OutputFailure> {
         let prepared = self.prepare(q).await.map_err(|e| (e.into(), Vec::new()))?;
         let text_files = prepared.text_files;
+        let scratch = prepared.scratch;
         let ordered = ends_in_order(prepared.df.logical_plan());
         let stream = match super::execute(prepared.df).await {
             Ok(s) => s,
@@ -59,6 +62,7 @@ impl Engine {
             fitter,
             text_files,
             ordered,
+            _scratch: scratch,
         })
     }
 }

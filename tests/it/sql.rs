@@ -26,7 +26,6 @@ use sluice::job::Job;
 use sluice::partition::{Granularity, PartitionKey};
 use sluice::project::Project;
 use sqllogictest::{DBOutput, DefaultColumnType};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
