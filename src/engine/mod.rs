@@ -22,7 +22,9 @@ use deltalake::datafusion::common::ParamValues;
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::execution::SendableRecordBatchStream;
-use deltalake::datafusion::execution::memory_pool::FairSpillPool;
+use deltalake::datafusion::execution::memory_pool::{
+    FairSpillPool, MemoryConsumer, MemoryReservation,
+};
 use deltalake::datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use deltalake::datafusion::prelude::{
     CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, SQLOptions, SessionConfig,
@@ -182,6 +184,24 @@ pub struct TextFile {
     pub options: CsvOptions,
 }
 
+/// See [`Engine::audit_reservation`].
+pub struct AuditReservation {
+    reservation: MemoryReservation,
+    cap: usize,
+}
+
+impl AuditReservation {
+    /// Takes `bytes` more; `false` (and nothing taken) when they do not fit.
+    pub fn try_grow(&mut self, bytes: usize) -> bool {
+        self.reservation.size() + bytes <= self.cap && self.reservation.try_grow(bytes).is_ok()
+    }
+
+    /// Gives everything back.
+    pub fn free(&mut self) {
+        self.reservation.free();
+    }
+}
+
 pub struct Engine {
     runtime: Arc<RuntimeEnv>,
     settings: EngineSettings,
@@ -203,11 +223,19 @@ impl Engine {
         })
     }
 
-    /// How many bytes of a partition's new rows the runner keeps in memory for its audit;
-    /// past this the checks read the uploaded files back. An eighth of the memory pool:
-    /// what several partitions at once can hold beside their queries.
-    pub fn audit_budget(&self) -> usize {
-        self.settings.memory_limit_bytes / 8
+    /// Room for a partition's new rows kept for its audit, taken from the engine's memory
+    /// pool, so that the rows kept by partitions running at once and their queries share
+    /// one budget (`[engine] memory_limit_mb`) instead of multiplying it. At most an eighth
+    /// of the pool, and a fair share of what the queries leave: a reservation that cannot
+    /// grow tells the runner to keep nothing and have the checks read the uploaded files
+    /// back.
+    pub fn audit_reservation(&self, what: String) -> AuditReservation {
+        AuditReservation {
+            reservation: MemoryConsumer::new(what)
+                .with_can_spill(true)
+                .register(&self.runtime.memory_pool),
+            cap: self.settings.memory_limit_bytes / 8,
+        }
     }
 
     pub(crate) fn session(&self) -> SessionContext {

@@ -7,7 +7,9 @@ use super::{RunError, RunReport, Runner};
 use crate::delta::store::delete_unpublished;
 use crate::delta::{CommitInfo, DeltaError, PartitionCommit, PartitionWriter, StillLeased};
 use crate::engine::bad_rows;
-use crate::engine::{self, BadRow, Engine, EngineError, PartitionQuery, UpstreamInput};
+use crate::engine::{
+    self, AuditReservation, BadRow, Engine, EngineError, PartitionQuery, UpstreamInput,
+};
 use crate::job::{BadRowVerdict, BadRows, InputSource, Job};
 use crate::warehouse;
 use deltalake::arrow::datatypes::SchemaRef;
@@ -28,14 +30,21 @@ struct WrittenFiles {
     rows: u64,
     /// The rows' profile, built as they streamed.
     profile: crate::quality::Profile,
-    /// The conformed rows, kept for the audit while they fit its budget; `None`: the audit
-    /// reads the uploaded files back.
-    kept: Option<Vec<RecordBatch>>,
+    /// The conformed rows, kept for the audit while the engine's memory pool has room for
+    /// them; `None`: the audit reads the uploaded files back.
+    kept: Option<KeptRows>,
     target: SchemaRef,
     /// Output rows left out because they do not fit the table.
     rejected: Vec<BadRow>,
     /// The text files read (the denominator of a `max_bad_rows` fraction).
     text_files: Vec<engine::TextFile>,
+}
+
+/// New rows kept for the audit, and the room they take in the engine's memory pool (given
+/// back when dropped).
+struct KeptRows {
+    batches: Vec<RecordBatch>,
+    _room: AuditReservation,
 }
 
 /// A failed write, with the CSV files it read (for the bad-row scan).
@@ -202,27 +211,29 @@ impl Runner {
             let table = a.handle.table.lock().await;
             PartitionWriter::new(&a.handle.url, &table).map_err(|e| fail(e.into()))?
         };
-        // The audit reads the new rows again: they are kept while they fit its budget,
-        // and profiled as they pass.
+        // The audit reads the new rows again: they are kept while the engine's memory
+        // pool has room for them, and profiled as they pass.
         let mut profiler = crate::quality::profiler::Profiler::new(output.target_schema());
-        let budget = self.engine.audit_budget();
+        let room = self
+            .engine
+            .audit_reservation(format!("audit of {} {}", job.name, a.key));
         // A job without checks needs only the profile: nothing is kept.
         let mut kept = (!job.checks.is_empty()).then(Vec::new);
-        let mut kept_bytes = 0usize;
+        let mut room = Some(room);
         // Rows of the output that do not fit the table, set aside under bad_rows = "skip".
         let mut rejected: Vec<BadRow> = Vec::new();
         while let Some(fitted) = output.next().await {
             let fitted = fitted.map_err(|(e, files)| (e.into(), files))?;
             rejected.extend(fitted.rejected);
             profiler.update(&fitted.batch);
-            if let Some(k) = &mut kept
+            if let (Some(k), Some(r)) = (&mut kept, &mut room)
                 && fitted.batch.num_rows() > 0
             {
-                kept_bytes += fitted.batch.get_array_memory_size();
-                if kept_bytes > budget {
-                    kept = None;
-                } else {
+                if r.try_grow(fitted.batch.get_array_memory_size()) {
                     k.push(fitted.batch.clone());
+                } else {
+                    kept = None;
+                    room = None;
                 }
             }
             writer
@@ -238,7 +249,10 @@ impl Runner {
             written_under,
             rows,
             profile: profiler.finish(),
-            kept,
+            kept: kept.zip(room).map(|(batches, room)| KeptRows {
+                batches,
+                _room: room,
+            }),
             target: output.target_schema(),
             rejected,
             text_files,
@@ -252,7 +266,7 @@ impl Runner {
         &self,
         a: &Attempt<'_>,
         profile: crate::quality::Profile,
-        kept: Option<Vec<RecordBatch>>,
+        kept: Option<KeptRows>,
         target: SchemaRef,
         adds: &[Add],
     ) -> Result<crate::quality::Quality, RunError> {
@@ -285,9 +299,11 @@ impl Runner {
         let failed =
             |e: String| RunError::CheckFailed(format!("the data-quality audit could not run: {e}"));
         let ctx = self.engine.session();
-        let table = match kept {
-            Some(batches) => Arc::new(
-                MemTable::try_new(target, vec![batches]).map_err(|e| failed(e.to_string()))?,
+        // `kept` (and its room in the pool) lives until the audit is over.
+        let table = match &kept {
+            Some(k) => Arc::new(
+                MemTable::try_new(target, vec![k.batches.clone()])
+                    .map_err(|e| failed(e.to_string()))?,
             ) as Arc<dyn TableProvider>,
             None => {
                 let partition = a.schema.partition_column().and_then(|c| {
