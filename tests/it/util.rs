@@ -274,6 +274,47 @@ impl TestProject {
         }
     }
 
+    /// Runs sluice to completion, and returns its peak resident memory (KiB) as the OS
+    /// counts it: the process is run by a Python parent that reads `getrusage` of its
+    /// children once it has exited.
+    pub fn run_measuring_peak_rss(&self, args: &[&str]) -> (Output, u64) {
+        const MARK: &str = "peak-rss-kib=";
+        let c = self.command(args);
+        let mut wrapped = Command::new("python3");
+        wrapped
+            .arg("-c")
+            .arg(format!(
+                "import resource, subprocess, sys\n\
+                 r = subprocess.run(sys.argv[1:])\n\
+                 sys.stderr.write('\\n{MARK}%d\\n' % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n\
+                 sys.exit(r.returncode)"
+            ))
+            .arg(c.get_program())
+            .args(c.get_args())
+            .current_dir(self.path());
+        for (k, v) in c.get_envs() {
+            match v {
+                Some(v) => wrapped.env(k, v),
+                None => wrapped.env_remove(k),
+            };
+        }
+        let out = wrapped.output().expect("cannot start python3");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let (stderr, peak) = match stderr.rsplit_once(MARK) {
+            Some((before, kib)) => (before.to_string(), kib.trim().parse().unwrap_or(0)),
+            None => (stderr, 0),
+        };
+        assert!(peak > 0, "no peak RSS reported; stderr: {stderr}");
+        let out = Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr,
+            cmd: format!("sluice {}", args.join(" ")),
+            dir: self.path().to_path_buf(),
+        };
+        (out, peak)
+    }
+
     /// Runs sluice and insists on exit code 0.
     pub fn ok(&self, args: &[&str]) -> Output {
         let o = self.run(args);
