@@ -4,7 +4,7 @@
 //! lease token like its output), so a replay after the source is fixed clears them.
 
 use crate::delta::{self, CommitInfo, DeltaError, PartitionCommit, PartitionWriter, Scope};
-use crate::engine::BadRow;
+use crate::engine::{BadRow, BadRowLog};
 use crate::names::Name;
 use crate::schema::{Column, ColumnType, TableSchema};
 use deltalake::arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
@@ -73,16 +73,20 @@ fn schema() -> TableSchema {
 }
 
 /// One partition's dead letters, as a run found them.
-pub struct Letters {
+pub struct Letters<'a> {
     pub partition: String,
     pub run_id: String,
     pub token: i64,
     pub at_ms: i64,
-    pub rows: Vec<BadRow>,
+    pub rows: &'a BadRowLog,
 }
 
+/// How many dead letters are written per batch: the rows are read back from the run's log a
+/// batch at a time, so memory holds one batch whatever their number.
+const BATCH: usize = 8192;
+
 /// Replaces the partition's dead letters with `letters.rows`; none clears them.
-pub async fn replace(url: &Url, letters: &Letters) -> Result<(), DeltaError> {
+pub async fn replace(url: &Url, letters: &Letters<'_>) -> Result<(), DeltaError> {
     let scope = Scope::Partition {
         column: "partition".into(),
         value: letters.partition.clone(),
@@ -109,42 +113,22 @@ pub async fn replace(url: &Url, letters: &Letters) -> Result<(), DeltaError> {
     } else {
         delta::ensure_table(url, &schema()).await?
     };
+    let write_err = |message: String| DeltaError::Write {
+        url: crate::warehouse::display(url),
+        message,
+    };
     let mut adds = Vec::new();
     if !letters.rows.is_empty() {
-        let n = letters.rows.len();
-        let s = |f: &dyn Fn(&BadRow) -> String| -> ArrayRef {
-            Arc::new(StringArray::from(
-                letters.rows.iter().map(f).collect::<Vec<_>>(),
-            ))
-        };
-        let batch = RecordBatch::try_new(
-            schema().to_arrow(),
-            vec![
-                Arc::new(StringArray::from(vec![letters.run_id.clone(); n])),
-                s(&|b| b.input.clone()),
-                s(&|b| b.file.clone()),
-                Arc::new(Int64Array::from(
-                    letters
-                        .rows
-                        .iter()
-                        .map(|b| b.line as i64)
-                        .collect::<Vec<_>>(),
-                )),
-                s(&|b| b.raw.clone()),
-                s(&|b| b.error.clone()),
-                Arc::new(
-                    TimestampMicrosecondArray::from(vec![letters.at_ms * 1000; n])
-                        .with_timezone("UTC"),
-                ),
-                Arc::new(StringArray::from(vec![letters.partition.clone(); n])),
-            ],
-        )
-        .map_err(|e| DeltaError::Write {
-            url: crate::warehouse::display(url),
-            message: e.to_string(),
-        })?;
         let mut w = PartitionWriter::new(url, &table)?;
-        w.write(batch).await?;
+        let mut rows = letters.rows.rows().map_err(write_err)?;
+        loop {
+            let chunk = rows.chunk(BATCH).map_err(write_err)?;
+            if chunk.is_empty() {
+                break;
+            }
+            w.write(batch(letters, &chunk).map_err(|e| write_err(e.to_string()))?)
+                .await?;
+        }
         adds = w.finish().await?;
     }
     let item = PartitionCommit {
@@ -162,6 +146,34 @@ pub async fn replace(url: &Url, letters: &Letters) -> Result<(), DeltaError> {
     };
     let results = delta::commit_partitions(&mut table, &[item], |_| async { true }).await;
     results.into_iter().next().unwrap_or(Ok(0)).map(|_| ())
+}
+
+/// Dead letters as rows of the table.
+fn batch(
+    letters: &Letters<'_>,
+    rows: &[BadRow],
+) -> Result<RecordBatch, deltalake::arrow::error::ArrowError> {
+    let n = rows.len();
+    let s = |f: &dyn Fn(&BadRow) -> String| -> ArrayRef {
+        Arc::new(StringArray::from(rows.iter().map(f).collect::<Vec<_>>()))
+    };
+    RecordBatch::try_new(
+        schema().to_arrow(),
+        vec![
+            Arc::new(StringArray::from(vec![letters.run_id.clone(); n])),
+            s(&|b| b.input.clone()),
+            s(&|b| b.file.clone()),
+            Arc::new(Int64Array::from(
+                rows.iter().map(|b| b.line as i64).collect::<Vec<_>>(),
+            )),
+            s(&|b| b.raw.clone()),
+            s(&|b| b.error.clone()),
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![letters.at_ms * 1000; n]).with_timezone("UTC"),
+            ),
+            Arc::new(StringArray::from(vec![letters.partition.clone(); n])),
+        ],
+    )
 }
 
 fn open_err(url: &Url, e: deltalake::DeltaTableError) -> DeltaError {

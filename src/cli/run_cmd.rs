@@ -50,13 +50,20 @@ pub async fn run(g: &Globals, job_name: &str, partition: &str) -> Outcome {
                 report.error.as_deref().unwrap_or("unknown error")
             ),
         }
-        if !report.bad_rows_skipped.is_empty() {
+        if report.bad_rows_skipped_total > 0 {
             println!(
                 "skipped {} bad input row(s):",
-                report.bad_rows_skipped.len()
+                report.bad_rows_skipped_total
             );
             for b in &report.bad_rows_skipped {
                 println!("  {b}");
+            }
+            let more = report.bad_rows_skipped_total - report.bad_rows_skipped.len() as u64;
+            if more > 0 {
+                println!(
+                    "  and {more} more: `sluice dlq list {} --partition {}`",
+                    report.job, report.partition
+                );
             }
         }
     }

@@ -225,11 +225,7 @@ async fn sample(
             if bad.is_empty() {
                 return Err(e.into());
             }
-            for b in bad {
-                if let Ok(n) = crate::names::Name::new(&b.input) {
-                    query.without_bad_rows.entry(n).or_default().push(b);
-                }
-            }
+            query.without_bad_rows = Some(bad);
             engine
                 .sample_inputs(&query, rows)
                 .await

@@ -7,20 +7,20 @@
 //! is the same as the reader's. Only the error path pays for this. Everything here streams:
 //! memory holds a chunk of records and the bad ones, whatever the file's size.
 
+use super::bad_row_log::BadRowLog;
 use crate::job::{CsvOptions, FileFormat};
 use crate::names::Name;
 use deltalake::arrow::array::{Array, StringArray};
 use deltalake::arrow::compute::kernels::cast::{CastOptions, cast_with_options};
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::json::ReaderBuilder as JsonReaderBuilder;
-use std::collections::BTreeSet;
 use std::fmt;
 use std::fs::File;
 use std::io::{BufRead as _, BufReader, Read, Seek as _, SeekFrom, Write as _};
 use std::path::Path;
 
 /// One input row that could not be used.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BadRow {
     pub input: String,
     /// The file, relative to the project root.
@@ -92,7 +92,7 @@ fn csv_chunks(
 }
 
 /// A bad record found by a scan: its line, byte range and what is wrong; its raw text is
-/// read back afterwards (see [`with_raw_text`]).
+/// read back right away (see [`RawText`]).
 struct Found {
     line: u64,
     start: u64,
@@ -100,38 +100,48 @@ struct Found {
     error: String,
 }
 
-/// The bad records found, each with its text as it is in the file (see [`escaped`]), read
-/// back by byte range: only the bad records' bytes are ever held.
-fn with_raw_text(
-    path: &Path,
-    shown: &str,
-    input: &Name,
-    found: Vec<Found>,
-) -> Result<Vec<BadRow>, String> {
-    if found.is_empty() {
-        return Ok(Vec::new());
+/// Reads a bad record's text as it is in the file (see [`escaped`]) by its byte range,
+/// through a handle of its own: only the bad records' bytes are ever held, a chunk's at a
+/// time.
+struct RawText<'a> {
+    file: File,
+    shown: &'a str,
+    input: &'a Name,
+    bytes: Vec<u8>,
+}
+
+impl<'a> RawText<'a> {
+    fn open(path: &Path, shown: &'a str, input: &'a Name) -> Result<RawText<'a>, String> {
+        Ok(RawText {
+            file: File::open(path).map_err(|e| format!("cannot read {shown}: {e}"))?,
+            shown,
+            input,
+            bytes: Vec::new(),
+        })
     }
-    let mut file = File::open(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    let mut out = Vec::with_capacity(found.len());
-    let mut bytes = Vec::new();
-    for f in found {
-        bytes.clear();
-        file.seek(SeekFrom::Start(f.start))
-            .and_then(|_| {
-                (&mut file)
-                    .take(f.end.saturating_sub(f.start))
-                    .read_to_end(&mut bytes)
-            })
-            .map_err(|e| format!("cannot read {shown}: {e}"))?;
-        out.push(BadRow {
-            input: input.to_string(),
-            file: shown.to_string(),
-            line: f.line,
-            raw: escaped(&bytes),
-            error: f.error,
-        });
+
+    /// Adds the found records to `log`, each with its text.
+    fn log(&mut self, found: Vec<Found>, log: &mut BadRowLog) -> Result<(), String> {
+        for f in found {
+            self.bytes.clear();
+            self.file
+                .seek(SeekFrom::Start(f.start))
+                .and_then(|_| {
+                    (&mut self.file)
+                        .take(f.end.saturating_sub(f.start))
+                        .read_to_end(&mut self.bytes)
+                })
+                .map_err(|e| format!("cannot read {}: {e}", self.shown))?;
+            log.push(BadRow {
+                input: self.input.to_string(),
+                file: self.shown.to_string(),
+                line: f.line,
+                raw: escaped(&self.bytes),
+                error: f.error,
+            })?;
+        }
+        Ok(())
     }
-    Ok(out)
 }
 
 /// A record's bytes as text, each byte that is not UTF-8 written `\xNN`, so that the dead
@@ -210,8 +220,8 @@ fn json_problem(line: &[u8], schema: &SchemaRef) -> Option<String> {
 const NOT_UTF8: &str =
     "the bytes are not UTF-8 text (the file may be in another encoding: convert it to UTF-8)";
 
-/// Checks each record of `path` (CSV or newline-delimited JSON) against `schema`; returns
-/// the bad ones. Streams the file: memory holds a chunk of records and the bad ones.
+/// Checks each record of `path` (CSV or newline-delimited JSON) against `schema`; adds the
+/// bad ones to `log`. Streams the file: memory holds a chunk of records.
 pub fn scan(
     path: &Path,
     shown: &str,
@@ -219,24 +229,33 @@ pub fn scan(
     schema: &SchemaRef,
     format: FileFormat,
     opts: &CsvOptions,
-) -> Result<Vec<BadRow>, String> {
-    let mut found = Vec::new();
+    log: &mut BadRowLog,
+) -> Result<(), String> {
+    let mut raw = RawText::open(path, shown, input)?;
     match format {
-        FileFormat::Json => json_lines(path, shown, |line, start, end, text| {
-            if let Some(error) = json_problem(text, schema) {
-                found.push(Found {
-                    line,
-                    start,
-                    end,
-                    error,
-                });
-            }
-        })?,
+        FileFormat::Json => {
+            let mut failed = Ok(());
+            json_lines(path, shown, |line, start, end, text| {
+                if failed.is_ok()
+                    && let Some(error) = json_problem(text, schema)
+                {
+                    let found = Found {
+                        line,
+                        start,
+                        end,
+                        error,
+                    };
+                    failed = raw.log(vec![found], log);
+                }
+            })?;
+            failed
+        }
         _ => csv_chunks(path, shown, opts, |chunk| {
-            check_csv_chunk(chunk, schema, &mut found)
-        })?,
+            let mut found = Vec::new();
+            check_csv_chunk(chunk, schema, &mut found)?;
+            raw.log(found, log)
+        }),
     }
-    with_raw_text(path, shown, input, found)
 }
 
 /// Checks a chunk of CSV records against `schema`, column by column with Arrow's casts.
@@ -330,55 +349,94 @@ pub fn count_records(path: &Path, format: FileFormat, opts: &CsvOptions) -> Resu
     Ok(n)
 }
 
-/// Copies `path` to `out` without the records on the lines of `bad`, byte for byte
-/// otherwise (the header too), streaming: the copy is read like the original.
+/// Copies `path` to `out` without the records on `bad_lines` (ascending, as a scan finds
+/// them), byte for byte otherwise (the header too), streaming: the copy is read like the
+/// original.
 pub fn copy_without(
     path: &Path,
     format: FileFormat,
     opts: &CsvOptions,
-    bad: &[BadRow],
+    bad_lines: impl Iterator<Item = Result<u64, String>>,
     out: &Path,
 ) -> Result<(), String> {
     let shown = path.display().to_string();
-    let skip: BTreeSet<u64> = bad.iter().map(|b| b.line).collect();
-    // The byte ranges of the bad records, in file order.
-    let mut ranges: Vec<(u64, u64)> = Vec::with_capacity(skip.len());
-    match format {
-        FileFormat::Json => json_lines(path, &shown, |line, start, end, _| {
-            if skip.contains(&line) {
-                ranges.push((start, end));
+    let mut bad_lines = bad_lines.peekable();
+    // Whether the record on `line` is bad: the bad lines are met in order.
+    let mut is_bad = |line: u64| -> Result<bool, String> {
+        while let Some(next) = bad_lines.peek() {
+            match next {
+                Err(e) => return Err(e.clone()),
+                Ok(b) if *b < line => {
+                    bad_lines.next();
+                }
+                Ok(b) => return Ok(*b == line),
             }
-        })?,
+        }
+        Ok(false)
+    };
+    let src = BufReader::with_capacity(1 << 16, File::open(path).map_err(|e| e.to_string())?);
+    let dst = std::io::BufWriter::with_capacity(
+        1 << 16,
+        File::create(out).map_err(|e| format!("cannot copy {shown} without its bad rows: {e}"))?,
+    );
+    let mut copy = Copy { src, dst, at: 0 };
+    match format {
+        FileFormat::Json => {
+            let mut failed = Ok(());
+            json_lines(path, &shown, |line, start, end, _| {
+                if failed.is_ok() {
+                    failed = match is_bad(line) {
+                        Ok(true) => copy.skip(start, end),
+                        Ok(false) => Ok(()),
+                        Err(e) => Err(e),
+                    };
+                }
+            })?;
+            failed?;
+        }
         _ => csv_chunks(path, &shown, opts, |chunk| {
-            ranges.extend(
-                chunk
-                    .iter()
-                    .filter(|r| skip.contains(&r.line))
-                    .map(|r| (r.start, r.end)),
-            );
+            for r in chunk {
+                if is_bad(r.line)? {
+                    copy.skip(r.start, r.end)?;
+                }
+            }
             Ok(())
         })?,
     }
-    let copy = || -> std::io::Result<()> {
-        let mut src = BufReader::with_capacity(1 << 16, File::open(path)?);
-        let mut dst = std::io::BufWriter::with_capacity(1 << 16, File::create(out)?);
-        let mut at = 0u64;
-        for (start, end) in ranges {
-            std::io::copy(&mut (&mut src).take(start - at), &mut dst)?;
-            src.seek_relative((end - start) as i64)?;
-            at = end;
-        }
-        std::io::copy(&mut src, &mut dst)?;
-        dst.flush()
-    };
-    copy().map_err(|e| format!("cannot copy {shown} without its bad rows: {e}"))
+    copy.finish()
+        .map_err(|e| format!("cannot copy {shown} without its bad rows: {e}"))
+}
+
+/// A file copied as it is read, but for the byte ranges skipped.
+struct Copy {
+    src: BufReader<File>,
+    dst: std::io::BufWriter<File>,
+    /// How far `src` has been read.
+    at: u64,
+}
+
+impl Copy {
+    /// Copies up to `start`, then leaves out the bytes up to `end`.
+    fn skip(&mut self, start: u64, end: u64) -> Result<(), String> {
+        let copied = (|| -> std::io::Result<()> {
+            std::io::copy(&mut (&mut self.src).take(start - self.at), &mut self.dst)?;
+            self.src.seek_relative((end - start) as i64)
+        })();
+        self.at = end;
+        copied.map_err(|e| e.to_string())
+    }
+
+    fn finish(mut self) -> std::io::Result<()> {
+        std::io::copy(&mut self.src, &mut self.dst)?;
+        self.dst.flush()
+    }
 }
 
 /// The message when more rows cannot be used than the job's `max_bad_rows` allows.
 pub fn too_many(
     job: &crate::job::Job,
     key: &crate::partition::PartitionKey,
-    bad: &[BadRow],
+    bad: &BadRowLog,
     read: u64,
     limit: crate::job::BadRowLimit,
     what: &str,
@@ -386,7 +444,8 @@ pub fn too_many(
     format!(
         "{} of {read} {what} cannot be used, more than `max_bad_rows` allows ({limit}); first: {}; see `sluice dlq list {} --partition {key}`",
         bad.len(),
-        bad.iter()
+        bad.shown()
+            .iter()
             .take(3)
             .map(|b| b.to_string())
             .collect::<Vec<_>>()

@@ -6,6 +6,7 @@
 //! parameters, never pasted into SQL text (promise 6). The engine knows nothing of the
 //! catalog or of cron: the runner hands it resolved inputs.
 
+pub mod bad_row_log;
 pub mod bad_rows;
 pub mod conform;
 pub mod fit;
@@ -35,6 +36,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use bad_row_log::BadRowLog;
 pub use bad_rows::BadRow;
 
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +56,7 @@ pub enum EngineError {
     #[error("executing the SQL failed: {message}")]
     Execution { message: String, transient: bool },
     #[error("{total} bad input row(s); first: {}. Fix the source rows, or set `bad_rows = \"skip\"` in the job spec to skip them with a log line", first_rows(.rows))]
-    BadRows { total: usize, rows: Vec<BadRow> },
+    BadRows { total: u64, rows: Vec<BadRow> },
     #[error("cannot set up the SQL engine: {0}")]
     Setup(String),
 }
@@ -136,8 +138,8 @@ pub struct PartitionQuery<'a> {
     pub job: &'a Job,
     pub key: PartitionKey,
     pub upstream: Vec<UpstreamInput>,
-    /// File inputs whose bad rows were found and are to be left out, by input name.
-    pub without_bad_rows: HashMap<Name, Vec<BadRow>>,
+    /// Bad rows of file inputs, found by a scan, to be left out.
+    pub without_bad_rows: Option<BadRowLog>,
     /// File inputs a job test gives in place of their template's files, by input name.
     pub file_fixtures: HashMap<Name, FileFixture>,
 }
@@ -149,7 +151,7 @@ impl<'a> PartitionQuery<'a> {
             job,
             key,
             upstream,
-            without_bad_rows: HashMap::new(),
+            without_bad_rows: None,
             file_fixtures: HashMap::new(),
         }
     }
@@ -363,7 +365,11 @@ impl Engine {
                         });
                     }
                     let arrow_schema = schema.as_ref().map(|cols| columns_schema(cols));
-                    if let Some(bad) = q.without_bad_rows.get(&input.name) {
+                    if let Some(bad) = q
+                        .without_bad_rows
+                        .as_ref()
+                        .filter(|b| b.of_input(input.name.as_str()) > 0)
+                    {
                         let Some(s) = &arrow_schema else {
                             return Err(EngineError::Input {
                                 input: input.name.to_string(),
@@ -383,7 +389,18 @@ impl Engine {
                                 ),
                             })?
                             .into_temp_path();
-                        bad_rows::copy_without(&path, *format, csv, bad, &copy).map_err(|m| {
+                        let lines = bad
+                            .rows()
+                            .map_err(|m| EngineError::Input {
+                                input: input.name.to_string(),
+                                message: m,
+                            })?
+                            .filter(|r| {
+                                r.as_ref().is_ok_and(|r| r.input == input.name.as_str())
+                                    || r.is_err()
+                            })
+                            .map(|r| r.map(|r| r.line));
+                        bad_rows::copy_without(&path, *format, csv, lines, &copy).map_err(|m| {
                             EngineError::Input {
                                 input: input.name.to_string(),
                                 message: m,
@@ -478,8 +495,8 @@ impl Engine {
 
     /// Finds the rows of the partition's CSV and JSON inputs that do not fit their declared
     /// schema.
-    pub fn find_bad_rows(files: &[TextFile], root: &Path) -> Result<Vec<BadRow>, EngineError> {
-        let mut out = Vec::new();
+    pub fn find_bad_rows(files: &[TextFile], root: &Path) -> Result<BadRowLog, EngineError> {
+        let mut out = BadRowLog::default();
         for f in files {
             let shown = f
                 .path
@@ -487,12 +504,13 @@ impl Engine {
                 .unwrap_or(&f.path)
                 .display()
                 .to_string();
-            let rows = bad_rows::scan(&f.path, &shown, &f.input, &f.schema, f.format, &f.options)
-                .map_err(|m| EngineError::Input {
+            bad_rows::scan(
+                &f.path, &shown, &f.input, &f.schema, f.format, &f.options, &mut out,
+            )
+            .map_err(|m| EngineError::Input {
                 input: f.input.to_string(),
                 message: m,
             })?;
-            out.extend(rows);
         }
         Ok(out)
     }

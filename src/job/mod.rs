@@ -83,7 +83,7 @@ pub enum BadRowVerdict {
 impl Job {
     /// The verdict on `bad` unusable rows of `read()` rows read (asked only for a limit
     /// that is a fraction).
-    pub fn bad_row_verdict(&self, bad: usize, read: impl FnOnce() -> u64) -> BadRowVerdict {
+    pub fn bad_row_verdict(&self, bad: u64, read: impl FnOnce() -> u64) -> BadRowVerdict {
         if self.bad_rows == BadRows::Fail {
             return BadRowVerdict::Fail;
         }
@@ -91,7 +91,7 @@ impl Job {
             return BadRowVerdict::Skip;
         };
         let read = read();
-        if limit.allows(bad as u64, read) {
+        if limit.allows(bad, read) {
             BadRowVerdict::Skip
         } else {
             BadRowVerdict::TooMany { limit, read }

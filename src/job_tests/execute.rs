@@ -7,7 +7,7 @@ use super::fixture::{self, Source};
 use super::{TestCase, TestFile};
 use crate::engine::output::{OutputError, OutputFailure};
 use crate::engine::{
-    self, BadRow, Engine, FileFixture, PartitionQuery, UpstreamData, UpstreamInput,
+    self, BadRow, BadRowLog, Engine, FileFixture, PartitionQuery, UpstreamData, UpstreamInput,
 };
 use crate::job::{BadRowVerdict, InputSource, Job};
 use crate::project::Project;
@@ -73,8 +73,8 @@ pub async fn run(
         };
     if !rejected.is_empty() {
         let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-        dead_letters.extend(rejected);
-        let total = rows + dead_letters.len() as u64;
+        dead_letters.extend(rejected)?;
+        let total = rows + dead_letters.len();
         if let BadRowVerdict::TooMany { limit, read } =
             job.bad_row_verdict(dead_letters.len(), || total)
         {
@@ -86,7 +86,7 @@ pub async fn run(
                 limit,
                 "row(s)",
             );
-            return Ok(Actual::failed(m, dead_letters));
+            return Ok(Actual::failed(m, dead_letters.to_vec()?));
         }
     }
     let end_us = test
@@ -106,7 +106,7 @@ pub async fn run(
     Ok(Actual {
         output: Some(output),
         ordered,
-        dead_letters,
+        dead_letters: dead_letters.to_vec()?,
         checks: quality.checks,
         error,
         blocked_by,
@@ -121,25 +121,34 @@ async fn output_under_bad_row_policy(
     table: &crate::schema::TableSchema,
     test: &TestCase,
     query: &mut PartitionQuery<'_>,
-) -> Result<Result<(Output, Vec<BadRow>), Actual>, String> {
+) -> Result<Result<(Output, BadRowLog), Actual>, String> {
     let job = query.job;
-    let mut dead_letters = Vec::new();
     loop {
         match fitted_output(engine, query, table).await {
-            Ok(done) => return Ok(Ok((done, dead_letters))),
+            // The bad rows left out (if any) are the dead letters.
+            Ok(done) => {
+                return Ok(Ok((
+                    done,
+                    query.without_bad_rows.take().unwrap_or_default(),
+                )));
+            }
             Err((e, text_files)) => {
                 let scan = matches!(
                     e,
                     OutputError::Engine(engine::EngineError::Execution { .. })
                 ) && !text_files.is_empty()
-                    && query.without_bad_rows.is_empty();
+                    && query.without_bad_rows.is_none();
                 let bad = if scan {
                     Engine::find_bad_rows(&text_files, &project.settings.root)
                         .map_err(|e| e.to_string())?
                 } else {
-                    Vec::new()
+                    BadRowLog::default()
                 };
                 if bad.is_empty() {
+                    let dead_letters = match &query.without_bad_rows {
+                        Some(b) => b.to_vec()?,
+                        None => Vec::new(),
+                    };
                     return Ok(Err(Actual::failed(
                         RunError::from(e).to_string(),
                         dead_letters,
@@ -149,9 +158,9 @@ async fn output_under_bad_row_policy(
                     BadRowVerdict::Fail => {
                         let e = engine::EngineError::BadRows {
                             total: bad.len(),
-                            rows: bad.clone(),
+                            rows: bad.shown().to_vec(),
                         };
-                        return Ok(Err(Actual::failed(e.to_string(), bad)));
+                        return Ok(Err(Actual::failed(e.to_string(), bad.to_vec()?)));
                     }
                     BadRowVerdict::TooMany { limit, read } => {
                         let m = engine::bad_rows::too_many(
@@ -162,16 +171,11 @@ async fn output_under_bad_row_policy(
                             limit,
                             "input row(s)",
                         );
-                        return Ok(Err(Actual::failed(m, bad)));
+                        return Ok(Err(Actual::failed(m, bad.to_vec()?)));
                     }
                     BadRowVerdict::Skip => {}
                 }
-                for b in &bad {
-                    if let Ok(n) = crate::names::Name::new(&b.input) {
-                        query.without_bad_rows.entry(n).or_default().push(b.clone());
-                    }
-                }
-                dead_letters = bad;
+                query.without_bad_rows = Some(bad);
             }
         }
     }

@@ -74,6 +74,9 @@ pub enum RunError {
     /// Too many input rows could not be used.
     #[error("{0}")]
     TooManyBadRows(String),
+    /// The bad rows could not be kept aside (in the temporary folder) for the dead letters.
+    #[error("{0}")]
+    BadRows(String),
 }
 
 impl From<crate::engine::output::OutputError> for RunError {

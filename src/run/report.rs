@@ -32,7 +32,12 @@ pub struct RunReport {
     pub fingerprint: String,
     pub error: Option<String>,
     pub transient: bool,
+    /// The first [`SHOWN`](crate::engine::bad_row_log::SHOWN) rows left out (input rows
+    /// that do not fit their schema, output rows that do not fit the table); all are in
+    /// the dead letters.
     pub bad_rows_skipped: Vec<BadRow>,
+    /// How many rows were left out in all.
+    pub bad_rows_skipped_total: u64,
     /// The new content's profile and check results (absent when no content was made).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quality: Option<crate::quality::Quality>,
@@ -62,9 +67,18 @@ impl RunReport {
             error: None,
             transient: false,
             bad_rows_skipped: Vec::new(),
+            bad_rows_skipped_total: 0,
             quality: None,
             held_by: None,
             duration_ms: 0.0,
         }
+    }
+}
+
+impl RunReport {
+    /// Records the rows left out: how many, and the first ones.
+    pub(super) fn set_bad_rows_skipped(&mut self, log: &crate::engine::BadRowLog) {
+        self.bad_rows_skipped = log.shown().to_vec();
+        self.bad_rows_skipped_total = log.len();
     }
 }

@@ -8,7 +8,7 @@ use crate::delta::store::delete_unpublished;
 use crate::delta::{CommitInfo, DeltaError, PartitionCommit, PartitionWriter, StillLeased};
 use crate::engine::bad_rows;
 use crate::engine::{
-    self, AuditReservation, BadRow, Engine, EngineError, PartitionQuery, UpstreamInput,
+    self, AuditReservation, BadRowLog, Engine, EngineError, PartitionQuery, UpstreamInput,
 };
 use crate::job::{BadRowVerdict, BadRows, InputSource, Job};
 use crate::warehouse;
@@ -35,7 +35,7 @@ struct WrittenFiles {
     kept: Option<KeptRows>,
     target: SchemaRef,
     /// Output rows left out because they do not fit the table.
-    rejected: Vec<BadRow>,
+    rejected: BadRowLog,
     /// The text files read (the denominator of a `max_bad_rows` fraction).
     text_files: Vec<engine::TextFile>,
 }
@@ -69,28 +69,34 @@ impl Runner {
             target,
             rejected,
             text_files,
-        } = self.compute_files(a, &mut query, report).await?;
+        } = self.compute_files(a, &mut query).await?;
+        // The input rows left out, then the output rows: the partition's dead letters.
+        let mut skipped = query.without_bad_rows.take().unwrap_or_default();
         if !rejected.is_empty() {
-            for b in &rejected {
-                warn!(row = b.line, error = %b.error, raw = %b.raw, "leaving out an output row that does not fit the table (bad_rows = \"skip\")");
+            let merged: Result<(), String> = rejected
+                .rows()
+                .and_then(|rows| rows.map(|r| r.and_then(|r| skipped.push(r))).collect());
+            if let Err(e) = merged {
+                delete_unpublished(&a.handle.url, &adds).await;
+                return Err(RunError::BadRows(e));
             }
-            report.bad_rows_skipped.extend(rejected);
-            let skipped = &report.bad_rows_skipped;
             let verdict = a.job.bad_row_verdict(skipped.len(), || {
                 if text_files.is_empty() {
-                    rows + skipped.len() as u64
+                    rows + skipped.len()
                 } else {
                     Engine::count_records(&text_files)
                 }
             });
             if let BadRowVerdict::TooMany { limit, read } = verdict {
                 delete_unpublished(&a.handle.url, &adds).await;
-                self.record_dead_letters(a, skipped).await;
+                self.record_dead_letters(a, &skipped).await;
+                report.set_bad_rows_skipped(&skipped);
                 return Err(RunError::TooManyBadRows(bad_rows::too_many(
-                    a.job, &a.key, skipped, read, limit, "row(s)",
+                    a.job, &a.key, &skipped, read, limit, "row(s)",
                 )));
             }
         }
+        report.set_bad_rows_skipped(&skipped);
         // Audit: profile and check the new rows before anything is published.
         let quality = self.audit(a, profile, kept, target, &adds).await;
         let quality = match quality {
@@ -125,7 +131,7 @@ impl Runner {
         drop(pending);
         let dv = self.commit(a, adds, written_under).await?;
         crate::failpoint::pause_if_set("after_commit").await;
-        self.record_dead_letters(a, &report.bad_rows_skipped).await;
+        self.record_dead_letters(a, &skipped).await;
         Ok((rows, dv))
     }
 
@@ -136,7 +142,6 @@ impl Runner {
         &self,
         a: &Attempt<'_>,
         query: &mut PartitionQuery<'_>,
-        report: &mut RunReport,
     ) -> Result<WrittenFiles, RunError> {
         let permit = self.compute_permit().await;
         let written = self.write_files(a, query).await;
@@ -161,7 +166,7 @@ impl Runner {
                 self.record_dead_letters(a, &bad).await;
                 return Err(EngineError::BadRows {
                     total: bad.len(),
-                    rows: bad,
+                    rows: bad.shown().to_vec(),
                 }
                 .into());
             }
@@ -178,13 +183,17 @@ impl Runner {
             }
             BadRowVerdict::Skip => {}
         }
-        for b in &bad {
+        for b in bad.shown() {
             warn!(input = %b.input, file = %b.file, line = b.line, error = %b.error, raw = %b.raw, "skipping bad input row (bad_rows = \"skip\")");
-            if let Ok(n) = crate::names::Name::new(&b.input) {
-                query.without_bad_rows.entry(n).or_default().push(b.clone());
-            }
         }
-        report.bad_rows_skipped = bad;
+        let more = bad.len() - bad.shown().len() as u64;
+        if more > 0 {
+            warn!(
+                more,
+                "skipping {more} more bad input row(s) (bad_rows = \"skip\"): they are in the dead letters"
+            );
+        }
+        query.without_bad_rows = Some(bad);
         let _permit = self.compute_permit().await;
         self.write_files(a, query).await.map_err(|(e, _)| e)
     }
@@ -221,10 +230,15 @@ impl Runner {
         let mut kept = (!job.checks.is_empty()).then(Vec::new);
         let mut room = Some(room);
         // Rows of the output that do not fit the table, set aside under bad_rows = "skip".
-        let mut rejected: Vec<BadRow> = Vec::new();
+        let mut rejected = BadRowLog::default();
         while let Some(fitted) = output.next().await {
             let fitted = fitted.map_err(|(e, files)| (e.into(), files))?;
-            rejected.extend(fitted.rejected);
+            for b in fitted.rejected {
+                if rejected.len() < crate::engine::bad_row_log::SHOWN as u64 {
+                    warn!(row = b.line, error = %b.error, raw = %b.raw, "leaving out an output row that does not fit the table (bad_rows = \"skip\")");
+                }
+                rejected.push(b).map_err(|e| fail(RunError::BadRows(e)))?;
+            }
             profiler.update(&fitted.batch);
             if let (Some(k), Some(r)) = (&mut kept, &mut room)
                 && fitted.batch.num_rows() > 0
@@ -363,7 +377,7 @@ impl Runner {
 
     /// Replaces the partition's dead letters with `bad` (none: clears them). A failure
     /// here is logged, not fatal: the rows are in the run's log lines too.
-    async fn record_dead_letters(&self, a: &Attempt<'_>, bad: &[BadRow]) {
+    async fn record_dead_letters(&self, a: &Attempt<'_>, bad: &BadRowLog) {
         // Only jobs that read files, or that set rows aside, have dead letters.
         let reads_files = a
             .job
@@ -379,7 +393,7 @@ impl Runner {
             run_id: a.run_id.clone(),
             token: a.lease.token,
             at_ms: self.clock.now_ms(),
-            rows: bad.to_vec(),
+            rows: bad,
         };
         if let Err(e) = crate::dead_letters::replace(&url, &letters).await {
             warn!(error = %e, "could not record the dead letters");

@@ -94,3 +94,89 @@ fn a_day_many_times_the_memory_limit_runs_with_every_row_in_bounded_memory() {
         out.context()
     );
 }
+
+/// More bad rows than a run keeps in memory (it keeps the first 1,000 for its report and
+/// spools the rest): every one is a dead letter with its file, line and raw text, the good
+/// rows around them are in the table, and the run says how many it skipped.
+#[test]
+fn thousands_of_bad_rows_all_become_dead_letters_beside_the_good_rows() {
+    let p = TestProject::sample();
+    let rel = "sample-data/orders/dt=2024-01-05/orders.csv";
+    let text = p.read(rel);
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let good_before = lines.len() - 1;
+    // 2,500 orders whose quantity is not a number, interleaved with the good ones.
+    let template = lines[1].clone();
+    let fields: Vec<&str> = template.split(',').collect();
+    let mut bad_lines = Vec::new();
+    for i in 0..2500u64 {
+        let mut f: Vec<String> = fields.iter().map(|s| s.to_string()).collect();
+        f[0] = (900_000_000 + i).to_string();
+        f[5] = format!("many{i}");
+        let at = 2 + (i as usize * 7) % (lines.len() - 1);
+        lines.insert(at, f.join(","));
+    }
+    p.write(rel, &format!("{}\n", lines.join("\n")));
+    for (n, l) in lines.iter().enumerate() {
+        if l.contains(",many") {
+            bad_lines.push(n as u64 + 1);
+        }
+    }
+    p.ok(&["migrate"]);
+    let out = p.ok(&["run", "clean_orders", "--partition", "2024-01-05"]);
+    let already_bad = p
+        .ok(&[
+            "dlq",
+            "list",
+            "clean_orders",
+            "--partition",
+            "2024-01-05",
+            "--output",
+            "json",
+        ])
+        .json();
+    let letters = already_bad.as_array().unwrap();
+    let ours: Vec<u64> = letters
+        .iter()
+        .filter(|l| l["raw"].as_str().unwrap().contains(",many"))
+        .map(|l| l["line"].as_u64().unwrap())
+        .collect();
+    let mut ours_sorted = ours.clone();
+    ours_sorted.sort();
+    assert_eq!(
+        ours_sorted, bad_lines,
+        "every bad row is a dead letter, by line"
+    );
+    for l in letters {
+        let line = l["line"].as_u64().unwrap() as usize;
+        assert_eq!(lines[line - 1], l["raw"].as_str().unwrap(), "line {line}");
+    }
+    assert!(
+        out.stdout
+            .contains(&format!("skipped {} bad input row(s):", letters.len())),
+        "{}",
+        out.context()
+    );
+    assert!(
+        out.stdout
+            .contains(" more: `sluice dlq list clean_orders --partition 2024-01-05`"),
+        "{}",
+        out.context()
+    );
+    // The good rows are all there (an independent reader).
+    let good: u64 = lines
+        .iter()
+        .skip(1)
+        .filter(|l| !l.contains(",many") && !l.ends_with(",cancelled"))
+        .count() as u64;
+    let (rows, _, _) = python_delta_summary(
+        &p.warehouse_table("clean_orders", 1),
+        "dt",
+        "2024-01-05",
+        "order_id",
+        "amount",
+    );
+    // The sample's own corrupt rows (if any on that day) are dead letters too.
+    let sample_bad = letters.len() as u64 - bad_lines.len() as u64;
+    assert_eq!(rows + sample_bad, good, "{good_before} sample rows");
+}
