@@ -154,18 +154,16 @@ print(f"reference: median ratio {statistics.median(x):.2f}x over {len(x)} rounds
 PY
 }
 
-# One round: sluice's backfill on a fresh project, then DuckDB's single pass, back to back.
-reference_round() {
-    local p="$work/reference-$1" orders="$2"
+# usage: clean_orders_job PROJECT ORDERS_DIR [MORE_TOML]
+# The reference's clean_orders job and its table, in PROJECT: the same SQL as DuckDB's
+# single pass (shared/bench/duckdb_floor.py); MORE_TOML is added to its spec.
+clean_orders_job() {
+    local p="$1" orders="$2" more="${3:-}"
     mkdir -p "$p/jobs" "$p/migrations"
-    # The same SQL as DuckDB's single pass (shared/bench/duckdb_floor.py).
-    cat > "$p/migrations/0001_tables.sql" <<'SQL'
+    cat > "$p/migrations/0001_clean_orders.sql" <<'SQL'
 CREATE TABLE clean_orders (
     order_id BIGINT, order_ts TIMESTAMP, customer_id BIGINT, region STRING, category STRING,
     quantity INT, unit_price DOUBLE, amount DOUBLE, status STRING, dt DATE NOT NULL
-) PARTITIONED BY (dt);
-CREATE TABLE daily_revenue (
-    dt DATE NOT NULL, region STRING, category STRING, revenue DOUBLE, orders BIGINT, customers BIGINT
 ) PARTITIONED BY (dt);
 SQL
     cat > "$p/jobs/clean_orders.toml" <<TOML
@@ -179,11 +177,23 @@ schema = ["order_id BIGINT", "order_ts TIMESTAMP", "customer_id BIGINT", "region
           "category STRING", "quantity INT", "unit_price DOUBLE", "status STRING"]
 [output]
 table = "clean_orders"
+$more
 TOML
     cat > "$p/jobs/clean_orders.sql" <<'SQL'
 SELECT order_id, order_ts, customer_id, region, category, quantity, unit_price,
        quantity * unit_price AS amount, status
 FROM orders WHERE status <> 'cancelled'
+SQL
+}
+
+# One round: sluice's backfill on a fresh project, then DuckDB's single pass, back to back.
+reference_round() {
+    local p="$work/reference-$1" orders="$2"
+    clean_orders_job "$p" "$orders"
+    cat > "$p/migrations/0002_daily_revenue.sql" <<'SQL'
+CREATE TABLE daily_revenue (
+    dt DATE NOT NULL, region STRING, category STRING, revenue DOUBLE, orders BIGINT, customers BIGINT
+) PARTITIONED BY (dt);
 SQL
     cat > "$p/jobs/daily_revenue.toml" <<'TOML'
 version = 1
@@ -374,32 +384,9 @@ bigpart_round() {
 memory_limit_mb = 256
 target_partitions = 2
 TOML
-    cat > "$p/migrations/0001_tables.sql" <<'SQL'
-CREATE TABLE clean_orders (
-    order_id BIGINT, order_ts TIMESTAMP, customer_id BIGINT, region STRING, category STRING,
-    quantity INT, unit_price DOUBLE, amount DOUBLE, status STRING, dt DATE NOT NULL
-) PARTITIONED BY (dt);
-SQL
-    cat > "$p/jobs/clean_orders.toml" <<TOML
-version = 1
-[partitioning]
-granularity = "daily"
-[[inputs]]
-name = "orders"
-path = "$orders/dt={partition}/orders.csv"
-schema = ["order_id BIGINT", "order_ts TIMESTAMP", "customer_id BIGINT", "region STRING",
-          "category STRING", "quantity INT", "unit_price DOUBLE", "status STRING"]
-[output]
-table = "clean_orders"
-[[checks]]
+    clean_orders_job "$p" "$orders" '[[checks]]
 type = "unique"
-columns = ["order_id"]
-TOML
-    cat > "$p/jobs/clean_orders.sql" <<'SQL'
-SELECT order_id, order_ts, customer_id, region, category, quantity, unit_price,
-       quantity * unit_price AS amount, status
-FROM orders WHERE status <> 'cancelled'
-SQL
+columns = ["order_id"]'
     "$sluice" --project "$p" migrate -q > /dev/null
     /usr/bin/time -f '%e %M' -o "$p.time" \
         "$sluice" --project "$p" backfill --from 2024-03-01 --to 2024-03-01 -q > "$p.txt"

@@ -5,17 +5,46 @@
 
 use crate::util::{TestProject, enlarge_orders, python_delta_summary};
 
-#[test]
-fn checks_of_a_partition_past_the_audit_budget_see_every_row_read_back() {
+const DAY_CSV: &str = "sample-data/orders/dt=2024-01-05/orders.csv";
+
+/// The sample under `memory_limit_mb = MB`, migrated, its orders of 2024-01-05 made
+/// `times` as many.
+fn big_day(mb: u32, times: u64) -> TestProject {
     let p = TestProject::sample();
-    // 1 MB of engine memory: the audit keeps 128 KiB; the day's new rows are about 3 MB.
     let settings = p
         .read("sluice.toml")
-        .replace("memory_limit_mb = 1024", "memory_limit_mb = 1");
+        .replace("memory_limit_mb = 1024", &format!("memory_limit_mb = {mb}"));
     p.write("sluice.toml", &settings);
-    enlarge_orders(&p, 40, Some("2024-01-05"));
-    let rel = "sample-data/orders/dt=2024-01-05/orders.csv";
+    enlarge_orders(&p, times, Some("2024-01-05"));
     p.ok(&["migrate"]);
+    p
+}
+
+/// Rows and distinct order ids of 2024-01-05 in clean_orders, read by Python's deltalake.
+fn rows_and_ids_of_the_day(p: &TestProject) -> (u64, u64) {
+    let (rows, ids, _) = python_delta_summary(
+        &p.warehouse_table("clean_orders", 1),
+        "dt",
+        "2024-01-05",
+        "order_id",
+        "amount",
+    );
+    (rows, ids)
+}
+
+/// The orders of a CSV text that clean_orders keeps (all but cancelled ones).
+fn paid_or_refunded(text: &str) -> u64 {
+    text.lines()
+        .skip(1)
+        .filter(|l| !l.ends_with(",cancelled"))
+        .count() as u64
+}
+
+#[test]
+fn checks_of_a_partition_past_the_audit_budget_see_every_row_read_back() {
+    // 1 MB of engine memory: the audit keeps 128 KiB; the day's new rows are about 3 MB.
+    let p = big_day(1, 40);
+    let rel = DAY_CSV;
     // One order twice: the unique check, run on the files read back, finds it.
     let text = p.read(rel);
     let first = text.lines().nth(1).unwrap().to_string();
@@ -34,19 +63,9 @@ fn checks_of_a_partition_past_the_audit_budget_see_every_row_read_back() {
     p.write(rel, &text);
     let out = p.ok(&["run", "clean_orders", "--partition", "2024-01-05"]);
     assert!(!out.stderr.contains("freshness"), "{}", out.context());
-    let paid_or_refunded = text
-        .lines()
-        .skip(1)
-        .filter(|l| !l.ends_with(",cancelled"))
-        .count() as u64;
-    let (rows, ids, _) = python_delta_summary(
-        &p.warehouse_table("clean_orders", 1),
-        "dt",
-        "2024-01-05",
-        "order_id",
-        "amount",
-    );
-    assert_eq!((rows, ids), (paid_or_refunded, paid_or_refunded));
+    let kept = paid_or_refunded(&text);
+    let (rows, ids) = rows_and_ids_of_the_day(&p);
+    assert_eq!((rows, ids), (kept, kept));
     assert!(rows > 7000, "{rows}");
 }
 
@@ -57,34 +76,18 @@ fn checks_of_a_partition_past_the_audit_budget_see_every_row_read_back() {
 /// the day's rows would take.
 #[test]
 fn a_day_many_times_the_memory_limit_runs_with_every_row_in_bounded_memory() {
-    let p = TestProject::sample();
-    let settings = p
-        .read("sluice.toml")
-        .replace("memory_limit_mb = 1024", "memory_limit_mb = 16");
-    p.write("sluice.toml", &settings);
-    enlarge_orders(&p, 16_000, Some("2024-01-05"));
-    let rel = "sample-data/orders/dt=2024-01-05/orders.csv";
+    let p = big_day(16, 16_000);
+    let rel = DAY_CSV;
     let csv_bytes = std::fs::metadata(p.file(rel)).unwrap().len();
     assert!(csv_bytes > 180_000_000, "{csv_bytes}");
-    p.ok(&["migrate"]);
     let (out, peak_kib) =
         p.run_measuring_peak_rss(&["run", "clean_orders", "--partition", "2024-01-05"]);
     assert_eq!(out.code, 0, "{}", out.context());
     let text = p.read(rel);
-    let paid_or_refunded = text
-        .lines()
-        .skip(1)
-        .filter(|l| !l.ends_with(",cancelled"))
-        .count() as u64;
+    let kept = paid_or_refunded(&text);
     drop(text);
-    let (rows, ids, _) = python_delta_summary(
-        &p.warehouse_table("clean_orders", 1),
-        "dt",
-        "2024-01-05",
-        "order_id",
-        "amount",
-    );
-    assert_eq!((rows, ids), (paid_or_refunded, paid_or_refunded));
+    let (rows, ids) = rows_and_ids_of_the_day(&p);
+    assert_eq!((rows, ids), (kept, kept));
     assert!(rows > 2_500_000, "{rows}");
     let peak_mib = peak_kib / 1024;
     assert!(
@@ -101,7 +104,7 @@ fn a_day_many_times_the_memory_limit_runs_with_every_row_in_bounded_memory() {
 #[test]
 fn thousands_of_bad_rows_all_become_dead_letters_beside_the_good_rows() {
     let p = TestProject::sample();
-    let rel = "sample-data/orders/dt=2024-01-05/orders.csv";
+    let rel = DAY_CSV;
     let text = p.read(rel);
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
     let good_before = lines.len() - 1;
@@ -164,18 +167,14 @@ fn thousands_of_bad_rows_all_become_dead_letters_beside_the_good_rows() {
         out.context()
     );
     // The good rows are all there (an independent reader).
-    let good: u64 = lines
-        .iter()
-        .skip(1)
-        .filter(|l| !l.contains(",many") && !l.ends_with(",cancelled"))
-        .count() as u64;
-    let (rows, _, _) = python_delta_summary(
-        &p.warehouse_table("clean_orders", 1),
-        "dt",
-        "2024-01-05",
-        "order_id",
-        "amount",
+    let good = paid_or_refunded(
+        &lines
+            .iter()
+            .filter(|l| !l.contains(",many"))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>(),
     );
+    let (rows, _) = rows_and_ids_of_the_day(&p);
     // The sample's own corrupt rows (if any on that day) are dead letters too.
     let sample_bad = letters.len() as u64 - bad_lines.len() as u64;
     assert_eq!(rows + sample_bad, good, "{good_before} sample rows");
