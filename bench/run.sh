@@ -150,7 +150,7 @@ reference() {
 import sys, statistics
 x = [float(open(f).read()) for f in sys.argv[1:]]
 print(f"reference: median ratio {statistics.median(x):.2f}x over {len(x)} rounds "
-      f"({', '.join(f'{v:.2f}' for v in x)}); target <= 1.3x")
+      f"({', '.join(f'{v:.2f}' for v in x)}); target <= 1.00x")
 PY
 }
 
@@ -232,7 +232,7 @@ print(f"reference result: clean_orders {co.num_rows} rows, daily_revenue {dr.num
 import os; os._exit(0 if ok else 1)
 PY
     local floor
-    floor=$(/usr/bin/time -f %M -o "$p-duckdb.rss" python3 "$shared/duckdb_floor.py" "$orders" "$p-duckdb-out" | tee /dev/stderr | sed -n 's/.*total=\([0-9.]*\)s.*/\1/p')
+    floor=$(/usr/bin/time -f %M -o "$p-duckdb.rss" python3 "$shared/duckdb_floor.py" "$orders" "$p-duckdb-out" | tee -a /dev/stderr | sed -n 's/.*total=\([0-9.]*\)s.*/\1/p')
     python3 - "$t0" "$t1" "$floor" "$concurrency" "$1" "$p.ratio" "$p.rss" "$p-duckdb.rss" <<'PY'
 import sys
 t0, t1, floor, c, r = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5]

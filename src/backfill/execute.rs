@@ -1,11 +1,16 @@
 //! Running a plan: each partition once what it waits on has succeeded, a bounded number in
 //! flight, failures skipping only their dependents, partitions held by another worker
 //! looked at again until that worker is done with them.
+//!
+//! The bookkeeping is by event, not by scanning the plan: an item counts what it still
+//! waits on, and a finished item tells its dependents, so each partition costs the same
+//! in a plan of a thousand partitions or of a hundred thousand.
 
 use super::{ItemResult, Options, Outcome, Plan, PlanItem, Progress, Summary};
 use crate::catalog::{Catalog, PartitionState};
 use crate::clock::SharedClock;
 use crate::run::{RunOutcome, RunReport, Runner, Trigger};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
@@ -38,6 +43,13 @@ pub async fn execute(
     progress: &dyn Progress,
 ) -> Summary {
     let started = Instant::now();
+    let n = plan.items.len();
+    let mut dependents = vec![Vec::new(); n];
+    for (i, item) in plan.items.iter().enumerate() {
+        for &d in &item.waits_on {
+            dependents[d].push(i);
+        }
+    }
     let mut x = Execution {
         plan,
         catalog,
@@ -48,19 +60,27 @@ pub async fn execute(
         poll: (runner.project().settings.lease_ttl / 4)
             .clamp(Duration::from_millis(200), Duration::from_secs(2)),
         runner,
-        state: vec![State::Pending { not_before: None }; plan.items.len()],
-        held_by: vec![None; plan.items.len()],
+        state: vec![State::Pending { not_before: None }; n],
+        held_by: vec![None; n],
+        waiting: plan.items.iter().map(|i| i.waits_on.len()).collect(),
+        ready: (0..n)
+            .filter(|&i| plan.items[i].waits_on.is_empty())
+            .collect(),
+        delayed: BTreeSet::new(),
+        pending: n,
+        dependents,
         tasks: JoinSet::new(),
         running: 0,
         done: 0,
         stop: None,
     };
     loop {
-        x.skip_blocked();
+        if let Some(reason) = x.stop.clone() {
+            x.skip_pending(&reason);
+        }
         let next_wake = x.launch_ready();
         if x.running == 0 {
-            let pending = x.state.iter().any(|s| matches!(s, State::Pending { .. }));
-            match (pending, next_wake) {
+            match (x.pending > 0, next_wake) {
                 (false, _) => break,
                 (true, Some(t)) => {
                     tokio::time::sleep_until(t.into()).await;
@@ -116,6 +136,16 @@ struct Execution<'a> {
     state: Vec<State>,
     /// Who held each item's lease when it was last tried.
     held_by: Vec<Option<String>>,
+    /// Per item, how many of the items it waits on have not succeeded yet.
+    waiting: Vec<usize>,
+    /// Per item, the items that wait on it.
+    dependents: Vec<Vec<usize>>,
+    /// Pending items that wait on nothing, in plan order: started first to last.
+    ready: BTreeSet<usize>,
+    /// Pending items held by another worker, by when to look at them again.
+    delayed: BTreeSet<(Instant, usize)>,
+    /// How many items are pending (ready, delayed or waiting).
+    pending: usize,
     tasks: JoinSet<(usize, TaskResult)>,
     running: usize,
     done: usize,
@@ -124,84 +154,90 @@ struct Execution<'a> {
 }
 
 impl Execution<'_> {
+    /// Records item `i`'s outcome; its dependents are one step closer to ready, or, when it
+    /// failed or was skipped, skipped too, and theirs after them.
     fn finish(&mut self, i: usize, outcome: Outcome) {
-        self.done += 1;
-        self.progress.item_done(
-            &self.plan.items[i],
-            &outcome,
-            self.done,
-            self.plan.items.len(),
-        );
-        self.state[i] = State::Done(outcome);
-    }
-
-    /// Skips what can no longer run: an upstream failed or was skipped, or the backfill
-    /// stopped. Repeats until nothing changes, since a skip skips its dependents too.
-    fn skip_blocked(&mut self) {
-        let mut changed = true;
-        while changed {
-            changed = false;
-            for i in 0..self.plan.items.len() {
-                if !matches!(self.state[i], State::Pending { .. }) {
+        let mut work = vec![(i, outcome)];
+        while let Some((i, outcome)) = work.pop() {
+            let gone = match &outcome {
+                Outcome::Failed { .. } => Some("failed"),
+                Outcome::Skipped { .. } => Some("was skipped"),
+                Outcome::Succeeded { .. } | Outcome::DoneElsewhere { .. } => None,
+            };
+            self.done += 1;
+            self.progress.item_done(
+                &self.plan.items[i],
+                &outcome,
+                self.done,
+                self.plan.items.len(),
+            );
+            self.unpend(i);
+            self.state[i] = State::Done(outcome);
+            for k in 0..self.dependents[i].len() {
+                let j = self.dependents[i][k];
+                if !matches!(self.state[j], State::Pending { .. }) {
                     continue;
                 }
-                if let Some(reason) = self.stop.clone().or_else(|| self.upstream_gone(i)) {
-                    self.finish(i, Outcome::Skipped { reason });
-                    changed = true;
+                match gone {
+                    Some(what) => {
+                        let up = &self.plan.items[i];
+                        let reason = format!("upstream {} {} {what}", up.job, up.partition);
+                        // No longer pending once queued, so it is queued once.
+                        self.unpend(j);
+                        self.state[j] = State::Running;
+                        work.push((j, Outcome::Skipped { reason }));
+                    }
+                    None => {
+                        self.waiting[j] -= 1;
+                        if self.waiting[j] == 0 {
+                            self.ready.insert(j);
+                        }
+                    }
                 }
             }
         }
     }
 
-    /// Why item `i` cannot run any more because of an item it waits on, if so.
-    fn upstream_gone(&self, i: usize) -> Option<String> {
-        self.plan.items[i].waits_on.iter().find_map(|&d| {
-            let what = match &self.state[d] {
-                State::Done(Outcome::Failed { .. }) => "failed",
-                State::Done(Outcome::Skipped { .. }) => "was skipped",
-                _ => return None,
-            };
-            let up = &self.plan.items[d];
-            Some(format!("upstream {} {} {what}", up.job, up.partition))
-        })
+    /// Takes item `i` out of the pending ones, if it is one.
+    fn unpend(&mut self, i: usize) {
+        if let State::Pending { not_before } = self.state[i] {
+            self.pending -= 1;
+            self.ready.remove(&i);
+            if let Some(t) = not_before {
+                self.delayed.remove(&(t, i));
+            }
+        }
     }
 
     /// Starts what is ready, in plan order, up to the in-flight bound. Returns when the
     /// earliest item waiting out a poll interval may be tried again.
     fn launch_ready(&mut self) -> Option<Instant> {
         let now = Instant::now();
-        let mut next_wake: Option<Instant> = None;
+        while let Some(&(t, i)) = self.delayed.first() {
+            if t > now {
+                break;
+            }
+            self.delayed.pop_first();
+            self.state[i] = State::Pending { not_before: None };
+            self.ready.insert(i);
+        }
         // With --fail-fast nothing may be waiting to start when a failure stops the backfill.
         let in_flight = if self.opts.fail_fast {
             self.opts.concurrency.max(1)
         } else {
             self.opts.concurrency.max(1) * IN_FLIGHT_PER_WORKER
         };
-        for i in 0..self.plan.items.len() {
-            if self.running >= in_flight {
+        while self.running < in_flight {
+            let Some(i) = self.ready.pop_first() else {
                 break;
-            }
-            let State::Pending { not_before } = self.state[i] else {
-                continue;
             };
-            if let Some(t) = not_before.filter(|t| *t > now) {
-                next_wake = Some(next_wake.map_or(t, |w| w.min(t)));
-                continue;
-            }
-            let ready = self.plan.items[i].waits_on.iter().all(|&d| {
-                matches!(
-                    self.state[d],
-                    State::Done(Outcome::Succeeded { .. } | Outcome::DoneElsewhere { .. })
-                )
-            });
-            if ready {
-                self.spawn(i);
-            }
+            self.spawn(i);
         }
-        next_wake
+        self.delayed.first().map(|(t, _)| *t)
     }
 
     fn spawn(&mut self, i: usize) {
+        self.unpend(i);
         self.state[i] = State::Running;
         self.running += 1;
         let item = self.plan.items[i].clone();
@@ -225,6 +261,9 @@ impl Execution<'_> {
 
     /// Skips every item still pending, with `reason`.
     fn skip_pending(&mut self, reason: &str) {
+        if self.pending == 0 {
+            return;
+        }
         for i in 0..self.plan.items.len() {
             if matches!(self.state[i], State::Pending { .. }) {
                 self.finish(
@@ -290,9 +329,12 @@ impl Execution<'_> {
                             self.progress.item_waiting(item, &holder);
                         }
                         self.held_by[i] = Some(holder);
+                        let t = Instant::now() + self.poll;
                         self.state[i] = State::Pending {
-                            not_before: Some(Instant::now() + self.poll),
+                            not_before: Some(t),
                         };
+                        self.pending += 1;
+                        self.delayed.insert((t, i));
                         return None;
                     }
                 }
