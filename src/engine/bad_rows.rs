@@ -349,10 +349,35 @@ pub fn count_records(path: &Path, format: FileFormat, opts: &CsvOptions) -> Resu
     Ok(n)
 }
 
+/// A temporary copy of `path` (deleted when dropped) without `input`'s rows in `bad`,
+/// streamed: the file is never held in memory.
+pub fn copy_without_bad_rows(
+    path: &Path,
+    format: FileFormat,
+    opts: &CsvOptions,
+    bad: &BadRowLog,
+    input: &Name,
+) -> Result<tempfile::TempPath, String> {
+    let copy = tempfile::Builder::new()
+        .prefix("sluice-without-bad-rows-")
+        .suffix(&super::file_extension(path))
+        .tempfile()
+        .map_err(|e| {
+            format!("cannot make a copy without the bad rows in the temporary folder: {e}")
+        })?
+        .into_temp_path();
+    let lines = bad
+        .rows()?
+        .filter(|r| r.as_ref().is_ok_and(|r| r.input == input.as_str()) || r.is_err())
+        .map(|r| r.map(|r| r.line));
+    copy_without(path, format, opts, lines, &copy)?;
+    Ok(copy)
+}
+
 /// Copies `path` to `out` without the records on `bad_lines` (ascending, as a scan finds
 /// them), byte for byte otherwise (the header too), streaming: the copy is read like the
 /// original.
-pub fn copy_without(
+fn copy_without(
     path: &Path,
     format: FileFormat,
     opts: &CsvOptions,

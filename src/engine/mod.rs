@@ -338,24 +338,12 @@ impl Engine {
                     schema,
                     csv,
                 } => {
-                    let (rel, path) = match q.file_fixtures.get(&input.name) {
-                        Some(FileFixture::Rows(rows)) => {
-                            ctx.register_table(input.name.as_str(), rows.clone())
-                                .map_err(|e| input_err(&input.name, e))?;
-                            continue;
-                        }
-                        Some(FileFixture::File(p)) => (p.display().to_string(), p.clone()),
-                        None => {
-                            let rel = Job::resolve_template(template, &q.key).map_err(|m| {
-                                EngineError::Input {
-                                    input: input.name.to_string(),
-                                    message: m,
-                                }
-                            })?;
-                            let path = self.root.join(&rel);
-                            (rel, path)
-                        }
-                    };
+                    if let Some(FileFixture::Rows(rows)) = q.file_fixtures.get(&input.name) {
+                        ctx.register_table(input.name.as_str(), rows.clone())
+                            .map_err(|e| input_err(&input.name, e))?;
+                        continue;
+                    }
+                    let (rel, path) = self.file_location(q, &input.name, template)?;
                     let is_glob = rel.contains(['*', '?', '[']);
                     if !is_glob && !path.exists() {
                         return Err(EngineError::InputMissing {
@@ -376,36 +364,14 @@ impl Engine {
                                 message: "bad rows can be left out only of an input with a declared `schema`".into(),
                             });
                         };
-                        // A copy without them, read like the original: streamed, never
-                        // held in memory. It lives as long as the query (`scratch`).
-                        let copy = tempfile::Builder::new()
-                            .prefix("sluice-without-bad-rows-")
-                            .suffix(&file_extension(&path))
-                            .tempfile()
-                            .map_err(|e| EngineError::Input {
-                                input: input.name.to_string(),
-                                message: format!(
-                                    "cannot make a copy without the bad rows in the temporary folder: {e}"
-                                ),
-                            })?
-                            .into_temp_path();
-                        let lines = bad
-                            .rows()
-                            .map_err(|m| EngineError::Input {
-                                input: input.name.to_string(),
-                                message: m,
-                            })?
-                            .filter(|r| {
-                                r.as_ref().is_ok_and(|r| r.input == input.name.as_str())
-                                    || r.is_err()
-                            })
-                            .map(|r| r.map(|r| r.line));
-                        bad_rows::copy_without(&path, *format, csv, lines, &copy).map_err(|m| {
-                            EngineError::Input {
-                                input: input.name.to_string(),
-                                message: m,
-                            }
-                        })?;
+                        // A copy without them, read like the original. It lives as long as
+                        // the query (`scratch`).
+                        let copy =
+                            bad_rows::copy_without_bad_rows(&path, *format, csv, bad, &input.name)
+                                .map_err(|m| EngineError::Input {
+                                    input: input.name.to_string(),
+                                    message: m,
+                                })?;
                         self.register_files(ctx, &input.name, &copy, *format, Some(s), csv)
                             .await?;
                         scratch.push(copy);
@@ -450,6 +416,25 @@ impl Engine {
             text_files,
             scratch,
         })
+    }
+
+    /// Where a file input of the partition is: the file a job test gives in its place, or
+    /// its template resolved for the key; as written (relative) and as a path.
+    fn file_location(
+        &self,
+        q: &PartitionQuery<'_>,
+        name: &Name,
+        template: &str,
+    ) -> Result<(String, PathBuf), EngineError> {
+        if let Some(FileFixture::File(p)) = q.file_fixtures.get(name) {
+            return Ok((p.display().to_string(), p.clone()));
+        }
+        let rel = Job::resolve_template(template, &q.key).map_err(|m| EngineError::Input {
+            input: name.to_string(),
+            message: m,
+        })?;
+        let path = self.root.join(&rel);
+        Ok((rel, path))
     }
 
     async fn register_files(
@@ -645,7 +630,7 @@ pub fn execution_error(e: DataFusionError) -> EngineError {
 }
 
 /// A file's extension with its dot (`.csv`), or nothing.
-fn file_extension(path: &Path) -> String {
+pub(crate) fn file_extension(path: &Path) -> String {
     path.file_name()
         .and_then(|n| n.to_str())
         .and_then(|n| n.rfind('.').map(|i| n[i..].to_string()))
