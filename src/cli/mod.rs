@@ -360,6 +360,7 @@ pub fn main() -> ExitCode {
         if cli.quiet { -1 } else { cli.verbose as i8 },
     );
     logging::install_panic_hook();
+    crate::delta::local_store::register();
     let globals = Globals {
         overrides: Overrides {
             project: cli.project,

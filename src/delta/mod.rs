@@ -18,6 +18,7 @@ mod cause;
 mod commit;
 mod evolve;
 mod handle;
+pub mod local_store;
 mod readback;
 pub mod store;
 mod writer;

@@ -1,0 +1,315 @@
+//! The object store behind tables in a local folder: object_store's `LocalFileSystem`, with a
+//! listing after an offset that compares names before it looks at files.
+//!
+//! Delta lists its log after a version on every commit (the snapshot update that follows
+//! it) and on every open. `LocalFileSystem` answers by walking the whole `_delta_log`
+//! folder and turning each entry's path into a URL and back before comparing it with the
+//! offset: a backfill of 87,600 hourly partitions leaves about 12,000 entries there, and
+//! near its end half the process's time went to those conversions (measured with perf).
+//! Here a flat folder is read by name, and only the names after the offset are looked at;
+//! anything else (a folder with sub-folders, a name that needs escaping, an offset outside
+//! the prefix) goes to `LocalFileSystem` as before, so the answer is always the same.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use deltalake::logstore::object_store::local::LocalFileSystem;
+use deltalake::logstore::object_store::path::Path;
+use deltalake::logstore::object_store::{
+    CopyOptions, Error, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta,
+    ObjectStore, ObjectStoreExt as _, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+    RenameOptions, Result,
+};
+use deltalake::logstore::{
+    DeltaIOStorageBackend, ObjectStoreFactory, ObjectStoreRef, StorageConfig,
+    object_store_factories,
+};
+use deltalake::{DeltaResult, DeltaTableError};
+use futures::stream::{self, BoxStream, StreamExt as _};
+use std::ops::Range;
+use std::sync::{Arc, Once};
+use url::Url;
+
+/// Makes `file://` tables use [`LocalStore`]. Idempotent; called before the first table is
+/// opened (a table opened before it still works, with the slower listing).
+pub fn register() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if let Ok(scheme) = Url::parse("file://") {
+            object_store_factories().insert(scheme, Arc::new(LocalStoreFactory));
+        }
+    });
+}
+
+struct LocalStoreFactory;
+
+impl ObjectStoreFactory for LocalStoreFactory {
+    fn parse_url_opts(
+        &self,
+        url: &Url,
+        config: &StorageConfig,
+    ) -> DeltaResult<(ObjectStoreRef, Path)> {
+        // As deltalake's own factory for `file://`: the store is rooted at `/`, the path is
+        // the table's.
+        let path = Path::from_url_path(url.path())
+            .map_err(|e| DeltaTableError::InvalidTableLocation(format!("{url}: {e}")))?;
+        let store = LocalStore {
+            inner: Arc::new(LocalFileSystem::new()),
+        };
+        let store: ObjectStoreRef = match &config.runtime {
+            Some(rt) => Arc::new(DeltaIOStorageBackend::new(store, rt.clone())),
+            None => Arc::new(store),
+        };
+        Ok((store, path))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    inner: Arc<LocalFileSystem>,
+}
+
+impl std::fmt::Display for LocalStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LocalStore({})", self.inner)
+    }
+}
+
+/// What a flat folder holds after an offset, by name.
+enum Listing {
+    /// The names after the offset, sorted.
+    After(Vec<String>),
+    /// The folder is not one this listing answers for; ask `LocalFileSystem`.
+    NotFlat,
+}
+
+/// Whether a name is one `Path` holds as it is (no escaping), so that comparing names is
+/// comparing paths.
+fn plain(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && name != "."
+        && name != ".."
+}
+
+/// `LocalFileSystem` leaves out its own unfinished uploads, named `<name>#<digits>`.
+fn upload_in_progress(name: &str) -> bool {
+    matches!(name.split_once('#'), Some((_, suffix)) if !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn list_flat(dir: &std::path::Path, after: &str) -> std::io::Result<Listing> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Listing::After(Vec::new()));
+        }
+        Err(e) => return Err(e),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        // The entry's type comes with the folder's listing: no stat per entry.
+        let kind = entry.file_type()?;
+        if !kind.is_file() {
+            // A sub-folder's objects sort among the names in ways a name alone does not
+            // tell; a link is followed by LocalFileSystem.
+            return Ok(Listing::NotFlat);
+        }
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            return Ok(Listing::NotFlat);
+        };
+        if upload_in_progress(&name) {
+            continue;
+        }
+        if !plain(&name) {
+            return Ok(Listing::NotFlat);
+        }
+        if name.as_str() > after {
+            names.push(name);
+        }
+    }
+    names.sort_unstable();
+    Ok(Listing::After(names))
+}
+
+#[async_trait]
+impl ObjectStore for LocalStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, Result<ObjectMeta>> {
+        // Answered here only for an offset directly inside the prefix, with a plain name:
+        // then a name after the offset's is a path after the offset.
+        let flat = prefix.filter(|p| {
+            offset.prefix_match(p).is_some_and(|rest| rest.count() == 1)
+                && offset.filename().is_some_and(plain)
+        });
+        let (Some(prefix), Some(after)) = (flat, offset.filename()) else {
+            return self.inner.list_with_offset(prefix, offset);
+        };
+        let Ok(dir) = self.inner.path_to_filesystem(prefix) else {
+            return self.inner.list_with_offset(Some(prefix), offset);
+        };
+        let (inner, prefix, offset, after) = (
+            self.inner.clone(),
+            prefix.clone(),
+            offset.clone(),
+            after.to_string(),
+        );
+        stream::once(async move {
+            let listed = tokio::task::spawn_blocking(move || list_flat(&dir, &after))
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()));
+            match listed.and_then(|l| l) {
+                Ok(Listing::After(names)) => stream::iter(names)
+                    .then(move |name| {
+                        let (inner, location) = (inner.clone(), prefix.clone().join(name));
+                        async move { inner.head(&location).await }
+                    })
+                    // Deleted since the folder was read: LocalFileSystem leaves it out too.
+                    .filter(|r| std::future::ready(!matches!(r, Err(Error::NotFound { .. }))))
+                    .boxed(),
+                Ok(Listing::NotFlat) => inner.list_with_offset(Some(&prefix), &offset),
+                Err(e) => stream::once(std::future::ready(Err(Error::Generic {
+                    store: "LocalFileSystem",
+                    source: Box::new(e),
+                })))
+                .boxed(),
+            }
+        })
+        .flatten()
+        .boxed()
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+
+    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
+        self.inner.rename_opts(from, to, options).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::TryStreamExt as _;
+
+    async fn listed(store: &dyn ObjectStore, prefix: &Path, offset: &Path) -> Vec<(String, u64)> {
+        let mut got: Vec<(String, u64)> = store
+            .list_with_offset(Some(prefix), offset)
+            .map_ok(|m| (m.location.to_string(), m.size))
+            .try_collect()
+            .await
+            .expect("listing");
+        got.sort();
+        got
+    }
+
+    /// Whatever the folder holds, the answer is LocalFileSystem's.
+    #[tokio::test]
+    async fn lists_after_an_offset_as_the_local_file_system_does() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("_delta_log");
+        std::fs::create_dir(&log).expect("mkdir");
+        for v in 0..30u64 {
+            std::fs::write(log.join(format!("{v:020}.json")), vec![b'x'; v as usize])
+                .expect("write");
+        }
+        std::fs::write(log.join(format!("{:020}.checkpoint.parquet", 9)), b"cp").expect("write");
+        std::fs::write(log.join("_last_checkpoint"), b"{}").expect("write");
+        std::fs::write(log.join("00000000000000000031.json#1"), b"upload").expect("write");
+        let prefix = Path::from_absolute_path(&log).expect("path");
+        let ours = LocalStore {
+            inner: Arc::new(LocalFileSystem::new()),
+        };
+        let theirs = LocalFileSystem::new();
+        let offsets = [
+            format!("{:020}", 0),
+            format!("{:020}", 9),
+            format!("{:020}.json", 9),
+            format!("{:020}", 29),
+            format!("{:020}", 40),
+            "_".to_string(),
+        ];
+        for o in &offsets {
+            let offset = prefix.clone().join(o.as_str());
+            let want = listed(&theirs, &prefix, &offset).await;
+            assert_eq!(listed(&ours, &prefix, &offset).await, want, "offset {o}");
+        }
+        // The answer is not empty, nor everything.
+        let after_9 = listed(
+            &ours,
+            &prefix,
+            &prefix.clone().join(format!("{:020}", 9).as_str()),
+        )
+        .await;
+        // 9 to 29 (21 commits), the checkpoint of 9, `_last_checkpoint`.
+        assert_eq!(after_9.len(), 21 + 1 + 1, "{after_9:?}");
+
+        assert!(
+            matches!(list_flat(&log, "0"), Ok(Listing::After(_))),
+            "read by name"
+        );
+
+        // A sub-folder and a name that needs escaping: LocalFileSystem answers.
+        std::fs::create_dir(log.join("_sidecars")).expect("mkdir");
+        std::fs::write(log.join("_sidecars").join("a.parquet"), b"s").expect("write");
+        std::fs::write(log.join("a name.json"), b"n").expect("write");
+        for o in &offsets {
+            let offset = prefix.clone().join(o.as_str());
+            let want = listed(&theirs, &prefix, &offset).await;
+            assert_eq!(listed(&ours, &prefix, &offset).await, want, "offset {o}");
+        }
+        assert!(matches!(list_flat(&log, "0"), Ok(Listing::NotFlat)));
+        // A missing folder lists nothing, as LocalFileSystem's does.
+        let missing = Path::from_absolute_path(dir.path().join("nothing")).expect("path");
+        let offset = missing.clone().join("0");
+        assert_eq!(
+            listed(&ours, &missing, &offset).await,
+            listed(&theirs, &missing, &offset).await
+        );
+    }
+}
