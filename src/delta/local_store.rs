@@ -116,17 +116,18 @@ fn list_flat(dir: &std::path::Path, after: &str) -> std::io::Result<Listing> {
             // tell; a link is followed by LocalFileSystem.
             return Ok(Listing::NotFlat);
         }
-        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
             return Ok(Listing::NotFlat);
         };
-        if upload_in_progress(&name) {
+        if upload_in_progress(name) {
             continue;
         }
-        if !plain(&name) {
+        if !plain(name) {
             return Ok(Listing::NotFlat);
         }
-        if name.as_str() > after {
-            names.push(name);
+        if name > after {
+            names.push(name.to_string());
         }
     }
     names.sort_unstable();
