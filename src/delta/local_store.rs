@@ -6,8 +6,10 @@
 //! folder and turning each entry's path into a URL and back before comparing it with the
 //! offset: a backfill of 87,600 hourly partitions leaves about 12,000 entries there, and
 //! near its end half the process's time went to those conversions (measured with perf).
-//! Here a flat folder is read by name, and only the names after the offset are looked at;
-//! anything else (a folder with sub-folders, a name that needs escaping, an offset outside
+//! Here a flat folder is read by name, and only the files after the offset are looked at,
+//! each by a stat in the folder (a `head` per file, as first written here, opened each one:
+//! Delta's kernel lists from the last checkpoint on every commit, so that was some twenty
+//! opens a commit); anything else (a folder with sub-folders, a name that needs escaping, an offset outside
 //! the prefix) goes to `LocalFileSystem` as before, so the answer is always the same.
 
 use async_trait::async_trait;
@@ -16,8 +18,7 @@ use deltalake::logstore::object_store::local::LocalFileSystem;
 use deltalake::logstore::object_store::path::Path;
 use deltalake::logstore::object_store::{
     CopyOptions, Error, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta,
-    ObjectStore, ObjectStoreExt as _, PutMultipartOptions, PutOptions, PutPayload, PutResult,
-    RenameOptions, Result,
+    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
 };
 use deltalake::logstore::{
     DeltaIOStorageBackend, ObjectStoreFactory, ObjectStoreRef, StorageConfig,
@@ -76,8 +77,8 @@ impl std::fmt::Display for LocalStore {
 
 /// What a flat folder holds after an offset, by name.
 enum Listing {
-    /// The names after the offset, sorted.
-    After(Vec<String>),
+    /// The files after the offset, sorted by name.
+    After(Vec<(String, std::fs::Metadata)>),
     /// The folder is not one this listing answers for; ask `LocalFileSystem`.
     NotFlat,
 }
@@ -127,11 +128,36 @@ fn list_flat(dir: &std::path::Path, after: &str) -> std::io::Result<Listing> {
             return Ok(Listing::NotFlat);
         }
         if name > after {
-            names.push(name.to_string());
+            // A stat by name in the folder (the file is not opened, as a `head` would).
+            match entry.metadata() {
+                Ok(m) => names.push((name.to_string(), m)),
+                // Deleted since the folder was read: LocalFileSystem leaves it out too.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
         }
     }
-    names.sort_unstable();
+    names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     Ok(Listing::After(names))
+}
+
+/// A listed file as `LocalFileSystem` describes it: the same size, modification time and
+/// entity tag (`inode-mtime-size`, in hex, mtime in microseconds), so that a reader
+/// comparing tags across the two listings sees the same object.
+fn object_meta(location: Path, m: &std::fs::Metadata) -> std::io::Result<ObjectMeta> {
+    use std::os::unix::fs::MetadataExt as _;
+    let modified = m.modified()?;
+    let mtime_us = modified
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros();
+    Ok(ObjectMeta {
+        location,
+        last_modified: modified.into(),
+        size: m.len(),
+        e_tag: Some(format!("{:x}-{mtime_us:x}-{:x}", m.ino(), m.len())),
+        version: None,
+    })
 }
 
 #[async_trait]
@@ -200,14 +226,15 @@ impl ObjectStore for LocalStore {
                 .await
                 .map_err(|e| std::io::Error::other(e.to_string()));
             match listed.and_then(|l| l) {
-                Ok(Listing::After(names)) => stream::iter(names)
-                    .then(move |name| {
-                        let (inner, location) = (inner.clone(), prefix.clone().join(name));
-                        async move { inner.head(&location).await }
-                    })
-                    // Deleted since the folder was read: LocalFileSystem leaves it out too.
-                    .filter(|r| std::future::ready(!matches!(r, Err(Error::NotFound { .. }))))
-                    .boxed(),
+                Ok(Listing::After(files)) => {
+                    stream::iter(files.into_iter().map(move |(name, m)| {
+                        object_meta(prefix.clone().join(name), &m).map_err(|e| Error::Generic {
+                            store: "LocalFileSystem",
+                            source: Box::new(e),
+                        })
+                    }))
+                    .boxed()
+                }
                 Ok(Listing::NotFlat) => inner.list_with_offset(Some(&prefix), &offset),
                 Err(e) => stream::once(std::future::ready(Err(Error::Generic {
                     store: "LocalFileSystem",
@@ -238,10 +265,16 @@ mod tests {
     use super::*;
     use futures::TryStreamExt as _;
 
-    async fn listed(store: &dyn ObjectStore, prefix: &Path, offset: &Path) -> Vec<(String, u64)> {
-        let mut got: Vec<(String, u64)> = store
+    /// Everything a listing says of each object.
+    type Listed = Vec<(String, u64, Option<String>, i64)>;
+
+    async fn listed(store: &dyn ObjectStore, prefix: &Path, offset: &Path) -> Listed {
+        let mut got: Listed = store
             .list_with_offset(Some(prefix), offset)
-            .map_ok(|m| (m.location.to_string(), m.size))
+            .map_ok(|m| {
+                let at = m.last_modified.timestamp_micros();
+                (m.location.to_string(), m.size, m.e_tag, at)
+            })
             .try_collect()
             .await
             .expect("listing");
