@@ -242,6 +242,10 @@ impl Catalog {
             .max_connections(size)
             .acquire_timeout(Duration::from_secs(30));
         if backend == Backend::Sqlite {
+            // A SQLite connection is a file handle, never dropped by a server: the ping the
+            // pool sends before handing out a connection is a round trip to its worker
+            // thread on every catalog call, for nothing.
+            options = options.test_before_acquire(false);
             options = options.after_connect(|conn, _meta| {
                 Box::pin(async move {
                     for pragma in SQLITE_PRAGMAS {
