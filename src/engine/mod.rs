@@ -19,6 +19,7 @@ use crate::names::Name;
 use crate::partition::PartitionKey;
 use crate::schema::{Column, TableSchema};
 use deltalake::arrow::datatypes::{Field, Schema, SchemaRef};
+use deltalake::datafusion::catalog::{CatalogProviderList as _, MemoryCatalogProviderList};
 use deltalake::datafusion::common::ParamValues;
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::error::DataFusionError;
@@ -27,6 +28,7 @@ use deltalake::datafusion::execution::memory_pool::{
     FairSpillPool, MemoryConsumer, MemoryReservation,
 };
 use deltalake::datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use deltalake::datafusion::execution::{SessionState, SessionStateDefaults};
 use deltalake::datafusion::prelude::{
     CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, SQLOptions, SessionConfig,
     SessionContext, col,
@@ -208,6 +210,10 @@ pub struct Engine {
     runtime: Arc<RuntimeEnv>,
     settings: EngineSettings,
     root: PathBuf,
+    /// A session as built once: each query's session starts from a copy of it, with a
+    /// catalog of its own. Building one registers every built-in function, which cost a
+    /// no-op partition more than planning its SQL.
+    template: SessionState,
 }
 
 impl Engine {
@@ -218,10 +224,18 @@ impl Engine {
             .with_memory_pool(Arc::new(FairSpillPool::new(settings.memory_limit_bytes)))
             .build_arc()
             .map_err(|e| EngineError::Setup(e.to_string()))?;
+        let config = SessionConfig::new()
+            .with_target_partitions(settings.target_partitions)
+            .with_batch_size(settings.batch_size)
+            // Line numbers in CSV errors stay meaningful when a file is read whole.
+            .with_repartition_file_scans(false)
+            .with_information_schema(false);
+        let template = SessionContext::new_with_config_rt(config, runtime.clone()).state();
         Ok(Engine {
             runtime,
             settings: settings.clone(),
             root: root.to_path_buf(),
+            template,
         })
     }
 
@@ -240,14 +254,23 @@ impl Engine {
         }
     }
 
+    /// A fresh session: the template's functions and settings, and an empty catalog of its
+    /// own (a copy of the template shares the template's catalog, and the tables one
+    /// partition registers must not be seen by another).
     pub(crate) fn session(&self) -> SessionContext {
-        let config = SessionConfig::new()
-            .with_target_partitions(self.settings.target_partitions)
-            .with_batch_size(self.settings.batch_size)
-            // Line numbers in CSV errors stay meaningful when a file is read whole.
-            .with_repartition_file_scans(false)
-            .with_information_schema(false);
-        SessionContext::new_with_config_rt(config, self.runtime.clone())
+        let t = &self.template;
+        let catalogs = MemoryCatalogProviderList::new();
+        catalogs.register_catalog(
+            t.config().options().catalog.default_catalog.clone(),
+            Arc::new(SessionStateDefaults::default_catalog(
+                t.config(),
+                t.table_factories(),
+                t.runtime_env(),
+            )),
+        );
+        let ctx = SessionContext::new_with_state(t.clone());
+        ctx.register_catalog_list(Arc::new(catalogs));
+        ctx
     }
 
     /// The three bound parameters of a partition.
