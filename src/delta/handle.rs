@@ -26,7 +26,13 @@ pub struct VersionHandle {
     pub url: Url,
     /// The schema the handle was opened with; a migration since then reopens it.
     schema_json: String,
-    pub table: tokio::sync::Mutex<DeltaTable>,
+    /// The table, behind the in-process commit lock: see [`VersionHandle::lock`].
+    table: tokio::sync::Mutex<DeltaTable>,
+    /// The table as it was when the lock was last let go after a change: what a
+    /// partition's writer and audit read (schema, partition columns, store, files), without
+    /// waiting for the lock, which a commit holds for milliseconds. Waiting there, with a
+    /// compute slot held, left the compute idle behind every commit.
+    latest: std::sync::RwLock<Arc<DeltaTable>>,
     /// Partition commits waiting for the commit lock (see [`VersionHandle::commit`]).
     queue: std::sync::Mutex<Vec<Queued>>,
     /// Runs of this version on their way to a commit (waiting for a compute slot, or
@@ -34,6 +40,38 @@ pub struct VersionHandle {
     pending: AtomicUsize,
     /// Told when a pending run leaves the count (to commit, or because it failed).
     changed: tokio::sync::Notify,
+}
+
+/// The table under the commit lock. Borrowed mutably, it copies itself into the handle's
+/// `latest` when dropped.
+pub struct TableGuard<'a> {
+    table: tokio::sync::MutexGuard<'a, DeltaTable>,
+    latest: &'a std::sync::RwLock<Arc<DeltaTable>>,
+    changed: bool,
+}
+
+impl std::ops::Deref for TableGuard<'_> {
+    type Target = DeltaTable;
+    fn deref(&self) -> &DeltaTable {
+        &self.table
+    }
+}
+
+impl std::ops::DerefMut for TableGuard<'_> {
+    fn deref_mut(&mut self) -> &mut DeltaTable {
+        self.changed = true;
+        &mut self.table
+    }
+}
+
+impl Drop for TableGuard<'_> {
+    fn drop(&mut self) {
+        if self.changed {
+            // A copy of the snapshot: its file list is shared, not copied.
+            let copy = Arc::new(self.table.clone());
+            *self.latest.write().unwrap_or_else(|e| e.into_inner()) = copy;
+        }
+    }
 }
 
 /// Counts a run among its version's pending ones while alive.
@@ -57,6 +95,7 @@ impl VersionHandle {
         Arc::new(VersionHandle {
             url,
             schema_json,
+            latest: std::sync::RwLock::new(Arc::new(table.clone())),
             table: tokio::sync::Mutex::new(table),
             queue: std::sync::Mutex::new(Vec::new()),
             pending: AtomicUsize::new(0),
@@ -66,6 +105,24 @@ impl VersionHandle {
 
     pub fn schema_json(&self) -> &str {
         &self.schema_json
+    }
+
+    /// Takes the commit lock. A change made through the guard is what [`VersionHandle::latest`]
+    /// answers once the guard drops.
+    pub async fn lock(&self) -> TableGuard<'_> {
+        TableGuard {
+            table: self.table.lock().await,
+            latest: &self.latest,
+            changed: false,
+        }
+    }
+
+    /// The table as of the last change made under the lock; never waits for a commit.
+    pub fn latest(&self) -> Arc<DeltaTable> {
+        self.latest
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Counts the caller among the runs on their way to a commit of this version until
@@ -101,7 +158,7 @@ impl VersionHandle {
                 break;
             }
         }
-        let mut table = self.table.lock().await;
+        let mut table = self.lock().await;
         // Committed by whoever held the lock before us?
         if let Ok(result) = answer.try_recv() {
             return result;

@@ -70,7 +70,7 @@ impl Runner {
                 }
             }
         };
-        let mut t = handle.table.lock().await;
+        let mut t = handle.lock().await;
         let recent =
             matches!((at_least, t.version()), (Some(need), Some(have)) if have as i64 >= need);
         if !recent {

@@ -72,7 +72,7 @@ impl Runner {
         let Some(prev) = self.catalog.run(&p.last_run_id).await? else {
             return Ok(status);
         };
-        let mut table = handle.table.lock().await;
+        let mut table = handle.lock().await;
         let landed = delta::landed_token(&mut table, partition).await?;
         let now = self.clock.now_ms();
         if landed.is_some_and(|t| t >= prev.lease_token) {

@@ -216,10 +216,9 @@ impl Runner {
             .map_err(|(e, files)| (e.into(), files))?;
         let text_files = output.text_files.clone();
         let fail = |e: RunError| (e, text_files.clone());
-        let mut writer = {
-            let table = a.handle.table.lock().await;
-            PartitionWriter::new(&a.handle.url, &table).map_err(|e| fail(e.into()))?
-        };
+        // The table as of the last commit: a commit under way does not hold up the compute.
+        let mut writer =
+            PartitionWriter::new(&a.handle.url, &a.handle.latest()).map_err(|e| fail(e.into()))?;
         // The audit reads the new rows again: they are kept while the engine's memory
         // pool has room for them, and profiled as they pass.
         let mut profiler = crate::quality::profiler::Profiler::new(output.target_schema());
@@ -328,7 +327,7 @@ impl Runner {
                     )?;
                     Some((c.name.as_str(), v))
                 });
-                let t = a.handle.table.lock().await;
+                let t = a.handle.latest();
                 crate::delta::uploaded_files(&ctx, &t, &a.schema, partition, adds)?
             }
         };
