@@ -187,7 +187,7 @@ where
     const ROUNDS: usize = 3;
     let mut last_error: Option<(DeltaError, bool)> = None;
     for round in 1..=ROUNDS {
-        let mut live = Vec::new();
+        let mut asked = Vec::new();
         let current = table
             .snapshot()
             .ok()
@@ -204,7 +204,13 @@ where
                 }));
                 continue;
             }
-            if still_leased(i).await {
+            asked.push(i);
+        }
+        // All at once: the table's commit lock is held meanwhile.
+        let answers = futures::future::join_all(asked.iter().map(|&i| still_leased(i))).await;
+        let mut live = Vec::new();
+        for (i, leased) in asked.into_iter().zip(answers) {
+            if leased {
                 live.push(i);
             } else {
                 results[i] = Some(Err(fenced(&batch[i])));
