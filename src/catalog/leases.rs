@@ -2,6 +2,7 @@
 //! dead run from the Delta log, abandon, release.
 
 use super::reads::partition_one;
+use super::write_group::{Write, Written};
 use super::{
     Catalog, CatalogError, Claim, Lease, PartitionState, PartitionStatus, RunEnd, RunRow, RunStart,
     RunState, query_err,
@@ -90,7 +91,8 @@ impl Catalog {
     /// Takes the partition's lease and, in the same transaction, records the run as started,
     /// unless the partition needs a look first: left running by another run (a dead worker:
     /// reconcile it), or completed by a run that finished at or after `done_since_ms`. One
-    /// catalog write for the common case. Sets `start.lease_token`.
+    /// catalog write for the common case, shared with the writes that arrive with it (see
+    /// `write_group`). Sets `start.lease_token`.
     pub async fn claim(
         &self,
         start: &mut RunStart,
@@ -98,77 +100,22 @@ impl Catalog {
         ttl_ms: i64,
         done_since_ms: Option<i64>,
     ) -> Result<Claim, CatalogError> {
-        let now_ms = start.started_at;
-        let mut tx = self.begin_write().await?;
-        let token: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO leases (table_name, table_version, partition_key, token, holder, run_id, expires_at) \
-             VALUES ($1, $2, $3, 1, $4, $5, $6) \
-             ON CONFLICT (table_name, table_version, partition_key) DO UPDATE \
-               SET token = leases.token + 1, holder = excluded.holder, run_id = excluded.run_id, expires_at = excluded.expires_at \
-               WHERE leases.holder IS NULL OR leases.expires_at <= $7 \
-             RETURNING token",
-        )
-        .bind(&start.table)
-        .bind(start.version)
-        .bind(&start.partition)
-        .bind(holder)
-        .bind(&start.run_id)
-        .bind(now_ms + ttl_ms)
-        .bind(now_ms)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(query_err("acquire lease"))?;
-        let Some(token) = token else {
-            let row = sqlx::query(
-                "SELECT holder, run_id, expires_at FROM leases WHERE table_name = $1 AND table_version = $2 AND partition_key = $3",
-            )
-            .bind(&start.table)
-            .bind(start.version)
-            .bind(&start.partition)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(query_err("read lease"))?;
-            tx.rollback().await.map_err(query_err("rollback"))?;
-            return Ok(Claim::Held {
-                holder: row
-                    .as_ref()
-                    .and_then(|r| r.try_get::<Option<String>, _>(0).ok().flatten())
-                    .unwrap_or_default(),
-                run_id: row
-                    .as_ref()
-                    .and_then(|r| r.try_get::<Option<String>, _>(1).ok().flatten()),
-            });
-        };
-        start.lease_token = token;
-        let lease = Lease {
-            table: start.table.clone(),
-            version: start.version,
-            partition: start.partition.clone(),
-            token,
+        let write = Write::Claim {
+            start: start.clone(),
             holder: holder.to_string(),
-            run_id: start.run_id.clone(),
+            ttl_ms,
+            done_since_ms,
         };
-        let status = sqlx::query_as::<_, PartitionStatus>(partition_one())
-            .bind(&start.table)
-            .bind(start.version)
-            .bind(&start.partition)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(query_err("read partition"))?;
-        if let Some(p) = status {
-            let left_running = p.state == PartitionState::Running && p.last_run_id != start.run_id;
-            let done_since = done_since_ms.is_some_and(|since| p.completed_since(since));
-            if left_running || done_since {
-                tx.commit().await.map_err(query_err("commit lease"))?;
-                return Ok(Claim::Look {
-                    lease,
-                    status: Box::new(p),
-                });
+        match self.write(write).await? {
+            Written::Claim {
+                claim,
+                start: started,
+            } => {
+                *start = started;
+                Ok(claim)
             }
+            Written::Finish => Err(CatalogError::Lost("a claim was answered as a finish")),
         }
-        insert_run_start(&mut tx, start).await?;
-        tx.commit().await.map_err(query_err("commit run start"))?;
-        Ok(Claim::Started(lease))
     }
 
     /// Records a run as started and its partition as running, in one transaction.
@@ -178,8 +125,9 @@ impl Catalog {
         tx.commit().await.map_err(query_err("commit run start"))
     }
 
-    /// Records how a run ended. The partition row changes only if this run is still its
-    /// last run: a stale worker's late report cannot overwrite a newer run's state.
+    /// Records how a run ended (and releases its lease, when given, in the same write). The
+    /// partition row changes only if this run is still its last run: a stale worker's late
+    /// report cannot overwrite a newer run's state.
     pub async fn finish_run(
         &self,
         start: &RunStart,
@@ -188,71 +136,17 @@ impl Catalog {
         release: Option<&Lease>,
         quality_json: Option<&str>,
     ) -> Result<(), CatalogError> {
-        let mut tx = self.begin_write().await?;
-        if let Some(lease) = release {
-            // In the same transaction: one catalog write less per partition.
-            release_lease_in(&mut tx, lease).await?;
-        }
-        let (state, rows, dv, error) = match end {
-            RunEnd::Succeeded {
-                rows,
-                delta_version,
-            } => (RunState::Succeeded, Some(*rows), Some(*delta_version), None),
-            RunEnd::Failed { error } => (RunState::Failed, None, None, Some(redact_text(error))),
+        let write = Write::Finish {
+            start: start.clone(),
+            end: end.clone(),
+            now_ms,
+            release: release.cloned(),
+            quality_json: quality_json.map(str::to_string),
         };
-        sqlx::query(
-            "UPDATE runs SET state = $1, rows_written = $2, delta_version = $3, error = $4, finished_at = $5, quality_json = $6 WHERE run_id = $7",
-        )
-        .bind(state.as_str())
-        .bind(rows)
-        .bind(dv)
-        .bind(error.clone())
-        .bind(now_ms)
-        .bind(quality_json)
-        .bind(&start.run_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(query_err("record run end"))?;
-        match end {
-            RunEnd::Succeeded {
-                rows,
-                delta_version,
-            } => {
-                sqlx::query(
-                    "UPDATE partitions SET state = $9, content_run_id = $1, content_fingerprint = $2, content_rows = $3, content_delta_version = $4, error = NULL, updated_at = $5 \
-                     WHERE table_name = $6 AND table_version = $7 AND partition_key = $8 AND last_run_id = $1",
-                )
-                .bind(&start.run_id)
-                .bind(&start.fingerprint)
-                .bind(*rows)
-                .bind(*delta_version)
-                .bind(now_ms)
-                .bind(&start.table)
-                .bind(start.version)
-                .bind(&start.partition)
-                .bind(PartitionState::Complete.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(query_err("record partition complete"))?;
-            }
-            RunEnd::Failed { .. } => {
-                sqlx::query(
-                    "UPDATE partitions SET state = $7, error = $1, updated_at = $2 \
-                     WHERE table_name = $3 AND table_version = $4 AND partition_key = $5 AND last_run_id = $6",
-                )
-                .bind(error)
-                .bind(now_ms)
-                .bind(&start.table)
-                .bind(start.version)
-                .bind(&start.partition)
-                .bind(&start.run_id)
-                .bind(PartitionState::Failed.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(query_err("record partition failed"))?;
-            }
+        match self.write(write).await? {
+            Written::Finish => Ok(()),
+            Written::Claim { .. } => Err(CatalogError::Lost("a finish was answered as a claim")),
         }
-        tx.commit().await.map_err(query_err("commit run end"))
     }
 
     /// A run that was left `running` by a process that died, found committed in the Delta
@@ -379,5 +273,158 @@ async fn release_lease_in(
     .execute(&mut *conn)
     .await
     .map_err(query_err("release lease"))?;
+    Ok(())
+}
+
+/// [`Catalog::claim`] inside the caller's transaction. Nothing is written when the lease is
+/// held by another worker.
+pub(super) async fn claim_in(
+    tx: &mut sqlx::AnyConnection,
+    start: &mut RunStart,
+    holder: &str,
+    ttl_ms: i64,
+    done_since_ms: Option<i64>,
+) -> Result<Claim, CatalogError> {
+    let now_ms = start.started_at;
+    let token: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO leases (table_name, table_version, partition_key, token, holder, run_id, expires_at) \
+         VALUES ($1, $2, $3, 1, $4, $5, $6) \
+         ON CONFLICT (table_name, table_version, partition_key) DO UPDATE \
+           SET token = leases.token + 1, holder = excluded.holder, run_id = excluded.run_id, expires_at = excluded.expires_at \
+           WHERE leases.holder IS NULL OR leases.expires_at <= $7 \
+         RETURNING token",
+    )
+    .bind(&start.table)
+    .bind(start.version)
+    .bind(&start.partition)
+    .bind(holder)
+    .bind(&start.run_id)
+    .bind(now_ms + ttl_ms)
+    .bind(now_ms)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(query_err("acquire lease"))?;
+    let Some(token) = token else {
+        let row = sqlx::query(
+            "SELECT holder, run_id, expires_at FROM leases WHERE table_name = $1 AND table_version = $2 AND partition_key = $3",
+        )
+        .bind(&start.table)
+        .bind(start.version)
+        .bind(&start.partition)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(query_err("read lease"))?;
+        return Ok(Claim::Held {
+            holder: row
+                .as_ref()
+                .and_then(|r| r.try_get::<Option<String>, _>(0).ok().flatten())
+                .unwrap_or_default(),
+            run_id: row
+                .as_ref()
+                .and_then(|r| r.try_get::<Option<String>, _>(1).ok().flatten()),
+        });
+    };
+    start.lease_token = token;
+    let lease = Lease {
+        table: start.table.clone(),
+        version: start.version,
+        partition: start.partition.clone(),
+        token,
+        holder: holder.to_string(),
+        run_id: start.run_id.clone(),
+    };
+    let status = sqlx::query_as::<_, PartitionStatus>(partition_one())
+        .bind(&start.table)
+        .bind(start.version)
+        .bind(&start.partition)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(query_err("read partition"))?;
+    if let Some(p) = status {
+        let left_running = p.state == PartitionState::Running && p.last_run_id != start.run_id;
+        let done_since = done_since_ms.is_some_and(|since| p.completed_since(since));
+        if left_running || done_since {
+            return Ok(Claim::Look {
+                lease,
+                status: Box::new(p),
+            });
+        }
+    }
+    insert_run_start(&mut *tx, start).await?;
+    Ok(Claim::Started(lease))
+}
+
+/// [`Catalog::finish_run`] inside the caller's transaction.
+pub(super) async fn finish_in(
+    tx: &mut sqlx::AnyConnection,
+    start: &RunStart,
+    end: &RunEnd,
+    now_ms: i64,
+    release: Option<&Lease>,
+    quality_json: Option<&str>,
+) -> Result<(), CatalogError> {
+    if let Some(lease) = release {
+        // In the same transaction: one catalog write less per partition.
+        release_lease_in(&mut *tx, lease).await?;
+    }
+    let (state, rows, dv, error) = match end {
+        RunEnd::Succeeded {
+            rows,
+            delta_version,
+        } => (RunState::Succeeded, Some(*rows), Some(*delta_version), None),
+        RunEnd::Failed { error } => (RunState::Failed, None, None, Some(redact_text(error))),
+    };
+    sqlx::query(
+        "UPDATE runs SET state = $1, rows_written = $2, delta_version = $3, error = $4, finished_at = $5, quality_json = $6 WHERE run_id = $7",
+    )
+    .bind(state.as_str())
+    .bind(rows)
+    .bind(dv)
+    .bind(error.clone())
+    .bind(now_ms)
+    .bind(quality_json)
+    .bind(&start.run_id)
+    .execute(&mut *tx)
+    .await
+    .map_err(query_err("record run end"))?;
+    match end {
+        RunEnd::Succeeded {
+            rows,
+            delta_version,
+        } => {
+            sqlx::query(
+                "UPDATE partitions SET state = $9, content_run_id = $1, content_fingerprint = $2, content_rows = $3, content_delta_version = $4, error = NULL, updated_at = $5 \
+                 WHERE table_name = $6 AND table_version = $7 AND partition_key = $8 AND last_run_id = $1",
+            )
+            .bind(&start.run_id)
+            .bind(&start.fingerprint)
+            .bind(*rows)
+            .bind(*delta_version)
+            .bind(now_ms)
+            .bind(&start.table)
+            .bind(start.version)
+            .bind(&start.partition)
+            .bind(PartitionState::Complete.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err("record partition complete"))?;
+        }
+        RunEnd::Failed { .. } => {
+            sqlx::query(
+                "UPDATE partitions SET state = $7, error = $1, updated_at = $2 \
+                 WHERE table_name = $3 AND table_version = $4 AND partition_key = $5 AND last_run_id = $6",
+            )
+            .bind(error)
+            .bind(now_ms)
+            .bind(&start.table)
+            .bind(start.version)
+            .bind(&start.partition)
+            .bind(&start.run_id)
+            .bind(PartitionState::Failed.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err("record partition failed"))?;
+        }
+    }
     Ok(())
 }

@@ -12,6 +12,7 @@ mod leases;
 mod reads;
 mod rows;
 mod tables;
+mod write_group;
 
 pub use aliases::{Flip, FlipRefusal};
 pub use rows::{
@@ -83,6 +84,8 @@ pub enum CatalogError {
     },
     #[error("catalog data is inconsistent: {0} (this is likely a bug)")]
     Corrupt(String),
+    #[error("catalog write lost: {0} never came (this is likely a bug)")]
+    Lost(&'static str),
     #[error("cannot create the catalog's folder {}: {source}", .path.display())]
     CreateDir {
         path: std::path::PathBuf,
@@ -161,6 +164,8 @@ pub struct Catalog {
     /// On PostgreSQL the same pool as reads.
     writer: AnyPool,
     backend: Backend,
+    /// Claims and finishes waiting to be written together (see `write_group`).
+    group: std::sync::Arc<write_group::WriteGroup>,
 }
 
 impl Catalog {
@@ -205,6 +210,7 @@ impl Catalog {
             pool,
             writer,
             backend,
+            group: Default::default(),
         })
     }
 

@@ -1,0 +1,269 @@
+//! Group commit for the catalog's per-partition writes: a run's claim (lease and run start)
+//! and its finish (run end, partition state, lease release).
+//!
+//! On SQLite one connection writes, and a transaction costs the pool's acquire, BEGIN
+//! IMMEDIATE, each statement, COMMIT and the pool's ping when the connection goes back:
+//! each a round trip to the connection's thread. A backfill claims and finishes partitions
+//! in bursts (one Delta commit ends several runs at once, and as many start after them),
+//! and one transaction at a time made those writes the slowest step of a no-op partition.
+//! Here the writes that queue while a transaction is under way go together in the next
+//! one, in the order they arrived, as if written one after another. If a grouped
+//! transaction fails, each of its writes is tried again alone, so that an error is only
+//! the error of the write that caused it.
+//!
+//! PostgreSQL takes concurrent writers: there each write is its own transaction, as before.
+
+use super::leases::{claim_in, finish_in};
+use super::{Backend, Catalog, CatalogError, Claim, Lease, RunEnd, RunStart, query_err};
+use tokio::sync::oneshot;
+
+/// A write that can share a transaction with others.
+pub(super) enum Write {
+    Claim {
+        start: RunStart,
+        holder: String,
+        ttl_ms: i64,
+        done_since_ms: Option<i64>,
+    },
+    Finish {
+        start: RunStart,
+        end: RunEnd,
+        now_ms: i64,
+        release: Option<Lease>,
+        quality_json: Option<String>,
+    },
+}
+
+/// What a [`Write`] found.
+pub(super) enum Written {
+    /// The claim, and the run start with its lease token set.
+    Claim {
+        claim: Claim,
+        start: RunStart,
+    },
+    Finish,
+}
+
+struct Queued {
+    write: Write,
+    reply: oneshot::Sender<Result<Written, CatalogError>>,
+}
+
+/// The writes waiting for the next transaction, and whose turn it is to write them.
+#[derive(Default)]
+pub(super) struct WriteGroup {
+    queue: std::sync::Mutex<Vec<Queued>>,
+    turn: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for WriteGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriteGroup")
+    }
+}
+
+impl Write {
+    async fn apply(&mut self, conn: &mut sqlx::AnyConnection) -> Result<Written, CatalogError> {
+        match self {
+            Write::Claim {
+                start,
+                holder,
+                ttl_ms,
+                done_since_ms,
+            } => {
+                let claim = claim_in(conn, start, holder, *ttl_ms, *done_since_ms).await?;
+                Ok(Written::Claim {
+                    claim,
+                    start: start.clone(),
+                })
+            }
+            Write::Finish {
+                start,
+                end,
+                now_ms,
+                release,
+                quality_json,
+            } => {
+                finish_in(
+                    conn,
+                    start,
+                    end,
+                    *now_ms,
+                    release.as_ref(),
+                    quality_json.as_deref(),
+                )
+                .await?;
+                Ok(Written::Finish)
+            }
+        }
+    }
+}
+
+impl Catalog {
+    /// Writes `write` in a transaction, shared on SQLite with the writes queued beside it.
+    pub(super) async fn write(&self, mut write: Write) -> Result<Written, CatalogError> {
+        if self.backend != Backend::Sqlite {
+            return self.write_alone(&mut write).await;
+        }
+        let (reply, mut answer) = oneshot::channel();
+        self.group
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Queued { write, reply });
+        let turn = self.group.turn.lock().await;
+        // Written by whoever had the turn before us?
+        if let Ok(result) = answer.try_recv() {
+            return result;
+        }
+        let batch =
+            std::mem::take(&mut *self.group.queue.lock().unwrap_or_else(|e| e.into_inner()));
+        // In a task of its own: a caller cancelled while it writes (a daemon's shutdown)
+        // does not take the other callers' writes with it.
+        let catalog = self.clone();
+        let _ = tokio::spawn(async move { catalog.write_batch(batch).await }).await;
+        drop(turn);
+        answer
+            .await
+            .unwrap_or(Err(CatalogError::Lost("a catalog write's answer")))
+    }
+
+    async fn write_batch(&self, mut batch: Vec<Queued>) {
+        if batch.len() > 1 {
+            match self.write_together(&mut batch).await {
+                Ok(written) => {
+                    for (q, w) in batch.into_iter().zip(written) {
+                        let _ = q.reply.send(Ok(w));
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, writes = batch.len(), "a grouped catalog write failed; writing each alone");
+                }
+            }
+        }
+        for mut q in batch {
+            let result = self.write_alone(&mut q.write).await;
+            let _ = q.reply.send(result);
+        }
+    }
+
+    async fn write_together(&self, batch: &mut [Queued]) -> Result<Vec<Written>, CatalogError> {
+        let mut tx = self.begin_write().await?;
+        let mut written = Vec::with_capacity(batch.len());
+        for q in batch.iter_mut() {
+            written.push(q.write.apply(&mut tx).await?);
+        }
+        tx.commit().await.map_err(query_err("commit"))?;
+        Ok(written)
+    }
+
+    async fn write_alone(&self, write: &mut Write) -> Result<Written, CatalogError> {
+        let mut tx = self.begin_write().await?;
+        let written = write.apply(&mut tx).await?;
+        tx.commit().await.map_err(query_err("commit"))?;
+        Ok(written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Catalog, Claim, RunEnd, RunStart, Trigger};
+
+    fn start(partition: &str, run_id: &str) -> RunStart {
+        RunStart {
+            run_id: run_id.into(),
+            job: "j".into(),
+            table: "t".into(),
+            version: 1,
+            partition: partition.into(),
+            attempt: 1,
+            trigger: Trigger::Backfill,
+            fingerprint: "f".into(),
+            lease_token: 0,
+            host: "h".into(),
+            pid: 1,
+            started_at: 1_000,
+        }
+    }
+
+    /// Claims and finishes made at once end as if made one by one, and a write that fails
+    /// (a run id used twice) fails alone: the writes grouped with it land.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_made_together_land_as_if_made_one_by_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("c.db").display());
+        let catalog = Catalog::connect(&url).await.expect("catalog");
+        let claims = (0..40).map(|i| {
+            let catalog = catalog.clone();
+            tokio::spawn(async move {
+                // Runs 0 and 1 share a run id: one of their claims fails.
+                let run_id = format!("run-{}", i.max(1));
+                let mut s = start(&format!("p{i}"), &run_id);
+                let claim = catalog.claim(&mut s, "me", 60_000, None).await;
+                (i, s, claim)
+            })
+        });
+        let mut failed = 0;
+        let mut started = Vec::new();
+        for c in futures::future::join_all(claims).await {
+            let (i, s, claim) = c.expect("task");
+            match claim {
+                Ok(Claim::Started(lease)) => {
+                    assert_eq!(lease.token, 1, "partition p{i}");
+                    assert_eq!(s.lease_token, 1);
+                    started.push((s, lease));
+                }
+                Ok(other) => panic!("p{i}: {other:?}"),
+                Err(e) => {
+                    assert!(i <= 1, "p{i} failed: {e}");
+                    failed += 1;
+                }
+            }
+        }
+        assert_eq!((failed, started.len()), (1, 39));
+        // Held by us: a second claim of each is refused, all at once.
+        let again = started.iter().map(|(s, _)| {
+            let (catalog, mut s) = (catalog.clone(), s.clone());
+            s.run_id.push_str("-again");
+            tokio::spawn(async move { catalog.claim(&mut s, "other", 60_000, None).await })
+        });
+        for c in futures::future::join_all(again).await {
+            let claim = c.expect("task").expect("claim");
+            assert!(
+                matches!(claim, Claim::Held { ref holder, .. } if holder == "me"),
+                "{claim:?}"
+            );
+        }
+        let finishes = started.iter().map(|(s, lease)| {
+            let (catalog, s, lease) = (catalog.clone(), s.clone(), lease.clone());
+            tokio::spawn(async move {
+                let end = RunEnd::Succeeded {
+                    rows: 7,
+                    delta_version: 3,
+                };
+                catalog
+                    .finish_run(&s, &end, 2_000, Some(&lease), None)
+                    .await
+            })
+        });
+        for f in futures::future::join_all(finishes).await {
+            f.expect("task").expect("finish");
+        }
+        for (s, _) in &started {
+            let p = catalog
+                .partition_status("t", 1, &s.partition)
+                .await
+                .expect("status")
+                .expect("partition row");
+            assert_eq!(p.state, crate::catalog::PartitionState::Complete);
+            assert_eq!(p.content_rows, Some(7));
+        }
+        // Released: the next claim of a partition takes token 2.
+        let mut s = start("p5", "run-next");
+        match catalog.claim(&mut s, "other", 60_000, None).await {
+            Ok(Claim::Started(lease)) => assert_eq!(lease.token, 2),
+            other => panic!("{other:?}"),
+        }
+    }
+}
