@@ -9,16 +9,25 @@
 use super::{ItemResult, Options, Outcome, Plan, PlanItem, Progress, Summary};
 use crate::catalog::{Catalog, PartitionState};
 use crate::clock::SharedClock;
-use crate::run::{RunOutcome, RunReport, Runner, Trigger};
+use crate::run::{AheadPermit, RunOutcome, RunReport, Runner, Trigger};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tracing::info;
 
-/// Runs in flight per computing one: the others hold their lease and wait to compute or to
-/// commit, so that commits of a table group several partitions.
-const IN_FLIGHT_PER_WORKER: usize = 8;
+/// Partitions leased ahead of the compute, per compute slot: enough that a slot never waits
+/// for a claim, few enough that another worker backfilling the same range still finds
+/// partitions to take, and that the leases waiting are few to renew.
+const AHEAD_PER_WORKER: usize = 8;
+
+/// Runs in flight per compute slot, most of them done computing and waiting for their
+/// table's commit. A Delta commit costs milliseconds whatever it holds, and the partitions
+/// that finish computing during one join the next: when at most 8 per slot could be in
+/// flight, waiting or not, a no-op backfill committed about 5 partitions at a time and the
+/// commit was its slowest step; 64 let about 17 gather (debug build, 2,000 hourly
+/// partitions: 2.1 ms per partition with 8, 1.4 with 32, 1.2 with 64, 1.2 with 128).
+const IN_FLIGHT_PER_WORKER: usize = 64;
 
 #[derive(Debug, Clone)]
 enum State {
@@ -70,6 +79,9 @@ pub async fn execute(
         pending: n,
         dependents,
         tasks: JoinSet::new(),
+        ahead: Arc::new(tokio::sync::Semaphore::new(
+            opts.concurrency.max(1) * AHEAD_PER_WORKER,
+        )),
         running: 0,
         done: 0,
         stop: None,
@@ -94,12 +106,14 @@ pub async fn execute(
                 }
             }
         }
-        let joined = match next_wake {
-            Some(t) => tokio::select! {
-                j = x.tasks.join_next() => j,
-                _ = tokio::time::sleep_until(t.into()) => continue,
-            },
-            None => x.tasks.join_next().await,
+        // A run that is done computing gives back its place ahead of the compute: another
+        // may start before it commits.
+        let can_start = x.stop.is_none() && !x.ready.is_empty() && x.running < x.in_flight();
+        let ahead = x.ahead.clone();
+        let joined = tokio::select! {
+            j = x.tasks.join_next() => j,
+            _ = sleep_until(next_wake) => continue,
+            _ = ahead.acquire_owned(), if can_start => continue,
         };
         let Some(joined) = joined else {
             continue;
@@ -147,6 +161,9 @@ struct Execution<'a> {
     /// How many items are pending (ready, delayed or waiting).
     pending: usize,
     tasks: JoinSet<(usize, TaskResult)>,
+    /// Places ahead of the compute: a run holds one from its start until its output is
+    /// computed (see [`AHEAD_PER_WORKER`]).
+    ahead: Arc<tokio::sync::Semaphore>,
     running: usize,
     done: usize,
     /// Why nothing more starts (`--fail-fast`, an internal error).
@@ -221,22 +238,29 @@ impl Execution<'_> {
             self.state[i] = State::Pending { not_before: None };
             self.ready.insert(i);
         }
-        // With --fail-fast nothing may be waiting to start when a failure stops the backfill.
-        let in_flight = if self.opts.fail_fast {
-            self.opts.concurrency.max(1)
-        } else {
-            self.opts.concurrency.max(1) * IN_FLIGHT_PER_WORKER
-        };
-        while self.running < in_flight {
+        while self.running < self.in_flight() && !self.ready.is_empty() {
+            let Ok(ahead) = self.ahead.clone().try_acquire_owned() else {
+                break;
+            };
             let Some(i) = self.ready.pop_first() else {
                 break;
             };
-            self.spawn(i);
+            self.spawn(i, ahead);
         }
         self.delayed.first().map(|(t, _)| *t)
     }
 
-    fn spawn(&mut self, i: usize) {
+    /// How many runs may be in flight at once.
+    fn in_flight(&self) -> usize {
+        // With --fail-fast nothing may be waiting to start when a failure stops the backfill.
+        if self.opts.fail_fast {
+            self.opts.concurrency.max(1)
+        } else {
+            self.opts.concurrency.max(1) * IN_FLIGHT_PER_WORKER
+        }
+    }
+
+    fn spawn(&mut self, i: usize, ahead: AheadPermit) {
         self.unpend(i);
         self.state[i] = State::Running;
         self.running += 1;
@@ -253,7 +277,7 @@ impl Execution<'_> {
                 return (i, TaskResult::Blocked(why));
             };
             let report = runner
-                .run_partition_unless_done_since(&job, item.key, Trigger::Backfill, Some(since))
+                .run_partition_ahead(&job, item.key, Trigger::Backfill, Some(since), ahead)
                 .await;
             (i, TaskResult::Report(Box::new(report)))
         });
@@ -413,4 +437,12 @@ async fn blocked_by_outside(catalog: &Catalog, item: &PlanItem) -> Option<String
         }
     }
     None
+}
+
+/// Sleeps until `t`; with none, forever.
+async fn sleep_until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
 }

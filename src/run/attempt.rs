@@ -27,6 +27,8 @@ pub(super) struct Request<'a> {
     pub done_since_ms: Option<i64>,
     /// Record a failed run with this reason instead of running (the daemon's refusals).
     pub refusal: Option<&'a str>,
+    /// Given back once the output is computed (see [`super::AheadPermit`]).
+    pub ahead: &'a std::sync::Mutex<Option<super::AheadPermit>>,
 }
 
 /// What an attempt works on once its lease is held: handed to each step whole.
@@ -44,6 +46,14 @@ pub(super) struct Attempt<'a> {
     pub run_id: String,
     /// Set once the run's end is recorded, which releases the lease in the same write.
     pub released: AtomicBool,
+    pub ahead: &'a std::sync::Mutex<Option<super::AheadPermit>>,
+}
+
+impl Attempt<'_> {
+    /// The output is computed: the run leaves the ones ahead of the compute.
+    pub fn computed(&self) {
+        drop(self.ahead.lock().unwrap_or_else(|e| e.into_inner()).take());
+    }
 }
 
 /// What the claim left to decide under the lease.
@@ -137,6 +147,7 @@ impl Runner {
             fingerprint: fp,
             run_id,
             released: AtomicBool::new(false),
+            ahead: req.ahead,
         };
         let result = self
             .under_lease(req, &a, &mut start, look, upstream, report)

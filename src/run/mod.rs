@@ -125,6 +125,11 @@ pub struct Runner {
     lineage: crate::lineage::Emitter,
 }
 
+/// A place among the partitions a backfill has leased ahead of the compute: held by a run
+/// from its start until its output is computed (or it ends), so that runs done computing and
+/// waiting for their table's commit leave room for others to start.
+pub type AheadPermit = tokio::sync::OwnedSemaphorePermit;
+
 /// This process's worker id, `HOST:PID:ID`: the holder of the leases it takes.
 pub fn holder_id() -> String {
     format!(
@@ -215,7 +220,21 @@ impl Runner {
         trigger: Trigger,
         done_since_ms: Option<i64>,
     ) -> RunReport {
-        self.run_or_refuse(job, key, trigger, done_since_ms, None)
+        self.run_or_refuse(job, key, trigger, done_since_ms, None, None)
+            .await
+    }
+
+    /// Like [`Runner::run_partition_unless_done_since`], holding `ahead` until the
+    /// partition's output is computed or the run ends (see [`AheadPermit`]).
+    pub async fn run_partition_ahead(
+        &self,
+        job: &Job,
+        key: PartitionKey,
+        trigger: Trigger,
+        done_since_ms: Option<i64>,
+        ahead: AheadPermit,
+    ) -> RunReport {
+        self.run_or_refuse(job, key, trigger, done_since_ms, None, Some(ahead))
             .await
     }
 
@@ -230,7 +249,7 @@ impl Runner {
         done_since_ms: Option<i64>,
         why: String,
     ) -> RunReport {
-        self.run_or_refuse(job, key, trigger, done_since_ms, Some(why))
+        self.run_or_refuse(job, key, trigger, done_since_ms, Some(why), None)
             .await
     }
 
@@ -241,9 +260,11 @@ impl Runner {
         trigger: Trigger,
         done_since_ms: Option<i64>,
         refusal: Option<String>,
+        ahead: Option<AheadPermit>,
     ) -> RunReport {
         // Elapsed time is measured, not read from the (injectable) clock.
         let started = std::time::Instant::now();
+        let ahead = std::sync::Mutex::new(ahead);
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -254,6 +275,7 @@ impl Runner {
                 attempt,
                 done_since_ms,
                 refusal: refusal.as_deref(),
+                ahead: &ahead,
             };
             let mut report = self.attempt(&request).await;
             report.attempts = attempt;

@@ -70,6 +70,7 @@ impl Runner {
             rejected,
             text_files,
         } = self.compute_files(a, &mut query).await?;
+        a.computed();
         // The input rows left out, then the output rows: the partition's dead letters.
         let mut skipped = query.without_bad_rows.take().unwrap_or_default();
         if !rejected.is_empty() {
