@@ -46,6 +46,7 @@ pub(super) struct Attempt<'a> {
     pub run_id: String,
     /// Set once the run's end is recorded, which releases the lease in the same write.
     pub released: AtomicBool,
+    /// The request's place ahead of the compute, given back by [`Attempt::computed`].
     pub ahead: &'a std::sync::Mutex<Option<super::AheadPermit>>,
 }
 
