@@ -107,12 +107,11 @@ impl Catalog {
             done_since_ms,
         };
         match self.write(write).await? {
-            Written::Claim {
-                claim,
-                start: started,
-            } => {
-                *start = started;
-                Ok(claim)
+            Written::Claim(claim) => {
+                if let Claim::Started(lease) | Claim::Look { lease, .. } = claim.as_ref() {
+                    start.lease_token = lease.token;
+                }
+                Ok(*claim)
             }
             Written::Finish => Err(CatalogError::Lost("a claim was answered as a finish")),
         }
@@ -145,7 +144,7 @@ impl Catalog {
         };
         match self.write(write).await? {
             Written::Finish => Ok(()),
-            Written::Claim { .. } => Err(CatalogError::Lost("a finish was answered as a claim")),
+            Written::Claim(_) => Err(CatalogError::Lost("a finish was answered as a claim")),
         }
     }
 

@@ -36,11 +36,7 @@ pub(super) enum Write {
 
 /// What a [`Write`] found.
 pub(super) enum Written {
-    /// The claim, and the run start with its lease token set.
-    Claim {
-        claim: Claim,
-        start: RunStart,
-    },
+    Claim(Box<Claim>),
     Finish,
 }
 
@@ -72,10 +68,7 @@ impl Write {
                 done_since_ms,
             } => {
                 let claim = claim_in(conn, start, holder, *ttl_ms, *done_since_ms).await?;
-                Ok(Written::Claim {
-                    claim,
-                    start: start.clone(),
-                })
+                Ok(Written::Claim(Box::new(claim)))
             }
             Write::Finish {
                 start,

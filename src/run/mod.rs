@@ -202,8 +202,6 @@ impl Runner {
         }
     }
 
-    /// The handle of a physical version this process writes: created in the warehouse and
-
     /// Runs one partition, retrying transient failures per the job's retry policy.
     pub async fn run_partition(&self, job: &Job, key: PartitionKey, trigger: Trigger) -> RunReport {
         self.run_partition_unless_done_since(job, key, trigger, None)
