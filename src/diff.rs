@@ -355,7 +355,7 @@ async fn row_diff(
         ..Default::default()
     };
     for r in rows(
-        &ctx,
+        ctx,
         "SELECT change, count(*) FROM changes GROUP BY change",
         "row diff",
     )

@@ -201,14 +201,7 @@ fn topological_order(
     let mut cycles = Vec::new();
     for n in upstream.keys() {
         let mut stack = Vec::new();
-        visit(
-            n,
-            &upstream,
-            &mut state,
-            &mut stack,
-            &mut order,
-            &mut cycles,
-        );
+        visit(n, upstream, &mut state, &mut stack, &mut order, &mut cycles);
     }
     for cycle in cycles {
         let path: Vec<String> = cycle

@@ -75,12 +75,12 @@ impl Profiler {
                 c.distinct = None;
             }
             if let Some(m) = &mut c.min
-                && m.update_batch(&[a.clone()]).is_err()
+                && m.update_batch(std::slice::from_ref(a)).is_err()
             {
                 c.min = None;
             }
             if let Some(m) = &mut c.max
-                && m.update_batch(&[a.clone()]).is_err()
+                && m.update_batch(std::slice::from_ref(a)).is_err()
             {
                 c.max = None;
             }

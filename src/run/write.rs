@@ -76,7 +76,7 @@ impl Runner {
         if !rejected.is_empty() {
             let merged: Result<(), String> = rejected
                 .rows()
-                .and_then(|rows| rows.map(|r| r.and_then(|r| skipped.push(r))).collect());
+                .and_then(|mut rows| rows.try_for_each(|r| r.and_then(|r| skipped.push(r))));
             if let Err(e) = merged {
                 delete_unpublished(&a.handle.url, &adds).await;
                 return Err(RunError::BadRows(e));

@@ -143,7 +143,7 @@ async fn promote_then_rollback(p: &TestProject, v1: &[String], v2: &[String]) ->
         dry.context()
     );
     assert_eq!(
-        resolve(&p, "clean_orders"),
+        resolve(p, "clean_orders"),
         p.warehouse_table("clean_orders", 1)
     );
 
@@ -155,7 +155,7 @@ async fn promote_then_rollback(p: &TestProject, v1: &[String], v2: &[String]) ->
         "-m",
         "paid orders only",
     ]);
-    let through_alias = read_delta_rows(&resolve(&p, "clean_orders"), None).await;
+    let through_alias = read_delta_rows(&resolve(p, "clean_orders"), None).await;
     assert_eq!(through_alias, v2);
     // A downstream job reads the new version through the alias.
     p.ok(&["run", "daily_revenue", "--partition", "2024-01-02"]);
@@ -171,10 +171,7 @@ async fn promote_then_rollback(p: &TestProject, v1: &[String], v2: &[String]) ->
     assert_eq!(orders, paid_on_day);
 
     p.ok(&["rollback", "clean_orders", "-m", "back"]);
-    assert_eq!(
-        read_delta_rows(&resolve(&p, "clean_orders"), None).await,
-        v1
-    );
+    assert_eq!(read_delta_rows(&resolve(p, "clean_orders"), None).await, v1);
     p.ok(&["history", "clean_orders", "--output", "json"])
         .json()
 }
