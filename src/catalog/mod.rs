@@ -84,7 +84,7 @@ pub enum CatalogError {
     },
     #[error("catalog data is inconsistent: {0} (this is likely a bug)")]
     Corrupt(String),
-    #[error("catalog write lost: {0} never came (this is likely a bug)")]
+    #[error("catalog write: {0} (this is likely a bug)")]
     Lost(&'static str),
     #[error("cannot create the catalog's folder {}: {source}", .path.display())]
     CreateDir {

@@ -118,7 +118,7 @@ impl Catalog {
         drop(turn);
         answer
             .await
-            .unwrap_or(Err(CatalogError::Lost("a catalog write's answer")))
+            .unwrap_or(Err(CatalogError::Lost("its answer never came")))
     }
 
     async fn write_batch(&self, mut batch: Vec<Queued>) {
