@@ -3,8 +3,15 @@
 //! waits to be killed; `after_commit` stops between the Delta commit and the catalog
 //! update: the two moments that matter for promise 1. `slow_commit` sleeps before the
 //! commit (`SLUICE_FAILPOINT_DELAY_MS`, default 3 s), to stop a process mid-run. `transient_commit_error` fails the
-//! first commit with an I/O error, to see the retry policy at work. Unset, they cost one
-//! environment lookup.
+//! first commit with an I/O error, to see the retry policy at work. `no_heartbeat` never
+//! renews a run's lease, as when a starved runtime's heartbeat comes too late. Unset, they
+//! cost one environment lookup.
+
+/// Whether `SLUICE_FAILPOINT` names `name`.
+pub fn is_set(name: &str) -> bool {
+    std::env::var("SLUICE_FAILPOINT")
+        .is_ok_and(|points| points.split(',').any(|p| p.trim() == name))
+}
 
 /// Pauses forever at `name` if `SLUICE_FAILPOINT` names it.
 pub async fn pause_if_set(name: &str) {

@@ -11,8 +11,12 @@ use crate::redact::redact_text;
 use sqlx::Row as _;
 
 impl Catalog {
-    /// Extends a lease still held with `lease.token`. False when it was lost (expired and
-    /// taken by another worker).
+    /// Extends a lease still held with `lease.token` to `now_ms + ttl_ms`. False when it was
+    /// lost: taken by another worker, which raises the token. A lease that lapsed (a
+    /// heartbeat late on a loaded machine) but that nobody claimed is still this holder's:
+    /// no other writer can have run under it, and the update is atomic with a claim's.
+    /// A commit renews first, so it never commits under a lease that could be taken
+    /// while it looks.
     pub async fn renew_lease(
         &self,
         lease: &Lease,
@@ -33,23 +37,6 @@ impl Catalog {
         .map_err(query_err("renew lease"))?
         .rows_affected();
         Ok(n == 1)
-    }
-
-    /// Whether `lease` is still the current one (same token, same holder, not expired).
-    pub async fn lease_is_current(&self, lease: &Lease, now_ms: i64) -> Result<bool, CatalogError> {
-        let n: Option<i64> = sqlx::query_scalar(
-            "SELECT token FROM leases WHERE table_name = $1 AND table_version = $2 AND partition_key = $3 AND token = $4 AND holder = $5 AND expires_at > $6",
-        )
-        .bind(&lease.table)
-        .bind(lease.version)
-        .bind(&lease.partition)
-        .bind(lease.token)
-        .bind(&lease.holder)
-        .bind(now_ms)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(query_err("check lease"))?;
-        Ok(n.is_some())
     }
 
     /// The unexpired leases `holder` holds: what a stopping daemon must settle.

@@ -37,6 +37,9 @@ impl Runner {
             async move {
                 loop {
                     tokio::time::sleep(ttl / 3).await;
+                    if crate::failpoint::is_set("no_heartbeat") {
+                        continue;
+                    }
                     match catalog
                         .renew_lease(&lease, ttl.as_millis() as i64, clock.now_ms())
                         .await

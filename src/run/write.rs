@@ -360,13 +360,16 @@ impl Runner {
         };
         let (catalog, clock) = (self.catalog.clone(), self.clock.clone());
         let (lease, lost) = (a.lease.clone(), a.lost.clone());
+        let ttl_ms = self.lease_ttl.as_millis() as i64;
+        // Renewed rather than only looked at: a lease whose heartbeat came late but that
+        // nobody took is still ours, and the commit that follows gets a whole TTL.
         let still_leased: StillLeased = std::sync::Arc::new(move || {
             let (catalog, clock, lease, lost) =
                 (catalog.clone(), clock.clone(), lease.clone(), lost.clone());
             async move {
                 !lost.load(Ordering::SeqCst)
                     && catalog
-                        .lease_is_current(&lease, clock.now_ms())
+                        .renew_lease(&lease, ttl_ms, clock.now_ms())
                         .await
                         .unwrap_or(false)
             }

@@ -151,6 +151,31 @@ async fn a_paused_worker_cannot_commit_over_the_one_that_took_its_partition() {
     assert_eq!(states(&p).get(&day).map(String::as_str), Some("complete"));
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_whose_lease_lapsed_but_was_not_taken_still_commits() {
+    let (p, _from, day) = ticks_project(3);
+    // No heartbeat and a 3 s pause before the commit: the 2 s lease lapses with nobody
+    // waiting for it, as when a loaded machine starves the heartbeat. The commit renews it
+    // first, so the run still lands, once, under its own token.
+    let o = p.run_env(
+        &["run", "ticks", "--partition", &day, "--output", "json"],
+        &[
+            ("SLUICE_FAILPOINT", "slow_commit,no_heartbeat"),
+            ("SLUICE_FAILPOINT_DELAY_MS", "3000"),
+        ],
+    );
+    assert_eq!(o.code, 0, "{}", o.context());
+    assert_eq!(o.json()["state"], "succeeded", "{}", o.context());
+    let table = p.warehouse_table("ticks", 1);
+    assert_eq!(commit_tokens(&table).get(&day), Some(&vec![1]));
+    assert_same_rows(
+        "ticks after a lapsed lease",
+        &read_delta_rows(&table, None).await,
+        &clean_rows(3, &day, &day).await,
+    );
+    assert_eq!(states(&p).get(&day).map(String::as_str), Some("complete"));
+}
+
 /// A loopback port nothing listens on.
 fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
