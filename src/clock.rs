@@ -86,6 +86,30 @@ pub fn rfc3339(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
+/// A time for people: `2024-01-05 10:03:07` (UTC) from epoch milliseconds; `-` for none.
+pub fn shown_time(ms: Option<i64>) -> String {
+    ms.and_then(DateTime::<Utc>::from_timestamp_millis)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+/// How long from `start` to `end` for people: `420ms`, `3.2s`, `4m07s`; `-` when unknown.
+pub fn shown_duration(start: Option<i64>, end: Option<i64>) -> String {
+    match (start, end) {
+        (Some(s), Some(e)) if e >= s => {
+            let ms = e - s;
+            if ms < 1000 {
+                format!("{ms}ms")
+            } else if ms < 60_000 {
+                format!("{:.1}s", ms as f64 / 1000.0)
+            } else {
+                format!("{}m{:02}s", ms / 60_000, ms / 1000 % 60)
+            }
+        }
+        _ => "-".into(),
+    }
+}
+
 /// `#[serde(serialize_with = "crate::clock::as_rfc3339")]` for epoch milliseconds kept as
 /// integers inside sluice (the catalog stores them so) and shown as [`rfc3339`] strings.
 pub fn as_rfc3339<S: serde::Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {

@@ -42,6 +42,15 @@ struct ConfigFile {
     daemon: DaemonSection,
     #[serde(default)]
     lineage: LineageSection,
+    #[serde(default)]
+    ui: UiSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UiSection {
+    address: Option<String>,
+    token_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -125,7 +134,31 @@ pub struct Settings {
     pub lease_ttl: std::time::Duration,
     pub daemon: DaemonSettings,
     pub lineage: LineageSettings,
+    pub ui: UiSettings,
 }
+
+/// `[ui]` in sluice.toml and `SLUICE_UI_TOKEN`: where `sluice ui` listens, and the token
+/// that guards the pages (required on any address but loopback).
+#[derive(Clone)]
+pub struct UiSettings {
+    pub address: std::net::SocketAddr,
+    /// `SLUICE_UI_TOKEN`; it wins over the file.
+    pub token: Option<String>,
+    /// `[ui] token_file`, relative to the project; read when the pages are served.
+    pub token_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for UiSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UiSettings")
+            .field("address", &self.address)
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("token_file", &self.token_file)
+            .finish()
+    }
+}
+
+pub const DEFAULT_UI_ADDRESS: &str = "127.0.0.1:9465";
 
 /// `[lineage]` in sluice.toml, then the OpenLineage client's environment variables
 /// (`OPENLINEAGE_URL`, `OPENLINEAGE_API_KEY`, `OPENLINEAGE_ENDPOINT`,
@@ -180,13 +213,14 @@ pub struct DaemonSettings {
     /// After SIGTERM, how long running partitions may take to finish before they are
     /// cancelled (leaving nothing behind: a partition is one commit).
     pub grace: std::time::Duration,
-    /// Where `/metrics` and `/health` are served; `None` serves nothing.
+    /// Where the pages, `/metrics` and `/health` are served; `None` serves nothing.
     pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 pub const DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:9464";
 
-/// A metrics address: loopback only, because the endpoint has no authentication.
+/// The daemon's address (pages, `/metrics`, `/health`), or `off`. Any address but
+/// loopback also needs a token (`[ui]`), which the server checks when it starts.
 pub fn parse_metrics_address(text: &str) -> Result<Option<std::net::SocketAddr>, String> {
     if text.is_empty() || text == "off" {
         return Ok(None);
@@ -194,11 +228,6 @@ pub fn parse_metrics_address(text: &str) -> Result<Option<std::net::SocketAddr>,
     let addr: std::net::SocketAddr = text
         .parse()
         .map_err(|_| format!("`{text}` is not HOST:PORT (e.g. 127.0.0.1:9464), or `off`"))?;
-    if !addr.ip().is_loopback() {
-        return Err(format!(
-            "`{text}` is not a loopback address: the endpoint has no authentication, so it listens on 127.0.0.1 or [::1] only (put a proxy in front to expose it)"
-        ));
-    }
     Ok(Some(addr))
 }
 
@@ -287,9 +316,14 @@ impl Settings {
                 path: path.clone(),
                 message: format!("[lineage] {m}"),
             })?;
+        let ui = ui_settings(&root, file.ui, &env).map_err(|m| ConfigError::Parse {
+            path: path.clone(),
+            message: format!("[ui] {m}"),
+        })?;
         Ok(Settings {
             daemon,
             lineage,
+            ui,
             lease_ttl: std::time::Duration::from_secs_f64(ttl),
             catalog_url: resolve_catalog(&root, &catalog)?,
             warehouse: resolve_warehouse(&root, &warehouse)?,
@@ -310,6 +344,21 @@ impl Settings {
     pub fn migrations_dir(&self) -> PathBuf {
         self.root.join("migrations")
     }
+}
+
+fn ui_settings(
+    root: &Path,
+    file: UiSection,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<UiSettings, String> {
+    let address = file.address.as_deref().unwrap_or(DEFAULT_UI_ADDRESS);
+    Ok(UiSettings {
+        address: address
+            .parse()
+            .map_err(|_| format!("address = `{address}` is not HOST:PORT (e.g. 127.0.0.1:9465)"))?,
+        token: env("SLUICE_UI_TOKEN"),
+        token_file: file.token_file.map(|f| root.join(f)),
+    })
 }
 
 fn lineage_settings(

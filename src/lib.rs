@@ -34,5 +34,6 @@ pub mod scaffold;
 pub mod schema;
 pub mod spelling;
 pub mod text;
+pub mod ui;
 pub mod validate;
 pub mod warehouse;

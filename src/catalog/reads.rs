@@ -83,6 +83,17 @@ impl Catalog {
             .collect())
     }
 
+    /// The quality (JSON) a run stored: its profile and check results.
+    pub async fn run_quality(&self, run_id: &str) -> Result<Option<String>, CatalogError> {
+        let row: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT quality_json FROM runs WHERE run_id = $1")
+                .bind(run_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(query_err("read run quality"))?;
+        Ok(row.and_then(|(j,)| j))
+    }
+
     pub async fn run(&self, run_id: &str) -> Result<Option<RunRow>, CatalogError> {
         sqlx::query_as::<_, RunRow>(RUN_ONE.as_str())
             .bind(run_id)

@@ -39,6 +39,10 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
             }
         },
     };
+    let access = crate::ui::Access::from_settings(&settings.ui)?;
+    if let Some(addr) = metrics_address {
+        access.check_address(addr)?;
+    }
     let listener = match metrics_address {
         None => None,
         Some(addr) => match tokio::net::TcpListener::bind(addr).await {
@@ -73,9 +77,22 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
         let addr = l.local_addr().ok();
         info!(
             address = %addr.map(|a| a.to_string()).unwrap_or_default(),
-            "serving /metrics and /health"
+            "serving /metrics, /health and the pages"
         );
-        tokio::spawn(daemon::metrics::serve(l, d.metrics.clone()))
+        let current = runner.clone();
+        let pages = crate::ui::router(Arc::new(crate::ui::UiState {
+            project: Box::new(move || current.project()),
+            catalog: cx.catalog.clone(),
+            clock: cx.clock.clone(),
+            access,
+            daemon: Some(d.metrics.clone()),
+            actions: None,
+        }));
+        tokio::spawn(async move {
+            if let Err(e) = crate::ui::serve(l, pages).await {
+                tracing::warn!(error = %e, "the pages' server stopped");
+            }
+        })
     });
     info!(
         catalog = %settings.catalog_display(),

@@ -20,6 +20,7 @@ mod run_cmd;
 mod status_cmd;
 mod tables_cmd;
 mod test_cmd;
+mod ui_cmd;
 mod validate_cmd;
 
 use crate::backfill::{Request, Selection};
@@ -163,8 +164,9 @@ enum Command {
         /// cancelled [default: daemon.grace_seconds, else 30].
         #[arg(long, value_name = "SECONDS")]
         grace: Option<f64>,
-        /// Where /metrics and /health are served (loopback only), or `off` [default:
-        /// daemon.metrics_address, else 127.0.0.1:9464].
+        /// Where the pages (as `sluice ui`), /metrics and /health are served, or `off`
+        /// [default: daemon.metrics_address, else 127.0.0.1:9464]. Any address but
+        /// loopback needs a token (SLUICE_UI_TOKEN or `[ui] token_file`).
         #[arg(long, value_name = "ADDR")]
         metrics_address: Option<String>,
         /// Rehearse the schedule over a past window instead: the daemon's own code on a
@@ -299,6 +301,20 @@ enum Command {
         /// The created test's name [default: sampled_PARTITION].
         #[arg(long, requires = "create")]
         name: Option<String>,
+    },
+    /// Serve the web view: a grid of every job's partitions by state, each partition's
+    /// runs, checks, profile and dead letters, each job and table. Read-only unless
+    /// --allow-actions. Loopback only unless a token is set (SLUICE_UI_TOKEN or `[ui]
+    /// token_file`).
+    Ui {
+        /// Where to listen [default: sluice.toml's ui.address, else 127.0.0.1:9465];
+        /// 127.0.0.1:0 picks a free port (printed).
+        #[arg(long, value_name = "ADDR")]
+        address: Option<String>,
+        /// Let the pages act: run a partition again, backfill a range, promote, roll back
+        /// (each as its CLI command does). Needs a token.
+        #[arg(long)]
+        allow_actions: bool,
     },
     /// Create a new project in DIR (new or empty): settings, one daily job over a CSV
     /// input, its migration and three days of sample data, ready to validate, migrate and
@@ -453,6 +469,10 @@ async fn dispatch(command: Command, globals: &Globals) -> Outcome {
             None => migrate_cmd::run(globals, plan, allow_destructive).await,
         },
         Command::Status { job } => status_cmd::run(globals, job.as_deref()).await,
+        Command::Ui {
+            address,
+            allow_actions,
+        } => ui_cmd::run(globals, address.as_deref(), allow_actions).await,
         Command::Tables => tables_cmd::tables(globals).await,
         Command::Profile {
             table,

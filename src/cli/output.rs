@@ -45,28 +45,7 @@ pub fn json<T: Serialize>(value: &T) -> String {
     serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 
-/// `2024-01-05 10:03:07` (UTC) from epoch milliseconds.
-pub fn time(ms: Option<i64>) -> String {
-    ms.and_then(chrono::DateTime::from_timestamp_millis)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-        .unwrap_or_else(|| "-".into())
-}
-
-pub fn duration(start: Option<i64>, end: Option<i64>) -> String {
-    match (start, end) {
-        (Some(s), Some(e)) if e >= s => {
-            let ms = e - s;
-            if ms < 1000 {
-                format!("{ms}ms")
-            } else if ms < 60_000 {
-                format!("{:.1}s", ms as f64 / 1000.0)
-            } else {
-                format!("{}m{:02}s", ms / 60_000, ms / 1000 % 60)
-            }
-        }
-        _ => "-".into(),
-    }
-}
+pub use crate::clock::{shown_duration as duration, shown_time as time};
 
 pub fn opt<T: ToString>(v: &Option<T>) -> String {
     v.as_ref()

@@ -1,11 +1,10 @@
-//! What the daemon counts, in Prometheus' text format, and the loopback HTTP endpoint that
-//! serves it with `/health`. Two fixed GET routes do not justify a web framework: the
-//! server reads one request line per connection, answers, and closes.
+//! What the daemon counts, in Prometheus' text format, with `/health`'s answer and the
+//! queue as of the last poll (what the pages draw as queued or waiting). The pages' server
+//! (`ui`) serves them at the daemon's address.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// Upper bounds (seconds) of the run-duration histogram buckets.
 const BUCKETS: &[f64] = &[0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0];
@@ -32,6 +31,7 @@ struct Inner {
     runs: BTreeMap<(String, &'static str), u64>,
     durations: BTreeMap<String, Histogram>,
     jobs: BTreeMap<String, JobGauges>,
+    queue: BTreeMap<(String, String), Vec<String>>,
     polls: u64,
     last_poll_unix: f64,
     stopping: bool,
@@ -63,9 +63,17 @@ impl Metrics {
         });
     }
 
-    pub fn polled(&self, jobs: BTreeMap<String, JobGauges>, now_unix: f64) {
+    /// After a poll: the gauges per job, and the partitions queued, by (job, partition),
+    /// each with what it waits on (nothing: ready to start).
+    pub fn polled(
+        &self,
+        jobs: BTreeMap<String, JobGauges>,
+        queue: BTreeMap<(String, String), Vec<String>>,
+        now_unix: f64,
+    ) {
         self.with(|m| {
             m.jobs = jobs;
+            m.queue = queue;
             m.polls += 1;
             m.last_poll_unix = now_unix;
         });
@@ -124,7 +132,13 @@ impl Metrics {
         })
     }
 
-    fn health(&self) -> (u16, String) {
+    /// The partitions queued at the last poll, by (job, partition), with what each waits on.
+    pub fn queue(&self) -> BTreeMap<(String, String), Vec<String>> {
+        self.with(|m| m.queue.clone())
+    }
+
+    /// `/health`: 200 and counts while running, 503 once stopping.
+    pub fn health(&self) -> (u16, String) {
         self.with(|m| {
             let running: usize = m.jobs.values().map(|g| g.running).sum();
             let queued: usize = m.jobs.values().map(|g| g.queued).sum();
@@ -139,71 +153,5 @@ impl Metrics {
             .to_string();
             (if m.stopping { 503 } else { 200 }, body + "\n")
         })
-    }
-}
-
-/// Serves `/metrics` and `/health` on `listener` until the task is dropped.
-pub async fn serve(listener: tokio::net::TcpListener, metrics: std::sync::Arc<Metrics>) {
-    loop {
-        let Ok((mut conn, _)) = listener.accept().await else {
-            continue;
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            let mut len = 0;
-            // The request line and headers; bodies are not read (GET only).
-            let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-                while len < buf.len() {
-                    match conn.read(&mut buf[len..]).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => len += n,
-                    }
-                    if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-                        break;
-                    }
-                }
-            })
-            .await;
-            if read.is_err() {
-                return;
-            }
-            let head = String::from_utf8_lossy(&buf[..len]);
-            let mut parts = head.lines().next().unwrap_or_default().split_whitespace();
-            let (method, path) = (
-                parts.next().unwrap_or_default(),
-                parts.next().unwrap_or_default(),
-            );
-            let path = path.split('?').next().unwrap_or_default();
-            let (status, ctype, body) = match (method, path) {
-                ("GET", "/metrics") => (
-                    200,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                    metrics.render(),
-                ),
-                ("GET", "/health") | ("GET", "/healthz") => {
-                    let (code, body) = metrics.health();
-                    (code, "application/json", body)
-                }
-                ("GET", _) => (
-                    404,
-                    "text/plain",
-                    "not found: try /metrics or /health\n".to_string(),
-                ),
-                _ => (405, "text/plain", "only GET is served\n".to_string()),
-            };
-            let reason = match status {
-                200 => "OK",
-                404 => "Not Found",
-                405 => "Method Not Allowed",
-                _ => "Service Unavailable",
-            };
-            let response = format!(
-                "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = conn.write_all(response.as_bytes()).await;
-            let _ = conn.shutdown().await;
-        });
     }
 }

@@ -273,7 +273,9 @@ impl Daemon {
             })
             .collect();
         let mut oldest: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
+        let mut queue = BTreeMap::new();
         for p in &self.queue {
+            queue.insert((p.job.to_string(), p.key.to_string()), p.waiting_on.clone());
             let g = gauges.entry(p.job.to_string()).or_default();
             g.queued += 1;
             if !p.waiting_on.is_empty() {
@@ -291,6 +293,6 @@ impl Daemon {
                 ((now - due).num_milliseconds().max(0) as f64) / 1000.0;
         }
         self.metrics
-            .polled(gauges, now.timestamp_millis() as f64 / 1000.0);
+            .polled(gauges, queue, now.timestamp_millis() as f64 / 1000.0);
     }
 }

@@ -127,6 +127,13 @@ fn only_cli_uses_clap() {
 }
 
 #[test]
+fn only_ui_knows_the_http_stack_and_the_templates() {
+    for word in ["axum", "askama"] {
+        assert_eq!(used_outside(word, &["ui"]), Vec::<String>::new(), "{word}");
+    }
+}
+
+#[test]
 fn only_daemon_knows_tokio_cron_scheduler() {
     assert_eq!(
         used_outside("tokio_cron_scheduler", &["daemon"]),

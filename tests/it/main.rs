@@ -21,5 +21,6 @@ mod replay;
 mod soak;
 mod sql;
 mod tables;
+mod ui;
 mod util;
 mod workers;

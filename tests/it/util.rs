@@ -247,6 +247,7 @@ impl TestProject {
             .env_remove("RUST_LOG")
             .env_remove("SLUICE_LOG_FORMAT")
             .env_remove("SLUICE_FAILPOINT")
+            .env_remove("SLUICE_UI_TOKEN")
             .env_remove("OPENLINEAGE_URL")
             .env_remove("OPENLINEAGE_API_KEY")
             .env_remove("OPENLINEAGE_NAMESPACE")

@@ -44,6 +44,16 @@ pub enum Statement {
     },
 }
 
+impl Statement {
+    /// The table the statement creates, changes or drops.
+    pub fn table(&self) -> &Name {
+        match self {
+            Statement::CreateTable { schema, .. } => &schema.name,
+            Statement::AlterTable { table, .. } | Statement::DropTable { table, .. } => table,
+        }
+    }
+}
+
 /// One change to an existing table.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]

@@ -1,0 +1,50 @@
+//! The web view: pages of what the catalog knows (a grid of partitions by state, a
+//! partition's runs, a job, a table's versions), served by `sluice ui` and by the daemon
+//! at its address. Read-only by default. Built on axum; pages are askama templates compiled into the
+//! binary, which escape every value; the stylesheet and script are embedded too, and the
+//! pages load nothing from elsewhere (the Content-Security-Policy says so to the browser).
+//! With `--allow-actions` (and a token), a few forms act: see `actions`.
+
+mod access;
+mod actions;
+mod grid;
+mod pages;
+mod server;
+
+pub use access::Access;
+pub use actions::Actions;
+pub use grid::{CellState, GridQuery};
+pub use server::{UiState, router, serve};
+
+use std::net::SocketAddr;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UiError {
+    #[error(
+        "refusing to serve the pages on {addr} without a token: anyone who can reach it would see the catalog; set SLUICE_UI_TOKEN or `[ui] token_file` in sluice.toml, or listen on 127.0.0.1"
+    )]
+    Exposed { addr: SocketAddr },
+    #[error("the ui token from {source_name}: {message}")]
+    Token {
+        source_name: String,
+        message: String,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
+    #[error(transparent)]
+    Delta(#[from] crate::delta::DeltaError),
+    /// Something the address names does not exist (a job, a table, a partition).
+    #[error("{0}")]
+    NotFound(String),
+    /// The address or a filter is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// An action was refused by what the catalog holds now (a promote's preconditions).
+    #[error("{0}")]
+    Conflict(String),
+}

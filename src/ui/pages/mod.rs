@@ -1,0 +1,188 @@
+//! The pages: each handler reads the catalog (and the project as it is now) into a view of
+//! plain, already formatted values, and renders its template. Every value reaches the page
+//! through the template's HTML escaping; nothing is marked safe.
+
+mod job;
+mod partition;
+mod table;
+
+pub use job::job;
+pub use partition::partition;
+pub use table::table;
+
+use super::UiError;
+use super::grid::{self, CellState, GridQuery};
+use super::server::UiState;
+use crate::job::Job;
+use crate::project::Project;
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What every page shows around its content.
+pub(super) struct Chrome {
+    pub project_name: String,
+    pub tables: Vec<String>,
+}
+
+impl Chrome {
+    fn of(project: &Project) -> Chrome {
+        Chrome {
+            project_name: project
+                .settings
+                .root
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            tables: project.graph.writer.keys().map(|t| t.to_string()).collect(),
+        }
+    }
+}
+
+/// Renders a page, or the error page when the template fails (it should not: templates are
+/// checked when sluice is built).
+pub(super) fn render(t: &impl Template) -> Response {
+    match t.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot render the page: {e}"),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    chrome: Chrome,
+    status: String,
+    message: String,
+}
+
+impl UiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            UiError::NotFound(_) => StatusCode::NOT_FOUND,
+            UiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            UiError::Conflict(_) => StatusCode::CONFLICT,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// An error as a page, with the project's chrome.
+pub fn error_page(project: &Project, e: &UiError) -> Response {
+    let status = e.status();
+    let page = ErrorPage {
+        chrome: Chrome::of(project),
+        status: status.to_string(),
+        message: crate::redact::redact_text(&e.to_string()),
+    };
+    (status, render(&page)).into_response()
+}
+
+pub struct LegendEntry {
+    pub name: &'static str,
+    pub meaning: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "grid.html")]
+struct GridPage {
+    chrome: Chrome,
+    /// The forms' CSRF token, when actions are on.
+    csrf: Option<String>,
+    job_names: Vec<String>,
+    filter_job: String,
+    filter_state: String,
+    filter_from: String,
+    filter_to: String,
+    per_page: usize,
+    legend: Vec<LegendEntry>,
+    rows: Vec<grid::JobRow>,
+    running: bool,
+    page_number: usize,
+    prev_query: Option<String>,
+    next_query: Option<String>,
+}
+
+/// The grid's query string for another page, the filters kept.
+fn page_query(q: &GridQuery, per_page: usize, page: usize) -> String {
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in [
+        ("job", &q.job),
+        ("state", &q.state),
+        ("from", &q.from),
+        ("to", &q.to),
+    ] {
+        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+            s.append_pair(k, v);
+        }
+    }
+    s.append_pair("per_page", &per_page.to_string());
+    s.append_pair("page", &page.to_string());
+    s.finish()
+}
+
+pub async fn grid(State(ui): State<Arc<UiState>>, Query(q): Query<GridQuery>) -> Response {
+    let started = Instant::now();
+    let project = ui.project();
+    let g = match grid::build(&project, &ui.catalog, ui.clock.now(), &q, &ui.queue()).await {
+        Ok(g) => g,
+        Err(e) => return error_page(&project, &e),
+    };
+    let page = GridPage {
+        chrome: Chrome::of(&project),
+        csrf: ui.csrf(),
+        job_names: project.graph.order.iter().map(|n| n.to_string()).collect(),
+        filter_job: q.job.clone().unwrap_or_default(),
+        filter_state: q.state.clone().unwrap_or_default(),
+        filter_from: q.from.clone().unwrap_or_default(),
+        filter_to: q.to.clone().unwrap_or_default(),
+        per_page: g.per_page,
+        legend: CellState::ALL
+            .iter()
+            .map(|s| LegendEntry {
+                name: s.as_str(),
+                meaning: s.meaning(),
+            })
+            .collect(),
+        running: g.running,
+        page_number: g.page + 1,
+        prev_query: (g.page > 0).then(|| page_query(&q, g.per_page, g.page - 1)),
+        next_query: g.more.then(|| page_query(&q, g.per_page, g.page + 1)),
+        rows: g.rows,
+    };
+    let mut response = render(&page);
+    // How long the server took, for the browser's developer tools and for tests.
+    let timing = format!("render;dur={:.1}", started.elapsed().as_secs_f64() * 1000.0);
+    if let Ok(v) = HeaderValue::from_str(&timing) {
+        response.headers_mut().insert("server-timing", v);
+    }
+    response
+}
+
+/// A job of the project by the name in the address.
+pub(super) fn job_named<'a>(project: &'a Project, name: &str) -> Result<&'a Job, UiError> {
+    project.jobs.get(name).ok_or_else(|| {
+        UiError::NotFound(format!("no job `{}` in this project", name.escape_debug()))
+    })
+}
+
+pub(super) fn current_fingerprint(
+    job: &Job,
+    schema: Option<&crate::schema::TableSchema>,
+) -> String {
+    schema
+        .map(|s| crate::fingerprint::fingerprint(job, s))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// A value for a table cell; `-` for none.
+pub(super) fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map(|x| x.to_string()).unwrap_or_else(|| "-".into())
+}

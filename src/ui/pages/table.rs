@@ -1,0 +1,143 @@
+//! A table's page: its physical versions with their coverage, which one is live, the
+//! history of its alias, and the migrations that touch it, applied or pending.
+
+use super::{Chrome, error_page, render};
+use crate::catalog::PartitionState;
+use crate::clock::shown_time;
+use crate::project::Project;
+use crate::ui::UiError;
+use crate::ui::server::UiState;
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use std::sync::Arc;
+
+pub(super) struct VersionView {
+    version: i64,
+    live: bool,
+    location: String,
+    created: String,
+    partitions: usize,
+    complete: usize,
+    failed: usize,
+    running: usize,
+    rows: i64,
+}
+
+pub(super) struct FlipView {
+    at: String,
+    from: String,
+    to: i64,
+    by: String,
+    message: String,
+}
+
+pub(super) struct MigrationView {
+    name: String,
+    applied: bool,
+    at: String,
+    by: String,
+}
+
+#[derive(Template)]
+#[template(path = "table.html")]
+struct TablePage {
+    chrome: Chrome,
+    /// The forms' CSRF token, when actions are on.
+    csrf: Option<String>,
+    table: String,
+    writer: Option<String>,
+    versions: Vec<VersionView>,
+    diff_command: Option<String>,
+    flips: Vec<FlipView>,
+    migrations: Vec<MigrationView>,
+}
+
+pub async fn table(State(ui): State<Arc<UiState>>, Path(name): Path<String>) -> Response {
+    let project = ui.project();
+    match table_page(&ui, &project, &name).await {
+        Ok(page) => render(&page),
+        Err(e) => error_page(&project, &e),
+    }
+}
+
+async fn table_page(ui: &UiState, project: &Project, name: &str) -> Result<TablePage, UiError> {
+    if ui.catalog.table(name).await?.is_none() {
+        return Err(UiError::NotFound(format!(
+            "no table `{}` in the catalog (is it migrated? `sluice migrate`)",
+            name.escape_debug()
+        )));
+    }
+    let live = ui.catalog.alias(name).await?;
+    let mut versions = Vec::new();
+    for v in ui.catalog.table_versions(name).await? {
+        let parts = ui.catalog.partitions_of(name, v.version).await?;
+        let count = |s: PartitionState| parts.iter().filter(|p| p.state == s).count();
+        versions.push(VersionView {
+            version: v.version,
+            live: live == Some(v.version),
+            location: crate::warehouse::display_str(&v.uri),
+            created: shown_time(Some(v.created_at)),
+            partitions: parts.len(),
+            complete: count(PartitionState::Complete),
+            failed: count(PartitionState::Failed),
+            running: count(PartitionState::Running),
+            rows: parts.iter().filter_map(|p| p.content_rows).sum(),
+        });
+    }
+    let newest_other = versions
+        .iter()
+        .map(|v| v.version)
+        .filter(|v| Some(*v) != live)
+        .max();
+    let diff_command = live
+        .zip(newest_other)
+        .map(|(l, o)| format!("sluice diff {name} --from v{l} --to v{o}"));
+    let flips = ui
+        .catalog
+        .alias_history(name)
+        .await?
+        .into_iter()
+        .rev()
+        .map(|f| FlipView {
+            at: shown_time(Some(f.at)),
+            from: f
+                .from_version
+                .map(|v| format!("v{v}"))
+                .unwrap_or_else(|| "-".into()),
+            to: f.to_version,
+            by: f.by_whom,
+            message: f.message.unwrap_or_default(),
+        })
+        .collect();
+    let applied = ui.catalog.applied_migrations().await?;
+    let migrations = project
+        .migrations
+        .iter()
+        .filter(|m| m.statements.iter().any(|s| s.table().as_str() == name))
+        .map(|m| {
+            let done = applied.iter().find(|a| a.name == m.name);
+            MigrationView {
+                name: m.name.clone(),
+                applied: done.is_some(),
+                at: shown_time(done.map(|a| a.applied_at)),
+                by: done.map(|a| a.applied_by.clone()).unwrap_or_default(),
+            }
+        })
+        .collect();
+    Ok(TablePage {
+        chrome: Chrome::of(project),
+        csrf: ui.csrf(),
+        table: name.to_string(),
+        writer: project
+            .graph
+            .writer
+            .iter()
+            .find(|(t, _)| t.as_str() == name)
+            .map(|(_, j)| j.to_string()),
+        versions,
+        diff_command,
+        flips,
+        migrations,
+    })
+}
