@@ -13,6 +13,7 @@ pub struct Args {
     pub max_concurrency: Option<usize>,
     pub grace: Option<f64>,
     pub metrics_address: Option<String>,
+    pub allow_actions: bool,
 }
 
 pub async fn run(g: &Globals, args: Args) -> Outcome {
@@ -29,32 +30,7 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
             return Ok(EXIT_UNUSABLE);
         }
     };
-    let metrics_address = match args.metrics_address.as_deref() {
-        None => settings.daemon.metrics_address,
-        Some(text) => match parse_metrics_address(text) {
-            Ok(a) => a,
-            Err(m) => {
-                eprintln!("error: --metrics-address: {m}");
-                return Ok(EXIT_UNUSABLE);
-            }
-        },
-    };
-    let access = crate::ui::Access::from_settings(&settings.ui)?;
-    if let Some(addr) = metrics_address {
-        access.check_address(addr)?;
-    }
-    let listener = match metrics_address {
-        None => None,
-        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => Some(l),
-            Err(e) => {
-                eprintln!(
-                    "error: cannot serve metrics on {addr}: {e}; pick another port with --metrics-address or daemon.metrics_address in sluice.toml (or `off`)"
-                );
-                return Ok(EXIT_UNUSABLE);
-            }
-        },
-    };
+    let listener = pages_listener(&settings, &args).await?;
     let every_second = cx.project.jobs.values().any(|j| {
         j.schedule
             .as_ref()
@@ -73,7 +49,11 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
             ..Options::default()
         },
     );
-    let server = listener.map(|l| {
+    let engine = cx.engine()?;
+    let actions = args.allow_actions.then(|| crate::ui::Actions {
+        runner: runner.clone(),
+    });
+    let server = listener.map(|(l, access)| {
         let addr = l.local_addr().ok();
         info!(
             address = %addr.map(|a| a.to_string()).unwrap_or_default(),
@@ -84,9 +64,10 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
             project: Box::new(move || current.project()),
             catalog: cx.catalog.clone(),
             clock: cx.clock.clone(),
+            engine,
             access,
             daemon: Some(d.metrics.clone()),
-            actions: None,
+            actions,
         }));
         tokio::spawn(async move {
             if let Err(e) = crate::ui::serve(l, pages).await {
@@ -108,6 +89,37 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
     cx.lineage_parent_end(None);
     cx.close().await;
     Ok(EXIT_OK)
+}
+
+/// Where the daemon serves its pages, `/metrics` and `/health`, bound, with who may see
+/// them; none with `off`. Refuses a non-loopback address without a token, and actions
+/// without a token or an address.
+async fn pages_listener(
+    settings: &crate::config::Settings,
+    args: &Args,
+) -> anyhow::Result<Option<(tokio::net::TcpListener, crate::ui::Access)>> {
+    let metrics_address = match args.metrics_address.as_deref() {
+        None => settings.daemon.metrics_address,
+        Some(text) => {
+            parse_metrics_address(text).map_err(|m| anyhow::anyhow!("--metrics-address: {m}"))?
+        }
+    };
+    let access = crate::ui::Access::from_settings(&settings.ui)?;
+    if args.allow_actions && (metrics_address.is_none() || !access.has_token()) {
+        anyhow::bail!(
+            "--allow-actions needs the pages served (a --metrics-address) and a token: set SLUICE_UI_TOKEN or `[ui] token_file` in sluice.toml"
+        );
+    }
+    let Some(addr) = metrics_address else {
+        return Ok(None);
+    };
+    access.check_address(addr)?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot serve metrics on {addr}: {e}; pick another port with --metrics-address or daemon.metrics_address in sluice.toml (or `off`)"
+        )
+    })?;
+    Ok(Some((listener, access)))
 }
 
 /// `sluice daemon --replay FROM..TO [--speed N]`: the schedule rehearsed on a simulated

@@ -169,6 +169,10 @@ enum Command {
         /// loopback needs a token (SLUICE_UI_TOKEN or `[ui] token_file`).
         #[arg(long, value_name = "ADDR")]
         metrics_address: Option<String>,
+        /// Let the pages act (as `sluice ui --allow-actions`): run a partition again,
+        /// backfill a range, promote, roll back, under this daemon's leases. Needs a token.
+        #[arg(long, conflicts_with = "replay")]
+        allow_actions: bool,
         /// Rehearse the schedule over a past window instead: the daemon's own code on a
         /// simulated clock, from the start of FROM to the end of TO (dates, UTC, or RFC 3339
         /// times), writing to the catalog and warehouse; exits when the window is done.
@@ -556,6 +560,7 @@ async fn dispatch(command: Command, globals: &Globals) -> Outcome {
             max_concurrency,
             grace,
             metrics_address,
+            allow_actions,
             replay,
             speed,
         } => {
@@ -563,6 +568,7 @@ async fn dispatch(command: Command, globals: &Globals) -> Outcome {
                 max_concurrency: max_concurrency.map(usize::from),
                 grace,
                 metrics_address,
+                allow_actions,
             };
             match replay {
                 Some(window) => daemon_cmd::replay(globals, args, &window, speed).await,

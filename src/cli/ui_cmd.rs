@@ -50,6 +50,7 @@ pub async fn run(g: &Globals, address: Option<&str>, allow_actions: bool) -> Out
         project: Box::new(move || project.clone()),
         catalog: ctx.catalog.clone(),
         clock: ctx.clock.clone(),
+        engine: ctx.engine()?,
         access,
         daemon: None,
         actions,

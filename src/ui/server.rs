@@ -24,6 +24,8 @@ pub struct UiState {
     pub project: Box<dyn Fn() -> Arc<Project> + Send + Sync>,
     pub catalog: Catalog,
     pub clock: SharedClock,
+    /// For the comparison of two versions.
+    pub engine: crate::engine::Engine,
     pub access: Access,
     /// Served by a daemon: its counters (`/metrics`, `/health`) and its queue.
     pub daemon: Option<Arc<Metrics>>,
@@ -71,6 +73,7 @@ pub fn router(state: Arc<UiState>) -> Router {
         .route("/jobs/{job}", get(pages::job))
         .route("/jobs/{job}/partitions/{key}", get(pages::partition))
         .route("/tables/{table}", get(pages::table))
+        .route("/tables/{table}/diff", get(pages::diff))
         .route("/login", get(login_form).post(login))
         .route(
             "/assets/ui.css",

@@ -715,3 +715,87 @@ async fn a_run_from_the_page_leaves_what_sluice_run_leaves_and_a_racing_backfill
         &crate::util::read_delta_rows(&cli.warehouse_table("clean_orders", 1), Some(day)).await,
     );
 }
+
+#[tokio::test]
+async fn the_table_page_links_to_the_diff_of_live_and_the_newest_version() {
+    let p = sample_with_a_failed_day();
+    // v2 of clean_orders, built for three days beside the live v1.
+    let spec = p
+        .read("jobs/clean_orders.toml")
+        .replace("version = 1", "version = 2");
+    p.write("jobs/clean_orders.toml", &spec);
+    p.ok(&[
+        "backfill",
+        "clean_orders",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-03",
+    ]);
+    let ui = Ui::start(&p, &[]);
+    let table = ui.get("/tables/clean_orders", &[]).await;
+    let href = "/tables/clean_orders/diff?from=1&amp;to=2";
+    assert!(
+        table.body.contains(href),
+        "no link to the diff:\n{}",
+        table.body
+    );
+    let diff = ui.get("/tables/clean_orders/diff?from=1&to=2", &[]).await;
+    assert_eq!(diff.status, 200, "{}", diff.body);
+    // v2 lacks the days after the 3rd: their rows are v1's only.
+    assert!(diff.body.contains("<td>2024-01-04</td>"), "{}", diff.body);
+    assert!(diff.body.contains("removed"), "{}", diff.body);
+    let none = ui.get("/tables/clean_orders/diff?from=1&to=9", &[]).await;
+    assert_eq!(none.status, 400, "{}", none.body);
+}
+
+#[tokio::test]
+async fn the_daemon_acts_only_with_a_token() {
+    let p = TestProject::sample();
+    p.ok(&["migrate"]);
+    let o = p.run(&[
+        "daemon",
+        "--metrics-address",
+        "127.0.0.1:0",
+        "--allow-actions",
+    ]);
+    assert_eq!(o.code, 2, "{}", o.context());
+    assert!(
+        o.stderr.contains("--allow-actions needs"),
+        "{}",
+        o.context()
+    );
+    // With one, its partition pages carry the form.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let (mut daemon, log) = p.spawn(
+        &["daemon", "--metrics-address", &addr, "--allow-actions"],
+        &[("SLUICE_UI_TOKEN", TOKEN)],
+    );
+    let page = format!("http://{addr}/jobs/clean_orders/partitions/2024-01-05");
+    let started = std::time::Instant::now();
+    let body = loop {
+        let r = client()
+            .get(&page)
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .send()
+            .await;
+        if let Ok(r) = r
+            && r.status().as_u16() == 200
+        {
+            break r.text().await.unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(body.contains("run again"), "{body}");
+    crate::util::sigkill(&mut daemon);
+}

@@ -2,10 +2,12 @@
 //! plain, already formatted values, and renders its template. Every value reaches the page
 //! through the template's HTML escaping; nothing is marked safe.
 
+mod diff;
 mod job;
 mod partition;
 mod table;
 
+pub use diff::diff;
 pub use job::job;
 pub use partition::partition;
 pub use table::table;

@@ -48,7 +48,8 @@ struct TablePage {
     table: String,
     writer: Option<String>,
     versions: Vec<VersionView>,
-    diff_command: Option<String>,
+    /// Live and the newest other version: what the diff link compares.
+    diff: Option<(i64, i64)>,
     flips: Vec<FlipView>,
     migrations: Vec<MigrationView>,
 }
@@ -90,9 +91,7 @@ async fn table_page(ui: &UiState, project: &Project, name: &str) -> Result<Table
         .map(|v| v.version)
         .filter(|v| Some(*v) != live)
         .max();
-    let diff_command = live
-        .zip(newest_other)
-        .map(|(l, o)| format!("sluice diff {name} --from v{l} --to v{o}"));
+    let diff = live.zip(newest_other);
     let flips = ui
         .catalog
         .alias_history(name)
@@ -136,7 +135,7 @@ async fn table_page(ui: &UiState, project: &Project, name: &str) -> Result<Table
             .find(|(t, _)| t.as_str() == name)
             .map(|(_, j)| j.to_string()),
         versions,
-        diff_command,
+        diff,
         flips,
         migrations,
     })
