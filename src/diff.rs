@@ -58,6 +58,23 @@ pub struct ColumnStats {
     pub to_null_fraction: f64,
 }
 
+impl ColumnStats {
+    /// The row people read (`sluice diff`, the web view): column, sums, means and null
+    /// fractions of both sides, to 4 decimals, `-` where there is none.
+    pub fn shown(&self) -> Vec<String> {
+        let num = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "-".into());
+        vec![
+            self.column.clone(),
+            num(self.from_sum),
+            num(self.to_sum),
+            num(self.from_mean),
+            num(self.to_mean),
+            format!("{:.4}", self.from_null_fraction),
+            format!("{:.4}", self.to_null_fraction),
+        ]
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct RowDiff {
     pub key: Vec<String>,

@@ -101,10 +101,6 @@ pub async fn run(g: &Globals, a: Args) -> Outcome {
     Ok(EXIT_OK)
 }
 
-fn num(v: Option<f64>) -> String {
-    v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "-".into())
-}
-
 fn text(d: &Diff) -> String {
     let mut s = format!(
         "{} v{} -> v{}{}\n",
@@ -162,21 +158,7 @@ fn text(d: &Diff) -> String {
             }
         }
     }
-    let cols: Vec<Vec<String>> = d
-        .columns
-        .iter()
-        .map(|c| {
-            vec![
-                c.column.clone(),
-                num(c.from_sum),
-                num(c.to_sum),
-                num(c.from_mean),
-                num(c.to_mean),
-                format!("{:.4}", c.from_null_fraction),
-                format!("{:.4}", c.to_null_fraction),
-            ]
-        })
-        .collect();
+    let cols: Vec<Vec<String>> = d.columns.iter().map(|c| c.shown()).collect();
     s.push('\n');
     s.push_str(&output::table(
         &[

@@ -418,7 +418,7 @@ async fn downstream_waits_for_upstream_and_files_wait_with_a_timeout() {
 // ---- the real process --------------------------------------------------------------------
 
 /// A free loopback port for the metrics endpoint.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -49,6 +49,12 @@ impl Ui {
         Ui { child, url, log }
     }
 
+    /// The CSRF token in the forms of the page at `path`, seen signed in.
+    pub async fn csrf(&self, path: &str) -> String {
+        let bearer = format!("Bearer {TOKEN}");
+        csrf_of(&self.get(path, &[("authorization", &bearer)]).await.body)
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -70,6 +76,17 @@ pub struct Page {
 }
 
 impl Page {
+    /// Asserts the page holds each of `wants`.
+    pub fn shows(&self, what: &str, wants: &[&str]) {
+        for want in wants {
+            assert!(
+                self.body.contains(want),
+                "{what} lacks {want}:\n{}",
+                self.body
+            );
+        }
+    }
+
     async fn of(r: reqwest::Response) -> Page {
         Page {
             status: r.status().as_u16(),
@@ -260,28 +277,19 @@ async fn the_job_and_table_pages_show_the_spec_schedule_versions_and_migrations(
     let ui = Ui::start(&p, &[]);
     let job = ui.get("/jobs/daily_revenue", &[]).await;
     assert_eq!(job.status, 200, "{}", job.body);
-    for want in [
-        "clean_orders",
-        "monthly_region_revenue",
-        "Europe/Berlin",
-        "next ticks",
-        "SELECT",
-    ] {
-        assert!(
-            job.body.contains(want),
-            "job page lacks {want}:\n{}",
-            job.body
-        );
-    }
+    job.shows(
+        "job page",
+        &[
+            "clean_orders",
+            "monthly_region_revenue",
+            "Europe/Berlin",
+            "next ticks",
+            "SELECT",
+        ],
+    );
     let table = ui.get("/tables/clean_orders", &[]).await;
     assert_eq!(table.status, 200, "{}", table.body);
-    for want in ["v1", "live", "0001_", "applied"] {
-        assert!(
-            table.body.contains(want),
-            "table page lacks {want}:\n{}",
-            table.body
-        );
-    }
+    table.shows("table page", &["v1", "live", "0001_", "applied"]);
     let missing = ui.get("/jobs/nope", &[]).await;
     assert_eq!(missing.status, 404);
     let bad = ui
@@ -462,12 +470,7 @@ async fn the_grid_of_ten_thousand_partitions_is_rendered_in_a_fraction_of_a_seco
 async fn the_daemon_serves_the_pages_at_its_address_with_its_queue() {
     let p = TestProject::sample();
     p.ok(&["migrate"]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = format!("127.0.0.1:{}", crate::daemon::free_port());
     let (mut daemon, log) = p.spawn(&["daemon", "--metrics-address", &addr], &[]);
     let url = format!("http://{addr}");
     // Catch-up queues the last days; their exports do not exist, so each waits for its
@@ -553,14 +556,7 @@ async fn an_action_needs_the_token_and_the_page_s_csrf_token() {
 
     let ui = Ui::start_with(&p, &["--allow-actions"], &[("SLUICE_UI_TOKEN", TOKEN)]);
     let run = "/jobs/clean_orders/partitions/2024-01-05/run";
-    let bearer = format!("Bearer {TOKEN}");
-    let page = ui
-        .get(
-            "/jobs/clean_orders/partitions/2024-01-05",
-            &[("authorization", &bearer)],
-        )
-        .await;
-    let csrf = csrf_of(&page.body);
+    let csrf = ui.csrf("/jobs/clean_orders/partitions/2024-01-05").await;
     assert_eq!(
         post(&ui, run, false, &[("csrf", &csrf)]).await,
         401,
@@ -660,14 +656,7 @@ async fn a_run_from_the_page_leaves_what_sluice_run_leaves_and_a_racing_backfill
             ("SLUICE_FAILPOINT_DELAY_MS", "1500"),
         ],
     );
-    let bearer = format!("Bearer {TOKEN}");
-    let page = ui
-        .get(
-            "/jobs/clean_orders/partitions/2024-01-05",
-            &[("authorization", &bearer)],
-        )
-        .await;
-    let csrf = csrf_of(&page.body);
+    let csrf = ui.csrf("/jobs/clean_orders/partitions/2024-01-05").await;
     let status = post(
         &ui,
         "/jobs/clean_orders/partitions/2024-01-05/run",
@@ -766,12 +755,7 @@ async fn the_daemon_acts_only_with_a_token() {
         o.context()
     );
     // With one, its partition pages carry the form.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = format!("127.0.0.1:{}", crate::daemon::free_port());
     let (mut daemon, log) = p.spawn(
         &["daemon", "--metrics-address", &addr, "--allow-actions"],
         &[("SLUICE_UI_TOKEN", TOKEN)],

@@ -39,7 +39,8 @@ struct DiffPage {
     /// Partitions whose row counts differ.
     partitions: Vec<(String, u64, u64)>,
     by_key: Option<KeyView>,
-    columns: Vec<(String, String, String, String, String, String, String)>,
+    /// Per column, as `ColumnStats::shown` gives it.
+    columns: Vec<Vec<String>>,
 }
 
 pub async fn diff(
@@ -68,10 +69,6 @@ async fn diff_page(
         .await
         .map_err(|e| UiError::BadRequest(e.to_string()))?;
     Ok(view(project, d))
-}
-
-fn num(v: Option<f64>) -> String {
-    v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "-".into())
 }
 
 fn view(project: &Project, d: Diff) -> DiffPage {
@@ -106,20 +103,6 @@ fn view(project: &Project, d: Diff) -> DiffPage {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         }),
-        columns: d
-            .columns
-            .iter()
-            .map(|c| {
-                (
-                    c.column.clone(),
-                    num(c.from_sum),
-                    num(c.to_sum),
-                    num(c.from_mean),
-                    num(c.to_mean),
-                    format!("{:.4}", c.from_null_fraction),
-                    format!("{:.4}", c.to_null_fraction),
-                )
-            })
-            .collect(),
+        columns: d.columns.iter().map(|c| c.shown()).collect(),
     }
 }
