@@ -84,6 +84,8 @@ pub struct GridQuery {
 
 pub const DEFAULT_PER_PAGE: usize = 400;
 pub const MAX_PER_PAGE: usize = 20_000;
+/// The most partitions of one job a range may hold (22 years of hours).
+const MAX_RANGE: usize = 200_000;
 
 pub struct Cell {
     pub key: String,
@@ -153,10 +155,10 @@ fn keys_of(
     rows: &HashMap<String, PartitionStatus>,
     now: DateTime<Utc>,
     (from, to): (Option<NaiveDateTime>, Option<NaiveDateTime>),
-) -> Vec<PartitionKey> {
+) -> Result<Vec<PartitionKey>, UiError> {
     let g = job.granularity;
     if g == Granularity::None {
-        return vec![PartitionKey::All];
+        return Ok(vec![PartitionKey::All]);
     }
     let known: Vec<PartitionKey> = rows.keys().filter_map(|k| g.parse_key(k).ok()).collect();
     let latest = known
@@ -169,21 +171,35 @@ fn keys_of(
         .start
         .or_else(|| known.iter().copied().min())
         .unwrap_or(latest);
-    let first = match from {
-        Some(f) => g.key_at(f).min(first),
-        None => first,
-    };
+    // A range that starts before the job's start shows the partitions before it too.
+    let first = from.map(|f| g.key_at(f)).unwrap_or(first);
     let last = match to {
         Some(t) => g.key_at(t - chrono::Duration::seconds(1)).min(latest),
         None => latest,
     };
-    g.range(first, last)
+    let hours = match (first.start(), last.start()) {
+        (Some(a), Some(b)) => (b - a).num_hours().max(0),
+        _ => 0,
+    };
+    let per_key = match g {
+        Granularity::Hourly => 1,
+        Granularity::Daily => 24,
+        _ => 24 * 28,
+    };
+    if hours / per_key > MAX_RANGE as i64 {
+        return Err(UiError::BadRequest(format!(
+            "the range holds about {} partitions of `{}`; the grid shows at most {MAX_RANGE} per job: narrow `from` and `to`",
+            hours / per_key,
+            job.name
+        )));
+    }
+    Ok(g.range(first, last)
         .into_iter()
         .filter(|k| match k.bounds() {
             Some((s, e)) => from.is_none_or(|f| e > f) && to.is_none_or(|t| s < t),
             None => true,
         })
-        .collect()
+        .collect())
 }
 
 /// The state filter, parsed.
@@ -270,7 +286,7 @@ pub async fn build(
             .collect();
         let mut counts: HashMap<CellState, usize> = HashMap::new();
         let mut matching = Vec::new();
-        for key in keys_of(job, &rows, now, range).into_iter().rev() {
+        for key in keys_of(job, &rows, now, range)?.into_iter().rev() {
             let text = key.to_string();
             let row = rows.get(&text);
             let queued = queue.get(&(job.name.to_string(), text.clone()));
@@ -286,12 +302,10 @@ pub async fn build(
             }
         }
         let total = matching.len();
-        grid.more |= total > (page + 1) * per_page;
-        let cells: Vec<Cell> = matching
-            .into_iter()
-            .skip(page * per_page)
-            .take(per_page)
-            .collect();
+        // Saturating: the page number comes from the address.
+        let skip = page.saturating_mul(per_page);
+        grid.more |= total > skip.saturating_add(per_page);
+        let cells: Vec<Cell> = matching.into_iter().skip(skip).take(per_page).collect();
         grid.running |= cells.iter().any(|c| c.state == CellState::Running);
         grid.rows.push(JobRow {
             job: job.name.to_string(),

@@ -296,6 +296,13 @@ async fn the_job_and_table_pages_show_the_spec_schedule_versions_and_migrations(
         .get("/jobs/clean_orders/partitions/..%2f..%2fetc", &[])
         .await;
     assert_eq!(bad.status, 404, "{}", bad.body);
+    // An absurd page is an empty page, not a crash.
+    let far = ui
+        .get(&format!("/?page={}&per_page=20000", usize::MAX), &[])
+        .await;
+    assert_eq!(far.status, 200, "{}", far.body);
+    let huge = ui.get("/?from=0001-01-01T00", &[]).await;
+    assert_eq!(huge.status, 400, "{}", huge.body);
     let bad_filter = ui.get("/?state=%3Cscript%3E", &[]).await;
     assert_eq!(bad_filter.status, 400);
     assert!(

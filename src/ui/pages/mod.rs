@@ -154,9 +154,11 @@ pub async fn grid(State(ui): State<Arc<UiState>>, Query(q): Query<GridQuery>) ->
             })
             .collect(),
         running: g.running,
-        page_number: g.page + 1,
+        page_number: g.page.saturating_add(1),
         prev_query: (g.page > 0).then(|| page_query(&q, g.per_page, g.page - 1)),
-        next_query: g.more.then(|| page_query(&q, g.per_page, g.page + 1)),
+        next_query: g
+            .more
+            .then(|| page_query(&q, g.per_page, g.page.saturating_add(1))),
         rows: g.rows,
     };
     let mut response = render(&page);
