@@ -82,8 +82,8 @@ pub struct GridQuery {
     pub per_page: Option<usize>,
 }
 
-pub const DEFAULT_PER_PAGE: usize = 400;
-pub const MAX_PER_PAGE: usize = 20_000;
+const DEFAULT_PER_PAGE: usize = 400;
+const MAX_PER_PAGE: usize = 20_000;
 /// The most partitions of one job a range may hold (22 years of hours).
 const MAX_RANGE: usize = 200_000;
 

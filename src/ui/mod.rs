@@ -13,7 +13,6 @@ mod server;
 
 pub use access::Access;
 pub use actions::Actions;
-pub use grid::{CellState, GridQuery};
 pub use server::{UiState, router, serve};
 
 use std::net::SocketAddr;
