@@ -87,10 +87,7 @@ const BATCH: usize = 8192;
 
 /// Replaces the partition's dead letters with `letters.rows`; none clears them.
 pub async fn replace(url: &Url, letters: &Letters<'_>) -> Result<(), DeltaError> {
-    let scope = Scope::Partition {
-        column: "partition".into(),
-        value: letters.partition.clone(),
-    };
+    let scope = Scope::Partition(vec![("partition".into(), letters.partition.clone())]);
     let mut table = if letters.rows.is_empty() {
         if surely_missing(url) {
             return Ok(());

@@ -458,6 +458,8 @@ pub fn parse_partitions(
     g: crate::partition::Granularity,
     text: &str,
 ) -> Result<Vec<String>, String> {
-    let keys = crate::partition::PartitionsArg::parse(text).keys(g)?;
-    Ok(keys.into_iter().map(|k| k.to_string()).collect())
+    let times = crate::partition::PartitionsArg::parse(text)
+        .times(g)?
+        .ok_or("name the partitions' times (a list a,b,c or a range a..b)")?;
+    Ok(times.into_iter().map(|k| k.to_string()).collect())
 }

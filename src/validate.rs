@@ -17,13 +17,12 @@ fn file_name(p: &std::path::Path) -> String {
 fn partition_of(
     table: &crate::schema::TableSchema,
     job: &crate::job::Job,
-) -> Option<(String, deltalake::datafusion::scalar::ScalarValue, String)> {
-    let col = table.partition_column()?;
-    let key = job
-        .start
-        .unwrap_or_else(|| job.granularity.key_at(chrono::Utc::now().naive_utc()));
-    let v = crate::schema::types::partition_value(col.ty, &key, job.partition_time_zone)?;
-    Some((col.name.to_string(), v, key.to_string()))
+) -> Vec<crate::engine::conform::PartitionColumn> {
+    let key = job.representative_partition();
+    job.partition_values(table, &key)
+        .into_iter()
+        .map(|v| (v.column, v.value, key.to_string()))
+        .collect()
 }
 
 /// What `validate` found.

@@ -54,8 +54,11 @@ pub struct Request {
     pub downstream: bool,
     pub from: String,
     pub to: String,
-    /// Only these partitions (as written, e.g. `2024-01-03`) of the range.
+    /// Only these times (as written, e.g. `2024-01-03`) of the range.
     pub only: Option<BTreeSet<String>>,
+    /// Only these keys, of the jobs with a static dimension (`--keys`, or the keys of
+    /// `--partitions`).
+    pub keys: Option<BTreeSet<crate::partition::StaticKey>>,
     /// The table version the named jobs' specs must name (`--version`).
     pub version: Option<u32>,
     pub selection: Selection,

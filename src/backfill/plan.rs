@@ -8,7 +8,7 @@ use crate::catalog::{Catalog, PartitionState, PartitionStatus};
 use crate::fingerprint::fingerprint;
 use crate::job::Job;
 use crate::names::Name;
-use crate::partition::{Granularity, PartitionKey};
+use crate::partition::{Granularity, PartitionKey, TimeKey};
 use crate::project::Project;
 use chrono::NaiveDateTime;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -23,7 +23,7 @@ fn parse_bound(
         Granularity::Monthly,
         Granularity::Hourly,
     ] {
-        if let Ok(k) = g.parse_key(text) {
+        if let Ok(k) = g.parse_time(text) {
             if let Some(b) = k.bounds() {
                 return Ok(b);
             }
@@ -35,12 +35,12 @@ fn parse_bound(
     })
 }
 
-/// The keys of a job whose whole interval lies inside `[start, end)`: a monthly partition is
-/// in a range only if the range covers its month, so a backfill never computes a month
+/// The times of a job whose whole interval lies inside `[start, end)`: a monthly partition
+/// is in a range only if the range covers its month, so a backfill never computes a month
 /// from part of its days.
-fn keys_in(g: Granularity, start: NaiveDateTime, end: NaiveDateTime) -> Vec<PartitionKey> {
+fn times_in(g: Granularity, start: NaiveDateTime, end: NaiveDateTime) -> Vec<TimeKey> {
     if g == Granularity::None {
-        return vec![PartitionKey::All];
+        return vec![TimeKey::All];
     }
     let mut out = Vec::new();
     let mut k = g.key_at(start);
@@ -75,6 +75,7 @@ pub async fn plan(
     }
 
     let chosen = chosen_jobs(project, req)?;
+    check_keys(project, &chosen, req)?;
 
     let mut picked = Picked::default();
     for name in project.graph.order.iter().filter(|n| chosen.contains(*n)) {
@@ -142,6 +143,42 @@ fn chosen_jobs(project: &Project, req: &Request) -> Result<BTreeSet<Name>, Backf
     Ok(chosen)
 }
 
+/// The keys `--keys` names must each be declared by a chosen job with a static dimension.
+fn check_keys(
+    project: &Project,
+    chosen: &BTreeSet<Name>,
+    req: &Request,
+) -> Result<(), BackfillError> {
+    let Some(wanted) = &req.keys else {
+        return Ok(());
+    };
+    let keyed: Vec<&Job> = chosen
+        .iter()
+        .filter_map(|n| project.jobs.get(n))
+        .filter(|j| j.static_keys.is_some())
+        .collect();
+    if keyed.is_empty() {
+        return Err(BackfillError::Job(
+            "partition keys were given but no job of the backfill has a static dimension (`partitioning.key_column`)".into(),
+        ));
+    }
+    for k in wanted {
+        if !keyed.iter().any(|j| j.keys().contains(k)) {
+            let declared: Vec<_> = keyed
+                .iter()
+                .flat_map(|j| j.keys().iter())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            return Err(BackfillError::Job(format!(
+                "no job of the backfill declares the key `{k}`; declared: {}",
+                crate::text::shorten(&declared, 12)
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// What a plan has chosen so far: its items, what it left out and why, and each item's
 /// place by (job, partition).
 #[derive(Default)]
@@ -175,10 +212,19 @@ async fn select_partitions(
         .into_iter()
         .map(|p| (p.partition_key.clone(), p))
         .collect();
-    let mut keys = keys_in(job.granularity, from_start, to_end);
+    let mut times = times_in(job.granularity, from_start, to_end);
     if let Some(only) = &req.only {
-        keys.retain(|k| only.contains(&k.to_string()));
+        times.retain(|k| only.contains(&k.to_string()));
     }
+    // Every declared key at each time (those `--keys` names, when it does).
+    let mut keys: Vec<PartitionKey> = times
+        .into_iter()
+        .flat_map(|t| job.partitions_at(t))
+        .filter(|p| match (&req.keys, p.key) {
+            (Some(wanted), Some(k)) => wanted.contains(&k),
+            _ => true,
+        })
+        .collect();
     if req.newest_first {
         keys.reverse();
     }
@@ -190,7 +236,7 @@ async fn select_partitions(
             why,
         };
         if let Some(start) = job.start {
-            if key < start {
+            if key.time < start {
                 out.not_selected
                     .push(skip(format!("before the job's start ({start})")));
                 continue;

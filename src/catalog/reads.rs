@@ -3,6 +3,7 @@
 
 use super::rows::PARTITION_STATUS;
 use super::{Catalog, CatalogError, PartitionStatus, RunRow, query_err};
+use crate::partition::{KEY_SEPARATOR, PartitionKey};
 use std::sync::LazyLock;
 
 static PARTITION_ONE: LazyLock<String> = LazyLock::new(|| {
@@ -38,23 +39,32 @@ pub(super) fn partition_one() -> &'static str {
 
 impl Catalog {
     /// The stored quality (JSON) of the `limit` complete partitions of a physical version
-    /// before `partition`, newest first: the baseline of checks that compare with the past.
+    /// before `partition` (of the same key, when `partition` has one), newest first: the
+    /// baseline of checks that compare with the past. A small key is compared with its own
+    /// past, never with a big key's.
     pub async fn quality_before(
         &self,
         table: &str,
         version: i64,
-        partition: &str,
+        partition: &PartitionKey,
         limit: u32,
     ) -> Result<Vec<String>, CatalogError> {
+        // Keys are letters, digits, `_` and `-`: only `_` is special to LIKE.
+        let same_key = match partition.key {
+            Some(k) => format!("%{KEY_SEPARATOR}{}", k.as_str().replace('_', "\\_")),
+            None => "%".to_string(),
+        };
         let rows: Vec<(Option<String>,)> = sqlx::query_as(
             "SELECT r.quality_json FROM partitions p JOIN runs r ON r.run_id = p.content_run_id \
              WHERE p.table_name = $1 AND p.table_version = $2 AND p.partition_key < $3 AND p.content_run_id IS NOT NULL \
+             AND p.partition_key LIKE $5 ESCAPE '\\' \
              ORDER BY p.partition_key DESC LIMIT $4",
         )
         .bind(table)
         .bind(version)
-        .bind(partition)
+        .bind(partition.to_string())
         .bind(i64::from(limit))
+        .bind(same_key)
         .fetch_all(&self.pool)
         .await
         .map_err(query_err("read profiles"))?;

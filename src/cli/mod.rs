@@ -26,7 +26,7 @@ mod validate_cmd;
 use crate::backfill::{Request, Selection};
 use crate::config::Overrides;
 use crate::logging::{self, LogFormat};
-use crate::partition::PartitionsArg;
+use crate::partition::{PartitionsArg, TimesArg};
 use clap::{Parser, Subcommand};
 use output::Format;
 use std::path::PathBuf;
@@ -121,9 +121,14 @@ enum Command {
         #[arg(long, required_unless_present = "partitions")]
         to: Option<String>,
         /// Instead of --from/--to: a list (2024-01-03,2024-01-09) or a range (A..B, both
-        /// included), e.g. the partitions a canary builds.
-        #[arg(long, conflicts_with_all = ["from", "to"], value_name = "LIST|RANGE")]
+        /// included), e.g. the partitions a canary builds; `:KEYS` after it narrows the
+        /// jobs with a static dimension to those keys (2024-01-01..2024-01-31:emea,apac).
+        #[arg(long, conflicts_with_all = ["from", "to", "keys"], value_name = "LIST|RANGE[:KEYS]")]
         partitions: Option<String>,
+        /// Only these keys of the jobs with a static dimension (emea,apac); default: every
+        /// declared key.
+        #[arg(long, value_name = "KEYS")]
+        keys: Option<String>,
         /// The table version the named jobs must be building (their spec's `version`): a
         /// guard for canaries.
         #[arg(long, value_name = "N")]
@@ -580,6 +585,7 @@ async fn dispatch(command: Command, globals: &Globals) -> Outcome {
             from,
             to,
             partitions,
+            keys,
             version,
             dry_run,
             force,
@@ -590,15 +596,29 @@ async fn dispatch(command: Command, globals: &Globals) -> Outcome {
             concurrency,
             fail_fast,
         } => {
-            let (from, to, only) = match partitions.as_deref().map(PartitionsArg::parse) {
+            let arg = match (partitions, keys) {
+                (Some(p), _) => Some(PartitionsArg::parse(&p)),
+                (None, Some(k)) => Some(PartitionsArg::parse(&format!(":{k}"))),
+                (None, None) => None,
+            };
+            let keys = match arg.as_ref().map(PartitionsArg::static_keys).transpose() {
+                Ok(k) => k.flatten(),
+                Err(m) => anyhow::bail!("--partitions or --keys: {m}"),
+            };
+            let (from, to, only) = match arg.and_then(|a| a.times) {
                 None => (from.unwrap_or_default(), to.unwrap_or_default(), None),
-                Some(PartitionsArg::Range(a, b)) => (a, b, None),
-                Some(PartitionsArg::List(set)) => {
+                Some(TimesArg::Range(a, b)) => (a, b, None),
+                Some(TimesArg::List(set)) => {
                     let first = set.first().cloned().unwrap_or_default();
                     let last = set.last().cloned().unwrap_or_default();
                     (first, last, Some(set))
                 }
             };
+            if from.is_empty() || to.is_empty() {
+                anyhow::bail!(
+                    "--partitions names keys but no times: add them (2024-01-01..2024-01-31:emea), or give --from, --to and --keys"
+                );
+            }
             let selection = match (force, only_failed, stale) {
                 (true, _, _) => Selection::Force,
                 (_, true, _) => Selection::OnlyFailed,
@@ -614,6 +634,7 @@ async fn dispatch(command: Command, globals: &Globals) -> Outcome {
                         from,
                         to,
                         only,
+                        keys,
                         version,
                         selection,
                         newest_first,

@@ -82,16 +82,21 @@ pub(super) fn job_and_partition(
     partition: &str,
 ) -> Result<(Job, PartitionKey), u8> {
     let job = job_named(project, job_name)?;
-    let key = match job.granularity.parse_key(partition) {
+    let key = match job.parse_partition(partition) {
         Ok(k) => k,
         Err(e) => {
             eprintln!(
                 "error: --partition: {e} (job `{}` is partitioned {})",
-                job.name, job.granularity
+                job.name,
+                job.partitioning_text()
             );
             return Err(EXIT_UNUSABLE);
         }
     };
+    if let Err(m) = job.check_declared(&key) {
+        eprintln!("error: --partition {key}: {m}");
+        return Err(EXIT_UNUSABLE);
+    }
     Ok((job, key))
 }
 

@@ -19,6 +19,15 @@ pub async fn run(g: &Globals, job: Option<&str>) -> Outcome {
     }
     let catalog = Catalog::connect(&project.settings.catalog_url).await?;
     let rows = catalog.partition_statuses(job).await?;
+    // A partition of a key the spec no longer declares keeps its data and its row here;
+    // it is marked, and nothing runs it (`None`: the job's spec is not loaded).
+    let declared = |r: &crate::catalog::PartitionStatus| {
+        let j = project.jobs.get(r.job.as_str())?;
+        Some(
+            j.parse_partition(&r.partition_key)
+                .is_ok_and(|p| j.declares(&p)),
+        )
+    };
     if g.output == output::Format::Json {
         let v: Vec<_> = rows
             .iter()
@@ -33,6 +42,7 @@ pub async fn run(g: &Globals, job: Option<&str>) -> Outcome {
                     "finished_at": r.finished_at.map(crate::clock::rfc3339),
                     "duration_ms": match (r.started_at, r.finished_at) { (Some(s), Some(e)) => Some(e - s), _ => None },
                     "error": r.error,
+                    "declared": declared(r),
                 })
             })
             .collect();
@@ -50,7 +60,10 @@ pub async fn run(g: &Globals, job: Option<&str>) -> Outcome {
                 r.job.clone(),
                 format!("v{}", r.table_version),
                 r.partition_key.clone(),
-                r.state.to_string(),
+                match declared(r) {
+                    Some(false) => format!("{} (key no longer declared)", r.state),
+                    _ => r.state.to_string(),
+                },
                 output::opt(&r.content_rows),
                 r.last_run_id.clone(),
                 output::duration(r.started_at, r.finished_at),

@@ -249,7 +249,7 @@ pub async fn create(
     let job = project
         .job(job_name)
         .map_err(|errs| anyhow!(crate::text::shorten(&errs, 3)))?;
-    let key = job.granularity.parse_key(partition)?;
+    let key = job.parse_partition(partition)?;
     let runner = ctx.runner()?;
     let upstream = runner.resolve_upstream(job, &key).await?;
     let engine = ctx.engine()?;

@@ -7,7 +7,7 @@ use super::{Daemon, MAX_TICKS_PER_POLL};
 use crate::catalog::PartitionState;
 use crate::job::{CatchUp, InputSource, Job};
 use crate::names::Name;
-use crate::partition::{Granularity, PartitionKey};
+use crate::partition::{Granularity, PartitionKey, StaticKey, TimeKey};
 use crate::run::{RunOutcome, RunReport, Trigger};
 use chrono::{DateTime, Utc};
 use std::path::Path;
@@ -56,10 +56,13 @@ pub(super) struct JobState {
     pub(super) invalid: Option<String>,
     /// Ticks up to here have been handled.
     pub(super) cursor: DateTime<Utc>,
-    /// The newest partition the schedule has produced.
-    pub(super) last_scheduled: Option<PartitionKey>,
+    /// The newest partition time the schedule has produced.
+    pub(super) last_scheduled: Option<TimeKey>,
     /// Catch-up done (once per daemon, when the job is first seen).
     pub(super) started: bool,
+    /// Keys added to the spec since catch-up: their missing partitions are caught up at
+    /// the next poll, like a new job's.
+    pub(super) added_keys: Vec<StaticKey>,
     pub(super) running: usize,
 }
 
@@ -86,10 +89,20 @@ impl Daemon {
         if !st.started {
             return self.catch_up(name, now).await;
         }
-        let cadence = st.cadence.clone();
+        if !st.added_keys.is_empty() {
+            let added: Vec<Option<StaticKey>> = st.added_keys.iter().map(|k| Some(*k)).collect();
+            self.catch_up_keys(name, &added, now).await?;
+            if let Some(st) = self.jobs.get_mut(name) {
+                st.added_keys.clear();
+            }
+        }
+        let Some(st) = self.jobs.get(name) else {
+            return Ok(());
+        };
+        let (cadence, job) = (st.cadence.clone(), st.job.clone());
         let ticks = cadence.ticks_between(st.cursor, now, MAX_TICKS_PER_POLL);
         let mut last = st.last_scheduled;
-        let mut new: Vec<(PartitionKey, DateTime<Utc>)> = Vec::new();
+        let mut new: Vec<(TimeKey, DateTime<Utc>)> = Vec::new();
         for tick in ticks {
             let p = cadence.partition_for(tick);
             if cadence.granularity == Granularity::None {
@@ -113,14 +126,16 @@ impl Daemon {
             st.cursor = now;
             st.last_scheduled = last;
         }
-        for (key, tick) in new {
-            self.enqueue(name, key, tick, Due::Tick, true).await?;
+        for (time, tick) in new {
+            for key in job.partitions_at(time) {
+                self.enqueue(name, key, tick, Due::Tick, true).await?;
+            }
         }
         Ok(())
     }
 
     /// The first look at a job: queue the partitions missed while the daemon was down, per
-    /// the job's catch-up policy.
+    /// the job's catch-up policy (for each key of a job with keys).
     pub(super) async fn catch_up(
         &mut self,
         name: &Name,
@@ -129,10 +144,29 @@ impl Daemon {
         let Some(st) = self.jobs.get(name) else {
             return Ok(());
         };
+        let keys: Vec<Option<StaticKey>> = match &st.job.static_keys {
+            None => vec![None],
+            Some(d) => d.keys.iter().map(|k| Some(*k)).collect(),
+        };
+        let latest = self.catch_up_keys(name, &keys, now).await?;
+        self.mark_started(name, now, latest);
+        Ok(())
+    }
+
+    /// Queues the missed partitions of `keys` (`None`: a job without keys); returns the
+    /// newest due partition time.
+    async fn catch_up_keys(
+        &mut self,
+        name: &Name,
+        keys: &[Option<StaticKey>],
+        now: DateTime<Utc>,
+    ) -> Result<Option<TimeKey>, crate::catalog::CatalogError> {
+        let Some(st) = self.jobs.get(name) else {
+            return Ok(None);
+        };
         let (job, cadence) = (st.job.clone(), st.cadence.clone());
         let Some(tick) = cadence.latest_tick(now) else {
-            self.mark_started(name, now, None);
-            return Ok(());
+            return Ok(None);
         };
         let latest = cadence.partition_for(tick);
         let policy = cadence.schedule.catch_up;
@@ -140,69 +174,64 @@ impl Daemon {
             .catalog
             .partitions_of(job.table.as_str(), i64::from(job.version))
             .await?;
-        let complete: std::collections::BTreeSet<PartitionKey> = statuses
-            .iter()
-            .filter(|p| p.state == PartitionState::Complete)
-            .filter_map(|p| job.granularity.parse_key(&p.partition_key).ok())
-            .collect();
-        let missing: Vec<PartitionKey> = if job.granularity == Granularity::None {
-            let done = statuses
+        for key in keys {
+            let mine: Vec<_> = statuses
                 .iter()
-                .any(|p| p.completed_since(tick.timestamp_millis()));
-            if done { Vec::new() } else { vec![latest] }
-        } else {
-            let last_complete = complete.range(..=latest).next_back().copied();
-            let mut floor = match last_complete {
-                Some(k) => k.next().unwrap_or(latest),
-                None => job.start.unwrap_or(latest),
-            };
-            if let Some(start) = job.start {
-                floor = floor.max(start);
-            }
-            if floor > latest {
-                Vec::new()
+                .filter_map(|s| job.parse_partition(&s.partition_key).ok().map(|p| (p, s)))
+                .filter(|(p, _)| p.key == *key)
+                .collect();
+            let complete: std::collections::BTreeSet<TimeKey> = mine
+                .iter()
+                .filter(|(_, s)| s.state == PartitionState::Complete)
+                .map(|(p, _)| p.time)
+                .collect();
+            let missing: Vec<TimeKey> = if job.granularity == Granularity::None {
+                let done = mine
+                    .iter()
+                    .any(|(_, s)| s.completed_since(tick.timestamp_millis()));
+                if done { Vec::new() } else { vec![latest] }
             } else {
-                job.granularity
-                    .range(floor, latest)
-                    .into_iter()
-                    .filter(|k| !complete.contains(k))
-                    .collect()
-            }
-        };
-        let (keys, left_out) = super::schedule::catch_up(
-            policy,
-            cadence.schedule.max_catch_up,
-            latest,
-            missing.clone(),
-        );
-        if left_out > 0 {
-            let oldest = missing.first().map(|k| k.to_string()).unwrap_or_default();
-            let policy_name = match policy {
-                CatchUp::All => "all",
-                CatchUp::Latest => "latest",
-                CatchUp::None => "none",
+                missing_times(&job, &complete, latest)
             };
-            warn!(
-                job = %name, left_out, catch_up = policy_name,
-                "missed partitions not queued by the catch-up policy; backfill them with `sluice backfill {name} --from {oldest} --to {}`",
-                missing.get(left_out.saturating_sub(1)).map(|k| k.to_string()).unwrap_or_default()
+            let (times, left_out) = super::schedule::catch_up(
+                policy,
+                cadence.schedule.max_catch_up,
+                latest,
+                missing.clone(),
             );
+            let at = |t: &TimeKey| PartitionKey::new(*t, *key);
+            if left_out > 0 {
+                let oldest = missing
+                    .first()
+                    .map(|t| at(t).to_string())
+                    .unwrap_or_default();
+                let policy_name = match policy {
+                    CatchUp::All => "all",
+                    CatchUp::Latest => "latest",
+                    CatchUp::None => "none",
+                };
+                warn!(
+                    job = %name, left_out, catch_up = policy_name,
+                    "missed partitions not queued by the catch-up policy; backfill them with `sluice backfill {name} --from {oldest} --to {}`",
+                    missing.get(left_out.saturating_sub(1)).map(|t| at(t).to_string()).unwrap_or_default()
+                );
+            }
+            if let (Some(first), Some(last)) = (times.first(), times.last()) {
+                info!(job = %name, count = times.len(), first = %at(first), last = %at(last), "catching up missed partitions");
+            }
+            for t in times {
+                self.enqueue(name, at(&t), tick, Due::CatchUp, false)
+                    .await?;
+            }
         }
-        if !keys.is_empty() {
-            info!(job = %name, count = keys.len(), first = %keys[0], last = %keys[keys.len() - 1], "catching up missed partitions");
-        }
-        for k in keys {
-            self.enqueue(name, k, tick, Due::CatchUp, false).await?;
-        }
-        self.mark_started(name, now, Some(latest));
-        Ok(())
+        Ok(Some(latest))
     }
 
     pub(super) fn mark_started(
         &mut self,
         name: &Name,
         now: DateTime<Utc>,
-        latest: Option<PartitionKey>,
+        latest: Option<TimeKey>,
     ) {
         if let Some(st) = self.jobs.get_mut(name) {
             st.started = true;
@@ -227,7 +256,7 @@ impl Daemon {
         let Some(st) = self.jobs.get(name) else {
             return Ok(());
         };
-        if st.job.start.is_some_and(|s| key < s) {
+        if st.job.start.is_some_and(|s| key.time < s) || !st.job.declares(&key) {
             return Ok(());
         }
         if check_catalog && st.job.granularity != Granularity::None {
@@ -481,4 +510,29 @@ fn humanize(d: Duration) -> String {
         s if s % 60 == 0 && s > 0 => format!("{}m", s / 60),
         s => format!("{s}s"),
     }
+}
+
+/// The times after the last complete one (from the job's start) up to `latest`, not
+/// complete, oldest first.
+fn missing_times(
+    job: &Job,
+    complete: &std::collections::BTreeSet<TimeKey>,
+    latest: TimeKey,
+) -> Vec<TimeKey> {
+    let last_complete = complete.range(..=latest).next_back().copied();
+    let mut floor = match last_complete {
+        Some(k) => k.next().unwrap_or(latest),
+        None => job.start.unwrap_or(latest),
+    };
+    if let Some(start) = job.start {
+        floor = floor.max(start);
+    }
+    if floor > latest {
+        return Vec::new();
+    }
+    job.granularity
+        .range(floor, latest)
+        .into_iter()
+        .filter(|k| !complete.contains(k))
+        .collect()
 }

@@ -62,6 +62,16 @@ impl Daemon {
                     if st.invalid.take().is_some() {
                         info!(job = %name, "the job's spec validates again");
                     }
+                    let added: Vec<_> = job
+                        .keys()
+                        .iter()
+                        .filter(|k| !st.job.keys().contains(k))
+                        .copied()
+                        .collect();
+                    if !added.is_empty() {
+                        info!(job = %name, keys = %crate::text::shorten(&added, 12), "partition keys added; their missed partitions are caught up");
+                        st.added_keys.extend(added);
+                    }
                     st.job = job.clone();
                     st.cadence = cadence;
                 }
@@ -76,11 +86,15 @@ impl Daemon {
                             cursor: now,
                             last_scheduled: None,
                             started: false,
+                            added_keys: Vec::new(),
                             running: 0,
                         },
                     );
                 }
             }
+            // A key removed from the spec: its queued partitions are not run (its data stays).
+            self.queue
+                .retain(|p| &p.job != name || job.declares(&p.key));
         }
         let gone: Vec<Name> = self
             .jobs

@@ -11,7 +11,7 @@
 //! between.
 
 use crate::job::{CatchUp, Job, Schedule};
-use crate::partition::{Granularity, PartitionKey};
+use crate::partition::{Granularity, TimeKey};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
@@ -74,8 +74,8 @@ impl Cadence {
         out
     }
 
-    /// The partition a tick at `tick` runs.
-    pub fn partition_for(&self, tick: DateTime<Utc>) -> PartitionKey {
+    /// The partition time a tick at `tick` runs (for every key of a job with keys).
+    pub fn partition_for(&self, tick: DateTime<Utc>) -> TimeKey {
         let local = tick.with_timezone(&self.partition_tz).naive_local();
         let mut key = self.granularity.key_at(local);
         for _ in 0..self.schedule.lag {
@@ -95,9 +95,9 @@ impl Cadence {
 pub fn catch_up(
     policy: CatchUp,
     max: u32,
-    latest: PartitionKey,
-    missing: Vec<PartitionKey>,
-) -> (Vec<PartitionKey>, usize) {
+    latest: TimeKey,
+    missing: Vec<TimeKey>,
+) -> (Vec<TimeKey>, usize) {
     match policy {
         CatchUp::None => {
             let n = missing.len();
@@ -138,8 +138,8 @@ mod tests {
         }
     }
 
-    fn day(y: i32, m: u32, d: u32) -> PartitionKey {
-        PartitionKey::Day(NaiveDate::from_ymd_opt(y, m, d).expect("date"))
+    fn day(y: i32, m: u32, d: u32) -> TimeKey {
+        TimeKey::Day(NaiveDate::from_ymd_opt(y, m, d).expect("date"))
     }
 
     fn utc(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
@@ -149,8 +149,8 @@ mod tests {
     }
 
     /// The partitions ticks run over `(from, to]`, deduplicated the daemon's way.
-    fn scheduled(c: &Cadence, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<PartitionKey> {
-        let mut last: Option<PartitionKey> = None;
+    fn scheduled(c: &Cadence, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<TimeKey> {
+        let mut last: Option<TimeKey> = None;
         let mut out = Vec::new();
         for t in c.ticks_between(from, to, 100_000) {
             let p = c.partition_for(t);

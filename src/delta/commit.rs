@@ -10,11 +10,11 @@ use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, DeltaTableError};
 use futures::TryStreamExt as _;
 
-/// What to replace: the partition's value in its partition column (Delta's string form),
-/// or the whole table for an unpartitioned one.
+/// What to replace: the partition's value in each of its partition columns (Delta's
+/// string form), or the whole table for an unpartitioned one.
 #[derive(Debug, Clone)]
 pub enum Scope {
-    Partition { column: String, value: String },
+    Partition(Vec<(String, String)>),
     WholeTable,
 }
 
@@ -31,12 +31,15 @@ async fn files_in_scope(
         .await?;
     Ok(match scope {
         Scope::WholeTable => files,
-        Scope::Partition { column, value } => files
+        Scope::Partition(values) => files
             .into_iter()
             .filter(|f| {
-                f.partition_values_map()
-                    .get(column)
-                    .is_some_and(|v| same_partition_value(v.as_deref(), value))
+                let logged = f.partition_values_map();
+                values.iter().all(|(column, value)| {
+                    logged
+                        .get(column)
+                        .is_some_and(|v| same_partition_value(v.as_deref(), value))
+                })
             })
             .collect(),
     })
@@ -295,8 +298,7 @@ async fn commit_once(
     };
     let mut actions: Vec<Action> = Vec::new();
     let mut txns = Vec::new();
-    let mut values: Vec<String> = Vec::new();
-    let mut column: Option<String> = None;
+    let mut replaced: Vec<&[(String, String)]> = Vec::new();
     let mut whole_table = false;
     let mut runs = Vec::new();
     for &i in live {
@@ -313,10 +315,7 @@ async fn commit_once(
             item.info.token,
         ));
         match &item.scope {
-            Scope::Partition { column: c, value } => {
-                column = Some(c.clone());
-                values.push(format!("'{}'", value.replace('\'', "''")));
-            }
+            Scope::Partition(values) => replaced.push(values),
             Scope::WholeTable => whole_table = true,
         }
         runs.push(serde_json::json!({
@@ -327,7 +326,7 @@ async fn commit_once(
             "fingerprint": item.info.fingerprint,
         }));
     }
-    let (partition_by, predicate) = write_predicate(column.as_deref(), &values, whole_table);
+    let (partition_by, predicate) = write_predicate(&replaced, whole_table);
     let op = DeltaOperation::Write {
         mode: SaveMode::Overwrite,
         partition_by,
@@ -369,24 +368,39 @@ async fn commit_once(
 }
 
 /// The predicate is what the conflict checker reads as a commit's read set: the replaced
-/// partitions only (their `values` in `column`), so that commits of other partitions do
-/// not conflict with it; the whole table when one item replaces it.
+/// partitions only (their values in their partition columns), so that commits of other
+/// partitions do not conflict with it; the whole table when one item replaces it.
 fn write_predicate(
-    column: Option<&str>,
-    values: &[String],
+    replaced: &[&[(String, String)]],
     whole_table: bool,
 ) -> (Option<Vec<String>>, Option<String>) {
-    match (column, whole_table) {
-        (Some(c), false) => (
-            Some(vec![c.to_string()]),
-            Some(if values.len() == 1 {
+    let quote = |v: &str| format!("'{}'", v.replace('\'', "''"));
+    let columns: Vec<String> = match replaced.first() {
+        Some(first) if !whole_table => first.iter().map(|(c, _)| c.clone()).collect(),
+        _ => return (None, None),
+    };
+    let predicate = match columns.as_slice() {
+        [c] => {
+            let values: Vec<String> = replaced.iter().map(|p| quote(&p[0].1)).collect();
+            if values.len() == 1 {
                 format!("{c} = {}", values[0])
             } else {
                 format!("{c} IN ({})", values.join(", "))
-            }),
-        ),
-        _ => (None, None),
-    }
+            }
+        }
+        _ => replaced
+            .iter()
+            .map(|p| {
+                let terms: Vec<String> = p
+                    .iter()
+                    .map(|(c, v)| format!("{c} = {}", quote(v)))
+                    .collect();
+                format!("({})", terms.join(" AND "))
+            })
+            .collect::<Vec<_>>()
+            .join(" OR "),
+    };
+    (Some(columns), Some(predicate))
 }
 
 /// After a commit that wrote checkpoint `v`: old log entries go, and the handle reopens

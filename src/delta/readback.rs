@@ -17,13 +17,13 @@ use deltalake::kernel::Add;
 use std::sync::Arc;
 
 /// The files `adds` of `table` as one table with the table's columns, registering the
-/// table's object store in `ctx`. Delta keeps the partition column out of the files:
-/// `partition` (its name and this partition's value) puts it back.
+/// table's object store in `ctx`. Delta keeps the partition columns out of the files:
+/// `partition` (their names and this partition's values) puts them back.
 pub fn uploaded_files(
     ctx: &SessionContext,
     table: &DeltaTable,
     schema: &TableSchema,
-    partition: Option<(&str, ScalarValue)>,
+    partition: &[(String, ScalarValue)],
     adds: &[Add],
 ) -> Result<Arc<dyn TableProvider>, DeltaError> {
     let err = |message: String| DeltaError::Write {
@@ -51,11 +51,10 @@ pub fn uploaded_files(
         store_url.as_ref(),
         table.log_store().root_object_store(None),
     );
-    let part_name = partition.as_ref().map(|(n, _)| n.to_string());
     let file_schema: SchemaRef = Arc::new(Schema::new(
         full.fields()
             .iter()
-            .filter(|f| Some(f.name()) != part_name.as_ref())
+            .filter(|f| !partition.iter().any(|(n, _)| n == f.name()))
             .cloned()
             .collect::<Vec<_>>(),
     ));
@@ -68,14 +67,14 @@ pub fn uploaded_files(
     let mut df = ctx
         .read_table(Arc::new(files))
         .map_err(|e| err(e.to_string()))?;
-    if let Some((name, value)) = partition {
+    for (name, value) in partition {
         let target = full
             .field_with_name(name)
             .map_err(|e| err(e.to_string()))?
             .data_type()
             .clone();
         df = df
-            .with_column(name, cast(lit(value), target))
+            .with_column(name, cast(lit(value.clone()), target))
             .map_err(|e| err(e.to_string()))?;
     }
     // The table's column order.

@@ -70,17 +70,20 @@ pub struct Conformer {
     sources: Vec<Option<usize>>,
     /// For each table column the SQL does not produce: its default, if it has one.
     defaults: Vec<Option<ScalarValue>>,
-    /// Partition column name and the value every row must carry.
-    partition: Option<(String, ScalarValue, String)>,
+    /// Each partition column's name, the value every row must carry, and the partition.
+    partition: Vec<PartitionColumn>,
 }
 
+/// A partition column, the value a partition holds in it, and the partition's text.
+pub type PartitionColumn = (String, ScalarValue, String);
+
 impl Conformer {
-    /// `partition` is the partition column and the value that partition holds in it, for a
-    /// partitioned table.
+    /// `partition` holds the partition columns and the values that partition holds in
+    /// them, for a partitioned table.
     pub fn new(
         table: &TableSchema,
         output: &SchemaRef,
-        partition: Option<(String, ScalarValue, String)>,
+        partition: Vec<PartitionColumn>,
         unknown_column_hint: impl Fn(&str) -> String,
     ) -> Result<Conformer, ConformError> {
         let tname = table.name.to_string();
@@ -110,9 +113,7 @@ impl Conformer {
                     }
                 }
                 None => {
-                    let is_partition = partition
-                        .as_ref()
-                        .is_some_and(|(p, _, _)| p == c.name.as_str());
+                    let is_partition = partition.iter().any(|(p, _, _)| p == c.name.as_str());
                     if !c.nullable && !is_partition && c.default.is_none() {
                         return Err(ConformError::MissingColumn {
                             table: tname,
@@ -248,9 +249,9 @@ impl Conformer {
     }
 
     /// The partition column's name, value and partition, when column `k` is it.
-    fn partition_of(&self, k: usize) -> Option<&(String, ScalarValue, String)> {
+    fn partition_of(&self, k: usize) -> Option<&PartitionColumn> {
         let name = self.table.columns[k].name.as_str();
-        self.partition.as_ref().filter(|(p, _, _)| p == name)
+        self.partition.iter().find(|(p, _, _)| p == name)
     }
 
     /// Nulls in a NOT NULL column fail the batch, or reject their rows.

@@ -7,9 +7,8 @@
 use super::BadRow;
 use super::conform::{ConformError, Conformer};
 use crate::job::{BadRows, Job};
-use crate::partition::{Granularity, PartitionKey};
+use crate::partition::PartitionKey;
 use crate::schema::TableSchema;
-use crate::schema::types::partition_value;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::record_batch::RecordBatch;
 
@@ -36,13 +35,11 @@ impl<'a> Fitter<'a> {
         produced: &SchemaRef,
         unknown_column_hint: impl Fn(&str) -> String,
     ) -> Result<Fitter<'a>, ConformError> {
-        let pvalue = match job.granularity {
-            Granularity::None => None,
-            _ => table.partition_column().and_then(|c| {
-                partition_value(c.ty, key, job.partition_time_zone)
-                    .map(|v| (c.name.to_string(), v, key.to_string()))
-            }),
-        };
+        let pvalue = job
+            .partition_values(table, key)
+            .into_iter()
+            .map(|v| (v.column, v.value, key.to_string()))
+            .collect();
         let produced = match &job.record_id {
             Some(column) => super::record_id::schema_with(produced, column),
             None => produced.clone(),

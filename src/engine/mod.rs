@@ -12,6 +12,7 @@ pub mod conform;
 pub mod fit;
 pub mod output;
 pub mod record_id;
+mod upstream;
 
 use crate::config::EngineSettings;
 use crate::job::{CsvOptions, FileFormat, InputSource, Job};
@@ -31,7 +32,7 @@ use deltalake::datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilde
 use deltalake::datafusion::execution::{SessionState, SessionStateDefaults};
 use deltalake::datafusion::prelude::{
     CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, SQLOptions, SessionConfig,
-    SessionContext, col,
+    SessionContext,
 };
 use deltalake::datafusion::scalar::ScalarValue;
 use std::collections::{BTreeMap, HashMap};
@@ -40,6 +41,8 @@ use std::sync::Arc;
 
 pub use bad_row_log::BadRowLog;
 pub use bad_rows::BadRow;
+use upstream::register_upstream;
+pub use upstream::{PartitionFilter, UpstreamData, UpstreamInput, upstream_filter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -83,25 +86,6 @@ impl EngineError {
     }
 }
 
-/// An upstream table input, resolved by the runner (or given by a job test): what it
-/// reads, and which of its partitions this partition reads (`None` for all).
-#[derive(Debug, Clone)]
-pub struct UpstreamInput {
-    pub name: Name,
-    pub data: UpstreamData,
-    pub filter: Option<(String, Vec<ScalarValue>)>,
-}
-
-/// Where an upstream table's rows come from.
-#[derive(Debug, Clone)]
-pub enum UpstreamData {
-    /// A snapshot of the physical version its alias points at.
-    Delta(deltalake::DeltaTable),
-    /// A job test's rows, typed by the table's schema. The partition filter applies to
-    /// them as it does to a snapshot, so a test reads what a run would.
-    Rows(Arc<MemTable>),
-}
-
 /// What a job test gives a file input in place of the file its template names.
 #[derive(Debug, Clone)]
 pub enum FileFixture {
@@ -110,29 +94,6 @@ pub enum FileFixture {
     File(PathBuf),
     /// Rows typed by the input's schema.
     Rows(Arc<MemTable>),
-}
-
-/// The partition filter of an upstream table input: the upstream's partition column and
-/// the values of the partitions `read` names (`Project::upstream_reads`); `None` reads the
-/// whole table (`partitions = "all"`, an unpartitioned upstream, or no job writes it).
-pub fn upstream_filter(
-    read: &crate::project::UpstreamRead<'_>,
-    upstream: &TableSchema,
-) -> Option<(String, Vec<ScalarValue>)> {
-    match (&read.keys, upstream.partition_column(), read.writer) {
-        (Some(keys), Some(col), Some(w))
-            if w.granularity != crate::partition::Granularity::None =>
-        {
-            let values = keys
-                .iter()
-                .filter_map(|k| {
-                    crate::schema::types::partition_value(col.ty, k, w.partition_time_zone)
-                })
-                .collect();
-            Some((col.name.to_string(), values))
-        }
-        _ => None,
-    }
 }
 
 /// What the engine needs to run one partition of one job.
@@ -273,21 +234,27 @@ impl Engine {
         ctx
     }
 
-    /// The three bound parameters of a partition.
+    /// The bound parameters of a partition: `$partition` (its time's text), its bounds,
+    /// and `$key` for a job with a static dimension.
     pub fn params(job: &Job, key: &PartitionKey) -> HashMap<String, ScalarValue> {
         let ts = |t: Option<i64>| ScalarValue::TimestampMicrosecond(t, Some("UTC".into()));
         let (start, end) = match key.instant_bounds(job.partition_time_zone) {
             Some((s, e)) => (Some(s.timestamp_micros()), Some(e.timestamp_micros())),
             None => (None, None),
         };
-        HashMap::from([
+        let mut params = HashMap::from([
             (
                 "partition".to_string(),
-                ScalarValue::Utf8(Some(key.to_string())),
+                ScalarValue::Utf8(Some(key.time.to_string())),
             ),
             ("partition_start".to_string(), ts(start)),
             ("partition_end".to_string(), ts(end)),
-        ])
+        ]);
+        if job.static_keys.is_some() {
+            let k = key.key.map(|k| k.to_string());
+            params.insert("key".to_string(), ScalarValue::Utf8(k));
+        }
+        params
     }
 
     /// Registers the partition's inputs and plans its SQL.
@@ -556,9 +523,7 @@ impl Engine {
             ctx.register_table(input.name.as_str(), Arc::new(empty))
                 .map_err(|e| input_err(&input.name, e))?;
         }
-        let key = job
-            .start
-            .unwrap_or_else(|| job.granularity.key_at(chrono::Utc::now().naive_utc()));
+        let key = job.representative_partition();
         let df = plan_sql(&ctx, job, &Self::params(job, &key)).await?;
         // Type coercion runs in the optimizer: build the physical plan to see final types.
         let plan = df
@@ -602,38 +567,6 @@ async fn plan_sql(
         .map_err(sql_err)?;
     df.with_param_values(ParamValues::from(params.clone()))
         .map_err(sql_err)
-}
-
-async fn register_upstream(ctx: &SessionContext, up: &UpstreamInput) -> Result<(), EngineError> {
-    let provider: Arc<dyn deltalake::datafusion::catalog::TableProvider> = match &up.data {
-        UpstreamData::Delta(table) => {
-            table
-                .table_provider()
-                .await
-                .map_err(|e| EngineError::Input {
-                    input: up.name.to_string(),
-                    message: e.to_string(),
-                })?
-        }
-        UpstreamData::Rows(rows) => rows.clone(),
-    };
-    let mut df = ctx
-        .read_table(provider)
-        .map_err(|e| input_err(&up.name, e))?;
-    if let Some((column, values)) = &up.filter {
-        // A filter on the partition column only: pushed into the scan, which then reads
-        // only those partitions' files.
-        let list = values
-            .iter()
-            .map(|v| deltalake::datafusion::prelude::lit(v.clone()))
-            .collect();
-        df = df
-            .filter(col(column.as_str()).in_list(list, false))
-            .map_err(|e| input_err(&up.name, e))?;
-    }
-    ctx.register_table(up.name.as_str(), df.into_view())
-        .map_err(|e| input_err(&up.name, e))?;
-    Ok(())
 }
 
 /// Runs the planned query; the output streams batch by batch.

@@ -4,8 +4,7 @@
 
 use super::{Job, SpecError};
 use crate::names::Name;
-use crate::partition::Granularity;
-use crate::schema::{ColumnType, TableSchema};
+use crate::schema::TableSchema;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -109,7 +108,7 @@ fn writers(
                 job.table, job.table, job.table
             )),
             Some(schema) => {
-                if let Err(m) = check_partitioning(job, schema) {
+                if let Err(m) = super::partitioning::check_table(job, schema) {
                     err(m);
                 }
                 for k in &job.key {
@@ -224,48 +223,4 @@ fn topological_order(
     }
     bad.extend(cyclic);
     order
-}
-
-fn check_partitioning(job: &Job, schema: &TableSchema) -> Result<(), String> {
-    let t = &schema.name;
-    match (job.granularity, schema.partition_by.len()) {
-        (Granularity::None, 0) => Ok(()),
-        (Granularity::None, _) => Err(format!(
-            "the job is not partitioned but table `{t}` is PARTITIONED BY ({}); set `partitioning.granularity`",
-            names(&schema.partition_by)
-        )),
-        (g, 0) => Err(format!(
-            "the job is partitioned {g} but table `{t}` has no PARTITIONED BY column; add one to its CREATE TABLE"
-        )),
-        (g, 1) => {
-            let col = schema
-                .partition_column()
-                .ok_or_else(|| format!("table `{t}`: its partition column is missing"))?;
-            let ok = matches!(
-                (g, col.ty),
-                (_, ColumnType::String)
-                    | (Granularity::Daily | Granularity::Monthly, ColumnType::Date)
-                    | (_, ColumnType::Timestamp | ColumnType::TimestampNtz)
-            );
-            if ok {
-                Ok(())
-            } else {
-                Err(format!(
-                    "table `{t}` is partitioned by `{}` of type {}, which cannot hold a {g} partition; use DATE (daily, monthly), TIMESTAMP or STRING",
-                    col.name, col.ty
-                ))
-            }
-        }
-        (g, _) => Err(format!(
-            "the job is partitioned {g} but table `{t}` is PARTITIONED BY ({}); a time-partitioned table has one partition column",
-            names(&schema.partition_by)
-        )),
-    }
-}
-
-fn names(n: &[Name]) -> String {
-    n.iter()
-        .map(|n| n.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
 }

@@ -4,11 +4,16 @@
 //! below never meet an unchecked name, template or time zone.
 
 pub mod graph;
+mod partitioning;
 mod spec;
 
+pub use partitioning::check_table;
+
 use crate::names::Name;
-use crate::partition::{Granularity, PartitionKey};
-use crate::schema::Column;
+use crate::partition::{
+    Granularity, PartitionKey, PartitionParseError, StaticDimension, StaticKey, TimeKey,
+};
+use crate::schema::{Column, TableSchema};
 use chrono_tz::Tz;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -34,9 +39,13 @@ pub enum FileFormat {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum UpstreamPartitions {
-    /// The upstream partitions whose interval lies within this partition's interval.
+    /// The upstream partitions whose interval lies within this partition's interval (and,
+    /// when both jobs have the same key column, of this partition's key).
     #[default]
     Same,
+    /// The same time's partitions, of every key the upstream declares.
+    #[serde(rename = "all_keys")]
+    AllKeys,
     /// The whole table (a dimension, say).
     All,
 }
@@ -185,9 +194,12 @@ pub struct Job {
     /// The spec's text and the SQL's text as read: the code fingerprint hashes both.
     pub spec_text: String,
     pub sql: String,
-    pub start: Option<PartitionKey>,
+    /// The first time partition (every key starts there).
+    pub start: Option<TimeKey>,
     pub schedule: Option<Schedule>,
     pub granularity: Granularity,
+    /// The static dimension: the key column and the declared keys.
+    pub static_keys: Option<StaticDimension>,
     /// The zone in which partition boundaries are wall-clock midnights (or month starts).
     pub partition_time_zone: Tz,
     pub inputs: Vec<Input>,
@@ -204,7 +216,133 @@ pub struct Job {
 }
 
 /// Placeholders a file template may use.
-pub const TEMPLATE_FIELDS: &[&str] = &["partition", "yyyy", "mm", "dd", "hh"];
+pub const TEMPLATE_FIELDS: &[&str] = &["partition", "key", "yyyy", "mm", "dd", "hh"];
+
+/// A partition's value in one partition column of its table: typed (for filters, checks
+/// and the rows written) and as the Delta log's partition string.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionValue {
+    pub column: String,
+    pub value: deltalake::datafusion::scalar::ScalarValue,
+    pub text: String,
+}
+
+impl Job {
+    /// Parses `text` as a partition of this job (its form; see [`Job::declares`]).
+    pub fn parse_partition(&self, text: &str) -> Result<PartitionKey, PartitionParseError> {
+        PartitionKey::parse(self.granularity, self.static_keys.is_some(), text)
+    }
+
+    /// The job's partitions at time `time`: one per declared key, or the time alone.
+    pub fn partitions_at(&self, time: TimeKey) -> Vec<PartitionKey> {
+        match &self.static_keys {
+            None => vec![PartitionKey::from(time)],
+            Some(d) => d
+                .keys
+                .iter()
+                .map(|k| PartitionKey::new(time, Some(*k)))
+                .collect(),
+        }
+    }
+
+    /// Whether the job declares `p` now: its key (if any) is one of the declared keys. A
+    /// key removed from the spec leaves partitions that are no longer declared.
+    pub fn declares(&self, p: &PartitionKey) -> bool {
+        match (&self.static_keys, p.key) {
+            (None, None) => true,
+            (Some(d), Some(k)) => d.declares(&k),
+            _ => false,
+        }
+    }
+
+    /// `Ok` when the job declares `p`; else why not, naming the declared keys.
+    pub fn check_declared(&self, p: &PartitionKey) -> Result<(), String> {
+        if self.declares(p) {
+            return Ok(());
+        }
+        Err(match p.key {
+            Some(k) => format!(
+                "job `{}` declares no key `{k}` (declared: {}); add it to the spec's keys to run it",
+                self.name,
+                crate::text::shorten(self.keys(), 12)
+            ),
+            None => format!("job `{}` has no static dimension", self.name),
+        })
+    }
+
+    /// How the job is partitioned, for messages: `daily`, `daily by region`.
+    pub fn partitioning_text(&self) -> String {
+        match (self.key_column(), self.granularity) {
+            (None, g) => g.to_string(),
+            (Some(c), crate::partition::Granularity::None) => format!("by {c}"),
+            (Some(c), g) => format!(
+                "{g} by {c} (TIME:KEY, e.g. 2024-01-05:{})",
+                self.keys()
+                    .first()
+                    .map(|k| k.to_string())
+                    .unwrap_or_default()
+            ),
+        }
+    }
+
+    /// The key column, for a job with a static dimension.
+    pub fn key_column(&self) -> Option<&Name> {
+        self.static_keys.as_ref().map(|d| &d.column)
+    }
+
+    /// The table's time partition column: its one partition column that is not the key's.
+    pub fn time_column<'t>(&self, table: &'t TableSchema) -> Option<&'t Column> {
+        if self.granularity == Granularity::None {
+            return None;
+        }
+        let mut cols = table
+            .partition_by
+            .iter()
+            .filter(|c| Some(*c) != self.key_column());
+        match (cols.next(), cols.next()) {
+            (Some(c), None) => table.column(c.as_str()),
+            _ => None,
+        }
+    }
+
+    /// The values partition `p` holds in `table`'s partition columns: the time's, then the
+    /// key's. The one rule for what a commit replaces, a run writes and a read filters.
+    pub fn partition_values(&self, table: &TableSchema, p: &PartitionKey) -> Vec<PartitionValue> {
+        use crate::schema::types::{partition_string, partition_value};
+        let mut out = Vec::new();
+        if let Some(col) = self.time_column(table) {
+            if let Some(value) = partition_value(col.ty, p, self.partition_time_zone) {
+                out.push(PartitionValue {
+                    column: col.name.to_string(),
+                    value,
+                    text: partition_string(col.ty, p, self.partition_time_zone),
+                });
+            }
+        }
+        if let (Some(column), Some(k)) = (self.key_column(), p.key) {
+            out.push(PartitionValue {
+                column: column.to_string(),
+                value: deltalake::datafusion::scalar::ScalarValue::Utf8(Some(k.to_string())),
+                text: k.to_string(),
+            });
+        }
+        out
+    }
+
+    /// A partition to plan the SQL for when any will do (a type check): the start's, or
+    /// now's, of the first key.
+    pub fn representative_partition(&self) -> PartitionKey {
+        let time = self
+            .start
+            .unwrap_or_else(|| self.granularity.key_at(chrono::Utc::now().naive_utc()));
+        PartitionKey::new(time, self.keys().first().copied())
+    }
+
+    /// The declared keys, or none for a job without a static dimension.
+    pub fn keys(&self) -> &[StaticKey] {
+        self.static_keys.as_ref().map_or(&[], |d| d.keys.as_slice())
+    }
+}
 
 impl Job {
     /// Reads and checks one spec file. `root` is the project root, for relative names.

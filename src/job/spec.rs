@@ -7,7 +7,6 @@ use super::{
     Schedule, SpecError, TEMPLATE_FIELDS, UpstreamPartitions, parse_cron, toml_message,
 };
 use crate::names::Name;
-use crate::partition::Granularity;
 use crate::schema::{Column, ddl};
 use chrono_tz::Tz;
 use serde::Deserialize;
@@ -22,7 +21,7 @@ struct JobFile {
     sql: Option<String>,
     start: Option<String>,
     schedule: Option<ScheduleFile>,
-    partitioning: PartitioningFile,
+    partitioning: super::partitioning::PartitioningFile,
     #[serde(default)]
     inputs: Vec<InputFile>,
     output: OutputFile,
@@ -61,13 +60,6 @@ fn default_max_catch_up() -> u32 {
 }
 fn default_job_concurrency() -> u32 {
     1
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PartitioningFile {
-    granularity: Granularity,
-    time_zone: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,13 +117,13 @@ impl Default for RetryFile {
 }
 
 /// The problems found in one spec file so far.
-struct Problems {
+pub(super) struct Problems {
     file: String,
     found: Vec<SpecError>,
 }
 
 impl Problems {
-    fn add(&mut self, message: String) {
+    pub(super) fn add(&mut self, message: String) {
         self.found.push(SpecError {
             file: self.file.clone(),
             message,
@@ -167,12 +159,13 @@ pub(super) fn parse(
     let version = version(raw.version, &mut p);
     let (sql_path, sql) = sql(root, spec_path, raw.sql.as_deref(), &stem, sql_text, &mut p);
     let granularity = raw.partitioning.granularity;
-    let partition_time_zone = partition_time_zone(&raw.partitioning, &mut p);
+    let partition_time_zone = super::partitioning::time_zone(&raw.partitioning, &mut p);
+    let static_keys = super::partitioning::static_dimension(root, &raw.partitioning, &mut p);
     let schedule = raw.schedule.as_ref().and_then(|s| schedule(s, &mut p));
     let start = raw
         .start
         .as_ref()
-        .and_then(|s| match granularity.parse_key(s) {
+        .and_then(|s| match granularity.parse_time(s) {
             Ok(k) => Some(k),
             Err(e) => {
                 p.add(format!("field `start`: {e}"));
@@ -180,6 +173,7 @@ pub(super) fn parse(
             }
         });
     let inputs = inputs(&raw.inputs, &mut p);
+    super::partitioning::check_key_placeholders(&inputs, static_keys.is_some(), &mut p);
     let (table, key, record_id) = output(&raw.output, &mut p);
     let max_bad_rows = match raw.max_bad_rows.as_ref().map(parse_bad_row_limit) {
         None => None,
@@ -206,6 +200,7 @@ pub(super) fn parse(
             start,
             schedule,
             granularity,
+            static_keys,
             partition_time_zone,
             inputs,
             table,
@@ -224,7 +219,7 @@ pub(super) fn parse(
     }
 }
 
-fn relative(root: &Path, p: &Path) -> String {
+pub(super) fn relative(root: &Path, p: &Path) -> String {
     p.strip_prefix(root).unwrap_or(p).display().to_string()
 }
 
@@ -291,23 +286,6 @@ fn sql(
         }
     };
     (sql_path, text)
-}
-
-fn partition_time_zone(raw: &PartitioningFile, p: &mut Problems) -> Tz {
-    let tz = match &raw.time_zone {
-        None => chrono_tz::UTC,
-        Some(tz) => parse_tz(tz).unwrap_or_else(|m| {
-            p.add(format!("field `partitioning.time_zone`: {m}"));
-            chrono_tz::UTC
-        }),
-    };
-    if raw.granularity == Granularity::Hourly && tz != chrono_tz::UTC {
-        p.add(
-            "hourly partitions are UTC hours; remove `partitioning.time_zone` or partition daily"
-                .into(),
-        );
-    }
-    tz
 }
 
 fn schedule(s: &ScheduleFile, p: &mut Problems) -> Option<Schedule> {
@@ -579,7 +557,7 @@ fn parse_bad_row_limit(v: &toml::Value) -> Result<BadRowLimit, String> {
     }
 }
 
-fn parse_tz(s: &str) -> Result<Tz, String> {
+pub(super) fn parse_tz(s: &str) -> Result<Tz, String> {
     s.parse::<Tz>().map_err(|_| {
         format!(
             "unknown time zone `{}`; use an IANA name such as UTC or Europe/Berlin",

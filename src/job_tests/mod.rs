@@ -154,8 +154,7 @@ fn check_test(
     t: spec::TestSpec,
 ) -> Result<TestCase, String> {
     let partition = job
-        .granularity
-        .parse_key(&t.partition)
+        .parse_partition(&t.partition)
         .map_err(|e| format!("partition `{}`: {e}", t.partition))?;
     let mut inputs = BTreeMap::new();
     for (name, rows) in t.inputs {
@@ -278,16 +277,15 @@ fn check_input_columns(
     };
     let columns = fixture::columns_in(source, &schema)?;
     if let InputSource::Table { table, .. } = &input.source
-        && let Some(part) = project
-            .declared
-            .get(table)
-            .and_then(|t| t.partition_column())
-        && !columns.iter().any(|c| c == part.name.as_str())
+        && let Some(t) = project.declared.get(table)
+        && let Some(part) = t
+            .partition_by
+            .iter()
+            .find(|p| !columns.iter().any(|c| c == p.as_str()))
         && !matches!(source, Source::Rows(r) if r.is_empty())
     {
         return Err(format!(
-            "rows of table `{table}` need its partition column `{}`: a run reads only the partitions it covers",
-            part.name
+            "rows of table `{table}` need its partition column `{part}`: a run reads only the partitions it covers"
         ));
     }
     Ok(())

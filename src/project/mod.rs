@@ -99,7 +99,8 @@ impl Project {
     /// rule that the run's input filters, the daemon's waits and a backfill's dependencies
     /// follow. `partitions = "same"` reads the upstream partitions that cover the same
     /// time (an hourly upstream under a daily job: its 24 hours), from the writer's `start`
-    /// on; `"all"`, or an upstream no valid job writes, the whole table.
+    /// on, and of the same key when both have the same key column (`"all_keys"`: of every
+    /// key); `"all"`, or an upstream no valid job writes, the whole table.
     pub fn upstream_reads<'p>(&'p self, job: &'p Job, key: &PartitionKey) -> Vec<UpstreamRead<'p>> {
         job.inputs
             .iter()
@@ -107,15 +108,10 @@ impl Project {
                 InputSource::Table { table, partitions } => {
                     let writer = self.writer_of(table.as_str());
                     let keys = match (partitions, writer) {
-                        // Partitions before the writer's `start` are not missing: they
-                        // never exist, and nothing waits for them.
-                        (UpstreamPartitions::Same, Some(w)) => Some(
-                            key.covering(w.granularity)
-                                .into_iter()
-                                .filter(|k| w.start.is_none_or(|s| *k >= s))
-                                .collect(),
-                        ),
-                        _ => None,
+                        (UpstreamPartitions::All, _) | (_, None) => None,
+                        (UpstreamPartitions::Same | UpstreamPartitions::AllKeys, Some(w)) => {
+                            Some(same_time(job, key, w, *partitions))
+                        }
                     };
                     Some(UpstreamRead {
                         input: &input.name,
@@ -168,4 +164,25 @@ impl Project {
             ),
         }])
     }
+}
+
+/// The partitions of upstream job `w` that partition `key` of `job` reads: those covering
+/// its time (from the writer's `start` on: earlier ones never exist, and nothing waits for
+/// them), of the same key when both jobs have the same key column and `partitions` is
+/// `same`, else of every key the writer declares.
+fn same_time(
+    job: &Job,
+    key: &PartitionKey,
+    w: &Job,
+    partitions: UpstreamPartitions,
+) -> Vec<PartitionKey> {
+    let same_key = partitions == UpstreamPartitions::Same
+        && key.key.is_some()
+        && job.key_column() == w.key_column();
+    key.covering(w.granularity)
+        .into_iter()
+        .filter(|t| w.start.is_none_or(|s| *t >= s))
+        .flat_map(|t| w.partitions_at(t))
+        .filter(|p| !same_key || p.key == key.key)
+        .collect()
 }

@@ -10,7 +10,7 @@ use crate::engine::UpstreamInput;
 use crate::fingerprint::fingerprint;
 use crate::job::Job;
 use crate::logging::LIFECYCLE;
-use crate::partition::{Granularity, PartitionKey};
+use crate::partition::PartitionKey;
 use crate::schema::TableSchema;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -264,11 +264,14 @@ fn host_name(holder: &str) -> String {
 /// How a partition is named in its table's partition column, for the Delta log (its
 /// string form) and for filters and checks (its typed value).
 pub fn partition_scope(schema: &TableSchema, job: &Job, key: &PartitionKey) -> Scope {
-    match schema.partition_column() {
-        Some(col) if job.granularity != Granularity::None => Scope::Partition {
-            column: col.name.to_string(),
-            value: crate::schema::types::partition_string(col.ty, key, job.partition_time_zone),
-        },
-        _ => Scope::WholeTable,
+    let values: Vec<(String, String)> = job
+        .partition_values(schema, key)
+        .into_iter()
+        .map(|v| (v.column, v.text))
+        .collect();
+    if values.is_empty() {
+        Scope::WholeTable
+    } else {
+        Scope::Partition(values)
     }
 }

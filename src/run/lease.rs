@@ -147,7 +147,7 @@ impl Runner {
                         table: lease.table.clone(),
                     })?
                     .schema;
-                let key = job.granularity.parse_key(&lease.partition).map_err(|e| {
+                let key = job.parse_partition(&lease.partition).map_err(|e| {
                     RunError::NotRunnable(format!("lease on unknown partition: {e}"))
                 })?;
                 let scope = partition_scope(&schema, job, &key);

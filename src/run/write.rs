@@ -296,12 +296,7 @@ impl Runner {
             Some(n) => crate::quality::profiles_from_json(
                 &self
                     .catalog
-                    .quality_before(
-                        job.table.as_str(),
-                        i64::from(job.version),
-                        &a.key.to_string(),
-                        n,
-                    )
+                    .quality_before(job.table.as_str(), i64::from(job.version), &a.key, n)
                     .await?,
             ),
             None => Vec::new(),
@@ -320,16 +315,13 @@ impl Runner {
                     .map_err(|e| failed(e.to_string()))?,
             ) as Arc<dyn TableProvider>,
             None => {
-                let partition = a.schema.partition_column().and_then(|c| {
-                    let v = crate::schema::types::partition_value(
-                        c.ty,
-                        &a.key,
-                        job.partition_time_zone,
-                    )?;
-                    Some((c.name.as_str(), v))
-                });
+                let partition: Vec<_> = job
+                    .partition_values(&a.schema, &a.key)
+                    .into_iter()
+                    .map(|v| (v.column, v.value))
+                    .collect();
                 let t = a.handle.latest();
-                crate::delta::uploaded_files(&ctx, &t, &a.schema, partition, adds)?
+                crate::delta::uploaded_files(&ctx, &t, &a.schema, &partition, adds)?
             }
         };
         let new = crate::quality::audit::NewRows { profile, table };

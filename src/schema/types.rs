@@ -4,7 +4,7 @@
 //! checks or as Delta's partition string.
 
 use super::ColumnType;
-use crate::partition::PartitionKey;
+use crate::partition::{PartitionKey, TimeKey};
 use deltalake::arrow::datatypes::DataType;
 use deltalake::datafusion::scalar::ScalarValue;
 
@@ -58,11 +58,11 @@ pub fn partition_value(
 ) -> Option<ScalarValue> {
     let start = key.start()?;
     Some(match ty {
-        ColumnType::String => ScalarValue::Utf8(Some(key.to_string())),
-        ColumnType::Date => match key {
-            PartitionKey::Day(d) | PartitionKey::Month(d) => {
+        ColumnType::String => ScalarValue::Utf8(Some(key.time.to_string())),
+        ColumnType::Date => match key.time {
+            TimeKey::Day(d) | TimeKey::Month(d) => {
                 let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?;
-                ScalarValue::Date32(Some((*d - epoch).num_days() as i32))
+                ScalarValue::Date32(Some((d - epoch).num_days() as i32))
             }
             _ => return None,
         },
@@ -86,6 +86,6 @@ pub fn partition_string(ty: ColumnType, key: &PartitionKey, tz: chrono_tz::Tz) -
             .format("%Y-%m-%d %H:%M:%S%.6f")
             .to_string(),
         (ColumnType::TimestampNtz, Some(s)) => s.format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
-        _ => key.to_string(),
+        _ => key.time.to_string(),
     }
 }

@@ -81,8 +81,7 @@ pub async fn rerun(
     let project = ui.project();
     let (job, key) = match job_named(&project, &job).and_then(|j| {
         let key = j
-            .granularity
-            .parse_key(&key)
+            .parse_partition(&key)
             .map_err(|e| UiError::NotFound(e.to_string()))?;
         Ok((j.clone(), key))
     }) {
@@ -127,6 +126,7 @@ pub async fn backfill(State(ui): State<Arc<UiState>>, Form(f): Form<BackfillForm
         from: f.from.trim().to_string(),
         to: f.to.trim().to_string(),
         only: None,
+        keys: None,
         version: None,
         selection,
         newest_first: false,

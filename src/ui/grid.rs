@@ -10,7 +10,7 @@ use super::UiError;
 use crate::catalog::{Catalog, PartitionState, PartitionStatus};
 use crate::daemon::schedule::Cadence;
 use crate::job::Job;
-use crate::partition::{Granularity, PartitionKey};
+use crate::partition::{Granularity, PartitionKey, TimeKey};
 use crate::project::Project;
 use crate::spelling::spelled_enum;
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -125,7 +125,7 @@ fn bound(name: &str, text: Option<&str>, end: bool) -> Result<Option<NaiveDateTi
     };
     let key = [Granularity::Hourly, Granularity::Daily, Granularity::Monthly]
         .into_iter()
-        .find_map(|g| g.parse_key(text).ok())
+        .find_map(|g| g.parse_time(text).ok())
         .ok_or_else(|| {
             UiError::BadRequest(format!(
                 "{name} = `{}` is not a partition: use a day (2024-01-05), a month (2024-01) or an hour (2024-01-05T03)",
@@ -136,7 +136,7 @@ fn bound(name: &str, text: Option<&str>, end: bool) -> Result<Option<NaiveDateTi
 }
 
 /// The partition the job's latest due tick ran (or, unscheduled, the one before now's).
-fn latest_due(job: &Job, now: DateTime<Utc>) -> PartitionKey {
+fn latest_due(job: &Job, now: DateTime<Utc>) -> TimeKey {
     if let Some(Ok(c)) = Cadence::of(job) {
         if let Some(t) = c.latest_tick(now) {
             return c.partition_for(t);
@@ -158,15 +158,19 @@ fn keys_of(
 ) -> Result<Vec<PartitionKey>, UiError> {
     let g = job.granularity;
     if g == Granularity::None {
-        return Ok(vec![PartitionKey::All]);
+        return Ok(job.partitions_at(TimeKey::All));
     }
-    let known: Vec<PartitionKey> = rows.keys().filter_map(|k| g.parse_key(k).ok()).collect();
+    let known: Vec<TimeKey> = rows
+        .keys()
+        .filter_map(|k| job.parse_partition(k).ok())
+        .map(|p| p.time)
+        .collect();
     let latest = known
         .iter()
         .copied()
         .chain([latest_due(job, now)])
         .max()
-        .unwrap_or(PartitionKey::All);
+        .unwrap_or(TimeKey::All);
     let first = job
         .start
         .or_else(|| known.iter().copied().min())
@@ -186,10 +190,10 @@ fn keys_of(
         Granularity::Daily => 24,
         _ => 24 * 28,
     };
-    if hours / per_key > MAX_RANGE as i64 {
+    let partitions = hours / per_key * job.keys().len().max(1) as i64;
+    if partitions > MAX_RANGE as i64 {
         return Err(UiError::BadRequest(format!(
-            "the range holds about {} partitions of `{}`; the grid shows at most {MAX_RANGE} per job: narrow `from` and `to`",
-            hours / per_key,
+            "the range holds about {partitions} partitions of `{}`; the grid shows at most {MAX_RANGE} per job: narrow `from` and `to`",
             job.name
         )));
     }
@@ -199,6 +203,7 @@ fn keys_of(
             Some((s, e)) => from.is_none_or(|f| e > f) && to.is_none_or(|t| s < t),
             None => true,
         })
+        .flat_map(|t| job.partitions_at(t))
         .collect())
 }
 
@@ -227,7 +232,7 @@ pub(super) fn state_at(
     fingerprint: &str,
 ) -> CellState {
     match (job.start, queued) {
-        (Some(s), _) if *key < s && row.is_none() => CellState::BeforeStart,
+        (Some(s), _) if key.time < s && row.is_none() => CellState::BeforeStart,
         (_, Some(_)) if row.is_some_and(|r| r.state == PartitionState::Running) => {
             CellState::Running
         }

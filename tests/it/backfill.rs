@@ -31,7 +31,12 @@ fn with_outcome(summary: &Value, outcome: &str) -> BTreeSet<(String, String)> {
 /// Every table of the project, read by a fresh deltalake handle.
 pub(crate) async fn all_rows(p: &TestProject) -> BTreeMap<&'static str, Vec<String>> {
     let mut out = BTreeMap::new();
-    for t in ["clean_orders", "daily_revenue", "monthly_region_revenue"] {
+    for t in [
+        "clean_orders",
+        "daily_revenue",
+        "monthly_region_revenue",
+        "regional_orders",
+    ] {
         let dir = p.warehouse_table(t, 1);
         out.insert(
             t,
@@ -166,12 +171,16 @@ fn dry_run_lists_exactly_what_the_real_run_then_does() {
 
 #[tokio::test]
 async fn a_killed_backfill_resumes_where_it_stopped_and_ends_with_a_clean_runs_rows() {
-    let clean = clean_run_rows(&[]).await;
+    let classic = ["clean_orders", "daily_revenue", "monthly_region_revenue"];
+    let clean = clean_run_rows(&classic).await;
     let p = TestProject::sample();
     short_leases(&p);
     p.ok(&["migrate"]);
     let args = [
         "backfill",
+        "clean_orders",
+        "daily_revenue",
+        "monthly_region_revenue",
         "--from",
         "2024-01-01",
         "--to",
@@ -366,8 +375,13 @@ fn a_failing_partition_stops_only_itself_and_its_dependents() {
         skipped[&("monthly_region_revenue".into(), "2024-01".into())],
         "upstream daily_revenue 2024-01-05 was skipped"
     );
-    assert_eq!(skipped.len(), 2);
-    assert_eq!(s["succeeded"], 60, "the siblings ran");
+    // Each region's partition of that day reads it too.
+    assert_eq!(
+        skipped[&("regional_orders".into(), "2024-01-05:emea".into())],
+        "upstream clean_orders 2024-01-05 failed"
+    );
+    assert_eq!(skipped.len(), 2 + 8);
+    assert_eq!(s["succeeded"], 60 + 30 * 8, "the siblings ran");
     let text = p.run(&["backfill", "--from", "2024-01-01", "--to", "2024-01-31"]);
     assert_eq!(text.code, 1);
     assert!(

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-fn utc(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
+pub(crate) fn utc(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, m, d, h, min, 0).single().unwrap()
 }
 
@@ -61,7 +61,7 @@ pub(crate) fn project_of(jobs: &[[(String, String); 3]]) -> TestProject {
 }
 
 /// A daemon on `p` whose clock is `clock`, as a restarted process would build it.
-async fn daemon(p: &TestProject, clock: &ManualClock) -> Daemon {
+pub(crate) async fn daemon(p: &TestProject, clock: &ManualClock) -> Daemon {
     let project = Project::load(&p.overrides()).unwrap();
     assert!(project.problems.is_empty(), "{:?}", project.problems);
     let catalog = Catalog::connect(&project.settings.catalog_url)
@@ -72,7 +72,12 @@ async fn daemon(p: &TestProject, clock: &ManualClock) -> Daemon {
 }
 
 /// Moves the clock to `until` in steps, letting the daemon do all it can at each step.
-async fn drive(d: &mut Daemon, clock: &ManualClock, until: DateTime<Utc>, step: chrono::Duration) {
+pub(crate) async fn drive(
+    d: &mut Daemon,
+    clock: &ManualClock,
+    until: DateTime<Utc>,
+    step: chrono::Duration,
+) {
     d.run_until_idle().await;
     while clock.now() < until {
         clock.advance(step);
@@ -95,7 +100,11 @@ async fn runs(d: &Daemon, table: &str) -> BTreeMap<String, Vec<RunRow>> {
 }
 
 /// Asserts `table` has exactly `days` partitions, each run once, successfully.
-async fn assert_once_each(d: &Daemon, table: &str, days: &[&str]) -> BTreeMap<String, Vec<RunRow>> {
+pub(crate) async fn assert_once_each(
+    d: &Daemon,
+    table: &str,
+    days: &[&str],
+) -> BTreeMap<String, Vec<RunRow>> {
     let r = runs(d, table).await;
     let got: Vec<&str> = r.keys().map(|k| k.as_str()).collect();
     assert_eq!(got, days, "{table}: partitions run");

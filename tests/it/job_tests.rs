@@ -213,7 +213,7 @@ rows = [{ region = "emea", revenue = "10.00" }]
 /// A job whose SQL orders its rows: a test compares them in order.
 const TOP_ORDERS: &[(&str, &str)] = &[
     (
-        "migrations/0004_create_top_orders.sql",
+        "migrations/0005_create_top_orders.sql",
         "CREATE TABLE top_orders (dt DATE NOT NULL, order_id BIGINT NOT NULL, amount DECIMAL(12,2) NOT NULL) PARTITIONED BY (dt);\n",
     ),
     (

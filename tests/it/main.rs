@@ -12,6 +12,7 @@ mod catalog;
 mod daemon;
 mod foundation;
 mod job_tests;
+mod keys;
 mod lineage;
 mod memory;
 mod migrate;

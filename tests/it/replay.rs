@@ -20,7 +20,7 @@ async fn a_replayed_january_runs_each_partition_once_at_its_tick_like_a_backfill
     p.ok(&["migrate"]);
     let out = p.ok(&["daemon", "--replay", "2024-01-01..2024-02-01", "--quiet"]);
     assert!(
-        out.stdout.contains("63 succeeded, 0 failed, 0 not run"),
+        out.stdout.contains("311 succeeded, 0 failed, 0 not run"),
         "{}",
         out.context()
     );

@@ -40,12 +40,22 @@ async fn a_backfill_killed_at_random_points_ends_with_a_clean_runs_tables() {
     eprintln!("soak: {kills} kills, SLUICE_SOAK_SEED={seed}");
     let mut rng = Rng(seed);
 
-    // The sample month made sixty times larger, so that a run lasts several seconds.
+    // The sample month made sixty times larger, so that a run lasts several seconds; the
+    // jobs partitioned by time alone (the keyed one has a kill test of its own).
     let clean = {
         let p = TestProject::sample();
         enlarge_orders(&p, 60, None);
         p.ok(&["migrate"]);
-        p.ok(&["backfill", "--from", "2024-01-01", "--to", "2024-01-31"]);
+        p.ok(&[
+            "backfill",
+            "clean_orders",
+            "daily_revenue",
+            "monthly_region_revenue",
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2024-01-31",
+        ]);
         all_rows(&p).await
     };
 
@@ -60,6 +70,9 @@ async fn a_backfill_killed_at_random_points_ends_with_a_clean_runs_tables() {
     // mid-query, mid-upload, mid-commit or mid-catalog-write, over earlier content.
     let args = [
         "backfill",
+        "clean_orders",
+        "daily_revenue",
+        "monthly_region_revenue",
         "--from",
         "2024-01-01",
         "--to",
@@ -89,6 +102,9 @@ async fn a_backfill_killed_at_random_points_ends_with_a_clean_runs_tables() {
     let summary = p
         .ok(&[
             "backfill",
+            "clean_orders",
+            "daily_revenue",
+            "monthly_region_revenue",
             "--from",
             "2024-01-01",
             "--to",

@@ -132,7 +132,7 @@ impl Case {
             .writer_of(table)
             .ok_or_else(|| CaseError(format!("no job writes `{table}`: declare it first")))?
             .clone();
-        let key = job.granularity.parse_key(partition).map_err(err)?;
+        let key = job.parse_partition(partition).map_err(err)?;
         Ok((job, key))
     }
 
@@ -217,8 +217,8 @@ impl Case {
             })?
             .clone();
         let key = match (&self.key, job.granularity) {
-            (_, Granularity::None) | (None, _) => PartitionKey::All,
-            (Some(k), g) => g.parse_key(k).map_err(err)?,
+            (_, Granularity::None) | (None, _) => PartitionKey::ALL,
+            (Some(k), _) => job.parse_partition(k).map_err(err)?,
         };
         let mut upstream = Vec::new();
         for read in project.upstream_reads(&job, &key) {

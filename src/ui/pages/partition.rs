@@ -173,8 +173,7 @@ async fn partition_page(
     let job = job_named(project, job)?;
     // Parsed, so only a canonical key reaches the catalog and the dead-letter filter.
     let parsed: PartitionKey = job
-        .granularity
-        .parse_key(key)
+        .parse_partition(key)
         .map_err(|e| UiError::NotFound(e.to_string()))?;
     let key = parsed.to_string();
     let (table, version) = (job.table.as_str(), i64::from(job.version));
@@ -196,7 +195,7 @@ async fn partition_page(
     };
     let base = profiles_from_json(
         &ui.catalog
-            .quality_before(table, version, &key, BASELINE_PARTITIONS)
+            .quality_before(table, version, &parsed, BASELINE_PARTITIONS)
             .await?,
     );
     let (letters, letters_error) = {

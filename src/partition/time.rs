@@ -1,9 +1,8 @@
-//! Partitions: the slice of a job's output that is scheduled, leased, replaced and retried
-//! as one unit. A partition key is a calendar interval (hour, day, month) or the single
-//! `all` partition of an unpartitioned job.
+//! The time dimension of a partition: a calendar interval (hour, day, month), or `all` for
+//! a job without one.
 //!
-//! Keys are parsed strictly from their one canonical text form, so a key that reaches a path
-//! or a catalog row is always one of `YYYY-MM-DDTHH`, `YYYY-MM-DD`, `YYYY-MM` or `all`.
+//! Parsed strictly from the one canonical text form, so a time that reaches a path or a
+//! catalog row is always one of `YYYY-MM-DDTHH`, `YYYY-MM-DD`, `YYYY-MM` or `all`.
 
 use chrono::{
     DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Timelike, Utc,
@@ -32,21 +31,21 @@ impl fmt::Display for Granularity {
     }
 }
 
-/// One partition of a job's output, in the job's partition time zone (wall clock).
+/// The time of a partition, in the job's partition time zone (wall clock).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum PartitionKey {
+pub enum TimeKey {
     Hour(NaiveDateTime),
     Day(NaiveDate),
     Month(NaiveDate),
     All,
 }
 
+/// Why a text is not a partition of a job.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("`{text}` is not a {granularity} partition: expected {expected}")]
+#[error("`{text}` is not {message}")]
 pub struct PartitionParseError {
     pub text: String,
-    pub granularity: Granularity,
-    pub expected: &'static str,
+    pub message: String,
 }
 
 impl Granularity {
@@ -59,12 +58,11 @@ impl Granularity {
         }
     }
 
-    /// Parses the canonical text of a key of this granularity.
-    pub fn parse_key(self, text: &str) -> Result<PartitionKey, PartitionParseError> {
+    /// Parses the canonical text of a time of this granularity.
+    pub fn parse_time(self, text: &str) -> Result<TimeKey, PartitionParseError> {
         let err = || PartitionParseError {
             text: text.escape_debug().to_string(),
-            granularity: self,
-            expected: self.example(),
+            message: format!("a {self} partition: expected {}", self.example()),
         };
         let key = match self {
             Granularity::Hourly => {
@@ -75,41 +73,41 @@ impl Granularity {
                 let day = parse_day(day).ok_or_else(err)?;
                 let hour: u32 = hour.parse().map_err(|_| err())?;
                 let time = NaiveTime::from_hms_opt(hour, 0, 0).ok_or_else(err)?;
-                PartitionKey::Hour(day.and_time(time))
+                TimeKey::Hour(day.and_time(time))
             }
-            Granularity::Daily => PartitionKey::Day(parse_day(text).ok_or_else(err)?),
+            Granularity::Daily => TimeKey::Day(parse_day(text).ok_or_else(err)?),
             Granularity::Monthly => {
                 if text.len() != 7 {
                     return Err(err());
                 }
                 let day = parse_day(&format!("{text}-01")).ok_or_else(err)?;
-                PartitionKey::Month(day)
+                TimeKey::Month(day)
             }
             Granularity::None => {
                 if text != "all" {
                     return Err(err());
                 }
-                PartitionKey::All
+                TimeKey::All
             }
         };
         Ok(key)
     }
 
     /// The partition that holds the wall-clock moment `t`.
-    pub fn key_at(self, t: NaiveDateTime) -> PartitionKey {
+    pub fn key_at(self, t: NaiveDateTime) -> TimeKey {
         match self {
-            Granularity::Hourly => PartitionKey::Hour(
+            Granularity::Hourly => TimeKey::Hour(
                 t.date()
                     .and_time(NaiveTime::from_hms_opt(t.hour(), 0, 0).unwrap_or_default()),
             ),
-            Granularity::Daily => PartitionKey::Day(t.date()),
-            Granularity::Monthly => PartitionKey::Month(first_of_month(t.date())),
-            Granularity::None => PartitionKey::All,
+            Granularity::Daily => TimeKey::Day(t.date()),
+            Granularity::Monthly => TimeKey::Month(first_of_month(t.date())),
+            Granularity::None => TimeKey::All,
         }
     }
 
     /// Every key from `from` to `to`, both included, in order.
-    pub fn range(self, from: PartitionKey, to: PartitionKey) -> Vec<PartitionKey> {
+    pub fn range(self, from: TimeKey, to: TimeKey) -> Vec<TimeKey> {
         let mut out = Vec::new();
         let mut k = from;
         while k <= to {
@@ -143,13 +141,13 @@ fn first_of_month(d: NaiveDate) -> NaiveDate {
     d.with_day(1).unwrap_or(d)
 }
 
-impl PartitionKey {
+impl TimeKey {
     pub fn granularity(&self) -> Granularity {
         match self {
-            PartitionKey::Hour(_) => Granularity::Hourly,
-            PartitionKey::Day(_) => Granularity::Daily,
-            PartitionKey::Month(_) => Granularity::Monthly,
-            PartitionKey::All => Granularity::None,
+            TimeKey::Hour(_) => Granularity::Hourly,
+            TimeKey::Day(_) => Granularity::Daily,
+            TimeKey::Month(_) => Granularity::Monthly,
+            TimeKey::All => Granularity::None,
         }
     }
 
@@ -162,9 +160,9 @@ impl PartitionKey {
 
     pub fn start(&self) -> Option<NaiveDateTime> {
         match self {
-            PartitionKey::Hour(t) => Some(*t),
-            PartitionKey::Day(d) | PartitionKey::Month(d) => Some(d.and_time(NaiveTime::MIN)),
-            PartitionKey::All => None,
+            TimeKey::Hour(t) => Some(*t),
+            TimeKey::Day(d) | TimeKey::Month(d) => Some(d.and_time(NaiveTime::MIN)),
+            TimeKey::All => None,
         }
     }
 
@@ -175,33 +173,33 @@ impl PartitionKey {
         Some((local_to_utc(tz, s), local_to_utc(tz, e)))
     }
 
-    pub fn next(&self) -> Option<PartitionKey> {
+    pub fn next(&self) -> Option<TimeKey> {
         match self {
-            PartitionKey::Hour(t) => Some(PartitionKey::Hour(*t + Duration::hours(1))),
-            PartitionKey::Day(d) => d.succ_opt().map(PartitionKey::Day),
-            PartitionKey::Month(d) => d
+            TimeKey::Hour(t) => Some(TimeKey::Hour(*t + Duration::hours(1))),
+            TimeKey::Day(d) => d.succ_opt().map(TimeKey::Day),
+            TimeKey::Month(d) => d
                 .checked_add_months(chrono::Months::new(1))
-                .map(PartitionKey::Month),
-            PartitionKey::All => None,
+                .map(TimeKey::Month),
+            TimeKey::All => None,
         }
     }
 
-    pub fn prev(&self) -> Option<PartitionKey> {
+    pub fn prev(&self) -> Option<TimeKey> {
         match self {
-            PartitionKey::Hour(t) => Some(PartitionKey::Hour(*t - Duration::hours(1))),
-            PartitionKey::Day(d) => d.pred_opt().map(PartitionKey::Day),
-            PartitionKey::Month(d) => d
+            TimeKey::Hour(t) => Some(TimeKey::Hour(*t - Duration::hours(1))),
+            TimeKey::Day(d) => d.pred_opt().map(TimeKey::Day),
+            TimeKey::Month(d) => d
                 .checked_sub_months(chrono::Months::new(1))
-                .map(PartitionKey::Month),
-            PartitionKey::All => None,
+                .map(TimeKey::Month),
+            TimeKey::All => None,
         }
     }
 
     /// The keys of granularity `g` that cover this partition's interval: how a downstream
     /// partition maps onto the partitions of an upstream table it reads.
-    pub fn covering(&self, g: Granularity) -> Vec<PartitionKey> {
+    pub fn covering(&self, g: Granularity) -> Vec<TimeKey> {
         match (self.bounds(), g) {
-            (_, Granularity::None) => vec![PartitionKey::All],
+            (_, Granularity::None) => vec![TimeKey::All],
             (None, _) => Vec::new(),
             (Some((s, e)), g) => {
                 let first = g.key_at(s);
@@ -230,13 +228,11 @@ impl PartitionKey {
             "yyyy" => start.map(|s| format!("{:04}", s.year())),
             "mm" => start.map(|s| format!("{:02}", s.month())),
             "dd" => match self {
-                PartitionKey::Hour(_) | PartitionKey::Day(_) => {
-                    start.map(|s| format!("{:02}", s.day()))
-                }
+                TimeKey::Hour(_) | TimeKey::Day(_) => start.map(|s| format!("{:02}", s.day())),
                 _ => None,
             },
             "hh" => match self {
-                PartitionKey::Hour(t) => Some(format!("{:02}", t.hour())),
+                TimeKey::Hour(t) => Some(format!("{:02}", t.hour())),
                 _ => None,
             },
             _ => None,
@@ -262,53 +258,13 @@ pub fn local_to_utc(tz: Tz, t: NaiveDateTime) -> DateTime<Utc> {
     }
 }
 
-impl fmt::Display for PartitionKey {
+impl fmt::Display for TimeKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PartitionKey::Hour(t) => write!(f, "{}", t.format("%Y-%m-%dT%H")),
-            PartitionKey::Day(d) => write!(f, "{}", d.format("%Y-%m-%d")),
-            PartitionKey::Month(d) => write!(f, "{}", d.format("%Y-%m")),
-            PartitionKey::All => f.write_str("all"),
-        }
-    }
-}
-
-/// A `--partitions` argument as written, before any job's granularity is known: a range
-/// `A..B` (both included) or a list `A,B,C`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PartitionsArg {
-    Range(String, String),
-    List(std::collections::BTreeSet<String>),
-}
-
-impl PartitionsArg {
-    pub fn parse(text: &str) -> PartitionsArg {
-        match text.split_once("..") {
-            Some((a, b)) => PartitionsArg::Range(a.trim().to_string(), b.trim().to_string()),
-            None => PartitionsArg::List(
-                text.split(',')
-                    .map(|x| x.trim().to_string())
-                    .filter(|x| !x.is_empty())
-                    .collect(),
-            ),
-        }
-    }
-
-    /// The partitions of granularity `g` it names, in order.
-    pub fn keys(&self, g: Granularity) -> Result<Vec<PartitionKey>, String> {
-        match self {
-            PartitionsArg::Range(a, b) => {
-                let a = g.parse_key(a).map_err(|e| e.to_string())?;
-                let b = g.parse_key(b).map_err(|e| e.to_string())?;
-                if a > b {
-                    return Err(format!("range `{a}..{b}` ends before it starts"));
-                }
-                Ok(g.range(a, b))
-            }
-            PartitionsArg::List(set) => set
-                .iter()
-                .map(|p| g.parse_key(p).map_err(|e| e.to_string()))
-                .collect(),
+            TimeKey::Hour(t) => write!(f, "{}", t.format("%Y-%m-%dT%H")),
+            TimeKey::Day(d) => write!(f, "{}", d.format("%Y-%m-%d")),
+            TimeKey::Month(d) => write!(f, "{}", d.format("%Y-%m")),
+            TimeKey::All => f.write_str("all"),
         }
     }
 }
@@ -325,7 +281,7 @@ mod tests {
             (Granularity::Monthly, "2024-12"),
             (Granularity::None, "all"),
         ] {
-            assert_eq!(g.parse_key(s).map(|k| k.to_string()), Ok(s.to_string()));
+            assert_eq!(g.parse_time(s).map(|k| k.to_string()), Ok(s.to_string()));
         }
     }
 
@@ -341,18 +297,18 @@ mod tests {
             (Granularity::Monthly, "2024-13"),
             (Granularity::None, "2024-01-01"),
         ] {
-            assert!(g.parse_key(s).is_err(), "{s} must be refused as {g}");
+            assert!(g.parse_time(s).is_err(), "{s} must be refused as {g}");
         }
     }
 
     #[test]
     fn month_covers_its_days_and_range_includes_both_ends() {
-        let m = Granularity::Monthly.parse_key("2024-02").unwrap();
+        let m = Granularity::Monthly.parse_time("2024-02").unwrap();
         let days = m.covering(Granularity::Daily);
         assert_eq!(days.len(), 29);
         assert_eq!(days[28].to_string(), "2024-02-29");
-        let from = Granularity::Daily.parse_key("2024-01-30").unwrap();
-        let to = Granularity::Daily.parse_key("2024-02-02").unwrap();
+        let from = Granularity::Daily.parse_time("2024-01-30").unwrap();
+        let to = Granularity::Daily.parse_time("2024-02-02").unwrap();
         let r = Granularity::Daily.range(from, to);
         assert_eq!(r.len(), 4);
     }
@@ -360,10 +316,10 @@ mod tests {
     #[test]
     fn daily_bounds_follow_the_time_zone_across_dst() {
         let tz: Tz = "Europe/Berlin".parse().unwrap();
-        let d = Granularity::Daily.parse_key("2024-03-31").unwrap();
+        let d = Granularity::Daily.parse_time("2024-03-31").unwrap();
         let (s, e) = d.instant_bounds(tz).unwrap();
         assert_eq!((e - s).num_hours(), 23);
-        let d = Granularity::Daily.parse_key("2024-10-27").unwrap();
+        let d = Granularity::Daily.parse_time("2024-10-27").unwrap();
         let (s, e) = d.instant_bounds(tz).unwrap();
         assert_eq!((e - s).num_hours(), 25);
     }
