@@ -7,6 +7,7 @@
 use crate::catalog::{Catalog, CatalogError};
 use crate::delta::{self, DeltaError};
 use crate::engine::Engine;
+use crate::partition::KEY_SEPARATOR;
 use crate::schema::{ColumnType, TableSchema};
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::DataType;
@@ -124,7 +125,7 @@ async fn side(
     ctx: &SessionContext,
     table: &str,
     version: i64,
-    partitions: Option<&[String]>,
+    filter: &[(String, Vec<String>)],
 ) -> Result<(TableSchema, DataFrame), DiffError> {
     let tv = catalog
         .table_version(table, version)
@@ -149,10 +150,10 @@ async fn side(
         message: e.to_string(),
     })?;
     let mut df = ctx.read_table(provider).map_err(qerr(&tv.uri))?;
-    if let (Some(parts), Some(pc)) = (partitions, schema.partition_column()) {
-        let values = parts.iter().map(|p| lit(p.clone())).collect();
+    for (column, values) in filter {
+        let values = values.iter().map(|p| lit(p.clone())).collect();
         df = df
-            .filter(cast(col(pc.name.as_str()), DataType::Utf8).in_list(values, false))
+            .filter(cast(col(column.as_str()), DataType::Utf8).in_list(values, false))
             .map_err(qerr(&tv.uri))?;
     }
     Ok((schema, df))
@@ -200,12 +201,15 @@ pub async fn diff(
     table: &str,
     from: i64,
     to: i64,
-    partitions: Option<Vec<String>>,
+    partitions: Option<Selected>,
     key: &[String],
 ) -> Result<Diff, DiffError> {
     let ctx = engine.session();
-    let (sa, a) = side(catalog, &ctx, table, from, partitions.as_deref()).await?;
-    let (sb, b) = side(catalog, &ctx, table, to, partitions.as_deref()).await?;
+    let (shown, filter) = partitions
+        .map(|s| (Some(s.shown), s.filter))
+        .unwrap_or_default();
+    let (sa, a) = side(catalog, &ctx, table, from, &filter).await?;
+    let (sb, b) = side(catalog, &ctx, table, to, &filter).await?;
     ctx.register_table("a", a.into_view()).map_err(qerr("a"))?;
     ctx.register_table("b", b.into_view()).map_err(qerr("b"))?;
 
@@ -244,7 +248,7 @@ pub async fn diff(
         table: table.to_string(),
         from,
         to,
-        partitions,
+        partitions: shown,
         schema,
         rows_from,
         rows_to,
@@ -299,15 +303,23 @@ async fn rows_per_partition(
     sb: &TableSchema,
 ) -> Result<Vec<PartitionRows>, DiffError> {
     let mut rows_per_partition = Vec::new();
-    if let (Some(pa), Some(pb)) = (sa.partition_column(), sb.partition_column()) {
-        let per = |t: &str, c: &str| {
-            format!("SELECT CAST({c} AS VARCHAR) AS p, count(*) FROM {t} GROUP BY 1")
-        };
+    // A partition as its values in the partition columns, in PARTITIONED BY order, joined
+    // by `:` (a day and a region: `2024-01-05:emea`).
+    let label = |s: &TableSchema| -> Option<String> {
+        let cols: Vec<String> = s
+            .partition_by
+            .iter()
+            .map(|c| format!("CAST({c} AS VARCHAR)"))
+            .collect();
+        (!cols.is_empty()).then(|| cols.join(&format!(" || '{KEY_SEPARATOR}' || ")))
+    };
+    if let (Some(pa), Some(pb)) = (label(sa), label(sb)) {
+        let per = |t: &str, c: &str| format!("SELECT {c} AS p, count(*) FROM {t} GROUP BY 1");
         let mut m: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-        for r in rows(ctx, &per("a", pa.name.as_str()), "rows per partition").await? {
+        for r in rows(ctx, &per("a", &pa), "rows per partition").await? {
             m.entry(r[0].clone()).or_default().0 = r[1].parse().unwrap_or(0);
         }
-        for r in rows(ctx, &per("b", pb.name.as_str()), "rows per partition").await? {
+        for r in rows(ctx, &per("b", &pb), "rows per partition").await? {
             m.entry(r[0].clone()).or_default().1 = r[1].parse().unwrap_or(0);
         }
         rows_per_partition = m
@@ -453,13 +465,61 @@ async fn column_stats(
     Ok(columns)
 }
 
-/// `LIST` (`a,b,c`) or `RANGE` (`a..b`, both included) of partitions of `g`.
+/// The partitions `--partitions` selects: shown as their text forms, filtered per
+/// partition column.
+#[derive(Debug, Clone)]
+pub struct Selected {
+    pub shown: Vec<String>,
+    pub filter: Vec<(String, Vec<String>)>,
+}
+
+/// `--partitions` of a diff of the table `job` writes (`schema`): times as a list
+/// (`a,b,c`) or a range (`a..b`, both included), keys after a `:` (`a..b:emea,apac`), or
+/// keys alone (`:emea`).
 pub fn parse_partitions(
-    g: crate::partition::Granularity,
+    job: &crate::job::Job,
+    schema: &TableSchema,
     text: &str,
-) -> Result<Vec<String>, String> {
-    let times = crate::partition::PartitionsArg::parse(text)
-        .times(g)?
-        .ok_or("name the partitions' times (a list a,b,c or a range a..b)")?;
-    Ok(times.into_iter().map(|k| k.to_string()).collect())
+) -> Result<Selected, String> {
+    let arg = crate::partition::PartitionsArg::parse(text);
+    let times = arg.times(job.granularity)?;
+    let keys = arg.static_keys()?;
+    if keys.is_some() && job.static_keys.is_none() {
+        return Err(format!("job `{}` has no partition keys", job.name));
+    }
+    if times.is_none() && keys.is_none() {
+        return Err(
+            "name the partitions' times (a list a,b,c or a range a..b) or keys (:k1,k2)".into(),
+        );
+    }
+    let mut filter = Vec::new();
+    if let (Some(t), Some(c)) = (&times, job.time_column(schema)) {
+        filter.push((
+            c.name.to_string(),
+            t.iter().map(|t| t.to_string()).collect(),
+        ));
+    }
+    if let (Some(k), Some(c)) = (&keys, job.key_column()) {
+        filter.push((c.to_string(), k.iter().map(|k| k.to_string()).collect()));
+    }
+    let key_list: Vec<Option<crate::partition::StaticKey>> = match &keys {
+        Some(k) => k.iter().map(|k| Some(*k)).collect(),
+        None => vec![None],
+    };
+    let shown = match times {
+        Some(times) => times
+            .iter()
+            .flat_map(|t| {
+                key_list
+                    .iter()
+                    .map(move |k| crate::partition::PartitionKey::new(*t, *k).to_string())
+            })
+            .collect(),
+        None => key_list
+            .iter()
+            .flatten()
+            .map(|k| format!("{KEY_SEPARATOR}{k}"))
+            .collect(),
+    };
+    Ok(Selected { shown, filter })
 }

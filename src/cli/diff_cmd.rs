@@ -66,7 +66,12 @@ pub async fn run(g: &Globals, a: Args) -> Outcome {
         .unwrap_or_default();
     let partitions = match (&a.partitions, writer) {
         (None, _) => None,
-        (Some(text), Some(j)) => match diff::parse_partitions(j.granularity, text) {
+        (Some(text), Some(j)) => match catalog
+            .table(table)
+            .await?
+            .ok_or_else(|| format!("table `{table}` is not in the catalog"))
+            .and_then(|t| diff::parse_partitions(j, &t.schema, text))
+        {
             Ok(p) => Some(p),
             Err(m) => {
                 eprintln!("error: --partitions {text}: {m}");

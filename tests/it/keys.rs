@@ -614,3 +614,85 @@ async fn the_daemon_runs_each_key_at_a_tick_and_catches_up_a_key_added_between_t
     let got = read_delta_rows(&p.warehouse_table("sales", 1), None).await;
     assert_same_rows("sales", &got, &want);
 }
+
+#[test]
+fn a_canary_of_a_few_keys_is_diffed_per_day_and_region_and_finished_by_a_backfill() {
+    let p = TestProject::sample();
+    p.ok(&["migrate"]);
+    p.ok(&[
+        "backfill",
+        "clean_orders",
+        "regional_orders",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-03",
+    ]);
+    // v2 counts an order twice: a canary of two regions on one day.
+    let spec = p
+        .read("jobs/regional_orders.toml")
+        .replace("version = 1", "version = 2");
+    p.write("jobs/regional_orders.toml", &spec);
+    let sql = p
+        .read("jobs/regional_orders.sql")
+        .replace("count(*)      AS orders", "count(*) * 2  AS orders");
+    p.write("jobs/regional_orders.sql", &sql);
+    let canary = p
+        .ok(&[
+            "backfill",
+            "regional_orders",
+            "--partitions",
+            "2024-01-02:emea,apac",
+            "--version",
+            "2",
+            "--output",
+            "json",
+        ])
+        .json();
+    let ran = with_outcome(&canary, "succeeded");
+    assert_eq!(ran.len(), 2, "{canary:#}");
+    let d = p
+        .ok(&[
+            "diff",
+            "regional_orders",
+            "--partitions",
+            "2024-01-02:emea,apac",
+            "--output",
+            "json",
+        ])
+        .json();
+    assert_eq!(
+        d["partitions"],
+        serde_json::json!(["2024-01-02:apac", "2024-01-02:emea"])
+    );
+    let per: BTreeSet<String> = d["rows_per_partition"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["partition"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        per,
+        BTreeSet::from(["2024-01-02:apac".to_string(), "2024-01-02:emea".to_string()]),
+        "{d:#}"
+    );
+    assert_eq!(d["rows"]["removed"], 0, "{d:#}");
+    assert!(d["rows"]["changed"].as_u64().unwrap() > 0, "{d:#}");
+    // The rest of v2: every (day, region) but the canary's two.
+    let rest = p
+        .ok(&[
+            "backfill",
+            "regional_orders",
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2024-01-03",
+            "--output",
+            "json",
+        ])
+        .json();
+    assert_eq!(rest["succeeded"], 22, "{rest:#}");
+    let v2 = commits_per_partition(&p.warehouse_table("regional_orders", 2));
+    assert_eq!(v2.len(), 24);
+    assert!(v2.values().all(|&c| c == 1));
+}
