@@ -13,7 +13,7 @@ fn short_leases(p: &TestProject) {
 }
 
 /// (job, partition) of the items whose outcome is `outcome`.
-fn with_outcome(summary: &Value, outcome: &str) -> BTreeSet<(String, String)> {
+pub(crate) fn with_outcome(summary: &Value, outcome: &str) -> BTreeSet<(String, String)> {
     summary["items"]
         .as_array()
         .unwrap()

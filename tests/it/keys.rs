@@ -3,8 +3,8 @@
 //! added, a volume baseline per key, and hostile keys refused. Content is read back by
 //! readers that are not sluice (a fresh deltalake handle; Python's deltalake).
 
+use crate::backfill::with_outcome;
 use crate::util::*;
-use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -94,22 +94,6 @@ fn statuses(p: &TestProject, job: &str) -> BTreeMap<String, String> {
             (
                 r["partition"].as_str().unwrap().to_string(),
                 r["state"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
-/// (job, partition) of the backfill summary's items that ended `outcome`.
-fn with_outcome(summary: &Value, outcome: &str) -> BTreeSet<(String, String)> {
-    summary["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["outcome"] == outcome)
-        .map(|i| {
-            (
-                i["job"].as_str().unwrap().to_string(),
-                i["partition"].as_str().unwrap().to_string(),
             )
         })
         .collect()
