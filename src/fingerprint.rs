@@ -1,5 +1,9 @@
 //! The code fingerprint: which code wrote a partition. A hash of the job spec's text, the
 //! SQL's text and the output table's schema, recorded with every partition written.
+//!
+//! The spec's list of partition keys is not code: adding a region must not make the other
+//! regions' partitions stale, so `partitioning.keys` and `keys_file` are left out of the
+//! hash (a spec without them hashes as it is written).
 
 use crate::job::Job;
 use crate::schema::TableSchema;
@@ -8,8 +12,9 @@ use crate::schema::TableSchema;
 /// another changes the hash.
 pub fn fingerprint(job: &Job, schema: &TableSchema) -> String {
     let mut h = blake3::Hasher::new();
+    let spec = code_of(&job.spec_text);
     for part in [
-        job.spec_text.as_bytes(),
+        spec.as_bytes(),
         job.sql.as_bytes(),
         schema.to_json().as_bytes(),
     ] {
@@ -17,4 +22,40 @@ pub fn fingerprint(job: &Job, schema: &TableSchema) -> String {
         h.update(part);
     }
     h.finalize().to_hex()[..16].to_string()
+}
+
+/// The spec's text without `partitioning.keys` and `partitioning.keys_file`.
+fn code_of(spec_text: &str) -> std::borrow::Cow<'_, str> {
+    let Ok(mut doc) = spec_text.parse::<toml_edit::DocumentMut>() else {
+        return spec_text.into();
+    };
+    let Some(p) = doc
+        .get_mut("partitioning")
+        .and_then(|p| p.as_table_like_mut())
+    else {
+        return spec_text.into();
+    };
+    let removed = [p.remove("keys"), p.remove("keys_file")];
+    if removed.iter().all(Option::is_none) {
+        return spec_text.into();
+    }
+    doc.to_string().into()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_keys_are_not_part_of_the_code() {
+        let spec = "version = 1\n[partitioning]\ngranularity = \"daily\"\nkey_column = \"r\"\nkeys = [\"a\"]\n";
+        let more = spec.replace("[\"a\"]", "[\"a\", \"b\"]");
+        assert_eq!(super::code_of(spec), super::code_of(&more));
+        let other = spec.replace("daily", "monthly");
+        assert_ne!(super::code_of(spec), super::code_of(&other));
+        let plain = "version = 1\n[partitioning]\ngranularity = \"daily\"\n";
+        assert_eq!(
+            super::code_of(plain),
+            plain,
+            "a spec without keys hashes as written"
+        );
+    }
 }

@@ -680,3 +680,61 @@ fn a_canary_of_a_few_keys_is_diffed_per_day_and_region_and_finished_by_a_backfil
     assert_eq!(v2.len(), 24);
     assert!(v2.values().all(|&c| c == 1));
 }
+
+#[test]
+fn adding_a_key_makes_only_its_partitions_missing_none_stale() {
+    let p = keyed_files_project(&["big"]);
+    let spec = p
+        .read("jobs/sales.toml")
+        .replace("keys_file = \"jobs/keys.txt\"", "keys = [\"big\"]");
+    p.write("jobs/sales.toml", &spec);
+    for key in ["big", "new"] {
+        write_sales(&p, key, "2024-01-01", 4);
+        write_sales(&p, key, "2024-01-02", 4);
+    }
+    p.ok(&[
+        "backfill",
+        "sales",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-02",
+    ]);
+    p.write(
+        "jobs/sales.toml",
+        &spec.replace("keys = [\"big\"]", "keys = [\"big\", \"new\"]"),
+    );
+    let plan = p
+        .ok(&[
+            "backfill",
+            "sales",
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2024-01-02",
+            "--stale",
+            "--dry-run",
+            "--output",
+            "json",
+        ])
+        .json();
+    let items: Vec<(String, String)> = plan["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["partition"].as_str().unwrap().to_string(),
+                i["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        items,
+        [
+            ("2024-01-01:new".to_string(), "missing".to_string()),
+            ("2024-01-02:new".to_string(), "missing".to_string())
+        ],
+        "{plan:#}"
+    );
+}
