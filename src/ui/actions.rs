@@ -83,6 +83,7 @@ pub async fn rerun(
         let key = j
             .parse_partition(&key)
             .map_err(|e| UiError::NotFound(e.to_string()))?;
+        j.check_declared(&key).map_err(UiError::BadRequest)?;
         Ok((j.clone(), key))
     }) {
         Ok(found) => found,
