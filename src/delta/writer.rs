@@ -2,18 +2,24 @@
 
 use super::DeltaError;
 use deltalake::DeltaTable;
+use deltalake::arrow::array::{Array, Scalar as ArrowScalar};
+use deltalake::arrow::compute::kernels::cmp::distinct;
 use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::kernel::scalars::ScalarExt;
 use deltalake::kernel::{Add, DataType as DeltaDataType, PrimitiveType};
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::parquet::schema::types::ColumnPath;
-use deltalake::writer::{DeltaWriter as _, RecordBatchWriter};
+use deltalake::writer::{DeltaWriter as _, RecordBatchWriter, WriteMode};
+use indexmap::IndexMap;
 use url::Url;
 
 /// Writes a partition's new files. Nothing is visible until [`commit_partition`].
 pub struct PartitionWriter {
     url: Url,
     writer: RecordBatchWriter,
+    /// The table's partition columns, in the table's order.
+    partition_columns: Vec<String>,
     rows: u64,
     /// The table's schema the files are written under, as Delta JSON (see
     /// [`PartitionCommit::written_under`](super::PartitionCommit)).
@@ -48,14 +54,17 @@ impl PartitionWriter {
         let writer = RecordBatchWriter::for_table(table)
             .map_err(|e| write_error(url, &e))?
             .with_writer_properties(props);
-        let schema_json = table
-            .snapshot()
-            .ok()
+        let snapshot = table.snapshot().ok();
+        let schema_json = snapshot
             .and_then(|s| serde_json::to_string(s.schema().as_ref()).ok())
+            .unwrap_or_default();
+        let partition_columns = snapshot
+            .map(|s| s.metadata().partition_columns().to_vec())
             .unwrap_or_default();
         Ok(PartitionWriter {
             url: url.clone(),
             writer,
+            partition_columns,
             rows: 0,
             schema_json,
         })
@@ -66,10 +75,38 @@ impl PartitionWriter {
             return Ok(());
         }
         self.rows += batch.num_rows() as u64;
-        self.writer
-            .write(batch)
-            .await
-            .map_err(|e| write_error(&self.url, &e))
+        let written = match self.one_partition(&batch) {
+            Some(values) => self
+                .writer
+                .write_partition(batch, &values, WriteMode::Default)
+                .await
+                .map(|_| ()),
+            None => self.writer.write(batch).await,
+        };
+        written.map_err(|e| write_error(&self.url, &e))
+    }
+
+    /// The partition values of a batch whose rows all lie in one partition, as a run's
+    /// batches do (the conformer fills or checks the partition columns). The writer then
+    /// streams it to that partition's file as it is; otherwise it groups the rows by
+    /// partition, hashing every row's partition values and copying every column. Checked
+    /// here, not assumed: the check reads only the partition columns. A null partition
+    /// value takes the grouping path, which names its folder. (`S` is delta_kernel's `Scalar`, which deltalake does not re-export; the
+    /// caller's `write_partition` names it.)
+    fn one_partition<S: ScalarExt>(&self, batch: &RecordBatch) -> Option<IndexMap<String, S>> {
+        if self.partition_columns.is_empty() {
+            return None;
+        }
+        let mut values = IndexMap::with_capacity(self.partition_columns.len());
+        for name in &self.partition_columns {
+            let column = batch.column_by_name(name)?;
+            let first = ArrowScalar::new(column.slice(0, 1));
+            if column.null_count() > 0 || distinct(column, &first).ok()?.true_count() > 0 {
+                return None;
+            }
+            values.insert(name.clone(), S::from_array(column.as_ref(), 0)?);
+        }
+        Some(values)
     }
 
     pub fn rows(&self) -> u64 {
@@ -103,5 +140,91 @@ fn write_error(url: &Url, e: &deltalake::DeltaTableError) -> DeltaError {
             url,
             message: e.to_string(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::ddl::{Statement, parse};
+    use deltalake::arrow::array::{Date32Array, Int64Array};
+    use std::sync::Arc;
+
+    /// Stands for delta_kernel's `Scalar`, which cannot be named here.
+    struct Probe;
+    impl ScalarExt for Probe {
+        fn serialize(&self) -> String {
+            String::new()
+        }
+        fn serialize_encoded(&self) -> String {
+            String::new()
+        }
+        fn from_array(arr: &dyn Array, index: usize) -> Option<Self> {
+            (index < arr.len()).then_some(Probe)
+        }
+        fn to_json(&self) -> serde_json::Value {
+            serde_json::Value::Null
+        }
+    }
+
+    /// A batch of one partition goes straight to that partition's file; a batch of two
+    /// (which a run never writes) is still split by the writer. Either way each file
+    /// holds only its partition's rows, under its `dt=` folder.
+    #[tokio::test]
+    async fn a_batch_is_written_to_the_partitions_its_rows_lie_in() {
+        let Statement::CreateTable { schema, .. } =
+            parse("CREATE TABLE t (id BIGINT, dt DATE NOT NULL) PARTITIONED BY (dt)")
+                .expect("ddl")
+                .remove(0)
+        else {
+            panic!("a CREATE TABLE");
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = Url::from_directory_path(dir.path()).expect("url");
+        let table = crate::delta::ensure_table(&url, &schema)
+            .await
+            .expect("table");
+        let batch = |ids: Vec<i64>, days: Vec<i32>| {
+            RecordBatch::try_new(
+                schema.to_arrow(),
+                vec![
+                    Arc::new(Int64Array::from(ids)),
+                    Arc::new(Date32Array::from(days)),
+                ],
+            )
+            .expect("batch")
+        };
+        let mut w = PartitionWriter::new(&url, &table).expect("writer");
+        let one = batch(vec![1, 2, 3], vec![19723; 3]);
+        let values = w.one_partition::<Probe>(&one);
+        assert_eq!(
+            values.map(|v| v.keys().cloned().collect::<Vec<_>>()),
+            Some(vec!["dt".to_string()])
+        );
+        let two = batch(vec![4, 5], vec![19723, 19724]);
+        assert!(w.one_partition::<Probe>(&two).is_none());
+        w.write(one).await.expect("write one");
+        w.write(two).await.expect("write two");
+        assert_eq!(w.rows(), 5);
+        let mut adds = w.finish().await.expect("finish");
+        adds.sort_by(|a, b| a.path.cmp(&b.path));
+        let found: Vec<(String, Option<String>, i64)> = adds
+            .iter()
+            .map(|a| {
+                let records = a.get_stats().ok().flatten().map_or(-1, |s| s.num_records);
+                (
+                    a.path.split('/').next().unwrap_or_default().to_string(),
+                    a.partition_values.get("dt").cloned().flatten(),
+                    records,
+                )
+            })
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                ("dt=2024-01-01".into(), Some("2024-01-01".into()), 4),
+                ("dt=2024-01-02".into(), Some("2024-01-02".into()), 1),
+            ]
+        );
     }
 }
