@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod profiler;
+mod unique;
 
 use crate::names::Name;
 use serde::{Deserialize, Serialize};
