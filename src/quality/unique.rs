@@ -119,12 +119,14 @@ impl Buckets {
             Buckets::Files(files) => {
                 let io = |e: std::io::Error| format!("the unique check's scratch file: {e}");
                 let mut v: Vec<u64> = Vec::new();
+                // The write buffers taken at the start (the buckets not read yet keep
+                // theirs), a read buffer, and the biggest bucket's hashes so far.
+                let base = room.size() + BUFFER;
                 for f in files {
                     let mut f = f.into_inner().map_err(|e| io(e.into_error()))?;
                     let count = (f.stream_position().map_err(io)? / 8) as usize;
                     f.rewind().map_err(io)?;
-                    // The write buffers taken at the start, and this bucket's hashes.
-                    let needed = room.size().max(count * 8 + BUFFER);
+                    let needed = room.size().max(base + count * 8);
                     if room.try_resize(needed).is_err() {
                         return Ok(false);
                     }
@@ -221,5 +223,9 @@ mod tests {
         // 10,000 hashes are 80 KB: more than a pool of 16 KB holds, in memory or not.
         assert!(!unique(ids(10_000), "\"id\"", 20_000, 16 << 10).await);
         assert!(!unique(ids(10_000), "\"id\"", 1_000, 16 << 10).await);
+        // Ten buckets' write buffers (640 KiB) fit 700 KiB, a bucket read back beside them
+        // does not; 1 MiB holds both.
+        assert!(!unique(ids(10_000), "\"id\"", 1_000, 700 << 10).await);
+        assert!(unique(ids(10_000), "\"id\"", 1_000, 1 << 20).await);
     }
 }
