@@ -85,15 +85,20 @@ async fn clean_january() -> BTreeMap<&'static str, Vec<String>> {
 }
 
 fn statuses(p: &TestProject, job: &str) -> BTreeMap<String, String> {
-    p.ok(&["status", job, "--output", "json"])
-        .json()
-        .as_array()
+    partition_and(&p.ok(&["status", job, "--output", "json"]).json(), "state")
+        .into_iter()
+        .collect()
+}
+
+/// Each row's partition and its text field `field`, from a JSON array of rows.
+fn partition_and(rows: &serde_json::Value, field: &str) -> Vec<(String, String)> {
+    rows.as_array()
         .unwrap()
         .iter()
         .map(|r| {
             (
                 r["partition"].as_str().unwrap().to_string(),
-                r["state"].as_str().unwrap().to_string(),
+                r[field].as_str().unwrap().to_string(),
             )
         })
         .collect()
@@ -718,17 +723,7 @@ fn adding_a_key_makes_only_its_partitions_missing_none_stale() {
             "json",
         ])
         .json();
-    let items: Vec<(String, String)> = plan["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            (
-                i["partition"].as_str().unwrap().to_string(),
-                i["reason"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let items = partition_and(&plan["items"], "reason");
     assert_eq!(
         items,
         [
