@@ -1,6 +1,7 @@
 //! Project settings: `sluice.toml`, then `SLUICE_*` environment variables, then command-line
 //! flags, each overriding the one before. Relative paths are read from the project folder.
 
+pub use crate::job::EngineKind;
 use crate::redact::redact_url;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -99,6 +100,68 @@ struct EngineSection {
     memory_limit_mb: Option<usize>,
     target_partitions: Option<usize>,
     batch_size: Option<usize>,
+    kind: Option<EngineKind>,
+    scheduler: Option<String>,
+}
+
+/// The Ballista scheduler that jobs of kind `ballista` send their queries to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scheduler {
+    /// A scheduler and an executor inside this process, started when first needed
+    /// (`scheduler = "standalone"`): for trying Ballista out and for tests.
+    Standalone,
+    /// `df://host:port` (or `http://`): a running scheduler.
+    At(String),
+}
+
+/// `[engine]`: the memory pool, the parallelism, and where jobs' queries run.
+fn engine_settings(e: &EngineSection, path: &Path) -> Result<EngineSettings, ConfigError> {
+    let parse = |message: String| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message,
+    };
+    let engine = EngineSettings {
+        memory_limit_bytes: e.memory_limit_mb.unwrap_or(2048) * 1024 * 1024,
+        target_partitions: e.target_partitions.unwrap_or(2).max(1),
+        batch_size: e.batch_size.unwrap_or(8192).max(1),
+        kind: e.kind.unwrap_or_default(),
+        scheduler: e
+            .scheduler
+            .as_deref()
+            .map(Scheduler::parse)
+            .transpose()
+            .map_err(parse)?,
+    };
+    if engine.kind == EngineKind::Ballista && engine.scheduler.is_none() {
+        return Err(parse("engine.kind = \"ballista\" needs engine.scheduler: the scheduler's address (df://HOST:50050), or \"standalone\" for one inside this process".into()));
+    }
+    Ok(engine)
+}
+
+impl Scheduler {
+    fn parse(text: &str) -> Result<Scheduler, String> {
+        if text == "standalone" {
+            return Ok(Scheduler::Standalone);
+        }
+        let url = Url::parse(text).map_err(|e| {
+            format!("engine.scheduler = {text:?} is not a URL ({e}): use df://HOST:PORT, or \"standalone\"")
+        })?;
+        if !matches!(url.scheme(), "df" | "http") || url.host_str().is_none() {
+            return Err(format!(
+                "engine.scheduler = {text:?}: use df://HOST:PORT (the scheduler's gRPC address), or \"standalone\""
+            ));
+        }
+        Ok(Scheduler::At(text.to_string()))
+    }
+}
+
+impl std::fmt::Display for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scheduler::Standalone => f.write_str("standalone"),
+            Scheduler::At(url) => f.write_str(url),
+        }
+    }
 }
 
 /// What the command line says about settings; `None` leaves the lower layers in charge.
@@ -115,6 +178,10 @@ pub struct EngineSettings {
     pub memory_limit_bytes: usize,
     pub target_partitions: usize,
     pub batch_size: usize,
+    /// Where jobs run unless their spec says otherwise.
+    pub kind: EngineKind,
+    /// The Ballista scheduler, when one is set.
+    pub scheduler: Option<Scheduler>,
 }
 
 #[derive(Debug, Clone)]
@@ -277,11 +344,7 @@ impl Settings {
             Some(_) => false,
             None => file.warehouse.allow_unsafe_commits.unwrap_or(false),
         };
-        let engine = EngineSettings {
-            memory_limit_bytes: file.engine.memory_limit_mb.unwrap_or(2048) * 1024 * 1024,
-            target_partitions: file.engine.target_partitions.unwrap_or(2).max(1),
-            batch_size: file.engine.batch_size.unwrap_or(8192).max(1),
-        };
+        let engine = engine_settings(&file.engine, &path)?;
         let ttl = file.runner.lease_ttl_seconds.unwrap_or(30.0);
         if !(ttl.is_finite() && ttl >= 1.0) {
             return Err(ConfigError::Parse {

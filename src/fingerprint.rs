@@ -3,7 +3,8 @@
 //!
 //! The spec's list of partition keys is not code: adding a region must not make the other
 //! regions' partitions stale, so `partitioning.keys` and `keys_file` are left out of the
-//! hash (a spec without them hashes as it is written).
+//! hash (a spec without them hashes as it is written). Nor is `[engine]`: the same SQL
+//! writes the same rows in the process or on a cluster.
 
 use crate::job::Job;
 use crate::schema::TableSchema;
@@ -24,19 +25,17 @@ pub fn fingerprint(job: &Job, schema: &TableSchema) -> String {
     h.finalize().to_hex()[..16].to_string()
 }
 
-/// The spec's text without `partitioning.keys` and `partitioning.keys_file`.
+/// The spec's text without `partitioning.keys`, `partitioning.keys_file` and `[engine]`.
 fn code_of(spec_text: &str) -> std::borrow::Cow<'_, str> {
     let Ok(mut doc) = spec_text.parse::<toml_edit::DocumentMut>() else {
         return spec_text.into();
     };
-    let Some(p) = doc
+    let keys = doc
         .get_mut("partitioning")
         .and_then(|p| p.as_table_like_mut())
-    else {
-        return spec_text.into();
-    };
-    let removed = [p.remove("keys"), p.remove("keys_file")];
-    if removed.iter().all(Option::is_none) {
+        .map(|p| [p.remove("keys"), p.remove("keys_file")]);
+    let engine = doc.remove("engine");
+    if engine.is_none() && keys.is_none_or(|k| k.iter().all(Option::is_none)) {
         return spec_text.into();
     }
     doc.to_string().into()
@@ -44,6 +43,13 @@ fn code_of(spec_text: &str) -> std::borrow::Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_engine_is_not_part_of_the_code() {
+        let spec = "version = 1\n[partitioning]\ngranularity = \"daily\"\n";
+        let on_a_cluster = format!("{spec}[engine]\nkind = \"ballista\"\n");
+        assert_eq!(super::code_of(spec), super::code_of(&on_a_cluster));
+    }
+
     #[test]
     fn the_keys_are_not_part_of_the_code() {
         let spec = "version = 1\n[partitioning]\ngranularity = \"daily\"\nkey_column = \"r\"\nkeys = [\"a\"]\n";

@@ -48,7 +48,7 @@ async fn files_in_scope(
 /// Whether a partition value as the log holds it (`None`: null) is `ours`. Equal text, or
 /// the same date or time written another way (`2024-01-01 00:00:00` and
 /// `2024-01-01 00:00:00.000000` name one hour partition).
-fn same_partition_value(logged: Option<&str>, ours: &str) -> bool {
+pub(super) fn same_partition_value(logged: Option<&str>, ours: &str) -> bool {
     let Some(logged) = logged else {
         return false;
     };

@@ -29,7 +29,7 @@ pub use commit::{
 };
 pub use evolve::{Evolved, evolve};
 pub use handle::{StillLeased, VersionHandle};
-pub use readback::uploaded_files;
+pub use readback::{snapshot_files, uploaded_files};
 pub use writer::PartitionWriter;
 
 use crate::schema::TableSchema;

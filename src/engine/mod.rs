@@ -8,13 +8,14 @@
 
 pub mod bad_row_log;
 pub mod bad_rows;
+mod cluster;
 pub mod conform;
 pub mod fit;
 pub mod output;
 pub mod record_id;
 mod upstream;
 
-use crate::config::EngineSettings;
+use crate::config::{EngineKind, EngineSettings};
 use crate::job::{CsvOptions, FileFormat, InputSource, Job};
 use crate::names::Name;
 use crate::partition::PartitionKey;
@@ -175,6 +176,8 @@ pub struct Engine {
     /// catalog of its own. Building one registers every built-in function, which cost a
     /// no-op partition more than planning its SQL.
     template: SessionState,
+    /// The scheduler URL of standalone mode, once it is started.
+    standalone: tokio::sync::OnceCell<String>,
 }
 
 impl Engine {
@@ -197,6 +200,7 @@ impl Engine {
             settings: settings.clone(),
             root: root.to_path_buf(),
             template,
+            standalone: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -219,6 +223,13 @@ impl Engine {
     /// own (a copy of the template shares the template's catalog, and the tables one
     /// partition registers must not be seen by another).
     pub(crate) fn session(&self) -> SessionContext {
+        let ctx = SessionContext::new_with_state(self.template.clone());
+        ctx.register_catalog_list(self.own_catalogs());
+        ctx
+    }
+
+    /// An empty catalog like the template's, for one session.
+    fn own_catalogs(&self) -> Arc<MemoryCatalogProviderList> {
         let t = &self.template;
         let catalogs = MemoryCatalogProviderList::new();
         catalogs.register_catalog(
@@ -229,9 +240,12 @@ impl Engine {
                 t.runtime_env(),
             )),
         );
-        let ctx = SessionContext::new_with_state(t.clone());
-        ctx.register_catalog_list(Arc::new(catalogs));
-        ctx
+        Arc::new(catalogs)
+    }
+
+    /// Where `job`'s query runs: its spec's `[engine] kind`, else the project's.
+    pub fn kind_of(&self, job: &Job) -> EngineKind {
+        job.engine.unwrap_or(self.settings.kind)
     }
 
     /// The bound parameters of a partition: `$partition` (its time's text), its bounds,
@@ -259,7 +273,18 @@ impl Engine {
 
     /// Registers the partition's inputs and plans its SQL.
     pub async fn prepare(&self, q: &PartitionQuery<'_>) -> Result<Prepared, EngineError> {
-        let ctx = self.session();
+        let ctx = match self.kind_of(q.job) {
+            EngineKind::Datafusion => self.session(),
+            EngineKind::Ballista => {
+                let scheduler = self.settings.scheduler.as_ref().ok_or_else(|| {
+                    EngineError::Setup(format!(
+                        "job `{}` runs on Ballista (`[engine] kind = \"ballista\"` in its spec), but sluice.toml names no `[engine] scheduler`: add one (df://HOST:50050, or \"standalone\")",
+                        q.job.name
+                    ))
+                })?;
+                self.cluster_session(scheduler).await?
+            }
+        };
         let Registered {
             text_files,
             scratch,
@@ -398,7 +423,8 @@ impl Engine {
                             message: "the upstream table was not resolved (this is likely a bug)"
                                 .into(),
                         })?;
-                    register_upstream(ctx, up).await?;
+                    let on_cluster = self.kind_of(q.job) == EngineKind::Ballista;
+                    register_upstream(ctx, up, on_cluster).await?;
                 }
             }
         }

@@ -68,11 +68,26 @@ pub fn upstream_filter(
 /// Per partition column, the values a read keeps.
 pub type PartitionFilter = Vec<(String, Vec<ScalarValue>)>;
 
+/// Registers an upstream input in `ctx`: through deltalake's scan, or, for a query that
+/// runs on a cluster (`on_cluster`), as the snapshot's Parquet files of the partitions it
+/// reads (a plan a cluster can carry).
 pub(super) async fn register_upstream(
     ctx: &SessionContext,
     up: &UpstreamInput,
+    on_cluster: bool,
 ) -> Result<(), EngineError> {
     let provider: Arc<dyn deltalake::datafusion::catalog::TableProvider> = match &up.data {
+        UpstreamData::Delta(table) if on_cluster => {
+            let files = crate::delta::snapshot_files(ctx, table, up.filter.as_deref())
+                .await
+                .map_err(|e| EngineError::Input {
+                    input: up.name.to_string(),
+                    message: e.to_string(),
+                })?;
+            ctx.register_table(up.name.as_str(), files)
+                .map_err(|e| input_err(&up.name, e))?;
+            return Ok(());
+        }
         UpstreamData::Delta(table) => {
             table
                 .table_provider()

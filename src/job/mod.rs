@@ -184,6 +184,16 @@ pub struct RetryPolicy {
     pub max_backoff_seconds: f64,
 }
 
+/// Where a job's query runs: in the sluice process (DataFusion), or on a Ballista cluster
+/// (`[engine] kind`, in `sluice.toml` for every job or in a job's spec for that job).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    #[default]
+    Datafusion,
+    Ballista,
+}
+
 #[derive(Debug, Clone)]
 pub struct Job {
     pub name: Name,
@@ -213,6 +223,9 @@ pub struct Job {
     pub checks: Vec<crate::quality::Check>,
     /// The output column that receives a stable hash of the key columns.
     pub record_id: Option<Name>,
+    /// `[engine] kind`: where this job's query runs; `None` follows `sluice.toml`. Not
+    /// part of the code fingerprint: the engine does not change what the job writes.
+    pub engine: Option<EngineKind>,
 }
 
 /// Placeholders a file template may use.

@@ -34,6 +34,15 @@ struct JobFile {
     max_bad_rows: Option<toml::Value>,
     #[serde(default)]
     checks: Vec<crate::quality::CheckFile>,
+    #[serde(default)]
+    engine: JobEngineFile,
+}
+
+/// `[engine]` in a spec: where this job's query runs, when not where the project's do.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobEngineFile {
+    kind: Option<super::EngineKind>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -213,6 +222,7 @@ pub(super) fn parse(
             },
             max_bad_rows,
             checks,
+            engine: raw.engine.kind,
             record_id,
         }),
         _ => Err(p.found),

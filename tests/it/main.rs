@@ -8,6 +8,7 @@
 mod architecture;
 mod backfill;
 mod bad_input;
+mod ballista;
 mod catalog;
 mod daemon;
 mod foundation;
