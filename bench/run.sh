@@ -11,9 +11,11 @@
 #   idle: the CPU an idle daemon with 50 scheduled jobs uses between ticks;
 #   promote: promote time on a 10-row and a 10M-row table, as a ratio;
 #   bigpart: one day of 15M, then 45M rows under memory_limit_mb = 256 with a unique check,
-#      beside DuckDB's COPY of the same day under the same limit, as a ratio.
+#      beside DuckDB's COPY of the same day under the same limit, as a ratio;
+#   cluster: the reference workload on a local Ballista cluster (a scheduler and two
+#      executors, all `sluice ballista`), beside the embedded engine, as a ratio.
 #
-# usage: bench/run.sh [noop|noopscale|reference|idle|promote|bigpart|all]      (default: all)
+# usage: bench/run.sh [noop|noopscale|reference|idle|promote|bigpart|cluster|all]  (default: all)
 # Every time is printed beside the peak resident memory (RSS) of the process timed.
 # SLUICE_BENCH_BASELINE=/path/to/sluice: the noop rounds run that binary too, interleaved,
 # and print this build's time as a ratio of it (a regression check against an older build).
@@ -193,9 +195,10 @@ FROM orders WHERE status <> 'cancelled'
 SQL
 }
 
-# One round: sluice's backfill on a fresh project, then DuckDB's single pass, back to back.
-reference_round() {
-    local p="$work/reference-$1" orders="$2"
+# usage: reference_project PROJECT ORDERS_DIR
+# The reference workload's two jobs and their tables, in PROJECT, migrated.
+reference_project() {
+    local p="$1" orders="$2"
     clean_orders_job "$p" "$orders"
     cat > "$p/migrations/0002_daily_revenue.sql" <<'SQL'
 CREATE TABLE daily_revenue (
@@ -218,12 +221,18 @@ SELECT dt, region, category, sum(amount) AS revenue, count(*) AS orders,
 FROM clean_orders GROUP BY dt, region, category
 SQL
     "$sluice" --project "$p" migrate -q > /dev/null
-    local t0 t1
+}
+
+# usage: reference_backfill PROJECT: the year's backfill, timed; writes PROJECT.secs and
+# PROJECT.rss (peak RSS of the sluice process, KiB), then checks the result against the
+# reference figures with an independent reader.
+reference_backfill() {
+    local p="$1" t0 t1
     t0=$(now)
     /usr/bin/time -f %M -o "$p.rss" \
         "$sluice" --project "$p" backfill --from 2024-01-01 --to 2024-12-30 --concurrency "$concurrency" -q > "$p.txt"
     t1=$(now)
-    # Check the result against the reference figures, with an independent reader.
+    python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$t0" "$t1" > "$p.secs"
     python3 - "$p/warehouse" <<'PY'
 import sys
 from deltalake import DeltaTable
@@ -238,19 +247,87 @@ print(f"reference result: clean_orders {co.num_rows} rows, daily_revenue {dr.num
 # The deltalake package can abort while the interpreter tears down its runtime threads.
 import os; os._exit(0 if ok else 1)
 PY
+}
+
+# One round: sluice's backfill on a fresh project, then DuckDB's single pass, back to back.
+reference_round() {
+    local p="$work/reference-$1" orders="$2"
+    reference_project "$p" "$orders"
+    reference_backfill "$p"
     local floor
     floor=$(/usr/bin/time -f %M -o "$p-duckdb.rss" python3 "$shared/duckdb_floor.py" "$orders" "$p-duckdb-out" | tee -a /dev/stderr | sed -n 's/.*total=\([0-9.]*\)s.*/\1/p')
-    python3 - "$t0" "$t1" "$floor" "$concurrency" "$1" "$p.ratio" "$p.rss" "$p-duckdb.rss" <<'PY'
+    python3 - "$(cat "$p.secs")" "$floor" "$concurrency" "$1" "$p.ratio" "$p.rss" "$p-duckdb.rss" <<'PY'
 import sys
-t0, t1, floor, c, r = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5]
-rss, duck_rss = (int(open(f).read().split()[-1]) / 1024 for f in sys.argv[7:9])
-s = t1 - t0
-open(sys.argv[6], "w").write(str(s / floor))
+s, floor, c, r = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3], sys.argv[4]
+rss, duck_rss = (int(open(f).read().split()[-1]) / 1024 for f in sys.argv[6:8])
+open(sys.argv[5], "w").write(str(s / floor))
 print(f"reference round {r}: sluice backfill {s:.2f} s, peak RSS {rss:.0f} MiB (concurrency {c}); "
       f"DuckDB single pass {floor:.2f} s, peak RSS {duck_rss:.0f} MiB (python3 included); "
       f"ratio {s/floor:.2f}x")
 PY
     rm -rf "$p" "$p-duckdb-out"
+}
+
+# The reference workload on a local Ballista cluster (`sluice ballista scheduler` and two
+# executors of one task slot each, on loopback), beside the same backfill on the embedded
+# engine, back to back, as a ratio: the median of three rounds. Every partition of both
+# jobs is a Ballista job: this measures what the cluster costs per partition on one
+# machine, which is what it costs before a partition is big enough to need it.
+cluster() {
+    [ -n "$shared" ] || { echo "cluster: ../shared/bench not found beside the repository" >&2; return 1; }
+    local orders="$data/orders-365x20000"
+    if [ ! -f "$orders/dt=2024-12-30/orders.csv" ]; then
+        echo "generating the reference data (365 days x 20,000 rows) into $orders ..." >&2
+        python3 "$shared/gen_orders.py" "$orders" 2024-01-01 365 20000
+    fi
+    local rounds="${SLUICE_BENCH_CLUSTER_ROUNDS:-3}" r
+    for r in $(seq 1 "$rounds"); do cluster_round "$r" "$orders"; done
+    python3 - "$work"/cluster-*.ratio <<'PY'
+import sys, statistics
+x = [float(open(f).read()) for f in sys.argv[1:]]
+print(f"cluster: reference workload on a local two-executor Ballista cluster, median "
+      f"{statistics.median(x):.2f}x the embedded engine over {len(x)} rounds "
+      f"({', '.join(f'{v:.2f}' for v in x)})")
+PY
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# usage: peak_kib PID: the peak RSS of a running process, KiB.
+peak_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+
+# usage: cluster_round ROUND ORDERS_DIR
+cluster_round() {
+    local e="$work/cluster-$1-embedded" c="$work/cluster-$1-ballista" orders="$2"
+    reference_project "$e" "$orders"
+    reference_backfill "$e"
+    local sp ports=() pids=() i
+    sp=$(free_port)
+    "$sluice" ballista scheduler --bind "127.0.0.1:$sp" -q 2> "$c-scheduler.log" &
+    pids+=($!)
+    for i in 1 2; do
+        "$sluice" ballista executor --scheduler "127.0.0.1:$sp" --port "$(free_port)" \
+            --grpc-port "$(free_port)" --concurrent-tasks 1 -q 2> "$c-executor-$i.log" &
+        pids+=($!)
+    done
+    sleep 3
+    reference_project "$c" "$orders"
+    printf '[engine]\nkind = "ballista"\nscheduler = "df://127.0.0.1:%s"\n' "$sp" > "$c/sluice.toml"
+    reference_backfill "$c"
+    local rss=() pid
+    for pid in "${pids[@]}"; do rss+=("$(peak_kib "$pid")"); done
+    kill -TERM "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
+    python3 - "$(cat "$e.secs")" "$(cat "$c.secs")" "$1" "$c.ratio" "$e.rss" "$c.rss" "${rss[@]}" <<'PY'
+import sys
+e, c, r = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+erss, crss = (int(open(f).read().split()[-1]) / 1024 for f in sys.argv[5:7])
+sched, ex1, ex2 = (int(k) / 1024 for k in sys.argv[7:10])
+open(sys.argv[4], "w").write(str(c / e))
+print(f"cluster round {r}: embedded {e:.2f} s, peak RSS {erss:.0f} MiB; Ballista {c:.2f} s, peak RSS "
+      f"sluice {crss:.0f} MiB, scheduler {sched:.0f} MiB, executors {ex1:.0f} and {ex2:.0f} MiB; "
+      f"ratio {c / e:.2f}x")
+PY
+    rm -rf "$e" "$c"
 }
 
 # CPU used by an idle daemon: 50 scheduled jobs, none due during the measurement (their
@@ -444,6 +521,7 @@ case "$what" in
     idle) idle ;;
     promote) promote ;;
     bigpart) bigpart ;;
-    all) noop; noopscale; reference; idle; promote; bigpart ;;
-    *) echo "usage: bench/run.sh [noop|noopscale|reference|idle|promote|bigpart|all]" >&2; exit 2 ;;
+    cluster) cluster ;;
+    all) noop; noopscale; reference; idle; promote; bigpart; cluster ;;
+    *) echo "usage: bench/run.sh [noop|noopscale|reference|idle|promote|bigpart|cluster|all]" >&2; exit 2 ;;
 esac

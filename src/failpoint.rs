@@ -4,8 +4,10 @@
 //! update: the two moments that matter for promise 1. `slow_commit` sleeps before the
 //! commit (`SLUICE_FAILPOINT_DELAY_MS`, default 3 s), to stop a process mid-run. `transient_commit_error` fails the
 //! first commit with an I/O error, to see the retry policy at work. `no_heartbeat` never
-//! renews a run's lease, as when a starved runtime's heartbeat comes too late. Unset, they
-//! cost one environment lookup.
+//! renews a run's lease, as when a starved runtime's heartbeat comes too late.
+//! `executor_mid_write` stops a Ballista executor's write task once it has written 100,000
+//! rows, for a test to kill the executor in the middle of a partition. Unset, they cost one
+//! environment lookup.
 
 /// Whether `SLUICE_FAILPOINT` names `name`.
 pub fn is_set(name: &str) -> bool {

@@ -8,6 +8,7 @@
 //! - 3: nothing was done because another worker holds the partition's lease.
 
 mod backfill_cmd;
+mod ballista_cmd;
 pub mod context;
 mod daemon_cmd;
 mod diff_cmd;
@@ -207,6 +208,11 @@ enum Command {
         /// Only this column's metrics.
         #[arg(long)]
         column: Option<String>,
+    },
+    /// The processes of a Ballista cluster, for jobs of `[engine] kind = "ballista"`.
+    Ballista {
+        #[command(subcommand)]
+        sub: ballista_cmd::BallistaSub,
     },
     /// Dead letters: the input rows a job could not use.
     Dlq {
@@ -488,6 +494,7 @@ async fn dispatch(command: Command, globals: &Globals) -> Outcome {
             version,
             column,
         } => quality_cmd::profile(globals, &table, version, column.as_deref()).await,
+        Command::Ballista { sub } => ballista_cmd::run(sub).await,
         Command::Dlq { sub } => match sub {
             DlqSub::List { job, partition } => {
                 quality_cmd::dlq_list(globals, &job, partition.as_deref()).await

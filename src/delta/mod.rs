@@ -30,7 +30,7 @@ pub use commit::{
 pub use evolve::{Evolved, evolve};
 pub use handle::{StillLeased, VersionHandle};
 pub use readback::{snapshot_files, uploaded_files};
-pub use writer::PartitionWriter;
+pub use writer::{PartitionWriter, WriterLayout};
 
 use crate::schema::TableSchema;
 use deltalake::kernel::StructType;

@@ -4,6 +4,7 @@ use super::DeltaError;
 use deltalake::DeltaTable;
 use deltalake::arrow::array::{Array, Scalar as ArrowScalar};
 use deltalake::arrow::compute::kernels::cmp::distinct;
+use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::kernel::scalars::ScalarExt;
 use deltalake::kernel::{Add, DataType as DeltaDataType, PrimitiveType};
@@ -26,48 +27,83 @@ pub struct PartitionWriter {
     schema_json: String,
 }
 
-impl PartitionWriter {
-    pub fn new(url: &Url, table: &DeltaTable) -> Result<PartitionWriter, DeltaError> {
-        let mut props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
-            .set_created_by(format!("sluice {}", env!("CARGO_PKG_VERSION")));
+/// How a table's files are written, read from its snapshot once: plain values that a
+/// cluster's executors receive in the plan, so that they write the files this process
+/// would.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct WriterLayout {
+    pub partition_columns: Vec<String>,
+    pub schema_json: String,
+    /// Columns written without a dictionary.
+    pub plain_columns: Vec<String>,
+}
+
+impl WriterLayout {
+    pub fn of(table: &DeltaTable) -> WriterLayout {
+        let Ok(snapshot) = table.snapshot() else {
+            return WriterLayout::default();
+        };
         // Numbers, dates and times are written plain: ids, amounts and timestamps are mostly
         // distinct, and interning each value into a dictionary that zstd then makes
         // redundant was the larger part of writing a file. Text and booleans keep one.
-        if let Ok(snapshot) = table.snapshot() {
-            for field in snapshot.schema().fields() {
-                let text = matches!(
-                    field.data_type(),
-                    DeltaDataType::Primitive(
-                        PrimitiveType::String | PrimitiveType::Binary | PrimitiveType::Boolean
-                    )
-                );
-                if matches!(field.data_type(), DeltaDataType::Primitive(_)) && !text {
-                    props = props.set_column_dictionary_enabled(
-                        ColumnPath::from(field.name().as_str()),
-                        false,
-                    );
-                }
-            }
+        let plain_columns = snapshot
+            .schema()
+            .fields()
+            .filter(|f| match f.data_type() {
+                DeltaDataType::Primitive(p) => !matches!(
+                    p,
+                    PrimitiveType::String | PrimitiveType::Binary | PrimitiveType::Boolean
+                ),
+                _ => false,
+            })
+            .map(|f| f.name().to_string())
+            .collect();
+        WriterLayout {
+            partition_columns: snapshot.metadata().partition_columns().to_vec(),
+            schema_json: serde_json::to_string(snapshot.schema().as_ref()).unwrap_or_default(),
+            plain_columns,
         }
-        let props = props.build();
-        let writer = RecordBatchWriter::for_table(table)
-            .map_err(|e| write_error(url, &e))?
-            .with_writer_properties(props);
-        let snapshot = table.snapshot().ok();
-        let schema_json = snapshot
-            .and_then(|s| serde_json::to_string(s.schema().as_ref()).ok())
-            .unwrap_or_default();
-        let partition_columns = snapshot
-            .map(|s| s.metadata().partition_columns().to_vec())
-            .unwrap_or_default();
-        Ok(PartitionWriter {
+    }
+
+    fn properties(&self) -> WriterProperties {
+        let mut props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
+            .set_created_by(format!("sluice {}", env!("CARGO_PKG_VERSION")));
+        for c in &self.plain_columns {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(c.as_str()), false);
+        }
+        props.build()
+    }
+}
+
+impl PartitionWriter {
+    pub fn new(url: &Url, table: &DeltaTable) -> Result<PartitionWriter, DeltaError> {
+        let layout = WriterLayout::of(table);
+        let writer = RecordBatchWriter::for_table(table).map_err(|e| write_error(url, &e))?;
+        Ok(Self::with(url, writer, layout))
+    }
+
+    /// A writer of files of the table at `url` whose rows have `schema`, without opening
+    /// the table: what an executor of a cluster does with the layout it was sent.
+    pub fn at(
+        url: &Url,
+        schema: SchemaRef,
+        layout: WriterLayout,
+    ) -> Result<PartitionWriter, DeltaError> {
+        let partitions = Some(layout.partition_columns.clone());
+        let writer = RecordBatchWriter::try_new(url.as_str(), schema, partitions, None)
+            .map_err(|e| write_error(url, &e))?;
+        Ok(Self::with(url, writer, layout))
+    }
+
+    fn with(url: &Url, writer: RecordBatchWriter, layout: WriterLayout) -> PartitionWriter {
+        PartitionWriter {
             url: url.clone(),
-            writer,
-            partition_columns,
+            writer: writer.with_writer_properties(layout.properties()),
+            partition_columns: layout.partition_columns,
             rows: 0,
-            schema_json,
-        })
+            schema_json: layout.schema_json,
+        }
     }
 
     pub async fn write(&mut self, batch: RecordBatch) -> Result<(), DeltaError> {

@@ -1,52 +1,180 @@
-//! Running a job's query on Apache Ballista: the session that sends it to a scheduler, and
+//! Writing a job's partition on Apache Ballista: the plan that is sent to a scheduler, and
 //! the in-process scheduler and executor of `scheduler = "standalone"`.
 //!
-//! Only the query goes to the cluster; the rows come back to this process, which fits,
-//! profiles and writes them as it does the embedded engine's. What a Ballista plan may
-//! hold is narrower than what a session may: tables must be files (a `ListingTable`) or
-//! views of them, so an upstream Delta table is registered as its snapshot's Parquet files
-//! (`delta::snapshot_files`), never through deltalake's scan.
+//! This process plans the query as the embedded engine does (with Ballista's settings),
+//! puts sluice's write node on top (`cluster_write`), and submits that physical plan; the
+//! executors compute, fit and upload the files, and send back their `add` actions, which
+//! the runner commits under its lease. What a plan may hold is narrower than what a
+//! session may: tables must be files (a `ListingTable`) or views of them, so an upstream
+//! Delta table is registered as its snapshot's Parquet files (`delta::snapshot_files`),
+//! never through deltalake's scan.
 
-use super::{Engine, EngineError};
+use super::cluster_write::{PartitionWriteExec, Sent, SluiceCodec, WriteSpec};
+use super::fit::{FitRules, Fitter};
+use super::output::{OutputError, OutputFailure};
+use super::{BadRow, Engine, EngineError, PartitionQuery, TextFile};
 use crate::config::Scheduler;
-use ballista::prelude::{SessionConfigExt, SessionContextExt};
+use crate::delta::WriterLayout;
+use crate::schema::TableSchema;
+use ballista_core::execution_plans::execute_physical_plan;
+use ballista_core::extension::SessionConfigExt;
 use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
+use datafusion_proto::protobuf::PhysicalPlanNode;
+use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::datafusion::execution::SessionStateBuilder;
 use deltalake::datafusion::execution::session_state::SessionState;
 use deltalake::datafusion::prelude::SessionContext;
+use deltalake::kernel::Add;
+use futures::StreamExt as _;
+use std::sync::Arc;
 use std::time::Duration;
+use url::Url;
 
 /// How long the in-process scheduler may take to answer after it starts.
 const STANDALONE_START: Duration = Duration::from_secs(10);
 
+/// How long a scheduler may take to answer a connection.
+const DIAL: Duration = Duration::from_secs(10);
+
+/// A partition's files, uploaded by the executors and not committed.
+pub struct ClusterWritten {
+    pub adds: Vec<Add>,
+    pub rows: u64,
+    /// The table's Arrow schema: what the files hold.
+    pub target: SchemaRef,
+    /// The CSV and JSON files the query reads (for the bad-row scan when a read fails).
+    pub text_files: Vec<TextFile>,
+}
+
 impl Engine {
-    /// The template's state, made ready for Ballista: the one the scheduler and executor
-    /// of standalone mode build their sessions from, and the client's starting point.
+    /// The template's state, made ready for Ballista: its settings and sluice's codec. The
+    /// scheduler and executor of standalone mode build their sessions from it, and a
+    /// partition is planned in it.
     fn ballista_state(&self) -> SessionState {
-        let config = self.template.config().clone().upgrade_for_ballista();
+        // A big file is read in ranges by several tasks: what the cluster is for. (The
+        // embedded engine reads a file whole, for CSV errors' line numbers; the bad-row
+        // scan finds exact lines either way.)
+        let config = self
+            .template
+            .config()
+            .clone()
+            .with_repartition_file_scans(true)
+            .upgrade_for_ballista()
+            .with_ballista_physical_extension_codec(Arc::new(SluiceCodec::default()));
         SessionStateBuilder::new_from_existing(self.template.clone())
             .with_config(config)
             .build()
     }
 
-    /// A fresh session whose queries run on `scheduler`, with an empty catalog of its own.
-    pub(super) async fn cluster_session(
+    /// A fresh session, with an empty catalog of its own, that plans queries for a cluster.
+    pub(super) fn cluster_session(&self) -> SessionContext {
+        let ctx = SessionContext::new_with_state(self.ballista_state());
+        ctx.register_catalog_list(self.own_catalogs());
+        ctx
+    }
+
+    /// Runs the partition's query on the cluster, which fits its output to `table` and
+    /// uploads it as new files of the Delta table at `url` (nothing is committed). Rows
+    /// left out under `bad_rows = "skip"` go to `set_aside` as they come back.
+    pub async fn write_on_cluster(
         &self,
-        scheduler: &Scheduler,
-    ) -> Result<SessionContext, EngineError> {
-        let url = match scheduler {
-            Scheduler::At(url) => url.clone(),
-            Scheduler::Standalone => self
+        q: &PartitionQuery<'_>,
+        table: &TableSchema,
+        (url, layout): (&Url, WriterLayout),
+        unknown_column_hint: impl Fn(&str) -> String,
+        mut set_aside: impl FnMut(BadRow) -> Result<(), String>,
+    ) -> Result<ClusterWritten, OutputFailure> {
+        let prepared = self.prepare(q).await.map_err(|e| (e.into(), Vec::new()))?;
+        let text_files = prepared.text_files.clone();
+        let fail = |e: OutputError| (e, text_files.clone());
+        let config = prepared.df.task_ctx().session_config().clone();
+        let plan = prepared
+            .df
+            .create_physical_plan()
+            .await
+            .map_err(|e| fail(super::execution_error(e).into()))?;
+        let rules = FitRules::of(q.job, table, &q.key);
+        // Fitted here first, so that a column the table lacks is named with its remedy
+        // before anything is sent.
+        let target = Fitter::with_rules(rules.clone(), table, &plan.schema(), unknown_column_hint)
+            .map_err(|e| fail(e.into()))?
+            .target_schema();
+        let spec = WriteSpec {
+            url: url.clone(),
+            table: table.clone(),
+            layout,
+            fit: rules,
+        };
+        let plan = Arc::new(PartitionWriteExec::new(plan, Arc::new(spec)));
+        let scheduler = self.scheduler_url(q).await.map_err(|e| fail(e.into()))?;
+        // Dialled first, so that a scheduler nobody answers at is told apart from a job
+        // that failed (whose error the bad-row scan may need).
+        reachable(&scheduler).await.map_err(|e| fail(e.into()))?;
+        let mut sent = execute_physical_plan::<PhysicalPlanNode>(
+            scheduler.clone(),
+            &config.ballista_config(),
+            plan,
+            &SluiceCodec::default(),
+            uuid::Uuid::now_v7().to_string(),
+            config,
+        )
+        .await
+        .map_err(|e| fail(cluster_failure(e).into()))?;
+        let (mut adds, mut rows) = (Vec::new(), 0u64);
+        let bad = |message: String| {
+            fail(
+                EngineError::Execution {
+                    message,
+                    transient: false,
+                }
+                .into(),
+            )
+        };
+        while let Some(batch) = sent.next().await {
+            let batch = batch.map_err(|e| fail(cluster_failure(e).into()))?;
+            for (kind, payload) in super::cluster_write::read_sent(&batch).map_err(bad)? {
+                match kind {
+                    Sent::Add => adds.push(
+                        serde_json::from_str::<Add>(payload)
+                            .map_err(|e| bad(format!("an add action sent back: {e}")))?,
+                    ),
+                    Sent::Rejected => {
+                        set_aside(super::cluster_write::rejected_row(payload).map_err(bad)?)
+                            .map_err(bad)?
+                    }
+                    Sent::Rows => {
+                        rows += payload
+                            .parse::<u64>()
+                            .map_err(|e| bad(format!("a row count sent back: {e}")))?
+                    }
+                }
+            }
+        }
+        Ok(ClusterWritten {
+            adds,
+            rows,
+            target,
+            text_files: text_files.clone(),
+        })
+    }
+
+    /// The gRPC URL of the scheduler `q`'s job runs on: the configured one, or this
+    /// process's own (started on first use).
+    async fn scheduler_url(&self, q: &PartitionQuery<'_>) -> Result<String, EngineError> {
+        let scheduler = self.settings.scheduler.as_ref().ok_or_else(|| {
+            EngineError::Setup(format!(
+                "job `{}` runs on Ballista (`[engine] kind = \"ballista\"` in its spec), but sluice.toml names no `[engine] scheduler`: add one (df://HOST:50050, or \"standalone\")",
+                q.job.name
+            ))
+        })?;
+        match scheduler {
+            Scheduler::At(url) => Ok(grpc_url(url)),
+            Scheduler::Standalone => Ok(self
                 .standalone
                 .get_or_try_init(|| self.start_standalone())
                 .await?
-                .clone(),
-        };
-        let ctx = SessionContext::remote_with_state(&url, self.ballista_state())
-            .await
-            .map_err(|e| EngineError::Setup(format!("the Ballista scheduler at {url}: {e}")))?;
-        ctx.register_catalog_list(self.own_catalogs());
-        Ok(ctx)
+                .clone()),
+        }
     }
 
     /// Starts a scheduler and one executor in this process; returns the scheduler's URL.
@@ -77,6 +205,51 @@ impl Engine {
         )
         .await
         .map_err(|e| failed(e.to_string()))?;
-        Ok(format!("df://localhost:{}", addr.port()))
+        Ok(url)
     }
+}
+
+/// `df://host:port` (how sluice.toml names a scheduler) as the URL its gRPC client dials.
+fn grpc_url(configured: &str) -> String {
+    match Url::parse(configured) {
+        Ok(u) => format!(
+            "http://{}:{}",
+            u.host_str().unwrap_or("localhost"),
+            u.port().unwrap_or(50050)
+        ),
+        Err(_) => configured.to_string(),
+    }
+}
+
+/// Whether a scheduler answers at `url`; if not, an error naming it.
+async fn reachable(url: &str) -> Result<(), EngineError> {
+    let dialled = tokio::time::timeout(DIAL, SchedulerGrpcClient::connect(url.to_string())).await;
+    let why = match dialled {
+        Ok(Ok(_)) => return Ok(()),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no answer within {} s", DIAL.as_secs()),
+    };
+    Err(EngineError::Setup(format!(
+        "the Ballista scheduler at {url} cannot be reached ({why}); check that it runs (`sluice ballista scheduler`) and that [engine] scheduler names it"
+    )))
+}
+
+/// A job the cluster failed. Ballista says why only in text: a lost executor or a broken
+/// connection is worth another try (transient); anything else (a bad input row, an error
+/// in the SQL) fails the same way again.
+fn cluster_failure(e: deltalake::datafusion::error::DataFusionError) -> EngineError {
+    let mut failure = super::execution_error(e);
+    if let EngineError::Execution { message, transient } = &mut failure {
+        let lower = message.to_lowercase();
+        *transient |= [
+            "lost",
+            "transport error",
+            "connection",
+            "unavailable",
+            "broken pipe",
+        ]
+        .iter()
+        .any(|w| lower.contains(w));
+    }
+    failure
 }

@@ -5,18 +5,57 @@
 //! cases compare it.
 
 use super::BadRow;
-use super::conform::{ConformError, Conformer};
+use super::conform::{ConformError, Conformer, PartitionColumn};
 use crate::job::{BadRows, Job};
+use crate::names::Name;
 use crate::partition::PartitionKey;
 use crate::schema::TableSchema;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::record_batch::RecordBatch;
 
-pub struct Fitter<'a> {
-    job: &'a Job,
+pub struct Fitter {
+    rules: FitRules,
     conformer: Conformer,
     /// Output rows seen so far: a dead letter's line is its row number in the output.
     rows_seen: u64,
+}
+
+/// What fitting needs to know of the job and the partition: plain values, so that the
+/// executors of a cluster fit as this process does (they receive them in the plan).
+#[derive(Clone, Debug)]
+pub struct FitRules {
+    /// The record id column, when the job declares one, and the key columns it hashes.
+    pub record_id: Option<Name>,
+    pub key: Vec<Name>,
+    /// `bad_rows = "skip"`: an output row that does not fit is set aside.
+    pub skip_bad_rows: bool,
+    /// How a dead letter names where its row came from.
+    pub origin: String,
+    /// The partition columns, and the value this partition holds in each.
+    pub partition: Vec<PartitionColumn>,
+}
+
+impl FitRules {
+    /// The rules of `job`'s partition `key` of `table`.
+    pub fn of(job: &Job, table: &TableSchema, key: &PartitionKey) -> FitRules {
+        FitRules {
+            record_id: job.record_id.clone(),
+            key: job.key.clone(),
+            skip_bad_rows: job.bad_rows == BadRows::Skip,
+            origin: format!(
+                "(output of jobs/{})",
+                job.sql_path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_default()
+            ),
+            partition: job
+                .partition_values(table, key)
+                .into_iter()
+                .map(|v| (v.column, v.value, key.to_string()))
+                .collect(),
+        }
+    }
 }
 
 /// One fitted batch, and the output rows left out of it.
@@ -25,28 +64,43 @@ pub struct Fitted {
     pub rejected: Vec<BadRow>,
 }
 
-impl<'a> Fitter<'a> {
+impl Fitter {
     /// For the output of `job`'s SQL (`produced`) for partition `key` of `table`.
     /// `unknown_column_hint` says what to do about a column the table lacks.
     pub fn new(
-        job: &'a Job,
+        job: &Job,
         table: &TableSchema,
         key: &PartitionKey,
         produced: &SchemaRef,
         unknown_column_hint: impl Fn(&str) -> String,
-    ) -> Result<Fitter<'a>, ConformError> {
-        let pvalue = job
-            .partition_values(table, key)
-            .into_iter()
-            .map(|v| (v.column, v.value, key.to_string()))
-            .collect();
-        let produced = match &job.record_id {
+    ) -> Result<Fitter, ConformError> {
+        Fitter::with_rules(
+            FitRules::of(job, table, key),
+            table,
+            produced,
+            unknown_column_hint,
+        )
+    }
+
+    pub fn with_rules(
+        rules: FitRules,
+        table: &TableSchema,
+        produced: &SchemaRef,
+        unknown_column_hint: impl Fn(&str) -> String,
+    ) -> Result<Fitter, ConformError> {
+        let produced = match &rules.record_id {
             Some(column) => super::record_id::schema_with(produced, column),
             None => produced.clone(),
         };
+        let conformer = Conformer::new(
+            table,
+            &produced,
+            rules.partition.clone(),
+            unknown_column_hint,
+        )?;
         Ok(Fitter {
-            job,
-            conformer: Conformer::new(table, &produced, pvalue, unknown_column_hint)?,
+            rules,
+            conformer,
             rows_seen: 0,
         })
     }
@@ -58,11 +112,11 @@ impl<'a> Fitter<'a> {
 
     pub fn fit(&mut self, batch: &RecordBatch) -> Result<Fitted, ConformError> {
         let rows = batch.num_rows() as u64;
-        let batch = match &self.job.record_id {
-            Some(column) => super::record_id::append(batch, column, &self.job.key)?,
+        let batch = match &self.rules.record_id {
+            Some(column) => super::record_id::append(batch, column, &self.rules.key)?,
             None => batch.clone(),
         };
-        let fitted = if self.job.bad_rows == BadRows::Skip {
+        let fitted = if self.rules.skip_bad_rows {
             let (good, rejects) = self.conformer.apply_rejecting(&batch)?;
             let rejected = rejects
                 .into_iter()
@@ -86,14 +140,7 @@ impl<'a> Fitter<'a> {
     fn dead_letter(&self, batch: &RecordBatch, row: usize, error: String) -> BadRow {
         BadRow {
             input: "(output)".into(),
-            file: format!(
-                "(output of jobs/{})",
-                self.job
-                    .sql_path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().to_string())
-                    .unwrap_or_default()
-            ),
+            file: self.rules.origin.clone(),
             line: self.rows_seen + row as u64 + 1,
             raw: row_json(batch, row),
             error,

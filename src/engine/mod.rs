@@ -9,6 +9,8 @@
 pub mod bad_row_log;
 pub mod bad_rows;
 mod cluster;
+pub mod cluster_processes;
+pub mod cluster_write;
 pub mod conform;
 pub mod fit;
 pub mod output;
@@ -42,6 +44,7 @@ use std::sync::Arc;
 
 pub use bad_row_log::BadRowLog;
 pub use bad_rows::BadRow;
+pub use cluster::ClusterWritten;
 use upstream::register_upstream;
 pub use upstream::{PartitionFilter, UpstreamData, UpstreamInput, upstream_filter};
 
@@ -275,15 +278,7 @@ impl Engine {
     pub async fn prepare(&self, q: &PartitionQuery<'_>) -> Result<Prepared, EngineError> {
         let ctx = match self.kind_of(q.job) {
             EngineKind::Datafusion => self.session(),
-            EngineKind::Ballista => {
-                let scheduler = self.settings.scheduler.as_ref().ok_or_else(|| {
-                    EngineError::Setup(format!(
-                        "job `{}` runs on Ballista (`[engine] kind = \"ballista\"` in its spec), but sluice.toml names no `[engine] scheduler`: add one (df://HOST:50050, or \"standalone\")",
-                        q.job.name
-                    ))
-                })?;
-                self.cluster_session(scheduler).await?
-            }
+            EngineKind::Ballista => self.cluster_session(),
         };
         let Registered {
             text_files,

@@ -21,9 +21,9 @@ pub enum OutputError {
 }
 
 /// The fitted output of one partition's query, batch by batch.
-pub struct FittedOutput<'a> {
+pub struct FittedOutput {
     stream: SendableRecordBatchStream,
-    fitter: Fitter<'a>,
+    fitter: Fitter,
     /// The CSV and JSON files the query reads (for the bad-row scan when a read fails).
     pub text_files: Vec<TextFile>,
     /// Whether the SQL orders its rows (ends in ORDER BY): a test then compares in order.
@@ -43,7 +43,7 @@ impl Engine {
         q: &PartitionQuery<'a>,
         table: &TableSchema,
         unknown_column_hint: impl Fn(&str) -> String,
-    ) -> Result<FittedOutput<'a>, OutputFailure> {
+    ) -> Result<FittedOutput, OutputFailure> {
         let prepared = self.prepare(q).await.map_err(|e| (e.into(), Vec::new()))?;
         let text_files = prepared.text_files;
         let scratch = prepared.scratch;
@@ -67,7 +67,7 @@ impl Engine {
     }
 }
 
-impl FittedOutput<'_> {
+impl FittedOutput {
     /// The table's Arrow schema: what every fitted batch has.
     pub fn target_schema(&self) -> SchemaRef {
         self.fitter.target_schema()

@@ -206,6 +206,9 @@ impl Runner {
         a: &Attempt<'_>,
         query: &PartitionQuery<'_>,
     ) -> Result<WrittenFiles, WriteFailure> {
+        if self.engine.kind_of(a.job) == crate::config::EngineKind::Ballista {
+            return self.write_files_on_cluster(a, query).await;
+        }
         let job = a.job;
         let project = self.project();
         let mut output = self
@@ -234,10 +237,7 @@ impl Runner {
         while let Some(fitted) = output.next().await {
             let fitted = fitted.map_err(|(e, files)| (e.into(), files))?;
             for b in fitted.rejected {
-                if rejected.len() < crate::engine::bad_row_log::SHOWN as u64 {
-                    warn!(row = b.line, error = %b.error, raw = %b.raw, "leaving out an output row that does not fit the table (bad_rows = \"skip\")");
-                }
-                rejected.push(b).map_err(|e| fail(RunError::BadRows(e)))?;
+                set_aside(&mut rejected, b).map_err(|e| fail(RunError::BadRows(e)))?;
             }
             profiler.update(&fitted.batch);
             if let (Some(k), Some(r)) = (&mut kept, &mut room)
@@ -271,6 +271,81 @@ impl Runner {
             rejected,
             text_files,
         })
+    }
+
+    /// [`Runner::write_files`] for a job that runs on Ballista: the executors compute, fit
+    /// and upload; the new rows are then profiled from the uploaded files, which the audit
+    /// reads too.
+    async fn write_files_on_cluster(
+        &self,
+        a: &Attempt<'_>,
+        query: &PartitionQuery<'_>,
+    ) -> Result<WrittenFiles, WriteFailure> {
+        let project = self.project();
+        let latest = a.handle.latest();
+        let layout = crate::delta::WriterLayout::of(&latest);
+        let written_under = layout.schema_json.clone();
+        let mut rejected = BadRowLog::default();
+        let written = self
+            .engine
+            .write_on_cluster(
+                query,
+                &a.schema,
+                (&a.handle.url, layout),
+                |column| unknown_column_hint(&project, a.job, column),
+                |b| set_aside(&mut rejected, b),
+            )
+            .await
+            .map_err(|(e, files)| (e.into(), files))?;
+        let profile = self.profile_uploaded(a, &written.adds).await;
+        let profile = match profile {
+            Ok(p) => p,
+            Err(e) => {
+                delete_unpublished(&a.handle.url, &written.adds).await;
+                return Err((e, written.text_files));
+            }
+        };
+        Ok(WrittenFiles {
+            adds: written.adds,
+            written_under,
+            rows: written.rows,
+            profile,
+            kept: None,
+            target: written.target,
+            rejected,
+            text_files: written.text_files,
+        })
+    }
+
+    /// The profile of a partition's uploaded files, read back as they stream.
+    async fn profile_uploaded(
+        &self,
+        a: &Attempt<'_>,
+        adds: &[Add],
+    ) -> Result<crate::quality::Profile, RunError> {
+        let ctx = self.engine.session();
+        let partition: Vec<_> = a
+            .job
+            .partition_values(&a.schema, &a.key)
+            .into_iter()
+            .map(|v| (v.column, v.value))
+            .collect();
+        let table =
+            crate::delta::uploaded_files(&ctx, &a.handle.latest(), &a.schema, &partition, adds)?;
+        let read = |e: deltalake::datafusion::error::DataFusionError| {
+            RunError::Engine(engine::execution_error(e))
+        };
+        let mut rows = ctx
+            .read_table(table)
+            .map_err(read)?
+            .execute_stream()
+            .await
+            .map_err(read)?;
+        let mut profiler = crate::quality::profiler::Profiler::new(rows.schema());
+        while let Some(batch) = futures::StreamExt::next(&mut rows).await {
+            profiler.update(&batch.map_err(read)?);
+        }
+        Ok(profiler.finish())
     }
 
     /// Runs the job's checks on the new rows (kept in memory, or the uploaded files read
@@ -410,4 +485,13 @@ fn unknown_column_hint(project: &crate::project::Project, job: &Job, column: &st
         ),
         None => "remove it from the SELECT, or add the column to the table with a migration".into(),
     }
+}
+
+/// Sets an output row that does not fit the table aside (bad_rows = "skip"), with a log
+/// line for the first ones.
+fn set_aside(rejected: &mut BadRowLog, b: engine::BadRow) -> Result<(), String> {
+    if rejected.len() < crate::engine::bad_row_log::SHOWN as u64 {
+        warn!(row = b.line, error = %b.error, raw = %b.raw, "leaving out an output row that does not fit the table (bad_rows = \"skip\")");
+    }
+    rejected.push(b)
 }

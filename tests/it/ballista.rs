@@ -1,10 +1,12 @@
 //! Jobs on Apache Ballista: the same SQL, the same rows. `[engine] kind = "ballista"` sends
-//! a job's query to a scheduler (`scheduler = "standalone"`: one in the sluice process);
-//! upstream tables reach it as their snapshot's Parquet files.
+//! a job's partition to a scheduler (`scheduler = "standalone"`: one in the sluice
+//! process), whose executors compute it and write its files; upstream tables reach them as
+//! their snapshot's Parquet files, and sluice commits.
 
 use crate::util::{TestProject, stdout_of};
-use std::path::Path;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
 
 const TABLES: [&str; 4] = [
     "clean_orders",
@@ -99,4 +101,161 @@ fn a_ballista_engine_without_a_scheduler_is_refused() {
     let out = p.run(&["validate"]);
     assert_eq!(out.code, 2, "{}", out.context());
     assert!(out.stderr.contains("df://HOST:PORT"), "{}", out.context());
+}
+
+/// `sluice ballista` processes of a test, SIGKILLed when it ends, however it ends.
+struct Cluster {
+    processes: Vec<(Child, PathBuf)>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (child, _) in &mut self.processes {
+            if matches!(child.try_wait(), Ok(None)) {
+                crate::util::sigkill(child);
+            }
+        }
+    }
+}
+
+impl Cluster {
+    fn logs(&self) -> String {
+        self.processes
+            .iter()
+            .map(|(_, log)| std::fs::read_to_string(log).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n----\n")
+    }
+}
+
+/// Waits until something listens on `port` of the loopback.
+fn wait_for_port(port: u16, cluster: &Cluster) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "nothing listens on port {port}:\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts a scheduler on loopback (executors taken for dead after 6 s of silence) and
+/// two executors of one task slot each, the first with `failpoint` set; returns the
+/// scheduler's address.
+fn start_cluster(p: &TestProject, failpoint: &str) -> (Cluster, String) {
+    let port = crate::daemon::free_port;
+    let scheduler = format!("127.0.0.1:{}", port());
+    let mut cluster = Cluster {
+        processes: Vec::new(),
+    };
+    cluster.processes.push(p.spawn(
+        &[
+            "ballista",
+            "scheduler",
+            "--bind",
+            &scheduler,
+            "--executor-timeout",
+            "6",
+        ],
+        &[],
+    ));
+    wait_for_port(
+        scheduler.rsplit_once(':').unwrap().1.parse().unwrap(),
+        &cluster,
+    );
+    for env in [vec![("SLUICE_FAILPOINT", failpoint)], vec![]] {
+        let (flight, grpc) = (port(), port());
+        let (f, g) = (flight.to_string(), grpc.to_string());
+        let args = [
+            "ballista",
+            "executor",
+            "--scheduler",
+            &scheduler,
+            "--port",
+            &f,
+            "--grpc-port",
+            &g,
+            "--concurrent-tasks",
+            "1",
+            "--heartbeat",
+            "1",
+        ];
+        cluster.processes.push(p.spawn(&args, &env));
+        wait_for_port(flight, &cluster);
+    }
+    (cluster, scheduler)
+}
+
+/// A real cluster on loopback: a scheduler and two executor processes, all
+/// `sluice ballista`. The sample month gives every table the embedded engine's rows; then
+/// a day of about 2M orders runs while the executor writing it is SIGKILLed in the middle:
+/// the partition ends complete and committed once, with the embedded engine's content
+/// (rows, distinct ids, total), read by Python's deltalake.
+#[test]
+fn a_real_cluster_writes_what_the_embedded_engine_writes_though_an_executor_dies() {
+    let (embedded, on_cluster) = (TestProject::sample(), TestProject::sample());
+    let (mut cluster, scheduler) = start_cluster(&on_cluster, "executor_mid_write");
+    let use_cluster = |p: &TestProject| {
+        p.write(
+            "sluice.toml",
+            &format!(
+                "{}kind = \"ballista\"\nscheduler = \"df://{scheduler}\"\n",
+                p.read("sluice.toml")
+            ),
+        )
+    };
+    use_cluster(&on_cluster);
+    for p in [&embedded, &on_cluster] {
+        p.ok(&["migrate"]);
+        p.ok(&["backfill", "--from", "2024-01-01", "--to", "2024-01-31"]);
+    }
+    for t in TABLES {
+        let want = python_rows(&embedded.warehouse_table(t, 1));
+        let got = python_rows(&on_cluster.warehouse_table(t, 1));
+        crate::util::assert_same_rows(t, &got, &want);
+    }
+
+    // About 2M orders on 2024-01-05, the only day run (other days would make its volume
+    // check fail). The executor that takes its task stops at 100,000 rows and is killed;
+    // the scheduler finds it lost and runs the task again on the other.
+    const DAY: &str = "2024-01-05";
+    let (embedded, on_cluster) = (TestProject::sample(), TestProject::sample());
+    use_cluster(&on_cluster);
+    for p in [&embedded, &on_cluster] {
+        crate::util::enlarge_orders(p, 11_000, Some(DAY));
+        p.ok(&["migrate"]);
+    }
+    embedded.ok(&["run", "clean_orders", "--partition", DAY]);
+    let (mut run, run_log) = on_cluster.spawn(&["run", "clean_orders", "--partition", DAY], &[]);
+    let doomed = cluster.processes[1].1.clone();
+    crate::util::wait_for_text(&doomed, "paused at failpoint", Duration::from_secs(300));
+    crate::util::sigkill(&mut cluster.processes[1].0);
+    let code = crate::util::wait_exit(&mut run, Duration::from_secs(600));
+    let log = std::fs::read_to_string(&run_log).unwrap_or_default();
+    assert_eq!(code, 0, "{log}\n{}", cluster.logs());
+    let scheduler_log = std::fs::read_to_string(&cluster.processes[0].1).unwrap_or_default();
+    assert!(
+        scheduler_log.contains("lost Executor"),
+        "the scheduler did not see the executor go: {}",
+        cluster.logs()
+    );
+
+    let summary = |p: &TestProject| {
+        crate::util::python_delta_summary(
+            &p.warehouse_table("clean_orders", 1),
+            "dt",
+            DAY,
+            "order_id",
+            "amount",
+        )
+    };
+    let (want, got) = (summary(&embedded), summary(&on_cluster));
+    assert!(want.0 > 1_900_000, "{want:?}");
+    assert_eq!(got, want, "rows, distinct order ids, total amount");
+    // Committed once.
+    let commits =
+        crate::util::commits_per_partition(&on_cluster.warehouse_table("clean_orders", 1));
+    assert_eq!(commits.get(DAY), Some(&1), "{commits:?}");
 }
