@@ -35,15 +35,15 @@ fn is_secret_key(k: &str) -> bool {
 pub fn redact_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for word in text.split_inclusive(char::is_whitespace) {
-        if let Some(at) = word.find('@') {
-            if let Some(scheme_end) = word.find("://") {
-                let cred = &word[scheme_end + 3..at];
-                if let Some(colon) = cred.find(':') {
-                    out.push_str(&word[..scheme_end + 3 + colon + 1]);
-                    out.push_str("***");
-                    out.push_str(&word[at..]);
-                    continue;
-                }
+        if let Some(at) = word.find('@')
+            && let Some(scheme_end) = word.find("://")
+        {
+            let cred = &word[scheme_end + 3..at];
+            if let Some(colon) = cred.find(':') {
+                out.push_str(&word[..scheme_end + 3 + colon + 1]);
+                out.push_str("***");
+                out.push_str(&word[at..]);
+                continue;
             }
         }
         out.push_str(word);

@@ -25,10 +25,10 @@ pub fn display_str(uri: &str) -> String {
 }
 
 pub fn display(url: &Url) -> String {
-    if url.scheme() == "file" {
-        if let Ok(p) = url.to_file_path() {
-            return p.display().to_string();
-        }
+    if url.scheme() == "file"
+        && let Ok(p) = url.to_file_path()
+    {
+        return p.display().to_string();
     }
     url.to_string()
 }

@@ -23,10 +23,10 @@ fn parse_bound(
         Granularity::Monthly,
         Granularity::Hourly,
     ] {
-        if let Ok(k) = g.parse_time(text) {
-            if let Some(b) = k.bounds() {
-                return Ok(b);
-            }
+        if let Ok(k) = g.parse_time(text)
+            && let Some(b) = k.bounds()
+        {
+            return Ok(b);
         }
     }
     Err(BackfillError::Bound {
@@ -126,13 +126,13 @@ fn chosen_jobs(project: &Project, req: &Request) -> Result<BTreeSet<Name>, Backf
                         .join("; "),
                 )
             })?;
-            if let Some(v) = req.version {
-                if v != job.version {
-                    return Err(BackfillError::Job(format!(
-                        "jobs/{}.toml builds version {}, not {v}; set `version = {v}` in it to build v{v} beside the live version",
-                        job.name, job.version
-                    )));
-                }
+            if let Some(v) = req.version
+                && v != job.version
+            {
+                return Err(BackfillError::Job(format!(
+                    "jobs/{}.toml builds version {}, not {v}; set `version = {v}` in it to build v{v} beside the live version",
+                    job.name, job.version
+                )));
             }
             chosen.insert(job.name.clone());
             if req.downstream {
@@ -235,12 +235,12 @@ async fn select_partitions(
             partition: partition.clone(),
             why,
         };
-        if let Some(start) = job.start {
-            if key.time < start {
-                out.not_selected
-                    .push(skip(format!("before the job's start ({start})")));
-                continue;
-            }
+        if let Some(start) = job.start
+            && key.time < start
+        {
+            out.not_selected
+                .push(skip(format!("before the job's start ({start})")));
+            continue;
         }
         let state = states.get(&partition);
         let reason = match (state.map(|s| s.state), req.selection) {

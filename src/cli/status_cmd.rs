@@ -6,16 +6,15 @@ use crate::project::Project;
 
 pub async fn run(g: &Globals, job: Option<&str>) -> Outcome {
     let project = Project::load(&g.overrides)?;
-    if let Some(j) = job {
-        if !project.jobs.contains_key(j)
-            && !project
-                .settings
-                .jobs_dir()
-                .join(format!("{j}.toml"))
-                .exists()
-        {
-            anyhow::bail!("no job `{j}` in {}", project.settings.jobs_dir().display());
-        }
+    if let Some(j) = job
+        && !project.jobs.contains_key(j)
+        && !project
+            .settings
+            .jobs_dir()
+            .join(format!("{j}.toml"))
+            .exists()
+    {
+        anyhow::bail!("no job `{j}` in {}", project.settings.jobs_dir().display());
     }
     let catalog = Catalog::connect(&project.settings.catalog_url).await?;
     let rows = catalog.partition_statuses(job).await?;

@@ -342,21 +342,21 @@ impl Daemon {
                 }
             };
             let mut timed_out = None;
-            if waits.is_empty() {
-                if let Some(limit) = job.schedule.as_ref().and_then(|s| s.wait_for_inputs) {
-                    let missing = missing_input_files(&job, &p.key, &project.settings.root);
-                    let waited = now.timestamp_millis() - p.queued_ms;
-                    if !missing.is_empty() && waited >= limit.as_millis() as i64 {
-                        timed_out = Some(format!(
-                            "input files did not arrive within {} (schedule.wait_for_inputs): {}; once they are there, run the partition again (`sluice run {} --partition {}`)",
-                            humanize(limit),
-                            missing.join(", "),
-                            p.job,
-                            p.key
-                        ));
-                    } else {
-                        waits = missing;
-                    }
+            if waits.is_empty()
+                && let Some(limit) = job.schedule.as_ref().and_then(|s| s.wait_for_inputs)
+            {
+                let missing = missing_input_files(&job, &p.key, &project.settings.root);
+                let waited = now.timestamp_millis() - p.queued_ms;
+                if !missing.is_empty() && waited >= limit.as_millis() as i64 {
+                    timed_out = Some(format!(
+                        "input files did not arrive within {} (schedule.wait_for_inputs): {}; once they are there, run the partition again (`sluice run {} --partition {}`)",
+                        humanize(limit),
+                        missing.join(", "),
+                        p.job,
+                        p.key
+                    ));
+                } else {
+                    waits = missing;
                 }
             }
             if let Some(why) = timed_out {

@@ -410,10 +410,10 @@ fn write_predicate(
 /// still right.
 async fn after_checkpoint(table: &mut DeltaTable, v: u64) {
     cleanup_logs(table, v).await;
-    if let Ok(fresh) = deltalake::open_table(table.table_url().clone()).await {
-        if fresh.version().is_some_and(|f| f >= v) {
-            *table = fresh;
-        }
+    if let Ok(fresh) = deltalake::open_table(table.table_url().clone()).await
+        && fresh.version().is_some_and(|f| f >= v)
+    {
+        *table = fresh;
     }
 }
 

@@ -185,12 +185,12 @@ fn apply_actions(
                 }
             }
             AlterAction::SetNotNull { column } => {
-                if let Some(i) = find(&fields, column.as_str()) {
-                    if fields[i].0.is_nullable() {
-                        // Every value is checked on the rewrite.
-                        rewrite = true;
-                        fields[i].0 = fields[i].0.clone().with_nullable(false);
-                    }
+                if let Some(i) = find(&fields, column.as_str())
+                    && fields[i].0.is_nullable()
+                {
+                    // Every value is checked on the rewrite.
+                    rewrite = true;
+                    fields[i].0 = fields[i].0.clone().with_nullable(false);
                 }
             }
             AlterAction::DropNotNull { column } => {

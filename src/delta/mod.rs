@@ -112,13 +112,13 @@ pub async fn ensure_table(url: &Url, schema: &TableSchema) -> Result<DeltaTable,
         url: crate::warehouse::display(url),
         message: e.to_string(),
     };
-    if url.scheme() == "file" {
-        if let Ok(p) = url.to_file_path() {
-            std::fs::create_dir_all(&p).map_err(|e| DeltaError::Create {
-                url: crate::warehouse::display(url),
-                message: e.to_string(),
-            })?;
-        }
+    if url.scheme() == "file"
+        && let Ok(p) = url.to_file_path()
+    {
+        std::fs::create_dir_all(&p).map_err(|e| DeltaError::Create {
+            url: crate::warehouse::display(url),
+            message: e.to_string(),
+        })?;
     }
     let probe = DeltaTable::try_from_url(url.clone()).await.map_err(err)?;
     if probe.verify_deltatable_existence().await.map_err(err)? {

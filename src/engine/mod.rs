@@ -396,16 +396,17 @@ impl Engine {
                         csv,
                     )
                     .await?;
-                    if matches!(format, FileFormat::Csv | FileFormat::Json) && !is_glob {
-                        if let Some(s) = arrow_schema {
-                            text_files.push(TextFile {
-                                input: input.name.clone(),
-                                path,
-                                schema: s,
-                                format: *format,
-                                options: csv.clone(),
-                            });
-                        }
+                    if matches!(format, FileFormat::Csv | FileFormat::Json)
+                        && !is_glob
+                        && let Some(s) = arrow_schema
+                    {
+                        text_files.push(TextFile {
+                            input: input.name.clone(),
+                            path,
+                            schema: s,
+                            format: *format,
+                            options: csv.clone(),
+                        });
                     }
                 }
                 InputSource::Table { .. } => {

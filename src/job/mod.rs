@@ -323,14 +323,14 @@ impl Job {
     pub fn partition_values(&self, table: &TableSchema, p: &PartitionKey) -> Vec<PartitionValue> {
         use crate::schema::types::{partition_string, partition_value};
         let mut out = Vec::new();
-        if let Some(col) = self.time_column(table) {
-            if let Some(value) = partition_value(col.ty, p, self.partition_time_zone) {
-                out.push(PartitionValue {
-                    column: col.name.to_string(),
-                    value,
-                    text: partition_string(col.ty, p, self.partition_time_zone),
-                });
-            }
+        if let Some(col) = self.time_column(table)
+            && let Some(value) = partition_value(col.ty, p, self.partition_time_zone)
+        {
+            out.push(PartitionValue {
+                column: col.name.to_string(),
+                value,
+                text: partition_string(col.ty, p, self.partition_time_zone),
+            });
         }
         if let (Some(column), Some(k)) = (self.key_column(), p.key) {
             out.push(PartitionValue {

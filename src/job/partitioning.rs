@@ -138,13 +138,13 @@ pub(super) fn check_key_placeholders(inputs: &[super::Input], keyed: bool, p: &m
         return;
     }
     for i in inputs {
-        if let InputSource::Files { template, .. } = &i.source {
-            if template.contains("{key}") {
-                p.add(format!(
+        if let InputSource::Files { template, .. } = &i.source
+            && template.contains("{key}")
+        {
+            p.add(format!(
                     "input `{}`: placeholder {{key}} needs a static dimension (`partitioning.key_column` and its keys)",
                     i.name
                 ));
-            }
         }
     }
 }

@@ -37,10 +37,10 @@ pub struct Dataset {
 
 impl Dataset {
     pub fn of_url(url: &Url) -> Dataset {
-        if url.scheme() == "file" {
-            if let Ok(p) = url.to_file_path() {
-                return Dataset::of_path(&p);
-            }
+        if url.scheme() == "file"
+            && let Ok(p) = url.to_file_path()
+        {
+            return Dataset::of_path(&p);
         }
         Dataset {
             namespace: format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default()),

@@ -168,10 +168,10 @@ impl CheckFile {
                         "`{at}`: a row_count check needs `min`, `max` or both"
                     ));
                 }
-                if let (Some(a), Some(b)) = (self.min, self.max) {
-                    if a > b {
-                        return Err(format!("`{at}`: min ({a}) is above max ({b})"));
-                    }
+                if let (Some(a), Some(b)) = (self.min, self.max)
+                    && a > b
+                {
+                    return Err(format!("`{at}`: min ({a}) is above max ({b})"));
                 }
                 CheckKind::RowCount {
                     min: self.min,

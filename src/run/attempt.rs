@@ -153,11 +153,11 @@ impl Runner {
         let result = self
             .under_lease(req, &a, &mut start, look, upstream, report)
             .await;
-        if !a.released.load(Ordering::SeqCst) {
-            if let Err(e) = self.catalog.release_lease(&a.lease).await {
-                // It expires by itself; the next worker takes it over then.
-                warn!(error = %e, "could not release the lease");
-            }
+        if !a.released.load(Ordering::SeqCst)
+            && let Err(e) = self.catalog.release_lease(&a.lease).await
+        {
+            // It expires by itself; the next worker takes it over then.
+            warn!(error = %e, "could not release the lease");
         }
         result
     }

@@ -19,10 +19,10 @@ impl Runner {
         let key = (job.table.to_string(), job.version);
         let schema_json = schema.to_json();
         let mut handles = self.handles.lock().await;
-        if let Some(h) = handles.get(&key) {
-            if h.schema_json() == schema_json {
-                return Ok(h.clone());
-            }
+        if let Some(h) = handles.get(&key)
+            && h.schema_json() == schema_json
+        {
+            return Ok(h.clone());
         }
         let url =
             warehouse::version_url(&self.project().settings.warehouse, &job.table, job.version);

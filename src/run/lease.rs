@@ -137,24 +137,24 @@ impl Runner {
             .catalog
             .partition_status(&lease.table, lease.version, &lease.partition)
             .await?;
-        if let (Some(job), Some(status)) = (job, status) {
-            if status.state == PartitionState::Running {
-                let schema = self
-                    .catalog
-                    .table(&lease.table)
-                    .await?
-                    .ok_or_else(|| RunError::TableNotMigrated {
-                        table: lease.table.clone(),
-                    })?
-                    .schema;
-                let key = job.parse_partition(&lease.partition).map_err(|e| {
-                    RunError::NotRunnable(format!("lease on unknown partition: {e}"))
-                })?;
-                let scope = partition_scope(&schema, job, &key);
-                let handle = self.output_handle(job, &schema).await?;
-                self.reconcile(&handle, &scope, lease, status, CANCELLED)
-                    .await?;
-            }
+        if let (Some(job), Some(status)) = (job, status)
+            && status.state == PartitionState::Running
+        {
+            let schema = self
+                .catalog
+                .table(&lease.table)
+                .await?
+                .ok_or_else(|| RunError::TableNotMigrated {
+                    table: lease.table.clone(),
+                })?
+                .schema;
+            let key = job
+                .parse_partition(&lease.partition)
+                .map_err(|e| RunError::NotRunnable(format!("lease on unknown partition: {e}")))?;
+            let scope = partition_scope(&schema, job, &key);
+            let handle = self.output_handle(job, &schema).await?;
+            self.reconcile(&handle, &scope, lease, status, CANCELLED)
+                .await?;
         }
         self.catalog.release_lease(lease).await?;
         Ok(())

@@ -137,10 +137,10 @@ fn bound(name: &str, text: Option<&str>, end: bool) -> Result<Option<NaiveDateTi
 
 /// The partition the job's latest due tick ran (or, unscheduled, the one before now's).
 fn latest_due(job: &Job, now: DateTime<Utc>) -> TimeKey {
-    if let Some(Ok(c)) = Cadence::of(job) {
-        if let Some(t) = c.latest_tick(now) {
-            return c.partition_for(t);
-        }
+    if let Some(Ok(c)) = Cadence::of(job)
+        && let Some(t) = c.latest_tick(now)
+    {
+        return c.partition_for(t);
     }
     let local = now.with_timezone(&job.partition_time_zone).naive_local();
     let k = job.granularity.key_at(local);
