@@ -10,6 +10,7 @@ use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
 use deltalake::datafusion::error::{DataFusionError, Result as DfResult};
+use deltalake::datafusion::execution::SessionStateBuilder;
 use deltalake::datafusion::execution::object_store::{
     DefaultObjectStoreRegistry, ObjectStoreRegistry,
 };
@@ -67,6 +68,7 @@ pub async fn run_scheduler(o: SchedulerOptions) -> Result<(), EngineError> {
         expire_dead_executor_interval_seconds: (timeout / 3).max(1),
         no_executors_grace_period_seconds: timeout,
         override_physical_codec: Some(Arc::new(SluiceCodec::default())),
+        override_session_builder: Some(scheduler_sessions()),
         ..SchedulerConfig::default()
     };
     let cluster = BallistaCluster::new_from_config(&config)
@@ -114,6 +116,21 @@ pub async fn run_executor(o: ExecutorOptions) -> Result<(), EngineError> {
             &format!("executor (scheduler {}:{})", o.scheduler.0, o.scheduler.1),
             e,
         )
+    })
+}
+
+/// The scheduler's sessions: Ballista's, with the warehouse's stores (decoding a plan
+/// looks up the store of every file it names).
+fn scheduler_sessions() -> ballista_scheduler::scheduler_server::SessionBuilder {
+    let stores = Arc::new(WarehouseStores::default());
+    Arc::new(move |config: SessionConfig| {
+        let state = ballista_core::utils::default_session_builder(config)?;
+        let env = RuntimeEnvBuilder::new()
+            .with_object_store_registry(stores.clone())
+            .build()?;
+        Ok(SessionStateBuilder::new_from_existing(state)
+            .with_runtime_env(Arc::new(env))
+            .build())
     })
 }
 
