@@ -65,9 +65,9 @@ pub fn sent_schema() -> SchemaRef {
     ]))
 }
 
-/// Where the `executor_mid_write` failpoint stops a task: past the sample's partitions, so
-/// that only a big one stops.
-const MID_WRITE_ROWS: u64 = 100_000;
+/// The `executor_after_upload` failpoint stops only tasks of this many rows or more: none
+/// of the sample's partitions, only a big one.
+const BIG_TASK_ROWS: u64 = 100_000;
 
 /// Rows left out are sent back this many at a time, so that a task keeps few of them.
 const REJECTED_PER_BATCH: usize = 1000;
@@ -170,11 +170,7 @@ async fn write_part(
     let mut writer = PartitionWriter::at(&spec.url, fitter.target_schema(), spec.layout.clone())
         .map_err(external)?;
     let mut rejected = Vec::new();
-    let pause = crate::failpoint::is_set("executor_mid_write");
     while let Some(batch) = input.next().await {
-        if pause && writer.rows() >= MID_WRITE_ROWS {
-            crate::failpoint::pause_if_set("executor_mid_write").await;
-        }
         let fitted = fitter.fit(&batch?).map_err(external)?;
         for r in &fitted.rejected {
             rejected.push(serde_json::to_string(r).map_err(external)?);
@@ -185,7 +181,11 @@ async fn write_part(
         writer.write(fitted.batch).await.map_err(external)?;
     }
     let mut rows = vec![writer.rows().to_string()];
+    let written = writer.rows();
     let adds = writer.finish().await.map_err(external)?;
+    if written >= BIG_TASK_ROWS {
+        crate::failpoint::pause_if_set("executor_after_upload").await;
+    }
     let mut adds = adds
         .iter()
         .map(serde_json::to_string)

@@ -36,6 +36,23 @@ import os, sys; sys.stdout.flush(); os._exit(0)
     .collect()
 }
 
+/// How many files the table's current version holds, as Python's deltalake reads it.
+fn python_file_count(dir: &Path) -> usize {
+    let script = r#"
+import sys
+from deltalake import DeltaTable
+print(len(DeltaTable(sys.argv[1]).file_uris()), flush=True)
+import os; os._exit(0)
+"#;
+    stdout_of(
+        Command::new("python3").args(["-c", script]).arg(dir),
+        "the Python deltalake reader",
+    )
+    .trim()
+    .parse()
+    .expect("a file count")
+}
+
 /// The sample month, every job, once on the embedded engine and once on Ballista's
 /// standalone mode: each table holds the same rows, read by Python's deltalake.
 #[test]
@@ -196,7 +213,7 @@ fn start_cluster(p: &TestProject, failpoint: &str) -> (Cluster, String) {
 #[test]
 fn a_real_cluster_writes_what_the_embedded_engine_writes_though_an_executor_dies() {
     let (embedded, on_cluster) = (TestProject::sample(), TestProject::sample());
-    let (mut cluster, scheduler) = start_cluster(&on_cluster, "executor_mid_write");
+    let (mut cluster, scheduler) = start_cluster(&on_cluster, "executor_after_upload");
     let use_cluster = |p: &TestProject| {
         p.write(
             "sluice.toml",
@@ -218,8 +235,9 @@ fn a_real_cluster_writes_what_the_embedded_engine_writes_though_an_executor_dies
     }
 
     // About 2M orders on 2024-01-05, the only day run (other days would make its volume
-    // check fail). The executor that takes its task stops at 100,000 rows and is killed;
-    // the scheduler finds it lost and runs the task again on the other.
+    // check fail), read in two ranges: a task on each executor. The first executor stops
+    // once its files are uploaded, before it reports them, and is killed; the scheduler
+    // finds it lost and runs its task again on the other.
     const DAY: &str = "2024-01-05";
     let (embedded, on_cluster) = (TestProject::sample(), TestProject::sample());
     use_cluster(&on_cluster);
@@ -254,8 +272,16 @@ fn a_real_cluster_writes_what_the_embedded_engine_writes_though_an_executor_dies
     let (want, got) = (summary(&embedded), summary(&on_cluster));
     assert!(want.0 > 1_900_000, "{want:?}");
     assert_eq!(got, want, "rows, distinct order ids, total amount");
-    // Committed once.
-    let commits =
-        crate::util::commits_per_partition(&on_cluster.warehouse_table("clean_orders", 1));
+    // Committed once, with the files of the tasks that finished; the dead task's files are
+    // orphans beside them, in no commit (vacuum's to remove after the retention).
+    let table = on_cluster.warehouse_table("clean_orders", 1);
+    let commits = crate::util::commits_per_partition(&table);
     assert_eq!(commits.get(DAY), Some(&1), "{commits:?}");
+    let on_disk = crate::util::data_files(&table).len();
+    let committed = python_file_count(&table);
+    assert_eq!(committed, 2, "one file per task");
+    assert!(
+        on_disk > committed,
+        "{on_disk} files on disk, {committed} committed"
+    );
 }
