@@ -146,13 +146,20 @@ PY
     rm -rf "$p"
 }
 
-reference() {
-    [ -n "$shared" ] || { echo "reference: ../shared/bench not found beside the repository" >&2; return 1; }
+# The reference data (365 days x 20,000 rows), generated once; prints its folder.
+reference_data() {
     local orders="$data/orders-365x20000"
     if [ ! -f "$orders/dt=2024-12-30/orders.csv" ]; then
         echo "generating the reference data (365 days x 20,000 rows) into $orders ..." >&2
-        python3 "$shared/gen_orders.py" "$orders" 2024-01-01 365 20000
+        python3 "$shared/gen_orders.py" "$orders" 2024-01-01 365 20000 >&2
     fi
+    echo "$orders"
+}
+
+reference() {
+    [ -n "$shared" ] || { echo "reference: ../shared/bench not found beside the repository" >&2; return 1; }
+    local orders
+    orders="$(reference_data)"
     local rounds="${SLUICE_BENCH_REFERENCE_ROUNDS:-3}" r
     for r in $(seq 1 "$rounds"); do reference_round "$r" "$orders"; done
     python3 - "$work"/reference-*.ratio <<'PY'
@@ -275,11 +282,8 @@ PY
 # machine, which is what it costs before a partition is big enough to need it.
 cluster() {
     [ -n "$shared" ] || { echo "cluster: ../shared/bench not found beside the repository" >&2; return 1; }
-    local orders="$data/orders-365x20000"
-    if [ ! -f "$orders/dt=2024-12-30/orders.csv" ]; then
-        echo "generating the reference data (365 days x 20,000 rows) into $orders ..." >&2
-        python3 "$shared/gen_orders.py" "$orders" 2024-01-01 365 20000
-    fi
+    local orders
+    orders="$(reference_data)"
     local rounds="${SLUICE_BENCH_CLUSTER_ROUNDS:-3}" r
     for r in $(seq 1 "$rounds"); do cluster_round "$r" "$orders"; done
     python3 - "$work"/cluster-*.ratio <<'PY'

@@ -214,16 +214,13 @@ fn start_cluster(p: &TestProject, failpoint: &str) -> (Cluster, String) {
 fn a_real_cluster_writes_what_the_embedded_engine_writes_though_an_executor_dies() {
     let (embedded, on_cluster) = (TestProject::sample(), TestProject::sample());
     let (mut cluster, scheduler) = start_cluster(&on_cluster, "executor_after_upload");
-    let use_cluster = |p: &TestProject| {
-        p.write(
-            "sluice.toml",
-            &format!(
-                "{}kind = \"ballista\"\nscheduler = \"df://{scheduler}\"\n",
-                p.read("sluice.toml")
-            ),
-        )
-    };
-    use_cluster(&on_cluster);
+    on_cluster.write(
+        "sluice.toml",
+        &format!(
+            "{}kind = \"ballista\"\nscheduler = \"df://{scheduler}\"\n",
+            on_cluster.read("sluice.toml")
+        ),
+    );
     for p in [&embedded, &on_cluster] {
         p.ok(&["migrate"]);
         p.ok(&["backfill", "--from", "2024-01-01", "--to", "2024-01-31"]);
@@ -239,8 +236,21 @@ fn a_real_cluster_writes_what_the_embedded_engine_writes_though_an_executor_dies
     // once its files are uploaded, before it reports them, and is killed; the scheduler
     // finds it lost and runs its task again on the other.
     const DAY: &str = "2024-01-05";
+    // Here only this job goes to the cluster, by its spec's `[engine] kind`; sluice.toml
+    // names the scheduler and keeps the embedded engine for the others.
     let (embedded, on_cluster) = (TestProject::sample(), TestProject::sample());
-    use_cluster(&on_cluster);
+    on_cluster.write(
+        "sluice.toml",
+        &format!(
+            "{}scheduler = \"df://{scheduler}\"\n",
+            on_cluster.read("sluice.toml")
+        ),
+    );
+    let spec = on_cluster.read("jobs/clean_orders.toml");
+    on_cluster.write(
+        "jobs/clean_orders.toml",
+        &format!("{spec}\n[engine]\nkind = \"ballista\"\n"),
+    );
     for p in [&embedded, &on_cluster] {
         crate::util::enlarge_orders(p, 11_000, Some(DAY));
         p.ok(&["migrate"]);
