@@ -784,3 +784,36 @@ async fn while_a_new_version_shadows_the_live_one_both_are_written_and_readers_s
         p.warehouse_table("up", 1)
     );
 }
+
+/// A job on Ballista whose scheduler cannot be reached fails its partitions, each run
+/// naming the scheduler; the daemon goes on with the other jobs, whose partitions all run.
+#[tokio::test]
+async fn an_unreachable_ballista_scheduler_fails_only_the_jobs_sent_to_it() {
+    let cron = "cron = \"30 2 * * *\"\ntime_zone = \"Europe/Berlin\"";
+    let mut remote = daily_job("remote", cron, "2024-05-01");
+    remote[0].1.push_str("\n[engine]\nkind = \"ballista\"\n");
+    let p = project_of(&[daily_job("local", cron, "2024-05-01"), remote]);
+    p.write(
+        "sluice.toml",
+        "[engine]\nscheduler = \"df://127.0.0.1:9\"\n",
+    );
+    let clock = ManualClock::new(utc(2024, 5, 1, 23, 0));
+    let mut d = daemon(&p, &clock).await;
+    drive(
+        &mut d,
+        &clock,
+        utc(2024, 5, 4, 6, 0),
+        chrono::Duration::minutes(10),
+    )
+    .await;
+    assert_once_each(&d, "local", &["2024-05-01", "2024-05-02", "2024-05-03"]).await;
+    let remote = runs(&d, "remote").await;
+    assert!(!remote.is_empty(), "the job on Ballista was not tried");
+    for (day, rs) in &remote {
+        for r in rs {
+            assert_eq!(r.state, RunState::Failed, "remote {day}");
+            let error = r.error.as_deref().unwrap_or_default();
+            assert!(error.contains("127.0.0.1:9"), "remote {day}: {error}");
+        }
+    }
+}
