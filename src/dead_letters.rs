@@ -3,7 +3,9 @@
 //! partition replaces that partition's dead letters (in one commit, fenced by the run's
 //! lease token like its output), so a replay after the source is fixed clears them.
 
-use crate::delta::{self, CommitInfo, DeltaError, PartitionCommit, PartitionWriter, Scope};
+use crate::delta::{
+    self, CommitInfo, DeltaError, PartitionCommit, PartitionWriter, Scope, StillLeased,
+};
 use crate::engine::{BadRow, BadRowLog};
 use crate::names::Name;
 use crate::schema::{Column, ColumnType, TableSchema};
@@ -86,7 +88,11 @@ pub struct Letters<'a> {
 const BATCH: usize = 8192;
 
 /// Replaces the partition's dead letters with `letters.rows`; none clears them.
-pub async fn replace(url: &Url, letters: &Letters<'_>) -> Result<(), DeltaError> {
+pub async fn replace(
+    url: &Url,
+    letters: &Letters<'_>,
+    still_leased: StillLeased,
+) -> Result<(), DeltaError> {
     let scope = Scope::Partition(vec![("partition".into(), letters.partition.clone())]);
     let mut table = if letters.rows.is_empty() {
         if surely_missing(url) {
@@ -141,7 +147,7 @@ pub async fn replace(url: &Url, letters: &Letters<'_>) -> Result<(), DeltaError>
             job: "dead_letters".into(),
         },
     };
-    let results = delta::commit_partitions(&mut table, &[item], |_| async { true }).await;
+    let results = delta::commit_partitions(&mut table, &[item], |_| still_leased()).await;
     results.into_iter().next().unwrap_or(Ok(0)).map(|_| ())
 }
 

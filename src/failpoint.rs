@@ -5,6 +5,8 @@
 //! commit (`SLUICE_FAILPOINT_DELAY_MS`, default 3 s), to stop a process mid-run. `transient_commit_error` fails the
 //! first commit with an I/O error, to see the retry policy at work. `no_heartbeat` never
 //! renews a run's lease, as when a starved runtime's heartbeat comes too late.
+//! `dead_letters_write` fails the first write of a run's dead letters (rows set aside) with a
+//! transient store error, to see that the partition is not published without them.
 //! `executor_after_upload` stops a Ballista executor's write task of 100,000 rows or more
 //! once its files are uploaded and before it reports them, for a test to kill the executor
 //! in the middle of a partition and leave orphans. Unset, they cost one

@@ -101,11 +101,16 @@ pub fn init(format: LogFormat, verbosity: i8) {
             // expected one when a table does not exist yet; its real failures reach us as
             // returned errors, so its own events are shown only at -vv. deltalake warns on
             // every commit rebased over a concurrent one, which is normal with several
-            // writers: shown from -v on.
+            // writers: shown from -v on. Its commit loop says "conflict detected" at error
+            // level and hands the conflict back, which sluice resolves (refresh, look for
+            // its own commit, rebuild) or reports as the run's error: an error line that
+            // needs no action would teach operators to ignore error lines.
             EnvFilter::new(format!(
                 "warn,sluice={default},{}",
                 match verbosity {
-                    i8::MIN..=0 => "deltalake_core=error,buoyant_kernel=off",
+                    i8::MIN..=0 => {
+                        "deltalake_core=error,deltalake_core::kernel::transaction=off,buoyant_kernel=off"
+                    }
                     1 => "deltalake_core=warn,buoyant_kernel=off",
                     _ => "deltalake_core=debug,buoyant_kernel=debug",
                 }

@@ -166,6 +166,8 @@ pub struct Catalog {
     backend: Backend,
     /// Claims and finishes waiting to be written together (see `write_group`).
     group: std::sync::Arc<write_group::WriteGroup>,
+    /// Where it was opened, for [`Catalog::twin`]; shown only through `redact_url`.
+    url: std::sync::Arc<str>,
 }
 
 impl Catalog {
@@ -211,6 +213,21 @@ impl Catalog {
             writer,
             backend,
             group: Default::default(),
+            url: url.into(),
+        })
+    }
+
+    /// The same catalog through a connection of its own, opened on the calling runtime:
+    /// for work that must not wait on the runtime that opened this one (a PostgreSQL
+    /// connection is driven by the runtime that made it), such as the lease heartbeats.
+    pub async fn twin(&self) -> Result<Catalog, CatalogError> {
+        let pool = Self::pool(&self.url, self.backend, 1).await?;
+        Ok(Catalog {
+            pool: pool.clone(),
+            writer: pool,
+            backend: self.backend,
+            group: Default::default(),
+            url: self.url.clone(),
         })
     }
 

@@ -44,7 +44,15 @@ pub(super) struct Pending {
     pub(super) not_before: Option<DateTime<Utc>>,
     /// What it waits for (upstream partitions, input files), as last checked.
     pub(super) waiting_on: Vec<String>,
+    /// How often it was queued again after its runs failed for a transient cause.
+    pub(super) requeued: u32,
 }
+
+/// How often the daemon queues a partition again after its runs (each with the job's own
+/// retries) failed for a transient cause, such as a catalog or store outage longer than
+/// the job's retries last. Past that the partition stays failed until its next tick or a
+/// backfill, as after any failure.
+const TRANSIENT_REQUEUES: u32 = 3;
 
 #[derive(Debug)]
 pub(super) struct JobState {
@@ -72,6 +80,7 @@ pub(super) struct Finished {
     pub(super) due: DateTime<Utc>,
     pub(super) queued_ms: i64,
     pub(super) why: Due,
+    pub(super) requeued: u32,
     pub(super) report: RunReport,
     /// The run of the live version, when the spec's version is another (not promoted yet).
     pub(super) shadow: Option<RunReport>,
@@ -287,6 +296,7 @@ impl Daemon {
             why,
             not_before: None,
             waiting_on: Vec::new(),
+            requeued: 0,
         });
         Ok(())
     }
@@ -415,6 +425,7 @@ impl Daemon {
                 due: p.due,
                 queued_ms: p.queued_ms,
                 why: p.why,
+                requeued: p.requeued,
                 report,
                 shadow,
             }
@@ -466,6 +477,27 @@ impl Daemon {
                     why: f.why,
                     not_before: Some(retry),
                     waiting_on: Vec::new(),
+                    requeued: f.requeued,
+                });
+            }
+            RunOutcome::Failed if r.transient && f.requeued < TRANSIENT_REQUEUES => {
+                let policy = self.jobs.get(&f.job).map(|st| st.job.retry.clone());
+                let wait = policy
+                    .map(|p| crate::run::backoff(&p, p.max_attempts + f.requeued))
+                    .unwrap_or_default()
+                    .max(self.opts.held_retry);
+                warn!(job = %f.job, partition = %f.key, run_id = r.run_id.as_deref().unwrap_or("-"), error = r.error.as_deref().unwrap_or("-"), wait_ms = wait.as_millis() as u64, "partition failed for a transient cause; queued again");
+                self.queue.push(Pending {
+                    job: f.job,
+                    key: f.key,
+                    due: f.due,
+                    queued_ms: f.queued_ms,
+                    why: f.why,
+                    not_before: Some(
+                        self.clock.now() + chrono::Duration::from_std(wait).unwrap_or_default(),
+                    ),
+                    waiting_on: Vec::new(),
+                    requeued: f.requeued + 1,
                 });
             }
             RunOutcome::Succeeded => {

@@ -15,6 +15,8 @@ spelled_enum! {
         Throttled => "throttled",
         /// The connection failed or timed out: worth a retry.
         Network => "network",
+        /// The disk under the warehouse (or the temporary folder) is full.
+        Full => "no space left",
     }
 }
 
@@ -31,6 +33,9 @@ impl StorageCause {
             StorageCause::NotFound => "check the warehouse URL (bucket, container, folder)",
             StorageCause::Throttled => "the store asked to slow down; the run is retried",
             StorageCause::Network => "the store could not be reached; the run is retried",
+            StorageCause::Full => {
+                "free space where the warehouse lives (or point --warehouse elsewhere), then run the partition again: nothing was published"
+            }
         }
     }
 }
@@ -60,13 +65,26 @@ pub fn storage_cause(e: &(dyn Error + 'static)) -> Option<(StorageCause, String)
             if let Some(cause) = cause {
                 return Some((cause, above.unwrap_or(err).to_string()));
             }
+            // Said by the I/O error itself: the layers above it (a Parquet writer's "failed
+            // to parse") would only mislead.
+            if io.kind() == K::StorageFull {
+                return Some((StorageCause::Full, io.to_string()));
+            }
         }
         if let Some(http) = err.downcast_ref::<reqwest::Error>() {
             let cause = match http.status().map(|s| s.as_u16()) {
                 Some(429 | 503) => StorageCause::Throttled,
                 Some(401 | 403) => StorageCause::PermissionDenied,
                 Some(404) => StorageCause::NotFound,
-                _ if http.is_timeout() || http.is_connect() => StorageCause::Network,
+                // A connection that broke while the request or its answer was under
+                // way: the request may or may not have taken effect, and a retry can help.
+                _ if http.is_timeout()
+                    || http.is_connect()
+                    || http.is_request()
+                    || http.is_body() =>
+                {
+                    StorageCause::Network
+                }
                 _ => return None,
             };
             return Some((cause, err.to_string()));

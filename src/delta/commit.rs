@@ -1,7 +1,7 @@
 //! One Delta commit per batch of partitions: remove the old files, add the new ones, and
 //! record each partition's fencing token in a `txn`.
 
-use super::{DeltaError, app_id};
+use super::{DeltaError, LeaseCheck, app_id};
 use deltalake::kernel::transaction::{
     CommitBuilder, CommitConflictError, CommitProperties, TransactionError,
 };
@@ -94,10 +94,7 @@ pub async fn landed_token(
     partition: &str,
 ) -> Result<Option<i64>, DeltaError> {
     let url = table.table_url().clone();
-    let open_err = |e: DeltaTableError| DeltaError::Open {
-        url: crate::warehouse::display(&url),
-        message: e.to_string(),
-    };
+    let open_err = |e: DeltaTableError| DeltaError::open(&url, e);
     table.update_state().await.map_err(open_err)?;
     let snap = table.snapshot().map_err(open_err)?;
     snap.transaction_version(table.log_store().as_ref(), &app_id(partition))
@@ -109,10 +106,7 @@ pub async fn landed_token(
 pub async fn partition_rows(table: &DeltaTable, scope: &Scope) -> Result<i64, DeltaError> {
     let files = files_in_scope(table, scope)
         .await
-        .map_err(|e| DeltaError::Open {
-            url: crate::warehouse::display(table.table_url()),
-            message: e.to_string(),
-        })?;
+        .map_err(|e| DeltaError::open(table.table_url(), e))?;
     Ok(files
         .iter()
         .map(|f| f.num_records().unwrap_or(0) as i64)
@@ -145,7 +139,7 @@ pub async fn commit_partitions<F, Fut>(
 ) -> Vec<Result<u64, DeltaError>>
 where
     F: Fn(usize) -> Fut,
-    Fut: std::future::Future<Output = bool>,
+    Fut: std::future::Future<Output = LeaseCheck>,
 {
     let mut results: Vec<Option<Result<u64, DeltaError>>> = vec![None; batch.len()];
     let all: Vec<usize> = (0..batch.len()).collect();
@@ -181,7 +175,7 @@ async fn commit_rounds<F, Fut>(
 ) -> Vec<usize>
 where
     F: Fn(usize) -> Fut,
-    Fut: std::future::Future<Output = bool>,
+    Fut: std::future::Future<Output = LeaseCheck>,
 {
     let fenced = |item: &PartitionCommit| DeltaError::Fenced {
         partition: item.info.partition.clone(),
@@ -213,43 +207,57 @@ where
         let answers = futures::future::join_all(asked.iter().map(|&i| still_leased(i))).await;
         let mut live = Vec::new();
         for (i, leased) in asked.into_iter().zip(answers) {
-            if leased {
-                live.push(i);
-            } else {
-                results[i] = Some(Err(fenced(&batch[i])));
+            match leased {
+                LeaseCheck::Held => live.push(i),
+                LeaseCheck::TakenOver => results[i] = Some(Err(fenced(&batch[i]))),
+                LeaseCheck::Unconfirmed(why) => {
+                    results[i] = Some(Err(DeltaError::LeaseUnconfirmed {
+                        partition: batch[i].info.partition.clone(),
+                        ours: batch[i].info.token,
+                        why,
+                    }))
+                }
             }
         }
         if live.is_empty() {
             return Vec::new();
         }
-        match commit_once(table, batch, &live).await {
+        let base = table.version();
+        let failure = match commit_once(table, batch, &live).await {
             Ok(v) => {
                 for i in live {
                     results[i] = Some(Ok(v));
                 }
                 return Vec::new();
             }
-            Err(CommitFailure::Conflict {
+            Err(failure) => failure,
+        };
+        // Whatever the failure says, the commit may have landed: an answer lost after the
+        // store wrote the log entry reads as an error (the connection broke) or as a
+        // conflict (the store's retry of the create found our own entry there, and the
+        // conflict checker took it for another writer's). The log is the truth: refresh
+        // and look for each partition's `txn` before anything is retried, or the rebuilt
+        // commit would remove the files the landed one added.
+        let refreshed = table.update_state().await;
+        if refreshed.is_ok() {
+            settle_landed(table, batch, &live, base, results).await;
+        }
+        match failure {
+            CommitFailure::Conflict {
                 error,
                 concurrent_txn,
-            }) => {
+            } => {
                 last_error = Some((error, concurrent_txn));
+                if let Err(e) = refreshed {
+                    last_error = Some((DeltaError::commit(table.table_url(), e), false));
+                    break;
+                }
                 if round == ROUNDS {
                     break;
                 }
-                tracing::debug!(round, "commit conflicted; refreshing and retrying");
-                if let Err(e) = table.update_state().await {
-                    last_error = Some((
-                        DeltaError::Commit {
-                            url: crate::warehouse::display(table.table_url()),
-                            message: e.to_string(),
-                        },
-                        false,
-                    ));
-                    break;
-                }
+                tracing::debug!(round, "commit conflicted; refreshed, retrying");
             }
-            Err(CommitFailure::Other(e)) => {
+            CommitFailure::Other(e) => {
                 last_error = Some((e, false));
                 break;
             }
@@ -273,6 +281,79 @@ where
     Vec::new()
 }
 
+/// Settles the items of `live` whose commit the log holds after version `base`: the
+/// partition's `txn` carries this writer's token, so the commit landed though its answer
+/// was lost (done, at the version that holds it); a higher token means another writer
+/// took the partition over and committed (fenced). The others stay unsettled.
+async fn settle_landed(
+    table: &DeltaTable,
+    batch: &[PartitionCommit],
+    live: &[usize],
+    base: Option<u64>,
+    results: &mut [Option<Result<u64, DeltaError>>],
+) {
+    let Ok(snapshot) = table.snapshot() else {
+        return;
+    };
+    for &i in live {
+        let info = &batch[i].info;
+        let app = app_id(&info.partition);
+        let Ok(logged) = snapshot
+            .transaction_version(table.log_store().as_ref(), &app)
+            .await
+        else {
+            continue;
+        };
+        match logged {
+            Some(t) if t == info.token => {
+                let at = landed_at(table, base, &app, info.token).await;
+                let v = at.or(table.version());
+                tracing::warn!(
+                    partition = %info.partition,
+                    delta_version = v,
+                    "a commit's answer was lost, but the commit landed; taking it as done"
+                );
+                results[i] = Some(v.ok_or_else(|| {
+                    DeltaError::commit_text(table.table_url(), "the table has no version")
+                }));
+            }
+            Some(t) if t > info.token => {
+                results[i] = Some(Err(DeltaError::Fenced {
+                    partition: info.partition.clone(),
+                    ours: info.token,
+                }));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The version after `base` whose commit carries `txn(app, token)`, read from the log
+/// entries themselves (a few, newest first: those made since the commit was attempted).
+async fn landed_at(table: &DeltaTable, base: Option<u64>, app: &str, token: i64) -> Option<u64> {
+    let first = base.map_or(0, |b| b + 1);
+    let latest = table.version()?;
+    for v in (first..=latest).rev() {
+        let entry = table.log_store().read_commit_entry(v).await.ok().flatten();
+        if let Some(bytes) = entry
+            && carries_txn(&bytes, app, token)
+        {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// Whether a log entry (newline-delimited JSON actions) holds `txn(app, token)`.
+fn carries_txn(entry: &[u8], app: &str, token: i64) -> bool {
+    entry.split(|b| *b == b'\n').any(|line| {
+        serde_json::from_slice::<serde_json::Value>(line).is_ok_and(|action| {
+            action["txn"]["appId"].as_str() == Some(app)
+                && action["txn"]["version"].as_i64() == Some(token)
+        })
+    })
+}
+
 enum CommitFailure {
     /// `concurrent_txn`: the other commit carried one of our partitions' `txn` app ids,
     /// i.e. another writer of the same partition got there first.
@@ -290,12 +371,7 @@ async fn commit_once(
     live: &[usize],
 ) -> Result<u64, CommitFailure> {
     let shown = crate::warehouse::display(table.table_url());
-    let other = |e: DeltaTableError| {
-        CommitFailure::Other(DeltaError::Commit {
-            url: shown.clone(),
-            message: e.to_string(),
-        })
-    };
+    let other = |e: DeltaTableError| CommitFailure::Other(DeltaError::commit(table.table_url(), e));
     let mut actions: Vec<Action> = Vec::new();
     let mut txns = Vec::new();
     let mut replaced: Vec<&[(String, String)]> = Vec::new();
@@ -304,9 +380,15 @@ async fn commit_once(
     for &i in live {
         let item = &batch[i];
         let removes = files_in_scope(table, &item.scope).await.map_err(other)?;
+        // A commit never removes what it adds: had an earlier attempt of this very commit
+        // landed unseen, removing its files would empty the partition (adding them again
+        // changes nothing).
+        let ours: std::collections::HashSet<&str> =
+            item.adds.iter().map(|a| file_name(&a.path)).collect();
         actions.extend(
             removes
                 .iter()
+                .filter(|f| !ours.contains(file_name(&f.path())))
                 .map(|f| Action::Remove(f.remove_action(true))),
         );
         actions.extend(item.adds.iter().cloned().map(Action::Add));
@@ -365,6 +447,12 @@ async fn commit_once(
         }),
         Err(e) => Err(other(e)),
     }
+}
+
+/// A data file's name, the last part of its path: unique (it holds a UUID), and the same
+/// whether the path is percent-encoded (an `add` as written) or not (a file as listed).
+fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
 }
 
 /// The predicate is what the conflict checker reads as a commit's read set: the replaced

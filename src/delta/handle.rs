@@ -13,7 +13,18 @@ use url::Url;
 
 /// Asked just before a queued partition is committed: is its writer's lease still
 /// current? Given by the caller, so that this layer never sees the catalog.
-pub type StillLeased = Arc<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>;
+pub type StillLeased = Arc<dyn Fn() -> BoxFuture<'static, LeaseCheck> + Send + Sync>;
+
+/// The answer to [`StillLeased`].
+#[derive(Debug, Clone)]
+pub enum LeaseCheck {
+    Held,
+    /// Another worker holds the partition now: this writer is fenced.
+    TakenOver,
+    /// The catalog could not answer (why): nobody is known to have taken the partition, but
+    /// committing unconfirmed could race a worker that did.
+    Unconfirmed(String),
+}
 
 /// How long a commit waits for partitions of the same table that are on their way to a
 /// commit, so that they join it. A Delta commit costs about the same whatever it holds

@@ -28,7 +28,7 @@ pub use commit::{
     CommitInfo, PartitionCommit, Scope, commit_partitions, landed_token, partition_rows,
 };
 pub use evolve::{Evolved, evolve};
-pub use handle::{StillLeased, VersionHandle};
+pub use handle::{LeaseCheck, StillLeased, VersionHandle};
 pub use readback::{snapshot_files, uploaded_files};
 pub use writer::{PartitionWriter, WriterLayout};
 
@@ -57,8 +57,10 @@ pub enum DeltaError {
     #[error("cannot write data files to {url}: {message}")]
     Write { url: String, message: String },
     /// A write that failed for a known storage cause (see [`StorageCause`]).
-    #[error("cannot write data files to {url}: {}: {message}; {}", .cause.as_str(), .cause.hint())]
+    #[error("cannot {doing} {url}: {}: {message}; {}", .cause.as_str(), .cause.hint())]
     Storage {
+        /// What was being done: "write data files to", "commit to".
+        doing: &'static str,
         url: String,
         cause: StorageCause,
         message: String,
@@ -67,6 +69,14 @@ pub enum DeltaError {
         "partition {partition}: this worker's lease (fencing token {ours}) was taken over by another worker; this run's output is discarded"
     )]
     Fenced { partition: String, ours: i64 },
+    #[error(
+        "partition {partition}: the catalog could not be reached to confirm this worker's lease (fencing token {ours}) before the commit, and the lease may have lapsed meanwhile: {why}; nothing was committed, and the run is retried once the catalog answers"
+    )]
+    LeaseUnconfirmed {
+        partition: String,
+        ours: i64,
+        why: String,
+    },
     #[error(
         "partition {partition}: the schema of {url} changed since this run wrote its files (a migration was applied meanwhile); nothing was committed, and a retry writes under the new schema"
     )]
@@ -78,6 +88,51 @@ pub enum DeltaError {
 }
 
 impl DeltaError {
+    /// A commit that failed with `e`: by its storage cause when the error chain holds a
+    /// known one (a broken connection is worth a retry), else as deltalake says it.
+    pub(crate) fn commit(url: &Url, e: DeltaTableError) -> DeltaError {
+        DeltaError::by_cause(url, "commit to", &e).unwrap_or_else(|| DeltaError::Commit {
+            url: crate::warehouse::display(url),
+            message: e.to_string(),
+        })
+    }
+
+    /// Creating or opening a table that failed with `e`, by its storage cause when known
+    /// (a listing cut short is worth a retry).
+    pub(crate) fn create(url: &Url, e: DeltaTableError) -> DeltaError {
+        DeltaError::by_cause(url, "create the Delta table at", &e).unwrap_or_else(|| {
+            DeltaError::Create {
+                url: crate::warehouse::display(url),
+                message: e.to_string(),
+            }
+        })
+    }
+
+    pub(crate) fn open(url: &Url, e: DeltaTableError) -> DeltaError {
+        DeltaError::by_cause(url, "open the Delta table at", &e).unwrap_or_else(|| {
+            DeltaError::Open {
+                url: crate::warehouse::display(url),
+                message: e.to_string(),
+            }
+        })
+    }
+
+    fn by_cause(url: &Url, doing: &'static str, e: &DeltaTableError) -> Option<DeltaError> {
+        storage_cause(e).map(|(cause, message)| DeltaError::Storage {
+            doing,
+            url: crate::warehouse::display(url),
+            cause,
+            message,
+        })
+    }
+
+    pub(crate) fn commit_text(url: &Url, message: &str) -> DeltaError {
+        DeltaError::Commit {
+            url: crate::warehouse::display(url),
+            message: message.to_string(),
+        }
+    }
+
     /// Storage hiccups are worth a retry; a fenced writer or a schema drift is not.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -93,7 +148,9 @@ impl DeltaError {
                     || m.contains("generic")
             }
             DeltaError::Storage { cause, .. } => cause.is_transient(),
-            DeltaError::Conflict { .. } | DeltaError::SchemaChanged { .. } => true,
+            DeltaError::Conflict { .. }
+            | DeltaError::SchemaChanged { .. }
+            | DeltaError::LeaseUnconfirmed { .. } => true,
             _ => false,
         }
     }
@@ -108,10 +165,7 @@ pub fn app_id(partition: &str) -> String {
 /// Creates the Delta table for a physical version if it does not exist, and opens it.
 /// Safe to race: the loser of a concurrent create finds the winner's table.
 pub async fn ensure_table(url: &Url, schema: &TableSchema) -> Result<DeltaTable, DeltaError> {
-    let err = |e: DeltaTableError| DeltaError::Create {
-        url: crate::warehouse::display(url),
-        message: e.to_string(),
-    };
+    let err = |e: DeltaTableError| DeltaError::create(url, e);
     if url.scheme() == "file"
         && let Ok(p) = url.to_file_path()
     {
@@ -170,10 +224,7 @@ pub async fn ensure_table(url: &Url, schema: &TableSchema) -> Result<DeltaTable,
 pub async fn open(url: &Url) -> Result<DeltaTable, DeltaError> {
     deltalake::open_table(url.clone())
         .await
-        .map_err(|e| DeltaError::Open {
-            url: crate::warehouse::display(url),
-            message: e.to_string(),
-        })
+        .map_err(|e| DeltaError::open(url, e))
 }
 
 fn check_schema(url: &Url, t: &DeltaTable, schema: &TableSchema) -> Result<(), DeltaError> {

@@ -145,8 +145,25 @@ pub async fn check_atomic_commits(
             fix: "unset AWS_S3_ALLOW_UNSAFE_RENAME",
         });
     }
+    // A broken connection or a busy store must not fail a whole command at its first
+    // request: the probe is tried again (with a fresh object) on the store's errors, a
+    // few times over some seconds; its verdict on the store's behaviour is final.
+    let mut wait = std::time::Duration::from_millis(500);
+    for _ in 1..PROBE_TRIES {
+        match probe_conditional_put(url).await {
+            Err(WarehouseError::Store { message, .. }) => {
+                tracing::warn!(error = %message, wait_ms = wait.as_millis() as u64, "the object store's probe failed; trying again");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            verdict => return verdict,
+        }
+    }
     probe_conditional_put(url).await
 }
+
+/// How often the atomic-commit probe is tried before the store's error is final.
+const PROBE_TRIES: u32 = 5;
 
 async fn probe_conditional_put(url: &Url) -> Result<(), WarehouseError> {
     use deltalake::logstore::object_store::{Error as StoreError, PutMode, PutOptions, PutPayload};
@@ -168,7 +185,9 @@ async fn probe_conditional_put(url: &Url) -> Result<(), WarehouseError> {
         .put_opts(&path, PutPayload::from_static(b"1"), create())
         .await;
     let verdict = match first {
-        Ok(_) => match store
+        // Already there: the object has a fresh name, so only this create's own retry
+        // (after its first answer was lost) can have made it.
+        Ok(_) | Err(StoreError::AlreadyExists { .. }) | Err(StoreError::Precondition { .. }) => match store
             .put_opts(&path, PutPayload::from_static(b"2"), create())
             .await
         {

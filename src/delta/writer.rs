@@ -168,6 +168,7 @@ fn write_error(url: &Url, e: &deltalake::DeltaTableError) -> DeltaError {
     let url = crate::warehouse::display(url);
     match super::storage_cause(e) {
         Some((cause, message)) => DeltaError::Storage {
+            doing: "write data files to",
             url,
             cause,
             message,

@@ -192,7 +192,7 @@ impl Runner {
         let mut lineage = self.lineage_start(a, &upstream);
 
         // Aborted on drop too: a run cancelled by a daemon's shutdown stops renewing.
-        let heartbeat = AbortOnDrop(self.spawn_heartbeat(a.lease.clone(), a.lost.clone()));
+        let heartbeat = AbortOnDrop(self.spawn_heartbeat(a.lease.clone(), a.lost.clone()).await);
         let outcome = match req.refusal {
             None => self.write_and_commit(a, upstream, report).await,
             Some(why) => Err(RunError::NotRunnable(why.to_string())),
@@ -215,7 +215,8 @@ impl Runner {
             .quality
             .as_ref()
             .and_then(|q| serde_json::to_string(q).ok());
-        self.catalog
+        let recorded = self
+            .catalog
             .finish_run(
                 start,
                 &end,
@@ -223,7 +224,14 @@ impl Runner {
                 Some(&a.lease),
                 quality_json.as_deref(),
             )
-            .await?;
+            .await;
+        if let Err(e) = recorded {
+            // The run's own error would be lost behind the catalog's: say it first.
+            if let Err(failed) = &outcome {
+                warn!(error = %crate::redact::redact_text(&failed.to_string()), "run failed, and its end could not be recorded");
+            }
+            return Err(e.into());
+        }
         a.released.store(true, Ordering::SeqCst);
         let (rows, dv) = outcome?;
         report.rows = Some(rows);

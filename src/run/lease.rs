@@ -4,7 +4,7 @@
 
 use super::attempt::partition_scope;
 use super::{RunError, Runner};
-use crate::catalog::{Lease, PartitionState, PartitionStatus};
+use crate::catalog::{Catalog, Lease, PartitionState, PartitionStatus};
 use crate::delta::{self, Scope, VersionHandle};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,38 +24,99 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// The lease heartbeats' own thread, with a runtime and a catalog connection of its own:
+/// a partition whose compute holds every worker thread of the main runtime (DataFusion's
+/// operators run there) cannot hold a heartbeat back past the lease, and another worker
+/// never takes a live partition over. The thread ends when the runner drops this.
+pub(super) struct Heartbeats {
+    handle: tokio::runtime::Handle,
+    catalog: Catalog,
+    /// Dropped with the runner: the thread's runtime then stops.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Heartbeats {
+    async fn start(main: Catalog) -> Result<Heartbeats, String> {
+        let (ready, answer) = tokio::sync::oneshot::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("sluice-heartbeat".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let catalog = rt.block_on(main.twin());
+                drop(main);
+                let catalog = catalog.map_err(|e| e.to_string());
+                let _ = ready.send(catalog.map(|c| (rt.handle().clone(), c)));
+                let _ = rt.block_on(stopped);
+            });
+        thread.map_err(|e| e.to_string())?;
+        let (handle, catalog) = answer
+            .await
+            .map_err(|_| "the heartbeat thread stopped".to_string())??;
+        Ok(Heartbeats {
+            handle,
+            catalog,
+            _stop: stop,
+        })
+    }
+}
+
 impl Runner {
-    pub(super) fn spawn_heartbeat(
+    /// Renews the lease every third of its time to live until aborted; sets `lost` when
+    /// another worker took the partition. Runs on the heartbeat thread (see
+    /// [`Heartbeats`]), or on the caller's runtime if that thread could not start.
+    pub(super) async fn spawn_heartbeat(
         &self,
         lease: Lease,
         lost: Arc<AtomicBool>,
     ) -> tokio::task::JoinHandle<()> {
-        let catalog = self.catalog.clone();
+        let own = self
+            .heartbeats
+            .get_or_try_init(|| Heartbeats::start(self.catalog.clone()))
+            .await;
+        let (catalog, handle) = match own {
+            Ok(h) => (h.catalog.clone(), Some(h.handle.clone())),
+            Err(e) => {
+                warn!(error = %crate::redact::redact_text(&e), "the lease heartbeat has no thread of its own; it shares the runtime");
+                (self.catalog.clone(), None)
+            }
+        };
         let clock = self.clock.clone();
         let ttl = self.lease_ttl;
-        tokio::spawn(
-            async move {
-                loop {
-                    tokio::time::sleep(ttl / 3).await;
-                    if crate::failpoint::is_set("no_heartbeat") {
-                        continue;
+        let beat = async move {
+            loop {
+                tokio::time::sleep(ttl / 3).await;
+                if crate::failpoint::is_set("no_heartbeat") {
+                    continue;
+                }
+                match catalog
+                    .renew_lease(&lease, ttl.as_millis() as i64, clock.now_ms())
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        warn!("lease lost: another worker took the partition");
+                        lost.store(true, Ordering::SeqCst);
+                        return;
                     }
-                    match catalog
-                        .renew_lease(&lease, ttl.as_millis() as i64, clock.now_ms())
-                        .await
-                    {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            warn!("lease lost: another worker took the partition");
-                            lost.store(true, Ordering::SeqCst);
-                            return;
-                        }
-                        Err(e) => warn!(error = %e, "lease heartbeat failed; will retry"),
-                    }
+                    Err(e) => warn!(error = %e, "lease heartbeat failed; will retry"),
                 }
             }
-            .in_current_span(),
-        )
+        }
+        .in_current_span();
+        match handle {
+            Some(h) => h.spawn(beat),
+            None => tokio::spawn(beat),
+        }
     }
 
     /// A previous run of this partition, `p.last_run_id`, is still marked running, and it

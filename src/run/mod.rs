@@ -77,6 +77,12 @@ pub enum RunError {
     /// The bad rows could not be kept aside (in the temporary folder) for the dead letters.
     #[error("{0}")]
     BadRows(String),
+    /// The rows set aside could not be made durable before the partition's commit:
+    /// nothing was published.
+    #[error(
+        "the dead letters (rows set aside) could not be written, so the partition was not published: {0}"
+    )]
+    DeadLetters(#[source] DeltaError),
 }
 
 impl From<crate::engine::output::OutputError> for RunError {
@@ -94,7 +100,7 @@ impl RunError {
     pub fn is_transient(&self) -> bool {
         match self {
             RunError::Catalog(e) => e.is_transient(),
-            RunError::Delta(e) => e.is_transient(),
+            RunError::Delta(e) | RunError::DeadLetters(e) => e.is_transient(),
             RunError::Engine(e) => e.is_transient(),
             _ => false,
         }
@@ -123,6 +129,8 @@ pub struct Runner {
     recorded_code: std::sync::Mutex<HashMap<(String, u32), String>>,
     /// Where each run's OpenLineage events go (disabled unless configured).
     lineage: crate::lineage::Emitter,
+    /// The lease heartbeats' thread, started with the first run.
+    heartbeats: tokio::sync::OnceCell<lease::Heartbeats>,
 }
 
 /// A place among the partitions a backfill has leased ahead of the compute: held by a run
@@ -159,6 +167,7 @@ impl Runner {
             compute: None,
             recorded_code: std::sync::Mutex::new(HashMap::new()),
             lineage: crate::lineage::Emitter::disabled(),
+            heartbeats: tokio::sync::OnceCell::new(),
         }
     }
 

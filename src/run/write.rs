@@ -5,7 +5,9 @@
 use super::attempt::Attempt;
 use super::{RunError, RunReport, Runner};
 use crate::delta::store::delete_unpublished;
-use crate::delta::{CommitInfo, DeltaError, PartitionCommit, PartitionWriter, StillLeased};
+use crate::delta::{
+    CommitInfo, DeltaError, LeaseCheck, PartitionCommit, PartitionWriter, StillLeased,
+};
 use crate::engine::bad_rows;
 use crate::engine::{
     self, AuditReservation, BadRowLog, Engine, EngineError, PartitionQuery, UpstreamInput,
@@ -130,9 +132,16 @@ impl Runner {
             .into());
         }
         drop(pending);
+        // The rows set aside are data too: they are durable before the partition is
+        // published, or it is not published (and the run is retried if the store's trouble
+        // is transient). A partition called complete whose dead letters were lost would
+        // never be run again to find them.
+        if let Err(e) = self.replace_dead_letters(a, &skipped).await {
+            delete_unpublished(&a.handle.url, &adds).await;
+            return Err(RunError::DeadLetters(e));
+        }
         let dv = self.commit(a, adds, written_under).await?;
         crate::failpoint::pause_if_set("after_commit").await;
-        self.record_dead_letters(a, &skipped).await;
         Ok((rows, dv))
     }
 
@@ -425,29 +434,48 @@ impl Runner {
                 job: a.job.name.to_string(),
             },
         };
+        a.handle.commit(item, self.still_leased(a)).await
+    }
+
+    /// Asked just before a commit of the run's output or dead letters: is the lease still
+    /// ours? Renewed rather than only looked at: a lease whose heartbeat came late but that
+    /// nobody took is still ours, and the commit that follows gets a whole TTL.
+    fn still_leased(&self, a: &Attempt<'_>) -> StillLeased {
         let (catalog, clock) = (self.catalog.clone(), self.clock.clone());
         let (lease, lost) = (a.lease.clone(), a.lost.clone());
         let ttl_ms = self.lease_ttl.as_millis() as i64;
-        // Renewed rather than only looked at: a lease whose heartbeat came late but that
-        // nobody took is still ours, and the commit that follows gets a whole TTL.
-        let still_leased: StillLeased = std::sync::Arc::new(move || {
+        std::sync::Arc::new(move || {
             let (catalog, clock, lease, lost) =
                 (catalog.clone(), clock.clone(), lease.clone(), lost.clone());
             async move {
-                !lost.load(Ordering::SeqCst)
-                    && catalog
-                        .renew_lease(&lease, ttl_ms, clock.now_ms())
-                        .await
-                        .unwrap_or(false)
+                if lost.load(Ordering::SeqCst) {
+                    return LeaseCheck::TakenOver;
+                }
+                match catalog.renew_lease(&lease, ttl_ms, clock.now_ms()).await {
+                    Ok(true) => LeaseCheck::Held,
+                    Ok(false) => LeaseCheck::TakenOver,
+                    Err(e) => LeaseCheck::Unconfirmed(crate::redact::redact_text(&e.to_string())),
+                }
             }
             .boxed()
-        });
-        a.handle.commit(item, still_leased).await
+        })
     }
 
-    /// Replaces the partition's dead letters with `bad` (none: clears them). A failure
-    /// here is logged, not fatal: the rows are in the run's log lines too.
+    /// Records the dead letters of a run that fails for its bad rows. A failure here is
+    /// logged, not fatal: the run fails anyway, and its error names the rows.
     async fn record_dead_letters(&self, a: &Attempt<'_>, bad: &BadRowLog) {
+        if let Err(e) = self.replace_dead_letters(a, bad).await {
+            warn!(error = %e, "could not record the dead letters of the failed run");
+        }
+    }
+
+    /// Replaces the partition's dead letters with `bad` (none: clears them), in one
+    /// commit fenced by the run's lease like its output.
+    async fn replace_dead_letters(
+        &self,
+        a: &Attempt<'_>,
+        bad: &BadRowLog,
+    ) -> Result<(), DeltaError> {
         // Only jobs that read files, or that set rows aside, have dead letters.
         let reads_files = a
             .job
@@ -455,7 +483,7 @@ impl Runner {
             .iter()
             .any(|i| matches!(i.source, InputSource::Files { .. }));
         if !reads_files && a.job.bad_rows == BadRows::Fail {
-            return;
+            return Ok(());
         }
         let url = crate::dead_letters::table_url(&self.project().settings.warehouse, &a.job.name);
         let letters = crate::dead_letters::Letters {
@@ -465,9 +493,15 @@ impl Runner {
             at_ms: self.clock.now_ms(),
             rows: bad,
         };
-        if let Err(e) = crate::dead_letters::replace(&url, &letters).await {
-            warn!(error = %e, "could not record the dead letters");
+        if !bad.is_empty() && crate::failpoint::fail_once("dead_letters_write") {
+            return Err(DeltaError::Storage {
+                doing: "write data files to",
+                url: warehouse::display(&url),
+                cause: crate::delta::StorageCause::Network,
+                message: "injected: connection reset (failpoint dead_letters_write)".into(),
+            });
         }
+        crate::dead_letters::replace(&url, &letters, self.still_leased(a)).await
     }
 }
 

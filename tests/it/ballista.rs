@@ -3,7 +3,7 @@
 //! process), whose executors compute it and write its files; upstream tables reach them as
 //! their snapshot's Parquet files, and sluice commits.
 
-use crate::util::{TestProject, stdout_of};
+use crate::util::{TestProject, python_rows, stdout_of};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -14,27 +14,6 @@ const TABLES: [&str; 4] = [
     "monthly_region_revenue",
     "regional_orders",
 ];
-
-/// Every row of a Delta table as Python's deltalake reads it, one JSON text per row,
-/// sorted: an independent reader's view of the table.
-fn python_rows(dir: &Path) -> Vec<String> {
-    crate::util::refresh(dir);
-    let script = r#"
-import sys, json
-from deltalake import DeltaTable
-rows = DeltaTable(sys.argv[1]).to_pyarrow_table().to_pylist()
-for line in sorted(json.dumps(r, sort_keys=True, default=str) for r in rows):
-    print(line)
-import os, sys; sys.stdout.flush(); os._exit(0)
-"#;
-    stdout_of(
-        Command::new("python3").args(["-c", script]).arg(dir),
-        "the Python deltalake reader (bash .ci/run installs it: pip install deltalake pyarrow)",
-    )
-    .lines()
-    .map(str::to_string)
-    .collect()
-}
 
 /// How many files the table's current version holds, as Python's deltalake reads it.
 fn python_file_count(dir: &Path) -> usize {

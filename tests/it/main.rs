@@ -11,6 +11,7 @@ mod bad_input;
 mod ballista;
 mod catalog;
 mod daemon;
+mod faults;
 mod foundation;
 mod job_tests;
 mod keys;

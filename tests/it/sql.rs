@@ -192,7 +192,8 @@ impl Case {
                 job: job.name.to_string(),
             },
         };
-        let results = delta::commit_partitions(&mut t, &[item], |_| async { true }).await;
+        let results =
+            delta::commit_partitions(&mut t, &[item], |_| async { delta::LeaseCheck::Held }).await;
         results.into_iter().next().unwrap_or(Ok(0)).map_err(err)?;
         Ok(())
     }

@@ -553,6 +553,27 @@ import os; os._exit(0)
     )
 }
 
+/// Every row of a Delta table as Python's deltalake reads it, one JSON text per row,
+/// sorted: an independent reader's view of the table.
+pub fn python_rows(dir: &Path) -> Vec<String> {
+    refresh(dir);
+    let script = r#"
+import sys, json
+from deltalake import DeltaTable
+rows = DeltaTable(sys.argv[1]).to_pyarrow_table().to_pylist()
+for line in sorted(json.dumps(r, sort_keys=True, default=str) for r in rows):
+    print(line)
+import os, sys; sys.stdout.flush(); os._exit(0)
+"#;
+    stdout_of(
+        Command::new("python3").args(["-c", script]).arg(dir),
+        "the Python deltalake reader (bash .ci/run installs it: pip install deltalake pyarrow)",
+    )
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
 /// Asserts two tables' rows are equal; on failure shows counts and the first differences,
 /// not the whole tables.
 pub fn assert_same_rows(what: &str, got: &[String], want: &[String]) {

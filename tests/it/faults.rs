@@ -1,0 +1,614 @@
+//! Faults of a real day in production, with real processes: an S3-compatible server (moto)
+//! behind a proxy (`flaky_s3.py`) that cuts answers after the server acted and answers
+//! `503 SlowDown`, and a dead-letter write that fails. Each test ends with what an
+//! independent reader (Python's deltalake) sees, compared with what `status` says and
+//! with a clean run's rows.
+//!
+//! These tests start their own S3-compatible server on loopback, whatever store the rest
+//! of the suite runs on; the catalog is the suite's (SQLite, or PostgreSQL in CI's second
+//! pass).
+
+use crate::util::{REPO, TestProject, assert_same_rows, python_rows, stdout_of};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TABLES: [&str; 4] = [
+    "clean_orders",
+    "daily_revenue",
+    "monthly_region_revenue",
+    "regional_orders",
+];
+
+const BUCKET: &str = "sluice-faults";
+
+/// moto's S3 server and the misbehaving proxy in front of it, both ended (by process id)
+/// when dropped.
+struct FlakyS3 {
+    moto: Child,
+    proxy: Child,
+    dir: tempfile::TempDir,
+    moto_url: String,
+    proxy_url: String,
+}
+
+impl FlakyS3 {
+    fn start() -> FlakyS3 {
+        let dir = tempfile::Builder::new()
+            .prefix("sluice-flaky-s3-")
+            .tempdir()
+            .unwrap();
+        let port = crate::daemon::free_port();
+        let moto = Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path().join("moto.log")).unwrap(),
+            ))
+            .spawn()
+            .expect("python3 -m moto.server (bash .ci/run installs moto[server])");
+        let moto_url = format!("http://127.0.0.1:{port}");
+        let port_file = dir.path().join("proxy.port");
+        let proxy = Command::new("python3")
+            .arg(Path::new(REPO).join("tests/it/flaky_s3.py"))
+            .arg(&port_file)
+            .arg(&moto_url)
+            .arg(dir.path().join("rules.json"))
+            .arg(dir.path().join("faults.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path().join("proxy.log")).unwrap(),
+            ))
+            .spawn()
+            .expect("python3 tests/it/flaky_s3.py");
+        let mut s3 = FlakyS3 {
+            moto,
+            proxy,
+            dir,
+            moto_url,
+            proxy_url: String::new(),
+        };
+        let start = Instant::now();
+        loop {
+            if let Ok(p) = std::fs::read_to_string(&port_file) {
+                s3.proxy_url = format!("http://127.0.0.1:{}", p.trim());
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the proxy did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // The bucket, straight on the server, once it answers.
+        let create = format!("import boto3; boto3.client('s3').create_bucket(Bucket='{BUCKET}')");
+        loop {
+            let mut c = Command::new("python3");
+            c.args(["-c", &create]);
+            s3.set_env(&mut c, false);
+            if c.output().is_ok_and(|o| o.status.success()) {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "moto's S3 server did not start: {}",
+                std::fs::read_to_string(s3.dir.path().join("moto.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        s3
+    }
+
+    /// Points a process at the server, through the proxy or straight.
+    fn set_env(&self, c: &mut Command, through_proxy: bool) {
+        let url = if through_proxy {
+            &self.proxy_url
+        } else {
+            &self.moto_url
+        };
+        c.env("AWS_ENDPOINT_URL", url)
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "AKIAFAULTTESTS0000")
+            .env("AWS_SECRET_ACCESS_KEY", "faults-secret")
+            .env_remove("AWS_S3_ALLOW_UNSAFE_RENAME")
+            .env_remove("AWS_CONDITIONAL_PUT");
+    }
+
+    /// The faults the proxy deals from now on (see flaky_s3.py); `{}` for none.
+    fn set_rules(&self, rules: serde_json::Value) {
+        let tmp = self.dir.path().join("rules.json.tmp");
+        std::fs::write(&tmp, rules.to_string()).unwrap();
+        std::fs::rename(tmp, self.dir.path().join("rules.json")).unwrap();
+    }
+
+    /// The faults dealt so far, one line each: `cut PUT /bucket/key`.
+    fn faults(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("faults.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// A local copy of the objects under `prefix` of the bucket, read straight from the
+    /// server.
+    fn download(&self, prefix: &str, to: &Path) -> PathBuf {
+        let _ = std::fs::remove_dir_all(to);
+        let mut c = Command::new("python3");
+        c.arg(Path::new(REPO).join("tests/it/s3_objects.py"))
+            .args(["download", &format!("s3://{BUCKET}/{prefix}")])
+            .arg(to);
+        self.set_env(&mut c, false);
+        stdout_of(&mut c, "s3_objects.py download");
+        to.to_path_buf()
+    }
+}
+
+impl Drop for FlakyS3 {
+    fn drop(&mut self) {
+        let _ = self.proxy.kill();
+        let _ = self.proxy.wait();
+        let _ = self.moto.kill();
+        let _ = self.moto.wait();
+    }
+}
+
+/// A copy of the sample project whose warehouse is a fresh prefix on `s3`, reached
+/// through the proxy; its catalog is the suite's.
+struct S3Project {
+    p: TestProject,
+    prefix: String,
+}
+
+impl S3Project {
+    fn new() -> S3Project {
+        let mut p = TestProject::sample();
+        let prefix = format!("it-{}/", uuid::Uuid::now_v7().simple());
+        p.warehouse = Some(format!("s3://{BUCKET}/{prefix}"));
+        S3Project { p, prefix }
+    }
+
+    fn run(&self, s3: &FlakyS3, args: &[&str]) -> crate::util::Output {
+        let mut c = self.p.command(args);
+        s3.set_env(&mut c, true);
+        let out = c.output().expect("cannot start the sluice binary");
+        crate::util::Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            cmd: format!("sluice {}", args.join(" ")),
+            dir: self.p.path().to_path_buf(),
+        }
+    }
+
+    /// A table version as the server holds it now, copied down.
+    fn table(&self, s3: &FlakyS3, table: &str) -> PathBuf {
+        s3.download(
+            &format!("{}{table}/v1", self.prefix),
+            &self.p.path().join("copy").join(table),
+        )
+    }
+}
+
+/// Rows per partition of a table as Python's deltalake reads it (rows of `dt`).
+fn rows_per_day(rows: &[String]) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for r in rows {
+        let v: serde_json::Value = serde_json::from_str(r).unwrap();
+        let day = v["dt"].as_str().unwrap_or("-").to_string();
+        *out.entry(day).or_insert(0) += 1;
+    }
+    out
+}
+
+/// What `status` says of each complete partition of a job: its rows.
+fn complete_per_status(out: &crate::util::Output) -> BTreeMap<String, u64> {
+    let mut got = BTreeMap::new();
+    for row in out.json().as_array().cloned().unwrap_or_default() {
+        if row["state"] == "complete" {
+            let part = row["partition"].as_str().unwrap_or_default().to_string();
+            got.insert(part, row["rows"].as_u64().unwrap_or(u64::MAX));
+        }
+    }
+    got
+}
+
+/// No commit in the table's log both removes and adds one file: such a commit empties a
+/// partition for every reader.
+fn assert_no_commit_removes_what_it_adds(dir: &Path) {
+    for e in std::fs::read_dir(dir.join("_delta_log")).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if !name.ends_with(".json") || name.starts_with('_') {
+            continue;
+        }
+        let text = std::fs::read_to_string(e.path()).unwrap();
+        let (mut adds, mut removes) = (Vec::new(), Vec::new());
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            if let Some(p) = v["add"]["path"].as_str() {
+                adds.push(p.to_string());
+            }
+            if let Some(p) = v["remove"]["path"].as_str() {
+                removes.push(p.to_string());
+            }
+        }
+        let both: Vec<&String> = adds.iter().filter(|a| removes.contains(a)).collect();
+        assert!(
+            both.is_empty(),
+            "{name} in {} removes the files it adds: {both:?}",
+            dir.display()
+        );
+    }
+}
+
+/// Every complete partition in `status` is in the table with the rows status says, and
+/// every partition the table holds is complete in `status`.
+fn assert_status_agrees(what: &str, status: &BTreeMap<String, u64>, table: &BTreeMap<String, u64>) {
+    assert_eq!(
+        status, table,
+        "{what}: `status` (complete partitions and rows) differs from what Python's deltalake reads"
+    );
+}
+
+/// A commit whose answer is lost after S3 wrote it: object_store's retry of the create
+/// finds the entry there, and Delta's conflict checker takes it for another writer's.
+/// Rebuilding that commit on the refreshed table removed the very files it added, and the
+/// partition vanished while `status` said complete. The log must be read for the
+/// partition's `txn` first.
+#[test]
+fn a_commit_whose_answer_is_lost_is_found_in_the_log_not_made_again() {
+    let s3 = FlakyS3::start();
+    let p = S3Project::new();
+    let m = p.run(&s3, &["migrate"]);
+    assert_eq!(m.code, 0, "{}", m.context());
+    // Every second commit of a table's log (not the dead letters') loses its answer.
+    s3.set_rules(serde_json::json!({
+        "cut": [{"method": "PUT", "path": "/clean_orders/v1/_delta_log/\\d+\\.json$", "every": 2}]
+    }));
+    let out = p.run(
+        &s3,
+        &[
+            "backfill",
+            "clean_orders",
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2024-01-08",
+            "--concurrency",
+            "1",
+        ],
+    );
+    let cut = s3
+        .faults()
+        .iter()
+        .filter(|f| f.starts_with("cut PUT") && f.contains("_delta_log"))
+        .count();
+    assert!(
+        cut >= 3,
+        "only {cut} commit answers were cut: {:?}",
+        s3.faults()
+    );
+    s3.set_rules(serde_json::json!({}));
+    assert_eq!(out.code, 0, "{}", out.context());
+    let dir = p.table(&s3, "clean_orders");
+    assert_no_commit_removes_what_it_adds(&dir);
+    let table = rows_per_day(&python_rows(&dir));
+    assert_eq!(table.len(), 8, "days in the table: {table:?}");
+    let status = complete_per_status(&p.run(&s3, &["status", "clean_orders", "--output", "json"]));
+    assert_status_agrees("clean_orders", &status, &table);
+}
+
+/// The sample month on an S3 that cuts commit answers, log reads, listings and the
+/// atomic-commit probe, and answers 503 SlowDown now and then: every command ends (a
+/// failed partition is run again by the next backfill), `status` agrees with the tables
+/// at every step, and the tables end equal to a clean run's.
+#[test]
+fn the_month_on_a_flaky_s3_ends_as_a_clean_run() {
+    let clean = TestProject::sample();
+    clean.ok(&["migrate"]);
+    clean.ok(&["backfill", "--from", "2024-01-01", "--to", "2024-01-31"]);
+
+    let s3 = FlakyS3::start();
+    let p = S3Project::new();
+    s3.set_rules(serde_json::json!({
+        "cut": [
+            // The atomic-commit probe's first create: its retry finds the object there.
+            {"method": "PUT", "path": "_sluice/commit-probe", "nth": [1]},
+            {"method": "PUT", "path": "/_delta_log/\\d+\\.json$", "every": 3},
+            {"method": "GET", "path": "_delta_log", "every": 7},
+            {"method": "GET", "path": "list-type=2", "every": 5}
+        ],
+        "slowdown": [{"method": "*", "path": "", "every": 11}]
+    }));
+    let m = p.run(&s3, &["migrate"]);
+    assert_eq!(m.code, 0, "{}", m.context());
+    let mut rounds = Vec::new();
+    for _ in 0..3 {
+        let out = p.run(
+            &s3,
+            &["backfill", "--from", "2024-01-01", "--to", "2024-01-31"],
+        );
+        assert!(
+            out.code == 0 || out.code == 1,
+            "a backfill on a flaky store ends with success or failed partitions{}",
+            out.context()
+        );
+        assert!(!out.stderr.contains("panicked"), "{}", out.context());
+        // What status says is what the tables hold, after every round.
+        for t in TABLES {
+            let dir = p.table(&s3, t);
+            if !dir.join("_delta_log").exists() {
+                continue;
+            }
+            assert_no_commit_removes_what_it_adds(&dir);
+            if t == "clean_orders" || t == "daily_revenue" {
+                let table = rows_per_day(&python_rows(&dir));
+                let status = complete_per_status(&p.run(&s3, &["status", t, "--output", "json"]));
+                assert_status_agrees(t, &status, &table);
+            }
+        }
+        rounds.push(out.code);
+        if out.code == 0 {
+            break;
+        }
+    }
+    assert_eq!(
+        rounds.last(),
+        Some(&0),
+        "the month did not complete in 3 backfills: {rounds:?}"
+    );
+    let faults = s3.faults();
+    let count = |kind: &str, what: &str| {
+        faults
+            .iter()
+            .filter(|f| f.starts_with(kind) && f.contains(what))
+            .count()
+    };
+    assert!(count("cut PUT", "_delta_log") >= 10, "{faults:?}");
+    assert!(count("cut PUT", "commit-probe") >= 1, "{faults:?}");
+    assert!(count("slowdown", "") >= 10, "{faults:?}");
+    s3.set_rules(serde_json::json!({}));
+    for t in TABLES {
+        let want = python_rows(&clean.warehouse_table(t, 1));
+        assert!(!want.is_empty(), "{t} is empty in the clean run");
+        let got = python_rows(&p.table(&s3, t));
+        assert_same_rows(t, &got, &want);
+    }
+}
+
+/// Rows set aside are data: when their dead letters cannot be written, the partition is
+/// not published (the run fails, transiently, and its retry publishes both), so no
+/// complete partition ever lacks its dead letters.
+#[test]
+fn a_partition_is_not_published_without_its_dead_letters() {
+    let clean = TestProject::sample();
+    clean.ok(&["migrate"]);
+    clean.ok(&[
+        "backfill",
+        "clean_orders",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-31",
+    ]);
+    let want = clean
+        .ok(&["dlq", "list", "clean_orders", "--output", "json"])
+        .json();
+    let want = want.as_array().cloned().unwrap_or_default();
+    assert!(!want.is_empty(), "the sample month has bad rows");
+
+    let p = TestProject::sample();
+    p.ok(&["migrate"]);
+    let out = p.run_env(
+        &[
+            "backfill",
+            "clean_orders",
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2024-01-31",
+        ],
+        &[("SLUICE_FAILPOINT", "dead_letters_write")],
+    );
+    assert_eq!(
+        out.code,
+        0,
+        "the retry publishes the partition{}",
+        out.context()
+    );
+    assert!(
+        out.stderr
+            .contains("dead letters (rows set aside) could not be written"),
+        "the failed attempt says why{}",
+        out.context()
+    );
+    let got = p
+        .ok(&["dlq", "list", "clean_orders", "--output", "json"])
+        .json();
+    let got = got.as_array().cloned().unwrap_or_default();
+    let line = |v: &serde_json::Value| format!("{}:{}", v["file"], v["line"]);
+    let mut a: Vec<String> = got.iter().map(line).collect();
+    let mut b: Vec<String> = want.iter().map(line).collect();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b, "every bad row is a dead letter");
+    // The failed attempt published nothing: each day was committed once.
+    let commits = crate::util::commits_per_partition(&p.warehouse_table("clean_orders", 1));
+    assert!(commits.values().all(|n| *n == 1), "{commits:?}");
+}
+
+/// A PostgreSQL server of the test's own, on loopback, that the test can stop and start
+/// (the suite's server is shared by the tests running beside this one). Stopped (by
+/// `pg_ctl`) and its files removed when dropped.
+struct OwnPostgres {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl OwnPostgres {
+    fn start() -> OwnPostgres {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL's server (bash .ci/run installs Debian's postgresql)")
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .filter(|b| b.join("initdb").exists())
+            .max()
+            .expect("an initdb under /usr/lib/postgresql/*/bin");
+        let dir = tempfile::Builder::new()
+            .prefix("sluice-own-pg-")
+            .tempdir()
+            .unwrap();
+        let pg = OwnPostgres {
+            bin,
+            dir,
+            port: crate::daemon::free_port(),
+        };
+        if is_root() {
+            // PostgreSQL refuses to run as root: the cluster belongs to the postgres user.
+            stdout_of(
+                Command::new("chown").arg("postgres").arg(pg.dir.path()),
+                "chown the cluster's folder",
+            );
+        }
+        let data = pg.dir.path().join("data");
+        stdout_of(
+            &mut pg.as_owner(
+                &pg.bin.join("initdb"),
+                &["-D", data.to_str().unwrap(), "-U", "sluice", "-A", "trust"],
+            ),
+            "initdb",
+        );
+        pg.ctl("start");
+        pg
+    }
+
+    fn as_owner(&self, program: &Path, args: &[&str]) -> Command {
+        let mut c = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(program);
+            c
+        } else {
+            Command::new(program)
+        };
+        c.args(args).current_dir(self.dir.path());
+        c
+    }
+
+    /// `pg_ctl start` (waiting until it accepts connections) or `stop` (at once).
+    fn ctl(&self, verb: &str) {
+        let data = self.dir.path().join("data");
+        let log = self.dir.path().join("pg.log");
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let mut args = vec!["-D", data.to_str().unwrap(), "-w"];
+        match verb {
+            "start" => args.extend(["-l", log.to_str().unwrap(), "-o", &opts, "start"]),
+            _ => args.extend(["-m", "immediate", "stop"]),
+        }
+        stdout_of(
+            &mut self.as_owner(&self.bin.join("pg_ctl"), &args),
+            &format!("pg_ctl {verb}"),
+        );
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://sluice@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let _ = self
+            .as_owner(
+                &self.bin.join("pg_ctl"),
+                &["-D", data.to_str().unwrap(), "-m", "immediate", "stop"],
+            )
+            .output();
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// PostgreSQL stopped under a running daemon for longer than the lease (and than the
+/// catalog pool's 30-second wait for a connection): the commit that could not confirm its
+/// lease says so (not "taken over by another worker": there was none), nothing is
+/// committed, and the daemon queues the partition again as a transient failure, which
+/// then completes once the catalog is back.
+#[test]
+fn a_catalog_outage_longer_than_the_lease_is_said_and_run_again_by_the_daemon() {
+    let pg = OwnPostgres::start();
+    let today = chrono::Utc::now().date_naive();
+    let from = (today - chrono::Duration::days(2)).to_string();
+    let job = crate::daemon::daily_job("ticks", "cron = \"0 0 * * *\"\ntime_zone = \"UTC\"", &from);
+    let mut files: Vec<(&str, &str)> = job.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    // No retry inside a run: the daemon's own requeue is what brings the partition back.
+    let spec = job[0]
+        .1
+        .replace("time_zone = \"Europe/Berlin\"\n\n[output]", "\n[output]")
+        + "\n[retry]\nmax_attempts = 1\nbackoff_seconds = 1\nmax_backoff_seconds = 2\n";
+    files[0].1 = &spec;
+    files.push(("sluice.toml", "[runner]\nlease_ttl_seconds = 2\n"));
+    let mut p = TestProject::with_files(&files);
+    p.catalog = Some(pg.url());
+    p.ok(&["migrate"]);
+    let (mut daemon, log) = p.spawn(
+        &[
+            "daemon",
+            "--metrics-address",
+            "off",
+            "--max-concurrency",
+            "1",
+        ],
+        &[
+            ("SLUICE_FAILPOINT", "slow_commit"),
+            ("SLUICE_FAILPOINT_DELAY_MS", "3000"),
+        ],
+    );
+    crate::util::wait_for_text(&log, "delaying at failpoint", Duration::from_secs(60));
+    pg.ctl("stop");
+    // Longer than the lease, and than the pool's wait for a connection.
+    std::thread::sleep(Duration::from_secs(35));
+    pg.ctl("start");
+    crate::daemon::wait_complete(&p, 2, Duration::from_secs(120));
+    crate::util::sigterm(&daemon);
+    crate::util::wait_exit(&mut daemon, Duration::from_secs(30));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("could not be reached to confirm this worker's lease"),
+        "the failed commit says what happened:\n{text}"
+    );
+    assert!(
+        !text.contains("taken over by another worker"),
+        "no other worker existed:\n{text}"
+    );
+    assert!(
+        text.contains("queued again"),
+        "the daemon ran the partition again:\n{text}"
+    );
+    let dir = p.warehouse_table("ticks", 1);
+    let commits = crate::util::commits_per_partition(&dir);
+    assert_eq!(commits.len(), 2, "{commits:?}");
+    assert!(
+        commits.values().all(|n| *n == 1),
+        "each day committed once: {commits:?}"
+    );
+}
