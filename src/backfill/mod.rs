@@ -24,6 +24,10 @@ pub enum BackfillError {
     Bound { flag: &'static str, text: String },
     #[error("--from {from} is after --to {to}")]
     Range { from: String, to: String },
+    #[error(
+        "job `{job}` is partitioned by time: give --from and --to, or times in --partitions (2024-01-01..2024-01-31:emea); keys alone select the partitions of a job whose partitions are its keys"
+    )]
+    NoTimes { job: String },
     #[error("{0}")]
     Job(String),
     #[error(
@@ -126,6 +130,18 @@ pub struct Plan {
     pub selection: Selection,
     pub items: Vec<PlanItem>,
     pub not_selected: Vec<NotSelected>,
+}
+
+impl Plan {
+    /// The range as people read it: `2024-01-01 .. 2024-01-31`, or `of keys` when no time
+    /// was named (jobs whose partitions are their keys).
+    pub fn range_shown(&self) -> String {
+        if self.from.is_empty() && self.to.is_empty() {
+            "of keys".into()
+        } else {
+            format!("{} .. {}", self.from, self.to)
+        }
+    }
 }
 
 /// What became of one plan item.

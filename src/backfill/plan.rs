@@ -65,17 +65,32 @@ pub async fn plan(
     catalog: &Catalog,
     req: &Request,
 ) -> Result<Plan, BackfillError> {
-    let (from_start, _) = parse_bound("from", &req.from)?;
-    let (_, to_end) = parse_bound("to", &req.to)?;
+    let chosen = chosen_jobs(project, req)?;
+    check_keys(project, &chosen, req)?;
+    let (from_start, to_end) = if req.from.is_empty() && req.to.is_empty() {
+        // No time named: only jobs whose partitions are their keys (or their one `all`)
+        // can be selected; a job partitioned by time needs its range.
+        if let Some(timed) = chosen
+            .iter()
+            .filter_map(|n| project.jobs.get(n))
+            .find(|j| j.granularity != Granularity::None)
+        {
+            return Err(BackfillError::NoTimes {
+                job: timed.name.to_string(),
+            });
+        }
+        (NaiveDateTime::MIN, NaiveDateTime::MAX)
+    } else {
+        let (from_start, _) = parse_bound("from", &req.from)?;
+        let (_, to_end) = parse_bound("to", &req.to)?;
+        (from_start, to_end)
+    };
     if from_start >= to_end {
         return Err(BackfillError::Range {
             from: req.from.clone(),
             to: req.to.clone(),
         });
     }
-
-    let chosen = chosen_jobs(project, req)?;
-    check_keys(project, &chosen, req)?;
 
     let mut picked = Picked::default();
     for name in project.graph.order.iter().filter(|n| chosen.contains(*n)) {

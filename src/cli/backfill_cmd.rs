@@ -86,9 +86,8 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
             );
         }
         println!(
-            "backfill {} .. {}: {} succeeded, {} failed, {} skipped, {} done by another worker, {} not selected; {} rows in {}",
-            plan.from,
-            plan.to,
+            "backfill {}: {} succeeded, {} failed, {} skipped, {} done by another worker, {} not selected; {} rows in {}",
+            plan.range_shown(),
             summary.succeeded,
             summary.failed,
             summary.skipped,
@@ -141,9 +140,13 @@ fn print_plan(plan: &Plan) {
         })
         .collect();
     println!(
-        "backfill plan {} .. {} (both included): {} partition(s) to run, {} not selected",
-        plan.from,
-        plan.to,
+        "backfill plan {}{}: {} partition(s) to run, {} not selected",
+        plan.range_shown(),
+        if plan.from.is_empty() {
+            ""
+        } else {
+            " (both included)"
+        },
         plan.items.len(),
         plan.not_selected.len()
     );

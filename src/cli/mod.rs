@@ -116,14 +116,16 @@ enum Command {
         /// Jobs to backfill; none means every job.
         jobs: Vec<String>,
         /// First partition: a day (2024-01-05), month (2024-01) or hour (2024-01-05T03).
-        #[arg(long, required_unless_present = "partitions")]
+        /// Not needed for jobs whose partitions are their keys (`--keys DE,FR`).
+        #[arg(long, required_unless_present_any = ["partitions", "keys"])]
         from: Option<String>,
         /// Last partition, included.
-        #[arg(long, required_unless_present = "partitions")]
+        #[arg(long, required_unless_present_any = ["partitions", "keys"])]
         to: Option<String>,
         /// Instead of --from/--to: a list (2024-01-03,2024-01-09) or a range (A..B, both
         /// included), e.g. the partitions a canary builds; `:KEYS` after it narrows the
-        /// jobs with a static dimension to those keys (2024-01-01..2024-01-31:emea,apac).
+        /// jobs with a static dimension to those keys (2024-01-01..2024-01-31:emea,apac);
+        /// keys alone (`DE,FR` or `:DE,FR`) for a job whose partitions are its keys.
         #[arg(long, conflicts_with_all = ["from", "to", "keys"], value_name = "LIST|RANGE[:KEYS]")]
         partitions: Option<String>,
         /// Only these keys of the jobs with a static dimension (emea,apac); default: every
@@ -621,10 +623,8 @@ async fn dispatch(command: Command, globals: &Globals) -> Outcome {
                     (first, last, Some(set))
                 }
             };
-            if from.is_empty() || to.is_empty() {
-                anyhow::bail!(
-                    "--partitions names keys but no times: add them (2024-01-01..2024-01-31:emea), or give --from, --to and --keys"
-                );
+            if from.is_empty() != to.is_empty() {
+                anyhow::bail!("give both --from and --to, or neither");
             }
             let selection = match (force, only_failed, stale) {
                 (true, _, _) => Selection::Force,

@@ -160,6 +160,20 @@ impl PartitionsArg {
             Some((t, k)) => (t.trim(), Some(list(k))),
             None => (text.trim(), None),
         };
+        // Keys alone, without the `:` (`DE,FR`, for a job whose partitions are its keys): a
+        // time always starts with a digit (or is `all`), a key written alone does not.
+        let keys_alone = keys.is_none()
+            && !times.is_empty()
+            && !times.contains("..")
+            && list(times)
+                .iter()
+                .all(|k| !k.starts_with(|c: char| c.is_ascii_digit()) && k != "all");
+        if keys_alone {
+            return PartitionsArg {
+                times: None,
+                keys: Some(list(times)),
+            };
+        }
         let times = match times.split_once("..") {
             _ if times.is_empty() => None,
             Some((a, b)) => Some(TimesArg::Range(a.trim().to_string(), b.trim().to_string())),
@@ -168,16 +182,21 @@ impl PartitionsArg {
         PartitionsArg { times, keys }
     }
 
-    /// The keys it names, checked: `None` when it names none (every key).
+    /// The keys it names, checked: `None` when it names none (every key). A `:` followed
+    /// by no key is refused: an empty list (an unset variable in a script) would select
+    /// nothing and succeed.
     pub fn static_keys(&self) -> Result<Option<BTreeSet<StaticKey>>, String> {
-        self.keys
-            .as_ref()
-            .map(|ks| {
-                ks.iter()
-                    .map(|k| StaticKey::new(k).map_err(|e| e.to_string()))
-                    .collect()
-            })
-            .transpose()
+        match &self.keys {
+            None => Ok(None),
+            Some(ks) if ks.is_empty() => Err(
+                "no key is named (an empty key list selects nothing): name at least one (`:emea`), or leave the keys out for every key".into(),
+            ),
+            Some(ks) => ks
+                .iter()
+                .map(|k| StaticKey::new(k).map_err(|e| e.to_string()))
+                .collect::<Result<BTreeSet<_>, _>>()
+                .map(Some),
+        }
     }
 
     /// The times of granularity `g` it names, in order; `None` when it names no time.
@@ -246,5 +265,17 @@ mod tests {
                 .static_keys()
                 .is_err()
         );
+        // Keys alone, for a job whose partitions are its keys.
+        let a = PartitionsArg::parse("DE,FR");
+        assert_eq!(a.times, None);
+        assert_eq!(a.static_keys().unwrap().map(|k| k.len()), Some(2));
+        assert_eq!(PartitionsArg::parse("all").keys, None);
+        // No key after the `:`, or an empty list: refused, never "nothing to do".
+        for empty in ["2024-03-01..2024-03-02:", ":", ": , "] {
+            assert!(
+                PartitionsArg::parse(empty).static_keys().is_err(),
+                "{empty}"
+            );
+        }
     }
 }

@@ -15,6 +15,7 @@ mod faults;
 mod foundation;
 mod job_tests;
 mod keys;
+mod keys_alone;
 mod lineage;
 mod memory;
 mod migrate;
