@@ -217,11 +217,18 @@ impl Catalog {
         })
     }
 
-    /// The same catalog through a connection of its own, opened on the calling runtime:
-    /// for work that must not wait on the runtime that opened this one (a PostgreSQL
-    /// connection is driven by the runtime that made it), such as the lease heartbeats.
-    pub async fn twin(&self) -> Result<Catalog, CatalogError> {
-        let pool = Self::pool(&self.url, self.backend, 1).await?;
+    /// The same catalog through a connection of its own, opened when first used, on the
+    /// runtime that uses it: for work that must not wait on the runtime that opened this
+    /// one (a PostgreSQL connection is driven by the runtime that made it), such as the
+    /// lease heartbeats. Connects nothing yet, so it does not wait on an outage.
+    pub fn twin(&self) -> Result<Catalog, CatalogError> {
+        let pool = Self::pool_options(self.backend, 1)
+            .connect_lazy(&self.url)
+            .map_err(|source| CatalogError::Connect {
+                url: redact_url(&self.url),
+                hint: connect_hint(&source, self.backend),
+                source,
+            })?;
         Ok(Catalog {
             pool: pool.clone(),
             writer: pool,
@@ -261,6 +268,17 @@ impl Catalog {
     }
 
     async fn pool(url: &str, backend: Backend, size: u32) -> Result<AnyPool, CatalogError> {
+        Self::pool_options(backend, size)
+            .connect(url)
+            .await
+            .map_err(|source| CatalogError::Connect {
+                url: redact_url(url),
+                hint: connect_hint(&source, backend),
+                source,
+            })
+    }
+
+    fn pool_options(backend: Backend, size: u32) -> AnyPoolOptions {
         let mut options = AnyPoolOptions::new()
             .max_connections(size)
             .acquire_timeout(Duration::from_secs(30));
@@ -279,13 +297,6 @@ impl Catalog {
             });
         }
         options
-            .connect(url)
-            .await
-            .map_err(|source| CatalogError::Connect {
-                url: redact_url(url),
-                hint: connect_hint(&source, backend),
-                source,
-            })
     }
 
     pub fn backend(&self) -> Backend {

@@ -177,48 +177,10 @@ where
     F: Fn(usize) -> Fut,
     Fut: std::future::Future<Output = LeaseCheck>,
 {
-    let fenced = |item: &PartitionCommit| DeltaError::Fenced {
-        partition: item.info.partition.clone(),
-        ours: item.info.token,
-    };
     const ROUNDS: usize = 3;
     let mut last_error: Option<(DeltaError, bool)> = None;
     for round in 1..=ROUNDS {
-        let mut asked = Vec::new();
-        let current = table
-            .snapshot()
-            .ok()
-            .and_then(|s| serde_json::to_string(s.schema().as_ref()).ok());
-        for &i in items {
-            if results[i].is_some() {
-                continue;
-            }
-            let written = &batch[i].written_under;
-            if !written.is_empty() && current.as_ref().is_some_and(|c| c != written) {
-                results[i] = Some(Err(DeltaError::SchemaChanged {
-                    url: crate::warehouse::display(table.table_url()),
-                    partition: batch[i].info.partition.clone(),
-                }));
-                continue;
-            }
-            asked.push(i);
-        }
-        // All at once: the table's commit lock is held meanwhile.
-        let answers = futures::future::join_all(asked.iter().map(|&i| still_leased(i))).await;
-        let mut live = Vec::new();
-        for (i, leased) in asked.into_iter().zip(answers) {
-            match leased {
-                LeaseCheck::Held => live.push(i),
-                LeaseCheck::TakenOver => results[i] = Some(Err(fenced(&batch[i]))),
-                LeaseCheck::Unconfirmed(why) => {
-                    results[i] = Some(Err(DeltaError::LeaseUnconfirmed {
-                        partition: batch[i].info.partition.clone(),
-                        ours: batch[i].info.token,
-                        why,
-                    }))
-                }
-            }
-        }
+        let live = ready_to_commit(table, batch, items, still_leased, results).await;
         if live.is_empty() {
             return Vec::new();
         }
@@ -274,11 +236,71 @@ where
     for i in pending {
         results[i] = Some(Err(match &last_error {
             // Another writer of this very partition committed: ours is the stale one.
-            Some((_, true)) | None => fenced(&batch[i]),
+            Some((_, true)) | None => fenced(&batch[i].info),
             Some((e, false)) => e.clone(),
         }));
     }
     Vec::new()
+}
+
+/// The unsettled items of `items` that may commit now: written under the table's current
+/// schema, and still leased. Settles the others (schema changed, fenced, or the lease
+/// unconfirmed).
+async fn ready_to_commit<F, Fut>(
+    table: &DeltaTable,
+    batch: &[PartitionCommit],
+    items: &[usize],
+    still_leased: &F,
+    results: &mut [Option<Result<u64, DeltaError>>],
+) -> Vec<usize>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = LeaseCheck>,
+{
+    let mut asked = Vec::new();
+    let current = table
+        .snapshot()
+        .ok()
+        .and_then(|s| serde_json::to_string(s.schema().as_ref()).ok());
+    for &i in items {
+        if results[i].is_some() {
+            continue;
+        }
+        let written = &batch[i].written_under;
+        if !written.is_empty() && current.as_ref().is_some_and(|c| c != written) {
+            results[i] = Some(Err(DeltaError::SchemaChanged {
+                url: crate::warehouse::display(table.table_url()),
+                partition: batch[i].info.partition.clone(),
+            }));
+            continue;
+        }
+        asked.push(i);
+    }
+    // All at once: the table's commit lock is held meanwhile.
+    let answers = futures::future::join_all(asked.iter().map(|&i| still_leased(i))).await;
+    let mut live = Vec::new();
+    for (i, leased) in asked.into_iter().zip(answers) {
+        let info = &batch[i].info;
+        match leased {
+            LeaseCheck::Held => live.push(i),
+            LeaseCheck::TakenOver => results[i] = Some(Err(fenced(info))),
+            LeaseCheck::Unconfirmed(why) => {
+                results[i] = Some(Err(DeltaError::LeaseUnconfirmed {
+                    partition: info.partition.clone(),
+                    ours: info.token,
+                    why,
+                }))
+            }
+        }
+    }
+    live
+}
+
+fn fenced(info: &CommitInfo) -> DeltaError {
+    DeltaError::Fenced {
+        partition: info.partition.clone(),
+        ours: info.token,
+    }
 }
 
 /// Settles the items of `live` whose commit the log holds after version `base`: the
@@ -317,12 +339,7 @@ async fn settle_landed(
                     DeltaError::commit_text(table.table_url(), "the table has no version")
                 }));
             }
-            Some(t) if t > info.token => {
-                results[i] = Some(Err(DeltaError::Fenced {
-                    partition: info.partition.clone(),
-                    ours: info.token,
-                }));
-            }
+            Some(t) if t > info.token => results[i] = Some(Err(fenced(info))),
             _ => {}
         }
     }

@@ -52,7 +52,8 @@ impl Heartbeats {
                         return;
                     }
                 };
-                let catalog = rt.block_on(main.twin());
+                // Made inside this runtime: its connection is driven here.
+                let catalog = rt.block_on(async { main.twin() });
                 drop(main);
                 let catalog = catalog.map_err(|e| e.to_string());
                 let _ = ready.send(catalog.map(|c| (rt.handle().clone(), c)));

@@ -356,3 +356,45 @@ fn an_object_store_that_cannot_commit_atomically_is_refused_unless_allowed() {
         assert_eq!(o.code, 0, "{}", o.context());
     }
 }
+
+/// A partition whose compute holds both cores (every worker thread of the runtime) for
+/// several times its 2-second lease: its heartbeat, on a thread of its own, still renews
+/// the lease, so a second worker asking for the partition meanwhile is told it is held,
+/// and the first commits once, under its own token. On the shared runtime the heartbeat
+/// starved, the lease lapsed, and the second worker took a live partition over.
+#[test]
+fn a_partition_that_holds_both_cores_past_its_lease_is_not_taken_over() {
+    let job = crate::daemon::daily_job("heavy", "cron = \"0 0 * * *\"", "2024-01-01");
+    let mut files: Vec<(&str, &str)> = job.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    // Two generated streams summed in two tasks: both cores, for some seconds.
+    let sql = "SELECT CAST($partition AS STRING) AS p FROM (SELECT sum(value % 7) AS s FROM (SELECT value FROM range(0, 2000000000) UNION ALL SELECT value FROM range(0, 2000000000))) WHERE s >= 0";
+    files[1].1 = sql;
+    files.push((
+        "sluice.toml",
+        "[engine]\ntarget_partitions = 2\n[runner]\nlease_ttl_seconds = 2\n",
+    ));
+    let p = TestProject::with_files(&files);
+    p.ok(&["migrate"]);
+    let day = "2024-01-01";
+    let (mut first, log) = p.spawn(&["run", "heavy", "--partition", day], &[]);
+    wait_for_text(&log, "run started", Duration::from_secs(60));
+    // Twice the lease into the compute.
+    std::thread::sleep(Duration::from_secs(4));
+    let second = p.run(&["run", "heavy", "--partition", day, "--output", "json"]);
+    let code = wait_exit(&mut first, Duration::from_secs(300));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        second.json()["state"],
+        "held",
+        "the second worker finds the partition held{}\nfirst worker's log:\n{text}",
+        second.context()
+    );
+    assert_eq!(code, 0, "the first worker's run succeeds:\n{text}");
+    assert!(!text.contains("lease lost"), "{text}");
+    let table = p.warehouse_table("heavy", 1);
+    assert_eq!(
+        commit_tokens(&table).get(day),
+        Some(&vec![1]),
+        "one commit, under token 1"
+    );
+}
