@@ -612,3 +612,104 @@ fn a_catalog_outage_longer_than_the_lease_is_said_and_run_again_by_the_daemon() 
         "each day committed once: {commits:?}"
     );
 }
+
+/// A warehouse folder on a tmpfs of `size`, unmounted when dropped.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(at).unwrap();
+        stdout_of(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(at),
+            "mount a tmpfs (as root)",
+        );
+        SmallDisk(at.to_path_buf())
+    }
+
+    fn resize(&self, size: &str) {
+        stdout_of(
+            Command::new("mount")
+                .args(["-o", &format!("remount,size={size}")])
+                .arg(&self.0),
+            "remount the tmpfs",
+        );
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// The dead letters `dlq list` shows, as (partition, file:line).
+fn dead_letters(p: &TestProject) -> std::collections::BTreeSet<(String, String)> {
+    let rows = p.ok(&["dlq", "list", "clean_orders", "--output", "json"]).json();
+    rows.as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            (
+                r["partition"].as_str().unwrap_or_default().to_string(),
+                format!("{}:{}", r["file"], r["line"]),
+            )
+        })
+        .collect()
+}
+
+/// The warehouse on a disk too small for the month: the backfill fails the partitions
+/// that do not fit, saying the disk is full (not "failed to parse"); what `status` calls
+/// complete is in the table and has all its dead letters; once there is room, a rerun
+/// completes the month to a clean run's rows and dead letters.
+#[test]
+fn a_full_disk_fails_partitions_clearly_and_loses_no_dead_letter() {
+    if !is_root() {
+        eprintln!("skipped: mounting a small tmpfs needs root (CI runs as root)");
+        return;
+    }
+    let days = ["backfill", "clean_orders", "--from", "2024-01-01", "--to", "2024-01-31"];
+    let clean = TestProject::sample();
+    clean.ok(&["migrate"]);
+    clean.ok(&days);
+    let want_letters = dead_letters(&clean);
+
+    let mut p = TestProject::sample();
+    // A local folder whatever the suite's store: the small disk is the point.
+    p.warehouse = None;
+    let disk = SmallDisk::mount(&p.path().join("warehouse"), "320k");
+    p.ok(&["migrate"]);
+    let out = p.run(&days);
+    assert_eq!(out.code, 1, "some partitions do not fit{}", out.context());
+    let said = format!("{}{}", out.stdout, out.stderr);
+    assert!(said.contains("no space left"), "{}", out.context());
+    assert!(!said.contains("Failed to parse parquet"), "{}", out.context());
+    assert!(!said.contains("panicked"), "{}", out.context());
+    let dir = p.warehouse_table("clean_orders", 1);
+    let table = rows_per_day(&python_rows(&dir));
+    let status = complete_per_status(&p.ok(&["status", "clean_orders", "--output", "json"]));
+    assert!(!status.is_empty() && status.len() < 31, "{status:?}");
+    assert_status_agrees("clean_orders on a full disk", &status, &table);
+    let letters = dead_letters(&p);
+    let of_complete: std::collections::BTreeSet<_> = want_letters
+        .iter()
+        .filter(|(part, _)| status.contains_key(part))
+        .cloned()
+        .collect();
+    assert!(
+        of_complete.is_subset(&letters),
+        "complete partitions lack dead letters: {:?}",
+        of_complete.difference(&letters).collect::<Vec<_>>()
+    );
+
+    disk.resize("64m");
+    p.ok(&days);
+    assert_eq!(dead_letters(&p), want_letters);
+    assert_same_rows(
+        "clean_orders after room was made",
+        &python_rows(&p.warehouse_table("clean_orders", 1)),
+        &python_rows(&clean.warehouse_table("clean_orders", 1)),
+    );
+}
