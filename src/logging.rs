@@ -104,12 +104,15 @@ pub fn init(format: LogFormat, verbosity: i8) {
             // writers: shown from -v on. Its commit loop says "conflict detected" at error
             // level and hands the conflict back, which sluice resolves (refresh, look for
             // its own commit, rebuild) or reports as the run's error: an error line that
-            // needs no action would teach operators to ignore error lines.
+            // needs no action would teach operators to ignore error lines. Ballista's
+            // scheduler and client say "Job ... failed" at error level for a job whose
+            // failure the submitting run handles (bad rows set aside and the day run
+            // again) or reports with its partition: shown from -v on.
             EnvFilter::new(format!(
                 "warn,sluice={default},{}",
                 match verbosity {
                     i8::MIN..=0 => {
-                        "deltalake_core=error,deltalake_core::kernel::transaction=off,buoyant_kernel=off"
+                        "deltalake_core=error,deltalake_core::kernel::transaction=off,buoyant_kernel=off,ballista_scheduler::scheduler_server::query_stage_scheduler=off,ballista_core::execution_plans::distributed_query=off"
                     }
                     1 => "deltalake_core=warn,buoyant_kernel=off",
                     _ => "deltalake_core=debug,buoyant_kernel=debug",

@@ -87,10 +87,10 @@ impl Context {
     }
 
     pub fn engine(&self) -> anyhow::Result<Engine> {
-        Ok(Engine::new(
-            &self.project.settings.engine,
-            &self.project.settings.root,
-        )?)
+        Ok(
+            Engine::new(&self.project.settings.engine, &self.project.settings.root)?
+                .with_shared_scratch(self.project.settings.warehouse.clone()),
+        )
     }
 
     /// A runner over this context's parts, leasing as this process.

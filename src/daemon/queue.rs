@@ -86,6 +86,23 @@ pub(super) struct Finished {
     pub(super) shadow: Option<RunReport>,
 }
 
+impl Finished {
+    /// The partition queued again, to run not before `at`, its original due time and
+    /// queueing time kept.
+    fn again(&self, at: DateTime<Utc>, requeued: u32) -> Pending {
+        Pending {
+            job: self.job.clone(),
+            key: self.key,
+            due: self.due,
+            queued_ms: self.queued_ms,
+            why: self.why,
+            not_before: Some(at),
+            waiting_on: Vec::new(),
+            requeued,
+        }
+    }
+}
+
 impl Daemon {
     pub(super) async fn schedule_job(
         &mut self,
@@ -469,16 +486,7 @@ impl Daemon {
                 let retry = self.clock.now()
                     + chrono::Duration::from_std(self.opts.held_retry).unwrap_or_default();
                 info!(job = %f.job, partition = %f.key, held_by = r.held_by.as_deref().unwrap_or("-"), "partition is leased by another worker; trying again later");
-                self.queue.push(Pending {
-                    job: f.job,
-                    key: f.key,
-                    due: f.due,
-                    queued_ms: f.queued_ms,
-                    why: f.why,
-                    not_before: Some(retry),
-                    waiting_on: Vec::new(),
-                    requeued: f.requeued,
-                });
+                self.queue.push(f.again(retry, f.requeued));
             }
             RunOutcome::Failed if r.transient && f.requeued < TRANSIENT_REQUEUES => {
                 let policy = self.jobs.get(&f.job).map(|st| st.job.retry.clone());
@@ -487,18 +495,8 @@ impl Daemon {
                     .unwrap_or_default()
                     .max(self.opts.held_retry);
                 warn!(job = %f.job, partition = %f.key, run_id = r.run_id.as_deref().unwrap_or("-"), error = r.error.as_deref().unwrap_or("-"), wait_ms = wait.as_millis() as u64, "partition failed for a transient cause; queued again");
-                self.queue.push(Pending {
-                    job: f.job,
-                    key: f.key,
-                    due: f.due,
-                    queued_ms: f.queued_ms,
-                    why: f.why,
-                    not_before: Some(
-                        self.clock.now() + chrono::Duration::from_std(wait).unwrap_or_default(),
-                    ),
-                    waiting_on: Vec::new(),
-                    requeued: f.requeued + 1,
-                });
+                let at = self.clock.now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                self.queue.push(f.again(at, f.requeued + 1));
             }
             RunOutcome::Succeeded => {
                 info!(job = %f.job, partition = %f.key, run_id = r.run_id.as_deref().unwrap_or("-"), rows = r.rows.unwrap_or(0), duration_ms = r.duration_ms as u64, "partition done");

@@ -107,6 +107,101 @@ pub enum WarehouseError {
     Store { url: String, message: String },
 }
 
+/// A file that a query on a cluster reads and that exists only for it (an input's copy
+/// without its bad rows), put under the warehouse's `_sluice/scratch/`: executors on any
+/// host read it where they read the tables, not in the temporary folder of the process
+/// that made it. Deleted (best effort) when dropped; one left by a killed process is an
+/// object no table names.
+pub struct ScratchObject {
+    pub url: Url,
+    store: std::sync::Arc<dyn deltalake::logstore::object_store::ObjectStore>,
+    /// `None` once deleted.
+    path: Option<deltalake::Path>,
+}
+
+impl ScratchObject {
+    /// Deletes it now (best effort, as when dropped).
+    pub async fn delete(mut self) {
+        if let Some(path) = self.path.take()
+            && let Err(e) = deltalake::logstore::object_store::ObjectStoreExt::delete(
+                self.store.as_ref(),
+                &path,
+            )
+            .await
+        {
+            tracing::debug!(error = %e, "a scratch object stays behind");
+        }
+    }
+
+    /// The store that holds it, rooted where its URL's path starts (the bucket, or the
+    /// file system's root), for a session that reads it by URL.
+    pub fn store(&self) -> std::sync::Arc<dyn deltalake::logstore::object_store::ObjectStore> {
+        self.store.clone()
+    }
+}
+
+impl Drop for ScratchObject {
+    fn drop(&mut self) {
+        if let Some(path) = self.path.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            let store = self.store.clone();
+            rt.spawn(async move {
+                if let Err(e) =
+                    deltalake::logstore::object_store::ObjectStoreExt::delete(store.as_ref(), &path)
+                        .await
+                {
+                    tracing::debug!(error = %e, "a scratch object stays behind");
+                }
+            });
+        }
+    }
+}
+
+/// Copies the local file `local` to a new object under `<warehouse>/_sluice/scratch/`,
+/// streaming (a part at a time), named with `extension` (`.csv`).
+pub async fn put_scratch(
+    warehouse: &Url,
+    local: &std::path::Path,
+    extension: &str,
+) -> Result<ScratchObject, StoreError> {
+    use tokio::io::AsyncWriteExt as _;
+    let shown = display(warehouse);
+    let err = |message: String| StoreError {
+        uri: shown.clone(),
+        message: crate::redact::redact_text(&message),
+    };
+    let mut root = warehouse.clone();
+    if !root.path().ends_with('/') {
+        root.set_path(&format!("{}/", root.path()));
+    }
+    let url = root
+        .join(&format!(
+            "_sluice/scratch/{}{extension}",
+            uuid::Uuid::now_v7().simple()
+        ))
+        .map_err(|e| err(e.to_string()))?;
+    let table = DeltaTable::try_from_url(root)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let store = table.log_store().root_object_store(None);
+    let path = deltalake::Path::from_url_path(url.path()).map_err(|e| err(e.to_string()))?;
+    let mut file = tokio::fs::File::open(local)
+        .await
+        .map_err(|e| err(format!("{}: {e}", local.display())))?;
+    let mut upload =
+        deltalake::logstore::object_store::buffered::BufWriter::new(store.clone(), path.clone());
+    tokio::io::copy(&mut file, &mut upload)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    upload.shutdown().await.map_err(|e| err(e.to_string()))?;
+    Ok(ScratchObject {
+        url,
+        store,
+        path: Some(path),
+    })
+}
+
 /// Refuses an object-store warehouse whose Delta commits would not be atomic under
 /// concurrent writers, unless `allow_unsafe_commits` is set.
 ///

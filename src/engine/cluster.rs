@@ -150,6 +150,9 @@ impl Engine {
                 }
             }
         }
+        // Read by now: the copies put for the executors go (a failed run's go when the
+        // scratch drops, best effort).
+        prepared.scratch.release().await;
         Ok(ClusterWritten {
             adds,
             rows,

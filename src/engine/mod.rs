@@ -15,6 +15,7 @@ pub mod conform;
 pub mod fit;
 pub mod output;
 pub mod record_id;
+mod scratch;
 mod upstream;
 
 use crate::config::{EngineKind, EngineSettings};
@@ -45,6 +46,7 @@ use std::sync::Arc;
 pub use bad_row_log::BadRowLog;
 pub use bad_rows::BadRow;
 pub use cluster::ClusterWritten;
+pub use scratch::Scratch;
 use upstream::register_upstream;
 pub use upstream::{PartitionFilter, UpstreamData, UpstreamInput, upstream_filter};
 
@@ -131,14 +133,15 @@ pub struct Prepared {
     /// error.
     pub text_files: Vec<TextFile>,
     /// Files the query reads that exist only for it (an input's copy without its bad
-    /// rows): deleted when dropped, so they are kept as long as the query runs.
-    pub scratch: Vec<tempfile::TempPath>,
+    /// rows): deleted when dropped, so they are kept as long as the query runs. On a
+    /// cluster, in the warehouse's scratch prefix, where every executor reads them.
+    pub scratch: Scratch,
 }
 
 /// The inputs registered for a partition's query.
 struct Registered {
     text_files: Vec<TextFile>,
-    scratch: Vec<tempfile::TempPath>,
+    scratch: Scratch,
 }
 
 /// A CSV or newline-delimited JSON input file with a declared schema: the files whose
@@ -181,9 +184,19 @@ pub struct Engine {
     template: SessionState,
     /// The scheduler URL of standalone mode, once it is started.
     standalone: tokio::sync::OnceCell<String>,
+    /// Where a query on a cluster finds the files made for it: the warehouse (see
+    /// [`Engine::with_shared_scratch`]).
+    shared_scratch: Option<url::Url>,
 }
 
 impl Engine {
+    /// Files made for a query on a cluster (an input's copy without its bad rows) go under
+    /// `warehouse`'s `_sluice/scratch/`, where executors on other hosts read them.
+    pub fn with_shared_scratch(mut self, warehouse: url::Url) -> Engine {
+        self.shared_scratch = Some(warehouse);
+        self
+    }
+
     pub fn new(settings: &EngineSettings, root: &Path) -> Result<Engine, EngineError> {
         let runtime = RuntimeEnvBuilder::new()
             // Operators that can spill (sorts, aggregations, joins) do so past this limit,
@@ -204,6 +217,7 @@ impl Engine {
             root: root.to_path_buf(),
             template,
             standalone: tokio::sync::OnceCell::new(),
+            shared_scratch: None,
         })
     }
 
@@ -339,7 +353,8 @@ impl Engine {
         q: &PartitionQuery<'_>,
     ) -> Result<Registered, EngineError> {
         let mut text_files = Vec::new();
-        let mut scratch = Vec::new();
+        let mut scratch = Scratch::default();
+        let on_cluster = self.kind_of(q.job) == EngineKind::Ballista;
         for input in &q.job.inputs {
             match &input.source {
                 InputSource::Files {
@@ -382,15 +397,29 @@ impl Engine {
                                     input: input.name.to_string(),
                                     message: m,
                                 })?;
-                        self.register_files(ctx, &input.name, &copy, *format, Some(s), csv)
+                        let shared = match &self.shared_scratch {
+                            Some(warehouse) if on_cluster => {
+                                Some(scratch::share(ctx, warehouse, &copy, &input.name).await?)
+                            }
+                            _ => None,
+                        };
+                        let at = match &shared {
+                            Some(o) => FilesAt {
+                                location: o.url.to_string(),
+                                extension: file_extension(&copy),
+                            },
+                            None => FilesAt::path(&copy),
+                        };
+                        self.register_files(ctx, &input.name, at, *format, Some(s), csv)
                             .await?;
-                        scratch.push(copy);
+                        scratch.local.push(copy);
+                        scratch.shared.extend(shared);
                         continue;
                     }
                     self.register_files(
                         ctx,
                         &input.name,
-                        &path,
+                        FilesAt::path(&path),
                         *format,
                         arrow_schema.as_ref(),
                         csv,
@@ -419,7 +448,6 @@ impl Engine {
                             message: "the upstream table was not resolved (this is likely a bug)"
                                 .into(),
                         })?;
-                    let on_cluster = self.kind_of(q.job) == EngineKind::Ballista;
                     register_upstream(ctx, up, on_cluster).await?;
                 }
             }
@@ -453,14 +481,15 @@ impl Engine {
         &self,
         ctx: &SessionContext,
         name: &Name,
-        path: &Path,
+        at: FilesAt,
         format: FileFormat,
         schema: Option<&SchemaRef>,
         csv: &CsvOptions,
     ) -> Result<(), EngineError> {
-        let path_str = path.to_string_lossy().to_string();
-        // DataFusion filters files by extension; accept whatever the template names.
-        let ext = file_extension(path);
+        let FilesAt {
+            location: path_str,
+            extension: ext,
+        } = at;
         let r = match format {
             FileFormat::Csv => {
                 let mut o = CsvReadOptions::new()
@@ -608,6 +637,22 @@ pub fn execution_error(e: DataFusionError) -> EngineError {
 }
 
 /// A file's extension with its dot (`.csv`), or nothing.
+/// Where an input's files are, as DataFusion takes them: a path or an object's URL, and
+/// the extension to accept (DataFusion filters files by it; any the template names goes).
+struct FilesAt {
+    location: String,
+    extension: String,
+}
+
+impl FilesAt {
+    fn path(path: &Path) -> FilesAt {
+        FilesAt {
+            location: path.to_string_lossy().to_string(),
+            extension: file_extension(path),
+        }
+    }
+}
+
 pub(crate) fn file_extension(path: &Path) -> String {
     path.file_name()
         .and_then(|n| n.to_str())

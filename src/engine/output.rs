@@ -29,7 +29,7 @@ pub struct FittedOutput {
     /// Whether the SQL orders its rows (ends in ORDER BY): a test then compares in order.
     pub ordered: bool,
     /// Kept while the output streams (see [`super::Prepared::scratch`]).
-    _scratch: Vec<tempfile::TempPath>,
+    _scratch: super::Scratch,
 }
 
 /// A failure, with the text files the query was reading (empty if it never started).

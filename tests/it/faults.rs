@@ -392,33 +392,13 @@ fn the_month_on_a_flaky_s3_ends_as_a_clean_run() {
 fn a_partition_is_not_published_without_its_dead_letters() {
     let clean = TestProject::sample();
     clean.ok(&["migrate"]);
-    clean.ok(&[
-        "backfill",
-        "clean_orders",
-        "--from",
-        "2024-01-01",
-        "--to",
-        "2024-01-31",
-    ]);
-    let want = clean
-        .ok(&["dlq", "list", "clean_orders", "--output", "json"])
-        .json();
-    let want = want.as_array().cloned().unwrap_or_default();
+    clean.ok(&JANUARY);
+    let want = dead_letters(&clean);
     assert!(!want.is_empty(), "the sample month has bad rows");
 
     let p = TestProject::sample();
     p.ok(&["migrate"]);
-    let out = p.run_env(
-        &[
-            "backfill",
-            "clean_orders",
-            "--from",
-            "2024-01-01",
-            "--to",
-            "2024-01-31",
-        ],
-        &[("SLUICE_FAILPOINT", "dead_letters_write")],
-    );
+    let out = p.run_env(&JANUARY, &[("SLUICE_FAILPOINT", "dead_letters_write")]);
     assert_eq!(
         out.code,
         0,
@@ -431,20 +411,21 @@ fn a_partition_is_not_published_without_its_dead_letters() {
         "the failed attempt says why{}",
         out.context()
     );
-    let got = p
-        .ok(&["dlq", "list", "clean_orders", "--output", "json"])
-        .json();
-    let got = got.as_array().cloned().unwrap_or_default();
-    let line = |v: &serde_json::Value| format!("{}:{}", v["file"], v["line"]);
-    let mut a: Vec<String> = got.iter().map(line).collect();
-    let mut b: Vec<String> = want.iter().map(line).collect();
-    a.sort();
-    b.sort();
-    assert_eq!(a, b, "every bad row is a dead letter");
+    assert_eq!(dead_letters(&p), want, "every bad row is a dead letter");
     // The failed attempt published nothing: each day was committed once.
     let commits = crate::util::commits_per_partition(&p.warehouse_table("clean_orders", 1));
     assert!(commits.values().all(|n| *n == 1), "{commits:?}");
 }
+
+/// The sample month of `clean_orders`, the job with bad rows.
+const JANUARY: [&str; 6] = [
+    "backfill",
+    "clean_orders",
+    "--from",
+    "2024-01-01",
+    "--to",
+    "2024-01-31",
+];
 
 /// A PostgreSQL server of the test's own, on loopback, that the test can stop and start
 /// (the suite's server is shared by the tests running beside this one). Stopped (by
@@ -646,7 +627,9 @@ impl Drop for SmallDisk {
 
 /// The dead letters `dlq list` shows, as (partition, file:line).
 fn dead_letters(p: &TestProject) -> std::collections::BTreeSet<(String, String)> {
-    let rows = p.ok(&["dlq", "list", "clean_orders", "--output", "json"]).json();
+    let rows = p
+        .ok(&["dlq", "list", "clean_orders", "--output", "json"])
+        .json();
     rows.as_array()
         .cloned()
         .unwrap_or_default()
@@ -670,10 +653,9 @@ fn a_full_disk_fails_partitions_clearly_and_loses_no_dead_letter() {
         eprintln!("skipped: mounting a small tmpfs needs root (CI runs as root)");
         return;
     }
-    let days = ["backfill", "clean_orders", "--from", "2024-01-01", "--to", "2024-01-31"];
     let clean = TestProject::sample();
     clean.ok(&["migrate"]);
-    clean.ok(&days);
+    clean.ok(&JANUARY);
     let want_letters = dead_letters(&clean);
 
     let mut p = TestProject::sample();
@@ -681,11 +663,15 @@ fn a_full_disk_fails_partitions_clearly_and_loses_no_dead_letter() {
     p.warehouse = None;
     let disk = SmallDisk::mount(&p.path().join("warehouse"), "320k");
     p.ok(&["migrate"]);
-    let out = p.run(&days);
+    let out = p.run(&JANUARY);
     assert_eq!(out.code, 1, "some partitions do not fit{}", out.context());
     let said = format!("{}{}", out.stdout, out.stderr);
     assert!(said.contains("no space left"), "{}", out.context());
-    assert!(!said.contains("Failed to parse parquet"), "{}", out.context());
+    assert!(
+        !said.contains("Failed to parse parquet"),
+        "{}",
+        out.context()
+    );
     assert!(!said.contains("panicked"), "{}", out.context());
     let dir = p.warehouse_table("clean_orders", 1);
     let table = rows_per_day(&python_rows(&dir));
@@ -705,7 +691,7 @@ fn a_full_disk_fails_partitions_clearly_and_loses_no_dead_letter() {
     );
 
     disk.resize("64m");
-    p.ok(&days);
+    p.ok(&JANUARY);
     assert_eq!(dead_letters(&p), want_letters);
     assert_same_rows(
         "clean_orders after room was made",
