@@ -121,7 +121,7 @@ pub struct ScratchObject {
 
 impl ScratchObject {
     /// Deletes it now (best effort, as when dropped).
-    pub async fn delete(mut self) {
+    pub async fn discard(mut self) {
         if let Some(path) = self.path.take()
             && let Err(e) = deltalake::logstore::object_store::ObjectStoreExt::delete(
                 self.store.as_ref(),

@@ -391,29 +391,16 @@ impl Engine {
                         };
                         // A copy without them, read like the original. It lives as long as
                         // the query (`scratch`).
-                        let copy =
-                            bad_rows::copy_without_bad_rows(&path, *format, csv, bad, &input.name)
-                                .map_err(|m| EngineError::Input {
-                                    input: input.name.to_string(),
-                                    message: m,
-                                })?;
-                        let shared = match &self.shared_scratch {
-                            Some(warehouse) if on_cluster => {
-                                Some(scratch::share(ctx, warehouse, &copy, &input.name).await?)
-                            }
-                            _ => None,
+                        let original = scratch::Original {
+                            path: &path,
+                            format: *format,
+                            csv,
+                            input: &input.name,
                         };
-                        let at = match &shared {
-                            Some(o) => FilesAt {
-                                location: o.url.to_string(),
-                                extension: file_extension(&copy),
-                            },
-                            None => FilesAt::path(&copy),
-                        };
+                        let shared = self.shared_scratch.as_ref().filter(|_| on_cluster);
+                        let at = scratch.without_bad_rows(ctx, shared, original, bad).await?;
                         self.register_files(ctx, &input.name, at, *format, Some(s), csv)
                             .await?;
-                        scratch.local.push(copy);
-                        scratch.shared.extend(shared);
                         continue;
                     }
                     self.register_files(
@@ -639,7 +626,7 @@ pub fn execution_error(e: DataFusionError) -> EngineError {
 /// A file's extension with its dot (`.csv`), or nothing.
 /// Where an input's files are, as DataFusion takes them: a path or an object's URL, and
 /// the extension to accept (DataFusion filters files by it; any the template names goes).
-struct FilesAt {
+pub(crate) struct FilesAt {
     location: String,
     extension: String,
 }

@@ -3,8 +3,10 @@
 //! `_sluice/scratch/` too, where executors on any host read it (their temporary folders
 //! are not the client's).
 
-use super::EngineError;
+use super::bad_rows::copy_without_bad_rows;
+use super::{BadRowLog, EngineError, FilesAt, file_extension};
 use crate::delta::store::ScratchObject;
+use crate::job::{CsvOptions, FileFormat};
 use crate::names::Name;
 use deltalake::datafusion::datasource::listing::ListingTableUrl;
 use deltalake::datafusion::prelude::SessionContext;
@@ -13,34 +15,74 @@ use std::path::Path;
 /// Kept as long as the query runs; each file is deleted when this drops.
 #[derive(Default)]
 pub struct Scratch {
-    pub(super) local: Vec<tempfile::TempPath>,
-    pub(super) shared: Vec<ScratchObject>,
+    local: Vec<tempfile::TempPath>,
+    shared: Vec<ScratchObject>,
+}
+
+/// An input file whose bad rows are left out.
+pub(super) struct Original<'a> {
+    pub path: &'a Path,
+    pub format: FileFormat,
+    pub csv: &'a CsvOptions,
+    pub input: &'a Name,
 }
 
 impl Scratch {
+    /// Makes a copy of `original` without its `bad` rows, kept here, and says where the
+    /// query reads it: the copy itself, or (`shared`, a query on a cluster) an object put
+    /// under that warehouse's scratch prefix, whose store the session is given.
+    pub(super) async fn without_bad_rows(
+        &mut self,
+        ctx: &SessionContext,
+        shared: Option<&url::Url>,
+        original: Original<'_>,
+        bad: &BadRowLog,
+    ) -> Result<FilesAt, EngineError> {
+        let input = original.input;
+        let copy = copy_without_bad_rows(original.path, original.format, original.csv, bad, input)
+            .map_err(|message| EngineError::Input {
+                input: input.to_string(),
+                message,
+            })?;
+        let at = match shared {
+            Some(warehouse) => {
+                let object = share(ctx, warehouse, &copy, input).await?;
+                let at = FilesAt {
+                    location: object.url.to_string(),
+                    extension: file_extension(&copy),
+                };
+                self.shared.push(object);
+                at
+            }
+            None => FilesAt::path(&copy),
+        };
+        self.local.push(copy);
+        Ok(at)
+    }
+
     /// Deletes the files now, waiting for the objects put for a cluster to go.
     pub async fn release(self) {
         for shared in self.shared {
-            shared.delete().await;
+            shared.discard().await;
         }
     }
 }
 
 /// Puts an input's copy where a cluster's executors read it (the warehouse's scratch
 /// prefix), and gives the session its store.
-pub(super) async fn share(
+async fn share(
     ctx: &SessionContext,
     warehouse: &url::Url,
     copy: &Path,
     input: &Name,
-) -> Result<crate::delta::store::ScratchObject, EngineError> {
+) -> Result<ScratchObject, EngineError> {
     let failed = |message: String| EngineError::Input {
         input: input.to_string(),
         message: format!(
             "the copy without its bad rows could not be put where the executors read it: {message}"
         ),
     };
-    let shared = crate::delta::store::put_scratch(warehouse, copy, &super::file_extension(copy))
+    let shared = crate::delta::store::put_scratch(warehouse, copy, &file_extension(copy))
         .await
         .map_err(|e| failed(e.message))?;
     let at = ListingTableUrl::parse(shared.url.as_str()).map_err(|e| failed(e.to_string()))?;

@@ -10,6 +10,7 @@ mod backfill;
 mod bad_input;
 mod ballista;
 mod catalog;
+mod catalog_outage;
 mod daemon;
 mod faults;
 mod foundation;

@@ -627,6 +627,15 @@ pub fn commit_tokens(dir: &Path) -> BTreeMap<String, Vec<i64>> {
     out
 }
 
+/// Whether the tests run as root (CI does): mounting a tmpfs and running PostgreSQL as its
+/// own user need it.
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
 /// SIGTERM, by process id: the polite stop.
 pub fn sigterm(child: &Child) {
     signal(child, "TERM");
