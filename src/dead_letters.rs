@@ -224,16 +224,23 @@ pub async fn list(url: &Url, partition: Option<&str>) -> Result<Vec<DeadLetter>,
     let ctx = deltalake::datafusion::prelude::SessionContext::new();
     ctx.register_table("letters", provider)
         .map_err(|e| read_err(e.to_string()))?;
+    // The partition is a bound value, never text in the statement (promise 6).
     let filter = match partition {
-        Some(p) => format!("WHERE \"partition\" = '{}'", p.replace('\'', "''")),
-        None => String::new(),
+        Some(_) => "WHERE \"partition\" = $1",
+        None => "",
     };
-    let batches = ctx
+    let mut letters = ctx
         .sql(&format!(
             "SELECT \"partition\", file, line, error, raw, run_id FROM letters {filter} ORDER BY \"partition\", file, line"
         ))
         .await
-        .map_err(|e| read_err(e.to_string()))?
+        .map_err(|e| read_err(e.to_string()))?;
+    if let Some(p) = partition {
+        letters = letters
+            .with_param_values(vec![deltalake::datafusion::scalar::ScalarValue::from(p)])
+            .map_err(|e| read_err(e.to_string()))?;
+    }
+    let batches = letters
         .collect()
         .await
         .map_err(|e| read_err(e.to_string()))?;

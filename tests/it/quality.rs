@@ -277,6 +277,25 @@ fn corrupt_sample_rows_are_dead_letters_and_a_replay_brings_them_in() {
         "{}",
         shown.context()
     );
+    // The partition is a bound value: text that would widen a spliced filter selects
+    // nothing.
+    for hostile in [
+        "2024-01-07' OR '1'='1",
+        "2024-01-07\" OR \"partition\" <> \"",
+    ] {
+        let none = p
+            .ok(&[
+                "dlq",
+                "list",
+                "clean_orders",
+                "--partition",
+                hostile,
+                "--output",
+                "json",
+            ])
+            .json();
+        assert_eq!(none.as_array().map(Vec::len), Some(0), "{hostile}: {none}");
+    }
 
     // max_bad_rows: a count of 0 fails the day naming the row; 1% lets it through.
     let spec = p.read("jobs/clean_orders.toml");
