@@ -4,7 +4,8 @@
 //! lease token like its output), so a replay after the source is fixed clears them.
 
 use crate::delta::{
-    self, CommitInfo, DeltaError, PartitionCommit, PartitionWriter, Scope, StillLeased,
+    self, Below, CommitInfo, DeltaError, Doing, PartitionCommit, PartitionWriter, Scope,
+    StillLeased, below,
 };
 use crate::engine::{BadRow, BadRowLog};
 use crate::names::Name;
@@ -116,20 +117,17 @@ pub async fn replace(
     } else {
         delta::ensure_table(url, &schema()).await?
     };
-    let write_err = |message: String| DeltaError::Write {
-        url: crate::warehouse::display(url),
-        message,
-    };
+    let write_err = |e: Below| DeltaError::below(Doing::Write, url, e);
     let mut adds = Vec::new();
     if !letters.rows.is_empty() {
         let mut w = PartitionWriter::new(url, &table)?;
-        let mut rows = letters.rows.rows().map_err(write_err)?;
+        let mut rows = letters.rows.rows().map_err(|e| write_err(below(e)))?;
         loop {
-            let chunk = rows.chunk(BATCH).map_err(write_err)?;
+            let chunk = rows.chunk(BATCH).map_err(|e| write_err(below(e)))?;
             if chunk.is_empty() {
                 break;
             }
-            w.write(batch(letters, &chunk).map_err(|e| write_err(e.to_string()))?)
+            w.write(batch(letters, &chunk).map_err(|e| write_err(below(e)))?)
                 .await?;
         }
         adds = w.finish().await?;
@@ -180,10 +178,7 @@ fn batch(
 }
 
 fn open_err(url: &Url, e: deltalake::DeltaTableError) -> DeltaError {
-    DeltaError::Open {
-        url: crate::warehouse::display(url),
-        message: e.to_string(),
-    }
+    DeltaError::open(url, e)
 }
 
 /// One dead letter as `sluice dlq list` shows it.
@@ -213,17 +208,14 @@ pub async fn list(url: &Url, partition: Option<&str>) -> Result<Vec<DeadLetter>,
         return Ok(Vec::new());
     }
     let table = delta::open(url).await?;
-    let read_err = |m: String| DeltaError::Open {
-        url: crate::warehouse::display(url),
-        message: m,
-    };
+    let read_err = |e: Below| DeltaError::below(Doing::Open, url, e);
     let provider = table
         .table_provider()
         .await
-        .map_err(|e| read_err(e.to_string()))?;
-    let ctx = deltalake::datafusion::prelude::SessionContext::new();
+        .map_err(|e| read_err(below(e)))?;
+    let ctx = crate::engine::Engine::table_session();
     ctx.register_table("letters", provider)
-        .map_err(|e| read_err(e.to_string()))?;
+        .map_err(|e| read_err(below(e)))?;
     // The partition is a bound value, never text in the statement (promise 6).
     let filter = match partition {
         Some(_) => "WHERE \"partition\" = $1",
@@ -234,16 +226,13 @@ pub async fn list(url: &Url, partition: Option<&str>) -> Result<Vec<DeadLetter>,
             "SELECT \"partition\", file, line, error, raw, run_id FROM letters {filter} ORDER BY \"partition\", file, line"
         ))
         .await
-        .map_err(|e| read_err(e.to_string()))?;
+        .map_err(|e| read_err(below(e)))?;
     if let Some(p) = partition {
         letters = letters
             .with_param_values(vec![deltalake::datafusion::scalar::ScalarValue::from(p)])
-            .map_err(|e| read_err(e.to_string()))?;
+            .map_err(|e| read_err(below(e)))?;
     }
-    let batches = letters
-        .collect()
-        .await
-        .map_err(|e| read_err(e.to_string()))?;
+    let batches = letters.collect().await.map_err(|e| read_err(below(e)))?;
     let mut out = Vec::new();
     for b in &batches {
         let text = |i: usize, row: usize| -> String {

@@ -3,6 +3,7 @@
 //! See `ARCHITECTURE.md` for the code map and the invariants each module keeps.
 
 pub mod actor;
+pub mod app;
 pub mod backfill;
 pub mod catalog;
 pub mod cli;

@@ -36,8 +36,8 @@ pub struct Validation {
 
 /// Everything wrong with the project: [`validate_jobs`], and the jobs' test files (each
 /// names jobs, inputs and columns that must exist).
-pub async fn validate(project: &Project) -> Result<Validation, EngineError> {
-    let mut v = validate_jobs(project).await?;
+pub async fn validate(project: &Project, engine: &Engine) -> Result<Validation, EngineError> {
+    let mut v = validate_jobs(project, engine).await?;
     v.problems.extend(crate::job_tests::load(project).1);
     Ok(v)
 }
@@ -46,9 +46,8 @@ pub async fn validate(project: &Project) -> Result<Validation, EngineError> {
 /// planned against the declared schemas (applied or not) and fitted to its table. The
 /// gate of a destructive migration: tests that name a removed column do not hold back a
 /// deploy (`validate` reports them).
-pub async fn validate_jobs(project: &Project) -> Result<Validation, EngineError> {
+pub async fn validate_jobs(project: &Project, engine: &Engine) -> Result<Validation, EngineError> {
     let mut problems = project.problems.clone();
-    let engine = Engine::new(&project.settings.engine, &project.settings.root)?;
     let mut unchecked = Vec::new();
     for name in &project.graph.order {
         let Some(job) = project.jobs.get(name) else {

@@ -17,7 +17,7 @@ mod write_group;
 pub use aliases::{Flip, FlipRefusal};
 pub use rows::{
     AliasFlip, AppliedMigration, Claim, Lease, PartitionState, PartitionStatus, RunEnd, RunRow,
-    RunStart, RunState, TableRow, TableVersionRow, Trigger,
+    RunStart, RunState, TableRow, TableVersionRow, Trigger, VersionCoverage,
 };
 pub use tables::MigrationTx;
 

@@ -97,6 +97,22 @@ pub struct TableVersionRow {
     pub created_at: i64,
 }
 
+/// What one physical version of a table holds: its partitions by state, its rows, and
+/// its first and last partition key (see [`super::Catalog::version_coverage`]).
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct VersionCoverage {
+    pub version: i64,
+    pub uri: String,
+    pub created_at: i64,
+    pub partitions: i64,
+    pub complete: i64,
+    pub failed: i64,
+    pub running: i64,
+    pub rows: i64,
+    pub first: Option<String>,
+    pub last: Option<String>,
+}
+
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct AliasFlip {
     pub alias: String,

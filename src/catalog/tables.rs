@@ -104,6 +104,35 @@ impl Catalog {
         .map_err(query_err("list table versions"))
     }
 
+    /// Every physical version of `table` with what it holds, in version order: one query,
+    /// however many versions and partitions (a table's page and `sluice tables` show it).
+    pub async fn version_coverage(
+        &self,
+        table: &str,
+    ) -> Result<Vec<super::VersionCoverage>, CatalogError> {
+        use super::PartitionState as S;
+        sqlx::query_as::<_, super::VersionCoverage>(
+            "SELECT v.version, v.uri, v.created_at, \
+               CAST(COUNT(p.partition_key) AS BIGINT) AS partitions, \
+               CAST(COALESCE(SUM(CASE WHEN p.state = $2 THEN 1 ELSE 0 END), 0) AS BIGINT) AS complete, \
+               CAST(COALESCE(SUM(CASE WHEN p.state = $3 THEN 1 ELSE 0 END), 0) AS BIGINT) AS failed, \
+               CAST(COALESCE(SUM(CASE WHEN p.state = $4 THEN 1 ELSE 0 END), 0) AS BIGINT) AS running, \
+               CAST(COALESCE(SUM(p.content_rows), 0) AS BIGINT) AS rows, \
+               MIN(p.partition_key) AS first, MAX(p.partition_key) AS last \
+             FROM table_versions v LEFT JOIN partitions p \
+               ON p.table_name = v.table_name AND p.table_version = v.version \
+             WHERE v.table_name = $1 \
+             GROUP BY v.version, v.uri, v.created_at ORDER BY v.version",
+        )
+        .bind(table)
+        .bind(S::Complete.as_str())
+        .bind(S::Failed.as_str())
+        .bind(S::Running.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("read the coverage of each version"))
+    }
+
     /// Registers a physical version (idempotent). The first version of a table also gets
     /// the table's alias, since there is nothing else for readers to see.
     pub async fn register_table_version(

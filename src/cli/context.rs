@@ -87,10 +87,21 @@ impl Context {
     }
 
     pub fn engine(&self) -> anyhow::Result<Engine> {
-        Ok(
-            Engine::new(&self.project.settings.engine, &self.project.settings.root)?
-                .with_shared_scratch(self.project.settings.warehouse.clone()),
-        )
+        Ok(Context::engine_of(&self.project)?
+            .with_shared_scratch(self.project.settings.warehouse.clone()))
+    }
+
+    /// The project alone, for commands that need no catalog (`validate`, `test`, `dlq`).
+    pub fn load_project(overrides: &Overrides) -> anyhow::Result<Arc<Project>> {
+        Ok(Arc::new(Project::load(overrides)?))
+    }
+
+    /// The engine of `project`, for commands that run SQL without a catalog.
+    pub fn engine_of(project: &Project) -> anyhow::Result<Engine> {
+        Ok(Engine::new(
+            &project.settings.engine,
+            &project.settings.root,
+        )?)
     }
 
     /// A runner over this context's parts, leasing as this process.

@@ -3,7 +3,6 @@
 use super::context::Context;
 use super::{EXIT_FAILED, EXIT_OK, Globals, Outcome, output};
 use crate::catalog::Catalog;
-use crate::clock::{Clock, SystemClock};
 use crate::migrate;
 use crate::project::Project;
 
@@ -25,7 +24,8 @@ fn print_problems(project: &Project) -> bool {
 }
 
 pub async fn run(g: &Globals, plan_only: bool, allow_destructive: bool) -> Outcome {
-    let (project, catalog) = open(g).await?;
+    let cx = Context::open(&g.overrides).await?;
+    let (project, catalog) = (cx.project.clone(), cx.catalog.clone());
     if print_problems(&project) {
         return Ok(EXIT_FAILED);
     }
@@ -65,13 +65,15 @@ pub async fn run(g: &Globals, plan_only: bool, allow_destructive: bool) -> Outco
     }
     crate::delta::store::check_atomic_commits(&project.settings).await?;
     let by = crate::actor::who();
+    let engine = cx.engine()?;
     let result = migrate::apply(
         &project,
         &catalog,
+        &engine,
         &plan,
         allow_destructive,
         &by,
-        SystemClock.now_ms(),
+        cx.clock.now_ms(),
     )
     .await?;
     let done = result.applied;

@@ -24,7 +24,7 @@ mod test_cmd;
 mod ui_cmd;
 mod validate_cmd;
 
-use crate::backfill::{Request, Selection};
+use crate::backfill::Request;
 use crate::config::Overrides;
 use crate::logging::{self, LogFormat};
 use crate::partition::{PartitionsArg, TimesArg};
@@ -626,12 +626,7 @@ async fn dispatch(command: Command, globals: &Globals) -> Outcome {
             if from.is_empty() != to.is_empty() {
                 anyhow::bail!("give both --from and --to, or neither");
             }
-            let selection = match (force, only_failed, stale) {
-                (true, _, _) => Selection::Force,
-                (_, true, _) => Selection::OnlyFailed,
-                (_, _, true) => Selection::Stale,
-                _ => Selection::Default,
-            };
+            let selection = crate::app::backfill::selection_of_flags(force, only_failed, stale);
             backfill_cmd::run(
                 globals,
                 backfill_cmd::Args {

@@ -2,7 +2,6 @@
 
 use super::context::Context;
 use super::{EXIT_FAILED, EXIT_OK, EXIT_UNUSABLE, Globals, Outcome, output};
-use crate::project::Project;
 use crate::quality::Quality;
 use crate::run::{RunOutcome, Trigger};
 
@@ -162,7 +161,7 @@ fn metric_histories(
 }
 
 pub async fn dlq_list(g: &Globals, job: &str, partition: Option<&str>) -> Outcome {
-    let project = Project::load(&g.overrides)?;
+    let project = super::context::Context::load_project(&g.overrides)?;
     let job = match super::run_cmd::job_named(&project, job) {
         Ok(j) => j,
         Err(code) => return Ok(code),

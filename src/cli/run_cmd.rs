@@ -81,23 +81,24 @@ pub(super) fn job_and_partition(
     job_name: &str,
     partition: &str,
 ) -> Result<(Job, PartitionKey), u8> {
-    let job = job_named(project, job_name)?;
-    let key = match job.parse_partition(partition) {
-        Ok(k) => k,
-        Err(e) => {
-            eprintln!(
-                "error: --partition: {e} (job `{}` is partitioned {})",
-                job.name,
-                job.partitioning_text()
-            );
-            return Err(EXIT_UNUSABLE);
+    use crate::app::partition::{self, PartitionError};
+    match partition::declared(project, job_name, partition) {
+        Ok(found) => Ok(found),
+        Err(PartitionError::Job(problems)) => {
+            for p in &problems {
+                eprintln!("error: {p}");
+            }
+            Err(EXIT_UNUSABLE)
         }
-    };
-    if let Err(m) = job.check_declared(&key) {
-        eprintln!("error: --partition {key}: {m}");
-        return Err(EXIT_UNUSABLE);
+        Err(e @ PartitionError::Unparsable { .. }) => {
+            eprintln!("error: --partition: {e}");
+            Err(EXIT_UNUSABLE)
+        }
+        Err(e @ PartitionError::Undeclared { .. }) => {
+            eprintln!("error: --partition {e}");
+            Err(EXIT_UNUSABLE)
+        }
     }
-    Ok((job, key))
 }
 
 /// The job named on the command line; on a problem, says what is wrong on stderr and gives

@@ -1,11 +1,10 @@
 //! `sluice status [JOB]`: each partition's state, rows, run id, duration, code fingerprint.
 
 use super::{EXIT_OK, Globals, Outcome, output};
-use crate::catalog::Catalog;
-use crate::project::Project;
 
 pub async fn run(g: &Globals, job: Option<&str>) -> Outcome {
-    let project = Project::load(&g.overrides)?;
+    let cx = super::context::Context::open(&g.overrides).await?;
+    let project = &cx.project;
     if let Some(j) = job
         && !project.jobs.contains_key(j)
         && !project
@@ -16,7 +15,7 @@ pub async fn run(g: &Globals, job: Option<&str>) -> Outcome {
     {
         anyhow::bail!("no job `{j}` in {}", project.settings.jobs_dir().display());
     }
-    let catalog = Catalog::connect(&project.settings.catalog_url).await?;
+    let catalog = &cx.catalog;
     let rows = catalog.partition_statuses(job).await?;
     // A partition of a key the spec no longer declares keeps its data and its row here;
     // it is marked, and nothing runs it (`None`: the job's spec is not loaded).

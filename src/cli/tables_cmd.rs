@@ -3,9 +3,8 @@
 
 use super::context::Context;
 use super::{EXIT_FAILED, EXIT_OK, EXIT_UNUSABLE, Globals, Outcome, output};
-use crate::catalog::{Catalog, Flip, PartitionState};
-use crate::clock::{Clock, SystemClock};
-use crate::promote::{self, PromoteError};
+use crate::catalog::Catalog;
+use crate::promote::PromoteError;
 
 async fn catalog(g: &Globals) -> anyhow::Result<Catalog> {
     Ok(Context::open(&g.overrides).await?.catalog)
@@ -17,9 +16,8 @@ pub async fn tables(g: &Globals) -> Outcome {
     let mut json = Vec::new();
     for t in c.tables().await? {
         let name = t.schema.name.to_string();
-        let live = c.alias(&name).await?;
-        let versions = c.table_versions(&name).await?;
-        if versions.is_empty() {
+        let coverage = crate::app::coverage::of_table(&c, &name).await?;
+        if coverage.versions.is_empty() {
             // Migrated, never written: listed, with nothing in it yet.
             json.push(serde_json::json!({
                 "table": name, "version": null, "live": false, "uri": null,
@@ -37,32 +35,14 @@ pub async fn tables(g: &Globals) -> Outcome {
                 "(nothing written yet: the first run of its job creates a version)".into(),
             ]);
         }
-        for v in versions {
-            let parts = c.partitions_of(&name, v.version).await?;
-            let complete = parts
-                .iter()
-                .filter(|p| p.state == PartitionState::Complete)
-                .count();
-            let failed = parts
-                .iter()
-                .filter(|p| p.state == PartitionState::Failed)
-                .count();
-            let rows_total: i64 = parts.iter().filter_map(|p| p.content_rows).sum();
-            let first = parts
-                .iter()
-                .map(|p| p.partition_key.as_str())
-                .min()
-                .unwrap_or("");
-            let last = parts
-                .iter()
-                .map(|p| p.partition_key.as_str())
-                .max()
-                .unwrap_or("");
-            let is_live = live == Some(v.version);
+        for v in coverage.versions {
+            let first = v.first.as_deref().unwrap_or("");
+            let last = v.last.as_deref().unwrap_or("");
+            let is_live = coverage.live == Some(v.version);
             json.push(serde_json::json!({
                 "table": name, "version": v.version, "live": is_live, "uri": v.uri,
-                "partitions": parts.len(), "complete": complete, "failed": failed,
-                "first": first, "last": last, "rows": rows_total,
+                "partitions": v.partitions, "complete": v.complete, "failed": v.failed,
+                "first": first, "last": last, "rows": v.rows,
             }));
             rows.push(vec![
                 name.clone(),
@@ -72,14 +52,14 @@ pub async fn tables(g: &Globals) -> Outcome {
                 } else {
                     String::new()
                 },
-                format!("{complete}/{}", parts.len()),
-                failed.to_string(),
+                format!("{}/{}", v.complete, v.partitions),
+                v.failed.to_string(),
                 if first.is_empty() {
                     "-".into()
                 } else {
                     format!("{first} .. {last}")
                 },
-                rows_total.to_string(),
+                v.rows.to_string(),
                 v.uri.clone(),
             ]);
         }
@@ -181,13 +161,18 @@ pub struct FlipArgs {
 }
 
 pub async fn flip(g: &Globals, a: FlipArgs) -> Outcome {
-    let c = catalog(g).await?;
-    let plan: Result<Vec<Flip>, PromoteError> = if a.rollback {
-        promote::plan_rollback(&c, &a.tables).await
+    use crate::app::flip::{self, FlipKind};
+    let cx = Context::open(&g.overrides).await?;
+    let c = &cx.catalog;
+    let kind = if a.rollback {
+        FlipKind::Rollback
     } else {
-        promote::plan_promote(&c, &a.tables, a.version, a.expect).await
+        FlipKind::Promote {
+            version: a.version,
+            expect: a.expect,
+        }
     };
-    let flips = match plan {
+    let flips = match flip::plan(c, &a.tables, kind).await {
         Ok(f) => f,
         Err(PromoteError::Catalog(e)) => return Err(e.into()),
         Err(e) => {
@@ -195,7 +180,7 @@ pub async fn flip(g: &Globals, a: FlipArgs) -> Outcome {
             return Ok(EXIT_UNUSABLE);
         }
     };
-    let verb = if a.rollback { "rollback" } else { "promote" };
+    let verb = kind.verb();
     if a.dry_run {
         if g.output == output::Format::Json {
             println!("{}", output::json(&serde_json::json!({ "plan": flips })));
@@ -207,15 +192,7 @@ pub async fn flip(g: &Globals, a: FlipArgs) -> Outcome {
         return Ok(EXIT_OK);
     }
     let message = a.message.unwrap_or_else(|| verb.to_string());
-    let refusals = c
-        .flip_aliases(
-            &flips,
-            a.partial,
-            &crate::actor::who(),
-            &message,
-            SystemClock.now_ms(),
-        )
-        .await?;
+    let refusals = flip::flip(c, &cx.clock, &flips, a.partial, &message).await?;
     if g.output == output::Format::Json {
         println!(
             "{}",

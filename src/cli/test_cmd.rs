@@ -22,8 +22,8 @@ pub struct Args {
 }
 
 pub async fn run(g: &Globals, args: Args) -> Outcome {
-    let project = Project::load(&g.overrides)?;
-    let engine = Engine::new(&project.settings.engine, &project.settings.root)?;
+    let project = Context::load_project(&g.overrides)?;
+    let engine = Context::engine_of(&project)?;
     let (mut reports, runs) = run_all(&project, &engine, &args.jobs).await?;
     if args.update {
         let updated = write_updates(&runs)?;
@@ -32,7 +32,7 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
                 "updated the expected rows of {updated} test(s); review the change before committing it"
             );
             // What the files say now, run again: what is left failing is not about rows.
-            let project = Project::load(&g.overrides)?;
+            let project = Context::load_project(&g.overrides)?;
             reports = run_all(&project, &engine, &args.jobs).await?.0;
         }
     }
@@ -94,9 +94,9 @@ async fn run_all(
                 Ok(actual) => match job_tests::compare::judge(test, job, &actual) {
                     Ok(lines) if lines.is_empty() => (Verdict::Passed, actual.output),
                     Ok(lines) => (Verdict::Failed(lines), actual.output),
-                    Err(m) => (Verdict::Broken(m), None),
+                    Err(e) => (Verdict::Broken(e.to_string()), None),
                 },
-                Err(m) => (Verdict::Broken(m), None),
+                Err(e) => (Verdict::Broken(e.to_string()), None),
             };
             runs.push(Ran {
                 file: file.clone(),

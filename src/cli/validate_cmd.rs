@@ -1,15 +1,15 @@
 //! `sluice validate`: prints what [`crate::validate`] finds.
 
 use super::{EXIT_FAILED, EXIT_OK, Globals, Outcome, output};
-use crate::project::Project;
 use crate::validate::{Validation, validate};
 
 pub async fn run(g: &Globals) -> Outcome {
-    let project = Project::load(&g.overrides)?;
+    let project = super::context::Context::load_project(&g.overrides)?;
+    let engine = super::context::Context::engine_of(&project)?;
     let Validation {
         problems,
         unchecked,
-    } = validate(&project).await?;
+    } = validate(&project, &engine).await?;
     let ok = problems.is_empty();
     if g.output == output::Format::Json {
         println!(

@@ -154,10 +154,11 @@ where
         .into_iter()
         .map(|r| {
             r.unwrap_or_else(|| {
-                Err(DeltaError::Commit {
-                    url: crate::warehouse::display(table.table_url()),
-                    message: "the commit was never attempted (this is likely a bug)".into(),
-                })
+                Err(DeltaError::below(
+                    super::Doing::Commit,
+                    table.table_url(),
+                    super::Said("the commit was never attempted (this is likely a bug)"),
+                ))
             })
         })
         .collect()
@@ -336,7 +337,11 @@ async fn settle_landed(
                     "a commit's answer was lost, but the commit landed; taking it as done"
                 );
                 results[i] = Some(v.ok_or_else(|| {
-                    DeltaError::commit_text(table.table_url(), "the table has no version")
+                    DeltaError::below(
+                        super::Doing::Commit,
+                        table.table_url(),
+                        super::Said("the table has no version"),
+                    )
                 }));
             }
             Some(t) if t > info.token => results[i] = Some(Err(fenced(info))),
@@ -459,7 +464,7 @@ async fn commit_once(
             concurrent_txn: matches!(c, CommitConflictError::ConcurrentTransaction),
             error: DeltaError::Conflict {
                 url: shown.clone(),
-                message: c.to_string(),
+                source: super::below(c),
             },
         }),
         Err(e) => Err(other(e)),

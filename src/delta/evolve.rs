@@ -1,9 +1,10 @@
 //! Migrations on a physical version: additive as one metadata commit, destructive as a
 //! rewrite of every file in one commit.
 
-use super::{DeltaError, open};
+use super::{Below, DeltaError, Doing, below, open};
 use deltalake::DeltaTable;
 use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, StructType};
@@ -37,29 +38,26 @@ pub enum Evolved {
 /// Idempotent: an action already reflected in the table is skipped, so re-running a
 /// migration that stopped half-way completes it.
 pub async fn evolve(
+    ctx: &SessionContext,
     url: &Url,
     actions: &[crate::schema::ddl::AlterAction],
     properties: &std::collections::BTreeMap<String, String>,
 ) -> Result<Evolved, DeltaError> {
     use deltalake::arrow::datatypes::Schema;
     use deltalake::kernel::MetadataExt as _;
-    let shown = crate::warehouse::display(url);
-    let fail = |message: String| DeltaError::Commit {
-        url: shown.clone(),
-        message,
-    };
+    let fail = |e: Below| DeltaError::below_shown(Doing::Commit, crate::warehouse::display(url), e);
     let probe = DeltaTable::try_from_url(url.clone())
         .await
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(below(e)))?;
     if !probe
         .verify_deltatable_existence()
         .await
-        .map_err(|e| fail(e.to_string()))?
+        .map_err(|e| fail(below(e)))?
     {
         return Ok(Evolved::Missing);
     }
     let table = open(url).await?;
-    let snapshot = table.snapshot().map_err(|e| fail(e.to_string()))?;
+    let snapshot = table.snapshot().map_err(|e| fail(below(e)))?;
     let metadata = snapshot.metadata().clone();
     let current: Schema = snapshot.snapshot().arrow_schema().as_ref().clone();
     let (fields, rewrite, description) = apply_actions(
@@ -79,34 +77,32 @@ pub async fn evolve(
     {
         return Ok(Evolved::Unchanged);
     }
-    let kernel: StructType = (&target)
-        .try_into_kernel()
-        .map_err(|e| fail(e.to_string()))?;
+    let kernel: StructType = (&target).try_into_kernel().map_err(|e| fail(below(e)))?;
     let mut new_metadata = metadata
         .clone()
         .with_schema(&kernel)
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(below(e)))?;
     if let Some(d) = &description {
         new_metadata = new_metadata
             .with_description(d.clone())
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| fail(below(e)))?;
     }
     for (k, v) in &new_config {
         new_metadata = new_metadata
             .add_config_key((*k).clone(), (*v).clone())
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| fail(below(e)))?;
     }
     let mut actions: Vec<Action> = vec![Action::Metadata(new_metadata)];
     let partition_by = metadata.partition_columns().to_vec();
     let op = if rewrite {
         let sources: Vec<Option<String>> = fields.iter().map(|(_, s)| s.clone()).collect();
-        let adds = rewrite_files(&table, &target, &sources, &partition_by).await?;
+        let adds = rewrite_files(ctx, &table, &target, &sources, &partition_by).await?;
         let removes: Vec<Action> = table
             .get_active_add_actions_by_partitions(&[])
             .map_ok(|f| Action::Remove(f.remove_action(true)))
             .try_collect()
             .await
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| fail(below(e)))?;
         actions.extend(removes);
         actions.extend(adds.into_iter().map(Action::Add));
         DeltaOperation::Write {
@@ -126,7 +122,7 @@ pub async fn evolve(
         .with_actions(actions)
         .build(Some(snapshot), table.log_store(), op)
         .await
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(below(e)))?;
     Ok(if rewrite {
         Evolved::Rewritten
     } else {
@@ -225,6 +221,7 @@ fn apply_actions(
 /// Reads every row of `table` and writes it again in `target`'s shape: each target column
 /// from the current column named in `sources` (none: null), cast without loss.
 async fn rewrite_files(
+    ctx: &SessionContext,
     table: &DeltaTable,
     target: &deltalake::arrow::datatypes::Schema,
     sources: &[Option<String>],
@@ -232,65 +229,57 @@ async fn rewrite_files(
 ) -> Result<Vec<Add>, DeltaError> {
     use deltalake::arrow::array::{ArrayRef, new_null_array};
     use deltalake::arrow::compute::kernels::cast::{CastOptions, cast_with_options};
-    use deltalake::datafusion::prelude::SessionContext;
     let url = table.table_url().clone();
     let shown = crate::warehouse::display(&url);
-    let fail = |message: String| DeltaError::Write {
-        url: shown.clone(),
-        message,
-    };
+    let fail = |e: Below| DeltaError::below_shown(Doing::Write, shown.clone(), e);
     let target = std::sync::Arc::new(target.clone());
-    let provider = table
-        .table_provider()
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    let ctx = SessionContext::new();
+    let provider = table.table_provider().await.map_err(|e| fail(below(e)))?;
     let mut stream = ctx
         .read_table(provider)
-        .map_err(|e| fail(e.to_string()))?
+        .map_err(|e| fail(below(e)))?
         .execute_stream()
         .await
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(below(e)))?;
     let mut writer = RecordBatchWriter::try_new(
         url.clone(),
         target.clone(),
         Some(partition_by.to_vec()),
         None,
     )
-    .map_err(|e| fail(e.to_string()))?;
+    .map_err(|e| fail(below(e)))?;
     let opts = CastOptions {
         safe: false,
         ..Default::default()
     };
     use futures::StreamExt as _;
     while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(|e| fail(e.to_string()))?;
+        let batch = batch.map_err(|e| fail(below(e)))?;
         let rows = batch.num_rows();
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(target.fields().len());
         for (field, source) in target.fields().iter().zip(sources) {
             let array = match source.as_deref().and_then(|s| batch.column_by_name(s)) {
                 Some(a) if a.data_type() == field.data_type() => a.clone(),
                 Some(a) => cast_with_options(a, field.data_type(), &opts).map_err(|e| {
-                    fail(format!(
-                        "column `{}` has a value that does not fit {}: {e}",
-                        field.name(),
-                        crate::schema::types::sql_name(field.data_type())
-                    ))
+                    DeltaError::DoesNotFit {
+                        url: shown.clone(),
+                        column: field.name().clone(),
+                        sql_type: crate::schema::types::sql_name(field.data_type()),
+                        source: below(e),
+                    }
                 })?,
                 None => new_null_array(field.data_type(), rows),
             };
             if !field.is_nullable() && array.null_count() > 0 {
-                return Err(fail(format!(
-                    "column `{}` holds null values in the rows already written ({} in one batch read); NOT NULL cannot apply until they are filled in",
-                    field.name(),
-                    array.null_count()
-                )));
+                return Err(DeltaError::NullsInNotNull {
+                    url: shown,
+                    column: field.name().clone(),
+                    nulls: array.null_count(),
+                });
             }
             columns.push(array);
         }
-        let batch =
-            RecordBatch::try_new(target.clone(), columns).map_err(|e| fail(e.to_string()))?;
-        writer.write(batch).await.map_err(|e| fail(e.to_string()))?;
+        let batch = RecordBatch::try_new(target.clone(), columns).map_err(|e| fail(below(e)))?;
+        writer.write(batch).await.map_err(|e| fail(below(e)))?;
     }
-    writer.flush().await.map_err(|e| fail(e.to_string()))
+    writer.flush().await.map_err(|e| fail(below(e)))
 }

@@ -186,10 +186,11 @@ impl VersionHandle {
             let _ = q.reply.send(r);
         }
         answer.await.unwrap_or_else(|_| {
-            Err(DeltaError::Commit {
-                url: crate::warehouse::display(&self.url),
-                message: "the commit request was lost (this is likely a bug)".into(),
-            })
+            Err(DeltaError::below(
+                super::Doing::Commit,
+                &self.url,
+                super::Said("the commit request was lost (this is likely a bug)"),
+            ))
         })
     }
 }

@@ -16,6 +16,7 @@
 
 mod cause;
 mod commit;
+mod error;
 mod evolve;
 mod handle;
 pub mod local_store;
@@ -27,6 +28,8 @@ pub use cause::{StorageCause, storage_cause};
 pub use commit::{
     CommitInfo, PartitionCommit, Scope, commit_partitions, landed_token, partition_rows,
 };
+pub(crate) use error::Doing;
+pub use error::{Below, DeltaError, LocalFile, Said, below};
 pub use evolve::{Evolved, evolve};
 pub use handle::{LeaseCheck, StillLeased, VersionHandle};
 pub use readback::{snapshot_files, uploaded_files};
@@ -39,122 +42,6 @@ use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 use std::collections::HashMap;
 use url::Url;
-
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum DeltaError {
-    #[error("cannot create Delta table at {url}: {message}")]
-    Create { url: String, message: String },
-    #[error("cannot open Delta table at {url}: {message}")]
-    Open { url: String, message: String },
-    #[error(
-        "Delta table at {url} has schema that differs from table `{table}` in the catalog: {message}"
-    )]
-    SchemaDrift {
-        url: String,
-        table: String,
-        message: String,
-    },
-    #[error("cannot write data files to {url}: {message}")]
-    Write { url: String, message: String },
-    /// A write that failed for a known storage cause (see [`StorageCause`]).
-    #[error("cannot {doing} {url}: {}: {message}; {}", .cause.as_str(), .cause.hint())]
-    Storage {
-        /// What was being done: "write data files to", "commit to".
-        doing: &'static str,
-        url: String,
-        cause: StorageCause,
-        message: String,
-    },
-    #[error(
-        "partition {partition}: this worker's lease (fencing token {ours}) was taken over by another worker; this run's output is discarded"
-    )]
-    Fenced { partition: String, ours: i64 },
-    #[error(
-        "partition {partition}: the catalog could not be reached to confirm this worker's lease (fencing token {ours}) before the commit, and the lease may have lapsed meanwhile: {why}; nothing was committed, and the run is retried once the catalog answers"
-    )]
-    LeaseUnconfirmed {
-        partition: String,
-        ours: i64,
-        why: String,
-    },
-    #[error(
-        "partition {partition}: the schema of {url} changed since this run wrote its files (a migration was applied meanwhile); nothing was committed, and a retry writes under the new schema"
-    )]
-    SchemaChanged { url: String, partition: String },
-    #[error("commit to {url} conflicted with a concurrent commit: {message}")]
-    Conflict { url: String, message: String },
-    #[error("commit to {url} failed: {message}")]
-    Commit { url: String, message: String },
-}
-
-impl DeltaError {
-    /// A commit that failed with `e`: by its storage cause when the error chain holds a
-    /// known one (a broken connection is worth a retry), else as deltalake says it.
-    pub(crate) fn commit(url: &Url, e: DeltaTableError) -> DeltaError {
-        DeltaError::by_cause(url, "commit to", &e).unwrap_or_else(|| DeltaError::Commit {
-            url: crate::warehouse::display(url),
-            message: e.to_string(),
-        })
-    }
-
-    /// Creating or opening a table that failed with `e`, by its storage cause when known
-    /// (a listing cut short is worth a retry).
-    pub(crate) fn create(url: &Url, e: DeltaTableError) -> DeltaError {
-        DeltaError::by_cause(url, "create the Delta table at", &e).unwrap_or_else(|| {
-            DeltaError::Create {
-                url: crate::warehouse::display(url),
-                message: e.to_string(),
-            }
-        })
-    }
-
-    pub(crate) fn open(url: &Url, e: DeltaTableError) -> DeltaError {
-        DeltaError::by_cause(url, "open the Delta table at", &e).unwrap_or_else(|| {
-            DeltaError::Open {
-                url: crate::warehouse::display(url),
-                message: e.to_string(),
-            }
-        })
-    }
-
-    fn by_cause(url: &Url, doing: &'static str, e: &DeltaTableError) -> Option<DeltaError> {
-        storage_cause(e).map(|(cause, message)| DeltaError::Storage {
-            doing,
-            url: crate::warehouse::display(url),
-            cause,
-            message,
-        })
-    }
-
-    pub(crate) fn commit_text(url: &Url, message: &str) -> DeltaError {
-        DeltaError::Commit {
-            url: crate::warehouse::display(url),
-            message: message.to_string(),
-        }
-    }
-
-    /// Storage hiccups are worth a retry; a fenced writer or a schema drift is not.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            DeltaError::Write { message, .. }
-            | DeltaError::Commit { message, .. }
-            | DeltaError::Open { message, .. } => {
-                let m = message.to_ascii_lowercase();
-                m.contains("timed out")
-                    || m.contains("timeout")
-                    || m.contains("connection")
-                    || m.contains("temporarily")
-                    || m.contains("io error")
-                    || m.contains("generic")
-            }
-            DeltaError::Storage { cause, .. } => cause.is_transient(),
-            DeltaError::Conflict { .. }
-            | DeltaError::SchemaChanged { .. }
-            | DeltaError::LeaseUnconfirmed { .. } => true,
-            _ => false,
-        }
-    }
-}
 
 /// The application-transaction id of a partition: one per partition, so that commits of
 /// different partitions never conflict on it, and two writers of one partition always do.
@@ -169,10 +56,7 @@ pub async fn ensure_table(url: &Url, schema: &TableSchema) -> Result<DeltaTable,
     if url.scheme() == "file"
         && let Ok(p) = url.to_file_path()
     {
-        std::fs::create_dir_all(&p).map_err(|e| DeltaError::Create {
-            url: crate::warehouse::display(url),
-            message: e.to_string(),
-        })?;
+        std::fs::create_dir_all(&p).map_err(|e| DeltaError::below(Doing::Create, url, e))?;
     }
     let probe = DeltaTable::try_from_url(url.clone()).await.map_err(err)?;
     if probe.verify_deltatable_existence().await.map_err(err)? {
@@ -180,14 +64,10 @@ pub async fn ensure_table(url: &Url, schema: &TableSchema) -> Result<DeltaTable,
         check_schema(url, &t, schema)?;
         return Ok(t);
     }
-    let kernel: StructType =
-        schema
-            .to_arrow()
-            .try_into_kernel()
-            .map_err(|e| DeltaError::Create {
-                url: crate::warehouse::display(url),
-                message: e.to_string(),
-            })?;
+    let kernel: StructType = schema
+        .to_arrow()
+        .try_into_kernel()
+        .map_err(|e| DeltaError::below(Doing::Create, url, e))?;
     let mut config: HashMap<String, Option<String>> = schema
         .properties
         .iter()
@@ -233,7 +113,7 @@ fn check_schema(url: &Url, t: &DeltaTable, schema: &TableSchema) -> Result<(), D
         table: schema.name.to_string(),
         message,
     };
-    let snap = t.snapshot().map_err(|e| drift(e.to_string()))?;
+    let snap = t.snapshot().map_err(|e| DeltaError::open(url, e))?;
     let parts: Vec<String> = snap.metadata().partition_columns().to_vec();
     let want: Vec<String> = schema.partition_by.iter().map(|n| n.to_string()).collect();
     if parts != want {

@@ -4,8 +4,9 @@
 //! upstream input of a query that runs on a Ballista cluster). The files are read through
 //! the table's own object store, under the engine's memory pool.
 
-use super::DeltaError;
+use super::{Below, DeltaError, Doing, below};
 use crate::schema::TableSchema;
+use crate::warehouse::display;
 use deltalake::DeltaTable;
 use deltalake::arrow::datatypes::{Schema, SchemaRef};
 use deltalake::datafusion::catalog::TableProvider;
@@ -32,14 +33,12 @@ pub fn uploaded_files(
     partition: &[(String, ScalarValue)],
     adds: &[Add],
 ) -> Result<Arc<dyn TableProvider>, DeltaError> {
-    let err = |message: String| DeltaError::Write {
-        url: table.table_url().to_string(),
-        message: format!("reading back the uploaded files: {message}"),
-    };
+    // Reading back what this run uploaded is part of writing it.
+    let err = |e: Below| DeltaError::below_shown(Doing::Write, display(table.table_url()), e);
     let full = schema.to_arrow();
     if adds.is_empty() {
         let empty = deltalake::datafusion::datasource::MemTable::try_new(full, vec![vec![]])
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| err(below(e)))?;
         return Ok(Arc::new(empty));
     }
     let paths: Vec<&str> = adds.iter().map(|a| a.path.as_str()).collect();
@@ -61,12 +60,9 @@ pub async fn snapshot_files(
     table: &DeltaTable,
     filter: Option<&[(String, Vec<ScalarValue>)]>,
 ) -> Result<Arc<dyn TableProvider>, DeltaError> {
-    let url = crate::warehouse::display(table.table_url());
-    let err = |message: String| DeltaError::Open {
-        url: url.clone(),
-        message,
-    };
-    let snapshot = table.snapshot().map_err(|e| err(e.to_string()))?;
+    let url = display(table.table_url());
+    let err = |e: Below| DeltaError::below_shown(Doing::Open, url.clone(), e);
+    let snapshot = table.snapshot().map_err(|e| err(below(e)))?;
     let features: Vec<String> = snapshot
         .protocol()
         .reader_features()
@@ -76,23 +72,23 @@ pub async fn snapshot_files(
         .filter(|f| f == "deletionVectors" || f == "columnMapping")
         .collect();
     if !features.is_empty() {
-        return Err(err(format!(
-            "the table uses {}, which a Ballista cluster cannot read from its Parquet files alone; run this job on the embedded engine (`[engine] kind = \"datafusion\"` in its spec)",
-            features.join(" and ")
-        )));
+        return Err(DeltaError::NeedsDeltaReader {
+            url,
+            features: features.join(" and "),
+        });
     }
     let full: SchemaRef = Arc::new(
         snapshot
             .schema()
             .as_ref()
             .try_into_arrow()
-            .map_err(|e: deltalake::arrow::error::ArrowError| err(e.to_string()))?,
+            .map_err(|e: deltalake::arrow::error::ArrowError| err(below(e)))?,
     );
     let files: Vec<LogicalFileView> = table
         .get_active_add_actions_by_partitions(&[])
         .try_collect()
         .await
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(|e| err(below(e)))?;
     // Files by their partition's values (Delta's text), the partitions in order.
     let mut partitions: BTreeMap<Vec<(String, Option<String>)>, Vec<String>> = BTreeMap::new();
     for f in &files {
@@ -120,7 +116,7 @@ pub async fn snapshot_files(
         for (name, text) in values {
             let target = full
                 .field_with_name(name)
-                .map_err(|e| err(e.to_string()))?
+                .map_err(|e| err(below(e)))?
                 .data_type()
                 .clone();
             let value = match text {
@@ -133,7 +129,7 @@ pub async fn snapshot_files(
         let df = files_as_table(ctx, table, &full, &exprs, &paths).map_err(&err)?;
         union = Some(match union {
             None => df,
-            Some(u) => u.union(df).map_err(|e| err(e.to_string()))?,
+            Some(u) => u.union(df).map_err(|e| err(below(e)))?,
         });
     }
     Ok(match union {
@@ -150,15 +146,15 @@ fn files_as_table(
     full: &SchemaRef,
     partition: &[(String, Expr)],
     paths: &[&str],
-) -> Result<DataFrame, String> {
+) -> Result<DataFrame, Below> {
     // Files by their full URL, through the store rooted where the URL's path starts (the
     // bucket, or the file system's root): the locations it reports then match the URLs.
     let root = table.table_url().clone();
     let paths = paths
         .iter()
         .map(|p| {
-            let url = root.join(p).map_err(|e| e.to_string())?;
-            ListingTableUrl::parse(url.as_str()).map_err(|e| e.to_string())
+            let url = root.join(p).map_err(below)?;
+            ListingTableUrl::parse(url.as_str()).map_err(below)
         })
         .collect::<Result<Vec<_>, _>>()?;
     if let Some(first) = paths.first() {
@@ -179,19 +175,19 @@ fn files_as_table(
     let config = ListingTableConfig::new_with_multi_paths(paths)
         .with_listing_options(options)
         .with_schema(file_schema);
-    let files = ListingTable::try_new(config).map_err(|e| e.to_string())?;
-    let mut df = ctx.read_table(Arc::new(files)).map_err(|e| e.to_string())?;
+    let files = ListingTable::try_new(config).map_err(below)?;
+    let mut df = ctx.read_table(Arc::new(files)).map_err(below)?;
     for (name, value) in partition {
         let target = full
             .field_with_name(name)
-            .map_err(|e| e.to_string())?
+            .map_err(below)?
             .data_type()
             .clone();
         df = df
             .with_column(name, cast(value.clone(), target))
-            .map_err(|e| e.to_string())?;
+            .map_err(below)?;
     }
     // The table's column order.
     let columns: Vec<_> = full.fields().iter().map(|f| ident(f.name())).collect();
-    df.select(columns).map_err(|e| e.to_string())
+    df.select(columns).map_err(below)
 }

@@ -1,18 +1,20 @@
 //! Every write or delete of objects that is not a Delta commit: uploaded files a run did
 //! not publish, the files of a removed version, vacuum, and the atomic-commit probe.
 
+use super::{Below, Said, below};
 use crate::warehouse::display;
 use deltalake::DeltaTable;
 use deltalake::kernel::Add;
 use futures::{StreamExt as _, TryStreamExt as _};
 use url::Url;
 
-/// An object store refused or failed an operation on `uri`.
+/// An object store refused or failed an operation on `uri`. The store's error is kept;
+/// its text is shown with credentials taken out.
 #[derive(Debug, thiserror::Error)]
-#[error("{uri}: {message}")]
+#[error("{uri}: {}", crate::redact::redact_text(&.source.to_string()))]
 pub struct StoreError {
     pub uri: String,
-    pub message: String,
+    pub source: Below,
 }
 
 /// Deletes files uploaded for a commit that will not happen (an audit refused them).
@@ -37,31 +39,31 @@ pub async fn delete_unpublished(url: &Url, adds: &[Add]) {
 
 /// Deletes every object of a physical version (its Delta log and data files).
 pub async fn delete_version(uri: &str) -> Result<(), StoreError> {
-    let storage = |message: String| StoreError {
+    let storage = |e: Below| StoreError {
         uri: crate::warehouse::display_str(uri),
-        message,
+        source: e,
     };
-    let url = Url::parse(uri).map_err(|e| storage(e.to_string()))?;
+    let url = Url::parse(uri).map_err(|e| storage(below(e)))?;
     if url.scheme() == "file" {
         let path = url
             .to_file_path()
-            .map_err(|_| storage("not a local path".into()))?;
+            .map_err(|()| storage(below(Said("not a local path"))))?;
         return match std::fs::remove_dir_all(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(storage(e.to_string())),
+            Err(e) => Err(storage(below(e))),
         };
     }
     let table = deltalake::open_table(url.clone())
         .await
-        .map_err(|e| storage(e.to_string()))?;
+        .map_err(|e| storage(below(e)))?;
     let os = table.log_store().object_store(None);
     let paths = os.list(None).map_ok(|m| m.location).boxed();
     let deleted: Vec<_> = os
         .delete_stream(paths)
         .try_collect()
         .await
-        .map_err(|e| storage(e.to_string()))?;
+        .map_err(|e| storage(below(e)))?;
     tracing::debug!(files = deleted.len(), "deleted the version's files");
     Ok(())
 }
@@ -70,11 +72,11 @@ pub async fn delete_version(uri: &str) -> Result<(), StoreError> {
 /// 7 days by default), enforced so that readers of recent versions keep their files.
 /// Returns how many files were deleted; `None` when the version was never written.
 pub async fn vacuum(uri: &str) -> Result<Option<usize>, StoreError> {
-    let storage = |message: String| StoreError {
+    let storage = |e: Below| StoreError {
         uri: crate::warehouse::display_str(uri),
-        message,
+        source: e,
     };
-    let url = Url::parse(uri).map_err(|e| storage(e.to_string()))?;
+    let url = Url::parse(uri).map_err(|e| storage(below(e)))?;
     let Ok(table) = deltalake::open_table(url).await else {
         return Ok(None);
     };
@@ -82,7 +84,7 @@ pub async fn vacuum(uri: &str) -> Result<Option<usize>, StoreError> {
         .vacuum()
         .with_enforce_retention_duration(true)
         .await
-        .map_err(|e| storage(e.to_string()))?;
+        .map_err(|e| storage(below(e)))?;
     Ok(Some(metrics.files_deleted.len()))
 }
 
@@ -103,8 +105,8 @@ pub enum WarehouseError {
         why: String,
         fix: &'static str,
     },
-    #[error("warehouse {url}: cannot use the object store: {message}")]
-    Store { url: String, message: String },
+    #[error("warehouse {url}: cannot use the object store: {}", crate::redact::redact_text(&.source.to_string()))]
+    Store { url: String, source: Below },
 }
 
 /// A file that a query on a cluster reads and that exists only for it (an input's copy
@@ -167,9 +169,9 @@ pub async fn put_scratch(
 ) -> Result<ScratchObject, StoreError> {
     use tokio::io::AsyncWriteExt as _;
     let shown = display(warehouse);
-    let err = |message: String| StoreError {
+    let err = |e: Below| StoreError {
         uri: shown.clone(),
-        message: crate::redact::redact_text(&message),
+        source: e,
     };
     let mut root = warehouse.clone();
     if !root.path().ends_with('/') {
@@ -180,21 +182,24 @@ pub async fn put_scratch(
             "_sluice/scratch/{}{extension}",
             uuid::Uuid::now_v7().simple()
         ))
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(|e| err(below(e)))?;
     let table = DeltaTable::try_from_url(root)
         .await
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(|e| err(below(e)))?;
     let store = table.log_store().root_object_store(None);
-    let path = deltalake::Path::from_url_path(url.path()).map_err(|e| err(e.to_string()))?;
-    let mut file = tokio::fs::File::open(local)
-        .await
-        .map_err(|e| err(format!("{}: {e}", local.display())))?;
+    let path = deltalake::Path::from_url_path(url.path()).map_err(|e| err(below(e)))?;
+    let mut file = tokio::fs::File::open(local).await.map_err(|e| {
+        err(below(super::LocalFile {
+            path: local.to_path_buf(),
+            source: e,
+        }))
+    })?;
     let mut upload =
         deltalake::logstore::object_store::buffered::BufWriter::new(store.clone(), path.clone());
     tokio::io::copy(&mut file, &mut upload)
         .await
-        .map_err(|e| err(e.to_string()))?;
-    upload.shutdown().await.map_err(|e| err(e.to_string()))?;
+        .map_err(|e| err(below(e)))?;
+    upload.shutdown().await.map_err(|e| err(below(e)))?;
     Ok(ScratchObject {
         url,
         store,
@@ -246,8 +251,8 @@ pub async fn check_atomic_commits(
     let mut wait = std::time::Duration::from_millis(500);
     for _ in 1..PROBE_TRIES {
         match probe_conditional_put(url).await {
-            Err(WarehouseError::Store { message, .. }) => {
-                tracing::warn!(error = %message, wait_ms = wait.as_millis() as u64, "the object store's probe failed; trying again");
+            Err(e @ WarehouseError::Store { .. }) => {
+                tracing::warn!(error = %e, wait_ms = wait.as_millis() as u64, "the object store's probe failed; trying again");
                 tokio::time::sleep(wait).await;
                 wait *= 2;
             }
@@ -263,13 +268,13 @@ const PROBE_TRIES: u32 = 5;
 async fn probe_conditional_put(url: &Url) -> Result<(), WarehouseError> {
     use deltalake::logstore::object_store::{Error as StoreError, PutMode, PutOptions, PutPayload};
     let shown = display(url);
-    let store_err = |message: String| WarehouseError::Store {
+    let store_err = |e: Below| WarehouseError::Store {
         url: shown.clone(),
-        message: crate::redact::redact_text(&message),
+        source: e,
     };
     let table = deltalake::DeltaTable::try_from_url(url.clone())
         .await
-        .map_err(|e| store_err(e.to_string()))?;
+        .map_err(|e| store_err(below(e)))?;
     let store = table.log_store().object_store(None);
     let path = deltalake::Path::from(format!("_sluice/commit-probe/{}", uuid::Uuid::now_v7()));
     let create = || PutOptions {
@@ -292,14 +297,14 @@ async fn probe_conditional_put(url: &Url) -> Result<(), WarehouseError> {
                 why: "the object store accepted a second create of the same object (it ignores If-None-Match)".into(),
                 fix: "use a store that supports conditional writes (AWS S3, MinIO, Cloudflare R2, GCS, Azure do)",
             }),
-            Err(e) => Err(store_err(e.to_string())),
+            Err(e) => Err(store_err(below(e))),
         },
         Err(StoreError::NotImplemented { .. }) => Err(WarehouseError::UnsafeCommits {
             url: shown.clone(),
             why: "the object store client has conditional put turned off".into(),
             fix: "unset AWS_CONDITIONAL_PUT, or set it to `etag`",
         }),
-        Err(e) => Err(store_err(e.to_string())),
+        Err(e) => Err(store_err(below(e))),
     };
     // The probe object is ours alone (a fresh id); leaving it behind would be harmless.
     {

@@ -79,7 +79,8 @@ impl WriterLayout {
 impl PartitionWriter {
     pub fn new(url: &Url, table: &DeltaTable) -> Result<PartitionWriter, DeltaError> {
         let layout = WriterLayout::of(table);
-        let writer = RecordBatchWriter::for_table(table).map_err(|e| write_error(url, &e))?;
+        let writer = RecordBatchWriter::for_table(table)
+            .map_err(|e| DeltaError::below(super::Doing::Write, url, e))?;
         Ok(Self::with(url, writer, layout))
     }
 
@@ -92,7 +93,7 @@ impl PartitionWriter {
     ) -> Result<PartitionWriter, DeltaError> {
         let partitions = Some(layout.partition_columns.clone());
         let writer = RecordBatchWriter::try_new(url.as_str(), schema, partitions, None)
-            .map_err(|e| write_error(url, &e))?;
+            .map_err(|e| DeltaError::below(super::Doing::Write, url, e))?;
         Ok(Self::with(url, writer, layout))
     }
 
@@ -119,7 +120,7 @@ impl PartitionWriter {
                 .map(|_| ()),
             None => self.writer.write(batch).await,
         };
-        written.map_err(|e| write_error(&self.url, &e))
+        written.map_err(|e| DeltaError::below(super::Doing::Write, &self.url, e))
     }
 
     /// The partition values of a batch whose rows all lie in one partition, as a run's
@@ -158,25 +159,7 @@ impl PartitionWriter {
         self.writer
             .flush()
             .await
-            .map_err(|e| write_error(&self.url, &e))
-    }
-}
-
-/// A failed write, with its storage cause when the error chain says one (then it is
-/// retried only if a retry can help, and the user reads the cause, not the layers above).
-fn write_error(url: &Url, e: &deltalake::DeltaTableError) -> DeltaError {
-    let url = crate::warehouse::display(url);
-    match super::storage_cause(e) {
-        Some((cause, message)) => DeltaError::Storage {
-            doing: "write data files to",
-            url,
-            cause,
-            message,
-        },
-        None => DeltaError::Write {
-            url,
-            message: e.to_string(),
-        },
+            .map_err(|e| DeltaError::below(super::Doing::Write, &self.url, e))
     }
 }
 

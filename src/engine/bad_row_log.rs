@@ -22,6 +22,33 @@ pub struct BadRowLog {
     spool: Option<Spool>,
 }
 
+/// What kept the bad-row code from reading an input, or from keeping or copying its bad
+/// rows.
+#[derive(Debug, thiserror::Error)]
+pub enum BadRowError {
+    #[error("cannot read {file}: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file} cannot be read as CSV: {source}")]
+    Csv { file: String, source: csv::Error },
+    #[error("column `{column}`: {source}")]
+    Cast {
+        column: String,
+        source: deltalake::arrow::error::ArrowError,
+    },
+    #[error("cannot keep the bad rows in the temporary folder: {0}")]
+    Spool(#[source] std::io::Error),
+    #[error("a bad row kept in the temporary folder cannot be read back: {0}")]
+    SpoolRow(#[source] serde_json::Error),
+    #[error("cannot copy {file} without its bad rows: {source}")]
+    Copy {
+        file: String,
+        source: std::io::Error,
+    },
+}
+
 struct Spool {
     /// Deleted when dropped.
     path: tempfile::TempPath,
@@ -30,21 +57,17 @@ struct Spool {
 }
 
 impl Spool {
-    fn write(&mut self, row: &BadRow) -> Result<(), String> {
+    fn write(&mut self, row: &BadRow) -> Result<(), BadRowError> {
         let out = self.out.get_mut().unwrap_or_else(|e| e.into_inner());
         serde_json::to_writer(&mut *out, row)
             .map_err(std::io::Error::from)
             .and_then(|_| out.write_all(b"\n"))
-            .map_err(spool_err)
+            .map_err(BadRowError::Spool)
     }
 }
 
-fn spool_err(e: std::io::Error) -> String {
-    format!("cannot keep the bad rows in the temporary folder: {e}")
-}
-
 impl BadRowLog {
-    pub fn push(&mut self, row: BadRow) -> Result<(), String> {
+    pub fn push(&mut self, row: BadRow) -> Result<(), BadRowError> {
         self.total += 1;
         *self.inputs.entry(row.input.clone()).or_default() += 1;
         if let Some(s) = &mut self.spool {
@@ -60,7 +83,7 @@ impl BadRowLog {
             .prefix("sluice-bad-rows-")
             .suffix(".jsonl")
             .tempfile()
-            .map_err(spool_err)?;
+            .map_err(BadRowError::Spool)?;
         let (file, path) = file.into_parts();
         let mut s = Spool {
             path,
@@ -74,7 +97,7 @@ impl BadRowLog {
         Ok(())
     }
 
-    pub fn extend(&mut self, rows: impl IntoIterator<Item = BadRow>) -> Result<(), String> {
+    pub fn extend(&mut self, rows: impl IntoIterator<Item = BadRow>) -> Result<(), BadRowError> {
         rows.into_iter().try_for_each(|r| self.push(r))
     }
 
@@ -98,7 +121,7 @@ impl BadRowLog {
     }
 
     /// Every bad row, in the order they were found, read back a chunk at a time.
-    pub fn rows(&self) -> Result<Rows<'_>, String> {
+    pub fn rows(&self) -> Result<Rows<'_>, BadRowError> {
         match &self.spool {
             None => Ok(Rows::Shown(self.shown.iter())),
             Some(s) => {
@@ -106,8 +129,8 @@ impl BadRowLog {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .flush()
-                    .map_err(spool_err)?;
-                let f = File::open(&s.path).map_err(spool_err)?;
+                    .map_err(BadRowError::Spool)?;
+                let f = File::open(&s.path).map_err(BadRowError::Spool)?;
                 Ok(Rows::Spooled {
                     lines: BufReader::with_capacity(1 << 16, f),
                     buf: String::new(),
@@ -117,7 +140,7 @@ impl BadRowLog {
     }
 
     /// Every bad row, collected: for small logs only (tests of jobs).
-    pub fn to_vec(&self) -> Result<Vec<BadRow>, String> {
+    pub fn to_vec(&self) -> Result<Vec<BadRow>, BadRowError> {
         self.rows()?.collect()
     }
 }
@@ -129,7 +152,7 @@ pub enum Rows<'a> {
 }
 
 impl Iterator for Rows<'_> {
-    type Item = Result<BadRow, String>;
+    type Item = Result<BadRow, BadRowError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         match self {
@@ -138,8 +161,8 @@ impl Iterator for Rows<'_> {
                 buf.clear();
                 match lines.read_line(buf) {
                     Ok(0) => None,
-                    Ok(_) => Some(serde_json::from_str(buf).map_err(|e| e.to_string())),
-                    Err(e) => Some(Err(spool_err(e))),
+                    Ok(_) => Some(serde_json::from_str(buf).map_err(BadRowError::SpoolRow)),
+                    Err(e) => Some(Err(BadRowError::Spool(e))),
                 }
             }
         }
@@ -148,7 +171,7 @@ impl Iterator for Rows<'_> {
 
 impl Rows<'_> {
     /// The next `n` rows at most; empty at the end.
-    pub fn chunk(&mut self, n: usize) -> Result<Vec<BadRow>, String> {
+    pub fn chunk(&mut self, n: usize) -> Result<Vec<BadRow>, BadRowError> {
         self.take(n).collect()
     }
 }

@@ -7,7 +7,7 @@
 //! is the same as the reader's. Only the error path pays for this. Everything here streams:
 //! memory holds a chunk of records and the bad ones, whatever the file's size.
 
-use super::bad_row_log::BadRowLog;
+use super::bad_row_log::{BadRowError, BadRowLog};
 use crate::job::{CsvOptions, FileFormat};
 use crate::names::Name;
 use deltalake::arrow::array::{Array, StringArray};
@@ -62,16 +62,16 @@ fn csv_chunks(
     path: &Path,
     shown: &str,
     opts: &CsvOptions,
-    mut each: impl FnMut(&[Record]) -> Result<(), String>,
-) -> Result<(), String> {
-    let file = File::open(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    mut each: impl FnMut(&[Record]) -> Result<(), BadRowError>,
+) -> Result<(), BadRowError> {
+    let file = File::open(path).map_err(|e| read_err(shown, e))?;
     let mut rdr = csv_reader(BufReader::with_capacity(1 << 16, file), opts);
     let mut chunk: Vec<Record> = Vec::with_capacity(CHUNK);
     let mut rec = csv::ByteRecord::new();
     loop {
         let more = rdr
             .read_byte_record(&mut rec)
-            .map_err(|e| format!("{shown} cannot be read as CSV: {e}"))?;
+            .map_err(|e| csv_err(shown, e))?;
         if more {
             let pos = rec.position().cloned().unwrap_or_else(csv::Position::new);
             chunk.push(Record {
@@ -111,9 +111,9 @@ struct RawText<'a> {
 }
 
 impl<'a> RawText<'a> {
-    fn open(path: &Path, shown: &'a str, input: &'a Name) -> Result<RawText<'a>, String> {
+    fn open(path: &Path, shown: &'a str, input: &'a Name) -> Result<RawText<'a>, BadRowError> {
         Ok(RawText {
-            file: File::open(path).map_err(|e| format!("cannot read {shown}: {e}"))?,
+            file: File::open(path).map_err(|e| read_err(shown, e))?,
             shown,
             input,
             bytes: Vec::new(),
@@ -121,7 +121,7 @@ impl<'a> RawText<'a> {
     }
 
     /// Adds the found records to `log`, each with its text.
-    fn log(&mut self, found: Vec<Found>, log: &mut BadRowLog) -> Result<(), String> {
+    fn log(&mut self, found: Vec<Found>, log: &mut BadRowLog) -> Result<(), BadRowError> {
         for f in found {
             self.bytes.clear();
             self.file
@@ -131,7 +131,7 @@ impl<'a> RawText<'a> {
                         .take(f.end.saturating_sub(f.start))
                         .read_to_end(&mut self.bytes)
                 })
-                .map_err(|e| format!("cannot read {}: {e}", self.shown))?;
+                .map_err(|e| read_err(self.shown, e))?;
             log.push(BadRow {
                 input: self.input.to_string(),
                 file: self.shown.to_string(),
@@ -164,8 +164,8 @@ fn json_lines(
     path: &Path,
     shown: &str,
     mut each: impl FnMut(u64, u64, u64, &[u8]),
-) -> Result<(), String> {
-    let file = File::open(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+) -> Result<(), BadRowError> {
+    let file = File::open(path).map_err(|e| read_err(shown, e))?;
     let mut src = BufReader::with_capacity(1 << 16, file);
     let mut buf = Vec::new();
     let (mut line, mut at) = (0u64, 0u64);
@@ -173,7 +173,7 @@ fn json_lines(
         buf.clear();
         let n = src
             .read_until(b'\n', &mut buf)
-            .map_err(|e| format!("cannot read {shown}: {e}"))? as u64;
+            .map_err(|e| read_err(shown, e))? as u64;
         if n == 0 {
             return Ok(());
         }
@@ -230,7 +230,7 @@ pub fn scan(
     format: FileFormat,
     opts: &CsvOptions,
     log: &mut BadRowLog,
-) -> Result<(), String> {
+) -> Result<(), BadRowError> {
     let mut raw = RawText::open(path, shown, input)?;
     match format {
         FileFormat::Json => {
@@ -263,7 +263,7 @@ fn check_csv_chunk(
     records: &[Record],
     schema: &SchemaRef,
     found: &mut Vec<Found>,
-) -> Result<(), String> {
+) -> Result<(), BadRowError> {
     let n = schema.fields().len();
     let mut errors: Vec<Option<String>> = vec![None; records.len()];
     for (i, r) in records.iter().enumerate() {
@@ -294,8 +294,12 @@ fn check_csv_chunk(
                     .and_then(|v| std::str::from_utf8(v).ok())
             })
             .collect();
-        let cast = cast_with_options(&values, field.data_type(), &lenient)
-            .map_err(|e| format!("column `{}`: {e}", field.name()))?;
+        let cast = cast_with_options(&values, field.data_type(), &lenient).map_err(|e| {
+            BadRowError::Cast {
+                column: field.name().clone(),
+                source: e,
+            }
+        })?;
         for (i, error) in errors.iter_mut().enumerate() {
             if error.is_some() {
                 continue;
@@ -329,18 +333,22 @@ fn check_csv_chunk(
 }
 
 /// How many records a CSV (header excluded) or JSON file holds, counted as it streams.
-pub fn count_records(path: &Path, format: FileFormat, opts: &CsvOptions) -> Result<u64, String> {
+pub fn count_records(
+    path: &Path,
+    format: FileFormat,
+    opts: &CsvOptions,
+) -> Result<u64, BadRowError> {
     let shown = path.display().to_string();
     let mut n = 0u64;
     match format {
         FileFormat::Json => json_lines(path, &shown, |_, _, _, _| n += 1)?,
         _ => {
-            let file = File::open(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+            let file = File::open(path).map_err(|e| read_err(&shown, e))?;
             let mut rdr = csv_reader(BufReader::with_capacity(1 << 16, file), opts);
             let mut rec = csv::ByteRecord::new();
             while rdr
                 .read_byte_record(&mut rec)
-                .map_err(|e| format!("{shown} cannot be read as CSV: {e}"))?
+                .map_err(|e| csv_err(&shown, e))?
             {
                 n += 1;
             }
@@ -357,14 +365,12 @@ pub fn copy_without_bad_rows(
     opts: &CsvOptions,
     bad: &BadRowLog,
     input: &Name,
-) -> Result<tempfile::TempPath, String> {
+) -> Result<tempfile::TempPath, BadRowError> {
     let copy = tempfile::Builder::new()
         .prefix("sluice-without-bad-rows-")
         .suffix(&super::file_extension(path))
         .tempfile()
-        .map_err(|e| {
-            format!("cannot make a copy without the bad rows in the temporary folder: {e}")
-        })?
+        .map_err(|e| copy_err(path, e))?
         .into_temp_path();
     let lines = bad
         .rows()?
@@ -381,28 +387,32 @@ fn copy_without(
     path: &Path,
     format: FileFormat,
     opts: &CsvOptions,
-    bad_lines: impl Iterator<Item = Result<u64, String>>,
+    bad_lines: impl Iterator<Item = Result<u64, BadRowError>>,
     out: &Path,
-) -> Result<(), String> {
+) -> Result<(), BadRowError> {
     let shown = path.display().to_string();
     let mut bad_lines = bad_lines.peekable();
     // Whether the record on `line` is bad: the bad lines are met in order.
-    let mut is_bad = |line: u64| -> Result<bool, String> {
-        while let Some(next) = bad_lines.peek() {
-            match next {
-                Err(e) => return Err(e.clone()),
-                Ok(b) if *b < line => {
+    let mut is_bad = |line: u64| -> Result<bool, BadRowError> {
+        loop {
+            match bad_lines.peek() {
+                None => return Ok(false),
+                Some(Ok(b)) if *b < line => {
                     bad_lines.next();
                 }
-                Ok(b) => return Ok(*b == line),
+                Some(Ok(b)) => return Ok(*b == line),
+                Some(Err(_)) => {
+                    if let Some(Err(e)) = bad_lines.next() {
+                        return Err(e);
+                    }
+                }
             }
         }
-        Ok(false)
     };
-    let src = BufReader::with_capacity(1 << 16, File::open(path).map_err(|e| e.to_string())?);
+    let src = BufReader::with_capacity(1 << 16, File::open(path).map_err(|e| read_err(&shown, e))?);
     let dst = std::io::BufWriter::with_capacity(
         1 << 16,
-        File::create(out).map_err(|e| format!("cannot copy {shown} without its bad rows: {e}"))?,
+        File::create(out).map_err(|e| copy_err(path, e))?,
     );
     let mut copy = Copy { src, dst, at: 0 };
     match format {
@@ -411,7 +421,7 @@ fn copy_without(
             json_lines(path, &shown, |line, start, end, _| {
                 if failed.is_ok() {
                     failed = match is_bad(line) {
-                        Ok(true) => copy.skip(start, end),
+                        Ok(true) => copy.skip(start, end).map_err(|e| copy_err(path, e)),
                         Ok(false) => Ok(()),
                         Err(e) => Err(e),
                     };
@@ -422,14 +432,34 @@ fn copy_without(
         _ => csv_chunks(path, &shown, opts, |chunk| {
             for r in chunk {
                 if is_bad(r.line)? {
-                    copy.skip(r.start, r.end)?;
+                    copy.skip(r.start, r.end).map_err(|e| copy_err(path, e))?;
                 }
             }
             Ok(())
         })?,
     }
-    copy.finish()
-        .map_err(|e| format!("cannot copy {shown} without its bad rows: {e}"))
+    copy.finish().map_err(|e| copy_err(path, e))
+}
+
+fn read_err(shown: &str, source: std::io::Error) -> BadRowError {
+    BadRowError::Read {
+        file: shown.to_string(),
+        source,
+    }
+}
+
+fn csv_err(shown: &str, source: csv::Error) -> BadRowError {
+    BadRowError::Csv {
+        file: shown.to_string(),
+        source,
+    }
+}
+
+fn copy_err(path: &Path, source: std::io::Error) -> BadRowError {
+    BadRowError::Copy {
+        file: path.display().to_string(),
+        source,
+    }
 }
 
 /// A file copied as it is read, but for the byte ranges skipped.
@@ -442,13 +472,13 @@ struct Copy {
 
 impl Copy {
     /// Copies up to `start`, then leaves out the bytes up to `end`.
-    fn skip(&mut self, start: u64, end: u64) -> Result<(), String> {
+    fn skip(&mut self, start: u64, end: u64) -> Result<(), std::io::Error> {
         let copied = (|| -> std::io::Result<()> {
             std::io::copy(&mut (&mut self.src).take(start - self.at), &mut self.dst)?;
             self.src.seek_relative((end - start) as i64)
         })();
         self.at = end;
-        copied.map_err(|e| e.to_string())
+        copied
     }
 
     fn finish(mut self) -> std::io::Result<()> {

@@ -82,7 +82,7 @@ impl Engine {
         table: &TableSchema,
         (url, layout): (&Url, WriterLayout),
         unknown_column_hint: impl Fn(&str) -> String,
-        mut set_aside: impl FnMut(BadRow) -> Result<(), String>,
+        mut set_aside: impl FnMut(BadRow) -> Result<(), super::BadRowError>,
     ) -> Result<ClusterWritten, OutputFailure> {
         let prepared = self.prepare(q).await.map_err(|e| (e.into(), Vec::new()))?;
         let text_files = prepared.text_files.clone();
@@ -140,7 +140,7 @@ impl Engine {
                     ),
                     Sent::Rejected => {
                         set_aside(super::cluster_write::rejected_row(payload).map_err(bad)?)
-                            .map_err(bad)?
+                            .map_err(|e| fail(EngineError::from(e).into()))?
                     }
                     Sent::Rows => {
                         rows += payload

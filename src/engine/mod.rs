@@ -43,7 +43,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use bad_row_log::BadRowLog;
+pub use bad_row_log::{BadRowError, BadRowLog};
 pub use bad_rows::BadRow;
 pub use cluster::ClusterWritten;
 pub use scratch::Scratch;
@@ -62,6 +62,19 @@ pub enum EngineError {
     },
     #[error("input `{input}`: {message}")]
     Input { input: String, message: String },
+    /// Finding an input's bad rows, keeping them, or copying the input without them.
+    #[error("input `{input}`: {source}")]
+    BadRowScan { input: String, source: BadRowError },
+    #[error(
+        "input `{input}`: the copy without its bad rows could not be put where the executors read it: {source}"
+    )]
+    NotShared {
+        input: String,
+        source: crate::delta::Below,
+    },
+    /// The rows set aside could not be kept.
+    #[error(transparent)]
+    BadRowLog(#[from] BadRowError),
     #[error("{file}: {message}")]
     Sql { file: String, message: String },
     #[error("executing the SQL failed: {message}")]
@@ -243,6 +256,14 @@ impl Engine {
         let ctx = SessionContext::new_with_state(self.template.clone());
         ctx.register_catalog_list(self.own_catalogs());
         ctx
+    }
+
+    /// A session for reading or rewriting one table outside a run (the dead letters, a
+    /// migration's rewrite of a version's files), with DataFusion's defaults: what these
+    /// read streams, and a run's memory pool is for runs. Sessions are made here only, so
+    /// that what a session may hold is decided in one place.
+    pub fn table_session() -> SessionContext {
+        SessionContext::new()
     }
 
     /// An empty catalog like the template's, for one session.
@@ -520,9 +541,9 @@ impl Engine {
             bad_rows::scan(
                 &f.path, &shown, &f.input, &f.schema, f.format, &f.options, &mut out,
             )
-            .map_err(|m| EngineError::Input {
+            .map_err(|source| EngineError::BadRowScan {
                 input: f.input.to_string(),
-                message: m,
+                source,
             })?;
         }
         Ok(out)

@@ -40,9 +40,9 @@ impl Scratch {
     ) -> Result<FilesAt, EngineError> {
         let input = original.input;
         let copy = copy_without_bad_rows(original.path, original.format, original.csv, bad, input)
-            .map_err(|message| EngineError::Input {
+            .map_err(|source| EngineError::BadRowScan {
                 input: input.to_string(),
-                message,
+                source,
             })?;
         let at = match shared {
             Some(warehouse) => {
@@ -76,16 +76,15 @@ async fn share(
     copy: &Path,
     input: &Name,
 ) -> Result<ScratchObject, EngineError> {
-    let failed = |message: String| EngineError::Input {
+    let failed = |source: crate::delta::Below| EngineError::NotShared {
         input: input.to_string(),
-        message: format!(
-            "the copy without its bad rows could not be put where the executors read it: {message}"
-        ),
+        source,
     };
     let shared = crate::delta::store::put_scratch(warehouse, copy, &file_extension(copy))
         .await
-        .map_err(|e| failed(e.message))?;
-    let at = ListingTableUrl::parse(shared.url.as_str()).map_err(|e| failed(e.to_string()))?;
+        .map_err(|e| failed(crate::delta::below(e)))?;
+    let at =
+        ListingTableUrl::parse(shared.url.as_str()).map_err(|e| failed(crate::delta::below(e)))?;
     ctx.register_object_store(at.object_store().as_ref(), shared.store());
     Ok(shared)
 }

@@ -4,6 +4,7 @@
 //! A failure reads as a diff: missing rows, unexpected rows, and changed rows (same key)
 //! with the columns that differ.
 
+use super::error::{FixtureError, JobTestError};
 use super::execute::Actual;
 use super::fixture;
 use super::{Expect, TestCase};
@@ -16,7 +17,7 @@ use deltalake::datafusion::scalar::ScalarValue;
 use std::sync::Arc;
 
 /// Why a test failed, a line each; empty when it passed.
-pub fn judge(test: &TestCase, job: &Job, actual: &Actual) -> Result<Vec<String>, String> {
+pub fn judge(test: &TestCase, job: &Job, actual: &Actual) -> Result<Vec<String>, JobTestError> {
     let e = &test.expect;
     let mut out = Vec::new();
     match (&e.error, &actual.error) {
@@ -99,7 +100,7 @@ fn dead_letters(e: &Expect, actual: &Actual) -> Vec<String> {
 }
 
 /// The columns a test compares: `columns`, or those its expected rows name.
-pub fn compared_columns(e: &Expect, rows: &fixture::Source) -> Result<Vec<String>, String> {
+pub fn compared_columns(e: &Expect, rows: &fixture::Source) -> Result<Vec<String>, FixtureError> {
     match &e.columns {
         Some(c) => Ok(c.clone()),
         None => rows.columns(),
@@ -112,11 +113,10 @@ fn rows_diff(
     output: &RecordBatch,
     sql_orders: bool,
     job: &Job,
-) -> Result<Vec<String>, String> {
-    let columns = compared_columns(e, rows)?;
+) -> Result<Vec<String>, JobTestError> {
+    let columns = compared_columns(e, rows).map_err(JobTestError::Expected)?;
     let actual = project(output, &columns)?;
-    let expected =
-        fixture::typed(rows, &actual.schema()).map_err(|m| format!("expected rows: {m}"))?;
+    let expected = fixture::typed(rows, &actual.schema()).map_err(JobTestError::Expected)?;
     let ordered = e.ordered.unwrap_or(sql_orders);
     let t = Table {
         expected: expected.columns().to_vec(),
@@ -192,18 +192,18 @@ fn rows_diff(
 }
 
 /// `batch`'s columns named `columns`, in that order.
-fn project(batch: &RecordBatch, columns: &[String]) -> Result<RecordBatch, String> {
+fn project(batch: &RecordBatch, columns: &[String]) -> Result<RecordBatch, JobTestError> {
     let schema = batch.schema();
     let mut fields = Vec::new();
     let mut arrays = Vec::new();
     for c in columns {
         let i = schema
             .index_of(c)
-            .map_err(|_| format!("the output has no column `{c}`"))?;
+            .map_err(|_| JobTestError::NoOutputColumn(c.clone()))?;
         fields.push(schema.field(i).clone());
         arrays.push(batch.column(i).clone());
     }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| e.to_string())
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?)
 }
 
 /// Expected and actual columns side by side (same types, same order).

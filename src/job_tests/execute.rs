@@ -3,6 +3,7 @@
 //! run fits it (`engine::output`), bad rows found and judged by the job's policy, the
 //! checks run on the new rows (no baseline: a test has no history). Nothing is written.
 
+use super::error::{FixtureError, JobTestError};
 use super::fixture::{self, Source};
 use super::{TestCase, TestFile};
 use crate::engine::output::{OutputError, OutputFailure};
@@ -53,17 +54,18 @@ pub async fn run(
     project: &Project,
     file: &TestFile,
     test: &TestCase,
-) -> Result<Actual, String> {
+) -> Result<Actual, JobTestError> {
     let job = project
         .jobs
         .get(&file.job)
-        .ok_or_else(|| format!("job `{}` is not loaded", file.job))?;
-    let table = project.declared.get(&job.table).ok_or_else(|| {
-        format!(
-            "no migration creates table `{}`, which job `{}` writes",
-            job.table, job.name
-        )
-    })?;
+        .ok_or_else(|| JobTestError::JobNotLoaded(file.job.to_string()))?;
+    let table = project
+        .declared
+        .get(&job.table)
+        .ok_or_else(|| JobTestError::NoTable {
+            table: job.table.to_string(),
+            job: job.name.to_string(),
+        })?;
     let mut query = PartitionQuery::new(job, test.partition, upstream(project, job, test)?);
     query.file_fixtures = file_fixtures(project, job, test)?;
     let ((batches, target, ordered, rejected), mut dead_letters) =
@@ -93,12 +95,12 @@ pub async fn run(
         .partition
         .instant_bounds(job.partition_time_zone)
         .map(|(_, e)| e.timestamp_micros());
-    let new = crate::quality::audit::NewRows::in_memory(target.clone(), batches.clone())?;
+    let new = crate::quality::audit::NewRows::in_memory(target.clone(), batches.clone())
+        .map_err(JobTestError::Audit)?;
     let quality = crate::quality::audit::audit(&engine.session(), new, &job.checks, &[], end_us)
         .await
-        .map_err(|e| format!("the data-quality audit could not run: {e}"))?;
-    let output =
-        deltalake::arrow::compute::concat_batches(&target, &batches).map_err(|e| e.to_string())?;
+        .map_err(JobTestError::Audit)?;
+    let output = deltalake::arrow::compute::concat_batches(&target, &batches)?;
     let blocked_by = quality.blocking().map(|c| c.name.clone());
     let error = quality
         .blocking()
@@ -121,7 +123,7 @@ async fn output_under_bad_row_policy(
     table: &crate::schema::TableSchema,
     test: &TestCase,
     query: &mut PartitionQuery<'_>,
-) -> Result<Result<(Output, BadRowLog), Actual>, String> {
+) -> Result<Result<(Output, BadRowLog), Actual>, JobTestError> {
     let job = query.job;
     loop {
         match fitted_output(engine, query, table).await {
@@ -139,8 +141,7 @@ async fn output_under_bad_row_policy(
                 ) && !text_files.is_empty()
                     && query.without_bad_rows.is_none();
                 let bad = if scan {
-                    Engine::find_bad_rows(&text_files, &project.settings.root)
-                        .map_err(|e| e.to_string())?
+                    Engine::find_bad_rows(&text_files, &project.settings.root)?
                 } else {
                     BadRowLog::default()
                 };
@@ -205,17 +206,28 @@ async fn fitted_output(
 }
 
 /// The test's rows as each upstream table, with the partition filter a run applies.
-fn upstream(project: &Project, job: &Job, test: &TestCase) -> Result<Vec<UpstreamInput>, String> {
+fn upstream(
+    project: &Project,
+    job: &Job,
+    test: &TestCase,
+) -> Result<Vec<UpstreamInput>, JobTestError> {
     let mut out = Vec::new();
     for read in project.upstream_reads(job, &test.partition) {
-        let schema = project.declared.get(read.table).ok_or_else(|| {
-            format!(
-                "input `{}`: no migration creates table `{}`",
-                read.input, read.table
-            )
-        })?;
-        let rows = rows_table(test.inputs.get(read.input), &schema.to_arrow())
-            .map_err(|m| format!("input `{}`: {m}", read.input))?;
+        let schema =
+            project
+                .declared
+                .get(read.table)
+                .ok_or_else(|| JobTestError::NoInputTable {
+                    input: read.input.to_string(),
+                    table: read.table.to_string(),
+                })?;
+        let rows =
+            rows_table(test.inputs.get(read.input), &schema.to_arrow()).map_err(|source| {
+                JobTestError::Input {
+                    input: read.input.to_string(),
+                    source,
+                }
+            })?;
         out.push(UpstreamInput {
             name: read.input.clone(),
             data: UpstreamData::Rows(rows),
@@ -231,7 +243,7 @@ fn file_fixtures(
     project: &Project,
     job: &Job,
     test: &TestCase,
-) -> Result<HashMap<crate::names::Name, FileFixture>, String> {
+) -> Result<HashMap<crate::names::Name, FileFixture>, JobTestError> {
     let mut out = HashMap::new();
     for input in &job.inputs {
         if !matches!(input.source, InputSource::Files { .. }) {
@@ -240,14 +252,18 @@ fn file_fixtures(
         let given = test.inputs.get(&input.name);
         let fixture = match (given, super::input_schema(project, input)) {
             (Some(Source::File(p)), _) => FileFixture::File(p.clone()),
-            (given, Some(schema)) => FileFixture::Rows(
-                rows_table(given, &schema).map_err(|m| format!("input `{}`: {m}", input.name))?,
-            ),
+            (given, Some(schema)) => {
+                FileFixture::Rows(rows_table(given, &schema).map_err(|source| {
+                    JobTestError::Input {
+                        input: input.name.to_string(),
+                        source,
+                    }
+                })?)
+            }
             (_, None) => {
-                return Err(format!(
-                    "input `{}` declares no `schema`: give it a `file` in its format",
-                    input.name
-                ));
+                return Err(JobTestError::NoInputSchema {
+                    input: input.name.to_string(),
+                });
             }
         };
         out.insert(input.name.clone(), fixture);
@@ -256,7 +272,7 @@ fn file_fixtures(
 }
 
 /// Rows (none when not given) as a table of `schema`, every column nullable.
-fn rows_table(given: Option<&Source>, schema: &SchemaRef) -> Result<Arc<MemTable>, String> {
+fn rows_table(given: Option<&Source>, schema: &SchemaRef) -> Result<Arc<MemTable>, FixtureError> {
     let nullable = fixture::nullable(schema);
     let batch = match given {
         Some(source) => fixture::typed(source, schema)?,
@@ -264,5 +280,5 @@ fn rows_table(given: Option<&Source>, schema: &SchemaRef) -> Result<Arc<MemTable
     };
     MemTable::try_new(nullable, vec![vec![batch]])
         .map(Arc::new)
-        .map_err(|e| e.to_string())
+        .map_err(FixtureError::Table)
 }

@@ -3,6 +3,7 @@
 //! NULL (TOML has no null). Values are parsed by Arrow's own JSON and CSV readers, the
 //! ones a run's inputs go through.
 
+use super::error::FixtureError;
 use deltalake::arrow::array::{ArrayRef, new_null_array};
 use deltalake::arrow::datatypes::{Field, Schema, SchemaRef};
 use deltalake::arrow::record_batch::RecordBatch;
@@ -20,7 +21,7 @@ pub enum Source {
 
 impl Source {
     /// The columns the rows name, in first-seen order.
-    pub fn columns(&self) -> Result<Vec<String>, String> {
+    pub fn columns(&self) -> Result<Vec<String>, FixtureError> {
         match self {
             Source::Rows(rows) => {
                 let mut out: Vec<String> = Vec::new();
@@ -47,38 +48,41 @@ enum FileKind {
     Ndjson,
 }
 
-fn file_kind(p: &Path) -> Result<FileKind, String> {
+fn file_kind(p: &Path) -> Result<FileKind, FixtureError> {
     match p.extension().and_then(|x| x.to_str()) {
         Some("csv") => Ok(FileKind::Csv),
         Some("json" | "ndjson" | "jsonl") => Ok(FileKind::Ndjson),
-        _ => Err(format!(
-            "{}: rows are read from .csv or .json/.ndjson/.jsonl files",
-            p.display()
-        )),
+        _ => Err(FixtureError::FileKind(p.to_path_buf())),
     }
 }
 
-fn read(p: &Path) -> Result<String, String> {
-    std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+fn read(p: &Path) -> Result<String, FixtureError> {
+    std::fs::read_to_string(p).map_err(|source| FixtureError::Read {
+        path: p.to_path_buf(),
+        source,
+    })
 }
 
-fn csv_header(text: &str) -> Result<Vec<String>, String> {
+fn csv_header(text: &str) -> Result<Vec<String>, FixtureError> {
     let mut r = csv::ReaderBuilder::new().from_reader(text.trim_start().as_bytes());
-    let h = r.headers().map_err(|e| format!("CSV header: {e}"))?;
+    let h = r.headers().map_err(FixtureError::CsvHeader)?;
     Ok(h.iter().map(|c| c.trim().to_string()).collect())
 }
 
 /// Rows of a newline-delimited JSON text, as TOML tables (null values left out).
-fn ndjson_rows(text: &str) -> Result<Vec<toml::Table>, String> {
+fn ndjson_rows(text: &str) -> Result<Vec<toml::Table>, FixtureError> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
         let v: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| format!("line {}: {e}", i + 1))?;
+            serde_json::from_str(line).map_err(|source| FixtureError::JsonLine {
+                line: i + 1,
+                source,
+            })?;
         let serde_json::Value::Object(map) = v else {
-            return Err(format!("line {}: not a JSON object", i + 1));
+            return Err(FixtureError::NotAnObject(i + 1));
         };
         let mut row = toml::Table::new();
         for (k, v) in map {
@@ -140,26 +144,26 @@ pub fn nullable(schema: &Schema) -> SchemaRef {
 }
 
 /// The columns `source` names, each checked to be in `schema`.
-pub fn columns_in(source: &Source, schema: &Schema) -> Result<Vec<String>, String> {
+pub fn columns_in(source: &Source, schema: &Schema) -> Result<Vec<String>, FixtureError> {
     let columns = source.columns()?;
     for c in &columns {
         if schema.field_with_name(c).is_err() {
-            return Err(format!(
-                "no column `{c}`; the columns are {}",
-                schema
+            return Err(FixtureError::NoColumn {
+                column: c.clone(),
+                columns: schema
                     .fields()
                     .iter()
                     .map(|f| f.name().as_str())
                     .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+                    .join(", "),
+            });
         }
     }
     Ok(columns)
 }
 
 /// The rows of `source` typed by `schema`, which must hold every column they name.
-pub fn typed(source: &Source, schema: &SchemaRef) -> Result<RecordBatch, String> {
+pub fn typed(source: &Source, schema: &SchemaRef) -> Result<RecordBatch, FixtureError> {
     let schema = nullable(schema);
     columns_in(source, &schema)?;
     match source {
@@ -172,11 +176,11 @@ pub fn typed(source: &Source, schema: &SchemaRef) -> Result<RecordBatch, String>
     }
 }
 
-fn from_rows(rows: &[toml::Table], schema: &SchemaRef) -> Result<RecordBatch, String> {
+fn from_rows(rows: &[toml::Table], schema: &SchemaRef) -> Result<RecordBatch, FixtureError> {
     let mut decoder = deltalake::arrow::json::ReaderBuilder::new(schema.clone())
         .with_batch_size(rows.len().max(1))
         .build_decoder()
-        .map_err(|e| e.to_string())?;
+        .map_err(FixtureError::Arrow)?;
     for (i, row) in rows.iter().enumerate() {
         let json = serde_json::Value::Object(
             row.iter()
@@ -185,15 +189,15 @@ fn from_rows(rows: &[toml::Table], schema: &SchemaRef) -> Result<RecordBatch, St
         );
         decoder
             .serialize(&[json])
-            .map_err(|e| format!("row {}: {}", i + 1, clean(&e.to_string())))?;
+            .map_err(|source| FixtureError::Row { row: i + 1, source })?;
     }
     Ok(decoder
         .flush()
-        .map_err(|e| clean(&e.to_string()))?
+        .map_err(FixtureError::Arrow)?
         .unwrap_or_else(|| RecordBatch::new_empty(schema.clone())))
 }
 
-fn from_csv(text: &str, schema: &SchemaRef) -> Result<RecordBatch, String> {
+fn from_csv(text: &str, schema: &SchemaRef) -> Result<RecordBatch, FixtureError> {
     let text = text.trim_start();
     let header = csv_header(text)?;
     let given = Arc::new(Schema::new(
@@ -203,19 +207,19 @@ fn from_csv(text: &str, schema: &SchemaRef) -> Result<RecordBatch, String> {
                 schema
                     .field_with_name(c)
                     .cloned()
-                    .map_err(|_| format!("no column `{c}` here"))
+                    .map_err(|_| FixtureError::NotInSchema(c.clone()))
             })
             .collect::<Result<Vec<_>, _>>()?,
     ));
     let reader = deltalake::arrow::csv::ReaderBuilder::new(given.clone())
         .with_header(true)
         .build(std::io::Cursor::new(text.as_bytes()))
-        .map_err(|e| e.to_string())?;
+        .map_err(FixtureError::Arrow)?;
     let batches = reader
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| clean(&e.to_string()))?;
+        .map_err(FixtureError::Arrow)?;
     let read =
-        deltalake::arrow::compute::concat_batches(&given, &batches).map_err(|e| e.to_string())?;
+        deltalake::arrow::compute::concat_batches(&given, &batches).map_err(FixtureError::Arrow)?;
     let columns: Vec<ArrayRef> = schema
         .fields()
         .iter()
@@ -224,12 +228,5 @@ fn from_csv(text: &str, schema: &SchemaRef) -> Result<RecordBatch, String> {
             None => new_null_array(f.data_type(), read.num_rows()),
         })
         .collect();
-    RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())
-}
-
-/// Arrow's messages start with the kind of error; the sentence after it is the news.
-fn clean(m: &str) -> String {
-    m.trim_start_matches("Json error: ")
-        .trim_start_matches("Parser error: ")
-        .to_string()
+    RecordBatch::try_new(schema.clone(), columns).map_err(FixtureError::Arrow)
 }

@@ -7,6 +7,7 @@
 //! `--update` and `--create`.
 
 pub mod compare;
+pub mod error;
 pub mod execute;
 pub mod fixture;
 pub mod junit;
@@ -19,6 +20,7 @@ use crate::names::Name;
 use crate::partition::PartitionKey;
 use crate::project::Project;
 use deltalake::arrow::datatypes::SchemaRef;
+use error::{RowsError, TestSpecError};
 use fixture::Source;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -131,7 +133,7 @@ fn load_file(project: &Project, path: &Path) -> Result<Loaded, Vec<String>> {
         }
         match check_test(project, job, folder, index, t) {
             Ok(tc) => tests.push(tc),
-            Err(m) => problems.push(format!("test `{name}`: {m}")),
+            Err(e) => problems.push(format!("test `{name}`: {e}")),
         }
     }
     if tests.is_empty() && problems.is_empty() {
@@ -152,30 +154,38 @@ fn check_test(
     folder: &Path,
     index: usize,
     t: spec::TestSpec,
-) -> Result<TestCase, String> {
-    let partition = job
-        .parse_partition(&t.partition)
-        .map_err(|e| format!("partition `{}`: {e}", t.partition))?;
+) -> Result<TestCase, TestSpecError> {
+    let partition =
+        job.parse_partition(&t.partition)
+            .map_err(|source| TestSpecError::Partition {
+                text: t.partition.clone(),
+                source,
+            })?;
     let mut inputs = BTreeMap::new();
     for (name, rows) in t.inputs {
         let Some(input) = job.inputs.iter().find(|i| i.name.as_str() == name) else {
-            return Err(format!(
-                "job `{}` has no input `{name}`; its inputs are {}",
-                job.name,
-                job.inputs
+            return Err(TestSpecError::NoInput {
+                job: job.name.to_string(),
+                input: name,
+                inputs: job
+                    .inputs
                     .iter()
                     .map(|i| format!("`{}`", i.name))
                     .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+                    .join(", "),
+            });
         };
-        let source = source_of(&rows, folder).map_err(|m| format!("input `{name}`: {m}"))?;
-        check_input_columns(project, input, &source).map_err(|m| format!("input `{name}`: {m}"))?;
+        let of_input = |source| TestSpecError::Input {
+            input: name.clone(),
+            source,
+        };
+        let source = source_of(&rows, folder).map_err(of_input)?;
+        check_input_columns(project, input, &source).map_err(of_input)?;
         inputs.insert(input.name.clone(), source);
     }
     let e = t.expect;
     let rows = match e.rows_spec() {
-        Some(r) => Some(source_of(&r, folder).map_err(|m| format!("expect: {m}"))?),
+        Some(r) => Some(source_of(&r, folder).map_err(TestSpecError::Expect)?),
         None => None,
     };
     let expect = Expect {
@@ -190,33 +200,35 @@ fn check_test(
     if let Some(tol) = expect.tolerance
         && !(tol >= 0.0 && tol.is_finite())
     {
-        return Err(format!(
-            "expect.tolerance {tol}: give a difference of 0 or more"
-        ));
+        return Err(TestSpecError::Tolerance(tol));
     }
     if let Some(table) = project.declared.get(&job.table) {
         let target = table.to_arrow();
         let mut named = expect.columns.clone().unwrap_or_default();
         if let Some(r) = &expect.rows {
-            named.extend(r.columns().map_err(|m| format!("expect: {m}"))?);
+            named.extend(r.columns().map_err(|e| TestSpecError::Expect(e.into()))?);
         }
         for c in named {
             if target.field_with_name(&c).is_err() {
-                return Err(format!("expect: table `{}` has no column `{c}`", job.table));
+                return Err(TestSpecError::NoColumn {
+                    table: job.table.to_string(),
+                    column: c,
+                });
             }
         }
     }
     for check in &expect.failing_checks {
         if !job.checks.iter().any(|c| &c.name == check) {
-            return Err(format!(
-                "expect.failing_checks: job `{}` has no check `{check}`; its checks are {}",
-                job.name,
-                job.checks
+            return Err(TestSpecError::NoCheck {
+                job: job.name.to_string(),
+                check: check.clone(),
+                checks: job
+                    .checks
                     .iter()
                     .map(|c| format!("`{}`", c.name))
                     .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+                    .join(", "),
+            });
         }
     }
     Ok(TestCase {
@@ -229,21 +241,18 @@ fn check_test(
 }
 
 /// Exactly one of `rows`, `csv` and `file`; a file relative to the test file's folder.
-fn source_of(r: &spec::RowsSpec, folder: &Path) -> Result<Source, String> {
+fn source_of(r: &spec::RowsSpec, folder: &Path) -> Result<Source, RowsError> {
     match (&r.rows, &r.csv, &r.file) {
         (Some(rows), None, None) => Ok(Source::Rows(rows.clone())),
         (None, Some(csv), None) => Ok(Source::Csv(csv.clone())),
         (None, None, Some(file)) => {
             let p = folder.join(file);
             if !p.is_file() {
-                return Err(format!(
-                    "no file {} (a `file` is read from the test file's folder)",
-                    p.display()
-                ));
+                return Err(RowsError::NoFile(p));
             }
             Ok(Source::File(p))
         }
-        _ => Err("give exactly one of `rows`, `csv` and `file`".into()),
+        _ => Err(RowsError::NotExactlyOne),
     }
 }
 
@@ -260,7 +269,7 @@ fn check_input_columns(
     project: &Project,
     input: &crate::job::Input,
     source: &Source,
-) -> Result<(), String> {
+) -> Result<(), RowsError> {
     // A file input's fixture file is read as the input's own files are: its columns are
     // the format's business.
     if matches!(
@@ -270,10 +279,7 @@ fn check_input_columns(
         return Ok(());
     }
     let Some(schema) = input_schema(project, input) else {
-        return Err(
-            "the input declares no `schema`, so rows cannot be typed: give a `file` in its format"
-                .into(),
-        );
+        return Err(RowsError::NoSchema);
     };
     let columns = fixture::columns_in(source, &schema)?;
     if let InputSource::Table { table, .. } = &input.source
@@ -284,9 +290,10 @@ fn check_input_columns(
             .find(|p| !columns.iter().any(|c| c == p.as_str()))
         && !matches!(source, Source::Rows(r) if r.is_empty())
     {
-        return Err(format!(
-            "rows of table `{table}` need its partition column `{part}`: a run reads only the partitions it covers"
-        ));
+        return Err(RowsError::NoPartitionColumn {
+            table: table.to_string(),
+            column: part.to_string(),
+        });
     }
     Ok(())
 }

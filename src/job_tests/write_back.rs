@@ -4,6 +4,7 @@
 //! layout stay as written.
 
 use super::compare::{cell, compared_columns};
+use super::error::JobTestError;
 use super::fixture::Source;
 use super::{TestCase, TestFile};
 use crate::partition::PartitionKey;
@@ -25,7 +26,7 @@ pub struct Update<'a> {
 }
 
 /// Writes the updates into the file's tests, in one edit of the file.
-pub fn update(file: &TestFile, updates: &[Update<'_>]) -> Result<(), String> {
+pub fn update(file: &TestFile, updates: &[Update<'_>]) -> Result<(), JobTestError> {
     let mut doc = read_doc(&file.path)?;
     for u in updates {
         let test = u.test;
@@ -33,16 +34,22 @@ pub fn update(file: &TestFile, updates: &[Update<'_>]) -> Result<(), String> {
             .get_mut("test")
             .and_then(|t| t.as_array_of_tables_mut())
             .and_then(|a| a.get_mut(test.index))
-            .ok_or_else(|| format!("test `{}` is no longer in {}", test.name, file.shown))?
+            .ok_or_else(|| JobTestError::Gone {
+                test: test.name.clone(),
+                file: file.shown.clone(),
+            })?
             .entry("expect")
             .or_insert(toml_edit::table());
         let Some(expect) = expect.as_table_like_mut() else {
-            return Err(format!("test `{}`: `expect` is not a table", test.name));
+            return Err(JobTestError::NotATable {
+                path: file.path.clone(),
+                what: format!("test `{}`'s `expect`", test.name),
+            });
         };
         if let Some(output) = u.output {
             let columns = match &test.expect.rows {
                 Some(rows) if !matches!(rows, Source::Rows(r) if r.is_empty()) => {
-                    compared_columns(&test.expect, rows)?
+                    compared_columns(&test.expect, rows).map_err(JobTestError::Expected)?
                 }
                 _ => test.expect.columns.clone().unwrap_or_else(|| names(output)),
             };
@@ -86,7 +93,7 @@ pub fn append(
     name: &str,
     partition: &PartitionKey,
     inputs: &[(String, RecordBatch)],
-) -> Result<(), String> {
+) -> Result<(), JobTestError> {
     let mut doc = if path.exists() {
         read_doc(path)?
     } else {
@@ -113,15 +120,17 @@ pub fn append(
         .entry("test")
         .or_insert(Item::ArrayOfTables(Default::default()));
     let Some(tests) = tests.as_array_of_tables_mut() else {
-        return Err(format!(
-            "{}: `test` is not an array of tables",
-            path.display()
-        ));
+        return Err(JobTestError::NotATable {
+            path: path.to_path_buf(),
+            what: "`test` (an array of tables)".into(),
+        });
     };
     tests.push(test);
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        std::fs::create_dir_all(parent).map_err(|source| JobTestError::WriteFile {
+            path: parent.to_path_buf(),
+            source,
+        })?;
     }
     write_doc(path, &doc)
 }
@@ -136,16 +145,27 @@ fn set(table: &mut dyn toml_edit::TableLike, key: &str, item: Item) {
     }
 }
 
-fn read_doc(path: &Path) -> Result<DocumentMut, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+fn read_doc(path: &Path) -> Result<DocumentMut, JobTestError> {
+    let text = std::fs::read_to_string(path).map_err(|source| JobTestError::ReadFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
     text.parse::<DocumentMut>()
-        .map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(|source| JobTestError::Toml {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
-fn write_doc(path: &Path, doc: &DocumentMut) -> Result<(), String> {
-    std::fs::write(path, doc.to_string())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+fn write_doc(path: &Path, doc: &DocumentMut) -> Result<(), JobTestError> {
+    write_file(path, doc.to_string())
+}
+
+fn write_file(path: &Path, text: String) -> Result<(), JobTestError> {
+    std::fs::write(path, text).map_err(|source| JobTestError::WriteFile {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn names(batch: &RecordBatch) -> Vec<String> {
@@ -209,9 +229,9 @@ fn toml_value(a: &ArrayRef, i: usize) -> Option<Value> {
     })
 }
 
-fn csv_text(batch: &RecordBatch, columns: &[String]) -> Result<String, String> {
+fn csv_text(batch: &RecordBatch, columns: &[String]) -> Result<String, JobTestError> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(columns).map_err(|e| e.to_string())?;
+    w.write_record(columns)?;
     let picked: Vec<Option<&ArrayRef>> = columns.iter().map(|c| batch.column_by_name(c)).collect();
     for i in 0..batch.num_rows() {
         let record: Vec<String> = picked
@@ -221,13 +241,19 @@ fn csv_text(batch: &RecordBatch, columns: &[String]) -> Result<String, String> {
                 _ => String::new(),
             })
             .collect();
-        w.write_record(&record).map_err(|e| e.to_string())?;
+        w.write_record(&record)?;
     }
-    let bytes = w.into_inner().map_err(|e| e.to_string())?;
+    let bytes = w
+        .into_inner()
+        .map_err(|e| JobTestError::Csv(e.into_error().into()))?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-fn write_rows_file(path: &Path, batch: &RecordBatch, columns: &[String]) -> Result<(), String> {
+fn write_rows_file(
+    path: &Path,
+    batch: &RecordBatch,
+    columns: &[String],
+) -> Result<(), JobTestError> {
     let text = match path.extension().and_then(|x| x.to_str()) {
         Some("csv") => csv_text(batch, columns)?,
         _ => {
@@ -247,7 +273,7 @@ fn write_rows_file(path: &Path, batch: &RecordBatch, columns: &[String]) -> Resu
             lines
         }
     };
-    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    write_file(path, text)
 }
 
 fn json_of(v: &Value) -> serde_json::Value {

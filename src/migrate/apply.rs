@@ -67,6 +67,7 @@ pub async fn existing_tables(
 pub async fn apply(
     project: &Project,
     catalog: &Catalog,
+    engine: &crate::engine::Engine,
     plan: &MigrationPlan,
     allow_destructive: bool,
     by: &str,
@@ -75,7 +76,7 @@ pub async fn apply(
     let mut out = Applied::default();
     for m in &plan.pending {
         if !m.destructive.is_empty() {
-            out.refused = destructive_refusals(project, m, allow_destructive).await?;
+            out.refused = destructive_refusals(project, engine, m, allow_destructive).await?;
             if !out.refused.is_empty() {
                 return Ok(out);
             }
@@ -101,6 +102,7 @@ pub async fn apply(
 /// Why destructive migration `m` may not go ahead now; empty when it may.
 async fn destructive_refusals(
     project: &Project,
+    engine: &crate::engine::Engine,
     m: &PlannedMigration,
     allow_destructive: bool,
 ) -> Result<Vec<String>, MigrateError> {
@@ -120,7 +122,9 @@ async fn destructive_refusals(
     // does not, and neither does one that reads a dropped column. (A job that fails to
     // load is not in `project.jobs` at all, so what it uses is unknown: that is refused
     // too.)
-    let problems = crate::validate::validate_jobs(project).await?.problems;
+    let problems = crate::validate::validate_jobs(project, engine)
+        .await?
+        .problems;
     if !problems.is_empty() {
         let mut msgs: Vec<String> = problems
             .iter()
@@ -176,13 +180,15 @@ async fn apply_one(
                 after,
                 ..
             } => {
+                // The engine makes sessions; a rewrite reads a version through one.
+                let ctx = crate::engine::Engine::table_session();
                 for v in tx.table_versions(table.as_str()).await? {
                     let url = url::Url::parse(&v.uri).map_err(|e| MigrateError::BadUri {
                         table: table.to_string(),
                         version: v.version,
                         message: e.to_string(),
                     })?;
-                    let how = delta::evolve(&url, actions, &after.properties)
+                    let how = delta::evolve(&ctx, &url, actions, &after.properties)
                         .await
                         .map_err(|source| MigrateError::Delta {
                             table: table.to_string(),

@@ -3,7 +3,7 @@
 //! over a table `output`.
 
 use super::profiler::Profiler;
-use super::{Check, CheckKind, CheckResult, Profile, Quality, median};
+use super::{Check, CheckKind, CheckResult, Profile, Quality, QualityError, median};
 use crate::names::Name;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::record_batch::RecordBatch;
@@ -24,9 +24,9 @@ fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, String> {
-    let df = ctx.sql(sql).await.map_err(|e| e.to_string())?;
-    df.collect().await.map_err(|e| e.to_string())
+async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, QualityError> {
+    let df = ctx.sql(sql).await?;
+    df.collect().await.map_err(QualityError::from)
 }
 
 fn scalar(batches: &[RecordBatch], column: &str) -> Option<ScalarValue> {
@@ -45,7 +45,7 @@ fn as_u64(v: Option<ScalarValue>) -> u64 {
 }
 
 /// The count of a failing-rows query and a few of its rows as JSON.
-async fn failing(ctx: &SessionContext, query: &str) -> Result<(u64, Vec<String>), String> {
+async fn failing(ctx: &SessionContext, query: &str) -> Result<(u64, Vec<String>), QualityError> {
     let query = query.trim().trim_end_matches(';');
     let n = as_u64(scalar(
         &collect(
@@ -65,8 +65,8 @@ async fn failing(ctx: &SessionContext, query: &str) -> Result<(u64, Vec<String>)
     .await?;
     let mut w = deltalake::arrow::json::LineDelimitedWriter::new(Vec::new());
     let refs: Vec<&RecordBatch> = batches.iter().collect();
-    w.write_batches(&refs).map_err(|e| e.to_string())?;
-    w.finish().map_err(|e| e.to_string())?;
+    w.write_batches(&refs)?;
+    w.finish()?;
     let text = String::from_utf8_lossy(&w.into_inner()).into_owned();
     Ok((n, text.lines().map(str::to_string).collect()))
 }
@@ -81,12 +81,15 @@ pub struct NewRows {
 
 impl NewRows {
     /// Rows held in memory (a job test's, or a small partition's).
-    pub fn in_memory(schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<NewRows, String> {
+    pub fn in_memory(
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    ) -> Result<NewRows, QualityError> {
         let mut profiler = Profiler::new(schema.clone());
         for b in &batches {
             profiler.update(b);
         }
-        let table = MemTable::try_new(schema, vec![batches]).map_err(|e| e.to_string())?;
+        let table = MemTable::try_new(schema, vec![batches])?;
         Ok(NewRows {
             profile: profiler.finish(),
             table: Arc::new(table),
@@ -104,7 +107,7 @@ pub async fn audit(
     checks: &[Check],
     baseline: &[Profile],
     partition_end_us: Option<i64>,
-) -> Result<Quality, String> {
+) -> Result<Quality, QualityError> {
     let NewRows { profile, table } = new;
     let rows = profile.rows;
     if checks.is_empty() {
@@ -114,8 +117,7 @@ pub async fn audit(
         });
     }
     // The checks are SQL over the new rows as a table `output`.
-    ctx.register_table("output", table)
-        .map_err(|e| e.to_string())?;
+    ctx.register_table("output", table)?;
     let mut results = Vec::new();
     for check in checks {
         let outcome = run_check(ctx, check, rows, &profile, baseline, partition_end_us).await;
@@ -155,7 +157,7 @@ async fn run_check(
     profile: &Profile,
     baseline: &[Profile],
     partition_end_us: Option<i64>,
-) -> Result<Verdict, String> {
+) -> Result<Verdict, QualityError> {
     Ok(match &check.kind {
         CheckKind::NotNull { columns } => {
             let cond: Vec<String> = columns
@@ -256,7 +258,7 @@ async fn freshness(
     max_age: std::time::Duration,
     rows: u64,
     partition_end_us: Option<i64>,
-) -> Result<Verdict, String> {
+) -> Result<Verdict, QualityError> {
     Ok({
         let c = quote(column.as_str());
         let newest = as_u64(scalar(

@@ -9,9 +9,25 @@ pub mod profiler;
 mod unique;
 
 use crate::names::Name;
+use deltalake::arrow::error::ArrowError;
+use deltalake::datafusion::error::DataFusionError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+/// Why the audit (or one check) could not run: the checks' SQL, or the unique check's
+/// scratch files.
+#[derive(Debug, thiserror::Error)]
+pub enum QualityError {
+    #[error(transparent)]
+    Sql(#[from] DataFusionError),
+    #[error(transparent)]
+    Arrow(#[from] ArrowError),
+    #[error("the unique check's scratch file: {0}")]
+    Scratch(#[source] std::io::Error),
+    #[error("the unique check stopped: {0}")]
+    Stopped(#[from] tokio::task::JoinError),
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]

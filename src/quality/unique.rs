@@ -6,6 +6,7 @@
 //! split by their top bits into buckets of about a million, and a bucket past the first
 //! goes to a scratch file until it is sorted on its own.
 
+use super::QualityError;
 use deltalake::arrow::array::ArrayRef;
 use deltalake::datafusion::common::hash_utils::{HLL_RANDOM_STATE, create_hashes};
 use deltalake::datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
@@ -24,7 +25,11 @@ const BUFFER: usize = 64 << 10;
 /// `Ok(true)`: no two rows of table `output` (of `rows` rows) hold the same values of
 /// `columns` (quoted names). `Ok(false)`: perhaps some do, or the pool has no room for the
 /// proof; the caller counts them with SQL.
-pub async fn proven_unique(ctx: &SessionContext, columns: &str, rows: u64) -> Result<bool, String> {
+pub async fn proven_unique(
+    ctx: &SessionContext,
+    columns: &str,
+    rows: u64,
+) -> Result<bool, QualityError> {
     proven_unique_in(ctx, columns, rows, PER_BUCKET).await
 }
 
@@ -33,34 +38,29 @@ async fn proven_unique_in(
     columns: &str,
     rows: u64,
     per_bucket: u64,
-) -> Result<bool, String> {
+) -> Result<bool, QualityError> {
     let buckets = rows.div_ceil(per_bucket).clamp(1, MAX_BUCKETS);
     let mut room = MemoryConsumer::new("unique check").register(&ctx.runtime_env().memory_pool);
     if buckets > 1 && room.try_grow(buckets as usize * BUFFER).is_err() {
         return Ok(false);
     }
     let mut sink = Buckets::new(buckets)?;
-    let df = ctx
-        .sql(&format!("SELECT {columns} FROM output"))
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut stream = df.execute_stream().await.map_err(|e| e.to_string())?;
+    let df = ctx.sql(&format!("SELECT {columns} FROM output")).await?;
+    let mut stream = df.execute_stream().await?;
     let mut hashes = Vec::new();
     while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(|e| e.to_string())?;
+        let batch = batch?;
         hashes.clear();
         hashes.resize(batch.num_rows(), 0);
         let arrays: Vec<ArrayRef> = batch.columns().to_vec();
-        create_hashes(&arrays, &HLL_RANDOM_STATE, &mut hashes).map_err(|e| e.to_string())?;
+        create_hashes(&arrays, &HLL_RANDOM_STATE, &mut hashes)?;
         if !sink.add(&hashes, &mut room)? {
             return Ok(false);
         }
     }
     drop(stream);
     // Sorting millions of hashes is CPU work: off the runtime's threads.
-    tokio::task::spawn_blocking(move || sink.none_repeated(&mut room))
-        .await
-        .map_err(|e| e.to_string())?
+    tokio::task::spawn_blocking(move || sink.none_repeated(&mut room)).await?
 }
 
 /// The hashes by bucket: the only bucket in memory, or one scratch file per bucket.
@@ -70,7 +70,7 @@ enum Buckets {
 }
 
 impl Buckets {
-    fn new(n: u64) -> Result<Buckets, String> {
+    fn new(n: u64) -> Result<Buckets, QualityError> {
         if n == 1 {
             return Ok(Buckets::Memory(Vec::new()));
         }
@@ -78,14 +78,14 @@ impl Buckets {
             .map(|_| {
                 tempfile::tempfile()
                     .map(|f| BufWriter::with_capacity(BUFFER, f))
-                    .map_err(|e| format!("a scratch file for the unique check: {e}"))
+                    .map_err(QualityError::Scratch)
             })
             .collect::<Result<_, _>>()
             .map(Buckets::Files)
     }
 
     /// `false` when the pool has no room for more.
-    fn add(&mut self, hashes: &[u64], room: &mut MemoryReservation) -> Result<bool, String> {
+    fn add(&mut self, hashes: &[u64], room: &mut MemoryReservation) -> Result<bool, QualityError> {
         match self {
             Buckets::Memory(all) => {
                 if room.try_grow(hashes.len() * 8).is_err() {
@@ -100,7 +100,7 @@ impl Buckets {
                     let b = (((h >> 32) * n) >> 32) as usize;
                     files[b]
                         .write_all(&h.to_le_bytes())
-                        .map_err(|e| format!("writing the unique check's scratch file: {e}"))?;
+                        .map_err(QualityError::Scratch)?;
                 }
             }
         }
@@ -109,7 +109,7 @@ impl Buckets {
 
     /// Whether no hash appears twice in any bucket (`Err` carries a file's error; a
     /// bucket too big for the pool answers `Ok(false)`).
-    fn none_repeated(self, room: &mut MemoryReservation) -> Result<bool, String> {
+    fn none_repeated(self, room: &mut MemoryReservation) -> Result<bool, QualityError> {
         let repeated = |v: &mut Vec<u64>| {
             v.sort_unstable();
             v.windows(2).any(|w| w[0] == w[1])
@@ -117,7 +117,7 @@ impl Buckets {
         match self {
             Buckets::Memory(mut all) => Ok(!repeated(&mut all)),
             Buckets::Files(files) => {
-                let io = |e: std::io::Error| format!("the unique check's scratch file: {e}");
+                let io = QualityError::Scratch;
                 let mut v: Vec<u64> = Vec::new();
                 // The write buffers taken at the start (the buckets not read yet keep
                 // theirs), a read buffer, and the biggest bucket's hashes so far.

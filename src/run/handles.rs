@@ -75,10 +75,9 @@ impl Runner {
             matches!((at_least, t.version()), (Some(need), Some(have)) if have as i64 >= need);
         if !recent {
             // Commits by other processes since the handle last looked.
-            t.update_state().await.map_err(|e| DeltaError::Open {
-                url: warehouse::display(url),
-                message: e.to_string(),
-            })?;
+            t.update_state()
+                .await
+                .map_err(|e| DeltaError::open(url, e))?;
         }
         Ok(t.clone())
     }

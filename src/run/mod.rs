@@ -71,12 +71,17 @@ pub enum RunError {
     /// A data-quality check of severity error failed: nothing was published.
     #[error("{0}; nothing was published, the previous content stays")]
     CheckFailed(String),
+    /// The checks could not run at all: nothing was published.
+    #[error(
+        "the data-quality audit could not run: {0}; nothing was published, the previous content stays"
+    )]
+    AuditCouldNotRun(#[source] crate::quality::QualityError),
     /// Too many input rows could not be used.
     #[error("{0}")]
     TooManyBadRows(String),
     /// The bad rows could not be kept aside (in the temporary folder) for the dead letters.
-    #[error("{0}")]
-    BadRows(String),
+    #[error(transparent)]
+    BadRows(#[from] crate::engine::BadRowError),
     /// The rows set aside could not be made durable before the partition's commit:
     /// nothing was published.
     #[error(

@@ -13,7 +13,6 @@ use crate::engine::{
     self, AuditReservation, BadRowLog, Engine, EngineError, PartitionQuery, UpstreamInput,
 };
 use crate::job::{BadRowVerdict, BadRows, InputSource, Job};
-use crate::warehouse;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::datafusion::catalog::TableProvider;
@@ -76,7 +75,7 @@ impl Runner {
         // The input rows left out, then the output rows: the partition's dead letters.
         let mut skipped = query.without_bad_rows.take().unwrap_or_default();
         if !rejected.is_empty() {
-            let merged: Result<(), String> = rejected
+            let merged: Result<(), engine::BadRowError> = rejected
                 .rows()
                 .and_then(|mut rows| rows.try_for_each(|r| r.and_then(|r| skipped.push(r))));
             if let Err(e) = merged {
@@ -124,12 +123,12 @@ impl Runner {
         crate::failpoint::delay_if_set("slow_commit").await;
         crate::failpoint::pause_if_set("before_commit").await;
         if crate::failpoint::fail_once("transient_commit_error") {
-            return Err(DeltaError::Commit {
-                url: warehouse::display(&a.handle.url),
-                message: "injected I/O error: connection reset (failpoint transient_commit_error)"
-                    .into(),
-            }
-            .into());
+            // Typed as a broken connection would be, so that it is classified as one.
+            let reset = std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "injected: connection reset (failpoint transient_commit_error)",
+            );
+            return Err(DeltaError::commit(&a.handle.url, reset.into()).into());
         }
         drop(pending);
         // The rows set aside are data too: they are durable before the partition is
@@ -389,14 +388,12 @@ impl Runner {
             .key
             .instant_bounds(job.partition_time_zone)
             .map(|(_, e)| e.timestamp_micros());
-        let failed =
-            |e: String| RunError::CheckFailed(format!("the data-quality audit could not run: {e}"));
+        let failed = RunError::AuditCouldNotRun;
         let ctx = self.engine.session();
         // `kept` (and its room in the pool) lives until the audit is over.
         let table = match &kept {
             Some(k) => Arc::new(
-                MemTable::try_new(target, vec![k.batches.clone()])
-                    .map_err(|e| failed(e.to_string()))?,
+                MemTable::try_new(target, vec![k.batches.clone()]).map_err(|e| failed(e.into()))?,
             ) as Arc<dyn TableProvider>,
             None => {
                 let partition: Vec<_> = job
@@ -494,12 +491,11 @@ impl Runner {
             rows: bad,
         };
         if !bad.is_empty() && crate::failpoint::fail_once("dead_letters_write") {
-            return Err(DeltaError::Storage {
-                doing: "write data files to",
-                url: warehouse::display(&url),
-                cause: crate::delta::StorageCause::Network,
-                message: "injected: connection reset (failpoint dead_letters_write)".into(),
-            });
+            let reset = std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "injected: connection reset (failpoint dead_letters_write)",
+            );
+            return Err(DeltaError::below(crate::delta::Doing::Write, &url, reset));
         }
         crate::dead_letters::replace(&url, &letters, self.still_leased(a)).await
     }
@@ -523,7 +519,7 @@ fn unknown_column_hint(project: &crate::project::Project, job: &Job, column: &st
 
 /// Sets an output row that does not fit the table aside (bad_rows = "skip"), with a log
 /// line for the first ones.
-fn set_aside(rejected: &mut BadRowLog, b: engine::BadRow) -> Result<(), String> {
+fn set_aside(rejected: &mut BadRowLog, b: engine::BadRow) -> Result<(), engine::BadRowError> {
     if rejected.len() < crate::engine::bad_row_log::SHOWN as u64 {
         warn!(row = b.line, error = %b.error, raw = %b.raw, "leaving out an output row that does not fit the table (bad_rows = \"skip\")");
     }

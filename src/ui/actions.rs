@@ -1,16 +1,16 @@
 //! What the pages can do when the server was started with `--allow-actions`: run a
 //! partition again, backfill a range, promote a version, roll back. Each is a POST that
 //! needs the token (the guard checks it: 401) and the page's CSRF token (checked here:
-//! 403), and each calls the library code its CLI command calls, with the same checks and
+//! 403), and each calls the application layer its CLI command calls (`app`), with the same checks and
 //! the same leases: `Runner::run_partition` (`sluice run`), `backfill::plan` and
-//! `backfill::execute` (`sluice backfill`), `promote::plan_*` and `Catalog::flip_aliases`
+//! `backfill::execute` (`sluice backfill`), `app::flip`
 //! (`sluice promote`, `sluice rollback`). Runs and backfills go on in the background; the
 //! answer sends the browser to the page that shows them.
 
 use super::UiError;
 use super::pages::{error_page, job_named};
 use super::server::UiState;
-use crate::backfill::{self, Selection};
+use crate::backfill;
 use crate::run::{Runner, Trigger};
 use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
@@ -79,13 +79,9 @@ pub async fn rerun(
         Err(r) => return r.into_response(),
     };
     let project = ui.project();
-    let (job, key) = match job_named(&project, &job).and_then(|j| {
-        let key = j
-            .parse_partition(&key)
-            .map_err(|e| UiError::NotFound(e.to_string()))?;
-        j.check_declared(&key).map_err(UiError::BadRequest)?;
-        Ok((j.clone(), key))
-    }) {
+    let declared = job_named(&project, &job)
+        .and_then(|_| crate::app::partition::declared(&project, &job, &key).map_err(UiError::from));
+    let (job, key) = match declared {
         Ok(found) => found,
         Err(e) => return error_page(&project, &e),
     };
@@ -105,33 +101,12 @@ pub async fn backfill(State(ui): State<Arc<UiState>>, Form(f): Form<BackfillForm
         Err(r) => return r.into_response(),
     };
     let project = ui.project();
-    let selection = match f.selection.as_str() {
-        "" | "missing" => Selection::Default,
-        "failed" => Selection::OnlyFailed,
-        "stale" => Selection::Stale,
-        "force" => Selection::Force,
-        other => {
-            let e = UiError::BadRequest(format!(
-                "selection `{}` is not missing, failed, stale or force",
-                other.escape_debug()
-            ));
-            return error_page(&project, &e);
-        }
+    let selection = match crate::app::backfill::selection_named(&f.selection) {
+        Ok(s) => s,
+        Err(e) => return error_page(&project, &UiError::BadRequest(e.to_string())),
     };
-    let request = backfill::Request {
-        jobs: (!f.job.is_empty())
-            .then(|| f.job.clone())
-            .into_iter()
-            .collect(),
-        downstream: false,
-        from: f.from.trim().to_string(),
-        to: f.to.trim().to_string(),
-        only: None,
-        keys: None,
-        version: None,
-        selection,
-        newest_first: false,
-    };
+    let job = (!f.job.is_empty()).then(|| f.job.clone());
+    let request = crate::app::backfill::range(job, &f.from, &f.to, selection);
     let plan = match backfill::plan(&project, &ui.catalog, &request).await {
         Ok(p) => p,
         Err(e) => return error_page(&project, &UiError::BadRequest(e.to_string())),
@@ -182,28 +157,20 @@ pub async fn flip(
 }
 
 async fn flip_table(ui: &UiState, table: &str, version: Option<i64>) -> Result<(), UiError> {
-    let tables = [table.to_string()];
-    let (plan, verb) = match version {
-        Some(v) => (
-            crate::promote::plan_promote(&ui.catalog, &tables, Some(v), None).await,
-            "promote",
-        ),
-        None => (
-            crate::promote::plan_rollback(&ui.catalog, &tables).await,
-            "rollback",
-        ),
+    use crate::app::flip::{self, FlipKind};
+    let kind = match version {
+        Some(v) => FlipKind::Promote {
+            version: Some(v),
+            expect: None,
+        },
+        None => FlipKind::Rollback,
     };
-    let flips = plan.map_err(|e| UiError::BadRequest(e.to_string()))?;
-    let refusals = ui
-        .catalog
-        .flip_aliases(
-            &flips,
-            false,
-            &crate::actor::who(),
-            &format!("{verb} from the web view"),
-            ui.clock.now_ms(),
-        )
-        .await?;
+    let verb = kind.verb();
+    let flips = flip::plan(&ui.catalog, &[table.to_string()], kind)
+        .await
+        .map_err(|e| UiError::BadRequest(e.to_string()))?;
+    let message = format!("{verb} from the web view");
+    let refusals = flip::flip(&ui.catalog, &ui.clock, &flips, false, &message).await?;
     if !refusals.is_empty() {
         let why: Vec<String> = refusals.iter().map(|r| r.to_string()).collect();
         warn!(

@@ -47,3 +47,15 @@ pub enum UiError {
     #[error("{0}")]
     Conflict(String),
 }
+
+/// A partition the address names: an unknown job or text that is not a partition is
+/// not found; a partition the job does not declare cannot be acted on.
+impl From<crate::app::partition::PartitionError> for UiError {
+    fn from(e: crate::app::partition::PartitionError) -> UiError {
+        use crate::app::partition::PartitionError as P;
+        match e {
+            P::Undeclared { .. } => UiError::BadRequest(e.to_string()),
+            P::Job(_) | P::Unparsable { .. } => UiError::NotFound(e.to_string()),
+        }
+    }
+}

@@ -279,6 +279,59 @@ fn no_source_file_over_700_lines() {
 }
 
 #[test]
+fn anyhow_only_in_cli() {
+    // Below the CLI, errors are typed per layer and say what a user needs; `anyhow` joins
+    // them at the top only.
+    assert_eq!(used_outside("anyhow", &["cli"]), Vec::<String>::new());
+}
+
+#[test]
+fn only_the_engine_makes_datafusion_sessions() {
+    // What a session may hold (its memory pool, its catalog, Ballista's settings) is
+    // decided in one place.
+    let makers = ["SessionContext::new", "SessionStateBuilder"];
+    let found: Vec<(String, &str)> = sources()
+        .into_iter()
+        .filter(|(rel, _)| room(rel) != "engine")
+        .flat_map(|(rel, code)| {
+            makers
+                .iter()
+                .filter(move |m| code.contains(**m))
+                .map(move |m| (rel.clone(), *m))
+        })
+        .collect();
+    assert!(found.is_empty(), "sessions made outside engine/: {found:?}");
+}
+
+#[test]
+fn only_the_composition_root_builds_the_parts() {
+    // The project, catalog, engine and clock are built by `cli/context.rs` (and the
+    // daemon's reload, which loads a changed project); everything else is handed them,
+    // so that a test can hand in a temporary catalog or a manual clock.
+    let builders = [
+        "Project::load",
+        "Catalog::connect",
+        "Engine::new(",
+        "SystemClock",
+    ];
+    let allowed = ["cli/context.rs", "daemon/reload.rs", "clock.rs"];
+    let found: Vec<(String, &str)> = sources()
+        .into_iter()
+        .filter(|(rel, _)| !allowed.contains(&rel.as_str()))
+        .flat_map(|(rel, code)| {
+            builders
+                .iter()
+                .filter(move |b| code.contains(**b))
+                .map(move |b| (rel.clone(), *b))
+        })
+        .collect();
+    assert!(
+        found.is_empty(),
+        "parts built outside the composition root: {found:?}"
+    );
+}
+
+#[test]
 fn no_too_many_arguments_allowance() {
     let found: Vec<String> = sources()
         .into_iter()

@@ -172,9 +172,7 @@ async fn partition_page(
 ) -> Result<PartitionPage, UiError> {
     let job = job_named(project, job)?;
     // Parsed, so only a canonical key reaches the catalog and the dead-letter filter.
-    let parsed: PartitionKey = job
-        .parse_partition(key)
-        .map_err(|e| UiError::NotFound(e.to_string()))?;
+    let parsed: PartitionKey = crate::app::partition::parsed(job, key)?;
     let key = parsed.to_string();
     let (table, version) = (job.table.as_str(), i64::from(job.version));
     let schema = ui.catalog.table(table).await?.map(|t| t.schema);

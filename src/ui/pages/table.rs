@@ -2,7 +2,6 @@
 //! history of its alias, and the migrations that touch it, applied or pending.
 
 use super::{Chrome, error_page, render};
-use crate::catalog::PartitionState;
 use crate::clock::shown_time;
 use crate::project::Project;
 use crate::ui::UiError;
@@ -17,10 +16,10 @@ pub(super) struct VersionView {
     live: bool,
     location: String,
     created: String,
-    partitions: usize,
-    complete: usize,
-    failed: usize,
-    running: usize,
+    partitions: i64,
+    complete: i64,
+    failed: i64,
+    running: i64,
     rows: i64,
 }
 
@@ -69,23 +68,23 @@ async fn table_page(ui: &UiState, project: &Project, name: &str) -> Result<Table
             name.escape_debug()
         )));
     }
-    let live = ui.catalog.alias(name).await?;
-    let mut versions = Vec::new();
-    for v in ui.catalog.table_versions(name).await? {
-        let parts = ui.catalog.partitions_of(name, v.version).await?;
-        let count = |s: PartitionState| parts.iter().filter(|p| p.state == s).count();
-        versions.push(VersionView {
+    let coverage = crate::app::coverage::of_table(&ui.catalog, name).await?;
+    let live = coverage.live;
+    let versions: Vec<VersionView> = coverage
+        .versions
+        .into_iter()
+        .map(|v| VersionView {
             version: v.version,
             live: live == Some(v.version),
             location: crate::warehouse::display_str(&v.uri),
             created: shown_time(Some(v.created_at)),
-            partitions: parts.len(),
-            complete: count(PartitionState::Complete),
-            failed: count(PartitionState::Failed),
-            running: count(PartitionState::Running),
-            rows: parts.iter().filter_map(|p| p.content_rows).sum(),
-        });
-    }
+            partitions: v.partitions,
+            complete: v.complete,
+            failed: v.failed,
+            running: v.running,
+            rows: v.rows,
+        })
+        .collect();
     let newest_other = versions
         .iter()
         .map(|v| v.version)
