@@ -8,6 +8,7 @@ pub mod backfill;
 pub mod catalog;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod dead_letters;

@@ -276,9 +276,10 @@ impl Execution<'_> {
                 let why = format!("job `{}` is no longer valid", item.job);
                 return (i, TaskResult::Blocked(why));
             };
-            let report = runner
-                .run_partition_ahead(&job, item.key, Trigger::Backfill, Some(since), ahead)
-                .await;
+            let request = crate::run::RunRequest::new(&job, item.key, Trigger::Backfill)
+                .unless_done_since(Some(since))
+                .ahead(ahead);
+            let report = runner.run(request).await;
             (i, TaskResult::Report(Box::new(report)))
         });
     }

@@ -11,6 +11,7 @@ mod aliases;
 mod leases;
 mod reads;
 mod rows;
+mod run_writes;
 mod tables;
 mod write_group;
 

@@ -13,7 +13,7 @@
 //!
 //! PostgreSQL takes concurrent writers: there each write is its own transaction, as before.
 
-use super::leases::{claim_in, finish_in};
+use super::run_writes::{claim_in, finish_in};
 use super::{Backend, Catalog, CatalogError, Claim, Lease, RunEnd, RunStart, query_err};
 use tokio::sync::oneshot;
 

@@ -3,20 +3,113 @@
 use super::context::Context;
 use super::{EXIT_FAILED, EXIT_OK, Globals, Outcome, output};
 use crate::backfill::{self, Options, Outcome as ItemOutcome, Plan, PlanItem, Progress, Request};
+use crate::partition::{PartitionsArg, TimesArg};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal as _;
 use std::sync::Arc;
 
+#[derive(Debug, clap::Args)]
 pub struct Args {
-    pub request: Request,
-    pub dry_run: bool,
-    pub concurrency: usize,
-    pub fail_fast: bool,
+    /// Jobs to backfill; none means every job.
+    jobs: Vec<String>,
+    /// First partition: a day (2024-01-05), month (2024-01) or hour (2024-01-05T03).
+    /// Not needed for jobs whose partitions are their keys (`--keys DE,FR`).
+    #[arg(long, required_unless_present_any = ["partitions", "keys"])]
+    from: Option<String>,
+    /// Last partition, included.
+    #[arg(long, required_unless_present_any = ["partitions", "keys"])]
+    to: Option<String>,
+    /// Instead of --from/--to: a list (2024-01-03,2024-01-09) or a range (A..B, both
+    /// included), e.g. the partitions a canary builds; `:KEYS` after it narrows the
+    /// jobs with a static dimension to those keys (2024-01-01..2024-01-31:emea,apac);
+    /// keys alone (`DE,FR` or `:DE,FR`) for a job whose partitions are its keys.
+    #[arg(long, conflicts_with_all = ["from", "to", "keys"], value_name = "LIST|RANGE[:KEYS]")]
+    partitions: Option<String>,
+    /// Only these keys of the jobs with a static dimension (emea,apac); default: every
+    /// declared key.
+    #[arg(long, value_name = "KEYS")]
+    keys: Option<String>,
+    /// The table version the named jobs must be building (their spec's `version`): a
+    /// guard for canaries.
+    #[arg(long, value_name = "N")]
+    version: Option<u32>,
+    /// Print the plan (what would run, why, what it waits on) and run nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Redo complete partitions too.
+    #[arg(long, conflicts_with_all = ["only_failed", "stale"])]
+    force: bool,
+    /// Only failed (or interrupted) partitions.
+    #[arg(long, conflicts_with = "stale")]
+    only_failed: bool,
+    /// Also redo complete partitions written by other code than the current.
+    #[arg(long)]
+    stale: bool,
+    /// Latest partitions first.
+    #[arg(long)]
+    newest_first: bool,
+    /// Add the jobs that read the named jobs' tables, and theirs, and so on.
+    #[arg(long)]
+    downstream: bool,
+    /// Partitions run at once.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: u16,
+    /// Stop starting partitions after the first failure.
+    #[arg(long)]
+    fail_fast: bool,
+}
+
+impl Args {
+    /// The planner's request: `--partitions` or `--keys` read into times and keys, the
+    /// selection from the flags.
+    fn request(&self) -> anyhow::Result<Request> {
+        let arg = match (&self.partitions, &self.keys) {
+            (Some(p), _) => Some(PartitionsArg::parse(p)),
+            (None, Some(k)) => Some(PartitionsArg::parse(&format!(":{k}"))),
+            (None, None) => None,
+        };
+        let keys = match arg.as_ref().map(PartitionsArg::static_keys).transpose() {
+            Ok(k) => k.flatten(),
+            Err(m) => anyhow::bail!("--partitions or --keys: {m}"),
+        };
+        let (from, to, only) = match arg.and_then(|a| a.times) {
+            None => (
+                self.from.clone().unwrap_or_default(),
+                self.to.clone().unwrap_or_default(),
+                None,
+            ),
+            Some(TimesArg::Range(a, b)) => (a, b, None),
+            Some(TimesArg::List(set)) => {
+                let first = set.first().cloned().unwrap_or_default();
+                let last = set.last().cloned().unwrap_or_default();
+                (first, last, Some(set))
+            }
+        };
+        if from.is_empty() != to.is_empty() {
+            anyhow::bail!("give both --from and --to, or neither");
+        }
+        Ok(Request {
+            jobs: self.jobs.clone(),
+            downstream: self.downstream,
+            from,
+            to,
+            only,
+            keys,
+            version: self.version,
+            selection: crate::app::backfill::selection_of_flags(
+                self.force,
+                self.only_failed,
+                self.stale,
+            ),
+            newest_first: self.newest_first,
+        })
+    }
 }
 
 pub async fn run(g: &Globals, args: Args) -> Outcome {
+    let request = args.request()?;
     let mut cx = Context::open_for_writing(&g.overrides).await?;
-    let plan = backfill::plan(&cx.project, &cx.catalog, &args.request).await?;
+    let plan = backfill::plan(&cx.project, &cx.catalog, &request).await?;
     if args.dry_run {
         if g.output == output::Format::Json {
             println!("{}", output::json(&plan));
@@ -36,14 +129,17 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
     let shown = bar.as_ref().map(crate::logging::show_bar);
     let progress = Reporter { bar: bar.clone() };
     cx.lineage_parent("sluice.backfill");
-    let runner = Arc::new(cx.runner()?.with_compute_limit(args.concurrency));
+    let runner = Arc::new(
+        cx.runner()?
+            .with_compute_limit(usize::from(args.concurrency)),
+    );
     let summary = backfill::execute(
         &plan,
         runner,
         &cx.catalog,
         &cx.clock,
         &Options {
-            concurrency: args.concurrency,
+            concurrency: usize::from(args.concurrency),
             fail_fast: args.fail_fast,
         },
         &progress,

@@ -3,7 +3,7 @@
 //! no project: a scheduler needs only its address, an executor its scheduler's.
 
 use super::{EXIT_OK, Outcome};
-use crate::engine::cluster_processes::{self, ExecutorOptions, SchedulerOptions};
+use crate::cluster::processes::{self as cluster_processes, ExecutorOptions, SchedulerOptions};
 use clap::Subcommand;
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -9,18 +9,45 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::info;
 
+#[derive(Debug, clap::Args)]
 pub struct Args {
-    pub max_concurrency: Option<usize>,
-    pub grace: Option<f64>,
-    pub metrics_address: Option<String>,
-    pub allow_actions: bool,
+    /// Partitions running at once over all jobs [default: sluice.toml's
+    /// daemon.max_concurrency, else 2].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    max_concurrency: Option<u16>,
+    /// Seconds running partitions may take to finish after SIGTERM before they are
+    /// cancelled [default: daemon.grace_seconds, else 30].
+    #[arg(long, value_name = "SECONDS")]
+    grace: Option<f64>,
+    /// Where the pages (as `sluice ui`), /metrics and /health are served, or `off`
+    /// [default: daemon.metrics_address, else 127.0.0.1:9464]. Any address but
+    /// loopback needs a token (SLUICE_UI_TOKEN or `[ui] token_file`).
+    #[arg(long, value_name = "ADDR")]
+    metrics_address: Option<String>,
+    /// Let the pages act (as `sluice ui --allow-actions`): run a partition again,
+    /// backfill a range, promote, roll back, under this daemon's leases. Needs a token.
+    #[arg(long, conflicts_with = "replay")]
+    allow_actions: bool,
+    /// Rehearse the schedule over a past window instead: the daemon's own code on a
+    /// simulated clock, from the start of FROM to the end of TO (dates, UTC, or RFC 3339
+    /// times), writing to the catalog and warehouse; exits when the window is done.
+    #[arg(long, value_name = "FROM..TO")]
+    replay: Option<String>,
+    /// With --replay: N times real time instead of as fast as the work allows.
+    #[arg(long, requires = "replay", value_name = "N")]
+    speed: Option<f64>,
 }
 
 pub async fn run(g: &Globals, args: Args) -> Outcome {
+    if let Some(window) = args.replay.clone() {
+        let speed = args.speed;
+        return replay(g, args, &window, speed).await;
+    }
     let mut cx = Context::open_for_writing(&g.overrides).await?;
     let settings = cx.project.settings.clone();
     let max_concurrency = args
         .max_concurrency
+        .map(usize::from)
         .unwrap_or(settings.daemon.max_concurrency);
     let grace = match args.grace {
         None => settings.daemon.grace,
@@ -124,7 +151,7 @@ async fn pages_listener(
 
 /// `sluice daemon --replay FROM..TO [--speed N]`: the schedule rehearsed on a simulated
 /// clock; prints each partition as it becomes due and as it ends, at simulated times.
-pub async fn replay(g: &Globals, args: Args, window: &str, speed: Option<f64>) -> Outcome {
+async fn replay(g: &Globals, args: Args, window: &str, speed: Option<f64>) -> Outcome {
     let window = match daemon::replay::Window::parse(window) {
         Ok(w) => w,
         Err(m) => {
@@ -143,6 +170,7 @@ pub async fn replay(g: &Globals, args: Args, window: &str, speed: Option<f64>) -
     cx.clock = Arc::new(SimulatedClock(simulated.clone()));
     let max_concurrency = args
         .max_concurrency
+        .map(usize::from)
         .unwrap_or(cx.project.settings.daemon.max_concurrency);
     cx.lineage_parent("sluice.daemon");
     let runner = Arc::new(cx.runner()?.with_compute_limit(max_concurrency));

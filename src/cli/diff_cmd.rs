@@ -4,12 +4,21 @@ use super::context::Context;
 use super::{EXIT_FAILED, EXIT_OK, EXIT_UNUSABLE, Globals, Outcome, output};
 use crate::diff::{self, Diff};
 
+#[derive(Debug, clap::Args)]
 pub struct Args {
-    pub table: String,
-    pub from: Option<String>,
-    pub to: Option<String>,
-    pub partitions: Option<String>,
-    pub fail_above: Option<f64>,
+    table: String,
+    /// Default: the live version.
+    #[arg(long)]
+    from: Option<String>,
+    /// Default: the newest other version.
+    #[arg(long)]
+    to: Option<String>,
+    /// Only these partitions: a list (a,b,c) or a range (a..b, both included).
+    #[arg(long)]
+    partitions: Option<String>,
+    /// Exit 1 when more than this fraction of rows differ (for CI).
+    #[arg(long, value_name = "FRACTION")]
+    fail_above: Option<f64>,
 }
 
 fn version(text: &str) -> Option<i64> {

@@ -4,7 +4,13 @@ use super::{EXIT_OK, Globals, Outcome, output};
 use crate::scaffold;
 use std::path::Path;
 
-pub fn init(g: &Globals, dir: &Path) -> Outcome {
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    dir: std::path::PathBuf,
+}
+
+pub fn init(g: &Globals, args: InitArgs) -> Outcome {
+    let dir: &Path = &args.dir;
     let files = scaffold::init(dir)?;
     if g.output == output::Format::Json {
         println!(
@@ -36,7 +42,14 @@ pub fn init(g: &Globals, dir: &Path) -> Outcome {
     Ok(EXIT_OK)
 }
 
-pub fn completions(shell: clap_complete::Shell) -> Outcome {
+#[derive(Debug, clap::Args)]
+pub struct CompletionsArgs {
+    #[arg(value_enum)]
+    shell: clap_complete::Shell,
+}
+
+pub fn completions(args: CompletionsArgs) -> Outcome {
+    let shell = args.shell;
     let mut command = <super::Cli as clap::CommandFactory>::command();
     clap_complete::generate(shell, &mut command, "sluice", &mut std::io::stdout());
     Ok(EXIT_OK)

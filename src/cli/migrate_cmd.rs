@@ -23,7 +23,33 @@ fn print_problems(project: &Project) -> bool {
     !migration_problems.is_empty()
 }
 
-pub async fn run(g: &Globals, plan_only: bool, allow_destructive: bool) -> Outcome {
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print what would be applied, and apply nothing.
+    #[arg(long)]
+    plan: bool,
+    /// Apply destructive migrations too (drop or rename a column, narrow a type, NOT
+    /// NULL on an existing column, drop a table), once no job uses what they remove.
+    #[arg(long)]
+    allow_destructive: bool,
+    #[command(subcommand)]
+    sub: Option<MigrateSub>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum MigrateSub {
+    /// List applied and pending migrations.
+    Status,
+}
+
+pub async fn run(g: &Globals, args: Args) -> Outcome {
+    match args.sub {
+        Some(MigrateSub::Status) => status(g).await,
+        None => apply(g, args.plan, args.allow_destructive).await,
+    }
+}
+
+async fn apply(g: &Globals, plan_only: bool, allow_destructive: bool) -> Outcome {
     let cx = Context::open(&g.overrides).await?;
     let (project, catalog) = (cx.project.clone(), cx.catalog.clone());
     if print_problems(&project) {
@@ -115,7 +141,7 @@ fn refuse(g: &Globals, msgs: &[String], done: &[String]) -> u8 {
     EXIT_FAILED
 }
 
-pub async fn status(g: &Globals) -> Outcome {
+async fn status(g: &Globals) -> Outcome {
     let (project, catalog) = open(g).await?;
     print_problems(&project);
     let applied = catalog.applied_migrations().await?;

@@ -33,12 +33,19 @@ fn fmt_num(v: Option<f64>) -> String {
     }
 }
 
-pub async fn profile(
-    g: &Globals,
-    table: &str,
+#[derive(Debug, clap::Args)]
+pub struct ProfileArgs {
+    table: String,
+    /// Default: the live version.
+    #[arg(long)]
     version: Option<i64>,
-    column: Option<&str>,
-) -> Outcome {
+    /// Only this column's metrics.
+    #[arg(long)]
+    column: Option<String>,
+}
+
+pub async fn profile(g: &Globals, args: ProfileArgs) -> Outcome {
+    let (table, version, column) = (args.table.as_str(), args.version, args.column.as_deref());
     let catalog = Context::open(&g.overrides).await?.catalog;
     let version = match version {
         Some(v) => v,
@@ -160,7 +167,7 @@ fn metric_histories(
     metrics
 }
 
-pub async fn dlq_list(g: &Globals, job: &str, partition: Option<&str>) -> Outcome {
+async fn dlq_list(g: &Globals, job: &str, partition: Option<&str>) -> Outcome {
     let project = super::context::Context::load_project(&g.overrides)?;
     let job = match super::run_cmd::job_named(&project, job) {
         Ok(j) => j,
@@ -199,7 +206,7 @@ pub async fn dlq_list(g: &Globals, job: &str, partition: Option<&str>) -> Outcom
     Ok(EXIT_OK)
 }
 
-pub async fn dlq_replay(g: &Globals, job_name: &str, partition: &str) -> Outcome {
+async fn dlq_replay(g: &Globals, job_name: &str, partition: &str) -> Outcome {
     let cx = Context::open_for_writing(&g.overrides).await?;
     let runner = cx.runner()?;
     let project = cx.project.clone();
@@ -211,7 +218,9 @@ pub async fn dlq_replay(g: &Globals, job_name: &str, partition: &str) -> Outcome
     let before = crate::dead_letters::list(&url, Some(partition))
         .await?
         .len();
-    let report = runner.run_partition(&job, key, Trigger::Run).await;
+    let report = runner
+        .run(crate::run::RunRequest::new(&job, key, Trigger::Run))
+        .await;
     cx.close().await;
     let after = crate::dead_letters::list(&url, Some(partition))
         .await?
@@ -244,4 +253,28 @@ pub async fn dlq_replay(g: &Globals, job_name: &str, partition: &str) -> Outcome
     } else {
         EXIT_FAILED
     })
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum DlqSub {
+    /// A job's dead letters: partition, file, line, error and the raw record.
+    List {
+        job: String,
+        #[arg(long)]
+        partition: Option<String>,
+    },
+    /// Run the partition again (after fixing the source or the job); dead letters that no
+    /// longer fail are cleared.
+    Replay {
+        job: String,
+        #[arg(long)]
+        partition: String,
+    },
+}
+
+pub async fn dlq(g: &Globals, sub: DlqSub) -> Outcome {
+    match sub {
+        DlqSub::List { job, partition } => dlq_list(g, &job, partition.as_deref()).await,
+        DlqSub::Replay { job, partition } => dlq_replay(g, &job, &partition).await,
+    }
 }

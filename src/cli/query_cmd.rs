@@ -5,7 +5,17 @@ use super::{EXIT_OK, EXIT_UNUSABLE, Globals, Outcome, output};
 use crate::query::{self, QueryError};
 use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
 
-pub async fn run(g: &Globals, sql: &str, as_of: Option<&str>) -> Outcome {
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    sql: String,
+    /// A time (2024-05-01T10:00:00Z or 2024-05-01): each alias and table as they were
+    /// then; or a Delta version number of the tables read.
+    #[arg(long, value_name = "VERSION|TIME")]
+    as_of: Option<String>,
+}
+
+pub async fn run(g: &Globals, args: Args) -> Outcome {
+    let (sql, as_of) = (args.sql.as_str(), args.as_of.as_deref());
     let as_of = match as_of.map(query::parse_as_of).transpose() {
         Ok(a) => a,
         Err(e) => {

@@ -7,7 +7,17 @@ use crate::partition::PartitionKey;
 use crate::project::Project;
 use crate::run::{RunOutcome, Trigger};
 
-pub async fn run(g: &Globals, job_name: &str, partition: &str) -> Outcome {
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The job (its spec is jobs/JOB.toml).
+    job: String,
+    /// The partition: YYYY-MM-DD (daily), YYYY-MM (monthly), YYYY-MM-DDTHH (hourly), all.
+    #[arg(long, short)]
+    partition: String,
+}
+
+pub async fn run(g: &Globals, args: Args) -> Outcome {
+    let (job_name, partition) = (args.job.as_str(), args.partition.as_str());
     let cx = Context::open_for_writing(&g.overrides).await?;
     let runner = cx.runner()?;
     let project = cx.project.clone();
@@ -15,7 +25,9 @@ pub async fn run(g: &Globals, job_name: &str, partition: &str) -> Outcome {
         Ok(found) => found,
         Err(code) => return Ok(code),
     };
-    let report = runner.run_partition(&job, key, Trigger::Run).await;
+    let report = runner
+        .run(crate::run::RunRequest::new(&job, key, Trigger::Run))
+        .await;
     cx.close().await;
     if g.output == output::Format::Json {
         println!("{}", output::json(&report));

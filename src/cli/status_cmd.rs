@@ -2,7 +2,14 @@
 
 use super::{EXIT_OK, Globals, Outcome, output};
 
-pub async fn run(g: &Globals, job: Option<&str>) -> Outcome {
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only this job.
+    job: Option<String>,
+}
+
+pub async fn run(g: &Globals, args: Args) -> Outcome {
+    let job = args.job.as_deref();
     let cx = super::context::Context::open(&g.overrides).await?;
     let project = &cx.project;
     if let Some(j) = job

@@ -91,7 +91,15 @@ pub async fn tables(g: &Globals) -> Outcome {
     Ok(EXIT_OK)
 }
 
-pub async fn resolve(g: &Globals, table: &str, version: Option<i64>) -> Outcome {
+#[derive(Debug, clap::Args)]
+pub struct ResolveArgs {
+    table: String,
+    #[arg(long)]
+    version: Option<i64>,
+}
+
+pub async fn resolve(g: &Globals, args: ResolveArgs) -> Outcome {
+    let (table, version) = (args.table.as_str(), args.version);
     let c = catalog(g).await?;
     let v = match version {
         Some(v) => v,
@@ -118,7 +126,13 @@ pub async fn resolve(g: &Globals, table: &str, version: Option<i64>) -> Outcome 
     Ok(EXIT_OK)
 }
 
-pub async fn history(g: &Globals, table: &str) -> Outcome {
+#[derive(Debug, clap::Args)]
+pub struct HistoryArgs {
+    table: String,
+}
+
+pub async fn history(g: &Globals, args: HistoryArgs) -> Outcome {
+    let table = args.table.as_str();
     let c = catalog(g).await?;
     let h = c.alias_history(table).await?;
     if g.output == output::Format::Json {
@@ -150,28 +164,86 @@ pub async fn history(g: &Globals, table: &str) -> Outcome {
     Ok(EXIT_OK)
 }
 
-pub struct FlipArgs {
-    pub tables: Vec<String>,
-    pub version: Option<i64>,
-    pub expect: Option<i64>,
-    pub message: Option<String>,
-    pub partial: bool,
-    pub dry_run: bool,
-    pub rollback: bool,
+#[derive(Debug, clap::Args)]
+pub struct PromoteArgs {
+    /// TABLE, or TABLE@N to give each its own version.
+    #[arg(required = true)]
+    tables: Vec<String>,
+    /// The version to promote to.
+    #[arg(long)]
+    version: Option<i64>,
+    /// Only if the live version is still N (what a deploy script checked against).
+    #[arg(long, value_name = "N")]
+    expect: Option<i64>,
+    /// Recorded in the history.
+    #[arg(long, short)]
+    message: Option<String>,
+    /// Promote even if the new version lacks partitions or has failed ones.
+    #[arg(long)]
+    partial: bool,
+    /// Print the flips and change nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
-pub async fn flip(g: &Globals, a: FlipArgs) -> Outcome {
-    use crate::app::flip::{self, FlipKind};
+#[derive(Debug, clap::Args)]
+pub struct RollbackArgs {
+    #[arg(required = true)]
+    tables: Vec<String>,
+    #[arg(long, short)]
+    message: Option<String>,
+    #[arg(long)]
+    partial: bool,
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// Promote and rollback: one way through, the kind of flip aside.
+struct FlipArgs {
+    tables: Vec<String>,
+    kind: crate::app::flip::FlipKind,
+    message: Option<String>,
+    partial: bool,
+    dry_run: bool,
+}
+
+pub async fn promote(g: &Globals, a: PromoteArgs) -> Outcome {
+    let kind = crate::app::flip::FlipKind::Promote {
+        version: a.version,
+        expect: a.expect,
+    };
+    flip(
+        g,
+        FlipArgs {
+            tables: a.tables,
+            kind,
+            message: a.message,
+            partial: a.partial,
+            dry_run: a.dry_run,
+        },
+    )
+    .await
+}
+
+pub async fn rollback(g: &Globals, a: RollbackArgs) -> Outcome {
+    flip(
+        g,
+        FlipArgs {
+            tables: a.tables,
+            kind: crate::app::flip::FlipKind::Rollback,
+            message: a.message,
+            partial: a.partial,
+            dry_run: a.dry_run,
+        },
+    )
+    .await
+}
+
+async fn flip(g: &Globals, a: FlipArgs) -> Outcome {
+    use crate::app::flip;
     let cx = Context::open(&g.overrides).await?;
     let c = &cx.catalog;
-    let kind = if a.rollback {
-        FlipKind::Rollback
-    } else {
-        FlipKind::Promote {
-            version: a.version,
-            expect: a.expect,
-        }
-    };
+    let kind = a.kind;
     let flips = match flip::plan(c, &a.tables, kind).await {
         Ok(f) => f,
         Err(PromoteError::Catalog(e)) => return Err(e.into()),
@@ -225,7 +297,18 @@ pub async fn flip(g: &Globals, a: FlipArgs) -> Outcome {
     Ok(EXIT_OK)
 }
 
-pub async fn gc(g: &Globals, keep: usize, dry_run: bool) -> Outcome {
+#[derive(Debug, clap::Args)]
+pub struct GcArgs {
+    /// Also keep this many of the newest older versions.
+    #[arg(long, default_value_t = 1)]
+    keep: usize,
+    /// Print what would be removed and kept; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+pub async fn gc(g: &Globals, args: GcArgs) -> Outcome {
+    let (keep, dry_run) = (args.keep, args.dry_run);
     let c = catalog(g).await?;
     let plan = crate::gc::plan(&c, keep).await?;
     if dry_run {

@@ -6,7 +6,20 @@ use super::{EXIT_OK, Globals, Outcome, output};
 use crate::ui::{self, Access, UiError, UiState};
 use std::sync::Arc;
 
-pub async fn run(g: &Globals, address: Option<&str>, allow_actions: bool) -> Outcome {
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Where to listen [default: sluice.toml's ui.address, else 127.0.0.1:9465];
+    /// 127.0.0.1:0 picks a free port (printed).
+    #[arg(long, value_name = "ADDR")]
+    address: Option<String>,
+    /// Let the pages act: run a partition again, backfill a range, promote, roll back
+    /// (each as its CLI command does). Needs a token.
+    #[arg(long)]
+    allow_actions: bool,
+}
+
+pub async fn run(g: &Globals, args: Args) -> Outcome {
+    let (address, allow_actions) = (args.address.as_deref(), args.allow_actions);
     let ctx = if allow_actions {
         Context::open_for_writing(&g.overrides).await?
     } else {

@@ -8,7 +8,7 @@ use crate::catalog::PartitionState;
 use crate::job::{CatchUp, InputSource, Job};
 use crate::names::Name;
 use crate::partition::{Granularity, PartitionKey, StaticKey, TimeKey};
-use crate::run::{RunOutcome, RunReport, Trigger};
+use crate::run::{RunOutcome, RunReport, RunRequest, Trigger};
 use chrono::{DateTime, Utc};
 use std::path::Path;
 use std::time::Duration;
@@ -419,22 +419,11 @@ impl Daemon {
                 }
                 Some(_) => None,
             };
+            let request =
+                RunRequest::new(&job, p.key, Trigger::Daemon).unless_done_since(Some(p.queued_ms));
             let report = match refuse {
-                None => {
-                    runner
-                        .run_partition_unless_done_since(
-                            &job,
-                            p.key,
-                            Trigger::Daemon,
-                            Some(p.queued_ms),
-                        )
-                        .await
-                }
-                Some(why) => {
-                    runner
-                        .fail_partition(&job, p.key, Trigger::Daemon, Some(p.queued_ms), why)
-                        .await
-                }
+                None => runner.run(request).await,
+                Some(why) => runner.run(request.refused(why)).await,
             };
             Finished {
                 job: p.job,

@@ -34,7 +34,10 @@ pub(super) async fn shadow_live_version(
     match runner.job_at_version(job, live).await {
         Ok(Some(live_job)) => Some(
             runner
-                .run_partition_unless_done_since(&live_job, key, Trigger::Daemon, Some(queued_ms))
+                .run(
+                    crate::run::RunRequest::new(&live_job, key, Trigger::Daemon)
+                        .unless_done_since(Some(queued_ms)),
+                )
                 .await,
         ),
         Ok(None) => {

@@ -8,10 +8,8 @@
 
 pub mod bad_row_log;
 pub mod bad_rows;
-mod cluster;
-pub mod cluster_processes;
-pub mod cluster_write;
 pub mod conform;
+mod error;
 pub mod fit;
 pub mod output;
 pub mod record_id;
@@ -45,65 +43,11 @@ use std::sync::Arc;
 
 pub use bad_row_log::{BadRowError, BadRowLog};
 pub use bad_rows::BadRow;
-pub use cluster::ClusterWritten;
+pub use error::{EngineError, execution_error};
+use error::{clean, input_err};
 pub use scratch::Scratch;
 use upstream::register_upstream;
 pub use upstream::{PartitionFilter, UpstreamData, UpstreamInput, upstream_filter};
-
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error(
-        "input `{input}`: no file at {path} (from template `{template}`); check the path, or wait until the file arrives"
-    )]
-    InputMissing {
-        input: String,
-        path: String,
-        template: String,
-    },
-    #[error("input `{input}`: {message}")]
-    Input { input: String, message: String },
-    /// Finding an input's bad rows, keeping them, or copying the input without them.
-    #[error("input `{input}`: {source}")]
-    BadRowScan { input: String, source: BadRowError },
-    #[error(
-        "input `{input}`: the copy without its bad rows could not be put where the executors read it: {source}"
-    )]
-    NotShared {
-        input: String,
-        source: crate::delta::Below,
-    },
-    /// The rows set aside could not be kept.
-    #[error(transparent)]
-    BadRowLog(#[from] BadRowError),
-    #[error("{file}: {message}")]
-    Sql { file: String, message: String },
-    #[error("executing the SQL failed: {message}")]
-    Execution { message: String, transient: bool },
-    #[error("{total} bad input row(s); first: {}. Fix the source rows, or set `bad_rows = \"skip\"` in the job spec to skip them with a log line", first_rows(.rows))]
-    BadRows { total: u64, rows: Vec<BadRow> },
-    #[error("cannot set up the SQL engine: {0}")]
-    Setup(String),
-}
-
-fn first_rows(rows: &[BadRow]) -> String {
-    rows.iter()
-        .take(5)
-        .map(|r| r.to_string())
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-impl EngineError {
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            EngineError::Execution {
-                transient: true,
-                ..
-            }
-        )
-    }
-}
 
 /// What a job test gives a file input in place of the file its template names.
 #[derive(Debug, Clone)]
@@ -195,8 +139,6 @@ pub struct Engine {
     /// catalog of its own. Building one registers every built-in function, which cost a
     /// no-op partition more than planning its SQL.
     template: SessionState,
-    /// The scheduler URL of standalone mode, once it is started.
-    standalone: tokio::sync::OnceCell<String>,
     /// Where a query on a cluster finds the files made for it: the warehouse (see
     /// [`Engine::with_shared_scratch`]).
     shared_scratch: Option<url::Url>,
@@ -229,7 +171,6 @@ impl Engine {
             settings: settings.clone(),
             root: root.to_path_buf(),
             template,
-            standalone: tokio::sync::OnceCell::new(),
             shared_scratch: None,
         })
     }
@@ -264,6 +205,27 @@ impl Engine {
     /// that what a session may hold is decided in one place.
     pub fn table_session() -> SessionContext {
         SessionContext::new()
+    }
+
+    /// A fresh session like [`Engine::session`] whose settings `adapt` changes (a
+    /// cluster's: Ballista's settings and codec).
+    pub fn session_with(
+        &self,
+        adapt: impl FnOnce(SessionConfig) -> SessionConfig,
+    ) -> SessionContext {
+        let config = adapt(self.template.config().clone());
+        let state = deltalake::datafusion::execution::SessionStateBuilder::new_from_existing(
+            self.template.clone(),
+        )
+        .with_config(config)
+        .build();
+        let ctx = SessionContext::new_with_state(state);
+        ctx.register_catalog_list(self.own_catalogs());
+        ctx
+    }
+
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
     }
 
     /// An empty catalog like the template's, for one session.
@@ -311,10 +273,16 @@ impl Engine {
 
     /// Registers the partition's inputs and plans its SQL.
     pub async fn prepare(&self, q: &PartitionQuery<'_>) -> Result<Prepared, EngineError> {
-        let ctx = match self.kind_of(q.job) {
-            EngineKind::Datafusion => self.session(),
-            EngineKind::Ballista => self.cluster_session(),
-        };
+        self.prepare_in(self.session(), q).await
+    }
+
+    /// [`Engine::prepare`] in `ctx`: a session made for a cluster plans the query the same
+    /// way, with the cluster's settings.
+    pub async fn prepare_in(
+        &self,
+        ctx: SessionContext,
+        q: &PartitionQuery<'_>,
+    ) -> Result<Prepared, EngineError> {
         let Registered {
             text_files,
             scratch,
@@ -633,17 +601,6 @@ pub async fn execute(df: DataFrame) -> Result<SendableRecordBatchStream, EngineE
     df.execute_stream().await.map_err(execution_error)
 }
 
-pub fn execution_error(e: DataFusionError) -> EngineError {
-    let transient = matches!(
-        e.find_root(),
-        DataFusionError::IoError(_) | DataFusionError::ObjectStore(_)
-    );
-    EngineError::Execution {
-        message: clean(&e),
-        transient,
-    }
-}
-
 /// A file's extension with its dot (`.csv`), or nothing.
 /// Where an input's files are, as DataFusion takes them: a path or an object's URL, and
 /// the extension to accept (DataFusion filters files by it; any the template names goes).
@@ -666,22 +623,6 @@ pub(crate) fn file_extension(path: &Path) -> String {
         .and_then(|n| n.to_str())
         .and_then(|n| n.rfind('.').map(|i| n[i..].to_string()))
         .unwrap_or_default()
-}
-
-fn input_err(name: &Name, e: DataFusionError) -> EngineError {
-    EngineError::Input {
-        input: name.to_string(),
-        message: clean(&e),
-    }
-}
-
-/// DataFusion's messages carry a backtrace hint and nested prefixes; keep the sentence.
-fn clean(e: &DataFusionError) -> String {
-    e.to_string()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 pub fn columns_schema(cols: &[Column]) -> SchemaRef {

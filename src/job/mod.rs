@@ -5,6 +5,7 @@
 
 pub mod graph;
 mod partitioning;
+mod reading;
 mod spec;
 
 pub use partitioning::check_table;

@@ -1,7 +1,7 @@
 //! A spec's `[partitioning]`: the time granularity and its zone, and the static dimension
 //! (`key_column` with `keys` or `keys_file`), checked with the field named in each problem.
 
-use super::spec::{Problems, parse_tz, relative};
+use super::reading::{Problems, parse_tz, relative};
 use super::{InputSource, Job};
 use crate::names::Name;
 use crate::partition::{Granularity, StaticDimension, StaticKey, parse_keys_file};

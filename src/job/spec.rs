@@ -2,13 +2,13 @@
 //! field by field. Every problem is collected with its file and field; a spec with any
 //! problem gives no job.
 
+use super::reading::{Problems, parse_tz, relative};
 use super::{
     BadRowLimit, BadRows, CatchUp, CsvOptions, FileFormat, Input, InputSource, Job, RetryPolicy,
     Schedule, SpecError, TEMPLATE_FIELDS, UpstreamPartitions, parse_cron, toml_message,
 };
 use crate::names::Name;
 use crate::schema::{Column, ddl};
-use chrono_tz::Tz;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -125,21 +125,6 @@ impl Default for RetryFile {
     }
 }
 
-/// The problems found in one spec file so far.
-pub(super) struct Problems {
-    file: String,
-    found: Vec<SpecError>,
-}
-
-impl Problems {
-    pub(super) fn add(&mut self, message: String) {
-        self.found.push(SpecError {
-            file: self.file.clone(),
-            message,
-        });
-    }
-}
-
 /// Reads `spec_text` (the file at `spec_path`) and its SQL: `sql_text` when given (recorded
 /// code), else the SQL file beside the spec.
 pub(super) fn parse(
@@ -160,10 +145,7 @@ pub(super) fn parse(
         .and_then(|s| s.to_str())
         .unwrap_or_default()
         .to_string();
-    let mut p = Problems {
-        file,
-        found: Vec::new(),
-    };
+    let mut p = Problems::of(file);
     let name = name(raw.name.as_deref(), &stem, &mut p);
     let version = version(raw.version, &mut p);
     let (sql_path, sql) = sql(root, spec_path, raw.sql.as_deref(), &stem, sql_text, &mut p);
@@ -194,10 +176,10 @@ pub(super) fn parse(
     };
     let checks = checks(raw.checks, &key, &mut p);
     let retry = retry(&raw.retry, &mut p);
-    if sql.trim().is_empty() && p.found.is_empty() {
+    if sql.trim().is_empty() && p.is_empty() {
         p.add("no SQL to run".into());
     }
-    match (name, table, p.found.is_empty()) {
+    match (name, table, p.is_empty()) {
         (Some(name), Some(table), true) => Ok(Job {
             name,
             description: raw.description,
@@ -225,12 +207,8 @@ pub(super) fn parse(
             engine: raw.engine.kind,
             record_id,
         }),
-        _ => Err(p.found),
+        _ => Err(p.into_found()),
     }
-}
-
-pub(super) fn relative(root: &Path, p: &Path) -> String {
-    p.strip_prefix(root).unwrap_or(p).display().to_string()
 }
 
 /// A job's name is its file's name; field `name`, when given, must agree.
@@ -565,15 +543,6 @@ fn parse_bad_row_limit(v: &toml::Value) -> Result<BadRowLimit, String> {
         }
         _ => Err(bad()),
     }
-}
-
-pub(super) fn parse_tz(s: &str) -> Result<Tz, String> {
-    s.parse::<Tz>().map_err(|_| {
-        format!(
-            "unknown time zone `{}`; use an IANA name such as UTC or Europe/Berlin",
-            s.escape_debug()
-        )
-    })
 }
 
 fn check_cron(expr: &str) -> Result<(), String> {

@@ -95,6 +95,14 @@ pub enum JobTestError {
     },
     #[error("cannot write rows as CSV: {0}")]
     Csv(#[from] csv::Error),
+    #[error(
+        "no tests of job `{0}`: write them in jobs/tests/{0}.toml, or create one with `sluice test --create {0} --partition P`"
+    )]
+    NoTests(String),
+    #[error("the new test does not load: {0}")]
+    DoesNotLoad(String),
+    #[error("{} already has a test `{name}`", .path.display())]
+    NameTaken { path: PathBuf, name: String },
 }
 
 /// A test in a test file that cannot be run as written.

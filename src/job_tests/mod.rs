@@ -12,6 +12,7 @@ pub mod execute;
 pub mod fixture;
 pub mod junit;
 mod spec;
+pub mod suite;
 pub mod write_back;
 
 use crate::engine::columns_schema;

@@ -2,16 +2,18 @@
 //! records the run as started in the same catalog write), look first when a dead run or
 //! another worker's completion needs it, execute, and record the end.
 
+use super::claimed::Attempt;
 use super::lease::{AbortOnDrop, DIED};
+use super::lineage::RunLineage;
+use super::write::PartitionWrite;
 use super::{RunError, RunOutcome, RunReport, Runner, Trigger};
-use crate::catalog::{Claim, Lease, PartitionState, PartitionStatus, RunEnd, RunStart};
-use crate::delta::{Scope, VersionHandle};
+use crate::catalog::{Claim, PartitionState, PartitionStatus, RunEnd, RunStart};
 use crate::engine::UpstreamInput;
 use crate::fingerprint::fingerprint;
 use crate::job::Job;
 use crate::logging::LIFECYCLE;
 use crate::partition::PartitionKey;
-use crate::schema::TableSchema;
+use crate::project::Project;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tracing::{Instrument as _, error_span, info, warn};
@@ -29,32 +31,6 @@ pub(super) struct Request<'a> {
     pub refusal: Option<&'a str>,
     /// Given back once the output is computed (see [`super::AheadPermit`]).
     pub ahead: &'a std::sync::Mutex<Option<super::AheadPermit>>,
-}
-
-/// What an attempt works on once its lease is held: handed to each step whole.
-pub(super) struct Attempt<'a> {
-    pub job: &'a Job,
-    pub key: PartitionKey,
-    pub schema: TableSchema,
-    /// How the partition is named in its table's partition column.
-    pub scope: Scope,
-    pub handle: Arc<VersionHandle>,
-    pub lease: Lease,
-    /// Set by the heartbeat when another worker took the lease over.
-    pub lost: Arc<AtomicBool>,
-    pub fingerprint: String,
-    pub run_id: String,
-    /// Set once the run's end is recorded, which releases the lease in the same write.
-    pub released: AtomicBool,
-    /// The request's place ahead of the compute, given back by [`Attempt::computed`].
-    pub ahead: &'a std::sync::Mutex<Option<super::AheadPermit>>,
-}
-
-impl Attempt<'_> {
-    /// The output is computed: the run leaves the ones ahead of the compute.
-    pub fn computed(&self) {
-        drop(self.ahead.lock().unwrap_or_else(|e| e.into_inner()).take());
-    }
 }
 
 /// What the claim left to decide under the lease.
@@ -103,9 +79,13 @@ impl Runner {
             .schema;
         let fp = fingerprint(job, &schema);
         report.fingerprint = fp.clone();
-        let handle = self.output_handle(job, &schema).await?;
+        let project = self.project();
+        let handle = self
+            .tables
+            .output(&project.settings.warehouse, job, &schema)
+            .await?;
         let upstream = match req.refusal {
-            None => self.resolve_upstream(job, &req.key).await?,
+            None => self.inputs(&project).resolve(job, &req.key).await?,
             Some(_) => Vec::new(),
         };
         let mut start = RunStart {
@@ -118,16 +98,11 @@ impl Runner {
             trigger: req.trigger,
             fingerprint: fp.clone(),
             lease_token: 0,
-            host: host_name(&self.holder),
+            host: host_name(self.leases.holder()),
             pid: i64::from(std::process::id()),
             started_at: self.clock.now_ms(),
         };
-        let ttl_ms = self.lease_ttl.as_millis() as i64;
-        let (lease, look) = match self
-            .catalog
-            .claim(&mut start, &self.holder, ttl_ms, req.done_since_ms)
-            .await?
-        {
+        let (lease, look) = match self.leases.claim(&mut start, req.done_since_ms).await? {
             Claim::Started(lease) => (lease, Look::Started),
             Claim::Look { lease, status } => (lease, Look::First(status)),
             Claim::Held { holder, run_id } => {
@@ -140,7 +115,7 @@ impl Runner {
         let a = Attempt {
             job,
             key: req.key,
-            scope: partition_scope(&schema, job, &req.key),
+            scope: super::scope::partition_scope(&schema, job, &req.key),
             schema,
             handle,
             lease,
@@ -151,7 +126,7 @@ impl Runner {
             ahead: req.ahead,
         };
         let result = self
-            .under_lease(req, &a, &mut start, look, upstream, report)
+            .under_lease(req, &a, &mut start, look, (project, upstream), report)
             .await;
         if !a.released.load(Ordering::SeqCst)
             && let Err(e) = self.catalog.release_lease(&a.lease).await
@@ -169,7 +144,7 @@ impl Runner {
         a: &Attempt<'_>,
         start: &mut RunStart,
         look: Look,
-        upstream: Vec<UpstreamInput>,
+        (project, upstream): (Arc<Project>, Vec<UpstreamInput>),
         report: &mut RunReport,
     ) -> Result<(), RunError> {
         if let Look::First(status) = look {
@@ -189,12 +164,29 @@ impl Runner {
         report.run_id = Some(a.run_id.clone());
         info!(target: LIFECYCLE, table = %a.job.table, table_version = a.job.version, token = a.lease.token, trigger = %req.trigger, "run started");
         // Dropped unfinished (the run cancelled), it reports the run aborted.
-        let mut lineage = self.lineage_start(a, &upstream);
+        let mut lineage = RunLineage::start(
+            &self.lineage,
+            &self.clock,
+            &project.settings.root,
+            a,
+            &upstream,
+        );
 
         // Aborted on drop too: a run cancelled by a daemon's shutdown stops renewing.
-        let heartbeat = AbortOnDrop(self.spawn_heartbeat(a.lease.clone(), a.lost.clone()).await);
+        let heartbeat = AbortOnDrop(self.leases.heartbeat(a.lease.clone(), a.lost.clone()).await);
         let outcome = match req.refusal {
-            None => self.write_and_commit(a, upstream, report).await,
+            None => {
+                let write = PartitionWrite {
+                    project,
+                    catalog: &self.catalog,
+                    engine: &self.engine,
+                    cluster: &self.cluster,
+                    clock: &self.clock,
+                    leases: &self.leases,
+                    compute: self.compute.as_ref(),
+                };
+                write.run(a, upstream, report).await
+            }
             Some(why) => Err(RunError::NotRunnable(why.to_string())),
         };
         drop(heartbeat);
@@ -238,7 +230,7 @@ impl Runner {
         report.delta_version = Some(dv);
         report.state = RunOutcome::Succeeded;
         info!(target: LIFECYCLE, rows, delta_version = dv, "run succeeded");
-        self.record_code(a.job, &a.fingerprint).await;
+        self.code.record(a.job, &a.fingerprint).await;
         Ok(())
     }
 
@@ -252,7 +244,8 @@ impl Runner {
         status: PartitionStatus,
     ) -> Result<Option<PartitionStatus>, RunError> {
         let status = if status.state == PartitionState::Running {
-            self.reconcile(&a.handle, &a.scope, &a.lease, status, DIED)
+            self.leases
+                .reconcile(&a.handle, &a.scope, &a.lease, status, DIED)
                 .await?
         } else {
             Some(status)
@@ -267,19 +260,4 @@ impl Runner {
 /// The host part of a lease holder id (`host:pid:random`).
 fn host_name(holder: &str) -> String {
     holder.split(':').next().unwrap_or_default().to_string()
-}
-
-/// How a partition is named in its table's partition column, for the Delta log (its
-/// string form) and for filters and checks (its typed value).
-pub fn partition_scope(schema: &TableSchema, job: &Job, key: &PartitionKey) -> Scope {
-    let values: Vec<(String, String)> = job
-        .partition_values(schema, key)
-        .into_iter()
-        .map(|v| (v.column, v.text))
-        .collect();
-    if values.is_empty() {
-        Scope::WholeTable
-    } else {
-        Scope::Partition(values)
-    }
 }

@@ -1,16 +1,35 @@
 //! The code that wrote each physical version: recorded after a successful run, and read
 //! back as a `Job` when a shadow run writes the live version with the code it had.
 
-use super::{RunError, Runner};
+use super::RunError;
+use crate::catalog::Catalog;
+use crate::clock::SharedClock;
 use crate::job::Job;
+use std::collections::HashMap;
 use tracing::warn;
 
-impl Runner {
+/// The catalog's `job_code`, and the fingerprint last recorded per (job, version) by this
+/// process: it is written when it changes, not on every run.
+pub(super) struct CodeLedger {
+    catalog: Catalog,
+    clock: SharedClock,
+    recorded: std::sync::Mutex<HashMap<(String, u32), String>>,
+}
+
+impl CodeLedger {
+    pub(super) fn new(catalog: Catalog, clock: SharedClock) -> CodeLedger {
+        CodeLedger {
+            catalog,
+            clock,
+            recorded: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
     /// Remembers in the catalog which code wrote this version, for shadow runs.
-    pub(super) async fn record_code(&self, job: &Job, fp: &str) {
+    pub(super) async fn record(&self, job: &Job, fp: &str) {
         let key = (job.name.to_string(), job.version);
         let known = self
-            .recorded_code
+            .recorded
             .lock()
             .map(|m| m.get(&key).is_some_and(|f| f == fp))
             .unwrap_or(false);
@@ -30,7 +49,7 @@ impl Runner {
             .await
         {
             Ok(()) => {
-                if let Ok(mut m) = self.recorded_code.lock() {
+                if let Ok(mut m) = self.recorded.lock() {
                     m.insert(key, fp.to_string());
                 }
             }
@@ -42,7 +61,12 @@ impl Runner {
 
     /// The job as the code that last wrote `version` of its table had it, when `version` is
     /// not the spec's own: what a shadow run of the live version executes.
-    pub async fn job_at_version(&self, job: &Job, version: u32) -> Result<Option<Job>, RunError> {
+    pub(super) async fn job_at_version(
+        &self,
+        root: &std::path::Path,
+        job: &Job,
+        version: u32,
+    ) -> Result<Option<Job>, RunError> {
         if version == job.version {
             return Ok(Some(job.clone()));
         }
@@ -53,8 +77,7 @@ impl Runner {
         else {
             return Ok(None);
         };
-        let root = self.project().settings.root.clone();
-        match Job::from_recorded(&root, &job.spec_path, spec, sql) {
+        match Job::from_recorded(root, &job.spec_path, spec, sql) {
             Ok(j) if j.version == version => Ok(Some(j)),
             Ok(_) => Ok(None),
             Err(errs) => Err(RunError::NotRunnable(format!(

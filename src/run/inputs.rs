@@ -3,12 +3,13 @@
 //! and, for the daemon, which upstream partitions are not complete yet. Which upstream
 //! partitions are read is `Project::upstream_reads`, the one rule.
 
-use super::{RunError, Runner};
-use crate::catalog::PartitionState;
+use super::RunError;
+use super::handles::Tables;
+use crate::catalog::{Catalog, PartitionState};
 use crate::engine::UpstreamInput;
 use crate::job::Job;
 use crate::partition::PartitionKey;
-use crate::project::UpstreamRead;
+use crate::project::{Project, UpstreamRead};
 use crate::schema::TableSchema;
 use std::collections::{HashMap, HashSet};
 use tracing::warn;
@@ -16,17 +17,24 @@ use tracing::warn;
 /// The complete partitions of upstream (table, version)s, as read once per daemon pass.
 pub type CompletePartitions = HashMap<(String, i64), HashSet<String>>;
 
-impl Runner {
+/// A partition's inputs, read through the catalog (aliases, what is complete) and this
+/// process's open tables (snapshots).
+pub(super) struct Inputs<'r> {
+    pub project: &'r Project,
+    pub catalog: &'r Catalog,
+    pub tables: &'r Tables,
+}
+
+impl Inputs<'_> {
     /// For each table input: the version its alias points at, and which of its partitions
     /// this partition reads.
-    pub async fn resolve_upstream(
+    pub(super) async fn resolve(
         &self,
         job: &Job,
         key: &PartitionKey,
     ) -> Result<Vec<UpstreamInput>, RunError> {
-        let project = self.project();
         let mut out = Vec::new();
-        for read in project.upstream_reads(job, key) {
+        for read in self.project.upstream_reads(job, key) {
             out.push(self.resolve_one(&read).await?);
         }
         Ok(out)
@@ -63,7 +71,8 @@ impl Runner {
             _ => None,
         };
         let snapshot = self
-            .read_snapshot(table, version as u32, &url, &tv.schema_json, needed_version)
+            .tables
+            .snapshot(table, version as u32, &url, &tv.schema_json, needed_version)
             .await?;
         Ok(UpstreamInput {
             name: read.input.clone(),
@@ -111,15 +120,14 @@ impl Runner {
     /// The upstream partitions `key` of `job` reads that are not complete yet, as
     /// `table/partition`: the daemon runs the partition only when this is empty. `seen`
     /// caches each upstream version's complete partitions across calls of one pass.
-    pub async fn upstream_waits(
+    pub(super) async fn waits(
         &self,
         job: &Job,
         key: &PartitionKey,
         seen: &mut CompletePartitions,
     ) -> Result<Vec<String>, RunError> {
-        let project = self.project();
         let mut waits = Vec::new();
-        for read in project.upstream_reads(job, key) {
+        for read in self.project.upstream_reads(job, key) {
             let Some(up) = read.writer else {
                 continue;
             };

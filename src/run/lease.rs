@@ -1,13 +1,19 @@
-//! The lease's lifecycle around a run: the heartbeat that renews it, reconciling a run
-//! that died under it (the Delta log says whether its commit landed), and settling this
-//! process's own leases when a daemon cancels its runs at shutdown.
+//! The lease's lifecycle around a run, as a step of its own ([`Leases`]): the claim, the
+//! heartbeat that renews it, the check just before a commit, reconciling a run that died
+//! under it (the Delta log says whether its commit landed), and settling this process's
+//! own leases when a daemon cancels its runs at shutdown.
 
-use super::attempt::partition_scope;
-use super::{RunError, Runner};
-use crate::catalog::{Catalog, Lease, PartitionState, PartitionStatus};
-use crate::delta::{self, Scope, VersionHandle};
+use super::RunError;
+use super::handles::Tables;
+use super::scope::partition_scope;
+use crate::catalog::{Catalog, Claim, Lease, PartitionState, PartitionStatus, RunStart};
+use crate::clock::SharedClock;
+use crate::delta::{self, LeaseCheck, Scope, StillLeased, VersionHandle};
+use crate::project::Project;
+use futures::FutureExt as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use tracing::{Instrument as _, info, warn};
 
 /// Why a run that never committed is abandoned: its process died (found by the next
@@ -71,11 +77,79 @@ impl Heartbeats {
     }
 }
 
-impl Runner {
+/// This process's leases: who it is in the leases table, how long a lease lives, and the
+/// heartbeats' thread (started with the first run).
+pub(super) struct Leases {
+    catalog: Catalog,
+    clock: SharedClock,
+    /// Who we are in the leases table: host, process, and a random part.
+    holder: String,
+    ttl: Duration,
+    heartbeats: tokio::sync::OnceCell<Heartbeats>,
+}
+
+impl Leases {
+    pub(super) fn new(
+        catalog: Catalog,
+        clock: SharedClock,
+        holder: String,
+        ttl: Duration,
+    ) -> Leases {
+        Leases {
+            catalog,
+            clock,
+            holder,
+            ttl,
+            heartbeats: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    pub(super) fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// Takes the partition's lease for `start`'s run (recorded as started in the same
+    /// write), unless another worker holds it; see [`Catalog::claim`].
+    pub(super) async fn claim(
+        &self,
+        start: &mut RunStart,
+        done_since_ms: Option<i64>,
+    ) -> Result<Claim, RunError> {
+        let ttl_ms = self.ttl.as_millis() as i64;
+        Ok(self
+            .catalog
+            .claim(start, &self.holder, ttl_ms, done_since_ms)
+            .await?)
+    }
+
+    /// Asked just before a commit of the run's output or dead letters: is the lease still
+    /// ours? Renewed rather than only looked at: a lease whose heartbeat came late but that
+    /// nobody took is still ours, and the commit that follows gets a whole TTL.
+    pub(super) fn still_leased(&self, lease: &Lease, lost: &Arc<AtomicBool>) -> StillLeased {
+        let (catalog, clock) = (self.catalog.clone(), self.clock.clone());
+        let (lease, lost) = (lease.clone(), lost.clone());
+        let ttl_ms = self.ttl.as_millis() as i64;
+        Arc::new(move || {
+            let (catalog, clock, lease, lost) =
+                (catalog.clone(), clock.clone(), lease.clone(), lost.clone());
+            async move {
+                if lost.load(Ordering::SeqCst) {
+                    return LeaseCheck::TakenOver;
+                }
+                match catalog.renew_lease(&lease, ttl_ms, clock.now_ms()).await {
+                    Ok(true) => LeaseCheck::Held,
+                    Ok(false) => LeaseCheck::TakenOver,
+                    Err(e) => LeaseCheck::Unconfirmed(crate::redact::redact_text(&e.to_string())),
+                }
+            }
+            .boxed()
+        })
+    }
+
     /// Renews the lease every third of its time to live until aborted; sets `lost` when
     /// another worker took the partition. Runs on the heartbeat thread (see
     /// [`Heartbeats`]), or on the caller's runtime if that thread could not start.
-    pub(super) async fn spawn_heartbeat(
+    pub(super) async fn heartbeat(
         &self,
         lease: Lease,
         lost: Arc<AtomicBool>,
@@ -92,7 +166,7 @@ impl Runner {
             }
         };
         let clock = self.clock.clone();
-        let ttl = self.lease_ttl;
+        let ttl = self.ttl;
         let beat = async move {
             loop {
                 tokio::time::sleep(ttl / 3).await;
@@ -166,7 +240,7 @@ impl Runner {
     /// lease this process still holds, records what became of the run, as a later worker
     /// would after the lease expired (its commit landed, or it is abandoned), and releases
     /// the lease at once. Returns how many were settled.
-    pub async fn settle_own_leases(&self) -> usize {
+    pub(super) async fn settle_own(&self, project: &Project, tables: &Tables) -> usize {
         let leases = match self
             .catalog
             .leases_held_by(&self.holder, self.clock.now_ms())
@@ -180,7 +254,7 @@ impl Runner {
         };
         let mut settled = 0;
         for lease in leases {
-            if let Err(e) = self.settle_one(&lease).await {
+            if let Err(e) = self.settle_one(project, tables, &lease).await {
                 warn!(table = %lease.table, partition = %lease.partition, error = %e, "could not settle a cancelled run; the next worker does it once the lease expires");
                 continue;
             }
@@ -189,8 +263,12 @@ impl Runner {
         settled
     }
 
-    async fn settle_one(&self, lease: &Lease) -> Result<(), RunError> {
-        let project = self.project();
+    async fn settle_one(
+        &self,
+        project: &Project,
+        tables: &Tables,
+        lease: &Lease,
+    ) -> Result<(), RunError> {
         let job = project
             .jobs
             .values()
@@ -214,7 +292,9 @@ impl Runner {
                 .parse_partition(&lease.partition)
                 .map_err(|e| RunError::NotRunnable(format!("lease on unknown partition: {e}")))?;
             let scope = partition_scope(&schema, job, &key);
-            let handle = self.output_handle(job, &schema).await?;
+            let handle = tables
+                .output(&project.settings.warehouse, job, &schema)
+                .await?;
             self.reconcile(&handle, &scope, lease, status, CANCELLED)
                 .await?;
         }

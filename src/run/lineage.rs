@@ -2,8 +2,7 @@
 //! then COMPLETE with the Delta version and rows, FAIL with the error, or ABORT when the
 //! run is dropped unfinished (a daemon's shutdown past its grace period).
 
-use super::Runner;
-use super::attempt::Attempt;
+use super::claimed::Attempt;
 use crate::clock::SharedClock;
 use crate::engine::{UpstreamData, UpstreamInput};
 use crate::job::{InputSource, Job};
@@ -18,28 +17,33 @@ pub(super) struct RunLineage {
     event: Option<RunEvent>,
 }
 
-impl Runner {
-    /// Sends START for the attempt `a`, reading `upstream`; the returned value sends the
-    /// run's end.
-    pub(super) fn lineage_start(&self, a: &Attempt<'_>, upstream: &[UpstreamInput]) -> RunLineage {
-        let emitter = self.lineage.clone();
+impl RunLineage {
+    /// Sends START for the attempt `a`, reading `upstream` (its file inputs relative to
+    /// `root`); the returned value sends the run's end.
+    pub(super) fn start(
+        emitter: &Emitter,
+        clock: &SharedClock,
+        root: &std::path::Path,
+        a: &Attempt<'_>,
+        upstream: &[UpstreamInput],
+    ) -> RunLineage {
+        let (emitter, clock) = (emitter.clone(), clock.clone());
         if !emitter.is_enabled() {
             return RunLineage {
                 emitter,
-                clock: self.clock.clone(),
+                clock,
                 event: None,
             };
         }
         let job = a.job;
-        let project = self.project();
-        let mut inputs = file_inputs(job, &a.key, &project.settings.root);
+        let mut inputs = file_inputs(job, &a.key, root);
         inputs.extend(upstream.iter().filter_map(|u| match &u.data {
             UpstreamData::Delta(table) => Some(Dataset::of_url(table.table_url())),
             UpstreamData::Rows(_) => None,
         }));
         let event = RunEvent {
             kind: EventType::Start,
-            at: self.clock.now(),
+            at: clock.now(),
             job: job.name.to_string(),
             run_id: a.run_id.clone(),
             nominal: a.key.instant_bounds(job.partition_time_zone),
@@ -65,13 +69,11 @@ impl Runner {
         emitter.emit(&event);
         RunLineage {
             emitter,
-            clock: self.clock.clone(),
+            clock,
             event: Some(event),
         }
     }
-}
 
-impl RunLineage {
     pub(super) fn complete(&mut self, rows: u64, delta_version: u64) {
         if let Some(o) = self.event.as_mut().and_then(|e| e.output.as_mut()) {
             o.rows = Some(rows);

@@ -7,35 +7,42 @@
 //! the table), and the catalog is told last; if the process dies before that, the next run
 //! reads the Delta log to learn whether the commit landed (Delta is the truth for data).
 //!
-//! Rooms, by lifecycle step: `attempt` (one try: lease, run record, outcome), `lease`
-//! (heartbeat, reconcile a dead run from the Delta log, settle at shutdown), `inputs`
-//! (upstream aliases resolved to snapshots, and what a partition waits for), `write`
-//! (query, conform, upload, bad rows, audit, commit), `handles` (one open Delta table per
-//! physical version), `code` (the code that wrote a version, for shadow runs), `report`.
+//! The `Runner` keeps the retry loop (here) and the order of an attempt (`attempt`); each
+//! step is a type of its own holding only what it uses: `lease::Leases` (claim, heartbeat,
+//! the check before a commit, reconcile a dead run from the Delta log, settle at
+//! shutdown), `inputs::Inputs` (upstream aliases resolved to snapshots, and what a
+//! partition waits for), `handles::Tables` (one open Delta table per physical version),
+//! `write::PartitionWrite` (bad rows, audit, dead letters, commit) over `compute` (the
+//! query run and its output uploaded: `Embedded` or `OnCluster`, two implementations of one
+//! step), `code::CodeLedger` (the code that wrote a version, for shadow runs), `lineage`,
+//! `report`. A run is asked for with a [`RunRequest`].
 
 mod attempt;
+mod claimed;
 mod code;
+mod compute;
 mod handles;
 mod inputs;
 mod lease;
 mod lineage;
 mod report;
+mod scope;
+mod step_tests;
 mod write;
 
 pub use crate::catalog::Trigger;
-pub use attempt::partition_scope;
 pub use inputs::CompletePartitions;
 pub use report::{RunOutcome, RunReport};
+pub use scope::partition_scope;
 
 use crate::catalog::{Catalog, CatalogError};
 use crate::clock::SharedClock;
-use crate::delta::{DeltaError, VersionHandle};
+use crate::delta::DeltaError;
 use crate::engine::conform::ConformError;
 use crate::engine::{Engine, EngineError};
 use crate::job::Job;
 use crate::partition::PartitionKey;
 use crate::project::Project;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::warn;
@@ -120,22 +127,66 @@ pub struct Runner {
     project: std::sync::RwLock<Arc<Project>>,
     catalog: Catalog,
     engine: Engine,
+    /// The way to a Ballista cluster, for jobs that run on one.
+    cluster: crate::cluster::Cluster,
     clock: SharedClock,
-    /// Who we are in the leases table: host, process, and a random part.
-    holder: String,
-    lease_ttl: Duration,
-    handles: tokio::sync::Mutex<HashMap<(String, u32), Arc<VersionHandle>>>,
+    leases: lease::Leases,
+    tables: handles::Tables,
+    code: code::CodeLedger,
     /// Bounds the partitions computing at once (query and file upload); runs waiting for a
     /// lease check or a commit do not hold a permit, so commits of many partitions can be
     /// grouped while others compute.
     compute: Option<Arc<tokio::sync::Semaphore>>,
-    /// The code fingerprint last recorded per (job, version) by this process: the catalog's
-    /// `job_code` is written when it changes, not on every run.
-    recorded_code: std::sync::Mutex<HashMap<(String, u32), String>>,
     /// Where each run's OpenLineage events go (disabled unless configured).
     lineage: crate::lineage::Emitter,
-    /// The lease heartbeats' thread, started with the first run.
-    heartbeats: tokio::sync::OnceCell<lease::Heartbeats>,
+}
+
+/// What a caller asks of the runner: one partition of one job, and how. Built with
+/// [`RunRequest::new`] and the methods that add to it; [`Runner::run`] consumes it.
+pub struct RunRequest<'a> {
+    job: &'a Job,
+    key: PartitionKey,
+    trigger: Trigger,
+    done_since_ms: Option<i64>,
+    refusal: Option<String>,
+    ahead: Option<AheadPermit>,
+}
+
+impl<'a> RunRequest<'a> {
+    /// Runs `key` of `job`, retrying transient failures per the job's retry policy.
+    pub fn new(job: &'a Job, key: PartitionKey, trigger: Trigger) -> RunRequest<'a> {
+        RunRequest {
+            job,
+            key,
+            trigger,
+            done_since_ms: None,
+            refusal: None,
+            ahead: None,
+        }
+    }
+
+    /// Does nothing if, once the lease is held, the partition turns out complete by a run
+    /// that finished at or after `ms` (`None`: no cut-off): a backfill or the daemon does
+    /// not redo what another worker did while it was going.
+    pub fn unless_done_since(mut self, ms: Option<i64>) -> RunRequest<'a> {
+        self.done_since_ms = ms;
+        self
+    }
+
+    /// Holds `ahead` until the partition's output is computed or the run ends (see
+    /// [`AheadPermit`]).
+    pub fn ahead(mut self, ahead: AheadPermit) -> RunRequest<'a> {
+        self.ahead = Some(ahead);
+        self
+    }
+
+    /// Records a failed run with `why` instead of running, under the partition's lease
+    /// like any run, so that `sluice status` and the run history say why the daemon did
+    /// not run it. Nothing is written to the table.
+    pub fn refused(mut self, why: String) -> RunRequest<'a> {
+        self.refusal = Some(why);
+        self
+    }
 }
 
 /// A place among the partitions a backfill has leased ahead of the compute: held by a run
@@ -162,17 +213,21 @@ impl Runner {
         holder: String,
     ) -> Runner {
         Runner {
-            lease_ttl: project.settings.lease_ttl,
+            leases: lease::Leases::new(
+                catalog.clone(),
+                clock.clone(),
+                holder,
+                project.settings.lease_ttl,
+            ),
+            tables: handles::Tables::new(catalog.clone(), clock.clone()),
+            code: code::CodeLedger::new(catalog.clone(), clock.clone()),
             project: std::sync::RwLock::new(project),
             catalog,
             engine,
+            cluster: crate::cluster::Cluster::default(),
             clock,
-            holder,
-            handles: tokio::sync::Mutex::new(HashMap::new()),
             compute: None,
-            recorded_code: std::sync::Mutex::new(HashMap::new()),
             lineage: crate::lineage::Emitter::disabled(),
-            heartbeats: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -184,7 +239,7 @@ impl Runner {
 
     /// Who this process is in the leases table.
     pub fn holder(&self) -> &str {
-        &self.holder
+        self.leases.holder()
     }
 
     /// The project as last loaded.
@@ -209,71 +264,64 @@ impl Runner {
         self
     }
 
-    async fn compute_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        match &self.compute {
-            Some(s) => s.clone().acquire_owned().await.ok(),
-            None => None,
+    /// For each table input of `key` of `job`: the version its alias points at, and which
+    /// of its partitions the partition reads.
+    pub async fn resolve_upstream(
+        &self,
+        job: &Job,
+        key: &PartitionKey,
+    ) -> Result<Vec<crate::engine::UpstreamInput>, RunError> {
+        let project = self.project();
+        self.inputs(&project).resolve(job, key).await
+    }
+
+    /// The upstream partitions `key` of `job` reads that are not complete yet, as
+    /// `table/partition`: the daemon runs the partition only when this is empty. `seen`
+    /// caches each upstream version's complete partitions across calls of one pass.
+    pub async fn upstream_waits(
+        &self,
+        job: &Job,
+        key: &PartitionKey,
+        seen: &mut CompletePartitions,
+    ) -> Result<Vec<String>, RunError> {
+        let project = self.project();
+        self.inputs(&project).waits(job, key, seen).await
+    }
+
+    fn inputs<'r>(&'r self, project: &'r Project) -> inputs::Inputs<'r> {
+        inputs::Inputs {
+            project,
+            catalog: &self.catalog,
+            tables: &self.tables,
         }
     }
 
-    /// Runs one partition, retrying transient failures per the job's retry policy.
-    pub async fn run_partition(&self, job: &Job, key: PartitionKey, trigger: Trigger) -> RunReport {
-        self.run_partition_unless_done_since(job, key, trigger, None)
-            .await
+    /// The job as the code that last wrote `version` of its table had it, when `version` is
+    /// not the spec's own: what a shadow run of the live version executes.
+    pub async fn job_at_version(&self, job: &Job, version: u32) -> Result<Option<Job>, RunError> {
+        let root = self.project().settings.root.clone();
+        self.code.job_at_version(&root, job, version).await
     }
 
-    /// Like [`Runner::run_partition`], but does nothing if, once the lease is held, the
-    /// partition turns out complete by a run that finished at or after `done_since_ms`: a
-    /// backfill does not redo what another worker did while it was going.
-    pub async fn run_partition_unless_done_since(
-        &self,
-        job: &Job,
-        key: PartitionKey,
-        trigger: Trigger,
-        done_since_ms: Option<i64>,
-    ) -> RunReport {
-        self.run_or_refuse(job, key, trigger, done_since_ms, None, None)
-            .await
+    /// After runs were cancelled (a daemon's shutdown after its grace period): for each
+    /// lease this process still holds, records what became of the run, as a later worker
+    /// would after the lease expired (its commit landed, or it is abandoned), and releases
+    /// the lease at once. Returns how many were settled.
+    pub async fn settle_own_leases(&self) -> usize {
+        let project = self.project();
+        self.leases.settle_own(&project, &self.tables).await
     }
 
-    /// Like [`Runner::run_partition_unless_done_since`], holding `ahead` until the
-    /// partition's output is computed or the run ends (see [`AheadPermit`]).
-    pub async fn run_partition_ahead(
-        &self,
-        job: &Job,
-        key: PartitionKey,
-        trigger: Trigger,
-        done_since_ms: Option<i64>,
-        ahead: AheadPermit,
-    ) -> RunReport {
-        self.run_or_refuse(job, key, trigger, done_since_ms, None, Some(ahead))
-            .await
-    }
-
-    /// Records a failed run of the partition with `why`, under its lease like any run, so
-    /// that `sluice status` and the run history say why the daemon did not run it. Nothing
-    /// is written to the table.
-    pub async fn fail_partition(
-        &self,
-        job: &Job,
-        key: PartitionKey,
-        trigger: Trigger,
-        done_since_ms: Option<i64>,
-        why: String,
-    ) -> RunReport {
-        self.run_or_refuse(job, key, trigger, done_since_ms, Some(why), None)
-            .await
-    }
-
-    async fn run_or_refuse(
-        &self,
-        job: &Job,
-        key: PartitionKey,
-        trigger: Trigger,
-        done_since_ms: Option<i64>,
-        refusal: Option<String>,
-        ahead: Option<AheadPermit>,
-    ) -> RunReport {
+    /// Runs what `request` asks, retrying transient failures per the job's retry policy.
+    pub async fn run(&self, request: RunRequest<'_>) -> RunReport {
+        let RunRequest {
+            job,
+            key,
+            trigger,
+            done_since_ms,
+            refusal,
+            ahead,
+        } = request;
         // Elapsed time is measured, not read from the (injectable) clock.
         let started = std::time::Instant::now();
         let ahead = std::sync::Mutex::new(ahead);

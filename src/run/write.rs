@@ -2,58 +2,45 @@
 //! files, set bad rows aside, audit the new rows, and commit them with the lease's fencing
 //! token. Nothing is visible before the commit; what a refused run uploaded is deleted.
 
-use super::attempt::Attempt;
-use super::{RunError, RunReport, Runner};
+use super::claimed::Attempt;
+use super::compute::{
+    Compute as _, ComputeOn, Embedded, KeptRows, OnCluster, WriteFailure, WrittenFiles,
+};
+use super::lease::Leases;
+use super::{RunError, RunReport};
+use crate::catalog::Catalog;
+use crate::clock::SharedClock;
+use crate::config::EngineKind;
 use crate::delta::store::delete_unpublished;
-use crate::delta::{
-    CommitInfo, DeltaError, LeaseCheck, PartitionCommit, PartitionWriter, StillLeased,
-};
+use crate::delta::{CommitInfo, DeltaError, PartitionCommit};
 use crate::engine::bad_rows;
-use crate::engine::{
-    self, AuditReservation, BadRowLog, Engine, EngineError, PartitionQuery, UpstreamInput,
-};
-use crate::job::{BadRowVerdict, BadRows, InputSource, Job};
+use crate::engine::{self, BadRowLog, Engine, EngineError, PartitionQuery, UpstreamInput};
+use crate::job::{BadRowVerdict, BadRows, InputSource};
+use crate::project::Project;
 use deltalake::arrow::datatypes::SchemaRef;
-use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::datafusion::catalog::TableProvider;
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::kernel::Add;
-use futures::FutureExt as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tracing::warn;
 
-/// A partition's new files, uploaded but not committed, and the rows they hold.
-struct WrittenFiles {
-    adds: Vec<Add>,
-    /// The table's schema the files were written under.
-    written_under: String,
-    rows: u64,
-    /// The rows' profile, built as they streamed.
-    profile: crate::quality::Profile,
-    /// The conformed rows, kept for the audit while the engine's memory pool has room for
-    /// them; `None`: the audit reads the uploaded files back.
-    kept: Option<KeptRows>,
-    target: SchemaRef,
-    /// Output rows left out because they do not fit the table.
-    rejected: BadRowLog,
-    /// The text files read (the denominator of a `max_bad_rows` fraction).
-    text_files: Vec<engine::TextFile>,
+/// The write step of a run: what it reads (the project as the run started, the catalog for
+/// the checks' baseline), the engine that computes, the lease it commits under, and the
+/// bound on partitions computing at once.
+pub(super) struct PartitionWrite<'r> {
+    pub project: Arc<Project>,
+    pub catalog: &'r Catalog,
+    pub engine: &'r Engine,
+    pub cluster: &'r crate::cluster::Cluster,
+    pub clock: &'r SharedClock,
+    pub leases: &'r Leases,
+    pub compute: Option<&'r Arc<tokio::sync::Semaphore>>,
 }
 
-/// New rows kept for the audit, and the room they take in the engine's memory pool (given
-/// back when dropped).
-struct KeptRows {
-    batches: Vec<RecordBatch>,
-    _room: AuditReservation,
-}
-
-/// A failed write, with the CSV files it read (for the bad-row scan).
-type WriteFailure = (RunError, Vec<engine::TextFile>);
-
-impl Runner {
+impl PartitionWrite<'_> {
     /// Computes, audits and commits the partition; returns its rows and Delta version.
-    pub(super) async fn write_and_commit(
+    pub(super) async fn run(
         &self,
         a: &Attempt<'_>,
         upstream: Vec<UpstreamInput>,
@@ -153,7 +140,7 @@ impl Runner {
         query: &mut PartitionQuery<'_>,
     ) -> Result<WrittenFiles, RunError> {
         let permit = self.compute_permit().await;
-        let written = self.write_files(a, query).await;
+        let written = self.files(a, query).await;
         drop(permit);
         let (e, text_files) = match written {
             Ok(done) => return Ok(done),
@@ -163,7 +150,7 @@ impl Runner {
             return Err(e);
         }
         // A read failed: find which rows, by file and line.
-        let bad = Engine::find_bad_rows(&text_files, &self.project().settings.root)?;
+        let bad = Engine::find_bad_rows(&text_files, &self.project.settings.root)?;
         if bad.is_empty() {
             return Err(e);
         }
@@ -204,156 +191,32 @@ impl Runner {
         }
         query.without_bad_rows = Some(bad);
         let _permit = self.compute_permit().await;
-        self.write_files(a, query).await.map_err(|(e, _)| e)
+        self.files(a, query).await.map_err(|(e, _)| e)
     }
 
-    /// Runs the query and uploads its output as new files; returns their `add` actions.
-    /// On failure, also returns the CSV files read, for the bad-row scan.
-    async fn write_files(
+    /// A place among the partitions computing at once, when they are bounded.
+    async fn compute_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        match self.compute {
+            Some(s) => s.clone().acquire_owned().await.ok(),
+            None => None,
+        }
+    }
+
+    /// The new files, computed where the job runs: the embedded engine, or a cluster.
+    async fn files(
         &self,
         a: &Attempt<'_>,
         query: &PartitionQuery<'_>,
     ) -> Result<WrittenFiles, WriteFailure> {
-        if self.engine.kind_of(a.job) == crate::config::EngineKind::Ballista {
-            return self.write_files_on_cluster(a, query).await;
-        }
-        let job = a.job;
-        let project = self.project();
-        let mut output = self
-            .engine
-            .output(query, &a.schema, |column| {
-                unknown_column_hint(&project, job, column)
-            })
-            .await
-            .map_err(|(e, files)| (e.into(), files))?;
-        let text_files = output.text_files.clone();
-        let fail = |e: RunError| (e, text_files.clone());
-        // The table as of the last commit: a commit under way does not hold up the compute.
-        let mut writer =
-            PartitionWriter::new(&a.handle.url, &a.handle.latest()).map_err(|e| fail(e.into()))?;
-        // The audit reads the new rows again: they are kept while the engine's memory
-        // pool has room for them, and profiled as they pass.
-        let mut profiler = crate::quality::profiler::Profiler::new(output.target_schema());
-        let room = self
-            .engine
-            .audit_reservation(format!("audit of {} {}", job.name, a.key));
-        // A job without checks needs only the profile: nothing is kept.
-        let mut kept = (!job.checks.is_empty()).then(Vec::new);
-        let mut room = Some(room);
-        // Rows of the output that do not fit the table, set aside under bad_rows = "skip".
-        let mut rejected = BadRowLog::default();
-        while let Some(fitted) = output.next().await {
-            let fitted = fitted.map_err(|(e, files)| (e.into(), files))?;
-            for b in fitted.rejected {
-                set_aside(&mut rejected, b).map_err(|e| fail(RunError::BadRows(e)))?;
-            }
-            profiler.update(&fitted.batch);
-            if let (Some(k), Some(r)) = (&mut kept, &mut room)
-                && fitted.batch.num_rows() > 0
-            {
-                if r.try_grow(fitted.batch.get_array_memory_size()) {
-                    k.push(fitted.batch.clone());
-                } else {
-                    kept = None;
-                    room = None;
-                }
-            }
-            writer
-                .write(fitted.batch)
-                .await
-                .map_err(|e| fail(e.into()))?;
-        }
-        let rows = writer.rows();
-        let written_under = writer.schema_json().to_string();
-        let adds = writer.finish().await.map_err(|e| fail(e.into()))?;
-        Ok(WrittenFiles {
-            adds,
-            written_under,
-            rows,
-            profile: profiler.finish(),
-            kept: kept.zip(room).map(|(batches, room)| KeptRows {
-                batches,
-                _room: room,
-            }),
-            target: output.target_schema(),
-            rejected,
-            text_files,
-        })
-    }
-
-    /// [`Runner::write_files`] for a job that runs on Ballista: the executors compute, fit
-    /// and upload; the new rows are then profiled from the uploaded files, which the audit
-    /// reads too.
-    async fn write_files_on_cluster(
-        &self,
-        a: &Attempt<'_>,
-        query: &PartitionQuery<'_>,
-    ) -> Result<WrittenFiles, WriteFailure> {
-        let project = self.project();
-        let latest = a.handle.latest();
-        let layout = crate::delta::WriterLayout::of(&latest);
-        let written_under = layout.schema_json.clone();
-        let mut rejected = BadRowLog::default();
-        let written = self
-            .engine
-            .write_on_cluster(
-                query,
-                &a.schema,
-                (&a.handle.url, layout),
-                |column| unknown_column_hint(&project, a.job, column),
-                |b| set_aside(&mut rejected, b),
-            )
-            .await
-            .map_err(|(e, files)| (e.into(), files))?;
-        let profile = self.profile_uploaded(a, &written.adds).await;
-        let profile = match profile {
-            Ok(p) => p,
-            Err(e) => {
-                delete_unpublished(&a.handle.url, &written.adds).await;
-                return Err((e, written.text_files));
-            }
+        let on = ComputeOn {
+            project: &self.project,
+            engine: self.engine,
+            cluster: self.cluster,
         };
-        Ok(WrittenFiles {
-            adds: written.adds,
-            written_under,
-            rows: written.rows,
-            profile,
-            kept: None,
-            target: written.target,
-            rejected,
-            text_files: written.text_files,
-        })
-    }
-
-    /// The profile of a partition's uploaded files, read back as they stream.
-    async fn profile_uploaded(
-        &self,
-        a: &Attempt<'_>,
-        adds: &[Add],
-    ) -> Result<crate::quality::Profile, RunError> {
-        let ctx = self.engine.session();
-        let partition: Vec<_> = a
-            .job
-            .partition_values(&a.schema, &a.key)
-            .into_iter()
-            .map(|v| (v.column, v.value))
-            .collect();
-        let table =
-            crate::delta::uploaded_files(&ctx, &a.handle.latest(), &a.schema, &partition, adds)?;
-        let read = |e: deltalake::datafusion::error::DataFusionError| {
-            RunError::Engine(engine::execution_error(e))
-        };
-        let mut rows = ctx
-            .read_table(table)
-            .map_err(read)?
-            .execute_stream()
-            .await
-            .map_err(read)?;
-        let mut profiler = crate::quality::profiler::Profiler::new(rows.schema());
-        while let Some(batch) = futures::StreamExt::next(&mut rows).await {
-            profiler.update(&batch.map_err(read)?);
+        match self.engine.kind_of(a.job) {
+            EngineKind::Datafusion => Embedded.files(&on, a, query).await,
+            EngineKind::Ballista => OnCluster.files(&on, a, query).await,
         }
-        Ok(profiler.finish())
     }
 
     /// Runs the job's checks on the new rows (kept in memory, or the uploaded files read
@@ -431,31 +294,9 @@ impl Runner {
                 job: a.job.name.to_string(),
             },
         };
-        a.handle.commit(item, self.still_leased(a)).await
-    }
-
-    /// Asked just before a commit of the run's output or dead letters: is the lease still
-    /// ours? Renewed rather than only looked at: a lease whose heartbeat came late but that
-    /// nobody took is still ours, and the commit that follows gets a whole TTL.
-    fn still_leased(&self, a: &Attempt<'_>) -> StillLeased {
-        let (catalog, clock) = (self.catalog.clone(), self.clock.clone());
-        let (lease, lost) = (a.lease.clone(), a.lost.clone());
-        let ttl_ms = self.lease_ttl.as_millis() as i64;
-        std::sync::Arc::new(move || {
-            let (catalog, clock, lease, lost) =
-                (catalog.clone(), clock.clone(), lease.clone(), lost.clone());
-            async move {
-                if lost.load(Ordering::SeqCst) {
-                    return LeaseCheck::TakenOver;
-                }
-                match catalog.renew_lease(&lease, ttl_ms, clock.now_ms()).await {
-                    Ok(true) => LeaseCheck::Held,
-                    Ok(false) => LeaseCheck::TakenOver,
-                    Err(e) => LeaseCheck::Unconfirmed(crate::redact::redact_text(&e.to_string())),
-                }
-            }
-            .boxed()
-        })
+        a.handle
+            .commit(item, self.leases.still_leased(&a.lease, &a.lost))
+            .await
     }
 
     /// Records the dead letters of a run that fails for its bad rows. A failure here is
@@ -482,7 +323,7 @@ impl Runner {
         if !reads_files && a.job.bad_rows == BadRows::Fail {
             return Ok(());
         }
-        let url = crate::dead_letters::table_url(&self.project().settings.warehouse, &a.job.name);
+        let url = crate::dead_letters::table_url(&self.project.settings.warehouse, &a.job.name);
         let letters = crate::dead_letters::Letters {
             partition: a.key.to_string(),
             run_id: a.run_id.clone(),
@@ -497,31 +338,7 @@ impl Runner {
             );
             return Err(DeltaError::below(crate::delta::Doing::Write, &url, reset));
         }
-        crate::dead_letters::replace(&url, &letters, self.still_leased(a)).await
+        crate::dead_letters::replace(&url, &letters, self.leases.still_leased(&a.lease, &a.lost))
+            .await
     }
-}
-
-/// What to do about a column the SQL produces and the table lacks: apply the migration that
-/// adds it, when one is pending; else change the SQL or add a migration.
-fn unknown_column_hint(project: &crate::project::Project, job: &Job, column: &str) -> String {
-    match crate::project::migration_files::file_adding_column(
-        &project.migrations,
-        job.table.as_str(),
-        column,
-    ) {
-        Some(f) => format!(
-            "it is added by migrations/{}, not applied: run `sluice migrate` first (schema changes deploy before the code that uses them)",
-            f.name
-        ),
-        None => "remove it from the SELECT, or add the column to the table with a migration".into(),
-    }
-}
-
-/// Sets an output row that does not fit the table aside (bad_rows = "skip"), with a log
-/// line for the first ones.
-fn set_aside(rejected: &mut BadRowLog, b: engine::BadRow) -> Result<(), engine::BadRowError> {
-    if rejected.len() < crate::engine::bad_row_log::SHOWN as u64 {
-        warn!(row = b.line, error = %b.error, raw = %b.raw, "leaving out an output row that does not fit the table (bad_rows = \"skip\")");
-    }
-    rejected.push(b)
 }

@@ -2,26 +2,21 @@
 //! partition again, backfill a range, promote a version, roll back. Each is a POST that
 //! needs the token (the guard checks it: 401) and the page's CSRF token (checked here:
 //! 403), and each calls the application layer its CLI command calls (`app`), with the same checks and
-//! the same leases: `Runner::run_partition` (`sluice run`), `backfill::plan` and
+//! the same leases: `Runner::run` (`sluice run`), `backfill::plan` and
 //! `backfill::execute` (`sluice backfill`), `app::flip`
 //! (`sluice promote`, `sluice rollback`). Runs and backfills go on in the background; the
 //! answer sends the browser to the page that shows them.
 
 use super::UiError;
 use super::pages::{error_page, job_named};
-use super::server::UiState;
+use super::state::{Actions, UiState};
 use crate::backfill;
-use crate::run::{Runner, Trigger};
+use crate::run::{RunRequest, Trigger};
 use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use std::sync::Arc;
 use tracing::{info, warn};
-
-/// What an action needs beyond reading: a runner leasing as this process.
-pub struct Actions {
-    pub runner: Arc<Runner>,
-}
 
 /// Every action's form carries the page's CSRF token.
 #[derive(serde::Deserialize)]
@@ -89,7 +84,7 @@ pub async fn rerun(
     let page = format!("/jobs/{}/partitions/{key}", job.name);
     info!(job = %job.name, partition = %key, "run asked from the web view");
     tokio::spawn(async move {
-        let report = runner.run_partition(&job, key, Trigger::Run).await;
+        let report = runner.run(RunRequest::new(&job, key, Trigger::Run)).await;
         info!(job = %report.job, partition = %report.partition, state = %report.state, "run from the web view ended");
     });
     Redirect::to(&page).into_response()

@@ -10,10 +10,11 @@ mod actions;
 mod grid;
 mod pages;
 mod server;
+mod state;
 
 pub use access::Access;
-pub use actions::Actions;
-pub use server::{UiState, router, serve};
+pub use server::{router, serve};
+pub use state::{Actions, UiState};
 
 use std::net::SocketAddr;
 

@@ -2,13 +2,10 @@
 //! and headers that keep the browser from loading or framing anything else), sign-in, the
 //! embedded assets, and serving on a listener.
 
-use super::access::{self, Access};
-use super::actions::{self, Actions};
+use super::access;
+use super::actions;
 use super::pages;
-use crate::catalog::Catalog;
-use crate::clock::SharedClock;
-use crate::daemon::metrics::Metrics;
-use crate::project::Project;
+use super::state::UiState;
 use askama::Template;
 use axum::Router;
 use axum::extract::{Form, Request, State};
@@ -17,37 +14,6 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use std::sync::Arc;
-
-/// What the pages read from. `project` gives the project as it is now: the daemon's
-/// reloaded one, or the one `sluice ui` loaded.
-pub struct UiState {
-    pub project: Box<dyn Fn() -> Arc<Project> + Send + Sync>,
-    pub catalog: Catalog,
-    pub clock: SharedClock,
-    /// For the comparison of two versions.
-    pub engine: crate::engine::Engine,
-    pub access: Access,
-    /// Served by a daemon: its counters (`/metrics`, `/health`) and its queue.
-    pub daemon: Option<Arc<Metrics>>,
-    /// With `--allow-actions`: what the forms act through.
-    pub actions: Option<Actions>,
-}
-
-impl UiState {
-    pub fn project(&self) -> Arc<Project> {
-        (self.project)()
-    }
-
-    /// The CSRF token the pages put in their forms; none when actions are off.
-    pub fn csrf(&self) -> Option<String> {
-        self.actions.as_ref().map(|_| self.access.csrf_token())
-    }
-
-    /// What the daemon serving the pages has queued; nothing without one.
-    pub fn queue(&self) -> super::grid::Queue {
-        self.daemon.as_ref().map(|m| m.queue()).unwrap_or_default()
-    }
-}
 
 const CSS: &str = include_str!("assets/ui.css");
 const JS: &str = include_str!("assets/ui.js");

@@ -52,8 +52,7 @@ pub(crate) async fn all_rows(p: &TestProject) -> BTreeMap<&'static str, Vec<Stri
 
 /// The rows a clean, uninterrupted backfill of the sample month writes.
 pub(crate) async fn clean_run_rows(jobs: &[&str]) -> BTreeMap<&'static str, Vec<String>> {
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     let mut args = vec!["backfill"];
     args.extend_from_slice(jobs);
     args.extend_from_slice(&["--from", "2024-01-01", "--to", "2024-01-31"]);
@@ -63,8 +62,7 @@ pub(crate) async fn clean_run_rows(jobs: &[&str]) -> BTreeMap<&'static str, Vec<
 
 #[test]
 fn dry_run_lists_exactly_what_the_real_run_then_does() {
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     // Some history: one day complete, one failed.
     p.ok(&["run", "clean_orders", "--partition", "2024-01-02"]);
     let sql = p.read("jobs/clean_orders.sql");
@@ -226,8 +224,7 @@ async fn a_killed_backfill_resumes_where_it_stopped_and_ends_with_a_clean_runs_r
 #[tokio::test]
 async fn two_overlapping_backfills_never_write_a_partition_twice() {
     let clean = clean_run_rows(&["clean_orders", "daily_revenue"]).await;
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     let a_args = [
         "backfill",
         "clean_orders",
@@ -323,8 +320,7 @@ async fn two_overlapping_backfills_never_write_a_partition_twice() {
 
 #[test]
 fn a_failing_partition_stops_only_itself_and_its_dependents() {
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     // The SQL fails for one day only.
     let sql = p.read("jobs/clean_orders.sql").replace(
         "WHERE status <> 'cancelled'",
@@ -392,8 +388,7 @@ fn a_failing_partition_stops_only_itself_and_its_dependents() {
     );
 
     // --fail-fast starts nothing after the first failure.
-    let q = TestProject::sample();
-    q.ok(&["migrate"]);
+    let q = TestProject::migrated();
     q.write("jobs/clean_orders.sql", &sql);
     let s = q
         .run(&[
@@ -417,8 +412,7 @@ fn a_failing_partition_stops_only_itself_and_its_dependents() {
 
 #[test]
 fn backfill_arguments_are_checked() {
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     for (args, says) in [
         (
             vec!["backfill", "--from", "2024-02-01", "--to", "2024-01-01"],
@@ -476,17 +470,12 @@ fn backfill_arguments_are_checked() {
     let q = TestProject::sample();
     let out = q.run(&["backfill", "--from", "2024-01-01", "--to", "2024-01-02"]);
     assert_eq!(out.code, 2);
-    assert!(
-        out.stderr.contains("run `sluice migrate` first"),
-        "{}",
-        out.context()
-    );
+    out.complains("run `sluice migrate` first");
 }
 
 #[test]
 fn stale_partitions_are_those_written_by_other_code() {
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     p.ok(&[
         "backfill",
         "clean_orders",
@@ -544,8 +533,7 @@ fn stale_partitions_are_those_written_by_other_code() {
 
 #[test]
 fn transient_failures_are_retried_and_sql_errors_are_not() {
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     let spec = p
         .read("jobs/clean_orders.toml")
         .replace("backoff_seconds = 5", "backoff_seconds = 0.05");
@@ -564,11 +552,7 @@ fn transient_failures_are_retried_and_sql_errors_are_not() {
     assert_eq!(out.code, 0, "{}", out.context());
     let r = out.json();
     assert_eq!(r["attempts"], 2, "one transient failure, one retry: {r:#}");
-    assert!(
-        out.stderr.contains("transient failure; retrying"),
-        "{}",
-        out.context()
-    );
+    out.complains("transient failure; retrying");
 
     p.write("jobs/clean_orders.sql", "SELECT no_such_column FROM orders");
     let out = p.run(&[

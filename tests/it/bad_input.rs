@@ -19,12 +19,12 @@ fn an_input_path_that_could_leave_the_project_fails_validation() {
         "{}",
         out.context()
     );
-    assert!(out.stdout.contains("`..` segment"), "{}", out.context());
+    out.says("`..` segment");
     // Nothing runs from it either.
     p.ok(&["migrate"]);
     let run = p.run(&["run", "clean_orders", "--partition", "2024-01-02"]);
     assert_eq!(run.code, 2, "{}", run.context());
-    assert!(run.stderr.contains("`..` segment"), "{}", run.context());
+    run.complains("`..` segment");
 }
 
 #[test]
@@ -90,11 +90,7 @@ fn tables_lists_migrated_tables_before_anything_is_written() {
     ] {
         assert!(text.stdout.contains(t), "{t}{}", text.context());
     }
-    assert!(
-        text.stdout.contains("nothing written yet"),
-        "{}",
-        text.context()
-    );
+    text.says("nothing written yet");
     let json = p.ok(&["tables", "--output", "json"]).json();
     let tables: Vec<(&str, &serde_json::Value)> = json
         .as_array()
@@ -113,16 +109,8 @@ fn a_catalog_that_cannot_be_written_is_named_at_once_not_after_a_pool_timeout() 
         // On PostgreSQL: an unreachable server is named at once.
         let out = p.run(&["--catalog", "postgres://sluice@127.0.0.1:1/none", "status"]);
         assert_eq!(out.code, 2, "{}", out.context());
-        assert!(
-            out.stderr.contains("Connection refused"),
-            "{}",
-            out.context()
-        );
-        assert!(
-            out.stderr.contains("check that the server is up"),
-            "{}",
-            out.context()
-        );
+        out.complains("Connection refused");
+        out.complains("check that the server is up");
         return;
     }
     // A folder made immutable (root included): no file can be created in it, as in a
@@ -137,7 +125,7 @@ fn a_catalog_that_cannot_be_written_is_named_at_once_not_after_a_pool_timeout() 
     let took = started.elapsed();
     drop(frozen);
     assert_eq!(out.code, 2, "{}", out.context());
-    assert!(out.stderr.contains("not writable"), "{}", out.context());
+    out.complains("not writable");
     assert!(!out.stderr.contains("pool timed out"), "{}", out.context());
     // Generous: the point is "not the 30 s pool timeout".
     assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
@@ -147,8 +135,7 @@ fn a_catalog_that_cannot_be_written_is_named_at_once_not_after_a_pool_timeout() 
 
 #[test]
 fn bytes_that_are_not_utf8_make_a_dead_letter_not_a_failed_partition() {
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     let day = "2024-01-05";
     let rows_of = |out: &crate::util::Output| out.json()["rows"].as_u64().unwrap();
     let before = rows_of(&p.ok(&[
@@ -322,11 +309,7 @@ fn every_unusable_json_line_is_a_dead_letter_with_file_and_line() {
     );
     let out = p.run(&["run", "events", "--partition", "2024-03-01"]);
     assert_eq!(out.code, 1, "{}", out.context());
-    assert!(
-        out.stderr.contains("data/dt=2024-03-01/events.ndjson:2:"),
-        "{}",
-        out.context()
-    );
+    out.complains("data/dt=2024-03-01/events.ndjson:2:");
 }
 
 #[test]
@@ -391,8 +374,7 @@ fn a_warehouse_that_cannot_be_written_fails_each_partition_once_with_the_cause_a
 
 #[test]
 fn a_run_that_straddles_a_migration_writes_under_the_new_schema() {
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     let day = "2024-01-09";
     // The run waits 3 s before its commit; the migration lands meanwhile.
     let (mut run, log) = p.spawn(

@@ -47,7 +47,7 @@ fn the_sample_month_on_ballista_writes_what_the_embedded_engine_writes() {
     );
     for p in [&embedded, &cluster] {
         p.ok(&["migrate"]);
-        let out = p.ok(&["backfill", "--from", "2024-01-01", "--to", "2024-01-31"]);
+        let out = p.backfill("2024-01-01", "2024-01-31");
         // Nothing failed: no line at error level (deltalake's resolved conflicts,
         // Ballista's failed job whose bad rows sluice then sets aside, are not errors).
         let errors: Vec<&str> = out
@@ -80,7 +80,7 @@ fn an_unreachable_scheduler_is_named() {
     p.ok(&["migrate"]);
     let out = p.run(&["run", "clean_orders", "--partition", "2024-01-05"]);
     assert_eq!(out.code, 1, "{}", out.context());
-    assert!(out.stderr.contains("127.0.0.1:9"), "{}", out.context());
+    out.complains("127.0.0.1:9");
     assert!(
         crate::util::data_files(&p.warehouse_table("clean_orders", 1)).is_empty(),
         "{}",
@@ -97,14 +97,14 @@ fn a_ballista_engine_without_a_scheduler_is_refused() {
     p.write("sluice.toml", &format!("{base}kind = \"ballista\"\n"));
     let out = p.run(&["validate"]);
     assert_eq!(out.code, 2, "{}", out.context());
-    assert!(out.stderr.contains("engine.scheduler"), "{}", out.context());
+    out.complains("engine.scheduler");
     p.write(
         "sluice.toml",
         &format!("{base}kind = \"ballista\"\nscheduler = \"scheduler-host\"\n"),
     );
     let out = p.run(&["validate"]);
     assert_eq!(out.code, 2, "{}", out.context());
-    assert!(out.stderr.contains("df://HOST:PORT"), "{}", out.context());
+    out.complains("df://HOST:PORT");
 }
 
 /// `sluice ballista` processes of a test, SIGKILLed when it ends, however it ends.
@@ -190,7 +190,7 @@ fn spawn_elsewhere(
 /// the client's temporary folder `hidden` (see [`spawn_elsewhere`]); returns the
 /// scheduler's address.
 fn start_cluster(p: &TestProject, failpoint: &str, hidden: &Path) -> (Cluster, String) {
-    let port = crate::daemon::free_port;
+    let port = crate::daemon_process::free_port;
     let scheduler = format!("127.0.0.1:{}", port());
     let mut cluster = Cluster {
         processes: Vec::new(),

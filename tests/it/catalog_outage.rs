@@ -31,7 +31,7 @@ impl OwnPostgres {
         let pg = OwnPostgres {
             bin,
             dir,
-            port: crate::daemon::free_port(),
+            port: crate::daemon_process::free_port(),
         };
         if is_root() {
             // PostgreSQL refuses to run as root: the cluster belongs to the postgres user.
@@ -141,7 +141,7 @@ fn a_catalog_outage_longer_than_the_lease_is_said_and_run_again_by_the_daemon() 
     // Longer than the lease, and than the pool's wait for a connection.
     std::thread::sleep(Duration::from_secs(35));
     pg.ctl("start");
-    crate::daemon::wait_complete(&p, 2, Duration::from_secs(120));
+    crate::daemon_process::wait_complete(&p, 2, Duration::from_secs(120));
     crate::util::sigterm(&daemon);
     crate::util::wait_exit(&mut daemon, Duration::from_secs(30));
     let text = std::fs::read_to_string(&log).unwrap();

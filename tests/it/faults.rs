@@ -39,7 +39,7 @@ impl FlakyS3 {
             .prefix("sluice-flaky-s3-")
             .tempdir()
             .unwrap();
-        let port = crate::daemon::free_port();
+        let port = crate::daemon_process::free_port();
         let moto = Command::new("python3")
             .args([
                 "-m",
@@ -324,9 +324,8 @@ fn a_commit_whose_answer_is_lost_is_found_in_the_log_not_made_again() {
 /// at every step, and the tables end equal to a clean run's.
 #[test]
 fn the_month_on_a_flaky_s3_ends_as_a_clean_run() {
-    let clean = TestProject::sample();
-    clean.ok(&["migrate"]);
-    clean.ok(&["backfill", "--from", "2024-01-01", "--to", "2024-01-31"]);
+    let clean = TestProject::migrated();
+    clean.backfill("2024-01-01", "2024-01-31");
 
     let s3 = FlakyS3::start();
     let p = S3Project::new();
@@ -413,14 +412,12 @@ fn the_month_on_a_flaky_s3_ends_as_a_clean_run() {
 /// complete partition ever lacks its dead letters.
 #[test]
 fn a_partition_is_not_published_without_its_dead_letters() {
-    let clean = TestProject::sample();
-    clean.ok(&["migrate"]);
+    let clean = TestProject::migrated();
     clean.ok(&JANUARY);
     let want = dead_letters(&clean);
     assert!(!want.is_empty(), "the sample month has bad rows");
 
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     let out = p.run_env(&JANUARY, &[("SLUICE_FAILPOINT", "dead_letters_write")]);
     assert_eq!(
         out.code,
@@ -509,8 +506,7 @@ fn a_full_disk_fails_partitions_clearly_and_loses_no_dead_letter() {
         eprintln!("skipped: mounting a small tmpfs needs root (CI runs as root)");
         return;
     }
-    let clean = TestProject::sample();
-    clean.ok(&["migrate"]);
+    let clean = TestProject::migrated();
     clean.ok(&JANUARY);
     let want_letters = dead_letters(&clean);
 

@@ -41,8 +41,7 @@ fn shorter_leases(p: &TestProject) {
 
 #[tokio::test]
 async fn a_partition_run_writes_rows_that_independent_readers_see() {
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     let report = p
         .ok(&[
             "run",
@@ -101,8 +100,7 @@ async fn a_partition_run_writes_rows_that_independent_readers_see() {
 
 #[tokio::test]
 async fn rerunning_a_partition_gives_the_same_rows_in_one_more_commit_and_leaves_others_alone() {
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     p.ok(&["run", "clean_orders", "--partition", "2024-01-02"]);
     p.ok(&["run", "clean_orders", "--partition", "2024-01-03"]);
     let dir = p.warehouse_table("clean_orders", 1);
@@ -197,11 +195,7 @@ async fn sigkill_before_the_commit_leaves_the_previous_content_and_the_next_run_
         "--output",
         "json",
     ]);
-    assert!(
-        out.stderr.contains("previous run died before committing"),
-        "{}",
-        out.context()
-    );
+    out.complains("previous run died before committing");
     let after = read_delta_rows(&dir, Some("dt = DATE '2024-01-04'")).await;
     assert_eq!(after.len(), clean.len(), "no duplicates");
     let doubled: Vec<String> = after
@@ -235,11 +229,7 @@ async fn sigkill_after_the_commit_is_reconciled_from_the_delta_log() {
 
     std::thread::sleep(Duration::from_millis(2200));
     let out = p.ok(&["run", "clean_orders", "--partition", "2024-01-05"]);
-    assert!(
-        out.stderr.contains("previous run's commit had landed"),
-        "{}",
-        out.context()
-    );
+    out.complains("previous run's commit had landed");
     assert_eq!(delta_log_version(&dir), v + 1);
     assert_eq!(
         read_delta_rows(&dir, Some("dt = DATE '2024-01-05'")).await,
@@ -382,8 +372,7 @@ fn the_sample_project_validates_and_plans_its_sql() {
 
 #[test]
 fn sql_that_does_not_fit_the_table_is_refused_naming_the_column_and_both_types() {
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     let sql = p.read("jobs/clean_orders.sql");
     p.write(
         "jobs/clean_orders.sql",
@@ -407,12 +396,8 @@ fn sql_that_does_not_fit_the_table_is_refused_naming_the_column_and_both_types()
     );
     let out = p.run(&["run", "clean_orders", "--partition", "2024-01-02"]);
     assert_eq!(out.code, 1, "{}", out.context());
-    assert!(
-        out.stderr.contains(
-            "column `quantity`: the SQL produces STRING but table `clean_orders` declares INT"
-        ),
-        "{}",
-        out.context()
+    out.complains(
+        "column `quantity`: the SQL produces STRING but table `clean_orders` declares INT",
     );
 
     p.write(
@@ -421,33 +406,20 @@ fn sql_that_does_not_fit_the_table_is_refused_naming_the_column_and_both_types()
     );
     let out = p.run(&["run", "clean_orders", "--partition", "2024-01-02"]);
     assert_eq!(out.code, 1, "{}", out.context());
-    assert!(
-        out.stderr.contains("does not produce column `customer_id`"),
-        "{}",
-        out.context()
-    );
+    out.complains("does not produce column `customer_id`");
     // validate finds the same without reading data
     let v = p.run(&["validate"]);
-    assert!(v.stdout.contains("customer_id"), "{}", v.context());
+    v.says("customer_id");
 }
 
 #[test]
 fn corrupt_rows_fail_naming_file_and_line_or_are_skipped_with_a_log_line() {
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     // skip (the sample job's setting): the run succeeds and names the row it left out.
     let out = p.ok(&["run", "clean_orders", "--partition", "2024-01-07"]);
-    assert!(
-        out.stdout.contains("skipped 1 bad input row"),
-        "{}",
-        out.context()
-    );
-    assert!(out.stdout.contains("sample-data/orders/dt=2024-01-07/orders.csv:43: column `quantity`: `two` is not a valid INT"), "{}", out.context());
-    assert!(
-        out.stderr.contains("skipping bad input row"),
-        "{}",
-        out.context()
-    );
+    out.says("skipped 1 bad input row");
+    out.says("sample-data/orders/dt=2024-01-07/orders.csv:43: column `quantity`: `two` is not a valid INT");
+    out.complains("skipping bad input row");
 
     // fail (the default): the run fails and says where.
     let spec = p
@@ -481,8 +453,7 @@ fn corrupt_rows_fail_naming_file_and_line_or_are_skipped_with_a_log_line() {
 
 #[test]
 fn every_log_line_of_a_run_carries_its_run_id() {
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     let out = p.ok(&[
         "run",
         "clean_orders",
@@ -514,8 +485,7 @@ fn every_log_line_of_a_run_carries_its_run_id() {
 
 #[test]
 fn partition_values_are_parsed_never_spliced() {
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     for bad in [
         "2024-01-01' OR '1'='1",
         "../2024-01-01",
@@ -535,8 +505,7 @@ fn partition_values_are_parsed_never_spliced() {
 
 #[tokio::test]
 async fn the_chain_of_sample_jobs_agrees_with_itself() {
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     for d in 1..=31 {
         p.ok(&[
             "run",
@@ -614,8 +583,7 @@ fn the_readme_main_command_works_as_written() {
 
 #[tokio::test]
 async fn a_downstream_partition_reads_only_its_upstream_partition() {
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     for d in ["2024-01-06", "2024-01-07"] {
         p.ok(&["run", "clean_orders", "--partition", d]);
     }

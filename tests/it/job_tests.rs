@@ -28,11 +28,7 @@ fn the_sample_projects_tests_pass_with_a_junit_report_and_leave_no_trace() {
     let p = TestProject::sample();
     let before = top_level(&p);
     let out = p.ok(&["test", "--junit", "report.xml"]);
-    assert!(
-        out.stdout.contains("6 passed, 0 failed"),
-        "{}",
-        out.context()
-    );
+    out.says("6 passed, 0 failed");
     // Nothing but the report: no catalog folder, no warehouse.
     let mut expected = before.clone();
     expected.push("report.xml".into());
@@ -87,11 +83,7 @@ fn a_changed_sql_fails_naming_the_job_the_test_and_the_differing_rows() {
         out.context()
     );
     // Tests of other jobs still pass; the report carries the diff.
-    assert!(
-        out.stdout.contains("ok    daily_revenue / "),
-        "{}",
-        out.context()
-    );
+    out.says("ok    daily_revenue / ");
     let report = p.read("report.xml");
     assert!(report.contains("failures=\"2\""), "{report}");
     assert!(
@@ -332,13 +324,7 @@ fn every_option_passes_when_it_holds_and_fails_when_it_does_not() {
             "`{name}` should say `{says}`:\n{block}"
         );
     }
-    assert!(
-        out.stdout.contains(
-            "unexpected dead letter: input `orders`, jobs/tests/fixtures/orders_broken.csv:3"
-        ),
-        "{}",
-        out.context()
-    );
+    out.says("unexpected dead letter: input `orders`, jobs/tests/fixtures/orders_broken.csv:3");
 }
 
 #[test]
@@ -369,8 +355,7 @@ fn validate_names_what_a_test_file_gets_wrong() {
 
 #[test]
 fn update_and_create_round_trip_through_the_job_s_code() {
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     p.ok(&[
         "backfill",
         "clean_orders",
@@ -405,11 +390,7 @@ fn update_and_create_round_trip_through_the_job_s_code() {
     );
     // Passes as created.
     let out = p.ok(&["test"]);
-    assert!(
-        out.stdout.contains("8 passed, 0 failed"),
-        "{}",
-        out.context()
-    );
+    out.says("8 passed, 0 failed");
     assert!(line_of(&out.stdout, "sampled_2024-01-12").starts_with("ok"));
 
     // Fails after the SQL changes ...
@@ -430,7 +411,7 @@ fn update_and_create_round_trip_through_the_job_s_code() {
     );
     // ... --update writes what it makes now as expected (and passes) ...
     let updated = p.ok(&["test", "daily_revenue", "--update"]);
-    assert!(updated.stdout.contains("0 failed"), "{}", updated.context());
+    updated.says("0 failed");
     assert!(
         updated
             .stderr
@@ -447,6 +428,6 @@ fn update_and_create_round_trip_through_the_job_s_code() {
     p.write("jobs/daily_revenue.sql", &original);
     let out = p.run(&["test", "daily_revenue"]);
     assert_eq!(out.code, 1, "{}", out.context());
-    assert!(out.stdout.contains("~ changed"), "{}", out.context());
-    assert!(out.stdout.contains("orders expected"), "{}", out.context());
+    out.says("~ changed");
+    out.says("orders expected");
 }

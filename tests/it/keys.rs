@@ -70,8 +70,7 @@ async fn rows(p: &TestProject) -> BTreeMap<&'static str, Vec<String>> {
 
 /// The rows of a clean, uninterrupted backfill of January for both jobs.
 async fn clean_january() -> BTreeMap<&'static str, Vec<String>> {
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     p.ok(&[
         "backfill",
         "clean_orders",
@@ -91,7 +90,7 @@ fn statuses(p: &TestProject, job: &str) -> BTreeMap<String, String> {
 }
 
 /// Each row's partition and its text field `field`, from a JSON array of rows.
-fn partition_and(rows: &serde_json::Value, field: &str) -> Vec<(String, String)> {
+pub(crate) fn partition_and(rows: &serde_json::Value, field: &str) -> Vec<(String, String)> {
     rows.as_array()
         .unwrap()
         .iter()
@@ -106,8 +105,7 @@ fn partition_and(rows: &serde_json::Value, field: &str) -> Vec<(String, String)>
 
 #[tokio::test]
 async fn a_backfill_of_31_days_by_8_regions_runs_each_day_and_region_once() {
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     let summary = p
         .ok(&[
             "backfill",
@@ -212,8 +210,7 @@ async fn a_killed_backfill_of_days_by_regions_reruns_to_a_clean_runs_rows() {
 #[tokio::test]
 async fn overlapping_backfills_of_days_and_regions_write_each_partition_once() {
     let clean = clean_january().await;
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     p.ok(&[
         "backfill",
         "clean_orders",
@@ -463,22 +460,14 @@ fn hostile_keys_are_refused_where_they_enter() {
     p.write("jobs/keys.txt", "good\n# a comment\n../../etc\nfine\n");
     let out = p.run(&["validate"]);
     assert_ne!(out.code, 0);
-    assert!(
-        out.stdout.contains("jobs/keys.txt, line 3"),
-        "{}",
-        out.context()
-    );
+    out.says("jobs/keys.txt, line 3");
     // A keys file outside the project.
     let spec = p
         .read("jobs/sales.toml")
         .replace("jobs/keys.txt", "../keys.txt");
     p.write("jobs/sales.toml", &spec);
     let out = p.run(&["validate"]);
-    assert!(
-        out.stdout.contains("inside the project"),
-        "{}",
-        out.context()
-    );
+    out.says("inside the project");
 
     // On the command line: nothing runs, nothing is written.
     let p = keyed_files_project(&["good"]);
@@ -602,134 +591,4 @@ async fn the_daemon_runs_each_key_at_a_tick_and_catches_up_a_key_added_between_t
     let want = read_delta_rows(&q.warehouse_table("sales", 1), None).await;
     let got = read_delta_rows(&p.warehouse_table("sales", 1), None).await;
     assert_same_rows("sales", &got, &want);
-}
-
-#[test]
-fn a_canary_of_a_few_keys_is_diffed_per_day_and_region_and_finished_by_a_backfill() {
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
-    p.ok(&[
-        "backfill",
-        "clean_orders",
-        "regional_orders",
-        "--from",
-        "2024-01-01",
-        "--to",
-        "2024-01-03",
-    ]);
-    // v2 counts an order twice: a canary of two regions on one day.
-    let spec = p
-        .read("jobs/regional_orders.toml")
-        .replace("version = 1", "version = 2");
-    p.write("jobs/regional_orders.toml", &spec);
-    let sql = p
-        .read("jobs/regional_orders.sql")
-        .replace("count(*)      AS orders", "count(*) * 2  AS orders");
-    p.write("jobs/regional_orders.sql", &sql);
-    let canary = p
-        .ok(&[
-            "backfill",
-            "regional_orders",
-            "--partitions",
-            "2024-01-02:emea,apac",
-            "--version",
-            "2",
-            "--output",
-            "json",
-        ])
-        .json();
-    let ran = with_outcome(&canary, "succeeded");
-    assert_eq!(ran.len(), 2, "{canary:#}");
-    let d = p
-        .ok(&[
-            "diff",
-            "regional_orders",
-            "--partitions",
-            "2024-01-02:emea,apac",
-            "--output",
-            "json",
-        ])
-        .json();
-    assert_eq!(
-        d["partitions"],
-        serde_json::json!(["2024-01-02:apac", "2024-01-02:emea"])
-    );
-    let per: BTreeSet<String> = d["rows_per_partition"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["partition"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(
-        per,
-        BTreeSet::from(["2024-01-02:apac".to_string(), "2024-01-02:emea".to_string()]),
-        "{d:#}"
-    );
-    assert_eq!(d["rows"]["removed"], 0, "{d:#}");
-    assert!(d["rows"]["changed"].as_u64().unwrap() > 0, "{d:#}");
-    // The rest of v2: every (day, region) but the canary's two.
-    let rest = p
-        .ok(&[
-            "backfill",
-            "regional_orders",
-            "--from",
-            "2024-01-01",
-            "--to",
-            "2024-01-03",
-            "--output",
-            "json",
-        ])
-        .json();
-    assert_eq!(rest["succeeded"], 22, "{rest:#}");
-    let v2 = commits_per_partition(&p.warehouse_table("regional_orders", 2));
-    assert_eq!(v2.len(), 24);
-    assert!(v2.values().all(|&c| c == 1));
-}
-
-#[test]
-fn adding_a_key_makes_only_its_partitions_missing_none_stale() {
-    let p = keyed_files_project(&["big"]);
-    let spec = p
-        .read("jobs/sales.toml")
-        .replace("keys_file = \"jobs/keys.txt\"", "keys = [\"big\"]");
-    p.write("jobs/sales.toml", &spec);
-    for key in ["big", "new"] {
-        write_sales(&p, key, "2024-01-01", 4);
-        write_sales(&p, key, "2024-01-02", 4);
-    }
-    p.ok(&[
-        "backfill",
-        "sales",
-        "--from",
-        "2024-01-01",
-        "--to",
-        "2024-01-02",
-    ]);
-    p.write(
-        "jobs/sales.toml",
-        &spec.replace("keys = [\"big\"]", "keys = [\"big\", \"new\"]"),
-    );
-    let plan = p
-        .ok(&[
-            "backfill",
-            "sales",
-            "--from",
-            "2024-01-01",
-            "--to",
-            "2024-01-02",
-            "--stale",
-            "--dry-run",
-            "--output",
-            "json",
-        ])
-        .json();
-    let items = partition_and(&plan["items"], "reason");
-    assert_eq!(
-        items,
-        [
-            ("2024-01-01:new".to_string(), "missing".to_string()),
-            ("2024-01-02:new".to_string(), "missing".to_string())
-        ],
-        "{plan:#}"
-    );
 }

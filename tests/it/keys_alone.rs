@@ -81,7 +81,7 @@ fn a_job_whose_partitions_are_its_keys_is_backfilled_by_naming_them() {
     // A key the spec does not declare is named as such.
     let out = p.run(&["backfill", "country_ref", "--partitions", "ES"]);
     assert_eq!(out.code, 2, "{}", out.context());
-    assert!(out.stderr.contains("ES"), "{}", out.context());
+    out.complains("ES");
 }
 
 #[test]
@@ -115,8 +115,7 @@ fn an_empty_key_list_is_refused_not_taken_for_nothing_to_do() {
 
 #[test]
 fn keys_alone_for_a_job_partitioned_by_time_ask_for_its_range() {
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     let out = p.run(&["backfill", "regional_orders", "--partitions", ":emea"]);
     assert_eq!(out.code, 2, "{}", out.context());
     assert!(

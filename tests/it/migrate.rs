@@ -64,9 +64,8 @@ key = ["dt"]
 /// widen clean_orders.quantity and add `channel` with a default, create daily_refunds)
 /// arrive together, not applied yet.
 fn with_pending_additions() -> TestProject {
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
-    p.ok(&["backfill", "--from", "2024-01-01", "--to", "2024-01-02"]);
+    let p = TestProject::migrated();
+    p.backfill("2024-01-01", "2024-01-02");
     // The code change and its migration arrive together; the code runs first, by mistake.
     p.write(
         "migrations/0005_add_refunds.sql",
@@ -165,11 +164,7 @@ fn additive_migrations_are_planned_and_applied_as_metadata_only() {
         "one metadata commit for the two changes of one migration"
     );
     let again = p.ok(&["migrate"]);
-    assert!(
-        again.stdout.contains("nothing to apply"),
-        "{}",
-        again.context()
-    );
+    again.says("nothing to apply");
 }
 
 #[test]
@@ -179,7 +174,7 @@ fn old_partitions_read_an_added_column_as_null_through_sluice_a_job_and_python()
     );
     p.ok(&["migrate"]);
     // New partitions with the new column; the downstream job reads old and new.
-    p.ok(&["backfill", "--from", "2024-01-03", "--to", "2024-01-04"]);
+    p.backfill("2024-01-03", "2024-01-04");
     p.ok(&[
         "backfill",
         "daily_refunds",
@@ -246,8 +241,7 @@ fn old_partitions_read_an_added_column_as_null_through_sluice_a_job_and_python()
 /// columns on clean_orders (`note`, `coupon`), two days backfilled: the "expand" step
 /// each destructive test then contracts.
 fn expanded() -> TestProject {
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     p.write(
         "migrations/0005_expand.sql",
         "CREATE TABLE scratch (dt DATE NOT NULL, n BIGINT NOT NULL) PARTITIONED BY (dt);\n\
@@ -265,7 +259,7 @@ fn expanded() -> TestProject {
         "SELECT dt, COUNT(*) AS n FROM clean_orders GROUP BY dt\n",
     );
     p.ok(&["migrate"]);
-    p.ok(&["backfill", "--from", "2024-01-01", "--to", "2024-01-02"]);
+    p.backfill("2024-01-01", "2024-01-02");
     p
 }
 
@@ -280,8 +274,8 @@ fn refused_without_flag(p: &TestProject, file: &str, why: &str) {
         "{}",
         o.context()
     );
-    assert!(o.stderr.contains("expand/contract"), "{}", o.context());
-    assert!(o.stderr.contains("--allow-destructive"), "{}", o.context());
+    o.complains("expand/contract");
+    o.complains("--allow-destructive");
     let status = p.ok(&["migrate", "status"]);
     assert!(
         status
@@ -301,7 +295,7 @@ fn refused_while_used(p: &TestProject, needles: &[&str]) {
     for needle in needles {
         assert!(o.stderr.contains(needle), "{needle}{}", o.context());
     }
-    assert!(o.stderr.contains("nothing was changed"), "{}", o.context());
+    o.complains("nothing was changed");
 }
 
 fn applies_with_flag(p: &TestProject, file: &str) {
@@ -319,7 +313,7 @@ fn sum(p: &TestProject, sql: &str) -> serde_json::Value {
 
 /// The jobs still run on the contracted schemas.
 fn next_day_runs(p: &TestProject) {
-    p.ok(&["backfill", "--from", "2024-01-03", "--to", "2024-01-03"]);
+    p.backfill("2024-01-03", "2024-01-03");
 }
 
 #[test]
@@ -447,11 +441,7 @@ fn not_null_over_existing_nulls_commits_nothing_until_a_backfill_fills_them() {
         "{}",
         o.context()
     );
-    assert!(
-        o.stderr.contains("not recorded as applied"),
-        "{}",
-        o.context()
-    );
+    o.complains("not recorded as applied");
     assert_eq!(
         delta_log_version(&p.warehouse_table("clean_orders", 1)),
         log,
@@ -499,17 +489,12 @@ fn a_file_mixing_additive_and_destructive_changes_is_refused_whole() {
     );
     let o = p.run(&["migrate", "--allow-destructive"]);
     assert_eq!(o.code, 1, "{}", o.context());
-    assert!(
-        o.stderr.contains("mixes additive and destructive changes"),
-        "{}",
-        o.context()
-    );
+    o.complains("mixes additive and destructive changes");
 }
 
 #[test]
 fn an_applied_migration_that_was_edited_or_deleted_is_refused() {
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     let original = p.read("migrations/0002_create_daily_revenue.sql");
     p.write(
         "migrations/0005_add_note.sql",
@@ -531,11 +516,7 @@ fn an_applied_migration_that_was_edited_or_deleted_is_refused() {
         o.context()
     );
     let status = p.ok(&["migrate", "status"]);
-    assert!(
-        status.stdout.contains("applied, file changed"),
-        "{}",
-        status.context()
-    );
+    status.says("applied, file changed");
     assert!(
         status
             .stdout
@@ -563,17 +544,12 @@ fn an_applied_migration_that_was_edited_or_deleted_is_refused() {
     .unwrap();
     p.write("migrations/0003_create_monthly_region_revenue.sql", &sample);
     let o = p.ok(&["migrate"]);
-    assert!(
-        o.stdout.contains("applied 0005_add_note.sql"),
-        "{}",
-        o.context()
-    );
+    o.says("applied 0005_add_note.sql");
 }
 
 #[test]
 fn concurrent_migrates_apply_every_migration_once() {
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     p.ok(&[
         "backfill",
         "clean_orders",
@@ -611,13 +587,7 @@ fn concurrent_migrates_apply_every_migration_once() {
         }
         if round == 0 {
             let plan = p.ok(&["migrate", "--plan"]);
-            assert!(
-                plan.stdout.contains(
-                    "table clean_orders: add column c5 BIGINT [v1, v2; Delta metadata only"
-                ),
-                "{}",
-                plan.context()
-            );
+            plan.says("table clean_orders: add column c5 BIGINT [v1, v2; Delta metadata only");
         }
         let children: Vec<_> = (0..3)
             .map(|_| {
@@ -670,5 +640,5 @@ fn concurrent_migrates_apply_every_migration_once() {
         let (_, ty) = python_nulls_by(&p.warehouse_table("clean_orders", v), "dt", "c19");
         assert_eq!(ty, "int64", "v{v} has the last column");
     }
-    p.ok(&["backfill", "--from", "2024-01-03", "--to", "2024-01-03"]);
+    p.backfill("2024-01-03", "2024-01-03");
 }

@@ -8,11 +8,7 @@ use std::process::Command;
 fn an_initialised_project_validates_migrates_and_backfills_as_created() {
     let p = TestProject::with_files(&[]);
     let created = p.ok(&["init", "."]);
-    assert!(
-        created.stdout.contains("jobs/page_visits.toml"),
-        "{}",
-        created.context()
-    );
+    created.says("jobs/page_visits.toml");
     assert!(
         created
             .stdout
@@ -20,18 +16,10 @@ fn an_initialised_project_validates_migrates_and_backfills_as_created() {
     );
     p.ok(&["validate"]);
     let tested = p.ok(&["test"]);
-    assert!(
-        tested.stdout.contains("1 passed, 0 failed"),
-        "{}",
-        tested.context()
-    );
+    tested.says("1 passed, 0 failed");
     p.ok(&["migrate"]);
-    let backfill = p.ok(&["backfill", "--from", "2024-01-01", "--to", "2024-01-03"]);
-    assert!(
-        backfill.stdout.contains("3 succeeded, 0 failed"),
-        "{}",
-        backfill.context()
-    );
+    let backfill = p.backfill("2024-01-01", "2024-01-03");
+    backfill.says("3 succeeded, 0 failed");
     // An independent reader: 2024-01-02 has 8 visits on 4 pages.
     let table = p.warehouse_table("page_visits", 1);
     let (rows, pages, visits) = python_delta_summary(&table, "dt", "2024-01-02", "page", "visits");
@@ -64,12 +52,8 @@ fn init_refuses_a_folder_that_holds_files_and_changes_none() {
     let before = p.read("jobs/clean_orders.sql");
     let out = p.run(&["init", "."]);
     assert_eq!(out.code, 2, "{}", out.context());
-    assert!(out.stderr.contains("is not empty"), "{}", out.context());
-    assert!(
-        out.stderr.contains("name another folder"),
-        "{}",
-        out.context()
-    );
+    out.complains("is not empty");
+    out.complains("name another folder");
     assert_eq!(p.read("jobs/clean_orders.sql"), before);
     assert!(!p.file("jobs/page_visits.toml").exists());
 }
@@ -133,8 +117,7 @@ fn on_a_terminal(p: &TestProject, args: &[&str]) -> String {
 
 #[test]
 fn on_a_terminal_the_bar_is_not_interleaved_with_per_partition_lines() {
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     let screen = on_a_terminal(
         &p,
         &[

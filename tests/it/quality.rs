@@ -26,8 +26,7 @@ fn partition_error(p: &TestProject, job: &str, partition: &str) -> (String, Stri
 
 #[tokio::test]
 async fn a_failing_error_check_publishes_nothing_and_status_names_it() {
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     p.ok(&[
         "backfill",
         "clean_orders",
@@ -92,11 +91,7 @@ async fn a_failing_error_check_publishes_nothing_and_status_names_it() {
         "{error}"
     );
     let text = p.ok(&["status", "clean_orders"]);
-    assert!(
-        text.stdout.contains("check `unique_order_id`"),
-        "{}",
-        text.context()
-    );
+    text.says("check `unique_order_id`");
 
     // Fixed at the source, the day publishes again.
     p.write(&orders_csv("2024-01-02"), &csv);
@@ -116,8 +111,7 @@ async fn a_failing_error_check_publishes_nothing_and_status_names_it() {
 
 #[test]
 fn a_volume_drop_against_the_baseline_fails_or_warns_per_severity() {
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     p.ok(&[
         "backfill",
         "clean_orders",
@@ -238,8 +232,7 @@ fn mend(raw: &str, day: &str) -> String {
 
 #[test]
 fn corrupt_sample_rows_are_dead_letters_and_a_replay_brings_them_in() {
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     p.ok(&[
         "backfill",
         "clean_orders",
@@ -331,7 +324,7 @@ fn corrupt_sample_rows_are_dead_letters_and_a_replay_brings_them_in() {
         lines[line - 1] = mend(&lines[line - 1], day);
         p.write(file, &(lines.join("\n") + "\n"));
         let o = p.ok(&["dlq", "replay", "clean_orders", "--partition", day]);
-        assert!(o.stdout.contains("dead letters 1 -> 0"), "{}", o.context());
+        o.says("dead letters 1 -> 0");
         let order_id = l["raw"].as_str().unwrap().split(',').next().unwrap();
         let n = p.query(&format!(
             "SELECT COUNT(*) AS n FROM clean_orders WHERE order_id = {order_id}"
@@ -339,17 +332,12 @@ fn corrupt_sample_rows_are_dead_letters_and_a_replay_brings_them_in() {
         assert_eq!(n[0]["n"], 1, "order {order_id} is in the table");
     }
     let left = p.ok(&["dlq", "list", "clean_orders"]);
-    assert!(
-        left.stdout.contains("no dead letters"),
-        "{}",
-        left.context()
-    );
+    left.says("no dead letters");
 }
 
 #[test]
 fn output_rows_that_do_not_fit_the_table_are_dead_letters_too() {
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     p.ok(&[
         "backfill",
         "clean_orders",
@@ -449,11 +437,7 @@ fn record_ids_are_equal_across_clean_runs_on_different_warehouses() {
         assert!(!o.stderr.contains("dead letters"), "{}", o.context());
     }
     let none = a.ok(&["dlq", "list", "clean_orders"]);
-    assert!(
-        none.stdout.contains("no dead letters"),
-        "{}",
-        none.context()
-    );
+    none.says("no dead letters");
     // On an object store each project has its own prefix already, and the environment
     // (which names it) outranks sluice.toml.
     let b_table = if b.remote() {

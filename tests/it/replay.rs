@@ -16,14 +16,9 @@ fn at(lines: &[&str], text: &str) -> usize {
 
 #[tokio::test]
 async fn a_replayed_january_runs_each_partition_once_at_its_tick_like_a_backfill() {
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     let out = p.ok(&["daemon", "--replay", "2024-01-01..2024-02-01", "--quiet"]);
-    assert!(
-        out.stdout.contains("311 succeeded, 0 failed, 0 not run"),
-        "{}",
-        out.context()
-    );
+    out.says("311 succeeded, 0 failed, 0 not run");
     let lines: Vec<&str> = out.stdout.lines().collect();
     for day in 1..=31 {
         let d = format!("2024-01-{day:02}");
@@ -88,11 +83,7 @@ fn a_replay_across_the_autumn_clock_change_ticks_once_a_day_in_the_jobs_zone() {
         "2024-10-24",
     )]);
     let out = p.ok(&["daemon", "--replay", "2024-10-25..2024-10-28", "--quiet"]);
-    assert!(
-        out.stdout.contains("4 succeeded, 0 failed, 0 not run"),
-        "{}",
-        out.context()
-    );
+    out.says("4 succeeded, 0 failed, 0 not run");
     let lines: Vec<&str> = out.stdout.lines().collect();
     for (utc, local, day) in [
         ("2024-10-25T00:30:00Z", "2024-10-25 02:30", "2024-10-24"),
@@ -116,8 +107,7 @@ fn a_replay_across_the_autumn_clock_change_ticks_once_a_day_in_the_jobs_zone() {
 
 #[test]
 fn a_replay_that_fails_a_partition_exits_1_and_says_which() {
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     // A day whose export never arrives: it waits 6 h of simulated time, then fails, and the
     // day's revenue, which reads it, is not run.
     std::fs::remove_dir_all(p.file("sample-data/orders/dt=2024-01-03")).unwrap();
@@ -145,8 +135,7 @@ fn a_replay_that_fails_a_partition_exits_1_and_says_which() {
 
 #[test]
 fn a_retry_in_a_replay_waits_its_backoff_in_simulated_time() {
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     // The first commit fails as a transient error; the job's retry waits 5 s (backoff) on
     // the replay's clock, not the wall clock's.
     let out = p.run_env(
@@ -159,11 +148,7 @@ fn a_retry_in_a_replay_waits_its_backoff_in_simulated_time() {
         &[("SLUICE_FAILPOINT", "transient_commit_error")],
     );
     assert_eq!(out.code, 0, "{}", out.context());
-    assert!(
-        out.stdout.contains("1 succeeded, 0 failed, 0 not run"),
-        "{}",
-        out.context()
-    );
+    out.says("1 succeeded, 0 failed, 0 not run");
     let status = p.ok(&["status", "clean_orders", "--output", "json"]).json();
     let run = &status.as_array().unwrap()[0];
     assert_eq!(run["partition"], "2024-01-01");

@@ -29,8 +29,7 @@ fn resolve(p: &TestProject, table: &str) -> std::path::PathBuf {
 
 /// clean_orders v1 live for three days, v2 (only paid orders) built beside it.
 fn blue_and_green(green_days: &str) -> TestProject {
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     p.ok(&[
         "backfill",
         "clean_orders",
@@ -127,21 +126,13 @@ async fn diff_compares_versions_whole_per_partition_and_as_a_ci_gate() {
     assert_eq!(d["rows_per_partition"].as_array().unwrap().len(), 1);
     let gate = p.run(&["diff", "clean_orders", "--fail-above", "0.01"]);
     assert_eq!(gate.code, 1, "{}", gate.context());
-    assert!(
-        gate.stdout.contains("removed: order_id="),
-        "{}",
-        gate.context()
-    );
+    gate.says("removed: order_id=");
 }
 
 /// Promotes v2 (with a dry run first) and rolls back; returns the alias history as JSON.
 async fn promote_then_rollback(p: &TestProject, v1: &[String], v2: &[String]) -> serde_json::Value {
     let dry = p.ok(&["promote", "clean_orders", "--version", "2", "--dry-run"]);
-    assert!(
-        dry.stdout.contains("would promote clean_orders: v1 -> v2"),
-        "{}",
-        dry.context()
-    );
+    dry.says("would promote clean_orders: v1 -> v2");
     assert_eq!(
         resolve(p, "clean_orders"),
         p.warehouse_table("clean_orders", 1)
@@ -278,7 +269,7 @@ fn promote_refuses_a_version_that_lacks_partitions_and_names_them() {
         "{}",
         out.context()
     );
-    assert!(out.stderr.contains("--partial"), "{}", out.context());
+    out.complains("--partial");
     assert_eq!(
         resolve(&p, "clean_orders"),
         p.warehouse_table("clean_orders", 1)
@@ -376,7 +367,7 @@ fn a_multi_table_promote_with_one_failing_precondition_changes_no_alias() {
         "{}",
         out.context()
     );
-    assert!(out.stderr.contains("nothing changed"), "{}", out.context());
+    out.complains("nothing changed");
     assert_eq!(
         resolve(&p, "clean_orders"),
         p.warehouse_table("clean_orders", 1)
@@ -407,8 +398,7 @@ fn a_multi_table_promote_with_one_failing_precondition_changes_no_alias() {
 
 #[test]
 fn a_canary_builds_the_new_version_for_chosen_partitions_only() {
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     p.ok(&[
         "backfill",
         "clean_orders",
@@ -427,11 +417,7 @@ fn a_canary_builds_the_new_version_for_chosen_partitions_only() {
         "2024-01-02",
     ]);
     assert_eq!(wrong.code, 2, "{}", wrong.context());
-    assert!(
-        wrong.stderr.contains("builds version 2, not 3"),
-        "{}",
-        wrong.context()
-    );
+    wrong.complains("builds version 2, not 3");
     let out = p.ok(&[
         "backfill",
         "clean_orders",
@@ -488,8 +474,7 @@ fn a_canary_builds_the_new_version_for_chosen_partitions_only() {
 
 #[tokio::test]
 async fn gc_removes_only_versions_no_reader_or_rollback_needs() {
-    let p = TestProject::sample();
-    p.ok(&["migrate"]);
+    let p = TestProject::migrated();
     for v in 1..=4u32 {
         if v > 1 {
             bump(&p, "clean_orders", v, None);
@@ -509,11 +494,7 @@ async fn gc_removes_only_versions_no_reader_or_rollback_needs() {
     }
     // Live v3, previous v2, v4 being built, v1 nobody's.
     let dry = p.ok(&["gc", "--keep", "0", "--dry-run"]);
-    assert!(
-        dry.stdout.contains("would remove clean_orders v1"),
-        "{}",
-        dry.context()
-    );
+    dry.says("would remove clean_orders v1");
     for v in 2..=4 {
         assert!(
             !dry.stdout

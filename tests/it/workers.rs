@@ -2,7 +2,7 @@
 //! suite runs these on whatever the rest runs on, so in CI's second pass they are real
 //! daemons on PostgreSQL and an S3-compatible server, killed and paused with real signals.
 
-use crate::daemon::{spawn_daemons, states, ticks_project, wait_complete};
+use crate::daemon_process::{spawn_daemons, states, ticks_project, wait_complete};
 use crate::util::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -247,7 +247,7 @@ fn no_secret_appears_in_logs_errors_or_status() {
     };
     let o = p.run(&["status", "--catalog", &bad_catalog, "-vv"]);
     assert_eq!(o.code, 2, "{}", o.context());
-    assert!(o.stderr.contains("sluice:***@"), "{}", o.context());
+    o.complains("sluice:***@");
     outputs.push(o);
 
     // The warehouse with wrong keys: on the real S3-compatible server if there is one.

@@ -5,7 +5,7 @@ use super::{Chrome, error_page, render};
 use crate::diff::Diff;
 use crate::project::Project;
 use crate::ui::UiError;
-use crate::ui::server::UiState;
+use crate::ui::state::UiState;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;

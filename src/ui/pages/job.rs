@@ -5,7 +5,7 @@ use super::{Chrome, current_fingerprint, error_page, job_named, render};
 use crate::daemon::schedule::Cadence;
 use crate::project::Project;
 use crate::ui::UiError;
-use crate::ui::server::UiState;
+use crate::ui::state::UiState;
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::Response;

@@ -14,7 +14,7 @@ pub use table::table;
 
 use super::UiError;
 use super::grid::{self, CellState, GridQuery};
-use super::server::UiState;
+use super::state::UiState;
 use crate::job::Job;
 use crate::project::Project;
 use askama::Template;

@@ -9,7 +9,7 @@ use crate::project::Project;
 use crate::quality::{Profile, Quality, median, profiles_from_json};
 use crate::ui::UiError;
 use crate::ui::grid::{self, CellState};
-use crate::ui::server::UiState;
+use crate::ui::state::UiState;
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::Response;

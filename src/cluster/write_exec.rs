@@ -10,9 +10,9 @@
 //! embedded engine. A task that dies has uploaded files no `add` names: orphans, which
 //! `gc` removes after the retention.
 
-use super::BadRow;
-use super::fit::{FitRules, Fitter};
 use crate::delta::{PartitionWriter, WriterLayout};
+use crate::engine::BadRow;
+use crate::engine::fit::{FitRules, Fitter};
 use crate::names::Name;
 use crate::schema::TableSchema;
 use ballista_core::serde::BallistaPhysicalExtensionCodec;

@@ -3,8 +3,8 @@
 //! with sluice's codec registered, so that the executors run sluice's write node and one
 //! binary is deployed everywhere.
 
-use super::EngineError;
-use super::cluster_write::SluiceCodec;
+use super::write_exec::SluiceCodec;
+use crate::engine::EngineError;
 use ballista_core::RuntimeProducer;
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use ballista_scheduler::cluster::BallistaCluster;

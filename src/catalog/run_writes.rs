@@ -1,0 +1,224 @@
+//! A run's claim and finish as statements inside the caller's transaction: what `leases`
+//! runs alone and `write_group` runs in a group with others.
+
+use super::reads::partition_one;
+use super::{
+    CatalogError, Claim, Lease, PartitionState, PartitionStatus, RunEnd, RunStart, RunState,
+    query_err,
+};
+use crate::redact::redact_text;
+use sqlx::Row as _;
+
+pub(super) async fn insert_run_start(
+    conn: &mut sqlx::AnyConnection,
+    r: &RunStart,
+) -> Result<(), CatalogError> {
+    sqlx::query(
+        "INSERT INTO runs (run_id, job, table_name, table_version, partition_key, attempt, state, trigger_kind, fingerprint, lease_token, host, pid, started_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $13, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(&r.run_id)
+    .bind(&r.job)
+    .bind(&r.table)
+    .bind(r.version)
+    .bind(&r.partition)
+    .bind(r.attempt)
+    .bind(r.trigger.as_str())
+    .bind(&r.fingerprint)
+    .bind(r.lease_token)
+    .bind(&r.host)
+    .bind(r.pid)
+    .bind(r.started_at)
+    .bind(RunState::Running.as_str())
+    .execute(&mut *conn)
+    .await
+    .map_err(query_err("record run start"))?;
+    sqlx::query(
+        "INSERT INTO partitions (table_name, table_version, partition_key, job, state, last_run_id, error, updated_at) \
+         VALUES ($1, $2, $3, $4, $7, $5, NULL, $6) \
+         ON CONFLICT (table_name, table_version, partition_key) DO UPDATE \
+           SET job = excluded.job, state = excluded.state, last_run_id = excluded.last_run_id, error = NULL, updated_at = excluded.updated_at",
+    )
+    .bind(&r.table)
+    .bind(r.version)
+    .bind(&r.partition)
+    .bind(&r.job)
+    .bind(&r.run_id)
+    .bind(r.started_at)
+    .bind(PartitionState::Running.as_str())
+    .execute(&mut *conn)
+    .await
+    .map_err(query_err("record partition running"))?;
+    Ok(())
+}
+
+pub(super) async fn release_lease_in(
+    conn: &mut sqlx::AnyConnection,
+    lease: &Lease,
+) -> Result<(), CatalogError> {
+    sqlx::query(
+        "UPDATE leases SET holder = NULL, run_id = NULL, expires_at = 0 WHERE table_name = $1 AND table_version = $2 AND partition_key = $3 AND token = $4 AND holder = $5",
+    )
+    .bind(&lease.table)
+    .bind(lease.version)
+    .bind(&lease.partition)
+    .bind(lease.token)
+    .bind(&lease.holder)
+    .execute(&mut *conn)
+    .await
+    .map_err(query_err("release lease"))?;
+    Ok(())
+}
+
+/// [`Catalog::claim`] inside the caller's transaction. Nothing is written when the lease is
+/// held by another worker.
+pub(super) async fn claim_in(
+    tx: &mut sqlx::AnyConnection,
+    start: &mut RunStart,
+    holder: &str,
+    ttl_ms: i64,
+    done_since_ms: Option<i64>,
+) -> Result<Claim, CatalogError> {
+    let now_ms = start.started_at;
+    let token: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO leases (table_name, table_version, partition_key, token, holder, run_id, expires_at) \
+         VALUES ($1, $2, $3, 1, $4, $5, $6) \
+         ON CONFLICT (table_name, table_version, partition_key) DO UPDATE \
+           SET token = leases.token + 1, holder = excluded.holder, run_id = excluded.run_id, expires_at = excluded.expires_at \
+           WHERE leases.holder IS NULL OR leases.expires_at <= $7 \
+         RETURNING token",
+    )
+    .bind(&start.table)
+    .bind(start.version)
+    .bind(&start.partition)
+    .bind(holder)
+    .bind(&start.run_id)
+    .bind(now_ms + ttl_ms)
+    .bind(now_ms)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(query_err("acquire lease"))?;
+    let Some(token) = token else {
+        let row = sqlx::query(
+            "SELECT holder, run_id, expires_at FROM leases WHERE table_name = $1 AND table_version = $2 AND partition_key = $3",
+        )
+        .bind(&start.table)
+        .bind(start.version)
+        .bind(&start.partition)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(query_err("read lease"))?;
+        return Ok(Claim::Held {
+            holder: row
+                .as_ref()
+                .and_then(|r| r.try_get::<Option<String>, _>(0).ok().flatten())
+                .unwrap_or_default(),
+            run_id: row
+                .as_ref()
+                .and_then(|r| r.try_get::<Option<String>, _>(1).ok().flatten()),
+        });
+    };
+    start.lease_token = token;
+    let lease = Lease {
+        table: start.table.clone(),
+        version: start.version,
+        partition: start.partition.clone(),
+        token,
+        holder: holder.to_string(),
+        run_id: start.run_id.clone(),
+    };
+    let status = sqlx::query_as::<_, PartitionStatus>(partition_one())
+        .bind(&start.table)
+        .bind(start.version)
+        .bind(&start.partition)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(query_err("read partition"))?;
+    if let Some(p) = status {
+        let left_running = p.state == PartitionState::Running && p.last_run_id != start.run_id;
+        let done_since = done_since_ms.is_some_and(|since| p.completed_since(since));
+        if left_running || done_since {
+            return Ok(Claim::Look {
+                lease,
+                status: Box::new(p),
+            });
+        }
+    }
+    insert_run_start(&mut *tx, start).await?;
+    Ok(Claim::Started(lease))
+}
+
+/// [`Catalog::finish_run`] inside the caller's transaction.
+pub(super) async fn finish_in(
+    tx: &mut sqlx::AnyConnection,
+    start: &RunStart,
+    end: &RunEnd,
+    now_ms: i64,
+    release: Option<&Lease>,
+    quality_json: Option<&str>,
+) -> Result<(), CatalogError> {
+    if let Some(lease) = release {
+        // In the same transaction: one catalog write less per partition.
+        release_lease_in(&mut *tx, lease).await?;
+    }
+    let (state, rows, dv, error) = match end {
+        RunEnd::Succeeded {
+            rows,
+            delta_version,
+        } => (RunState::Succeeded, Some(*rows), Some(*delta_version), None),
+        RunEnd::Failed { error } => (RunState::Failed, None, None, Some(redact_text(error))),
+    };
+    sqlx::query(
+        "UPDATE runs SET state = $1, rows_written = $2, delta_version = $3, error = $4, finished_at = $5, quality_json = $6 WHERE run_id = $7",
+    )
+    .bind(state.as_str())
+    .bind(rows)
+    .bind(dv)
+    .bind(error.clone())
+    .bind(now_ms)
+    .bind(quality_json)
+    .bind(&start.run_id)
+    .execute(&mut *tx)
+    .await
+    .map_err(query_err("record run end"))?;
+    match end {
+        RunEnd::Succeeded {
+            rows,
+            delta_version,
+        } => {
+            sqlx::query(
+                "UPDATE partitions SET state = $9, content_run_id = $1, content_fingerprint = $2, content_rows = $3, content_delta_version = $4, error = NULL, updated_at = $5 \
+                 WHERE table_name = $6 AND table_version = $7 AND partition_key = $8 AND last_run_id = $1",
+            )
+            .bind(&start.run_id)
+            .bind(&start.fingerprint)
+            .bind(*rows)
+            .bind(*delta_version)
+            .bind(now_ms)
+            .bind(&start.table)
+            .bind(start.version)
+            .bind(&start.partition)
+            .bind(PartitionState::Complete.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err("record partition complete"))?;
+        }
+        RunEnd::Failed { .. } => {
+            sqlx::query(
+                "UPDATE partitions SET state = $7, error = $1, updated_at = $2 \
+                 WHERE table_name = $3 AND table_version = $4 AND partition_key = $5 AND last_run_id = $6",
+            )
+            .bind(error)
+            .bind(now_ms)
+            .bind(&start.table)
+            .bind(start.version)
+            .bind(&start.partition)
+            .bind(&start.run_id)
+            .bind(PartitionState::Failed.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err("record partition failed"))?;
+        }
+    }
+    Ok(())
+}
