@@ -12,10 +12,13 @@ mod ballista_cmd;
 pub mod context;
 mod daemon_cmd;
 mod diff_cmd;
+mod dlq_cmd;
+mod gc_cmd;
 mod init_cmd;
 mod migrate_cmd;
 pub mod output;
-mod quality_cmd;
+mod profile_cmd;
+mod promote_cmd;
 mod query_cmd;
 mod run_cmd;
 mod status_cmd;
@@ -104,28 +107,28 @@ enum Command {
     Tables,
     /// A table's profile history, partition by partition: rows, and per column null
     /// fraction, distinct estimate, min, max and mean, with a sparkline per metric.
-    Profile(quality_cmd::ProfileArgs),
+    Profile(profile_cmd::ProfileArgs),
     /// The processes of a Ballista cluster, for jobs of `[engine] kind = "ballista"`.
     #[command(subcommand)]
     Ballista(ballista_cmd::BallistaSub),
     /// Dead letters: the input rows a job could not use.
     #[command(subcommand)]
-    Dlq(quality_cmd::DlqSub),
+    Dlq(dlq_cmd::DlqSub),
     /// The physical location of a table's live version (or --version N), for other readers.
     Resolve(tables_cmd::ResolveArgs),
     /// Every alias flip of a table: from, to, when, by whom, why.
     History(tables_cmd::HistoryArgs),
     /// Point tables' aliases at another version, all at once or not at all. Refused unless
     /// the new version has every partition the live one has, none failed (or --partial).
-    Promote(tables_cmd::PromoteArgs),
+    Promote(promote_cmd::PromoteArgs),
     /// Compare two versions of a table: schema, rows per partition, rows by key (added,
     /// removed, changed, with samples), column sums, means and null fractions.
     Diff(diff_cmd::Args),
     /// Point tables' aliases back at the version their last flip replaced.
-    Rollback(tables_cmd::RollbackArgs),
+    Rollback(promote_cmd::RollbackArgs),
     /// Remove physical versions that are not live, not the previous one (rollback's
     /// target), not newer than live, and beyond --keep; vacuum the rest.
-    Gc(tables_cmd::GcArgs),
+    Gc(gc_cmd::GcArgs),
     /// Partitions and their last runs.
     Status(status_cmd::Args),
     /// Run the jobs' tests (jobs/tests/*.toml): each runs a job on given rows and compares
@@ -234,16 +237,16 @@ async fn dispatch(command: Command, globals: &Globals) -> Outcome {
         Command::Status(a) => status_cmd::run(globals, a).await,
         Command::Ui(a) => ui_cmd::run(globals, a).await,
         Command::Tables => tables_cmd::tables(globals).await,
-        Command::Profile(a) => quality_cmd::profile(globals, a).await,
+        Command::Profile(a) => profile_cmd::profile(globals, a).await,
         Command::Ballista(sub) => ballista_cmd::run(sub).await,
-        Command::Dlq(sub) => quality_cmd::dlq(globals, sub).await,
-        Command::Gc(a) => tables_cmd::gc(globals, a).await,
+        Command::Dlq(sub) => dlq_cmd::dlq(globals, sub).await,
+        Command::Gc(a) => gc_cmd::gc(globals, a).await,
         Command::Query(a) => query_cmd::run(globals, a).await,
         Command::Diff(a) => diff_cmd::run(globals, a).await,
         Command::Resolve(a) => tables_cmd::resolve(globals, a).await,
         Command::History(a) => tables_cmd::history(globals, a).await,
-        Command::Promote(a) => tables_cmd::promote(globals, a).await,
-        Command::Rollback(a) => tables_cmd::rollback(globals, a).await,
+        Command::Promote(a) => promote_cmd::promote(globals, a).await,
+        Command::Rollback(a) => promote_cmd::rollback(globals, a).await,
         Command::Daemon(a) => daemon_cmd::run(globals, a).await,
         Command::Backfill(a) => backfill_cmd::run(globals, a).await,
     }
