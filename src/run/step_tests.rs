@@ -1,6 +1,7 @@
 //! Each step of a run in-process, on the sample project with a temporary catalog and
 //! warehouse and a manual clock: the open tables, the inputs, the lease (claim, heartbeat,
-//! the check before a commit, reconciling a dead run), and the write of a partition.
+//! the check before a commit, reconciling a dead run, settling at shutdown), the write of a
+//! partition, and the code ledger.
 
 #![cfg(test)]
 
@@ -281,4 +282,54 @@ async fn the_write_commits_a_partition_under_its_lease_and_a_dead_run_is_reconci
     let dead = f.catalog.run("run-1").await.expect("catalog").expect("run");
     assert_eq!(dead.state, RunState::Succeeded);
     assert_eq!(status.and_then(|s| s.content_rows), Some(rows as i64));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settling_at_shutdown_abandons_a_run_that_never_committed_and_frees_its_lease() {
+    let f = Fixture::new().await;
+    let leases = f.leases("ours", Duration::from_secs(60));
+    let tables = Tables::new(f.catalog.clone(), f.clock());
+    let job = f.job("clean_orders");
+    f.claimed(&leases, &mut f.start(job, "2024-01-06", "run-1"))
+        .await;
+    // The daemon cancelled the run before its commit; the lease is still ours.
+    assert_eq!(leases.settle_own(&f.project, &tables).await, 1);
+    let run = f.catalog.run("run-1").await.expect("catalog").expect("run");
+    assert_eq!(run.state, RunState::Abandoned);
+    let held = f
+        .catalog
+        .leases_held_by("ours", f.clock.now_ms())
+        .await
+        .expect("catalog");
+    assert!(held.is_empty(), "released at once: {held:?}");
+    // Another worker claims it now, without waiting for the lease to expire.
+    let next = f.leases("next", Duration::from_secs(60));
+    f.claimed(&next, &mut f.start(job, "2024-01-06", "run-2"))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_code_ledger_gives_back_the_job_as_the_code_that_wrote_a_version_had_it() {
+    let f = Fixture::new().await;
+    let ledger = super::code::CodeLedger::new(f.catalog.clone(), f.clock());
+    let job = f.job("clean_orders");
+    ledger.record(job, "fp-1").await;
+    let root = &f.project.settings.root;
+    let same = ledger
+        .job_at_version(root, job, job.version)
+        .await
+        .expect("ledger");
+    assert_eq!(same.map(|j| j.sql), Some(job.sql.clone()));
+    // Version 2 is built by new code; a shadow run of v1 gets v1's recorded code back.
+    let mut v2 = job.clone();
+    v2.version = 2;
+    let v1 = ledger.job_at_version(root, &v2, 1).await.expect("ledger");
+    assert_eq!(v1.map(|j| (j.version, j.sql)), Some((1, job.sql.clone())));
+    assert!(
+        ledger
+            .job_at_version(root, &v2, 7)
+            .await
+            .expect("ledger")
+            .is_none()
+    );
 }
