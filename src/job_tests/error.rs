@@ -72,8 +72,6 @@ pub enum JobTestError {
     BadRows(#[from] crate::engine::BadRowError),
     #[error("{}", said(.0))]
     Arrow(#[from] ArrowError),
-    #[error(transparent)]
-    Fixture(#[from] FixtureError),
     #[error("test `{test}` is no longer in {file}")]
     Gone { test: String, file: String },
     #[error("{}: {what} is not a table", .path.display())]
