@@ -28,6 +28,7 @@ pub mod names;
 pub mod partition;
 pub mod project;
 pub mod promote;
+pub mod provenance;
 pub mod quality;
 pub mod query;
 pub mod redact;

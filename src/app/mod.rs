@@ -9,3 +9,4 @@ pub mod backfill;
 pub mod coverage;
 pub mod flip;
 pub mod partition;
+pub mod status;

@@ -48,7 +48,9 @@ pub enum Selection {
     Force,
     /// Failed and interrupted partitions only.
     OnlyFailed,
-    /// The default, and complete partitions written by other code than the current.
+    /// The default, and complete partitions that are stale: written by other code than
+    /// the current, from upstream partitions or input files that changed since, or reading
+    /// an upstream partition the plan rewrites.
     Stale,
 }
 
@@ -80,6 +82,12 @@ crate::spelling::spelled_enum! {
         Forced => "forced",
         /// Written by another code fingerprint.
         Stale => "stale",
+        /// An upstream partition it read was rewritten since.
+        UpstreamChanged => "upstream_changed",
+        /// An input file it read changed or went, or a new one matches its template.
+        InputChanged => "input_changed",
+        /// An upstream partition it reads is rewritten by this plan (`--stale`).
+        UpstreamRerun => "upstream_rerun",
     }
 }
 
@@ -100,6 +108,9 @@ pub struct PlanItem {
     pub version: u32,
     pub partition: String,
     pub reason: Reason,
+    /// What changed, for a partition stale because of its data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stale_because: Option<crate::provenance::StaleBecause>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_fingerprint: Option<String>,
     pub fingerprint: String,

@@ -10,6 +10,7 @@ use crate::job::Job;
 use crate::names::Name;
 use crate::partition::{Granularity, PartitionKey, TimeKey};
 use crate::project::Project;
+use crate::provenance::{StaleKind, Staleness};
 use chrono::NaiveDateTime;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -97,7 +98,15 @@ pub async fn plan(
         let Some(job) = project.jobs.get(name) else {
             continue;
         };
-        select_partitions(catalog, job, req, (from_start, to_end), &mut picked).await?;
+        select_partitions(
+            project,
+            catalog,
+            job,
+            req,
+            (from_start, to_end),
+            &mut picked,
+        )
+        .await?;
     }
 
     let Picked {
@@ -206,6 +215,7 @@ struct Picked {
 /// Adds the partitions of `job` in `[start, end)` that the request selects to `out`, with
 /// the reason each runs, and the others to its not-selected list with theirs.
 async fn select_partitions(
+    project: &Project,
     catalog: &Catalog,
     job: &Job,
     req: &Request,
@@ -227,6 +237,15 @@ async fn select_partitions(
         .into_iter()
         .map(|p| (p.partition_key.clone(), p))
         .collect();
+    let mut stale = match req.selection {
+        Selection::Stale => {
+            let all: Vec<PartitionStatus> = states.values().cloned().collect();
+            Staleness::new(project, catalog)
+                .of_job(job, &fp, &all)
+                .await?
+        }
+        _ => BTreeMap::new(),
+    };
     let mut times = times_in(job.granularity, from_start, to_end);
     if let Some(only) = &req.only {
         times.retain(|k| only.contains(&k.to_string()));
@@ -258,12 +277,20 @@ async fn select_partitions(
             continue;
         }
         let state = states.get(&partition);
+        let stale_because = stale.remove(&partition);
         let reason = match (state.map(|s| s.state), req.selection) {
             (Some(PartitionState::Complete), Selection::Force) => Some(Reason::Forced),
-            (Some(PartitionState::Complete), Selection::Stale)
-                if state.and_then(|s| s.content_fingerprint.as_deref()) != Some(fp.as_str()) =>
-            {
-                Some(Reason::Stale)
+            (Some(PartitionState::Complete), Selection::Stale) => {
+                match stale_because.as_ref().map(|s| s.kind) {
+                    Some(StaleKind::Code) => Some(Reason::Stale),
+                    Some(StaleKind::Upstream) => Some(Reason::UpstreamChanged),
+                    Some(StaleKind::Input) => Some(Reason::InputChanged),
+                    // Reading a partition this plan rewrites: stale once it is rewritten.
+                    None if reads_from_plan(project, job, &key, &out.index) => {
+                        Some(Reason::UpstreamRerun)
+                    }
+                    None => None,
+                }
             }
             (Some(PartitionState::Complete), _) => None,
             (Some(PartitionState::Failed), _) => Some(Reason::Failed),
@@ -289,6 +316,7 @@ async fn select_partitions(
             version: job.version,
             partition,
             reason,
+            stale_because: stale_because.filter(|s| s.kind != StaleKind::Code),
             previous_fingerprint: state.and_then(|s| s.content_fingerprint.clone()),
             fingerprint: fp.clone(),
             waits_on: Vec::new(),
@@ -297,6 +325,26 @@ async fn select_partitions(
         });
     }
     Ok(())
+}
+
+/// Whether `key` of `job` reads an upstream partition that is in the plan.
+fn reads_from_plan(
+    project: &Project,
+    job: &Job,
+    key: &PartitionKey,
+    index: &HashMap<(String, PartitionKey), usize>,
+) -> bool {
+    project.upstream_reads(job, key).iter().any(|read| {
+        let Some(up) = read.writer else {
+            return false;
+        };
+        match &read.keys {
+            Some(keys) => keys
+                .iter()
+                .any(|k| index.contains_key(&(up.name.to_string(), *k))),
+            None => index.keys().any(|(j, _)| j == up.name.as_str()),
+        }
+    })
 }
 
 async fn dependencies(

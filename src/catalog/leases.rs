@@ -155,6 +155,7 @@ impl Catalog {
             host: run.host.clone(),
             pid: run.pid,
             started_at: run.started_at,
+            reads_json: None,
         };
         self.finish_run(
             &start,

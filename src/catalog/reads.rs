@@ -153,6 +153,36 @@ impl Catalog {
             .map_err(query_err("read partition"))
     }
 
+    /// What the run that wrote each partition's content read (`runs.reads_json`), by
+    /// partition, for every partition of a physical version with content.
+    pub async fn content_reads(
+        &self,
+        table: &str,
+        version: i64,
+    ) -> Result<std::collections::HashMap<String, Option<String>>, CatalogError> {
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT p.partition_key, r.reads_json FROM partitions p JOIN runs r ON r.run_id = p.content_run_id \
+             WHERE p.table_name = $1 AND p.table_version = $2",
+        )
+        .bind(table)
+        .bind(version)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("list what partitions read"))?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// What one run read (`runs.reads_json`).
+    pub async fn run_reads(&self, run_id: &str) -> Result<Option<String>, CatalogError> {
+        let row: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT reads_json FROM runs WHERE run_id = $1")
+                .bind(run_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(query_err("read what a run read"))?;
+        Ok(row.and_then(|(j,)| j))
+    }
+
     pub async fn runs_of_partition(
         &self,
         table: &str,

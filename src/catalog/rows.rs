@@ -138,6 +138,8 @@ pub struct RunStart {
     pub host: String,
     pub pid: i64,
     pub started_at: i64,
+    /// What the run reads (`provenance::Reads` as JSON), known before it starts.
+    pub reads_json: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -177,6 +177,7 @@ mod tests {
             host: "h".into(),
             pid: 1,
             started_at: 1_000,
+            reads_json: None,
         }
     }
 

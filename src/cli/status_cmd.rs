@@ -23,7 +23,7 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
         anyhow::bail!("no job `{j}` in {}", project.settings.jobs_dir().display());
     }
     let catalog = &cx.catalog;
-    let rows = catalog.partition_statuses(job).await?;
+    let views = crate::app::status::partitions(project, catalog, job).await?;
     // A partition of a key the spec no longer declares keeps its data and its row here;
     // it is marked, and nothing runs it (`None`: the job's spec is not loaded).
     let declared = |r: &crate::catalog::PartitionStatus| {
@@ -34,12 +34,15 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
         )
     };
     if g.output == output::Format::Json {
-        let v: Vec<_> = rows
+        let v: Vec<_> = views
             .iter()
-            .map(|r| {
+            .map(|view| {
+                let r = &view.status;
                 serde_json::json!({
                     "job": r.job, "table": r.table_name, "table_version": r.table_version,
-                    "partition": r.partition_key, "state": r.state, "rows": r.content_rows,
+                    "partition": r.partition_key, "state": view.state(),
+                    "stale_because": view.stale, "read": view.reads,
+                    "rows": r.content_rows,
                     "run_id": r.last_run_id, "content_run_id": r.content_run_id,
                     "fingerprint": r.content_fingerprint, "delta_version": r.content_delta_version,
                     "attempt": r.attempt,
@@ -54,19 +57,25 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
         println!("{}", output::json(&v));
         return Ok(EXIT_OK);
     }
-    if rows.is_empty() {
+    if views.is_empty() {
         println!("no partitions have run yet");
         return Ok(EXIT_OK);
     }
-    let text: Vec<Vec<String>> = rows
+    let text: Vec<Vec<String>> = views
         .iter()
-        .map(|r| {
+        .map(|view| {
+            let r = &view.status;
+            let note = match &view.stale {
+                Some(why) => why.to_string(),
+                None => r.error.clone().unwrap_or_default(),
+            };
             vec![
                 r.job.clone(),
                 format!("v{}", r.table_version),
                 r.partition_key.clone(),
-                match declared(r) {
-                    Some(false) => format!("{} (key no longer declared)", r.state),
+                match (declared(r), &view.stale) {
+                    (Some(false), _) => format!("{} (key no longer declared)", r.state),
+                    (_, Some(why)) => format!("stale ({})", why.kind),
                     _ => r.state.to_string(),
                 },
                 output::opt(&r.content_rows),
@@ -75,10 +84,7 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
                 output::opt(&r.content_fingerprint),
                 output::time(r.started_at),
                 output::time(r.finished_at),
-                r.error
-                    .clone()
-                    .map(|e| one_line(&e, 100))
-                    .unwrap_or_default(),
+                one_line(&note, 100),
             ]
         })
         .collect();
@@ -96,7 +102,7 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
                 "fingerprint",
                 "started (UTC)",
                 "finished (UTC)",
-                "error"
+                "error or why stale"
             ],
             &text
         )

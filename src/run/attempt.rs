@@ -84,9 +84,20 @@ impl Runner {
             .tables
             .output(&project.settings.warehouse, job, &schema)
             .await?;
-        let upstream = match req.refusal {
-            None => self.inputs(&project).resolve(job, &req.key).await?,
-            Some(_) => Vec::new(),
+        let (upstream, reads) = match req.refusal {
+            None => {
+                let (upstream, tables) = self.inputs(&project).resolve(job, &req.key).await?;
+                // Listed before the query reads them: a file changed meanwhile makes the
+                // partition stale again, never fresh with content it did not read.
+                let files = crate::provenance::Listings::one(&project.settings.root)
+                    .files_of(job, &req.key);
+                let reads = crate::provenance::Reads {
+                    upstream: tables,
+                    files,
+                };
+                (upstream, Some(reads.to_json()))
+            }
+            Some(_) => (Vec::new(), None),
         };
         let mut start = RunStart {
             run_id: run_id.clone(),
@@ -101,6 +112,7 @@ impl Runner {
             host: host_name(self.leases.holder()),
             pid: i64::from(std::process::id()),
             started_at: self.clock.now_ms(),
+            reads_json: reads,
         };
         let (lease, look) = match self.leases.claim(&mut start, req.done_since_ms).await? {
             Claim::Started(lease) => (lease, Look::Started),

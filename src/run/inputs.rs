@@ -10,6 +10,7 @@ use crate::engine::UpstreamInput;
 use crate::job::Job;
 use crate::partition::PartitionKey;
 use crate::project::{Project, UpstreamRead};
+use crate::provenance::TableRead;
 use crate::schema::TableSchema;
 use std::collections::{HashMap, HashSet};
 use tracing::warn;
@@ -27,20 +28,27 @@ pub(super) struct Inputs<'r> {
 
 impl Inputs<'_> {
     /// For each table input: the version its alias points at, and which of its partitions
-    /// this partition reads.
+    /// this partition reads; with what identifies the content read (the snapshot's Delta
+    /// version), which the run records.
     pub(super) async fn resolve(
         &self,
         job: &Job,
         key: &PartitionKey,
-    ) -> Result<Vec<UpstreamInput>, RunError> {
-        let mut out = Vec::new();
+    ) -> Result<(Vec<UpstreamInput>, Vec<TableRead>), RunError> {
+        let mut inputs = Vec::new();
+        let mut reads = Vec::new();
         for read in self.project.upstream_reads(job, key) {
-            out.push(self.resolve_one(&read).await?);
+            let (input, record) = self.resolve_one(&read).await?;
+            inputs.push(input);
+            reads.push(record);
         }
-        Ok(out)
+        Ok((inputs, reads))
     }
 
-    async fn resolve_one(&self, read: &UpstreamRead<'_>) -> Result<UpstreamInput, RunError> {
+    async fn resolve_one(
+        &self,
+        read: &UpstreamRead<'_>,
+    ) -> Result<(UpstreamInput, TableRead), RunError> {
         let table = read.table.as_str();
         let err = |why: String| RunError::Upstream {
             input: read.input.to_string(),
@@ -74,11 +82,21 @@ impl Inputs<'_> {
             .tables
             .snapshot(table, version as u32, &url, &tv.schema_json, needed_version)
             .await?;
-        Ok(UpstreamInput {
+        let record = TableRead {
+            table: table.to_string(),
+            version,
+            delta_version: snapshot.version().map_or(0, |v| v as i64),
+            partitions: read
+                .keys
+                .as_ref()
+                .map(|keys| keys.iter().map(|k| k.to_string()).collect()),
+        };
+        let input = UpstreamInput {
             name: read.input.clone(),
             data: crate::engine::UpstreamData::Delta(snapshot),
             filter,
-        })
+        };
+        Ok((input, record))
     }
 
     /// The newest Delta version holding the content of `keys`, or `None` when some are

@@ -272,7 +272,7 @@ impl Runner {
         key: &PartitionKey,
     ) -> Result<Vec<crate::engine::UpstreamInput>, RunError> {
         let project = self.project();
-        self.inputs(&project).resolve(job, key).await
+        Ok(self.inputs(&project).resolve(job, key).await?.0)
     }
 
     /// The upstream partitions `key` of `job` reads that are not complete yet, as

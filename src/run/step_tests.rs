@@ -93,6 +93,7 @@ impl Fixture {
             host: "h".into(),
             pid: 1,
             started_at: self.clock.now_ms(),
+            reads_json: None,
         }
     }
 

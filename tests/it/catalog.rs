@@ -215,6 +215,7 @@ fn run_start(who: &str, p: &str, now: i64) -> RunStart {
         host: who.into(),
         pid: 1,
         started_at: now,
+        reads_json: None,
     }
 }
 

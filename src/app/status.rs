@@ -1,0 +1,89 @@
+//! Each partition as `status` and the pages show it: its catalog row, whether it is stale
+//! and why (`provenance::Staleness`, the one rule), and what its content's run read.
+
+use crate::catalog::{Catalog, CatalogError, PartitionStatus};
+use crate::project::Project;
+use crate::provenance::{Reads, StaleBecause, Staleness};
+use std::collections::HashMap;
+
+pub struct PartitionView {
+    pub status: PartitionStatus,
+    /// Set when complete and stale; judged only for the version the job's spec builds.
+    pub stale: Option<StaleBecause>,
+    /// What the run that wrote the content read.
+    pub reads: Option<Reads>,
+}
+
+impl PartitionView {
+    /// The state shown: `stale` for a stale complete partition, else the catalog's.
+    pub fn state(&self) -> String {
+        match &self.stale {
+            Some(_) => "stale".to_string(),
+            None => self.status.state.to_string(),
+        }
+    }
+}
+
+/// Every partition (of `job`, when given), with staleness judged per job.
+pub async fn partitions(
+    project: &Project,
+    catalog: &Catalog,
+    job: Option<&str>,
+) -> Result<Vec<PartitionView>, CatalogError> {
+    let rows = catalog.partition_statuses(job).await?;
+    let mut staleness = Staleness::new(project, catalog);
+    let mut stale = HashMap::new();
+    let mut reads = HashMap::new();
+    let mut jobs: Vec<&str> = rows.iter().map(|r| r.job.as_str()).collect();
+    jobs.dedup();
+    for name in jobs {
+        let Some(j) = project.jobs.get(name) else {
+            continue;
+        };
+        let Some(table) = catalog.table(j.table.as_str()).await? else {
+            continue;
+        };
+        let fp = crate::fingerprint::fingerprint(j, &table.schema);
+        let version = i64::from(j.version);
+        let mine: Vec<PartitionStatus> = rows
+            .iter()
+            .filter(|r| r.job == name && r.table_version == version)
+            .cloned()
+            .collect();
+        for (p, why) in staleness.of_job(j, &fp, &mine).await? {
+            stale.insert((name.to_string(), version, p), why);
+        }
+    }
+    let mut tables: Vec<(&str, i64)> = rows
+        .iter()
+        .map(|r| (r.table_name.as_str(), r.table_version))
+        .collect();
+    tables.dedup();
+    for (t, v) in tables {
+        for (p, json) in catalog.content_reads(t, v).await? {
+            if let Some(r) = Reads::from_json(json.as_deref()) {
+                reads.insert((t.to_string(), v, p), r);
+            }
+        }
+    }
+    Ok(rows
+        .into_iter()
+        .map(|status| {
+            let k = (
+                status.job.clone(),
+                status.table_version,
+                status.partition_key.clone(),
+            );
+            let t = (
+                status.table_name.clone(),
+                status.table_version,
+                status.partition_key.clone(),
+            );
+            PartitionView {
+                stale: stale.remove(&k),
+                reads: reads.remove(&t),
+                status,
+            }
+        })
+        .collect())
+}

@@ -1,0 +1,208 @@
+//! The one rule for whether a complete partition is stale, and why: its code changed
+//! (another fingerprint), an upstream partition it read was rewritten since (or the
+//! upstream alias moved to another version), or its input files are not those it read.
+//! `status`, the grid, the metrics, `backfill --stale`, the daemon and `run` all ask here.
+
+use super::files::{Listings, differences};
+use super::{Reads, TableRead};
+use crate::catalog::{Catalog, CatalogError, PartitionState, PartitionStatus};
+use crate::job::Job;
+use crate::project::Project;
+use crate::spelling::spelled_enum;
+use std::collections::{BTreeMap, HashMap};
+
+spelled_enum! {
+    /// Why a complete partition is stale.
+    pub enum StaleKind {
+        /// Written by other code than the job's current spec, SQL and schema.
+        Code => "code",
+        /// An upstream partition it read was rewritten since.
+        Upstream => "upstream",
+        /// An input file it read changed or disappeared, or a new one matches.
+        Input => "input",
+    }
+}
+
+/// Why a partition is stale: the kind, and what changed (`clean_orders 2024-01-05`,
+/// `sample-data/orders/dt=2024-01-05/orders.csv changed`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StaleBecause {
+    pub kind: StaleKind,
+    pub changed: Vec<String>,
+}
+
+impl std::fmt::Display for StaleBecause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kind {
+            StaleKind::Code => f.write_str("code changed"),
+            kind => write!(
+                f,
+                "{kind} changed: {}",
+                crate::text::shorten(&self.changed, 3)
+            ),
+        }
+    }
+}
+
+/// An upstream table as it is now: its alias, and per physical version the Delta version
+/// of each partition's content.
+struct UpstreamNow {
+    alias: Option<i64>,
+    contents: HashMap<i64, HashMap<String, i64>>,
+}
+
+/// Asks the rule for many partitions: upstream tables and input folders are read once.
+pub struct Staleness<'a> {
+    catalog: &'a Catalog,
+    listings: Listings<'a>,
+    files: bool,
+    upstream: HashMap<String, UpstreamNow>,
+}
+
+impl<'a> Staleness<'a> {
+    pub fn new(project: &'a Project, catalog: &'a Catalog) -> Staleness<'a> {
+        Staleness {
+            catalog,
+            listings: Listings::shared(&project.settings.root),
+            files: true,
+            upstream: HashMap::new(),
+        }
+    }
+
+    /// Input files are not looked at (the daemon looks only within `watch_inputs`).
+    pub fn without_files(mut self) -> Staleness<'a> {
+        self.files = false;
+        self
+    }
+
+    /// The stale partitions among `statuses` (of `job`'s table version), by partition.
+    /// `fingerprint` is the job's current code.
+    pub async fn of_job(
+        &mut self,
+        job: &Job,
+        fingerprint: &str,
+        statuses: &[PartitionStatus],
+    ) -> Result<BTreeMap<String, StaleBecause>, CatalogError> {
+        let complete: Vec<&PartitionStatus> = statuses
+            .iter()
+            .filter(|p| p.state == PartitionState::Complete)
+            .collect();
+        let mut out = BTreeMap::new();
+        if complete.is_empty() {
+            return Ok(out);
+        }
+        let reads = self
+            .catalog
+            .content_reads(job.table.as_str(), i64::from(job.version))
+            .await?;
+        for p in complete {
+            let r = reads
+                .get(&p.partition_key)
+                .and_then(|t| Reads::from_json(t.as_deref()));
+            if let Some(why) = self.of(job, fingerprint, p, r.as_ref()).await? {
+                out.insert(p.partition_key.clone(), why);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Why the complete partition `p` of `job` is stale, given what its content's run read
+    /// (`None`: recorded before reads were; only its code is compared).
+    pub async fn of(
+        &mut self,
+        job: &Job,
+        fingerprint: &str,
+        p: &PartitionStatus,
+        reads: Option<&Reads>,
+    ) -> Result<Option<StaleBecause>, CatalogError> {
+        if p.state != PartitionState::Complete {
+            return Ok(None);
+        }
+        if p.content_fingerprint.as_deref() != Some(fingerprint) {
+            return Ok(Some(StaleBecause {
+                kind: StaleKind::Code,
+                changed: Vec::new(),
+            }));
+        }
+        let Some(reads) = reads else {
+            return Ok(None);
+        };
+        let mut changed = Vec::new();
+        for read in &reads.upstream {
+            changed.extend(self.upstream_changes(read).await?);
+        }
+        if !changed.is_empty() {
+            return Ok(Some(StaleBecause {
+                kind: StaleKind::Upstream,
+                changed,
+            }));
+        }
+        if self.files
+            && let Ok(key) = job.parse_partition(&p.partition_key)
+        {
+            let now = self.listings.files_of(job, &key);
+            let changed = differences(&reads.files, &now);
+            if !changed.is_empty() {
+                return Ok(Some(StaleBecause {
+                    kind: StaleKind::Input,
+                    changed,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The upstream partitions `read` names that were written after its snapshot, as
+    /// `table partition`; or the alias's move, when it points at another version now.
+    async fn upstream_changes(&mut self, read: &TableRead) -> Result<Vec<String>, CatalogError> {
+        if !self.upstream.contains_key(&read.table) {
+            let alias = self.catalog.alias(&read.table).await?;
+            self.upstream.insert(
+                read.table.clone(),
+                UpstreamNow {
+                    alias,
+                    contents: HashMap::new(),
+                },
+            );
+        }
+        let Some(now) = self.upstream.get_mut(&read.table) else {
+            return Ok(Vec::new());
+        };
+        if let Some(alias) = now.alias
+            && alias != read.version
+        {
+            return Ok(vec![format!(
+                "{} now v{alias} (read v{})",
+                read.table, read.version
+            )]);
+        }
+        if !now.contents.contains_key(&read.version) {
+            let contents = self
+                .catalog
+                .partitions_of(&read.table, read.version)
+                .await?
+                .into_iter()
+                .filter_map(|p| p.content_delta_version.map(|v| (p.partition_key, v)))
+                .collect();
+            now.contents.insert(read.version, contents);
+        }
+        let contents = &now.contents[&read.version];
+        let newer = |v: &i64| *v > read.delta_version;
+        Ok(match &read.partitions {
+            Some(parts) => parts
+                .iter()
+                .filter(|p| contents.get(*p).is_some_and(newer))
+                .map(|p| format!("{} {p}", read.table))
+                .collect(),
+            None => {
+                let mut c: Vec<String> = contents
+                    .iter()
+                    .filter(|(_, v)| newer(v))
+                    .map(|(p, _)| format!("{} {p}", read.table))
+                    .collect();
+                c.sort();
+                c
+            }
+        })
+    }
+}
