@@ -4,8 +4,8 @@
 use super::run_writes::{insert_run_start, release_lease_in};
 use super::write_group::{Write, Written};
 use super::{
-    Catalog, CatalogError, Claim, Lease, PartitionState, RunEnd, RunRow, RunStart, RunState,
-    query_err,
+    Catalog, CatalogError, Claim, DoneIf, Lease, PartitionState, RunEnd, RunRow, RunStart,
+    RunState, query_err,
 };
 
 impl Catalog {
@@ -75,7 +75,7 @@ impl Catalog {
 
     /// Takes the partition's lease and, in the same transaction, records the run as started,
     /// unless the partition needs a look first: left running by another run (a dead worker:
-    /// reconcile it), or completed by a run that finished at or after `done_since_ms`. One
+    /// reconcile it), or done by another worker as `done_if` says. One
     /// catalog write for the common case, shared with the writes that arrive with it (see
     /// `write_group`). Sets `start.lease_token`.
     pub async fn claim(
@@ -83,13 +83,13 @@ impl Catalog {
         start: &mut RunStart,
         holder: &str,
         ttl_ms: i64,
-        done_since_ms: Option<i64>,
+        done_if: Option<DoneIf>,
     ) -> Result<Claim, CatalogError> {
         let write = Write::Claim {
             start: start.clone(),
             holder: holder.to_string(),
             ttl_ms,
-            done_since_ms,
+            done_if,
         };
         match self.write(write).await? {
             Written::Claim(claim) => {

@@ -17,8 +17,8 @@ mod write_group;
 
 pub use aliases::{Flip, FlipRefusal};
 pub use rows::{
-    AliasFlip, AppliedMigration, Claim, Lease, PartitionState, PartitionStatus, RunEnd, RunRow,
-    RunStart, RunState, TableRow, TableVersionRow, Trigger, VersionCoverage,
+    AliasFlip, AppliedMigration, Claim, DoneIf, Lease, PartitionState, PartitionStatus, RunEnd,
+    RunRow, RunStart, RunState, TableRow, TableVersionRow, Trigger, VersionCoverage,
 };
 pub use tables::MigrationTx;
 

@@ -170,6 +170,29 @@ pub struct PartitionStatus {
     pub attempt: Option<i64>,
 }
 
+/// When a partition counts as done by another worker, decided under its lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DoneIf {
+    /// Completed by a run that finished at or after this time (ms): a backfill or a due
+    /// partition of the daemon does not redo what another worker did meanwhile.
+    CompletedSince(i64),
+    /// Complete with content other than this run's: a stale partition rerun elsewhere
+    /// since it was judged stale (by content, not by time, so a replay's simulated clock
+    /// cannot confuse it).
+    RewrittenAfter(String),
+}
+
+impl DoneIf {
+    pub fn holds(&self, p: &PartitionStatus) -> bool {
+        match self {
+            DoneIf::CompletedSince(ms) => p.completed_since(*ms),
+            DoneIf::RewrittenAfter(run) => {
+                p.state == PartitionState::Complete && p.content_run_id.as_deref() != Some(run)
+            }
+        }
+    }
+}
+
 impl PartitionStatus {
     /// Complete, by a run that finished at or after `since_ms`: done by another worker
     /// while the caller was waiting or planning.

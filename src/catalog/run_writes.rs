@@ -3,8 +3,8 @@
 
 use super::reads::partition_one;
 use super::{
-    CatalogError, Claim, Lease, PartitionState, PartitionStatus, RunEnd, RunStart, RunState,
-    query_err,
+    CatalogError, Claim, DoneIf, Lease, PartitionState, PartitionStatus, RunEnd, RunStart,
+    RunState, query_err,
 };
 use crate::redact::redact_text;
 use sqlx::Row as _;
@@ -78,7 +78,7 @@ pub(super) async fn claim_in(
     start: &mut RunStart,
     holder: &str,
     ttl_ms: i64,
-    done_since_ms: Option<i64>,
+    done_if: Option<&DoneIf>,
 ) -> Result<Claim, CatalogError> {
     let now_ms = start.started_at;
     let token: Option<i64> = sqlx::query_scalar(
@@ -137,7 +137,7 @@ pub(super) async fn claim_in(
         .map_err(query_err("read partition"))?;
     if let Some(p) = status {
         let left_running = p.state == PartitionState::Running && p.last_run_id != start.run_id;
-        let done_since = done_since_ms.is_some_and(|since| p.completed_since(since));
+        let done_since = done_if.is_some_and(|d| d.holds(&p));
         if left_running || done_since {
             return Ok(Claim::Look {
                 lease,

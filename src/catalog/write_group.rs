@@ -14,7 +14,7 @@
 //! PostgreSQL takes concurrent writers: there each write is its own transaction, as before.
 
 use super::run_writes::{claim_in, finish_in};
-use super::{Backend, Catalog, CatalogError, Claim, Lease, RunEnd, RunStart, query_err};
+use super::{Backend, Catalog, CatalogError, Claim, DoneIf, Lease, RunEnd, RunStart, query_err};
 use tokio::sync::oneshot;
 
 /// A write that can share a transaction with others.
@@ -23,7 +23,7 @@ pub(super) enum Write {
         start: RunStart,
         holder: String,
         ttl_ms: i64,
-        done_since_ms: Option<i64>,
+        done_if: Option<DoneIf>,
     },
     Finish {
         start: RunStart,
@@ -65,9 +65,9 @@ impl Write {
                 start,
                 holder,
                 ttl_ms,
-                done_since_ms,
+                done_if,
             } => {
-                let claim = claim_in(conn, start, holder, *ttl_ms, *done_since_ms).await?;
+                let claim = claim_in(conn, start, holder, *ttl_ms, done_if.as_ref()).await?;
                 Ok(Written::Claim(Box::new(claim)))
             }
             Write::Finish {

@@ -14,6 +14,10 @@ pub struct Args {
     /// The partition: YYYY-MM-DD (daily), YYYY-MM (monthly), YYYY-MM-DDTHH (hourly), all.
     #[arg(long, short)]
     partition: String,
+    /// Then rerun the downstream partitions this run made stale (those that read this
+    /// partition), and what those make stale, in dependency order.
+    #[arg(long)]
+    downstream: bool,
 }
 
 pub async fn run(g: &Globals, args: Args) -> Outcome {
@@ -28,10 +32,57 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
     let report = runner
         .run(crate::run::RunRequest::new(&job, key, Trigger::Run))
         .await;
+    let written = vec![(job.name.clone(), key)];
+    let (stale, downstream) = match report.state {
+        RunOutcome::Succeeded if args.downstream => (
+            Vec::new(),
+            crate::app::downstream::rerun_downstream(&runner, &cx.catalog, written).await?,
+        ),
+        RunOutcome::Succeeded => (
+            crate::app::downstream::made_stale_by(&project, &cx.catalog, &written).await?,
+            Vec::new(),
+        ),
+        _ => (Vec::new(), Vec::new()),
+    };
     cx.close().await;
+    let stale_shown: Vec<String> = stale
+        .iter()
+        .map(|s| format!("{} {}", s.job.name, s.key))
+        .collect();
     if g.output == output::Format::Json {
-        println!("{}", output::json(&report));
+        let mut v = serde_json::to_value(&report)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("made_stale".into(), serde_json::json!(stale_shown));
+            o.insert("downstream".into(), serde_json::to_value(&downstream)?);
+        }
+        println!("{}", output::json(&v));
     } else {
+        say(&report);
+        if !stale_shown.is_empty() {
+            println!(
+                "made stale downstream ({}): {}; rerun them with `--downstream`, or `sluice backfill --stale`; a daemon reruns them",
+                stale_shown.len(),
+                crate::text::shorten(&stale_shown, 10)
+            );
+        }
+        for d in &downstream {
+            say(d);
+        }
+    }
+    let state = downstream
+        .iter()
+        .find(|d| d.state == RunOutcome::Failed)
+        .map_or(report.state, |d| d.state);
+    Ok(match state {
+        RunOutcome::Succeeded => EXIT_OK,
+        RunOutcome::Held | RunOutcome::DoneElsewhere => EXIT_HELD,
+        RunOutcome::Failed => EXIT_FAILED,
+    })
+}
+
+/// One run's outcome, as a line (and its bad rows).
+fn say(report: &crate::run::RunReport) {
+    {
         match report.state {
             RunOutcome::Succeeded => println!(
                 "{} {} v{} {}: {} rows, Delta version {}, run {} ({})",
@@ -79,11 +130,6 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
             }
         }
     }
-    Ok(match report.state {
-        RunOutcome::Succeeded => EXIT_OK,
-        RunOutcome::Held | RunOutcome::DoneElsewhere => EXIT_HELD,
-        RunOutcome::Failed => EXIT_FAILED,
-    })
 }
 
 /// The job named on the command line and its partition parsed per its granularity; on a

@@ -24,6 +24,8 @@ pub struct JobGauges {
     pub running: usize,
     /// Seconds since the oldest partition not yet done became due (0 when caught up).
     pub lag_seconds: f64,
+    /// Complete partitions that are stale, by why, as of the last look.
+    pub stale: super::stale::StaleCounts,
 }
 
 #[derive(Debug, Default)]
@@ -123,6 +125,12 @@ impl Metrics {
             s.push_str("# HELP sluice_running_partitions Partitions running now, by job.\n# TYPE sluice_running_partitions gauge\n");
             for (job, g) in &m.jobs {
                 let _ = writeln!(s, "sluice_running_partitions{{job=\"{}\"}} {}", esc(job), g.running);
+            }
+            s.push_str("# HELP sluice_stale_partitions Complete partitions that are stale, by job and why (code, upstream, input).\n# TYPE sluice_stale_partitions gauge\n");
+            for (job, g) in &m.jobs {
+                for (because, n) in [("code", g.stale.code), ("upstream", g.stale.upstream), ("input", g.stale.input)] {
+                    let _ = writeln!(s, "sluice_stale_partitions{{job=\"{}\",because=\"{because}\"}} {n}", esc(job));
+                }
             }
             s.push_str("# HELP sluice_job_lag_seconds Seconds since the oldest partition not yet done became due (0 when caught up).\n# TYPE sluice_job_lag_seconds gauge\n");
             for (job, g) in &m.jobs {

@@ -30,6 +30,7 @@ pub mod replay;
 pub mod schedule;
 mod shadow;
 mod signals;
+mod stale;
 
 pub use signals::{forward_signals, start_sweep};
 
@@ -87,12 +88,17 @@ pub struct Daemon {
     opts: Options,
     jobs: BTreeMap<Name, JobState>,
     queue: Vec<Pending>,
-    running: BTreeMap<(Name, PartitionKey), DateTime<Utc>>,
+    /// What runs, with when it became due and why.
+    running: BTreeMap<(Name, PartitionKey), (DateTime<Utc>, queue::Due)>,
     tasks: JoinSet<Finished>,
     files_hash: Option<blake3::Hash>,
     reload_requested: bool,
     stopping: bool,
     pub metrics: Arc<Metrics>,
+    /// Per job, the catalog's change mark when its upstream staleness was last judged.
+    stale_marks: BTreeMap<Name, String>,
+    /// Per job, its stale partitions by kind, as last judged.
+    stale_counts: BTreeMap<Name, stale::StaleCounts>,
 }
 
 /// Most ticks handled per job in one poll; more than this since the last poll is downtime,
@@ -114,6 +120,8 @@ impl Daemon {
             reload_requested: false,
             stopping: false,
             metrics: Arc::new(Metrics::default()),
+            stale_marks: BTreeMap::new(),
+            stale_counts: BTreeMap::new(),
         }
     }
 
@@ -139,6 +147,11 @@ impl Daemon {
             if let Err(e) = self.schedule_job(&name, now).await {
                 warn!(job = %name, error = %e, "could not read the catalog to schedule the job; trying again at the next poll");
             }
+        }
+        if !self.stopping
+            && let Err(e) = self.queue_stale(now).await
+        {
+            warn!(error = %e, "could not read the catalog to find stale partitions; trying again at the next poll");
         }
         if !self.stopping {
             self.dispatch(now).await;
@@ -267,6 +280,7 @@ impl Daemon {
                     n.to_string(),
                     JobGauges {
                         running: st.running,
+                        stale: self.stale_counts.get(n).copied().unwrap_or_default(),
                         ..Default::default()
                     },
                 )
@@ -284,7 +298,7 @@ impl Daemon {
             let o = oldest.entry(p.job.to_string()).or_insert(p.due);
             *o = (*o).min(p.due);
         }
-        for ((job, _), due) in &self.running {
+        for ((job, _), (due, _)) in &self.running {
             let o = oldest.entry(job.to_string()).or_insert(*due);
             *o = (*o).min(*due);
         }

@@ -21,6 +21,8 @@ pub(super) enum Due {
     Tick,
     /// Its tick was missed while the daemon was down (or before the job was added).
     CatchUp,
+    /// Complete, but what it read changed since (`stale.rs`).
+    Stale,
 }
 
 impl Due {
@@ -28,6 +30,7 @@ impl Due {
         match self {
             Due::Tick => "tick",
             Due::CatchUp => "catch-up",
+            Due::Stale => "stale",
         }
     }
 }
@@ -46,6 +49,9 @@ pub(super) struct Pending {
     pub(super) waiting_on: Vec<String>,
     /// How often it was queued again after its runs failed for a transient cause.
     pub(super) requeued: u32,
+    /// For a stale partition: the run whose content was judged stale; a rerun elsewhere
+    /// since (other content) counts as done.
+    pub(super) stale_content: Option<String>,
 }
 
 /// How often the daemon queues a partition again after its runs (each with the job's own
@@ -81,6 +87,7 @@ pub(super) struct Finished {
     pub(super) queued_ms: i64,
     pub(super) why: Due,
     pub(super) requeued: u32,
+    pub(super) stale_content: Option<String>,
     pub(super) report: RunReport,
     /// The run of the live version, when the spec's version is another (not promoted yet).
     pub(super) shadow: Option<RunReport>,
@@ -99,6 +106,7 @@ impl Finished {
             not_before: Some(at),
             waiting_on: Vec::new(),
             requeued,
+            stale_content: self.stale_content.clone(),
         }
     }
 }
@@ -314,6 +322,7 @@ impl Daemon {
             not_before: None,
             waiting_on: Vec::new(),
             requeued: 0,
+            stale_content: None,
         });
         Ok(())
     }
@@ -356,11 +365,17 @@ impl Daemon {
                 self.queue.remove(i);
                 continue;
             };
-            let mut waits = match self
+            let busy = self.upstream_busy(&job, &p.key);
+            let waits = match self
                 .runner
                 .upstream_waits(&job, &p.key, &mut complete)
                 .await
             {
+                Ok(w) if busy.is_empty() => Ok(w),
+                Ok(_) => Ok(busy),
+                Err(e) => Err(e),
+            };
+            let mut waits = match waits {
                 Ok(w) => w,
                 Err(e) => {
                     warn!(job = %p.job, partition = %p.key, error = %e, "could not check the upstream partitions; trying again at the next poll");
@@ -408,19 +423,22 @@ impl Daemon {
         if let Some(st) = self.jobs.get_mut(&p.job) {
             st.running += 1;
         }
-        self.running.insert((p.job.clone(), p.key), p.due);
+        self.running.insert((p.job.clone(), p.key), (p.due, p.why));
         let runner = self.runner.clone();
         let catalog = self.catalog.clone();
         self.tasks.spawn(async move {
             let shadow = match refuse {
-                None => {
+                None if p.why != Due::Stale => {
                     super::shadow::shadow_live_version(&runner, &catalog, &job, p.key, p.queued_ms)
                         .await
                 }
-                Some(_) => None,
+                _ => None,
             };
-            let request =
-                RunRequest::new(&job, p.key, Trigger::Daemon).unless_done_since(Some(p.queued_ms));
+            let request = RunRequest::new(&job, p.key, Trigger::Daemon);
+            let request = match p.stale_content.clone() {
+                Some(run) => request.unless_rewritten_after(run),
+                None => request.unless_done_since(Some(p.queued_ms)),
+            };
             let report = match refuse {
                 None => runner.run(request).await,
                 Some(why) => runner.run(request.refused(why)).await,
@@ -432,6 +450,7 @@ impl Daemon {
                 queued_ms: p.queued_ms,
                 why: p.why,
                 requeued: p.requeued,
+                stale_content: p.stale_content,
                 report,
                 shadow,
             }

@@ -142,16 +142,27 @@ impl Daemon {
                 })
                 .unwrap_or_default()
         };
-        for ((job, key), due) in &self.running {
+        for ((job, key), (due, why)) in &self.running {
             if seen.insert((job.clone(), *key)) {
+                let text = match why {
+                    super::queue::Due::Stale => format!("{job} {key} started again (stale)"),
+                    _ => format!("{job} {key} started (tick {})", local(job, *due)),
+                };
                 show(ReplayEvent {
                     at: self.clock.now(),
-                    text: format!("{job} {key} started (tick {})", local(job, *due)),
+                    text,
                 });
             }
         }
         for p in &self.queue {
             if seen.insert((p.job.clone(), p.key)) {
+                if p.why == super::queue::Due::Stale {
+                    show(ReplayEvent {
+                        at: self.clock.now(),
+                        text: format!("{} {} is stale: queued to run again", p.job, p.key),
+                    });
+                    continue;
+                }
                 let waiting = if p.waiting_on.is_empty() {
                     String::new()
                 } else {
@@ -166,6 +177,7 @@ impl Daemon {
                         match p.why {
                             super::queue::Due::Tick => "tick",
                             super::queue::Due::CatchUp => "catch-up of the tick",
+                            super::queue::Due::Stale => "stale",
                         },
                         local(&p.job, p.due)
                     ),

@@ -134,6 +134,22 @@ pub struct Schedule {
     /// How long a due partition waits for its input files before it fails; `None`: it
     /// runs at once and fails if a file is missing.
     pub wait_for_inputs: Option<std::time::Duration>,
+    /// What the daemon does with a complete partition whose upstream content changed.
+    pub on_upstream_change: OnUpstreamChange,
+    /// How far back (from the latest due partition) the daemon lists the input files of
+    /// complete partitions at each poll and reruns those whose files changed.
+    pub watch_inputs: Option<std::time::Duration>,
+}
+
+/// What the daemon does with a partition made stale by an upstream change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnUpstreamChange {
+    /// Rerun it, after the upstream partitions it reads are done.
+    #[default]
+    Rerun,
+    /// Only show it stale (`status`, the grid, metrics); `backfill --stale` reruns it.
+    Mark,
 }
 
 /// Which missed partitions the daemon queues after downtime.

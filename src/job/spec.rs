@@ -59,6 +59,9 @@ struct ScheduleFile {
     #[serde(default = "default_job_concurrency")]
     max_concurrency: u32,
     wait_for_inputs: Option<String>,
+    #[serde(default)]
+    on_upstream_change: super::OnUpstreamChange,
+    watch_inputs: Option<String>,
 }
 
 fn default_lag() -> u32 {
@@ -306,6 +309,18 @@ fn schedule(s: &ScheduleFile, p: &mut Problems) -> Option<Schedule> {
             return None;
         }
     };
+    let watch_inputs = match s
+        .watch_inputs
+        .as_deref()
+        .map(crate::duration::parse_duration)
+    {
+        None => None,
+        Some(Ok(d)) => Some(d),
+        Some(Err(m)) => {
+            p.add(format!("field `schedule.watch_inputs`: {m}"));
+            return None;
+        }
+    };
     if s.max_concurrency == 0 {
         p.add("field `schedule.max_concurrency` must be at least 1".into());
     }
@@ -317,6 +332,8 @@ fn schedule(s: &ScheduleFile, p: &mut Problems) -> Option<Schedule> {
         max_catch_up: s.max_catch_up,
         max_concurrency: s.max_concurrency.max(1),
         wait_for_inputs,
+        on_upstream_change: s.on_upstream_change,
+        watch_inputs,
     })
 }
 

@@ -7,7 +7,7 @@ use super::lease::{AbortOnDrop, DIED};
 use super::lineage::RunLineage;
 use super::write::PartitionWrite;
 use super::{RunError, RunOutcome, RunReport, Runner, Trigger};
-use crate::catalog::{Claim, PartitionState, PartitionStatus, RunEnd, RunStart};
+use crate::catalog::{Claim, DoneIf, PartitionState, PartitionStatus, RunEnd, RunStart};
 use crate::engine::UpstreamInput;
 use crate::fingerprint::fingerprint;
 use crate::job::Job;
@@ -26,7 +26,7 @@ pub(super) struct Request<'a> {
     /// 1 for the first try, then one more per retry.
     pub attempt: u32,
     /// Do nothing if the partition was completed by a run that finished at or after this.
-    pub done_since_ms: Option<i64>,
+    pub done_if: Option<DoneIf>,
     /// Record a failed run with this reason instead of running (the daemon's refusals).
     pub refusal: Option<&'a str>,
     /// Given back once the output is computed (see [`super::AheadPermit`]).
@@ -114,7 +114,7 @@ impl Runner {
             started_at: self.clock.now_ms(),
             reads_json: reads,
         };
-        let (lease, look) = match self.leases.claim(&mut start, req.done_since_ms).await? {
+        let (lease, look) = match self.leases.claim(&mut start, req.done_if.clone()).await? {
             Claim::Started(lease) => (lease, Look::Started),
             Claim::Look { lease, status } => (lease, Look::First(status)),
             Claim::Held { holder, run_id } => {
@@ -262,10 +262,7 @@ impl Runner {
         } else {
             Some(status)
         };
-        Ok(status.filter(|p| {
-            req.done_since_ms
-                .is_some_and(|since| p.completed_since(since))
-        }))
+        Ok(status.filter(|p| req.done_if.as_ref().is_some_and(|d| d.holds(p))))
     }
 }
 

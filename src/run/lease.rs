@@ -6,7 +6,7 @@
 use super::RunError;
 use super::handles::Tables;
 use super::scope::partition_scope;
-use crate::catalog::{Catalog, Claim, Lease, PartitionState, PartitionStatus, RunStart};
+use crate::catalog::{Catalog, Claim, DoneIf, Lease, PartitionState, PartitionStatus, RunStart};
 use crate::clock::SharedClock;
 use crate::delta::{self, LeaseCheck, Scope, StillLeased, VersionHandle};
 use crate::project::Project;
@@ -113,12 +113,12 @@ impl Leases {
     pub(super) async fn claim(
         &self,
         start: &mut RunStart,
-        done_since_ms: Option<i64>,
+        done_if: Option<DoneIf>,
     ) -> Result<Claim, RunError> {
         let ttl_ms = self.ttl.as_millis() as i64;
         Ok(self
             .catalog
-            .claim(start, &self.holder, ttl_ms, done_since_ms)
+            .claim(start, &self.holder, ttl_ms, done_if)
             .await?)
     }
 

@@ -35,7 +35,7 @@ pub use inputs::CompletePartitions;
 pub use report::{RunOutcome, RunReport};
 pub use scope::partition_scope;
 
-use crate::catalog::{Catalog, CatalogError};
+use crate::catalog::{Catalog, CatalogError, DoneIf};
 use crate::clock::SharedClock;
 use crate::delta::DeltaError;
 use crate::engine::conform::ConformError;
@@ -147,7 +147,7 @@ pub struct RunRequest<'a> {
     job: &'a Job,
     key: PartitionKey,
     trigger: Trigger,
-    done_since_ms: Option<i64>,
+    done_if: Option<DoneIf>,
     refusal: Option<String>,
     ahead: Option<AheadPermit>,
 }
@@ -159,7 +159,7 @@ impl<'a> RunRequest<'a> {
             job,
             key,
             trigger,
-            done_since_ms: None,
+            done_if: None,
             refusal: None,
             ahead: None,
         }
@@ -169,7 +169,15 @@ impl<'a> RunRequest<'a> {
     /// that finished at or after `ms` (`None`: no cut-off): a backfill or the daemon does
     /// not redo what another worker did while it was going.
     pub fn unless_done_since(mut self, ms: Option<i64>) -> RunRequest<'a> {
-        self.done_since_ms = ms;
+        self.done_if = ms.map(DoneIf::CompletedSince);
+        self
+    }
+
+    /// Does nothing if, once the lease is held, the partition turns out complete with
+    /// content other than run `content_run`'s: a stale partition rerun by another worker
+    /// since it was judged stale.
+    pub fn unless_rewritten_after(mut self, content_run: String) -> RunRequest<'a> {
+        self.done_if = Some(DoneIf::RewrittenAfter(content_run));
         self
     }
 
@@ -318,7 +326,7 @@ impl Runner {
             job,
             key,
             trigger,
-            done_since_ms,
+            done_if,
             refusal,
             ahead,
         } = request;
@@ -333,7 +341,7 @@ impl Runner {
                 key,
                 trigger,
                 attempt,
-                done_since_ms,
+                done_if: done_if.clone(),
                 refusal: refusal.as_deref(),
                 ahead: &ahead,
             };

@@ -1,7 +1,8 @@
 //! The grid: each job's partitions, newest first, each drawn in one state. A partition's
 //! state comes from the catalog (the same `running`, `complete` and `failed` that `sluice
 //! status` prints) and from the job as it is now: `stale` when complete but written by other
-//! code than the current fingerprint, `missing` when due (from the job's start to the
+//! code than the current fingerprint, `upstream_changed` or `input_changed` when what it read
+//! changed since (`provenance`), `missing` when due (from the job's start to the
 //! partition its schedule's latest tick ran) and never run, `before_start` when a range
 //! asked for reaches before the job's start. Served by the daemon, the grid also draws what
 //! its queue holds: `queued`, or `waiting` on upstream partitions or input files.
@@ -12,6 +13,7 @@ use crate::daemon::schedule::Cadence;
 use crate::job::Job;
 use crate::partition::{Granularity, PartitionKey, TimeKey};
 use crate::project::Project;
+use crate::provenance::{StaleBecause, StaleKind, Staleness};
 use crate::spelling::spelled_enum;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
@@ -31,6 +33,10 @@ spelled_enum! {
         Failed => "failed",
         /// Complete, by code other than the job's current fingerprint (`backfill --stale`).
         Stale => "stale",
+        /// Complete, but an upstream partition it read was rewritten since.
+        UpstreamChanged => "upstream_changed",
+        /// Complete, but an input file it read changed or went, or a new one matches.
+        InputChanged => "input_changed",
         /// Due and never run.
         Missing => "missing",
         BeforeStart => "before_start",
@@ -53,20 +59,29 @@ impl CellState {
             CellState::Stale => {
                 "stale: complete, but written by other code than the job's current spec, SQL and schema"
             }
+            CellState::UpstreamChanged => {
+                "upstream changed: complete, but an upstream partition it read was rewritten since"
+            }
+            CellState::InputChanged => {
+                "input changed: complete, but an input file it read changed or went, or a new one matches"
+            }
             CellState::Missing => "missing: due, never run",
             CellState::BeforeStart => "before the job's start",
         }
     }
 
-    fn of(p: Option<&PartitionStatus>, current_fingerprint: &str) -> CellState {
-        match p.map(|p| (p.state, p.content_fingerprint.as_deref())) {
-            None => CellState::Missing,
-            Some((PartitionState::Running, _)) => CellState::Running,
-            Some((PartitionState::Failed, _)) => CellState::Failed,
-            Some((PartitionState::Complete, fp)) if fp == Some(current_fingerprint) => {
-                CellState::Complete
+    /// A partition's row and, when complete, whether it is stale (`provenance`'s rule).
+    fn of(p: Option<&PartitionStatus>, stale: Option<&StaleBecause>) -> CellState {
+        match (p.map(|p| p.state), stale.map(|s| s.kind)) {
+            (None, _) => CellState::Missing,
+            (Some(PartitionState::Running), _) => CellState::Running,
+            (Some(PartitionState::Failed), _) => CellState::Failed,
+            (Some(PartitionState::Complete), None) => CellState::Complete,
+            (Some(PartitionState::Complete), Some(StaleKind::Code)) => CellState::Stale,
+            (Some(PartitionState::Complete), Some(StaleKind::Upstream)) => {
+                CellState::UpstreamChanged
             }
-            Some((PartitionState::Complete, _)) => CellState::Stale,
+            (Some(PartitionState::Complete), Some(StaleKind::Input)) => CellState::InputChanged,
         }
     }
 }
@@ -91,7 +106,7 @@ pub struct Cell {
     pub key: String,
     pub state: CellState,
     pub rows: Option<i64>,
-    /// What a waiting partition waits on.
+    /// What a waiting partition waits on, or why a stale one is stale.
     pub note: Option<String>,
 }
 
@@ -223,13 +238,13 @@ fn wanted_state(text: Option<&str>) -> Result<Option<CellState>, UiError> {
 }
 
 /// How partition `key` of `job` is drawn: its catalog row (if any), what the daemon's queue
-/// says of it (if served by one), the job's start and its current fingerprint.
+/// says of it (if served by one), the job's start and why it is stale (if it is).
 pub(super) fn state_at(
     job: &Job,
     key: &PartitionKey,
     row: Option<&PartitionStatus>,
     queued: Option<&Vec<String>>,
-    fingerprint: &str,
+    stale: Option<&StaleBecause>,
 ) -> CellState {
     match (job.start, queued) {
         (Some(s), _) if key.time < s && row.is_none() => CellState::BeforeStart,
@@ -238,7 +253,7 @@ pub(super) fn state_at(
         }
         (_, Some(on)) if on.is_empty() => CellState::Queued,
         (_, Some(_)) => CellState::Waiting,
-        _ => CellState::of(row, fingerprint),
+        _ => CellState::of(row, stale),
     }
 }
 
@@ -277,15 +292,18 @@ pub async fn build(
         more: false,
         running: false,
     };
+    let mut staleness = Staleness::new(project, catalog);
     for job in jobs {
         let fingerprint = match catalog.table(job.table.as_str()).await? {
             Some(t) => crate::fingerprint::fingerprint(job, &t.schema),
             // Not migrated yet: nothing of it can be complete by the current code.
             None => String::new(),
         };
-        let rows: HashMap<String, PartitionStatus> = catalog
+        let statuses = catalog
             .partitions_of(job.table.as_str(), i64::from(job.version))
-            .await?
+            .await?;
+        let stale = staleness.of_job(job, &fingerprint, &statuses).await?;
+        let rows: HashMap<String, PartitionStatus> = statuses
             .into_iter()
             .map(|p| (p.partition_key.clone(), p))
             .collect();
@@ -295,14 +313,18 @@ pub async fn build(
             let text = key.to_string();
             let row = rows.get(&text);
             let queued = queue.get(&(job.name.to_string(), text.clone()));
-            let state = state_at(job, &key, row, queued, &fingerprint);
+            let why = stale.get(&text);
+            let state = state_at(job, &key, row, queued, why);
             *counts.entry(state).or_default() += 1;
             if wanted.is_none_or(|w| w == state) {
+                let waits = queued
+                    .filter(|on| !on.is_empty())
+                    .map(|on| format!("waiting on {}", on.join("; ")));
                 matching.push(Cell {
                     key: text,
                     state,
                     rows: row.and_then(|r| r.content_rows),
-                    note: queued.filter(|on| !on.is_empty()).map(|on| on.join("; ")),
+                    note: waits.or_else(|| why.map(|w| w.to_string())),
                 });
             }
         }

@@ -6,6 +6,7 @@ use crate::catalog::PartitionState;
 use crate::clock::{shown_duration, shown_time};
 use crate::partition::PartitionKey;
 use crate::project::Project;
+use crate::provenance::{Reads, Staleness};
 use crate::quality::{Profile, Quality, median, profiles_from_json};
 use crate::ui::UiError;
 use crate::ui::grid::{self, CellState};
@@ -103,6 +104,11 @@ struct PartitionPage {
     content_fingerprint: String,
     current_fingerprint: String,
     stale: bool,
+    /// Why a complete partition is stale (code, upstream or input, and what changed).
+    stale_because: Option<String>,
+    /// What the run that wrote the content read: upstream tables, then input files.
+    read_tables: Vec<String>,
+    read_files: Vec<crate::provenance::FileRead>,
     error: Option<String>,
     runs: Vec<RunView>,
     checks: Vec<CheckView>,
@@ -180,7 +186,26 @@ async fn partition_page(
     let status = ui.catalog.partition_status(table, version, &key).await?;
     let queue = ui.queue();
     let queued = queue.get(&(job.name.to_string(), key.clone()));
-    let state = grid::state_at(job, &parsed, status.as_ref(), queued, &current);
+    let reads = match status.as_ref().and_then(|s| s.content_run_id.as_deref()) {
+        Some(run) => Reads::from_json(ui.catalog.run_reads(run).await?.as_deref()),
+        None => None,
+    };
+    let stale_because = match &status {
+        Some(s) => {
+            Staleness::new(project, &ui.catalog)
+                .of(job, &current, s, reads.as_ref())
+                .await?
+        }
+        None => None,
+    };
+    let state = grid::state_at(
+        job,
+        &parsed,
+        status.as_ref(),
+        queued,
+        stale_because.as_ref(),
+    );
+    let reads = reads.unwrap_or_default();
     let runs = ui.catalog.runs_of_partition(table, version, &key).await?;
     let quality: Quality = match runs.last() {
         Some(r) => ui
@@ -216,6 +241,22 @@ async fn partition_page(
         delta_version: opt(status.as_ref().and_then(|s| s.content_delta_version)),
         content_fingerprint: opt(status.as_ref().and_then(|s| s.content_fingerprint.clone())),
         stale: state == CellState::Stale,
+        stale_because: stale_because.map(|w| w.to_string()),
+        read_tables: reads
+            .upstream
+            .iter()
+            .map(|t| {
+                let which = match &t.partitions {
+                    Some(p) => crate::text::shorten(p, 8),
+                    None => "every partition".into(),
+                };
+                format!(
+                    "{} v{} as of Delta version {}: {which}",
+                    t.table, t.version, t.delta_version
+                )
+            })
+            .collect(),
+        read_files: reads.files,
         current_fingerprint: current,
         error: status
             .as_ref()
