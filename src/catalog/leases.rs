@@ -156,6 +156,7 @@ impl Catalog {
             pid: run.pid,
             started_at: run.started_at,
             reads_json: None,
+            data_version: None,
         };
         self.finish_run(
             &start,

@@ -70,8 +70,8 @@ pub enum Claim {
 /// callers add their WHERE and ORDER BY.
 pub(super) const PARTITION_STATUS: &str = "SELECT p.job, p.table_name, p.table_version, p.partition_key, p.state, p.content_rows, p.content_run_id, \
         p.content_fingerprint, p.content_delta_version, p.last_run_id, p.error, \
-        r.started_at, r.finished_at, r.attempt \
- FROM partitions p LEFT JOIN runs r ON r.run_id = p.last_run_id";
+        r.started_at, r.finished_at, r.attempt, c.data_version AS content_version \
+ FROM partitions p LEFT JOIN runs r ON r.run_id = p.last_run_id LEFT JOIN runs c ON c.run_id = p.content_run_id";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AppliedMigration {
@@ -140,6 +140,8 @@ pub struct RunStart {
     pub started_at: i64,
     /// What the run reads (`provenance::Reads` as JSON), known before it starts.
     pub reads_json: Option<String>,
+    /// The data version of what it writes: its code and what it reads, hashed.
+    pub data_version: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -168,6 +170,8 @@ pub struct PartitionStatus {
     #[serde(serialize_with = "crate::clock::as_rfc3339_opt")]
     pub finished_at: Option<i64>,
     pub attempt: Option<i64>,
+    /// The data version of the content (`provenance`): its run's code and what it read.
+    pub content_version: Option<String>,
 }
 
 /// When a partition counts as done by another worker, decided under its lease.

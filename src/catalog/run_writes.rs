@@ -14,8 +14,8 @@ pub(super) async fn insert_run_start(
     r: &RunStart,
 ) -> Result<(), CatalogError> {
     sqlx::query(
-        "INSERT INTO runs (run_id, job, table_name, table_version, partition_key, attempt, state, trigger_kind, fingerprint, lease_token, host, pid, started_at, reads_json) \
-         VALUES ($1, $2, $3, $4, $5, $6, $13, $7, $8, $9, $10, $11, $12, $14)",
+        "INSERT INTO runs (run_id, job, table_name, table_version, partition_key, attempt, state, trigger_kind, fingerprint, lease_token, host, pid, started_at, reads_json, data_version) \
+         VALUES ($1, $2, $3, $4, $5, $6, $13, $7, $8, $9, $10, $11, $12, $14, $15)",
     )
     .bind(&r.run_id)
     .bind(&r.job)
@@ -31,6 +31,7 @@ pub(super) async fn insert_run_start(
     .bind(r.started_at)
     .bind(RunState::Running.as_str())
     .bind(r.reads_json.as_deref())
+    .bind(r.data_version.as_deref())
     .execute(&mut *conn)
     .await
     .map_err(query_err("record run start"))?;

@@ -178,6 +178,7 @@ mod tests {
             pid: 1,
             started_at: 1_000,
             reads_json: None,
+            data_version: None,
         }
     }
 

@@ -45,6 +45,7 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
                     "rows": r.content_rows,
                     "run_id": r.last_run_id, "content_run_id": r.content_run_id,
                     "fingerprint": r.content_fingerprint, "delta_version": r.content_delta_version,
+                    "data_version": r.content_version,
                     "attempt": r.attempt,
                     "started_at": r.started_at.map(crate::clock::rfc3339),
                     "finished_at": r.finished_at.map(crate::clock::rfc3339),

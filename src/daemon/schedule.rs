@@ -132,6 +132,8 @@ mod tests {
                 max_catch_up: 31,
                 max_concurrency: 1,
                 wait_for_inputs: None,
+                on_upstream_change: Default::default(),
+                watch_inputs: None,
             },
             granularity: g,
             partition_tz: tz,

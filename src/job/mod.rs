@@ -184,7 +184,23 @@ pub enum InputSource {
     Table {
         table: Name,
         partitions: UpstreamPartitions,
+        /// A rolling window: the partitions from `from` to `to` (in this job's grain,
+        /// relative to the partition run) are read, each as `partitions` says.
+        window: Option<Window>,
     },
+}
+
+/// `window = { from = -6, to = 0 }`: partitions P-6 to P of a partition P, both included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    pub from: i32,
+    pub to: i32,
+}
+
+impl Window {
+    /// The widest window a spec may ask for, either way (a year of hours).
+    pub const MAX: i32 = 8_784;
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -414,7 +430,9 @@ impl Job {
     /// The upstream tables this job reads.
     pub fn upstream_tables(&self) -> impl Iterator<Item = (&Name, UpstreamPartitions)> {
         self.inputs.iter().filter_map(|i| match &i.source {
-            InputSource::Table { table, partitions } => Some((table, *partitions)),
+            InputSource::Table {
+                table, partitions, ..
+            } => Some((table, *partitions)),
             InputSource::Files { .. } => None,
         })
     }

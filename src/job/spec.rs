@@ -85,6 +85,7 @@ struct InputFile {
     delimiter: Option<char>,
     table: Option<String>,
     partitions: Option<UpstreamPartitions>,
+    window: Option<super::Window>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -387,6 +388,11 @@ fn file_input(
             "input `{iname}`: `partitions` applies to table inputs only"
         ));
     }
+    if inp.window.is_some() {
+        p.add(format!(
+            "input `{iname}`: `window` applies to table inputs only (a file input names its files with its path's placeholders)"
+        ));
+    }
     if let Err(m) = check_template(path) {
         p.add(format!(
             "field `{at}.path` = \"{}\": {m}",
@@ -456,10 +462,26 @@ fn table_input(
             "input `{iname}`: `format`, `schema`, `header` and `delimiter` apply to file inputs only"
         ));
     }
+    let window = inp.window.filter(|w| {
+        let ok = w.from <= w.to && w.from.abs() <= super::Window::MAX && w.to.abs() <= super::Window::MAX;
+        if !ok {
+            p.add(format!(
+                "field `{at}.window` = {{ from = {}, to = {} }}: `from` must be at most `to`, both within ±{} partitions (e.g. {{ from = -6, to = 0 }} for the 7 partitions up to this one)",
+                w.from, w.to, super::Window::MAX
+            ));
+        }
+        ok
+    });
+    if window.is_some() && inp.partitions == Some(UpstreamPartitions::All) {
+        p.add(format!(
+            "input `{iname}`: `window` reads some partitions; it cannot go with `partitions = \"all\"`"
+        ));
+    }
     match Name::new(table) {
         Ok(t) => Some(InputSource::Table {
             table: t,
             partitions: inp.partitions.unwrap_or_default(),
+            window,
         }),
         Err(e) => {
             p.add(format!("field `{at}.table`: {e}"));

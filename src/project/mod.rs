@@ -105,12 +105,24 @@ impl Project {
         job.inputs
             .iter()
             .filter_map(|input| match &input.source {
-                InputSource::Table { table, partitions } => {
+                InputSource::Table {
+                    table,
+                    partitions,
+                    window,
+                } => {
                     let writer = self.writer_of(table.as_str());
                     let keys = match (partitions, writer) {
                         (UpstreamPartitions::All, _) | (_, None) => None,
                         (UpstreamPartitions::Same | UpstreamPartitions::AllKeys, Some(w)) => {
-                            Some(same_time(job, key, w, *partitions))
+                            let mut keys = Vec::new();
+                            for at in window_of(key, *window) {
+                                for k in same_time(job, &at, w, *partitions) {
+                                    if !keys.contains(&k) {
+                                        keys.push(k);
+                                    }
+                                }
+                            }
+                            Some(keys)
                         }
                     };
                     Some(UpstreamRead {
@@ -170,6 +182,25 @@ impl Project {
 /// its time (from the writer's `start` on: earlier ones never exist, and nothing waits for
 /// them), of the same key when both jobs have the same key column and `partitions` is
 /// `same`, else of every key the writer declares.
+/// The partitions of this job a window names around `key` (just `key` without one), oldest
+/// first; a window that reaches past the calendar's ends is cut there.
+fn window_of(key: &PartitionKey, window: Option<crate::job::Window>) -> Vec<PartitionKey> {
+    let Some(w) = window else {
+        return vec![*key];
+    };
+    let shift = |n: i32| {
+        let mut t = Some(key.time);
+        for _ in 0..n.unsigned_abs() {
+            t = t.and_then(|t| if n < 0 { t.prev() } else { t.next() });
+        }
+        t
+    };
+    (w.from..=w.to)
+        .filter_map(shift)
+        .map(|time| PartitionKey::new(time, key.key))
+        .collect()
+}
+
 fn same_time(
     job: &Job,
     key: &PartitionKey,

@@ -1,21 +1,27 @@
 //! What a partition's content was made from, and whether that changed since: a data
 //! engineer's "data version". Every run records what it read (`Reads`): for each upstream
-//! table, the physical version and the Delta version of the snapshot it read, with the
-//! partitions read; for each input file, its path, size, last-modified time and ETag. A
-//! complete partition is stale (`stale::Staleness`) when its code changed, when an upstream
-//! partition it read was written by a commit after that snapshot (or the upstream alias
-//! moved to another version), or when its input files are not the ones it read.
+//! table, the physical version and the data version of each partition read; for each input
+//! file, its path, size, last-modified time and ETag. A run's own data version is a hash of
+//! its code fingerprint and of what it read: it identifies the content the run writes,
+//! since a run is a function of its code and its inputs (promise 2: idempotent). A complete
+//! partition is stale (`stale::Staleness`) when its code changed, when an upstream
+//! partition it read has another data version now (or the upstream alias moved to another
+//! physical version), or when its input files are not the ones it read.
 //!
-//! Content is identified by the commit that wrote it, not by a hash of the rows: a commit's
-//! version is known without reading anything, is comparable (a later commit is a later
-//! content) and costs a number per upstream table in the catalog. A rewrite with identical
-//! rows therefore still makes its readers stale; rerunning them is idempotent, so the cost
+//! Why data versions and not the Delta version of the commit that wrote a partition: a
+//! rewrite from the same code and the same inputs (a forced backfill, a retry after a crash
+//! that had committed) writes the same rows, and must not make everything downstream run
+//! again. As in Dagster, a version is derived from the code and the versions read, so a
+//! change propagates exactly as far as it changes something. A file is known by its size
+//! and ETag (which holds its modification time): a file rewritten with the same bytes is a
+//! change (reading it would cost what the run costs); rerunning is idempotent, so the cost
 //! is work, never wrong data.
 
 pub mod files;
 pub mod stale;
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 pub use files::{FileRead, Listings};
 pub use stale::{StaleBecause, StaleKind, Staleness};
@@ -29,19 +35,56 @@ pub struct Reads {
     pub files: Vec<FileRead>,
 }
 
-/// One upstream table input as read: which physical version, the Delta version of the
-/// snapshot (every partition read holds content written at or before it), and the
-/// partitions read (`None`: the whole table).
+/// One upstream table input as read: which physical version, and the data version of each
+/// partition read (empty when it had none: not written yet, or before data versions); for
+/// a read of the whole table, one hash over every partition's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableRead {
     pub table: String,
     pub version: i64,
-    pub delta_version: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub partitions: Option<Vec<String>>,
+    pub partitions: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whole: Option<String>,
+}
+
+/// The hash of a whole table's partitions' data versions, by partition.
+pub fn whole_table_version<'a>(versions: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut sorted: Vec<(&str, &str)> = versions.collect();
+    sorted.sort();
+    let mut h = blake3::Hasher::new();
+    for (p, v) in sorted {
+        h.update(p.as_bytes());
+        h.update(b"=");
+        h.update(v.as_bytes());
+        h.update(b"\n");
+    }
+    h.finalize().to_hex()[..16].to_string()
 }
 
 impl Reads {
+    /// The data version of what a run of code `fingerprint` writes from these reads.
+    pub fn data_version(&self, fingerprint: &str) -> String {
+        // The JSON of the reads is canonical here: upstream inputs in the job's order,
+        // partitions sorted, files in listing order (sorted by path).
+        let mut h = blake3::Hasher::new();
+        h.update(fingerprint.as_bytes());
+        h.update(b"\n");
+        for t in &self.upstream {
+            h.update(format!("{}@{}\n", t.table, t.version).as_bytes());
+            for (p, v) in t.partitions.iter().flatten() {
+                h.update(format!("{p}={v}\n").as_bytes());
+            }
+            if let Some(w) = &t.whole {
+                h.update(format!("*={w}\n").as_bytes());
+            }
+        }
+        for f in &self.files {
+            h.update(format!("{}:{}:{}:{}\n", f.input, f.path, f.size, f.etag).as_bytes());
+        }
+        h.finalize().to_hex()[..16].to_string()
+    }
+
     /// The JSON stored with the run.
     pub fn to_json(&self) -> String {
         // A struct of strings and numbers always serializes.

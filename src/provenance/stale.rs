@@ -44,11 +44,11 @@ impl std::fmt::Display for StaleBecause {
     }
 }
 
-/// An upstream table as it is now: its alias, and per physical version the Delta version
+/// An upstream table as it is now: its alias, and per physical version the data version
 /// of each partition's content.
 struct UpstreamNow {
     alias: Option<i64>,
-    contents: HashMap<i64, HashMap<String, i64>>,
+    contents: HashMap<i64, HashMap<String, String>>,
 }
 
 /// Asks the rule for many partitions: upstream tables and input folders are read once.
@@ -152,7 +152,7 @@ impl<'a> Staleness<'a> {
         Ok(None)
     }
 
-    /// The upstream partitions `read` names that were written after its snapshot, as
+    /// The upstream partitions `read` names whose data version is not the one read, as
     /// `table partition`; or the alias's move, when it points at another version now.
     async fn upstream_changes(&mut self, read: &TableRead) -> Result<Vec<String>, CatalogError> {
         if !self.upstream.contains_key(&read.table) {
@@ -182,27 +182,26 @@ impl<'a> Staleness<'a> {
                 .partitions_of(&read.table, read.version)
                 .await?
                 .into_iter()
-                .filter_map(|p| p.content_delta_version.map(|v| (p.partition_key, v)))
+                .filter(|p| p.content_run_id.is_some())
+                .map(|p| (p.partition_key, p.content_version.unwrap_or_default()))
                 .collect();
             now.contents.insert(read.version, contents);
         }
         let contents = &now.contents[&read.version];
-        let newer = |v: &i64| *v > read.delta_version;
-        Ok(match &read.partitions {
-            Some(parts) => parts
-                .iter()
-                .filter(|p| contents.get(*p).is_some_and(newer))
-                .map(|p| format!("{} {p}", read.table))
-                .collect(),
-            None => {
-                let mut c: Vec<String> = contents
-                    .iter()
-                    .filter(|(_, v)| newer(v))
-                    .map(|(p, _)| format!("{} {p}", read.table))
-                    .collect();
-                c.sort();
-                c
+        let mut changed: Vec<String> = read
+            .partitions
+            .iter()
+            .flatten()
+            .filter(|(p, v)| contents.get(*p).map_or("", String::as_str) != v.as_str())
+            .map(|(p, _)| format!("{} {p}", read.table))
+            .collect();
+        if let Some(whole) = &read.whole {
+            let now =
+                super::whole_table_version(contents.iter().map(|(p, v)| (p.as_str(), v.as_str())));
+            if &now != whole {
+                changed.push(format!("{} (the whole table)", read.table));
             }
-        })
+        }
+        Ok(changed)
     }
 }

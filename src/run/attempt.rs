@@ -95,7 +95,7 @@ impl Runner {
                     upstream: tables,
                     files,
                 };
-                (upstream, Some(reads.to_json()))
+                (upstream, Some(reads))
             }
             Some(_) => (Vec::new(), None),
         };
@@ -112,7 +112,8 @@ impl Runner {
             host: host_name(self.leases.holder()),
             pid: i64::from(std::process::id()),
             started_at: self.clock.now_ms(),
-            reads_json: reads,
+            reads_json: reads.as_ref().map(|r| r.to_json()),
+            data_version: reads.as_ref().map(|r| r.data_version(&fp)),
         };
         let (lease, look) = match self.leases.claim(&mut start, req.done_if.clone()).await? {
             Claim::Started(lease) => (lease, Look::Started),

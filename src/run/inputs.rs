@@ -5,7 +5,7 @@
 
 use super::RunError;
 use super::handles::Tables;
-use crate::catalog::{Catalog, PartitionState};
+use crate::catalog::{Catalog, PartitionState, PartitionStatus};
 use crate::engine::UpstreamInput;
 use crate::job::Job;
 use crate::partition::PartitionKey;
@@ -14,6 +14,41 @@ use crate::provenance::TableRead;
 use crate::schema::TableSchema;
 use std::collections::{HashMap, HashSet};
 use tracing::warn;
+
+/// What an upstream input's partitions hold as the run starts.
+enum Contents {
+    /// Those the partition reads, by key (`None`: never written).
+    Some(Vec<(String, Option<PartitionStatus>)>),
+    /// Every partition of the table.
+    Whole(Vec<PartitionStatus>),
+}
+
+/// The newest Delta version holding the content of the partitions found, or `None` when
+/// some are not complete (then only the latest snapshot will do, and the gap is logged).
+fn newest_content(table: &str, found: &[(String, Option<PartitionStatus>)]) -> Option<i64> {
+    let mut incomplete = Vec::new();
+    let mut newest = Some(0i64);
+    for (k, p) in found {
+        match p {
+            Some(p) if p.state == PartitionState::Complete => {
+                newest = newest.zip(p.content_delta_version).map(|(a, b)| a.max(b));
+            }
+            _ => {
+                incomplete.push(k.clone());
+                newest = None;
+            }
+        }
+    }
+    if !incomplete.is_empty() {
+        warn!(
+            upstream = %table,
+            count = incomplete.len(),
+            partitions = %crate::text::shorten(&incomplete, 5),
+            "upstream partitions are not complete; reading what is there"
+        );
+    }
+    newest
+}
 
 /// The complete partitions of upstream (table, version)s, as read once per daemon pass.
 pub type CompletePartitions = HashMap<(String, i64), HashSet<String>>;
@@ -72,24 +107,51 @@ impl Inputs<'_> {
         let up_schema: TableSchema = serde_json::from_str(&tv.schema_json)
             .map_err(|e| err(format!("stored schema does not parse: {e}")))?;
         let filter = crate::engine::upstream_filter(read, &up_schema);
+        // What the partitions read hold now, read before the snapshot is taken: a rewrite
+        // in between makes the partition stale again (it recorded the older version), never
+        // fresh with content it did not read.
+        let contents = match &read.keys {
+            Some(keys) => Contents::Some(self.contents_of(table, version, keys).await?),
+            None => Contents::Whole(self.catalog.partitions_of(table, version).await?),
+        };
         // The Delta version the snapshot must have reached to hold what we read; `None`
         // when only the latest will do.
-        let needed_version = match (&filter, &read.keys) {
-            (Some(_), Some(keys)) => self.newest_content_of(table, version, keys).await?,
+        let needed_version = match (&filter, &contents) {
+            (Some(_), Contents::Some(found)) => newest_content(table, found),
             _ => None,
         };
         let snapshot = self
             .tables
             .snapshot(table, version as u32, &url, &tv.schema_json, needed_version)
             .await?;
-        let record = TableRead {
-            table: table.to_string(),
-            version,
-            delta_version: snapshot.version().map_or(0, |v| v as i64),
-            partitions: read
-                .keys
-                .as_ref()
-                .map(|keys| keys.iter().map(|k| k.to_string()).collect()),
+        let version_of = |p: &PartitionStatus| p.content_version.clone().unwrap_or_default();
+        let record = match &contents {
+            Contents::Some(found) => TableRead {
+                table: table.to_string(),
+                version,
+                partitions: Some(
+                    found
+                        .iter()
+                        .map(|(k, p)| (k.clone(), p.as_ref().map(version_of).unwrap_or_default()))
+                        .collect(),
+                ),
+                whole: None,
+            },
+            Contents::Whole(all) => {
+                let versions: Vec<(String, String)> = all
+                    .iter()
+                    .filter(|p| p.content_run_id.is_some())
+                    .map(|p| (p.partition_key.clone(), version_of(p)))
+                    .collect();
+                TableRead {
+                    table: table.to_string(),
+                    version,
+                    partitions: None,
+                    whole: Some(crate::provenance::whole_table_version(
+                        versions.iter().map(|(p, v)| (p.as_str(), v.as_str())),
+                    )),
+                }
+            }
         };
         let input = UpstreamInput {
             name: read.input.clone(),
@@ -99,40 +161,20 @@ impl Inputs<'_> {
         Ok((input, record))
     }
 
-    /// The newest Delta version holding the content of `keys`, or `None` when some are
-    /// not complete (then only the latest snapshot will do, and the gap is logged).
-    async fn newest_content_of(
+    /// Each of `keys` as the catalog has it now (`None`: never written).
+    async fn contents_of(
         &self,
         table: &str,
         version: i64,
         keys: &[PartitionKey],
-    ) -> Result<Option<i64>, RunError> {
-        let mut incomplete = Vec::new();
-        let mut newest = Some(0i64);
+    ) -> Result<Vec<(String, Option<PartitionStatus>)>, RunError> {
+        let mut out = Vec::with_capacity(keys.len());
         for k in keys {
-            let p = self
-                .catalog
-                .partition_status(table, version, &k.to_string())
-                .await?;
-            match p {
-                Some(p) if p.state == PartitionState::Complete => {
-                    newest = newest.zip(p.content_delta_version).map(|(a, b)| a.max(b));
-                }
-                _ => {
-                    incomplete.push(k.to_string());
-                    newest = None;
-                }
-            }
+            let key = k.to_string();
+            let p = self.catalog.partition_status(table, version, &key).await?;
+            out.push((key, p));
         }
-        if !incomplete.is_empty() {
-            warn!(
-                upstream = %table,
-                count = incomplete.len(),
-                partitions = %crate::text::shorten(&incomplete, 5),
-                "upstream partitions are not complete; reading what is there"
-            );
-        }
-        Ok(newest)
+        Ok(out)
     }
 
     /// The upstream partitions `key` of `job` reads that are not complete yet, as

@@ -94,6 +94,7 @@ impl Fixture {
             pid: 1,
             started_at: self.clock.now_ms(),
             reads_json: None,
+            data_version: None,
         }
     }
 

@@ -100,7 +100,15 @@ async fn play(steps: &[Step]) {
         match *step {
             Step::Claim(who, p, now, since, expect) => {
                 let mut start = run_start(who, p, now);
-                let got = c.claim(&mut start, who, TTL, since).await.expect(&at);
+                let got = c
+                    .claim(
+                        &mut start,
+                        who,
+                        TTL,
+                        since.map(sluice::catalog::DoneIf::CompletedSince),
+                    )
+                    .await
+                    .expect(&at);
                 let got = match got {
                     Claim::Started(lease) => {
                         let t = lease.token;
@@ -216,6 +224,7 @@ fn run_start(who: &str, p: &str, now: i64) -> RunStart {
         pid: 1,
         started_at: now,
         reads_json: None,
+        data_version: None,
     }
 }
 

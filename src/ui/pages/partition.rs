@@ -247,13 +247,19 @@ async fn partition_page(
             .iter()
             .map(|t| {
                 let which = match &t.partitions {
-                    Some(p) => crate::text::shorten(p, 8),
-                    None => "every partition".into(),
+                    Some(p) => {
+                        let shown: Vec<String> = p
+                            .iter()
+                            .map(|(k, v)| format!("{k} (data version {v})"))
+                            .collect();
+                        crate::text::shorten(&shown, 8)
+                    }
+                    None => format!(
+                        "every partition (data version {})",
+                        t.whole.as_deref().unwrap_or("-")
+                    ),
                 };
-                format!(
-                    "{} v{} as of Delta version {}: {which}",
-                    t.table, t.version, t.delta_version
-                )
+                format!("{} v{}: {which}", t.table, t.version)
             })
             .collect(),
         read_files: reads.files,
