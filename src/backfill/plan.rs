@@ -246,23 +246,7 @@ async fn select_partitions(
         }
         _ => BTreeMap::new(),
     };
-    let mut times = times_in(job.granularity, from_start, to_end);
-    if let Some(only) = &req.only {
-        times.retain(|k| only.contains(&k.to_string()));
-    }
-    // Every declared key at each time (those `--keys` names, when it does).
-    let mut keys: Vec<PartitionKey> = times
-        .into_iter()
-        .flat_map(|t| job.partitions_at(t))
-        .filter(|p| match (&req.keys, p.key) {
-            (Some(wanted), Some(k)) => wanted.contains(&k),
-            _ => true,
-        })
-        .collect();
-    if req.newest_first {
-        keys.reverse();
-    }
-    for key in keys {
+    for key in partitions_in(job, req, (from_start, to_end)) {
         let partition = key.to_string();
         let skip = |why: String| NotSelected {
             job: job.name.to_string(),
@@ -325,6 +309,31 @@ async fn select_partitions(
         });
     }
     Ok(())
+}
+
+/// The partitions of `job` in `[start, end)` the request names, in the order asked.
+fn partitions_in(
+    job: &Job,
+    req: &Request,
+    (from_start, to_end): (NaiveDateTime, NaiveDateTime),
+) -> Vec<PartitionKey> {
+    let mut times = times_in(job.granularity, from_start, to_end);
+    if let Some(only) = &req.only {
+        times.retain(|k| only.contains(&k.to_string()));
+    }
+    // Every declared key at each time (those `--keys` names, when it does).
+    let mut keys: Vec<PartitionKey> = times
+        .into_iter()
+        .flat_map(|t| job.partitions_at(t))
+        .filter(|p| match (&req.keys, p.key) {
+            (Some(wanted), Some(k)) => wanted.contains(&k),
+            _ => true,
+        })
+        .collect();
+    if req.newest_first {
+        keys.reverse();
+    }
+    keys
 }
 
 /// Whether `key` of `job` reads an upstream partition that is in the plan.

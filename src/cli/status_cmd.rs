@@ -36,24 +36,7 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
     if g.output == output::Format::Json {
         let v: Vec<_> = views
             .iter()
-            .map(|view| {
-                let r = &view.status;
-                serde_json::json!({
-                    "job": r.job, "table": r.table_name, "table_version": r.table_version,
-                    "partition": r.partition_key, "state": view.state(),
-                    "stale_because": view.stale, "read": view.reads,
-                    "rows": r.content_rows,
-                    "run_id": r.last_run_id, "content_run_id": r.content_run_id,
-                    "fingerprint": r.content_fingerprint, "delta_version": r.content_delta_version,
-                    "data_version": r.content_version,
-                    "attempt": r.attempt,
-                    "started_at": r.started_at.map(crate::clock::rfc3339),
-                    "finished_at": r.finished_at.map(crate::clock::rfc3339),
-                    "duration_ms": match (r.started_at, r.finished_at) { (Some(s), Some(e)) => Some(e - s), _ => None },
-                    "error": r.error,
-                    "declared": declared(r),
-                })
-            })
+            .map(|v| json_of(v, declared(&v.status)))
             .collect();
         println!("{}", output::json(&v));
         return Ok(EXIT_OK);
@@ -109,6 +92,26 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
         )
     );
     Ok(EXIT_OK)
+}
+
+/// One partition as `status --output json` shows it.
+fn json_of(view: &crate::app::status::PartitionView, declared: Option<bool>) -> serde_json::Value {
+    let r = &view.status;
+    serde_json::json!({
+        "job": r.job, "table": r.table_name, "table_version": r.table_version,
+        "partition": r.partition_key, "state": view.state(),
+        "stale_because": view.stale, "read": view.reads,
+        "rows": r.content_rows,
+        "run_id": r.last_run_id, "content_run_id": r.content_run_id,
+        "fingerprint": r.content_fingerprint, "delta_version": r.content_delta_version,
+        "data_version": r.content_version,
+        "attempt": r.attempt,
+        "started_at": r.started_at.map(crate::clock::rfc3339),
+        "finished_at": r.finished_at.map(crate::clock::rfc3339),
+        "duration_ms": match (r.started_at, r.finished_at) { (Some(s), Some(e)) => Some(e - s), _ => None },
+        "error": r.error,
+        "declared": declared,
+    })
 }
 
 fn one_line(s: &str, max: usize) -> String {

@@ -364,7 +364,7 @@ fn the_sample_project_validates_and_plans_its_sql() {
     let p = TestProject::sample();
     let out = p.ok(&["validate"]);
     assert!(
-        out.stdout.contains("ok: 4 job(s), 4 migration(s)"),
+        out.stdout.contains("ok: 5 job(s), 5 migration(s)"),
         "{}",
         out.context()
     );
@@ -575,7 +575,7 @@ fn the_readme_main_command_works_as_written() {
     let rows = status.as_array().unwrap();
     assert_eq!(
         rows.len(),
-        31 + 31 + 1 + 31 * 8,
+        31 + 31 + 1 + 31 + 31 * 8,
         "every partition of the sample month (regional_orders: each day of each region)"
     );
     assert!(rows.iter().all(|r| r["state"] == "complete"), "{status:#}");

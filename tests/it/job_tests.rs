@@ -28,7 +28,7 @@ fn the_sample_projects_tests_pass_with_a_junit_report_and_leave_no_trace() {
     let p = TestProject::sample();
     let before = top_level(&p);
     let out = p.ok(&["test", "--junit", "report.xml"]);
-    out.says("6 passed, 0 failed");
+    out.says("8 passed, 0 failed");
     // Nothing but the report: no catalog folder, no warehouse.
     let mut expected = before.clone();
     expected.push("report.xml".into());
@@ -57,6 +57,8 @@ fn the_sample_projects_tests_pass_with_a_junit_report_and_leave_no_trace() {
             "daily_revenue negative_revenue_fails_its_check 0",
             "daily_revenue revenue_orders_and_customers_per_region_and_category 0",
             "monthly_region_revenue a_month_rolls_up_its_days_per_region 0",
+            "rolling_revenue a_day_sums_the_seven_days_up_to_it 0",
+            "rolling_revenue the_first_day_has_only_itself 0",
         ]
     );
 }
@@ -205,7 +207,7 @@ rows = [{ region = "emea", revenue = "10.00" }]
 /// A job whose SQL orders its rows: a test compares them in order.
 const TOP_ORDERS: &[(&str, &str)] = &[
     (
-        "migrations/0005_create_top_orders.sql",
+        "migrations/0099_create_top_orders.sql",
         "CREATE TABLE top_orders (dt DATE NOT NULL, order_id BIGINT NOT NULL, amount DECIMAL(12,2) NOT NULL) PARTITIONED BY (dt);\n",
     ),
     (
@@ -390,7 +392,7 @@ fn update_and_create_round_trip_through_the_job_s_code() {
     );
     // Passes as created.
     let out = p.ok(&["test"]);
-    out.says("8 passed, 0 failed");
+    out.says("10 passed, 0 failed");
     assert!(line_of(&out.stdout, "sampled_2024-01-12").starts_with("ok"));
 
     // Fails after the SQL changes ...

@@ -159,6 +159,31 @@ fn profile_views(p: &Profile, base: &[Profile]) -> Vec<ColumnView> {
         .collect()
 }
 
+/// The upstream tables a run read, one line each: version, partitions and their data
+/// versions.
+fn tables_read(reads: &Reads) -> Vec<String> {
+    reads
+        .upstream
+        .iter()
+        .map(|t| {
+            let which = match &t.partitions {
+                Some(p) => {
+                    let shown: Vec<String> = p
+                        .iter()
+                        .map(|(k, v)| format!("{k} (data version {v})"))
+                        .collect();
+                    crate::text::shorten(&shown, 8)
+                }
+                None => format!(
+                    "every partition (data version {})",
+                    t.whole.as_deref().unwrap_or("-")
+                ),
+            };
+            format!("{} v{}: {which}", t.table, t.version)
+        })
+        .collect()
+}
+
 pub async fn partition(
     State(ui): State<Arc<UiState>>,
     Path((job, key)): Path<(String, String)>,
@@ -242,26 +267,7 @@ async fn partition_page(
         content_fingerprint: opt(status.as_ref().and_then(|s| s.content_fingerprint.clone())),
         stale: state == CellState::Stale,
         stale_because: stale_because.map(|w| w.to_string()),
-        read_tables: reads
-            .upstream
-            .iter()
-            .map(|t| {
-                let which = match &t.partitions {
-                    Some(p) => {
-                        let shown: Vec<String> = p
-                            .iter()
-                            .map(|(k, v)| format!("{k} (data version {v})"))
-                            .collect();
-                        crate::text::shorten(&shown, 8)
-                    }
-                    None => format!(
-                        "every partition (data version {})",
-                        t.whole.as_deref().unwrap_or("-")
-                    ),
-                };
-                format!("{} v{}: {which}", t.table, t.version)
-            })
-            .collect(),
+        read_tables: tables_read(&reads),
         read_files: reads.files,
         current_fingerprint: current,
         error: status
