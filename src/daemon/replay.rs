@@ -63,6 +63,15 @@ pub struct Replayed {
     pub left: Vec<String>,
 }
 
+/// A partition shown as due or started: once per tick; a stale rerun once per time it was
+/// found stale (its due time).
+type Shown = (Name, PartitionKey, Option<DateTime<Utc>>);
+
+fn shown(job: &Name, key: PartitionKey, due: DateTime<Utc>, why: super::queue::Due) -> Shown {
+    let episode = (why == super::queue::Due::Stale).then_some(due);
+    (job.clone(), key, episode)
+}
+
 /// One thing a replay shows: at a simulated time, what happened.
 #[derive(Debug, Clone)]
 pub struct ReplayEvent {
@@ -82,7 +91,7 @@ impl Daemon {
     ) -> Replayed {
         clock.set(window.from);
         let mut out = Replayed::default();
-        let mut seen: HashSet<(Name, PartitionKey)> = HashSet::new();
+        let mut seen: HashSet<Shown> = HashSet::new();
         loop {
             // Everything due at this instant, to its end.
             loop {
@@ -128,11 +137,7 @@ impl Daemon {
 
     /// Shows the partitions that started or became due since the last look, with their
     /// tick in the job's zone.
-    fn show_due(
-        &self,
-        seen: &mut HashSet<(Name, PartitionKey)>,
-        show: &mut impl FnMut(ReplayEvent),
-    ) {
+    fn show_due(&self, seen: &mut HashSet<Shown>, show: &mut impl FnMut(ReplayEvent)) {
         let local = |job: &Name, due: DateTime<Utc>| {
             self.jobs
                 .get(job)
@@ -143,7 +148,7 @@ impl Daemon {
                 .unwrap_or_default()
         };
         for ((job, key), (due, why)) in &self.running {
-            if seen.insert((job.clone(), *key)) {
+            if seen.insert(shown(job, *key, *due, *why)) {
                 let text = match why {
                     super::queue::Due::Stale => format!("{job} {key} started again (stale)"),
                     _ => format!("{job} {key} started (tick {})", local(job, *due)),
@@ -155,7 +160,7 @@ impl Daemon {
             }
         }
         for p in &self.queue {
-            if seen.insert((p.job.clone(), p.key)) {
+            if seen.insert(shown(&p.job, p.key, p.due, p.why)) {
                 if p.why == super::queue::Due::Stale {
                     show(ReplayEvent {
                         at: self.clock.now(),

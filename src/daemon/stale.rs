@@ -157,10 +157,10 @@ impl Daemon {
                 continue;
             };
             for k in keys {
-                let busy = self.running.contains_key(&(up.name.clone(), *k))
-                    || self.queue.iter().any(|p| p.job == up.name && p.key == *k);
-                if busy {
-                    out.push(format!("{}/{k} (running again)", up.name));
+                if self.running.contains_key(&(up.name.clone(), *k)) {
+                    out.push(format!("{}/{k} (running here)", up.name));
+                } else if self.queue.iter().any(|p| p.job == up.name && p.key == *k) {
+                    out.push(format!("{}/{k} (queued here)", up.name));
                 }
             }
         }

@@ -36,6 +36,7 @@ pub(crate) async fn all_rows(p: &TestProject) -> BTreeMap<&'static str, Vec<Stri
         "daily_revenue",
         "monthly_region_revenue",
         "regional_orders",
+        "rolling_revenue",
     ] {
         let dir = p.warehouse_table(t, 1);
         out.insert(

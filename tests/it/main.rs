@@ -13,6 +13,7 @@ mod catalog;
 mod catalog_outage;
 mod daemon;
 mod daemon_process;
+mod data_changes;
 mod faults;
 mod foundation;
 mod job_tests;

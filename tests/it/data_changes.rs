@@ -1,0 +1,507 @@
+//! A partition knows what it read: a re-exported day, a late file or a rewritten upstream
+//! partition makes what read it stale (`status`, `backfill --stale`), the daemon reruns it
+//! once, after its upstream, transitively; a rewrite from the same inputs changes nothing.
+//! Real processes, and the tables read back with Python's deltalake.
+
+use crate::util::{TestProject, assert_same_rows, commits_per_partition, python_rows};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// The sample project's tables, all written by its jobs.
+const TABLES: [&str; 5] = [
+    "clean_orders",
+    "daily_revenue",
+    "monthly_region_revenue",
+    "regional_orders",
+    "rolling_revenue",
+];
+
+/// The shop re-exports `day` with every quantity doubled (a row whose quantity is not a
+/// number, as the export has, stays as it is).
+fn double_quantities(p: &TestProject, day: &str) {
+    let rel = format!("sample-data/orders/dt={day}/orders.csv");
+    let text = p.read(&rel);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let q = header.split(',').position(|c| c == "quantity").unwrap();
+    let mut out = vec![header.to_string()];
+    for line in lines {
+        let mut cells: Vec<String> = line.split(',').map(str::to_string).collect();
+        if let Some(n) = cells.get(q).and_then(|c| c.parse::<i64>().ok()) {
+            cells[q] = (n * 2).to_string();
+        }
+        out.push(cells.join(","));
+    }
+    p.write(&rel, &(out.join("\n") + "\n"));
+}
+
+/// `status --output json`, by (job, partition): (state, why stale, what changed).
+fn states(p: &TestProject) -> BTreeMap<(String, String), (String, String, Vec<String>)> {
+    let status = p.ok(&["status", "--output", "json"]).json();
+    status
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let why = &r["stale_because"];
+            (
+                (
+                    r["job"].as_str().unwrap().to_string(),
+                    r["partition"].as_str().unwrap().to_string(),
+                ),
+                (
+                    r["state"].as_str().unwrap().to_string(),
+                    why["kind"].as_str().unwrap_or_default().to_string(),
+                    why["changed"]
+                        .as_array()
+                        .map(|c| c.iter().map(|v| v.as_str().unwrap().to_string()).collect())
+                        .unwrap_or_default(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// The partitions not `complete`, with their state and why.
+fn not_complete(p: &TestProject) -> BTreeMap<(String, String), (String, String, Vec<String>)> {
+    states(p)
+        .into_iter()
+        .filter(|(_, (s, _, _))| s != "complete")
+        .collect()
+}
+
+fn key(job: &str, partition: &str) -> (String, String) {
+    (job.to_string(), partition.to_string())
+}
+
+/// What a backfill over January with `--stale` would run: (job, partition, reason).
+fn stale_plan(p: &TestProject) -> BTreeSet<(String, String, String)> {
+    let plan = p
+        .ok(&[
+            "backfill",
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2024-01-31",
+            "--stale",
+            "--dry-run",
+            "--output",
+            "json",
+        ])
+        .json();
+    plan["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["job"].as_str().unwrap().to_string(),
+                i["partition"].as_str().unwrap().to_string(),
+                i["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Every table of `p`, as Python's deltalake reads it.
+fn python_tables(p: &TestProject) -> BTreeMap<&'static str, Vec<String>> {
+    TABLES
+        .iter()
+        .map(|t| (*t, python_rows(&p.warehouse_table(t, 1))))
+        .collect()
+}
+
+/// A fresh sample project whose January is backfilled once over data with `day` doubled.
+fn clean_backfill_with_doubled(day: &str) -> BTreeMap<&'static str, Vec<String>> {
+    let fresh = TestProject::migrated();
+    double_quantities(&fresh, day);
+    fresh.backfill("2024-01-01", "2024-01-31");
+    python_tables(&fresh)
+}
+
+/// What January's days a change to `day`'s orders reaches: that day of each daily job
+/// (regional_orders: each region), the 7 rolling days from it, and the month.
+fn reached_by(day: u32) -> BTreeSet<(String, String)> {
+    let d = format!("2024-01-{day:02}");
+    let mut out: BTreeSet<(String, String)> = BTreeSet::new();
+    out.insert(key("clean_orders", &d));
+    out.insert(key("daily_revenue", &d));
+    for r in [
+        "apac", "central", "east", "emea", "latam", "north", "south", "west",
+    ] {
+        out.insert(key("regional_orders", &format!("{d}:{r}")));
+    }
+    for rolling in day..(day + 7).min(32) {
+        out.insert(key("rolling_revenue", &format!("2024-01-{rolling:02}")));
+    }
+    out.insert(key("monthly_region_revenue", "2024-01"));
+    out
+}
+
+/// Each partition's commits in each table's Delta log, by (job, partition): the times it
+/// was written.
+fn writes(p: &TestProject) -> BTreeMap<(String, String), usize> {
+    let mut out = BTreeMap::new();
+    for t in TABLES {
+        // By the partition's `txn` in the log: `2024-01-05`, `2024-01-05:emea`, `2024-01`.
+        for (partition, n) in commits_per_partition(&p.warehouse_table(t, 1)) {
+            out.insert((t.to_string(), partition), n);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_reexported_day_makes_what_read_it_stale_and_backfill_stale_reruns_exactly_that() {
+    let p = TestProject::migrated();
+    p.backfill("2024-01-01", "2024-01-31");
+    // Rewritten from the same export and code, a day is the same data: nothing goes stale.
+    p.ok(&["run", "clean_orders", "--partition", "2024-01-05"]);
+    p.ok(&[
+        "backfill",
+        "clean_orders",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-31",
+        "--force",
+    ]);
+    assert_eq!(not_complete(&p), BTreeMap::new());
+    assert_eq!(stale_plan(&p), BTreeSet::new());
+    let before = writes(&p);
+
+    // The shop re-exports the day: the day itself is stale because of its input.
+    double_quantities(&p, "2024-01-05");
+    let stale = not_complete(&p);
+    assert_eq!(
+        stale,
+        BTreeMap::from([(
+            key("clean_orders", "2024-01-05"),
+            (
+                "stale".into(),
+                "input".into(),
+                vec!["sample-data/orders/dt=2024-01-05/orders.csv changed".to_string()]
+            )
+        )])
+    );
+    // Rerun, it says what it made stale; what read the old day is stale because of it.
+    let out = p.ok(&["run", "clean_orders", "--partition", "2024-01-05"]);
+    out.says(
+        "made stale downstream (9): daily_revenue 2024-01-05, regional_orders 2024-01-05:apac",
+    );
+    let stale = not_complete(&p);
+    let upstream = (
+        "stale".to_string(),
+        "upstream".to_string(),
+        vec!["clean_orders 2024-01-05".to_string()],
+    );
+    assert_eq!(
+        stale.get(&key("daily_revenue", "2024-01-05")),
+        Some(&upstream)
+    );
+    assert_eq!(stale.len(), 9, "{stale:#?}");
+    // The month read the day's revenue, which is not rewritten yet: not stale yet.
+    assert!(!stale.contains_key(&key("monthly_region_revenue", "2024-01")));
+
+    // `--stale` plans the change's whole reach, in dependency order, and nothing else.
+    let plan = stale_plan(&p);
+    let planned: BTreeSet<(String, String)> = plan
+        .iter()
+        .map(|(j, k, _)| (j.clone(), k.clone()))
+        .collect();
+    let mut reach = reached_by(5);
+    reach.remove(&key("clean_orders", "2024-01-05"));
+    assert_eq!(planned, reach);
+    assert!(plan.contains(&(
+        "daily_revenue".into(),
+        "2024-01-05".into(),
+        "upstream_changed".into()
+    )));
+    assert!(plan.contains(&(
+        "monthly_region_revenue".into(),
+        "2024-01".into(),
+        "upstream_rerun".into()
+    )));
+    p.ok(&[
+        "backfill",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-31",
+        "--stale",
+    ]);
+    assert_eq!(not_complete(&p), BTreeMap::new());
+    assert_eq!(stale_plan(&p), BTreeSet::new());
+
+    // Each partition the change reached was written once more, and no other.
+    let after = writes(&p);
+    for (k, n) in &after {
+        let more = usize::from(reach.contains(k) || *k == key("clean_orders", "2024-01-05"));
+        assert_eq!(*n, before[k] + more, "{k:?}");
+    }
+    // Every table is what a clean backfill over the corrected export writes.
+    let want = clean_backfill_with_doubled("2024-01-05");
+    let got = python_tables(&p);
+    for t in TABLES {
+        assert!(!want[t].is_empty(), "{t}");
+        assert_same_rows(t, &got[t], &want[t]);
+    }
+}
+
+#[test]
+fn run_downstream_reruns_what_the_run_made_stale_level_by_level() {
+    let p = TestProject::migrated();
+    p.backfill("2024-01-01", "2024-01-31");
+    double_quantities(&p, "2024-01-20");
+    let out = p.ok(&[
+        "run",
+        "clean_orders",
+        "--partition",
+        "2024-01-20",
+        "--downstream",
+        "--output",
+        "json",
+    ]);
+    let report = out.json();
+    let reran: BTreeSet<(String, String)> = report["downstream"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(r["state"], "succeeded", "{r:#}");
+            key(r["job"].as_str().unwrap(), r["partition"].as_str().unwrap())
+        })
+        .collect();
+    let mut reach = reached_by(20);
+    reach.remove(&key("clean_orders", "2024-01-20"));
+    assert_eq!(reran, reach);
+    assert_eq!(not_complete(&p), BTreeMap::new());
+    let want = clean_backfill_with_doubled("2024-01-20");
+    let got = python_tables(&p);
+    for t in TABLES {
+        assert_same_rows(t, &got[t], &want[t]);
+    }
+}
+
+/// The sample project with clean_orders watching its input files for `window`.
+fn watching(window: &str) -> TestProject {
+    let p = TestProject::migrated();
+    let spec = p.read("jobs/clean_orders.toml").replace(
+        "wait_for_inputs = \"6h\"",
+        &format!("wait_for_inputs = \"6h\"\nwatch_inputs = \"{window}\""),
+    );
+    p.write("jobs/clean_orders.toml", &spec);
+    p
+}
+
+#[test]
+fn a_day_replaced_mid_replay_is_rerun_once_after_its_upstream_and_nothing_else_is() {
+    let p = watching("45d");
+    // A simulated day takes a quarter of a second: the export of 2024-01-05 is replaced
+    // once the 20th is done, and the replay goes on to the month's roll-up.
+    let mut child = p
+        .command(&[
+            "daemon",
+            "--replay",
+            "2024-01-01..2024-02-01",
+            "--speed",
+            "345600",
+            "--quiet",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    let mut replaced = false;
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        if !replaced && line.contains("rolling_revenue 2024-01-20 succeeded") {
+            double_quantities(&p, "2024-01-05");
+            replaced = true;
+        }
+        lines.push(line);
+    }
+    let status = child.wait().unwrap();
+    let text = lines.join("\n");
+    assert!(status.success() && replaced, "{text}");
+    // Each partition the change reached ran once more, after clean_orders, and nothing
+    // else; the month ran once, after the change (as the day it reads ran again first).
+    let mut reach = reached_by(5);
+    reach.remove(&key("monthly_region_revenue", "2024-01"));
+    for (k, n) in writes(&p) {
+        let times = if reach.contains(&k) { 2 } else { 1 };
+        assert_eq!(n, times, "{k:?} in:\n{text}");
+    }
+    let at = |needle: &str| {
+        lines
+            .iter()
+            .rposition(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no `{needle}` in:\n{text}"))
+    };
+    assert!(at("clean_orders 2024-01-05 succeeded") < at("daily_revenue 2024-01-05 succeeded"));
+    assert!(
+        at("daily_revenue 2024-01-05 succeeded") < at("monthly_region_revenue 2024-01 succeeded")
+    );
+    assert!(at("daily_revenue 2024-01-11 succeeded") < at("rolling_revenue 2024-01-11 succeeded"));
+    assert_eq!(not_complete(&p), BTreeMap::new());
+    let want = clean_backfill_with_doubled("2024-01-05");
+    let got = python_tables(&p);
+    for t in TABLES {
+        assert_same_rows(t, &got[t], &want[t]);
+    }
+
+    // Replayed again over the complete month with its inputs as they are: nothing runs.
+    let out = p.ok(&["daemon", "--replay", "2024-01-01..2024-02-01", "--quiet"]);
+    out.says("0 succeeded, 0 failed, 0 not run");
+}
+
+#[test]
+fn a_new_file_within_watch_inputs_reruns_its_day_and_what_reads_it_once() {
+    let p = TestProject::with_files(&[
+        (
+            "jobs/landed.toml",
+            "description = \"files that land in a day's folder\"\nversion = 1\nstart = \"2024-03-01\"\n\n[schedule]\ncron = \"0 1 * * *\"\nwatch_inputs = \"3d\"\n\n[partitioning]\ngranularity = \"daily\"\n\n[[inputs]]\nname = \"files\"\npath = \"in/{partition}/*.csv\"\nformat = \"csv\"\nschema = [\"n BIGINT NOT NULL\"]\n\n[output]\ntable = \"landed\"\n",
+        ),
+        (
+            "jobs/landed.sql",
+            "SELECT CAST($partition AS DATE) AS dt, COUNT(*) AS files_rows, SUM(n) AS total FROM files",
+        ),
+        (
+            "jobs/summed.toml",
+            "description = \"reads landed\"\nversion = 1\nstart = \"2024-03-01\"\n\n[schedule]\ncron = \"0 2 * * *\"\n\n[partitioning]\ngranularity = \"daily\"\n\n[[inputs]]\nname = \"landed\"\ntable = \"landed\"\n\n[output]\ntable = \"summed\"\n",
+        ),
+        (
+            "jobs/summed.sql",
+            "SELECT dt, total * 10 AS total10 FROM landed",
+        ),
+        (
+            "migrations/0001_landed.sql",
+            "CREATE TABLE landed (dt DATE NOT NULL, files_rows BIGINT NOT NULL, total BIGINT) PARTITIONED BY (dt);\nCREATE TABLE summed (dt DATE NOT NULL, total10 BIGINT) PARTITIONED BY (dt);\n",
+        ),
+    ]);
+    for day in ["2024-03-01", "2024-03-02", "2024-03-03", "2024-03-04"] {
+        p.write(&format!("in/{day}/a.csv"), "n\n1\n2\n");
+    }
+    p.ok(&["migrate"]);
+    let first = p.ok(&["daemon", "--replay", "2024-03-02..2024-03-05", "--quiet"]);
+    first.says("8 succeeded, 0 failed, 0 not run");
+    // A late file for a day inside the window, one for a day outside it.
+    p.write("in/2024-03-04/b.csv", "n\n100\n");
+    p.write("in/2024-03-01/b.csv", "n\n1000\n");
+    let second = p.ok(&["daemon", "--replay", "2024-03-06..2024-03-06", "--quiet"]);
+    // 03-05 is due on the 6th, and the late file's day reruns with what reads it.
+    second.says("4 succeeded, 0 failed, 0 not run");
+    let commits = |t: &str| commits_per_partition(&p.warehouse_table(t, 1));
+    for t in ["landed", "summed"] {
+        let c = commits(t);
+        assert_eq!(c["2024-03-04"], 2, "{t}: {c:?}");
+        assert_eq!(c["2024-03-01"], 1, "{t}: {c:?}");
+        assert_eq!(c["2024-03-03"], 1, "{t}: {c:?}");
+    }
+    let rows = p.query("SELECT total10 FROM summed WHERE dt = DATE '2024-03-04'");
+    assert_eq!(rows[0]["total10"], 1030);
+    // Outside the window it is only shown: stale because of its input.
+    let st = states(&p);
+    assert_eq!(
+        st[&key("landed", "2024-03-01")],
+        (
+            "stale".into(),
+            "input".into(),
+            vec!["in/2024-03-01/b.csv new".to_string()]
+        )
+    );
+}
+
+#[test]
+fn an_upstream_rewritten_while_a_downstream_day_runs_leaves_that_day_stale() {
+    let p = TestProject::migrated();
+    p.backfill("2024-01-01", "2024-01-31");
+    double_quantities(&p, "2024-01-05");
+    // clean_orders 01-05's old content is read, and the run waits before its commit ...
+    let (mut slow, _log) = p.spawn(
+        &["run", "daily_revenue", "--partition", "2024-01-05"],
+        &[
+            ("SLUICE_FAILPOINT", "slow_commit"),
+            ("SLUICE_FAILPOINT_DELAY_MS", "4000"),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    // ... while the day is rewritten from the new export.
+    p.ok(&["run", "clean_orders", "--partition", "2024-01-05"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let code = loop {
+        if let Some(s) = slow.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(Instant::now() < deadline, "the slow run did not end");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(code, Some(0));
+    // It committed what it read, and is stale for it: nothing is taken for fresh.
+    let st = not_complete(&p);
+    assert_eq!(
+        st.get(&key("daily_revenue", "2024-01-05")),
+        Some(&(
+            "stale".to_string(),
+            "upstream".to_string(),
+            vec!["clean_orders 2024-01-05".to_string()]
+        )),
+        "{st:#?}"
+    );
+    p.ok(&[
+        "backfill",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-31",
+        "--stale",
+    ]);
+    let want = clean_backfill_with_doubled("2024-01-05");
+    let got = python_tables(&p);
+    for t in TABLES {
+        assert_same_rows(t, &got[t], &want[t]);
+    }
+}
+
+#[test]
+fn two_daemons_rerun_each_stale_partition_once() {
+    let p = TestProject::migrated();
+    p.backfill("2024-01-01", "2024-01-31");
+    double_quantities(&p, "2024-01-12");
+    p.ok(&["run", "clean_orders", "--partition", "2024-01-12"]);
+    let before = writes(&p);
+    // Two daemons on one catalog find the same stale partitions at once.
+    let start = || {
+        // Half an hour without a tick: only what is stale runs.
+        p.command(&[
+            "daemon",
+            "--replay",
+            "2024-02-01T00:00:00Z..2024-02-01T00:30:00Z",
+            "--quiet",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+    };
+    let (a, b) = (start(), start());
+    for c in [a, b] {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let mut reach = reached_by(12);
+    reach.remove(&key("clean_orders", "2024-01-12"));
+    for (k, n) in writes(&p) {
+        let more = usize::from(reach.contains(&k));
+        assert_eq!(n, before[&k] + more, "{k:?}");
+    }
+    assert_eq!(not_complete(&p), BTreeMap::new());
+}
