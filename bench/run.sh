@@ -13,9 +13,13 @@
 #   bigpart: one day of 15M, then 45M rows under memory_limit_mb = 256 with a unique check,
 #      beside DuckDB's COPY of the same day under the same limit, as a ratio;
 #   cluster: the reference workload on a local Ballista cluster (a scheduler and two
-#      executors, all `sluice ballista`), beside the embedded engine, as a ratio.
+#      executors, all `sluice ballista`), beside the embedded engine, as a ratio;
+#   watch: one daemon poll that checks 10,000 complete hourly partitions' input files for
+#      changes (`watch_inputs`, a local folder), as the time of a replay with it beside the
+#      same replay without it; and the catalog's growth per run for what runs read (the
+#      sample month: a day from a file, a day from an upstream day, a month from 31 days).
 #
-# usage: bench/run.sh [noop|noopscale|reference|idle|promote|bigpart|cluster|all]  (default: all)
+# usage: bench/run.sh [noop|noopscale|reference|idle|promote|bigpart|cluster|watch|all]  (default: all)
 # Every time is printed beside the peak resident memory (RSS) of the process timed.
 # SLUICE_BENCH_BASELINE=/path/to/sluice: the noop rounds run that binary too, interleaved,
 # and print this build's time as a ratio of it (a regression check against an older build).
@@ -518,6 +522,94 @@ PY
     rm -rf "$p" "$p-duckdb-out"
 }
 
+# A poll that looks at 10,000 complete partitions' input files: hourly partitions of a job
+# reading one small CSV each, all complete; a daemon replayed over ten minutes without a
+# tick (so its polls do nothing but look), with `watch_inputs` covering every partition,
+# beside the same replay without it: the difference is the watch's cost. Then the sample
+# month's runs: what recording their reads costs the catalog, per run.
+watch() {
+    local p="$work/watch" n=10000
+    mkdir -p "$p/jobs" "$p/migrations" "$p/in"
+    python3 - "$p/in" "$n" <<'PY'
+import datetime, sys
+d, n = sys.argv[1], int(sys.argv[2])
+t = datetime.datetime(2015, 1, 1)
+for i in range(n):
+    open(f"{d}/{(t + datetime.timedelta(hours=i)).strftime('%Y-%m-%dT%H')}.csv", "w").write("n\n1\n")
+PY
+    echo 'CREATE TABLE watched (total BIGINT, hour TIMESTAMP NOT NULL) PARTITIONED BY (hour);' > "$p/migrations/0001_watched.sql"
+    cat > "$p/jobs/watched.toml" <<'TOML'
+description = "one small file an hour"
+version = 1
+start = "2015-01-01T00"
+[schedule]
+cron = "0 * * * *"
+max_catch_up = 1
+[partitioning]
+granularity = "hourly"
+[[inputs]]
+name = "files"
+path = "in/{partition}.csv"
+format = "csv"
+schema = ["n BIGINT NOT NULL"]
+[output]
+table = "watched"
+TOML
+    echo 'SELECT SUM(n) AS total FROM files' > "$p/jobs/watched.sql"
+    "$sluice" --project "$p" migrate -q > /dev/null
+    local last
+    last=$(python3 -c "import datetime; print((datetime.datetime(2015, 1, 1) + datetime.timedelta(hours=$n - 1)).strftime('%Y-%m-%dT%H'))")
+    "$sluice" --project "$p" backfill --from 2015-01-01T00 --to "$last" --concurrency "$concurrency" -q > /dev/null
+    # Ten minutes after the tick that ran the last hour: no tick inside.
+    local from to
+    from=$(python3 -c "import datetime; print((datetime.datetime(2015, 1, 1) + datetime.timedelta(hours=$n, minutes=10)).strftime('%Y-%m-%dT%H:%M:%SZ'))")
+    to=$(python3 -c "import datetime; print((datetime.datetime(2015, 1, 1) + datetime.timedelta(hours=$n, minutes=20)).strftime('%Y-%m-%dT%H:%M:%SZ'))")
+    local r
+    for r in 1 2 3; do
+        for mode in without with; do
+            if [ "$mode" = with ]; then
+                sed -i 's/^max_catch_up = 1$/max_catch_up = 1\nwatch_inputs = "500d"/' "$p/jobs/watched.toml"
+            else
+                sed -i '/^watch_inputs/d' "$p/jobs/watched.toml"
+            fi
+            local t0 t1
+            t0=$(now)
+            /usr/bin/time -f %M -o "$work/watch-$mode-$r.rss" \
+                "$sluice" --project "$p" daemon --replay "$from..$to" --metrics-address off -q > "$work/watch-$mode-$r.out"
+            t1=$(now)
+            python3 -c "print(1000 * ($t1 - $t0))" > "$work/watch-$mode-$r.ms"
+            grep -q "^0 succeeded, 0 failed, 0 not run" "$work/watch-$mode-$r.out" ||
+                { echo "watch: the replay ran something:" >&2; cat "$work/watch-$mode-$r.out" >&2; return 1; }
+        done
+    done
+    python3 - "$work" "$n" <<'PY'
+import sys, statistics
+w, n = sys.argv[1], int(sys.argv[2])
+def med(mode, ext):
+    v = [float(open(f"{w}/watch-{mode}-{r}.{ext}").read().split()[-1]) for r in (1, 2, 3)]
+    return statistics.median(v), max(v)
+(a, _), (b, _) = med("with", "ms"), med("without", "ms")
+(_, ra), (_, rb) = med("with", "rss"), med("without", "rss")
+print(f"watch: a replay whose poll checks {n:,} complete partitions' input files: {a:.0f} ms "
+      f"(peak RSS {ra / 1024:.0f} MiB), the same replay without watch_inputs {b:.0f} ms "
+      f"(peak RSS {rb / 1024:.0f} MiB): the check costs {a - b:.0f} ms; target <= 1000 ms")
+PY
+    # What runs' reads cost the catalog: the sample month, per job.
+    local s="$work/watch-sample"
+    mkdir -p "$s"
+    cp -r "$repo/jobs" "$repo/migrations" "$repo/sample-data" "$repo/sluice.toml" "$s/"
+    "$sluice" --project "$s" migrate -q > /dev/null
+    "$sluice" --project "$s" backfill --from 2024-01-01 --to 2024-01-31 -q > /dev/null 2>&1
+    python3 - "$s/.sluice/catalog.db" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+rows = db.execute("SELECT job, COUNT(*), AVG(LENGTH(reads_json) + LENGTH(data_version)) FROM runs GROUP BY job ORDER BY job").fetchall()
+print("catalog growth for what a run read (reads_json + data_version), bytes per run: " +
+      ", ".join(f"{j} {b:.0f} ({n} runs)" for j, n, b in rows))
+PY
+    rm -rf "$p" "$s"
+}
+
 case "$what" in
     noop) noop ;;
     noopscale) noopscale ;;
@@ -526,6 +618,7 @@ case "$what" in
     promote) promote ;;
     bigpart) bigpart ;;
     cluster) cluster ;;
-    all) noop; noopscale; reference; idle; promote; bigpart; cluster ;;
-    *) echo "usage: bench/run.sh [noop|noopscale|reference|idle|promote|bigpart|cluster|all]" >&2; exit 2 ;;
+    watch) watch ;;
+    all) noop; noopscale; reference; idle; promote; bigpart; cluster; watch ;;
+    *) echo "usage: bench/run.sh [noop|noopscale|reference|idle|promote|bigpart|cluster|watch|all]" >&2; exit 2 ;;
 esac

@@ -291,7 +291,7 @@ fn bad_job_specs_each_give_one_clear_error_naming_the_file() {
             what: "dependency cycle",
             files: vec![
                 (
-                    "migrations/0009_create_a.sql",
+                    "migrations/0010_create_a.sql",
                     "CREATE TABLE a_t (x BIGINT, dt DATE) PARTITIONED BY (dt);\nCREATE TABLE b_t (x BIGINT, dt DATE) PARTITIONED BY (dt);",
                 ),
                 (
