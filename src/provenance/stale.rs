@@ -176,18 +176,18 @@ impl<'a> Staleness<'a> {
                 read.table, read.version
             )]);
         }
-        if !now.contents.contains_key(&read.version) {
-            let contents = self
-                .catalog
-                .partitions_of(&read.table, read.version)
-                .await?
-                .into_iter()
-                .filter(|p| p.content_run_id.is_some())
-                .map(|p| (p.partition_key, p.content_version.unwrap_or_default()))
-                .collect();
-            now.contents.insert(read.version, contents);
-        }
-        let contents = &now.contents[&read.version];
+        let contents = match now.contents.entry(read.version) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                self.catalog
+                    .partitions_of(&read.table, read.version)
+                    .await?
+                    .into_iter()
+                    .filter(|p| p.content_run_id.is_some())
+                    .map(|p| (p.partition_key, p.content_version.unwrap_or_default()))
+                    .collect(),
+            ),
+        };
         let mut changed: Vec<String> = read
             .partitions
             .iter()

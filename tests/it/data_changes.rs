@@ -505,3 +505,101 @@ fn two_daemons_rerun_each_stale_partition_once() {
     }
     assert_eq!(not_complete(&p), BTreeMap::new());
 }
+
+#[tokio::test]
+async fn mark_only_shows_an_upstream_change_and_the_metrics_count_it_by_kind() {
+    use sluice::clock::ManualClock;
+    let p = TestProject::migrated();
+    p.backfill("2024-01-01", "2024-01-31");
+    // daily_revenue only shows what an upstream change did; the others rerun it.
+    let spec = p.read("jobs/daily_revenue.toml").replace(
+        "time_zone = \"Europe/Berlin\"",
+        "time_zone = \"Europe/Berlin\"\non_upstream_change = \"mark\"",
+    );
+    p.write("jobs/daily_revenue.toml", &spec);
+    p.ok(&[
+        "backfill",
+        "daily_revenue",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-31",
+        "--stale",
+    ]);
+    double_quantities(&p, "2024-01-05");
+    p.ok(&["run", "clean_orders", "--partition", "2024-01-05"]);
+    // Between two ticks: nothing is due but what is stale.
+    let clock = ManualClock::new(crate::daemon::utc(2024, 2, 1, 0, 10));
+    let mut d = crate::daemon::daemon(&p, &clock).await;
+    d.run_until_idle().await;
+    let metrics = d.metrics.render();
+    for line in [
+        "sluice_stale_partitions{job=\"daily_revenue\",because=\"upstream\"} 1",
+        "sluice_stale_partitions{job=\"regional_orders\",because=\"upstream\"} 0",
+        "sluice_stale_partitions{job=\"clean_orders\",because=\"input\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
+    assert!(d.queued().is_empty(), "{:?}", d.queued());
+    let st = not_complete(&p);
+    // Marked, not rerun; the regions, which rerun, are complete.
+    assert_eq!(
+        st.keys().cloned().collect::<Vec<_>>(),
+        vec![key("daily_revenue", "2024-01-05")],
+        "{st:#?}"
+    );
+}
+
+#[tokio::test]
+async fn the_grid_and_the_partition_page_say_why_a_partition_is_stale() {
+    use crate::ui::{Ui, cells};
+    let p = TestProject::migrated();
+    p.backfill("2024-01-01", "2024-01-10");
+    double_quantities(&p, "2024-01-05");
+    p.ok(&["run", "clean_orders", "--partition", "2024-01-06"]);
+    // The 6th's file is touched by nothing; the 5th's changed, and the 6th is rewritten
+    // with the same data: its readers stay fresh.
+    let ui = Ui::start(&p, &[]);
+    let page = ui
+        .get("/?from=2024-01-01&to=2024-01-10&per_page=200", &[])
+        .await;
+    let grid = cells(&page.body);
+    assert_eq!(grid[&key("clean_orders", "2024-01-05")], "input_changed");
+    assert_eq!(grid[&key("clean_orders", "2024-01-06")], "complete");
+    assert_eq!(grid[&key("daily_revenue", "2024-01-06")], "complete");
+    drop(ui);
+    p.ok(&["run", "clean_orders", "--partition", "2024-01-05"]);
+    let ui = Ui::start(&p, &[]);
+    let page = ui
+        .get("/?from=2024-01-01&to=2024-01-10&per_page=200", &[])
+        .await;
+    let grid = cells(&page.body);
+    assert_eq!(grid[&key("clean_orders", "2024-01-05")], "complete");
+    assert_eq!(
+        grid[&key("daily_revenue", "2024-01-05")],
+        "upstream_changed"
+    );
+    assert_eq!(grid[&key("rolling_revenue", "2024-01-05")], "complete");
+    page.shows(
+        "the grid",
+        &["upstream changed: complete, but an upstream partition it read"],
+    );
+    let page = ui
+        .get("/jobs/daily_revenue/partitions/2024-01-05", &[])
+        .await;
+    page.shows(
+        "the partition page",
+        &[
+            "upstream changed: clean_orders 2024-01-05",
+            "What its content read",
+            "clean_orders v1: 2024-01-05 (data version ",
+        ],
+    );
+    let page = ui
+        .get("/jobs/clean_orders/partitions/2024-01-05", &[])
+        .await;
+    page.shows(
+        "the partition page",
+        &["sample-data/orders/dt=2024-01-05/orders.csv", "ETag"],
+    );
+}
