@@ -97,3 +97,63 @@ impl Reads {
         text.and_then(|t| serde_json::from_str(t).ok())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reads(day_version: &str, etag: &str) -> Reads {
+        Reads {
+            upstream: vec![TableRead {
+                table: "clean_orders".into(),
+                version: 1,
+                partitions: Some(BTreeMap::from([(
+                    "2024-01-05".to_string(),
+                    day_version.to_string(),
+                )])),
+                whole: None,
+            }],
+            files: vec![FileRead {
+                input: "orders".into(),
+                path: "in/2024-01-05.csv".into(),
+                size: 10,
+                modified: 1,
+                etag: etag.into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_data_version_changes_with_the_code_and_with_anything_read() {
+        let base = reads("aaaa", "e1").data_version("fp1");
+        assert_eq!(
+            base,
+            reads("aaaa", "e1").data_version("fp1"),
+            "deterministic"
+        );
+        assert_eq!(base.len(), 16);
+        assert_ne!(base, reads("aaaa", "e1").data_version("fp2"), "code");
+        assert_ne!(
+            base,
+            reads("bbbb", "e1").data_version("fp1"),
+            "an upstream partition"
+        );
+        assert_ne!(base, reads("aaaa", "e2").data_version("fp1"), "a file");
+    }
+
+    #[test]
+    fn the_reads_round_trip_through_their_json_and_unknown_text_is_none() {
+        let r = reads("aaaa", "e1");
+        assert_eq!(Reads::from_json(Some(&r.to_json())), Some(r));
+        assert_eq!(Reads::from_json(Some("not json")), None);
+        assert_eq!(Reads::from_json(None), None);
+    }
+
+    #[test]
+    fn a_whole_tables_version_does_not_depend_on_the_order_listed() {
+        let a = whole_table_version([("b", "2"), ("a", "1")].into_iter());
+        let b = whole_table_version([("a", "1"), ("b", "2")].into_iter());
+        assert_eq!(a, b);
+        assert_ne!(a, whole_table_version([("a", "1"), ("b", "3")].into_iter()));
+    }
+}

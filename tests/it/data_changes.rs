@@ -121,6 +121,29 @@ fn clean_backfill_with_doubled(day: &str) -> BTreeMap<&'static str, Vec<String>>
     python_tables(&fresh)
 }
 
+/// Asserts every table of `p` is what a clean backfill of January writes over the export
+/// with `day` doubled, both read by Python's deltalake.
+fn assert_as_if_backfilled_with_doubled(p: &TestProject, day: &str) {
+    let want = clean_backfill_with_doubled(day);
+    let got = python_tables(p);
+    for t in TABLES {
+        assert!(!want[t].is_empty(), "{t}");
+        assert_same_rows(t, &got[t], &want[t]);
+    }
+}
+
+/// `sluice backfill --stale` over January.
+fn backfill_stale(p: &TestProject) {
+    p.ok(&[
+        "backfill",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-31",
+        "--stale",
+    ]);
+}
+
 /// What January's days a change to `day`'s orders reaches: that day of each daily job
 /// (regional_orders: each region), the 7 rolling days from it, and the month.
 fn reached_by(day: u32) -> BTreeSet<(String, String)> {
@@ -224,14 +247,7 @@ fn a_reexported_day_makes_what_read_it_stale_and_backfill_stale_reruns_exactly_t
         "2024-01".into(),
         "upstream_rerun".into()
     )));
-    p.ok(&[
-        "backfill",
-        "--from",
-        "2024-01-01",
-        "--to",
-        "2024-01-31",
-        "--stale",
-    ]);
+    backfill_stale(&p);
     assert_eq!(not_complete(&p), BTreeMap::new());
     assert_eq!(stale_plan(&p), BTreeSet::new());
 
@@ -242,12 +258,7 @@ fn a_reexported_day_makes_what_read_it_stale_and_backfill_stale_reruns_exactly_t
         assert_eq!(*n, before[k] + more, "{k:?}");
     }
     // Every table is what a clean backfill over the corrected export writes.
-    let want = clean_backfill_with_doubled("2024-01-05");
-    let got = python_tables(&p);
-    for t in TABLES {
-        assert!(!want[t].is_empty(), "{t}");
-        assert_same_rows(t, &got[t], &want[t]);
-    }
+    assert_as_if_backfilled_with_doubled(&p, "2024-01-05");
 }
 
 #[test]
@@ -278,11 +289,7 @@ fn run_downstream_reruns_what_the_run_made_stale_level_by_level() {
     reach.remove(&key("clean_orders", "2024-01-20"));
     assert_eq!(reran, reach);
     assert_eq!(not_complete(&p), BTreeMap::new());
-    let want = clean_backfill_with_doubled("2024-01-20");
-    let got = python_tables(&p);
-    for t in TABLES {
-        assert_same_rows(t, &got[t], &want[t]);
-    }
+    assert_as_if_backfilled_with_doubled(&p, "2024-01-20");
 }
 
 /// The sample project with clean_orders watching its input files for `window`.
@@ -348,11 +355,7 @@ fn a_day_replaced_mid_replay_is_rerun_once_after_its_upstream_and_nothing_else_i
     );
     assert!(at("daily_revenue 2024-01-11 succeeded") < at("rolling_revenue 2024-01-11 succeeded"));
     assert_eq!(not_complete(&p), BTreeMap::new());
-    let want = clean_backfill_with_doubled("2024-01-05");
-    let got = python_tables(&p);
-    for t in TABLES {
-        assert_same_rows(t, &got[t], &want[t]);
-    }
+    assert_as_if_backfilled_with_doubled(&p, "2024-01-05");
 
     // Replayed again over the complete month with its inputs as they are: nothing runs.
     let out = p.ok(&["daemon", "--replay", "2024-01-01..2024-02-01", "--quiet"]);
@@ -452,19 +455,8 @@ fn an_upstream_rewritten_while_a_downstream_day_runs_leaves_that_day_stale() {
         )),
         "{st:#?}"
     );
-    p.ok(&[
-        "backfill",
-        "--from",
-        "2024-01-01",
-        "--to",
-        "2024-01-31",
-        "--stale",
-    ]);
-    let want = clean_backfill_with_doubled("2024-01-05");
-    let got = python_tables(&p);
-    for t in TABLES {
-        assert_same_rows(t, &got[t], &want[t]);
-    }
+    backfill_stale(&p);
+    assert_as_if_backfilled_with_doubled(&p, "2024-01-05");
 }
 
 #[test]
@@ -558,22 +550,24 @@ async fn the_grid_and_the_partition_page_say_why_a_partition_is_stale() {
     double_quantities(&p, "2024-01-05");
     p.ok(&["run", "clean_orders", "--partition", "2024-01-06"]);
     // The 6th's file is touched by nothing; the 5th's changed, and the 6th is rewritten
-    // with the same data: its readers stay fresh.
+    // with the same data: its readers stay fresh. The pages read the catalog at each
+    // request: one server sees both moments.
     let ui = Ui::start(&p, &[]);
-    let page = ui
-        .get("/?from=2024-01-01&to=2024-01-10&per_page=200", &[])
-        .await;
-    let grid = cells(&page.body);
-    assert_eq!(grid[&key("clean_orders", "2024-01-05")], "input_changed");
-    assert_eq!(grid[&key("clean_orders", "2024-01-06")], "complete");
-    assert_eq!(grid[&key("daily_revenue", "2024-01-06")], "complete");
-    drop(ui);
+    let grid_now = || async {
+        let page = ui
+            .get("/?from=2024-01-01&to=2024-01-10&per_page=200", &[])
+            .await;
+        (cells(&page.body), page)
+    };
+    let (cells_now, _) = grid_now().await;
+    assert_eq!(
+        cells_now[&key("clean_orders", "2024-01-05")],
+        "input_changed"
+    );
+    assert_eq!(cells_now[&key("clean_orders", "2024-01-06")], "complete");
+    assert_eq!(cells_now[&key("daily_revenue", "2024-01-06")], "complete");
     p.ok(&["run", "clean_orders", "--partition", "2024-01-05"]);
-    let ui = Ui::start(&p, &[]);
-    let page = ui
-        .get("/?from=2024-01-01&to=2024-01-10&per_page=200", &[])
-        .await;
-    let grid = cells(&page.body);
+    let (grid, page) = grid_now().await;
     assert_eq!(grid[&key("clean_orders", "2024-01-05")], "complete");
     assert_eq!(
         grid[&key("daily_revenue", "2024-01-05")],
