@@ -169,6 +169,19 @@ pub(super) fn parse(
         });
     let inputs = inputs(&raw.inputs, &mut p);
     super::partitioning::check_key_placeholders(&inputs, static_keys.is_some(), &mut p);
+    if granularity == crate::partition::Granularity::None {
+        for i in &inputs {
+            if let InputSource::Table {
+                window: Some(_), ..
+            } = &i.source
+            {
+                p.add(format!(
+                    "input `{}`: `window` counts partitions of this job's time, and `partitioning.granularity` is \"none\"; remove `window`, or partition the job by time",
+                    i.name
+                ));
+            }
+        }
+    }
     let (table, key, record_id) = output(&raw.output, &mut p);
     let max_bad_rows = match raw.max_bad_rows.as_ref().map(parse_bad_row_limit) {
         None => None,

@@ -1,6 +1,6 @@
 //! The one rule for whether a complete partition is stale, and why: its code changed
-//! (another fingerprint), an upstream partition it read was rewritten since (or the
-//! upstream alias moved to another version), or its input files are not those it read.
+//! (another fingerprint), an upstream partition it read has another data version now (or
+//! the upstream alias moved to another version), or its input files are not those it read.
 //! `status`, the grid, the metrics, `backfill --stale`, the daemon and `run` all ask here.
 
 use super::files::{Listings, differences};
@@ -16,7 +16,7 @@ spelled_enum! {
     pub enum StaleKind {
         /// Written by other code than the job's current spec, SQL and schema.
         Code => "code",
-        /// An upstream partition it read was rewritten since.
+        /// An upstream partition it read has another data version now.
         Upstream => "upstream",
         /// An input file it read changed or disappeared, or a new one matches.
         Input => "input",

@@ -597,3 +597,33 @@ async fn the_grid_and_the_partition_page_say_why_a_partition_is_stale() {
         &["sample-data/orders/dt=2024-01-05/orders.csv", "ETag"],
     );
 }
+
+#[test]
+fn a_window_that_cannot_be_read_is_refused_by_validate_naming_the_field() {
+    let p = TestProject::sample();
+    let spec = p.read("jobs/rolling_revenue.toml");
+    for (window, says) in [
+        (
+            "window = { from = 0, to = -6 }",
+            "field `inputs[0].window` = { from = 0, to = -6 }: `from` must be at most `to`",
+        ),
+        ("window = { from = -6 }", "missing field `to`"),
+    ] {
+        p.write(
+            "jobs/rolling_revenue.toml",
+            &spec.replace("window = { from = -6, to = 0 }", window),
+        );
+        let out = p.run(&["validate"]);
+        assert_eq!(out.code, 1, "{}", out.context());
+        out.says(says);
+    }
+    // On a file input, whose files its path names.
+    p.write("jobs/rolling_revenue.toml", &spec);
+    let clean = p.read("jobs/clean_orders.toml").replace(
+        "format = \"csv\"",
+        "format = \"csv\"\nwindow = { from = -1, to = 0 }",
+    );
+    p.write("jobs/clean_orders.toml", &clean);
+    let out = p.run(&["validate"]);
+    out.says("input `orders`: `window` applies to table inputs only");
+}
