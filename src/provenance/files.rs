@@ -161,12 +161,12 @@ impl<'r> Listings<'r> {
                     fixed_folder(&rel)
                 };
                 let listed = self.folder(dir);
-                out.extend(
-                    listed
-                        .iter()
-                        .filter(|(p, _)| pattern.matches(p))
-                        .map(|(p, m)| found(p, m)),
-                );
+                let matched: Vec<FileRead> = listed
+                    .iter()
+                    .filter(|(p, _)| pattern.matches(p))
+                    .map(|(p, m)| found(p, m))
+                    .collect();
+                out.extend(summarized(input.name.as_str(), &rel, matched));
             } else if self.shared {
                 let listed = self.folder(fixed_folder(template));
                 if let Some(m) = listed.get(&rel) {
@@ -180,6 +180,31 @@ impl<'r> Listings<'r> {
         }
         out
     }
+}
+
+/// The most files of one input recorded one by one; past it, the catalog keeps one entry
+/// for them all (so a run over thousands of files costs the catalog a line, not a page),
+/// and a change says only that one of them changed.
+const FILES_KEPT: usize = 64;
+
+/// `files` as recorded: each one, or past [`FILES_KEPT`] one entry named by the glob, with
+/// the count as its size, the newest modification time, and a hash of every file's path,
+/// size and ETag as its ETag.
+fn summarized(input: &str, glob: &str, files: Vec<FileRead>) -> Vec<FileRead> {
+    if files.len() <= FILES_KEPT {
+        return files;
+    }
+    let mut h = blake3::Hasher::new();
+    for f in &files {
+        h.update(format!("{}:{}:{}\n", f.path, f.size, f.etag).as_bytes());
+    }
+    vec![FileRead {
+        input: input.to_string(),
+        path: glob.to_string(),
+        size: files.len() as u64,
+        modified: files.iter().map(|f| f.modified).max().unwrap_or_default(),
+        etag: h.finalize().to_hex()[..16].to_string(),
+    }]
 }
 
 /// What differs between the files a run read and those there now: `changed`, `gone` or
@@ -233,6 +258,19 @@ mod tests {
             modified: 1,
             etag: format!("e{size}"),
         }
+    }
+
+    #[test]
+    fn many_files_are_kept_as_one_entry_that_changes_with_any_of_them() {
+        let many: Vec<FileRead> = (0..100).map(|i| f(&format!("d/{i}.csv"), 1)).collect();
+        let kept = summarized("orders", "d/*.csv", many.clone());
+        assert_eq!(kept.len(), 1);
+        assert_eq!((kept[0].path.as_str(), kept[0].size), ("d/*.csv", 100));
+        let mut one_changed = many.clone();
+        one_changed[50] = f("d/50.csv", 2);
+        let again = summarized("orders", "d/*.csv", one_changed);
+        assert_eq!(differences(&kept, &again), vec!["d/*.csv changed"]);
+        assert_eq!(summarized("orders", "d/*.csv", many[..3].to_vec()).len(), 3);
     }
 
     #[test]
