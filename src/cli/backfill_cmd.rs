@@ -2,7 +2,9 @@
 
 use super::context::Context;
 use super::{EXIT_FAILED, EXIT_OK, Globals, Outcome, output};
-use crate::backfill::{self, Options, Outcome as ItemOutcome, Plan, PlanItem, Progress, Request};
+use crate::backfill::{
+    self, Options, Outcome as ItemOutcome, Plan, PlanItem, Progress, Request, Summary,
+};
 use crate::partition::{PartitionsArg, TimesArg};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal as _;
@@ -156,9 +158,14 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
             plan.items.len()
         )
     }));
+    let made_stale = made_stale_by(&cx, &summary).await?;
     cx.close().await;
     if g.output == output::Format::Json {
-        println!("{}", output::json(&summary));
+        let mut v = serde_json::to_value(&summary)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("made_stale".into(), serde_json::json!(made_stale));
+        }
+        println!("{}", output::json(&v));
     } else {
         let rows: Vec<Vec<String>> = summary
             .items
@@ -192,8 +199,34 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
             summary.rows,
             output::duration(Some(0), Some(summary.elapsed_ms as i64)),
         );
+        if !made_stale.is_empty() {
+            println!(
+                "made stale downstream ({}): {}; `sluice backfill --stale` over their dates reruns them (and what they make stale), and so does a daemon",
+                made_stale.len(),
+                crate::text::shorten(&made_stale, 10),
+            );
+        }
     }
     Ok(if summary.ok() { EXIT_OK } else { EXIT_FAILED })
+}
+
+/// The downstream partitions outside the backfill that its rewrites made stale, as
+/// `job partition`.
+async fn made_stale_by(cx: &Context, summary: &Summary) -> anyhow::Result<Vec<String>> {
+    let written: Vec<_> = summary
+        .items
+        .iter()
+        .filter(|i| matches!(i.outcome, ItemOutcome::Succeeded { .. }))
+        .filter_map(|i| {
+            let job = cx.project.jobs.get(i.job.as_str())?;
+            Some((job.name.clone(), job.parse_partition(&i.partition).ok()?))
+        })
+        .collect();
+    let stale = crate::app::downstream::made_stale_by(&cx.project, &cx.catalog, &written).await?;
+    Ok(stale
+        .iter()
+        .map(|s| format!("{} {}", s.job.name, s.key))
+        .collect())
 }
 
 fn describe(o: &ItemOutcome) -> (String, String) {

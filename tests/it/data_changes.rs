@@ -464,7 +464,19 @@ fn two_daemons_rerun_each_stale_partition_once() {
     let p = TestProject::migrated();
     p.backfill("2024-01-01", "2024-01-31");
     double_quantities(&p, "2024-01-12");
-    p.ok(&["run", "clean_orders", "--partition", "2024-01-12"]);
+    // A backfill says what its rewrites made stale, as a run does.
+    let out = p.ok(&[
+        "backfill",
+        "clean_orders",
+        "--from",
+        "2024-01-12",
+        "--to",
+        "2024-01-12",
+        "--force",
+    ]);
+    out.says(
+        "made stale downstream (9): daily_revenue 2024-01-12, regional_orders 2024-01-12:apac",
+    );
     let before = writes(&p);
     // Two daemons on one catalog find the same stale partitions at once.
     let start = || {
