@@ -167,47 +167,52 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
         }
         println!("{}", output::json(&v));
     } else {
-        let rows: Vec<Vec<String>> = summary
-            .items
-            .iter()
-            .filter(|i| !matches!(i.outcome, ItemOutcome::Succeeded { .. }))
-            .map(|i| {
-                let (what, detail) = describe(&i.outcome);
-                vec![
-                    i.job.clone(),
-                    format!("v{}", i.version),
-                    i.partition.clone(),
-                    what,
-                    detail,
-                ]
-            })
-            .collect();
-        if !rows.is_empty() {
-            print!(
-                "{}",
-                output::table(&["job", "version", "partition", "outcome", "detail"], &rows)
-            );
-        }
-        println!(
-            "backfill {}: {} succeeded, {} failed, {} skipped, {} done by another worker, {} not selected; {} rows in {}",
-            plan.range_shown(),
-            summary.succeeded,
-            summary.failed,
-            summary.skipped,
-            summary.done_elsewhere,
-            summary.not_selected,
-            summary.rows,
-            output::duration(Some(0), Some(summary.elapsed_ms as i64)),
-        );
-        if !made_stale.is_empty() {
-            println!(
-                "made stale downstream ({}): {}; `sluice backfill --stale` over their dates reruns them (and what they make stale), and so does a daemon",
-                made_stale.len(),
-                crate::text::shorten(&made_stale, 10),
-            );
-        }
+        print_summary(&plan, &summary, &made_stale);
     }
     Ok(if summary.ok() { EXIT_OK } else { EXIT_FAILED })
+}
+
+/// A backfill's end, as text: what did not succeed, the counts, what it made stale.
+fn print_summary(plan: &Plan, summary: &Summary, made_stale: &[String]) {
+    let rows: Vec<Vec<String>> = summary
+        .items
+        .iter()
+        .filter(|i| !matches!(i.outcome, ItemOutcome::Succeeded { .. }))
+        .map(|i| {
+            let (what, detail) = describe(&i.outcome);
+            vec![
+                i.job.clone(),
+                format!("v{}", i.version),
+                i.partition.clone(),
+                what,
+                detail,
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        print!(
+            "{}",
+            output::table(&["job", "version", "partition", "outcome", "detail"], &rows)
+        );
+    }
+    println!(
+        "backfill {}: {} succeeded, {} failed, {} skipped, {} done by another worker, {} not selected; {} rows in {}",
+        plan.range_shown(),
+        summary.succeeded,
+        summary.failed,
+        summary.skipped,
+        summary.done_elsewhere,
+        summary.not_selected,
+        summary.rows,
+        output::duration(Some(0), Some(summary.elapsed_ms as i64)),
+    );
+    if !made_stale.is_empty() {
+        println!(
+            "made stale downstream ({}): {}; `sluice backfill --stale` over their dates reruns them (and what they make stale), and so does a daemon",
+            made_stale.len(),
+            crate::text::shorten(made_stale, 10),
+        );
+    }
 }
 
 /// The downstream partitions outside the backfill that its rewrites made stale, as
