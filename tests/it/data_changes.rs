@@ -292,7 +292,17 @@ fn run_downstream_reruns_what_the_run_made_stale_level_by_level() {
     assert_as_if_backfilled_with_doubled(&p, "2024-01-20");
 }
 
-/// The sample project with clean_orders watching its input files for `window`.
+/// The shop's export of 2024-02-01 (the 31st's orders, dated a day later): a replay that
+/// reaches the ticks of February 2nd has data to run.
+fn export_february_first(p: &TestProject) {
+    let text = p
+        .read("sample-data/orders/dt=2024-01-31/orders.csv")
+        .replace("2024-01-31", "2024-02-01");
+    p.write("sample-data/orders/dt=2024-02-01/orders.csv", &text);
+}
+
+/// The sample project with clean_orders watching its input files for `window`, and an
+/// export of 2024-02-01.
 fn watching(window: &str) -> TestProject {
     let p = TestProject::migrated();
     let spec = p.read("jobs/clean_orders.toml").replace(
@@ -300,45 +310,49 @@ fn watching(window: &str) -> TestProject {
         &format!("wait_for_inputs = \"6h\"\nwatch_inputs = \"{window}\""),
     );
     p.write("jobs/clean_orders.toml", &spec);
+    export_february_first(&p);
     p
 }
 
-#[test]
-fn a_day_replaced_mid_replay_is_rerun_once_after_its_upstream_and_nothing_else_is() {
-    let p = watching("45d");
-    // A simulated day takes a quarter of a second: the export of 2024-01-05 is replaced
-    // once the 20th is done, and the replay goes on to the month's roll-up.
+/// Replays `window` on `p` at `speed`, calling `on_line` with each line it prints as it
+/// prints it; returns the lines, insisting on success.
+fn replay_watched(p: &TestProject, window: &str, mut on_line: impl FnMut(&str)) -> Vec<String> {
     let mut child = p
-        .command(&[
-            "daemon",
-            "--replay",
-            "2024-01-01..2024-02-01",
-            "--speed",
-            "345600",
-            "--quiet",
-        ])
+        .command(&["daemon", "--replay", window, "--speed", "345600", "--quiet"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let stdout = BufReader::new(child.stdout.take().unwrap());
     let mut lines = Vec::new();
-    let mut replaced = false;
     for line in stdout.lines() {
         let line = line.unwrap();
-        if !replaced && line.contains("rolling_revenue 2024-01-20 succeeded") {
-            double_quantities(&p, "2024-01-05");
-            replaced = true;
-        }
+        on_line(&line);
         lines.push(line);
     }
     let status = child.wait().unwrap();
+    assert!(status.success(), "{}", lines.join("\n"));
+    lines
+}
+
+#[test]
+fn a_day_replaced_mid_replay_is_rerun_once_after_its_upstream_and_nothing_else_is() {
+    let p = watching("45d");
+    // A simulated day takes a quarter of a second. The export of 2024-01-05 is replaced
+    // once the month's roll-up has run (2024-02-01 04:00 in Berlin); the replay goes on
+    // through the next day's ticks.
+    let mut replaced = false;
+    let lines = replay_watched(&p, "2024-01-01..2024-02-02", |line| {
+        if !replaced && line.contains("monthly_region_revenue 2024-01 succeeded") {
+            double_quantities(&p, "2024-01-05");
+            replaced = true;
+        }
+    });
     let text = lines.join("\n");
-    assert!(status.success() && replaced, "{text}");
-    // Each partition the change reached ran once more, after clean_orders, and nothing
-    // else; the month ran once, after the change (as the day it reads ran again first).
-    let mut reach = reached_by(5);
-    reach.remove(&key("monthly_region_revenue", "2024-01"));
+    assert!(replaced, "{text}");
+    // Each partition the change reached, the month too, ran exactly once more, after
+    // clean_orders; nothing else did.
+    let reach = reached_by(5);
     for (k, n) in writes(&p) {
         let times = if reach.contains(&k) { 2 } else { 1 };
         assert_eq!(n, times, "{k:?} in:\n{text}");
@@ -349,17 +363,30 @@ fn a_day_replaced_mid_replay_is_rerun_once_after_its_upstream_and_nothing_else_i
             .rposition(|l| l.contains(needle))
             .unwrap_or_else(|| panic!("no `{needle}` in:\n{text}"))
     };
-    assert!(at("clean_orders 2024-01-05 succeeded") < at("daily_revenue 2024-01-05 succeeded"));
-    assert!(
-        at("daily_revenue 2024-01-05 succeeded") < at("monthly_region_revenue 2024-01 succeeded")
-    );
-    assert!(at("daily_revenue 2024-01-11 succeeded") < at("rolling_revenue 2024-01-11 succeeded"));
+    let day = at("daily_revenue 2024-01-05 succeeded");
+    assert!(at("clean_orders 2024-01-05 succeeded") < day);
+    assert!(day < at("monthly_region_revenue 2024-01 succeeded"));
+    assert!(day < at("rolling_revenue 2024-01-11 succeeded"));
     assert_eq!(not_complete(&p), BTreeMap::new());
-    assert_as_if_backfilled_with_doubled(&p, "2024-01-05");
+    // Every table is what a clean backfill over the corrected data writes.
+    let fresh = TestProject::migrated();
+    double_quantities(&fresh, "2024-01-05");
+    export_february_first(&fresh);
+    fresh.backfill("2024-01-01", "2024-02-01");
+    let (got, want) = (python_tables(&p), python_tables(&fresh));
+    for t in TABLES {
+        assert_same_rows(t, &got[t], &want[t]);
+    }
 
     // Replayed again over the complete month with its inputs as they are: nothing runs.
-    let out = p.ok(&["daemon", "--replay", "2024-01-01..2024-02-01", "--quiet"]);
-    out.says("0 succeeded, 0 failed, 0 not run");
+    let lines = replay_watched(&p, "2024-01-01..2024-02-02", |_| {});
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "0 succeeded, 0 failed, 0 not run"),
+        "{}",
+        lines.join("\n")
+    );
 }
 
 #[test]
