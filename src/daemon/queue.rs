@@ -15,22 +15,23 @@ use std::time::Duration;
 use tracing::{error, info, warn};
 
 /// Why a partition was queued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Due {
     /// Its tick came.
     Tick,
     /// Its tick was missed while the daemon was down (or before the job was added).
     CatchUp,
-    /// Complete, but what it read changed since (`stale.rs`).
-    Stale,
+    /// Complete, but what it read changed since (`stale.rs`): the run whose content was
+    /// judged stale. A rerun elsewhere since (other content) counts as done.
+    Stale { content_run: String },
 }
 
 impl Due {
-    pub(super) fn as_str(self) -> &'static str {
+    pub(super) fn as_str(&self) -> &'static str {
         match self {
             Due::Tick => "tick",
             Due::CatchUp => "catch-up",
-            Due::Stale => "stale",
+            Due::Stale { .. } => "stale",
         }
     }
 }
@@ -49,9 +50,6 @@ pub(super) struct Pending {
     pub(super) waiting_on: Vec<String>,
     /// How often it was queued again after its runs failed for a transient cause.
     pub(super) requeued: u32,
-    /// For a stale partition: the run whose content was judged stale; a rerun elsewhere
-    /// since (other content) counts as done.
-    pub(super) stale_content: Option<String>,
 }
 
 /// How often the daemon queues a partition again after its runs (each with the job's own
@@ -87,7 +85,6 @@ pub(super) struct Finished {
     pub(super) queued_ms: i64,
     pub(super) why: Due,
     pub(super) requeued: u32,
-    pub(super) stale_content: Option<String>,
     pub(super) report: RunReport,
     /// The run of the live version, when the spec's version is another (not promoted yet).
     pub(super) shadow: Option<RunReport>,
@@ -102,11 +99,10 @@ impl Finished {
             key: self.key,
             due: self.due,
             queued_ms: self.queued_ms,
-            why: self.why,
+            why: self.why.clone(),
             not_before: Some(at),
             waiting_on: Vec::new(),
             requeued,
-            stale_content: self.stale_content.clone(),
         }
     }
 }
@@ -322,7 +318,6 @@ impl Daemon {
             not_before: None,
             waiting_on: Vec::new(),
             requeued: 0,
-            stale_content: None,
         });
         Ok(())
     }
@@ -423,21 +418,22 @@ impl Daemon {
         if let Some(st) = self.jobs.get_mut(&p.job) {
             st.running += 1;
         }
-        self.running.insert((p.job.clone(), p.key), (p.due, p.why));
+        self.running
+            .insert((p.job.clone(), p.key), (p.due, p.why.clone()));
         let runner = self.runner.clone();
         let catalog = self.catalog.clone();
         self.tasks.spawn(async move {
             let shadow = match refuse {
-                None if p.why != Due::Stale => {
+                None if !matches!(p.why, Due::Stale { .. }) => {
                     super::shadow::shadow_live_version(&runner, &catalog, &job, p.key, p.queued_ms)
                         .await
                 }
                 _ => None,
             };
             let request = RunRequest::new(&job, p.key, Trigger::Daemon);
-            let request = match p.stale_content.clone() {
-                Some(run) => request.unless_rewritten_after(run),
-                None => request.unless_done_since(Some(p.queued_ms)),
+            let request = match &p.why {
+                Due::Stale { content_run } => request.unless_rewritten_after(content_run.clone()),
+                _ => request.unless_done_since(Some(p.queued_ms)),
             };
             let report = match refuse {
                 None => runner.run(request).await,
@@ -450,7 +446,6 @@ impl Daemon {
                 queued_ms: p.queued_ms,
                 why: p.why,
                 requeued: p.requeued,
-                stale_content: p.stale_content,
                 report,
                 shadow,
             }

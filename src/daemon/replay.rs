@@ -67,8 +67,8 @@ pub struct Replayed {
 /// found stale (its due time).
 type Shown = (Name, PartitionKey, Option<DateTime<Utc>>);
 
-fn shown(job: &Name, key: PartitionKey, due: DateTime<Utc>, why: super::queue::Due) -> Shown {
-    let episode = (why == super::queue::Due::Stale).then_some(due);
+fn shown(job: &Name, key: PartitionKey, due: DateTime<Utc>, why: &super::queue::Due) -> Shown {
+    let episode = matches!(why, super::queue::Due::Stale { .. }).then_some(due);
     (job.clone(), key, episode)
 }
 
@@ -148,9 +148,11 @@ impl Daemon {
                 .unwrap_or_default()
         };
         for ((job, key), (due, why)) in &self.running {
-            if seen.insert(shown(job, *key, *due, *why)) {
+            if seen.insert(shown(job, *key, *due, why)) {
                 let text = match why {
-                    super::queue::Due::Stale => format!("{job} {key} started again (stale)"),
+                    super::queue::Due::Stale { .. } => {
+                        format!("{job} {key} started again (stale)")
+                    }
                     _ => format!("{job} {key} started (tick {})", local(job, *due)),
                 };
                 show(ReplayEvent {
@@ -160,8 +162,8 @@ impl Daemon {
             }
         }
         for p in &self.queue {
-            if seen.insert(shown(&p.job, p.key, p.due, p.why)) {
-                if p.why == super::queue::Due::Stale {
+            if seen.insert(shown(&p.job, p.key, p.due, &p.why)) {
+                if matches!(p.why, super::queue::Due::Stale { .. }) {
                     show(ReplayEvent {
                         at: self.clock.now(),
                         text: format!("{} {} is stale: queued to run again", p.job, p.key),
@@ -182,7 +184,7 @@ impl Daemon {
                         match p.why {
                             super::queue::Due::Tick => "tick",
                             super::queue::Due::CatchUp => "catch-up of the tick",
-                            super::queue::Due::Stale => "stale",
+                            super::queue::Due::Stale { .. } => "stale",
                         },
                         local(&p.job, p.due)
                     ),

@@ -137,11 +137,10 @@ impl Daemon {
             key,
             due: now,
             queued_ms: self.clock.now_ms(),
-            why: Due::Stale,
+            why: Due::Stale { content_run },
             not_before: None,
             waiting_on: Vec::new(),
             requeued: 0,
-            stale_content: Some(content_run),
         });
         true
     }
