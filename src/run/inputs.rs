@@ -63,8 +63,8 @@ pub(super) struct Inputs<'r> {
 
 impl Inputs<'_> {
     /// For each table input: the version its alias points at, and which of its partitions
-    /// this partition reads; with what identifies the content read (the snapshot's Delta
-    /// version), which the run records.
+    /// this partition reads; with what the run records of it (the physical version and each
+    /// partition's data version).
     pub(super) async fn resolve(
         &self,
         job: &Job,
