@@ -161,11 +161,18 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
     let made_stale = made_stale_by(&cx, &summary).await?;
     cx.close().await;
     if g.output == output::Format::Json {
-        let mut v = serde_json::to_value(&summary)?;
-        if let Some(o) = v.as_object_mut() {
-            o.insert("made_stale".into(), serde_json::json!(made_stale));
+        // Written as it is serialized: no tree of values of a large backfill in memory.
+        #[derive(serde::Serialize)]
+        struct Ended<'a> {
+            #[serde(flatten)]
+            summary: &'a Summary,
+            made_stale: &'a [String],
         }
-        println!("{}", output::json(&v));
+        let ended = Ended {
+            summary: &summary,
+            made_stale: &made_stale,
+        };
+        println!("{}", output::json(&ended));
     } else {
         print_summary(&plan, &summary, &made_stale);
     }
