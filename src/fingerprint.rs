@@ -4,7 +4,9 @@
 //! The spec's list of partition keys is not code: adding a region must not make the other
 //! regions' partitions stale, so `partitioning.keys` and `keys_file` are left out of the
 //! hash (a spec without them hashes as it is written). Nor is `[engine]`: the same SQL
-//! writes the same rows in the process or on a cluster.
+//! writes the same rows in the process or on a cluster. Nor is what the daemon does when
+//! data changes (`schedule.watch_inputs`, `schedule.on_upstream_change`): turning a watch
+//! on must not make every partition stale.
 
 use crate::job::Job;
 use crate::schema::TableSchema;
@@ -25,17 +27,25 @@ pub fn fingerprint(job: &Job, schema: &TableSchema) -> String {
     h.finalize().to_hex()[..16].to_string()
 }
 
-/// The spec's text without `partitioning.keys`, `partitioning.keys_file` and `[engine]`.
+/// The spec's text without `partitioning.keys`, `partitioning.keys_file`, `[engine]`, and
+/// what the daemon does when data changes (`schedule.on_upstream_change`,
+/// `schedule.watch_inputs`): none of them changes the rows a partition holds.
 fn code_of(spec_text: &str) -> std::borrow::Cow<'_, str> {
     let Ok(mut doc) = spec_text.parse::<toml_edit::DocumentMut>() else {
         return spec_text.into();
     };
-    let keys = doc
+    let mut removed = Vec::new();
+    if let Some(p) = doc
         .get_mut("partitioning")
         .and_then(|p| p.as_table_like_mut())
-        .map(|p| [p.remove("keys"), p.remove("keys_file")]);
-    let engine = doc.remove("engine");
-    if engine.is_none() && keys.is_none_or(|k| k.iter().all(Option::is_none)) {
+    {
+        removed.extend([p.remove("keys"), p.remove("keys_file")]);
+    }
+    if let Some(s) = doc.get_mut("schedule").and_then(|s| s.as_table_like_mut()) {
+        removed.extend([s.remove("on_upstream_change"), s.remove("watch_inputs")]);
+    }
+    removed.push(doc.remove("engine"));
+    if removed.iter().all(Option::is_none) {
         return spec_text.into();
     }
     doc.to_string().into()
@@ -48,6 +58,18 @@ mod tests {
         let spec = "version = 1\n[partitioning]\ngranularity = \"daily\"\n";
         let on_a_cluster = format!("{spec}[engine]\nkind = \"ballista\"\n");
         assert_eq!(super::code_of(spec), super::code_of(&on_a_cluster));
+    }
+
+    #[test]
+    fn what_the_daemon_does_when_data_changes_is_not_part_of_the_code() {
+        let spec = "version = 1\n[schedule]\ncron = \"0 3 * * *\"\n[partitioning]\ngranularity = \"daily\"\n";
+        let watching = spec.replace(
+            "[partitioning]",
+            "watch_inputs = \"7d\"   # late files\non_upstream_change = \"mark\"\n[partitioning]",
+        );
+        assert_eq!(super::code_of(spec), super::code_of(&watching));
+        let other = spec.replace("0 3", "0 4");
+        assert_ne!(super::code_of(spec), super::code_of(&other));
     }
 
     #[test]
