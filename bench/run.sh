@@ -48,6 +48,12 @@ else
 fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+# Both binaries measured from fresh copies: the pages of a binary the page cache holds are
+# mapped around each fault and count in its RSS (4 to 14 MiB here), so a binary built a
+# minute ago would otherwise look bigger than one built hours ago.
+cp "$sluice" "$work/sluice-measured"; sluice="$work/sluice-measured"
+baseline_named="$baseline"
+if [ -n "$baseline" ]; then cp "$baseline" "$work/sluice-baseline"; baseline="$work/sluice-baseline"; fi
 
 now() { python3 -c 'import time; print(time.time())'; }
 
@@ -67,7 +73,7 @@ noop() {
             [ -z "$baseline" ] || noop_round "$r" baseline "$baseline" 8760
         fi
     done
-    python3 - "$work" "$rounds" "$baseline" <<'PY'
+    python3 - "$work" "$rounds" "$baseline_named" <<'PY'
 import sys, statistics
 work, rounds, baseline = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 def figures(who):
