@@ -15,6 +15,12 @@ pub const DEFAULT_WAREHOUSE: &str = "./warehouse";
 pub enum ConfigError {
     #[error("project folder {0} does not exist; pass --project DIR or run inside a project")]
     NoProject(PathBuf),
+    #[error(
+        "{0} is not a sluice project: it has no sluice.toml{above}. Run sluice inside a project \
+         folder, pass --project DIR, or create one with `sluice init DIR`",
+        above = if *.1 { " (nor has any folder above it)" } else { "" }
+    )]
+    NoConfig(PathBuf, bool),
     #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,
@@ -298,34 +304,45 @@ pub fn parse_metrics_address(text: &str) -> Result<Option<std::net::SocketAddr>,
     Ok(Some(addr))
 }
 
+/// The project's folder: `--project DIR` when given, else the nearest folder holding a
+/// sluice.toml from the working folder up (as git and cargo find theirs). A folder without
+/// one is refused: a command run in the wrong folder would otherwise start an empty
+/// catalog there and report "nothing has run", which reads as lost data.
+fn project_root(given: Option<&Path>, cwd: &Path) -> Result<PathBuf, ConfigError> {
+    if let Some(p) = given {
+        let root = cwd.join(p);
+        if !root.is_dir() {
+            return Err(ConfigError::NoProject(root));
+        }
+        let root = root.canonicalize().unwrap_or(root);
+        return match root.join(CONFIG_FILE).is_file() {
+            true => Ok(root),
+            false => Err(ConfigError::NoConfig(root, false)),
+        };
+    }
+    let cwd = cwd.canonicalize().unwrap_or_else(|_| cwd.to_path_buf());
+    match cwd.ancestors().find(|d| d.join(CONFIG_FILE).is_file()) {
+        Some(root) => Ok(root.to_path_buf()),
+        None => Err(ConfigError::NoConfig(cwd, true)),
+    }
+}
+
 impl Settings {
     pub fn load(o: &Overrides) -> Result<Settings, ConfigError> {
         let cwd = std::env::current_dir().map_err(|source| ConfigError::Read {
             path: PathBuf::from("."),
             source,
         })?;
-        let root = match &o.project {
-            Some(p) if p.is_absolute() => p.clone(),
-            Some(p) => cwd.join(p),
-            None => cwd,
-        };
-        if !root.is_dir() {
-            return Err(ConfigError::NoProject(root));
-        }
-        let root = root.canonicalize().unwrap_or(root);
+        let root = project_root(o.project.as_deref(), &cwd)?;
         let path = root.join(CONFIG_FILE);
-        let file: ConfigFile = if path.exists() {
-            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            toml::from_str(&text).map_err(|e| ConfigError::Parse {
-                path: path.clone(),
-                message: crate::job::toml_message(&e, &text),
-            })?
-        } else {
-            ConfigFile::default()
-        };
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let file: ConfigFile = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.clone(),
+            message: crate::job::toml_message(&e, &text),
+        })?;
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let catalog = o
             .catalog

@@ -88,6 +88,32 @@ impl<'de> serde::Deserialize<'de> for Name {
     }
 }
 
+/// The known name closest to a mistyped `given`, when one is close enough to be what was
+/// meant (as clap suggests subcommands): the one rule every "no job" and "no table" uses.
+pub fn closest<'a>(given: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    known
+        .into_iter()
+        .map(|k| (strsim::jaro_winkler(given, k), k))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k)
+}
+
+/// "no job `x` in this project; did you mean `y`? (jobs: ...)": what each command says of
+/// a name it does not know, `what` being "job" or "table".
+pub fn unknown<'a>(what: &str, given: &str, known: impl IntoIterator<Item = &'a str>) -> String {
+    let known: Vec<&str> = known.into_iter().collect();
+    let mut text = format!("no {what} `{}` in this project", given.escape_debug());
+    if let Some(k) = closest(given, known.iter().copied()) {
+        text.push_str(&format!("; did you mean `{k}`?"));
+    }
+    match known.is_empty() {
+        true => text.push_str(&format!(" (it has no {what}s yet)")),
+        false => text.push_str(&format!(" ({what}s: {})", known.join(", "))),
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +133,16 @@ mod tests {
             assert!(Name::new(bad).is_err(), "{bad:?} must be refused");
         }
         assert!(Name::new(&"a".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn a_mistyped_name_suggests_the_near_one_and_a_far_one_nothing() {
+        let known = ["clean_orders", "daily_revenue", "regional_orders"];
+        assert_eq!(closest("clean_ordrs", known), Some("clean_orders"));
+        assert_eq!(closest("daily_revnue", known), Some("daily_revenue"));
+        assert_eq!(closest("zzz", known), None);
+        let text = unknown("job", "clean_ordrs", known);
+        assert!(text.contains("did you mean `clean_orders`?"), "{text}");
+        assert!(text.contains("jobs: clean_orders, daily_revenue"), "{text}");
     }
 }

@@ -23,3 +23,23 @@ mod tests {
         assert_eq!(super::shorten(&[1, 2, 3, 4, 5], 3), "1, 2, 3 ... (2 more)");
     }
 }
+
+/// `s` on one line (newlines as spaces), cut after `max` characters with `...`: a long
+/// message in a table's cell or a row's summary, whose whole text is shown elsewhere.
+pub fn one_line(s: &str, max: usize) -> String {
+    let s = s.replace('\n', " ");
+    if s.chars().count() > max {
+        format!("{}...", s.chars().take(max).collect::<String>())
+    } else {
+        s
+    }
+}
+
+/// A metric for people: a whole number without decimals, else four; `-` when unknown.
+pub fn metric(v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(x) if x.fract() == 0.0 && x.abs() < 1e15 => format!("{x:.0}"),
+        Some(x) => format!("{x:.4}"),
+    }
+}

@@ -43,13 +43,15 @@ pub async fn plan(
 }
 
 /// Records `flips` as this process's user, now, with `message`; nothing changes unless
-/// every flip holds (or `partial`). The refusals, empty when the flips were made.
+/// every flip holds (or `partial`). The refusals, empty when the flips were made (or, for
+/// a `dry_run`, would be: it checks all the flip checks and changes nothing).
 pub async fn flip(
     catalog: &Catalog,
     clock: &SharedClock,
     flips: &[Flip],
     partial: bool,
     message: &str,
+    dry_run: bool,
 ) -> Result<Vec<FlipRefusal>, CatalogError> {
     catalog
         .flip_aliases(
@@ -58,6 +60,7 @@ pub async fn flip(
             &crate::actor::who(),
             message,
             clock.now_ms(),
+            dry_run,
         )
         .await
 }

@@ -10,4 +10,5 @@ pub mod coverage;
 pub mod downstream;
 pub mod flip;
 pub mod partition;
+pub mod partition_detail;
 pub mod status;

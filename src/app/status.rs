@@ -14,12 +14,26 @@ pub struct PartitionView {
     pub reads: Option<Reads>,
 }
 
+crate::spelling::spelled_enum! {
+    /// A partition's state as `status` shows it and `status --state` selects: the
+    /// catalog's, with a stale complete partition apart.
+    pub enum ShownState {
+        Running => "running",
+        Complete => "complete",
+        Failed => "failed",
+        Stale => "stale",
+    }
+}
+
 impl PartitionView {
     /// The state shown: `stale` for a stale complete partition, else the catalog's.
-    pub fn state(&self) -> String {
-        match &self.stale {
-            Some(_) => "stale".to_string(),
-            None => self.status.state.to_string(),
+    pub fn state(&self) -> ShownState {
+        use crate::catalog::PartitionState;
+        match (&self.stale, self.status.state) {
+            (Some(_), _) => ShownState::Stale,
+            (None, PartitionState::Running) => ShownState::Running,
+            (None, PartitionState::Complete) => ShownState::Complete,
+            (None, PartitionState::Failed) => ShownState::Failed,
         }
     }
 }

@@ -104,7 +104,9 @@ impl Catalog {
     /// version the caller expects (compare-and-swap), the target version must exist, and
     /// unless `partial`, the target must hold every partition the version it replaces has,
     /// with no partition failed or running. Returns the refusals when any precondition
-    /// fails; then nothing changed.
+    /// fails; then nothing changed. A `dry_run` goes the same way, every check and the
+    /// compare-and-swap included, and rolls back where the real flip commits: a dry run
+    /// cannot approve what the flip would refuse.
     pub async fn flip_aliases(
         &self,
         flips: &[Flip],
@@ -112,6 +114,7 @@ impl Catalog {
         by: &str,
         message: &str,
         now_ms: i64,
+        dry_run: bool,
     ) -> Result<Vec<FlipRefusal>, CatalogError> {
         let mut tx = self.begin_write().await?;
         let mut refusals = Vec::new();
@@ -166,7 +169,11 @@ impl Catalog {
             .await
             .map_err(query_err("record alias history"))?;
         }
-        tx.commit().await.map_err(query_err("commit alias flip"))?;
+        if dry_run {
+            tx.rollback().await.map_err(query_err("rollback"))?;
+        } else {
+            tx.commit().await.map_err(query_err("commit alias flip"))?;
+        }
         Ok(Vec::new())
     }
 

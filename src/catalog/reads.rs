@@ -138,6 +138,23 @@ impl Catalog {
             .map_err(query_err("list partitions"))
     }
 
+    /// The greatest partition key of one physical version (the newest time, as times
+    /// sort as text), if any partition has run: where the grid's window ends by default.
+    pub async fn newest_partition(
+        &self,
+        table: &str,
+        version: i64,
+    ) -> Result<Option<String>, CatalogError> {
+        sqlx::query_scalar::<_, Option<String>>(
+            "SELECT MAX(partition_key) FROM partitions WHERE table_name = $1 AND table_version = $2",
+        )
+        .bind(table)
+        .bind(version)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(query_err("read the newest partition"))
+    }
+
     pub async fn partition_status(
         &self,
         table: &str,

@@ -174,6 +174,18 @@ pub struct PartitionStatus {
     pub content_version: Option<String>,
 }
 
+impl PartitionStatus {
+    /// Whether its content is an earlier run's: the last run did not complete and changed
+    /// nothing, so the table still holds what a run before it wrote (its rows are those).
+    pub fn keeps_earlier_content(&self) -> bool {
+        self.state != PartitionState::Complete
+            && self
+                .content_run_id
+                .as_ref()
+                .is_some_and(|c| *c != self.last_run_id)
+    }
+}
+
 /// When a partition counts as done by another worker, decided under its lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DoneIf {

@@ -241,6 +241,18 @@ async fn made_stale_by(cx: &Context, summary: &Summary) -> anyhow::Result<Vec<St
         .collect())
 }
 
+/// A failure its run has already logged (with its run id): the progress does not repeat
+/// it, and the summary says it whole.
+fn said_by_run(o: &ItemOutcome) -> bool {
+    matches!(
+        o,
+        ItemOutcome::Failed {
+            run_id: Some(_),
+            ..
+        }
+    )
+}
+
 fn describe(o: &ItemOutcome) -> (String, String) {
     match o {
         ItemOutcome::Succeeded { rows, .. } => ("succeeded".into(), format!("{rows} rows")),
@@ -324,10 +336,15 @@ impl Progress for Reporter {
             Some(b) => {
                 b.set_position(done as u64);
                 b.set_message(format!("{} {} {what}", item.job, item.partition));
-                if !matches!(outcome, ItemOutcome::Succeeded { .. }) {
+                if !said_by_run(outcome) && !matches!(outcome, ItemOutcome::Succeeded { .. }) {
                     b.println(format!("{} {}: {what}: {detail}", item.job, item.partition));
                 }
             }
+            None if said_by_run(outcome) => tracing::info!(
+                job = %item.job, partition = %item.partition, outcome = %what,
+                progress = %format!("{done}/{total}"),
+                "partition done"
+            ),
             None => tracing::info!(
                 job = %item.job, partition = %item.partition, outcome = %what, detail = %detail,
                 progress = %format!("{done}/{total}"),

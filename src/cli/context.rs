@@ -86,6 +86,16 @@ impl Context {
         Ok(Context::new(Arc::new(project), catalog, Arc::new(SystemClock)).with_lineage())
     }
 
+    /// Refuses a table name neither the project nor the catalog knows, with the one
+    /// answer every command gives (`names::unknown`: a suggestion and the known names).
+    pub async fn known_table(&self, table: &str) -> anyhow::Result<()> {
+        match self.project.knows_table(table) {
+            Ok(()) => Ok(()),
+            Err(_) if self.catalog.table(table).await?.is_some() => Ok(()),
+            Err(unknown) => Err(anyhow::anyhow!(unknown)),
+        }
+    }
+
     pub fn engine(&self) -> anyhow::Result<Engine> {
         Ok(Context::engine_of(&self.project)?
             .with_shared_scratch(self.project.settings.warehouse.clone()))

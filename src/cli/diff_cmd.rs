@@ -6,12 +6,13 @@ use crate::diff::{self, Diff};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// The table (its alias).
     table: String,
-    /// Default: the live version.
-    #[arg(long)]
+    /// The version compared from (v1 or 1); default: the live version.
+    #[arg(long, value_name = "VERSION")]
     from: Option<String>,
-    /// Default: the newest other version.
-    #[arg(long)]
+    /// The version compared to; default: the newest other version.
+    #[arg(long, value_name = "VERSION")]
     to: Option<String>,
     /// Only these partitions: a list (a,b,c) or a range (a..b, both included).
     #[arg(long)]
@@ -32,6 +33,7 @@ pub async fn run(g: &Globals, a: Args) -> Outcome {
     let cx = Context::open(&g.overrides).await?;
     let (catalog, engine) = (&cx.catalog, cx.engine()?);
     let table = a.table.as_str();
+    cx.known_table(table).await?;
     let versions = catalog.table_versions(table).await?;
     if versions.is_empty() {
         eprintln!("error: table `{table}` has no versions; see `sluice tables`");

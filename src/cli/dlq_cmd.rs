@@ -97,15 +97,19 @@ async fn dlq_replay(g: &Globals, job_name: &str, partition: &str) -> Outcome {
 pub enum DlqSub {
     /// A job's dead letters: partition, file, line, error and the raw record.
     List {
+        /// The job whose input rows they are.
         job: String,
-        #[arg(long)]
+        /// Only this partition's.
+        #[arg(long, short)]
         partition: Option<String>,
     },
     /// Run the partition again (after fixing the source or the job); dead letters that no
     /// longer fail are cleared.
     Replay {
+        /// The job to run again.
         job: String,
-        #[arg(long)]
+        /// The partition to run again.
+        #[arg(long, short)]
         partition: String,
     },
 }

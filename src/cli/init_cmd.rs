@@ -6,6 +6,7 @@ use std::path::Path;
 
 #[derive(Debug, clap::Args)]
 pub struct InitArgs {
+    /// Where the project goes: a new or empty folder (`.` for this one).
     dir: std::path::PathBuf,
 }
 
@@ -44,6 +45,7 @@ pub fn init(g: &Globals, args: InitArgs) -> Outcome {
 
 #[derive(Debug, clap::Args)]
 pub struct CompletionsArgs {
+    /// The shell the script is for.
     #[arg(value_enum)]
     shell: clap_complete::Shell,
 }

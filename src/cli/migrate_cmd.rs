@@ -64,44 +64,28 @@ async fn apply(g: &Globals, plan_only: bool, allow_destructive: bool) -> Outcome
             return Ok(refuse(g, &msgs, &[]));
         }
     };
-    if plan_only {
-        if g.output == output::Format::Json {
-            println!("{}", output::json(&plan));
-        } else if plan.pending.is_empty() {
-            println!(
-                "nothing to apply: {} migration(s) applied",
-                plan.applied.len()
-            );
-        } else {
-            for m in &plan.pending {
-                if m.destructive.is_empty() {
-                    println!("{}", m.name);
-                } else {
-                    println!("{} (DESTRUCTIVE: needs --allow-destructive)", m.name);
-                }
-                for c in &m.changes {
-                    println!("  {c}");
-                }
-                for why in &m.destructive {
-                    println!("  destructive because {why}");
-                }
-            }
-        }
-        return Ok(EXIT_OK);
-    }
     crate::delta::store::check_atomic_commits(&project.settings).await?;
     let by = crate::actor::who();
     let engine = cx.engine()?;
+    // `--plan` goes the real way with every check, stopping short of each change: what it
+    // approves, `migrate` applies; what `migrate` refuses, it refuses too.
+    let options = migrate::Options {
+        allow_destructive,
+        dry_run: plan_only,
+    };
     let result = migrate::apply(
         &project,
         &catalog,
         &engine,
         &plan,
-        allow_destructive,
+        options,
         &by,
         cx.clock.now_ms(),
     )
     .await?;
+    if plan_only {
+        return Ok(print_plan(g, &plan, &result));
+    }
     let done = result.applied;
     if !result.refused.is_empty() {
         return Ok(refuse(g, &result.refused, &done));
@@ -122,6 +106,49 @@ async fn apply(g: &Globals, plan_only: bool, allow_destructive: bool) -> Outcome
         }
     }
     Ok(EXIT_OK)
+}
+
+/// `--plan`: each pending migration, its changes and whether it needs
+/// --allow-destructive; then, as `migrate` would, why it would stop (exit 1).
+fn print_plan(g: &Globals, plan: &migrate::MigrationPlan, checked: &migrate::Applied) -> u8 {
+    if g.output == output::Format::Json {
+        println!(
+            "{}",
+            output::json(&serde_json::json!({
+                "applied": plan.applied,
+                "pending": plan.pending,
+                "would_apply": checked.applied,
+                "refused": checked.refused,
+            }))
+        );
+    } else if plan.pending.is_empty() {
+        println!(
+            "nothing to apply: {} migration(s) applied",
+            plan.applied.len()
+        );
+    } else {
+        for m in &plan.pending {
+            if m.destructive.is_empty() {
+                println!("{}", m.name);
+            } else {
+                println!("{} (DESTRUCTIVE: needs --allow-destructive)", m.name);
+            }
+            for c in &m.changes {
+                println!("  {c}");
+            }
+            for why in &m.destructive {
+                println!("  destructive because {why}");
+            }
+        }
+    }
+    if checked.refused.is_empty() {
+        return EXIT_OK;
+    }
+    for m in &checked.refused {
+        eprintln!("error: {m}");
+    }
+    eprintln!("migrate would stop there (a plan applies nothing)");
+    EXIT_FAILED
 }
 
 /// Prints why `migrate` stopped (and what it applied before), and gives the exit code.

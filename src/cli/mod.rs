@@ -22,6 +22,7 @@ mod promote_cmd;
 mod query_cmd;
 mod run_cmd;
 mod status_cmd;
+mod status_partition;
 mod tables_cmd;
 mod test_cmd;
 mod ui_cmd;
@@ -39,6 +40,9 @@ pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_UNUSABLE: u8 = 2;
 pub const EXIT_HELD: u8 = 3;
 
+/// The heading the flags every command takes are listed under, apart from each command's own.
+const GLOBAL: &str = "Global options";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "sluice",
@@ -47,25 +51,25 @@ pub const EXIT_HELD: u8 = 3;
 )]
 struct Cli {
     /// The project folder (holding sluice.toml, jobs/, migrations/).
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR", help_heading = GLOBAL)]
     project: Option<PathBuf>,
     /// Catalog URL (sqlite://PATH or postgres://...); overrides SLUICE_CATALOG and sluice.toml.
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(long, global = true, value_name = "URL", help_heading = GLOBAL)]
     catalog: Option<String>,
     /// Warehouse folder or URL; overrides SLUICE_WAREHOUSE and sluice.toml.
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(long, global = true, value_name = "URL", help_heading = GLOBAL)]
     warehouse: Option<String>,
     /// Result format on stdout.
-    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text, help_heading = GLOBAL)]
     output: Format,
     /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormatArg::Text, env = "SLUICE_LOG_FORMAT")]
+    #[arg(long, global = true, value_enum, default_value_t = LogFormatArg::Text, env = "SLUICE_LOG_FORMAT", help_heading = GLOBAL)]
     log_format: LogFormatArg,
     /// More log detail (-v, -vv).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     verbose: u8,
     /// Warnings and errors only.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = GLOBAL)]
     quiet: bool,
     #[command(subcommand)]
     command: Command,

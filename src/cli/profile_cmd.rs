@@ -24,18 +24,11 @@ fn sparkline(values: &[Option<f64>]) -> String {
         .collect()
 }
 
-fn fmt_num(v: Option<f64>) -> String {
-    match v {
-        None => "-".into(),
-        Some(x) if x.fract() == 0.0 && x.abs() < 1e15 => format!("{x:.0}"),
-        Some(x) => format!("{x:.4}"),
-    }
-}
-
 #[derive(Debug, clap::Args)]
 pub struct ProfileArgs {
+    /// The table (its alias).
     table: String,
-    /// Default: the live version.
+    /// The physical version to show; default: the live one.
     #[arg(long)]
     version: Option<i64>,
     /// Only this column's metrics.
@@ -45,7 +38,9 @@ pub struct ProfileArgs {
 
 pub async fn profile(g: &Globals, args: ProfileArgs) -> Outcome {
     let (table, version, column) = (args.table.as_str(), args.version, args.column.as_deref());
-    let catalog = Context::open(&g.overrides).await?.catalog;
+    let cx = Context::open(&g.overrides).await?;
+    cx.known_table(table).await?;
+    let catalog = cx.catalog;
     let version = match version {
         Some(v) => v,
         None => match catalog.alias(table).await? {
@@ -89,9 +84,9 @@ pub async fn profile(g: &Globals, args: ProfileArgs) -> Outcome {
             vec![
                 name.clone(),
                 sparkline(vals),
-                fmt_num(present.first().map(|_| lo)),
-                fmt_num(present.first().map(|_| hi)),
-                fmt_num(vals.last().copied().flatten()),
+                crate::text::metric(present.first().map(|_| lo)),
+                crate::text::metric(present.first().map(|_| hi)),
+                crate::text::metric(vals.last().copied().flatten()),
             ]
         })
         .collect();

@@ -22,19 +22,25 @@ pub struct PromoteArgs {
     /// Promote even if the new version lacks partitions or has failed ones.
     #[arg(long)]
     partial: bool,
-    /// Print the flips and change nothing.
+    /// Check everything the promote checks, print the flips, change nothing; exits as
+    /// the promote would (1 when it would be refused).
     #[arg(long)]
     dry_run: bool,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct RollbackArgs {
+    /// The tables whose aliases go back to the version their last flip replaced.
     #[arg(required = true)]
     tables: Vec<String>,
+    /// Recorded in the history.
     #[arg(long, short)]
     message: Option<String>,
+    /// Roll back even if the earlier version lacks partitions or has failed ones.
     #[arg(long)]
     partial: bool,
+    /// Check everything the rollback checks, print the flips, change nothing; exits as
+    /// the rollback would.
     #[arg(long)]
     dry_run: bool,
 }
@@ -83,6 +89,10 @@ pub async fn rollback(g: &Globals, a: RollbackArgs) -> Outcome {
 async fn flip(g: &Globals, a: FlipArgs) -> Outcome {
     use crate::app::flip;
     let cx = Context::open(&g.overrides).await?;
+    for t in &a.tables {
+        let name = t.split_once('@').map_or(t.as_str(), |(name, _)| name);
+        cx.known_table(name).await?;
+    }
     let c = &cx.catalog;
     let kind = a.kind;
     let flips = match flip::plan(c, &a.tables, kind).await {
@@ -94,23 +104,16 @@ async fn flip(g: &Globals, a: FlipArgs) -> Outcome {
         }
     };
     let verb = kind.verb();
-    if a.dry_run {
-        if g.output == output::Format::Json {
-            println!("{}", output::json(&serde_json::json!({ "plan": flips })));
-        } else {
-            for f in &flips {
-                println!("would {verb} {}: v{} -> v{}", f.table, f.expect, f.to);
-            }
-        }
-        return Ok(EXIT_OK);
-    }
     let message = a.message.unwrap_or_else(|| verb.to_string());
-    let refusals = flip::flip(c, &cx.clock, &flips, a.partial, &message).await?;
+    // The dry run is the flip itself, rolled back: the same checks, the same refusals, the
+    // same exit code.
+    let refusals = flip::flip(c, &cx.clock, &flips, a.partial, &message, a.dry_run).await?;
     if g.output == output::Format::Json {
         println!(
             "{}",
             output::json(&serde_json::json!({
-                "flipped": refusals.is_empty(),
+                "dry_run": a.dry_run,
+                "flipped": refusals.is_empty() && !a.dry_run,
                 "flips": flips,
                 "refusals": refusals,
             }))
@@ -120,19 +123,23 @@ async fn flip(g: &Globals, a: FlipArgs) -> Outcome {
         for r in &refusals {
             eprintln!("error: {r}");
         }
-        eprintln!(
-            "nothing changed: {} is all or nothing",
-            if flips.len() > 1 {
-                "a multi-table flip"
-            } else {
-                "a flip"
-            }
-        );
+        let what = if flips.len() > 1 {
+            "a multi-table flip"
+        } else {
+            "a flip"
+        };
+        match a.dry_run {
+            true => eprintln!("the {verb} would be refused: {what} is all or nothing"),
+            false => eprintln!("nothing changed: {what} is all or nothing"),
+        }
         return Ok(EXIT_FAILED);
     }
     if g.output != output::Format::Json {
         for f in &flips {
-            println!("{}: v{} -> v{} ({verb})", f.table, f.expect, f.to);
+            match a.dry_run {
+                true => println!("would {verb} {}: v{} -> v{}", f.table, f.expect, f.to),
+                false => println!("{}: v{} -> v{} ({verb})", f.table, f.expect, f.to),
+            }
         }
     }
     Ok(EXIT_OK)

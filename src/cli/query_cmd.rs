@@ -7,6 +7,7 @@ use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// The query: tables by their names (the aliases), e.g. "SELECT * FROM daily_revenue".
     sql: String,
     /// A time (2024-05-01T10:00:00Z or 2024-05-01): each alias and table as they were
     /// then; or a Delta version number of the tables read.

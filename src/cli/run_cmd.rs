@@ -85,12 +85,12 @@ fn say(report: &crate::run::RunReport) {
     {
         match report.state {
             RunOutcome::Succeeded => println!(
-                "{} {} v{} {}: {} rows, Delta version {}, run {} ({})",
+                "{} {}: {} rows written to {} v{}, Delta version {}, run {} ({})",
                 report.job,
-                report.table,
-                report.table_version,
                 report.partition,
                 output::opt(&report.rows),
+                report.table,
+                report.table_version,
                 output::opt(&report.delta_version),
                 output::opt(&report.run_id),
                 output::duration(Some(0), Some(report.duration_ms as i64)),

@@ -1,74 +1,163 @@
-//! `sluice status [JOB]`: each partition's state, rows, run id, duration, code fingerprint.
+//! `sluice status [JOB]`: each partition's state, rows and last run, narrowed by
+//! `--state` and `--from/--to`; `--partition P` shows one partition whole
+//! (`status_partition`).
 
 use super::{EXIT_OK, Globals, Outcome, output};
+use crate::app::status::{PartitionView, ShownState};
+use crate::catalog::PartitionStatus;
+use crate::project::Project;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Only this job.
     job: Option<String>,
+    /// Only partitions in this state: running, complete, failed or stale.
+    #[arg(long, value_name = "STATE", value_parser = state_arg)]
+    state: Option<ShownState>,
+    /// Only partitions from this time on: a day (2024-01-05), a month (2024-01) or an
+    /// hour (2024-01-05T03).
+    #[arg(long, value_name = "TIME", value_parser = time_arg)]
+    from: Option<String>,
+    /// Only partitions up to this time, included (a month includes its days).
+    #[arg(long, value_name = "TIME", value_parser = time_arg)]
+    to: Option<String>,
+    /// Show this partition of JOB whole: its runs, the last run's checks with their
+    /// sample rows, its profile against the baseline, what it read, its dead letters.
+    #[arg(long, short, value_name = "PARTITION", requires = "job", conflicts_with_all = ["state", "from", "to"])]
+    partition: Option<String>,
+}
+
+fn state_arg(text: &str) -> Result<ShownState, String> {
+    text.parse().map_err(|_| {
+        let known: Vec<&str> = ShownState::ALL.iter().map(|s| s.as_str()).collect();
+        format!("`{text}` is not a state; use one of {}", known.join(", "))
+    })
+}
+
+/// A partition time as written; checked only for its shape, since it is compared as text
+/// (ISO times sort as text) with the partitions' times.
+fn time_arg(text: &str) -> Result<String, String> {
+    let year = text
+        .get(..4)
+        .is_some_and(|y| y.bytes().all(|b| b.is_ascii_digit()));
+    let rest = text
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b"-T:".contains(&b));
+    match year && rest {
+        true => Ok(text.to_string()),
+        false => Err(format!(
+            "`{text}` is not a partition time; write a day (2024-01-05), a month (2024-01) or an hour (2024-01-05T03)"
+        )),
+    }
+}
+
+impl Args {
+    /// Whether `view` is one the filters keep.
+    fn keeps(&self, view: &PartitionView) -> bool {
+        if self.state.is_some_and(|s| s != view.state()) {
+            return false;
+        }
+        if self.from.is_none() && self.to.is_none() {
+            return true;
+        }
+        // The time part of `2024-01-05:emea`; a partition of keys alone has none.
+        let key = &view.status.partition_key;
+        let time = key
+            .split(crate::partition::KEY_SEPARATOR)
+            .next()
+            .unwrap_or(key);
+        if !time.starts_with(|c: char| c.is_ascii_digit()) {
+            return false;
+        }
+        let after_from = self.from.as_deref().is_none_or(|f| time >= f);
+        let before_to = self
+            .to
+            .as_deref()
+            .is_none_or(|t| time <= t || time.starts_with(t));
+        after_from && before_to
+    }
 }
 
 pub async fn run(g: &Globals, args: Args) -> Outcome {
-    let job = args.job.as_deref();
     let cx = super::context::Context::open(&g.overrides).await?;
     let project = &cx.project;
-    if let Some(j) = job
-        && !project.jobs.contains_key(j)
-        && !project
-            .settings
-            .jobs_dir()
-            .join(format!("{j}.toml"))
-            .exists()
-    {
-        anyhow::bail!("no job `{j}` in {}", project.settings.jobs_dir().display());
+    let job = args.job.as_deref();
+    if let Some(j) = job {
+        project.knows_job(j).map_err(anyhow::Error::msg)?;
     }
-    let catalog = &cx.catalog;
-    let views = crate::app::status::partitions(project, catalog, job).await?;
-    // A partition of a key the spec no longer declares keeps its data and its row here;
-    // it is marked, and nothing runs it (`None`: the job's spec is not loaded).
-    let declared = |r: &crate::catalog::PartitionStatus| {
-        let j = project.jobs.get(r.job.as_str())?;
-        Some(
-            j.parse_partition(&r.partition_key)
-                .is_ok_and(|p| j.declares(&p)),
-        )
-    };
+    if let (Some(j), Some(p)) = (job, &args.partition) {
+        return super::status_partition::show(g, &cx, j, p).await;
+    }
+    let views: Vec<PartitionView> = crate::app::status::partitions(project, &cx.catalog, job)
+        .await?
+        .into_iter()
+        .filter(|v| args.keeps(v))
+        .collect();
     if g.output == output::Format::Json {
         let v: Vec<_> = views
             .iter()
-            .map(|v| json_of(v, declared(&v.status)))
+            .map(|v| json_of(v, declared(project, &v.status)))
             .collect();
         println!("{}", output::json(&v));
         return Ok(EXIT_OK);
     }
     if views.is_empty() {
-        println!("no partitions have run yet");
+        match args.state.is_some() || args.from.is_some() || args.to.is_some() {
+            true => println!("no partition matches"),
+            false => println!("no partitions have run yet"),
+        }
         return Ok(EXIT_OK);
     }
+    print_table(project, &views);
+    Ok(EXIT_OK)
+}
+
+/// Whether the spec still declares the partition's key (`None`: the job's spec is not
+/// loaded). A partition of a key the spec no longer declares keeps its data and its row
+/// here; it is marked, and nothing runs it.
+fn declared(project: &Project, r: &PartitionStatus) -> Option<bool> {
+    let j = project.jobs.get(r.job.as_str())?;
+    Some(
+        j.parse_partition(&r.partition_key)
+            .is_ok_and(|p| j.declares(&p)),
+    )
+}
+
+/// One line per partition, narrow enough for a terminal; then each error whole, once;
+/// then the count per state.
+fn print_table(project: &Project, views: &[PartitionView]) {
+    let mut kept = false;
+    let mut errors = Vec::new();
     let text: Vec<Vec<String>> = views
         .iter()
         .map(|view| {
             let r = &view.status;
-            let note = match &view.stale {
-                Some(why) => why.to_string(),
-                None => r.error.clone().unwrap_or_default(),
+            let mut rows = output::opt(&r.content_rows);
+            if r.keeps_earlier_content() {
+                rows.push('*');
+                kept = true;
+            }
+            let note = match (&view.stale, &r.error) {
+                (Some(why), _) => crate::text::one_line(&why.to_string(), 60),
+                (None, Some(e)) if r.state != crate::catalog::PartitionState::Complete => {
+                    errors.push((view, e));
+                    format!("error {} below", errors.len())
+                }
+                _ => String::new(),
             };
             vec![
                 r.job.clone(),
                 format!("v{}", r.table_version),
                 r.partition_key.clone(),
-                match (declared(r), &view.stale) {
+                match (declared(project, r), &view.stale) {
                     (Some(false), _) => format!("{} (key no longer declared)", r.state),
                     (_, Some(why)) => format!("stale ({})", why.kind),
                     _ => r.state.to_string(),
                 },
-                output::opt(&r.content_rows),
-                r.last_run_id.clone(),
+                rows,
                 output::duration(r.started_at, r.finished_at),
-                output::opt(&r.content_fingerprint),
-                output::time(r.started_at),
                 output::time(r.finished_at),
-                one_line(&note, 100),
+                note,
             ]
         })
         .collect();
@@ -81,27 +170,47 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
                 "partition",
                 "state",
                 "rows",
-                "run id",
                 "duration",
-                "fingerprint",
-                "started (UTC)",
                 "finished (UTC)",
-                "error or why stale"
+                "why stale, or error"
             ],
             &text
         )
     );
-    Ok(EXIT_OK)
+    if kept {
+        println!("* rows an earlier run wrote, kept: the last run failed and changed nothing");
+    }
+    for (i, (view, e)) in errors.iter().enumerate() {
+        let r = &view.status;
+        println!(
+            "\nerror {}: {} {} (run {}, attempt {}):\n  {}",
+            i + 1,
+            r.job,
+            r.partition_key,
+            r.last_run_id,
+            output::opt(&r.attempt),
+            crate::redact::redact_text(e).replace('\n', "\n  ")
+        );
+    }
+    let mut counts: Vec<String> = Vec::new();
+    for s in ShownState::ALL {
+        let n = views.iter().filter(|v| v.state() == *s).count();
+        if n > 0 {
+            counts.push(format!("{n} {s}"));
+        }
+    }
+    println!("\n{} partition(s): {}", views.len(), counts.join(", "));
 }
 
 /// One partition as `status --output json` shows it.
-fn json_of(view: &crate::app::status::PartitionView, declared: Option<bool>) -> serde_json::Value {
+fn json_of(view: &PartitionView, declared: Option<bool>) -> serde_json::Value {
     let r = &view.status;
     serde_json::json!({
         "job": r.job, "table": r.table_name, "table_version": r.table_version,
         "partition": r.partition_key, "state": view.state(),
         "stale_because": view.stale, "read": view.reads,
         "rows": r.content_rows,
+        "rows_from_earlier_run": r.keeps_earlier_content(),
         "run_id": r.last_run_id, "content_run_id": r.content_run_id,
         "fingerprint": r.content_fingerprint, "delta_version": r.content_delta_version,
         "data_version": r.content_version,
@@ -112,13 +221,4 @@ fn json_of(view: &crate::app::status::PartitionView, declared: Option<bool>) -> 
         "error": r.error,
         "declared": declared,
     })
-}
-
-fn one_line(s: &str, max: usize) -> String {
-    let s = s.replace('\n', " ");
-    if s.chars().count() > max {
-        format!("{}...", s.chars().take(max).collect::<String>())
-    } else {
-        s
-    }
 }

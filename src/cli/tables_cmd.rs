@@ -92,14 +92,18 @@ pub async fn tables(g: &Globals) -> Outcome {
 
 #[derive(Debug, clap::Args)]
 pub struct ResolveArgs {
+    /// The table (its alias).
     table: String,
-    #[arg(long)]
+    /// This physical version instead of the live one.
+    #[arg(long, value_name = "N")]
     version: Option<i64>,
 }
 
 pub async fn resolve(g: &Globals, args: ResolveArgs) -> Outcome {
     let (table, version) = (args.table.as_str(), args.version);
-    let c = catalog(g).await?;
+    let cx = Context::open(&g.overrides).await?;
+    cx.known_table(table).await?;
+    let c = cx.catalog;
     let v = match version {
         Some(v) => v,
         None => match c.alias(table).await? {
@@ -127,12 +131,15 @@ pub async fn resolve(g: &Globals, args: ResolveArgs) -> Outcome {
 
 #[derive(Debug, clap::Args)]
 pub struct HistoryArgs {
+    /// The table (its alias).
     table: String,
 }
 
 pub async fn history(g: &Globals, args: HistoryArgs) -> Outcome {
     let table = args.table.as_str();
-    let c = catalog(g).await?;
+    let cx = Context::open(&g.overrides).await?;
+    cx.known_table(table).await?;
+    let c = cx.catalog;
     let h = c.alias_history(table).await?;
     if g.output == output::Format::Json {
         println!("{}", output::json(&h));

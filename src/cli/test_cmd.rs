@@ -46,6 +46,9 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
 
 async fn run_tests(g: &Globals, args: Args) -> Outcome {
     let project = Context::load_project(&g.overrides)?;
+    for j in &args.jobs {
+        project.knows_job(j).map_err(|unknown| anyhow!(unknown))?;
+    }
     let engine = Context::engine_of(&project)?;
     let mut ran = suite::run(&project, &engine, &args.jobs).await?;
     if args.update {

@@ -61,6 +61,16 @@ pub async fn existing_tables(
     Ok(existing)
 }
 
+/// How `migrate` goes ahead.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Destructive migrations too, once no job uses what they remove.
+    pub allow_destructive: bool,
+    /// Check each migration as applying it would, apply none (`--plan`): `applied` then
+    /// lists what would be applied, `refused` why the real command would stop.
+    pub dry_run: bool,
+}
+
 /// Applies the plan's pending migrations in order, each in one catalog transaction with its
 /// Delta changes, as `by` at `now_ms`. Stops at the first one refused or failed; what was
 /// applied before it stays applied.
@@ -69,17 +79,22 @@ pub async fn apply(
     catalog: &Catalog,
     engine: &crate::engine::Engine,
     plan: &MigrationPlan,
-    allow_destructive: bool,
+    options: Options,
     by: &str,
     now_ms: i64,
 ) -> Result<Applied, MigrateError> {
     let mut out = Applied::default();
     for m in &plan.pending {
         if !m.destructive.is_empty() {
-            out.refused = destructive_refusals(project, engine, m, allow_destructive).await?;
+            out.refused =
+                destructive_refusals(project, engine, m, options.allow_destructive).await?;
             if !out.refused.is_empty() {
                 return Ok(out);
             }
+        }
+        if options.dry_run {
+            out.applied.push(m.name.clone());
+            continue;
         }
         match apply_one(catalog, m, by, now_ms).await {
             Ok(true) => {

@@ -6,7 +6,7 @@
 mod apply;
 mod plan;
 
-pub use apply::{Applied, MigrateError, apply, existing_tables};
+pub use apply::{Applied, MigrateError, Options, apply, existing_tables};
 pub use plan::{
     Change, ExistingTable, MigrationPlan, PlanError, PlannedMigration, plan, remaining_references,
 };

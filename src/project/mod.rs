@@ -137,6 +137,35 @@ impl Project {
             .collect()
     }
 
+    /// Whether `name` is a job of this project: loaded, or with a spec file that has
+    /// problems (its history is still shown); else what to say, with a suggestion.
+    pub fn knows_job(&self, name: &str) -> Result<(), String> {
+        let spec = self.settings.jobs_dir().join(format!("{name}.toml"));
+        match self.jobs.contains_key(name) || (Name::new(name).is_ok() && spec.is_file()) {
+            true => Ok(()),
+            false => Err(self.unknown_job(name)),
+        }
+    }
+
+    fn unknown_job(&self, name: &str) -> String {
+        crate::names::unknown("job", name, self.jobs.keys().map(Name::as_str))
+    }
+
+    /// Whether `name` is a table of this project (a migration declares it or a job writes
+    /// it); else what to say, with a suggestion.
+    pub fn knows_table(&self, name: &str) -> Result<(), String> {
+        let known: std::collections::BTreeSet<&str> = self
+            .declared
+            .keys()
+            .map(Name::as_str)
+            .chain(self.graph.writer.keys().map(|t| t.as_str()))
+            .collect();
+        match known.contains(name) {
+            true => Ok(()),
+            false => Err(crate::names::unknown("table", name, known)),
+        }
+    }
+
     /// The job named `name`, or the problems that keep it from running.
     pub fn job(&self, name: &str) -> Result<&Job, Vec<SpecError>> {
         if let Some(j) = self.jobs.get(name) {
@@ -163,17 +192,9 @@ impl Project {
                 message: "the job cannot run because a job it reads from is invalid; run `sluice validate`".into(),
             }]);
         }
-        let known: Vec<String> = self.jobs.keys().map(|k| k.to_string()).collect();
         Err(vec![SpecError {
             file,
-            message: format!(
-                "no such job; known jobs: {}",
-                if known.is_empty() {
-                    "(none)".into()
-                } else {
-                    known.join(", ")
-                }
-            ),
+            message: self.unknown_job(name),
         }])
     }
 }

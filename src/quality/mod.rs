@@ -39,6 +39,16 @@ pub enum Severity {
     Warn,
 }
 
+impl Severity {
+    /// Its spelling in specs and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warn => "warn",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum CheckKind {

@@ -41,6 +41,9 @@ enum Look {
     First(Box<PartitionStatus>),
 }
 
+/// How much of a run's error its log line carries.
+const ERROR_IN_LOG: usize = 160;
+
 impl Runner {
     pub(super) async fn attempt(&self, req: &Request<'_>) -> RunReport {
         let mut report = RunReport::new(req.job, &req.key, req.attempt);
@@ -56,8 +59,11 @@ impl Runner {
         if let Err(e) = result {
             report.state = RunOutcome::Failed;
             report.transient = e.is_transient();
-            report.error = Some(crate::redact::redact_text(&e.to_string()));
-            warn!(error = %report.error.as_deref().unwrap_or_default(), "run failed");
+            let error = crate::redact::redact_text(&e.to_string());
+            // One line per failure: the whole error is in the catalog, where `status JOB
+            // --partition P`, the page and a backfill's summary show it once.
+            warn!(error = %crate::text::one_line(&error, ERROR_IN_LOG), "run failed");
+            report.error = Some(error);
         }
         report
     }

@@ -54,9 +54,17 @@ impl Fixture {
             .await
             .expect("tables");
         let plan = crate::migrate::plan(&project.migrations, &applied, &existing).expect("plan");
-        let done = crate::migrate::apply(&project, &catalog, &engine, &plan, false, "test", 0)
-            .await
-            .expect("migrate");
+        let done = crate::migrate::apply(
+            &project,
+            &catalog,
+            &engine,
+            &plan,
+            crate::migrate::Options::default(),
+            "test",
+            0,
+        )
+        .await
+        .expect("migrate");
         assert!(done.refused.is_empty(), "{:?}", done.refused);
         let at = chrono::Utc.with_ymd_and_hms(2024, 2, 1, 0, 0, 0).unwrap();
         Fixture {

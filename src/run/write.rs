@@ -17,13 +17,14 @@ use crate::engine::bad_rows;
 use crate::engine::{self, BadRowLog, Engine, EngineError, PartitionQuery, UpstreamInput};
 use crate::job::{BadRowVerdict, BadRows, InputSource};
 use crate::project::Project;
+use crate::quality::Severity;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::datafusion::catalog::TableProvider;
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::kernel::Add;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use tracing::warn;
+use tracing::{debug, warn};
 
 /// The write step of a run: what it reads (the project as the run started, the catalog for
 /// the checks' baseline), the engine that computes, the lease it commits under, and the
@@ -95,8 +96,13 @@ impl PartitionWrite<'_> {
                 return Err(e);
             }
         };
+        // A failed check that fails the run is said by the run's failure; one that only
+        // warns is said here, the only place it is.
         for c in quality.checks.iter().filter(|c| !c.passed) {
-            warn!(check = %c.name, severity = ?c.severity, failing = c.failing, "{c}");
+            match c.severity {
+                Severity::Warn => warn!(check = %c.name, failing = c.failing, "{c}"),
+                Severity::Error => debug!(check = %c.name, failing = c.failing, "{c}"),
+            }
         }
         let blocking = quality.blocking().map(|c| c.to_string());
         report.quality = Some(quality);

@@ -165,7 +165,7 @@ async fn flip_table(ui: &UiState, table: &str, version: Option<i64>) -> Result<(
         .await
         .map_err(|e| UiError::BadRequest(e.to_string()))?;
     let message = format!("{verb} from the web view");
-    let refusals = flip::flip(&ui.catalog, &ui.clock, &flips, false, &message).await?;
+    let refusals = flip::flip(&ui.catalog, &ui.clock, &flips, false, &message, false).await?;
     if !refusals.is_empty() {
         let why: Vec<String> = refusals.iter().map(|r| r.to_string()).collect();
         warn!(

@@ -1,4 +1,5 @@
-//! The grid: each job's partitions, newest first, each drawn in one state. A partition's
+//! The grid: each job's partitions on a time axis the jobs share (`grid_axis`), each drawn
+//! in one state. A partition's
 //! state comes from the catalog (the same `running`, `complete` and `failed` that `sluice
 //! status` prints) and from the job as it is now: `stale` when complete but written by other
 //! code than the current fingerprint, `upstream_changed` or `input_changed` when what it read
@@ -15,7 +16,8 @@ use crate::partition::{Granularity, PartitionKey, TimeKey};
 use crate::project::Project;
 use crate::provenance::{StaleBecause, StaleKind, Staleness};
 use crate::spelling::spelled_enum;
-use chrono::{DateTime, NaiveDateTime, Utc};
+use crate::ui::grid_axis::{Axis, Unit, bound, lines_per_key};
+use chrono::{DateTime, NaiveDateTime, Timelike, Utc};
 use std::collections::{BTreeMap, HashMap};
 
 /// The daemon's queue: (job, partition) -> what it waits on (nothing: ready).
@@ -93,13 +95,9 @@ pub struct GridQuery {
     pub state: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
-    pub page: Option<usize>,
-    pub per_page: Option<usize>,
 }
 
-const DEFAULT_PER_PAGE: usize = 400;
-const MAX_PER_PAGE: usize = 20_000;
-/// The most partitions of one job a range may hold (22 years of hours).
+/// The most partitions of one job a window may hold.
 const MAX_RANGE: usize = 200_000;
 
 pub struct Cell {
@@ -108,46 +106,93 @@ pub struct Cell {
     pub rows: Option<i64>,
     /// What a waiting partition waits on, or why a stale one is stale.
     pub note: Option<String>,
+    /// Drawn faint: not in the state the filter asks for.
+    pub dim: bool,
 }
 
-/// One job's row of cells: the page asked for, newest first.
+impl Cell {
+    /// What the square says of itself without hovering: its title and accessible label.
+    pub fn label(&self, job: &str) -> String {
+        let mut s = format!("{job} {}: {}", self.key, self.state);
+        if let Some(r) = self.rows {
+            s.push_str(&format!(", {r} rows"));
+        }
+        if let Some(n) = &self.note {
+            s.push_str(&format!(", {n}"));
+        }
+        s
+    }
+}
+
+/// A stretch of one line: a partition spanning `span` columns, or nothing (not due yet,
+/// or outside the job's time).
+pub struct Slot {
+    pub span: usize,
+    pub cell: Option<Cell>,
+}
+
+/// One line of a job: a key, an hour of the day, both, or the job alone.
+pub struct Line {
+    pub label: String,
+    pub slots: Vec<Slot>,
+    /// The next column to fill.
+    filled: usize,
+}
+
+impl Line {
+    fn new(label: String) -> Line {
+        Line {
+            label,
+            slots: Vec::new(),
+            filled: 0,
+        }
+    }
+
+    /// Places `cell` at `column` over `span` columns, the gap before it left empty.
+    fn place(&mut self, column: usize, span: usize, cell: Option<Cell>) {
+        if column < self.filled {
+            return;
+        }
+        if column > self.filled {
+            self.slots.push(Slot {
+                span: column - self.filled,
+                cell: None,
+            });
+        }
+        self.slots.push(Slot { span, cell });
+        self.filled = column + span;
+    }
+
+    /// Leaves the columns after the last partition empty.
+    fn finish(&mut self, columns: usize) {
+        if columns > self.filled {
+            self.slots.push(Slot {
+                span: columns - self.filled,
+                cell: None,
+            });
+            self.filled = columns;
+        }
+    }
+}
+
+/// One job on the grid: its lines on the shared axis, and its counts.
 pub struct JobRow {
     pub job: String,
     pub table: String,
     pub version: u32,
     pub granularity: Granularity,
-    pub cells: Vec<Cell>,
-    /// Cells matching the filters, over all pages.
+    pub lines: Vec<Line>,
+    /// Partitions in the window in the state asked for (all, without a filter).
     pub matching: usize,
-    /// Per state, how many of the job's partitions in the range are in it.
+    /// Per state, how many of the job's partitions in the window are in it (those with
+    /// none are left out).
     pub counts: Vec<(CellState, usize)>,
 }
 
 pub struct Grid {
+    pub axis: Axis,
     pub rows: Vec<JobRow>,
-    pub page: usize,
-    pub per_page: usize,
-    /// Whether a later page has cells for some job.
-    pub more: bool,
     pub running: bool,
-}
-
-/// A range bound the user typed, as the wall-clock start of the partition it names (any
-/// granularity): `from` at its start, `to` at its end.
-fn bound(name: &str, text: Option<&str>, end: bool) -> Result<Option<NaiveDateTime>, UiError> {
-    let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
-        return Ok(None);
-    };
-    let key = [Granularity::Hourly, Granularity::Daily, Granularity::Monthly]
-        .into_iter()
-        .find_map(|g| g.parse_time(text).ok())
-        .ok_or_else(|| {
-            UiError::BadRequest(format!(
-                "{name} = `{}` is not a partition: use a day (2024-01-05), a month (2024-01) or an hour (2024-01-05T03)",
-                text.escape_debug()
-            ))
-        })?;
-    Ok(key.bounds().map(|(s, e)| if end { e } else { s }))
 }
 
 /// The partition the job's latest due tick ran (or, unscheduled, the one before now's).
@@ -162,64 +207,65 @@ fn latest_due(job: &Job, now: DateTime<Utc>) -> TimeKey {
     k.prev().unwrap_or(k)
 }
 
-/// The job's partitions the grid shows, oldest first: due ones from its start (or its
-/// first run) on, those the catalog has beyond them, and, when the range reaches before the
-/// start, those too.
-fn keys_of(
-    job: &Job,
-    rows: &HashMap<String, PartitionStatus>,
-    now: DateTime<Utc>,
-    (from, to): (Option<NaiveDateTime>, Option<NaiveDateTime>),
-) -> Result<Vec<PartitionKey>, UiError> {
+/// The job's partition times in the window, oldest first.
+fn times_in(job: &Job, axis: &Axis) -> Result<Vec<TimeKey>, UiError> {
     let g = job.granularity;
-    if g == Granularity::None {
-        return Ok(job.partitions_at(TimeKey::All));
-    }
-    let known: Vec<TimeKey> = rows
-        .keys()
-        .filter_map(|k| job.parse_partition(k).ok())
-        .map(|p| p.time)
-        .collect();
-    let latest = known
-        .iter()
-        .copied()
-        .chain([latest_due(job, now)])
-        .max()
-        .unwrap_or(TimeKey::All);
-    let first = job
-        .start
-        .or_else(|| known.iter().copied().min())
-        .unwrap_or(latest);
-    // A range that starts before the job's start shows the partitions before it too.
-    let first = from.map(|f| g.key_at(f)).unwrap_or(first);
-    let last = match to {
-        Some(t) => g.key_at(t - chrono::Duration::seconds(1)).min(latest),
-        None => latest,
+    let Some((start, end)) = axis.bounds().filter(|_| g != Granularity::None) else {
+        return Ok(vec![TimeKey::All]);
     };
-    let hours = match (first.start(), last.start()) {
-        (Some(a), Some(b)) => (b - a).num_hours().max(0),
-        _ => 0,
-    };
-    let per_key = match g {
+    let (first, last) = (
+        g.key_at(start),
+        g.key_at(end - chrono::Duration::seconds(1)),
+    );
+    let hours = (end - start).num_hours().max(0);
+    let per = match g {
         Granularity::Hourly => 1,
         Granularity::Daily => 24,
         _ => 24 * 28,
     };
-    let partitions = hours / per_key * job.keys().len().max(1) as i64;
+    let partitions = hours / per * job.keys().len().max(1) as i64;
     if partitions > MAX_RANGE as i64 {
         return Err(UiError::BadRequest(format!(
             "the range holds about {partitions} partitions of `{}`; the grid shows at most {MAX_RANGE} per job: narrow `from` and `to`",
             job.name
         )));
     }
-    Ok(g.range(first, last)
-        .into_iter()
-        .filter(|k| match k.bounds() {
-            Some((s, e)) => from.is_none_or(|f| e > f) && to.is_none_or(|t| s < t),
-            None => true,
-        })
-        .flat_map(|t| job.partitions_at(t))
-        .collect())
+    Ok(g.range(first, last))
+}
+
+/// Where partition time `t` of granularity `g` sits: (column, span, line within its key).
+fn place_of(axis: &Axis, g: Granularity, t: TimeKey) -> (usize, usize, usize) {
+    let columns = axis.columns.len();
+    let (Some((s, e)), Some((ws, we))) = (t.bounds(), axis.bounds()) else {
+        return (0, columns, 0);
+    };
+    let first = axis.column_of(s.max(ws));
+    let last = axis.column_of(e.min(we) - chrono::Duration::seconds(1));
+    let line = match (g, axis.unit) {
+        (Granularity::Hourly, Unit::Day) => s.hour() as usize,
+        _ => 0,
+    };
+    (first, last + 1 - first, line)
+}
+
+/// The newest partition time the jobs have run, else the latest due: where the default
+/// window ends.
+async fn newest_of(
+    jobs: &[&Job],
+    catalog: &Catalog,
+    now: DateTime<Utc>,
+) -> Result<NaiveDateTime, UiError> {
+    let mut newest: Option<NaiveDateTime> = None;
+    for job in jobs {
+        let ran = catalog
+            .newest_partition(job.table.as_str(), i64::from(job.version))
+            .await?
+            .and_then(|k| job.parse_partition(&k).ok())
+            .and_then(|p| p.time.start());
+        let t = ran.or_else(|| latest_due(job, now).start());
+        newest = newest.max(t);
+    }
+    Ok(newest.unwrap_or_else(|| now.naive_utc()))
 }
 
 /// The state filter, parsed.
@@ -271,7 +317,11 @@ pub async fn build(
     let wanted = wanted_state(q.state.as_deref())?;
     let jobs: Vec<&Job> = match q.job.as_deref().filter(|j| !j.is_empty()) {
         Some(name) => vec![project.jobs.get(name).ok_or_else(|| {
-            UiError::NotFound(format!("no job `{}` in this project", name.escape_debug()))
+            UiError::NotFound(crate::names::unknown(
+                "job",
+                name,
+                project.jobs.keys().map(|n| n.as_str()),
+            ))
         })?],
         None => project
             .graph
@@ -280,72 +330,129 @@ pub async fn build(
             .filter_map(|n| project.jobs.get(n))
             .collect(),
     };
-    let per_page = q
-        .per_page
-        .unwrap_or(DEFAULT_PER_PAGE)
-        .clamp(1, MAX_PER_PAGE);
-    let page = q.page.unwrap_or(0);
+    let unit = Unit::of(jobs.iter().map(|j| j.granularity));
+    let newest = match range {
+        (None, None) => newest_of(&jobs, catalog, now).await?,
+        _ => now.naive_utc(),
+    };
+    let axis = Axis::new(unit, range, newest)?;
     let mut grid = Grid {
         rows: Vec::new(),
-        page,
-        per_page,
-        more: false,
         running: false,
+        axis,
     };
     let mut staleness = Staleness::new(project, catalog);
+    let view = View {
+        axis: &grid.axis,
+        now,
+        queue,
+        wanted,
+    };
+    let mut rows = Vec::new();
     for job in jobs {
-        let fingerprint = match catalog.table(job.table.as_str()).await? {
-            Some(t) => crate::fingerprint::fingerprint(job, &t.schema),
-            // Not migrated yet: nothing of it can be complete by the current code.
-            None => String::new(),
-        };
-        let statuses = catalog
-            .partitions_of(job.table.as_str(), i64::from(job.version))
-            .await?;
-        let stale = staleness.of_job(job, &fingerprint, &statuses).await?;
-        let rows: HashMap<String, PartitionStatus> = statuses
-            .into_iter()
-            .map(|p| (p.partition_key.clone(), p))
-            .collect();
-        let mut counts: HashMap<CellState, usize> = HashMap::new();
-        let mut matching = Vec::new();
-        for key in keys_of(job, &rows, now, range)?.into_iter().rev() {
+        rows.push(job_row(job, catalog, &mut staleness, &view).await?);
+    }
+    grid.running = rows.iter().flat_map(|r| &r.lines).any(|l| {
+        l.slots.iter().any(|s| {
+            s.cell
+                .as_ref()
+                .is_some_and(|c| c.state == CellState::Running)
+        })
+    });
+    grid.rows = rows;
+    Ok(grid)
+}
+
+/// What every job's row is drawn against.
+struct View<'a> {
+    axis: &'a Axis,
+    now: DateTime<Utc>,
+    queue: &'a Queue,
+    wanted: Option<CellState>,
+}
+
+/// One job's lines over the axis: a line per key (per key and hour, for hourly jobs), each
+/// partition in its column, those not due yet left blank.
+async fn job_row(
+    job: &Job,
+    catalog: &Catalog,
+    staleness: &mut Staleness<'_>,
+    view: &View<'_>,
+) -> Result<JobRow, UiError> {
+    let fingerprint = match catalog.table(job.table.as_str()).await? {
+        Some(t) => crate::fingerprint::fingerprint(job, &t.schema),
+        // Not migrated yet: nothing of it can be complete by the current code.
+        None => String::new(),
+    };
+    let statuses = catalog
+        .partitions_of(job.table.as_str(), i64::from(job.version))
+        .await?;
+    let stale = staleness.of_job(job, &fingerprint, &statuses).await?;
+    let rows: HashMap<String, PartitionStatus> = statuses
+        .into_iter()
+        .map(|p| (p.partition_key.clone(), p))
+        .collect();
+    let due = latest_due(job, view.now);
+    let per_key = lines_per_key(job.granularity, view.axis.unit) as usize;
+    let mut lines: Vec<Line> = (0..job.keys().len().max(1) * per_key)
+        .map(|i| {
+            let key = job.keys().get(i / per_key).map(|k| k.to_string());
+            let hour = (per_key > 1).then(|| format!("{:02}h", i % per_key));
+            Line::new(
+                [key, hour]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            )
+        })
+        .collect();
+    let mut counts: HashMap<CellState, usize> = HashMap::new();
+    let mut matching = 0;
+    for t in times_in(job, view.axis)? {
+        let (column, span, sub) = place_of(view.axis, job.granularity, t);
+        for (k, key) in job.partitions_at(t).into_iter().enumerate() {
             let text = key.to_string();
             let row = rows.get(&text);
-            let queued = queue.get(&(job.name.to_string(), text.clone()));
+            let Some(line) = lines.get_mut(k * per_key + sub) else {
+                continue;
+            };
+            if row.is_none() && t > due {
+                line.place(column, span, None);
+                continue;
+            }
+            let queued = view.queue.get(&(job.name.to_string(), text.clone()));
             let why = stale.get(&text);
             let state = state_at(job, &key, row, queued, why);
             *counts.entry(state).or_default() += 1;
-            if wanted.is_none_or(|w| w == state) {
-                let waits = queued
-                    .filter(|on| !on.is_empty())
-                    .map(|on| format!("waiting on {}", on.join("; ")));
-                matching.push(Cell {
-                    key: text,
-                    state,
-                    rows: row.and_then(|r| r.content_rows),
-                    note: waits.or_else(|| why.map(|w| w.to_string())),
-                });
-            }
+            let dim = view.wanted.is_some_and(|w| w != state);
+            matching += usize::from(!dim);
+            let waits = queued
+                .filter(|on| !on.is_empty())
+                .map(|on| format!("waiting on {}", on.join("; ")));
+            let cell = Cell {
+                key: text,
+                state,
+                rows: row.and_then(|r| r.content_rows),
+                note: waits.or_else(|| why.map(|w| w.to_string())),
+                dim,
+            };
+            line.place(column, span, Some(cell));
         }
-        let total = matching.len();
-        // Saturating: the page number comes from the address.
-        let skip = page.saturating_mul(per_page);
-        grid.more |= total > skip.saturating_add(per_page);
-        let cells: Vec<Cell> = matching.into_iter().skip(skip).take(per_page).collect();
-        grid.running |= cells.iter().any(|c| c.state == CellState::Running);
-        grid.rows.push(JobRow {
-            job: job.name.to_string(),
-            table: job.table.to_string(),
-            version: job.version,
-            granularity: job.granularity,
-            cells,
-            matching: total,
-            counts: CellState::ALL
-                .iter()
-                .map(|s| (*s, counts.get(s).copied().unwrap_or(0)))
-                .collect(),
-        });
     }
-    Ok(grid)
+    for l in &mut lines {
+        l.finish(view.axis.columns.len());
+    }
+    Ok(JobRow {
+        job: job.name.to_string(),
+        table: job.table.to_string(),
+        version: job.version,
+        granularity: job.granularity,
+        lines,
+        matching,
+        counts: CellState::ALL
+            .iter()
+            .filter_map(|s| Some((*s, counts.get(s).copied().filter(|n| *n > 0)?)))
+            .collect(),
+    })
 }

@@ -8,6 +8,7 @@
 mod access;
 mod actions;
 mod grid;
+mod grid_axis;
 mod pages;
 mod server;
 mod state;

@@ -437,7 +437,7 @@ fn backfill_arguments_are_checked() {
                 "--to",
                 "2024-01-02",
             ],
-            "no such job",
+            "no job `nope` in this project",
         ),
         (
             vec![

@@ -351,10 +351,11 @@ fn a_warehouse_that_cannot_be_written_fails_each_partition_once_with_the_cause_a
         "{}",
         out.context()
     );
+    // One line per failure on stderr; the summary says each whole, with what to do.
     assert!(
         out.stderr
             .contains("permission denied: Unable to create dir")
-            && out.stderr.contains("the warehouse is not writable here"),
+            && out.stdout.contains("the warehouse is not writable here"),
         "{}",
         out.context()
     );

@@ -443,7 +443,7 @@ async fn alias_flips_refuse_each_failing_precondition_and_change_nothing() {
             to: case.to,
         };
         let refusals = c
-            .flip_aliases(&[flip], case.partial, "test", "m", 5)
+            .flip_aliases(&[flip], case.partial, "test", "m", 5, false)
             .await
             .unwrap();
         let reasons: Vec<String> = refusals
@@ -507,13 +507,16 @@ async fn a_multi_table_flip_with_one_refusal_flips_neither() {
             to: 2,
         },
     ];
-    let refusals = c.flip_aliases(&flips, false, "test", "m", 5).await.unwrap();
+    let refusals = c
+        .flip_aliases(&flips, false, "test", "m", 5, false)
+        .await
+        .unwrap();
     assert_eq!(refusals.len(), 1, "{refusals:?}");
     assert_eq!(c.alias("a").await.unwrap(), Some(1));
     assert_eq!(c.alias("b").await.unwrap(), Some(1));
     write_partition(&c, "b", 2, D1, Some(true)).await;
     assert!(
-        c.flip_aliases(&flips, false, "test", "m", 6)
+        c.flip_aliases(&flips, false, "test", "m", 6, false)
             .await
             .unwrap()
             .is_empty()

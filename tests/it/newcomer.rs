@@ -6,7 +6,7 @@ use std::process::Command;
 
 #[test]
 fn an_initialised_project_validates_migrates_and_backfills_as_created() {
-    let p = TestProject::with_files(&[]);
+    let p = TestProject::empty();
     let created = p.ok(&["init", "."]);
     created.says("jobs/page_visits.toml");
     assert!(

@@ -101,33 +101,31 @@ struct GridPage {
     job_names: Vec<String>,
     filter_job: String,
     filter_state: String,
-    filter_from: String,
-    filter_to: String,
-    per_page: usize,
     legend: Vec<LegendEntry>,
+    axis: super::grid_axis::Axis,
     rows: Vec<grid::JobRow>,
     running: bool,
-    page_number: usize,
-    prev_query: Option<String>,
-    next_query: Option<String>,
+    /// The address of the window before and after this one, the filters kept.
+    earlier: Option<String>,
+    later: Option<String>,
 }
 
-/// The grid's query string for another page, the filters kept.
-fn page_query(q: &GridQuery, per_page: usize, page: usize) -> String {
-    let mut s = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in [
-        ("job", &q.job),
-        ("state", &q.state),
-        ("from", &q.from),
-        ("to", &q.to),
-    ] {
-        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
-            s.append_pair(k, v);
+impl GridPage {
+    /// The grid's address with these filters: what the counts and the arrows link to.
+    fn address(&self, job: &str, state: &str, (from, to): (&str, &str)) -> String {
+        let mut s = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [("job", job), ("state", state), ("from", from), ("to", to)] {
+            if !v.is_empty() {
+                s.append_pair(k, v);
+            }
         }
+        format!("/?{}", s.finish())
     }
-    s.append_pair("per_page", &per_page.to_string());
-    s.append_pair("page", &page.to_string());
-    s.finish()
+
+    /// Where a job's count of `state` links: that job, that state, this window.
+    fn count_link(&self, job: &str, state: &CellState) -> String {
+        self.address(job, state.as_str(), (&self.axis.from, &self.axis.to))
+    }
 }
 
 pub async fn grid(State(ui): State<Arc<UiState>>, Query(q): Query<GridQuery>) -> Response {
@@ -137,15 +135,12 @@ pub async fn grid(State(ui): State<Arc<UiState>>, Query(q): Query<GridQuery>) ->
         Ok(g) => g,
         Err(e) => return error_page(&project, &e),
     };
-    let page = GridPage {
+    let mut page = GridPage {
         chrome: Chrome::of(&project),
         csrf: ui.csrf(),
         job_names: project.graph.order.iter().map(|n| n.to_string()).collect(),
         filter_job: q.job.clone().unwrap_or_default(),
         filter_state: q.state.clone().unwrap_or_default(),
-        filter_from: q.from.clone().unwrap_or_default(),
-        filter_to: q.to.clone().unwrap_or_default(),
-        per_page: g.per_page,
         legend: CellState::ALL
             .iter()
             .map(|s| LegendEntry {
@@ -154,13 +149,15 @@ pub async fn grid(State(ui): State<Arc<UiState>>, Query(q): Query<GridQuery>) ->
             })
             .collect(),
         running: g.running,
-        page_number: g.page.saturating_add(1),
-        prev_query: (g.page > 0).then(|| page_query(&q, g.per_page, g.page - 1)),
-        next_query: g
-            .more
-            .then(|| page_query(&q, g.per_page, g.page.saturating_add(1))),
+        axis: g.axis,
         rows: g.rows,
+        earlier: None,
+        later: None,
     };
+    let (job, state) = (page.filter_job.clone(), page.filter_state.clone());
+    let window =
+        |w: &Option<(String, String)>| w.as_ref().map(|(f, t)| page.address(&job, &state, (f, t)));
+    (page.earlier, page.later) = (window(&page.axis.earlier), window(&page.axis.later));
     let mut response = render(&page);
     // How long the server took, for the browser's developer tools and for tests.
     let timing = format!("render;dur={:.1}", started.elapsed().as_secs_f64() * 1000.0);

@@ -1,13 +1,12 @@
 //! A partition's page: its state, its runs and attempts, the last run's checks and profile
 //! against the baseline of earlier partitions, and its dead letters.
 
-use super::{Chrome, current_fingerprint, error_page, job_named, opt, render};
-use crate::catalog::PartitionState;
+use super::{Chrome, error_page, job_named, opt, render};
+use crate::app::partition_detail::PartitionDetail;
 use crate::clock::{shown_duration, shown_time};
 use crate::partition::PartitionKey;
 use crate::project::Project;
-use crate::provenance::{Reads, Staleness};
-use crate::quality::{Profile, Quality, median, profiles_from_json};
+use crate::quality::Profile;
 use crate::ui::UiError;
 use crate::ui::grid::{self, CellState};
 use crate::ui::state::UiState;
@@ -28,7 +27,15 @@ pub struct RunView {
     delta_version: String,
     fingerprint: String,
     run_id: String,
-    error: String,
+    error: RunError,
+}
+
+/// A run's error in its row: the partition's error is shown once, above, and the rows of
+/// the runs that failed with it point there; another error is shown by its first line.
+pub enum RunError {
+    None,
+    AsAbove,
+    Other { first_line: String, full: String },
 }
 
 pub struct CheckView {
@@ -41,7 +48,8 @@ pub struct CheckView {
 }
 
 impl RunView {
-    fn of(r: &crate::catalog::RunRow) -> RunView {
+    /// Run `r`'s row; `shown`: the error the page shows in its error block.
+    fn of(r: &crate::catalog::RunRow, shown: Option<&str>) -> RunView {
         RunView {
             attempt: r.attempt,
             state: r.state.to_string(),
@@ -54,11 +62,14 @@ impl RunView {
             delta_version: opt(r.delta_version),
             fingerprint: r.fingerprint.clone(),
             run_id: r.run_id.clone(),
-            error: r
-                .error
-                .as_deref()
-                .map(crate::redact::redact_text)
-                .unwrap_or_default(),
+            error: match r.error.as_deref().map(crate::redact::redact_text) {
+                None => RunError::None,
+                Some(e) if Some(e.as_str()) == shown => RunError::AsAbove,
+                Some(e) => RunError::Other {
+                    first_line: crate::text::one_line(&e, 90),
+                    full: e,
+                },
+            },
         }
     }
 }
@@ -67,7 +78,7 @@ impl CheckView {
     fn of(c: &crate::quality::CheckResult) -> CheckView {
         CheckView {
             name: c.name.clone(),
-            severity: format!("{:?}", c.severity).to_lowercase(),
+            severity: c.severity.as_str().to_string(),
             passed: c.passed,
             failing: c.failing,
             detail: c.detail.clone(),
@@ -100,6 +111,8 @@ struct PartitionPage {
     table: String,
     version: u32,
     rows: String,
+    /// The rows are an earlier run's: the last run failed and changed nothing.
+    kept_earlier: bool,
     delta_version: String,
     content_fingerprint: String,
     current_fingerprint: String,
@@ -120,29 +133,12 @@ struct PartitionPage {
     letters_error: Option<String>,
 }
 
-fn num(v: Option<f64>) -> String {
-    match v {
-        None => "-".into(),
-        Some(x) if x.fract() == 0.0 && x.abs() < 1e15 => format!("{x:.0}"),
-        Some(x) => format!("{x:.4}"),
-    }
-}
-
-/// The median of a metric over the baseline's profiles, when any has it.
-fn baseline_of(base: &[Profile], metric: impl Fn(&Profile) -> Option<f64>) -> Option<f64> {
-    let mut v: Vec<f64> = base.iter().filter_map(metric).collect();
-    (!v.is_empty()).then(|| median(&mut v))
-}
-
-/// How many earlier partitions the profile is compared with.
-const BASELINE_PARTITIONS: u32 = 7;
-
-fn profile_views(p: &Profile, base: &[Profile]) -> Vec<ColumnView> {
+fn profile_views(p: &Profile, d: &PartitionDetail) -> Vec<ColumnView> {
     p.columns
         .iter()
         .map(|(name, c)| {
             let col = |f: fn(&crate::quality::ColumnProfile) -> Option<f64>| {
-                num(baseline_of(base, |b| b.columns.get(name).and_then(f)))
+                crate::text::metric(d.baseline_of(|b| b.columns.get(name).and_then(f)))
             };
             ColumnView {
                 name: name.clone(),
@@ -152,34 +148,9 @@ fn profile_views(p: &Profile, base: &[Profile]) -> Vec<ColumnView> {
                 base_distinct: col(|c| Some(c.distinct as f64)),
                 min: c.min.clone().unwrap_or_else(|| "-".into()),
                 max: c.max.clone().unwrap_or_else(|| "-".into()),
-                mean: num(c.mean),
+                mean: crate::text::metric(c.mean),
                 base_mean: col(|c| c.mean),
             }
-        })
-        .collect()
-}
-
-/// The upstream tables a run read, one line each: version, partitions and their data
-/// versions.
-fn tables_read(reads: &Reads) -> Vec<String> {
-    reads
-        .upstream
-        .iter()
-        .map(|t| {
-            let which = match &t.partitions {
-                Some(p) => {
-                    let shown: Vec<String> = p
-                        .iter()
-                        .map(|(k, v)| format!("{k} (data version {v})"))
-                        .collect();
-                    crate::text::shorten(&shown, 8)
-                }
-                None => format!(
-                    "every partition (data version {})",
-                    t.whole.as_deref().unwrap_or("-")
-                ),
-            };
-            format!("{} v{}: {which}", t.table, t.version)
         })
         .collect()
 }
@@ -205,87 +176,48 @@ async fn partition_page(
     // Parsed, so only a canonical key reaches the catalog and the dead-letter filter.
     let parsed: PartitionKey = crate::app::partition::parsed(job, key)?;
     let key = parsed.to_string();
-    let (table, version) = (job.table.as_str(), i64::from(job.version));
-    let schema = ui.catalog.table(table).await?.map(|t| t.schema);
-    let current = current_fingerprint(job, schema.as_ref());
-    let status = ui.catalog.partition_status(table, version, &key).await?;
+    let d = crate::app::partition_detail::detail(project, &ui.catalog, job, parsed).await?;
     let queue = ui.queue();
     let queued = queue.get(&(job.name.to_string(), key.clone()));
-    let reads = match status.as_ref().and_then(|s| s.content_run_id.as_deref()) {
-        Some(run) => Reads::from_json(ui.catalog.run_reads(run).await?.as_deref()),
-        None => None,
-    };
-    let stale_because = match &status {
-        Some(s) => {
-            Staleness::new(project, &ui.catalog)
-                .of(job, &current, s, reads.as_ref())
-                .await?
-        }
-        None => None,
-    };
-    let state = grid::state_at(
-        job,
-        &parsed,
-        status.as_ref(),
-        queued,
-        stale_because.as_ref(),
-    );
-    let reads = reads.unwrap_or_default();
-    let runs = ui.catalog.runs_of_partition(table, version, &key).await?;
-    let quality: Quality = match runs.last() {
-        Some(r) => ui
-            .catalog
-            .run_quality(&r.run_id)
-            .await?
-            .and_then(|j| serde_json::from_str(&j).ok())
-            .unwrap_or_default(),
-        None => Quality::default(),
-    };
-    let base = profiles_from_json(
-        &ui.catalog
-            .quality_before(table, version, &parsed, BASELINE_PARTITIONS)
-            .await?,
-    );
-    let (letters, letters_error) = {
-        let url = crate::dead_letters::table_url(&project.settings.warehouse, &job.name);
-        match crate::dead_letters::list(&url, Some(&key)).await {
-            Ok(l) => (l, None),
-            Err(e) => (Vec::new(), Some(crate::redact::redact_text(&e.to_string()))),
-        }
-    };
-    let profile = quality.profile.clone().unwrap_or_default();
+    let state = grid::state_at(job, &parsed, d.status.as_ref(), queued, d.stale.as_ref());
+    let error = d.error();
+    let profile = d.quality.profile.clone().unwrap_or_default();
+    let status = d.status.as_ref();
     Ok(PartitionPage {
         chrome: Chrome::of(project),
         csrf: ui.csrf(),
         job: job.name.to_string(),
         key,
         state,
-        table: table.to_string(),
+        table: job.table.to_string(),
         version: job.version,
-        rows: opt(status.as_ref().and_then(|s| s.content_rows)),
-        delta_version: opt(status.as_ref().and_then(|s| s.content_delta_version)),
-        content_fingerprint: opt(status.as_ref().and_then(|s| s.content_fingerprint.clone())),
+        rows: opt(status.and_then(|s| s.content_rows)),
+        kept_earlier: status.is_some_and(|s| s.keeps_earlier_content()),
+        delta_version: opt(status.and_then(|s| s.content_delta_version)),
+        content_fingerprint: opt(status.and_then(|s| s.content_fingerprint.clone())),
         stale: state == CellState::Stale,
-        stale_because: stale_because.map(|w| w.to_string()),
-        read_tables: tables_read(&reads),
-        read_files: reads.files,
-        current_fingerprint: current,
-        error: status
-            .as_ref()
-            .filter(|s| s.state != PartitionState::Complete)
-            .and_then(|s| s.error.clone())
-            .map(|e| crate::redact::redact_text(&e)),
-        runs: runs.iter().rev().map(RunView::of).collect(),
-        checks: quality.checks.iter().map(CheckView::of).collect(),
-        profile: quality
+        stale_because: d.stale.as_ref().map(|w| w.to_string()),
+        read_tables: d.tables_read(),
+        read_files: d.reads.files.clone(),
+        current_fingerprint: d.current_fingerprint.clone(),
+        runs: d
+            .runs
+            .iter()
+            .rev()
+            .map(|r| RunView::of(r, error.as_deref()))
+            .collect(),
+        error,
+        checks: d.quality.checks.iter().map(CheckView::of).collect(),
+        profile: d
+            .quality
             .profile
             .as_ref()
-            .map(|p| profile_views(p, &base))
+            .map(|p| profile_views(p, &d))
             .unwrap_or_default(),
         profile_rows: profile.rows,
-        baseline_rows: num(baseline_of(&base, |b| Some(b.rows as f64))),
-        baseline_count: base.len(),
-        letters,
-        letters_error,
+        baseline_rows: crate::text::metric(d.baseline_of(|b| Some(b.rows as f64))),
+        baseline_count: d.baseline.len(),
+        letters: d.letters,
+        letters_error: d.letters_error,
     })
 }

@@ -144,17 +144,29 @@ impl TestProject {
         self.ok(&["backfill", "--from", from, "--to", to])
     }
 
-    /// A project made of just `files` (path, content), with `sluice.toml` if given.
+    /// A project made of just `files` (path, content), and a `sluice.toml` of defaults
+    /// unless they give one: a folder without one is not a project.
     pub fn with_files(files: &[(&str, &str)]) -> TestProject {
-        let dir = tempfile::Builder::new()
-            .prefix("sluice-it-")
-            .tempdir()
-            .unwrap();
-        let p = TestProject::in_dir(dir);
+        let p = TestProject::empty();
+        if !files.iter().any(|(rel, _)| *rel == "sluice.toml") {
+            p.write(
+                "sluice.toml",
+                "# a test project: every setting its default\n",
+            );
+        }
         for (rel, content) in files {
             p.write(rel, content);
         }
         p
+    }
+
+    /// An empty folder: not a project yet (for `init`, and for commands run outside one).
+    pub fn empty() -> TestProject {
+        let dir = tempfile::Builder::new()
+            .prefix("sluice-it-")
+            .tempdir()
+            .unwrap();
+        TestProject::in_dir(dir)
     }
 
     pub fn path(&self) -> &Path {
