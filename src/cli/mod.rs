@@ -255,3 +255,40 @@ async fn dispatch(command: Command, globals: &Globals) -> Outcome {
         Command::Backfill(a) => backfill_cmd::run(globals, a).await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every argument of every command says what it is, and the flags every command takes
+    /// are listed apart from its own.
+    #[test]
+    fn every_argument_is_described_and_the_global_ones_apart() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let builtin = matches!(a.get_id().as_str(), "help" | "version");
+                if !builtin && a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {}", a.get_id()));
+                }
+                if a.is_global_set() {
+                    assert_eq!(
+                        a.get_help_heading(),
+                        Some(super::GLOBAL),
+                        "{path} {}",
+                        a.get_id()
+                    );
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "sluice", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "arguments without a description: {missing:?}"
+        );
+    }
+}

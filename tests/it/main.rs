@@ -14,6 +14,7 @@ mod catalog_outage;
 mod daemon;
 mod daemon_process;
 mod data_changes;
+mod dry_runs;
 mod faults;
 mod foundation;
 mod job_tests;

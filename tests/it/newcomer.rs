@@ -1,5 +1,6 @@
-//! What a newcomer meets first: `sluice init`, shell completions, and a backfill's progress
-//! bar on a terminal.
+//! What a newcomer meets first: `sluice init`, shell completions, a backfill's progress
+//! bar on a terminal, the answer in the wrong folder or to a mistyped name, a failure said
+//! once, and `status` narrowed to what was asked.
 
 use crate::util::{BIN, TestProject, python_delta_summary, stdout_of};
 use std::process::Command;
@@ -169,5 +170,201 @@ fn on_a_terminal_the_bar_is_not_interleaved_with_per_partition_lines() {
         piped.stderr.contains("run started") && piped.stderr.contains("run succeeded"),
         "{}",
         piped.context()
+    );
+}
+
+#[test]
+fn outside_a_project_every_command_says_so_and_creates_nothing() {
+    let p = TestProject::empty();
+    for args in [
+        &["status"][..],
+        &["tables"][..],
+        &["validate"][..],
+        &["ui", "--address", "127.0.0.1:0"][..],
+        &["backfill", "--from", "2024-01-01", "--to", "2024-01-02"][..],
+    ] {
+        let o = p.run(args);
+        assert_eq!(o.code, 2, "{}", o.context());
+        o.complains("is not a sluice project: it has no sluice.toml");
+        o.complains("sluice init DIR");
+    }
+    let left: Vec<_> = std::fs::read_dir(p.path()).unwrap().collect();
+    assert!(left.is_empty(), "the folder gained {left:?}");
+    // --project naming a folder without one says the same of that folder.
+    let o = TestProject::sample().run(&["status", "--project", p.path().to_str().unwrap()]);
+    assert_eq!(o.code, 2, "{}", o.context());
+    o.complains("has no sluice.toml");
+
+    // Inside a project, any folder below its root finds it, as git and cargo do.
+    let p = TestProject::migrated();
+    let mut c = p.command(&["validate"]);
+    c.current_dir(p.file("jobs"));
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn a_mistyped_name_gets_one_answer_with_a_suggestion_from_every_command() {
+    let p = TestProject::migrated();
+    let job = "no job `clean_ordrs` in this project; did you mean `clean_orders`?";
+    let table = "no table `clean_ordrs` in this project; did you mean `clean_orders`?";
+    for (args, says) in [
+        (&["status", "clean_ordrs"][..], job),
+        (&["test", "clean_ordrs"][..], job),
+        (&["run", "clean_ordrs", "-p", "2024-01-01"][..], job),
+        (
+            &[
+                "backfill",
+                "clean_ordrs",
+                "--from",
+                "2024-01-01",
+                "--to",
+                "2024-01-01",
+            ][..],
+            job,
+        ),
+        (&["dlq", "list", "clean_ordrs"][..], job),
+        (&["profile", "clean_ordrs"][..], table),
+        (&["diff", "clean_ordrs"][..], table),
+        (&["resolve", "clean_ordrs"][..], table),
+        (&["history", "clean_ordrs"][..], table),
+        (&["promote", "clean_ordrs", "--version", "2"][..], table),
+    ] {
+        let o = p.run(args);
+        assert_eq!(o.code, 2, "{}", o.context());
+        o.complains(says);
+    }
+}
+
+#[test]
+fn each_command_lists_its_own_options_before_the_global_ones() {
+    let help = TestProject::sample().ok(&["backfill", "--help"]).stdout;
+    let at = |s: &str| help.find(s).unwrap_or_else(|| panic!("no {s} in\n{help}"));
+    assert!(
+        at("--from <FROM>") < at("--to <TO>") && at("--to <TO>") < at("Global options:"),
+        "{help}"
+    );
+    assert!(at("Global options:") < at("--project <DIR>"), "{help}");
+}
+
+/// The sample with clean_orders 2024-01-02 complete, then failed by a repeated order: the
+/// table still holds the first run's rows.
+fn with_a_failed_day_that_keeps_its_rows() -> (TestProject, crate::util::Output) {
+    let p = TestProject::migrated();
+    p.ok(&[
+        "backfill",
+        "clean_orders",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-03",
+        "-q",
+    ]);
+    let f = "sample-data/orders/dt=2024-01-02/orders.csv";
+    let csv = p.read(f);
+    let paid = csv
+        .lines()
+        .find(|l| l.ends_with(",paid"))
+        .unwrap()
+        .to_string();
+    p.write(f, &format!("{csv}{paid}\n"));
+    let o = p.run(&[
+        "backfill",
+        "clean_orders",
+        "--from",
+        "2024-01-02",
+        "--to",
+        "2024-01-02",
+        "--force",
+    ]);
+    assert_eq!(o.code, 1, "{}", o.context());
+    (p, o)
+}
+
+#[test]
+fn a_failed_check_is_said_once_per_stream_and_status_shows_the_rows_kept() {
+    let (p, o) = with_a_failed_day_that_keeps_its_rows();
+    // stderr: one line for the failure (the run's), cut to a line; stdout: the summary,
+    // whole, with the sample row.
+    assert_eq!(
+        o.stderr.matches("unique_order_id").count(),
+        1,
+        "{}",
+        o.context()
+    );
+    assert_eq!(
+        o.stdout.matches("unique_order_id").count(),
+        1,
+        "{}",
+        o.context()
+    );
+    o.says("appear more than once; e.g. {\"order_id\"");
+
+    let status = p.ok(&["status", "clean_orders"]);
+    let line = status
+        .stdout
+        .lines()
+        .find(|l| l.contains("2024-01-02"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("failed") && line.contains("*") && line.contains("error 1 below"),
+        "{}",
+        status.context()
+    );
+    status.says("* rows an earlier run wrote, kept: the last run failed and changed nothing");
+    status.says("error 1: clean_orders 2024-01-02");
+    status.says("nothing was published, the previous content stays");
+    status.says("3 partition(s): 2 complete, 1 failed");
+    let json = p.ok(&["status", "clean_orders", "--output", "json"]).json();
+    let day = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["partition"] == "2024-01-02")
+        .unwrap();
+    assert_eq!(day["rows_from_earlier_run"], true, "{day}");
+    assert!(day["rows"].as_i64().unwrap_or(0) > 0, "{day}");
+
+    // Narrowed: by state, by range (a month holds its days), both.
+    let failed = p.ok(&["status", "--state", "failed"]);
+    failed.says("1 partition(s): 1 failed");
+    let range = p.ok(&["status", "--from", "2024-01-02", "--to", "2024-01"]);
+    range.says("2 partition(s): 1 complete, 1 failed");
+    p.ok(&["status", "--state", "stale"])
+        .says("no partition matches");
+    let bad = p.run(&["status", "--state", "broken"]);
+    assert_eq!(bad.code, 2);
+    bad.complains("use one of running, complete, failed, stale");
+
+    // One partition whole: its error once, its runs pointing at it, the check's sample.
+    let one = p.ok(&["status", "clean_orders", "--partition", "2024-01-02"]);
+    one.says("clean_orders 2024-01-02: failed");
+    one.says("(written by an earlier run and kept: the last run failed and changed nothing)");
+    one.says("(the error above)");
+    one.says("FAILED unique_order_id (error)");
+    one.says("sample: {\"order_id\"");
+    one.says("dead letters: none");
+    assert_eq!(
+        one.stdout.matches("nothing was published").count(),
+        1,
+        "{}",
+        one.context()
+    );
+    let json = p
+        .ok(&[
+            "status",
+            "clean_orders",
+            "-p",
+            "2024-01-02",
+            "--output",
+            "json",
+        ])
+        .json();
+    assert_eq!(json["runs"].as_array().map(Vec::len), Some(2), "{json}");
+    assert_eq!(
+        json["checks"]
+            .as_array()
+            .map(|c| c.iter().any(|c| c["passed"] == false)),
+        Some(true)
     );
 }
