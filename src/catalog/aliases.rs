@@ -40,6 +40,24 @@ pub enum FlipRefusal {
     },
 }
 
+impl FlipRefusal {
+    /// The refusal as a page says it: its forms have no `--partial`, so the way around a
+    /// coverage refusal is named as the command it is.
+    pub fn for_the_web(&self) -> String {
+        let text = self.to_string();
+        match self {
+            FlipRefusal::Missing { table, version, .. }
+            | FlipRefusal::Unfinished { table, version, .. } => text.replace(
+                "or pass --partial",
+                &format!(
+                    "or, to flip without them, run `sluice promote {table} --version {version} --partial`"
+                ),
+            ),
+            _ => text,
+        }
+    }
+}
+
 impl std::fmt::Display for FlipRefusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let list = |items: &[String]| crate::text::shorten(items, 20);

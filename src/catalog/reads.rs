@@ -31,6 +31,11 @@ static RUNS_OF_PARTITION: LazyLock<String> = LazyLock::new(|| {
         "SELECT {RUN_COLUMNS} FROM runs WHERE table_name = $1 AND table_version = $2 AND partition_key = $3 ORDER BY started_at, run_id"
     )
 });
+static RECENT_RUNS_OF_JOB: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {RUN_COLUMNS} FROM runs WHERE job = $1 ORDER BY started_at DESC, run_id DESC LIMIT $2"
+    )
+});
 
 /// One partition with its last run (also read inside the claim transaction).
 pub(super) fn partition_one() -> &'static str {
@@ -230,6 +235,20 @@ impl Catalog {
                 .await
                 .map_err(query_err("read what a run read"))?;
         Ok(row.and_then(|(j,)| j))
+    }
+
+    /// The job's newest `limit` runs, newest first (any version): the job page's chart.
+    pub async fn recent_runs_of_job(
+        &self,
+        job: &str,
+        limit: i64,
+    ) -> Result<Vec<RunRow>, CatalogError> {
+        sqlx::query_as::<_, RunRow>(RECENT_RUNS_OF_JOB.as_str())
+            .bind(job)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("list a job's runs"))
     }
 
     pub async fn runs_of_partition(

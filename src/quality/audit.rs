@@ -275,11 +275,13 @@ async fn freshness(
                 let newest_text = chrono::DateTime::from_timestamp_micros(newest)
                     .map(|t| t.to_rfc3339())
                     .unwrap_or_else(|| "none".into());
+                let fresh = rows > 0 && newest >= limit;
                 (
-                    rows > 0 && newest >= limit,
+                    fresh,
                     rows,
                     format!(
-                        "newest `{column}` is {newest_text}, more than {}s before the partition end",
+                        "newest `{column}` is {newest_text}, {} {}s before the partition end",
+                        if fresh { "within" } else { "more than" },
                         max_age.as_secs()
                     ),
                     Vec::new(),

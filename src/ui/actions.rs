@@ -167,7 +167,7 @@ async fn flip_table(ui: &UiState, table: &str, version: Option<i64>) -> Result<(
     let message = format!("{verb} from the web view");
     let refusals = flip::flip(&ui.catalog, &ui.clock, &flips, false, &message, false).await?;
     if !refusals.is_empty() {
-        let why: Vec<String> = refusals.iter().map(|r| r.to_string()).collect();
+        let why: Vec<String> = refusals.iter().map(|r| r.for_the_web()).collect();
         warn!(
             table,
             "{verb} from the web view refused: {}",

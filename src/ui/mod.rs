@@ -7,6 +7,7 @@
 
 mod access;
 mod actions;
+mod chart;
 mod grid;
 mod grid_axis;
 mod pages;

@@ -204,6 +204,85 @@ async fn the_table_page_links_to_the_diff_of_live_and_the_newest_version() {
     assert!(diff.body.contains("removed"), "{}", diff.body);
     let none = ui.get("/tables/clean_orders/diff?from=1&to=9", &[]).await;
     assert_eq!(none.status, 400, "{}", none.body);
+    // A partition v2 does not have is absent, not 0 rows; the equal ones are counted; the
+    // changed share is a percentage.
+    let day = diff
+        .body
+        .split("<tr>")
+        .find(|r| r.starts_with("<td>2024-01-04</td>"))
+        .unwrap_or_default();
+    assert!(day.contains("</td><td>absent</td>"), "{}", diff.body);
+    assert!(
+        diff.body
+            .contains("and 3 partition(s) with as many rows in both, not listed"),
+        "{}",
+        diff.body
+    );
+    assert!(diff.body.contains("%</b> of the rows"), "{}", diff.body);
+}
+
+#[tokio::test]
+async fn the_pages_offer_only_what_can_be_done_and_say_it_as_a_page_can() {
+    let p = sample_with_a_failed_day();
+    let spec = p
+        .read("jobs/clean_orders.toml")
+        .replace("version = 1", "version = 2");
+    p.write("jobs/clean_orders.toml", &spec);
+    p.ok(&[
+        "backfill",
+        "clean_orders",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-02",
+    ]);
+    let ui = Ui::start_with(&p, &["--allow-actions"], &[("SLUICE_UI_TOKEN", TOKEN)]);
+    let bearer = format!("Bearer {TOKEN}");
+    let auth = [("authorization", bearer.as_str())];
+    // The table page shows the schema, and no rollback while the alias never moved.
+    let table = ui.get("/tables/clean_orders", &auth).await;
+    assert!(
+        table
+            .body
+            .contains("<td><code>order_id</code></td><td><code>BIGINT</code></td><td>no</td>"),
+        "{}",
+        table.body
+    );
+    assert!(table.body.contains("partitioned by dt"), "{}", table.body);
+    assert!(!table.body.contains("roll back"), "{}", table.body);
+    // A promote the coverage check refuses says what to do without a flag the form lacks.
+    let csrf = ui.csrf("/tables/clean_orders").await;
+    let refused = client()
+        .post(format!("{}/tables/clean_orders/flip", ui.url))
+        .header("authorization", &bearer)
+        .form(&[("csrf", csrf.as_str()), ("version", "2")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 409);
+    let body = refused.text().await.unwrap();
+    assert!(body.contains("v2 lacks"), "{body}");
+    assert!(
+        body.contains("run `sluice promote clean_orders --version 2 --partial`")
+            && !body.contains("or pass --partial"),
+        "{body}"
+    );
+    // A passed check reads as passed: freshness says "within", and no failing count.
+    let page = ui
+        .get("/jobs/clean_orders/partitions/2024-01-02", &auth)
+        .await;
+    assert!(
+        page.body.contains("within 86400s before the partition end"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("more than 86400s"), "{}", page.body);
+    let volume = page
+        .body
+        .split("<tr>")
+        .find(|r| r.contains("<td>volume"))
+        .unwrap_or_else(|| panic!("no volume check:\n{}", page.body));
+    assert!(volume.contains("passed</span></td><td></td>"), "{volume}");
 }
 
 #[tokio::test]

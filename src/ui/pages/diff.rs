@@ -36,8 +36,11 @@ struct DiffPage {
     schema: Vec<(String, String, String)>,
     rows_from: u64,
     rows_to: u64,
-    /// Partitions whose row counts differ.
-    partitions: Vec<(String, u64, u64)>,
+    /// Partitions whose row counts differ: name, rows in `from`, rows in `to` (`absent`
+    /// when a version has none of the partition).
+    partitions: Vec<(String, String, String)>,
+    /// Partitions with as many rows in both, not listed.
+    same_partitions: usize,
     by_key: Option<KeyView>,
     /// Per column, as `ColumnStats::shown` gives it.
     columns: Vec<Vec<String>>,
@@ -71,11 +74,19 @@ async fn diff_page(
     Ok(view(project, d))
 }
 
+/// A partition's rows in one version: a partition with none is not in that version.
+fn rows(n: u64) -> String {
+    match n {
+        0 => "absent".into(),
+        n => n.to_string(),
+    }
+}
+
 fn view(project: &Project, d: Diff) -> DiffPage {
     let absent = |c: &Option<String>| c.clone().unwrap_or_else(|| "(absent)".into());
     DiffPage {
         chrome: Chrome::of(project),
-        changed: format!("{:.4}", d.changed_fraction()),
+        changed: format!("{:.2}%", d.changed_fraction() * 100.0),
         table: d.table.clone(),
         from: d.from,
         to: d.to,
@@ -90,8 +101,13 @@ fn view(project: &Project, d: Diff) -> DiffPage {
             .rows_per_partition
             .iter()
             .filter(|p| p.from != p.to)
-            .map(|p| (p.partition.clone(), p.from, p.to))
+            .map(|p| (p.partition.clone(), rows(p.from), rows(p.to)))
             .collect(),
+        same_partitions: d
+            .rows_per_partition
+            .iter()
+            .filter(|p| p.from == p.to)
+            .count(),
         by_key: d.rows.as_ref().map(|r| KeyView {
             key: r.key.join(", "),
             added: r.added,

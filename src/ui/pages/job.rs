@@ -1,10 +1,11 @@
 //! A job's page: its spec and SQL as written, its schedule with the next ticks in its own
-//! zone, and the jobs it reads from and that read from it.
+//! zone, the jobs it reads from and that read from it, and its runs over time.
 
 use super::{Chrome, current_fingerprint, error_page, job_named, render};
 use crate::daemon::schedule::Cadence;
 use crate::project::Project;
 use crate::ui::UiError;
+use crate::ui::chart;
 use crate::ui::state::UiState;
 use askama::Template;
 use axum::extract::{Path, State};
@@ -36,6 +37,8 @@ struct JobPage {
     spec_text: String,
     sql_file: String,
     sql: String,
+    /// Duration and rows per partition, and the latest batch of runs.
+    charts: Vec<crate::ui::chart::Chart>,
 }
 
 pub async fn job(State(ui): State<Arc<UiState>>, Path(name): Path<String>) -> Response {
@@ -66,8 +69,19 @@ async fn job_page(ui: &UiState, project: &Project, name: &str) -> Result<JobPage
             t = n;
         }
     }
+    let partitions = ui
+        .catalog
+        .partitions_of(job.table.as_str(), i64::from(job.version))
+        .await?;
+    let mut charts = chart::last_runs(job.name.as_str(), &partitions);
+    let runs = ui
+        .catalog
+        .recent_runs_of_job(job.name.as_str(), chart::GANTT_RUNS as i64)
+        .await?;
+    charts.extend(chart::gantt(job.name.as_str(), &runs, ui.clock.now_ms()));
     let root = &project.settings.root;
     Ok(JobPage {
+        charts,
         chrome: Chrome::of(project),
         job: job.name.to_string(),
         description: job.description.clone(),

@@ -42,7 +42,9 @@ pub struct CheckView {
     name: String,
     severity: String,
     passed: bool,
-    failing: u64,
+    /// Failing rows (keys, for `unique`); blank for a check that passed (volume and
+    /// freshness count every row).
+    failing: String,
     detail: String,
     samples: Vec<String>,
 }
@@ -80,7 +82,10 @@ impl CheckView {
             name: c.name.clone(),
             severity: c.severity.as_str().to_string(),
             passed: c.passed,
-            failing: c.failing,
+            failing: match c.passed {
+                true => String::new(),
+                false => c.failing.to_string(),
+            },
             detail: c.detail.clone(),
             samples: c.samples.clone(),
         }

@@ -50,6 +50,11 @@ struct TablePage {
     /// Live and the newest other version: what the diff link compares.
     diff: Option<(i64, i64)>,
     flips: Vec<FlipView>,
+    /// The version a rollback would go back to, when there is one.
+    rollback_to: Option<i64>,
+    /// The schema the catalog holds: name, type, nullable, default, comment.
+    columns: Vec<[String; 5]>,
+    partition_by: String,
     migrations: Vec<MigrationView>,
 }
 
@@ -62,12 +67,21 @@ pub async fn table(State(ui): State<Arc<UiState>>, Path(name): Path<String>) -> 
 }
 
 async fn table_page(ui: &UiState, project: &Project, name: &str) -> Result<TablePage, UiError> {
-    if ui.catalog.table(name).await?.is_none() {
+    let Some(row) = ui.catalog.table(name).await? else {
         return Err(UiError::NotFound(format!(
             "no table `{}` in the catalog (is it migrated? `sluice migrate`)",
             name.escape_debug()
         )));
-    }
+    };
+    // Offered only when the rollback would have somewhere to go (as planned for real).
+    let rollback_to = crate::app::flip::plan(
+        &ui.catalog,
+        &[name.to_string()],
+        crate::app::flip::FlipKind::Rollback,
+    )
+    .await
+    .ok()
+    .and_then(|f| f.first().map(|f| f.to));
     let coverage = crate::app::coverage::of_table(&ui.catalog, name).await?;
     let live = coverage.live;
     let versions: Vec<VersionView> = coverage
@@ -136,6 +150,28 @@ async fn table_page(ui: &UiState, project: &Project, name: &str) -> Result<Table
         versions,
         diff,
         flips,
+        rollback_to,
+        columns: row
+            .schema
+            .columns
+            .iter()
+            .map(|c| {
+                [
+                    c.name.to_string(),
+                    c.ty.to_string(),
+                    if c.nullable { "yes" } else { "no" }.to_string(),
+                    c.default.clone().unwrap_or_default(),
+                    c.comment.clone().unwrap_or_default(),
+                ]
+            })
+            .collect(),
+        partition_by: row
+            .schema
+            .partition_by
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         migrations,
     })
 }
