@@ -248,24 +248,24 @@ fn place_of(axis: &Axis, g: Granularity, t: TimeKey) -> (usize, usize, usize) {
     (first, last + 1 - first, line)
 }
 
-/// The newest partition time the jobs have run, else the latest due: where the default
-/// window ends.
+/// The newest partition time any of the jobs has run, else (nothing ran yet) the latest
+/// due: where the default window ends, so that it shows the work done, not today.
 async fn newest_of(
     jobs: &[&Job],
     catalog: &Catalog,
     now: DateTime<Utc>,
 ) -> Result<NaiveDateTime, UiError> {
-    let mut newest: Option<NaiveDateTime> = None;
+    let mut ran: Option<NaiveDateTime> = None;
     for job in jobs {
-        let ran = catalog
+        let t = catalog
             .newest_partition(job.table.as_str(), i64::from(job.version))
             .await?
             .and_then(|k| job.parse_partition(&k).ok())
             .and_then(|p| p.time.start());
-        let t = ran.or_else(|| latest_due(job, now).start());
-        newest = newest.max(t);
+        ran = ran.max(t);
     }
-    Ok(newest.unwrap_or_else(|| now.naive_utc()))
+    let due = || jobs.iter().filter_map(|j| latest_due(j, now).start()).max();
+    Ok(ran.or_else(due).unwrap_or_else(|| now.naive_utc()))
 }
 
 /// The state filter, parsed.

@@ -32,5 +32,6 @@ mod sql;
 mod tables;
 mod ui;
 mod ui_actions;
+mod ui_grid;
 mod util;
 mod workers;

@@ -330,7 +330,7 @@ pub(crate) struct Browser {
 }
 
 impl Browser {
-    fn new() -> Browser {
+    pub(crate) fn new() -> Browser {
         Browser {
             profile: tempfile::tempdir().unwrap(),
         }
@@ -359,12 +359,12 @@ impl Browser {
     }
 
     /// The page's DOM once its scripts have run.
-    fn dom(&self, url: &str) -> String {
+    pub(crate) fn dom(&self, url: &str) -> String {
         self.run(&["--dump-dom", url])
     }
 
     /// A screenshot of the page, checked to be a PNG of the window's size.
-    fn screenshot(&self, url: &str, to: &std::path::Path) {
+    pub(crate) fn screenshot(&self, url: &str, to: &std::path::Path) {
         let _ = std::fs::remove_file(to);
         self.run(&[&format!("--screenshot={}", to.display()), url]);
         let png = std::fs::read(to).unwrap_or_default();
