@@ -160,6 +160,13 @@ pub fn install_panic_hook() {
             && info.location().is_some_and(|l| {
                 l.file().contains("object_store") && l.file().ends_with("buffered.rs")
             });
+        // `sluice status | head`: the reader left. Printing fails (println! panics on it);
+        // end quietly as a Unix tool killed by SIGPIPE would, without a panic's report.
+        let reader_left =
+            message.is_some_and(|m| m.contains("Broken pipe") || m.contains("BrokenPipe"));
+        if reader_left {
+            std::process::exit(0);
+        }
         if caught_by_deltalake {
             tracing::debug!(
                 at = %info.location().map(|l| l.to_string()).unwrap_or_default(),

@@ -1,4 +1,4 @@
-//! `sluice init DIR` and `sluice completions SHELL`: the commands that need no project.
+//! `sluice init DIR`: a new project.
 
 use super::{EXIT_OK, Globals, Outcome, output};
 use crate::scaffold;
@@ -40,19 +40,5 @@ pub fn init(g: &Globals, args: InitArgs) -> Outcome {
         scaffold::LAST_DAY,
         scaffold::JOB
     );
-    Ok(EXIT_OK)
-}
-
-#[derive(Debug, clap::Args)]
-pub struct CompletionsArgs {
-    /// The shell the script is for.
-    #[arg(value_enum)]
-    shell: clap_complete::Shell,
-}
-
-pub fn completions(args: CompletionsArgs) -> Outcome {
-    let shell = args.shell;
-    let mut command = <super::Cli as clap::CommandFactory>::command();
-    clap_complete::generate(shell, &mut command, "sluice", &mut std::io::stdout());
     Ok(EXIT_OK)
 }

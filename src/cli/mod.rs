@@ -9,6 +9,7 @@
 
 mod backfill_cmd;
 mod ballista_cmd;
+mod completions_cmd;
 pub mod context;
 mod daemon_cmd;
 mod diff_cmd;
@@ -148,8 +149,12 @@ enum Command {
     /// backfill.
     Init(init_cmd::InitArgs),
     /// Print a completion script for SHELL, e.g. `source <(sluice completions bash)`, or
-    /// save it where the shell loads completions from.
-    Completions(init_cmd::CompletionsArgs),
+    /// save it where the shell loads completions from. In bash and fish it also completes
+    /// the project's job and table names and a job's partitions.
+    Completions(completions_cmd::CompletionsArgs),
+    /// One name per line for a shell's completion: jobs, tables or a job's partitions.
+    #[command(name = "__complete", hide = true)]
+    Complete(completions_cmd::NamesArgs),
 }
 
 /// What a command hands back: the exit code it wants.
@@ -235,7 +240,8 @@ async fn dispatch(command: Command, globals: &Globals) -> Outcome {
         Command::Validate => validate_cmd::run(globals).await,
         Command::Test(a) => test_cmd::run(globals, a).await,
         Command::Init(a) => init_cmd::init(globals, a),
-        Command::Completions(a) => init_cmd::completions(a),
+        Command::Completions(a) => completions_cmd::completions(a),
+        Command::Complete(a) => completions_cmd::names(globals, a).await,
         Command::Run(a) => run_cmd::run(globals, a).await,
         Command::Migrate(a) => migrate_cmd::run(globals, a).await,
         Command::Status(a) => status_cmd::run(globals, a).await,

@@ -79,6 +79,48 @@ fn bash_accepts_the_completion_script() {
     // Subcommands are offered: the script knows `backfill` and its flags.
     let text = std::fs::read_to_string(&script).unwrap();
     assert!(text.contains("backfill") && text.contains("--concurrency"));
+
+    // And the project's names: jobs, tables, a job's partitions (from the catalog).
+    let p = TestProject::migrated();
+    p.ok(&[
+        "backfill",
+        "clean_orders",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-03",
+        "-q",
+    ]);
+    let complete = |words: &str| {
+        let line = format!(
+            "source '{}'; COMP_WORDS=('{BIN}' {words}); COMP_CWORD=$((${{#COMP_WORDS[@]}}-1)); _sluice_names; echo \"${{COMPREPLY[*]}}\"",
+            script.display()
+        );
+        let mut c = Command::new("bash");
+        c.arg("-c").arg(line).current_dir(p.path());
+        p.set_stores(&mut c);
+        stdout_of(&mut c, "bash completing").trim().to_string()
+    };
+    assert_eq!(complete("status cle"), "clean_orders");
+    assert_eq!(
+        complete("backfill --from 2024-01-01 daily_"),
+        "daily_revenue"
+    );
+    assert_eq!(complete("promote roll"), "rolling_revenue");
+    assert_eq!(
+        complete("run clean_orders -p 2024-01-0"),
+        "2024-01-03 2024-01-02 2024-01-01"
+    );
+    assert_eq!(complete("dlq list reg"), "regional_orders");
+    assert_eq!(
+        complete("backfill --from 2024"),
+        "",
+        "a flag's value is not a name"
+    );
+    // Outside a project: nothing offered, nothing printed.
+    let outside = TestProject::empty();
+    let o = outside.run(&["__complete", "jobs"]);
+    assert_eq!((o.code, o.stdout.as_str(), o.stderr.as_str()), (0, "", ""));
 }
 
 #[test]
@@ -96,6 +138,18 @@ fn every_shell_gets_a_script_and_an_unknown_one_is_refused() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("possible values"));
+    // A reader that leaves early (`| head`) ends the output quietly, not with a panic (the
+    // bash script is larger than a pipe's buffer, so the write does meet the closed end).
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "'{BIN}' completions bash | head -c 10 >/dev/null; echo ${{PIPESTATUS[0]}}"
+        ))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0", "{stderr}");
 }
 
 /// Runs `args` under a pseudo-terminal (util-linux `script`), so that stderr is a terminal

@@ -125,7 +125,13 @@ async fn the_grid_opens_on_the_month_that_ran_with_days_on_one_axis_and_regions_
     let filtered = ui.get(&href.replace("&#38;", "&"), &[]).await;
     let grid = cells(&filtered.body);
     assert_eq!(grid.len(), 31, "{grid:?}");
-    assert_eq!(filtered.body.matches("class=\"cell s-failed\" href").count(), 1);
+    assert_eq!(
+        filtered
+            .body
+            .matches("class=\"cell s-failed\" href")
+            .count(),
+        1
+    );
     assert_eq!(
         filtered.body.matches(" dim\"").count(),
         30,
