@@ -66,6 +66,23 @@ pub async fn table(State(ui): State<Arc<UiState>>, Path(name): Path<String>) -> 
     }
 }
 
+/// The schema's columns as the page lists them: name, type, nullable, default, comment.
+fn schema_rows(schema: &crate::schema::TableSchema) -> Vec<[String; 5]> {
+    schema
+        .columns
+        .iter()
+        .map(|c| {
+            [
+                c.name.to_string(),
+                c.ty.to_string(),
+                if c.nullable { "yes" } else { "no" }.to_string(),
+                c.default.clone().unwrap_or_default(),
+                c.comment.clone().unwrap_or_default(),
+            ]
+        })
+        .collect()
+}
+
 async fn table_page(ui: &UiState, project: &Project, name: &str) -> Result<TablePage, UiError> {
     let Some(row) = ui.catalog.table(name).await? else {
         return Err(UiError::NotFound(format!(
@@ -151,20 +168,7 @@ async fn table_page(ui: &UiState, project: &Project, name: &str) -> Result<Table
         diff,
         flips,
         rollback_to,
-        columns: row
-            .schema
-            .columns
-            .iter()
-            .map(|c| {
-                [
-                    c.name.to_string(),
-                    c.ty.to_string(),
-                    if c.nullable { "yes" } else { "no" }.to_string(),
-                    c.default.clone().unwrap_or_default(),
-                    c.comment.clone().unwrap_or_default(),
-                ]
-            })
-            .collect(),
+        columns: schema_rows(&row.schema),
         partition_by: row
             .schema
             .partition_by
