@@ -173,10 +173,10 @@ async fn a_run_from_the_page_leaves_what_sluice_run_leaves_and_a_racing_backfill
     );
 }
 
-#[tokio::test]
-async fn the_table_page_links_to_the_diff_of_live_and_the_newest_version() {
+/// The sample with a failed day, and v2 of clean_orders built from 2024-01-01 to `last`
+/// beside the live v1.
+fn with_clean_orders_v2(last: &str) -> TestProject {
     let p = sample_with_a_failed_day();
-    // v2 of clean_orders, built for three days beside the live v1.
     let spec = p
         .read("jobs/clean_orders.toml")
         .replace("version = 1", "version = 2");
@@ -187,8 +187,15 @@ async fn the_table_page_links_to_the_diff_of_live_and_the_newest_version() {
         "--from",
         "2024-01-01",
         "--to",
-        "2024-01-03",
+        last,
     ]);
+    p
+}
+
+#[tokio::test]
+async fn the_table_page_links_to_the_diff_of_live_and_the_newest_version() {
+    // v2 of clean_orders, built for three days beside the live v1.
+    let p = with_clean_orders_v2("2024-01-03");
     let ui = Ui::start(&p, &[]);
     let table = ui.get("/tables/clean_orders", &[]).await;
     let href = "/tables/clean_orders/diff?from=1&amp;to=2";
@@ -223,19 +230,7 @@ async fn the_table_page_links_to_the_diff_of_live_and_the_newest_version() {
 
 #[tokio::test]
 async fn the_pages_offer_only_what_can_be_done_and_say_it_as_a_page_can() {
-    let p = sample_with_a_failed_day();
-    let spec = p
-        .read("jobs/clean_orders.toml")
-        .replace("version = 1", "version = 2");
-    p.write("jobs/clean_orders.toml", &spec);
-    p.ok(&[
-        "backfill",
-        "clean_orders",
-        "--from",
-        "2024-01-01",
-        "--to",
-        "2024-01-02",
-    ]);
+    let p = with_clean_orders_v2("2024-01-02");
     let ui = Ui::start_with(&p, &["--allow-actions"], &[("SLUICE_UI_TOKEN", TOKEN)]);
     let bearer = format!("Bearer {TOKEN}");
     let auth = [("authorization", bearer.as_str())];
