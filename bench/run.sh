@@ -18,8 +18,11 @@
 #      changes (`watch_inputs`, a local folder), as the time of a replay with it beside the
 #      same replay without it; and the catalog's growth per run for what runs read (the
 #      sample month: a day from a file, a day from an upstream day, a month from 31 days).
+#   grid: the web view's grid of 10,000 hourly partitions (1,000 complete) on its time axis:
+#      the server's time to build and render it (its Server-Timing header), best of five,
+#      beside the same page of the 1,000 complete hours alone; the server's peak RSS.
 #
-# usage: bench/run.sh [noop|noopscale|reference|idle|promote|bigpart|cluster|watch|all]  (default: all)
+# usage: bench/run.sh [noop|noopscale|reference|idle|promote|bigpart|cluster|watch|grid|all]  (default: all)
 # Every time is printed beside the peak resident memory (RSS) of the process timed.
 # SLUICE_BENCH_BASELINE=/path/to/sluice: the noop rounds run that binary too, interleaved,
 # and print this build's time as a ratio of it (a regression check against an older build).
@@ -628,6 +631,42 @@ PY
     rm -rf "$p" "$s"
 }
 
+# The grid's server time (Server-Timing: the page built and rendered, not the network).
+grid() {
+    local p="$work/grid" port
+    mkdir -p "$p/jobs" "$p/migrations"
+    local start from to
+    start=$(date -u -d "-10000 hours" +%Y-%m-%dT%H)
+    from=$(date -u -d "-1000 hours" +%Y-%m-%dT%H)
+    to=$(date -u -d "-2 hours" +%Y-%m-%dT%H)
+    echo "# the grid benchmark" > "$p/sluice.toml"
+    printf 'version = 1\nstart = "%s"\n\n[partitioning]\ngranularity = "hourly"\ntime_zone = "UTC"\n\n[output]\ntable = "hours"\n' "$start" > "$p/jobs/hours.toml"
+    echo "SELECT CAST(1 AS BIGINT) AS x WHERE false" > "$p/jobs/hours.sql"
+    echo "CREATE TABLE hours (x BIGINT, hour TIMESTAMP NOT NULL) PARTITIONED BY (hour);" > "$p/migrations/0001_create_hours.sql"
+    "$sluice" --project "$p" migrate -q > /dev/null
+    "$sluice" --project "$p" backfill --from "$from" --to "$to" -q > /dev/null
+    port=$(free_port)
+    "$sluice" --project "$p" ui --address "127.0.0.1:$port" > "$work/grid-ui.log" 2>&1 &
+    local ui=$!
+    for _ in $(seq 50); do curl -sf -o /dev/null "http://127.0.0.1:$port/health" && break; sleep 0.1; done
+    best() {
+        local b=999999 t
+        for _ in 1 2 3 4 5; do
+            t=$(curl -s -D - -o /dev/null "http://127.0.0.1:$port/$1" | tr -d '\r' | sed -n 's/^server-timing: render;dur=//ip')
+            b=$(python3 -c "print(min($b, ${t:-999999}))")
+        done
+        echo "$b"
+    }
+    local all done_only
+    all=$(best "?job=hours&from=$start&to=$to")
+    done_only=$(best "?job=hours&from=$from&to=$to")
+    local rss
+    rss=$(peak_kib "$ui")
+    kill "$ui"; wait "$ui" 2>/dev/null || true
+    echo "grid: 10,000 hourly partitions on one page: ${all} ms server time, best of 5 (target <= 100 ms); the 1,000 complete ones alone: ${done_only} ms; ui peak RSS $((rss / 1024)) MiB"
+    rm -rf "$p"
+}
+
 case "$what" in
     noop) noop ;;
     noopscale) noopscale ;;
@@ -637,6 +676,7 @@ case "$what" in
     bigpart) bigpart ;;
     cluster) cluster ;;
     watch) watch ;;
-    all) noop; noopscale; reference; idle; promote; bigpart; cluster; watch ;;
-    *) echo "usage: bench/run.sh [noop|noopscale|reference|idle|promote|bigpart|cluster|watch|all]" >&2; exit 2 ;;
+    grid) grid ;;
+    all) noop; noopscale; reference; idle; promote; bigpart; cluster; watch; grid ;;
+    *) echo "usage: bench/run.sh [noop|noopscale|reference|idle|promote|bigpart|cluster|watch|grid|all]" >&2; exit 2 ;;
 esac

@@ -288,6 +288,16 @@ fn a_mistyped_name_gets_one_answer_with_a_suggestion_from_every_command() {
         assert_eq!(o.code, 2, "{}", o.context());
         o.complains(says);
     }
+    // Spelled right, a run names the job once, then where its rows went.
+    let run = p.ok(&["run", "clean_orders", "-p", "2024-01-01"]);
+    assert!(
+        run.stdout.starts_with("clean_orders 2024-01-01: ")
+            && run
+                .stdout
+                .contains(" rows written to clean_orders v1, Delta version "),
+        "{}",
+        run.context()
+    );
 }
 
 #[test]

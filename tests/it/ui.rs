@@ -222,6 +222,23 @@ async fn a_script_in_a_failing_row_is_shown_as_text() {
         page.body
     );
     assert!(!page.body.contains("<script>alert"), "{}", page.body);
+    // The error is said once, in its block; the failed run's row points at it.
+    assert!(
+        page.body.contains("<h2 id=\"error\">Error</h2>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("<a href=\"#error\">the error above</a>"),
+        "{}",
+        page.body
+    );
+    assert_eq!(
+        page.body.matches("outside [paid, refunded]").count(),
+        2,
+        "the error block and the check's detail:\n{}",
+        page.body
+    );
     // And the browser is told to run no script but the page's own.
     let csp = page.headers["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("script-src 'self'"), "{csp}");
