@@ -59,6 +59,12 @@ baseline_named="$baseline"
 if [ -n "$baseline" ]; then cp "$baseline" "$work/sluice-baseline"; baseline="$work/sluice-baseline"; fi
 
 now() { python3 -c 'import time; print(time.time())'; }
+# A project folder: jobs/, migrations/ and, unless it has one, a sluice.toml of defaults (a
+# folder without one is not a project); a part that needs settings writes its own.
+new_project() {
+    mkdir -p "$1/jobs" "$1/migrations"
+    [ -f "$1/sluice.toml" ] || echo "# a benchmark project: the defaults" > "$1/sluice.toml"
+}
 
 # No-op partitions: sluice's own cost per partition (lease, run record, engine, Delta commit,
 # catalog). A year of hours, 8,760 partitions, three rounds, each on a fresh project; the
@@ -120,7 +126,7 @@ PY
 # usage: noop_round ROUND WHO BINARY PARTITIONS    (hourly, from 2015-01-01T00)
 noop_round() {
     local p="$work/noop-$2-$4-$1" bin="$3" n="$4"
-    mkdir -p "$p/jobs" "$p/migrations"
+    new_project "$p"
     cat > "$p/migrations/0001_create_noop.sql" <<'SQL'
 CREATE TABLE noop (x BIGINT, hour TIMESTAMP NOT NULL) PARTITIONED BY (hour);
 SQL
@@ -188,7 +194,7 @@ PY
 # single pass (shared/bench/duckdb_floor.py); MORE_TOML is added to its spec.
 clean_orders_job() {
     local p="$1" orders="$2" more="${3:-}"
-    mkdir -p "$p/jobs" "$p/migrations"
+    new_project "$p"
     cat > "$p/migrations/0001_clean_orders.sql" <<'SQL'
 CREATE TABLE clean_orders (
     order_id BIGINT, order_ts TIMESTAMP, customer_id BIGINT, region STRING, category STRING,
@@ -352,7 +358,7 @@ PY
 # /proc/PID/stat. Next to it, the same figure for `sleep`, the floor of any process.
 idle() {
     local p="$work/idle" seconds="${SLUICE_BENCH_IDLE_SECONDS:-60}"
-    mkdir -p "$p/jobs" "$p/migrations"
+    new_project "$p"
     local tomorrow zones=(UTC Europe/Berlin America/New_York Asia/Tokyo Australia/Sydney)
     tomorrow=$(python3 -c 'import datetime; print(datetime.date.today() + datetime.timedelta(days=1))')
     for i in $(seq -w 1 50); do
@@ -400,7 +406,7 @@ PY
 # transaction: its time should not depend on the data.
 promote() {
     local p="$work/promote" rounds=20
-    mkdir -p "$p/jobs" "$p/migrations"
+    new_project "$p"
     for t in small:10 big:10000000; do
         local name=${t%%:*} n=${t##*:}
         echo "CREATE TABLE $name (x BIGINT);" > "$p/migrations/000$([ "$name" = small ] && echo 1 || echo 2)_$name.sql"
@@ -479,7 +485,7 @@ PY
 # usage: bigpart_round ROUND ORDERS_DIR ROWS
 bigpart_round() {
     local p="$work/bigpart-$3-$1" orders="$2"
-    mkdir -p "$p/jobs" "$p/migrations"
+    new_project "$p"
     cat > "$p/sluice.toml" <<'TOML'
 [engine]
 memory_limit_mb = 256
@@ -539,7 +545,7 @@ PY
 # recording their reads costs the catalog, per run.
 watch() {
     local p="$work/watch" hours=5000
-    mkdir -p "$p/jobs" "$p/migrations" "$p/in/a" "$p/in/b"
+    new_project "$p"; mkdir -p "$p/in/a" "$p/in/b"
     python3 - "$p/in" "$hours" <<'PY'
 import datetime, sys
 d, n = sys.argv[1], int(sys.argv[2])
@@ -634,7 +640,7 @@ PY
 # The grid's server time (Server-Timing: the page built and rendered, not the network).
 grid() {
     local p="$work/grid" port
-    mkdir -p "$p/jobs" "$p/migrations"
+    new_project "$p"
     local start from to
     start=$(date -u -d "-10000 hours" +%Y-%m-%dT%H)
     from=$(date -u -d "-1000 hours" +%Y-%m-%dT%H)
