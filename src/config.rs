@@ -51,6 +51,8 @@ struct ConfigFile {
     lineage: LineageSection,
     #[serde(default)]
     ui: UiSection,
+    #[serde(default)]
+    notify: Vec<crate::notify::NotifySection>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -58,6 +60,7 @@ struct ConfigFile {
 struct UiSection {
     address: Option<String>,
     token_file: Option<String>,
+    public_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -208,6 +211,8 @@ pub struct Settings {
     pub daemon: DaemonSettings,
     pub lineage: LineageSettings,
     pub ui: UiSettings,
+    /// `[[notify]]`: where messages go.
+    pub notify: Vec<crate::notify::NotifyTarget>,
 }
 
 /// `[ui]` in sluice.toml and `SLUICE_UI_TOKEN`: where `sluice ui` listens, and the token
@@ -219,6 +224,8 @@ pub struct UiSettings {
     pub token: Option<String>,
     /// `[ui] token_file`, relative to the project; read when the pages are served.
     pub token_file: Option<PathBuf>,
+    /// `[ui] public_url`: where people reach the pages, for the links in messages.
+    pub public_url: Option<Url>,
 }
 
 impl std::fmt::Debug for UiSettings {
@@ -400,7 +407,13 @@ impl Settings {
             path: path.clone(),
             message: format!("[ui] {m}"),
         })?;
+        let notify =
+            crate::notify::targets(&root, file.notify).map_err(|message| ConfigError::Parse {
+                path: path.clone(),
+                message,
+            })?;
         Ok(Settings {
+            notify,
             daemon,
             lineage,
             ui,
@@ -438,6 +451,16 @@ fn ui_settings(
             .map_err(|_| format!("address = `{address}` is not HOST:PORT (e.g. 127.0.0.1:9465)"))?,
         token: env("SLUICE_UI_TOKEN"),
         token_file: file.token_file.map(|f| root.join(f)),
+        public_url: file
+            .public_url
+            .map(|u| {
+                Url::parse(&u).map_err(|e| {
+                    format!(
+                        "public_url = `{u}` is not a URL (e.g. https://sluice.example.com/): {e}"
+                    )
+                })
+            })
+            .transpose()?,
     })
 }
 

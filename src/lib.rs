@@ -25,6 +25,7 @@ pub mod lineage;
 pub mod logging;
 pub mod migrate;
 pub mod names;
+pub mod notify;
 pub mod partition;
 pub mod project;
 pub mod promote;

@@ -17,6 +17,7 @@ mod dlq_cmd;
 mod gc_cmd;
 mod init_cmd;
 mod migrate_cmd;
+mod notify_cmd;
 pub mod output;
 mod profile_cmd;
 mod promote_cmd;
@@ -148,6 +149,9 @@ enum Command {
     /// input, its migration and three days of sample data, ready to validate, migrate and
     /// backfill.
     Init(init_cmd::InitArgs),
+    /// Messages to people (`[[notify]]` in sluice.toml).
+    #[command(subcommand)]
+    Notify(notify_cmd::NotifySub),
     /// Print a completion script for SHELL, e.g. `source <(sluice completions bash)`, or
     /// save it where the shell loads completions from. In bash and fish it also completes
     /// the project's job and table names and a job's partitions.
@@ -241,6 +245,7 @@ async fn dispatch(command: Command, globals: &Globals) -> Outcome {
         Command::Test(a) => test_cmd::run(globals, a).await,
         Command::Init(a) => init_cmd::init(globals, a),
         Command::Completions(a) => completions_cmd::completions(a),
+        Command::Notify(sub) => notify_cmd::notify(globals, sub).await,
         Command::Complete(a) => completions_cmd::names(globals, a).await,
         Command::Run(a) => run_cmd::run(globals, a).await,
         Command::Migrate(a) => migrate_cmd::run(globals, a).await,

@@ -80,6 +80,23 @@ impl Project {
         }
         let (graph, errs) = Graph::build(&root, &mut jobs, &declared);
         problems.extend(errs);
+        // A target's `jobs` naming no job would quietly never be told anything.
+        for t in &settings.notify {
+            for j in t.jobs.iter().flatten() {
+                if !jobs.contains_key(j.as_str())
+                    && !settings.jobs_dir().join(format!("{j}.toml")).is_file()
+                {
+                    problems.push(SpecError {
+                        file: crate::config::CONFIG_FILE.into(),
+                        message: format!(
+                            "[[notify]] `{}`: {}",
+                            t.name,
+                            crate::names::unknown("job", j, jobs.keys().map(Name::as_str))
+                        ),
+                    });
+                }
+            }
+        }
         Project {
             settings,
             jobs,

@@ -1,12 +1,12 @@
 //! The grid: each job's partitions on a time axis the jobs share (`grid_axis`), each drawn
-//! in one state. A partition's
-//! state comes from the catalog (the same `running`, `complete` and `failed` that `sluice
-//! status` prints) and from the job as it is now: `stale` when complete but written by other
-//! code than the current fingerprint, `upstream_changed` or `input_changed` when what it read
-//! changed since (`provenance`), `missing` when due (from the job's start to the
-//! partition its schedule's latest tick ran) and never run, `before_start` when a range
-//! asked for reaches before the job's start. Served by the daemon, the grid also draws what
-//! its queue holds: `queued`, or `waiting` on upstream partitions or input files.
+//! in one state. A partition's state comes from the catalog (the same `running`, `complete`
+//! and `failed` that `sluice status` prints) and from the job as it is now: `stale` when
+//! complete but written by other code than the current fingerprint, `upstream_changed` or
+//! `input_changed` when what it read changed since (`provenance`), `missing` when due (from
+//! the job's start to the partition its schedule's latest tick ran) and never run,
+//! `before_start` when a window reaches before the job's start; a partition not due yet is
+//! left blank. Served by the daemon, the grid also draws what its queue holds: `queued`, or
+//! `waiting` on upstream partitions or input files.
 
 use super::UiError;
 use crate::catalog::{Catalog, PartitionState, PartitionStatus};

@@ -25,6 +25,7 @@ mod lineage;
 mod memory;
 mod migrate;
 mod newcomer;
+mod notify;
 mod quality;
 mod replay;
 mod soak;

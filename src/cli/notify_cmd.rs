@@ -1,0 +1,81 @@
+//! `sluice notify test`: a test message to each `[[notify]]` target, to see that it is
+//! reached (and signed as the receiver expects) before anything fails for real.
+
+use super::context::Context;
+use super::{EXIT_FAILED, EXIT_OK, EXIT_UNUSABLE, Globals, Outcome, output};
+use crate::notify::{self, Payload};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum NotifySub {
+    /// Send a test message to each target of `[[notify]]` in sluice.toml (or to the one
+    /// named); exit 1 if one is not reached.
+    Test {
+        /// Only this target (its `name`, or `TYPE#N` for the Nth target without one).
+        #[arg(long, value_name = "NAME")]
+        target: Option<String>,
+    },
+}
+
+pub async fn notify(g: &Globals, sub: NotifySub) -> Outcome {
+    let NotifySub::Test { target } = sub;
+    let project = Context::load_project(&g.overrides)?;
+    let settings = &project.settings;
+    let targets: Vec<&notify::NotifyTarget> = settings
+        .notify
+        .iter()
+        .filter(|t| target.as_deref().is_none_or(|n| t.name == n))
+        .collect();
+    if targets.is_empty() {
+        let known: Vec<&str> = settings.notify.iter().map(|t| t.name.as_str()).collect();
+        match (&target, known.is_empty()) {
+            (_, true) => eprintln!(
+                "error: sluice.toml has no [[notify]] target; add one (README: Notifications)"
+            ),
+            (Some(n), false) => eprintln!(
+                "error: no [[notify]] target named `{n}`; targets: {}",
+                known.join(", ")
+            ),
+            (None, false) => unreachable!("targets exist and none was asked for by name"),
+        }
+        return Ok(EXIT_UNUSABLE);
+    }
+    let project_name = settings
+        .root
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let payload = Payload::test(
+        &project_name,
+        chrono::Utc::now().timestamp_millis(),
+        settings.ui.public_url.as_ref(),
+    );
+    let client = reqwest::Client::new();
+    let mut results = Vec::new();
+    for t in targets {
+        results.push((t.name.clone(), notify::send(&client, t, &payload).await));
+    }
+    if g.output == output::Format::Json {
+        let v: Vec<_> = results
+            .iter()
+            .map(|(name, r)| {
+                serde_json::json!({
+                    "target": name, "delivered": r.is_ok(),
+                    "error": r.as_ref().err().map(|e| e.message.clone()),
+                    "id": payload.id,
+                })
+            })
+            .collect();
+        println!("{}", output::json(&v));
+    } else {
+        for (name, r) in &results {
+            match r {
+                Ok(()) => println!("{name}: delivered (id {})", payload.id),
+                Err(e) => println!("{name}: NOT delivered: {}", e.message),
+            }
+        }
+    }
+    Ok(match results.iter().all(|(_, r)| r.is_ok()) {
+        true => EXIT_OK,
+        false => EXIT_FAILED,
+    })
+}

@@ -1,0 +1,169 @@
+//! `[[notify]]` in sluice.toml: where messages go and which events each target wants.
+//! Read here, checked whole (every problem names its target and how to fix it); secrets
+//! (a webhook's URL, an HMAC key) come from the environment or a file and are read when a
+//! message is sent, so no setting holds them and nothing prints them.
+
+use super::EventKind;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// One `[[notify]]` table as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySection {
+    name: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    url: Option<String>,
+    url_env: Option<String>,
+    url_file: Option<String>,
+    command: Option<Vec<String>>,
+    events: Option<Vec<String>>,
+    jobs: Option<Vec<String>>,
+    secret_env: Option<String>,
+    secret_file: Option<String>,
+}
+
+/// Where a secret is read from when a message is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Secret {
+    /// Written in sluice.toml (a URL that is not secret).
+    Plain(String),
+    Env(String),
+    File(PathBuf),
+}
+
+impl Secret {
+    /// The value now; the error names where it was looked for, never the value.
+    pub fn read(&self) -> Result<String, String> {
+        match self {
+            Secret::Plain(v) => Ok(v.clone()),
+            Secret::Env(var) => std::env::var(var)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| v.trim().to_string())
+                .ok_or_else(|| format!("the environment variable {var} is not set")),
+            Secret::File(path) => std::fs::read_to_string(path)
+                .map(|t| t.lines().next().unwrap_or_default().trim().to_string())
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))
+                .and_then(|v| match v.is_empty() {
+                    true => Err(format!("{} is empty", path.display())),
+                    false => Ok(v),
+                }),
+        }
+    }
+}
+
+/// How a target is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Channel {
+    /// The event's JSON, POSTed; signed when a secret is set.
+    Webhook { url: Secret, secret: Option<Secret> },
+    /// A Slack incoming webhook: a readable message.
+    Slack { url: Secret },
+    /// A program run with the event's JSON on its stdin (an argv, never a shell line).
+    Command { argv: Vec<String> },
+}
+
+/// One checked `[[notify]]` target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyTarget {
+    /// Its name in messages and lists: `name`, or its type and place (`webhook#1`).
+    pub name: String,
+    pub channel: Channel,
+    /// The events it wants (all of them unless `events` says).
+    pub events: Vec<EventKind>,
+    /// Only these jobs' events (every job's unless `jobs` says).
+    pub jobs: Option<Vec<String>>,
+}
+
+/// Every `[[notify]]` target, checked; `root` resolves relative files.
+pub fn targets(root: &Path, sections: Vec<NotifySection>) -> Result<Vec<NotifyTarget>, String> {
+    let mut out: Vec<NotifyTarget> = Vec::new();
+    for (i, s) in sections.into_iter().enumerate() {
+        let t = target(root, i + 1, s)?;
+        if out.iter().any(|o| o.name == t.name) {
+            return Err(format!(
+                "two [[notify]] targets are named `{}`: give each its own `name`",
+                t.name
+            ));
+        }
+        out.push(t);
+    }
+    Ok(out)
+}
+
+fn target(root: &Path, place: usize, s: NotifySection) -> Result<NotifyTarget, String> {
+    let kind = s.kind.as_deref().unwrap_or_default();
+    let name = s.name.clone().unwrap_or_else(|| format!("{kind}#{place}"));
+    let at = |m: String| format!("[[notify]] `{name}` (the {place}. target): {m}");
+    let url = || -> Result<Secret, String> {
+        match (&s.url, &s.url_env, &s.url_file) {
+            (Some(u), None, None) => {
+                url::Url::parse(u).map_err(|e| at(format!("url = `{u}` is not a URL: {e}")))?;
+                Ok(Secret::Plain(u.clone()))
+            }
+            (None, Some(v), None) => Ok(Secret::Env(v.clone())),
+            (None, None, Some(f)) => Ok(Secret::File(root.join(f))),
+            (None, None, None) => Err(at(
+                "needs `url`, or `url_env`/`url_file` naming where the URL is kept (a Slack webhook's URL is a secret)".into(),
+            )),
+            _ => Err(at("give one of `url`, `url_env` and `url_file`".into())),
+        }
+    };
+    let secret = match (&s.secret_env, &s.secret_file) {
+        (None, None) => None,
+        (Some(v), None) => Some(Secret::Env(v.clone())),
+        (None, Some(f)) => Some(Secret::File(root.join(f))),
+        _ => return Err(at("give one of `secret_env` and `secret_file`".into())),
+    };
+    let channel = match kind {
+        "webhook" => Channel::Webhook {
+            url: url()?,
+            secret,
+        },
+        "slack" if secret.is_some() => {
+            return Err(at(
+                "a Slack webhook is not signed: remove `secret_env`/`secret_file`".into(),
+            ));
+        }
+        "slack" => Channel::Slack { url: url()? },
+        "command" => match &s.command {
+            Some(argv) if !argv.is_empty() && !argv[0].trim().is_empty() => {
+                Channel::Command { argv: argv.clone() }
+            }
+            _ => return Err(at("needs `command = [\"program\", \"arg\", ...]`".into())),
+        },
+        "" => {
+            return Err(at(
+                "needs `type = \"webhook\"`, `\"slack\"` or `\"command\"`".into(),
+            ));
+        }
+        other => {
+            return Err(at(format!(
+                "type = `{other}` is not one of webhook, slack, command"
+            )));
+        }
+    };
+    if !matches!(channel, Channel::Command { .. }) && s.command.is_some() {
+        return Err(at("`command` is for `type = \"command\"`".into()));
+    }
+    let events = match s.events {
+        None => EventKind::ALL.to_vec(),
+        Some(names) => names
+            .iter()
+            .map(|e| {
+                e.parse::<EventKind>().map_err(|_| {
+                    let known: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+                    at(format!("event `{e}` is not one of {}", known.join(", ")))
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(NotifyTarget {
+        name,
+        channel,
+        events,
+        jobs: s.jobs,
+    })
+}
