@@ -4,8 +4,8 @@
 use super::run_writes::{insert_run_start, release_lease_in};
 use super::write_group::{Write, Written};
 use super::{
-    Catalog, CatalogError, Claim, DoneIf, Lease, PartitionState, RunEnd, RunRow, RunStart,
-    RunState, query_err,
+    Catalog, CatalogError, Claim, DoneIf, FinishEvents, Lease, PartitionState, RunEnd, RunRow,
+    RunStart, RunState, query_err,
 };
 
 impl Catalog {
@@ -120,12 +120,35 @@ impl Catalog {
         release: Option<&Lease>,
         quality_json: Option<&str>,
     ) -> Result<(), CatalogError> {
+        self.finish_run_telling(
+            start,
+            end,
+            now_ms,
+            release,
+            quality_json,
+            FinishEvents::default(),
+        )
+        .await
+    }
+
+    /// [`Catalog::finish_run`], recording `events` (the notifications the end causes) in
+    /// the same transaction.
+    pub async fn finish_run_telling(
+        &self,
+        start: &RunStart,
+        end: &RunEnd,
+        now_ms: i64,
+        release: Option<&Lease>,
+        quality_json: Option<&str>,
+        events: FinishEvents,
+    ) -> Result<(), CatalogError> {
         let write = Write::Finish {
             start: start.clone(),
             end: end.clone(),
             now_ms,
             release: release.cloned(),
             quality_json: quality_json.map(str::to_string),
+            events,
         };
         match self.write(write).await? {
             Written::Finish => Ok(()),

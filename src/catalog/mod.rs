@@ -9,6 +9,7 @@
 
 mod aliases;
 mod leases;
+mod outbox;
 mod reads;
 mod rows;
 mod run_writes;
@@ -16,6 +17,7 @@ mod tables;
 mod write_group;
 
 pub use aliases::{Flip, FlipRefusal};
+pub use outbox::{Claimed, DeliveryRow, DeliveryState, EventRow, FinishEvents, Settled};
 pub use rows::{
     AliasFlip, AppliedMigration, Claim, DoneIf, Lease, PartitionState, PartitionStatus, RunEnd,
     RunRow, RunStart, RunState, TableRow, TableVersionRow, Trigger, VersionCoverage,

@@ -158,6 +158,7 @@ pub(super) async fn finish_in(
     now_ms: i64,
     release: Option<&Lease>,
     quality_json: Option<&str>,
+    events: &super::FinishEvents,
 ) -> Result<(), CatalogError> {
     if let Some(lease) = release {
         // In the same transaction: one catalog write less per partition.
@@ -222,5 +223,6 @@ pub(super) async fn finish_in(
             .map_err(query_err("record partition failed"))?;
         }
     }
+    super::outbox::record_in(&mut *tx, start, end, now_ms, events).await?;
     Ok(())
 }

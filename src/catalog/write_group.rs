@@ -31,6 +31,7 @@ pub(super) enum Write {
         now_ms: i64,
         release: Option<Lease>,
         quality_json: Option<String>,
+        events: super::FinishEvents,
     },
 }
 
@@ -76,6 +77,7 @@ impl Write {
                 now_ms,
                 release,
                 quality_json,
+                events,
             } => {
                 finish_in(
                     conn,
@@ -84,6 +86,7 @@ impl Write {
                     *now_ms,
                     release.as_ref(),
                     quality_json.as_deref(),
+                    events,
                 )
                 .await?;
                 Ok(Written::Finish)

@@ -1,5 +1,6 @@
 //! `sluice notify test`: a test message to each `[[notify]]` target, to see that it is
-//! reached (and signed as the receiver expects) before anything fails for real.
+//! reached (and signed as the receiver expects) before anything fails for real; `sluice
+//! notify list`: the recent events and how each delivery stands.
 
 use super::context::Context;
 use super::{EXIT_FAILED, EXIT_OK, EXIT_UNUSABLE, Globals, Outcome, output};
@@ -14,10 +15,70 @@ pub enum NotifySub {
         #[arg(long, value_name = "NAME")]
         target: Option<String>,
     },
+    /// The newest events and, per target, whether each was delivered, is being retried
+    /// (with the last error) or was given up.
+    List {
+        /// How many events.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
 }
 
 pub async fn notify(g: &Globals, sub: NotifySub) -> Outcome {
-    let NotifySub::Test { target } = sub;
+    match sub {
+        NotifySub::Test { target } => test(g, target).await,
+        NotifySub::List { limit } => list(g, limit).await,
+    }
+}
+
+async fn list(g: &Globals, limit: i64) -> Outcome {
+    let cx = Context::open(&g.overrides).await?;
+    let rows = cx.catalog.recent_deliveries(limit.max(1)).await?;
+    if g.output == output::Format::Json {
+        println!("{}", output::json(&rows));
+        return Ok(EXIT_OK);
+    }
+    if rows.is_empty() {
+        println!("no events yet");
+        return Ok(EXIT_OK);
+    }
+    let text: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                output::time(Some(r.created_at)),
+                r.kind.to_string(),
+                format!(
+                    "{} {}",
+                    r.job.as_deref().unwrap_or("-"),
+                    r.partition_key.as_deref().unwrap_or("")
+                ),
+                r.target.clone(),
+                r.state.to_string(),
+                r.attempts.to_string(),
+                crate::text::one_line(r.last_error.as_deref().unwrap_or_default(), 60),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        output::table(
+            &[
+                "at (UTC)",
+                "event",
+                "partition",
+                "target",
+                "delivery",
+                "tries",
+                "last error"
+            ],
+            &text
+        )
+    );
+    Ok(EXIT_OK)
+}
+
+async fn test(g: &Globals, target: Option<String>) -> Outcome {
     let project = Context::load_project(&g.overrides)?;
     let settings = &project.settings;
     let targets: Vec<&notify::NotifyTarget> = settings

@@ -37,6 +37,8 @@ struct Inner {
     polls: u64,
     last_poll_unix: f64,
     stopping: bool,
+    /// Notifications given up, as the catalog counted them at the last delivery pass.
+    undelivered: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -136,8 +138,17 @@ impl Metrics {
             for (job, g) in &m.jobs {
                 let _ = writeln!(s, "sluice_job_lag_seconds{{job=\"{}\"}} {:.3}", esc(job), g.lag_seconds);
             }
+            if let Some(n) = m.undelivered {
+                s.push_str("# HELP sluice_notifications_undelivered Notifications given up after their retries (or refused for good).\n# TYPE sluice_notifications_undelivered gauge\n");
+                let _ = writeln!(s, "sluice_notifications_undelivered {n}");
+            }
             s
         })
+    }
+
+    /// After a delivery pass: the notifications given up so far (every daemon's).
+    pub fn notifications_undelivered(&self, n: i64) {
+        self.with(|m| m.undelivered = Some(n));
     }
 
     /// The partitions queued at the last poll, by (job, partition), with what each waits on.

@@ -23,6 +23,7 @@
 //! - on stop, nothing new starts; what is cancelled after the grace period is settled from
 //!   the Delta log (landed or abandoned) and its lease released.
 
+mod deliver;
 pub mod metrics;
 mod queue;
 mod reload;
@@ -99,6 +100,8 @@ pub struct Daemon {
     stale_marks: BTreeMap<Name, String>,
     /// Per job, its stale partitions by kind, as last judged.
     stale_counts: BTreeMap<Name, stale::StaleCounts>,
+    /// Sends notifications (`deliver`).
+    http: reqwest::Client,
 }
 
 /// Most ticks handled per job in one poll; more than this since the last poll is downtime,
@@ -122,6 +125,7 @@ impl Daemon {
             metrics: Arc::new(Metrics::default()),
             stale_marks: BTreeMap::new(),
             stale_counts: BTreeMap::new(),
+            http: reqwest::Client::new(),
         }
     }
 
@@ -156,7 +160,30 @@ impl Daemon {
         if !self.stopping {
             self.dispatch(now).await;
         }
+        self.deliver().await;
         self.publish(now);
+    }
+
+    /// Sends the notifications due (when the project has targets: without any, the outbox
+    /// has nothing for it).
+    async fn deliver(&self) {
+        let project = self.runner.project();
+        if project.settings.notify.is_empty() {
+            return;
+        }
+        let holder = self.runner.holder();
+        let now_ms = self.clock.now_ms();
+        let delivered = deliver::deliver_due(&self.catalog, &self.http, &project, holder, now_ms);
+        match delivered.await {
+            Ok(()) => {
+                if let Ok(n) = self.catalog.undelivered_count().await {
+                    self.metrics.notifications_undelivered(n);
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "could not read the catalog to send notifications; trying again at the next poll")
+            }
+        }
     }
 
     /// Polls, then waits for every run started to end, and polls again, until a poll starts

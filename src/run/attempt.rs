@@ -196,7 +196,7 @@ impl Runner {
         let outcome = match req.refusal {
             None => {
                 let write = PartitionWrite {
-                    project,
+                    project: project.clone(),
                     catalog: &self.catalog,
                     engine: &self.engine,
                     cluster: &self.cluster,
@@ -213,27 +213,26 @@ impl Runner {
             Ok((rows, dv)) => lineage.complete(*rows, *dv),
             Err(e) => lineage.fail(&e.to_string()),
         }
-        let end = match &outcome {
-            Ok((rows, dv)) => RunEnd::Succeeded {
-                rows: *rows as i64,
-                delta_version: *dv as i64,
-            },
-            Err(e) => RunEnd::Failed {
-                error: e.to_string(),
-            },
-        };
+        let end = end_of(&outcome);
         let quality_json = report
             .quality
             .as_ref()
             .and_then(|q| serde_json::to_string(q).ok());
+        let events = super::tell::finish_events(
+            &project.settings.notify,
+            (a.job, req.trigger, req.attempt),
+            &outcome,
+            report.quality.as_ref(),
+        );
         let recorded = self
             .catalog
-            .finish_run(
+            .finish_run_telling(
                 start,
                 &end,
                 self.clock.now_ms(),
                 Some(&a.lease),
                 quality_json.as_deref(),
+                events,
             )
             .await;
         if let Err(e) = recorded {
@@ -276,4 +275,17 @@ impl Runner {
 /// The host part of a lease holder id (`host:pid:random`).
 fn host_name(holder: &str) -> String {
     holder.split(':').next().unwrap_or_default().to_string()
+}
+
+/// How a run's outcome is recorded.
+fn end_of(outcome: &Result<(u64, u64), RunError>) -> RunEnd {
+    match outcome {
+        Ok((rows, dv)) => RunEnd::Succeeded {
+            rows: *rows as i64,
+            delta_version: *dv as i64,
+        },
+        Err(e) => RunEnd::Failed {
+            error: e.to_string(),
+        },
+    }
 }

@@ -28,6 +28,7 @@ mod lineage;
 mod report;
 mod scope;
 mod step_tests;
+mod tell;
 mod write;
 
 pub use crate::catalog::Trigger;

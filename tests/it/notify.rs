@@ -14,6 +14,8 @@ struct Receiver {
     child: Child,
     port: u16,
     log: PathBuf,
+    /// Where the status it answers is written (none: 200).
+    answer: PathBuf,
 }
 
 impl Drop for Receiver {
@@ -27,9 +29,11 @@ impl Receiver {
     fn start(dir: &Path) -> Receiver {
         let port_file = dir.join("receiver.port");
         let log = dir.join("received.jsonl");
+        let answer = dir.join("answer");
         let child = Command::new("python3")
             .arg(Path::new(REPO).join("tests/it/webhook_receiver.py"))
             .args([port_file.to_str().unwrap(), log.to_str().unwrap(), SECRET])
+            .arg(&answer)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -42,7 +46,12 @@ impl Receiver {
             assert!(started.elapsed() < Duration::from_secs(20), "no receiver");
             std::thread::sleep(Duration::from_millis(50));
         };
-        Receiver { child, port, log }
+        Receiver {
+            child,
+            port,
+            log,
+            answer,
+        }
     }
 
     /// What it received, one JSON object per request.
@@ -208,4 +217,198 @@ fn a_target_that_cannot_work_is_refused_naming_what_to_fix() {
     let o = p.run(&["validate"]);
     assert_eq!(o.code, 1, "{}", o.context());
     o.says("sluice.toml: [[notify]] `command#1`: no job `clean_ordrs` in this project; did you mean `clean_orders`?");
+}
+
+/// The events the receiver got, parsed: (signature_ok, payload).
+fn payloads(rx: &Receiver) -> Vec<(serde_json::Value, serde_json::Value)> {
+    rx.received()
+        .into_iter()
+        .map(|r| {
+            let body = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+            (r["signature_ok"].clone(), body)
+        })
+        .collect()
+}
+
+#[test]
+fn a_daemon_tells_each_event_once_to_the_targets_that_want_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start(dir.path());
+    let all = dir.path().join("all.jsonl");
+    let p = project_with_targets(&format!(
+        r#"
+[[notify]]
+name = "oncall"
+type = "webhook"
+url = "http://127.0.0.1:{port}/hook"
+secret_env = "HOOK_SECRET"
+events = ["check_failed", "failed", "recovered"]
+
+[[notify]]
+name = "all"
+type = "command"
+command = ["python3", "-c", "import sys; open(sys.argv[1], 'a').write(sys.stdin.read() + '\\n')", "{all}"]
+"#,
+        port = rx.port,
+        all = all.display()
+    ));
+    let env = [("HOOK_SECRET", SECRET)];
+    // 2024-01-05's export has an order whose status the `accepted_values` check refuses.
+    let f = "sample-data/orders/dt=2024-01-05/orders.csv";
+    let good = p.read(f);
+    p.write(f, &good.replacen(",paid\n", ",lost\n", 1));
+    let o = p.run_env(&["daemon", "--replay", "2024-01-01..2024-01-08"], &env);
+    assert_eq!(o.code, 1, "{}", o.context());
+    let got = payloads(&rx);
+    assert_eq!(got.len(), 1, "one event for the on-call target: {got:#?}");
+    let (signed, first) = &got[0];
+    assert_eq!(*signed, true, "Python's hmac disagrees");
+    assert_eq!(
+        (&first["event"], &first["job"], &first["partition"]),
+        (
+            &"check_failed".into(),
+            &"clean_orders".into(),
+            &"2024-01-05".into()
+        )
+    );
+    assert!(
+        first["error"]
+            .as_str()
+            .unwrap()
+            .contains("accepted_values_status"),
+        "{first}"
+    );
+    assert_eq!(
+        first["at"], "2024-01-06T01:30:00.000Z",
+        "the event's time is the run's (simulated)"
+    );
+    // The target of every event also heard of the warning checks, each once.
+    let everything: Vec<serde_json::Value> = std::fs::read_to_string(&all)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = everything
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"check_failed") && kinds.contains(&"check_warned"),
+        "{kinds:?}"
+    );
+    let mut ids: Vec<&str> = everything
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        everything.len(),
+        "an event told twice: {everything:#?}"
+    );
+
+    // A backfill's failure is its own summary, not an event.
+    let o = p.run_env(
+        &[
+            "backfill",
+            "clean_orders",
+            "--from",
+            "2024-01-05",
+            "--to",
+            "2024-01-05",
+        ],
+        &env,
+    );
+    assert_eq!(o.code, 1, "{}", o.context());
+    assert_eq!(payloads(&rx).len(), 1);
+
+    // The export fixed, a backfill reruns the day: `recovered`, once, with an id of its
+    // own (the failure was told; who fixed it does not matter).
+    p.write(f, &good);
+    let o = p.run_env(
+        &[
+            "backfill",
+            "clean_orders",
+            "--from",
+            "2024-01-05",
+            "--to",
+            "2024-01-05",
+        ],
+        &env,
+    );
+    assert_eq!(o.code, 0, "{}", o.context());
+    let o = p.run_env(&["daemon", "--replay", "2024-01-06..2024-01-07"], &env);
+    assert_eq!(o.code, 0, "{}", o.context());
+    let got = payloads(&rx);
+    assert_eq!(got.len(), 2, "{got:#?}");
+    let recovered = &got[1].1;
+    assert_eq!(
+        (&recovered["event"], &recovered["partition"]),
+        (&"recovered".into(), &"2024-01-05".into())
+    );
+    assert_ne!(recovered["id"], first["id"]);
+
+    // `notify list` says how each went.
+    let list = p.ok(&["notify", "list", "--output", "json"]).json();
+    let rows = list.as_array().unwrap();
+    assert!(rows.iter().all(|r| r["state"] == "delivered"), "{list:#}");
+    assert_eq!(
+        rows.iter().filter(|r| r["target"] == "oncall").count(),
+        2,
+        "{list:#}"
+    );
+}
+
+#[test]
+fn a_clean_replay_tells_nobody_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start(dir.path());
+    let p = project_with_targets(&format!(
+        "[[notify]]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{}/hook\"\nevents = [\"failed\", \"check_failed\", \"recovered\"]\n",
+        rx.port
+    ));
+    p.ok(&["daemon", "--replay", "2024-01-01..2024-01-04"]);
+    assert!(rx.received().is_empty(), "{:#?}", rx.received());
+    p.ok(&["notify", "list"]).says("no events yet");
+}
+
+#[test]
+fn a_receiver_that_stays_away_is_retried_for_an_hour_then_given_up_and_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start(dir.path());
+    std::fs::write(&rx.answer, "503").unwrap();
+    let p = project_with_targets(&format!(
+        "[[notify]]\nname = \"oncall\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{}/hook\"\nevents = [\"check_failed\"]\n",
+        rx.port
+    ));
+    let f = "sample-data/orders/dt=2024-01-05/orders.csv";
+    p.write(f, &p.read(f).replacen(",paid\n", ",lost\n", 1));
+    // Days of simulated time after the failure: the retries' waits pass, then the hour.
+    let o = p.run(&["daemon", "--replay", "2024-01-05..2024-01-09"]);
+    assert_eq!(o.code, 1, "{}", o.context());
+    let tries = rx.received();
+    assert!(tries.len() >= 2, "retried: {tries:#?}");
+    let ids: std::collections::BTreeSet<String> = tries
+        .iter()
+        .map(|r| {
+            let b: serde_json::Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+            b["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "every try carries the event's one id");
+    let list = p.ok(&["notify", "list", "--output", "json"]).json();
+    let d = &list[0];
+    assert_eq!(d["state"], "undelivered", "{list:#}");
+    assert_eq!(d["attempts"].as_u64(), Some(tries.len() as u64), "{list:#}");
+    assert!(
+        d["last_error"].as_str().unwrap().contains("503"),
+        "{list:#}"
+    );
+    o.complains("notification given up");
+    // Back up, the given-up event stays given up: nothing is sent twice later.
+    std::fs::write(&rx.answer, "200").unwrap();
+    p.run(&["daemon", "--replay", "2024-01-10..2024-01-11"]);
+    assert_eq!(rx.received().len(), tries.len());
 }

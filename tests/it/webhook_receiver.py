@@ -1,12 +1,14 @@
 """A webhook receiver for the notification tests: it checks each request's signature with
 Python's own `hmac` (an implementation independent of sluice's) and records what came.
 
-    webhook_receiver.py PORT_FILE LOG_FILE SECRET
+    webhook_receiver.py PORT_FILE LOG_FILE SECRET [ANSWER_FILE]
 
 It listens on a free loopback port and writes that port to PORT_FILE. Each POST is one JSON
 line in LOG_FILE: its path, its X-Sluice-* headers, its body (as text) and whether the
 signature is HMAC-SHA256 of the body under SECRET (`signature_ok`; null when unsigned).
-It answers 401 to a signed request whose signature is wrong, 200 to the rest. Stops by
+It answers 401 to a signed request whose signature is wrong, else the status code written
+in ANSWER_FILE when there is one (read at each request: a test turns an outage on and off),
+else 200. Stops by
 itself after an hour, so that a test that dies cannot leave it.
 """
 import hashlib
@@ -19,6 +21,7 @@ import threading
 
 def main():
     port_file, log_file, secret = sys.argv[1], sys.argv[2], sys.argv[3].encode()
+    answer_file = sys.argv[4] if len(sys.argv) > 4 else None
     lock = threading.Lock()
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -37,7 +40,13 @@ def main():
             }
             with lock, open(log_file, "a") as f:
                 f.write(json.dumps(line) + "\n")
-            self.send_response(401 if ok is False else 200)
+            status = 200
+            if answer_file:
+                try:
+                    status = int(open(answer_file).read().strip())
+                except (OSError, ValueError):
+                    pass
+            self.send_response(401 if ok is False else status)
             self.end_headers()
 
         def log_message(self, *args):

@@ -1,0 +1,283 @@
+//! The outbox of notifications (`events`, `deliveries`). An event is written by the
+//! transaction that makes it true (a run's end: `record_in`, called by `finish_in`), with
+//! a delivery row per target that wants it, so that an event is never lost to a crash
+//! between the change and the message, and never recorded twice (`dedup_key`). Deliveries
+//! are claimed for a while by one daemon (`claim_deliveries`), which then records how each
+//! went (`settle_delivery`); a claim that lapses (the daemon died mid-delivery) is claimed
+//! again by another, with the same event id, which a receiver drops repeats by.
+
+use super::{Catalog, CatalogError, RunEnd, RunStart, query_err};
+use crate::notify::EventKind;
+
+crate::spelling::spelled_enum! {
+    /// How a delivery stands (`deliveries.state`).
+    pub enum DeliveryState {
+        Pending => "pending",
+        Delivered => "delivered",
+        /// Given up: retried for longer than the retry window, or refused for good.
+        Undelivered => "undelivered",
+    }
+}
+
+/// What a run's end tells, decided by the runner from the project's `[[notify]]` targets:
+/// recorded in the finish's own transaction.
+#[derive(Debug, Clone, Default)]
+pub struct FinishEvents {
+    /// The event this end is (failed, check_failed, check_warned) and the targets that
+    /// want it.
+    pub event: Option<(EventKind, Vec<String>)>,
+    /// The targets to tell if this success follows a failure that was told (`recovered`).
+    pub recovered: Vec<String>,
+}
+
+/// One event, as a delivery reads it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EventRow {
+    pub id: String,
+    #[sqlx(try_from = "String")]
+    pub kind: EventKind,
+    pub job: Option<String>,
+    pub partition_key: Option<String>,
+    pub run_id: Option<String>,
+    pub error: Option<String>,
+    pub created_at: i64,
+}
+
+/// A delivery claimed by this process: its event and its target.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub event: EventRow,
+    pub target: String,
+    /// This try's number, from 1.
+    pub attempt: i64,
+}
+
+/// One delivery as `notify list` shows it.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct DeliveryRow {
+    pub event_id: String,
+    #[sqlx(try_from = "String")]
+    pub kind: EventKind,
+    pub job: Option<String>,
+    pub partition_key: Option<String>,
+    pub run_id: Option<String>,
+    #[serde(serialize_with = "crate::clock::as_rfc3339")]
+    pub created_at: i64,
+    pub target: String,
+    #[sqlx(try_from = "String")]
+    pub state: DeliveryState,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    #[serde(serialize_with = "crate::clock::as_rfc3339_opt")]
+    pub delivered_at: Option<i64>,
+}
+
+/// How a delivery went, for [`Catalog::settle_delivery`].
+#[derive(Debug, Clone)]
+pub enum Settled {
+    Delivered,
+    /// Try again at this time, saying why it failed.
+    RetryAt(i64, String),
+    /// Give up, saying why.
+    GiveUp(String),
+}
+
+/// Records the events of a run's end inside its finish transaction (see [`FinishEvents`]).
+pub(super) async fn record_in(
+    tx: &mut sqlx::AnyConnection,
+    start: &RunStart,
+    end: &RunEnd,
+    now_ms: i64,
+    events: &FinishEvents,
+) -> Result<(), CatalogError> {
+    let error = match end {
+        RunEnd::Failed { error } => Some(crate::redact::redact_text(error)),
+        RunEnd::Succeeded { .. } => None,
+    };
+    if let Some((kind, targets)) = &events.event {
+        insert_event(tx, *kind, start, error.as_deref(), now_ms, targets).await?;
+    }
+    if matches!(end, RunEnd::Succeeded { .. })
+        && !events.recovered.is_empty()
+        && last_told_was_a_failure(tx, start).await?
+    {
+        insert_event(
+            tx,
+            EventKind::Recovered,
+            start,
+            None,
+            now_ms,
+            &events.recovered,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Whether the last thing told of the partition is a failure: then its success is news
+/// (runs in between that told nothing, a backfill's, do not change that).
+async fn last_told_was_a_failure(
+    tx: &mut sqlx::AnyConnection,
+    start: &RunStart,
+) -> Result<bool, CatalogError> {
+    let last: Option<String> = sqlx::query_scalar(
+        "SELECT kind FROM events WHERE job = $1 AND partition_key = $2 AND kind IN ($3, $4, $5) \
+         ORDER BY created_at DESC, id DESC LIMIT 1",
+    )
+    .bind(&start.job)
+    .bind(&start.partition)
+    .bind(EventKind::Failed.as_str())
+    .bind(EventKind::CheckFailed.as_str())
+    .bind(EventKind::Recovered.as_str())
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(query_err("read what was told of the partition"))?;
+    Ok(last.is_some_and(|k| k != EventKind::Recovered.as_str()))
+}
+
+async fn insert_event(
+    tx: &mut sqlx::AnyConnection,
+    kind: EventKind,
+    start: &RunStart,
+    error: Option<&str>,
+    now_ms: i64,
+    targets: &[String],
+) -> Result<(), CatalogError> {
+    let id = uuid::Uuid::now_v7().to_string();
+    let inserted = sqlx::query(
+        "INSERT INTO events (id, dedup_key, kind, job, partition_key, run_id, error, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (dedup_key) DO NOTHING",
+    )
+    .bind(&id)
+    .bind(format!("{}:{}", kind.as_str(), start.run_id))
+    .bind(kind.as_str())
+    .bind(&start.job)
+    .bind(&start.partition)
+    .bind(&start.run_id)
+    .bind(error)
+    .bind(now_ms)
+    .execute(&mut *tx)
+    .await
+    .map_err(query_err("record an event"))?
+    .rows_affected();
+    if inserted == 0 {
+        return Ok(());
+    }
+    for t in targets {
+        sqlx::query(
+            "INSERT INTO deliveries (event_id, target, state, attempts, next_at) VALUES ($1, $2, $3, 0, $4)",
+        )
+        .bind(&id)
+        .bind(t)
+        .bind(DeliveryState::Pending.as_str())
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_err("record a delivery"))?;
+    }
+    Ok(())
+}
+
+/// Claims due deliveries: pending, never tried or due for a retry, and not claimed by
+/// another whose claim holds. A first try is due at once, whatever the claimer's clock says
+/// (a replay's is in the past).
+static CLAIM: &str = "UPDATE deliveries SET claimed_by = $1, claimed_until = $2, attempts = attempts + 1 \
+     WHERE state = $3 AND (attempts = 0 OR next_at <= $4) AND (claimed_until IS NULL OR claimed_until < $4) \
+     AND event_id || '|' || target IN (SELECT event_id || '|' || target FROM deliveries \
+     WHERE state = $3 AND (attempts = 0 OR next_at <= $4) AND (claimed_until IS NULL OR claimed_until < $4) ORDER BY next_at LIMIT $5) \
+     RETURNING event_id, target, attempts";
+
+impl Catalog {
+    /// Claims up to `limit` deliveries due at `now_ms` for `holder` until `until_ms`: each
+    /// pending, due, and not claimed by another whose claim still holds.
+    pub async fn claim_deliveries(
+        &self,
+        holder: &str,
+        now_ms: i64,
+        until_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<Claimed>, CatalogError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(CLAIM)
+            .bind(holder)
+            .bind(until_ms)
+            .bind(DeliveryState::Pending.as_str())
+            .bind(now_ms)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("claim deliveries"))?;
+        let mut out = Vec::new();
+        for (event_id, target, attempt) in rows {
+            let event: EventRow = sqlx::query_as(
+                "SELECT id, kind, job, partition_key, run_id, error, created_at FROM events WHERE id = $1",
+            )
+            .bind(&event_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(query_err("read an event"))?;
+            out.push(Claimed {
+                event,
+                target,
+                attempt,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Records how a delivery `holder` claimed went; a claim another took over meanwhile
+    /// is left to that one.
+    pub async fn settle_delivery(
+        &self,
+        claimed: &Claimed,
+        holder: &str,
+        now_ms: i64,
+        how: &Settled,
+    ) -> Result<(), CatalogError> {
+        let (state, next_at, error, delivered_at) = match how {
+            Settled::Delivered => (DeliveryState::Delivered, None, None, Some(now_ms)),
+            Settled::RetryAt(at, why) => {
+                (DeliveryState::Pending, Some(*at), Some(why.as_str()), None)
+            }
+            Settled::GiveUp(why) => (DeliveryState::Undelivered, None, Some(why.as_str()), None),
+        };
+        sqlx::query(
+            "UPDATE deliveries SET state = $1, next_at = COALESCE($2, next_at), last_error = $3, delivered_at = $4, \
+             claimed_by = NULL, claimed_until = NULL \
+             WHERE event_id = $5 AND target = $6 AND claimed_by = $7",
+        )
+        .bind(state.as_str())
+        .bind(next_at)
+        .bind(error)
+        .bind(delivered_at)
+        .bind(&claimed.event.id)
+        .bind(&claimed.target)
+        .bind(holder)
+        .execute(&self.pool)
+        .await
+        .map_err(query_err("record a delivery"))?;
+        Ok(())
+    }
+
+    /// The newest `limit` events' deliveries, newest first.
+    pub async fn recent_deliveries(&self, limit: i64) -> Result<Vec<DeliveryRow>, CatalogError> {
+        sqlx::query_as(
+            "SELECT e.id AS event_id, e.kind, e.job, e.partition_key, e.run_id, e.created_at, d.target, d.state, d.attempts, d.last_error, d.delivered_at \
+             FROM events e JOIN deliveries d ON d.event_id = e.id \
+             WHERE e.id IN (SELECT id FROM events ORDER BY created_at DESC, id DESC LIMIT $1) \
+             ORDER BY e.created_at DESC, e.id DESC, d.target",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("list deliveries"))
+    }
+
+    /// How many deliveries were given up, for `/metrics`.
+    pub async fn undelivered_count(&self) -> Result<i64, CatalogError> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE state = $1")
+            .bind(DeliveryState::Undelivered.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(query_err("count undelivered"))
+    }
+}
