@@ -158,12 +158,14 @@ impl Catalog {
 
     /// A run that was left `running` by a process that died, found committed in the Delta
     /// log (its fencing token is there): record it as the success it was.
+    /// `tell`: the targets of `lease_lost` (its worker stopped; this one took the lease).
     pub async fn reconcile_landed_run(
         &self,
         run: &RunRow,
         rows: i64,
         delta_version: i64,
         now_ms: i64,
+        tell: &[String],
     ) -> Result<(), CatalogError> {
         let start = RunStart {
             run_id: run.run_id.clone(),
@@ -181,17 +183,16 @@ impl Catalog {
             reads_json: None,
             data_version: None,
         };
-        self.finish_run(
-            &start,
-            &RunEnd::Succeeded {
-                rows,
-                delta_version,
-            },
-            now_ms,
-            None,
-            None,
-        )
-        .await
+        let events = FinishEvents {
+            event: Some((crate::notify::EventKind::LeaseLost, tell.to_vec())),
+            recovered: Vec::new(),
+        };
+        let end = RunEnd::Succeeded {
+            rows,
+            delta_version,
+        };
+        self.finish_run_telling(&start, &end, now_ms, None, None, events)
+            .await
     }
 
     /// Marks a run left `running` by a dead process as failed, if it is still running.
@@ -201,7 +202,30 @@ impl Catalog {
         why: &str,
         now_ms: i64,
     ) -> Result<(), CatalogError> {
+        self.abandon_run_telling(run_id, why, now_ms, None).await
+    }
+
+    /// [`Catalog::abandon_run`], recording `lease_lost` for `tell`'s targets in the same
+    /// transaction: the run's worker stopped, and another took its lease over.
+    pub async fn abandon_run_telling(
+        &self,
+        run_id: &str,
+        why: &str,
+        now_ms: i64,
+        tell: Option<(&RunRow, &[String])>,
+    ) -> Result<(), CatalogError> {
         let mut tx = self.begin_write().await?;
+        if let Some((run, targets)) = tell {
+            let ev = super::outbox::NewEvent {
+                kind: crate::notify::EventKind::LeaseLost,
+                job: Some(&run.job),
+                partition: Some(&run.partition_key),
+                run_id: Some(&run.run_id),
+                error: Some(why),
+                dedup_key: format!("lease_lost:{}", run.run_id),
+            };
+            super::outbox::insert_event(&mut tx, &ev, now_ms, targets).await?;
+        }
         sqlx::query("UPDATE runs SET state = $4, error = $1, finished_at = $2 WHERE run_id = $3 AND state = $5")
             .bind(why)
             .bind(now_ms)

@@ -17,7 +17,7 @@ mod tables;
 mod write_group;
 
 pub use aliases::{Flip, FlipRefusal};
-pub use outbox::{Claimed, DeliveryRow, DeliveryState, EventRow, FinishEvents, Settled};
+pub use outbox::{Claimed, DeliveryRow, DeliveryState, EventRow, FinishEvents, NewEvent, Settled};
 pub use rows::{
     AliasFlip, AppliedMigration, Claim, DoneIf, Lease, PartitionState, PartitionStatus, RunEnd,
     RunRow, RunStart, RunState, TableRow, TableVersionRow, Trigger, VersionCoverage,

@@ -95,21 +95,15 @@ pub(super) async fn record_in(
         RunEnd::Succeeded { .. } => None,
     };
     if let Some((kind, targets)) = &events.event {
-        insert_event(tx, *kind, start, error.as_deref(), now_ms, targets).await?;
+        let ev = NewEvent::of_run(*kind, start, error.as_deref());
+        insert_event(tx, &ev, now_ms, targets).await?;
     }
     if matches!(end, RunEnd::Succeeded { .. })
         && !events.recovered.is_empty()
         && last_told_was_a_failure(tx, start).await?
     {
-        insert_event(
-            tx,
-            EventKind::Recovered,
-            start,
-            None,
-            now_ms,
-            &events.recovered,
-        )
-        .await?;
+        let ev = NewEvent::of_run(EventKind::Recovered, start, None);
+        insert_event(tx, &ev, now_ms, &events.recovered).await?;
     }
     Ok(())
 }
@@ -135,26 +129,55 @@ async fn last_told_was_a_failure(
     Ok(last.is_some_and(|k| k != EventKind::Recovered.as_str()))
 }
 
-async fn insert_event(
+/// One event to record: what it is about, and the key that makes it one event however
+/// often it is recorded.
+#[derive(Debug, Clone)]
+pub struct NewEvent<'a> {
+    pub kind: EventKind,
+    pub job: Option<&'a str>,
+    pub partition: Option<&'a str>,
+    pub run_id: Option<&'a str>,
+    pub error: Option<&'a str>,
+    /// `KIND:` and what makes it unique (a run id, a worker id).
+    pub dedup_key: String,
+}
+
+impl<'a> NewEvent<'a> {
+    /// The event `kind` of run `start` (or of a run with these names).
+    fn of_run(kind: EventKind, start: &'a RunStart, error: Option<&'a str>) -> NewEvent<'a> {
+        NewEvent {
+            kind,
+            job: Some(&start.job),
+            partition: Some(&start.partition),
+            run_id: Some(&start.run_id),
+            error,
+            dedup_key: format!("{}:{}", kind.as_str(), start.run_id),
+        }
+    }
+}
+
+/// Records `ev` with a delivery per target, unless it is recorded already.
+pub(super) async fn insert_event(
     tx: &mut sqlx::AnyConnection,
-    kind: EventKind,
-    start: &RunStart,
-    error: Option<&str>,
+    ev: &NewEvent<'_>,
     now_ms: i64,
     targets: &[String],
 ) -> Result<(), CatalogError> {
+    if targets.is_empty() {
+        return Ok(());
+    }
     let id = uuid::Uuid::now_v7().to_string();
     let inserted = sqlx::query(
         "INSERT INTO events (id, dedup_key, kind, job, partition_key, run_id, error, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (dedup_key) DO NOTHING",
     )
     .bind(&id)
-    .bind(format!("{}:{}", kind.as_str(), start.run_id))
-    .bind(kind.as_str())
-    .bind(&start.job)
-    .bind(&start.partition)
-    .bind(&start.run_id)
-    .bind(error)
+    .bind(&ev.dedup_key)
+    .bind(ev.kind.as_str())
+    .bind(ev.job)
+    .bind(ev.partition)
+    .bind(ev.run_id)
+    .bind(ev.error)
     .bind(now_ms)
     .execute(&mut *tx)
     .await
@@ -188,6 +211,23 @@ static CLAIM: &str = "UPDATE deliveries SET claimed_by = $1, claimed_until = $2,
      RETURNING event_id, target, attempts";
 
 impl Catalog {
+    /// Records `ev` for `targets` in a transaction of its own: an event no other change
+    /// causes (a daemon started or stopped).
+    pub async fn record_event(
+        &self,
+        ev: &NewEvent<'_>,
+        now_ms: i64,
+        targets: &[String],
+    ) -> Result<(), CatalogError> {
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        insert_event(&mut tx, ev, now_ms, targets).await?;
+        tx.commit().await.map_err(query_err("commit an event"))?;
+        Ok(())
+    }
+
     /// Claims up to `limit` deliveries due at `now_ms` for `holder` until `until_ms`: each
     /// pending, due, and not claimed by another whose claim still holds.
     pub async fn claim_deliveries(

@@ -211,6 +211,7 @@ impl Daemon {
 
     /// The production loop; returns when stopped, after the grace period and settling.
     pub async fn run(mut self, mut control: mpsc::Receiver<Control>) {
+        self.tell(crate::notify::EventKind::DaemonStarted).await;
         loop {
             self.poll().await;
             let sleep = self.until_next_event();
@@ -270,8 +271,41 @@ impl Daemon {
                 "cancelled runs settled and their leases released"
             );
         }
+        self.tell(crate::notify::EventKind::DaemonStopped).await;
+        // One last pass, so that the stop (and what ended meanwhile) is sent now; what is
+        // not sent is left to the next daemon.
+        self.deliver().await;
         self.publish(self.clock.now());
         info!("daemon stopped");
+    }
+
+    /// Records that this daemon started or stopped, for the targets that want it (a
+    /// target's `jobs` does not narrow these: they concern every job).
+    async fn tell(&self, kind: crate::notify::EventKind) {
+        let project = self.runner.project();
+        let targets: Vec<String> = project
+            .settings
+            .notify
+            .iter()
+            .filter(|t| t.events.contains(&kind))
+            .map(|t| t.name.clone())
+            .collect();
+        let holder = self.runner.holder();
+        let ev = crate::catalog::NewEvent {
+            kind,
+            job: None,
+            partition: None,
+            run_id: None,
+            error: None,
+            dedup_key: format!("{}:{holder}", kind.as_str()),
+        };
+        if let Err(e) = self
+            .catalog
+            .record_event(&ev, self.clock.now_ms(), &targets)
+            .await
+        {
+            warn!(error = %e, event = %kind, "could not record the event");
+        }
     }
 
     /// How long until something is due: the next tick of any job, or a held partition's

@@ -12,6 +12,7 @@ use crate::engine::UpstreamInput;
 use crate::fingerprint::fingerprint;
 use crate::job::Job;
 use crate::logging::LIFECYCLE;
+use crate::notify::EventKind;
 use crate::partition::PartitionKey;
 use crate::project::Project;
 use std::sync::Arc;
@@ -262,8 +263,10 @@ impl Runner {
         status: PartitionStatus,
     ) -> Result<Option<PartitionStatus>, RunError> {
         let status = if status.state == PartitionState::Running {
+            let project = self.project();
+            let tell = super::tell::wanting(&project.settings.notify, a.job, EventKind::LeaseLost);
             self.leases
-                .reconcile(&a.handle, &a.scope, &a.lease, status, DIED)
+                .reconcile(&a.handle, &a.scope, &a.lease, status, (DIED, &tell))
                 .await?
         } else {
             Some(status)

@@ -204,7 +204,7 @@ impl Leases {
         scope: &Scope,
         lease: &Lease,
         p: PartitionStatus,
-        why: &str,
+        (why, tell): (&str, &[String]),
     ) -> Result<Option<PartitionStatus>, RunError> {
         let partition = lease.partition.as_str();
         let status = Some(p.clone());
@@ -219,7 +219,7 @@ impl Leases {
             let dv = table.version().unwrap_or_default() as i64;
             info!(previous_run = %prev.run_id, rows, "previous run's commit had landed; recording it as succeeded");
             self.catalog
-                .reconcile_landed_run(&prev, rows, dv, now)
+                .reconcile_landed_run(&prev, rows, dv, now, tell)
                 .await?;
         } else {
             if why == DIED {
@@ -227,7 +227,10 @@ impl Leases {
             } else {
                 info!(previous_run = %prev.run_id, why, "run ended before committing; marking it abandoned");
             }
-            self.catalog.abandon_run(&prev.run_id, why, now).await?;
+            let told = (!tell.is_empty()).then_some((&prev, tell));
+            self.catalog
+                .abandon_run_telling(&prev.run_id, why, now, told)
+                .await?;
         }
         drop(table);
         Ok(self
@@ -295,7 +298,7 @@ impl Leases {
             let handle = tables
                 .output(&project.settings.warehouse, job, &schema)
                 .await?;
-            self.reconcile(&handle, &scope, lease, status, CANCELLED)
+            self.reconcile(&handle, &scope, lease, status, (CANCELLED, &[]))
                 .await?;
         }
         self.catalog.release_lease(lease).await?;

@@ -286,7 +286,7 @@ async fn the_write_commits_a_partition_under_its_lease_and_a_dead_run_is_reconci
         other => panic!("expected a look at the dead run: {other:?}"),
     };
     let status = next
-        .reconcile(&a.handle, &a.scope, &lease, *status, DIED)
+        .reconcile(&a.handle, &a.scope, &lease, *status, (DIED, &[]))
         .await
         .expect("reconciled");
     let dead = f.catalog.run("run-1").await.expect("catalog").expect("run");

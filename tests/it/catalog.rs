@@ -161,7 +161,9 @@ async fn play(steps: &[Step]) {
                     .await
                     .expect(&at)
                     .expect(&at);
-                c.reconcile_landed_run(&run, 10, 2, now).await.expect(&at);
+                c.reconcile_landed_run(&run, 10, 2, now, &[])
+                    .await
+                    .expect(&at);
             }
             Step::Abandon(who, p, now) => {
                 c.abandon_run(&mine[&(who, p)].1.run_id, "died", now)

@@ -412,3 +412,66 @@ fn a_receiver_that_stays_away_is_retried_for_an_hour_then_given_up_and_said() {
     p.run(&["daemon", "--replay", "2024-01-10..2024-01-11"]);
     assert_eq!(rx.received().len(), tries.len());
 }
+
+#[test]
+fn a_lease_taken_over_from_a_killed_worker_and_the_daemon_s_start_and_stop_are_told() {
+    use crate::util::{sigkill, sigterm, wait_for_text};
+    let dir = tempfile::tempdir().unwrap();
+    let told = dir.path().join("told.jsonl");
+    let p = project_with_targets(&format!(
+        r#"
+[runner]
+lease_ttl_seconds = 1
+
+[[notify]]
+type = "command"
+command = ["python3", "-c", "import sys; open(sys.argv[1], 'a').write(sys.stdin.read() + '\\n')", "{told}"]
+events = ["lease_lost", "daemon_started", "daemon_stopped"]
+"#,
+        told = told.display()
+    ));
+    // A worker killed with its files uploaded and nothing committed.
+    let (mut worker, log) = p.spawn(
+        &["run", "clean_orders", "-p", "2024-01-02"],
+        &[("SLUICE_FAILPOINT", "before_commit")],
+    );
+    wait_for_text(&log, "paused at failpoint", Duration::from_secs(60));
+    sigkill(&mut worker);
+    std::thread::sleep(Duration::from_millis(1500));
+    // The next run takes the lease over and finds the dead run: abandoned, and told.
+    p.ok(&["run", "clean_orders", "-p", "2024-01-02"]);
+
+    let (daemon, dlog) = p.spawn(&["daemon", "--metrics-address", "off"], &[]);
+    wait_for_text(&told, "daemon_started", Duration::from_secs(60));
+    wait_for_text(&told, "lease_lost", Duration::from_secs(60));
+    sigterm(&daemon);
+    let mut daemon = daemon;
+    let status = daemon.wait().unwrap();
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&dlog).unwrap_or_default()
+    );
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(&told)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    let mut sorted = kinds.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        ["daemon_started", "daemon_stopped", "lease_lost"],
+        "{events:#?}"
+    );
+    let lost = events.iter().find(|e| e["event"] == "lease_lost").unwrap();
+    assert_eq!(
+        (&lost["job"], &lost["partition"]),
+        (&"clean_orders".into(), &"2024-01-02".into())
+    );
+}
