@@ -27,9 +27,10 @@ pub fn fingerprint(job: &Job, schema: &TableSchema) -> String {
     h.finalize().to_hex()[..16].to_string()
 }
 
-/// The spec's text without `partitioning.keys`, `partitioning.keys_file`, `[engine]`, and
-/// what the daemon does when data changes (`schedule.on_upstream_change`,
-/// `schedule.watch_inputs`): none of them changes the rows a partition holds.
+/// The spec's text without `partitioning.keys`, `partitioning.keys_file`, `[engine]`, what
+/// the daemon does when data changes (`schedule.on_upstream_change`,
+/// `schedule.watch_inputs`) and when a partition is late (`schedule.deadline`): none of them
+/// changes the rows a partition holds.
 fn code_of(spec_text: &str) -> std::borrow::Cow<'_, str> {
     let Ok(mut doc) = spec_text.parse::<toml_edit::DocumentMut>() else {
         return spec_text.into();
@@ -42,7 +43,11 @@ fn code_of(spec_text: &str) -> std::borrow::Cow<'_, str> {
         removed.extend([p.remove("keys"), p.remove("keys_file")]);
     }
     if let Some(s) = doc.get_mut("schedule").and_then(|s| s.as_table_like_mut()) {
-        removed.extend([s.remove("on_upstream_change"), s.remove("watch_inputs")]);
+        removed.extend([
+            s.remove("on_upstream_change"),
+            s.remove("watch_inputs"),
+            s.remove("deadline"),
+        ]);
     }
     removed.push(doc.remove("engine"));
     if removed.iter().all(Option::is_none) {
@@ -65,7 +70,7 @@ mod tests {
         let spec = "version = 1\n[schedule]\ncron = \"0 3 * * *\"\n[partitioning]\ngranularity = \"daily\"\n";
         let watching = spec.replace(
             "[partitioning]",
-            "watch_inputs = \"7d\"   # late files\non_upstream_change = \"mark\"\n[partitioning]",
+            "watch_inputs = \"7d\"   # late files\non_upstream_change = \"mark\"\ndeadline = \"07:00\"\n[partitioning]",
         );
         assert_eq!(super::code_of(spec), super::code_of(&watching));
         let other = spec.replace("0 3", "0 4");

@@ -23,6 +23,7 @@
 //! - on stop, nothing new starts; what is cancelled after the grace period is settled from
 //!   the Delta log (landed or abandoned) and its lease released.
 
+mod deadlines;
 mod deliver;
 pub mod metrics;
 mod queue;
@@ -160,6 +161,7 @@ impl Daemon {
         if !self.stopping {
             self.dispatch(now).await;
         }
+        self.check_deadlines(now).await;
         self.deliver().await;
         self.publish(now);
     }
@@ -283,13 +285,7 @@ impl Daemon {
     /// target's `jobs` does not narrow these: they concern every job).
     async fn tell(&self, kind: crate::notify::EventKind) {
         let project = self.runner.project();
-        let targets: Vec<String> = project
-            .settings
-            .notify
-            .iter()
-            .filter(|t| t.events.contains(&kind))
-            .map(|t| t.name.clone())
-            .collect();
+        let targets = crate::notify::wanting(&project.settings.notify, kind, None);
         let holder = self.runner.holder();
         let ev = crate::catalog::NewEvent {
             kind,
@@ -320,6 +316,11 @@ impl Daemon {
         }
         for p in &self.queue {
             if let Some(t) = p.not_before {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        }
+        for st in self.jobs.values() {
+            if let Some(t) = deadlines::next_deadline(st, now) {
                 next = Some(next.map_or(t, |n| n.min(t)));
             }
         }

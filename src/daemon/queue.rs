@@ -76,6 +76,8 @@ pub(super) struct JobState {
     /// the next poll, like a new job's.
     pub(super) added_keys: Vec<StaticKey>,
     pub(super) running: usize,
+    /// The newest partition time whose deadline was judged (`deadlines`).
+    pub(super) deadline_judged: Option<TimeKey>,
 }
 
 pub(super) struct Finished {

@@ -88,6 +88,7 @@ impl Daemon {
                             started: false,
                             added_keys: Vec::new(),
                             running: 0,
+                            deadline_judged: None,
                         },
                     );
                 }

@@ -205,6 +205,11 @@ impl Daemon {
             {
                 times.push(t);
             }
+            if let Some(t) = super::deadlines::next_deadline(st, now)
+                && t <= to
+            {
+                times.push(t);
+            }
         }
         for p in &self.queue {
             if let Some(t) = p.not_before {

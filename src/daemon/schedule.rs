@@ -134,6 +134,7 @@ mod tests {
                 wait_for_inputs: None,
                 on_upstream_change: Default::default(),
                 watch_inputs: None,
+                deadline: None,
             },
             granularity: g,
             partition_tz: tz,

@@ -139,6 +139,62 @@ pub struct Schedule {
     /// How far back (from the latest due partition) the daemon lists the input files of
     /// complete partitions at each poll and reruns those whose files changed.
     pub watch_inputs: Option<std::time::Duration>,
+    /// When each partition must be complete; a miss is told (`deadline_missed`).
+    pub deadline: Option<Deadline>,
+}
+
+/// `schedule.deadline`: by when a partition must be complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deadline {
+    /// `"07:00"`: a daily partition by this time of the day after it, in the schedule's
+    /// time zone.
+    NextDayAt(chrono::NaiveTime),
+    /// `"+45m"`: a partition by this long after its end.
+    After(std::time::Duration),
+}
+
+impl Deadline {
+    /// Reads `"HH:MM"` (daily jobs) or `"+DURATION"` (any job partitioned by time).
+    pub fn parse(
+        text: &str,
+        granularity: crate::partition::Granularity,
+    ) -> Result<Deadline, String> {
+        use crate::partition::Granularity;
+        if let Some(d) = text.strip_prefix('+') {
+            return crate::duration::parse_duration(d).map(Deadline::After);
+        }
+        let at = chrono::NaiveTime::parse_from_str(text, "%H:%M").map_err(|_| {
+            format!("`{text}` is neither a time of day (\"07:00\") nor an offset after the partition's end (\"+45m\")")
+        })?;
+        match granularity {
+            Granularity::Daily => Ok(Deadline::NextDayAt(at)),
+            g => Err(format!(
+                "a time of day is for daily jobs (this one is {g}); give an offset after the partition's end, e.g. \"+45m\""
+            )),
+        }
+    }
+
+    /// The instant partition `time` must be complete by: its end, or the day after it, read
+    /// in `partition_tz` (its bounds) and `schedule_tz` (a time of day).
+    pub fn of(
+        self,
+        time: crate::partition::TimeKey,
+        partition_tz: chrono_tz::Tz,
+        schedule_tz: chrono_tz::Tz,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        let (_, end) = time.instant_bounds(partition_tz)?;
+        match self {
+            Deadline::After(d) => Some(end + chrono::Duration::from_std(d).ok()?),
+            Deadline::NextDayAt(at) => {
+                let (_, local_end) = time.bounds()?;
+                let day = local_end.date();
+                Some(crate::partition::local_to_utc(
+                    schedule_tz,
+                    day.and_time(at),
+                ))
+            }
+        }
+    }
 }
 
 /// What the daemon does with a partition made stale by an upstream change.

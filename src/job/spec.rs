@@ -62,6 +62,7 @@ struct ScheduleFile {
     #[serde(default)]
     on_upstream_change: super::OnUpstreamChange,
     watch_inputs: Option<String>,
+    deadline: Option<String>,
 }
 
 fn default_lag() -> u32 {
@@ -156,7 +157,10 @@ pub(super) fn parse(
     let granularity = raw.partitioning.granularity;
     let partition_time_zone = super::partitioning::time_zone(&raw.partitioning, &mut p);
     let static_keys = super::partitioning::static_dimension(root, &raw.partitioning, &mut p);
-    let schedule = raw.schedule.as_ref().and_then(|s| schedule(s, &mut p));
+    let schedule = raw
+        .schedule
+        .as_ref()
+        .and_then(|s| schedule(s, granularity, &mut p));
     let start = raw
         .start
         .as_ref()
@@ -293,7 +297,11 @@ fn sql(
     (sql_path, text)
 }
 
-fn schedule(s: &ScheduleFile, p: &mut Problems) -> Option<Schedule> {
+fn schedule(
+    s: &ScheduleFile,
+    granularity: crate::partition::Granularity,
+    p: &mut Problems,
+) -> Option<Schedule> {
     let time_zone = match &s.time_zone {
         None => chrono_tz::UTC,
         Some(tz) => match parse_tz(tz) {
@@ -338,6 +346,18 @@ fn schedule(s: &ScheduleFile, p: &mut Problems) -> Option<Schedule> {
     if s.max_concurrency == 0 {
         p.add("field `schedule.max_concurrency` must be at least 1".into());
     }
+    let deadline = match s
+        .deadline
+        .as_deref()
+        .map(|d| super::Deadline::parse(d, granularity))
+    {
+        None => None,
+        Some(Ok(d)) => Some(d),
+        Some(Err(m)) => {
+            p.add(format!("field `schedule.deadline`: {m}"));
+            return None;
+        }
+    };
     Some(Schedule {
         cron: s.cron.clone(),
         time_zone,
@@ -348,6 +368,7 @@ fn schedule(s: &ScheduleFile, p: &mut Problems) -> Option<Schedule> {
         wait_for_inputs,
         on_upstream_change: s.on_upstream_change,
         watch_inputs,
+        deadline,
     })
 }
 

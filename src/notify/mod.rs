@@ -7,7 +7,7 @@ pub mod send;
 pub mod settings;
 
 pub use send::{SendError, send};
-pub use settings::{Channel, NotifySection, NotifyTarget, Secret, targets};
+pub use settings::{Channel, NotifySection, NotifyTarget, Secret, targets, wanting};
 
 crate::spelling::spelled_enum! {
     /// What happened: the events a target may ask for (`events = [...]`).

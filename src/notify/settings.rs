@@ -77,6 +77,27 @@ pub struct NotifyTarget {
     pub jobs: Option<Vec<String>>,
 }
 
+impl NotifyTarget {
+    /// Whether it wants events of `kind` about `job` (`None`: an event of no job, such as
+    /// a daemon's start, which a target's `jobs` does not narrow).
+    pub fn wants(&self, kind: EventKind, job: Option<&str>) -> bool {
+        self.events.contains(&kind)
+            && match (job, &self.jobs) {
+                (Some(j), Some(jobs)) => jobs.iter().any(|x| x == j),
+                _ => true,
+            }
+    }
+}
+
+/// The names of the targets that want events of `kind` about `job`.
+pub fn wanting(targets: &[NotifyTarget], kind: EventKind, job: Option<&str>) -> Vec<String> {
+    targets
+        .iter()
+        .filter(|t| t.wants(kind, job))
+        .map(|t| t.name.clone())
+        .collect()
+}
+
 /// Every `[[notify]]` target, checked; `root` resolves relative files.
 pub fn targets(root: &Path, sections: Vec<NotifySection>) -> Result<Vec<NotifyTarget>, String> {
     let mut out: Vec<NotifyTarget> = Vec::new();

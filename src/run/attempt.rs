@@ -264,7 +264,11 @@ impl Runner {
     ) -> Result<Option<PartitionStatus>, RunError> {
         let status = if status.state == PartitionState::Running {
             let project = self.project();
-            let tell = super::tell::wanting(&project.settings.notify, a.job, EventKind::LeaseLost);
+            let tell = crate::notify::wanting(
+                &project.settings.notify,
+                EventKind::LeaseLost,
+                Some(a.job.name.as_str()),
+            );
             self.leases
                 .reconcile(&a.handle, &a.scope, &a.lease, status, (DIED, &tell))
                 .await?

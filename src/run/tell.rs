@@ -10,20 +10,6 @@ use crate::job::Job;
 use crate::notify::{EventKind, NotifyTarget};
 use crate::quality::{Quality, Severity};
 
-/// The targets that want events of `kind` about `job`.
-pub(super) fn wanting(targets: &[NotifyTarget], job: &Job, kind: EventKind) -> Vec<String> {
-    targets
-        .iter()
-        .filter(|t| t.events.contains(&kind))
-        .filter(|t| {
-            t.jobs
-                .as_ref()
-                .is_none_or(|j| j.iter().any(|j| j == job.name.as_str()))
-        })
-        .map(|t| t.name.clone())
-        .collect()
-}
-
 /// The events of try `attempt` of a run of `job` started by `trigger` that ended with
 /// `outcome`.
 pub(super) fn finish_events<T>(
@@ -40,7 +26,7 @@ pub(super) fn finish_events<T>(
         .as_ref()
         .err()
         .is_none_or(|e| !(e.is_transient() && attempt < job.retry.max_attempts));
-    let wanting = |kind: EventKind| wanting(targets, job, kind);
+    let wanting = |kind: EventKind| crate::notify::wanting(targets, kind, Some(job.name.as_str()));
     let warned = quality.is_some_and(|q| {
         q.checks
             .iter()

@@ -475,3 +475,55 @@ events = ["lease_lost", "daemon_started", "daemon_stopped"]
         (&"clean_orders".into(), &"2024-01-02".into())
     );
 }
+
+#[test]
+fn a_late_day_is_told_at_its_deadline_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start(dir.path());
+    let p = project_with_targets(&format!(
+        "[[notify]]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{}/hook\"\nevents = [\"deadline_missed\"]\n",
+        rx.port
+    ));
+    // clean_orders must be complete by 07:00 Berlin the day after; 2024-01-10's export
+    // never lands, and the day waits its 6 hours from 02:30 for it.
+    let spec = p.read("jobs/clean_orders.toml");
+    p.write(
+        "jobs/clean_orders.toml",
+        &spec.replace(
+            "wait_for_inputs = \"6h\"",
+            "wait_for_inputs = \"6h\"\ndeadline = \"07:00\"",
+        ),
+    );
+    std::fs::remove_dir_all(p.file("sample-data/orders/dt=2024-01-10")).unwrap();
+    p.ok(&["validate"]);
+    let o = p.run(&["daemon", "--replay", "2024-01-01..2024-01-12"]);
+    assert_eq!(o.code, 1, "{}", o.context());
+    let got = payloads(&rx);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    let missed = &got[0].1;
+    assert_eq!(
+        (&missed["event"], &missed["job"], &missed["partition"]),
+        (
+            &"deadline_missed".into(),
+            &"clean_orders".into(),
+            &"2024-01-10".into()
+        )
+    );
+    // Told at the deadline itself (07:00 CET is 06:00 UTC), in simulated time.
+    assert_eq!(missed["at"], "2024-01-11T06:00:00.000Z", "{missed}");
+    assert!(
+        missed["error"]
+            .as_str()
+            .unwrap()
+            .contains("not complete by 2024-01-11 07:00 CET"),
+        "{missed}"
+    );
+    // A bad deadline is refused naming the field.
+    p.write(
+        "jobs/clean_orders.toml",
+        &spec.replace("wait_for_inputs = \"6h\"", "deadline = \"7 am\""),
+    );
+    let o = p.run(&["validate"]);
+    assert_eq!(o.code, 1, "{}", o.context());
+    o.says("field `schedule.deadline`");
+}
