@@ -93,10 +93,12 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
         .into_iter()
         .filter(|v| args.keeps(v))
         .collect();
+    let now = cx.clock.now();
+    let late = |v: &PartitionView| late(project, &v.status, now);
     if g.output == output::Format::Json {
         let v: Vec<_> = views
             .iter()
-            .map(|v| json_of(v, declared(project, &v.status)))
+            .map(|v| json_of(v, declared(project, &v.status), late(v)))
             .collect();
         println!("{}", output::json(&v));
         return Ok(EXIT_OK);
@@ -108,8 +110,18 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
         }
         return Ok(EXIT_OK);
     }
-    print_table(project, &views);
+    print_table(project, &views, &late);
     Ok(EXIT_OK)
+}
+
+/// Whether `r` is not complete past its job's deadline (`schedule.deadline`).
+fn late(project: &Project, r: &PartitionStatus, now: chrono::DateTime<chrono::Utc>) -> bool {
+    let Some(j) = project.jobs.get(r.job.as_str()) else {
+        return false;
+    };
+    r.state != crate::catalog::PartitionState::Complete
+        && j.parse_partition(&r.partition_key)
+            .is_ok_and(|p| j.is_late(p.time, now))
 }
 
 /// Whether the spec still declares the partition's key (`None`: the job's spec is not
@@ -125,7 +137,7 @@ fn declared(project: &Project, r: &PartitionStatus) -> Option<bool> {
 
 /// One line per partition, narrow enough for a terminal; then each error whole, once;
 /// then the count per state.
-fn print_table(project: &Project, views: &[PartitionView]) {
+fn print_table(project: &Project, views: &[PartitionView], late: &dyn Fn(&PartitionView) -> bool) {
     let mut kept = false;
     let mut errors = Vec::new();
     let text: Vec<Vec<String>> = views
@@ -152,6 +164,7 @@ fn print_table(project: &Project, views: &[PartitionView]) {
                 match (declared(project, r), &view.stale) {
                     (Some(false), _) => format!("{} (key no longer declared)", r.state),
                     (_, Some(why)) => format!("stale ({})", why.kind),
+                    _ if late(view) => format!("{}, late", r.state),
                     _ => r.state.to_string(),
                 },
                 rows,
@@ -203,7 +216,7 @@ fn print_table(project: &Project, views: &[PartitionView]) {
 }
 
 /// One partition as `status --output json` shows it.
-fn json_of(view: &PartitionView, declared: Option<bool>) -> serde_json::Value {
+fn json_of(view: &PartitionView, declared: Option<bool>, late: bool) -> serde_json::Value {
     let r = &view.status;
     serde_json::json!({
         "job": r.job, "table": r.table_name, "table_version": r.table_version,
@@ -220,5 +233,6 @@ fn json_of(view: &PartitionView, declared: Option<bool>) -> serde_json::Value {
         "duration_ms": match (r.started_at, r.finished_at) { (Some(s), Some(e)) => Some(e - s), _ => None },
         "error": r.error,
         "declared": declared,
+        "late": late,
     })
 }

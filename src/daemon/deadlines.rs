@@ -18,17 +18,12 @@ const MAX_STEPS: usize = 2_000;
 
 /// The deadline of partition `time` of the job.
 fn deadline_of(st: &JobState, time: TimeKey) -> Option<DateTime<Utc>> {
-    let d = st.cadence.schedule.deadline?;
-    d.of(
-        time,
-        st.job.partition_time_zone,
-        st.cadence.schedule.time_zone,
-    )
+    st.job.deadline_of(time)
 }
 
 /// The newest partition whose deadline is at or before `now` (from the job's start on).
 pub(super) fn latest_passed(st: &JobState, now: DateTime<Utc>) -> Option<TimeKey> {
-    st.cadence.schedule.deadline?;
+    st.job.schedule.as_ref()?.deadline?;
     let local = now.with_timezone(&st.job.partition_time_zone).naive_local();
     let mut t = st.job.granularity.key_at(local);
     for _ in 0..MAX_STEPS {

@@ -440,6 +440,24 @@ impl Job {
         PartitionKey::new(time, self.keys().first().copied())
     }
 
+    /// When partition `time` must be complete (`schedule.deadline`), if the job has one.
+    pub fn deadline_of(
+        &self,
+        time: crate::partition::TimeKey,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        let s = self.schedule.as_ref()?;
+        s.deadline?.of(time, self.partition_time_zone, s.time_zone)
+    }
+
+    /// Whether partition `time`, not complete, is past its deadline at `now`.
+    pub fn is_late(
+        &self,
+        time: crate::partition::TimeKey,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> bool {
+        self.deadline_of(time).is_some_and(|d| d <= now)
+    }
+
     /// The declared keys, or none for a job without a static dimension.
     pub fn keys(&self) -> &[StaticKey] {
         self.static_keys.as_ref().map_or(&[], |d| d.keys.as_slice())

@@ -108,6 +108,8 @@ pub struct Cell {
     pub note: Option<String>,
     /// Drawn faint: not in the state the filter asks for.
     pub dim: bool,
+    /// Not complete, and past its job's deadline.
+    pub late: bool,
 }
 
 impl Cell {
@@ -119,6 +121,9 @@ impl Cell {
         }
         if let Some(n) = &self.note {
             s.push_str(&format!(", {n}"));
+        }
+        if self.late {
+            s.push_str(", past its deadline");
         }
         s
     }
@@ -430,12 +435,14 @@ async fn job_row(
             let waits = queued
                 .filter(|on| !on.is_empty())
                 .map(|on| format!("waiting on {}", on.join("; ")));
+            let done = matches!(state, CellState::Complete | CellState::BeforeStart);
             let cell = Cell {
                 key: text,
                 state,
                 rows: row.and_then(|r| r.content_rows),
                 note: waits.or_else(|| why.map(|w| w.to_string())),
                 dim,
+                late: !done && job.is_late(t, view.now),
             };
             line.place(column, span, Some(cell));
         }

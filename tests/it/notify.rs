@@ -518,6 +518,37 @@ fn a_late_day_is_told_at_its_deadline_once() {
             .contains("not complete by 2024-01-11 07:00 CET"),
         "{missed}"
     );
+    // `status` and the grid say it: not complete, past its deadline.
+    let st = p.ok(&["status", "clean_orders", "--output", "json"]).json();
+    let late: Vec<&str> = st
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["late"] == true)
+        .map(|r| r["partition"].as_str().unwrap())
+        .collect();
+    assert_eq!(late, ["2024-01-10"], "{st:#}");
+    p.ok(&["status", "clean_orders", "--state", "failed"])
+        .says("failed, late");
+    let ui = crate::ui::Ui::start(&p, &[]);
+    let grid = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(ui.get("/?job=clean_orders&from=2024-01-01&to=2024-01-12", &[]));
+    assert!(
+        grid.body.contains("class=\"cell s-failed late\"")
+            && grid
+                .body
+                .contains("aria-label=\"clean_orders 2024-01-10: failed, past its deadline\""),
+        "{}",
+        grid.body
+    );
+    // And the 12th, never run (the replay ended before its tick), is late too.
+    assert!(
+        grid.body
+            .contains("aria-label=\"clean_orders 2024-01-12: missing, past its deadline\"")
+    );
+    assert_eq!(grid.body.matches(" late\"").count(), 2, "{}", grid.body);
+    drop(ui);
     // A bad deadline is refused naming the field.
     p.write(
         "jobs/clean_orders.toml",
