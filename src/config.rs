@@ -430,6 +430,14 @@ impl Settings {
         redact_url(&self.catalog_url)
     }
 
+    /// The project's name as pages and messages show it: its folder's.
+    pub fn project_name(&self) -> String {
+        self.root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
     pub fn jobs_dir(&self) -> PathBuf {
         self.root.join("jobs")
     }

@@ -100,11 +100,7 @@ async fn test(g: &Globals, target: Option<String>) -> Outcome {
         }
         return Ok(EXIT_UNUSABLE);
     }
-    let project_name = settings
-        .root
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let project_name = settings.project_name();
     let payload = Payload::test(
         &project_name,
         chrono::Utc::now().timestamp_millis(),

@@ -43,12 +43,7 @@ fn payload_of(project: &Project, c: &Claimed) -> Payload {
         error: e.error.clone(),
         at: crate::clock::rfc3339(e.created_at),
         link,
-        project: project
-            .settings
-            .root
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        project: project.settings.project_name(),
     }
 }
 

@@ -33,12 +33,7 @@ pub(super) struct Chrome {
 impl Chrome {
     fn of(project: &Project) -> Chrome {
         Chrome {
-            project_name: project
-                .settings
-                .root
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            project_name: project.settings.project_name(),
             tables: project.graph.writer.keys().map(|t| t.to_string()).collect(),
         }
     }
