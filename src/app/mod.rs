@@ -7,6 +7,7 @@
 
 pub mod backfill;
 pub mod coverage;
+pub mod deliver;
 pub mod downstream;
 pub mod flip;
 pub mod partition;

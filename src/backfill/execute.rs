@@ -133,7 +133,10 @@ pub async fn execute(
             }
         }
     }
-    x.summary(started)
+    let targets = x.runner.project().settings.notify.clone();
+    let summary = x.summary(started);
+    super::tell::tell_end(catalog, &targets, &summary, clock.now_ms()).await;
+    summary
 }
 
 /// A plan being run: each item's state, and what is in flight.

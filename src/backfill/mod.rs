@@ -4,10 +4,12 @@
 //! The [`Plan`] is computed first, from the catalog's partition states, and is what
 //! `--dry-run` prints; [`execute`] consumes that same object, so a dry run lists exactly
 //! what a real run then attempts (`plan`, `execute`). Upstream partitions run before the downstream partitions
-//! that read them; a failure skips its dependents (with the reason) and nothing else.
+//! that read them; a failure skips its dependents (with the reason) and nothing else. Its
+//! failures are told once, at its end (`tell`).
 
 mod execute;
 mod plan;
+mod tell;
 
 pub use execute::execute;
 pub use plan::plan;

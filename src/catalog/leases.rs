@@ -184,7 +184,11 @@ impl Catalog {
             data_version: None,
         };
         let events = FinishEvents {
-            event: Some((crate::notify::EventKind::LeaseLost, tell.to_vec())),
+            events: vec![super::TellOf {
+                kind: crate::notify::EventKind::LeaseLost,
+                detail: None,
+                to: tell.to_vec(),
+            }],
             recovered: Vec::new(),
         };
         let end = RunEnd::Succeeded {

@@ -9,6 +9,7 @@
 
 mod aliases;
 mod leases;
+mod messages;
 mod outbox;
 mod reads;
 mod rows;
@@ -17,7 +18,8 @@ mod tables;
 mod write_group;
 
 pub use aliases::{Flip, FlipRefusal};
-pub use outbox::{Claimed, DeliveryRow, DeliveryState, EventRow, FinishEvents, NewEvent, Settled};
+pub use messages::{Claimed, Settled, Window};
+pub use outbox::{DeliveryRow, DeliveryState, EventRow, FinishEvents, NewEvent, TellOf};
 pub use rows::{
     AliasFlip, AppliedMigration, Claim, DoneIf, Lease, PartitionState, PartitionStatus, RunEnd,
     RunRow, RunStart, RunState, TableRow, TableVersionRow, Trigger, VersionCoverage,

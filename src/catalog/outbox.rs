@@ -1,10 +1,8 @@
 //! The outbox of notifications (`events`, `deliveries`). An event is written by the
 //! transaction that makes it true (a run's end: `record_in`, called by `finish_in`), with
 //! a delivery row per target that wants it, so that an event is never lost to a crash
-//! between the change and the message, and never recorded twice (`dedup_key`). Deliveries
-//! are claimed for a while by one daemon (`claim_deliveries`), which then records how each
-//! went (`settle_delivery`); a claim that lapses (the daemon died mid-delivery) is claimed
-//! again by another, with the same event id, which a receiver drops repeats by.
+//! between the change and the message, and never recorded twice (`dedup_key`). How
+//! deliveries become messages and are sent: `messages`.
 
 use super::{Catalog, CatalogError, RunEnd, RunStart, query_err};
 use crate::notify::EventKind;
@@ -23,11 +21,19 @@ crate::spelling::spelled_enum! {
 /// recorded in the finish's own transaction.
 #[derive(Debug, Clone, Default)]
 pub struct FinishEvents {
-    /// The event this end is (failed, check_failed, check_warned) and the targets that
-    /// want it.
-    pub event: Option<(EventKind, Vec<String>)>,
+    /// The events this end is (failed or check_failed; check_warned, dead_letters).
+    pub events: Vec<TellOf>,
     /// The targets to tell if this success follows a failure that was told (`recovered`).
     pub recovered: Vec<String>,
+}
+
+/// One event of a run's end and the targets that want it.
+#[derive(Debug, Clone)]
+pub struct TellOf {
+    pub kind: EventKind,
+    /// What it says; none: the run's error.
+    pub detail: Option<String>,
+    pub to: Vec<String>,
 }
 
 /// One event, as a delivery reads it.
@@ -43,15 +49,6 @@ pub struct EventRow {
     pub created_at: i64,
 }
 
-/// A delivery claimed by this process: its event and its target.
-#[derive(Debug, Clone)]
-pub struct Claimed {
-    pub event: EventRow,
-    pub target: String,
-    /// This try's number, from 1.
-    pub attempt: i64,
-}
-
 /// One delivery as `notify list` shows it.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct DeliveryRow {
@@ -64,22 +61,15 @@ pub struct DeliveryRow {
     #[serde(serialize_with = "crate::clock::as_rfc3339")]
     pub created_at: i64,
     pub target: String,
+    /// The message that carries it (several events of a job folded into a digest share
+    /// one); none until it is formed.
+    pub message_id: Option<String>,
     #[sqlx(try_from = "String")]
     pub state: DeliveryState,
     pub attempts: i64,
     pub last_error: Option<String>,
     #[serde(serialize_with = "crate::clock::as_rfc3339_opt")]
     pub delivered_at: Option<i64>,
-}
-
-/// How a delivery went, for [`Catalog::settle_delivery`].
-#[derive(Debug, Clone)]
-pub enum Settled {
-    Delivered,
-    /// Try again at this time, saying why it failed.
-    RetryAt(i64, String),
-    /// Give up, saying why.
-    GiveUp(String),
 }
 
 /// Records the events of a run's end inside its finish transaction (see [`FinishEvents`]).
@@ -94,9 +84,10 @@ pub(super) async fn record_in(
         RunEnd::Failed { error } => Some(crate::redact::redact_text(error)),
         RunEnd::Succeeded { .. } => None,
     };
-    if let Some((kind, targets)) = &events.event {
-        let ev = NewEvent::of_run(*kind, start, error.as_deref());
-        insert_event(tx, &ev, now_ms, targets).await?;
+    for t in &events.events {
+        let said = t.detail.as_deref().or(error.as_deref());
+        let ev = NewEvent::of_run(t.kind, start, said);
+        insert_event(tx, &ev, now_ms, &t.to).await?;
     }
     if matches!(end, RunEnd::Succeeded { .. })
         && !events.recovered.is_empty()
@@ -201,15 +192,6 @@ pub(super) async fn insert_event(
     Ok(())
 }
 
-/// Claims due deliveries: pending, never tried or due for a retry, and not claimed by
-/// another whose claim holds. A first try is due at once, whatever the claimer's clock says
-/// (a replay's is in the past).
-static CLAIM: &str = "UPDATE deliveries SET claimed_by = $1, claimed_until = $2, attempts = attempts + 1 \
-     WHERE state = $3 AND (attempts = 0 OR next_at <= $4) AND (claimed_until IS NULL OR claimed_until < $4) \
-     AND event_id || '|' || target IN (SELECT event_id || '|' || target FROM deliveries \
-     WHERE state = $3 AND (attempts = 0 OR next_at <= $4) AND (claimed_until IS NULL OR claimed_until < $4) ORDER BY next_at LIMIT $5) \
-     RETURNING event_id, target, attempts";
-
 impl Catalog {
     /// Records `ev` for `targets` in a transaction of its own: an event no other change
     /// causes (a daemon started or stopped).
@@ -228,80 +210,10 @@ impl Catalog {
         Ok(())
     }
 
-    /// Claims up to `limit` deliveries due at `now_ms` for `holder` until `until_ms`: each
-    /// pending, due, and not claimed by another whose claim still holds.
-    pub async fn claim_deliveries(
-        &self,
-        holder: &str,
-        now_ms: i64,
-        until_ms: i64,
-        limit: i64,
-    ) -> Result<Vec<Claimed>, CatalogError> {
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(CLAIM)
-            .bind(holder)
-            .bind(until_ms)
-            .bind(DeliveryState::Pending.as_str())
-            .bind(now_ms)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(query_err("claim deliveries"))?;
-        let mut out = Vec::new();
-        for (event_id, target, attempt) in rows {
-            let event: EventRow = sqlx::query_as(
-                "SELECT id, kind, job, partition_key, run_id, error, created_at FROM events WHERE id = $1",
-            )
-            .bind(&event_id)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(query_err("read an event"))?;
-            out.push(Claimed {
-                event,
-                target,
-                attempt,
-            });
-        }
-        Ok(out)
-    }
-
-    /// Records how a delivery `holder` claimed went; a claim another took over meanwhile
-    /// is left to that one.
-    pub async fn settle_delivery(
-        &self,
-        claimed: &Claimed,
-        holder: &str,
-        now_ms: i64,
-        how: &Settled,
-    ) -> Result<(), CatalogError> {
-        let (state, next_at, error, delivered_at) = match how {
-            Settled::Delivered => (DeliveryState::Delivered, None, None, Some(now_ms)),
-            Settled::RetryAt(at, why) => {
-                (DeliveryState::Pending, Some(*at), Some(why.as_str()), None)
-            }
-            Settled::GiveUp(why) => (DeliveryState::Undelivered, None, Some(why.as_str()), None),
-        };
-        sqlx::query(
-            "UPDATE deliveries SET state = $1, next_at = COALESCE($2, next_at), last_error = $3, delivered_at = $4, \
-             claimed_by = NULL, claimed_until = NULL \
-             WHERE event_id = $5 AND target = $6 AND claimed_by = $7",
-        )
-        .bind(state.as_str())
-        .bind(next_at)
-        .bind(error)
-        .bind(delivered_at)
-        .bind(&claimed.event.id)
-        .bind(&claimed.target)
-        .bind(holder)
-        .execute(&self.pool)
-        .await
-        .map_err(query_err("record a delivery"))?;
-        Ok(())
-    }
-
     /// The newest `limit` events' deliveries, newest first.
     pub async fn recent_deliveries(&self, limit: i64) -> Result<Vec<DeliveryRow>, CatalogError> {
         sqlx::query_as(
-            "SELECT e.id AS event_id, e.kind, e.job, e.partition_key, e.run_id, e.created_at, d.target, d.state, d.attempts, d.last_error, d.delivered_at \
+            "SELECT e.id AS event_id, e.kind, e.job, e.partition_key, e.run_id, e.created_at, d.target, d.message_id, d.state, d.attempts, d.last_error, d.delivered_at \
              FROM events e JOIN deliveries d ON d.event_id = e.id \
              WHERE e.id IN (SELECT id FROM events ORDER BY created_at DESC, id DESC LIMIT $1) \
              ORDER BY e.created_at DESC, e.id DESC, d.target",
@@ -310,6 +222,17 @@ impl Catalog {
         .fetch_all(&self.pool)
         .await
         .map_err(query_err("list deliveries"))
+    }
+
+    /// Whether any delivery waits to be sent (a cheap look before a delivery pass).
+    pub async fn has_undelivered(&self) -> Result<bool, CatalogError> {
+        let one: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM deliveries WHERE state = $1 LIMIT 1")
+                .bind(DeliveryState::Pending.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(query_err("look for deliveries"))?;
+        Ok(one.is_some())
     }
 
     /// How many deliveries were given up, for `/metrics`.

@@ -159,6 +159,7 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
         )
     }));
     let made_stale = made_stale_by(&cx, &summary).await?;
+    cx.deliver_now().await;
     cx.close().await;
     if g.output == output::Format::Json {
         // Written as it is serialized: no tree of values of a large backfill in memory.

@@ -135,6 +135,27 @@ impl Context {
         crate::daemon::Daemon::new(runner, self.catalog.clone(), self.clock.clone(), opts)
     }
 
+    /// Sends the notifications due now when the project has targets: a `run`'s or a
+    /// `backfill`'s own news leaves at its end, daemon or not; what fails to go is retried
+    /// by a daemon.
+    pub async fn deliver_now(&self) {
+        if self.project.settings.notify.is_empty() {
+            return;
+        }
+        let client = reqwest::Client::new();
+        let (holder, now_ms) = (holder_id(), self.clock.now_ms());
+        let passed = crate::app::deliver::deliver_due(
+            &self.catalog,
+            &client,
+            &self.project,
+            &holder,
+            now_ms,
+        );
+        if let Err(e) = passed.await {
+            tracing::warn!(error = %e, "could not send the notifications; a daemon sends them later");
+        }
+    }
+
     /// Sends what OpenLineage events are left (for a moment at most) and closes the catalog.
     pub async fn close(&self) {
         self.lineage.flush().await;

@@ -44,6 +44,7 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
         ),
         _ => (Vec::new(), Vec::new()),
     };
+    cx.deliver_now().await;
     cx.close().await;
     let stale_shown: Vec<String> = stale
         .iter()

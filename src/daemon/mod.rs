@@ -103,6 +103,9 @@ pub struct Daemon {
     stale_counts: BTreeMap<Name, stale::StaleCounts>,
     /// Sends notifications (`deliver`).
     http: reqwest::Client,
+    /// The running daemon's delivery task; without one (a replay, a test's polls), each
+    /// poll delivers.
+    delivering: Option<(tokio::task::JoinHandle<()>, Arc<tokio::sync::Notify>)>,
 }
 
 /// Most ticks handled per job in one poll; more than this since the last poll is downtime,
@@ -127,6 +130,7 @@ impl Daemon {
             stale_marks: BTreeMap::new(),
             stale_counts: BTreeMap::new(),
             http: reqwest::Client::new(),
+            delivering: None,
         }
     }
 
@@ -166,25 +170,20 @@ impl Daemon {
         self.publish(now);
     }
 
-    /// Sends the notifications due (when the project has targets: without any, the outbox
-    /// has nothing for it).
+    /// Sends the notifications due, unless the delivery task does.
     async fn deliver(&self) {
-        let project = self.runner.project();
-        if project.settings.notify.is_empty() {
-            return;
+        if self.delivering.is_none() {
+            self.deliverer().pass().await;
         }
-        let holder = self.runner.holder();
-        let now_ms = self.clock.now_ms();
-        let delivered = deliver::deliver_due(&self.catalog, &self.http, &project, holder, now_ms);
-        match delivered.await {
-            Ok(()) => {
-                if let Ok(n) = self.catalog.undelivered_count().await {
-                    self.metrics.notifications_undelivered(n);
-                }
-            }
-            Err(e) => {
-                warn!(error = %e, "could not read the catalog to send notifications; trying again at the next poll")
-            }
+    }
+
+    fn deliverer(&self) -> deliver::Deliverer {
+        deliver::Deliverer {
+            catalog: self.catalog.clone(),
+            runner: self.runner.clone(),
+            clock: self.clock.clone(),
+            metrics: self.metrics.clone(),
+            http: self.http.clone(),
         }
     }
 
@@ -214,6 +213,9 @@ impl Daemon {
     /// The production loop; returns when stopped, after the grace period and settling.
     pub async fn run(mut self, mut control: mpsc::Receiver<Control>) {
         self.tell(crate::notify::EventKind::DaemonStarted).await;
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let task = tokio::spawn(self.deliverer().run(stop.clone()));
+        self.delivering = Some((task, stop));
         loop {
             self.poll().await;
             let sleep = self.until_next_event();
@@ -276,6 +278,17 @@ impl Daemon {
         self.tell(crate::notify::EventKind::DaemonStopped).await;
         // One last pass, so that the stop (and what ended meanwhile) is sent now; what is
         // not sent is left to the next daemon.
+        if let Some((mut task, stop)) = self.delivering.take() {
+            stop.notify_one();
+            // A pass under way ends within a send's timeout; one that does not is cut
+            // short, and what it had claimed is sent by the next daemon when its claim lapses.
+            if tokio::time::timeout(Duration::from_secs(15), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
+        }
         self.deliver().await;
         self.publish(self.clock.now());
         info!("daemon stopped");

@@ -7,7 +7,10 @@ pub mod send;
 pub mod settings;
 
 pub use send::{SendError, send};
-pub use settings::{Channel, NotifySection, NotifyTarget, Secret, targets, wanting};
+pub use settings::{
+    BackfillTelling, Channel, DEFAULT_AT_MOST_EVERY, NotifySection, NotifyTarget, Secret, targets,
+    wanting,
+};
 
 crate::spelling::spelled_enum! {
     /// What happened: the events a target may ask for (`events = [...]`).
@@ -55,7 +58,34 @@ pub struct Payload {
     pub link: Option<String>,
     /// The project's folder name, to tell projects apart in one channel.
     pub project: String,
+    /// A digest's events (`event = "digest"`): what came about one job while the target's
+    /// window (`at_most_every`) was shut, each as it would have been sent alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<Payload>,
+    /// A digest's one line: "12 partitions of clean_orders failed: ...".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
 }
+
+/// The event of a digest's payload.
+pub const DIGEST: &str = "digest";
+
+/// How a digest's line names what its partitions did.
+fn did(kind: &str) -> &str {
+    match kind {
+        "failed" => "failed",
+        "check_failed" => "failed a check",
+        "check_warned" => "warned on a check",
+        "dead_letters" => "set rows aside",
+        "deadline_missed" => "missed the deadline",
+        "lease_lost" => "lost their worker",
+        "recovered" => "recovered",
+        other => other,
+    }
+}
+
+/// Partitions listed by name in a digest's line; the rest are counted.
+const LISTED: usize = 10;
 
 impl Payload {
     /// What `sluice notify test` sends.
@@ -71,6 +101,53 @@ impl Payload {
             at: crate::clock::rfc3339(at_ms),
             link: public_url.map(|u| u.to_string()),
             project: project.to_string(),
+            events: Vec::new(),
+            summary: None,
+        }
+    }
+
+    /// The payload of a message carrying `events` of `job` (at least two), under the
+    /// message's `id`: one line says them all, each is kept whole.
+    pub fn digest(id: String, job: &str, events: Vec<Payload>, at: String) -> Payload {
+        let mut kinds: Vec<(&str, Vec<&str>)> = Vec::new();
+        for e in &events {
+            let p = e.partition.as_deref().unwrap_or("-");
+            match kinds.iter_mut().find(|(k, _)| *k == e.event) {
+                Some((_, ps)) => ps.push(p),
+                None => kinds.push((e.event.as_str(), vec![p])),
+            }
+        }
+        let said: Vec<String> = kinds
+            .iter()
+            .map(|(k, ps)| {
+                let mut names = ps
+                    .iter()
+                    .take(LISTED)
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if ps.len() > LISTED {
+                    names.push_str(&format!(" and {} more", ps.len() - LISTED));
+                }
+                let n = ps.len();
+                let what = if n == 1 { "partition" } else { "partitions" };
+                format!("{n} {what} of {job} {}: {names}", did(k))
+            })
+            .collect();
+        let first = &events[0];
+        Payload {
+            version: PAYLOAD_VERSION,
+            id,
+            event: DIGEST.into(),
+            job: Some(job.to_string()),
+            partition: None,
+            run_id: None,
+            error: None,
+            at,
+            link: first.link.clone(),
+            project: first.project.clone(),
+            summary: Some(said.join("; ")),
+            events,
         }
     }
 
@@ -78,6 +155,7 @@ impl Payload {
     pub fn text(&self) -> String {
         let what = match self.event.as_str() {
             "test" => "a test message from sluice: this target is reached".to_string(),
+            DIGEST => self.summary.clone().unwrap_or_default(),
             e => {
                 let mut s = e.replace('_', " ");
                 if let Some(j) = &self.job {

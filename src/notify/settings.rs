@@ -22,6 +22,9 @@ pub struct NotifySection {
     jobs: Option<Vec<String>>,
     secret_env: Option<String>,
     secret_file: Option<String>,
+    at_most_every: Option<String>,
+    backfill: Option<String>,
+    dead_letters_over: Option<u64>,
 }
 
 /// Where a secret is read from when a message is sent.
@@ -75,6 +78,26 @@ pub struct NotifyTarget {
     pub events: Vec<EventKind>,
     /// Only these jobs' events (every job's unless `jobs` says).
     pub jobs: Option<Vec<String>>,
+    /// At most one message per job this often (`at_most_every`, 10 minutes unless set;
+    /// zero sends each event alone): what comes in between is one digest.
+    pub at_most_every: std::time::Duration,
+    /// How a backfill's failures are told.
+    pub backfill: BackfillTelling,
+    /// `dead_letters` is told of a run that set aside more rows than this (0 unless set).
+    pub dead_letters_over: u64,
+}
+
+/// The window of [`NotifyTarget::at_most_every`] when a target does not set one.
+pub const DEFAULT_AT_MOST_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+crate::spelling::spelled_enum! {
+    /// How a target hears of a backfill's failures (`backfill = ...`).
+    pub enum BackfillTelling {
+        /// One message at the backfill's end, listing what failed (the default).
+        Summary => "summary",
+        /// Each failed partition as it fails, as for the daemon's runs.
+        PerPartition => "per_partition",
+    }
 }
 
 impl NotifyTarget {
@@ -181,10 +204,29 @@ fn target(root: &Path, place: usize, s: NotifySection) -> Result<NotifyTarget, S
             })
             .collect::<Result<_, _>>()?,
     };
+    let at_most_every = match &s.at_most_every {
+        None => DEFAULT_AT_MOST_EVERY,
+        Some(t) => crate::duration::parse_duration(t).map_err(|e| {
+            at(format!(
+                "at_most_every = `{t}`: {e} (\"10m\", \"0s\" for no digests)"
+            ))
+        })?,
+    };
+    let backfill = match &s.backfill {
+        None => BackfillTelling::Summary,
+        Some(b) => b.parse().map_err(|_| {
+            at(format!(
+                "backfill = `{b}` is not `summary` (one message at the backfill's end) or `per_partition`"
+            ))
+        })?,
+    };
     Ok(NotifyTarget {
         name,
         channel,
         events,
         jobs: s.jobs,
+        at_most_every,
+        backfill,
+        dead_letters_over: s.dead_letters_over.unwrap_or(0),
     })
 }

@@ -222,8 +222,11 @@ impl Runner {
         let events = super::tell::finish_events(
             &project.settings.notify,
             (a.job, req.trigger, req.attempt),
-            &outcome,
-            report.quality.as_ref(),
+            super::tell::Ended {
+                outcome: &outcome,
+                quality: report.quality.as_ref(),
+                dead_letters: report.bad_rows_skipped_total,
+            },
         );
         let recorded = self
             .catalog

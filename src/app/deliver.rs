@@ -1,0 +1,155 @@
+//! Sending what the outbox holds: the deliveries folded into messages as each target's
+//! window allows (`catalog::messages`), the messages due claimed, each sent to its target
+//! (`notify::send`) and how it went recorded. A failure worth a retry is retried with
+//! growing waits for an hour from the message's first event, then given up (counted in
+//! `/metrics`); a process that dies mid-delivery leaves its claim to lapse, and another
+//! sends the message again with the same id. Any process may make a pass: the daemon's
+//! delivery task, and a `run` or `backfill` at its end (so that its own news leaves at
+//! once, daemon or not; what fails is retried by a daemon).
+
+use crate::catalog::{Catalog, Claimed, Settled, Window};
+use crate::notify::{self, NotifyTarget, PAYLOAD_VERSION, Payload};
+use crate::project::Project;
+use tracing::{info, warn};
+
+/// How long a claim holds: longer than one delivery may take.
+const CLAIM_MS: i64 = 60_000;
+/// At most this many messages per pass.
+const PER_PASS: i64 = 32;
+/// How long a message is retried, from its first event.
+pub const RETRY_WINDOW_MS: i64 = 3_600_000;
+/// The wait before try `attempt + 1`: `first`, doubling, at most 5 minutes.
+fn backoff_ms(first_ms: i64, attempt: i64) -> i64 {
+    let doublings = attempt.clamp(1, 12) - 1;
+    (first_ms << doublings).min(300_000)
+}
+
+/// The wait before a failed message's first retry: 5 s, or `SLUICE_NOTIFY_RETRY_MS` (for
+/// tests of an outage that must not take an hour).
+fn first_backoff_ms() -> i64 {
+    std::env::var("SLUICE_NOTIFY_RETRY_MS")
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|&ms| ms > 0)
+        .unwrap_or(5_000)
+}
+
+/// The payload of a claimed message, as `project` says it now (its name, its pages'
+/// address): its one event, or a digest of its events.
+fn payload_of(project: &Project, c: &Claimed) -> Payload {
+    let base = project.settings.ui.public_url.as_ref();
+    let page = |path: String| {
+        base.map(|b| {
+            b.join(&path)
+                .map(|u| u.to_string())
+                .unwrap_or_else(|_| b.to_string())
+        })
+    };
+    let mut each: Vec<Payload> = c
+        .events
+        .iter()
+        .map(|e| Payload {
+            version: PAYLOAD_VERSION,
+            id: e.id.clone(),
+            event: e.kind.as_str().to_string(),
+            job: e.job.clone(),
+            partition: e.partition_key.clone(),
+            run_id: e.run_id.clone(),
+            error: e.error.clone(),
+            at: crate::clock::rfc3339(e.created_at),
+            link: match (&e.job, &e.partition_key) {
+                (Some(j), Some(p)) => page(format!("jobs/{j}/partitions/{p}")),
+                _ => page(String::new()),
+            },
+            project: project.settings.project_name(),
+            events: Vec::new(),
+            summary: None,
+        })
+        .collect();
+    match (&c.job, each.len()) {
+        (Some(job), n) if n > 1 => {
+            let at = each[n - 1].at.clone();
+            let mut digest = Payload::digest(c.message_id.clone(), job, each, at);
+            digest.link = page(format!("jobs/{job}"));
+            digest
+        }
+        _ => each.pop().unwrap_or_else(|| Payload {
+            // A message whose events are gone (a catalog pruned by hand): said as such.
+            error: Some("the events of this message are no longer in the catalog".into()),
+            ..Payload::test(&project.settings.project_name(), 0, None)
+        }),
+    }
+}
+
+/// Sends one claimed message; how it went.
+async fn deliver(
+    client: &reqwest::Client,
+    targets: &[NotifyTarget],
+    project: &Project,
+    c: &Claimed,
+    now_ms: i64,
+) -> Settled {
+    let Some(target) = targets.iter().find(|t| t.name == c.target) else {
+        return Settled::GiveUp(format!(
+            "sluice.toml has no [[notify]] target `{}` any more",
+            c.target
+        ));
+    };
+    let sent = notify::send(client, target, &payload_of(project, c)).await;
+    crate::failpoint::pause_if_set("notify_after_send").await;
+    let first = c.events.first().map_or(now_ms, |e| e.created_at);
+    match sent {
+        Ok(()) => Settled::Delivered,
+        Err(e) if e.transient && now_ms - first < RETRY_WINDOW_MS => Settled::RetryAt(
+            now_ms + backoff_ms(first_backoff_ms(), c.attempt),
+            e.message,
+        ),
+        Err(e) => Settled::GiveUp(e.message),
+    }
+}
+
+/// Forms the messages the windows allow, claims those due, sends them (at once), records
+/// each outcome.
+pub async fn deliver_due(
+    catalog: &Catalog,
+    client: &reqwest::Client,
+    project: &Project,
+    holder: &str,
+    now_ms: i64,
+) -> Result<(), crate::catalog::CatalogError> {
+    let targets = &project.settings.notify;
+    if !catalog.has_undelivered().await? {
+        return Ok(());
+    }
+    let windows: Vec<Window> = targets
+        .iter()
+        .map(|t| Window {
+            target: t.name.clone(),
+            every_ms: t.at_most_every.as_millis() as i64,
+        })
+        .collect();
+    catalog.form_messages(&windows, now_ms).await?;
+    let claimed = catalog
+        .claim_messages(holder, now_ms, now_ms + CLAIM_MS, PER_PASS)
+        .await?;
+    let outcomes = futures::future::join_all(
+        claimed
+            .iter()
+            .map(|c| deliver(client, targets, project, c, now_ms)),
+    )
+    .await;
+    for (c, how) in claimed.iter().zip(outcomes) {
+        let (id, events, target) = (&c.message_id, c.events.len(), &c.target);
+        match &how {
+            Settled::Delivered => info!(%id, events, %target, "notification delivered"),
+            Settled::RetryAt(_, why) => {
+                warn!(%id, events, %target, attempt = c.attempt, error = %why, "notification not delivered; retrying")
+            }
+            Settled::GiveUp(why) => {
+                warn!(%id, events, %target, attempt = c.attempt, error = %why, "notification given up")
+            }
+        }
+        catalog.settle_message(c, holder, now_ms, &how).await?;
+    }
+    Ok(())
+}
