@@ -18,14 +18,15 @@ const CLAIM_MS: i64 = 60_000;
 const PER_PASS: i64 = 32;
 /// How long a message is retried, from its first event.
 pub const RETRY_WINDOW_MS: i64 = 3_600_000;
-/// The wait before try `attempt + 1`: `first`, doubling, at most 5 minutes.
+/// The wait before try `attempt + 1`: `first`, doubling, at most 64 times `first` and at
+/// most 5 minutes.
 fn backoff_ms(first_ms: i64, attempt: i64) -> i64 {
-    let doublings = attempt.clamp(1, 12) - 1;
+    let doublings = attempt.clamp(1, 7) - 1;
     (first_ms << doublings).min(300_000)
 }
 
 /// The wait before a failed message's first retry: 5 s, or `SLUICE_NOTIFY_RETRY_MS` (for
-/// tests of an outage that must not take an hour).
+/// tests of an outage that must not take an hour to be over).
 fn first_backoff_ms() -> i64 {
     std::env::var("SLUICE_NOTIFY_RETRY_MS")
         .ok()

@@ -26,6 +26,7 @@ mod memory;
 mod migrate;
 mod newcomer;
 mod notify;
+mod notify_delivery;
 mod quality;
 mod replay;
 mod soak;

@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const SECRET: &str = "hook-secret-0123456789";
+pub(crate) const SECRET: &str = "hook-secret-0123456789";
 
-struct Receiver {
+pub(crate) struct Receiver {
     child: Child,
-    port: u16,
+    pub port: u16,
     log: PathBuf,
     /// Where the status it answers is written (none: 200).
-    answer: PathBuf,
+    pub answer: PathBuf,
 }
 
 impl Drop for Receiver {
@@ -26,7 +26,7 @@ impl Drop for Receiver {
 }
 
 impl Receiver {
-    fn start(dir: &Path) -> Receiver {
+    pub fn start(dir: &Path) -> Receiver {
         let port_file = dir.join("receiver.port");
         let log = dir.join("received.jsonl");
         let answer = dir.join("answer");
@@ -55,7 +55,7 @@ impl Receiver {
     }
 
     /// What it received, one JSON object per request.
-    fn received(&self) -> Vec<serde_json::Value> {
+    pub fn received(&self) -> Vec<serde_json::Value> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
@@ -597,4 +597,63 @@ fn a_late_day_is_told_at_its_deadline_once() {
     let o = p.run(&["validate"]);
     assert_eq!(o.code, 1, "{}", o.context());
     o.says("field `schedule.deadline`");
+}
+
+#[test]
+fn dead_letters_are_told_over_each_target_s_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let told = dir.path().join("told.jsonl");
+    let many = dir.path().join("many.jsonl");
+    let append = |f: &Path| {
+        format!(
+            "command = [\"python3\", \"-c\", \"import sys; open(sys.argv[1], 'a').write(sys.stdin.read() + '\\\\n')\", \"{}\"]",
+            f.display()
+        )
+    };
+    let p = project_with_targets(&format!(
+        "[[notify]]\nname = \"any\"\ntype = \"command\"\n{}\nevents = [\"dead_letters\"]\nat_most_every = \"0s\"\n\n\
+         [[notify]]\nname = \"many\"\ntype = \"command\"\n{}\nevents = [\"dead_letters\"]\ndead_letters_over = 1000\n",
+        append(&told),
+        append(&many)
+    ));
+    p.ok(&["daemon", "--replay", "2024-01-01..2024-01-08"]);
+    // The export has a few rows that do not fit (bad_rows = "skip"): each day with some is
+    // told once to the target of any, and not to the one that waits for a thousand.
+    let letters = p
+        .ok(&["dlq", "list", "clean_orders", "--output", "json"])
+        .json();
+    let with_letters: std::collections::BTreeSet<&str> = letters
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["partition"].as_str().unwrap())
+        .collect();
+    assert!(!with_letters.is_empty(), "{letters:#}");
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(&told)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let days: Vec<&str> = events
+        .iter()
+        .map(|e| e["partition"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        days.iter()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>(),
+        with_letters,
+        "{events:#?}"
+    );
+    assert_eq!(days.len(), with_letters.len(), "told twice: {days:?}");
+    assert!(
+        events.iter().all(|e| e["event"] == "dead_letters"
+            && e["error"]
+                .as_str()
+                .unwrap()
+                .contains("row(s) set aside in the dead letters")),
+        "{events:#?}"
+    );
+    assert!(!many.exists(), "under the threshold: nothing");
 }
