@@ -177,3 +177,50 @@ impl Payload {
         text
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: &str, partition: &str) -> Payload {
+        Payload {
+            event: kind.into(),
+            job: Some("clean_orders".into()),
+            partition: Some(partition.into()),
+            ..Payload::test("shop", 0, None)
+        }
+    }
+
+    #[test]
+    fn a_digest_says_each_kind_once_and_counts_what_it_does_not_name() {
+        let mut events: Vec<Payload> = (1..=12)
+            .map(|d| event("failed", &format!("2024-01-{d:02}")))
+            .collect();
+        events.push(event("recovered", "2024-01-03"));
+        let d = Payload::digest(
+            "m1".into(),
+            "clean_orders",
+            events,
+            "2024-01-13T00:00:00.000Z".into(),
+        );
+        assert_eq!(d.event, DIGEST);
+        assert_eq!(d.events.len(), 13);
+        assert_eq!(
+            d.summary.as_deref(),
+            Some(
+                "12 partitions of clean_orders failed: 2024-01-01, 2024-01-02, 2024-01-03, 2024-01-04, \
+                 2024-01-05, 2024-01-06, 2024-01-07, 2024-01-08, 2024-01-09, 2024-01-10 and 2 more; \
+                 1 partition of clean_orders recovered: 2024-01-03"
+            )
+        );
+        assert!(
+            d.text()
+                .starts_with("[shop] 12 partitions of clean_orders failed: ")
+        );
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(json["events"][12]["event"], "recovered");
+        // A single event's payload has neither field.
+        let one = serde_json::to_value(event("failed", "2024-01-01")).unwrap();
+        assert!(one.get("events").is_none() && one.get("summary").is_none());
+    }
+}

@@ -56,12 +56,18 @@ impl Receiver {
 
     /// What it received, one JSON object per request.
     pub fn received(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        json_lines(&self.log)
     }
+}
+
+/// The JSON objects of a file of one per line (none when it does not exist yet).
+pub(crate) fn json_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 fn project_with_targets(targets: &str) -> TestProject {
@@ -199,6 +205,14 @@ fn a_target_that_cannot_work_is_refused_naming_what_to_fix() {
             "needs `command = [\"program\"",
         ),
         ("type = \"webhook\"\nurl = \"not a url\"\n", "is not a URL"),
+        (
+            "type = \"webhook\"\nurl = \"http://x/\"\nat_most_every = \"soon\"\n",
+            "at_most_every = `soon`",
+        ),
+        (
+            "type = \"webhook\"\nurl = \"http://x/\"\nbackfill = \"each\"\n",
+            "backfill = `each` is not `summary`",
+        ),
     ] {
         let p = project_with_targets(&format!("[[notify]]\n{target}"));
         let o = p.run(&["notify", "test"]);
@@ -285,12 +299,7 @@ command = ["python3", "-c", "import sys; open(sys.argv[1], 'a').write(sys.stdin.
         "the event's time is the run's (simulated)"
     );
     // The target of every event also heard of the warning checks, each once.
-    let everything: Vec<serde_json::Value> = std::fs::read_to_string(&all)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let everything: Vec<serde_json::Value> = json_lines(&all);
     let kinds: Vec<&str> = everything
         .iter()
         .map(|e| e["event"].as_str().unwrap())
@@ -492,12 +501,7 @@ events = ["lease_lost", "daemon_started", "daemon_stopped"]
         "{}",
         std::fs::read_to_string(&dlog).unwrap_or_default()
     );
-    let events: Vec<serde_json::Value> = std::fs::read_to_string(&told)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events: Vec<serde_json::Value> = json_lines(&told);
     let kinds: Vec<&str> = events
         .iter()
         .map(|e| e["event"].as_str().unwrap())
@@ -629,12 +633,7 @@ fn dead_letters_are_told_over_each_target_s_threshold() {
         .map(|l| l["partition"].as_str().unwrap())
         .collect();
     assert!(!with_letters.is_empty(), "{letters:#}");
-    let events: Vec<serde_json::Value> = std::fs::read_to_string(&told)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events: Vec<serde_json::Value> = json_lines(&told);
     let days: Vec<&str> = events
         .iter()
         .map(|e| e["partition"].as_str().unwrap())

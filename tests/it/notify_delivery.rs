@@ -246,3 +246,145 @@ fn three_daemons_one_killed_mid_delivery_and_a_receiver_down_for_minutes_tell_ea
         outage.as_secs_f64()
     );
 }
+
+/// The sample project with the receiver's webhook for failures, checks, deadlines and
+/// recoveries, and clean_orders due by 07:00 the day after.
+fn sample_month(rx: &Receiver) -> TestProject {
+    let p = TestProject::migrated();
+    let settings = p.read("sluice.toml");
+    p.write(
+        "sluice.toml",
+        &format!(
+            "{settings}\n[[notify]]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{}/hook\"\nsecret_env = \"HOOK_SECRET\"\n\
+             events = [\"failed\", \"check_failed\", \"deadline_missed\", \"recovered\"]\n",
+            rx.port
+        ),
+    );
+    let spec = p.read("jobs/clean_orders.toml");
+    p.write(
+        "jobs/clean_orders.toml",
+        &spec.replace(
+            "wait_for_inputs = \"6h\"",
+            "wait_for_inputs = \"6h\"\ndeadline = \"07:00\"",
+        ),
+    );
+    p
+}
+
+#[test]
+fn a_month_replayed_with_failures_and_a_late_day_tells_each_event_once_and_a_clean_one_none() {
+    let env = [("HOOK_SECRET", SECRET)];
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("clean")).unwrap();
+    let clean_rx = Receiver::start(&dir.path().join("clean"));
+    let clean = sample_month(&clean_rx);
+    clean.run_env(&["daemon", "--replay", "2024-01-01..2024-02-01"], &env);
+    assert!(clean_rx.received().is_empty(), "{:#?}", clean_rx.received());
+
+    let rx = Receiver::start(dir.path());
+    let p = sample_month(&rx);
+    // The 5th's export has a status the check refuses; the 12th's never lands (its day
+    // waits 6 hours from 02:30 for it, past its 07:00 deadline, then fails).
+    let f = "sample-data/orders/dt=2024-01-05/orders.csv";
+    p.write(f, &p.read(f).replacen(",paid\n", ",lost\n", 1));
+    std::fs::remove_dir_all(p.file("sample-data/orders/dt=2024-01-12")).unwrap();
+    let o = p.run_env(&["daemon", "--replay", "2024-01-01..2024-02-01"], &env);
+    assert_eq!(o.code, 1, "{}", o.context());
+    let got: Vec<(String, String, String, String)> = told(&rx)
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or("-").to_string();
+            (s("event"), s("job"), s("partition"), s("at"))
+        })
+        .collect();
+    let expected = [
+        ("check_failed", "2024-01-05", "2024-01-06T01:30:00.000Z"),
+        // Failed, so not complete by its deadline either: 07:00 CET is 06:00 UTC.
+        ("deadline_missed", "2024-01-05", "2024-01-06T06:00:00.000Z"),
+        ("deadline_missed", "2024-01-12", "2024-01-13T06:00:00.000Z"),
+        // 02:30 CET and 6 hours of waiting for the export.
+        ("failed", "2024-01-12", "2024-01-13T07:30:00.000Z"),
+    ];
+    let expected: Vec<(String, String, String, String)> = expected
+        .iter()
+        .map(|(e, p, at)| {
+            (
+                e.to_string(),
+                "clean_orders".into(),
+                p.to_string(),
+                at.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected);
+    let ids: BTreeSet<String> = told(&rx).iter().map(|e| e["id"].to_string()).collect();
+    assert_eq!(ids.len(), got.len(), "an event told twice: {got:#?}");
+}
+
+#[test]
+fn a_backfill_s_failures_are_one_message_unless_a_target_asks_for_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let (summary, each) = (
+        dir.path().join("summary.jsonl"),
+        dir.path().join("each.jsonl"),
+    );
+    let append = |f: &std::path::Path| {
+        format!(
+            "type = \"command\"\ncommand = [\"python3\", \"-c\", \"import sys; open(sys.argv[1], 'a').write(sys.stdin.read() + '\\\\n')\", \"{}\"]\nevents = [\"failed\", \"check_failed\"]\n",
+            f.display()
+        )
+    };
+    let p = TestProject::migrated();
+    let settings = p.read("sluice.toml");
+    p.write(
+        "sluice.toml",
+        &format!(
+            "{settings}\n[[notify]]\nname = \"summary\"\n{}\n[[notify]]\nname = \"each\"\n{}backfill = \"per_partition\"\nat_most_every = \"0s\"\n",
+            append(&summary),
+            append(&each)
+        ),
+    );
+    for day in ["05", "07"] {
+        let f = format!("sample-data/orders/dt=2024-01-{day}/orders.csv");
+        p.write(&f, &p.read(&f).replacen(",paid\n", ",lost\n", 1));
+    }
+    let o = p.run(&[
+        "backfill",
+        "clean_orders",
+        "--from",
+        "2024-01-04",
+        "--to",
+        "2024-01-08",
+    ]);
+    assert_eq!(o.code, 1, "{}", o.context());
+    let one = crate::notify::json_lines(&summary);
+    assert_eq!(one.len(), 1, "{one:#?}");
+    let said = one[0]["error"].as_str().unwrap();
+    assert_eq!(
+        (&one[0]["event"], &one[0]["partition"]),
+        (&"failed".into(), &Value::Null)
+    );
+    assert!(
+        said.starts_with("backfill: 2 of 5 partition(s) failed: clean_orders 2024-01-05 (")
+            && said.contains("; clean_orders 2024-01-07 ("),
+        "{said}"
+    );
+    let each: Vec<(String, String)> = crate::notify::json_lines(&each)
+        .iter()
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap().into(),
+                e["partition"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let days: BTreeSet<(String, String)> = each.iter().cloned().collect();
+    assert_eq!(each.len(), 2, "{each:?}");
+    assert_eq!(
+        days,
+        BTreeSet::from([
+            ("check_failed".into(), "2024-01-05".into()),
+            ("check_failed".into(), "2024-01-07".into())
+        ])
+    );
+}
