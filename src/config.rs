@@ -92,6 +92,8 @@ struct RunnerSection {
 #[serde(deny_unknown_fields)]
 struct CatalogSection {
     url: Option<String>,
+    /// How long run history is kept in full (`"90d"`); unset: forever.
+    retention: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -213,6 +215,9 @@ pub struct Settings {
     pub ui: UiSettings,
     /// `[[notify]]`: where messages go.
     pub notify: Vec<crate::notify::NotifyTarget>,
+    /// `[catalog] retention`: beyond this age only what the catalog needs to be correct
+    /// is kept (`catalog::retention`); none: everything, forever.
+    pub retention: Option<std::time::Duration>,
 }
 
 /// `[ui]` in sluice.toml and `SLUICE_UI_TOKEN`: where `sluice ui` listens, and the token
@@ -412,8 +417,20 @@ impl Settings {
                 path: path.clone(),
                 message,
             })?;
+        let retention = match &file.catalog.retention {
+            None => None,
+            Some(t) => {
+                Some(
+                    crate::duration::parse_duration(t).map_err(|e| ConfigError::Parse {
+                        path: path.clone(),
+                        message: format!("[catalog] retention = `{t}`: {e} (for example \"90d\")"),
+                    })?,
+                )
+            }
+        };
         Ok(Settings {
             notify,
+            retention,
             daemon,
             lineage,
             ui,

@@ -12,4 +12,5 @@ pub mod downstream;
 pub mod flip;
 pub mod partition;
 pub mod partition_detail;
+pub mod retention;
 pub mod status;

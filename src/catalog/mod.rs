@@ -12,6 +12,7 @@ mod leases;
 mod messages;
 mod outbox;
 mod reads;
+mod retention;
 mod rows;
 mod run_writes;
 mod tables;
@@ -20,6 +21,7 @@ mod write_group;
 pub use aliases::{Flip, FlipRefusal};
 pub use messages::{Claimed, Settled, Window};
 pub use outbox::{DeliveryRow, DeliveryState, EventRow, FinishEvents, NewEvent, TellOf};
+pub use retention::{Batch, RunCursor};
 pub use rows::{
     AliasFlip, AppliedMigration, Claim, DoneIf, Lease, PartitionState, PartitionStatus, RunEnd,
     RunRow, RunStart, RunState, TableRow, TableVersionRow, Trigger, VersionCoverage,

@@ -1,4 +1,5 @@
-//! `sluice gc`: versions no reader or rollback needs removed, the rest vacuumed.
+//! `sluice gc`: versions no reader or rollback needs removed, the rest vacuumed; with
+//! `--runs`, run history beyond the retention pruned (`app::retention`).
 
 use super::context::Context;
 use super::{EXIT_OK, Globals, Outcome, output};
@@ -11,9 +12,54 @@ pub struct GcArgs {
     /// Print what would be removed and kept; change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Prune run history instead: runs, their profiles and check results, and
+    /// notifications older than `[catalog] retention` (or --older-than), keeping what the
+    /// catalog needs (each partition's content run and last run).
+    #[arg(long)]
+    runs: bool,
+    /// With --runs: the age beyond which history goes ("30d"), instead of the retention.
+    #[arg(long, requires = "runs", value_name = "AGE")]
+    older_than: Option<String>,
+}
+
+/// `gc --runs`: the whole prune, at once.
+async fn gc_runs(g: &Globals, args: &GcArgs) -> Outcome {
+    let cx = Context::open(&g.overrides).await?;
+    let age = match (&args.older_than, cx.project.settings.retention) {
+        (Some(t), _) => crate::duration::parse_duration(t)
+            .map_err(|e| anyhow::anyhow!("--older-than `{t}`: {e}"))?,
+        (None, Some(r)) => r,
+        (None, None) => anyhow::bail!(
+            "no retention to prune by: set `[catalog] retention = \"90d\"` in sluice.toml, or pass --older-than 90d"
+        ),
+    };
+    let cutoff = cx.clock.now_ms() - age.as_millis() as i64;
+    let mut prune = crate::app::retention::Prune::new(cutoff, args.dry_run);
+    prune.step(&cx.catalog, None).await?;
+    cx.close().await;
+    let r = &prune.report;
+    if g.output == output::Format::Json {
+        println!("{}", output::json(r));
+        return Ok(EXIT_OK);
+    }
+    let verb = if r.dry_run { "would remove" } else { "removed" };
+    println!(
+        "{verb} {} run(s) that finished before {}, {} event(s) and {} message(s); kept {} older run(s) that partitions point at (content, or an unresolved failure)",
+        r.runs_removed, r.cutoff, r.events_removed, r.messages_removed, r.runs_kept
+    );
+    if !r.dry_run {
+        println!(
+            "{} batch(es); the longest held the catalog's write lock {:.1} ms",
+            r.batches, r.longest_lock_ms
+        );
+    }
+    Ok(EXIT_OK)
 }
 
 pub async fn gc(g: &Globals, args: GcArgs) -> Outcome {
+    if args.runs {
+        return gc_runs(g, &args).await;
+    }
     let (keep, dry_run) = (args.keep, args.dry_run);
     let c = Context::open(&g.overrides).await?.catalog;
     let plan = crate::gc::plan(&c, keep).await?;

@@ -26,6 +26,7 @@
 mod deadlines;
 mod deliver;
 pub mod metrics;
+mod prune;
 mod queue;
 mod reload;
 pub mod replay;
@@ -106,6 +107,8 @@ pub struct Daemon {
     /// The running daemon's delivery task; without one (a replay, a test's polls), each
     /// poll delivers.
     delivering: Option<(tokio::task::JoinHandle<()>, Arc<tokio::sync::Notify>)>,
+    /// Run history beyond `[catalog] retention`, pruned a little at each poll.
+    pruning: prune::Pruning,
 }
 
 /// Most ticks handled per job in one poll; more than this since the last poll is downtime,
@@ -131,6 +134,7 @@ impl Daemon {
             stale_counts: BTreeMap::new(),
             http: reqwest::Client::new(),
             delivering: None,
+            pruning: Default::default(),
         }
     }
 
@@ -167,6 +171,9 @@ impl Daemon {
         }
         self.check_deadlines(now).await;
         self.deliver().await;
+        if !self.stopping {
+            self.prune_history(now).await;
+        }
         self.publish(now);
     }
 

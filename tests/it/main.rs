@@ -29,6 +29,7 @@ mod notify;
 mod notify_delivery;
 mod quality;
 mod replay;
+mod retention;
 mod soak;
 mod sql;
 mod tables;

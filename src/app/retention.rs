@@ -1,0 +1,95 @@
+//! Pruning run history beyond `[catalog] retention` (`catalog::retention` says what is
+//! kept): `sluice gc --runs` does a whole prune at once, the daemon a few batches per poll
+//! (`Prune::step`), so that neither holds the catalog's write lock for long.
+
+use crate::catalog::{Catalog, CatalogError, RunCursor};
+
+/// Rows looked at per batch: on SQLite a batch's transaction holds the write lock for a
+/// few milliseconds (the longest is in the report).
+pub const BATCH: i64 = 500;
+
+/// What a prune did (or, dry, would do).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PruneReport {
+    /// Runs that finished before this were looked at (RFC 3339).
+    pub cutoff: String,
+    pub runs_removed: u64,
+    /// Runs older than the cutoff kept because a partition points at them (its content,
+    /// or its last run: an unresolved failure).
+    pub runs_kept: u64,
+    pub events_removed: u64,
+    pub messages_removed: u64,
+    pub batches: u64,
+    /// The longest a batch held the catalog's write lock, in milliseconds.
+    pub longest_lock_ms: f64,
+    pub dry_run: bool,
+}
+
+/// A prune under way.
+#[derive(Debug, Clone)]
+pub struct Prune {
+    cutoff_ms: i64,
+    dry_run: bool,
+    /// Where the walk over old runs has got to; none once it is over.
+    runs_at: Option<RunCursor>,
+    notifications_done: bool,
+    pub report: PruneReport,
+}
+
+impl Prune {
+    /// A prune of what is older than `cutoff_ms`.
+    pub fn new(cutoff_ms: i64, dry_run: bool) -> Prune {
+        Prune {
+            cutoff_ms,
+            dry_run,
+            runs_at: Some(RunCursor::default()),
+            notifications_done: false,
+            report: PruneReport {
+                cutoff: crate::clock::rfc3339(cutoff_ms),
+                dry_run,
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Runs up to `budget` batches (none: until done); whether the prune is over.
+    pub async fn step(
+        &mut self,
+        catalog: &Catalog,
+        budget: Option<u64>,
+    ) -> Result<bool, CatalogError> {
+        let mut left = budget.unwrap_or(u64::MAX);
+        while left > 0 {
+            left -= 1;
+            self.report.batches += 1;
+            if let Some(at) = &self.runs_at {
+                let b = catalog
+                    .prune_runs(self.cutoff_ms, at, BATCH, self.dry_run)
+                    .await?;
+                self.report.runs_removed += b.removed;
+                self.report.runs_kept += b.kept;
+                self.note_lock(b.held_ms);
+                self.runs_at = b.next;
+                continue;
+            }
+            if self.notifications_done {
+                self.report.batches -= 1;
+                return Ok(true);
+            }
+            let (events, messages, held_ms) = catalog
+                .prune_notifications(self.cutoff_ms, BATCH, self.dry_run)
+                .await?;
+            self.report.events_removed += events;
+            self.report.messages_removed += messages;
+            self.note_lock(held_ms);
+            // A dry run counts them all at once; a real one is over when a batch is short.
+            self.notifications_done =
+                self.dry_run || (events < BATCH as u64 && messages < BATCH as u64);
+        }
+        Ok(self.runs_at.is_none() && self.notifications_done)
+    }
+
+    fn note_lock(&mut self, held_ms: f64) {
+        self.report.longest_lock_ms = self.report.longest_lock_ms.max(held_ms);
+    }
+}

@@ -1,0 +1,212 @@
+//! Issue 39, retention: `[catalog] retention` and `sluice gc --runs` keep, beyond the age,
+//! only what the catalog needs (each partition's content run and last run); nothing the
+//! status, the backfill planner, the partition's page or the daemon needs is lost. The
+//! rows are counted by an independent reader (Python's sqlite3) where the catalog is a file.
+
+use crate::util::*;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// What `status` says of each partition that does not depend on when or by which run:
+/// (job, partition) -> (state, rows, stale because, error).
+fn statuses(p: &TestProject) -> BTreeMap<(String, String), String> {
+    p.ok(&["status", "--output", "json"])
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
+            let said = format!(
+                "{} {} {} {}",
+                s("state"),
+                r["rows"],
+                r["stale_because"],
+                s("error")
+            );
+            ((s("job"), s("partition")), said)
+        })
+        .collect()
+}
+
+/// The runs in the catalog, counted by Python's sqlite3 (none on PostgreSQL).
+fn runs_in_file(p: &TestProject) -> Option<u64> {
+    if p.catalog.is_some() {
+        return None;
+    }
+    let db = p.file(".sluice/catalog.db");
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT COUNT(*) FROM runs').fetchone()[0])",
+        ])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    Some(String::from_utf8_lossy(&out.stdout).trim().parse().unwrap())
+}
+
+/// The sample project after a week replayed with a failing day, the first days forced
+/// again (their first runs superseded) and the failing day failed again (its first
+/// failure superseded by the second).
+fn project_with_history() -> TestProject {
+    let p = TestProject::migrated();
+    let f = "sample-data/orders/dt=2024-01-05/orders.csv";
+    p.write(f, &p.read(f).replacen(",paid\n", ",lost\n", 1));
+    p.run(&["daemon", "--replay", "2024-01-01..2024-01-08"]);
+    p.ok(&[
+        "backfill",
+        "clean_orders",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-03",
+        "--force",
+        "-q",
+    ]);
+    p.run(&[
+        "backfill",
+        "clean_orders",
+        "--from",
+        "2024-01-05",
+        "--to",
+        "2024-01-05",
+        "-q",
+    ]);
+    p
+}
+
+#[test]
+fn gc_runs_removes_only_what_no_partition_points_at_and_nothing_shown_changes() {
+    let p = project_with_history();
+    let o = p.run(&["gc", "--runs"]);
+    assert_eq!(o.code, 2, "{}", o.context());
+    o.complains("set `[catalog] retention = \"90d\"` in sluice.toml, or pass --older-than");
+
+    let before = statuses(&p);
+    let plan = |p: &TestProject| {
+        p.ok(&[
+            "backfill",
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2024-01-10",
+            "--dry-run",
+            "--output",
+            "json",
+        ])
+        .json()
+    };
+    let plan_before = plan(&p);
+    let failed_day = |p: &TestProject| {
+        p.ok(&[
+            "status",
+            "clean_orders",
+            "--partition",
+            "2024-01-05",
+            "--output",
+            "json",
+        ])
+        .json()
+    };
+    let day_before = failed_day(&p);
+    let runs_before = runs_in_file(&p);
+
+    // Dry: says what would go, changes nothing.
+    let dry = p
+        .ok(&[
+            "gc",
+            "--runs",
+            "--older-than",
+            "30d",
+            "--dry-run",
+            "--output",
+            "json",
+        ])
+        .json();
+    let removable = dry["runs_removed"].as_u64().unwrap();
+    // Three forced days' first runs, the failing day's first failure.
+    assert_eq!(removable, 4, "{dry:#}");
+    let kept = dry["runs_kept"].as_u64().unwrap();
+    assert!(kept > 0, "{dry:#}");
+    if let Some(n) = runs_before {
+        // The four runs of the backfills (today's) are not old: not looked at.
+        assert_eq!(kept + removable + 4, n, "{dry:#}");
+    }
+    assert_eq!(runs_in_file(&p), runs_before);
+
+    let done = p
+        .ok(&["gc", "--runs", "--older-than", "30d", "--output", "json"])
+        .json();
+    assert_eq!(done["runs_removed"].as_u64(), Some(removable), "{done:#}");
+    assert!(
+        done["longest_lock_ms"].as_f64().unwrap() < 100.0,
+        "{done:#}"
+    );
+    if let (Some(b), Some(a)) = (runs_before, runs_in_file(&p)) {
+        assert_eq!(a, b - removable);
+    }
+    let again = p
+        .ok(&[
+            "gc",
+            "--runs",
+            "--older-than",
+            "30d",
+            "--dry-run",
+            "--output",
+            "json",
+        ])
+        .json();
+    assert_eq!(again["runs_removed"].as_u64(), Some(0), "{again:#}");
+
+    // What the status, the planner and the failed day's page show is what they showed.
+    assert_eq!(statuses(&p), before);
+    assert_eq!(plan(&p), plan_before);
+    let day = failed_day(&p);
+    assert_eq!(day["partition"], day_before["partition"]);
+    assert_eq!(day["partition"]["error"], day_before["partition"]["error"]);
+    let runs = |d: &Value| d["runs"].as_array().map_or(0, |r| r.len());
+    assert_eq!(
+        runs(&day),
+        runs(&day_before) - 1,
+        "the first failure went: {day:#}"
+    );
+
+    // And the daemon goes on from it: the next days run, nothing old is run again.
+    p.run(&["daemon", "--replay", "2024-01-08..2024-01-10"]);
+    let after = statuses(&p);
+    for (k, v) in &before {
+        assert_eq!(after.get(k), Some(v), "{k:?}");
+    }
+    assert!(after.len() > before.len());
+}
+
+#[test]
+fn a_daemon_with_retention_prunes_as_it_goes_and_ends_where_one_without_does() {
+    let with = project_with_history();
+    let without = project_with_history();
+    let settings =
+        with.read("sluice.toml")
+            .replacen("[catalog]\n", "[catalog]\nretention = \"3d\"\n", 1);
+    with.write("sluice.toml", &settings);
+    let o = with.run(&["daemon", "--replay", "2024-01-08..2024-01-20"]);
+    without.run(&["daemon", "--replay", "2024-01-08..2024-01-20"]);
+    assert_eq!(statuses(&with), statuses(&without));
+    // The forced runs finished today (the backfill's clock), newer than any cutoff of the
+    // replay's: what went is the first failure of the 5th... and whatever the replay
+    // superseded; the log says how much and for how long the lock was held.
+    let pruned: Vec<&str> = o
+        .stderr
+        .lines()
+        .filter(|l| l.contains("run history pruned"))
+        .collect();
+    assert!(!pruned.is_empty(), "{}", o.context());
+    assert!(
+        pruned.iter().any(|l| !l.contains("runs_removed=0")),
+        "{pruned:#?}"
+    );
+    if let (Some(w), Some(wo)) = (runs_in_file(&with), runs_in_file(&without)) {
+        assert!(w < wo, "{w} runs kept with retention, {wo} without");
+    }
+}
