@@ -417,17 +417,7 @@ impl Settings {
                 path: path.clone(),
                 message,
             })?;
-        let retention = match &file.catalog.retention {
-            None => None,
-            Some(t) => {
-                Some(
-                    crate::duration::parse_duration(t).map_err(|e| ConfigError::Parse {
-                        path: path.clone(),
-                        message: format!("[catalog] retention = `{t}`: {e} (for example \"90d\")"),
-                    })?,
-                )
-            }
-        };
+        let retention = retention_of(&path, file.catalog.retention.as_deref())?;
         Ok(Settings {
             notify,
             retention,
@@ -563,6 +553,20 @@ fn lineage_settings(
         namespace,
         timeout: std::time::Duration::from_secs_f64(timeout),
     })
+}
+
+/// `[catalog] retention`, checked.
+fn retention_of(
+    path: &Path,
+    text: Option<&str>,
+) -> Result<Option<std::time::Duration>, ConfigError> {
+    text.map(|t| {
+        crate::duration::parse_duration(t).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: format!("[catalog] retention = `{t}`: {e} (for example \"90d\")"),
+        })
+    })
+    .transpose()
 }
 
 fn resolve_catalog(root: &Path, url: &str) -> Result<String, ConfigError> {

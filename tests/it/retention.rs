@@ -84,6 +84,17 @@ fn gc_runs_removes_only_what_no_partition_points_at_and_nothing_shown_changes() 
     assert_eq!(o.code, 2, "{}", o.context());
     o.complains("set `[catalog] retention = \"90d\"` in sluice.toml, or pass --older-than");
 
+    // A retention that is not an age is refused naming it.
+    let settings = p.read("sluice.toml");
+    p.write(
+        "sluice.toml",
+        &settings.replacen("[catalog]\n", "[catalog]\nretention = \"forever\"\n", 1),
+    );
+    let o = p.run(&["gc", "--runs"]);
+    assert_eq!(o.code, 2, "{}", o.context());
+    o.complains("[catalog] retention = `forever`");
+    p.write("sluice.toml", &settings);
+
     let before = statuses(&p);
     let plan = |p: &TestProject| {
         p.ok(&[
