@@ -70,7 +70,7 @@ pub enum Claim {
 /// callers add their WHERE and ORDER BY.
 pub(super) const PARTITION_STATUS: &str = "SELECT p.job, p.table_name, p.table_version, p.partition_key, p.state, p.content_rows, p.content_run_id, \
         p.content_fingerprint, p.content_delta_version, p.last_run_id, p.error, \
-        r.started_at, r.finished_at, r.attempt, c.data_version AS content_version \
+        r.started_at, r.finished_at, r.attempt, c.data_version AS content_version, r.state AS last_run_state \
  FROM partitions p LEFT JOIN runs r ON r.run_id = p.last_run_id LEFT JOIN runs c ON c.run_id = p.content_run_id";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -172,6 +172,22 @@ pub struct PartitionStatus {
     pub attempt: Option<i64>,
     /// The data version of the content (`provenance`): its run's code and what it read.
     pub content_version: Option<String>,
+    /// How its last run ended (none: its row was pruned): a failure is told apart from an
+    /// abandoned run (its worker died).
+    #[sqlx(try_from = "Option<String>")]
+    #[serde(skip)]
+    pub last_run_state: LastRunState,
+}
+
+/// The state of a partition's last run, when its row is there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LastRunState(pub Option<RunState>);
+
+impl TryFrom<Option<String>> for LastRunState {
+    type Error = crate::spelling::UnknownSpelling;
+    fn try_from(text: Option<String>) -> Result<Self, Self::Error> {
+        text.map(|t| t.parse()).transpose().map(LastRunState)
+    }
 }
 
 impl PartitionStatus {
@@ -192,6 +208,10 @@ pub enum DoneIf {
     /// Completed by a run that finished at or after this time (ms): a backfill or a due
     /// partition of the daemon does not redo what another worker did meanwhile.
     CompletedSince(i64),
+    /// Complete, or failed (not abandoned), by a run that finished after this time (ms): a
+    /// due partition of the daemon that another daemon ran meanwhile is not run again here,
+    /// whatever came of it (a failure is not failed, and told, once per daemon).
+    TriedAfter(i64),
     /// Complete with content other than this run's: a stale partition rerun elsewhere
     /// since it was judged stale (by content, not by time, so a replay's simulated clock
     /// cannot confuse it).
@@ -202,6 +222,11 @@ impl DoneIf {
     pub fn holds(&self, p: &PartitionStatus) -> bool {
         match self {
             DoneIf::CompletedSince(ms) => p.completed_since(*ms),
+            DoneIf::TriedAfter(ms) => {
+                let failed = p.state == PartitionState::Failed
+                    && p.last_run_state.0 == Some(RunState::Failed);
+                (p.state == PartitionState::Complete || failed) && p.finished_at.unwrap_or(0) > *ms
+            }
             DoneIf::RewrittenAfter(run) => {
                 p.state == PartitionState::Complete && p.content_run_id.as_deref() != Some(run)
             }

@@ -18,8 +18,9 @@
 //! - a partition is queued at most once per daemon: a tick whose partition is not newer
 //!   than the last one scheduled for the job is ignored (DST overlaps, repeated ticks);
 //! - every run goes through the runner's lease, so two daemons, or a daemon and a
-//!   backfill, never write one partition at once, and a partition another worker finished
-//!   after it was queued here is not redone;
+//!   backfill, never write one partition at once, and a partition another worker completed
+//!   or failed after it was queued here is not run again (with several daemons, a failure
+//!   is failed, and told, once);
 //! - on stop, nothing new starts; what is cancelled after the grace period is settled from
 //!   the Delta log (landed or abandoned) and its lease released.
 

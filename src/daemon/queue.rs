@@ -42,8 +42,11 @@ pub(super) struct Pending {
     pub(super) key: PartitionKey,
     /// The tick that made it due.
     pub(super) due: DateTime<Utc>,
-    /// When it was queued; a run by another worker that ended since then counts as done.
+    /// When it was queued.
     pub(super) queued_ms: i64,
+    /// A run by another worker that ended after this (its queueing, or its requeueing after
+    /// a transient failure here) counts as done, failed or not.
+    pub(super) tried_after_ms: i64,
     pub(super) why: Due,
     pub(super) not_before: Option<DateTime<Utc>>,
     /// What it waits for (upstream partitions, input files), as last checked.
@@ -85,6 +88,7 @@ pub(super) struct Finished {
     pub(super) key: PartitionKey,
     pub(super) due: DateTime<Utc>,
     pub(super) queued_ms: i64,
+    pub(super) tried_after_ms: i64,
     pub(super) why: Due,
     pub(super) requeued: u32,
     pub(super) report: RunReport,
@@ -94,13 +98,14 @@ pub(super) struct Finished {
 
 impl Finished {
     /// The partition queued again, to run not before `at`, its original due time and
-    /// queueing time kept.
-    fn again(&self, at: DateTime<Utc>, requeued: u32) -> Pending {
+    /// queueing time kept; what another worker does after `tried_after_ms` counts.
+    fn again(&self, at: DateTime<Utc>, requeued: u32, tried_after_ms: i64) -> Pending {
         Pending {
             job: self.job.clone(),
             key: self.key,
             due: self.due,
             queued_ms: self.queued_ms,
+            tried_after_ms,
             why: self.why.clone(),
             not_before: Some(at),
             waiting_on: Vec::new(),
@@ -316,6 +321,7 @@ impl Daemon {
             key,
             due,
             queued_ms: self.clock.now_ms(),
+            tried_after_ms: self.clock.now_ms(),
             why,
             not_before: None,
             waiting_on: Vec::new(),
@@ -435,7 +441,7 @@ impl Daemon {
             let request = RunRequest::new(&job, p.key, Trigger::Daemon);
             let request = match &p.why {
                 Due::Stale { content_run } => request.unless_rewritten_after(content_run.clone()),
-                _ => request.unless_done_since(Some(p.queued_ms)),
+                _ => request.unless_tried_after(p.tried_after_ms),
             };
             let report = match refuse {
                 None => runner.run(request).await,
@@ -446,6 +452,7 @@ impl Daemon {
                 key: p.key,
                 due: p.due,
                 queued_ms: p.queued_ms,
+                tried_after_ms: p.tried_after_ms,
                 why: p.why,
                 requeued: p.requeued,
                 report,
@@ -491,7 +498,8 @@ impl Daemon {
                 let retry = self.clock.now()
                     + chrono::Duration::from_std(self.opts.held_retry).unwrap_or_default();
                 info!(job = %f.job, partition = %f.key, held_by = r.held_by.as_deref().unwrap_or("-"), "partition is leased by another worker; trying again later");
-                self.queue.push(f.again(retry, f.requeued));
+                self.queue
+                    .push(f.again(retry, f.requeued, f.tried_after_ms));
             }
             RunOutcome::Failed if r.transient && f.requeued < TRANSIENT_REQUEUES => {
                 let policy = self.jobs.get(&f.job).map(|st| st.job.retry.clone());
@@ -501,13 +509,15 @@ impl Daemon {
                     .max(self.opts.held_retry);
                 warn!(job = %f.job, partition = %f.key, run_id = r.run_id.as_deref().unwrap_or("-"), error = r.error.as_deref().unwrap_or("-"), wait_ms = wait.as_millis() as u64, "partition failed for a transient cause; queued again");
                 let at = self.clock.now() + chrono::Duration::from_std(wait).unwrap_or_default();
-                self.queue.push(f.again(at, f.requeued + 1));
+                // Its own failure is not another worker's: what counts starts now.
+                self.queue
+                    .push(f.again(at, f.requeued + 1, self.clock.now_ms()));
             }
             RunOutcome::Succeeded => {
                 info!(job = %f.job, partition = %f.key, run_id = r.run_id.as_deref().unwrap_or("-"), rows = r.rows.unwrap_or(0), duration_ms = r.duration_ms as u64, "partition done");
             }
             RunOutcome::DoneElsewhere => {
-                info!(job = %f.job, partition = %f.key, "partition was completed by another worker");
+                info!(job = %f.job, partition = %f.key, "partition was run by another worker meanwhile");
             }
             RunOutcome::Failed => {
                 warn!(job = %f.job, partition = %f.key, run_id = r.run_id.as_deref().unwrap_or("-"), error = r.error.as_deref().unwrap_or("-"), "partition failed");

@@ -137,6 +137,7 @@ impl Daemon {
             key,
             due: now,
             queued_ms: self.clock.now_ms(),
+            tried_after_ms: self.clock.now_ms(),
             why: Due::Stale { content_run },
             not_before: None,
             waiting_on: Vec::new(),

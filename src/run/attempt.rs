@@ -170,8 +170,9 @@ impl Runner {
         if let Look::First(status) = look {
             if let Some(p) = self.done_elsewhere(req, a, *status).await? {
                 info!(
-                    by_run = p.content_run_id.as_deref().unwrap_or("-"),
-                    "partition was completed by another worker meanwhile; nothing to do"
+                    by_run = p.last_run_id.as_str(),
+                    state = %p.state,
+                    "partition was run by another worker meanwhile; nothing to do"
                 );
                 report.state = RunOutcome::DoneElsewhere;
                 report.run_id = p.content_run_id;

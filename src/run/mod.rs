@@ -174,6 +174,13 @@ impl<'a> RunRequest<'a> {
         self
     }
 
+    /// Does nothing if, once the lease is held, the partition turns out complete or failed
+    /// by a run that finished after `ms` (see [`DoneIf::TriedAfter`]).
+    pub fn unless_tried_after(mut self, ms: i64) -> RunRequest<'a> {
+        self.done_if = Some(DoneIf::TriedAfter(ms));
+        self
+    }
+
     /// Does nothing if, once the lease is held, the partition turns out complete with
     /// content other than run `content_run`'s: a stale partition rerun by another worker
     /// since it was judged stale.

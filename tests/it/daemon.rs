@@ -422,3 +422,40 @@ async fn downstream_waits_for_upstream_and_files_wait_with_a_timeout() {
         "summary still waits for its upstream"
     );
 }
+
+#[tokio::test]
+async fn a_partition_another_daemon_failed_meanwhile_is_not_failed_again() {
+    // Both daemons queue 2024-08-01 at 02:30 and wait for its file; it lands a minute
+    // later; the first runs it, and it fails (its SQL cannot run).
+    let mut job = daily_job(
+        "broken",
+        "cron = \"30 2 * * *\"\ntime_zone = \"Europe/Berlin\"\nwait_for_inputs = \"6h\"",
+        "2024-08-01",
+    );
+    job[0].1 = job[0].1.replace(
+        "[output]",
+        "[[inputs]]\nname = \"src\"\npath = \"data/{partition}.csv\"\nformat = \"csv\"\nschema = [\"n BIGINT\"]\n\n[retry]\nmax_attempts = 1\n\n[output]",
+    );
+    job[1].1 =
+        "SELECT CAST('not a number' AS BIGINT) AS n, CAST($partition AS STRING) AS p FROM src"
+            .into();
+    let p = project_of(&[job]);
+    let clock = ManualClock::new(utc(2024, 8, 2, 0, 30));
+    let mut first = daemon(&p, &clock).await;
+    let mut second = daemon(&p, &clock).await;
+    first.run_until_idle().await;
+    second.run_until_idle().await;
+    assert_eq!(first.queued(), ["broken/2024-08-01"]);
+    assert_eq!(second.queued(), ["broken/2024-08-01"]);
+    clock.advance(chrono::Duration::minutes(1));
+    p.write("data/2024-08-01.csv", "n\n1\n");
+    first.run_until_idle().await;
+    let r = runs(&first, "broken").await;
+    assert_eq!(r["2024-08-01"].len(), 1, "{r:#?}");
+    assert_eq!(r["2024-08-01"][0].state, RunState::Failed);
+    // The second finds it tried since it queued it: not run (nor failed, nor told) again.
+    second.run_until_idle().await;
+    assert!(second.queued().is_empty(), "{:?}", second.queued());
+    let r = runs(&second, "broken").await;
+    assert_eq!(r["2024-08-01"].len(), 1, "run twice: {r:#?}");
+}
