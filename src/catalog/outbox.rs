@@ -179,12 +179,11 @@ pub(super) async fn insert_event(
     }
     for t in targets {
         sqlx::query(
-            "INSERT INTO deliveries (event_id, target, state, attempts, next_at) VALUES ($1, $2, $3, 0, $4)",
+            "INSERT INTO deliveries (event_id, target, state, attempts) VALUES ($1, $2, $3, 0)",
         )
         .bind(&id)
         .bind(t)
         .bind(DeliveryState::Pending.as_str())
-        .bind(now_ms)
         .execute(&mut *tx)
         .await
         .map_err(query_err("record a delivery"))?;

@@ -17,6 +17,13 @@ CREATE TABLE messages (
 CREATE INDEX messages_due ON messages (state, next_at);
 CREATE INDEX messages_by_window ON messages (target, job, state);
 
+-- A delivery is now what one target is owed of one event; its retry state moved to its
+-- message.
+DROP INDEX deliveries_due;
+ALTER TABLE deliveries DROP COLUMN next_at;
+ALTER TABLE deliveries DROP COLUMN claimed_by;
+ALTER TABLE deliveries DROP COLUMN claimed_until;
+CREATE INDEX deliveries_by_state ON deliveries (state);
 ALTER TABLE deliveries ADD COLUMN message_id TEXT;
 CREATE INDEX deliveries_by_message ON deliveries (message_id);
 CREATE INDEX deliveries_unsent ON deliveries (state, message_id);
