@@ -460,6 +460,22 @@ fn a_receiver_that_stays_away_is_retried_for_an_hour_then_given_up_and_said() {
     std::fs::write(&rx.answer, "200").unwrap();
     p.run(&["daemon", "--replay", "2024-01-10..2024-01-11"]);
     assert_eq!(rx.received().len(), tries.len());
+    // A running daemon counts it in /metrics.
+    let addr = format!("127.0.0.1:{}", crate::daemon_process::free_port());
+    let (mut daemon, _) = p.spawn(&["daemon", "--metrics-address", &addr], &[]);
+    let started = Instant::now();
+    let metrics = || {
+        Command::new("curl")
+            .args(["-sS", "--max-time", "5", &format!("http://{addr}/metrics")])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    while !metrics().contains("\nsluice_notifications_undelivered 1\n") {
+        assert!(started.elapsed() < Duration::from_secs(60), "no metric");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    crate::util::sigkill(&mut daemon);
 }
 
 #[test]
