@@ -70,6 +70,19 @@ pub(crate) fn json_lines(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Makes clean_orders due by 07:00 (Berlin) the day after its partition.
+pub(crate) fn with_deadline(p: &TestProject) -> String {
+    let spec = p.read("jobs/clean_orders.toml");
+    p.write(
+        "jobs/clean_orders.toml",
+        &spec.replace(
+            "wait_for_inputs = \"6h\"",
+            "wait_for_inputs = \"6h\"\ndeadline = \"07:00\"",
+        ),
+    );
+    spec
+}
+
 fn project_with_targets(targets: &str) -> TestProject {
     let p = TestProject::migrated();
     let settings = p.read("sluice.toml");
@@ -271,8 +284,7 @@ command = ["python3", "-c", "import sys; open(sys.argv[1], 'a').write(sys.stdin.
     let env = [("HOOK_SECRET", SECRET)];
     // 2024-01-05's export has an order whose status the `accepted_values` check refuses.
     let f = "sample-data/orders/dt=2024-01-05/orders.csv";
-    let good = p.read(f);
-    p.write(f, &good.replacen(",paid\n", ",lost\n", 1));
+    let good = p.break_export("2024-01-05");
     let o = p.run_env(&["daemon", "--replay", "2024-01-01..2024-01-08"], &env);
     assert_eq!(o.code, 1, "{}", o.context());
     let got = payloads(&rx);
@@ -432,8 +444,7 @@ fn a_receiver_that_stays_away_is_retried_for_an_hour_then_given_up_and_said() {
         "[[notify]]\nname = \"oncall\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{}/hook\"\nevents = [\"check_failed\"]\n",
         rx.port
     ));
-    let f = "sample-data/orders/dt=2024-01-05/orders.csv";
-    p.write(f, &p.read(f).replacen(",paid\n", ",lost\n", 1));
+    p.break_export("2024-01-05");
     // Days of simulated time after the failure: the retries' waits pass, then the hour.
     let o = p.run(&["daemon", "--replay", "2024-01-05..2024-01-09"]);
     assert_eq!(o.code, 1, "{}", o.context());
@@ -546,14 +557,7 @@ fn a_late_day_is_told_at_its_deadline_once() {
     ));
     // clean_orders must be complete by 07:00 Berlin the day after; 2024-01-10's export
     // never lands, and the day waits its 6 hours from 02:30 for it.
-    let spec = p.read("jobs/clean_orders.toml");
-    p.write(
-        "jobs/clean_orders.toml",
-        &spec.replace(
-            "wait_for_inputs = \"6h\"",
-            "wait_for_inputs = \"6h\"\ndeadline = \"07:00\"",
-        ),
-    );
+    let spec = with_deadline(&p);
     std::fs::remove_dir_all(p.file("sample-data/orders/dt=2024-01-10")).unwrap();
     p.ok(&["validate"]);
     let o = p.run(&["daemon", "--replay", "2024-01-01..2024-01-12"]);

@@ -267,14 +267,7 @@ fn sample_month(rx: &Receiver) -> TestProject {
             rx.port
         ),
     );
-    let spec = p.read("jobs/clean_orders.toml");
-    p.write(
-        "jobs/clean_orders.toml",
-        &spec.replace(
-            "wait_for_inputs = \"6h\"",
-            "wait_for_inputs = \"6h\"\ndeadline = \"07:00\"",
-        ),
-    );
+    crate::notify::with_deadline(&p);
     p
 }
 
@@ -292,8 +285,7 @@ fn a_month_replayed_with_failures_and_a_late_day_tells_each_event_once_and_a_cle
     let p = sample_month(&rx);
     // The 5th's export has a status the check refuses; the 12th's never lands (its day
     // waits 6 hours from 02:30 for it, past its 07:00 deadline, then fails).
-    let f = "sample-data/orders/dt=2024-01-05/orders.csv";
-    p.write(f, &p.read(f).replacen(",paid\n", ",lost\n", 1));
+    p.break_export("2024-01-05");
     std::fs::remove_dir_all(p.file("sample-data/orders/dt=2024-01-12")).unwrap();
     let o = p.run_env(&["daemon", "--replay", "2024-01-01..2024-02-01"], &env);
     assert_eq!(o.code, 1, "{}", o.context());
@@ -351,10 +343,8 @@ fn a_backfill_s_failures_are_one_message_unless_a_target_asks_for_each() {
             append(&each)
         ),
     );
-    for day in ["05", "07"] {
-        let f = format!("sample-data/orders/dt=2024-01-{day}/orders.csv");
-        p.write(&f, &p.read(&f).replacen(",paid\n", ",lost\n", 1));
-    }
+    p.break_export("2024-01-05");
+    p.break_export("2024-01-07");
     let o = p.run(&[
         "backfill",
         "clean_orders",

@@ -52,8 +52,7 @@ fn runs_in_file(p: &TestProject) -> Option<u64> {
 /// failure superseded by the second).
 fn project_with_history() -> TestProject {
     let p = TestProject::migrated();
-    let f = "sample-data/orders/dt=2024-01-05/orders.csv";
-    p.write(f, &p.read(f).replacen(",paid\n", ",lost\n", 1));
+    p.break_export("2024-01-05");
     p.run(&["daemon", "--replay", "2024-01-01..2024-01-08"]);
     p.ok(&[
         "backfill",
@@ -125,17 +124,15 @@ fn gc_runs_removes_only_what_no_partition_points_at_and_nothing_shown_changes() 
     let runs_before = runs_in_file(&p);
 
     // Dry: says what would go, changes nothing.
-    let dry = p
-        .ok(&[
-            "gc",
-            "--runs",
-            "--older-than",
-            "30d",
-            "--dry-run",
-            "--output",
-            "json",
-        ])
-        .json();
+    let gc = |dry: &[&str]| {
+        let args = [
+            &["gc", "--runs", "--older-than", "30d", "--output", "json"],
+            dry,
+        ]
+        .concat();
+        p.ok(&args).json()
+    };
+    let dry = gc(&["--dry-run"]);
     let removable = dry["runs_removed"].as_u64().unwrap();
     // Three forced days' first runs, the failing day's first failure.
     assert_eq!(removable, 4, "{dry:#}");
@@ -147,9 +144,7 @@ fn gc_runs_removes_only_what_no_partition_points_at_and_nothing_shown_changes() 
     }
     assert_eq!(runs_in_file(&p), runs_before);
 
-    let done = p
-        .ok(&["gc", "--runs", "--older-than", "30d", "--output", "json"])
-        .json();
+    let done = gc(&[]);
     assert_eq!(done["runs_removed"].as_u64(), Some(removable), "{done:#}");
     assert!(
         done["longest_lock_ms"].as_f64().unwrap() < 100.0,
@@ -158,17 +153,7 @@ fn gc_runs_removes_only_what_no_partition_points_at_and_nothing_shown_changes() 
     if let (Some(b), Some(a)) = (runs_before, runs_in_file(&p)) {
         assert_eq!(a, b - removable);
     }
-    let again = p
-        .ok(&[
-            "gc",
-            "--runs",
-            "--older-than",
-            "30d",
-            "--dry-run",
-            "--output",
-            "json",
-        ])
-        .json();
+    let again = gc(&["--dry-run"]);
     assert_eq!(again["runs_removed"].as_u64(), Some(0), "{again:#}");
 
     // What the status, the planner and the failed day's page show is what they showed.

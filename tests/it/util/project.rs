@@ -189,6 +189,16 @@ impl TestProject {
         std::fs::read_to_string(self.file(rel)).unwrap()
     }
 
+    /// Gives the sample export of `day` (`2024-01-05`) an order whose status clean_orders'
+    /// `accepted_values` check refuses, so that the day fails its check; returns the export
+    /// as it was, to put back.
+    pub fn break_export(&self, day: &str) -> String {
+        let f = format!("sample-data/orders/dt={day}/orders.csv");
+        let good = self.read(&f);
+        self.write(&f, &good.replacen(",paid\n", ",lost\n", 1));
+        good
+    }
+
     /// Points a command at this project's catalog and warehouse: its own database and
     /// prefix on the remote servers, or (variables removed) sluice.toml's local defaults.
     pub fn set_stores(&self, c: &mut Command) {
