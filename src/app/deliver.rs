@@ -60,6 +60,8 @@ fn payload_of(project: &Project, c: &Claimed) -> Payload {
             at: crate::clock::rfc3339(e.created_at),
             link: match (&e.job, &e.partition_key) {
                 (Some(j), Some(p)) => page(format!("jobs/{j}/partitions/{p}")),
+                // A backfill's summary of one job: its page.
+                (Some(j), None) => page(format!("jobs/{j}")),
                 _ => page(String::new()),
             },
             project: project.settings.project_name(),

@@ -4,6 +4,7 @@
 
 use super::context::Context;
 use super::{EXIT_FAILED, EXIT_OK, EXIT_UNUSABLE, Globals, Outcome, output};
+use crate::catalog::DeliveryState;
 use crate::notify::{self, Payload};
 
 #[derive(Debug, clap::Subcommand)]
@@ -42,9 +43,21 @@ async fn list(g: &Globals, limit: i64) -> Outcome {
         println!("no events yet");
         return Ok(EXIT_OK);
     }
+    // A message shared by several shown deliveries is a digest.
+    let mut carried: std::collections::HashMap<&str, usize> = Default::default();
+    for m in rows.iter().filter_map(|r| r.message_id.as_deref()) {
+        *carried.entry(m).or_default() += 1;
+    }
     let text: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
+            let how = match (r.state, r.message_id.as_deref()) {
+                (DeliveryState::Pending, None) => "waiting for its window".to_string(),
+                (s, Some(m)) if carried.get(m).copied().unwrap_or(0) > 1 => {
+                    format!("{s} (in a digest)")
+                }
+                (s, _) => s.to_string(),
+            };
             vec![
                 output::time(Some(r.created_at)),
                 r.kind.to_string(),
@@ -54,7 +67,7 @@ async fn list(g: &Globals, limit: i64) -> Outcome {
                     r.partition_key.as_deref().unwrap_or("")
                 ),
                 r.target.clone(),
-                r.state.to_string(),
+                how,
                 r.attempts.to_string(),
                 crate::text::one_line(r.last_error.as_deref().unwrap_or_default(), 60),
             ]

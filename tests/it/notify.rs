@@ -404,6 +404,7 @@ command = ["python3", "-c", "import sys; open(sys.argv[1], 'a').write(sys.stdin.
         (&waiting[0]["target"], &waiting[0]["kind"]),
         (&"all".into(), &"recovered".into())
     );
+    p.ok(&["notify", "list"]).says("waiting for its window");
     let o = p.run_env(&["daemon", "--replay", "2024-01-06..2024-01-07"], &env);
     assert_eq!(o.code, 0, "{}", o.context());
     assert_eq!(

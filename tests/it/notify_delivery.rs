@@ -138,6 +138,8 @@ fn a_flood_of_500_failures_is_at_most_one_message_per_window() {
         summary.starts_with(&format!("{carried} partitions of hours failed: ")),
         "{summary}"
     );
+    p.ok(&["notify", "list", "--limit", "1000"])
+        .says("delivered (in a digest)");
     eprintln!(
         "{} failures told in {} messages over {spread:.0} s",
         events.len(),
