@@ -1,7 +1,7 @@
 //! Sending what the outbox holds: the deliveries folded into messages as each target's
 //! window allows (`catalog::messages`), the messages due claimed, each sent to its target
 //! (`notify::send`) and how it went recorded. A failure worth a retry is retried with
-//! growing waits for an hour from the message's first event, then given up (counted in
+//! growing waits for an hour from when the message was formed, then given up (counted in
 //! `/metrics`); a process that dies mid-delivery leaves its claim to lapse, and another
 //! sends the message again with the same id. Any process may make a pass: the daemon's
 //! delivery task, and a `run` or `backfill` at its end (so that its own news leaves at
@@ -16,7 +16,7 @@ use tracing::{info, warn};
 const CLAIM_MS: i64 = 60_000;
 /// At most this many messages per pass.
 const PER_PASS: i64 = 32;
-/// How long a message is retried, from its first event.
+/// How long a message is retried, from when it was formed.
 pub const RETRY_WINDOW_MS: i64 = 3_600_000;
 /// The wait before try `attempt + 1`: `first`, doubling, at most 64 times `first` and at
 /// most 5 minutes.
@@ -100,10 +100,9 @@ async fn deliver(
     };
     let sent = notify::send(client, target, &payload_of(project, c)).await;
     crate::failpoint::pause_if_set("notify_after_send").await;
-    let first = c.events.first().map_or(now_ms, |e| e.created_at);
     match sent {
         Ok(()) => Settled::Delivered,
-        Err(e) if e.transient && now_ms - first < RETRY_WINDOW_MS => Settled::RetryAt(
+        Err(e) if e.transient && now_ms - c.formed_at < RETRY_WINDOW_MS => Settled::RetryAt(
             now_ms + backoff_ms(first_backoff_ms(), c.attempt),
             e.message,
         ),

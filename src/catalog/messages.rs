@@ -1,6 +1,6 @@
 //! From deliveries to messages: what a target is actually sent. Each target hears of a job
-//! at most once per window (`at_most_every`): the first event of a job goes alone at once;
-//! what comes while the window is shut, or while the job's last message to the target is
+//! at most once per window (`at_most_every`): what waits when the job's window is open goes
+//! at once (alone, or together if several came at once); what comes while it is shut, or while the job's last message to the target is
 //! still being retried, waits, and goes as one digest when it opens (`form_messages`). The
 //! window's row (`notify_windows`) is a compare-and-set, so of several daemons exactly one
 //! opens it. A message is claimed for a while by one daemon (`claim_messages`), which then
@@ -31,6 +31,9 @@ pub struct Claimed {
     pub job: Option<String>,
     /// This try's number, from 1.
     pub attempt: i64,
+    /// When it was formed: its retries are counted from then (its events may have waited
+    /// for the window before).
+    pub formed_at: i64,
     /// One event, or a digest's, oldest first.
     pub events: Vec<EventRow>,
 }
@@ -53,7 +56,7 @@ static CLAIM: &str = "UPDATE messages SET claimed_by = $1, claimed_until = $2, a
      WHERE state = $3 AND (attempts = 0 OR next_at <= $4) AND (claimed_until IS NULL OR claimed_until < $4) \
      AND id IN (SELECT id FROM messages \
      WHERE state = $3 AND (attempts = 0 OR next_at <= $4) AND (claimed_until IS NULL OR claimed_until < $4) ORDER BY next_at LIMIT $5) \
-     RETURNING id, target, job, attempts";
+     RETURNING id, target, job, attempts, created_at";
 
 impl Catalog {
     /// Folds the deliveries no message carries yet into messages, as each target's window
@@ -211,7 +214,7 @@ impl Catalog {
         until_ms: i64,
         limit: i64,
     ) -> Result<Vec<Claimed>, CatalogError> {
-        let rows: Vec<(String, String, Option<String>, i64)> = sqlx::query_as(CLAIM)
+        let rows: Vec<(String, String, Option<String>, i64, i64)> = sqlx::query_as(CLAIM)
             .bind(holder)
             .bind(until_ms)
             .bind(DeliveryState::Pending.as_str())
@@ -221,7 +224,7 @@ impl Catalog {
             .await
             .map_err(query_err("claim messages"))?;
         let mut out = Vec::new();
-        for (message_id, target, job, attempt) in rows {
+        for (message_id, target, job, attempt, formed_at) in rows {
             let events: Vec<EventRow> = sqlx::query_as(
                 "SELECT e.id, e.kind, e.job, e.partition_key, e.run_id, e.error, e.created_at \
                  FROM events e JOIN deliveries d ON d.event_id = e.id \
@@ -236,6 +239,7 @@ impl Catalog {
                 target,
                 job,
                 attempt,
+                formed_at,
                 events,
             });
         }
