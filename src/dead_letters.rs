@@ -22,6 +22,24 @@ fn surely_missing(url: &Url) -> bool {
     url.scheme() == "file" && url.to_file_path().is_ok_and(|p| !p.exists())
 }
 
+/// The job's dead-letter table, if it was ever written.
+async fn open_if_exists(url: &Url) -> Result<Option<deltalake::DeltaTable>, DeltaError> {
+    if surely_missing(url) {
+        return Ok(None);
+    }
+    let probe = deltalake::DeltaTable::try_from_url(url.clone())
+        .await
+        .map_err(|e| open_err(url, e))?;
+    if !probe
+        .verify_deltatable_existence()
+        .await
+        .map_err(|e| open_err(url, e))?
+    {
+        return Ok(None);
+    }
+    delta::open(url).await.map(Some)
+}
+
 pub fn table_url(warehouse: &Url, job: &Name) -> Url {
     let mut u = warehouse.clone();
     let base = u.path().trim_end_matches('/').to_string();
@@ -96,20 +114,9 @@ pub async fn replace(
 ) -> Result<(), DeltaError> {
     let scope = Scope::Partition(vec![("partition".into(), letters.partition.clone())]);
     let mut table = if letters.rows.is_empty() {
-        if surely_missing(url) {
+        let Some(t) = open_if_exists(url).await? else {
             return Ok(());
-        }
-        let probe = deltalake::DeltaTable::try_from_url(url.clone())
-            .await
-            .map_err(|e| open_err(url, e))?;
-        if !probe
-            .verify_deltatable_existence()
-            .await
-            .map_err(|e| open_err(url, e))?
-        {
-            return Ok(());
-        }
-        let t = delta::open(url).await?;
+        };
         if delta::partition_rows(&t, &scope).await? == 0 {
             return Ok(());
         }
@@ -147,6 +154,18 @@ pub async fn replace(
     };
     let results = delta::commit_partitions(&mut table, &[item], |_| still_leased()).await;
     results.into_iter().next().unwrap_or(Ok(0)).map(|_| ())
+}
+
+/// Removes the dead letters recorded before `cutoff_ms` (`[catalog] retention`), whole
+/// partitions at a time (a run records all of a partition's letters at once); `dry_run`
+/// counts them. A run replacing one of those partitions meanwhile makes this commit conflict
+/// and fail (a later prune tries again), never lose the run's letters.
+pub async fn prune(url: &Url, cutoff_ms: i64, dry_run: bool) -> Result<u64, DeltaError> {
+    let Some(mut table) = open_if_exists(url).await? else {
+        return Ok(0);
+    };
+    let expired = delta::expire_files(&mut table, "recorded_at", cutoff_ms, dry_run).await?;
+    Ok(expired.rows)
 }
 
 /// Dead letters as rows of the table.
@@ -194,20 +213,9 @@ pub struct DeadLetter {
 
 /// The dead letters of a job (of one partition), in partition, file and line order.
 pub async fn list(url: &Url, partition: Option<&str>) -> Result<Vec<DeadLetter>, DeltaError> {
-    if surely_missing(url) {
+    let Some(table) = open_if_exists(url).await? else {
         return Ok(Vec::new());
-    }
-    let probe = deltalake::DeltaTable::try_from_url(url.clone())
-        .await
-        .map_err(|e| open_err(url, e))?;
-    if !probe
-        .verify_deltatable_existence()
-        .await
-        .map_err(|e| open_err(url, e))?
-    {
-        return Ok(Vec::new());
-    }
-    let table = delta::open(url).await?;
+    };
     let read_err = |e: Below| DeltaError::below(Doing::Open, url, e);
     let provider = table
         .table_provider()

@@ -1,8 +1,22 @@
 //! Pruning run history beyond `[catalog] retention` (`catalog::retention` says what is
 //! kept): `sluice gc --runs` does a whole prune at once, the daemon a few batches per poll
-//! (`Prune::step`), so that neither holds the catalog's write lock for long.
+//! (`Prune::step`), so that neither holds the catalog's write lock for long. The jobs'
+//! dead-letter tables follow the same retention, one table per step after the catalog.
 
 use crate::catalog::{Catalog, CatalogError, RunCursor};
+use crate::delta::DeltaError;
+use crate::project::Project;
+use url::Url;
+
+/// Why a prune stopped. What it removed before stays removed: each batch, and each dead-letter
+/// table, is one transaction.
+#[derive(Debug, thiserror::Error)]
+pub enum PruneError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("dead letters: {0}")]
+    DeadLetters(#[from] DeltaError),
+}
 
 /// Rows looked at per batch: on SQLite a batch's transaction holds the write lock for a
 /// few milliseconds (the longest is in the report).
@@ -19,6 +33,8 @@ pub struct PruneReport {
     pub runs_kept: u64,
     pub events_removed: u64,
     pub messages_removed: u64,
+    /// Dead letters recorded before the cutoff, removed from the jobs' dead-letter tables.
+    pub dead_letters_removed: u64,
     pub batches: u64,
     /// The longest a batch held the catalog's write lock, in milliseconds.
     pub longest_lock_ms: f64,
@@ -33,17 +49,32 @@ pub struct Prune {
     /// Where the walk over old runs has got to; none once it is over.
     runs_at: Option<RunCursor>,
     notifications_done: bool,
+    /// Dead-letter tables still to prune.
+    letter_tables: Vec<Url>,
     pub report: PruneReport,
 }
 
 impl Prune {
-    /// A prune of what is older than `cutoff_ms`.
-    pub fn new(cutoff_ms: i64, dry_run: bool) -> Prune {
+    /// A prune of the project's history older than `cutoff_ms`: the catalog's, and each
+    /// job's dead letters.
+    pub fn of_project(project: &Project, cutoff_ms: i64, dry_run: bool) -> Prune {
+        let letters = project
+            .jobs
+            .keys()
+            .map(|job| crate::dead_letters::table_url(&project.settings.warehouse, job))
+            .collect();
+        Prune::new(cutoff_ms, dry_run, letters)
+    }
+
+    /// A prune of what is older than `cutoff_ms`, in the catalog and in the dead-letter
+    /// tables at `letter_tables`.
+    pub fn new(cutoff_ms: i64, dry_run: bool, letter_tables: Vec<Url>) -> Prune {
         Prune {
             cutoff_ms,
             dry_run,
             runs_at: Some(RunCursor::default()),
             notifications_done: false,
+            letter_tables,
             report: PruneReport {
                 cutoff: crate::clock::rfc3339(cutoff_ms),
                 dry_run,
@@ -57,7 +88,7 @@ impl Prune {
         &mut self,
         catalog: &Catalog,
         budget: Option<u64>,
-    ) -> Result<bool, CatalogError> {
+    ) -> Result<bool, PruneError> {
         let mut left = budget.unwrap_or(u64::MAX);
         while left > 0 {
             left -= 1;
@@ -73,8 +104,12 @@ impl Prune {
                 continue;
             }
             if self.notifications_done {
-                self.report.batches -= 1;
-                return Ok(true);
+                let Some(url) = self.letter_tables.pop() else {
+                    self.report.batches -= 1;
+                    return Ok(true);
+                };
+                self.prune_letters(&url).await?;
+                continue;
             }
             let (events, messages, held_ms) = catalog
                 .prune_notifications(self.cutoff_ms, BATCH, self.dry_run)
@@ -86,7 +121,21 @@ impl Prune {
             self.notifications_done =
                 self.dry_run || (events < BATCH as u64 && messages < BATCH as u64);
         }
-        Ok(self.runs_at.is_none() && self.notifications_done)
+        Ok(self.runs_at.is_none() && self.notifications_done && self.letter_tables.is_empty())
+    }
+
+    /// One job's dead letters past the cutoff, then its removed files past the table's
+    /// own retention (vacuum), as `gc` does for tables.
+    async fn prune_letters(&mut self, url: &Url) -> Result<(), PruneError> {
+        self.report.dead_letters_removed +=
+            crate::dead_letters::prune(url, self.cutoff_ms, self.dry_run).await?;
+        if !self.dry_run
+            && let Err(e) = crate::delta::store::vacuum(url.as_str()).await
+        {
+            // The letters are gone from the table; their files wait for the next vacuum.
+            tracing::debug!(error = %e, "could not vacuum a dead-letter table");
+        }
+        Ok(())
     }
 
     fn note_lock(&mut self, held_ms: f64) {

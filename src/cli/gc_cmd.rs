@@ -12,9 +12,10 @@ pub struct GcArgs {
     /// Print what would be removed and kept; change nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Prune run history instead: runs, their profiles and check results, and
-    /// notifications older than `[catalog] retention` (or --older-than), keeping what the
-    /// catalog needs (each partition's content run and last run).
+    /// Prune run history instead: runs, their profiles and check results,
+    /// notifications and dead letters older than `[catalog] retention` (or
+    /// --older-than), keeping what the catalog needs (each partition's content run and
+    /// last run).
     #[arg(long)]
     runs: bool,
     /// With --runs: the age beyond which history goes ("30d"), instead of the retention.
@@ -34,7 +35,7 @@ async fn gc_runs(g: &Globals, args: &GcArgs) -> Outcome {
         ),
     };
     let cutoff = cx.clock.now_ms() - age.as_millis() as i64;
-    let mut prune = crate::app::retention::Prune::new(cutoff, args.dry_run);
+    let mut prune = crate::app::retention::Prune::of_project(&cx.project, cutoff, args.dry_run);
     prune.step(&cx.catalog, None).await?;
     cx.close().await;
     let r = &prune.report;
@@ -44,8 +45,13 @@ async fn gc_runs(g: &Globals, args: &GcArgs) -> Outcome {
     }
     let verb = if r.dry_run { "would remove" } else { "removed" };
     println!(
-        "{verb} {} run(s) that finished before {}, {} event(s) and {} message(s); kept {} older run(s) that partitions point at (content, or an unresolved failure)",
-        r.runs_removed, r.cutoff, r.events_removed, r.messages_removed, r.runs_kept
+        "{verb} {} run(s) that finished before {}, {} event(s), {} message(s) and {} dead letter(s); kept {} older run(s) that partitions point at (content, or an unresolved failure)",
+        r.runs_removed,
+        r.cutoff,
+        r.events_removed,
+        r.messages_removed,
+        r.dead_letters_removed,
+        r.runs_kept
     );
     if !r.dry_run {
         println!(

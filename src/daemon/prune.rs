@@ -29,7 +29,11 @@ impl Daemon {
         let now_ms = now.timestamp_millis();
         let p = &mut self.pruning;
         if p.under_way.is_none() && p.last_done.is_none_or(|t| now_ms - t >= EVERY_MS) {
-            p.under_way = Some(Prune::new(now_ms - age.as_millis() as i64, false));
+            p.under_way = Some(Prune::of_project(
+                &self.runner.project(),
+                now_ms - age.as_millis() as i64,
+                false,
+            ));
         }
         let Some(prune) = p.under_way.as_mut() else {
             return;
@@ -44,6 +48,7 @@ impl Daemon {
                     runs_kept = r.runs_kept,
                     events_removed = r.events_removed,
                     messages_removed = r.messages_removed,
+                    dead_letters_removed = r.dead_letters_removed,
                     longest_lock_ms = r.longest_lock_ms,
                     "run history pruned"
                 );

@@ -480,7 +480,7 @@ fn file_name(path: &str) -> &str {
 /// The predicate is what the conflict checker reads as a commit's read set: the replaced
 /// partitions only (their values in their partition columns), so that commits of other
 /// partitions do not conflict with it; the whole table when one item replaces it.
-fn write_predicate(
+pub(super) fn write_predicate(
     replaced: &[&[(String, String)]],
     whole_table: bool,
 ) -> (Option<Vec<String>>, Option<String>) {

@@ -12,12 +12,14 @@
 //! Rooms: `writer` uploads a partition's files; `commit` makes them visible with the
 //! fencing `txn`; `handle` keeps one open table per physical version with its group-commit
 //! queue; `evolve` applies migrations; `store` is every other write or delete of objects
-//! (unpublished files, removed versions, vacuum, the atomic-commit probe).
+//! (unpublished files, removed versions, vacuum, the atomic-commit probe); `expire` removes
+//! files whose rows are all past a retention.
 
 mod cause;
 mod commit;
 mod error;
 mod evolve;
+mod expire;
 mod handle;
 pub mod local_store;
 mod readback;
@@ -31,6 +33,7 @@ pub use commit::{
 pub(crate) use error::Doing;
 pub use error::{Below, DeltaError, LocalFile, Said, below};
 pub use evolve::{Evolved, evolve};
+pub use expire::{Expired, expire_files};
 pub use handle::{LeaseCheck, StillLeased, VersionHandle};
 pub use readback::{snapshot_files, uploaded_files};
 pub use writer::{PartitionWriter, WriterLayout};

@@ -53,6 +53,14 @@ fn runs_in_file(p: &TestProject) -> Option<u64> {
 fn project_with_history() -> TestProject {
     let p = TestProject::migrated();
     p.break_export("2024-01-05");
+    // A row that cannot be read on a day the backfill below forces again: a dead letter
+    // recorded by the replay, then again by the backfill.
+    let day = "sample-data/orders/dt=2024-01-02/orders.csv";
+    let export = p.read(day);
+    p.write(
+        day,
+        &format!("{export}9999999,2024-01-02 23:59:00,1,north,pets,two,1.00,paid\n"),
+    );
     p.run(&["daemon", "--replay", "2024-01-01..2024-01-08"]);
     p.ok(&[
         "backfill",
@@ -74,6 +82,19 @@ fn project_with_history() -> TestProject {
         "-q",
     ]);
     p
+}
+
+/// The partition of each of clean_orders' dead letters, as `dlq list` says.
+fn dead_letter_days(p: &TestProject) -> Vec<String> {
+    let letters = p
+        .ok(&["dlq", "list", "clean_orders", "--output", "json"])
+        .json();
+    letters
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["partition"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
@@ -122,6 +143,18 @@ fn gc_runs_removes_only_what_no_partition_points_at_and_nothing_shown_changes() 
     };
     let day_before = failed_day(&p);
     let runs_before = runs_in_file(&p);
+    let letters_before = dead_letter_days(&p);
+    // The forced days' letters were recorded today by the backfill; the rest by the
+    // replay, in January 2024.
+    let recent: Vec<String> = letters_before
+        .iter()
+        .filter(|d| d.as_str() <= "2024-01-03")
+        .cloned()
+        .collect();
+    assert!(
+        !recent.is_empty() && recent.len() < letters_before.len(),
+        "{letters_before:?}"
+    );
 
     // Dry: says what would go, changes nothing.
     let gc = |dry: &[&str]| {
@@ -136,6 +169,12 @@ fn gc_runs_removes_only_what_no_partition_points_at_and_nothing_shown_changes() 
     let removable = dry["runs_removed"].as_u64().unwrap();
     // Three forced days' first runs, the failing day's first failure.
     assert_eq!(removable, 4, "{dry:#}");
+    assert_eq!(
+        dry["dead_letters_removed"].as_u64(),
+        Some((letters_before.len() - recent.len()) as u64),
+        "{dry:#}"
+    );
+    assert_eq!(dead_letter_days(&p), letters_before);
     let kept = dry["runs_kept"].as_u64().unwrap();
     assert!(kept > 0, "{dry:#}");
     if let Some(n) = runs_before {
@@ -153,8 +192,15 @@ fn gc_runs_removes_only_what_no_partition_points_at_and_nothing_shown_changes() 
     if let (Some(b), Some(a)) = (runs_before, runs_in_file(&p)) {
         assert_eq!(a, b - removable);
     }
+    // The old letters are gone, for `dlq list` and for an independent reader.
+    assert_eq!(dead_letter_days(&p), recent);
+    assert_eq!(
+        python_rows(&p.dead_letters_dir("clean_orders")).len(),
+        recent.len()
+    );
     let again = gc(&["--dry-run"]);
     assert_eq!(again["runs_removed"].as_u64(), Some(0), "{again:#}");
+    assert_eq!(again["dead_letters_removed"].as_u64(), Some(0), "{again:#}");
 
     // What the status, the planner and the failed day's page show is what they showed.
     assert_eq!(statuses(&p), before);
@@ -189,6 +235,11 @@ fn a_daemon_with_retention_prunes_as_it_goes_and_ends_where_one_without_does() {
     let o = with.run(&["daemon", "--replay", "2024-01-08..2024-01-20"]);
     without.run(&["daemon", "--replay", "2024-01-08..2024-01-20"]);
     assert_eq!(statuses(&with), statuses(&without));
+    // The replay's letters of the 7th and 12th passed the retention, those of the 19th
+    // (recorded on the 20th) did not; the backfill's of the 2nd are today's.
+    let all = ["2024-01-02", "2024-01-07", "2024-01-12", "2024-01-19"];
+    assert_eq!(dead_letter_days(&without), all);
+    assert_eq!(dead_letter_days(&with), ["2024-01-02", "2024-01-19"]);
     // The forced runs finished today (the backfill's clock), newer than any cutoff of the
     // replay's: what went is the first failure of the 5th... and whatever the replay
     // superseded; the log says how much and for how long the lock was held.

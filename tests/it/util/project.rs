@@ -348,6 +348,11 @@ impl TestProject {
         self.warehouse_dir(rel.trim_end_matches('/'))
     }
 
+    /// The folder of a job's dead-letter table (a fresh local copy on an object store).
+    pub fn dead_letters_dir(&self, job: &str) -> PathBuf {
+        self.warehouse_dir(&format!("_dead_letters/{job}"))
+    }
+
     fn warehouse_dir(&self, rel: &str) -> PathBuf {
         let Some(root) = &self.warehouse else {
             return self.path().join("warehouse").join(rel);
