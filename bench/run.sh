@@ -22,7 +22,12 @@
 #      the server's time to build and render it (its Server-Timing header), best of five,
 #      beside the same page of the 1,000 complete hours alone; the server's peak RSS.
 #
-# usage: bench/run.sh [noop|noopscale|reference|idle|promote|bigpart|cluster|watch|grid|all]  (default: all)
+#   scale: a catalog of a million partitions and ten million runs, and the daemon's polls,
+#      `status`, the grid and backfill planning over it, beside the same at 10,000
+#      partitions (bench/scale.sh; SLUICE_BENCH_SCALE_BACKEND=postgres with
+#      SLUICE_BENCH_PG_URL for PostgreSQL).
+#
+# usage: bench/run.sh [noop|noopscale|reference|idle|promote|bigpart|cluster|watch|grid|scale|all]  (default: all)
 # Every time is printed beside the peak resident memory (RSS) of the process timed.
 # SLUICE_BENCH_BASELINE=/path/to/sluice: the noop rounds run that binary too, interleaved,
 # and print this build's time as a ratio of it (a regression check against an older build).
@@ -683,6 +688,7 @@ case "$what" in
     cluster) cluster ;;
     watch) watch ;;
     grid) grid ;;
-    all) noop; noopscale; reference; idle; promote; bigpart; cluster; watch; grid ;;
-    *) echo "usage: bench/run.sh [noop|noopscale|reference|idle|promote|bigpart|cluster|watch|grid|all]" >&2; exit 2 ;;
+    scale) bash "$here/scale.sh" "${SLUICE_BENCH_SCALE_BACKEND:-sqlite}" ;;
+    all) noop; noopscale; reference; idle; promote; bigpart; cluster; watch; grid; bash "$here/scale.sh" sqlite ;;
+    *) echo "usage: bench/run.sh [noop|noopscale|reference|idle|promote|bigpart|cluster|watch|grid|scale|all]" >&2; exit 2 ;;
 esac

@@ -212,6 +212,26 @@ struct Picked {
     index: HashMap<(String, PartitionKey), usize>,
 }
 
+/// The catalog's rows of `keys`, by partition. A plan of some partitions reads those; of
+/// many, the job's whole table at once.
+async fn states_of(
+    catalog: &Catalog,
+    job: &Job,
+    keys: &[PartitionKey],
+) -> Result<BTreeMap<String, PartitionStatus>, BackfillError> {
+    let texts: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+    let (table, version) = (job.table.as_str(), i64::from(job.version));
+    let rows = if texts.len() <= crate::catalog::NAMED_AT_MOST {
+        catalog.partitions_named(table, version, &texts).await?
+    } else {
+        catalog.partitions_of(table, version).await?
+    };
+    Ok(rows
+        .into_iter()
+        .map(|p| (p.partition_key.clone(), p))
+        .collect())
+}
+
 /// Adds the partitions of `job` in `[start, end)` that the request selects to `out`, with
 /// the reason each runs, and the others to its not-selected list with theirs.
 async fn select_partitions(
@@ -231,12 +251,8 @@ async fn select_partitions(
         })?
         .schema;
     let fp = fingerprint(job, &schema);
-    let states: BTreeMap<String, PartitionStatus> = catalog
-        .partitions_of(job.table.as_str(), i64::from(job.version))
-        .await?
-        .into_iter()
-        .map(|p| (p.partition_key.clone(), p))
-        .collect();
+    let keys = partitions_in(job, req, (from_start, to_end));
+    let states = states_of(catalog, job, &keys).await?;
     let mut stale = match req.selection {
         Selection::Stale => {
             let all: Vec<PartitionStatus> = states.values().cloned().collect();
@@ -246,7 +262,7 @@ async fn select_partitions(
         }
         _ => BTreeMap::new(),
     };
-    for key in partitions_in(job, req, (from_start, to_end)) {
+    for key in keys {
         let partition = key.to_string();
         let skip = |why: String| NotSelected {
             job: job.name.to_string(),

@@ -10,22 +10,26 @@
 mod aliases;
 mod leases;
 mod messages;
+mod named;
 mod outbox;
 mod reads;
 mod retention;
 mod rows;
 mod run_writes;
+mod synthetic;
 mod tables;
 mod write_group;
 
 pub use aliases::{Flip, FlipRefusal};
 pub use messages::{Claimed, Settled, Window};
+pub use named::NAMED_AT_MOST;
 pub use outbox::{DeliveryRow, DeliveryState, EventRow, FinishEvents, NewEvent, TellOf};
 pub use retention::{Batch, RunCursor};
 pub use rows::{
     AliasFlip, AppliedMigration, Claim, DoneIf, Lease, PartitionState, PartitionStatus, RunEnd,
     RunRow, RunStart, RunState, TableRow, TableVersionRow, Trigger, VersionCoverage,
 };
+pub use synthetic::{HistoryPartition, HistoryRun};
 pub use tables::MigrationTx;
 
 use crate::redact::{redact_text, redact_url};
@@ -150,6 +154,14 @@ fn transient_code(code: &str) -> bool {
             .any(|p| code.starts_with(p));
     }
     code.parse::<i32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
+}
+
+/// `$1, $2, ...` from `from` on: the placeholders of an `IN` list of `n` values.
+fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn query_err(op: &'static str) -> impl Fn(sqlx::Error) -> CatalogError {

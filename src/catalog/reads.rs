@@ -12,9 +12,10 @@ static PARTITION_ONE: LazyLock<String> = LazyLock::new(|| {
     )
 });
 static PARTITIONS_OF_JOB: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "{PARTITION_STATUS} WHERE ($1 IS NULL OR p.job = $1) ORDER BY p.job, p.table_version, p.partition_key"
-    )
+    format!("{PARTITION_STATUS} WHERE p.job = $1 ORDER BY p.table_version, p.partition_key")
+});
+static PARTITIONS_ALL: LazyLock<String> = LazyLock::new(|| {
+    format!("{PARTITION_STATUS} ORDER BY p.job, p.table_version, p.partition_key")
 });
 static PARTITIONS_OF_VERSION: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -122,11 +123,23 @@ impl Catalog {
         &self,
         job: Option<&str>,
     ) -> Result<Vec<PartitionStatus>, CatalogError> {
-        sqlx::query_as::<_, PartitionStatus>(PARTITIONS_OF_JOB.as_str())
-            .bind(job)
-            .fetch_all(&self.pool)
+        // Two statements rather than `$1 IS NULL OR job = $1`, which no index serves.
+        let q = match job {
+            Some(j) => sqlx::query_as::<_, PartitionStatus>(PARTITIONS_OF_JOB.as_str()).bind(j),
+            None => sqlx::query_as::<_, PartitionStatus>(PARTITIONS_ALL.as_str()),
+        };
+        q.fetch_all(&self.pool)
             .await
             .map_err(query_err("list partitions"))
+    }
+
+    /// The jobs that have partitions in the catalog (of any version), by name: a project's
+    /// partitions can be read a job at a time.
+    pub async fn jobs_with_partitions(&self) -> Result<Vec<String>, CatalogError> {
+        sqlx::query_scalar("SELECT DISTINCT job FROM partitions ORDER BY job")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("list the jobs with partitions"))
     }
 
     /// Every partition of one physical version, with its last run.
@@ -182,16 +195,7 @@ impl Catalog {
         table: &str,
         version: i64,
     ) -> Result<std::collections::HashMap<String, Option<String>>, CatalogError> {
-        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
-            "SELECT p.partition_key, r.reads_json FROM partitions p JOIN runs r ON r.run_id = p.content_run_id \
-             WHERE p.table_name = $1 AND p.table_version = $2",
-        )
-        .bind(table)
-        .bind(version)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(query_err("list what partitions read"))?;
-        Ok(rows.into_iter().collect())
+        self.content_reads_named(table, version, None).await
     }
 
     /// A mark that changes whenever a partition of `tables` changes state or content, or

@@ -11,7 +11,7 @@
 //! for long and a daemon can spread one over its polls.
 
 use super::outbox::DeliveryState;
-use super::{Catalog, CatalogError, query_err};
+use super::{Catalog, CatalogError, placeholders, query_err};
 use std::time::Instant;
 
 /// Where a walk over old runs has got to: the last run looked at (finished at, run id).
@@ -42,14 +42,6 @@ static OLD_RUNS: &str = "SELECT r.run_id, r.finished_at, \
      FROM runs r WHERE r.finished_at IS NOT NULL AND r.finished_at < $1 \
      AND (r.finished_at > $2 OR (r.finished_at = $2 AND r.run_id > $3)) \
      ORDER BY r.finished_at, r.run_id LIMIT $4";
-
-/// `$1, $2, ...` from `from` on: the placeholders of an `IN` list of `n` values.
-fn placeholders(from: usize, n: usize) -> String {
-    (from..from + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 impl Catalog {
     /// Looks at up to `size` runs that finished before `cutoff_ms`, from `after`, and

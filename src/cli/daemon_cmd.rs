@@ -200,6 +200,11 @@ async fn replay(g: &Globals, args: Args, window: &str, speed: Option<f64>) -> Ou
         done.failed.len(),
         done.left.len()
     );
+    if let Some((n, p50, p99, longest)) = done.poll_times() {
+        println!(
+            "{n} poll(s): median {p50:.1} ms, 99th percentile {p99:.1} ms, longest {longest:.1} ms (wall time, runs not included)"
+        );
+    }
     let ok = done.failed.is_empty() && done.left.is_empty();
     cx.lineage_parent_end((!ok).then(|| "partitions failed or did not run".to_string()));
     cx.close().await;

@@ -88,30 +88,105 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
     if let (Some(j), Some(p)) = (job, &args.partition) {
         return super::status_partition::show(g, &cx, j, p).await;
     }
-    let views: Vec<PartitionView> = crate::app::status::partitions(project, &cx.catalog, job)
-        .await?
-        .into_iter()
-        .filter(|v| args.keeps(v))
-        .collect();
+    // A job at a time, each printed before the next is read: memory holds one job's
+    // partitions, whatever the project's size.
+    let jobs: Vec<String> = match job {
+        Some(j) => vec![j.to_string()],
+        None => cx.catalog.jobs_with_partitions().await?,
+    };
     let now = cx.clock.now();
     let late = |v: &PartitionView| late(project, &v.status, now);
-    if g.output == output::Format::Json {
-        let v: Vec<_> = views
-            .iter()
-            .map(|v| json_of(v, declared(project, &v.status), late(v)))
-            .collect();
-        println!("{}", output::json(&v));
-        return Ok(EXIT_OK);
+    let mut shown = Shown::new(g.output == output::Format::Json);
+    for j in &jobs {
+        let views: Vec<PartitionView> =
+            crate::app::status::partitions(project, &cx.catalog, Some(j.as_str()))
+                .await?
+                .into_iter()
+                .filter(|v| args.keeps(v))
+                .collect();
+        shown.job(project, &views, &late)?;
     }
-    if views.is_empty() {
-        match args.state.is_some() || args.from.is_some() || args.to.is_some() {
-            true => println!("no partition matches"),
-            false => println!("no partitions have run yet"),
-        }
-        return Ok(EXIT_OK);
-    }
-    print_table(project, &views, &late);
+    let filtered = args.state.is_some() || args.from.is_some() || args.to.is_some();
+    shown.end(filtered)?;
     Ok(EXIT_OK)
+}
+
+/// What `status` has printed so far: JSON items of one array, or a table per job with the
+/// counts kept for the summary at the end.
+struct Shown {
+    json: bool,
+    out: std::io::BufWriter<std::io::Stdout>,
+    partitions: usize,
+    counts: Vec<usize>,
+    errors: usize,
+}
+
+impl Shown {
+    fn new(json: bool) -> Shown {
+        Shown {
+            json,
+            out: std::io::BufWriter::new(std::io::stdout()),
+            partitions: 0,
+            counts: vec![0; ShownState::ALL.len()],
+            errors: 0,
+        }
+    }
+
+    fn job(
+        &mut self,
+        project: &Project,
+        views: &[PartitionView],
+        late: &dyn Fn(&PartitionView) -> bool,
+    ) -> std::io::Result<()> {
+        use std::io::Write as _;
+        for v in views {
+            if self.json {
+                let item = output::json(&json_of(v, declared(project, &v.status), late(v)));
+                let sep = if self.partitions == 0 { "[" } else { "," };
+                write!(self.out, "{sep}\n  {}", item.replace('\n', "\n  "))?;
+            }
+            self.partitions += 1;
+            if let Some(i) = ShownState::ALL.iter().position(|s| *s == v.state()) {
+                self.counts[i] += 1;
+            }
+        }
+        if !self.json && !views.is_empty() {
+            if self.partitions > views.len() {
+                writeln!(self.out)?;
+            }
+            self.errors = print_table(&mut self.out, project, views, late, self.errors)?;
+        }
+        self.out.flush()
+    }
+
+    fn end(mut self, filtered: bool) -> std::io::Result<()> {
+        use std::io::Write as _;
+        if self.json {
+            let end = if self.partitions == 0 { "[]" } else { "\n]" };
+            writeln!(self.out, "{end}")?;
+            return self.out.flush();
+        }
+        if self.partitions == 0 {
+            match filtered {
+                true => writeln!(self.out, "no partition matches")?,
+                false => writeln!(self.out, "no partitions have run yet")?,
+            }
+            return self.out.flush();
+        }
+        let counts: Vec<String> = ShownState::ALL
+            .iter()
+            .zip(&self.counts)
+            .filter(|(_, n)| **n > 0)
+            .map(|(s, n)| format!("{n} {s}"))
+            .collect();
+        writeln!(
+            self.out,
+            "\n{} partition(s): {}",
+            self.partitions,
+            counts.join(", ")
+        )?;
+        self.out.flush()
+    }
 }
 
 /// Whether `r` is not complete past its job's deadline (`schedule.deadline`).
@@ -135,9 +210,16 @@ fn declared(project: &Project, r: &PartitionStatus) -> Option<bool> {
     )
 }
 
-/// One line per partition, narrow enough for a terminal; then each error whole, once;
-/// then the count per state.
-fn print_table(project: &Project, views: &[PartitionView], late: &dyn Fn(&PartitionView) -> bool) {
+/// One job's partitions, a line each, narrow enough for a terminal; then each error whole,
+/// once, numbered on from `numbered` (the errors of the jobs before). Returns the errors
+/// numbered so far.
+fn print_table(
+    out: &mut impl std::io::Write,
+    project: &Project,
+    views: &[PartitionView],
+    late: &dyn Fn(&PartitionView) -> bool,
+    numbered: usize,
+) -> std::io::Result<usize> {
     let mut kept = false;
     let mut errors = Vec::new();
     let text: Vec<Vec<String>> = views
@@ -153,7 +235,7 @@ fn print_table(project: &Project, views: &[PartitionView], late: &dyn Fn(&Partit
                 (Some(why), _) => crate::text::one_line(&why.to_string(), 60),
                 (None, Some(e)) if r.state != crate::catalog::PartitionState::Complete => {
                     errors.push((view, e));
-                    format!("error {} below", errors.len())
+                    format!("error {} below", numbered + errors.len())
                 }
                 _ => String::new(),
             };
@@ -174,7 +256,8 @@ fn print_table(project: &Project, views: &[PartitionView], late: &dyn Fn(&Partit
             ]
         })
         .collect();
-    print!(
+    write!(
+        out,
         "{}",
         output::table(
             &[
@@ -189,30 +272,27 @@ fn print_table(project: &Project, views: &[PartitionView], late: &dyn Fn(&Partit
             ],
             &text
         )
-    );
+    )?;
     if kept {
-        println!("* rows an earlier run wrote, kept: the last run failed and changed nothing");
+        writeln!(
+            out,
+            "* rows an earlier run wrote, kept: the last run failed and changed nothing"
+        )?;
     }
     for (i, (view, e)) in errors.iter().enumerate() {
         let r = &view.status;
-        println!(
+        writeln!(
+            out,
             "\nerror {}: {} {} (run {}, attempt {}):\n  {}",
-            i + 1,
+            numbered + i + 1,
             r.job,
             r.partition_key,
             r.last_run_id,
             output::opt(&r.attempt),
             crate::redact::redact_text(e).replace('\n', "\n  ")
-        );
+        )?;
     }
-    let mut counts: Vec<String> = Vec::new();
-    for s in ShownState::ALL {
-        let n = views.iter().filter(|v| v.state() == *s).count();
-        if n > 0 {
-            counts.push(format!("{n} {s}"));
-        }
-    }
-    println!("\n{} partition(s): {}", views.len(), counts.join(", "));
+    Ok(numbered + errors.len())
 }
 
 /// One partition as `status --output json` shows it.

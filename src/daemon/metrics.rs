@@ -8,12 +8,49 @@ use std::sync::Mutex;
 
 /// Upper bounds (seconds) of the run-duration histogram buckets.
 const BUCKETS: &[f64] = &[0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0];
+/// Upper bounds (seconds) of the poll-duration histogram buckets.
+const POLL_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
 #[derive(Debug, Default, Clone)]
 struct Histogram {
     counts: Vec<u64>,
     sum: f64,
     count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, bounds: &[f64], seconds: f64) {
+        if self.counts.is_empty() {
+            self.counts = vec![0; bounds.len()];
+        }
+        for (i, b) in bounds.iter().enumerate() {
+            if seconds <= *b {
+                self.counts[i] += 1;
+            }
+        }
+        self.sum += seconds;
+        self.count += 1;
+    }
+
+    /// The histogram's lines for `name`, with `labels` (`job="x"`, or empty).
+    fn render(&self, s: &mut String, name: &str, labels: &str, bounds: &[f64]) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (b, c) in bounds.iter().zip(&self.counts) {
+            let _ = writeln!(s, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {c}");
+        }
+        let _ = writeln!(
+            s,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.count
+        );
+        let braced = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(s, "{name}_sum{braced} {:.6}", self.sum);
+        let _ = writeln!(s, "{name}_count{braced} {}", self.count);
+    }
 }
 
 /// Per-job gauges, as the daemon saw them after its last poll.
@@ -35,6 +72,7 @@ struct Inner {
     jobs: BTreeMap<String, JobGauges>,
     queue: BTreeMap<(String, String), Vec<String>>,
     polls: u64,
+    poll_durations: Histogram,
     last_poll_unix: f64,
     stopping: bool,
     /// Notifications given up, as the catalog counted them at the last delivery pass.
@@ -53,17 +91,10 @@ impl Metrics {
     pub fn run_finished(&self, job: &str, state: &'static str, seconds: f64) {
         self.with(|m| {
             *m.runs.entry((job.to_string(), state)).or_default() += 1;
-            let h = m.durations.entry(job.to_string()).or_default();
-            if h.counts.is_empty() {
-                h.counts = vec![0; BUCKETS.len()];
-            }
-            for (i, b) in BUCKETS.iter().enumerate() {
-                if seconds <= *b {
-                    h.counts[i] += 1;
-                }
-            }
-            h.sum += seconds;
-            h.count += 1;
+            m.durations
+                .entry(job.to_string())
+                .or_default()
+                .observe(BUCKETS, seconds);
         });
     }
 
@@ -74,11 +105,13 @@ impl Metrics {
         jobs: BTreeMap<String, JobGauges>,
         queue: BTreeMap<(String, String), Vec<String>>,
         now_unix: f64,
+        took_seconds: f64,
     ) {
         self.with(|m| {
             m.jobs = jobs;
             m.queue = queue;
             m.polls += 1;
+            m.poll_durations.observe(POLL_BUCKETS, took_seconds);
             m.last_poll_unix = now_unix;
         });
     }
@@ -102,19 +135,15 @@ impl Metrics {
             let _ = writeln!(s, "sluice_polls_total {}", m.polls);
             s.push_str("# HELP sluice_last_poll_timestamp_seconds When the last scheduling pass ran.\n# TYPE sluice_last_poll_timestamp_seconds gauge\n");
             let _ = writeln!(s, "sluice_last_poll_timestamp_seconds {:.3}", m.last_poll_unix);
+            s.push_str("# HELP sluice_poll_duration_seconds How long scheduling passes took (reading the catalog, queueing, starting runs; not the runs).\n# TYPE sluice_poll_duration_seconds histogram\n");
+            m.poll_durations.render(&mut s, "sluice_poll_duration_seconds", "", POLL_BUCKETS);
             s.push_str("# HELP sluice_runs_total Partition runs ended, by job and state.\n# TYPE sluice_runs_total counter\n");
             for ((job, state), n) in &m.runs {
                 let _ = writeln!(s, "sluice_runs_total{{job=\"{}\",state=\"{state}\"}} {n}", esc(job));
             }
             s.push_str("# HELP sluice_run_duration_seconds Partition run durations, retries included.\n# TYPE sluice_run_duration_seconds histogram\n");
             for (job, h) in &m.durations {
-                let job = esc(job);
-                for (b, c) in BUCKETS.iter().zip(&h.counts) {
-                    let _ = writeln!(s, "sluice_run_duration_seconds_bucket{{job=\"{job}\",le=\"{b}\"}} {c}");
-                }
-                let _ = writeln!(s, "sluice_run_duration_seconds_bucket{{job=\"{job}\",le=\"+Inf\"}} {}", h.count);
-                let _ = writeln!(s, "sluice_run_duration_seconds_sum{{job=\"{job}\"}} {:.6}", h.sum);
-                let _ = writeln!(s, "sluice_run_duration_seconds_count{{job=\"{job}\"}} {}", h.count);
+                h.render(&mut s, "sluice_run_duration_seconds", &format!("job=\"{}\"", esc(job)), BUCKETS);
             }
             s.push_str("# HELP sluice_queued_partitions Partitions due and not started, by job (waiting ones included).\n# TYPE sluice_queued_partitions gauge\n");
             for (job, g) in &m.jobs {

@@ -110,6 +110,8 @@ pub struct Daemon {
     delivering: Option<(tokio::task::JoinHandle<()>, Arc<tokio::sync::Notify>)>,
     /// Run history beyond `[catalog] retention`, pruned a little at each poll.
     pruning: prune::Pruning,
+    /// How long the last poll took.
+    last_poll: std::time::Duration,
 }
 
 /// Most ticks handled per job in one poll; more than this since the last poll is downtime,
@@ -136,6 +138,7 @@ impl Daemon {
             http: reqwest::Client::new(),
             delivering: None,
             pruning: Default::default(),
+            last_poll: std::time::Duration::ZERO,
         }
     }
 
@@ -154,6 +157,9 @@ impl Daemon {
 
     /// One scheduling pass: reload if needed, queue what became due, start what may run.
     pub async fn poll(&mut self) {
+        // Wall time, not the daemon's clock: how long the pass itself took, for the metrics
+        // and a replay's summary.
+        let started = std::time::Instant::now();
         let now = self.clock.now();
         self.reload_if_changed(now);
         let names: Vec<Name> = self.jobs.keys().cloned().collect();
@@ -175,6 +181,7 @@ impl Daemon {
         if !self.stopping {
             self.prune_history(now).await;
         }
+        self.last_poll = started.elapsed();
         self.publish(now);
     }
 
@@ -389,7 +396,11 @@ impl Daemon {
             gauges.entry(job).or_default().lag_seconds =
                 ((now - due).num_milliseconds().max(0) as f64) / 1000.0;
         }
-        self.metrics
-            .polled(gauges, queue, now.timestamp_millis() as f64 / 1000.0);
+        self.metrics.polled(
+            gauges,
+            queue,
+            now.timestamp_millis() as f64 / 1000.0,
+            self.last_poll.as_secs_f64(),
+        );
     }
 }

@@ -61,6 +61,19 @@ pub struct Replayed {
     pub failed: Vec<String>,
     /// Partitions still queued when the window ended (waiting on what never came).
     pub left: Vec<String>,
+    /// How long each poll took (wall time), in milliseconds.
+    pub poll_ms: Vec<f64>,
+}
+
+impl Replayed {
+    /// The polls' count, median, 99th percentile and longest, in milliseconds.
+    pub fn poll_times(&self) -> Option<(usize, f64, f64, f64)> {
+        let mut ms = self.poll_ms.clone();
+        ms.sort_by(f64::total_cmp);
+        let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+        let longest = *ms.last()?;
+        Some((ms.len(), at(0.5), at(0.99), longest))
+    }
 }
 
 /// A partition shown as due or started: once per tick; a stale rerun once per time it was
@@ -96,6 +109,7 @@ impl Daemon {
             // Everything due at this instant, to its end.
             loop {
                 self.poll().await;
+                out.poll_ms.push(self.last_poll.as_secs_f64() * 1000.0);
                 self.show_due(&mut seen, &mut show);
                 if self.tasks.is_empty() {
                     break;

@@ -5,11 +5,11 @@
 
 use super::files::{Listings, differences};
 use super::{Reads, TableRead};
-use crate::catalog::{Catalog, CatalogError, PartitionState, PartitionStatus};
+use crate::catalog::{Catalog, CatalogError, NAMED_AT_MOST, PartitionState, PartitionStatus};
 use crate::job::Job;
 use crate::project::Project;
 use crate::spelling::spelled_enum;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 spelled_enum! {
     /// Why a complete partition is stale.
@@ -45,10 +45,20 @@ impl std::fmt::Display for StaleBecause {
 }
 
 /// An upstream table as it is now: its alias, and per physical version the data version
-/// of each partition's content.
+/// of each partition's content looked up so far.
 struct UpstreamNow {
     alias: Option<i64>,
-    contents: HashMap<i64, HashMap<String, String>>,
+    contents: HashMap<i64, Contents>,
+}
+
+/// The data versions of some partitions of one physical version.
+#[derive(Default)]
+struct Contents {
+    /// Every partition's is here.
+    all: bool,
+    /// Partitions looked up (those without content are looked up and absent below).
+    looked: HashSet<String>,
+    versions: HashMap<String, String>,
 }
 
 /// Asks the rule for many partitions: upstream tables and input folders are read once.
@@ -91,15 +101,39 @@ impl<'a> Staleness<'a> {
         if complete.is_empty() {
             return Ok(out);
         }
+        // A few partitions (a window of the grid) are read by name; many, with the table.
+        let keys: Vec<String> = complete.iter().map(|p| p.partition_key.clone()).collect();
+        let named = (keys.len() <= NAMED_AT_MOST).then_some(keys.as_slice());
         let reads = self
             .catalog
-            .content_reads(job.table.as_str(), i64::from(job.version))
+            .content_reads_named(job.table.as_str(), i64::from(job.version), named)
             .await?;
+        let reads: HashMap<&str, Reads> = complete
+            .iter()
+            .filter_map(|p| {
+                let r = reads.get(&p.partition_key)?;
+                Some((p.partition_key.as_str(), Reads::from_json(r.as_deref())?))
+            })
+            .collect();
+        // The upstream partitions all of them read, looked up together.
+        let mut wanted: HashMap<(&str, i64), Option<HashSet<&str>>> = HashMap::new();
+        for read in reads.values().flat_map(|r| &r.upstream) {
+            let w = wanted
+                .entry((read.table.as_str(), read.version))
+                .or_insert_with(|| Some(HashSet::new()));
+            match (&read.whole, &read.partitions, w.as_mut()) {
+                (Some(_), _, _) => *w = None,
+                (None, Some(ps), Some(set)) => set.extend(ps.keys().map(String::as_str)),
+                _ => {}
+            }
+        }
+        for ((table, version), keys) in wanted {
+            let keys: Option<Vec<&str>> = keys.map(|k| k.into_iter().collect());
+            self.look_up(table, version, keys.as_deref()).await?;
+        }
         for p in complete {
-            let r = reads
-                .get(&p.partition_key)
-                .and_then(|t| Reads::from_json(t.as_deref()));
-            if let Some(why) = self.of(job, fingerprint, p, r.as_ref()).await? {
+            let r = reads.get(p.partition_key.as_str());
+            if let Some(why) = self.of(job, fingerprint, p, r).await? {
                 out.insert(p.partition_key.clone(), why);
             }
         }
@@ -155,17 +189,19 @@ impl<'a> Staleness<'a> {
     /// The upstream partitions `read` names whose data version is not the one read, as
     /// `table partition`; or the alias's move, when it points at another version now.
     async fn upstream_changes(&mut self, read: &TableRead) -> Result<Vec<String>, CatalogError> {
-        if !self.upstream.contains_key(&read.table) {
-            let alias = self.catalog.alias(&read.table).await?;
-            self.upstream.insert(
-                read.table.clone(),
-                UpstreamNow {
-                    alias,
-                    contents: HashMap::new(),
-                },
-            );
-        }
-        let Some(now) = self.upstream.get_mut(&read.table) else {
+        let named: Option<Vec<&str>> = match &read.whole {
+            Some(_) => None,
+            None => Some(
+                read.partitions
+                    .iter()
+                    .flatten()
+                    .map(|(p, _)| p.as_str())
+                    .collect(),
+            ),
+        };
+        self.look_up(&read.table, read.version, named.as_deref())
+            .await?;
+        let Some(now) = self.upstream.get(&read.table) else {
             return Ok(Vec::new());
         };
         if let Some(alias) = now.alias
@@ -176,18 +212,11 @@ impl<'a> Staleness<'a> {
                 read.table, read.version
             )]);
         }
-        let contents = match now.contents.entry(read.version) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => e.insert(
-                self.catalog
-                    .partitions_of(&read.table, read.version)
-                    .await?
-                    .into_iter()
-                    .filter(|p| p.content_run_id.is_some())
-                    .map(|p| (p.partition_key, p.content_version.unwrap_or_default()))
-                    .collect(),
-            ),
-        };
+        let empty = HashMap::new();
+        let contents = now
+            .contents
+            .get(&read.version)
+            .map_or(&empty, |c| &c.versions);
         let mut changed: Vec<String> = read
             .partitions
             .iter()
@@ -203,5 +232,55 @@ impl<'a> Staleness<'a> {
             }
         }
         Ok(changed)
+    }
+
+    /// Makes sure the data versions of `keys` (all: `None`) of `table`'s `version` are
+    /// known, with the table's alias: reads what is not known yet.
+    async fn look_up(
+        &mut self,
+        table: &str,
+        version: i64,
+        keys: Option<&[&str]>,
+    ) -> Result<(), CatalogError> {
+        if !self.upstream.contains_key(table) {
+            let alias = self.catalog.alias(table).await?;
+            self.upstream.insert(
+                table.to_string(),
+                UpstreamNow {
+                    alias,
+                    contents: HashMap::new(),
+                },
+            );
+        }
+        let Some(now) = self.upstream.get_mut(table) else {
+            return Ok(());
+        };
+        let known = now.contents.entry(version).or_default();
+        if known.all {
+            return Ok(());
+        }
+        let missing: Option<Vec<String>> = keys.map(|keys| {
+            keys.iter()
+                .filter(|k| !known.looked.contains(**k))
+                .map(|k| k.to_string())
+                .collect()
+        });
+        match missing {
+            Some(m) if m.is_empty() => {}
+            Some(m) if m.len() <= NAMED_AT_MOST => {
+                let found = self
+                    .catalog
+                    .content_versions(table, version, Some(&m))
+                    .await?;
+                known.versions.extend(found);
+                known.looked.extend(m);
+            }
+            _ => {
+                known.versions = self.catalog.content_versions(table, version, None).await?;
+                known.all = true;
+                known.looked.clear();
+            }
+        }
+        Ok(())
     }
 }

@@ -389,8 +389,13 @@ async fn job_row(
         // Not migrated yet: nothing of it can be complete by the current code.
         None => String::new(),
     };
+    // Only the window's partitions are read: a job's history can be far longer.
+    let mut window: Vec<String> = Vec::new();
+    for t in times_in(job, view.axis)? {
+        window.extend(job.partitions_at(t).iter().map(|k| k.to_string()));
+    }
     let statuses = catalog
-        .partitions_of(job.table.as_str(), i64::from(job.version))
+        .partitions_named(job.table.as_str(), i64::from(job.version), &window)
         .await?;
     let stale = staleness.of_job(job, &fingerprint, &statuses).await?;
     let rows: HashMap<String, PartitionStatus> = statuses

@@ -32,6 +32,7 @@ mod replay;
 mod retention;
 mod soak;
 mod sql;
+mod synthetic_catalog;
 mod tables;
 mod ui;
 mod ui_actions;

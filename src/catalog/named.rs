@@ -1,0 +1,127 @@
+//! Reads of some partitions of a physical version, named: what a window of the grid, or
+//! the upstream partitions a job's runs read, need of a table of any length. Keys go in
+//! `IN` lists (by the primary key's index), never in a range: keys sort as times in bytes,
+//! but a PostgreSQL database's collation may order them otherwise.
+
+use super::rows::PARTITION_STATUS;
+use super::{Catalog, CatalogError, PartitionStatus, placeholders, query_err};
+use std::collections::HashMap;
+
+/// Keys per statement.
+const KEYS_PER_STATEMENT: usize = 500;
+
+/// Up to this many partitions of a version are read by name; past it, the whole version's
+/// at once is quicker.
+pub const NAMED_AT_MOST: usize = 2_000;
+
+impl Catalog {
+    /// The partitions among `keys` of one physical version that have a row, with their
+    /// last run.
+    pub async fn partitions_named(
+        &self,
+        table: &str,
+        version: i64,
+        keys: &[String],
+    ) -> Result<Vec<PartitionStatus>, CatalogError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(KEYS_PER_STATEMENT) {
+            let sql = format!(
+                "{PARTITION_STATUS} WHERE p.table_name = $1 AND p.table_version = $2 AND p.partition_key IN ({})",
+                placeholders(3, chunk.len())
+            );
+            // Only placeholders are written into the text; the keys are bound.
+            let mut q = sqlx::query_as::<_, PartitionStatus>(sqlx::AssertSqlSafe(sql))
+                .bind(table)
+                .bind(version);
+            for k in chunk {
+                q = q.bind(k);
+            }
+            out.extend(
+                q.fetch_all(&self.pool)
+                    .await
+                    .map_err(query_err("list partitions"))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// What the content of each of `keys` read (its run's `reads_json`), by partition; the
+    /// whole version's when `keys` is `None`.
+    pub async fn content_reads_named(
+        &self,
+        table: &str,
+        version: i64,
+        keys: Option<&[String]>,
+    ) -> Result<HashMap<String, Option<String>>, CatalogError> {
+        self.of_contents(
+            table,
+            version,
+            keys,
+            "r.reads_json",
+            "list what partitions read",
+        )
+        .await
+    }
+
+    /// The data version of each of `keys`' content (of the whole version's when `keys` is
+    /// `None`), by partition; a partition without content is left out.
+    pub async fn content_versions(
+        &self,
+        table: &str,
+        version: i64,
+        keys: Option<&[String]>,
+    ) -> Result<HashMap<String, String>, CatalogError> {
+        let all = self
+            .of_contents(
+                table,
+                version,
+                keys,
+                "r.data_version",
+                "read the data versions of partitions",
+            )
+            .await?;
+        Ok(all
+            .into_iter()
+            .map(|(k, v)| (k, v.unwrap_or_default()))
+            .collect())
+    }
+
+    /// One column of the content runs of some (or all) partitions of a version.
+    async fn of_contents(
+        &self,
+        table: &str,
+        version: i64,
+        keys: Option<&[String]>,
+        column: &'static str,
+        op: &'static str,
+    ) -> Result<HashMap<String, Option<String>>, CatalogError> {
+        let base = format!(
+            "SELECT p.partition_key, {column} FROM partitions p JOIN runs r ON r.run_id = p.content_run_id \
+             WHERE p.table_name = $1 AND p.table_version = $2"
+        );
+        let Some(keys) = keys else {
+            let rows: Vec<(String, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(base))
+                .bind(table)
+                .bind(version)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(query_err(op))?;
+            return Ok(rows.into_iter().collect());
+        };
+        let mut out = HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(KEYS_PER_STATEMENT) {
+            let sql = format!(
+                "{base} AND p.partition_key IN ({})",
+                placeholders(3, chunk.len())
+            );
+            let mut q = sqlx::query_as::<_, (String, Option<String>)>(sqlx::AssertSqlSafe(sql))
+                .bind(table)
+                .bind(version);
+            for k in chunk {
+                q = q.bind(k);
+            }
+            out.extend(q.fetch_all(&self.pool).await.map_err(query_err(op))?);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,172 @@
+//! A history written in bulk, for the scale benchmark's catalog generator
+//! (`examples/gen_catalog.rs`): runs and partitions copied from one real run of each job,
+//! many rows to a statement, so that ten million runs take minutes rather than the days the
+//! run path (a claim and a finish per run) would. Nothing else writes through here.
+
+use super::rows::RunRow;
+use super::{Catalog, CatalogError, PartitionState, query_err};
+use sqlx::Row as _;
+
+/// A run with everything the catalog holds of it: the row, and what it found and read.
+#[derive(Debug, Clone)]
+pub struct HistoryRun {
+    pub row: RunRow,
+    pub quality_json: Option<String>,
+    pub reads_json: Option<String>,
+    pub data_version: Option<String>,
+}
+
+/// A partition's row, with its lease's token (the lease row outlives the lease).
+#[derive(Debug, Clone)]
+pub struct HistoryPartition {
+    pub table_name: String,
+    pub table_version: i64,
+    pub partition_key: String,
+    pub job: String,
+    pub state: PartitionState,
+    pub last_run_id: String,
+    pub content_run_id: Option<String>,
+    pub content_fingerprint: Option<String>,
+    pub content_rows: Option<i64>,
+    pub content_delta_version: Option<i64>,
+    pub error: Option<String>,
+    pub updated_at: i64,
+    pub lease_token: i64,
+}
+
+/// Rows per statement. SQLite finds a numbered parameter by a walk over the statement's
+/// parameters, so a statement's cost grows with the square of its size: a few hundred
+/// values to a statement, prepared once and reused, is fastest.
+const ROWS_PER_STATEMENT: usize = 32;
+
+/// `($1, $2, ...), (...)`: `rows` groups of `width` placeholders.
+fn values(rows: usize, width: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let row: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
+            format!("({})", row.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Catalog {
+    /// One run whole, as a template for a synthetic history.
+    pub async fn history_run(&self, run_id: &str) -> Result<Option<HistoryRun>, CatalogError> {
+        let Some(row) = self.run(run_id).await? else {
+            return Ok(None);
+        };
+        let extra = sqlx::query(
+            "SELECT quality_json, reads_json, data_version FROM runs WHERE run_id = $1",
+        )
+        .bind(run_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(query_err("read a run"))?;
+        let get = |i: usize| -> Result<Option<String>, CatalogError> {
+            extra.try_get(i).map_err(query_err("read a run"))
+        };
+        Ok(Some(HistoryRun {
+            quality_json: get(0)?,
+            reads_json: get(1)?,
+            data_version: get(2)?,
+            row,
+        }))
+    }
+
+    /// Writes `runs` and `partitions` (new keys: none may exist yet), with a lease row per
+    /// partition, in one transaction.
+    pub async fn insert_history(
+        &self,
+        runs: &[HistoryRun],
+        partitions: &[HistoryPartition],
+    ) -> Result<(), CatalogError> {
+        let mut tx = self.begin_write().await?;
+        for chunk in runs.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO runs (run_id, job, table_name, table_version, partition_key, attempt, \
+                 state, trigger_kind, fingerprint, lease_token, rows_written, delta_version, error, \
+                 host, pid, started_at, finished_at, quality_json, reads_json, data_version) VALUES {}",
+                values(chunk.len(), 20)
+            );
+            // Only placeholders are written into the text; the values are bound.
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for h in chunk {
+                let r = &h.row;
+                q = q
+                    .bind(r.run_id.clone())
+                    .bind(r.job.clone())
+                    .bind(r.table_name.clone())
+                    .bind(r.table_version)
+                    .bind(r.partition_key.clone())
+                    .bind(r.attempt)
+                    .bind(r.state.as_str())
+                    .bind(r.trigger_kind.as_str())
+                    .bind(r.fingerprint.clone())
+                    .bind(r.lease_token)
+                    .bind(r.rows_written)
+                    .bind(r.delta_version)
+                    .bind(r.error.clone())
+                    .bind(r.host.clone())
+                    .bind(r.pid)
+                    .bind(r.started_at)
+                    .bind(r.finished_at)
+                    .bind(h.quality_json.clone())
+                    .bind(h.reads_json.clone())
+                    .bind(h.data_version.clone());
+            }
+            q.execute(&mut *tx)
+                .await
+                .map_err(query_err("write a synthetic history's runs"))?;
+        }
+        for chunk in partitions.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO partitions (table_name, table_version, partition_key, job, state, \
+                 last_run_id, content_run_id, content_fingerprint, content_rows, \
+                 content_delta_version, error, updated_at) VALUES {}",
+                values(chunk.len(), 12)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for p in chunk {
+                q = q
+                    .bind(p.table_name.clone())
+                    .bind(p.table_version)
+                    .bind(p.partition_key.clone())
+                    .bind(p.job.clone())
+                    .bind(p.state.as_str())
+                    .bind(p.last_run_id.clone())
+                    .bind(p.content_run_id.clone())
+                    .bind(p.content_fingerprint.clone())
+                    .bind(p.content_rows)
+                    .bind(p.content_delta_version)
+                    .bind(p.error.clone())
+                    .bind(p.updated_at);
+            }
+            q.execute(&mut *tx)
+                .await
+                .map_err(query_err("write a synthetic history's partitions"))?;
+            let sql = format!(
+                "INSERT INTO leases (table_name, table_version, partition_key, token, holder, \
+                 run_id, expires_at) VALUES {}",
+                values(chunk.len(), 7)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for p in chunk {
+                q = q
+                    .bind(p.table_name.clone())
+                    .bind(p.table_version)
+                    .bind(p.partition_key.clone())
+                    .bind(p.lease_token)
+                    .bind(None::<String>)
+                    .bind(None::<String>)
+                    .bind(p.updated_at);
+            }
+            q.execute(&mut *tx)
+                .await
+                .map_err(query_err("write a synthetic history's leases"))?;
+        }
+        tx.commit()
+            .await
+            .map_err(query_err("commit a synthetic history"))
+    }
+}
