@@ -20,6 +20,7 @@ use crate::names::Name;
 use crate::partition::PartitionKey;
 use crate::provenance::{Reads, StaleKind, Staleness};
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
 use tracing::info;
 
 /// How many complete partitions of a job are stale, by kind, as of the daemon's last look.
@@ -74,20 +75,28 @@ impl Daemon {
             {
                 let mut with_files = Staleness::new(&project, &self.catalog);
                 let mut without = Staleness::new(&project, &self.catalog).without_files();
+                // What every partition read, parsed once; the upstream partitions they
+                // name looked up together rather than one query each.
+                let reads: HashMap<&str, Reads> = reads
+                    .iter()
+                    .filter_map(|(k, t)| Some((k.as_str(), Reads::from_json(t.as_deref())?)))
+                    .collect();
+                without.prefetch(reads.values()).await?;
+                if floor.is_some() {
+                    with_files.prefetch(reads.values()).await?;
+                }
                 for p in &statuses {
                     let Ok(key) = job.parse_partition(&p.partition_key) else {
                         continue;
                     };
                     let watched = floor.is_some_and(|f| key.time.start().is_some_and(|s| s >= f));
-                    let r = reads
-                        .get(&p.partition_key)
-                        .and_then(|t| Reads::from_json(t.as_deref()));
+                    let r = reads.get(p.partition_key.as_str());
                     let judge = if watched {
                         &mut with_files
                     } else {
                         &mut without
                     };
-                    let Some(why) = judge.of(job, &fp, p, r.as_ref()).await? else {
+                    let Some(why) = judge.of(job, &fp, p, r).await? else {
                         continue;
                     };
                     match why.kind {

@@ -115,9 +115,24 @@ impl<'a> Staleness<'a> {
                 Some((p.partition_key.as_str(), Reads::from_json(r.as_deref())?))
             })
             .collect();
-        // The upstream partitions all of them read, looked up together.
+        self.prefetch(reads.values()).await?;
+        for p in complete {
+            let r = reads.get(p.partition_key.as_str());
+            if let Some(why) = self.of(job, fingerprint, p, r).await? {
+                out.insert(p.partition_key.clone(), why);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Looks up together the upstream partitions that all of `reads` name, so that asking
+    /// [`Staleness::of`] of each of them then reads nothing more.
+    pub async fn prefetch<'r>(
+        &mut self,
+        reads: impl Iterator<Item = &'r Reads>,
+    ) -> Result<(), CatalogError> {
         let mut wanted: HashMap<(&str, i64), Option<HashSet<&str>>> = HashMap::new();
-        for read in reads.values().flat_map(|r| &r.upstream) {
+        for read in reads.flat_map(|r| &r.upstream) {
             let w = wanted
                 .entry((read.table.as_str(), read.version))
                 .or_insert_with(|| Some(HashSet::new()));
@@ -131,13 +146,7 @@ impl<'a> Staleness<'a> {
             let keys: Option<Vec<&str>> = keys.map(|k| k.into_iter().collect());
             self.look_up(table, version, keys.as_deref()).await?;
         }
-        for p in complete {
-            let r = reads.get(p.partition_key.as_str());
-            if let Some(why) = self.of(job, fingerprint, p, r).await? {
-                out.insert(p.partition_key.clone(), why);
-            }
-        }
-        Ok(out)
+        Ok(())
     }
 
     /// Why the complete partition `p` of `job` is stale, given what its content's run read
