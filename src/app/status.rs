@@ -48,6 +48,7 @@ pub async fn partitions(
     let mut staleness = Staleness::new(project, catalog);
     let mut stale = HashMap::new();
     let mut reads = HashMap::new();
+    let mut judged_versions = std::collections::HashSet::new();
     let mut jobs: Vec<&str> = rows.iter().map(|r| r.job.as_str()).collect();
     jobs.dedup();
     for name in jobs {
@@ -64,13 +65,21 @@ pub async fn partitions(
             .filter(|r| r.job == name && r.table_version == version)
             .cloned()
             .collect();
-        for (p, why) in staleness.of_job(j, &fp, &mine).await? {
+        let (judged, read) = staleness.of_job_with_reads(j, &fp, &mine).await?;
+        for (p, why) in judged {
             stale.insert((name.to_string(), version, p), why);
         }
+        reads.extend(
+            read.into_iter()
+                .map(|(p, r)| ((j.table.to_string(), version, p), r)),
+        );
+        judged_versions.insert((j.table.to_string(), version));
     }
+    // What the content of the other versions' partitions read.
     let mut tables: Vec<(&str, i64)> = rows
         .iter()
         .map(|r| (r.table_name.as_str(), r.table_version))
+        .filter(|(t, v)| !judged_versions.contains(&(t.to_string(), *v)))
         .collect();
     tables.dedup();
     for (t, v) in tables {

@@ -93,36 +93,53 @@ impl<'a> Staleness<'a> {
         fingerprint: &str,
         statuses: &[PartitionStatus],
     ) -> Result<BTreeMap<String, StaleBecause>, CatalogError> {
-        let complete: Vec<&PartitionStatus> = statuses
+        Ok(self.of_job_with_reads(job, fingerprint, statuses).await?.0)
+    }
+
+    /// [`Staleness::of_job`], with what the content of each of `statuses` that has one
+    /// read (as the judging read it: one query for both).
+    pub async fn of_job_with_reads(
+        &mut self,
+        job: &Job,
+        fingerprint: &str,
+        statuses: &[PartitionStatus],
+    ) -> Result<(BTreeMap<String, StaleBecause>, HashMap<String, Reads>), CatalogError> {
+        let with_content: Vec<&PartitionStatus> = statuses
             .iter()
-            .filter(|p| p.state == PartitionState::Complete)
+            .filter(|p| p.content_run_id.is_some())
             .collect();
         let mut out = BTreeMap::new();
-        if complete.is_empty() {
-            return Ok(out);
+        if with_content.is_empty() {
+            return Ok((out, HashMap::new()));
         }
         // A few partitions (a window of the grid) are read by name; many, with the table.
-        let keys: Vec<String> = complete.iter().map(|p| p.partition_key.clone()).collect();
+        let keys: Vec<String> = with_content
+            .iter()
+            .map(|p| p.partition_key.clone())
+            .collect();
         let named = (keys.len() <= NAMED_AT_MOST).then_some(keys.as_slice());
-        let reads = self
+        let texts = self
             .catalog
             .content_reads_named(job.table.as_str(), i64::from(job.version), named)
             .await?;
-        let reads: HashMap<&str, Reads> = complete
+        let reads: HashMap<String, Reads> = with_content
             .iter()
             .filter_map(|p| {
-                let r = reads.get(&p.partition_key)?;
-                Some((p.partition_key.as_str(), Reads::from_json(r.as_deref())?))
+                let r = texts.get(&p.partition_key)?;
+                Some((p.partition_key.clone(), Reads::from_json(r.as_deref())?))
             })
             .collect();
         self.prefetch(reads.values()).await?;
-        for p in complete {
-            let r = reads.get(p.partition_key.as_str());
+        for p in with_content {
+            if p.state != PartitionState::Complete {
+                continue;
+            }
+            let r = reads.get(&p.partition_key);
             if let Some(why) = self.of(job, fingerprint, p, r).await? {
                 out.insert(p.partition_key.clone(), why);
             }
         }
-        Ok(out)
+        Ok((out, reads))
     }
 
     /// Looks up together the upstream partitions that all of `reads` name, so that asking
