@@ -2,21 +2,15 @@
 //! kept): `sluice gc --runs` does a whole prune at once, the daemon a few batches per poll
 //! (`Prune::step`), so that neither holds the catalog's write lock for long. The jobs'
 //! dead-letter tables follow the same retention, one table per step after the catalog.
+//!
+//! A catalog error stops a prune (what it removed before stays removed: each batch is one
+//! transaction); a dead-letter table that cannot be pruned is reported and passed over, so
+//! that one damaged table does not keep every table after it from being pruned.
 
 use crate::catalog::{Catalog, CatalogError, RunCursor};
-use crate::delta::DeltaError;
+use crate::names::Name;
 use crate::project::Project;
 use url::Url;
-
-/// Why a prune stopped. What it removed before stays removed: each batch, and each dead-letter
-/// table, is one transaction.
-#[derive(Debug, thiserror::Error)]
-pub enum PruneError {
-    #[error(transparent)]
-    Catalog(#[from] CatalogError),
-    #[error("dead letters: {0}")]
-    DeadLetters(#[from] DeltaError),
-}
 
 /// Rows looked at per batch: on SQLite a batch's transaction holds the write lock for a
 /// few milliseconds (the longest is in the report).
@@ -35,10 +29,19 @@ pub struct PruneReport {
     pub messages_removed: u64,
     /// Dead letters recorded before the cutoff, removed from the jobs' dead-letter tables.
     pub dead_letters_removed: u64,
+    /// The dead-letter tables that could not be pruned, and why (the others were).
+    pub dead_letters_failed: Vec<LetterTableFailure>,
     pub batches: u64,
     /// The longest a batch held the catalog's write lock, in milliseconds.
     pub longest_lock_ms: f64,
     pub dry_run: bool,
+}
+
+/// A job's dead-letter table a prune passed over.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LetterTableFailure {
+    pub job: Name,
+    pub error: String,
 }
 
 /// A prune under way.
@@ -49,8 +52,8 @@ pub struct Prune {
     /// Where the walk over old runs has got to; none once it is over.
     runs_at: Option<RunCursor>,
     notifications_done: bool,
-    /// Dead-letter tables still to prune.
-    letter_tables: Vec<Url>,
+    /// Dead-letter tables still to prune, by job.
+    letter_tables: Vec<(Name, Url)>,
     pub report: PruneReport,
 }
 
@@ -61,14 +64,17 @@ impl Prune {
         let letters = project
             .jobs
             .keys()
-            .map(|job| crate::dead_letters::table_url(&project.settings.warehouse, job))
+            .map(|job| {
+                let url = crate::dead_letters::table_url(&project.settings.warehouse, job);
+                (job.clone(), url)
+            })
             .collect();
         Prune::new(cutoff_ms, dry_run, letters)
     }
 
-    /// A prune of what is older than `cutoff_ms`, in the catalog and in the dead-letter
-    /// tables at `letter_tables`.
-    pub fn new(cutoff_ms: i64, dry_run: bool, letter_tables: Vec<Url>) -> Prune {
+    /// A prune of what is older than `cutoff_ms`, in the catalog and in the jobs'
+    /// dead-letter tables at `letter_tables`.
+    pub fn new(cutoff_ms: i64, dry_run: bool, letter_tables: Vec<(Name, Url)>) -> Prune {
         Prune {
             cutoff_ms,
             dry_run,
@@ -88,7 +94,7 @@ impl Prune {
         &mut self,
         catalog: &Catalog,
         budget: Option<u64>,
-    ) -> Result<bool, PruneError> {
+    ) -> Result<bool, CatalogError> {
         let mut left = budget.unwrap_or(u64::MAX);
         while left > 0 {
             left -= 1;
@@ -104,11 +110,11 @@ impl Prune {
                 continue;
             }
             if self.notifications_done {
-                let Some(url) = self.letter_tables.pop() else {
+                let Some((job, url)) = self.letter_tables.pop() else {
                     self.report.batches -= 1;
                     return Ok(true);
                 };
-                self.prune_letters(&url).await?;
+                self.prune_letters(job, &url).await;
                 continue;
             }
             let (events, messages, held_ms) = catalog
@@ -125,17 +131,26 @@ impl Prune {
     }
 
     /// One job's dead letters past the cutoff, then its removed files past the table's
-    /// own retention (vacuum), as `gc` does for tables.
-    async fn prune_letters(&mut self, url: &Url) -> Result<(), PruneError> {
-        self.report.dead_letters_removed +=
-            crate::dead_letters::prune(url, self.cutoff_ms, self.dry_run).await?;
+    /// own retention (vacuum), as `gc` does for tables. A table that cannot be pruned is
+    /// noted in the report; the next prune tries it again.
+    async fn prune_letters(&mut self, job: Name, url: &Url) {
+        match crate::dead_letters::prune(url, self.cutoff_ms, self.dry_run).await {
+            Ok(n) => self.report.dead_letters_removed += n,
+            Err(e) => {
+                tracing::warn!(job = %job, error = %e, "could not prune a job's dead letters; the other jobs' are pruned");
+                let error = e.to_string();
+                self.report
+                    .dead_letters_failed
+                    .push(LetterTableFailure { job, error });
+                return;
+            }
+        }
         if !self.dry_run
             && let Err(e) = crate::delta::store::vacuum(url.as_str()).await
         {
             // The letters are gone from the table; their files wait for the next vacuum.
             tracing::debug!(error = %e, "could not vacuum a dead-letter table");
         }
-        Ok(())
     }
 
     fn note_lock(&mut self, held_ms: f64) {

@@ -2,7 +2,7 @@
 //! `--runs`, run history beyond the retention pruned (`app::retention`).
 
 use super::context::Context;
-use super::{EXIT_OK, Globals, Outcome, output};
+use super::{EXIT_FAILED, EXIT_OK, Globals, Outcome, output};
 
 #[derive(Debug, clap::Args)]
 pub struct GcArgs {
@@ -39,9 +39,16 @@ async fn gc_runs(g: &Globals, args: &GcArgs) -> Outcome {
     prune.step(&cx.catalog, None).await?;
     cx.close().await;
     let r = &prune.report;
+    // A dead-letter table that could not be pruned does not stop the others; it makes the
+    // command fail once they are done.
+    let code = if r.dead_letters_failed.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    };
     if g.output == output::Format::Json {
         println!("{}", output::json(r));
-        return Ok(EXIT_OK);
+        return Ok(code);
     }
     let verb = if r.dry_run { "would remove" } else { "removed" };
     println!(
@@ -59,7 +66,13 @@ async fn gc_runs(g: &Globals, args: &GcArgs) -> Outcome {
             r.batches, r.longest_lock_ms
         );
     }
-    Ok(EXIT_OK)
+    for f in &r.dead_letters_failed {
+        eprintln!(
+            "error: could not prune the dead letters of job `{}`: {} (the other jobs' were pruned; fix or remove that table, then run `sluice gc --runs` again)",
+            f.job, f.error
+        );
+    }
+    Ok(code)
 }
 
 pub async fn gc(g: &Globals, args: GcArgs) -> Outcome {

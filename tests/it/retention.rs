@@ -232,9 +232,21 @@ fn a_daemon_with_retention_prunes_as_it_goes_and_ends_where_one_without_does() {
         with.read("sluice.toml")
             .replacen("[catalog]\n", "[catalog]\nretention = \"3d\"\n", 1);
     with.write("sluice.toml", &settings);
+    // A damaged dead-letter table of a job pruned before clean_orders is passed over, not
+    // left to stop every prune before clean_orders' letters are reached.
+    let damaged = "_dead_letters/rolling_revenue/_delta_log/00000000000000000000.json";
+    with.put_warehouse_object(damaged, "{ not a commit");
     let o = with.run(&["daemon", "--replay", "2024-01-08..2024-01-20"]);
     without.run(&["daemon", "--replay", "2024-01-08..2024-01-20"]);
     assert_eq!(statuses(&with), statuses(&without));
+    assert!(
+        o.stderr
+            .lines()
+            .any(|l| l.contains("could not prune a job's dead letters")
+                && l.contains("rolling_revenue")),
+        "{}",
+        o.context()
+    );
     // The replay's letters of the 7th and 12th passed the retention, those of the 19th
     // (recorded on the 20th) did not; the backfill's of the 2nd are today's.
     let all = ["2024-01-02", "2024-01-07", "2024-01-12", "2024-01-19"];
@@ -256,4 +268,11 @@ fn a_daemon_with_retention_prunes_as_it_goes_and_ends_where_one_without_does() {
     if let (Some(w), Some(wo)) = (runs_in_file(&with), runs_in_file(&without)) {
         assert!(w < wo, "{w} runs kept with retention, {wo} without");
     }
+
+    // `gc --runs` prunes the rest, then fails naming the table it could not prune.
+    let o = with.run(&["gc", "--runs", "--older-than", "1d"]);
+    assert_eq!(o.code, 1, "{}", o.context());
+    o.complains("could not prune the dead letters of job `rolling_revenue`");
+    assert!(o.stdout.contains("removed"), "{}", o.context());
+    assert_eq!(dead_letter_days(&with), ["2024-01-02"]);
 }

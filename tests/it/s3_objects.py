@@ -4,6 +4,7 @@ and overwrites objects for the tests that damage a file on purpose.
 
     s3_objects.py download s3://bucket/prefix/ LOCAL_DIR
     s3_objects.py overwrite s3://bucket/prefix/ TEXT
+    s3_objects.py put s3://bucket/key TEXT
 
 Endpoint and credentials come from the standard AWS_* environment variables.
 """
@@ -32,6 +33,11 @@ def objects(s3, url):
 
 def main():
     verb, url = sys.argv[1], sys.argv[2]
+    if verb == "put":
+        u = urlparse(url)
+        client().put_object(Bucket=u.netloc, Key=u.path.lstrip("/"), Body=sys.argv[3].encode())
+        print(1)
+        return
     if not url.endswith("/"):
         url += "/"
     s3 = client()

@@ -252,7 +252,14 @@ impl TestProject {
     /// counts it: the process is run by a Python parent that reads `getrusage` of its
     /// children once it has exited.
     pub fn run_measuring_peak_rss(&self, args: &[&str]) -> (Output, u64) {
-        const MARK: &str = "peak-rss-kib=";
+        let (out, usage) = self.run_measuring(args);
+        (out, usage.peak_rss_kib)
+    }
+
+    /// Runs sluice to completion, and returns what the OS counted it used (`getrusage` of
+    /// a Python parent's children once it has exited).
+    pub fn run_measuring(&self, args: &[&str]) -> (Output, Usage) {
+        const MARK: &str = "usage=";
         let c = self.command(args);
         let mut wrapped = Command::new("python3");
         wrapped
@@ -260,7 +267,8 @@ impl TestProject {
             .arg(format!(
                 "import resource, subprocess, sys\n\
                  r = subprocess.run(sys.argv[1:])\n\
-                 sys.stderr.write('\\n{MARK}%d\\n' % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n\
+                 u = resource.getrusage(resource.RUSAGE_CHILDREN)\n\
+                 sys.stderr.write('\\n{MARK}%d %.6f\\n' % (u.ru_maxrss, u.ru_utime + u.ru_stime))\n\
                  sys.exit(r.returncode)"
             ))
             .arg(c.get_program())
@@ -274,11 +282,21 @@ impl TestProject {
         }
         let out = wrapped.output().expect("cannot start python3");
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        let (stderr, peak) = match stderr.rsplit_once(MARK) {
-            Some((before, kib)) => (before.to_string(), kib.trim().parse().unwrap_or(0)),
-            None => (stderr, 0),
+        let (stderr, usage) = match stderr.rsplit_once(MARK) {
+            Some((before, said)) => {
+                let mut said = said.split_whitespace();
+                let usage = Usage {
+                    peak_rss_kib: said.next().and_then(|v| v.parse().ok()).unwrap_or(0),
+                    cpu_seconds: said.next().and_then(|v| v.parse().ok()).unwrap_or(0.0),
+                };
+                (before.to_string(), usage)
+            }
+            None => (stderr, Usage::default()),
         };
-        assert!(peak > 0, "no peak RSS reported; stderr: {stderr}");
+        assert!(
+            usage.peak_rss_kib > 0,
+            "no usage reported; stderr: {stderr}"
+        );
         let out = Output {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -286,7 +304,7 @@ impl TestProject {
             cmd: format!("sluice {}", args.join(" ")),
             dir: self.path().to_path_buf(),
         };
-        (out, peak)
+        (out, usage)
     }
 
     /// Runs sluice and insists on exit code 0.
@@ -363,6 +381,21 @@ impl TestProject {
         copy
     }
 
+    /// Writes `content` at `rel` in the warehouse (a local file, or an object): for tests
+    /// that damage a table on purpose.
+    pub fn put_warehouse_object(&self, rel: &str, content: &str) {
+        match &self.warehouse {
+            None => {
+                let path = self.path().join("warehouse").join(rel);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, content).unwrap();
+            }
+            Some(root) => {
+                s3_objects(&["put", &format!("{root}{rel}"), content]);
+            }
+        }
+    }
+
     /// Overwrites every data file of one partition of a table version with `content`: for
     /// tests that damage a file on purpose.
     pub fn overwrite_partition_files(
@@ -386,6 +419,14 @@ impl TestProject {
             }
         }
     }
+}
+
+/// What a finished process used, as the OS counted it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Usage {
+    pub peak_rss_kib: u64,
+    /// User and system CPU time.
+    pub cpu_seconds: f64,
 }
 
 /// Each order of the sample export (of one day, or all) `times` times over, under new order
