@@ -113,6 +113,7 @@ struct EngineSection {
     batch_size: Option<usize>,
     kind: Option<EngineKind>,
     scheduler: Option<String>,
+    measure_cost: Option<bool>,
 }
 
 /// The Ballista scheduler that jobs of kind `ballista` send their queries to.
@@ -142,6 +143,7 @@ fn engine_settings(e: &EngineSection, path: &Path) -> Result<EngineSettings, Con
             .map(Scheduler::parse)
             .transpose()
             .map_err(parse)?,
+        measure_cost: e.measure_cost.unwrap_or(true),
     };
     if engine.kind == EngineKind::Ballista && engine.scheduler.is_none() {
         return Err(parse("engine.kind = \"ballista\" needs engine.scheduler: the scheduler's address (df://HOST:50050), or \"standalone\" for one inside this process".into()));
@@ -193,6 +195,8 @@ pub struct EngineSettings {
     pub kind: EngineKind,
     /// The Ballista scheduler, when one is set.
     pub scheduler: Option<Scheduler>,
+    /// Whether runs measure what they use (`cost`); off, they record no cost.
+    pub measure_cost: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod cost;
 pub mod daemon;
 pub mod dead_letters;
 pub mod delta;

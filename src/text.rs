@@ -52,3 +52,31 @@ mod tests {
         assert_eq!(super::metric(None), "-");
     }
 }
+
+/// A byte count for a person: `512 B`, `12.3 KiB`, `4.0 MiB`, `1.2 GiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// What a run used, on one line: `CPU 0.012 s, read 12.1 KiB, wrote 9.1 KiB, 3 requests,
+/// peak 370.0 KiB`.
+pub fn cost(c: &crate::cost::RunCost) -> String {
+    format!(
+        "CPU {:.3} s, read {}, wrote {}, {} request(s), peak {}",
+        c.cpu_seconds(),
+        bytes(c.bytes_read),
+        bytes(c.bytes_written),
+        c.requests,
+        bytes(c.peak_memory_bytes)
+    )
+}

@@ -4,8 +4,8 @@
 use super::run_writes::{insert_run_start, release_lease_in};
 use super::write_group::{Write, Written};
 use super::{
-    Catalog, CatalogError, Claim, DoneIf, FinishEvents, Lease, PartitionState, RunEnd, RunRow,
-    RunStart, RunState, query_err,
+    Catalog, CatalogError, Claim, DoneIf, FinishEvents, Lease, PartitionState, RunEnd, RunMeasures,
+    RunRow, RunStart, RunState, query_err,
 };
 
 impl Catalog {
@@ -118,14 +118,14 @@ impl Catalog {
         end: &RunEnd,
         now_ms: i64,
         release: Option<&Lease>,
-        quality_json: Option<&str>,
+        measured: &RunMeasures,
     ) -> Result<(), CatalogError> {
         self.finish_run_telling(
             start,
             end,
             now_ms,
             release,
-            quality_json,
+            measured,
             FinishEvents::default(),
         )
         .await
@@ -139,7 +139,7 @@ impl Catalog {
         end: &RunEnd,
         now_ms: i64,
         release: Option<&Lease>,
-        quality_json: Option<&str>,
+        measured: &RunMeasures,
         events: FinishEvents,
     ) -> Result<(), CatalogError> {
         let write = Write::Finish {
@@ -147,7 +147,7 @@ impl Catalog {
             end: end.clone(),
             now_ms,
             release: release.cloned(),
-            quality_json: quality_json.map(str::to_string),
+            measured: measured.clone(),
             events,
         };
         match self.write(write).await? {
@@ -195,7 +195,7 @@ impl Catalog {
             rows,
             delta_version,
         };
-        self.finish_run_telling(&start, &end, now_ms, None, None, events)
+        self.finish_run_telling(&start, &end, now_ms, None, &RunMeasures::default(), events)
             .await
     }
 

@@ -26,8 +26,9 @@ pub use named::NAMED_AT_MOST;
 pub use outbox::{DeliveryRow, DeliveryState, EventRow, FinishEvents, NewEvent, TellOf};
 pub use retention::{Batch, RunCursor};
 pub use rows::{
-    AliasFlip, AppliedMigration, Claim, DoneIf, Lease, PartitionState, PartitionStatus, RunEnd,
-    RunRow, RunStart, RunState, TableRow, TableVersionRow, Trigger, VersionCoverage,
+    AliasFlip, AppliedMigration, Claim, DayCost, DoneIf, Lease, PartitionState, PartitionStatus,
+    RunEnd, RunMeasures, RunRow, RunStart, RunState, StoredCost, TableRow, TableVersionRow,
+    Trigger, VersionCoverage,
 };
 pub use synthetic::{HistoryPartition, HistoryRun};
 pub use tables::MigrationTx;

@@ -2,7 +2,7 @@
 //! Quality is returned as the JSON the run stored; `quality` decodes it.
 
 use super::rows::PARTITION_STATUS;
-use super::{Catalog, CatalogError, PartitionStatus, RunRow, query_err};
+use super::{Catalog, CatalogError, DayCost, PartitionStatus, RunRow, query_err};
 use crate::partition::{KEY_SEPARATOR, PartitionKey};
 use std::sync::LazyLock;
 
@@ -24,7 +24,8 @@ static PARTITIONS_OF_VERSION: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// The columns of a [`RunRow`], in its order.
-const RUN_COLUMNS: &str = "run_id, job, table_name, table_version, partition_key, attempt, state, trigger_kind, fingerprint, lease_token, rows_written, delta_version, error, host, pid, started_at, finished_at";
+const RUN_COLUMNS: &str = "run_id, job, table_name, table_version, partition_key, attempt, state, trigger_kind, fingerprint, lease_token, rows_written, delta_version, error, host, pid, started_at, finished_at, \
+     cpu_us, bytes_read, bytes_written, requests, peak_memory_bytes";
 static RUN_ONE: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_id = $1"));
 static RUNS_OF_PARTITION: LazyLock<String> = LazyLock::new(|| {
@@ -274,5 +275,27 @@ impl Catalog {
             .fetch_all(&self.pool)
             .await
             .map_err(query_err("list runs"))
+    }
+
+    /// What the job's runs that started at or after `since_ms` used, summed per day (UTC)
+    /// they started on, oldest first: the job page's chart. Read down `runs_by_job`.
+    pub async fn cost_per_day(
+        &self,
+        job: &str,
+        since_ms: i64,
+    ) -> Result<Vec<DayCost>, CatalogError> {
+        sqlx::query_as::<_, DayCost>(
+            "SELECT started_at / 86400000 AS day, COUNT(*) AS runs, \
+                    CAST(SUM(cpu_us) AS BIGINT) AS cpu_us, CAST(SUM(bytes_read) AS BIGINT) AS bytes_read, \
+                    CAST(SUM(bytes_written) AS BIGINT) AS bytes_written, CAST(SUM(requests) AS BIGINT) AS requests, \
+                    CAST(MAX(peak_memory_bytes) AS BIGINT) AS peak_memory_bytes \
+             FROM runs WHERE job = $1 AND started_at >= $2 AND cpu_us IS NOT NULL \
+             GROUP BY started_at / 86400000 ORDER BY day",
+        )
+        .bind(job)
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("sum a job's costs per day"))
     }
 }

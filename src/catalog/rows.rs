@@ -70,7 +70,8 @@ pub enum Claim {
 /// callers add their WHERE and ORDER BY.
 pub(super) const PARTITION_STATUS: &str = "SELECT p.job, p.table_name, p.table_version, p.partition_key, p.state, p.content_rows, p.content_run_id, \
         p.content_fingerprint, p.content_delta_version, p.last_run_id, p.error, \
-        r.started_at, r.finished_at, r.attempt, c.data_version AS content_version, r.state AS last_run_state \
+        r.started_at, r.finished_at, r.attempt, c.data_version AS content_version, r.state AS last_run_state, \
+        r.cpu_us, r.bytes_read, r.bytes_written, r.requests, r.peak_memory_bytes \
  FROM partitions p LEFT JOIN runs r ON r.run_id = p.last_run_id LEFT JOIN runs c ON c.run_id = p.content_run_id";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -144,6 +145,14 @@ pub struct RunStart {
     pub data_version: Option<String>,
 }
 
+/// What a run measured besides its rows: its profile and check results (`quality_json`)
+/// and what it used.
+#[derive(Debug, Clone, Default)]
+pub struct RunMeasures {
+    pub quality_json: Option<String>,
+    pub cost: Option<crate::cost::RunCost>,
+}
+
 #[derive(Debug, Clone)]
 pub enum RunEnd {
     Succeeded { rows: i64, delta_version: i64 },
@@ -177,6 +186,55 @@ pub struct PartitionStatus {
     #[sqlx(try_from = "Option<String>")]
     #[serde(skip)]
     pub last_run_state: LastRunState,
+    /// What its last run used.
+    #[sqlx(flatten)]
+    #[serde(rename = "cost")]
+    pub last_run_cost: StoredCost,
+}
+
+/// What a job's runs used on one day (UTC), summed; the peak is the day's largest.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DayCost {
+    /// Days since 1970-01-01.
+    pub day: i64,
+    pub runs: i64,
+    pub cpu_us: i64,
+    pub bytes_read: i64,
+    pub bytes_written: i64,
+    pub requests: i64,
+    pub peak_memory_bytes: i64,
+}
+
+/// A run's cost as its row holds it: all NULL for a run that measured none (recorded
+/// before costs were, refused, or never finished). Shown as a [`RunCost`] or `null`.
+///
+/// [`RunCost`]: crate::cost::RunCost
+#[derive(Debug, Clone, Copy, Default, sqlx::FromRow)]
+pub struct StoredCost {
+    pub cpu_us: Option<i64>,
+    pub bytes_read: Option<i64>,
+    pub bytes_written: Option<i64>,
+    pub requests: Option<i64>,
+    pub peak_memory_bytes: Option<i64>,
+}
+
+impl StoredCost {
+    pub fn cost(&self) -> Option<crate::cost::RunCost> {
+        let n = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
+        self.cpu_us.map(|cpu| crate::cost::RunCost {
+            cpu_us: cpu.max(0) as u64,
+            bytes_read: n(self.bytes_read),
+            bytes_written: n(self.bytes_written),
+            requests: n(self.requests),
+            peak_memory_bytes: n(self.peak_memory_bytes),
+        })
+    }
+}
+
+impl serde::Serialize for StoredCost {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.cost().serialize(s)
+    }
 }
 
 /// The state of a partition's last run, when its row is there.
@@ -265,6 +323,9 @@ pub struct RunRow {
     pub started_at: i64,
     #[serde(serialize_with = "crate::clock::as_rfc3339_opt")]
     pub finished_at: Option<i64>,
+    /// What it used.
+    #[sqlx(flatten)]
+    pub cost: StoredCost,
 }
 
 pub(super) fn table_row(r: &AnyRow) -> Result<TableRow, CatalogError> {

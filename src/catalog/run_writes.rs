@@ -157,7 +157,7 @@ pub(super) async fn finish_in(
     end: &RunEnd,
     now_ms: i64,
     release: Option<&Lease>,
-    quality_json: Option<&str>,
+    measured: &super::RunMeasures,
     events: &super::FinishEvents,
 ) -> Result<(), CatalogError> {
     if let Some(lease) = release {
@@ -171,16 +171,23 @@ pub(super) async fn finish_in(
         } => (RunState::Succeeded, Some(*rows), Some(*delta_version), None),
         RunEnd::Failed { error } => (RunState::Failed, None, None, Some(redact_text(error))),
     };
+    let cost = measured.cost;
     sqlx::query(
-        "UPDATE runs SET state = $1, rows_written = $2, delta_version = $3, error = $4, finished_at = $5, quality_json = $6 WHERE run_id = $7",
+        "UPDATE runs SET state = $1, rows_written = $2, delta_version = $3, error = $4, finished_at = $5, quality_json = $6, \
+         cpu_us = $8, bytes_read = $9, bytes_written = $10, requests = $11, peak_memory_bytes = $12 WHERE run_id = $7",
     )
     .bind(state.as_str())
     .bind(rows)
     .bind(dv)
     .bind(error.clone())
     .bind(now_ms)
-    .bind(quality_json)
+    .bind(measured.quality_json.as_deref())
     .bind(&start.run_id)
+    .bind(cost.map(|c| as_i64(c.cpu_us)))
+    .bind(cost.map(|c| as_i64(c.bytes_read)))
+    .bind(cost.map(|c| as_i64(c.bytes_written)))
+    .bind(cost.map(|c| as_i64(c.requests)))
+    .bind(cost.map(|c| as_i64(c.peak_memory_bytes)))
     .execute(&mut *tx)
     .await
     .map_err(query_err("record run end"))?;
@@ -225,4 +232,9 @@ pub(super) async fn finish_in(
     }
     super::outbox::record_in(&mut *tx, start, end, now_ms, events).await?;
     Ok(())
+}
+
+/// A count as the catalog's BIGINT holds it (a count past 2^63 is held at the top).
+fn as_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }

@@ -86,8 +86,9 @@ impl Catalog {
             let sql = format!(
                 "INSERT INTO runs (run_id, job, table_name, table_version, partition_key, attempt, \
                  state, trigger_kind, fingerprint, lease_token, rows_written, delta_version, error, \
-                 host, pid, started_at, finished_at, quality_json, reads_json, data_version) VALUES {}",
-                values(chunk.len(), 20)
+                 host, pid, started_at, finished_at, quality_json, reads_json, data_version, \
+                 cpu_us, bytes_read, bytes_written, requests, peak_memory_bytes) VALUES {}",
+                values(chunk.len(), 25)
             );
             // Only placeholders are written into the text; the values are bound.
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -113,7 +114,12 @@ impl Catalog {
                     .bind(r.finished_at)
                     .bind(h.quality_json.clone())
                     .bind(h.reads_json.clone())
-                    .bind(h.data_version.clone());
+                    .bind(h.data_version.clone())
+                    .bind(r.cost.cpu_us)
+                    .bind(r.cost.bytes_read)
+                    .bind(r.cost.bytes_written)
+                    .bind(r.cost.requests)
+                    .bind(r.cost.peak_memory_bytes);
             }
             q.execute(&mut *tx)
                 .await

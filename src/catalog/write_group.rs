@@ -30,7 +30,7 @@ pub(super) enum Write {
         end: RunEnd,
         now_ms: i64,
         release: Option<Lease>,
-        quality_json: Option<String>,
+        measured: super::RunMeasures,
         events: super::FinishEvents,
     },
 }
@@ -76,7 +76,7 @@ impl Write {
                 end,
                 now_ms,
                 release,
-                quality_json,
+                measured,
                 events,
             } => {
                 finish_in(
@@ -85,7 +85,7 @@ impl Write {
                     end,
                     *now_ms,
                     release.as_ref(),
-                    quality_json.as_deref(),
+                    measured,
                     events,
                 )
                 .await?;
@@ -241,7 +241,7 @@ mod tests {
                     delta_version: 3,
                 };
                 catalog
-                    .finish_run(&s, &end, 2_000, Some(&lease), None)
+                    .finish_run(&s, &end, 2_000, Some(&lease), &Default::default())
                     .await
             })
         });

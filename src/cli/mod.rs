@@ -187,6 +187,7 @@ pub fn main() -> ExitCode {
     );
     logging::install_panic_hook();
     crate::delta::local_store::register();
+    crate::delta::metered_store::meter_object_stores();
     let globals = Globals {
         overrides: Overrides {
             project: cli.project,

@@ -312,6 +312,7 @@ fn json_of(view: &PartitionView, declared: Option<bool>, late: bool) -> serde_js
         "finished_at": r.finished_at.map(crate::clock::rfc3339),
         "duration_ms": match (r.started_at, r.finished_at) { (Some(s), Some(e)) => Some(e - s), _ => None },
         "error": r.error,
+        "cost": r.last_run_cost.cost(),
         "declared": declared,
         "late": late,
     })

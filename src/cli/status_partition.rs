@@ -110,6 +110,13 @@ fn runs_text(d: &PartitionDetail, shown: Option<&str>) -> String {
                 output::time(Some(r.started_at)),
                 output::duration(Some(r.started_at), r.finished_at),
                 output::opt(&r.rows_written),
+                r.cost
+                    .cost()
+                    .map_or("-".into(), |c| format!("{:.3} s", c.cpu_seconds())),
+                r.cost.cost().map_or("-".into(), |c| {
+                    let b = crate::text::bytes;
+                    format!("{} / {}", b(c.bytes_read), b(c.bytes_written))
+                }),
                 r.run_id.clone(),
                 error,
             ]
@@ -123,6 +130,8 @@ fn runs_text(d: &PartitionDetail, shown: Option<&str>) -> String {
             "started (UTC)",
             "duration",
             "rows",
+            "cpu",
+            "read / written",
             "run id",
             "error",
         ],

@@ -65,9 +65,18 @@ pub struct JobGauges {
     pub stale: super::stale::StaleCounts,
 }
 
+/// What a job's runs used since the daemon started (`cost`), and its last run's peak.
+#[derive(Debug, Default)]
+struct JobCost {
+    total: crate::cost::RunCost,
+    rows: u64,
+    last_peak_memory: u64,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     runs: BTreeMap<(String, &'static str), u64>,
+    costs: BTreeMap<String, JobCost>,
     durations: BTreeMap<String, Histogram>,
     jobs: BTreeMap<String, JobGauges>,
     queue: BTreeMap<(String, String), Vec<String>>,
@@ -88,9 +97,19 @@ impl Metrics {
         f(&mut g)
     }
 
-    pub fn run_finished(&self, job: &str, state: &'static str, seconds: f64) {
+    pub fn run_finished(&self, job: &str, r: &crate::run::RunReport) {
+        let (state, seconds) = (r.state.as_str(), r.duration_ms / 1000.0);
         self.with(|m| {
             *m.runs.entry((job.to_string(), state)).or_default() += 1;
+            if let Some(c) = &r.cost {
+                let j = m.costs.entry(job.to_string()).or_default();
+                j.total.cpu_us += c.cpu_us;
+                j.total.bytes_read += c.bytes_read;
+                j.total.bytes_written += c.bytes_written;
+                j.total.requests += c.requests;
+                j.rows += r.rows.unwrap_or(0);
+                j.last_peak_memory = c.peak_memory_bytes;
+            }
             m.durations
                 .entry(job.to_string())
                 .or_default()
@@ -128,7 +147,6 @@ impl Metrics {
     pub fn render(&self) -> String {
         self.with(|m| {
             let mut s = String::new();
-            let esc = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
             s.push_str("# HELP sluice_up Whether the daemon is running (0 once it is stopping).\n# TYPE sluice_up gauge\n");
             let _ = writeln!(s, "sluice_up {}", u8::from(!m.stopping));
             s.push_str("# HELP sluice_polls_total Scheduling passes made.\n# TYPE sluice_polls_total counter\n");
@@ -141,6 +159,7 @@ impl Metrics {
             for ((job, state), n) in &m.runs {
                 let _ = writeln!(s, "sluice_runs_total{{job=\"{}\",state=\"{state}\"}} {n}", esc(job));
             }
+            render_costs(&mut s, &m.costs);
             s.push_str("# HELP sluice_run_duration_seconds Partition run durations, retries included.\n# TYPE sluice_run_duration_seconds histogram\n");
             for (job, h) in &m.durations {
                 h.render(&mut s, "sluice_run_duration_seconds", &format!("job=\"{}\"", esc(job)), BUCKETS);
@@ -201,5 +220,61 @@ impl Metrics {
             .to_string();
             (if m.stopping { 503 } else { 200 }, body + "\n")
         })
+    }
+}
+
+/// A label value as Prometheus' text format writes it.
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// What each job's runs used, as counters (and the last run's peak memory as a gauge).
+fn render_costs(s: &mut String, costs: &BTreeMap<String, JobCost>) {
+    type Of = fn(&JobCost) -> String;
+    let families: [(&str, &str, &str, Of); 6] = [
+        (
+            "sluice_run_cpu_seconds_total",
+            "counter",
+            "CPU time of runs' compute and audit, by job.",
+            |c| format!("{:.6}", c.total.cpu_seconds()),
+        ),
+        (
+            "sluice_run_read_bytes_total",
+            "counter",
+            "Bytes runs read from object stores, by job.",
+            |c| c.total.bytes_read.to_string(),
+        ),
+        (
+            "sluice_run_written_bytes_total",
+            "counter",
+            "Bytes runs wrote to object stores, by job.",
+            |c| c.total.bytes_written.to_string(),
+        ),
+        (
+            "sluice_run_object_store_requests_total",
+            "counter",
+            "Object-store calls runs made, by job.",
+            |c| c.total.requests.to_string(),
+        ),
+        (
+            "sluice_run_rows_total",
+            "counter",
+            "Rows runs wrote, by job.",
+            |c| c.rows.to_string(),
+        ),
+        (
+            "sluice_run_peak_memory_bytes",
+            "gauge",
+            "The most of the engine's memory pool the job's last run held.",
+            |c| c.last_peak_memory.to_string(),
+        ),
+    ];
+    for (name, kind, help, of) in families {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (job, c) in costs {
+            let _ = writeln!(s, "{name}{{job=\"{}\"}} {}", esc(job), of(c));
+        }
     }
 }

@@ -478,8 +478,7 @@ impl Daemon {
             st.running = st.running.saturating_sub(1);
         }
         if let Some(l) = &f.shadow {
-            self.metrics
-                .run_finished(f.job.as_str(), l.state.as_str(), l.duration_ms / 1000.0);
+            self.metrics.run_finished(f.job.as_str(), l);
             match l.state {
                 RunOutcome::Failed => {
                     warn!(job = %f.job, partition = %f.key, table_version = l.table_version, error = l.error.as_deref().unwrap_or("-"), "live version's partition failed")
@@ -490,9 +489,7 @@ impl Daemon {
             }
         }
         let r = &f.report;
-        let state = r.state.as_str();
-        self.metrics
-            .run_finished(f.job.as_str(), state, r.duration_ms / 1000.0);
+        self.metrics.run_finished(f.job.as_str(), r);
         match r.state {
             RunOutcome::Held => {
                 let retry = self.clock.now()

@@ -13,7 +13,8 @@
 //! fencing `txn`; `handle` keeps one open table per physical version with its group-commit
 //! queue; `evolve` applies migrations; `store` is every other write or delete of objects
 //! (unpublished files, removed versions, vacuum, the atomic-commit probe); `expire` removes
-//! files whose rows are all past a retention.
+//! files whose rows are all past a retention; `metered_store` counts what a run asks of
+//! every object store (`cost`).
 
 mod cause;
 mod commit;
@@ -22,6 +23,7 @@ mod evolve;
 mod expire;
 mod handle;
 pub mod local_store;
+pub mod metered_store;
 mod readback;
 pub mod store;
 mod writer;
@@ -35,6 +37,7 @@ pub use error::{Below, DeltaError, LocalFile, Said, below};
 pub use evolve::{Evolved, evolve};
 pub use expire::{Expired, expire_files};
 pub use handle::{LeaseCheck, StillLeased, VersionHandle};
+pub use metered_store::MeteredStore;
 pub use readback::{snapshot_files, uploaded_files};
 pub use writer::{PartitionWriter, WriterLayout};
 

@@ -156,9 +156,20 @@ impl Engine {
         let runtime = RuntimeEnvBuilder::new()
             // Operators that can spill (sorts, aggregations, joins) do so past this limit,
             // so memory is bounded by configuration, not by partition size.
-            .with_memory_pool(Arc::new(FairSpillPool::new(settings.memory_limit_bytes)))
+            // Metered: what a run's work reserves is counted against it (`cost`).
+            .with_memory_pool(Arc::new(crate::cost::MeteredPool::new(Arc::new(
+                FairSpillPool::new(settings.memory_limit_bytes),
+            ))))
             .build_arc()
             .map_err(|e| EngineError::Setup(e.to_string()))?;
+        // Local input files are read through a metered store too (`cost`).
+        if let Ok(local) = url::Url::parse("file://") {
+            let files = deltalake::logstore::object_store::local::LocalFileSystem::new();
+            runtime.register_object_store(
+                &local,
+                Arc::new(crate::delta::MeteredStore::new(Arc::new(files))),
+            );
+        }
         let config = SessionConfig::new()
             .with_target_partitions(settings.target_partitions)
             .with_batch_size(settings.batch_size)

@@ -103,6 +103,8 @@ pub struct RunEvent {
     pub output: Option<Output>,
     /// Why the run failed (on FAIL), already free of secrets.
     pub error: Option<String>,
+    /// What the run used (on its end), as the `sluice_cost` run facet.
+    pub cost: Option<crate::cost::RunCost>,
 }
 
 impl RunEvent {
@@ -123,6 +125,7 @@ impl RunEvent {
             inputs: Vec::new(),
             output: None,
             error,
+            cost: None,
         }
     }
 }
@@ -135,6 +138,25 @@ fn facet(name: &str, version: &str, body: Value) -> Value {
             "_schemaURL".into(),
             format!("{FACETS}/{version}/{name}.json#/$defs/{name}").into(),
         );
+    }
+    v
+}
+
+/// sluice's own run facet: what the run used (its schema is kept in the repository, in
+/// `tests/openlineage/facets/SluiceRunCostRunFacet.json`).
+fn cost_facet(c: &crate::cost::RunCost, rows: Option<u64>) -> Value {
+    const NAME: &str = "SluiceRunCostRunFacet";
+    let mut v = json!({
+        "cpuSeconds": c.cpu_seconds(),
+        "bytesRead": c.bytes_read,
+        "bytesWritten": c.bytes_written,
+        "objectStoreRequests": c.requests,
+        "peakMemoryBytes": c.peak_memory_bytes,
+        "_producer": producer(),
+        "_schemaURL": format!("urn:sluice:openlineage:facets:1-0-0:{NAME}.json#/$defs/{NAME}"),
+    });
+    if let Some(r) = rows {
+        v["rows"] = r.into();
     }
     v
 }
@@ -187,6 +209,10 @@ impl RunEvent {
                     json!({ "message": message, "programmingLanguage": "SQL" }),
                 ),
             );
+        }
+        if let Some(c) = &self.cost {
+            let rows = self.output.as_ref().and_then(|o| o.rows);
+            run_facets.insert("sluice_cost".into(), cost_facet(c, rows));
         }
         let mut job_facets = serde_json::Map::new();
         job_facets.insert(

@@ -7,7 +7,9 @@ use super::lease::{AbortOnDrop, DIED};
 use super::lineage::RunLineage;
 use super::write::PartitionWrite;
 use super::{RunError, RunOutcome, RunReport, Runner, Trigger};
-use crate::catalog::{Claim, DoneIf, PartitionState, PartitionStatus, RunEnd, RunStart};
+use crate::catalog::{
+    Claim, DoneIf, PartitionState, PartitionStatus, RunEnd, RunMeasures, RunStart,
+};
 use crate::engine::UpstreamInput;
 use crate::fingerprint::fingerprint;
 use crate::job::Job;
@@ -144,6 +146,7 @@ impl Runner {
             run_id,
             released: AtomicBool::new(false),
             ahead: req.ahead,
+            meter: crate::cost::RunMeter::new(),
         };
         let result = self
             .under_lease(req, &a, &mut start, look, (project, upstream), report)
@@ -211,15 +214,12 @@ impl Runner {
             Some(why) => Err(RunError::NotRunnable(why.to_string())),
         };
         drop(heartbeat);
+        let measured = self.measures(req, a, report);
         match &outcome {
-            Ok((rows, dv)) => lineage.complete(*rows, *dv),
-            Err(e) => lineage.fail(&e.to_string()),
+            Ok((rows, dv)) => lineage.complete(*rows, *dv, measured.cost),
+            Err(e) => lineage.fail(&e.to_string(), measured.cost),
         }
         let end = end_of(&outcome);
-        let quality_json = report
-            .quality
-            .as_ref()
-            .and_then(|q| serde_json::to_string(q).ok());
         let events = super::tell::finish_events(
             &project.settings.notify,
             (a.job, req.trigger, req.attempt),
@@ -236,7 +236,7 @@ impl Runner {
                 &end,
                 self.clock.now_ms(),
                 Some(&a.lease),
-                quality_json.as_deref(),
+                &measured,
                 events,
             )
             .await;
@@ -255,6 +255,20 @@ impl Runner {
         info!(target: LIFECYCLE, rows, delta_version = dv, "run succeeded");
         self.code.record(a.job, &a.fingerprint).await;
         Ok(())
+    }
+
+    /// What the run measured, as its end records it; its cost goes in its report too.
+    fn measures(&self, req: &Request<'_>, a: &Attempt<'_>, report: &mut RunReport) -> RunMeasures {
+        // Nothing was computed for a refused run: it has no cost.
+        let costed = req.refusal.is_none() && self.engine.settings().measure_cost;
+        report.cost = costed.then(|| a.meter.cost());
+        RunMeasures {
+            quality_json: report
+                .quality
+                .as_ref()
+                .and_then(|q| serde_json::to_string(q).ok()),
+            cost: report.cost,
+        }
     }
 
     /// The claim asked for a look: a run left running is reconciled from the Delta log

@@ -25,6 +25,8 @@ pub(super) struct Attempt<'a> {
     pub released: AtomicBool,
     /// The request's place ahead of the compute, given back by [`Attempt::computed`].
     pub ahead: &'a std::sync::Mutex<Option<super::AheadPermit>>,
+    /// What the run's compute and audit use, counted as they run.
+    pub meter: Arc<crate::cost::RunMeter>,
 }
 
 impl Attempt<'_> {

@@ -4,6 +4,7 @@
 
 use super::claimed::Attempt;
 use crate::clock::SharedClock;
+use crate::cost::RunCost;
 use crate::engine::{UpstreamData, UpstreamInput};
 use crate::job::{InputSource, Job};
 use crate::lineage::{Dataset, Emitter, EventType, Field, Output, RunEvent};
@@ -65,6 +66,7 @@ impl RunLineage {
                 rows: None,
             }),
             error: None,
+            cost: None,
         };
         emitter.emit(&event);
         RunLineage {
@@ -74,15 +76,21 @@ impl RunLineage {
         }
     }
 
-    pub(super) fn complete(&mut self, rows: u64, delta_version: u64) {
-        if let Some(o) = self.event.as_mut().and_then(|e| e.output.as_mut()) {
-            o.rows = Some(rows);
-            o.delta_version = Some(delta_version);
+    pub(super) fn complete(&mut self, rows: u64, delta_version: u64, cost: Option<RunCost>) {
+        if let Some(e) = self.event.as_mut() {
+            e.cost = cost;
+            if let Some(o) = e.output.as_mut() {
+                o.rows = Some(rows);
+                o.delta_version = Some(delta_version);
+            }
         }
         self.end(EventType::Complete, None);
     }
 
-    pub(super) fn fail(&mut self, error: &str) {
+    pub(super) fn fail(&mut self, error: &str, cost: Option<RunCost>) {
+        if let Some(e) = self.event.as_mut() {
+            e.cost = cost;
+        }
         self.end(EventType::Fail, Some(crate::redact::redact_text(error)));
     }
 

@@ -42,6 +42,9 @@ pub struct RunReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quality: Option<crate::quality::Quality>,
     pub held_by: Option<String>,
+    /// What the last attempt used (absent when it computed nothing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<crate::cost::RunCost>,
     /// From the call to its end: lease, run, write, commit, catalog, retries included.
     pub duration_ms: f64,
 }
@@ -70,6 +73,7 @@ impl RunReport {
             bad_rows_skipped_total: 0,
             quality: None,
             held_by: None,
+            cost: None,
             duration_ms: 0.0,
         }
     }

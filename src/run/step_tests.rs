@@ -233,6 +233,7 @@ async fn attempt<'a>(
         fingerprint: "f".into(),
         released: AtomicBool::new(false),
         ahead,
+        meter: crate::cost::RunMeter::new(),
     }
 }
 

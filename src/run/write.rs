@@ -88,7 +88,9 @@ impl PartitionWrite<'_> {
         }
         report.set_bad_rows_skipped(&skipped);
         // Audit: profile and check the new rows before anything is published.
-        let quality = self.audit(a, profile, kept, target, &adds).await;
+        let audit = self.audit(a, profile, kept, target, &adds);
+        let quality =
+            crate::cost::measure(&a.meter, self.engine.settings().measure_cost, audit).await;
         let quality = match quality {
             Ok(q) => q,
             Err(e) => {
@@ -146,7 +148,12 @@ impl PartitionWrite<'_> {
         query: &mut PartitionQuery<'_>,
     ) -> Result<WrittenFiles, RunError> {
         let permit = self.compute_permit().await;
-        let written = self.files(a, query).await;
+        let written = crate::cost::measure(
+            &a.meter,
+            self.engine.settings().measure_cost,
+            self.files(a, query),
+        )
+        .await;
         drop(permit);
         let (e, text_files) = match written {
             Ok(done) => return Ok(done),
@@ -197,7 +204,13 @@ impl PartitionWrite<'_> {
         }
         query.without_bad_rows = Some(bad);
         let _permit = self.compute_permit().await;
-        self.files(a, query).await.map_err(|(e, _)| e)
+        crate::cost::measure(
+            &a.meter,
+            self.engine.settings().measure_cost,
+            self.files(a, query),
+        )
+        .await
+        .map_err(|(e, _)| e)
     }
 
     /// A place among the partitions computing at once, when they are bounded.

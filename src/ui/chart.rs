@@ -165,3 +165,63 @@ pub fn gantt(job: &str, newest_first: &[RunRow], now_ms: i64) -> Option<Chart> {
         last: format!("{} later", shown_duration(Some(start), Some(end))),
     })
 }
+
+/// Days the cost chart shows, ending on the day of the job's newest run.
+pub const COST_DAYS: i64 = 30;
+const DAY_MS: i64 = 86_400_000;
+
+/// The first day (ms) of the cost chart's window, given the job's newest run's start.
+pub fn cost_window_start(newest_started_ms: i64) -> i64 {
+    (newest_started_ms.div_euclid(DAY_MS) - (COST_DAYS - 1)) * DAY_MS
+}
+
+/// CPU time of the job's runs per day over [`COST_DAYS`] days, each bar titled with all
+/// the day used; none when no run in the window measured its cost.
+pub fn cost_per_day(job: &str, days: &[crate::catalog::DayCost]) -> Option<Chart> {
+    let last = days.last()?.day;
+    let first = last - (COST_DAYS - 1);
+    let max = days.iter().map(|d| d.cpu_us).max().unwrap_or(0).max(1) as f64;
+    let step = WIDTH / COST_DAYS as f64;
+    let date = |day: i64| {
+        chrono::DateTime::from_timestamp_millis(day * DAY_MS)
+            .map(|t| t.format("%Y-%m-%d").to_string())
+            .unwrap_or_default()
+    };
+    let bars = days
+        .iter()
+        .filter(|d| d.day >= first)
+        .map(|d| {
+            let h = (d.cpu_us as f64 / max * BAR_HEIGHT).max(1.0);
+            let used = crate::cost::RunCost {
+                cpu_us: d.cpu_us.max(0) as u64,
+                bytes_read: d.bytes_read.max(0) as u64,
+                bytes_written: d.bytes_written.max(0) as u64,
+                requests: d.requests.max(0) as u64,
+                peak_memory_bytes: d.peak_memory_bytes.max(0) as u64,
+            };
+            Bar {
+                x: px((d.day - first) as f64 * step),
+                y: px(BAR_HEIGHT - h),
+                w: px((step - 1.0).max(1.0)),
+                h: px(h),
+                state: "complete",
+                title: format!(
+                    "{}: {} run(s), {}",
+                    date(d.day),
+                    d.runs,
+                    crate::text::cost(&used)
+                ),
+                href: format!("/jobs/{job}"),
+            }
+        })
+        .collect();
+    Some(Chart {
+        title: "CPU time of the job's runs per day (UTC)".into(),
+        width: WIDTH,
+        height: BAR_HEIGHT,
+        bars,
+        top: format!("{:.3} s", max / 1e6),
+        first: date(first),
+        last: date(last),
+    })
+}

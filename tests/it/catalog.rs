@@ -151,7 +151,7 @@ async fn play(steps: &[Step]) {
                         error: "boom".into(),
                     }
                 };
-                c.finish_run(start, &end, now, Some(lease), None)
+                c.finish_run(start, &end, now, Some(lease), &Default::default())
                     .await
                     .expect(&at);
             }
@@ -547,7 +547,7 @@ async fn write_partition(c: &Catalog, table: &str, version: i64, p: &str, ok: Op
         },
         None => return,
     };
-    c.finish_run(&start, &end, 1, Some(&lease), None)
+    c.finish_run(&start, &end, 1, Some(&lease), &Default::default())
         .await
         .unwrap();
 }

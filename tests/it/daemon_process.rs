@@ -144,6 +144,16 @@ async fn sigterm_finishes_or_cancels_cleanly_and_metrics_move() {
         "sluice_runs_total{job=\"ticks\",state=\"succeeded\"}",
     );
     assert!(done >= 1.0, "the run counter moved:\n{after}");
+    // What the runs used, per job (counters that only grow).
+    for counter in [
+        "sluice_run_cpu_seconds_total",
+        "sluice_run_object_store_requests_total",
+        "sluice_run_written_bytes_total",
+        "sluice_run_rows_total",
+    ] {
+        let v = metric(&after, &format!("{counter}{{job=\"ticks\"}}"));
+        assert!(v > 0.0, "{counter} moved:\n{after}");
+    }
     assert!(
         after.contains("sluice_run_duration_seconds_count{job=\"ticks\"}"),
         "{after}"

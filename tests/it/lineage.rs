@@ -223,6 +223,20 @@ fn a_backfill_sends_start_and_complete_or_fail_for_every_partition_to_an_http_si
                 output["outputFacets"]["outputStatistics"]["rowCount"], status[day]["rows"],
                 "{day}"
             );
+            // What the run used, as `status` shows it (sluice's own run facet).
+            let used = &evs[1]["run"]["facets"]["sluice_cost"];
+            let cost = &status[day]["cost"];
+            assert_eq!(used["bytesWritten"], cost["bytes_written"], "{day}: {used}");
+            assert_eq!(
+                used["objectStoreRequests"], cost["requests"],
+                "{day}: {used}"
+            );
+            assert_eq!(used["rows"], status[day]["rows"], "{day}: {used}");
+            let cpu = cost["cpu_us"].as_u64().unwrap() as f64 / 1e6;
+            assert!(
+                (used["cpuSeconds"].as_f64().unwrap() - cpu).abs() < 1e-6 && cpu > 0.0,
+                "{day}: {used}"
+            );
             let fields: Vec<&str> = output["facets"]["schema"]["fields"]
                 .as_array()
                 .unwrap()

@@ -310,7 +310,17 @@ async fn the_job_and_table_pages_show_the_spec_schedule_versions_and_migrations(
             "Europe/Berlin",
             "next ticks",
             "SELECT",
+            "CPU time of the job&#39;s runs per day (UTC)",
         ],
+    );
+    // Each run's row on a partition's page says what it used.
+    let day = ui
+        .get("/jobs/daily_revenue/partitions/2024-01-04", &[])
+        .await;
+    assert_eq!(day.status, 200, "{}", day.body);
+    day.shows(
+        "partition page",
+        &["<th>cost</th>", "CPU 0.", "request(s), peak"],
     );
     let table = ui.get("/tables/clean_orders", &[]).await;
     assert_eq!(table.status, 200, "{}", table.body);

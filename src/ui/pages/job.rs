@@ -37,7 +37,7 @@ struct JobPage {
     spec_text: String,
     sql_file: String,
     sql: String,
-    /// Duration and rows per partition, and the latest batch of runs.
+    /// Duration and rows per partition, the latest batch of runs, CPU time per day.
     charts: Vec<crate::ui::chart::Chart>,
 }
 
@@ -79,6 +79,11 @@ async fn job_page(ui: &UiState, project: &Project, name: &str) -> Result<JobPage
         .recent_runs_of_job(job.name.as_str(), chart::GANTT_RUNS as i64)
         .await?;
     charts.extend(chart::gantt(job.name.as_str(), &runs, ui.clock.now_ms()));
+    if let Some(newest) = runs.first() {
+        let since = chart::cost_window_start(newest.started_at);
+        let days = ui.catalog.cost_per_day(job.name.as_str(), since).await?;
+        charts.extend(chart::cost_per_day(job.name.as_str(), &days));
+    }
     let root = &project.settings.root;
     Ok(JobPage {
         charts,

@@ -27,6 +27,8 @@ pub struct RunView {
     delta_version: String,
     fingerprint: String,
     run_id: String,
+    /// What it used (blank: not measured).
+    cost: String,
     error: RunError,
 }
 
@@ -64,6 +66,11 @@ impl RunView {
             delta_version: opt(r.delta_version),
             fingerprint: r.fingerprint.clone(),
             run_id: r.run_id.clone(),
+            cost: r
+                .cost
+                .cost()
+                .map(|c| crate::text::cost(&c))
+                .unwrap_or_default(),
             error: match r.error.as_deref().map(crate::redact::redact_text) {
                 None => RunError::None,
                 Some(e) if Some(e.as_str()) == shown => RunError::AsAbove,
