@@ -4,6 +4,9 @@
 #      commit, catalog), over 8,760 hourly partitions, release build, SQLite + local folder:
 #      the median of three rounds;
 #   noopscale: the same per partition over 87,600 hourly partitions, as a ratio of 1,000's;
+#   cost: what measuring each run's cost costs: no-op partitions and the reference workload
+#      with `[engine] measure_cost` on and off, interleaved, as ratios; and the CPU time the
+#      reference's runs recorded beside what the OS counted for the process;
 #   reference: the reference workload of ../shared/bench (365 days x 20,000 rows,
 #      clean_orders then daily_revenue) run by `sluice backfill`, next to DuckDB's single
 #      pass over the same data and SQL, measured back to back, as a ratio: the median of
@@ -27,7 +30,7 @@
 #      partitions (bench/scale.sh; SLUICE_BENCH_SCALE_BACKEND=postgres with
 #      SLUICE_BENCH_PG_URL for PostgreSQL).
 #
-# usage: bench/run.sh [noop|noopscale|reference|idle|promote|bigpart|cluster|watch|grid|scale|all]  (default: all)
+# usage: bench/run.sh [noop|noopscale|cost|reference|idle|promote|bigpart|cluster|watch|grid|scale|all]  (default: all)
 # Every time is printed beside the peak resident memory (RSS) of the process timed.
 # SLUICE_BENCH_BASELINE=/path/to/sluice: the noop rounds run that binary too, interleaved,
 # and print this build's time as a ratio of it (a regression check against an older build).
@@ -128,9 +131,11 @@ print(f"noopscale: 1,000 hourly partitions {small:.2f} ms per partition (median 
 PY
 }
 
-# usage: noop_round ROUND WHO BINARY PARTITIONS    (hourly, from 2015-01-01T00)
+# usage: noop_round ROUND WHO BINARY PARTITIONS [SLUICE_TOML]    (hourly, from 2015-01-01T00)
 noop_round() {
     local p="$work/noop-$2-$4-$1" bin="$3" n="$4"
+    mkdir -p "$p"
+    [ -z "${5:-}" ] || printf '%b\n' "$5" > "$p/sluice.toml"
     new_project "$p"
     cat > "$p/migrations/0001_create_noop.sql" <<'SQL'
 CREATE TABLE noop (x BIGINT, hour TIMESTAMP NOT NULL) PARTITIONED BY (hour);
@@ -168,6 +173,73 @@ print(f"noop round {r}: {len(d)} hourly partitions at concurrency {c}: {ms:.2f} 
       f"table's commit)")
 PY
     rm -rf "$p"
+}
+
+# What measuring each run's cost costs (`[engine] measure_cost`, on by default): no-op
+# partitions (the worst case: a run with nothing to compute) and the reference workload,
+# each measured and not, interleaved, from one binary. For the reference, the CPU time the
+# runs recorded is also set beside the CPU time the OS counted for the whole process.
+cost() {
+    local rounds="${SLUICE_BENCH_COST_ROUNDS:-3}" r off='[engine]\nmeasure_cost = false'
+    for r in $(seq 1 "$rounds"); do
+        if [ $((r % 2)) = 0 ]; then
+            noop_round "$r" costoff "$sluice" 8760 "$off"
+            noop_round "$r" coston "$sluice" 8760
+        else
+            noop_round "$r" coston "$sluice" 8760
+            noop_round "$r" costoff "$sluice" 8760 "$off"
+        fi
+    done
+    [ -n "$shared" ] || { echo "cost: ../shared/bench not found beside the repository" >&2; return 1; }
+    local orders p
+    orders="$(reference_data)"
+    for r in $(seq 1 "$rounds"); do
+        local order="on off"
+        [ $((r % 2)) = 1 ] || order="off on"
+        for who in $order; do
+            p="$work/cost-ref-$who-$r"
+            mkdir -p "$p"
+            [ "$who" = on ] || printf '%b\n' "$off" > "$p/sluice.toml"
+            reference_project "$p" "$orders"
+            local t0 t1
+            t0=$(now)
+            /usr/bin/time -f '%M %U %S' -o "$p.usage" \
+                "$sluice" --project "$p" backfill --from 2024-01-01 --to 2024-12-30 --concurrency "$concurrency" -q > /dev/null
+            t1=$(now)
+            python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$t0" "$t1" > "$p.secs"
+            "$sluice" --project "$p" status --output json > "$p.status.json"
+            rm -rf "$p"
+        done
+    done
+    python3 - "$work" "$rounds" <<'PY'
+import json, statistics, sys
+work, rounds = sys.argv[1], int(sys.argv[2])
+def noop(who):
+    ms = [float(open(f"{work}/noop-{who}-8760-{r}.ms").read()) for r in range(1, rounds + 1)]
+    kib = [int(open(f"{work}/noop-{who}-8760-{r}.rss").read()) for r in range(1, rounds + 1)]
+    return statistics.median(ms), max(kib) / 1024
+on, on_rss = noop("coston")
+off, off_rss = noop("costoff")
+print(f"cost: no-op partitions (8,760 hourly): {on:.3f} ms each measured (peak RSS {on_rss:.0f} MiB), "
+      f"{off:.3f} ms not (peak RSS {off_rss:.0f} MiB): ratio {on / off:.3f}, "
+      f"{on - off:+.3f} ms a partition ({100 * (on - off) / on:+.1f}% of a no-op run)")
+def ref(who):
+    out = []
+    for r in range(1, rounds + 1):
+        p = f"{work}/cost-ref-{who}-{r}"
+        rss, user, system = open(f"{p}.usage").read().split()[-3:]
+        status = json.load(open(f"{p}.status.json"))
+        recorded = sum((s.get("cost") or {}).get("cpu_us", 0) for s in status) / 1e6
+        out.append((float(open(f"{p}.secs").read()), int(rss) / 1024, float(user) + float(system), recorded))
+    return out
+on, off = ref("on"), ref("off")
+med = lambda rows, i: statistics.median(r[i] for r in rows)
+print(f"cost: reference workload (365 days x 20,000 rows, two jobs): {med(on, 0):.2f} s measured "
+      f"(peak RSS {max(r[1] for r in on):.0f} MiB), {med(off, 0):.2f} s not "
+      f"(peak RSS {max(r[1] for r in off):.0f} MiB): ratio {med(on, 0) / med(off, 0):.3f}; "
+      f"the runs recorded {med(on, 3):.1f} s of CPU, the OS counted {med(on, 2):.1f} s for the "
+      f"whole process ({100 * med(on, 3) / med(on, 2):.0f}%)")
+PY
 }
 
 # The reference data (365 days x 20,000 rows), generated once; prints its folder.
@@ -681,6 +753,7 @@ grid() {
 case "$what" in
     noop) noop ;;
     noopscale) noopscale ;;
+    cost) cost ;;
     reference) reference ;;
     idle) idle ;;
     promote) promote ;;
@@ -689,6 +762,6 @@ case "$what" in
     watch) watch ;;
     grid) grid ;;
     scale) bash "$here/scale.sh" "${SLUICE_BENCH_SCALE_BACKEND:-sqlite}" ;;
-    all) noop; noopscale; reference; idle; promote; bigpart; cluster; watch; grid; bash "$here/scale.sh" sqlite ;;
+    all) noop; noopscale; cost; reference; idle; promote; bigpart; cluster; watch; grid; bash "$here/scale.sh" sqlite ;;
     *) echo "usage: bench/run.sh [noop|noopscale|reference|idle|promote|bigpart|cluster|watch|grid|scale|all]" >&2; exit 2 ;;
 esac

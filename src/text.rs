@@ -35,24 +35,6 @@ pub fn metric(v: Option<f64>) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn long_lists_say_how_many_were_left_out() {
-        assert_eq!(super::shorten(&["a", "b"], 3), "a, b");
-        assert_eq!(super::shorten(&[1, 2, 3, 4, 5], 3), "1, 2, 3 ... (2 more)");
-    }
-
-    #[test]
-    fn a_long_message_is_one_cut_line_and_a_metric_has_no_needless_decimals() {
-        assert_eq!(super::one_line("a\nb", 10), "a b");
-        assert_eq!(super::one_line("abcdef", 3), "abc...");
-        assert_eq!(super::metric(Some(3.0)), "3");
-        assert_eq!(super::metric(Some(0.25)), "0.2500");
-        assert_eq!(super::metric(None), "-");
-    }
-}
-
 /// A byte count for a person: `512 B`, `12.3 KiB`, `4.0 MiB`, `1.2 GiB`.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
@@ -79,4 +61,25 @@ pub fn cost(c: &crate::cost::RunCost) -> String {
         c.requests,
         bytes(c.peak_memory_bytes)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn long_lists_say_how_many_were_left_out() {
+        assert_eq!(super::shorten(&["a", "b"], 3), "a, b");
+        assert_eq!(super::shorten(&[1, 2, 3, 4, 5], 3), "1, 2, 3 ... (2 more)");
+    }
+
+    #[test]
+    fn a_long_message_is_one_cut_line_and_a_metric_has_no_needless_decimals() {
+        assert_eq!(super::one_line("a\nb", 10), "a b");
+        assert_eq!(super::one_line("abcdef", 3), "abc...");
+        assert_eq!(super::metric(Some(3.0)), "3");
+        assert_eq!(super::metric(Some(0.25)), "0.2500");
+        assert_eq!(super::metric(None), "-");
+        assert_eq!(super::bytes(512), "512 B");
+        assert_eq!(super::bytes(1536), "1.5 KiB");
+        assert_eq!(super::bytes(5 << 30), "5.0 GiB");
+    }
 }

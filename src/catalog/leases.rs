@@ -147,7 +147,7 @@ impl Catalog {
             end: end.clone(),
             now_ms,
             release: release.cloned(),
-            measured: measured.clone(),
+            measured: Box::new(measured.clone()),
             events,
         };
         match self.write(write).await? {

@@ -30,7 +30,7 @@ pub(super) enum Write {
         end: RunEnd,
         now_ms: i64,
         release: Option<Lease>,
-        measured: super::RunMeasures,
+        measured: Box<super::RunMeasures>,
         events: super::FinishEvents,
     },
 }

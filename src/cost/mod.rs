@@ -2,23 +2,28 @@
 //! written through object stores, object-store requests and the peak of the engine's
 //! memory it reserved. `measure` wraps a phase of a run (its compute, its audit):
 //!
-//! - **CPU**: the CPU clock of the thread that polls the phase, read around each poll, plus
-//!   the CPU clocks of a runtime of its own (`threads::Slot`) whose threads run every task
-//!   the phase spawns (DataFusion's partitions, blocking work): while a phase is polled,
-//!   that runtime is the current one, so what it spawns lands there, and no other run's
-//!   work does (a slot serves one phase at a time).
+//! - **CPU**: the CPU clock of the thread that polls the phase, read around each poll; and
+//!   the same for every task the phase's work spawns through DataFusion (its partitions'
+//!   tasks, blocking work): DataFusion passes each task it spawns to a tracer
+//!   (`tracer::Carry`), which carries the run spawning it into the task, so that each of
+//!   the task's polls is timed by its thread's CPU clock and counted against that run. What
+//!   deltalake's writer spawns (a task per finished file: its end, its upload) runs on a
+//!   runtime the writer holds (`Spawns`), whose threads' CPU clocks are read.
 //! - **Bytes and requests**: every object store sluice or deltalake makes is wrapped
-//!   (`delta::MeteredStore`) and counts a call against the run whose work makes it: the
-//!   phase being polled on this thread, or the one the slot's thread serves.
+//!   (`delta::MeteredStore`) and counts a call, and the bytes it moves, against the run
+//!   whose work makes it: the one the calling thread is polling for.
 //! - **Memory**: the engine's memory pool is wrapped (`pool::MeteredPool`): a consumer
 //!   registered by a run's work counts what it reserves against that run, whose peak is kept.
 //!   That is the memory DataFusion accounts for (what its operators hold, the rows kept for
 //!   the audit); batches in flight between operators are not reserved and not counted.
 
+mod clock;
 mod pool;
-mod threads;
+mod spawns;
+mod tracer;
 
 pub use pool::MeteredPool;
+pub use spawns::Spawns;
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -103,12 +108,25 @@ thread_local! {
     static POLLING: RefCell<Option<Arc<RunMeter>>> = const { RefCell::new(None) };
 }
 
-/// The run the work on this thread belongs to, if any: the phase being polled here, else
-/// the one the slot this thread belongs to serves.
+/// The run the work on this thread belongs to, if any: the one whose phase, or task, this
+/// thread is polling; else the one whose writer the runtime of this thread serves.
 pub(crate) fn current() -> Option<Arc<RunMeter>> {
     POLLING
         .with(|p| p.borrow().clone())
-        .or_else(threads::serving)
+        .or_else(spawns::serving)
+}
+
+/// Runs `f` as work of `meter`'s run (none: of no run), its thread's CPU time counted.
+fn as_work_of<R>(meter: Option<&Arc<RunMeter>>, f: impl FnOnce() -> R) -> R {
+    let Some(meter) = meter else {
+        return f();
+    };
+    let before = clock::this_thread_cpu_ns();
+    let outer = POLLING.with(|p| p.replace(Some(meter.clone())));
+    let out = f();
+    POLLING.with(|p| *p.borrow_mut() = outer);
+    meter.add_cpu(clock::this_thread_cpu_ns().saturating_sub(before));
+    out
 }
 
 /// Runs `phase`, counting what it uses against `meter`; `on` false (`[engine]
@@ -117,20 +135,18 @@ pub async fn measure<F: Future>(meter: &Arc<RunMeter>, on: bool, phase: F) -> F:
     if !on {
         return phase.await;
     }
+    tracer::install();
     Measured {
         phase: Box::pin(phase),
         meter: meter.clone(),
-        slot: threads::Slot::take(meter).await,
     }
     .await
 }
 
-/// A phase being measured (see [`measure`]).
+/// A future polled as work of a run (see [`measure`]).
 struct Measured<F: Future> {
-    phase: Pin<Box<F>>,
     meter: Arc<RunMeter>,
-    /// The runtime the phase's tasks run on, while it has one (given back when done).
-    slot: Option<threads::Slot>,
+    phase: Pin<Box<F>>,
 }
 
 impl<F: Future> Future for Measured<F> {
@@ -138,21 +154,7 @@ impl<F: Future> Future for Measured<F> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = &mut *self;
-        let before = threads::this_thread_cpu_ns();
-        let outer = POLLING.with(|p| p.replace(Some(this.meter.clone())));
-        let polled = {
-            // What the phase spawns while polled goes to its slot's runtime.
-            let _slot = this.slot.as_ref().map(threads::Slot::enter);
-            this.phase.as_mut().poll(cx)
-        };
-        POLLING.with(|p| *p.borrow_mut() = outer);
-        let used = threads::this_thread_cpu_ns().saturating_sub(before);
-        this.meter.add_cpu(used);
-        if polled.is_ready() {
-            // The slot's threads' time goes to the meter as it is given back.
-            this.slot.take();
-        }
-        polled
+        as_work_of(Some(&this.meter), || this.phase.as_mut().poll(cx))
     }
 }
 
@@ -163,11 +165,13 @@ mod tests {
         MemoryConsumer, MemoryPool, UnboundedMemoryPool,
     };
 
+    use deltalake::datafusion::common::runtime::SpawnedTask;
+
     /// Spins until this thread has used `ms` more of CPU time.
     fn burn(ms: u64) {
-        let until = threads::this_thread_cpu_ns() + ms * 1_000_000;
+        let until = clock::this_thread_cpu_ns() + ms * 1_000_000;
         let mut x = 0u64;
-        while threads::this_thread_cpu_ns() < until {
+        while clock::this_thread_cpu_ns() < until {
             x = std::hint::black_box(x.wrapping_add(1));
         }
     }
@@ -179,9 +183,16 @@ mod tests {
         let other = tokio::spawn(async { burn(150) });
         measure(&meter, true, async {
             burn(100);
-            // On the phase's slot, another thread: counted too.
-            tokio::spawn(async { burn(200) }).await.expect("joined");
-            tokio::task::spawn_blocking(|| burn(100))
+            // Tasks DataFusion spawns, on other threads: the run's too, and theirs.
+            SpawnedTask::spawn(async {
+                burn(100);
+                SpawnedTask::spawn(async { burn(100) })
+                    .await
+                    .expect("joined");
+            })
+            .await
+            .expect("joined");
+            SpawnedTask::spawn_blocking(|| burn(100))
                 .await
                 .expect("joined");
         })

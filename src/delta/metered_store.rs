@@ -206,7 +206,13 @@ mod tests {
         let meter = RunMeter::new();
         measure(&meter, true, async {
             store.put(&at, vec![1u8; 100].into()).await.expect("put");
-            let got = store.get(&at).await.expect("get").bytes().await.expect("bytes");
+            let got = store
+                .get(&at)
+                .await
+                .expect("get")
+                .bytes()
+                .await
+                .expect("bytes");
             assert_eq!(got.len(), 100);
             store.get_range(&at, 10..30).await.expect("range");
             store.head(&at).await.expect("head");

@@ -25,6 +25,8 @@ pub struct PartitionWriter {
     /// The table's schema the files are written under, as Delta JSON (see
     /// [`PartitionCommit::written_under`](super::PartitionCommit)).
     schema_json: String,
+    /// Where the uploads the writer spawns run, so that they count as the run's (`cost`).
+    spawns: crate::cost::Spawns,
 }
 
 /// How a table's files are written, read from its snapshot once: plain values that a
@@ -104,6 +106,7 @@ impl PartitionWriter {
             partition_columns: layout.partition_columns,
             rows: 0,
             schema_json: layout.schema_json,
+            spawns: crate::cost::Spawns::for_this_run(),
         }
     }
 
@@ -113,12 +116,13 @@ impl PartitionWriter {
         }
         self.rows += batch.num_rows() as u64;
         let written = match self.one_partition(&batch) {
-            Some(values) => self
-                .writer
-                .write_partition(batch, &values, WriteMode::Default)
-                .await
-                .map(|_| ()),
-            None => self.writer.write(batch).await,
+            Some(values) => {
+                let write = self
+                    .writer
+                    .write_partition(batch, &values, WriteMode::Default);
+                self.spawns.run(write).await.map(|_| ())
+            }
+            None => self.spawns.run(self.writer.write(batch)).await,
         };
         written.map_err(|e| DeltaError::below(super::Doing::Write, &self.url, e))
     }
@@ -156,8 +160,8 @@ impl PartitionWriter {
 
     /// Finishes the files; returns their `add` actions.
     pub async fn finish(mut self) -> Result<Vec<Add>, DeltaError> {
-        self.writer
-            .flush()
+        self.spawns
+            .run(self.writer.flush())
             .await
             .map_err(|e| DeltaError::below(super::Doing::Write, &self.url, e))
     }

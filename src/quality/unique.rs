@@ -60,7 +60,11 @@ async fn proven_unique_in(
     }
     drop(stream);
     // Sorting millions of hashes is CPU work: off the runtime's threads.
-    tokio::task::spawn_blocking(move || sink.none_repeated(&mut room)).await?
+    // Spawned through DataFusion, so that its CPU time is counted as the run's (`cost`).
+    deltalake::datafusion::common::runtime::SpawnedTask::spawn_blocking(move || {
+        sink.none_repeated(&mut room)
+    })
+    .await?
 }
 
 /// The hashes by bucket: the only bucket in memory, or one scratch file per bucket.
