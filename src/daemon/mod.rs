@@ -103,6 +103,9 @@ pub struct Daemon {
     stale_marks: BTreeMap<Name, String>,
     /// Per job, its stale partitions by kind, as last judged.
     stale_counts: BTreeMap<Name, stale::StaleCounts>,
+    /// Per job, its stale partitions this daemon would run again, as last judged: what
+    /// reads them waits for them, whichever daemon reruns them.
+    stale_reruns: BTreeMap<Name, std::collections::BTreeSet<crate::partition::PartitionKey>>,
     /// Sends notifications (`deliver`).
     http: reqwest::Client,
     /// The running daemon's delivery task; without one (a replay, a test's polls), each
@@ -135,6 +138,7 @@ impl Daemon {
             metrics: Arc::new(Metrics::default()),
             stale_marks: BTreeMap::new(),
             stale_counts: BTreeMap::new(),
+            stale_reruns: BTreeMap::new(),
             http: reqwest::Client::new(),
             delivering: None,
             pruning: Default::default(),

@@ -7,8 +7,8 @@
 //! Exactly once per change: a stale partition is queued with the run whose content was
 //! judged stale, and under the lease a content by another run counts as done (a rerun by
 //! another worker since: by content, not time, so a replay's simulated clock is no matter);
-//! it waits while an upstream partition it reads is queued or running here (day, then
-//! month); once rerun it read the new content and is no longer stale. Upstream staleness is
+//! it waits while an upstream partition it reads is queued or running here, or is stale and
+//! to be run again, here or by another daemon (day, then month); once rerun it read the new content and is no longer stale. Upstream staleness is
 //! judged again only when the partitions of the job's table or of its upstream tables, or
 //! their aliases, changed since the last look (`Catalog::change_mark`).
 
@@ -117,6 +117,12 @@ impl Daemon {
                     }
                 }
             }
+            let reruns = stale
+                .iter()
+                .filter(|(key, _, _)| job.declares(key))
+                .map(|(key, _, _)| *key)
+                .collect();
+            self.stale_reruns.insert(name.clone(), reruns);
             for (key, why, run) in stale {
                 if self.queue_stale_one(job, key, now, run) {
                     info!(job = %name, partition = %key, why = %why, "partition is stale; running it again");
@@ -156,8 +162,9 @@ impl Daemon {
     }
 
     /// The upstream partitions `key` of `job` reads that this daemon has queued or is
-    /// running, as `job/partition`: a partition runs after them, so that it reads their
-    /// new content once (day, then month).
+    /// running, or that are stale and to be run again (by this daemon or another: with two
+    /// daemons the other may hold the rerun), as `job/partition`: a partition runs after
+    /// them, so that it reads their new content once (day, then month).
     pub(super) fn upstream_busy(&self, job: &Job, key: &PartitionKey) -> Vec<String> {
         let project = self.runner.project();
         let mut out = Vec::new();
@@ -170,6 +177,8 @@ impl Daemon {
                     out.push(format!("{}/{k} (running here)", up.name));
                 } else if self.queue.iter().any(|p| p.job == up.name && p.key == *k) {
                     out.push(format!("{}/{k} (queued here)", up.name));
+                } else if self.stale_reruns.get(&up.name).is_some_and(|s| s.contains(k)) {
+                    out.push(format!("{}/{k} (stale, to run again)", up.name));
                 }
             }
         }
