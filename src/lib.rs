@@ -24,6 +24,7 @@ pub mod job;
 pub mod job_tests;
 pub mod lineage;
 pub mod logging;
+pub mod merge;
 pub mod migrate;
 pub mod names;
 pub mod notify;

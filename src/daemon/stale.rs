@@ -177,7 +177,11 @@ impl Daemon {
                     out.push(format!("{}/{k} (running here)", up.name));
                 } else if self.queue.iter().any(|p| p.job == up.name && p.key == *k) {
                     out.push(format!("{}/{k} (queued here)", up.name));
-                } else if self.stale_reruns.get(&up.name).is_some_and(|s| s.contains(k)) {
+                } else if self
+                    .stale_reruns
+                    .get(&up.name)
+                    .is_some_and(|s| s.contains(k))
+                {
                     out.push(format!("{}/{k} (stale, to run again)", up.name));
                 }
             }

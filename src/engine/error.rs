@@ -79,7 +79,7 @@ pub(super) fn input_err(name: &Name, e: DataFusionError) -> EngineError {
 }
 
 /// DataFusion's messages carry a backtrace hint and nested prefixes; keep the sentence.
-pub(super) fn clean(e: &DataFusionError) -> String {
+pub(crate) fn clean(e: &DataFusionError) -> String {
     e.to_string()
         .lines()
         .filter(|l| !l.trim().is_empty())

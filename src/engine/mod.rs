@@ -43,6 +43,7 @@ use std::sync::Arc;
 
 pub use bad_row_log::{BadRowError, BadRowLog};
 pub use bad_rows::BadRow;
+pub(crate) use error::clean as clean_message;
 pub use error::{EngineError, execution_error};
 use error::{clean, input_err};
 pub use scratch::Scratch;

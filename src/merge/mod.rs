@@ -1,0 +1,65 @@
+//! Tables that are not facts: a job's partition output upserted into its table by key
+//! (`[output] write = "merge"`), rather than replacing a partition of it.
+//!
+//! The promise is the one every sluice table keeps: running any partition, in any order, any
+//! number of times, leaves the table as if every partition had run once, in time order.
+//! For a merge that is true because what the table holds for a key is a function of the set
+//! of changes ever merged, not of their order: the change with the greatest `sequence_by`
+//! value wins (a late partition, or a rerun of an old one, cannot move a row back in time),
+//! and a delete is kept as a tombstone (its key and sequence) so that an older update
+//! merged after it does not bring the row back. A rerun merges its changes again: each is
+//! the key's winner already, or loses to a newer one: nothing moves.
+//!
+//! Two changes of one key with one sequence value are refused unless they are the same
+//! change (a rerun, a duplicate row in an export): no order between them is known, and
+//! picking one would make the table depend on the order the partitions ran in.
+//!
+//! `resolve` is the rule, as one DataFusion plan over three inputs: the partition's
+//! changes, the rows the table holds for the partitions those changes can touch, and the
+//! tombstones there. Its output is the new content of those partitions, with each key's
+//! winner marked as a row or a tombstone (`DELETED`); the caller writes the rows to the
+//! table and the tombstones beside it.
+
+mod resolve;
+
+pub use resolve::{DELETED, MergeInputs, resolve, split_deleted};
+
+use crate::names::Name;
+
+/// How a merge job's changes apply (`[output] key`, `sequence_by`, `delete_when`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeRule {
+    /// The columns that name a row: a change upserts the row of its key.
+    pub key: Vec<Name>,
+    /// The column that orders a key's changes: a change applies only over an older one.
+    pub sequence_by: Name,
+    /// A SQL condition over a change's columns that makes it a delete (`op = 'D'`).
+    pub delete_when: Option<String>,
+}
+
+/// Why a merge could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error(
+        "{count} change(s) have no `{column}` value (the merge's sequence_by), the first of key {first}: a change without one cannot be ordered against the table; fill it in the job's SQL (e.g. COALESCE) or leave such rows out"
+    )]
+    NoSequence {
+        column: String,
+        count: u64,
+        first: String,
+    },
+    #[error(
+        "two different changes of key {key} have the same `{column}` value {value}: sluice cannot tell which is newer, and would otherwise make the table depend on the order partitions ran in; make `{column}` order every key's changes (a finer timestamp, or a change sequence number), or remove the duplicate from the export"
+    )]
+    SameSequence {
+        key: String,
+        column: String,
+        value: String,
+    },
+    #[error("output.delete_when `{expr}`: {message}")]
+    DeleteWhen { expr: String, message: String },
+    #[error("the merge's query: {0}")]
+    Engine(#[from] deltalake::datafusion::error::DataFusionError),
+    #[error("the merge's rows: {0}")]
+    Arrow(#[from] deltalake::arrow::error::ArrowError),
+}
