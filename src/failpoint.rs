@@ -9,7 +9,8 @@
 //! transient store error, to see that the partition is not published without them.
 //! `executor_after_upload` stops a Ballista executor's write task of 100,000 rows or more
 //! once its files are uploaded and before it reports them, for a test to kill the executor
-//! in the middle of a partition and leave orphans. Unset, they cost one
+//! in the middle of a partition and leave orphans. `merge_between_commits` stops a merge
+//! job's run after its tombstones' commit and before its table's. Unset, they cost one
 //! environment lookup.
 
 /// Whether `SLUICE_FAILPOINT` names `name`.

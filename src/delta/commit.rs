@@ -16,6 +16,17 @@ use futures::TryStreamExt as _;
 pub enum Scope {
     Partition(Vec<(String, String)>),
     WholeTable,
+    /// A merge's rewrite of the partitions its changes touch (each one's values; `None`:
+    /// the whole of an unpartitioned table), computed from what they held as of the
+    /// handle's snapshot. A conflict fails it, to be computed again: rebuilt over another
+    /// writer's files, it would drop that writer's changes.
+    Merged(Option<Vec<Vec<(String, String)>>>),
+}
+
+impl Scope {
+    fn is_merged(&self) -> bool {
+        matches!(self, Scope::Merged(_))
+    }
 }
 
 /// The table's current files in `scope`. Filtered here from the snapshot's file list
@@ -29,18 +40,20 @@ async fn files_in_scope(
         .get_active_add_actions_by_partitions(&[])
         .try_collect()
         .await?;
+    let within = |f: &LogicalFileView, values: &[(String, String)]| {
+        let logged = f.partition_values_map();
+        values.iter().all(|(column, value)| {
+            logged
+                .get(column)
+                .is_some_and(|v| same_partition_value(v.as_deref(), value))
+        })
+    };
     Ok(match scope {
-        Scope::WholeTable => files,
-        Scope::Partition(values) => files
+        Scope::WholeTable | Scope::Merged(None) => files,
+        Scope::Partition(values) => files.into_iter().filter(|f| within(f, values)).collect(),
+        Scope::Merged(Some(partitions)) => files
             .into_iter()
-            .filter(|f| {
-                let logged = f.partition_values_map();
-                values.iter().all(|(column, value)| {
-                    logged
-                        .get(column)
-                        .is_some_and(|v| same_partition_value(v.as_deref(), value))
-                })
-            })
+            .filter(|f| partitions.iter().any(|p| within(f, p)))
             .collect(),
     })
 }
@@ -215,7 +228,9 @@ where
                     last_error = Some((DeltaError::commit(table.table_url(), e), false));
                     break;
                 }
-                if round == ROUNDS {
+                // A merge's files were computed from what its partitions held: computed
+                // again by the caller, not rebuilt here.
+                if round == ROUNDS || live.iter().any(|i| batch[*i].scope.is_merged()) {
                     break;
                 }
                 tracing::debug!(round, "commit conflicted; refreshed, retrying");
@@ -420,7 +435,10 @@ async fn commit_once(
         ));
         match &item.scope {
             Scope::Partition(values) => replaced.push(values),
-            Scope::WholeTable => whole_table = true,
+            Scope::Merged(Some(partitions)) => {
+                replaced.extend(partitions.iter().map(|p| p.as_slice()));
+            }
+            Scope::WholeTable | Scope::Merged(None) => whole_table = true,
         }
         runs.push(serde_json::json!({
             "run_id": item.info.run_id,

@@ -312,6 +312,8 @@ pub struct Job {
     pub checks: Vec<crate::quality::Check>,
     /// The output column that receives a stable hash of the key columns.
     pub record_id: Option<Name>,
+    /// `[output] write`: how a partition's output meets the table.
+    pub write: WriteMode,
     /// `[engine] kind`: where this job's query runs; `None` follows `sluice.toml`. Not
     /// part of the code fingerprint: the engine does not change what the job writes.
     pub engine: Option<EngineKind>,
@@ -412,6 +414,11 @@ impl Job {
     pub fn partition_values(&self, table: &TableSchema, p: &PartitionKey) -> Vec<PartitionValue> {
         use crate::schema::types::{partition_string, partition_value};
         let mut out = Vec::new();
+        // A merge job's partition is a batch of changes: its rows land wherever their keys
+        // live, and the table's partition columns are part of the key.
+        if matches!(self.write, WriteMode::Merge(_)) {
+            return out;
+        }
         if let Some(col) = self.time_column(table)
             && let Some(value) = partition_value(col.ty, p, self.partition_time_zone)
         {
@@ -587,4 +594,14 @@ pub fn parse_cron(expr: &str) -> Result<croner::Cron, String> {
         .build()
         .parse(expr)
         .map_err(|e| e.to_string())
+}
+
+/// How a partition's output meets its table (`[output] write`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum WriteMode {
+    /// The partition's rows replace what the table holds for that partition (facts).
+    #[default]
+    Replace,
+    /// The partition's rows are changes, upserted by key (dimensions, change feeds).
+    Merge(crate::merge::MergeRule),
 }

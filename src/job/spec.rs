@@ -97,6 +97,12 @@ struct OutputFile {
     key: Vec<String>,
     /// A column that receives a stable hash of the key columns.
     record_id: Option<String>,
+    /// `replace` (the default) or `merge`.
+    write: Option<String>,
+    /// A merge's ordering column.
+    sequence_by: Option<String>,
+    /// A merge's SQL condition that makes a change a delete.
+    delete_when: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -187,6 +193,7 @@ pub(super) fn parse(
         }
     }
     let (table, key, record_id) = output(&raw.output, &mut p);
+    let write = write_mode(&raw.output, &key, &mut p);
     let max_bad_rows = match raw.max_bad_rows.as_ref().map(parse_bad_row_limit) {
         None => None,
         Some(Ok(l)) => Some(l),
@@ -227,6 +234,7 @@ pub(super) fn parse(
             checks,
             engine: raw.engine.kind,
             record_id,
+            write,
         }),
         _ => Err(p.into_found()),
     }
@@ -557,6 +565,76 @@ fn output(raw: &OutputFile, p: &mut Problems) -> (Option<Name>, Vec<Name>, Optio
         },
     };
     (table, key, record_id)
+}
+
+/// `[output] write` and what a merge needs with it: a key and a `sequence_by` column.
+fn write_mode(raw: &OutputFile, key: &[Name], p: &mut Problems) -> super::WriteMode {
+    let column = |field: &str, v: &str, p: &mut Problems| match Name::new(&v.to_ascii_lowercase()) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            p.add(format!("field `output.{field}`: {e}"));
+            None
+        }
+    };
+    match raw.write.as_deref().unwrap_or("replace") {
+        "replace" => {
+            for (field, set) in [
+                ("sequence_by", raw.sequence_by.is_some()),
+                ("delete_when", raw.delete_when.is_some()),
+            ] {
+                if set {
+                    p.add(format!(
+                        "field `output.{field}` applies to a merge: set `output.write = \"merge\"`, or remove it"
+                    ));
+                }
+            }
+            super::WriteMode::Replace
+        }
+        "merge" => {
+            if key.is_empty() {
+                p.add("field `output.write` = \"merge\" upserts rows by their key: set `output.key` (e.g. `key = [\"customer_id\"]`)".into());
+            }
+            let sequence_by = match raw.sequence_by.as_deref() {
+                Some(s) => column("sequence_by", s, p),
+                None => {
+                    p.add("field `output.write` = \"merge\" needs `output.sequence_by`: the column that orders a key's changes (e.g. `sequence_by = \"updated_at\"`), so that a late or rerun partition cannot move a row back in time".into());
+                    None
+                }
+            };
+            if let Some(s) = &sequence_by
+                && key.contains(s)
+            {
+                p.add(format!(
+                    "field `output.sequence_by` = \"{s}\" is a key column: it must order a key's changes, not name the key"
+                ));
+            }
+            if raw
+                .delete_when
+                .as_deref()
+                .is_some_and(|d| d.trim().is_empty())
+            {
+                p.add("field `output.delete_when` is empty: give a SQL condition over the output's columns (e.g. `op = 'D'`), or remove it".into());
+            }
+            match sequence_by {
+                Some(sequence_by) => super::WriteMode::Merge(crate::merge::MergeRule {
+                    key: key.to_vec(),
+                    sequence_by,
+                    delete_when: raw.delete_when.clone(),
+                }),
+                None => super::WriteMode::Replace,
+            }
+        }
+        other => {
+            let hint = crate::names::closest(other, ["replace", "merge"])
+                .map(|k| format!("; did you mean \"{k}\"?"))
+                .unwrap_or_default();
+            p.add(format!(
+                "field `output.write` = \"{}\": expected \"replace\" or \"merge\"{hint}",
+                other.escape_debug()
+            ));
+            super::WriteMode::Replace
+        }
+    }
 }
 
 fn checks(

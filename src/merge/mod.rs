@@ -21,8 +21,10 @@
 //! table and the tombstones beside it.
 
 mod resolve;
+pub mod scd2;
 
 pub use resolve::{DELETED, MergeInputs, resolve, split_deleted};
+pub use scd2::Scd2Rule;
 
 use crate::names::Name;
 
@@ -56,10 +58,40 @@ pub enum MergeError {
         column: String,
         value: String,
     },
+    /// What the spec asks does not fit the table.
+    #[error("{0}")]
+    Spec(String),
     #[error("output.delete_when `{expr}`: {message}")]
     DeleteWhen { expr: String, message: String },
     #[error("the merge's query: {0}")]
     Engine(#[from] deltalake::datafusion::error::DataFusionError),
     #[error("the merge's rows: {0}")]
     Arrow(#[from] deltalake::arrow::error::ArrowError),
+}
+
+/// What a merge needs of its table: its key and sequence columns, and every partition
+/// column in the key (a key's row is looked for in the partition its change names only).
+/// Asked by `validate` and again by each run.
+pub fn check_table(rule: &MergeRule, schema: &crate::schema::TableSchema) -> Result<(), String> {
+    let t = &schema.name;
+    for (field, c) in rule
+        .key
+        .iter()
+        .map(|k| ("output.key", k))
+        .chain([("output.sequence_by", &rule.sequence_by)])
+    {
+        if schema.column(c.as_str()).is_none() {
+            return Err(format!(
+                "{field} names column `{c}`, which table `{t}` does not have"
+            ));
+        }
+    }
+    for p in &schema.partition_by {
+        if !rule.key.contains(p) {
+            return Err(format!(
+                "table `{t}` is partitioned by `{p}`, which is not in output.key: a merge looks for a key's row in the partition its change names, so the partition columns must be part of the key; add `{p}` to output.key, or merge into an unpartitioned table"
+            ));
+        }
+    }
+    Ok(())
 }

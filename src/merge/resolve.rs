@@ -115,7 +115,11 @@ pub async fn resolve(
         .map(|c| quote(c.name.as_str()))
         .collect::<Vec<_>>()
         .join(", ");
-    refuse_same_sequence(ctx, rule, &key, &seq, &all).await?;
+    let distinct = format!(
+        "SELECT DISTINCT {all}, {} FROM {CANDIDATES}",
+        quote(DELETED)
+    );
+    refuse_repeated(ctx, rule, &distinct, &key, &seq).await?;
     let winners = ctx
         .sql(&format!(
             "SELECT {all}, {del} FROM (\
@@ -130,7 +134,10 @@ pub async fn resolve(
     Ok(winners)
 }
 
-async fn refuse_missing_sequence(changes: &DataFrame, rule: &MergeRule) -> Result<(), MergeError> {
+pub(super) async fn refuse_missing_sequence(
+    changes: &DataFrame,
+    rule: &MergeRule,
+) -> Result<(), MergeError> {
     let seq = col(quote(rule.sequence_by.as_str()));
     let missing = changes.clone().filter(seq.is_null())?;
     let count = missing.clone().count().await? as u64;
@@ -146,20 +153,19 @@ async fn refuse_missing_sequence(changes: &DataFrame, rule: &MergeRule) -> Resul
     })
 }
 
-/// Two different candidates of one key with one sequence value: told apart by content
-/// (a rerun's change equals what it wrote; a delete equals its tombstone).
-async fn refuse_same_sequence(
+/// Two different rows of one key with one sequence value among `distinct` (a query of
+/// distinct rows): told apart by content, a rerun's change equals what it wrote (and a
+/// delete equals its tombstone).
+pub(super) async fn refuse_repeated(
     ctx: &SessionContext,
     rule: &MergeRule,
+    distinct: &str,
     key: &str,
     seq: &str,
-    all: &str,
 ) -> Result<(), MergeError> {
     let found = ctx
         .sql(&format!(
-            "SELECT {key}, {seq} FROM (SELECT DISTINCT {all}, {del} FROM {CANDIDATES}) \
-             GROUP BY {key}, {seq} HAVING COUNT(*) > 1 LIMIT 1",
-            del = quote(DELETED)
+            "SELECT {key}, {seq} FROM ({distinct}) GROUP BY {key}, {seq} HAVING COUNT(*) > 1 LIMIT 1"
         ))
         .await?
         .collect()

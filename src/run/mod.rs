@@ -25,6 +25,7 @@ mod handles;
 mod inputs;
 mod lease;
 mod lineage;
+mod merge;
 mod report;
 mod scope;
 mod step_tests;
@@ -96,6 +97,15 @@ pub enum RunError {
         "the dead letters (rows set aside) could not be written, so the partition was not published: {0}"
     )]
     DeadLetters(#[source] DeltaError),
+    /// A merge job's changes could not be merged: nothing was published.
+    #[error(
+        "merging into table `{table}`: {source}; nothing was published, the table is as it was"
+    )]
+    Merge {
+        table: String,
+        #[source]
+        source: crate::merge::MergeError,
+    },
 }
 
 impl From<crate::engine::output::OutputError> for RunError {

@@ -24,6 +24,7 @@ mod keys_alone;
 mod keys_changes;
 mod lineage;
 mod memory;
+mod merge;
 mod migrate;
 mod newcomer;
 mod notify;

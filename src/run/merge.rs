@@ -1,0 +1,364 @@
+//! The publish step of a merge job (`[output] write = "merge"`): the partition's output,
+//! uploaded as change files and audited like any output, is merged into the table by
+//! `merge::resolve`, and the partitions it touches are rewritten in one Delta commit that
+//! carries the partition's `txn`.
+//!
+//! Under the table's in-process commit lock, from its latest snapshot: the rows the table
+//! holds in the partitions the changes touch (their partition columns are part of the key,
+//! so a key's row is nowhere else) and their tombstones are read, each key's winner
+//! written, the tombstones committed (a table of their own beside the table's files,
+//! `_sluice_tombstones/`), then the table. A conflict (another process merged into those
+//! partitions meanwhile) throws the new files away and merges again from the new snapshot:
+//! files rebuilt over the other writer's would drop its changes. The change files are
+//! scratch, deleted at the end whatever happens.
+
+use super::claimed::Attempt;
+use super::{RunError, write::PartitionWrite};
+use crate::delta::store::delete_unpublished;
+use crate::delta::{
+    CommitInfo, DeltaError, PartitionCommit, PartitionWriter, Scope, snapshot_files, uploaded_files,
+};
+use crate::job::WriteMode;
+use crate::merge::{MergeError, MergeInputs, MergeRule, resolve, split_deleted};
+use crate::schema::TableSchema;
+use deltalake::DeltaTable;
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::datafusion::catalog::TableProvider;
+use deltalake::datafusion::prelude::SessionContext;
+use deltalake::datafusion::scalar::ScalarValue;
+use deltalake::kernel::Add;
+use futures::StreamExt as _;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// How many times a merge is computed again after conflicting with another writer.
+const ROUNDS: usize = 4;
+
+/// Where a version's tombstones are kept: beside its files, gone with it.
+pub(crate) const TOMBSTONES: &str = "_sluice_tombstones/";
+
+/// A partition's values in its table's partition columns (Delta's text), in their order.
+type Values = Vec<(String, String)>;
+
+impl PartitionWrite<'_> {
+    /// Merges the change files `changes` into the table and commits; returns the Delta
+    /// version that holds the merge. The change files are deleted whatever the outcome.
+    pub(super) async fn merge_commit(
+        &self,
+        a: &Attempt<'_>,
+        changes: Vec<Add>,
+        written_under: String,
+    ) -> Result<u64, RunError> {
+        let merged = self.merge_rounds(a, &changes, written_under).await;
+        delete_unpublished(&a.handle.url, &changes).await;
+        merged
+    }
+
+    async fn merge_rounds(
+        &self,
+        a: &Attempt<'_>,
+        changes: &[Add],
+        written_under: String,
+    ) -> Result<u64, RunError> {
+        let WriteMode::Merge(rule) = &a.job.write else {
+            return Err(merge_err(
+                a,
+                MergeError::Spec("the job does not merge".into()),
+            ));
+        };
+        crate::merge::check_table(rule, &a.schema)
+            .map_err(|m| merge_err(a, MergeError::Spec(m)))?;
+        let tomb_schema = tombstone_schema(&a.schema, rule);
+        let tomb_url = a
+            .handle
+            .url
+            .join(TOMBSTONES)
+            .map_err(|e| DeltaError::below(crate::delta::Doing::Create, &a.handle.url, e))?;
+        let mut tombs = crate::delta::ensure_table(&tomb_url, &tomb_schema).await?;
+        // No change touches nothing: an unpartitioned table's whole rewrite would empty it.
+        let touched = match changes.is_empty() {
+            true => Some(Vec::new()),
+            false => touched(&a.schema, changes),
+        };
+        let info = CommitInfo {
+            partition: a.key.to_string(),
+            token: a.lease.token,
+            run_id: a.run_id.clone(),
+            fingerprint: a.fingerprint.clone(),
+            job: a.job.name.to_string(),
+        };
+        let scope = Scope::Merged(touched.clone());
+        let mut round = 0;
+        loop {
+            round += 1;
+            let mut table = a.handle.lock().await;
+            let open = |e| DeltaError::open(&a.handle.url, e);
+            table.update_state().await.map_err(open)?;
+            tombs
+                .update_state()
+                .await
+                .map_err(|e| DeltaError::open(&tomb_url, e))?;
+            let (rows, dead) = self
+                .write_winners(
+                    a,
+                    rule,
+                    (&table, &tombs, &tomb_url),
+                    changes,
+                    touched.as_deref(),
+                )
+                .await?;
+            let still = || self.leases.still_leased(&a.lease, &a.lost);
+            let tomb_commit = PartitionCommit {
+                scope: scope.clone(),
+                adds: dead.clone(),
+                info: info.clone(),
+                written_under: String::new(),
+            };
+            let landed = commit_one(&mut tombs, tomb_commit, still()).await;
+            let landed = match landed {
+                Ok(_) => {
+                    crate::failpoint::pause_if_set("merge_between_commits").await;
+                    let item = PartitionCommit {
+                        scope: scope.clone(),
+                        adds: rows.clone(),
+                        info: info.clone(),
+                        written_under: written_under.clone(),
+                    };
+                    commit_one(&mut table, item, still()).await
+                }
+                Err(e) => {
+                    delete_unpublished(&tomb_url, &dead).await;
+                    Err(e)
+                }
+            };
+            drop(table);
+            match landed {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    delete_unpublished(&a.handle.url, &rows).await;
+                    if !matches!(e, DeltaError::Conflict { .. }) || round == ROUNDS {
+                        return Err(e.into());
+                    }
+                    tracing::debug!(round, "merge conflicted with another writer; merging again");
+                }
+            }
+        }
+    }
+
+    /// Each key's winner in the touched partitions, written (not committed) to the table and
+    /// to its tombstones; returns both sets of files.
+    async fn write_winners(
+        &self,
+        a: &Attempt<'_>,
+        rule: &MergeRule,
+        (table, tombs, tomb_url): (&DeltaTable, &DeltaTable, &url::Url),
+        changes: &[Add],
+        touched: Option<&[Values]>,
+    ) -> Result<(Vec<Add>, Vec<Add>), RunError> {
+        let ctx = self.engine.session();
+        let schema = &a.schema;
+        let tomb_schema = tombstone_schema(schema, rule);
+        let filter = touched.map(|t| column_filter(schema, t));
+        let (held, dead): (Arc<dyn TableProvider>, Arc<dyn TableProvider>) = match &filter {
+            // Nothing changed: nothing is read, and the commit carries the `txn` alone.
+            Some(f) if f.first().is_none_or(|(_, v)| v.is_empty()) => {
+                let empty = |s: &TableSchema| -> Arc<dyn TableProvider> {
+                    Arc::new(deltalake::datafusion::datasource::empty::EmptyTable::new(
+                        s.to_arrow(),
+                    ))
+                };
+                (empty(schema), empty(&tomb_schema))
+            }
+            f => (
+                snapshot_files(&ctx, table, f.as_deref()).await?,
+                snapshot_files(&ctx, tombs, f.as_deref()).await?,
+            ),
+        };
+        let changed = changed_files(&ctx, table, schema, changes)?;
+        let df = |t: Arc<dyn TableProvider>| ctx.read_table(t);
+        let read = |e| merge_err(a, MergeError::Engine(e));
+        let mut held = df(held).map_err(read)?;
+        if let Some(exact) = touched.filter(|_| schema.partition_by.len() > 1) {
+            held = held.filter(exact_partitions(schema, exact)).map_err(read)?;
+        }
+        let inputs = MergeInputs {
+            changes: df(changed).map_err(read)?,
+            held,
+            tombstones: df(dead).map_err(read)?,
+        };
+        let winners = resolve(&ctx, &schema.columns, rule, inputs)
+            .await
+            .map_err(|e| merge_err(a, e))?;
+        let mut stream = winners.execute_stream().await.map_err(read)?;
+        let mut rows = PartitionWriter::new(&a.handle.url, table)?;
+        let mut dead = PartitionWriter::new(tomb_url, tombs)?;
+        let (full, tomb_full) = (schema.to_arrow(), tomb_schema.to_arrow());
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(read)?;
+            let (live, gone) = split_deleted(&batch).map_err(|e| merge_err(a, e))?;
+            let fit = |b: &RecordBatch, to: &deltalake::arrow::datatypes::SchemaRef| {
+                let columns = to
+                    .fields()
+                    .iter()
+                    .map(|f| b.column_by_name(f.name()).cloned())
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| MergeError::Spec("a merged batch lacks a column".into()))?;
+                RecordBatch::try_new(to.clone(), columns).map_err(MergeError::Arrow)
+            };
+            rows.write(fit(&live, &full).map_err(|e| merge_err(a, e))?)
+                .await?;
+            dead.write(fit(&gone, &tomb_full).map_err(|e| merge_err(a, e))?)
+                .await?;
+        }
+        Ok((rows.finish().await?, dead.finish().await?))
+    }
+}
+
+fn merge_err(a: &Attempt<'_>, source: MergeError) -> RunError {
+    RunError::Merge {
+        table: a.job.table.to_string(),
+        source,
+    }
+}
+
+/// Commits one item on `table`, through the same path as a partition's replacement.
+async fn commit_one(
+    table: &mut DeltaTable,
+    item: PartitionCommit,
+    still: crate::delta::StillLeased,
+) -> Result<u64, DeltaError> {
+    let mut results = crate::delta::commit_partitions(table, &[item], |_| still()).await;
+    results.pop().unwrap_or_else(|| {
+        Err(DeltaError::below(
+            crate::delta::Doing::Commit,
+            table.table_url(),
+            crate::delta::Said("the merge's commit was never attempted (this is likely a bug)"),
+        ))
+    })
+}
+
+/// The tombstones' table: the key and sequence columns, partitioned as the table is.
+fn tombstone_schema(schema: &TableSchema, rule: &MergeRule) -> TableSchema {
+    TableSchema {
+        name: schema.name.clone(),
+        columns: schema
+            .columns
+            .iter()
+            .filter(|c| rule.key.contains(&c.name) || c.name == rule.sequence_by)
+            .cloned()
+            .collect(),
+        partition_by: schema.partition_by.clone(),
+        comment: None,
+        properties: Default::default(),
+    }
+}
+
+/// The partitions the change files lie in (`None`: an unpartitioned table, all of it).
+fn touched(schema: &TableSchema, changes: &[Add]) -> Option<Vec<Values>> {
+    if schema.partition_by.is_empty() {
+        return None;
+    }
+    let set: BTreeSet<Values> = changes.iter().map(|a| values_of(schema, a)).collect();
+    Some(set.into_iter().collect())
+}
+
+fn values_of(schema: &TableSchema, add: &Add) -> Values {
+    schema
+        .partition_by
+        .iter()
+        .map(|c| {
+            let v = add.partition_values.get(c.as_str()).cloned().flatten();
+            (c.to_string(), v.unwrap_or_default())
+        })
+        .collect()
+}
+
+/// Each partition column with the values the touched partitions have in it.
+fn column_filter(schema: &TableSchema, touched: &[Values]) -> Vec<(String, Vec<ScalarValue>)> {
+    schema
+        .partition_by
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let values: BTreeSet<&String> = touched.iter().map(|t| &t[i].1).collect();
+            (
+                c.to_string(),
+                values
+                    .into_iter()
+                    .map(|v| ScalarValue::Utf8(Some(v.clone())))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// Rows of exactly the touched partitions, for a table of several partition columns (the
+/// per-column filter reads a few more).
+fn exact_partitions(
+    schema: &TableSchema,
+    touched: &[Values],
+) -> deltalake::datafusion::prelude::Expr {
+    use deltalake::datafusion::prelude::{cast, col, lit};
+    let mut any = lit(false);
+    for t in touched {
+        let mut all = lit(true);
+        for (c, v) in t {
+            let ty = schema
+                .column(c)
+                .map(|c| c.ty.to_arrow())
+                .unwrap_or(deltalake::arrow::datatypes::DataType::Utf8);
+            all = all
+                .and(col(format!("\"{}\"", c.replace('"', "\"\""))).eq(cast(lit(v.clone()), ty)));
+        }
+        any = any.or(all);
+    }
+    any
+}
+
+/// The change files as one table: each partition's files with its values put back.
+fn changed_files(
+    ctx: &SessionContext,
+    table: &DeltaTable,
+    schema: &TableSchema,
+    changes: &[Add],
+) -> Result<Arc<dyn TableProvider>, RunError> {
+    let mut groups: std::collections::BTreeMap<Values, Vec<Add>> = Default::default();
+    for add in changes {
+        groups
+            .entry(values_of(schema, add))
+            .or_default()
+            .push(add.clone());
+    }
+    if groups.len() <= 1 {
+        let (values, adds) = groups.into_iter().next().unwrap_or_default();
+        return Ok(uploaded_files(
+            ctx,
+            table,
+            schema,
+            &scalars(&values),
+            &adds,
+        )?);
+    }
+    let mut union: Option<deltalake::datafusion::prelude::DataFrame> = None;
+    for (values, adds) in groups {
+        let t = uploaded_files(ctx, table, schema, &scalars(&values), &adds)?;
+        let df = ctx
+            .read_table(t)
+            .map_err(|e| RunError::Engine(crate::engine::execution_error(e)))?;
+        union = Some(match union {
+            None => df,
+            Some(u) => u
+                .union(df)
+                .map_err(|e| RunError::Engine(crate::engine::execution_error(e)))?,
+        });
+    }
+    let df = union.ok_or(RunError::NotRunnable("no change files".into()))?;
+    Ok(df.into_view())
+}
+
+fn scalars(values: &Values) -> Vec<(String, ScalarValue)> {
+    values
+        .iter()
+        .map(|(c, v)| (c.clone(), ScalarValue::Utf8(Some(v.clone()))))
+        .collect()
+}

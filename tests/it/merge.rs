@@ -1,0 +1,216 @@
+//! Tables that are not facts: a change feed merged by key (`write = "merge"`). Whatever the
+//! order the days run in, with reruns and a SIGKILL, the table is the one an oracle
+//! computes in Python from the exports, read back with Python's deltalake.
+
+use crate::util::{TestProject, refresh, sigkill, stdout_of, wait_for_text};
+use std::process::Command;
+use std::time::Duration;
+
+const DAYS: usize = 30;
+
+fn day(d: usize) -> String {
+    format!("2024-01-{:02}", d + 1)
+}
+
+/// A small random generator: the feed is the same in every run.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// 30 daily exports of changes to 40 customers: inserts, updates (one customer changes on
+/// most days), deletes, re-inserts, and a fifth of the changes a day late (in the next
+/// day's export, older than that day's own changes).
+fn feed(p: &TestProject) {
+    let mut rng = Lcg(11);
+    let mut days = vec![String::from("customer_id,name,email,updated_at,op\n"); DAYS + 1];
+    let mut second = 0u64;
+    for d in 0..DAYS {
+        for i in 0..15 {
+            second += 60 + rng.next(600);
+            let key = if i == 0 { 7 } else { rng.next(40) };
+            let op = match rng.next(10) {
+                0..=1 => "D",
+                2..=4 => "I",
+                _ => "U",
+            };
+            let at = chrono::DateTime::from_timestamp(1_704_067_200 + second as i64, 0)
+                .unwrap()
+                .format("%Y-%m-%dT%H:%M:%S");
+            let late = i > 0 && rng.next(5) == 0;
+            days[d + usize::from(late)].push_str(&format!(
+                "{key},name-{key}-{second},c{key}@example.com,{at},{op}\n"
+            ));
+        }
+    }
+    for (d, text) in days.iter().enumerate().take(DAYS) {
+        p.write(&format!("in/{}/customers.csv", day(d)), text);
+    }
+}
+
+fn project() -> TestProject {
+    let p = TestProject::with_files(&[
+        (
+            "jobs/customers.toml",
+            "description = \"customers, from a daily export of their changes\"\nversion = 1\nstart = \"2024-01-01\"\n\n[partitioning]\ngranularity = \"daily\"\n\n[[inputs]]\nname = \"changes\"\npath = \"in/{partition}/customers.csv\"\nformat = \"csv\"\nschema = [\"customer_id BIGINT NOT NULL\", \"name STRING\", \"email STRING\", \"updated_at TIMESTAMP NOT NULL\", \"op STRING NOT NULL\"]\n\n[output]\ntable = \"customers\"\nwrite = \"merge\"\nkey = [\"customer_id\"]\nsequence_by = \"updated_at\"\ndelete_when = \"op = 'D'\"\n",
+        ),
+        (
+            "jobs/customers.sql",
+            "SELECT customer_id, name, email, updated_at, op FROM changes",
+        ),
+        (
+            "migrations/0001_customers.sql",
+            "CREATE TABLE customers (customer_id BIGINT NOT NULL, name STRING, email STRING, updated_at TIMESTAMP, op STRING NOT NULL);\n",
+        ),
+    ]);
+    feed(&p);
+    p.ok(&["migrate"]);
+    p
+}
+
+/// Compares the table, read with Python's deltalake, with the oracle computed from the
+/// exports: each customer's change of the greatest `updated_at`, unless it is a delete.
+fn assert_oracle(p: &TestProject, what: &str) {
+    let dir = p.warehouse_table("customers", 1);
+    refresh(&dir);
+    let script = r#"
+import sys, csv, glob, os
+from deltalake import DeltaTable
+table, inputs = sys.argv[1], sys.argv[2]
+last = {}
+for f in glob.glob(os.path.join(inputs, "*", "customers.csv")):
+    for r in csv.DictReader(open(f)):
+        k = int(r["customer_id"])
+        if k not in last or last[k]["updated_at"] < r["updated_at"]:
+            last[k] = r
+want = sorted((k, r["name"], r["email"], r["updated_at"], r["op"]) for k, r in last.items() if r["op"] != "D")
+rows = DeltaTable(table).to_pyarrow_table().to_pylist()
+got = sorted((r["customer_id"], r["name"], r["email"], r["updated_at"].strftime("%Y-%m-%dT%H:%M:%S"), r["op"]) for r in rows)
+if got != want:
+    print("differs: got", len(got), "want", len(want))
+    print("only in the table:", [g for g in got if g not in want][:5])
+    print("only in the oracle:", [w for w in want if w not in got][:5])
+else:
+    print("same", len(got), "deleted", sum(1 for r in last.values() if r["op"] == "D"))
+sys.stdout.flush(); os._exit(0)
+"#;
+    let out = stdout_of(
+        Command::new("python3")
+            .args(["-c", script])
+            .arg(&dir)
+            .arg(p.file("in")),
+        "the Python deltalake reader",
+    );
+    assert!(out.starts_with("same "), "{what}: {out}");
+    // Some customers are live and some deleted: the feed tried both.
+    let n: Vec<usize> = out
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert!(n[0] > 10 && n[1] > 0, "{what}: {out}");
+}
+
+fn run_day(p: &TestProject, d: usize) {
+    p.ok(&["run", "customers", "--partition", &day(d)]);
+}
+
+#[test]
+fn a_change_feed_merged_in_time_order_in_reverse_and_shuffled_with_reruns_is_the_oracle_s_table() {
+    // In time order: a backfill.
+    let p = project();
+    p.ok(&["backfill", "--from", &day(0), "--to", &day(DAYS - 1)]);
+    assert_oracle(&p, "in time order");
+    // Every day run again: nothing moves.
+    p.ok(&[
+        "backfill",
+        "--from",
+        &day(0),
+        "--to",
+        &day(DAYS - 1),
+        "--force",
+    ]);
+    assert_oracle(&p, "rerun in time order");
+
+    // In reverse.
+    let p = project();
+    for d in (0..DAYS).rev() {
+        run_day(&p, d);
+    }
+    assert_oracle(&p, "in reverse");
+
+    // Shuffled, with a few days run twice, once before and once after the rest.
+    let p = project();
+    let mut order: Vec<usize> = (0..DAYS).collect();
+    let mut rng = Lcg(3);
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.next(i as u64 + 1) as usize);
+    }
+    for d in order.iter().take(6).copied().collect::<Vec<_>>() {
+        order.push(d);
+    }
+    for d in order {
+        run_day(&p, d);
+    }
+    assert_oracle(&p, "shuffled with reruns");
+}
+
+#[test]
+fn merges_killed_between_their_commits_are_finished_by_the_next_backfill_as_the_oracle_s_table() {
+    let p = project();
+    p.ok(&["backfill", "--from", &day(0), "--to", &day(9)]);
+    // Killed after the tombstones' commit, before the table's; then after the table's
+    // commit, before the catalog heard of it.
+    for (point, d) in [("merge_between_commits", 10), ("after_commit", 11)] {
+        let (mut child, log) = p.spawn(
+            &["backfill", "--from", &day(d), "--to", &day(DAYS - 1)],
+            &[("SLUICE_FAILPOINT", point)],
+        );
+        wait_for_text(&log, "paused at failpoint", Duration::from_secs(120));
+        sigkill(&mut child);
+    }
+    p.ok(&["backfill", "--from", &day(0), "--to", &day(DAYS - 1)]);
+    assert_oracle(&p, "after two kills");
+}
+
+#[test]
+fn a_merge_spec_that_cannot_work_is_refused_naming_the_field() {
+    let p = project();
+    let spec = p.read("jobs/customers.toml");
+    for (from, to, said) in [
+        (
+            "sequence_by = \"updated_at\"\n",
+            "",
+            "needs `output.sequence_by`",
+        ),
+        (
+            "write = \"merge\"",
+            "write = \"merj\"",
+            "did you mean \"merge\"?",
+        ),
+        (
+            "sequence_by = \"updated_at\"",
+            "sequence_by = \"changed_at\"",
+            "output.sequence_by names column `changed_at`",
+        ),
+    ] {
+        p.write("jobs/customers.toml", &spec.replace(from, to));
+        let out = p.run(&["validate"]);
+        assert_ne!(out.code, 0, "{}", out.context());
+        out.says(said);
+    }
+    // A change without a sequence value is refused by the run, naming its key.
+    p.write("jobs/customers.toml", &spec);
+    p.write(
+        "jobs/customers.sql",
+        "SELECT customer_id, name, email, CASE WHEN customer_id = 7 THEN NULL ELSE updated_at END AS updated_at, op FROM changes",
+    );
+    let out = p.run(&["run", "customers", "--partition", &day(0)]);
+    assert_ne!(out.code, 0, "{}", out.context());
+    out.complains("customer_id=7");
+}
