@@ -416,7 +416,7 @@ impl Job {
         let mut out = Vec::new();
         // A merge job's partition is a batch of changes: its rows land wherever their keys
         // live, and the table's partition columns are part of the key.
-        if matches!(self.write, WriteMode::Merge(_)) {
+        if self.write.merges() {
             return out;
         }
         if let Some(col) = self.time_column(table)
@@ -604,4 +604,23 @@ pub enum WriteMode {
     Replace,
     /// The partition's rows are changes, upserted by key (dimensions, change feeds).
     Merge(crate::merge::MergeRule),
+    /// The partition's rows are changes, kept as a history of versions by key (a slowly
+    /// changing dimension of type 2).
+    Scd2(crate::merge::Scd2Rule),
+}
+
+impl WriteMode {
+    /// Whether the partition's rows are changes to merge rather than a partition's rows.
+    pub fn merges(&self) -> bool {
+        !matches!(self, WriteMode::Replace)
+    }
+
+    /// What a merge needs of its table (see `merge::check_table`); nothing for a replace.
+    pub fn check_table(&self, schema: &TableSchema) -> Result<(), String> {
+        match self {
+            WriteMode::Replace => Ok(()),
+            WriteMode::Merge(rule) => crate::merge::check_table(rule, schema),
+            WriteMode::Scd2(rule) => crate::merge::scd2::check_table(rule, schema),
+        }
+    }
 }

@@ -153,8 +153,8 @@ pub(super) fn check_key_placeholders(inputs: &[super::Input], keyed: bool, p: &m
 /// (any but a job without time) and the key column (a job with a static dimension).
 pub fn check_table(job: &Job, schema: &TableSchema) -> Result<(), String> {
     let t = &schema.name;
-    if let super::WriteMode::Merge(rule) = &job.write {
-        return crate::merge::check_table(rule, schema);
+    if job.write.merges() {
+        return job.write.check_table(schema);
     }
     let key_column = job.static_keys.as_ref().map(|d| &d.column);
     if let Some(kc) = key_column {

@@ -103,6 +103,12 @@ struct OutputFile {
     sequence_by: Option<String>,
     /// A merge's SQL condition that makes a change a delete.
     delete_when: Option<String>,
+    /// scd2: the columns whose change makes a new version (default: all but key and sequence).
+    track: Option<Vec<String>>,
+    /// scd2: the history's columns.
+    valid_from: Option<String>,
+    valid_to: Option<String>,
+    is_current: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -567,74 +573,130 @@ fn output(raw: &OutputFile, p: &mut Problems) -> (Option<Name>, Vec<Name>, Optio
     (table, key, record_id)
 }
 
-/// `[output] write` and what a merge needs with it: a key and a `sequence_by` column.
+/// `[output] write` and what a merge needs with it: a key and a `sequence_by` column (and
+/// for scd2, the history's columns and what it tracks).
 fn write_mode(raw: &OutputFile, key: &[Name], p: &mut Problems) -> super::WriteMode {
-    let column = |field: &str, v: &str, p: &mut Problems| match Name::new(&v.to_ascii_lowercase()) {
+    let mode = raw.write.as_deref().unwrap_or("replace");
+    let scd2_fields = [
+        ("track", raw.track.is_some()),
+        ("valid_from", raw.valid_from.is_some()),
+        ("valid_to", raw.valid_to.is_some()),
+        ("is_current", raw.is_current.is_some()),
+    ];
+    let merge_fields = [
+        ("sequence_by", raw.sequence_by.is_some()),
+        ("delete_when", raw.delete_when.is_some()),
+    ];
+    match mode {
+        "replace" | "merge" | "scd2" => {}
+        other => {
+            let hint = crate::names::closest(other, ["replace", "merge", "scd2"])
+                .map(|k| format!("; did you mean \"{k}\"?"))
+                .unwrap_or_default();
+            p.add(format!(
+                "field `output.write` = \"{}\": expected \"replace\", \"merge\" or \"scd2\"{hint}",
+                other.escape_debug()
+            ));
+            return super::WriteMode::Replace;
+        }
+    }
+    let misplaced = match mode {
+        "replace" => merge_fields.iter().chain(&scd2_fields).collect::<Vec<_>>(),
+        "merge" => scd2_fields.iter().collect(),
+        _ => Vec::new(),
+    };
+    for (field, _) in misplaced.into_iter().filter(|(_, set)| *set) {
+        let wants = if scd2_fields.iter().any(|(f, _)| f == field) {
+            "scd2"
+        } else {
+            "merge"
+        };
+        p.add(format!(
+            "field `output.{field}` applies to `write = \"{wants}\"`, not to `write = \"{mode}\"`: remove it, or set `output.write = \"{wants}\"`"
+        ));
+    }
+    if mode == "replace" {
+        return super::WriteMode::Replace;
+    }
+    let Some(changes) = merge_rule(raw, key, mode, p) else {
+        return super::WriteMode::Replace;
+    };
+    if mode == "merge" {
+        return super::WriteMode::Merge(changes);
+    }
+    let named = |field: &str, given: Option<&String>, default: &str, p: &mut Problems| {
+        column(field, given.map_or(default, String::as_str), p)
+    };
+    let mut track = Vec::new();
+    for (i, c) in raw.track.iter().flatten().enumerate() {
+        track.extend(column(&format!("track[{i}]"), c, p));
+    }
+    if raw.track.as_ref().is_some_and(|t| t.is_empty()) {
+        p.add("field `output.track` is empty: list the columns whose change makes a new version, or remove it to track every column but the key and the sequence".into());
+    }
+    let (Some(valid_from), Some(valid_to), Some(is_current)) = (
+        named("valid_from", raw.valid_from.as_ref(), "valid_from", p),
+        named("valid_to", raw.valid_to.as_ref(), "valid_to", p),
+        named("is_current", raw.is_current.as_ref(), "is_current", p),
+    ) else {
+        return super::WriteMode::Replace;
+    };
+    super::WriteMode::Scd2(crate::merge::Scd2Rule {
+        changes,
+        track,
+        valid_from,
+        valid_to,
+        is_current,
+    })
+}
+
+/// A column named in `output.<field>`.
+fn column(field: &str, v: &str, p: &mut Problems) -> Option<Name> {
+    match Name::new(&v.to_ascii_lowercase()) {
         Ok(n) => Some(n),
         Err(e) => {
             p.add(format!("field `output.{field}`: {e}"));
             None
         }
-    };
-    match raw.write.as_deref().unwrap_or("replace") {
-        "replace" => {
-            for (field, set) in [
-                ("sequence_by", raw.sequence_by.is_some()),
-                ("delete_when", raw.delete_when.is_some()),
-            ] {
-                if set {
-                    p.add(format!(
-                        "field `output.{field}` applies to a merge: set `output.write = \"merge\"`, or remove it"
-                    ));
-                }
-            }
-            super::WriteMode::Replace
-        }
-        "merge" => {
-            if key.is_empty() {
-                p.add("field `output.write` = \"merge\" upserts rows by their key: set `output.key` (e.g. `key = [\"customer_id\"]`)".into());
-            }
-            let sequence_by = match raw.sequence_by.as_deref() {
-                Some(s) => column("sequence_by", s, p),
-                None => {
-                    p.add("field `output.write` = \"merge\" needs `output.sequence_by`: the column that orders a key's changes (e.g. `sequence_by = \"updated_at\"`), so that a late or rerun partition cannot move a row back in time".into());
-                    None
-                }
-            };
-            if let Some(s) = &sequence_by
-                && key.contains(s)
-            {
-                p.add(format!(
-                    "field `output.sequence_by` = \"{s}\" is a key column: it must order a key's changes, not name the key"
-                ));
-            }
-            if raw
-                .delete_when
-                .as_deref()
-                .is_some_and(|d| d.trim().is_empty())
-            {
-                p.add("field `output.delete_when` is empty: give a SQL condition over the output's columns (e.g. `op = 'D'`), or remove it".into());
-            }
-            match sequence_by {
-                Some(sequence_by) => super::WriteMode::Merge(crate::merge::MergeRule {
-                    key: key.to_vec(),
-                    sequence_by,
-                    delete_when: raw.delete_when.clone(),
-                }),
-                None => super::WriteMode::Replace,
-            }
-        }
-        other => {
-            let hint = crate::names::closest(other, ["replace", "merge"])
-                .map(|k| format!("; did you mean \"{k}\"?"))
-                .unwrap_or_default();
-            p.add(format!(
-                "field `output.write` = \"{}\": expected \"replace\" or \"merge\"{hint}",
-                other.escape_debug()
-            ));
-            super::WriteMode::Replace
-        }
     }
+}
+
+/// The key, sequence and delete condition of a merge or scd2 job.
+fn merge_rule(
+    raw: &OutputFile,
+    key: &[Name],
+    mode: &str,
+    p: &mut Problems,
+) -> Option<crate::merge::MergeRule> {
+    if key.is_empty() {
+        p.add(format!("field `output.write` = \"{mode}\" keeps rows by their key: set `output.key` (e.g. `key = [\"customer_id\"]`)"));
+    }
+    let sequence_by = match raw.sequence_by.as_deref() {
+        Some(s) => column("sequence_by", s, p),
+        None => {
+            p.add(format!("field `output.write` = \"{mode}\" needs `output.sequence_by`: the column that orders a key's changes (e.g. `sequence_by = \"updated_at\"`), so that a late or rerun partition cannot move a row back in time"));
+            None
+        }
+    };
+    if let Some(s) = &sequence_by
+        && key.contains(s)
+    {
+        p.add(format!(
+            "field `output.sequence_by` = \"{s}\" is a key column: it must order a key's changes, not name the key"
+        ));
+    }
+    if raw
+        .delete_when
+        .as_deref()
+        .is_some_and(|d| d.trim().is_empty())
+    {
+        p.add("field `output.delete_when` is empty: give a SQL condition over the output's columns (e.g. `op = 'D'`), or remove it".into());
+    }
+    Some(crate::merge::MergeRule {
+        key: key.to_vec(),
+        sequence_by: sequence_by?,
+        delete_when: raw.delete_when.clone(),
+    })
 }
 
 fn checks(

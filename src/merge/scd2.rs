@@ -59,6 +59,68 @@ impl Scd2Rule {
     }
 }
 
+/// What an scd2 job needs of its table: what a merge needs, the history's columns
+/// (`valid_from` and `valid_to` of the sequence's type, `is_current` BOOLEAN, all nullable:
+/// the job's rows leave them out, and sluice fills them), and the tracked columns.
+pub fn check_table(rule: &Scd2Rule, schema: &crate::schema::TableSchema) -> Result<(), String> {
+    super::check_table(&rule.changes, schema)?;
+    let t = &schema.name;
+    let seq = schema
+        .column(rule.changes.sequence_by.as_str())
+        .map(|c| c.ty);
+    for (field, name) in [
+        ("output.valid_from", &rule.valid_from),
+        ("output.valid_to", &rule.valid_to),
+        ("output.is_current", &rule.is_current),
+    ] {
+        let Some(c) = schema.column(name.as_str()) else {
+            return Err(format!(
+                "table `{t}` has no column `{name}` ({field}): an scd2 table holds each version's interval; add `{name}` to its CREATE TABLE, or name another column in {field}"
+            ));
+        };
+        let want = if *name == rule.is_current {
+            Some(crate::schema::ColumnType::Boolean)
+        } else {
+            seq
+        };
+        if want.is_some_and(|w| w != c.ty) {
+            return Err(format!(
+                "column `{name}` ({field}) of table `{t}` is {}, but must be {}{}",
+                c.ty,
+                want.map(|w| w.to_string()).unwrap_or_default(),
+                if *name == rule.is_current {
+                    ""
+                } else {
+                    ", the type of output.sequence_by"
+                }
+            ));
+        }
+        if !c.nullable {
+            return Err(format!(
+                "column `{name}` ({field}) of table `{t}` is NOT NULL: sluice fills it after the job's rows are written, which leave it out; declare it without NOT NULL"
+            ));
+        }
+        if rule.changes.key.contains(name) || *name == rule.changes.sequence_by {
+            return Err(format!(
+                "{field} = \"{name}\" is also the key or the sequence: name a column of its own"
+            ));
+        }
+    }
+    for c in &rule.track {
+        if schema.column(c.as_str()).is_none() {
+            return Err(format!(
+                "output.track names column `{c}`, which table `{t}` does not have"
+            ));
+        }
+        if rule.history_columns().contains(&c) {
+            return Err(format!(
+                "output.track names `{c}`, a column of the history itself: track the job's own columns"
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
@@ -151,7 +213,7 @@ pub async fn history(
     let changed: String = tracked
         .iter()
         .enumerate()
-        .map(|(i, c)| format!(" OR {} IS DISTINCT FROM __p{i}", quote(c.name.as_str())))
+        .map(|(i, c)| format!(" OR ({} IS DISTINCT FROM __p{i})", quote(c.name.as_str())))
         .collect();
     let del = quote(DEL);
     // A version starts at a change that is not a delete and follows nothing, a delete, or a
@@ -160,11 +222,11 @@ pub async fn history(
         .iter()
         .map(|c| {
             let n = &c.name;
-            let ty = c.ty.to_string();
+            // Of the sequence's type already (`check_table`).
             if *n == rule.valid_from {
-                format!("CAST({seq} AS {ty}) AS {}", quote(n.as_str()))
+                format!("{seq} AS {}", quote(n.as_str()))
             } else if *n == rule.valid_to {
-                format!("CAST(__next AS {ty}) AS {}", quote(n.as_str()))
+                format!("__next AS {}", quote(n.as_str()))
             } else if *n == rule.is_current {
                 format!("__next IS NULL AS {}", quote(n.as_str()))
             } else {

@@ -19,7 +19,7 @@ use crate::delta::{
     CommitInfo, DeltaError, PartitionCommit, PartitionWriter, Scope, snapshot_files, uploaded_files,
 };
 use crate::job::WriteMode;
-use crate::merge::{MergeError, MergeInputs, MergeRule, resolve, split_deleted};
+use crate::merge::{MergeError, MergeInputs, MergeRule, Scd2Rule, resolve, scd2, split_deleted};
 use crate::schema::TableSchema;
 use deltalake::DeltaTable;
 use deltalake::arrow::record_batch::RecordBatch;
@@ -34,8 +34,11 @@ use std::sync::Arc;
 /// How many times a merge is computed again after conflicting with another writer.
 const ROUNDS: usize = 4;
 
-/// Where a version's tombstones are kept: beside its files, gone with it.
+/// Where a merge version's tombstones are kept: beside its files, gone with it (a folder
+/// whose name starts with `_` is no data of the table's to Delta readers and vacuum).
 pub(crate) const TOMBSTONES: &str = "_sluice_tombstones/";
+/// Where an scd2 version's change log is kept, likewise.
+pub(crate) const CHANGE_LOG: &str = "_sluice_changes/";
 
 /// A partition's values in its table's partition columns (Delta's text), in their order.
 type Values = Vec<(String, String)>;
@@ -60,19 +63,25 @@ impl PartitionWrite<'_> {
         changes: &[Add],
         written_under: String,
     ) -> Result<u64, RunError> {
-        let WriteMode::Merge(rule) = &a.job.write else {
-            return Err(merge_err(
-                a,
-                MergeError::Spec("the job does not merge".into()),
-            ));
+        let shape = match &a.job.write {
+            WriteMode::Merge(rule) => Shape::Merge(rule),
+            WriteMode::Scd2(rule) => Shape::Scd2(rule),
+            WriteMode::Replace => {
+                return Err(merge_err(
+                    a,
+                    MergeError::Spec("the job does not merge".into()),
+                ));
+            }
         };
-        crate::merge::check_table(rule, &a.schema)
+        a.job
+            .write
+            .check_table(&a.schema)
             .map_err(|m| merge_err(a, MergeError::Spec(m)))?;
-        let tomb_schema = tombstone_schema(&a.schema, rule);
+        let tomb_schema = shape.sidecar_schema(&a.schema);
         let tomb_url = a
             .handle
             .url
-            .join(TOMBSTONES)
+            .join(shape.sidecar())
             .map_err(|e| DeltaError::below(crate::delta::Doing::Create, &a.handle.url, e))?;
         let mut tombs = crate::delta::ensure_table(&tomb_url, &tomb_schema).await?;
         // No change touches nothing: an unpartitioned table's whole rewrite would empty it.
@@ -98,15 +107,17 @@ impl PartitionWrite<'_> {
                 .update_state()
                 .await
                 .map_err(|e| DeltaError::open(&tomb_url, e))?;
-            let (rows, dead) = self
-                .write_winners(
-                    a,
-                    rule,
-                    (&table, &tombs, &tomb_url),
-                    changes,
-                    touched.as_deref(),
-                )
-                .await?;
+            let tables = (&*table, &tombs, &tomb_url);
+            let (rows, dead) = match shape {
+                Shape::Merge(rule) => {
+                    self.write_winners(a, rule, tables, changes, touched.as_deref())
+                        .await?
+                }
+                Shape::Scd2(rule) => {
+                    self.write_history(a, rule, tables, changes, touched.as_deref())
+                        .await?
+                }
+            };
             let still = || self.leases.still_leased(&a.lease, &a.lost);
             let tomb_commit = PartitionCommit {
                 scope: scope.clone(),
@@ -157,7 +168,7 @@ impl PartitionWrite<'_> {
     ) -> Result<(Vec<Add>, Vec<Add>), RunError> {
         let ctx = self.engine.session();
         let schema = &a.schema;
-        let tomb_schema = tombstone_schema(schema, rule);
+        let tomb_schema = Shape::Merge(rule).sidecar_schema(schema);
         let filter = touched.map(|t| column_filter(schema, t));
         let (held, dead): (Arc<dyn TableProvider>, Arc<dyn TableProvider>) = match &filter {
             // Nothing changed: nothing is read, and the commit carries the `txn` alone.
@@ -177,14 +188,15 @@ impl PartitionWrite<'_> {
         let changed = changed_files(&ctx, table, schema, changes)?;
         let df = |t: Arc<dyn TableProvider>| ctx.read_table(t);
         let read = |e| merge_err(a, MergeError::Engine(e));
-        let mut held = df(held).map_err(read)?;
+        let (mut held, mut dead) = (df(held).map_err(read)?, df(dead).map_err(read)?);
         if let Some(exact) = touched.filter(|_| schema.partition_by.len() > 1) {
             held = held.filter(exact_partitions(schema, exact)).map_err(read)?;
+            dead = dead.filter(exact_partitions(schema, exact)).map_err(read)?;
         }
         let inputs = MergeInputs {
             changes: df(changed).map_err(read)?,
             held,
-            tombstones: df(dead).map_err(read)?,
+            tombstones: dead,
         };
         let winners = resolve(&ctx, &schema.columns, rule, inputs)
             .await
@@ -196,15 +208,6 @@ impl PartitionWrite<'_> {
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(read)?;
             let (live, gone) = split_deleted(&batch).map_err(|e| merge_err(a, e))?;
-            let fit = |b: &RecordBatch, to: &deltalake::arrow::datatypes::SchemaRef| {
-                let columns = to
-                    .fields()
-                    .iter()
-                    .map(|f| b.column_by_name(f.name()).cloned())
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| MergeError::Spec("a merged batch lacks a column".into()))?;
-                RecordBatch::try_new(to.clone(), columns).map_err(MergeError::Arrow)
-            };
             rows.write(fit(&live, &full).map_err(|e| merge_err(a, e))?)
                 .await?;
             dead.write(fit(&gone, &tomb_full).map_err(|e| merge_err(a, e))?)
@@ -212,6 +215,103 @@ impl PartitionWrite<'_> {
         }
         Ok((rows.finish().await?, dead.finish().await?))
     }
+}
+
+impl PartitionWrite<'_> {
+    /// The new change log of the touched partitions and the history derived from it,
+    /// written (not committed) to the log and to the table; returns both sets of files.
+    async fn write_history(
+        &self,
+        a: &Attempt<'_>,
+        rule: &Scd2Rule,
+        (table, log, log_url): (&DeltaTable, &DeltaTable, &url::Url),
+        changes: &[Add],
+        touched: Option<&[Values]>,
+    ) -> Result<(Vec<Add>, Vec<Add>), RunError> {
+        let ctx = self.engine.session();
+        let schema = &a.schema;
+        let log_schema = Shape::Scd2(rule).sidecar_schema(schema);
+        let read = |e| merge_err(a, MergeError::Engine(e));
+        let filter = touched.map(|t| column_filter(schema, t));
+        let held: Arc<dyn TableProvider> = match &filter {
+            Some(f) if f.first().is_none_or(|(_, v)| v.is_empty()) => Arc::new(
+                deltalake::datafusion::datasource::empty::EmptyTable::new(log_schema.to_arrow()),
+            ),
+            f => snapshot_files(&ctx, log, f.as_deref()).await?,
+        };
+        let mut held = ctx.read_table(held).map_err(read)?;
+        if let Some(exact) = touched.filter(|_| schema.partition_by.len() > 1) {
+            held = held.filter(exact_partitions(schema, exact)).map_err(read)?;
+        }
+        let changed = ctx
+            .read_table(changed_files(&ctx, table, schema, changes)?)
+            .map_err(read)?;
+        let new_log = scd2::log(&ctx, &schema.columns, rule, changed, held)
+            .await
+            .map_err(|e| merge_err(a, e))?;
+        let mut writer = PartitionWriter::new(log_url, log)?;
+        write_all(a, new_log, &log_schema, &mut writer).await?;
+        let logged = writer.finish().await?;
+        // The history is derived from the new log as written: one plan of it, read back.
+        let ctx = self.engine.session();
+        let log_rows = changed_files(&ctx, log, &log_schema, &logged)?;
+        let history = scd2::history(
+            &ctx,
+            &schema.columns,
+            rule,
+            ctx.read_table(log_rows).map_err(read)?,
+        )
+        .await
+        .map_err(|e| merge_err(a, e))?;
+        let mut writer = PartitionWriter::new(&a.handle.url, table)?;
+        let rows = match write_all(a, history, schema, &mut writer).await {
+            Ok(()) => writer.finish().await.map_err(RunError::from),
+            Err(e) => Err(e),
+        };
+        match rows {
+            Ok(rows) => Ok((rows, logged)),
+            Err(e) => {
+                delete_unpublished(log_url, &logged).await;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Streams `df` into `writer`, each batch fitted to `to`'s columns.
+async fn write_all(
+    a: &Attempt<'_>,
+    df: deltalake::datafusion::prelude::DataFrame,
+    to: &TableSchema,
+    writer: &mut PartitionWriter,
+) -> Result<(), RunError> {
+    let target = to.to_arrow();
+    let engine = |e| merge_err(a, MergeError::Engine(e));
+    let mut stream = df.execute_stream().await.map_err(engine)?;
+    while let Some(batch) = stream.next().await {
+        let b = fit(&batch.map_err(engine)?, &target).map_err(|e| merge_err(a, e))?;
+        writer.write(b).await?;
+    }
+    Ok(())
+}
+
+/// A batch with `to`'s columns, taken by name, in `to`'s order, types and nullability (a
+/// window's output may carry another unit of time than the table).
+fn fit(
+    b: &RecordBatch,
+    to: &deltalake::arrow::datatypes::SchemaRef,
+) -> Result<RecordBatch, MergeError> {
+    let mut columns = Vec::with_capacity(to.fields().len());
+    for f in to.fields() {
+        let c = b.column_by_name(f.name()).ok_or_else(|| {
+            MergeError::Spec(format!("a merged batch lacks column `{}`", f.name()))
+        })?;
+        columns.push(match c.data_type() == f.data_type() {
+            true => c.clone(),
+            false => deltalake::arrow::compute::cast(c, f.data_type())?,
+        });
+    }
+    RecordBatch::try_new(to.clone(), columns).map_err(MergeError::Arrow)
 }
 
 fn merge_err(a: &Attempt<'_>, source: MergeError) -> RunError {
@@ -237,19 +337,46 @@ async fn commit_one(
     })
 }
 
-/// The tombstones' table: the key and sequence columns, partitioned as the table is.
-fn tombstone_schema(schema: &TableSchema, rule: &MergeRule) -> TableSchema {
-    TableSchema {
-        name: schema.name.clone(),
-        columns: schema
-            .columns
-            .iter()
-            .filter(|c| rule.key.contains(&c.name) || c.name == rule.sequence_by)
-            .cloned()
-            .collect(),
-        partition_by: schema.partition_by.clone(),
-        comment: None,
-        properties: Default::default(),
+/// What a merge keeps beside its table, and how it is computed.
+#[derive(Clone, Copy)]
+enum Shape<'j> {
+    /// Tombstones: the key and sequence of each deleted key.
+    Merge(&'j MergeRule),
+    /// The change log: every distinct change, with the change's columns.
+    Scd2(&'j Scd2Rule),
+}
+
+impl Shape<'_> {
+    /// The folder of the table kept beside the version's files (gone with them).
+    fn sidecar(&self) -> &'static str {
+        match self {
+            Shape::Merge(_) => TOMBSTONES,
+            Shape::Scd2(_) => CHANGE_LOG,
+        }
+    }
+
+    /// Its schema: partitioned as the table is (its partition columns are in the key).
+    fn sidecar_schema(&self, schema: &TableSchema) -> TableSchema {
+        let columns = match self {
+            Shape::Merge(rule) => schema
+                .columns
+                .iter()
+                .filter(|c| rule.key.contains(&c.name) || c.name == rule.sequence_by)
+                .cloned()
+                .collect(),
+            Shape::Scd2(rule) => rule
+                .change_columns(&schema.columns)
+                .into_iter()
+                .cloned()
+                .collect(),
+        };
+        TableSchema {
+            name: schema.name.clone(),
+            columns,
+            partition_by: schema.partition_by.clone(),
+            comment: None,
+            properties: Default::default(),
+        }
     }
 }
 

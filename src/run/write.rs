@@ -134,9 +134,9 @@ impl PartitionWrite<'_> {
             delete_unpublished(&a.handle.url, &adds).await;
             return Err(RunError::DeadLetters(e));
         }
-        let dv = match a.job.write {
-            crate::job::WriteMode::Replace => self.commit(a, adds, written_under).await?,
-            crate::job::WriteMode::Merge(_) => self.merge_commit(a, adds, written_under).await?,
+        let dv = match a.job.write.merges() {
+            false => self.commit(a, adds, written_under).await?,
+            true => self.merge_commit(a, adds, written_under).await?,
         };
         crate::failpoint::pause_if_set("after_commit").await;
         Ok((rows, dv))

@@ -25,8 +25,8 @@ impl Lcg {
 }
 
 /// 30 daily exports of changes to 40 customers: inserts, updates (one customer changes on
-/// most days), deletes, re-inserts, and a fifth of the changes a day late (in the next
-/// day's export, older than that day's own changes).
+/// most days), deletes, re-inserts, an email to NULL and back, and a fifth of the changes a
+/// day late (in the next day's export, older than that day's own changes).
 fn feed(p: &TestProject) {
     let mut rng = Lcg(11);
     let mut days = vec![String::from("customer_id,name,email,updated_at,op\n"); DAYS + 1];
@@ -44,9 +44,15 @@ fn feed(p: &TestProject) {
                 .unwrap()
                 .format("%Y-%m-%dT%H:%M:%S");
             let late = i > 0 && rng.next(5) == 0;
-            days[d + usize::from(late)].push_str(&format!(
-                "{key},name-{key}-{second},c{key}@example.com,{at},{op}\n"
-            ));
+            // Names change now and then; emails seldom, to NULL and back.
+            let name = ["ann", "bob", "cy"][rng.next(3) as usize];
+            let email = match rng.next(8) {
+                0 => String::new(),
+                1 => format!("new{key}@example.com"),
+                _ => format!("c{key}@example.com"),
+            };
+            days[d + usize::from(late)]
+                .push_str(&format!("{key},{name}-{key},{email},{at},{op}\n"));
         }
     }
     for (d, text) in days.iter().enumerate().take(DAYS) {
@@ -65,8 +71,16 @@ fn project() -> TestProject {
             "SELECT customer_id, name, email, updated_at, op FROM changes",
         ),
         (
+            "jobs/customers_history.toml",
+            "description = \"every version of each customer's name and email\"\nversion = 1\nstart = \"2024-01-01\"\n\n[partitioning]\ngranularity = \"daily\"\n\n[[inputs]]\nname = \"changes\"\npath = \"in/{partition}/customers.csv\"\nformat = \"csv\"\nschema = [\"customer_id BIGINT NOT NULL\", \"name STRING\", \"email STRING\", \"updated_at TIMESTAMP NOT NULL\", \"op STRING NOT NULL\"]\n\n[output]\ntable = \"customers_history\"\nwrite = \"scd2\"\nkey = [\"customer_id\"]\nsequence_by = \"updated_at\"\ndelete_when = \"op = 'D'\"\ntrack = [\"name\", \"email\"]\n",
+        ),
+        (
+            "jobs/customers_history.sql",
+            "SELECT customer_id, name, email, updated_at, op FROM changes",
+        ),
+        (
             "migrations/0001_customers.sql",
-            "CREATE TABLE customers (customer_id BIGINT NOT NULL, name STRING, email STRING, updated_at TIMESTAMP, op STRING NOT NULL);\n",
+            "CREATE TABLE customers (customer_id BIGINT NOT NULL, name STRING, email STRING, updated_at TIMESTAMP, op STRING NOT NULL);\nCREATE TABLE customers_history (customer_id BIGINT NOT NULL, name STRING, email STRING, updated_at TIMESTAMP, op STRING NOT NULL, valid_from TIMESTAMP, valid_to TIMESTAMP, is_current BOOLEAN);\n",
         ),
     ]);
     feed(&p);
@@ -74,50 +88,86 @@ fn project() -> TestProject {
     p
 }
 
-/// Compares the table, read with Python's deltalake, with the oracle computed from the
-/// exports: each customer's change of the greatest `updated_at`, unless it is a delete.
+/// Compares both tables, read with Python's deltalake, with oracles computed from the
+/// exports in time order: for `customers` each customer's change of the greatest
+/// `updated_at` unless it is a delete; for `customers_history` every version of a
+/// customer's name and email (a change of `op` alone is none), closed by the next version
+/// or a delete.
 fn assert_oracle(p: &TestProject, what: &str) {
-    let dir = p.warehouse_table("customers", 1);
-    refresh(&dir);
+    let dirs = [
+        p.warehouse_table("customers", 1),
+        p.warehouse_table("customers_history", 1),
+    ];
+    for d in &dirs {
+        refresh(d);
+    }
     let script = r#"
 import sys, csv, glob, os
 from deltalake import DeltaTable
-table, inputs = sys.argv[1], sys.argv[2]
-last = {}
+merged, history, inputs = sys.argv[1], sys.argv[2], sys.argv[3]
+changes = {}
 for f in glob.glob(os.path.join(inputs, "*", "customers.csv")):
     for r in csv.DictReader(open(f)):
-        k = int(r["customer_id"])
-        if k not in last or last[k]["updated_at"] < r["updated_at"]:
-            last[k] = r
-want = sorted((k, r["name"], r["email"], r["updated_at"], r["op"]) for k, r in last.items() if r["op"] != "D")
-rows = DeltaTable(table).to_pyarrow_table().to_pylist()
-got = sorted((r["customer_id"], r["name"], r["email"], r["updated_at"].strftime("%Y-%m-%dT%H:%M:%S"), r["op"]) for r in rows)
-if got != want:
-    print("differs: got", len(got), "want", len(want))
-    print("only in the table:", [g for g in got if g not in want][:5])
-    print("only in the oracle:", [w for w in want if w not in got][:5])
-else:
-    print("same", len(got), "deleted", sum(1 for r in last.values() if r["op"] == "D"))
+        c = (r["updated_at"], r["name"], r["email"] or None, r["op"])
+        changes.setdefault(int(r["customer_id"]), set()).add(c)
+want_m, want_h, deleted = [], [], 0
+for k, cs in changes.items():
+    cs = sorted(cs)
+    at, name, email, op = cs[-1]
+    if op == "D":
+        deleted += 1
+    else:
+        want_m.append((k, name, email, at, op))
+    open_v = None
+    for at, name, email, op in cs:
+        if op == "D":
+            if open_v:
+                want_h.append(tuple(open_v[:5]) + (at, False))
+                open_v = None
+            continue
+        if open_v and (open_v[1], open_v[2]) == (name, email):
+            continue
+        if open_v:
+            want_h.append(tuple(open_v[:5]) + (at, False))
+        open_v = [k, name, email, op, at]
+    if open_v:
+        want_h.append(tuple(open_v) + (None, True))
+t = lambda v: v.strftime("%Y-%m-%dT%H:%M:%S") if v is not None else None
+got_m = [(r["customer_id"], r["name"], r["email"], t(r["updated_at"]), r["op"]) for r in DeltaTable(merged).to_pyarrow_table().to_pylist()]
+got_h = [(r["customer_id"], r["name"], r["email"], r["op"], t(r["valid_from"]), t(r["valid_to"]), r["is_current"]) for r in DeltaTable(history).to_pyarrow_table().to_pylist()]
+key = lambda r: tuple("" if v is None else str(v) for v in r)
+ok = True
+for name, got, want in (("customers", got_m, want_m), ("customers_history", got_h, want_h)):
+    got, want = sorted(got, key=key), sorted(want, key=key)
+    if got != want:
+        ok = False
+        print(name, "differs: got", len(got), "want", len(want))
+        print("only in the table:", [g for g in got if g not in want][:5])
+        print("only in the oracle:", [w for w in want if w not in got][:5])
+if ok:
+    print("same", len(got_m), len(got_h), deleted)
 sys.stdout.flush(); os._exit(0)
 "#;
     let out = stdout_of(
         Command::new("python3")
             .args(["-c", script])
-            .arg(&dir)
+            .args(&dirs)
             .arg(p.file("in")),
         "the Python deltalake reader",
     );
     assert!(out.starts_with("same "), "{what}: {out}");
-    // Some customers are live and some deleted: the feed tried both.
+    // Some customers live, some deleted, and more versions than customers.
     let n: Vec<usize> = out
         .split_whitespace()
         .filter_map(|w| w.parse().ok())
         .collect();
-    assert!(n[0] > 10 && n[1] > 0, "{what}: {out}");
+    assert!(n[0] > 10 && n[1] > n[0] && n[2] > 0, "{what}: {out}");
 }
 
 fn run_day(p: &TestProject, d: usize) {
-    p.ok(&["run", "customers", "--partition", &day(d)]);
+    for job in ["customers", "customers_history"] {
+        p.ok(&["run", job, "--partition", &day(d)]);
+    }
 }
 
 #[test]
