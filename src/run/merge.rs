@@ -150,7 +150,10 @@ impl PartitionWrite<'_> {
                     if !matches!(e, DeltaError::Conflict { .. }) || round == ROUNDS {
                         return Err(e.into());
                     }
-                    tracing::debug!(round, "merge conflicted with another writer; merging again");
+                    tracing::info!(
+                        round,
+                        "the merge conflicted with another writer's commit; merging again from it"
+                    );
                 }
             }
         }

@@ -264,3 +264,37 @@ fn a_merge_spec_that_cannot_work_is_refused_naming_the_field() {
     assert_ne!(out.code, 0, "{}", out.context());
     out.complains("customer_id=7");
 }
+
+#[test]
+fn two_workers_and_a_backfill_merging_into_one_table_at_once_lose_no_change() {
+    let p = project();
+    p.ok(&["backfill", "--from", &day(0), "--to", &day(4)]);
+    // Two workers rerun every day while a backfill fills in the missing ones: merges of
+    // different days into one table from three processes at once, their commits
+    // conflicting; each merges again from what the other committed.
+    let range = ["--from", "2024-01-01", "--to", "2024-01-30"];
+    let forced: Vec<&str> = ["backfill"]
+        .iter()
+        .chain(&range)
+        .chain(&["--force"])
+        .copied()
+        .collect();
+    let (mut a, a_log) = p.spawn(&forced, &[]);
+    let (mut b, b_log) = p.spawn(&forced, &[]);
+    let missing: Vec<&str> = ["backfill"].iter().chain(&range).copied().collect();
+    let backfill = p.run(&missing);
+    assert_eq!(backfill.code, 0, "{}", backfill.context());
+    let mut again = 0;
+    for (c, log) in [(&mut a, a_log), (&mut b, b_log)] {
+        let status = c.wait().unwrap();
+        let said = std::fs::read_to_string(log).unwrap_or_default();
+        assert!(status.success(), "a worker failed: {status}\n{said}");
+        again += said.matches("merging again").count();
+    }
+    // The commits did meet: some merges were made again from another's commit.
+    assert!(
+        again > 0,
+        "no merge conflicted: the test did not test what it says"
+    );
+    assert_oracle(&p, "two workers and a backfill");
+}
