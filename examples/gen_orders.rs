@@ -1,5 +1,8 @@
 //! Deterministic shop data of any size, in the schema of `sample-data/` and of the benchmark:
-//! `OUT/orders/dt=YYYY-MM-DD/orders.csv` and `OUT/customers.csv`.
+//! `OUT/orders/dt=YYYY-MM-DD/orders.csv`, `OUT/customers.csv`, and the customer system's
+//! daily export of its changes, `OUT/customer_changes/dt=YYYY-MM-DD/changes.csv` (every
+//! customer inserted on the first day; then updates, deletes, re-inserts, and some changes
+//! that arrive a day late).
 //!
 //! ```text
 //! cargo run --release --example gen_orders -- --days 365 --rows-per-day 20000 --out /tmp/shop
@@ -157,6 +160,8 @@ fn main() -> std::io::Result<()> {
     }
     std::fs::write(a.out.join("customers.csv"), customers)?;
 
+    customer_changes(&a, day0)?;
+
     for i in 0..a.days {
         let (y, m, d) = civil_from_days(day0 + i as i64);
         let dir = a.out.join(format!("orders/dt={y:04}-{m:02}-{d:02}"));
@@ -195,6 +200,72 @@ fn main() -> std::io::Result<()> {
             "order_id,order_ts,customer_id,region,category,quantity,unit_price,status"
         )?;
         for l in lines {
+            writeln!(f, "{l}")?;
+        }
+        f.flush()?;
+    }
+    Ok(())
+}
+
+/// The customer system's export of a day's changes: every customer on the first day, then
+/// about one in 25 changed a day (a new segment, country or email, an email removed), one
+/// in ten of those deleted or inserted again, and one in eight of them late: exported with
+/// the next day's changes, older than they are.
+fn customer_changes(a: &Args, day0: i64) -> std::io::Result<()> {
+    let mut days: Vec<Vec<(u64, String)>> = vec![Vec::new(); a.days as usize + 1];
+    let line = |c: u64, v: u64, at: u64, op: &str| {
+        let (y, m, d) = civil_from_days(day0 + (at / 86_400) as i64);
+        let secs = at % 86_400;
+        let email = match h(v, 24) % 12 {
+            0 => String::new(),
+            1 => format!(
+                "{}.{c}@mail.example",
+                FIRST[(h(c, 10) % FIRST.len() as u64) as usize].to_lowercase()
+            ),
+            _ => format!("customer{c}@example.com"),
+        };
+        format!(
+            "{c},{} {},{},{},{email},{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02},{op}",
+            FIRST[(h(c, 10) % FIRST.len() as u64) as usize],
+            LAST[(h(c, 11) % LAST.len() as u64) as usize],
+            COUNTRIES[(h(v, 12) % COUNTRIES.len() as u64) as usize],
+            SEGMENTS[(h(v, 13) % SEGMENTS.len() as u64) as usize],
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60,
+        )
+    };
+    for c in 0..a.customers {
+        // The first export: each customer as it is, at its own second of the first hour.
+        let at = c % 3600;
+        days[0].push((at, line(c, c, at, "I")));
+    }
+    let per_day = (a.customers / 25).max(4);
+    for i in 1..a.days {
+        for j in 0..per_day {
+            let id = 1_000_000 + i * per_day + j;
+            let c = h(id, 20) % a.customers;
+            let op = match h(id, 21) % 10 {
+                0 => "D",
+                1 => "I",
+                _ => "U",
+            };
+            let at = i * 86_400 + 3600 + h(id, 22) % 79_200;
+            let late = h(id, 23).is_multiple_of(8);
+            let into = (i + u64::from(late)).min(a.days - 1) as usize;
+            days[into].push((at, line(c, id, at, op)));
+        }
+    }
+    for (i, rows) in days.iter_mut().enumerate().take(a.days as usize) {
+        rows.sort();
+        let (y, m, d) = civil_from_days(day0 + i as i64);
+        let dir = a
+            .out
+            .join(format!("customer_changes/dt={y:04}-{m:02}-{d:02}"));
+        std::fs::create_dir_all(&dir)?;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(dir.join("changes.csv"))?);
+        writeln!(f, "customer_id,name,country,segment,email,updated_at,op")?;
+        for (_, l) in rows.iter() {
             writeln!(f, "{l}")?;
         }
         f.flush()?;

@@ -56,6 +56,13 @@ pub async fn validate_jobs(project: &Project, engine: &Engine) -> Result<Validat
         let Some(table) = project.declared.get(&job.table) else {
             continue;
         };
+        // A merge's delete condition, over the columns its changes have (the table's).
+        if let Err(e) = crate::merge::check_delete_when(&job.write, table) {
+            problems.push(SpecError {
+                file: job.spec_file(&project.settings.root),
+                message: e.to_string(),
+            });
+        }
         match engine.plan_against_schemas(job, &project.declared).await {
             Ok(Some(out)) => {
                 let out = match &job.record_id {

@@ -7,8 +7,10 @@ pub mod graph;
 mod partitioning;
 mod reading;
 mod spec;
+mod write_mode;
 
 pub use partitioning::check_table;
+pub use write_mode::{MergeRule, Scd2Rule, WriteMode};
 
 use crate::names::Name;
 use crate::partition::{
@@ -594,33 +596,4 @@ pub fn parse_cron(expr: &str) -> Result<croner::Cron, String> {
         .build()
         .parse(expr)
         .map_err(|e| e.to_string())
-}
-
-/// How a partition's output meets its table (`[output] write`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum WriteMode {
-    /// The partition's rows replace what the table holds for that partition (facts).
-    #[default]
-    Replace,
-    /// The partition's rows are changes, upserted by key (dimensions, change feeds).
-    Merge(crate::merge::MergeRule),
-    /// The partition's rows are changes, kept as a history of versions by key (a slowly
-    /// changing dimension of type 2).
-    Scd2(crate::merge::Scd2Rule),
-}
-
-impl WriteMode {
-    /// Whether the partition's rows are changes to merge rather than a partition's rows.
-    pub fn merges(&self) -> bool {
-        !matches!(self, WriteMode::Replace)
-    }
-
-    /// What a merge needs of its table (see `merge::check_table`); nothing for a replace.
-    pub fn check_table(&self, schema: &TableSchema) -> Result<(), String> {
-        match self {
-            WriteMode::Replace => Ok(()),
-            WriteMode::Merge(rule) => crate::merge::check_table(rule, schema),
-            WriteMode::Scd2(rule) => crate::merge::scd2::check_table(rule, schema),
-        }
-    }
 }

@@ -198,8 +198,7 @@ pub(super) fn parse(
             }
         }
     }
-    let (table, key, record_id) = output(&raw.output, &mut p);
-    let write = write_mode(&raw.output, &key, &mut p);
+    let (table, key, record_id, write) = output(&raw.output, &mut p);
     let max_bad_rows = match raw.max_bad_rows.as_ref().map(parse_bad_row_limit) {
         None => None,
         Some(Ok(l)) => Some(l),
@@ -538,8 +537,11 @@ fn table_input(
     }
 }
 
-/// The output table, its key columns and its record id column.
-fn output(raw: &OutputFile, p: &mut Problems) -> (Option<Name>, Vec<Name>, Option<Name>) {
+/// The output table, its key columns, its record id column and how it is written.
+fn output(
+    raw: &OutputFile,
+    p: &mut Problems,
+) -> (Option<Name>, Vec<Name>, Option<Name>, super::WriteMode) {
     let table = match Name::new(&raw.table) {
         Ok(t) => Some(t),
         Err(e) => {
@@ -570,133 +572,17 @@ fn output(raw: &OutputFile, p: &mut Problems) -> (Option<Name>, Vec<Name>, Optio
             }
         },
     };
-    (table, key, record_id)
-}
-
-/// `[output] write` and what a merge needs with it: a key and a `sequence_by` column (and
-/// for scd2, the history's columns and what it tracks).
-fn write_mode(raw: &OutputFile, key: &[Name], p: &mut Problems) -> super::WriteMode {
-    let mode = raw.write.as_deref().unwrap_or("replace");
-    let scd2_fields = [
-        ("track", raw.track.is_some()),
-        ("valid_from", raw.valid_from.is_some()),
-        ("valid_to", raw.valid_to.is_some()),
-        ("is_current", raw.is_current.is_some()),
-    ];
-    let merge_fields = [
-        ("sequence_by", raw.sequence_by.is_some()),
-        ("delete_when", raw.delete_when.is_some()),
-    ];
-    match mode {
-        "replace" | "merge" | "scd2" => {}
-        other => {
-            let hint = crate::names::closest(other, ["replace", "merge", "scd2"])
-                .map(|k| format!("; did you mean \"{k}\"?"))
-                .unwrap_or_default();
-            p.add(format!(
-                "field `output.write` = \"{}\": expected \"replace\", \"merge\" or \"scd2\"{hint}",
-                other.escape_debug()
-            ));
-            return super::WriteMode::Replace;
-        }
-    }
-    let misplaced = match mode {
-        "replace" => merge_fields.iter().chain(&scd2_fields).collect::<Vec<_>>(),
-        "merge" => scd2_fields.iter().collect(),
-        _ => Vec::new(),
+    let fields = super::write_mode::Fields {
+        write: raw.write.as_deref(),
+        sequence_by: raw.sequence_by.as_deref(),
+        delete_when: raw.delete_when.as_deref(),
+        track: raw.track.as_deref(),
+        valid_from: raw.valid_from.as_deref(),
+        valid_to: raw.valid_to.as_deref(),
+        is_current: raw.is_current.as_deref(),
     };
-    for (field, _) in misplaced.into_iter().filter(|(_, set)| *set) {
-        let wants = if scd2_fields.iter().any(|(f, _)| f == field) {
-            "scd2"
-        } else {
-            "merge"
-        };
-        p.add(format!(
-            "field `output.{field}` applies to `write = \"{wants}\"`, not to `write = \"{mode}\"`: remove it, or set `output.write = \"{wants}\"`"
-        ));
-    }
-    if mode == "replace" {
-        return super::WriteMode::Replace;
-    }
-    let Some(changes) = merge_rule(raw, key, mode, p) else {
-        return super::WriteMode::Replace;
-    };
-    if mode == "merge" {
-        return super::WriteMode::Merge(changes);
-    }
-    let named = |field: &str, given: Option<&String>, default: &str, p: &mut Problems| {
-        column(field, given.map_or(default, String::as_str), p)
-    };
-    let mut track = Vec::new();
-    for (i, c) in raw.track.iter().flatten().enumerate() {
-        track.extend(column(&format!("track[{i}]"), c, p));
-    }
-    if raw.track.as_ref().is_some_and(|t| t.is_empty()) {
-        p.add("field `output.track` is empty: list the columns whose change makes a new version, or remove it to track every column but the key and the sequence".into());
-    }
-    let (Some(valid_from), Some(valid_to), Some(is_current)) = (
-        named("valid_from", raw.valid_from.as_ref(), "valid_from", p),
-        named("valid_to", raw.valid_to.as_ref(), "valid_to", p),
-        named("is_current", raw.is_current.as_ref(), "is_current", p),
-    ) else {
-        return super::WriteMode::Replace;
-    };
-    super::WriteMode::Scd2(crate::merge::Scd2Rule {
-        changes,
-        track,
-        valid_from,
-        valid_to,
-        is_current,
-    })
-}
-
-/// A column named in `output.<field>`.
-fn column(field: &str, v: &str, p: &mut Problems) -> Option<Name> {
-    match Name::new(&v.to_ascii_lowercase()) {
-        Ok(n) => Some(n),
-        Err(e) => {
-            p.add(format!("field `output.{field}`: {e}"));
-            None
-        }
-    }
-}
-
-/// The key, sequence and delete condition of a merge or scd2 job.
-fn merge_rule(
-    raw: &OutputFile,
-    key: &[Name],
-    mode: &str,
-    p: &mut Problems,
-) -> Option<crate::merge::MergeRule> {
-    if key.is_empty() {
-        p.add(format!("field `output.write` = \"{mode}\" keeps rows by their key: set `output.key` (e.g. `key = [\"customer_id\"]`)"));
-    }
-    let sequence_by = match raw.sequence_by.as_deref() {
-        Some(s) => column("sequence_by", s, p),
-        None => {
-            p.add(format!("field `output.write` = \"{mode}\" needs `output.sequence_by`: the column that orders a key's changes (e.g. `sequence_by = \"updated_at\"`), so that a late or rerun partition cannot move a row back in time"));
-            None
-        }
-    };
-    if let Some(s) = &sequence_by
-        && key.contains(s)
-    {
-        p.add(format!(
-            "field `output.sequence_by` = \"{s}\" is a key column: it must order a key's changes, not name the key"
-        ));
-    }
-    if raw
-        .delete_when
-        .as_deref()
-        .is_some_and(|d| d.trim().is_empty())
-    {
-        p.add("field `output.delete_when` is empty: give a SQL condition over the output's columns (e.g. `op = 'D'`), or remove it".into());
-    }
-    Some(crate::merge::MergeRule {
-        key: key.to_vec(),
-        sequence_by: sequence_by?,
-        delete_when: raw.delete_when.clone(),
-    })
+    let write = super::write_mode::parse(&fields, &key, p);
+    (table, key, record_id, write)
 }
 
 fn checks(

@@ -24,20 +24,8 @@ mod resolve;
 pub mod scd2;
 
 pub use resolve::{DELETED, MergeInputs, resolve, split_deleted};
-pub use scd2::Scd2Rule;
 
-use crate::names::Name;
-
-/// How a merge job's changes apply (`[output] key`, `sequence_by`, `delete_when`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MergeRule {
-    /// The columns that name a row: a change upserts the row of its key.
-    pub key: Vec<Name>,
-    /// The column that orders a key's changes: a change applies only over an older one.
-    pub sequence_by: Name,
-    /// A SQL condition over a change's columns that makes it a delete (`op = 'D'`).
-    pub delete_when: Option<String>,
-}
+pub use crate::job::{MergeRule, Scd2Rule};
 
 /// Why a merge could not be resolved.
 #[derive(Debug, thiserror::Error)]
@@ -69,29 +57,22 @@ pub enum MergeError {
     Arrow(#[from] deltalake::arrow::error::ArrowError),
 }
 
-/// What a merge needs of its table: its key and sequence columns, and every partition
-/// column in the key (a key's row is looked for in the partition its change names only).
-/// Asked by `validate` and again by each run.
-pub fn check_table(rule: &MergeRule, schema: &crate::schema::TableSchema) -> Result<(), String> {
-    let t = &schema.name;
-    for (field, c) in rule
-        .key
-        .iter()
-        .map(|k| ("output.key", k))
-        .chain([("output.sequence_by", &rule.sequence_by)])
-    {
-        if schema.column(c.as_str()).is_none() {
-            return Err(format!(
-                "{field} names column `{c}`, which table `{t}` does not have"
-            ));
-        }
-    }
-    for p in &schema.partition_by {
-        if !rule.key.contains(p) {
-            return Err(format!(
-                "table `{t}` is partitioned by `{p}`, which is not in output.key: a merge looks for a key's row in the partition its change names, so the partition columns must be part of the key; add `{p}` to output.key, or merge into an unpartitioned table"
-            ));
-        }
-    }
-    Ok(())
+/// Whether `write`'s `delete_when` (if any) is a condition over the table's columns, as
+/// `resolve` reads it: `validate` asks before anything runs.
+pub fn check_delete_when(
+    write: &crate::job::WriteMode,
+    table: &crate::schema::TableSchema,
+) -> Result<(), MergeError> {
+    let rule = match write {
+        crate::job::WriteMode::Merge(rule) => rule,
+        crate::job::WriteMode::Scd2(rule) => &rule.changes,
+        crate::job::WriteMode::Replace => return Ok(()),
+    };
+    let Some(expr) = &rule.delete_when else {
+        return Ok(());
+    };
+    let ctx = crate::engine::Engine::table_session();
+    let schema =
+        deltalake::datafusion::common::DFSchema::try_from(table.to_arrow().as_ref().clone())?;
+    resolve::delete_condition(&ctx, expr, &schema).map(|_| ())
 }

@@ -55,13 +55,7 @@ pub async fn resolve(
         None => lit(false),
         Some(expr) => {
             let schema = DFSchema::try_from(inputs.changes.schema().as_arrow().clone())?;
-            let parsed = ctx
-                .parse_sql_expr(expr, &schema)
-                .map_err(|e| MergeError::DeleteWhen {
-                    expr: expr.clone(),
-                    message: crate::engine::clean_message(&e),
-                })?;
-            deltalake::datafusion::functions::expr_fn::coalesce(vec![parsed, lit(false)])
+            delete_condition(ctx, expr, &schema)?
         }
     };
     let changes = inputs.changes.with_column(DELETED, deleted)?;
@@ -132,6 +126,24 @@ pub async fn resolve(
         ))
         .await?;
     Ok(winners)
+}
+
+/// `delete_when` as a condition over `schema`'s columns: NULL counts as not deleted.
+pub(super) fn delete_condition(
+    ctx: &SessionContext,
+    expr: &str,
+    schema: &DFSchema,
+) -> Result<Expr, MergeError> {
+    let parsed = ctx
+        .parse_sql_expr(expr, schema)
+        .map_err(|e| MergeError::DeleteWhen {
+            expr: expr.to_string(),
+            message: crate::engine::clean_message(&e),
+        })?;
+    Ok(deltalake::datafusion::functions::expr_fn::coalesce(vec![
+        parsed,
+        lit(false),
+    ]))
 }
 
 pub(super) async fn refuse_missing_sequence(

@@ -12,114 +12,10 @@
 //! `log` is the new log (what it held and the new changes, each once); `history` the
 //! versions derived from a log.
 
-use super::{MergeError, MergeRule};
-use crate::names::Name;
+use super::{MergeError, Scd2Rule};
 use crate::schema::Column;
 use deltalake::datafusion::common::DFSchema;
 use deltalake::datafusion::prelude::{DataFrame, SessionContext, lit};
-
-/// How a job's changes become a history.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Scd2Rule {
-    /// The key, the sequence and the delete condition, as a merge has them.
-    pub changes: MergeRule,
-    /// The columns whose change makes a new version; empty: every column but the key, the
-    /// sequence and the history's own.
-    pub track: Vec<Name>,
-    pub valid_from: Name,
-    pub valid_to: Name,
-    pub is_current: Name,
-}
-
-impl Scd2Rule {
-    /// The history's own columns, which sluice fills.
-    pub fn history_columns(&self) -> [&Name; 3] {
-        [&self.valid_from, &self.valid_to, &self.is_current]
-    }
-
-    /// The columns of a change: the table's, less the history's own.
-    pub fn change_columns<'c>(&self, table: &'c [Column]) -> Vec<&'c Column> {
-        let own = self.history_columns();
-        table.iter().filter(|c| !own.contains(&&c.name)).collect()
-    }
-
-    /// The columns whose change makes a new version.
-    pub fn tracked<'c>(&self, table: &'c [Column]) -> Vec<&'c Column> {
-        let r = &self.changes;
-        self.change_columns(table)
-            .into_iter()
-            .filter(|c| {
-                if self.track.is_empty() {
-                    !r.key.contains(&c.name) && c.name != r.sequence_by
-                } else {
-                    self.track.contains(&c.name)
-                }
-            })
-            .collect()
-    }
-}
-
-/// What an scd2 job needs of its table: what a merge needs, the history's columns
-/// (`valid_from` and `valid_to` of the sequence's type, `is_current` BOOLEAN, all nullable:
-/// the job's rows leave them out, and sluice fills them), and the tracked columns.
-pub fn check_table(rule: &Scd2Rule, schema: &crate::schema::TableSchema) -> Result<(), String> {
-    super::check_table(&rule.changes, schema)?;
-    let t = &schema.name;
-    let seq = schema
-        .column(rule.changes.sequence_by.as_str())
-        .map(|c| c.ty);
-    for (field, name) in [
-        ("output.valid_from", &rule.valid_from),
-        ("output.valid_to", &rule.valid_to),
-        ("output.is_current", &rule.is_current),
-    ] {
-        let Some(c) = schema.column(name.as_str()) else {
-            return Err(format!(
-                "table `{t}` has no column `{name}` ({field}): an scd2 table holds each version's interval; add `{name}` to its CREATE TABLE, or name another column in {field}"
-            ));
-        };
-        let want = if *name == rule.is_current {
-            Some(crate::schema::ColumnType::Boolean)
-        } else {
-            seq
-        };
-        if want.is_some_and(|w| w != c.ty) {
-            return Err(format!(
-                "column `{name}` ({field}) of table `{t}` is {}, but must be {}{}",
-                c.ty,
-                want.map(|w| w.to_string()).unwrap_or_default(),
-                if *name == rule.is_current {
-                    ""
-                } else {
-                    ", the type of output.sequence_by"
-                }
-            ));
-        }
-        if !c.nullable {
-            return Err(format!(
-                "column `{name}` ({field}) of table `{t}` is NOT NULL: sluice fills it after the job's rows are written, which leave it out; declare it without NOT NULL"
-            ));
-        }
-        if rule.changes.key.contains(name) || *name == rule.changes.sequence_by {
-            return Err(format!(
-                "{field} = \"{name}\" is also the key or the sequence: name a column of its own"
-            ));
-        }
-    }
-    for c in &rule.track {
-        if schema.column(c.as_str()).is_none() {
-            return Err(format!(
-                "output.track names column `{c}`, which table `{t}` does not have"
-            ));
-        }
-        if rule.history_columns().contains(&c) {
-            return Err(format!(
-                "output.track names `{c}`, a column of the history itself: track the job's own columns"
-            ));
-        }
-    }
-    Ok(())
-}
 
 fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -182,13 +78,7 @@ pub async fn history(
         None => lit(false),
         Some(expr) => {
             let schema = DFSchema::try_from(log.schema().as_arrow().clone())?;
-            let parsed = ctx
-                .parse_sql_expr(expr, &schema)
-                .map_err(|e| MergeError::DeleteWhen {
-                    expr: expr.clone(),
-                    message: crate::engine::clean_message(&e),
-                })?;
-            deltalake::datafusion::functions::expr_fn::coalesce(vec![parsed, lit(false)])
+            super::resolve::delete_condition(ctx, expr, &schema)?
         }
     };
     let log = log.with_column(DEL, deleted)?;

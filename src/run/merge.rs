@@ -97,6 +97,12 @@ impl PartitionWrite<'_> {
             job: a.job.name.to_string(),
         };
         let scope = Scope::Merged(touched.clone());
+        let item = |adds: Vec<Add>, written_under: String| PartitionCommit {
+            scope: scope.clone(),
+            adds,
+            info: info.clone(),
+            written_under,
+        };
         let mut round = 0;
         loop {
             round += 1;
@@ -119,23 +125,12 @@ impl PartitionWrite<'_> {
                 }
             };
             let still = || self.leases.still_leased(&a.lease, &a.lost);
-            let tomb_commit = PartitionCommit {
-                scope: scope.clone(),
-                adds: dead.clone(),
-                info: info.clone(),
-                written_under: String::new(),
-            };
-            let landed = commit_one(&mut tombs, tomb_commit, still()).await;
+            let landed = commit_one(&mut tombs, item(dead.clone(), String::new()), still()).await;
             let landed = match landed {
                 Ok(_) => {
                     crate::failpoint::pause_if_set("merge_between_commits").await;
-                    let item = PartitionCommit {
-                        scope: scope.clone(),
-                        adds: rows.clone(),
-                        info: info.clone(),
-                        written_under: written_under.clone(),
-                    };
-                    commit_one(&mut table, item, still()).await
+                    let rows = item(rows.clone(), written_under.clone());
+                    commit_one(&mut table, rows, still()).await
                 }
                 Err(e) => {
                     delete_unpublished(&tomb_url, &dead).await;

@@ -299,6 +299,13 @@ fn export_february_first(p: &TestProject) {
         .read("sample-data/orders/dt=2024-01-31/orders.csv")
         .replace("2024-01-31", "2024-02-01");
     p.write("sample-data/orders/dt=2024-02-01/orders.csv", &text);
+    // The customer system exported that day too: no change.
+    let header = p.read("sample-data/customer_changes/dt=2024-01-31/changes.csv");
+    let header = header.lines().next().unwrap_or_default();
+    p.write(
+        "sample-data/customer_changes/dt=2024-02-01/changes.csv",
+        &format!("{header}\n"),
+    );
 }
 
 /// The sample project with clean_orders watching its input files for `window`, and an

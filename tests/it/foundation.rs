@@ -364,7 +364,7 @@ fn the_sample_project_validates_and_plans_its_sql() {
     let p = TestProject::sample();
     let out = p.ok(&["validate"]);
     assert!(
-        out.stdout.contains("ok: 5 job(s), 5 migration(s)"),
+        out.stdout.contains("ok: 7 job(s), 6 migration(s)"),
         "{}",
         out.context()
     );
@@ -575,8 +575,8 @@ fn the_readme_main_command_works_as_written() {
     let rows = status.as_array().unwrap();
     assert_eq!(
         rows.len(),
-        31 + 31 + 1 + 31 + 31 * 8,
-        "every partition of the sample month (regional_orders: each day of each region)"
+        31 + 31 + 1 + 31 + 31 * 8 + 31 * 2,
+        "every partition of the sample month (regional_orders: each day of each region; customers and its history: each day's changes)"
     );
     assert!(rows.iter().all(|r| r["state"] == "complete"), "{status:#}");
 }
@@ -642,6 +642,12 @@ fn the_generator_writes_the_sample_data_byte_for_byte() {
             "{rel} differs from a fresh generation"
         );
         compared += 1;
+        let rel = format!("customer_changes/dt=2024-01-{day:02}/changes.csv");
+        assert_eq!(
+            std::fs::read(out.path().join(&rel)).unwrap(),
+            std::fs::read(repo.join(&rel)).unwrap(),
+            "{rel} differs from a fresh generation"
+        );
     }
     assert_eq!(
         std::fs::read(out.path().join("customers.csv")).unwrap(),

@@ -248,6 +248,11 @@ fn a_merge_spec_that_cannot_work_is_refused_naming_the_field() {
             "sequence_by = \"changed_at\"",
             "output.sequence_by names column `changed_at`",
         ),
+        (
+            "delete_when = \"op = 'D'\"",
+            "delete_when = \"operation = 'D'\"",
+            "output.delete_when `operation = 'D'`:",
+        ),
     ] {
         p.write("jobs/customers.toml", &spec.replace(from, to));
         let out = p.run(&["validate"]);

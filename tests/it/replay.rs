@@ -18,7 +18,7 @@ fn at(lines: &[&str], text: &str) -> usize {
 async fn a_replayed_january_runs_each_partition_once_at_its_tick_like_a_backfill() {
     let p = TestProject::migrated();
     let out = p.ok(&["daemon", "--replay", "2024-01-01..2024-02-01", "--quiet"]);
-    out.says("342 succeeded, 0 failed, 0 not run");
+    out.says("404 succeeded, 0 failed, 0 not run");
     let lines: Vec<&str> = out.stdout.lines().collect();
     for day in 1..=31 {
         let d = format!("2024-01-{day:02}");

@@ -100,14 +100,14 @@ impl State {
 }
 
 fn mem(schema: Arc<Schema>, batches: Vec<RecordBatch>) -> DataFrame {
-    let ctx = SessionContext::new();
+    let ctx = crate::engine::Engine::table_session();
     let t = MemTable::try_new(schema, vec![batches]).unwrap();
     ctx.read_table(Arc::new(t)).unwrap()
 }
 
 async fn merge(state: &State, changes: &[Change]) -> Result<State, MergeError> {
     let cols = columns();
-    let ctx = SessionContext::new();
+    let ctx = crate::engine::Engine::table_session();
     let inputs = MergeInputs {
         changes: mem(
             changes_batch(changes).schema(),

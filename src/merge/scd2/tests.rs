@@ -2,6 +2,8 @@
 //! same history whatever order the partitions are merged in, with reruns.
 
 use super::*;
+use crate::merge::MergeRule;
+use crate::names::Name;
 use crate::schema::ColumnType;
 use deltalake::arrow::array::{Array, BooleanArray, Int64Array, StringArray};
 use deltalake::arrow::datatypes::Schema;
@@ -85,7 +87,7 @@ struct State {
 }
 
 async fn merge(state: &State, changes: &[Change]) -> Result<State, MergeError> {
-    let ctx = SessionContext::new();
+    let ctx = crate::engine::Engine::table_session();
     let t = table();
     let changes = frame(&ctx, change_schema(), vec![batch(changes)]);
     let held = frame(&ctx, change_schema(), state.log.clone());
@@ -97,7 +99,7 @@ async fn merge(state: &State, changes: &[Change]) -> Result<State, MergeError> {
         .into_iter()
         .map(|b| RecordBatch::try_new(change_schema(), b.columns().to_vec()).unwrap())
         .collect();
-    let ctx = SessionContext::new();
+    let ctx = crate::engine::Engine::table_session();
     let log_df = frame(&ctx, change_schema(), new_log.clone());
     let history = history(&ctx, &t, &rule(), log_df).await?.collect().await?;
     Ok(State {
