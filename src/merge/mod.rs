@@ -22,6 +22,8 @@
 
 mod resolve;
 pub mod scd2;
+#[cfg(test)]
+mod test_rng;
 
 pub use resolve::{DELETED, MergeInputs, resolve, split_deleted};
 

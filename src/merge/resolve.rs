@@ -31,8 +31,17 @@ pub struct MergeInputs {
     pub tombstones: DataFrame,
 }
 
-fn quote(name: &str) -> String {
+pub(super) fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The key's columns, quoted, as a SQL list.
+pub(super) fn key_list(rule: &MergeRule) -> String {
+    rule.key
+        .iter()
+        .map(|k| quote(k.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Each key's winner: the table's columns and [`DELETED`], one row per key the inputs name.
@@ -97,12 +106,7 @@ pub async fn resolve(
     let candidates = held.union(tombstones)?.union(changes)?;
     ctx.register_table(CANDIDATES, candidates.into_view())?;
 
-    let key = rule
-        .key
-        .iter()
-        .map(|k| quote(k.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let key = key_list(rule);
     let seq = quote(rule.sequence_by.as_str());
     let all = columns
         .iter()

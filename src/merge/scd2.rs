@@ -17,9 +17,7 @@ use crate::schema::Column;
 use deltalake::datafusion::common::DFSchema;
 use deltalake::datafusion::prelude::{DataFrame, SessionContext, lit};
 
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+use super::resolve::quote;
 
 fn list(cols: &[&Column]) -> String {
     cols.iter()
@@ -53,13 +51,7 @@ pub async fn log(
     super::resolve::refuse_missing_sequence(&changes, &rule.changes).await?;
     let union = select(held)?.union(select(changes)?)?;
     ctx.register_table(LOG, union.into_view())?;
-    let key = rule
-        .changes
-        .key
-        .iter()
-        .map(|k| quote(k.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let key = super::resolve::key_list(&rule.changes);
     let seq = quote(rule.changes.sequence_by.as_str());
     let distinct = format!("SELECT DISTINCT {all} FROM {LOG}");
     super::resolve::refuse_repeated(ctx, &rule.changes, &distinct, &key, &seq).await?;
@@ -86,12 +78,7 @@ pub async fn history(
     ctx.register_table(name, log.into_view())?;
     let cols = rule.change_columns(table);
     let all = list(&cols);
-    let key = r
-        .key
-        .iter()
-        .map(|k| quote(k.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let key = super::resolve::key_list(r);
     let seq = quote(r.sequence_by.as_str());
     let w = format!("PARTITION BY {key} ORDER BY {seq}");
     let tracked = rule.tracked(table);

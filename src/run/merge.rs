@@ -24,7 +24,8 @@ use crate::schema::TableSchema;
 use deltalake::DeltaTable;
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::datafusion::catalog::TableProvider;
-use deltalake::datafusion::prelude::SessionContext;
+use deltalake::datafusion::error::DataFusionError;
+use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 use deltalake::datafusion::scalar::ScalarValue;
 use deltalake::kernel::Add;
 use futures::StreamExt as _;
@@ -167,32 +168,13 @@ impl PartitionWrite<'_> {
         let ctx = self.engine.session();
         let schema = &a.schema;
         let tomb_schema = Shape::Merge(rule).sidecar_schema(schema);
-        let filter = touched.map(|t| column_filter(schema, t));
-        let (held, dead): (Arc<dyn TableProvider>, Arc<dyn TableProvider>) = match &filter {
-            // Nothing changed: nothing is read, and the commit carries the `txn` alone.
-            Some(f) if f.first().is_none_or(|(_, v)| v.is_empty()) => {
-                let empty = |s: &TableSchema| -> Arc<dyn TableProvider> {
-                    Arc::new(deltalake::datafusion::datasource::empty::EmptyTable::new(
-                        s.to_arrow(),
-                    ))
-                };
-                (empty(schema), empty(&tomb_schema))
-            }
-            f => (
-                snapshot_files(&ctx, table, f.as_deref()).await?,
-                snapshot_files(&ctx, tombs, f.as_deref()).await?,
-            ),
-        };
+        let held = read_touched(&ctx, (table, schema), touched).await?;
+        let dead = read_touched(&ctx, (tombs, &tomb_schema), touched).await?;
         let changed = changed_files(&ctx, table, schema, changes)?;
-        let df = |t: Arc<dyn TableProvider>| ctx.read_table(t);
         let read = |e| merge_err(a, MergeError::Engine(e));
-        let (mut held, mut dead) = (df(held).map_err(read)?, df(dead).map_err(read)?);
-        if let Some(exact) = touched.filter(|_| schema.partition_by.len() > 1) {
-            held = held.filter(exact_partitions(schema, exact)).map_err(read)?;
-            dead = dead.filter(exact_partitions(schema, exact)).map_err(read)?;
-        }
+        let (held, dead) = (held.map_err(read)?, dead.map_err(read)?);
         let inputs = MergeInputs {
-            changes: df(changed).map_err(read)?,
+            changes: ctx.read_table(changed).map_err(read)?,
             held,
             tombstones: dead,
         };
@@ -230,17 +212,9 @@ impl PartitionWrite<'_> {
         let schema = &a.schema;
         let log_schema = Shape::Scd2(rule).sidecar_schema(schema);
         let read = |e| merge_err(a, MergeError::Engine(e));
-        let filter = touched.map(|t| column_filter(schema, t));
-        let held: Arc<dyn TableProvider> = match &filter {
-            Some(f) if f.first().is_none_or(|(_, v)| v.is_empty()) => Arc::new(
-                deltalake::datafusion::datasource::empty::EmptyTable::new(log_schema.to_arrow()),
-            ),
-            f => snapshot_files(&ctx, log, f.as_deref()).await?,
-        };
-        let mut held = ctx.read_table(held).map_err(read)?;
-        if let Some(exact) = touched.filter(|_| schema.partition_by.len() > 1) {
-            held = held.filter(exact_partitions(schema, exact)).map_err(read)?;
-        }
+        let held = read_touched(&ctx, (log, &log_schema), touched)
+            .await?
+            .map_err(read)?;
         let changed = ctx
             .read_table(changed_files(&ctx, table, schema, changes)?)
             .map_err(read)?;
@@ -317,6 +291,28 @@ fn merge_err(a: &Attempt<'_>, source: MergeError) -> RunError {
         table: a.job.table.to_string(),
         source,
     }
+}
+
+/// What `table` (of `schema`) holds in the touched partitions, as of its snapshot: nothing
+/// when nothing changed (the commit then carries the `txn` alone). A table of several
+/// partition columns is read by each column's values, then cut to exactly the touched
+/// partitions: what is read is what the commit replaces.
+async fn read_touched(
+    ctx: &SessionContext,
+    (table, schema): (&DeltaTable, &TableSchema),
+    touched: Option<&[Values]>,
+) -> Result<Result<DataFrame, DataFusionError>, RunError> {
+    let filter = touched.map(|t| column_filter(schema, t));
+    let provider: Arc<dyn TableProvider> = match &filter {
+        Some(f) if f.first().is_none_or(|(_, v)| v.is_empty()) => Arc::new(
+            deltalake::datafusion::datasource::empty::EmptyTable::new(schema.to_arrow()),
+        ),
+        f => snapshot_files(ctx, table, f.as_deref()).await?,
+    };
+    Ok(ctx.read_table(provider).and_then(|df| match touched {
+        Some(exact) if schema.partition_by.len() > 1 => df.filter(exact_partitions(schema, exact)),
+        _ => Ok(df),
+    }))
 }
 
 /// Commits one item on `table`, through the same path as a partition's replacement.

@@ -2,6 +2,7 @@
 //! in reverse, and shuffled with reruns, gives one table, the oracle's.
 
 use super::*;
+use crate::merge::test_rng::Lcg;
 use crate::merge::{MergeError, MergeInputs, MergeRule, resolve, split_deleted};
 use crate::names::Name;
 use crate::schema::{Column, ColumnType};
@@ -225,18 +226,6 @@ async fn a_change_without_a_sequence_value_is_refused_naming_its_key() {
         "{said}"
     );
     assert!(said.contains("id=3") || said.contains("id=4"), "{said}");
-}
-
-/// A small random generator: the feed is the same in every run of the test.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
 }
 
 const NAMES: [&str; 4] = ["ann", "bob", "cy", "dee"];

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::merge::MergeRule;
+use crate::merge::test_rng::Lcg;
 use crate::names::Name;
 use crate::schema::ColumnType;
 use deltalake::arrow::array::{Array, BooleanArray, Int64Array, StringArray};
@@ -291,17 +292,6 @@ async fn two_different_changes_with_one_sequence_value_are_refused() {
         .await
         .unwrap_err();
     assert!(matches!(e, MergeError::SameSequence { .. }), "{e}");
-}
-
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
 }
 
 #[tokio::test]
