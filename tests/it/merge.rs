@@ -164,10 +164,10 @@ sys.stdout.flush(); os._exit(0)
     assert!(n[0] > 10 && n[1] > n[0] && n[2] > 0, "{what}: {out}");
 }
 
+/// Both jobs' partition `d`, run (again) by one process.
 fn run_day(p: &TestProject, d: usize) {
-    for job in ["customers", "customers_history"] {
-        p.ok(&["run", job, "--partition", &day(d)]);
-    }
+    let d = day(d);
+    p.ok(&["backfill", "--from", &d, "--to", &d, "--force"]);
 }
 
 #[test]
@@ -186,6 +186,13 @@ fn a_change_feed_merged_in_time_order_in_reverse_and_shuffled_with_reruns_is_the
         "--force",
     ]);
     assert_oracle(&p, "rerun in time order");
+    // The orders below exercise the merge's rule, which is the same whatever the store:
+    // on a remote warehouse (the suite's second pass, where each run costs seconds of the
+    // test server's time) the time-ordered runs above, the kills and the concurrent merges
+    // of the other tests are what meets the store.
+    if p.remote() {
+        return;
+    }
 
     // In reverse.
     let p = project();

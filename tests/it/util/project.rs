@@ -14,8 +14,26 @@ pub struct TestProject {
     pub dir: tempfile::TempDir,
     /// This project's own PostgreSQL database, when the suite runs on PostgreSQL.
     pub catalog: Option<String>,
-    /// This project's own prefix (`s3://bucket/.../<id>/`), when the warehouse is remote.
+    /// This project's own bucket (`s3://NAME-<id>/`), when the warehouse is remote.
     pub warehouse: Option<String>,
+    /// When the project was made: with `SLUICE_TEST_TIMES=FILE`, its lifetime is appended
+    /// to FILE under its test's name, to find what makes the suite slow.
+    made: std::time::Instant,
+}
+
+impl Drop for TestProject {
+    fn drop(&mut self) {
+        let Some(file) = std::env::var_os("SLUICE_TEST_TIMES") else {
+            return;
+        };
+        let test = std::thread::current().name().unwrap_or("?").to_string();
+        let line = format!("{:.1}\t{test}\n", self.made.elapsed().as_secs_f64());
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(file)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+    }
 }
 
 #[derive(Debug)]
@@ -103,16 +121,17 @@ impl TestProject {
     fn in_dir(dir: tempfile::TempDir) -> TestProject {
         let catalog = remote_catalog().map(|admin| create_database(&admin));
         let warehouse = remote_warehouse().map(|root| {
-            format!(
-                "{}/it-{}/",
-                root.trim_end_matches('/'),
-                uuid::Uuid::now_v7().simple()
-            )
+            // A bucket of its own (see s3_objects.py), named after the suite's.
+            let base = root.trim_end_matches('/');
+            let bucket = format!("{base}-{}/", uuid::Uuid::now_v7().simple());
+            s3_objects(&["bucket", &bucket]);
+            bucket
         });
         TestProject {
             dir,
             catalog,
             warehouse,
+            made: std::time::Instant::now(),
         }
     }
 
@@ -183,6 +202,20 @@ impl TestProject {
             std::fs::create_dir_all(d).unwrap();
         }
         std::fs::write(p, content).unwrap();
+    }
+
+    /// Leaves the sample's customer jobs out (their specs, SQL and tests): for the tests of
+    /// the order jobs that run whole months, where 62 more partitions only cost time.
+    pub fn without_customer_jobs(&self) {
+        for job in ["customers", "customers_history"] {
+            for f in [
+                format!("jobs/{job}.toml"),
+                format!("jobs/{job}.sql"),
+                format!("jobs/tests/{job}.toml"),
+            ] {
+                std::fs::remove_file(self.file(&f)).unwrap();
+            }
+        }
     }
 
     pub fn read(&self, rel: &str) -> String {

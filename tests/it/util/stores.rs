@@ -15,7 +15,8 @@ pub fn remote_catalog() -> Option<String> {
 }
 
 /// The object-store warehouse root the suite runs against instead of a local folder
-/// (`SLUICE_TEST_WAREHOUSE`, e.g. `s3://bucket`; endpoint and keys in the AWS_* variables).
+/// (`SLUICE_TEST_WAREHOUSE`, `s3://NAME`: each project gets a new bucket `NAME-<id>`;
+/// endpoint and keys in the AWS_* variables).
 pub fn remote_warehouse() -> Option<String> {
     std::env::var("SLUICE_TEST_WAREHOUSE")
         .ok()
