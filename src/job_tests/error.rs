@@ -62,6 +62,8 @@ pub enum JobTestError {
     Input { input: String, source: FixtureError },
     #[error("expected rows: {0}")]
     Expected(#[source] FixtureError),
+    #[error("the table's rows before the run: {0}")]
+    Table(#[source] FixtureError),
     #[error("the output has no column `{0}`")]
     NoOutputColumn(String),
     #[error("the data-quality audit could not run: {0}")]
@@ -121,6 +123,16 @@ pub enum TestSpecError {
     Input { input: String, source: RowsError },
     #[error("expect: {0}")]
     Expect(#[source] RowsError),
+    #[error("table: {0}")]
+    Table(#[source] RowsError),
+    #[error(
+        "table: job `{0}` replaces its partitions, so its run does not depend on the rows its table held: `table` is for jobs whose output is merged (write = \"merge\" or \"scd2\")"
+    )]
+    TableOfReplace(String),
+    #[error(
+        "table: each row of table `{table}` needs a value of `{column}`, by which a merge finds and orders the rows"
+    )]
+    TableNeeds { table: String, column: String },
     #[error("expect.tolerance {0}: give a difference of 0 or more")]
     Tolerance(f64),
     #[error("expect: table `{table}` has no column `{column}`")]

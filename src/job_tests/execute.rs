@@ -101,6 +101,11 @@ pub async fn run(
         .await
         .map_err(JobTestError::Audit)?;
     let output = deltalake::arrow::compute::concat_batches(&target, &batches)?;
+    // A merging job's test compares the table after the merge, not the changes.
+    let output = match merged(engine, job, table, test, output).await? {
+        Ok(table) => table,
+        Err(e) => return Ok(Actual::failed(e, dead_letters.to_vec()?)),
+    };
     let blocked_by = quality.blocking().map(|c| c.name.clone());
     let error = quality
         .blocking()
@@ -281,4 +286,38 @@ fn rows_table(given: Option<&Source>, schema: &SchemaRef) -> Result<Arc<MemTable
     MemTable::try_new(nullable, vec![vec![batch]])
         .map(Arc::new)
         .map_err(FixtureError::Table)
+}
+
+/// `output` merged into the test's `table` rows (none: an empty table), for a job that
+/// merges; `output` itself for one that replaces. `Ok(Err)`: the merge refused the changes,
+/// as a run would (said as a run says it).
+async fn merged(
+    engine: &Engine,
+    job: &Job,
+    table: &crate::schema::TableSchema,
+    test: &TestCase,
+    output: RecordBatch,
+) -> Result<Result<RecordBatch, String>, JobTestError> {
+    let schema = table.to_arrow();
+    let before = match &test.table {
+        Some(source) => fixture::typed(source, &schema).map_err(JobTestError::Table)?,
+        None => RecordBatch::new_empty(schema),
+    };
+    let merged = crate::merge::merged_in_memory(
+        &engine.session(),
+        table,
+        &job.write,
+        before,
+        output.clone(),
+    )
+    .await;
+    Ok(match merged {
+        Ok(Some(table)) => Ok(table),
+        Ok(None) => Ok(output),
+        Err(source) => Err(RunError::Merge {
+            table: job.table.to_string(),
+            source,
+        }
+        .to_string()),
+    })
 }

@@ -16,7 +16,7 @@ pub mod suite;
 pub mod write_back;
 
 use crate::engine::columns_schema;
-use crate::job::{InputSource, Job, SpecError};
+use crate::job::{InputSource, Job, SpecError, WriteMode};
 use crate::names::Name;
 use crate::partition::PartitionKey;
 use crate::project::Project;
@@ -46,6 +46,8 @@ pub struct TestCase {
     pub partition: PartitionKey,
     /// Rows per input; an input not named is empty.
     pub inputs: BTreeMap<Name, Source>,
+    /// The rows the table holds before the run (a merging job's tests only).
+    pub table: Option<Source>,
     pub expect: Expect,
 }
 
@@ -184,6 +186,10 @@ fn check_test(
         check_input_columns(project, input, &source).map_err(of_input)?;
         inputs.insert(input.name.clone(), source);
     }
+    let before = match &t.table {
+        Some(r) => Some(table_before(project, job, folder, r)?),
+        None => None,
+    };
     let e = t.expect;
     let rows = match e.rows_spec() {
         Some(r) => Some(source_of(&r, folder).map_err(TestSpecError::Expect)?),
@@ -237,8 +243,45 @@ fn check_test(
         index,
         partition,
         inputs,
+        table: before,
         expect,
     })
+}
+
+/// A test's `table`: rows of the job's table, naming what a merge needs of each (the key
+/// and the sequence; for scd2 the key and `valid_from`). Only a job that merges reads its
+/// table: a replaced partition is the same whatever the table held.
+fn table_before(
+    project: &Project,
+    job: &Job,
+    folder: &Path,
+    r: &spec::RowsSpec,
+) -> Result<Source, TestSpecError> {
+    let needed: Vec<&Name> = match &job.write {
+        WriteMode::Replace => {
+            return Err(TestSpecError::TableOfReplace(job.name.to_string()));
+        }
+        WriteMode::Merge(rule) => rule.key.iter().chain([&rule.sequence_by]).collect(),
+        WriteMode::Scd2(rule) => rule.changes.key.iter().chain([&rule.valid_from]).collect(),
+    };
+    let source = source_of(r, folder).map_err(TestSpecError::Table)?;
+    let Some(t) = project.declared.get(&job.table) else {
+        return Ok(source);
+    };
+    let columns =
+        fixture::columns_in(&source, &t.to_arrow()).map_err(|e| TestSpecError::Table(e.into()))?;
+    let empty = matches!(&source, Source::Rows(rows) if rows.is_empty());
+    if let Some(missing) = needed
+        .into_iter()
+        .find(|n| !columns.iter().any(|c| c == n.as_str()))
+        && !empty
+    {
+        return Err(TestSpecError::TableNeeds {
+            table: job.table.to_string(),
+            column: missing.to_string(),
+        });
+    }
+    Ok(source)
 }
 
 /// Exactly one of `rows`, `csv` and `file`; a file relative to the test file's folder.

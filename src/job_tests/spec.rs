@@ -22,6 +22,9 @@ pub struct TestSpec {
     /// Rows for each input, by input name; an input not named here is empty.
     #[serde(default)]
     pub inputs: BTreeMap<String, RowsSpec>,
+    /// The rows the job's table holds before the run (a merge's current rows, an scd2
+    /// table's versions), for a job that merges into its table; by default none.
+    pub table: Option<RowsSpec>,
     #[serde(default)]
     pub expect: ExpectSpec,
 }

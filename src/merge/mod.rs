@@ -29,6 +29,11 @@ pub use resolve::{DELETED, MergeInputs, resolve, split_deleted};
 
 pub use crate::job::{MergeRule, Scd2Rule};
 
+use deltalake::arrow::datatypes::{Field, Schema};
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::datafusion::prelude::SessionContext;
+use std::sync::Arc;
+
 /// Why a merge could not be resolved.
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
@@ -77,4 +82,58 @@ pub fn check_delete_when(
     let schema =
         deltalake::datafusion::common::DFSchema::try_from(table.to_arrow().as_ref().clone())?;
     resolve::delete_condition(&ctx, expr, &schema).map(|_| ())
+}
+
+/// The table after `changes` are merged into the rows `before` (an scd2 table's versions),
+/// all in memory and with no tombstones or log beside them: what a `sluice test` of a
+/// merging job compares with its expected rows. `None` for a job that replaces.
+pub async fn merged_in_memory(
+    ctx: &SessionContext,
+    table: &crate::schema::TableSchema,
+    write: &crate::job::WriteMode,
+    before: RecordBatch,
+    changes: RecordBatch,
+) -> Result<Option<RecordBatch>, MergeError> {
+    use crate::job::WriteMode;
+    let (held, changes) = (ctx.read_batch(before)?, ctx.read_batch(changes)?);
+    let batches = match write {
+        WriteMode::Replace => return Ok(None),
+        WriteMode::Merge(rule) => {
+            let arrow = table.to_arrow();
+            let fields: Vec<Field> = arrow
+                .fields()
+                .iter()
+                .filter(|f| {
+                    rule.key.iter().any(|k| k.as_str() == f.name())
+                        || rule.sequence_by.as_str() == f.name()
+                })
+                .map(|f| f.as_ref().clone())
+                .collect();
+            let empty = RecordBatch::new_empty(Arc::new(Schema::new(fields)));
+            let inputs = MergeInputs {
+                changes,
+                held,
+                tombstones: ctx.read_batch(empty)?,
+            };
+            let winners = resolve(ctx, &table.columns, rule, inputs).await?;
+            let mut live = Vec::new();
+            for batch in winners.collect().await? {
+                live.push(split_deleted(&batch)?.0);
+            }
+            live
+        }
+        WriteMode::Scd2(rule) => {
+            scd2::history_after(ctx, &table.columns, rule, held, changes)
+                .await?
+                .collect()
+                .await?
+        }
+    };
+    let Some(first) = batches.first() else {
+        return Ok(Some(RecordBatch::new_empty(table.to_arrow())));
+    };
+    Ok(Some(deltalake::arrow::compute::concat_batches(
+        &first.schema(),
+        &batches,
+    )?))
 }

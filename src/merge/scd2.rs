@@ -58,6 +58,22 @@ pub async fn log(
     Ok(ctx.sql(&distinct).await?)
 }
 
+/// `changes` with each flagged as a delete or not (`delete_when`), in column [`DEL`].
+fn flagged(
+    ctx: &SessionContext,
+    rule: &Scd2Rule,
+    changes: DataFrame,
+) -> Result<DataFrame, MergeError> {
+    let deleted = match &rule.changes.delete_when {
+        None => lit(false),
+        Some(expr) => {
+            let schema = DFSchema::try_from(changes.schema().as_arrow().clone())?;
+            super::resolve::delete_condition(ctx, expr, &schema)?
+        }
+    };
+    Ok(changes.with_column(DEL, deleted)?)
+}
+
 /// Every version the log `log` makes, with the table's columns (`table`, in order).
 pub async fn history(
     ctx: &SessionContext,
@@ -65,15 +81,87 @@ pub async fn history(
     rule: &Scd2Rule,
     log: DataFrame,
 ) -> Result<DataFrame, MergeError> {
+    let log = flagged(ctx, rule, log)?;
+    versions(ctx, table, rule, log).await
+}
+
+/// The history after `changes` are merged into a table that held the versions `before`,
+/// with no log beside it: what a `sluice test` states. The log those versions stand for is
+/// each version's change at its `valid_from`, and a delete at the `valid_to` of each
+/// version no other follows; a delete's other columns are of no account (it only closes a
+/// version), so that a delete merged again is the same change.
+pub async fn history_after(
+    ctx: &SessionContext,
+    table: &[Column],
+    rule: &Scd2Rule,
+    before: DataFrame,
+    changes: DataFrame,
+) -> Result<DataFrame, MergeError> {
     let r = &rule.changes;
-    let deleted = match &r.delete_when {
-        None => lit(false),
-        Some(expr) => {
-            let schema = DFSchema::try_from(log.schema().as_arrow().clone())?;
-            super::resolve::delete_condition(ctx, expr, &schema)?
-        }
+    super::resolve::refuse_missing_sequence(&changes, r).await?;
+    let cols = rule.change_columns(table);
+    let (before_name, new_name) = ("__sluice_scd2_before", "__sluice_scd2_new");
+    ctx.register_table(before_name, before.into_view())?;
+    let new = flagged(ctx, rule, changes)?;
+    ctx.register_table(new_name, new.into_view())?;
+    let seq = quote(r.sequence_by.as_str());
+    let (from, to) = (
+        quote(rule.valid_from.as_str()),
+        quote(rule.valid_to.as_str()),
+    );
+    let del = quote(DEL);
+    let at = |when: &str| -> String {
+        cols.iter()
+            .map(|c| match c.name == r.sequence_by {
+                true => format!("b.{when} AS {seq}"),
+                false => format!("b.{}", quote(c.name.as_str())),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     };
-    let log = log.with_column(DEL, deleted)?;
+    let same_key: Vec<String> = r
+        .key
+        .iter()
+        .map(|k| format!("n.{q} = b.{q}", q = quote(k.as_str())))
+        .collect();
+    let masked: Vec<String> = cols
+        .iter()
+        .map(|c| {
+            let q = quote(c.name.as_str());
+            match r.key.contains(&c.name) || c.name == r.sequence_by {
+                true => q,
+                false => format!("CASE WHEN {del} THEN NULL ELSE {q} END AS {q}"),
+            }
+        })
+        .collect();
+    let logged = format!(
+        "SELECT DISTINCT {masked}, {del} FROM (\
+           SELECT {versions}, false AS {del} FROM {before_name} b \
+           UNION ALL \
+           SELECT {closed}, true AS {del} FROM {before_name} b WHERE b.{to} IS NOT NULL \
+             AND NOT EXISTS (SELECT 1 FROM {before_name} n WHERE {same_key} AND n.{from} = b.{to}) \
+           UNION ALL \
+           SELECT {all}, {del} FROM {new_name})",
+        masked = masked.join(", "),
+        versions = at(&from),
+        closed = at(&to),
+        same_key = same_key.join(" AND "),
+        all = list(&cols),
+    );
+    let key = super::resolve::key_list(r);
+    super::resolve::refuse_repeated(ctx, r, &logged, &key, &seq).await?;
+    let log = ctx.sql(&logged).await?;
+    versions(ctx, table, rule, log).await
+}
+
+/// Every version a log flagged by [`flagged`] makes, with the table's columns.
+async fn versions(
+    ctx: &SessionContext,
+    table: &[Column],
+    rule: &Scd2Rule,
+    log: DataFrame,
+) -> Result<DataFrame, MergeError> {
+    let r = &rule.changes;
     let name = "__sluice_scd2_changes";
     ctx.register_table(name, log.into_view())?;
     let cols = rule.change_columns(table);

@@ -28,7 +28,7 @@ fn the_sample_projects_tests_pass_with_a_junit_report_and_leave_no_trace() {
     let p = TestProject::sample();
     let before = top_level(&p);
     let out = p.ok(&["test", "--junit", "report.xml"]);
-    out.says("8 passed, 0 failed");
+    out.says("34 passed, 0 failed");
     // Nothing but the report: no catalog folder, no warehouse.
     let mut expected = before.clone();
     expected.push("report.xml".into());
@@ -48,6 +48,16 @@ fn the_sample_projects_tests_pass_with_a_junit_report_and_leave_no_trace() {
     );
     let mut cases: Vec<&str> = cases.lines().collect();
     cases.sort();
+    // The merge and scd2 rules' cases (jobs/tests/customers*.toml), each passed.
+    for (job, n) in [("customers", 6), ("customers_history", 20)] {
+        let of_job: Vec<&&str> = cases
+            .iter()
+            .filter(|c| c.starts_with(&format!("{job} ")))
+            .collect();
+        assert_eq!(of_job.len(), n, "{of_job:?}");
+        assert!(of_job.iter().all(|c| c.ends_with(" 0")), "{of_job:?}");
+    }
+    cases.retain(|c| !c.starts_with("customers"));
     assert_eq!(
         cases,
         vec![
@@ -392,7 +402,7 @@ fn update_and_create_round_trip_through_the_job_s_code() {
     );
     // Passes as created.
     let out = p.ok(&["test"]);
-    out.says("10 passed, 0 failed");
+    out.says("36 passed, 0 failed");
     assert!(line_of(&out.stdout, "sampled_2024-01-12").starts_with("ok"));
 
     // Fails after the SQL changes ...
