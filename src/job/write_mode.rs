@@ -58,6 +58,16 @@ pub struct MergeRule {
     pub delete_when: Option<String>,
 }
 
+impl MergeRule {
+    /// The columns of a tombstone (what a delete leaves): the key and the sequence.
+    pub fn tombstone_columns<'c>(&self, table: &'c [Column]) -> Vec<&'c Column> {
+        table
+            .iter()
+            .filter(|c| self.key.contains(&c.name) || c.name == self.sequence_by)
+            .collect()
+    }
+}
+
 /// How a job's changes become a history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scd2Rule {

@@ -99,15 +99,10 @@ pub async fn merged_in_memory(
     let batches = match write {
         WriteMode::Replace => return Ok(None),
         WriteMode::Merge(rule) => {
-            let arrow = table.to_arrow();
-            let fields: Vec<Field> = arrow
-                .fields()
-                .iter()
-                .filter(|f| {
-                    rule.key.iter().any(|k| k.as_str() == f.name())
-                        || rule.sequence_by.as_str() == f.name()
-                })
-                .map(|f| f.as_ref().clone())
+            let fields: Vec<Field> = rule
+                .tombstone_columns(&table.columns)
+                .into_iter()
+                .map(|c| c.to_arrow())
                 .collect();
             let empty = RecordBatch::new_empty(Arc::new(Schema::new(fields)));
             let inputs = MergeInputs {

@@ -352,10 +352,9 @@ impl Shape<'_> {
     /// Its schema: partitioned as the table is (its partition columns are in the key).
     fn sidecar_schema(&self, schema: &TableSchema) -> TableSchema {
         let columns = match self {
-            Shape::Merge(rule) => schema
-                .columns
-                .iter()
-                .filter(|c| rule.key.contains(&c.name) || c.name == rule.sequence_by)
+            Shape::Merge(rule) => rule
+                .tombstone_columns(&schema.columns)
+                .into_iter()
                 .cloned()
                 .collect(),
             Shape::Scd2(rule) => rule
