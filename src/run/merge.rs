@@ -13,7 +13,7 @@
 //! scratch, deleted at the end whatever happens.
 
 use super::claimed::Attempt;
-use super::{RunError, write::PartitionWrite};
+use super::{RunError, RunReport, write::PartitionWrite};
 use crate::delta::store::delete_unpublished;
 use crate::delta::{
     CommitInfo, DeltaError, PartitionCommit, PartitionWriter, Scope, snapshot_files, uploaded_files,
@@ -52,8 +52,9 @@ impl PartitionWrite<'_> {
         a: &Attempt<'_>,
         changes: Vec<Add>,
         written_under: String,
+        report: &mut RunReport,
     ) -> Result<u64, RunError> {
-        let merged = self.merge_rounds(a, &changes, written_under).await;
+        let merged = self.merge_rounds(a, &changes, written_under, report).await;
         delete_unpublished(&a.handle.url, &changes).await;
         merged
     }
@@ -63,6 +64,7 @@ impl PartitionWrite<'_> {
         a: &Attempt<'_>,
         changes: &[Add],
         written_under: String,
+        report: &mut RunReport,
     ) -> Result<u64, RunError> {
         let shape = match &a.job.write {
             WriteMode::Merge(rule) => Shape::Merge(rule),
@@ -125,6 +127,17 @@ impl PartitionWrite<'_> {
                         .await?
                 }
             };
+            // Checked as published, before anything is: a failing check leaves both as
+            // they were.
+            let audited = self
+                .audit_published(a, &table, changes, &rows, report)
+                .await;
+            if let Err(e) = audited {
+                drop(table);
+                delete_unpublished(&a.handle.url, &rows).await;
+                delete_unpublished(&tomb_url, &dead).await;
+                return Err(e);
+            }
             let still = || self.leases.still_leased(&a.lease, &a.lost);
             let landed = commit_one(&mut tombs, item(dead.clone(), String::new()), still()).await;
             let landed = match landed {
@@ -436,7 +449,7 @@ fn exact_partitions(
 }
 
 /// The change files as one table: each partition's files with its values put back.
-fn changed_files(
+pub(super) fn changed_files(
     ctx: &SessionContext,
     table: &DeltaTable,
     schema: &TableSchema,

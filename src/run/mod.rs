@@ -26,6 +26,7 @@ mod inputs;
 mod lease;
 mod lineage;
 mod merge;
+mod merge_audit;
 mod report;
 mod scope;
 mod step_tests;

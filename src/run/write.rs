@@ -17,10 +17,11 @@ use crate::engine::bad_rows;
 use crate::engine::{self, BadRowLog, Engine, EngineError, PartitionQuery, UpstreamInput};
 use crate::job::{BadRowVerdict, BadRows, InputSource};
 use crate::project::Project;
-use crate::quality::Severity;
+use crate::quality::{Check, Quality, Severity};
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::datafusion::catalog::TableProvider;
 use deltalake::datafusion::datasource::MemTable;
+use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::Add;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -87,30 +88,22 @@ impl PartitionWrite<'_> {
             }
         }
         report.set_bad_rows_skipped(&skipped);
-        // Audit: profile and check the new rows before anything is published.
-        let audit = self.audit(a, profile, kept, target, &adds);
-        let quality =
-            crate::cost::measure(&a.meter, self.engine.settings().measure_cost, audit).await;
-        let quality = match quality {
-            Ok(q) => q,
-            Err(e) => {
-                delete_unpublished(&a.handle.url, &adds).await;
-                return Err(e);
+        // Audit: profile and check the new rows before anything is published. A merging
+        // job's rows are checked as its merge publishes them (run/merge_audit.rs).
+        let quality = match a.job.write.merges() {
+            true => Ok(Quality {
+                profile: Some(profile),
+                checks: Vec::new(),
+            }),
+            false => {
+                let audit = self.audit_output(a, profile, kept, target, &adds);
+                crate::cost::measure(&a.meter, self.engine.settings().measure_cost, audit).await
             }
         };
-        // A failed check that fails the run is said by the run's failure; one that only
-        // warns is said here, the only place it is.
-        for c in quality.checks.iter().filter(|c| !c.passed) {
-            match c.severity {
-                Severity::Warn => warn!(check = %c.name, failing = c.failing, "{c}"),
-                Severity::Error => debug!(check = %c.name, failing = c.failing, "{c}"),
-            }
-        }
-        let blocking = quality.blocking().map(|c| c.to_string());
-        report.quality = Some(quality);
-        if let Some(why) = blocking {
+        let judged = quality.and_then(|q| judge(report, q));
+        if let Err(e) = judged {
             delete_unpublished(&a.handle.url, &adds).await;
-            return Err(RunError::CheckFailed(why));
+            return Err(e);
         }
         if a.lost.load(Ordering::SeqCst) {
             return Err(RunError::LeaseLost);
@@ -136,7 +129,7 @@ impl PartitionWrite<'_> {
         }
         let dv = match a.job.write.merges() {
             false => self.commit(a, adds, written_under).await?,
-            true => self.merge_commit(a, adds, written_under).await?,
+            true => self.merge_commit(a, adds, written_under, report).await?,
         };
         crate::failpoint::pause_if_set("after_commit").await;
         Ok((rows, dv))
@@ -242,37 +235,22 @@ impl PartitionWrite<'_> {
     }
 
     /// Runs the job's checks on the new rows (kept in memory, or the uploaded files read
-    /// back), against the profiles of the partitions before this one when a check needs a
-    /// baseline.
-    async fn audit(
+    /// back).
+    async fn audit_output(
         &self,
         a: &Attempt<'_>,
         profile: crate::quality::Profile,
         kept: Option<KeptRows>,
         target: SchemaRef,
         adds: &[Add],
-    ) -> Result<crate::quality::Quality, RunError> {
+    ) -> Result<Quality, RunError> {
         let job = a.job;
         if job.checks.is_empty() {
-            return Ok(crate::quality::Quality {
+            return Ok(Quality {
                 profile: Some(profile),
                 checks: Vec::new(),
             });
         }
-        let depth = job.checks.iter().filter_map(|c| c.baseline()).max();
-        let baseline = match depth {
-            Some(n) => crate::quality::profiles_from_json(
-                &self
-                    .catalog
-                    .quality_before(job.table.as_str(), i64::from(job.version), &a.key, n)
-                    .await?,
-            ),
-            None => Vec::new(),
-        };
-        let end_us = a
-            .key
-            .instant_bounds(job.partition_time_zone)
-            .map(|(_, e)| e.timestamp_micros());
         let failed = RunError::AuditCouldNotRun;
         let ctx = self.engine.session();
         // `kept` (and its room in the pool) lives until the audit is over.
@@ -290,10 +268,40 @@ impl PartitionWrite<'_> {
                 crate::delta::uploaded_files(&ctx, &t, &a.schema, &partition, adds)?
             }
         };
+        let quality = self.audit(a, &ctx, profile, table, &job.checks).await;
+        drop(kept);
+        quality
+    }
+
+    /// Runs `checks` on the rows of `table` (of the given profile), in `ctx`, against the
+    /// profiles of the partitions before this one when a check needs a baseline.
+    pub(super) async fn audit(
+        &self,
+        a: &Attempt<'_>,
+        ctx: &SessionContext,
+        profile: crate::quality::Profile,
+        table: Arc<dyn TableProvider>,
+        checks: &[Check],
+    ) -> Result<Quality, RunError> {
+        let job = a.job;
+        let depth = checks.iter().filter_map(|c| c.baseline()).max();
+        let baseline = match depth {
+            Some(n) => crate::quality::profiles_from_json(
+                &self
+                    .catalog
+                    .quality_before(job.table.as_str(), i64::from(job.version), &a.key, n)
+                    .await?,
+            ),
+            None => Vec::new(),
+        };
+        let end_us = a
+            .key
+            .instant_bounds(job.partition_time_zone)
+            .map(|(_, e)| e.timestamp_micros());
         let new = crate::quality::audit::NewRows { profile, table };
-        crate::quality::audit::audit(&ctx, new, &job.checks, &baseline, end_us)
+        crate::quality::audit::audit(ctx, new, checks, &baseline, end_us)
             .await
-            .map_err(failed)
+            .map_err(RunError::AuditCouldNotRun)
     }
 
     /// Commits the partition's files through its version's group-commit queue, with a
@@ -362,5 +370,23 @@ impl PartitionWrite<'_> {
         }
         crate::dead_letters::replace(&url, &letters, self.leases.still_leased(&a.lease, &a.lost))
             .await
+    }
+}
+
+/// Puts the audit's findings in the run's report; fails the run on the first failing check
+/// of severity error. A failed check that fails the run is said by the run's failure; one
+/// that only warns is said here, the only place it is.
+pub(super) fn judge(report: &mut RunReport, quality: Quality) -> Result<(), RunError> {
+    for c in quality.checks.iter().filter(|c| !c.passed) {
+        match c.severity {
+            Severity::Warn => warn!(check = %c.name, failing = c.failing, "{c}"),
+            Severity::Error => debug!(check = %c.name, failing = c.failing, "{c}"),
+        }
+    }
+    let blocking = quality.blocking().map(|c| c.to_string());
+    report.quality = Some(quality);
+    match blocking {
+        Some(why) => Err(RunError::CheckFailed(why)),
+        None => Ok(()),
     }
 }

@@ -310,3 +310,145 @@ fn two_workers_and_a_backfill_merging_into_one_table_at_once_lose_no_change() {
     );
     assert_oracle(&p, "two workers and a backfill");
 }
+
+/// A merging job's checks see what its commit would publish: a delete (whose other columns
+/// are NULL) publishes no row, and a change older than the row the table holds is not
+/// published, so neither fails a check; a change that would publish a failing row stops
+/// the run with the table and its tombstones as they were. sluice's own check, the key
+/// unique over the current rows, is recorded with every merge.
+#[test]
+fn a_merge_s_checks_see_the_rows_it_would_publish_and_a_failing_one_publishes_nothing() {
+    let head = "customer_id,name,email,updated_at,op\n";
+    let p = TestProject::with_files(&[
+        (
+            "jobs/customers.toml",
+            "description = \"customers\"\nversion = 1\nstart = \"2024-01-01\"\n\n[partitioning]\ngranularity = \"daily\"\n\n[[inputs]]\nname = \"changes\"\npath = \"in/{partition}/customers.csv\"\nformat = \"csv\"\nschema = [\"customer_id BIGINT NOT NULL\", \"name STRING\", \"email STRING\", \"updated_at TIMESTAMP NOT NULL\", \"op STRING NOT NULL\"]\n\n[output]\ntable = \"customers\"\nwrite = \"merge\"\nkey = [\"customer_id\"]\nsequence_by = \"updated_at\"\ndelete_when = \"op = 'D'\"\n\n[[checks]]\ntype = \"not_null\"\ncolumns = [\"email\"]\n\n[[checks]]\ntype = \"sql\"\nname = \"email_has_at\"\nquery = \"SELECT * FROM output WHERE email NOT LIKE '%@%'\"\n",
+        ),
+        (
+            "jobs/customers.sql",
+            "SELECT customer_id, name, email, updated_at, op FROM changes",
+        ),
+        (
+            "migrations/0001_customers.sql",
+            "CREATE TABLE customers (customer_id BIGINT NOT NULL, name STRING, email STRING, updated_at TIMESTAMP, op STRING NOT NULL);\n",
+        ),
+    ]);
+    p.write(
+        "in/2024-01-01/customers.csv",
+        &format!("{head}1,ann,a@x,2024-01-01T10:00:00,I\n2,bob,b@x,2024-01-01T11:00:00,I\n"),
+    );
+    // A delete with no email, and a late change with a bad one that loses to the held row.
+    p.write(
+        "in/2024-01-02/customers.csv",
+        &format!("{head}1,,,2024-01-02T09:00:00,D\n2,bob,late-and-bad,2024-01-01T09:00:00,U\n"),
+    );
+    // A change that would publish a bad email, and a delete that must not land either.
+    p.write(
+        "in/2024-01-03/customers.csv",
+        &format!("{head}3,cy,not-an-email,2024-01-03T10:00:00,I\n2,,,2024-01-03T11:00:00,D\n"),
+    );
+    p.ok(&["migrate"]);
+    // In time order: were the 2nd merged first, its late change would be the newest there
+    // is of customer 2, published, and refused.
+    for d in ["2024-01-01", "2024-01-02"] {
+        p.ok(&["run", "customers", "--partition", d]);
+    }
+    let dir = p.warehouse_table("customers", 1);
+    let after_two = crate::util::python_rows(&dir);
+    assert_eq!(after_two.len(), 1, "{after_two:?}");
+    assert!(after_two[0].contains("b@x"), "{after_two:?}");
+    let tombstones = crate::util::python_rows(&dir.join("_sluice_tombstones"));
+    assert_eq!(tombstones.len(), 1, "{tombstones:?}");
+    let profile = p.ok(&["profile", "customers", "--output", "json"]).json();
+    let parts = profile["partitions"].as_array().unwrap();
+    for part in parts {
+        let checks = part["checks"].as_array().unwrap();
+        let names: Vec<&str> = checks.iter().filter_map(|c| c["name"].as_str()).collect();
+        assert!(
+            names.contains(&"key_unique_in_current_rows") && names.contains(&"email_has_at"),
+            "{part}"
+        );
+        assert!(checks.iter().all(|c| c["passed"] == true), "{part}");
+    }
+    let out = p.run(&["run", "customers", "--partition", "2024-01-03"]);
+    assert_ne!(out.code, 0, "{}", out.context());
+    out.complains("email_has_at");
+    assert_eq!(crate::util::python_rows(&dir), after_two);
+    assert_eq!(
+        crate::util::python_rows(&dir.join("_sluice_tombstones")),
+        tombstones
+    );
+    // Fixed at the source, the day runs and publishes both changes.
+    p.write(
+        "in/2024-01-03/customers.csv",
+        &format!("{head}3,cy,c@x,2024-01-03T10:00:00,I\n2,,,2024-01-03T11:00:00,D\n"),
+    );
+    p.ok(&["run", "customers", "--partition", "2024-01-03"]);
+    let rows = crate::util::python_rows(&dir);
+    assert!(rows.len() == 1 && rows[0].contains("c@x"), "{rows:?}");
+}
+
+/// A new version of a merging job is built as any job's is: by a backfill from its start,
+/// into a table of its own beside the live one (its own tombstones and change log), which
+/// readers do not see until `promote` flips the alias; `rollback` flips it back.
+#[test]
+fn a_new_version_of_a_merging_job_is_built_beside_the_live_one_and_promoted() {
+    let p = project();
+    let (from, to) = (day(0), day(9));
+    p.ok(&["backfill", "--from", &from, "--to", &to]);
+    let jobs = ["customers", "customers_history"];
+    let live: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|t| crate::util::python_rows(&p.warehouse_table(t, 1)))
+        .collect();
+    for job in jobs {
+        let spec = p.read(&format!("jobs/{job}.toml"));
+        p.write(
+            &format!("jobs/{job}.toml"),
+            &spec.replace("version = 1", "version = 2"),
+        );
+        p.write(
+            &format!("jobs/{job}.sql"),
+            "SELECT customer_id, upper(name) AS name, email, updated_at, op FROM changes",
+        );
+    }
+    // Promoting before the new version has every live partition is refused.
+    p.ok(&["backfill", "--from", &from, "--to", &day(4)]);
+    let early = p.run(&["promote", "customers", "--version", "2"]);
+    assert_ne!(early.code, 0, "{}", early.context());
+    early.complains("v2 lacks 5 partition(s) that v1 has: 2024-01-06");
+    p.ok(&["backfill", "--from", &from, "--to", &to]);
+    let resolved = |t: &str| p.location_dir(p.ok(&["resolve", t]).stdout.trim());
+    for (t, rows) in jobs.iter().zip(&live) {
+        assert_eq!(&crate::util::python_rows(&p.warehouse_table(t, 1)), rows);
+        assert_eq!(resolved(t), p.warehouse_table(t, 1));
+    }
+    for job in jobs {
+        p.ok(&["promote", job, "--version", "2"]);
+    }
+    for (t, rows) in jobs.iter().zip(&live) {
+        assert_eq!(resolved(t), p.warehouse_table(t, 2));
+        let upper = |rows: &[String]| -> Vec<serde_json::Value> {
+            let mut v: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|r| {
+                    let mut r: serde_json::Value = serde_json::from_str(r).unwrap();
+                    if let Some(n) = r["name"].as_str() {
+                        r["name"] = n.to_uppercase().into();
+                    }
+                    r
+                })
+                .collect();
+            v.sort_by_key(|r| r.to_string());
+            v
+        };
+        let built = crate::util::python_rows(&p.warehouse_table(t, 2));
+        assert_eq!(upper(&built), upper(rows), "{t} v2");
+        assert!(
+            built.iter().all(|r| !r.contains("\"ann-")),
+            "{t}: {built:?}"
+        );
+    }
+    p.ok(&["rollback", "customers"]);
+    assert_eq!(resolved("customers"), p.warehouse_table("customers", 1));
+}
