@@ -97,10 +97,16 @@ pub async fn execute(catalog: &Catalog, plan: &GcPlan) -> Result<GcReport, GcErr
         report.removed.push(f.clone());
     }
     for f in &plan.keep {
-        let Some(files) = crate::delta::store::vacuum(&f.uri).await? else {
-            continue; // never written: nothing to vacuum
-        };
-        report.vacuumed_files += files;
+        // A merging version's tombstones or change log are tables of their own, which the
+        // table's vacuum passes over (their folder starts with `_`).
+        let root = f.uri.trim_end_matches('/');
+        let sidecars = crate::run::SIDECARS.map(|s| format!("{root}/{s}"));
+        for uri in std::iter::once(f.uri.clone()).chain(sidecars) {
+            let Some(files) = crate::delta::store::vacuum(&uri).await? else {
+                continue; // never written: nothing to vacuum
+            };
+            report.vacuumed_files += files;
+        }
     }
     Ok(report)
 }

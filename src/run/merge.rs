@@ -41,6 +41,17 @@ pub(crate) const TOMBSTONES: &str = "_sluice_tombstones/";
 /// Where an scd2 version's change log is kept, likewise.
 pub(crate) const CHANGE_LOG: &str = "_sluice_changes/";
 
+/// Every folder a version may keep a table of its own in, beside its files: what `gc`
+/// vacuums with the version.
+pub(crate) const SIDECARS: [&str; 2] = [TOMBSTONES, CHANGE_LOG];
+/// The table's properties its sidecar takes when created: how long removed files and log
+/// entries are kept, how often the log is checkpointed.
+const SIDECAR_PROPERTIES: [&str; 3] = [
+    "delta.deletedFileRetentionDuration",
+    "delta.logRetentionDuration",
+    "delta.checkpointInterval",
+];
+
 /// A partition's values in its table's partition columns (Delta's text), in their order.
 type Values = Vec<(String, String)>;
 
@@ -381,7 +392,13 @@ impl Shape<'_> {
             columns,
             partition_by: schema.partition_by.clone(),
             comment: None,
-            properties: Default::default(),
+            // Kept as long as the table's own files are, and vacuumed as they are.
+            properties: schema
+                .properties
+                .iter()
+                .filter(|(k, _)| SIDECAR_PROPERTIES.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         }
     }
 }

@@ -37,6 +37,7 @@ pub use crate::catalog::Trigger;
 pub use inputs::CompletePartitions;
 pub use report::{RunOutcome, RunReport};
 pub use scope::partition_scope;
+pub(crate) use merge::SIDECARS;
 
 use crate::catalog::{Catalog, CatalogError, DoneIf};
 use crate::clock::SharedClock;

@@ -2,7 +2,7 @@
 //! order the days run in, with reruns and a SIGKILL, the table is the one an oracle
 //! computes in Python from the exports, read back with Python's deltalake.
 
-use crate::util::{TestProject, refresh, sigkill, stdout_of, wait_for_text};
+use crate::util::{TestProject, data_files, refresh, sigkill, stdout_of, wait_for_text};
 use std::process::Command;
 use std::time::Duration;
 
@@ -451,4 +451,33 @@ fn a_new_version_of_a_merging_job_is_built_beside_the_live_one_and_promoted() {
     }
     p.ok(&["rollback", "customers"]);
     assert_eq!(resolved("customers"), p.warehouse_table("customers", 1));
+}
+
+/// A merge rewrites its tombstones and change log as it rewrites the table: `gc` vacuums
+/// them with the table (their folders start with `_`, which the table's own vacuum passes
+/// over), after the retention the table sets, which they take from it.
+#[test]
+fn gc_vacuums_a_merging_table_s_tombstones_and_change_log_with_it() {
+    let p = project();
+    p.write(
+        "migrations/0002_keep_nothing.sql",
+        "ALTER TABLE customers SET TBLPROPERTIES ('delta.deletedFileRetentionDuration' = 'interval 0 seconds');\nALTER TABLE customers_history SET TBLPROPERTIES ('delta.deletedFileRetentionDuration' = 'interval 0 seconds');\n",
+    );
+    p.ok(&["migrate"]);
+    p.ok(&["backfill", "--from", &day(0), "--to", &day(DAYS - 1)]);
+    let sidecars = [
+        p.warehouse_table("customers", 1).join("_sluice_tombstones"),
+        p.warehouse_table("customers_history", 1).join("_sluice_changes"),
+    ];
+    let referenced = |dir: &std::path::Path| crate::util::python_rows(dir).len();
+    let before: Vec<usize> = sidecars.iter().map(|d| data_files(d).len()).collect();
+    let rows: Vec<usize> = sidecars.iter().map(|d| referenced(d)).collect();
+    let out = p.ok(&["gc"]);
+    out.says("file(s) vacuumed");
+    for ((d, before), rows) in sidecars.iter().zip(before).zip(rows) {
+        let after = data_files(d).len();
+        assert!(after < before, "{}: {before} files before, {after} after", d.display());
+        assert_eq!(referenced(d), rows, "{}", d.display());
+    }
+    assert_oracle(&p, "after gc");
 }
