@@ -19,9 +19,7 @@
 # _MEMORY_MB (256), _ROUNDS (3) size it. The table is generated once into
 # $SLUICE_BENCH_DATA (default ~/.cache/sluice-bench) and copied for each round.
 set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
-repo="$(dirname "$here")"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice-target}"
+source "$(dirname "$0")/lib.sh"
 data="${SLUICE_BENCH_DATA:-$HOME/.cache/sluice-bench}"
 rows="${SLUICE_BENCH_MERGE_ROWS:-30000000}"
 days="${SLUICE_BENCH_MERGE_DAYS:-365}"
@@ -30,14 +28,6 @@ touched="${SLUICE_BENCH_MERGE_TOUCHED:-10}"
 memory_mb="${SLUICE_BENCH_MERGE_MEMORY_MB:-256}"
 rounds="${SLUICE_BENCH_MERGE_ROUNDS:-3}"
 mkdir -p "$data"
-python3 -c 'import duckdb, deltalake, pyarrow' 2>/dev/null ||
-    python3 -m pip install --quiet --disable-pip-version-check duckdb deltalake pyarrow
-if [ -n "${SLUICE_BENCH_BIN:-}" ]; then
-    sluice="$SLUICE_BENCH_BIN"
-else
-    (cd "$repo" && cargo build --release --quiet --bin sluice)
-    sluice="$CARGO_TARGET_DIR/release/sluice"
-fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 cp "$sluice" "$work/sluice-measured"; sluice="$work/sluice-measured"

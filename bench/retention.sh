@@ -16,17 +16,9 @@
 # SLUICE_BENCH_RETENTION_MONTHS (default 12) size it; SLUICE_BENCH_BIN=/path/to/sluice
 # measures that binary instead of building this checkout.
 set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
-repo="$(dirname "$here")"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice-target}"
+source "$(dirname "$0")/lib.sh"
 jobs="${SLUICE_BENCH_RETENTION_JOBS:-50}"
 months="${SLUICE_BENCH_RETENTION_MONTHS:-12}"
-if [ -n "${SLUICE_BENCH_BIN:-}" ]; then
-    sluice="$SLUICE_BENCH_BIN"
-else
-    (cd "$repo" && cargo build --release --quiet --bin sluice)
-    sluice="$CARGO_TARGET_DIR/release/sluice"
-fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 

@@ -29,34 +29,23 @@
 #      `status`, the grid and backfill planning over it, beside the same at 10,000
 #      partitions (bench/scale.sh; SLUICE_BENCH_SCALE_BACKEND=postgres with
 #      SLUICE_BENCH_PG_URL for PostgreSQL).
+#   merge: a day of 1M changes merged into a 30M-row table of 365 days, beside a replace of
+#      the day and Python deltalake's merge (bench/merge.sh).
 #
-# usage: bench/run.sh [noop|noopscale|cost|reference|idle|promote|bigpart|cluster|watch|grid|scale|all]  (default: all)
+# usage: bench/run.sh [noop|noopscale|cost|reference|idle|promote|bigpart|cluster|watch|grid|scale|merge|all]  (default: all)
 # Every time is printed beside the peak resident memory (RSS) of the process timed.
 # SLUICE_BENCH_BASELINE=/path/to/sluice: the noop rounds run that binary too, interleaved,
 # and print this build's time as a ratio of it (a regression check against an older build).
 # Needs python3 with duckdb (pip install duckdb deltalake pyarrow). Generated data is kept
 # in $SLUICE_BENCH_DATA (default ~/.cache/sluice-bench) between runs.
 set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
-repo="$(dirname "$here")"
+source "$(dirname "$0")/lib.sh"
 shared="$(cd "$repo/../shared/bench" 2>/dev/null && pwd || true)"
 what="${1:-all}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice-target}"
 data="${SLUICE_BENCH_DATA:-$HOME/.cache/sluice-bench}"
 concurrency="${SLUICE_BENCH_CONCURRENCY:-2}"
 baseline="${SLUICE_BENCH_BASELINE:-}"
 mkdir -p "$data"
-
-python3 -c 'import duckdb, deltalake, pyarrow' 2>/dev/null ||
-    python3 -m pip install --quiet --disable-pip-version-check duckdb deltalake pyarrow
-
-# SLUICE_BENCH_BIN=/path/to/sluice measures that binary instead of building this checkout.
-if [ -n "${SLUICE_BENCH_BIN:-}" ]; then
-    sluice="$SLUICE_BENCH_BIN"
-else
-    (cd "$repo" && cargo build --release --quiet)
-    sluice="$CARGO_TARGET_DIR/release/sluice"
-fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 # Both binaries measured from fresh copies: the pages of a binary the page cache holds are
@@ -390,11 +379,6 @@ print(f"cluster: reference workload on a local two-executor Ballista cluster, me
       f"({', '.join(f'{v:.2f}' for v in x)})")
 PY
 }
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
-# usage: peak_kib PID: the peak RSS of a running process, KiB.
-peak_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 
 # usage: cluster_round ROUND ORDERS_DIR
 cluster_round() {
@@ -762,6 +746,7 @@ case "$what" in
     watch) watch ;;
     grid) grid ;;
     scale) bash "$here/scale.sh" "${SLUICE_BENCH_SCALE_BACKEND:-sqlite}" ;;
-    all) noop; noopscale; cost; reference; idle; promote; bigpart; cluster; watch; grid; bash "$here/scale.sh" sqlite ;;
-    *) echo "usage: bench/run.sh [noop|noopscale|reference|idle|promote|bigpart|cluster|watch|grid|scale|all]" >&2; exit 2 ;;
+    merge) SLUICE_BENCH_BIN="$sluice" bash "$here/merge.sh" ;;
+    all) noop; noopscale; cost; reference; idle; promote; bigpart; cluster; watch; grid; bash "$here/scale.sh" sqlite; SLUICE_BENCH_BIN="$sluice" bash "$here/merge.sh" ;;
+    *) echo "usage: bench/run.sh [noop|noopscale|cost|reference|idle|promote|bigpart|cluster|watch|grid|scale|merge|all]" >&2; exit 2 ;;
 esac

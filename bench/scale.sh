@@ -20,10 +20,8 @@
 # own, dropped at the end. SLUICE_BENCH_SCALE_PARTITIONS (default 10000) and
 # SLUICE_BENCH_SCALE_RUNS (default 10) size the big catalog.
 set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
-repo="$(dirname "$here")"
+source "$(dirname "$0")/lib.sh"
 what="${1:-sqlite}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice-target}"
 partitions="${SLUICE_BENCH_SCALE_PARTITIONS:-10000}"
 runs="${SLUICE_BENCH_SCALE_RUNS:-10}"
 jobs=100
@@ -33,12 +31,6 @@ jobs=100
 # writes about 30,000 runs a second, which is enough.
 (cd "$repo" && cargo build --quiet --example gen_catalog)
 gen="$CARGO_TARGET_DIR/debug/examples/gen_catalog"
-if [ -n "${SLUICE_BENCH_BIN:-}" ]; then
-    sluice="$SLUICE_BENCH_BIN"
-else
-    (cd "$repo" && cargo build --release --quiet --bin sluice)
-    sluice="$CARGO_TARGET_DIR/release/sluice"
-fi
 work="$(mktemp -d)"
 dbs=()
 cleanup() {
@@ -46,8 +38,6 @@ cleanup() {
     for db in "${dbs[@]}"; do psql -q "$SLUICE_BENCH_PG_URL" -c "DROP DATABASE IF EXISTS $db" > /dev/null 2>&1 || true; done
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-peak_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 
 # usage: timed OUT_PREFIX COMMAND...: runs it, writes OUT_PREFIX.s (wall seconds) and
 # OUT_PREFIX.kib (peak RSS); its stdout goes to OUT_PREFIX.out.
