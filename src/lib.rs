@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod cli;
 pub mod clock;
 pub mod cluster;
+pub mod command_input;
 pub mod config;
 pub mod cost;
 pub mod daemon;

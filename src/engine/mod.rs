@@ -69,6 +69,8 @@ pub struct PartitionQuery<'a> {
     pub without_bad_rows: Option<BadRowLog>,
     /// File inputs a job test gives in place of their template's files, by input name.
     pub file_fixtures: HashMap<Name, FileFixture>,
+    /// What each command input's program wrote, by input name (kept until the query ends).
+    pub command_outputs: HashMap<Name, crate::command_input::CommandOutput>,
 }
 
 impl<'a> PartitionQuery<'a> {
@@ -80,6 +82,7 @@ impl<'a> PartitionQuery<'a> {
             upstream,
             without_bad_rows: None,
             file_fixtures: HashMap::new(),
+            command_outputs: HashMap::new(),
         }
     }
 }
@@ -108,10 +111,66 @@ struct Registered {
 pub struct TextFile {
     pub input: Name,
     pub path: PathBuf,
+    /// How its rows' file is named in dead letters, when not by its path (a command's
+    /// output, read from a scratch file).
+    pub shown: Option<String>,
     pub schema: SchemaRef,
     pub format: FileFormat,
     /// Header and delimiter (CSV only).
     pub options: CsvOptions,
+}
+
+/// One file input to register: where it is, how it is named, how it is read.
+struct InputFile<'q> {
+    name: &'q Name,
+    path: PathBuf,
+    shown: Option<String>,
+    format: FileFormat,
+    schema: Option<SchemaRef>,
+    csv: &'q CsvOptions,
+    is_glob: bool,
+}
+
+/// Registers an Arrow or Parquet file (a command's output) as `name`, its columns cast to
+/// the declared ones: a program's types need only cast to them (checked before: see
+/// `command_input::check_schema`), and the query sees the declared schema.
+async fn register_cast(
+    ctx: &SessionContext,
+    name: &Name,
+    path: &Path,
+    format: FileFormat,
+    schema: &SchemaRef,
+) -> Result<(), EngineError> {
+    use deltalake::datafusion::common::Column;
+    use deltalake::datafusion::datasource::file_format::options::ArrowReadOptions;
+    use deltalake::datafusion::prelude::{cast, col};
+    let at = path.display().to_string();
+    let ext = crate::command_input::extension(format);
+    let df = match format {
+        FileFormat::Arrow => {
+            let o = ArrowReadOptions {
+                file_extension: ext,
+                ..Default::default()
+            };
+            ctx.read_arrow(at, o).await
+        }
+        _ => {
+            ctx.read_parquet(at, ParquetReadOptions::default().file_extension(ext))
+                .await
+        }
+    }
+    .map_err(|e| input_err(name, e))?;
+    let columns = schema.fields().iter().map(|f| {
+        cast(
+            col(Column::new_unqualified(f.name())),
+            f.data_type().clone(),
+        )
+        .alias(f.name())
+    });
+    let df = df.select(columns).map_err(|e| input_err(name, e))?;
+    ctx.register_table(name.as_str(), df.into_view())
+        .map_err(|e| input_err(name, e))?;
+    Ok(())
 }
 
 /// See [`Engine::audit_reservation`].
@@ -378,53 +437,52 @@ impl Engine {
                             template: template.clone(),
                         });
                     }
-                    let arrow_schema = schema.as_ref().map(|cols| columns_schema(cols));
-                    if let Some(bad) = q
-                        .without_bad_rows
-                        .as_ref()
-                        .filter(|b| b.of_input(input.name.as_str()) > 0)
-                    {
-                        let Some(s) = &arrow_schema else {
-                            return Err(EngineError::Input {
-                                input: input.name.to_string(),
-                                message: "bad rows can be left out only of an input with a declared `schema`".into(),
-                            });
-                        };
-                        // A copy without them, read like the original. It lives as long as
-                        // the query (`scratch`).
-                        let original = scratch::Original {
-                            path: &path,
-                            format: *format,
-                            csv,
-                            input: &input.name,
-                        };
-                        let shared = self.shared_scratch.as_ref().filter(|_| on_cluster);
-                        let at = scratch.without_bad_rows(ctx, shared, original, bad).await?;
-                        self.register_files(ctx, &input.name, at, *format, Some(s), csv)
-                            .await?;
+                    let file = InputFile {
+                        name: &input.name,
+                        path,
+                        shown: None,
+                        format: *format,
+                        schema: schema.as_ref().map(|cols| columns_schema(cols)),
+                        csv,
+                        is_glob,
+                    };
+                    self.register_file_input(ctx, q, file, &mut text_files, &mut scratch)
+                        .await?;
+                }
+                InputSource::Command(c) => {
+                    let (path, shown) = match q.file_fixtures.get(&input.name) {
+                        Some(FileFixture::Rows(rows)) => {
+                            ctx.register_table(input.name.as_str(), rows.clone())
+                                .map_err(|e| input_err(&input.name, e))?;
+                            continue;
+                        }
+                        Some(FileFixture::File(p)) => (p.clone(), None),
+                        None => {
+                            let out = q.command_outputs.get(&input.name).ok_or_else(|| {
+                                EngineError::Input {
+                                    input: input.name.to_string(),
+                                    message: "its program has not run (a job test never runs it: give its rows in [test.inputs.NAME])".into(),
+                                }
+                            })?;
+                            (out.path.to_path_buf(), Some(out.shown.clone()))
+                        }
+                    };
+                    let schema = columns_schema(&c.schema);
+                    if matches!(c.format, FileFormat::Arrow | FileFormat::Parquet) {
+                        register_cast(ctx, &input.name, &path, c.format, &schema).await?;
                         continue;
                     }
-                    self.register_files(
-                        ctx,
-                        &input.name,
-                        FilesAt::path(&path),
-                        *format,
-                        arrow_schema.as_ref(),
-                        csv,
-                    )
-                    .await?;
-                    if matches!(format, FileFormat::Csv | FileFormat::Json)
-                        && !is_glob
-                        && let Some(s) = arrow_schema
-                    {
-                        text_files.push(TextFile {
-                            input: input.name.clone(),
-                            path,
-                            schema: s,
-                            format: *format,
-                            options: csv.clone(),
-                        });
-                    }
+                    let file = InputFile {
+                        name: &input.name,
+                        path,
+                        shown,
+                        format: c.format,
+                        schema: Some(schema),
+                        csv: &c.csv,
+                        is_glob: false,
+                    };
+                    self.register_file_input(ctx, q, file, &mut text_files, &mut scratch)
+                        .await?;
                 }
                 InputSource::Table { .. } => {
                     let up = q
@@ -444,6 +502,78 @@ impl Engine {
             text_files,
             scratch,
         })
+    }
+
+    /// Registers one file input (a template's files, or a command's output): read with its
+    /// declared schema, without its bad rows when a scan found some; a CSV or JSON file
+    /// with a schema is listed for that scan.
+    async fn register_file_input(
+        &self,
+        ctx: &SessionContext,
+        q: &PartitionQuery<'_>,
+        file: InputFile<'_>,
+        text_files: &mut Vec<TextFile>,
+        scratch: &mut Scratch,
+    ) -> Result<(), EngineError> {
+        let on_cluster = self.kind_of(q.job) == EngineKind::Ballista;
+        let InputFile {
+            name,
+            path,
+            shown,
+            format,
+            schema: arrow_schema,
+            csv,
+            is_glob,
+        } = file;
+        if let Some(bad) = q
+            .without_bad_rows
+            .as_ref()
+            .filter(|b| b.of_input(name.as_str()) > 0)
+        {
+            let Some(s) = &arrow_schema else {
+                return Err(EngineError::Input {
+                    input: name.to_string(),
+                    message: "bad rows can be left out only of an input with a declared `schema`"
+                        .into(),
+                });
+            };
+            // A copy without them, read like the original. It lives as long as
+            // the query (`scratch`).
+            let original = scratch::Original {
+                path: &path,
+                format,
+                csv,
+                input: name,
+            };
+            let shared = self.shared_scratch.as_ref().filter(|_| on_cluster);
+            let at = scratch.without_bad_rows(ctx, shared, original, bad).await?;
+            self.register_files(ctx, name, at, format, Some(s), csv)
+                .await?;
+            return Ok(());
+        }
+        self.register_files(
+            ctx,
+            name,
+            FilesAt::path(&path),
+            format,
+            arrow_schema.as_ref(),
+            csv,
+        )
+        .await?;
+        if matches!(format, FileFormat::Csv | FileFormat::Json)
+            && !is_glob
+            && let Some(s) = arrow_schema
+        {
+            text_files.push(TextFile {
+                input: name.clone(),
+                path,
+                shown,
+                schema: s,
+                format,
+                options: csv.clone(),
+            });
+        }
+        Ok(())
     }
 
     /// Where a file input of the partition is: the file a job test gives in its place, or
@@ -503,6 +633,14 @@ impl Engine {
                 }
                 ctx.register_json(name.as_str(), &path_str, o).await
             }
+            FileFormat::Arrow => {
+                let o = deltalake::datafusion::datasource::file_format::options::ArrowReadOptions {
+                    file_extension: &ext,
+                    schema: schema.map(|s| s.as_ref()),
+                    ..Default::default()
+                };
+                ctx.register_arrow(name.as_str(), &path_str, o).await
+            }
         };
         r.map_err(|e| input_err(name, e))
     }
@@ -512,12 +650,13 @@ impl Engine {
     pub fn find_bad_rows(files: &[TextFile], root: &Path) -> Result<BadRowLog, EngineError> {
         let mut out = BadRowLog::default();
         for f in files {
-            let shown = f
-                .path
-                .strip_prefix(root)
-                .unwrap_or(&f.path)
-                .display()
-                .to_string();
+            let shown = f.shown.clone().unwrap_or_else(|| {
+                f.path
+                    .strip_prefix(root)
+                    .unwrap_or(&f.path)
+                    .display()
+                    .to_string()
+            });
             bad_rows::scan(
                 &f.path, &shown, &f.input, &f.schema, f.format, &f.options, &mut out,
             )
@@ -556,6 +695,7 @@ impl Engine {
                     Some(t) => t.to_arrow(),
                     None => return Ok(None),
                 },
+                InputSource::Command(c) => columns_schema(&c.schema),
             };
             let empty =
                 MemTable::try_new(schema, vec![vec![]]).map_err(|e| input_err(&input.name, e))?;

@@ -4,6 +4,7 @@
 //! below never meet an unchecked name, template or time zone.
 
 pub mod graph;
+mod input_spec;
 mod partitioning;
 mod reading;
 mod spec;
@@ -35,7 +36,11 @@ pub struct SpecError {
 pub enum FileFormat {
     Csv,
     Parquet,
+    /// Newline-delimited JSON, one object a line (`ndjson` says the same).
+    #[serde(alias = "ndjson")]
     Json,
+    /// Arrow IPC, as a stream (what a program writes to a pipe) or a file.
+    Arrow,
 }
 
 /// Which partitions of an upstream table a downstream partition reads.
@@ -246,6 +251,22 @@ pub enum InputSource {
         /// relative to the partition run) are read, each as `partitions` says.
         window: Option<Window>,
     },
+    /// A program run once per partition attempt (`type = "command"`), whose standard output
+    /// is the input's rows.
+    Command(CommandInput),
+}
+
+/// `[[inputs]] type = "command"`: an argv (never a shell line), run in the project's
+/// folder with the partition in its environment; what it writes to its standard output, in
+/// `format`, is read with the declared `schema`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandInput {
+    pub argv: Vec<String>,
+    pub format: FileFormat,
+    pub schema: Vec<Column>,
+    pub csv: CsvOptions,
+    /// Killed (with every process it started) past this.
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// `window = { from = -6, to = 0 }`: partitions P-6 to P of a partition P, both included.
@@ -516,7 +537,7 @@ impl Job {
             InputSource::Table {
                 table, partitions, ..
             } => Some((table, *partitions)),
-            InputSource::Files { .. } => None,
+            InputSource::Files { .. } | InputSource::Command(_) => None,
         })
     }
 

@@ -4,11 +4,10 @@
 
 use super::reading::{Problems, parse_tz, relative};
 use super::{
-    BadRowLimit, BadRows, CatchUp, CsvOptions, FileFormat, Input, InputSource, Job, RetryPolicy,
-    Schedule, SpecError, TEMPLATE_FIELDS, UpstreamPartitions, parse_cron, toml_message,
+    BadRowLimit, BadRows, CatchUp, InputSource, Job, RetryPolicy, Schedule, SpecError, parse_cron,
+    toml_message,
 };
 use crate::names::Name;
-use crate::schema::{Column, ddl};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -23,7 +22,7 @@ struct JobFile {
     schedule: Option<ScheduleFile>,
     partitioning: super::partitioning::PartitioningFile,
     #[serde(default)]
-    inputs: Vec<InputFile>,
+    inputs: Vec<super::input_spec::InputFile>,
     output: OutputFile,
     #[serde(default)]
     retry: RetryFile,
@@ -73,20 +72,6 @@ fn default_max_catch_up() -> u32 {
 }
 fn default_job_concurrency() -> u32 {
     1
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InputFile {
-    name: String,
-    path: Option<String>,
-    format: Option<FileFormat>,
-    schema: Option<Vec<String>>,
-    header: Option<bool>,
-    delimiter: Option<char>,
-    table: Option<String>,
-    partitions: Option<UpstreamPartitions>,
-    window: Option<super::Window>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -183,7 +168,7 @@ pub(super) fn parse(
                 None
             }
         });
-    let inputs = inputs(&raw.inputs, &mut p);
+    let inputs = super::input_spec::inputs(&raw.inputs, &mut p);
     super::partitioning::check_key_placeholders(&inputs, static_keys.is_some(), &mut p);
     if granularity == crate::partition::Granularity::None {
         for i in &inputs {
@@ -385,158 +370,6 @@ fn schedule(
     })
 }
 
-fn inputs(raw: &[InputFile], p: &mut Problems) -> Vec<Input> {
-    let mut inputs: Vec<Input> = Vec::new();
-    for (i, inp) in raw.iter().enumerate() {
-        let at = format!("inputs[{i}]");
-        let iname = match Name::new(&inp.name) {
-            Ok(n) => n,
-            Err(e) => {
-                p.add(format!("field `{at}.name`: {e}"));
-                continue;
-            }
-        };
-        if inputs.iter().any(|x| x.name == iname) {
-            p.add(format!(
-                "field `{at}.name`: input `{iname}` is declared twice"
-            ));
-            continue;
-        }
-        let source = match (&inp.path, &inp.table) {
-            (Some(_), Some(_)) | (None, None) => {
-                p.add(format!(
-                    "input `{iname}` must have exactly one of `path` (files) or `table` (an upstream table)"
-                ));
-                continue;
-            }
-            (Some(path), None) => file_input(&at, &iname, path, inp, p),
-            (None, Some(table)) => match table_input(&at, &iname, table, inp, p) {
-                Some(s) => s,
-                None => continue,
-            },
-        };
-        inputs.push(Input {
-            name: iname,
-            source,
-        });
-    }
-    inputs
-}
-
-fn file_input(
-    at: &str,
-    iname: &Name,
-    path: &str,
-    inp: &InputFile,
-    p: &mut Problems,
-) -> InputSource {
-    if inp.partitions.is_some() {
-        p.add(format!(
-            "input `{iname}`: `partitions` applies to table inputs only"
-        ));
-    }
-    if inp.window.is_some() {
-        p.add(format!(
-            "input `{iname}`: `window` applies to table inputs only (a file input names its files with its path's placeholders)"
-        ));
-    }
-    if let Err(m) = check_template(path) {
-        p.add(format!(
-            "field `{at}.path` = \"{}\": {m}",
-            path.escape_debug()
-        ));
-    }
-    let format = inp.format.unwrap_or_else(|| guess_format(path));
-    if format != FileFormat::Csv && (inp.header.is_some() || inp.delimiter.is_some()) {
-        p.add(format!(
-            "input `{iname}`: `header` and `delimiter` apply to csv only"
-        ));
-    }
-    let schema = inp
-        .schema
-        .as_ref()
-        .map(|cols| declared_columns(at, cols, p));
-    let delimiter = inp.delimiter.unwrap_or(',');
-    if !delimiter.is_ascii() || delimiter == '"' || delimiter == '\n' {
-        p.add(format!(
-            "field `{at}.delimiter`: use one ASCII character other than a quote or newline"
-        ));
-    }
-    InputSource::Files {
-        template: path.to_string(),
-        format,
-        schema,
-        csv: CsvOptions {
-            header: inp.header.unwrap_or(true),
-            delimiter: delimiter as u8,
-        },
-    }
-}
-
-/// A file input's declared columns (`schema = ["id BIGINT", ...]`).
-fn declared_columns(at: &str, cols: &[String], p: &mut Problems) -> Vec<Column> {
-    let mut out: Vec<Column> = Vec::new();
-    for (j, c) in cols.iter().enumerate() {
-        match ddl::parse_column(c) {
-            Ok(col) if out.iter().any(|x| x.name == col.name) => p.add(format!(
-                "field `{at}.schema[{j}]`: column `{}` is declared twice",
-                col.name
-            )),
-            Ok(col) => out.push(col),
-            Err(e) => p.add(format!(
-                "field `{at}.schema[{j}]` = \"{}\": {}",
-                c.escape_debug(),
-                e.message
-            )),
-        }
-    }
-    out
-}
-
-fn table_input(
-    at: &str,
-    iname: &Name,
-    table: &str,
-    inp: &InputFile,
-    p: &mut Problems,
-) -> Option<InputSource> {
-    if inp.format.is_some()
-        || inp.schema.is_some()
-        || inp.header.is_some()
-        || inp.delimiter.is_some()
-    {
-        p.add(format!(
-            "input `{iname}`: `format`, `schema`, `header` and `delimiter` apply to file inputs only"
-        ));
-    }
-    let window = inp.window.filter(|w| {
-        let ok = w.from <= w.to && w.from.abs() <= super::Window::MAX && w.to.abs() <= super::Window::MAX;
-        if !ok {
-            p.add(format!(
-                "field `{at}.window` = {{ from = {}, to = {} }}: `from` must be at most `to`, both within ±{} partitions (e.g. {{ from = -6, to = 0 }} for the 7 partitions up to this one)",
-                w.from, w.to, super::Window::MAX
-            ));
-        }
-        ok
-    });
-    if window.is_some() && inp.partitions == Some(UpstreamPartitions::All) {
-        p.add(format!(
-            "input `{iname}`: `window` reads some partitions; it cannot go with `partitions = \"all\"`"
-        ));
-    }
-    match Name::new(table) {
-        Ok(t) => Some(InputSource::Table {
-            table: t,
-            partitions: inp.partitions.unwrap_or_default(),
-            window,
-        }),
-        Err(e) => {
-            p.add(format!("field `{at}.table`: {e}"));
-            None
-        }
-    }
-}
-
 /// The output table, its key columns, its record id column and how it is written.
 fn output(
     raw: &OutputFile,
@@ -646,50 +479,4 @@ fn parse_bad_row_limit(v: &toml::Value) -> Result<BadRowLimit, String> {
 
 fn check_cron(expr: &str) -> Result<(), String> {
     parse_cron(expr).map(|_| ())
-}
-
-fn check_template(t: &str) -> Result<(), String> {
-    if t.is_empty() {
-        return Err("the path is empty".into());
-    }
-    if t.chars().any(char::is_control) {
-        return Err("the path has a control character".into());
-    }
-    // A relative path is read from the project; `..` would let it leave (promise 6). A
-    // path outside the project is written as such: absolute, or a URL.
-    if t.split(['/', '\\']).any(|segment| segment == "..") {
-        return Err("the path has a `..` segment, which could lead out of the project; write the path without it (an absolute path or a URL if the files live elsewhere)".into());
-    }
-    let mut rest = t;
-    while let Some(open) = rest.find('{') {
-        let after = &rest[open + 1..];
-        let close = after.find('}').ok_or("a `{` is never closed")?;
-        let field = &after[..close];
-        if !TEMPLATE_FIELDS.contains(&field) {
-            return Err(format!(
-                "unknown placeholder {{{field}}}; known: {}",
-                TEMPLATE_FIELDS
-                    .iter()
-                    .map(|f| format!("{{{f}}}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
-        rest = &after[close + 1..];
-    }
-    if rest.contains('}') {
-        return Err("a `}` has no matching `{`".into());
-    }
-    Ok(())
-}
-
-fn guess_format(path: &str) -> FileFormat {
-    let p = path.to_ascii_lowercase();
-    if p.ends_with(".parquet") {
-        FileFormat::Parquet
-    } else if p.ends_with(".json") || p.ends_with(".jsonl") || p.ends_with(".ndjson") {
-        FileFormat::Json
-    } else {
-        FileFormat::Csv
-    }
 }

@@ -251,7 +251,11 @@ fn file_fixtures(
 ) -> Result<HashMap<crate::names::Name, FileFixture>, JobTestError> {
     let mut out = HashMap::new();
     for input in &job.inputs {
-        if !matches!(input.source, InputSource::Files { .. }) {
+        // A command input's rows are given too: a job test never runs its program.
+        if !matches!(
+            input.source,
+            InputSource::Files { .. } | InputSource::Command(_)
+        ) {
             continue;
         }
         let given = test.inputs.get(&input.name);

@@ -306,6 +306,7 @@ pub fn input_schema(project: &Project, input: &crate::job::Input) -> Option<Sche
     match &input.source {
         InputSource::Files { schema, .. } => schema.as_ref().map(|c| columns_schema(c)),
         InputSource::Table { table, .. } => project.declared.get(table).map(|t| t.to_arrow()),
+        InputSource::Command(c) => Some(columns_schema(&c.schema)),
     }
 }
 
@@ -318,7 +319,10 @@ fn check_input_columns(
     // the format's business.
     if matches!(
         (&input.source, source),
-        (InputSource::Files { .. }, Source::File(_))
+        (
+            InputSource::Files { .. } | InputSource::Command(_),
+            Source::File(_)
+        )
     ) {
         return Ok(());
     }

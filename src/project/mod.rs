@@ -149,7 +149,7 @@ impl Project {
                         keys,
                     })
                 }
-                InputSource::Files { .. } => None,
+                InputSource::Files { .. } | InputSource::Command(_) => None,
             })
             .collect()
     }

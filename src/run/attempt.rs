@@ -144,6 +144,7 @@ impl Runner {
             lost: Arc::new(AtomicBool::new(false)),
             fingerprint: fp,
             run_id,
+            attempt: req.attempt,
             released: AtomicBool::new(false),
             ahead: req.ahead,
             meter: crate::cost::RunMeter::new(),

@@ -21,6 +21,8 @@ pub(super) struct Attempt<'a> {
     pub lost: Arc<AtomicBool>,
     pub fingerprint: String,
     pub run_id: String,
+    /// Which try at the partition this is (1 for the first), as `[retry]` counts.
+    pub attempt: u32,
     /// Set once the run's end is recorded, which releases the lease in the same write.
     pub released: AtomicBool,
     /// The request's place ahead of the compute, given back by [`Attempt::computed`].

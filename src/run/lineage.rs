@@ -121,7 +121,7 @@ fn file_inputs(
         .iter()
         .filter_map(|i| match &i.source {
             InputSource::Files { template, .. } => Job::resolve_template(template, key).ok(),
-            InputSource::Table { .. } => None,
+            InputSource::Table { .. } | InputSource::Command(_) => None,
         })
         .map(|rel| match url::Url::parse(&rel) {
             Ok(u) if u.scheme().len() > 1 => Dataset::of_url(&u),

@@ -35,9 +35,9 @@ mod write;
 
 pub use crate::catalog::Trigger;
 pub use inputs::CompletePartitions;
+pub(crate) use merge::SIDECARS;
 pub use report::{RunOutcome, RunReport};
 pub use scope::partition_scope;
-pub(crate) use merge::SIDECARS;
 
 use crate::catalog::{Catalog, CatalogError, DoneIf};
 use crate::clock::SharedClock;
@@ -99,6 +99,9 @@ pub enum RunError {
         "the dead letters (rows set aside) could not be written, so the partition was not published: {0}"
     )]
     DeadLetters(#[source] DeltaError),
+    /// A command input's program failed, or its output did not fit: nothing was read.
+    #[error(transparent)]
+    Command(#[from] crate::command_input::CommandError),
     /// A merge job's changes could not be merged: nothing was published.
     #[error(
         "merging into table `{table}`: {source}; nothing was published, the table is as it was"
@@ -127,6 +130,7 @@ impl RunError {
             RunError::Catalog(e) => e.is_transient(),
             RunError::Delta(e) | RunError::DeadLetters(e) => e.is_transient(),
             RunError::Engine(e) => e.is_transient(),
+            RunError::Command(e) => e.is_transient(),
             _ => false,
         }
     }

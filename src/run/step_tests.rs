@@ -228,6 +228,7 @@ async fn attempt<'a>(
         schema,
         handle,
         run_id: lease.run_id.clone(),
+        attempt: 1,
         lease,
         lost: Arc::new(AtomicBool::new(false)),
         fingerprint: "f".into(),

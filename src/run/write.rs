@@ -49,6 +49,15 @@ impl PartitionWrite<'_> {
         report: &mut RunReport,
     ) -> Result<(u64, u64), RunError> {
         let mut query = PartitionQuery::new(a.job, a.key, upstream);
+        // Command inputs run first: their output is read like a file's.
+        let of = crate::command_input::RunOf {
+            job: a.job,
+            key: &a.key,
+            run_id: &a.run_id,
+            attempt: a.attempt,
+        };
+        query.command_outputs =
+            crate::command_input::run_all(&self.project.settings.root, &of).await?;
         let pending = a.handle.pending();
         let WrittenFiles {
             adds,
@@ -345,11 +354,12 @@ impl PartitionWrite<'_> {
         bad: &BadRowLog,
     ) -> Result<(), DeltaError> {
         // Only jobs that read files, or that set rows aside, have dead letters.
-        let reads_files = a
-            .job
-            .inputs
-            .iter()
-            .any(|i| matches!(i.source, InputSource::Files { .. }));
+        let reads_files = a.job.inputs.iter().any(|i| {
+            matches!(
+                i.source,
+                InputSource::Files { .. } | InputSource::Command(_)
+            )
+        });
         if !reads_files && a.job.bad_rows == BadRows::Fail {
             return Ok(());
         }

@@ -11,6 +11,7 @@ mod bad_input;
 mod ballista;
 mod catalog;
 mod catalog_outage;
+mod command_inputs;
 mod cost;
 mod daemon;
 mod daemon_process;

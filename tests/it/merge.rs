@@ -467,7 +467,8 @@ fn gc_vacuums_a_merging_table_s_tombstones_and_change_log_with_it() {
     p.ok(&["backfill", "--from", &day(0), "--to", &day(DAYS - 1)]);
     let sidecars = [
         p.warehouse_table("customers", 1).join("_sluice_tombstones"),
-        p.warehouse_table("customers_history", 1).join("_sluice_changes"),
+        p.warehouse_table("customers_history", 1)
+            .join("_sluice_changes"),
     ];
     let referenced = |dir: &std::path::Path| crate::util::python_rows(dir).len();
     let before: Vec<usize> = sidecars.iter().map(|d| data_files(d).len()).collect();
@@ -476,7 +477,11 @@ fn gc_vacuums_a_merging_table_s_tombstones_and_change_log_with_it() {
     out.says("file(s) vacuumed");
     for ((d, before), rows) in sidecars.iter().zip(before).zip(rows) {
         let after = data_files(d).len();
-        assert!(after < before, "{}: {before} files before, {after} after", d.display());
+        assert!(
+            after < before,
+            "{}: {before} files before, {after} after",
+            d.display()
+        );
         assert_eq!(referenced(d), rows, "{}", d.display());
     }
     assert_oracle(&p, "after gc");
