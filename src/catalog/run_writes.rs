@@ -174,7 +174,8 @@ pub(super) async fn finish_in(
     let cost = measured.cost;
     sqlx::query(
         "UPDATE runs SET state = $1, rows_written = $2, delta_version = $3, error = $4, finished_at = $5, quality_json = $6, \
-         cpu_us = $8, bytes_read = $9, bytes_written = $10, requests = $11, peak_memory_bytes = $12 WHERE run_id = $7",
+         cpu_us = $8, bytes_read = $9, bytes_written = $10, requests = $11, peak_memory_bytes = $12, \
+         reads_json = $13, data_version = $14 WHERE run_id = $7",
     )
     .bind(state.as_str())
     .bind(rows)
@@ -188,6 +189,9 @@ pub(super) async fn finish_in(
     .bind(cost.map(|c| as_i64(c.bytes_written)))
     .bind(cost.map(|c| as_i64(c.requests)))
     .bind(cost.map(|c| as_i64(c.peak_memory_bytes)))
+    // A command input's output is known only at the end (see `Reads::commands`).
+    .bind(start.reads_json.as_deref())
+    .bind(start.data_version.as_deref())
     .execute(&mut *tx)
     .await
     .map_err(query_err("record run end"))?;

@@ -33,6 +33,17 @@ pub struct Reads {
     pub upstream: Vec<TableRead>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileRead>,
+    /// What each command input's program wrote (known once it has run).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<CommandRead>,
+}
+
+/// One command input's output, as read: its size and hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandRead {
+    pub input: String,
+    pub bytes: u64,
+    pub sha256: String,
 }
 
 /// One upstream table input as read: which physical version, and the data version of each
@@ -82,6 +93,9 @@ impl Reads {
         for f in &self.files {
             h.update(format!("{}:{}:{}:{}\n", f.input, f.path, f.size, f.etag).as_bytes());
         }
+        for c in &self.commands {
+            h.update(format!("command {}:{}:{}\n", c.input, c.bytes, c.sha256).as_bytes());
+        }
         h.finalize().to_hex()[..16].to_string()
     }
 
@@ -120,6 +134,7 @@ mod tests {
                 modified: 1,
                 etag: etag.into(),
             }],
+            commands: Vec::new(),
         }
     }
 

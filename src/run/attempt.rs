@@ -103,6 +103,7 @@ impl Runner {
                 let reads = crate::provenance::Reads {
                     upstream: tables,
                     files,
+                    commands: Vec::new(),
                 };
                 (upstream, Some(reads))
             }
@@ -215,6 +216,15 @@ impl Runner {
             Some(why) => Err(RunError::NotRunnable(why.to_string())),
         };
         drop(heartbeat);
+        // What the command inputs wrote is known now: part of what the partition read.
+        if !report.command_reads.is_empty()
+            && let Some(mut reads) =
+                crate::provenance::Reads::from_json(start.reads_json.as_deref())
+        {
+            reads.commands = std::mem::take(&mut report.command_reads);
+            start.reads_json = Some(reads.to_json());
+            start.data_version = Some(reads.data_version(&a.fingerprint));
+        }
         let measured = self.measures(req, a, report);
         match &outcome {
             Ok((rows, dv)) => lineage.complete(*rows, *dv, measured.cost),

@@ -47,6 +47,9 @@ pub struct RunReport {
     pub cost: Option<crate::cost::RunCost>,
     /// From the call to its end: lease, run, write, commit, catalog, retries included.
     pub duration_ms: f64,
+    /// What the last attempt's command inputs wrote: part of what the partition read.
+    #[serde(skip)]
+    pub command_reads: Vec<crate::provenance::CommandRead>,
 }
 
 impl RunReport {
@@ -75,6 +78,7 @@ impl RunReport {
             held_by: None,
             cost: None,
             duration_ms: 0.0,
+            command_reads: Vec::new(),
         }
     }
 }

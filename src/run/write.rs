@@ -58,6 +58,16 @@ impl PartitionWrite<'_> {
         };
         query.command_outputs =
             crate::command_input::run_all(&self.project.settings.root, &of).await?;
+        report.command_reads = query
+            .command_outputs
+            .iter()
+            .map(|(input, o)| crate::provenance::CommandRead {
+                input: input.to_string(),
+                bytes: o.bytes,
+                sha256: o.sha256.clone(),
+            })
+            .collect();
+        report.command_reads.sort_by(|a, b| a.input.cmp(&b.input));
         let pending = a.handle.pending();
         let WrittenFiles {
             adds,

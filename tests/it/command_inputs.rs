@@ -239,3 +239,45 @@ fn a_command_input_spec_that_cannot_work_is_refused_naming_the_field() {
     out.complains("exited with code 2");
     out.complains("nowhere.py");
 }
+
+/// A partition's data version includes the hash of what its command wrote: a rerun of the
+/// extract that gives the same rows changes nothing downstream; one that gives other rows
+/// makes what read that day stale.
+#[test]
+fn a_rerun_extract_that_gives_other_rows_makes_what_read_it_stale() {
+    let p = project(&["csv"], "");
+    p.write(
+        "jobs/rate_report.toml",
+        "description = \"the day's rates, for the report\"\nversion = 1\nstart = \"2024-01-01\"\n\n[partitioning]\ngranularity = \"daily\"\n\n[[inputs]]\nname = \"rates\"\ntable = \"rates_csv\"\n\n[output]\ntable = \"rate_report\"\n",
+    );
+    p.write("jobs/rate_report.sql", "SELECT currency, rate FROM rates");
+    p.write(
+        "migrations/0002_report.sql",
+        "CREATE TABLE rate_report (currency STRING, rate DOUBLE, dt DATE NOT NULL) PARTITIONED BY (dt);\n",
+    );
+    p.ok(&["migrate"]);
+    p.ok(&["backfill", "--from", "2024-01-01", "--to", "2024-01-02"]);
+    let stale = |p: &TestProject| -> Vec<String> {
+        p.ok(&["status", "--output", "json"])
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["state"] != "complete")
+            .map(|r| format!("{} {} {}", r["job"], r["partition"], r["state"]))
+            .collect()
+    };
+    let again = p.ok(&["run", "rates_csv", "--partition", "2024-01-01"]);
+    assert!(!again.stdout.contains("made stale"), "{}", again.context());
+    assert_eq!(stale(&p), Vec::<String>::new());
+    p.write(
+        "api/rates.csv",
+        &API.replace("2024-01-01,USD,1.10", "2024-01-01,USD,1.20"),
+    );
+    let changed = p.ok(&["run", "rates_csv", "--partition", "2024-01-01"]);
+    changed.says("made stale downstream (1): rate_report 2024-01-01");
+    assert_eq!(
+        stale(&p),
+        vec!["\"rate_report\" \"2024-01-01\" \"stale\"".to_string()]
+    );
+}
