@@ -33,6 +33,8 @@ spelled_enum! {
 pub struct Dataset {
     pub namespace: String,
     pub name: String,
+    /// The dataset's version facet, when it has one (a command input: its program's).
+    pub version: Option<String>,
 }
 
 impl Dataset {
@@ -45,6 +47,7 @@ impl Dataset {
         Dataset {
             namespace: format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default()),
             name: url.path().trim_matches('/').to_string(),
+            version: None,
         }
     }
 
@@ -56,11 +59,41 @@ impl Dataset {
                 "" => "/".into(),
                 p => p.to_string(),
             },
+            version: None,
+        }
+    }
+
+    /// A command input: namespace `command`, named by its argv; its version the SHA-256
+    /// of the files under `root` its arguments name (the script), when any do.
+    pub fn of_command(root: &Path, argv: &[String]) -> Dataset {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        let mut any = false;
+        for arg in argv {
+            let p = root.join(arg);
+            if p.is_file()
+                && let Ok(bytes) = std::fs::read(&p)
+            {
+                h.update(arg.as_bytes());
+                h.update(b"\n");
+                h.update(sha2::Sha256::digest(&bytes));
+                any = true;
+            }
+        }
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        Dataset {
+            namespace: "command".into(),
+            name: argv.join(" "),
+            version: any.then(|| hex(&h.finalize())[..16].to_string()),
         }
     }
 
     fn json(&self) -> Value {
-        json!({ "namespace": self.namespace, "name": self.name })
+        let mut v = json!({ "namespace": self.namespace, "name": self.name });
+        if let Some(version) = &self.version {
+            v["facets"] = json!({ "version": version_facet(version) });
+        }
+        v
     }
 }
 
@@ -128,6 +161,14 @@ impl RunEvent {
             cost: None,
         }
     }
+}
+
+fn version_facet(version: &str) -> Value {
+    facet(
+        "DatasetVersionDatasetFacet",
+        "1-0-1",
+        json!({ "datasetVersion": version }),
+    )
 }
 
 fn facet(name: &str, version: &str, body: Value) -> Value {
@@ -266,14 +307,7 @@ fn output_json(o: &Output) -> Value {
         facet("SchemaDatasetFacet", "1-2-0", json!({ "fields": fields })),
     );
     if let Some(dv) = o.delta_version {
-        facets.insert(
-            "version".into(),
-            facet(
-                "DatasetVersionDatasetFacet",
-                "1-0-1",
-                json!({ "datasetVersion": dv.to_string() }),
-            ),
-        );
+        facets.insert("version".into(), version_facet(&dv.to_string()));
     }
     v["facets"] = Value::Object(facets);
     if let Some(rows) = o.rows {
@@ -299,7 +333,8 @@ mod tests {
             Dataset::of_url(&s3),
             Dataset {
                 namespace: "s3://lake".into(),
-                name: "prod/clean_orders/v1".into()
+                name: "prod/clean_orders/v1".into(),
+                version: None,
             }
         );
         let local = Url::parse("file:///srv/warehouse/clean_orders/v1/").unwrap();
@@ -307,7 +342,8 @@ mod tests {
             Dataset::of_url(&local),
             Dataset {
                 namespace: "file".into(),
-                name: "/srv/warehouse/clean_orders/v1".into()
+                name: "/srv/warehouse/clean_orders/v1".into(),
+                version: None,
             }
         );
     }

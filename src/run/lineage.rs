@@ -110,7 +110,7 @@ impl Drop for RunLineage {
     }
 }
 
-/// The files a partition reads, as OpenLineage datasets (a template that is not usable
+/// The files and commands a partition reads, as OpenLineage datasets (a template that is not usable
 /// for this partition names no dataset; the run fails on it anyway).
 fn file_inputs(
     job: &Job,
@@ -120,12 +120,15 @@ fn file_inputs(
     job.inputs
         .iter()
         .filter_map(|i| match &i.source {
-            InputSource::Files { template, .. } => Job::resolve_template(template, key).ok(),
-            InputSource::Table { .. } | InputSource::Command(_) => None,
-        })
-        .map(|rel| match url::Url::parse(&rel) {
-            Ok(u) if u.scheme().len() > 1 => Dataset::of_url(&u),
-            _ => Dataset::of_path(&root.join(&rel)),
+            InputSource::Files { template, .. } => {
+                let rel = Job::resolve_template(template, key).ok()?;
+                Some(match url::Url::parse(&rel) {
+                    Ok(u) if u.scheme().len() > 1 => Dataset::of_url(&u),
+                    _ => Dataset::of_path(&root.join(&rel)),
+                })
+            }
+            InputSource::Command(c) => Some(Dataset::of_command(root, &c.argv)),
+            InputSource::Table { .. } => None,
         })
         .collect()
 }

@@ -105,6 +105,10 @@ fn calls(p: &TestProject) -> Vec<serde_json::Value> {
 fn a_command_input_in_each_format_gives_the_partition_s_rows_and_learns_its_partition() {
     let formats = ["csv", "ndjson", "arrow", "parquet"];
     let p = project(&formats, "");
+    p.write(
+        "sluice.toml",
+        "[lineage]\ntransport = \"file\"\npath = \"lineage/events.ndjson\"\n",
+    );
     let out = p.ok(&["backfill", "--from", "2024-01-02", "--to", "2024-01-02"]);
     // Its standard error is the run's log, under the run's id.
     let said = out
@@ -134,6 +138,20 @@ fn a_command_input_in_each_format_gives_the_partition_s_rows_and_learns_its_part
             "{e}"
         );
     }
+    // Lineage names the command as the run's input, with its script's version.
+    let events = p.read("lineage/events.ndjson");
+    let complete: serde_json::Value = events
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["eventType"] == "COMPLETE" && e["job"]["name"] == "rates_csv")
+        .unwrap_or_else(|| panic!("{events}"));
+    let input = &complete["inputs"][0];
+    assert_eq!(input["namespace"], "command", "{complete}");
+    assert_eq!(input["name"], "python3 scripts/rates.py csv", "{complete}");
+    let version = input["facets"]["version"]["datasetVersion"]
+        .as_str()
+        .unwrap_or_default();
+    assert_eq!(version.len(), 16, "{complete}");
 }
 
 #[test]
