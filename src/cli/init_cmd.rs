@@ -8,11 +8,14 @@ use std::path::Path;
 pub struct InitArgs {
     /// Where the project goes: a new or empty folder (`.` for this one).
     dir: std::path::PathBuf,
+    /// What its job reads: a CSV file per day, or a script's output (an extract step).
+    #[arg(long, value_enum, default_value_t)]
+    template: scaffold::Template,
 }
 
 pub fn init(g: &Globals, args: InitArgs) -> Outcome {
     let dir: &Path = &args.dir;
-    let files = scaffold::init(dir)?;
+    let files = scaffold::init(dir, args.template)?;
     if g.output == output::Format::Json {
         println!(
             "{}",

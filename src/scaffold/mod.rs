@@ -1,6 +1,7 @@
 //! `sluice init DIR`: a new project that validates, migrates and backfills as created —
-//! settings, one daily job over a CSV input, its migration and three days of sample data.
-//! The files are the ones in `template/`, built into the binary.
+//! settings, one daily job over a CSV input, its migration and three days of sample data;
+//! with `--template command`, the job's input is a script's output instead (an extract
+//! step). The files are the ones in `template/`, built into the binary.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,31 @@ const FILES: &[(&str, &str)] = &[
     ),
 ];
 
+/// What the new project's job reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Template {
+    /// One CSV file per day.
+    #[default]
+    Files,
+    /// What a script writes to its standard output (`scripts/fetch_visits.sh`).
+    Command,
+}
+
+/// The files of a new project of `template`.
+fn files(template: Template) -> Vec<(&'static str, &'static str)> {
+    let mut files = FILES.to_vec();
+    if template == Template::Command {
+        for f in files.iter_mut().filter(|f| f.0 == "jobs/page_visits.toml") {
+            f.1 = include_str!("template/job_command.toml");
+        }
+        files.push((
+            "scripts/fetch_visits.sh",
+            include_str!("template/fetch_visits.sh"),
+        ));
+    }
+    files
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
     #[error(
@@ -66,7 +92,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> InitError + '_ {
 /// Writes a new project into `dir`, which must not exist or be empty. Returns the files
 /// written, relative to `dir`. Every file is created new, so nothing is ever overwritten,
 /// even by a folder filled between the check and the write.
-pub fn init(dir: &Path) -> Result<Vec<PathBuf>, InitError> {
+pub fn init(dir: &Path, template: Template) -> Result<Vec<PathBuf>, InitError> {
     if let Ok(entries) = std::fs::read_dir(dir) {
         let mut names: Vec<String> = entries
             .filter_map(|e| e.ok())
@@ -84,8 +110,9 @@ pub fn init(dir: &Path) -> Result<Vec<PathBuf>, InitError> {
             });
         }
     }
-    let mut written = Vec::with_capacity(FILES.len());
-    for (rel, content) in FILES {
+    let files = files(template);
+    let mut written = Vec::with_capacity(files.len());
+    for (rel, content) in files {
         let path = dir.join(rel);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(io_err(parent))?;
@@ -109,7 +136,7 @@ mod tests {
     fn refuses_a_folder_with_files_and_leaves_them_alone() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
-        let e = init(dir.path()).unwrap_err();
+        let e = init(dir.path(), Template::Files).unwrap_err();
         assert!(e.to_string().contains("notes.txt"), "{e}");
         assert_eq!(
             std::fs::read_to_string(dir.path().join("notes.txt")).unwrap(),
@@ -121,6 +148,11 @@ mod tests {
     #[test]
     fn the_job_file_names_match_the_job() {
         assert!(FILES.iter().any(|(p, _)| *p == format!("jobs/{JOB}.toml")));
+        let command = files(Template::Command);
+        assert!(command.iter().any(
+            |(p, c)| *p == format!("jobs/{JOB}.toml") && c.contains("scripts/fetch_visits.sh")
+        ));
+        assert!(command.iter().any(|(p, _)| *p == "scripts/fetch_visits.sh"));
         assert!(
             FILES
                 .iter()

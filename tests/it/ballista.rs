@@ -39,7 +39,7 @@ fn the_sample_month_on_ballista_writes_what_the_embedded_engine_writes() {
     let embedded = TestProject::sample();
     let cluster = TestProject::sample();
     for p in [&embedded, &cluster] {
-        p.without_customer_jobs();
+        p.only_order_jobs();
     }
     cluster.write(
         "sluice.toml",
@@ -249,7 +249,7 @@ fn start_cluster(p: &TestProject, failpoint: &str, hidden: &Path) -> (Cluster, S
 fn a_real_cluster_writes_what_the_embedded_engine_writes_though_an_executor_dies() {
     let (embedded, on_cluster) = (TestProject::sample(), TestProject::sample());
     for p in [&embedded, &on_cluster] {
-        p.without_customer_jobs();
+        p.only_order_jobs();
     }
     let client_tmp = on_cluster.path().join("client-tmp");
     std::fs::create_dir_all(&client_tmp).unwrap();

@@ -47,6 +47,35 @@ fn an_initialised_project_validates_migrates_and_backfills_as_created() {
     assert_eq!(migrations[0]["applied_by"], history[0]["by_whom"]);
 }
 
+/// `init --template command`: the same job, its input a script's output; it validates,
+/// tests (the test gives the rows: the script is not run) and backfills as created, with
+/// the same rows as the files template.
+#[test]
+fn an_initialised_project_with_a_command_step_backfills_as_created() {
+    let p = TestProject::empty();
+    let created = p.ok(&["init", ".", "--template", "command"]);
+    created.says("scripts/fetch_visits.sh");
+    p.ok(&["validate"]);
+    p.ok(&["test"]).says("1 passed, 0 failed");
+    p.ok(&["migrate"]);
+    let backfill = p.backfill("2024-01-01", "2024-01-03");
+    backfill.says("3 succeeded, 0 failed");
+    assert!(
+        backfill.stderr.contains("fetching visits for 2024-01-02"),
+        "{}",
+        backfill.context()
+    );
+    let table = p.warehouse_table("page_visits", 1);
+    let (rows, pages, visits) = python_delta_summary(&table, "dt", "2024-01-02", "page", "visits");
+    assert_eq!((rows, pages, visits), (4, 4, 8.0));
+    // A day not exported yet: the script says "try later" (75), and the day fails after
+    // its tries, saying so.
+    let out = p.run(&["run", "page_visits", "--partition", "2024-01-04"]);
+    assert_ne!(out.code, 0, "{}", out.context());
+    out.complains("exited with code 75");
+    out.complains("no visits exported for 2024-01-04 yet");
+}
+
 #[test]
 fn init_refuses_a_folder_that_holds_files_and_changes_none() {
     let p = TestProject::sample();
