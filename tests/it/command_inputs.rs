@@ -38,6 +38,8 @@ if "hang" in behave:
     time.sleep(300)
 if fmt == "csv":
     text = "day,currency,rate\n" + "".join(f"{r['day']},{r['currency']},{r['rate']}\n" for r in rows)
+    if "bad_row" in behave:
+        text += f"{start},CHF,not-a-rate\n"
     if "killed" in behave and attempt == 1:
         out(text[: len(text) // 2].encode())
         os.kill(os.getpid(), signal.SIGKILL)
@@ -298,4 +300,34 @@ fn a_rerun_extract_that_gives_other_rows_makes_what_read_it_stale() {
         stale(&p),
         vec!["\"rate_report\" \"2024-01-01\" \"stale\"".to_string()]
     );
+}
+
+/// A row of a command's output that does not fit the declared schema is a dead letter, as
+/// a file's would be, named by the command and its line.
+#[test]
+fn an_unusable_row_of_a_command_s_output_is_a_dead_letter_named_by_the_command() {
+    let p = project(&["csv"], "");
+    let spec = p.read("jobs/rates_csv.toml");
+    p.write(
+        "jobs/rates_csv.toml",
+        &spec.replace("version = 1\n", "version = 1\nbad_rows = \"skip\"\n"),
+    );
+    p.write("BEHAVE", "bad_row");
+    p.ok(&["run", "rates_csv", "--partition", "2024-01-01"]);
+    assert_eq!(
+        python_rows(&p.warehouse_table("rates_csv", 1)).len(),
+        2,
+        "the two usable rows"
+    );
+    let letters = p
+        .ok(&["dlq", "list", "rates_csv", "--output", "json"])
+        .json();
+    let letters = letters.as_array().unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(
+        letters[0]["file"],
+        "the output of `python3 scripts/rates.py csv`"
+    );
+    assert_eq!(letters[0]["line"], 4);
+    assert_eq!(letters[0]["raw"], "2024-01-01,CHF,not-a-rate");
 }

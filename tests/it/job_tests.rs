@@ -403,7 +403,7 @@ fn update_and_create_round_trip_through_the_job_s_code() {
     );
     // Passes as created.
     let out = p.ok(&["test"]);
-    out.says("36 passed, 0 failed");
+    out.says("37 passed, 0 failed");
     assert!(line_of(&out.stdout, "sampled_2024-01-12").starts_with("ok"));
 
     // Fails after the SQL changes ...
