@@ -95,6 +95,15 @@ fn project(formats: &[&str], more: &str) -> TestProject {
     p
 }
 
+/// Runs `job`'s `partition`, which must fail saying each of `said`.
+fn fails_saying(p: &TestProject, job: &str, partition: &str, said: &[&str]) {
+    let out = p.run(&["run", job, "--partition", partition]);
+    assert_ne!(out.code, 0, "{}", out.context());
+    for s in said {
+        out.complains(s);
+    }
+}
+
 /// Each attempt's environment, as the script recorded it.
 fn calls(p: &TestProject) -> Vec<serde_json::Value> {
     p.read("calls.txt")
@@ -175,10 +184,12 @@ fn a_command_killed_mid_output_or_saying_try_later_is_retried_and_one_that_fails
     assert_eq!(python_rows(&table).len(), 4);
     // Exit 1: failed, not retried, its standard error in the failure.
     p.write("BEHAVE", "fail");
-    let out = p.run(&["run", "rates_csv", "--partition", "2024-01-03"]);
-    assert_ne!(out.code, 0, "{}", out.context());
-    out.complains("exited with code 1");
-    out.complains("no such account");
+    fails_saying(
+        &p,
+        "rates_csv",
+        "2024-01-03",
+        &["exited with code 1", "no such account"],
+    );
     assert_eq!(calls(&p).len(), 5);
     assert_eq!(python_rows(&table).len(), 4);
 }
@@ -187,9 +198,12 @@ fn a_command_killed_mid_output_or_saying_try_later_is_retried_and_one_that_fails
 fn a_command_writing_the_wrong_type_fails_naming_the_column() {
     let p = project(&["arrow"], "");
     p.write("BEHAVE", "text_rates");
-    let out = p.run(&["run", "rates_arrow", "--partition", "2024-01-01"]);
-    assert_ne!(out.code, 0, "{}", out.context());
-    out.complains("column `rate` is Utf8 in the output, declared DOUBLE");
+    fails_saying(
+        &p,
+        "rates_arrow",
+        "2024-01-01",
+        &["column `rate` is Utf8 in the output, declared DOUBLE"],
+    );
     // Not retried: the program would write the same again.
     assert_eq!(calls(&p).len(), 1);
 }
@@ -198,9 +212,12 @@ fn a_command_writing_the_wrong_type_fails_naming_the_column() {
 fn a_command_past_its_timeout_is_killed_with_the_processes_it_started() {
     let p = project(&["csv"], "timeout = \"2s\"\n");
     p.write("BEHAVE", "hang");
-    let out = p.run(&["run", "rates_csv", "--partition", "2024-01-01"]);
-    assert_ne!(out.code, 0, "{}", out.context());
-    out.complains("ran longer than its timeout");
+    fails_saying(
+        &p,
+        "rates_csv",
+        "2024-01-01",
+        &["ran longer than its timeout"],
+    );
     // A timeout is worth another try: both attempts ran, each killed.
     assert_eq!(calls(&p).len(), 2);
     let child: i32 = p.read("child.pid").trim().parse().unwrap();
@@ -254,10 +271,12 @@ fn a_command_input_spec_that_cannot_work_is_refused_naming_the_field() {
         &spec.replace("scripts/rates.py", "scripts/nowhere.py"),
     );
     p.ok(&["validate"]);
-    let out = p.run(&["run", "rates_csv", "--partition", "2024-01-01"]);
-    assert_ne!(out.code, 0, "{}", out.context());
-    out.complains("exited with code 2");
-    out.complains("nowhere.py");
+    fails_saying(
+        &p,
+        "rates_csv",
+        "2024-01-01",
+        &["exited with code 2", "nowhere.py"],
+    );
 }
 
 /// A partition's data version includes the hash of what its command wrote: a rerun of the
