@@ -30,9 +30,11 @@
 #      partitions (bench/scale.sh; SLUICE_BENCH_SCALE_BACKEND=postgres with
 #      SLUICE_BENCH_PG_URL for PostgreSQL).
 #   merge: a day of 1M changes merged into a 30M-row table of 365 days, beside a replace of
-#      the day and Python deltalake's merge (bench/merge.sh).
+#      the day and Python deltalake's merge (bench/merge.sh);
+#   command: 10M rows from a program as a command input, beside the program writing a file
+#      and a file input of it (bench/command.sh).
 #
-# usage: bench/run.sh [noop|noopscale|cost|reference|idle|promote|bigpart|cluster|watch|grid|scale|merge|all]  (default: all)
+# usage: bench/run.sh [noop|noopscale|cost|reference|idle|promote|bigpart|cluster|watch|grid|scale|merge|command|all]  (default: all)
 # Every time is printed beside the peak resident memory (RSS) of the process timed.
 # SLUICE_BENCH_BASELINE=/path/to/sluice: the noop rounds run that binary too, interleaved,
 # and print this build's time as a ratio of it (a regression check against an older build).
@@ -747,6 +749,8 @@ case "$what" in
     grid) grid ;;
     scale) bash "$here/scale.sh" "${SLUICE_BENCH_SCALE_BACKEND:-sqlite}" ;;
     merge) SLUICE_BENCH_BIN="$sluice" bash "$here/merge.sh" ;;
-    all) noop; noopscale; cost; reference; idle; promote; bigpart; cluster; watch; grid; bash "$here/scale.sh" sqlite; SLUICE_BENCH_BIN="$sluice" bash "$here/merge.sh" ;;
-    *) echo "usage: bench/run.sh [noop|noopscale|cost|reference|idle|promote|bigpart|cluster|watch|grid|scale|merge|all]" >&2; exit 2 ;;
+    command) SLUICE_BENCH_BIN="$sluice" bash "$here/command.sh" ;;
+    all) noop; noopscale; cost; reference; idle; promote; bigpart; cluster; watch; grid; bash "$here/scale.sh" sqlite
+         SLUICE_BENCH_BIN="$sluice" bash "$here/merge.sh"; SLUICE_BENCH_BIN="$sluice" bash "$here/command.sh" ;;
+    *) echo "usage: bench/run.sh [noop|noopscale|cost|reference|idle|promote|bigpart|cluster|watch|grid|scale|merge|command|all]" >&2; exit 2 ;;
 esac
