@@ -204,13 +204,59 @@ pub async fn run(
             source,
         })?;
     let group = Group(child.id().and_then(|p| i32::try_from(p).ok()));
-    let (Some(mut stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        return Err(spool_err(std::io::Error::other(
-            "the program's pipes were not opened",
-        )));
-    };
     let file = spool.reopen().map_err(spool_err)?;
+    let work = drive(&mut child, file, input);
+    let (copied, last, status) = match spec.timeout {
+        None => work.await,
+        Some(t) => match tokio::time::timeout(t, work).await {
+            Ok(done) => done,
+            Err(_) => {
+                drop(group); // the whole group, now
+                return Err(CommandError::TimedOut {
+                    input: input.to_string(),
+                    command,
+                    timeout: format!("{t:?}"),
+                    stderr: String::new(),
+                });
+            }
+        },
+    };
+    let status = status.map_err(spool_err)?;
+    // Whatever it left running in its group goes with it.
+    drop(group);
+    if let Some(failed) = failure(input, &command, status, tail(&last)) {
+        return Err(failed);
+    }
+    let (bytes, sha256) = copied.map_err(spool_err)?;
+    let output = CommandOutput {
+        path: spool.into_temp_path(),
+        shown: format!("the output of `{command}`"),
+        bytes,
+        sha256,
+    };
+    check_schema(&output.path, spec).map_err(|why| CommandError::Schema {
+        input: input.to_string(),
+        command,
+        why,
+    })?;
+    Ok(output)
+}
+
+/// Copies the program's standard output to `file` (hashing it), logs its standard error
+/// line by line, and waits for its end, all at once (a pipe left unread would block it):
+/// the output's size and hash, its last lines of standard error, and how it ended.
+async fn drive(
+    child: &mut tokio::process::Child,
+    file: std::fs::File,
+    input: &Name,
+) -> (
+    std::io::Result<(u64, String)>,
+    VecDeque<String>,
+    std::io::Result<std::process::ExitStatus>,
+) {
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
     let copy = async {
+        let mut stdout = stdout.ok_or_else(|| std::io::Error::other("no standard output"))?;
         let mut file = tokio::fs::File::from_std(file);
         let mut hash = sha2::Sha256::new();
         let mut buf = vec![0u8; 64 << 10];
@@ -228,10 +274,13 @@ pub async fn run(
         Ok::<_, std::io::Error>((bytes, hex(&hash.finalize())))
     };
     let log = async {
+        let mut last = VecDeque::new();
+        let Some(stderr) = stderr else {
+            return last;
+        };
         // Bytes, not text: a line that is not UTF-8 must not stop the reading (the
         // program would block on a full pipe).
         let mut reader = tokio::io::BufReader::new(stderr);
-        let mut last = VecDeque::new();
         let mut raw = Vec::new();
         loop {
             raw.clear();
@@ -249,60 +298,33 @@ pub async fn run(
         }
         last
     };
-    let work = async {
-        let (copied, last, status) = tokio::join!(copy, log, child.wait());
-        (copied, last, status)
-    };
-    let (copied, last, status) = match spec.timeout {
-        None => work.await,
-        Some(t) => match tokio::time::timeout(t, work).await {
-            Ok(done) => done,
-            Err(_) => {
-                drop(group); // the whole group, now
-                return Err(CommandError::TimedOut {
-                    input: input.to_string(),
-                    command,
-                    timeout: format!("{t:?}"),
-                    stderr: String::new(),
-                });
-            }
-        },
-    };
-    let stderr = tail(&last);
-    let status = status.map_err(spool_err)?;
-    // Whatever it left running in its group goes with it.
-    drop(group);
-    if status.code() != Some(0) {
-        use std::os::unix::process::ExitStatusExt as _;
-        let (input, command) = (input.to_string(), command);
-        return Err(match status.code() {
-            Some(code) => CommandError::Exited {
-                input,
-                command,
-                code,
-                stderr,
-            },
-            None => CommandError::Killed {
-                input,
-                command,
-                signal: status.signal().unwrap_or(0),
-                stderr,
-            },
-        });
+    tokio::join!(copy, log, child.wait())
+}
+
+/// How a program that did not exit 0 failed: its exit code, or the signal that ended it.
+fn failure(
+    input: &Name,
+    command: &str,
+    status: std::process::ExitStatus,
+    stderr: String,
+) -> Option<CommandError> {
+    use std::os::unix::process::ExitStatusExt as _;
+    let (input, command) = (input.to_string(), command.to_string());
+    match status.code() {
+        Some(0) => None,
+        Some(code) => Some(CommandError::Exited {
+            input,
+            command,
+            code,
+            stderr,
+        }),
+        None => Some(CommandError::Killed {
+            input,
+            command,
+            signal: status.signal().unwrap_or(0),
+            stderr,
+        }),
     }
-    let (bytes, sha256) = copied.map_err(spool_err)?;
-    let output = CommandOutput {
-        path: spool.into_temp_path(),
-        shown: format!("the output of `{command}`"),
-        bytes,
-        sha256,
-    };
-    check_schema(&output.path, spec).map_err(|why| CommandError::Schema {
-        input: input.to_string(),
-        command,
-        why,
-    })?;
-    Ok(output)
 }
 
 /// `: <the last lines of standard error>`, or nothing when it said nothing.

@@ -10,12 +10,26 @@ pub struct InitArgs {
     dir: std::path::PathBuf,
     /// What its job reads: a CSV file per day, or a script's output (an extract step).
     #[arg(long, value_enum, default_value_t)]
-    template: scaffold::Template,
+    template: TemplateArg,
+}
+
+/// `--template`, as clap reads it.
+#[derive(Debug, Clone, Copy, Default, clap::ValueEnum)]
+enum TemplateArg {
+    /// One CSV file per day.
+    #[default]
+    Files,
+    /// What a script writes to its standard output (`scripts/fetch_visits.sh`).
+    Command,
 }
 
 pub fn init(g: &Globals, args: InitArgs) -> Outcome {
     let dir: &Path = &args.dir;
-    let files = scaffold::init(dir, args.template)?;
+    let template = match args.template {
+        TemplateArg::Files => scaffold::Template::Files,
+        TemplateArg::Command => scaffold::Template::Command,
+    };
+    let files = scaffold::init(dir, template)?;
     if g.output == output::Format::Json {
         println!(
             "{}",

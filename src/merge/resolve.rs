@@ -115,6 +115,13 @@ pub async fn resolve(
     let candidates = held.union(tombstones)?.union(changes)?;
     ctx.register_table(CANDIDATES, candidates.into_view())?;
 
+    let winners = ctx.sql(&winners_sql(columns, rule)).await?;
+    Ok(winners)
+}
+
+/// The query over [`CANDIDATES`] that ranks each key's rows and marks conflicts (see
+/// [`resolve`]): the table's columns, [`DELETED`], [`WINNER`] and [`CONFLICT`].
+fn winners_sql(columns: &[Column], rule: &MergeRule) -> String {
     let key = key_list(rule);
     let seq = quote(rule.sequence_by.as_str());
     let (del, src, rank) = (quote(DELETED), quote(SOURCE), quote(RANK));
@@ -154,18 +161,15 @@ pub async fn resolve(
         "COALESCE({next_seq} = {seq} AND NOT ({}), false)",
         equal.join(" AND ")
     );
-    let winners = ctx
-        .sql(&format!(
-            "SELECT {all}, {del}, {rank} = 1 AS {winner}, {conflict} AS {conflicts} FROM (\
+    format!(
+        "SELECT {all}, {del}, {rank} = 1 AS {winner}, {conflict} AS {conflicts} FROM (\
                SELECT *, ROW_NUMBER() OVER {window} AS {rank}, LEAD({seq}) OVER {window} AS {next_seq}, {leads} \
                FROM {CANDIDATES}) \
              WHERE {rank} = 1 OR {conflict}",
-            leads = leads.join(", "),
-            winner = quote(WINNER),
-            conflicts = quote(CONFLICT),
-        ))
-        .await?;
-    Ok(winners)
+        leads = leads.join(", "),
+        winner = quote(WINNER),
+        conflicts = quote(CONFLICT),
+    )
 }
 
 /// `delete_when` as a condition over `schema`'s columns: NULL counts as not deleted.

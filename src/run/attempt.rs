@@ -216,15 +216,7 @@ impl Runner {
             Some(why) => Err(RunError::NotRunnable(why.to_string())),
         };
         drop(heartbeat);
-        // What the command inputs wrote is known now: part of what the partition read.
-        if !report.command_reads.is_empty()
-            && let Some(mut reads) =
-                crate::provenance::Reads::from_json(start.reads_json.as_deref())
-        {
-            reads.commands = std::mem::take(&mut report.command_reads);
-            start.reads_json = Some(reads.to_json());
-            start.data_version = Some(reads.data_version(&a.fingerprint));
-        }
+        with_command_reads(start, report, &a.fingerprint);
         let measured = self.measures(req, a, report);
         match &outcome {
             Ok((rows, dv)) => lineage.complete(*rows, *dv, measured.cost),
@@ -323,5 +315,18 @@ fn end_of(outcome: &Result<(u64, u64), RunError>) -> RunEnd {
         Err(e) => RunEnd::Failed {
             error: e.to_string(),
         },
+    }
+}
+
+/// What the command inputs wrote, known once they have run, added to what the run read
+/// (and so to its data version).
+fn with_command_reads(start: &mut RunStart, report: &mut RunReport, fingerprint: &str) {
+    if report.command_reads.is_empty() {
+        return;
+    }
+    if let Some(mut reads) = crate::provenance::Reads::from_json(start.reads_json.as_deref()) {
+        reads.commands = std::mem::take(&mut report.command_reads);
+        start.reads_json = Some(reads.to_json());
+        start.data_version = Some(reads.data_version(fingerprint));
     }
 }

@@ -77,20 +77,7 @@ impl PartitionWrite<'_> {
         written_under: String,
         report: &mut RunReport,
     ) -> Result<u64, RunError> {
-        let shape = match &a.job.write {
-            WriteMode::Merge(rule) => Shape::Merge(rule),
-            WriteMode::Scd2(rule) => Shape::Scd2(rule),
-            WriteMode::Replace => {
-                return Err(merge_err(
-                    a,
-                    MergeError::Spec("the job does not merge".into()),
-                ));
-            }
-        };
-        a.job
-            .write
-            .check_table(&a.schema)
-            .map_err(|m| merge_err(a, MergeError::Spec(m)))?;
+        let shape = Shape::of(a)?;
         let tomb_schema = shape.sidecar_schema(&a.schema);
         let tomb_url = a
             .handle
@@ -150,18 +137,11 @@ impl PartitionWrite<'_> {
                 return Err(e);
             }
             let still = || self.leases.still_leased(&a.lease, &a.lost);
-            let landed = commit_one(&mut tombs, item(dead.clone(), String::new()), still()).await;
-            let landed = match landed {
-                Ok(_) => {
-                    crate::failpoint::pause_if_set("merge_between_commits").await;
-                    let rows = item(rows.clone(), written_under.clone());
-                    commit_one(&mut table, rows, still()).await
-                }
-                Err(e) => {
-                    delete_unpublished(&tomb_url, &dead).await;
-                    Err(e)
-                }
-            };
+            let sidecar = (&mut tombs, &tomb_url, item(dead, String::new()));
+            let landed = commit_both(sidecar, &mut table, still, || {
+                item(rows.clone(), written_under.clone())
+            })
+            .await;
             drop(table);
             match landed {
                 Ok(v) => return Ok(v),
@@ -339,6 +319,28 @@ async fn read_touched(
     }))
 }
 
+/// Commits the sidecar's item, then (once it landed) the table's: the sidecar first, so
+/// that a crash between them leaves the table as it was and the next run finishes the
+/// merge. The sidecar's files are deleted when its commit fails.
+async fn commit_both(
+    (sidecar, sidecar_url, dead): (&mut DeltaTable, &url::Url, PartitionCommit),
+    table: &mut DeltaTable,
+    still: impl Fn() -> crate::delta::StillLeased,
+    rows: impl FnOnce() -> PartitionCommit,
+) -> Result<u64, DeltaError> {
+    let dead_files = dead.adds.clone();
+    match commit_one(sidecar, dead, still()).await {
+        Ok(_) => {
+            crate::failpoint::pause_if_set("merge_between_commits").await;
+            commit_one(table, rows(), still()).await
+        }
+        Err(e) => {
+            delete_unpublished(sidecar_url, &dead_files).await;
+            Err(e)
+        }
+    }
+}
+
 /// Commits one item on `table`, through the same path as a partition's replacement.
 async fn commit_one(
     table: &mut DeltaTable,
@@ -364,7 +366,19 @@ enum Shape<'j> {
     Scd2(&'j Scd2Rule),
 }
 
-impl Shape<'_> {
+impl<'j> Shape<'j> {
+    /// The job's, once its table is seen to fit it.
+    fn of(a: &'j Attempt<'_>) -> Result<Shape<'j>, RunError> {
+        let spec = |m: String| merge_err(a, MergeError::Spec(m));
+        let shape = match &a.job.write {
+            WriteMode::Merge(rule) => Shape::Merge(rule),
+            WriteMode::Scd2(rule) => Shape::Scd2(rule),
+            WriteMode::Replace => return Err(spec("the job does not merge".into())),
+        };
+        a.job.write.check_table(&a.schema).map_err(spec)?;
+        Ok(shape)
+    }
+
     /// The folder of the table kept beside the version's files (gone with them).
     fn sidecar(&self) -> &'static str {
         match self {

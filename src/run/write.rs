@@ -49,25 +49,7 @@ impl PartitionWrite<'_> {
         report: &mut RunReport,
     ) -> Result<(u64, u64), RunError> {
         let mut query = PartitionQuery::new(a.job, a.key, upstream);
-        // Command inputs run first: their output is read like a file's.
-        let of = crate::command_input::RunOf {
-            job: a.job,
-            key: &a.key,
-            run_id: &a.run_id,
-            attempt: a.attempt,
-        };
-        query.command_outputs =
-            crate::command_input::run_all(&self.project.settings.root, &of).await?;
-        report.command_reads = query
-            .command_outputs
-            .iter()
-            .map(|(input, o)| crate::provenance::CommandRead {
-                input: input.to_string(),
-                bytes: o.bytes,
-                sha256: o.sha256.clone(),
-            })
-            .collect();
-        report.command_reads.sort_by(|a, b| a.input.cmp(&b.input));
+        self.run_commands(a, &mut query, report).await?;
         let pending = a.handle.pending();
         let WrittenFiles {
             adds,
@@ -152,6 +134,35 @@ impl PartitionWrite<'_> {
         };
         crate::failpoint::pause_if_set("after_commit").await;
         Ok((rows, dv))
+    }
+
+    /// Runs the job's command inputs first: their output is read like a file's, and is
+    /// part of what the partition read.
+    async fn run_commands(
+        &self,
+        a: &Attempt<'_>,
+        query: &mut PartitionQuery<'_>,
+        report: &mut RunReport,
+    ) -> Result<(), RunError> {
+        let of = crate::command_input::RunOf {
+            job: a.job,
+            key: &a.key,
+            run_id: &a.run_id,
+            attempt: a.attempt,
+        };
+        query.command_outputs =
+            crate::command_input::run_all(&self.project.settings.root, &of).await?;
+        report.command_reads = query
+            .command_outputs
+            .iter()
+            .map(|(input, o)| crate::provenance::CommandRead {
+                input: input.to_string(),
+                bytes: o.bytes,
+                sha256: o.sha256.clone(),
+            })
+            .collect();
+        report.command_reads.sort_by(|a, b| a.input.cmp(&b.input));
+        Ok(())
     }
 
     /// Runs the query into new files under a compute permit. When reading a CSV input

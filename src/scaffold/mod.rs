@@ -41,7 +41,7 @@ const FILES: &[(&str, &str)] = &[
 ];
 
 /// What the new project's job reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Template {
     /// One CSV file per day.
     #[default]
