@@ -30,6 +30,7 @@ pub mod migrate;
 pub mod names;
 pub mod notify;
 pub mod partition;
+pub mod postgres_input;
 pub mod project;
 pub mod promote;
 pub mod provenance;

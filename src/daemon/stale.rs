@@ -50,7 +50,9 @@ impl Daemon {
             let mut tables = vec![job.table.to_string()];
             tables.extend(job.inputs.iter().filter_map(|i| match &i.source {
                 InputSource::Table { table, .. } => Some(table.to_string()),
-                InputSource::Files { .. } | InputSource::Command(_) => None,
+                InputSource::Files { .. } | InputSource::Command(_) | InputSource::Postgres(_) => {
+                    None
+                }
             }));
             let mark = self.catalog.change_mark(&tables).await?;
             if watch.is_none() && self.stale_marks.get(&name) == Some(&mark) {

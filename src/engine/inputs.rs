@@ -22,6 +22,44 @@ pub(super) struct Registered {
     pub scratch: Scratch,
 }
 
+/// Where an extract's rows are (a command's output, a query's rows, or the file a job test
+/// gives in their place), and how they are named in dead letters; `None` once the rows a
+/// job test gives are registered.
+fn extracted(
+    ctx: &SessionContext,
+    q: &PartitionQuery<'_>,
+    name: &Name,
+) -> Result<Option<(PathBuf, Option<String>)>, EngineError> {
+    match q.file_fixtures.get(name) {
+        Some(FileFixture::Rows(rows)) => {
+            ctx.register_table(name.as_str(), rows.clone())
+                .map_err(|e| input_err(name, e))?;
+            Ok(None)
+        }
+        Some(FileFixture::File(p)) => Ok(Some((p.clone(), None))),
+        None => {
+            let out = q
+                .command_outputs
+                .get(name)
+                .ok_or_else(|| EngineError::Input {
+                    input: name.to_string(),
+                    message: "its rows have not been fetched (a job test never runs an extract: give its rows in [test.inputs.NAME])".into(),
+                })?;
+            Ok(Some((out.path.to_path_buf(), Some(out.shown.clone()))))
+        }
+    }
+}
+
+/// A job test's file, read by its extension.
+fn fixture_format(path: &Path) -> FileFormat {
+    match super::file_extension(path).to_ascii_lowercase().as_str() {
+        ".parquet" => FileFormat::Parquet,
+        ".json" | ".jsonl" | ".ndjson" => FileFormat::Json,
+        ".arrow" | ".arrows" | ".ipc" => FileFormat::Arrow,
+        _ => FileFormat::Csv,
+    }
+}
+
 /// One file input to register: where it is, how it is named, how it is read.
 struct InputFile<'q> {
     name: &'q Name,
@@ -120,23 +158,38 @@ impl Engine {
                     self.register_file_input(ctx, q, file, &mut text_files, &mut scratch)
                         .await?;
                 }
+                InputSource::Postgres(pg) => {
+                    let Some((path, _)) = extracted(ctx, q, &input.name)? else {
+                        continue;
+                    };
+                    let schema = columns_schema(&pg.schema);
+                    let format = match q.file_fixtures.get(&input.name) {
+                        // A job test's file in its place is read by its extension.
+                        Some(FileFixture::File(p)) => fixture_format(p),
+                        _ => FileFormat::Arrow,
+                    };
+                    if matches!(format, FileFormat::Arrow | FileFormat::Parquet) {
+                        register_cast(ctx, &input.name, &path, format, &schema).await?;
+                        continue;
+                    }
+                    let file = InputFile {
+                        name: &input.name,
+                        path,
+                        shown: None,
+                        format,
+                        schema: Some(schema),
+                        csv: &CsvOptions {
+                            header: true,
+                            delimiter: b',',
+                        },
+                        is_glob: false,
+                    };
+                    self.register_file_input(ctx, q, file, &mut text_files, &mut scratch)
+                        .await?;
+                }
                 InputSource::Command(c) => {
-                    let (path, shown) = match q.file_fixtures.get(&input.name) {
-                        Some(FileFixture::Rows(rows)) => {
-                            ctx.register_table(input.name.as_str(), rows.clone())
-                                .map_err(|e| input_err(&input.name, e))?;
-                            continue;
-                        }
-                        Some(FileFixture::File(p)) => (p.clone(), None),
-                        None => {
-                            let out = q.command_outputs.get(&input.name).ok_or_else(|| {
-                                EngineError::Input {
-                                    input: input.name.to_string(),
-                                    message: "its program has not run (a job test never runs it: give its rows in [test.inputs.NAME])".into(),
-                                }
-                            })?;
-                            (out.path.to_path_buf(), Some(out.shown.clone()))
-                        }
+                    let Some((path, shown)) = extracted(ctx, q, &input.name)? else {
+                        continue;
                     };
                     let schema = columns_schema(&c.schema);
                     if matches!(c.format, FileFormat::Arrow | FileFormat::Parquet) {

@@ -16,6 +16,9 @@ pub(super) struct InputFile {
     kind: Option<String>,
     command: Option<Vec<String>>,
     timeout: Option<String>,
+    /// A database input's connection string: `env:NAME` or `file:PATH`.
+    connection: Option<String>,
+    query: Option<String>,
     path: Option<String>,
     format: Option<FileFormat>,
     schema: Option<Vec<String>>,
@@ -44,17 +47,21 @@ pub(super) fn inputs(raw: &[InputFile], p: &mut Problems) -> Vec<Input> {
             continue;
         }
         let kind = match inp.kind.as_deref() {
-            None | Some("files" | "table" | "command") => inp.kind.as_deref(),
+            None | Some("files" | "table" | "command" | "postgres") => inp.kind.as_deref(),
             Some(other) => {
                 p.add(format!(
-                    "field `{at}.type` = \"{}\": an input is of type \"files\", \"table\" or \"command\"",
+                    "field `{at}.type` = \"{}\": an input is of type \"files\", \"table\", \"command\" or \"postgres\"",
                     other.escape_debug()
                 ));
                 continue;
             }
         };
-        if kind == Some("command") {
-            if let Some(s) = command_input(&at, &iname, inp, p) {
+        if kind == Some("command") || kind == Some("postgres") {
+            let source = match kind {
+                Some("command") => command_input(&at, &iname, inp, p),
+                _ => postgres_input(&at, &iname, inp, p),
+            };
+            if let Some(s) = source {
                 inputs.push(Input {
                     name: iname,
                     source: s,
@@ -65,6 +72,11 @@ pub(super) fn inputs(raw: &[InputFile], p: &mut Problems) -> Vec<Input> {
         if inp.command.is_some() || inp.timeout.is_some() {
             p.add(format!(
                 "input `{iname}`: `command` and `timeout` belong to an input of `type = \"command\"`"
+            ));
+        }
+        if inp.connection.is_some() || inp.query.is_some() {
+            p.add(format!(
+                "input `{iname}`: `connection` and `query` belong to an input of `type = \"postgres\"`"
             ));
         }
         let source = match (&inp.path, &inp.table) {
@@ -195,6 +207,73 @@ fn command_input(at: &str, iname: &Name, inp: &InputFile, p: &mut Problems) -> O
         schema,
         csv: csv_options(at, iname, format, inp, p),
         timeout,
+    }))
+}
+
+/// `type = "postgres"`: where the connection string is (`env:NAME` or `file:PATH`: never
+/// the string itself), the query, its columns (required: each is read as declared).
+fn postgres_input(
+    at: &str,
+    iname: &Name,
+    inp: &InputFile,
+    p: &mut Problems,
+) -> Option<InputSource> {
+    for (field, set) in [
+        ("path", inp.path.is_some()),
+        ("table", inp.table.is_some()),
+        ("partitions", inp.partitions.is_some()),
+        ("window", inp.window.is_some()),
+        ("command", inp.command.is_some()),
+        ("format", inp.format.is_some()),
+        ("header", inp.header.is_some()),
+        ("delimiter", inp.delimiter.is_some()),
+    ] {
+        if set {
+            p.add(format!(
+                "input `{iname}`: `{field}` does not apply to a postgres input"
+            ));
+        }
+    }
+    let connection = match inp.connection.as_deref().map(str::trim) {
+        Some(c) if c.starts_with("env:") && c.len() > 4 => {
+            super::ConnectionRef::Env(c[4..].to_string())
+        }
+        Some(c) if c.starts_with("file:") && c.len() > 5 => {
+            super::ConnectionRef::File(c[5..].to_string())
+        }
+        Some(c) if c.contains("://") => {
+            p.add(format!(
+                "field `{at}.connection`: a connection string holds a password: keep it out of the spec, in the environment (connection = \"env:SHOP_DATABASE_URL\") or a file outside version control (connection = \"file:secrets/shop.url\")"
+            ));
+            return None;
+        }
+        _ => {
+            p.add(format!(
+                "field `{at}.connection`: a postgres input says where its connection string is: \"env:NAME\" (an environment variable) or \"file:PATH\" (a file in the project)"
+            ));
+            return None;
+        }
+    };
+    let Some(query) = inp.query.clone().filter(|q| !q.trim().is_empty()) else {
+        p.add(format!(
+            "field `{at}.query`: a postgres input needs its query, e.g. query = \"SELECT id, amount FROM orders WHERE created_at >= $partition_start AND created_at < $partition_end\""
+        ));
+        return None;
+    };
+    let Some(cols) = &inp.schema else {
+        p.add(format!(
+            "field `{at}.schema`: a postgres input declares its columns (e.g. schema = [\"id BIGINT\", \"amount DOUBLE\"]): each is read as declared"
+        ));
+        return None;
+    };
+    let schema = declared_columns(at, cols, p);
+    if let Err(why) = crate::postgres_input::bound(&query, &schema) {
+        p.add(format!("field `{at}.query`: {why}"));
+    }
+    Some(InputSource::Postgres(super::PostgresInput {
+        connection,
+        query,
+        schema,
     }))
 }
 

@@ -254,6 +254,35 @@ pub enum InputSource {
     /// A program run once per partition attempt (`type = "command"`), whose standard output
     /// is the input's rows.
     Command(CommandInput),
+    /// A query on a PostgreSQL database (`type = "postgres"`), with the partition's bounds
+    /// bound as its parameters.
+    Postgres(PostgresInput),
+}
+
+/// `[[inputs]] type = "postgres"`: where the connection string is, the query, its columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostgresInput {
+    pub connection: ConnectionRef,
+    pub query: String,
+    pub schema: Vec<Column>,
+}
+
+/// Where a database's connection string is kept: never in the spec.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConnectionRef {
+    /// `env:NAME`: an environment variable.
+    Env(String),
+    /// `file:PATH`: a file, relative to the project.
+    File(String),
+}
+
+impl std::fmt::Display for ConnectionRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectionRef::Env(v) => write!(f, "environment variable {v}"),
+            ConnectionRef::File(p) => write!(f, "file {p}"),
+        }
+    }
 }
 
 /// `[[inputs]] type = "command"`: an argv (never a shell line), run in the project's
@@ -537,7 +566,7 @@ impl Job {
             InputSource::Table {
                 table, partitions, ..
             } => Some((table, *partitions)),
-            InputSource::Files { .. } | InputSource::Command(_) => None,
+            InputSource::Files { .. } | InputSource::Command(_) | InputSource::Postgres(_) => None,
         })
     }
 

@@ -88,6 +88,27 @@ impl Dataset {
         }
     }
 
+    /// A database input: namespace `postgres://HOST:PORT` (no user or password), named by
+    /// the database and the input; `postgres` alone when its connection string cannot be
+    /// read.
+    pub fn of_database(url: Option<&Url>, input: &str) -> Dataset {
+        let namespace = match url {
+            Some(u) => format!(
+                "{}://{}:{}",
+                u.scheme(),
+                u.host_str().unwrap_or_default(),
+                u.port().unwrap_or(5432)
+            ),
+            None => "postgres".into(),
+        };
+        let database = url.map(|u| u.path().trim_matches('/').to_string());
+        Dataset {
+            namespace,
+            name: format!("{}.{input}", database.unwrap_or_default()),
+            version: None,
+        }
+    }
+
     fn json(&self) -> Value {
         let mut v = json!({ "namespace": self.namespace, "name": self.name });
         if let Some(version) = &self.version {

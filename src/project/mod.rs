@@ -149,7 +149,9 @@ impl Project {
                         keys,
                     })
                 }
-                InputSource::Files { .. } | InputSource::Command(_) => None,
+                InputSource::Files { .. } | InputSource::Command(_) | InputSource::Postgres(_) => {
+                    None
+                }
             })
             .collect()
     }

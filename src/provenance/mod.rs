@@ -44,6 +44,9 @@ pub struct CommandRead {
     pub input: String,
     pub bytes: u64,
     pub sha256: String,
+    /// A database input's row count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
 }
 
 /// One upstream table input as read: which physical version, and the data version of each

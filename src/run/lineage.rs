@@ -128,6 +128,10 @@ fn file_inputs(
                 })
             }
             InputSource::Command(c) => Some(Dataset::of_command(root, &c.argv)),
+            InputSource::Postgres(pg) => Some(Dataset::of_database(
+                crate::postgres_input::location(root, &pg.connection).as_ref(),
+                i.name.as_str(),
+            )),
             InputSource::Table { .. } => None,
         })
         .collect()

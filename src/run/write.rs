@@ -136,8 +136,9 @@ impl PartitionWrite<'_> {
         Ok((rows, dv))
     }
 
-    /// Runs the job's command inputs first: their output is read like a file's, and is
-    /// part of what the partition read.
+    /// Runs the job's extracts first (its command inputs' programs, its database inputs'
+    /// queries): their rows are read like a file's, and are part of what the partition
+    /// read.
     async fn run_commands(
         &self,
         a: &Attempt<'_>,
@@ -150,8 +151,19 @@ impl PartitionWrite<'_> {
             run_id: &a.run_id,
             attempt: a.attempt,
         };
-        query.command_outputs =
-            crate::command_input::run_all(&self.project.settings.root, &of).await?;
+        let root = &self.project.settings.root;
+        query.command_outputs = crate::command_input::run_all(root, &of).await?;
+        let mut rows = std::collections::HashMap::new();
+        for input in &a.job.inputs {
+            if let InputSource::Postgres(pg) = &input.source {
+                let zone = a.job.partition_time_zone;
+                let read = crate::postgres_input::read(root, &input.name, pg, &a.key, zone).await?;
+                rows.insert(input.name.clone(), read.rows);
+                query
+                    .command_outputs
+                    .insert(input.name.clone(), read.output);
+            }
+        }
         report.command_reads = query
             .command_outputs
             .iter()
@@ -159,6 +171,7 @@ impl PartitionWrite<'_> {
                 input: input.to_string(),
                 bytes: o.bytes,
                 sha256: o.sha256.clone(),
+                rows: rows.get(input).copied(),
             })
             .collect();
         report.command_reads.sort_by(|a, b| a.input.cmp(&b.input));
@@ -378,7 +391,7 @@ impl PartitionWrite<'_> {
         let reads_files = a.job.inputs.iter().any(|i| {
             matches!(
                 i.source,
-                InputSource::Files { .. } | InputSource::Command(_)
+                InputSource::Files { .. } | InputSource::Command(_) | InputSource::Postgres(_)
             )
         });
         if !reads_files && a.job.bad_rows == BadRows::Fail {

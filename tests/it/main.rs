@@ -30,6 +30,7 @@ mod migrate;
 mod newcomer;
 mod notify;
 mod notify_delivery;
+mod postgres_inputs;
 mod quality;
 mod replay;
 mod retention;

@@ -1,0 +1,211 @@
+//! Where pipelines begin, from a database: `[[inputs]] type = "postgres"` against a real
+//! PostgreSQL server (.ci/run starts one and names it in SLUICE_TEST_PG, its log in
+//! SLUICE_TEST_PG_LOG). The rows are compared with the server's own answer through psql,
+//! and the server's log shows what was asked.
+
+use crate::util::{TestProject, create_database, stdout_of};
+use std::process::Command;
+
+/// The server's admin URL and log file, as .ci/run gives them.
+fn server() -> Option<(String, std::path::PathBuf)> {
+    let url = std::env::var("SLUICE_TEST_PG")
+        .ok()
+        .filter(|v| !v.is_empty())?;
+    let log = std::env::var("SLUICE_TEST_PG_LOG")
+        .ok()
+        .filter(|v| !v.is_empty())?;
+    Some((url, log.into()))
+}
+
+fn psql(url: &str, sql: &str) -> String {
+    stdout_of(
+        Command::new("psql").args([url, "-v", "ON_ERROR_STOP=1", "-qtAc", sql]),
+        "psql (installed with PostgreSQL by .ci/run)",
+    )
+}
+
+/// Rows in the source table (SLUICE_TEST_PG_ROWS, default 30,000), over three days.
+fn rows() -> u64 {
+    std::env::var("SLUICE_TEST_PG_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30_000)
+}
+
+fn project(db: &str) -> TestProject {
+    let p = TestProject::with_files(&[
+        (
+            "jobs/orders.toml",
+            "description = \"the shop's orders, from its database\"\nversion = 1\nstart = \"2024-01-01\"\n\n[partitioning]\ngranularity = \"daily\"\n\n[[inputs]]\nname = \"orders\"\ntype = \"postgres\"\nconnection = \"env:SHOP_DATABASE_URL\"\nquery = \"SELECT id, amount, created_at, note, paid, day FROM orders WHERE created_at >= $partition_start AND created_at < $partition_end\"\nschema = [\"id BIGINT NOT NULL\", \"amount DECIMAL(12, 2)\", \"created_at TIMESTAMP\", \"note STRING\", \"paid BOOLEAN\", \"day DATE\"]\n\n[output]\ntable = \"orders_copy\"\n",
+        ),
+        (
+            "jobs/orders.sql",
+            "SELECT id, amount, created_at, note, paid, day FROM orders",
+        ),
+        (
+            "migrations/0001_orders.sql",
+            "CREATE TABLE orders_copy (id BIGINT NOT NULL, amount DECIMAL(12, 2), created_at TIMESTAMP, note STRING, paid BOOLEAN, day DATE, dt DATE NOT NULL) PARTITIONED BY (dt);\n",
+        ),
+    ]);
+    p.ok(&["migrate"]);
+    let n = rows();
+    psql(
+        db,
+        &format!(
+            "CREATE TABLE orders (id bigint PRIMARY KEY, amount numeric(12, 2), created_at timestamptz, note text, paid boolean, day date);
+             INSERT INTO orders SELECT g, (g % 100000) / 100.0, timestamptz '2024-01-01 00:00:00+00' + make_interval(secs => g * 259200.0 / {n}),
+                    CASE WHEN g % 7 = 0 THEN NULL ELSE 'note ' || g END, g % 3 = 0, date '2024-01-01' + (g * 3 / {n})::int
+             FROM generate_series(0, {n} - 1) AS g;"
+        ),
+    );
+    p
+}
+
+#[test]
+fn a_postgres_input_asks_for_its_partition_s_rows_only_and_reads_them_as_the_server_has_them() {
+    let Some((admin, log)) = server() else {
+        eprintln!("skipped: no PostgreSQL server (SLUICE_TEST_PG; bash .ci/run starts one)");
+        return;
+    };
+    let db = create_database(&admin);
+    let p = project(&db);
+    // Every statement on this database goes to the server's log.
+    let name = db.rsplit('/').next().unwrap().to_string();
+    psql(
+        &admin,
+        &format!("ALTER DATABASE {name} SET log_statement = 'all'"),
+    );
+    let env = [("SHOP_DATABASE_URL", db.as_str())];
+    let out = p.run_env(
+        &["backfill", "--from", "2024-01-01", "--to", "2024-01-03"],
+        &env,
+    );
+    assert_eq!(out.code, 0, "{}", out.context());
+    out.says("3 succeeded, 0 failed");
+    // The password is never shown.
+    let password = url::Url::parse(&db)
+        .unwrap()
+        .password()
+        .unwrap()
+        .to_string();
+    assert!(!out.stderr.contains(&password) && !out.stdout.contains(&password));
+
+    // The table, read by Python's deltalake, against the server's answer per day.
+    let script = r#"
+import sys, json
+from deltalake import DeltaTable
+t = DeltaTable(sys.argv[1]).to_pyarrow_table().to_pylist()
+days = {}
+for r in t:
+    d = days.setdefault(str(r["dt"]), [0, 0, 0, 0])
+    d[0] += 1; d[1] += r["id"]; d[2] += int(r["amount"] * 100); d[3] += r["note"] is None
+print(json.dumps(days, sort_keys=True))
+import os; sys.stdout.flush(); os._exit(0)
+"#;
+    let got: serde_json::Value = serde_json::from_str(&stdout_of(
+        Command::new("python3")
+            .args(["-c", script])
+            .arg(p.warehouse_table("orders_copy", 1)),
+        "the Python deltalake reader",
+    ))
+    .unwrap();
+    let mut total = 0;
+    for day in ["2024-01-01", "2024-01-02", "2024-01-03"] {
+        let want = psql(
+            &db,
+            &format!(
+                "SELECT count(*) || ',' || sum(id) || ',' || sum((amount * 100)::bigint) || ',' || count(*) FILTER (WHERE note IS NULL) FROM orders WHERE created_at >= '{day}T00:00:00Z' AND created_at < timestamptz '{day}T00:00:00Z' + interval '1 day'"
+            ),
+        );
+        let want: Vec<u64> = want.trim().split(',').map(|v| v.parse().unwrap()).collect();
+        let have: Vec<u64> = got[day]
+            .as_array()
+            .unwrap_or_else(|| panic!("{got}"))
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        assert_eq!(have, want, "{day}");
+        total += want[0];
+    }
+    assert_eq!(total, rows());
+    // The server's log: each day's query went with that day's bounds as parameters.
+    let logged = std::fs::read_to_string(&log).unwrap();
+    for (from, to) in [
+        ("2024-01-01", "2024-01-02"),
+        ("2024-01-02", "2024-01-03"),
+        ("2024-01-03", "2024-01-04"),
+    ] {
+        let bounds = format!("$1 = '{from}T00:00:00.000000Z', $2 = '{to}T00:00:00.000000Z'");
+        assert!(
+            logged.contains(&bounds),
+            "the server's log has no query with {bounds}"
+        );
+    }
+    assert!(logged.contains("created_at >= $1::timestamptz AND created_at < $2::timestamptz"));
+}
+
+#[test]
+fn a_postgres_input_that_cannot_connect_fails_without_showing_its_password() {
+    let Some((admin, _)) = server() else {
+        eprintln!("skipped: no PostgreSQL server (SLUICE_TEST_PG; bash .ci/run starts one)");
+        return;
+    };
+    let db = create_database(&admin);
+    let p = project(&db);
+    let mut wrong = url::Url::parse(&db).unwrap();
+    wrong.set_password(Some("not-the-password-42")).unwrap();
+    let out = p.run_env(
+        &["run", "orders", "--partition", "2024-01-01"],
+        &[("SHOP_DATABASE_URL", wrong.as_str())],
+    );
+    assert_ne!(out.code, 0, "{}", out.context());
+    out.complains(
+        "input `orders`: cannot connect to the database (environment variable SHOP_DATABASE_URL)",
+    );
+    assert!(
+        !out.stderr.contains("not-the-password-42"),
+        "{}",
+        out.context()
+    );
+    // Unset, it says which variable to set.
+    let out = p.run(&["run", "orders", "--partition", "2024-01-01"]);
+    assert_ne!(out.code, 0, "{}", out.context());
+    out.complains("environment variable SHOP_DATABASE_URL is not set");
+    // A connection string in the spec is refused: it holds a password.
+    let spec = p.read("jobs/orders.toml");
+    p.write(
+        "jobs/orders.toml",
+        &spec.replace(
+            "env:SHOP_DATABASE_URL",
+            "postgres://u:secret@localhost/shop",
+        ),
+    );
+    let out = p.run(&["validate"]);
+    assert_ne!(out.code, 0, "{}", out.context());
+    out.says("keep it out of the spec");
+}
+
+/// A job test gives a database input's rows: it never connects.
+#[test]
+fn a_job_test_gives_a_postgres_input_s_rows_and_never_connects() {
+    let p = TestProject::with_files(&[
+        (
+            "jobs/orders.toml",
+            "version = 1\nstart = \"2024-01-01\"\n\n[partitioning]\ngranularity = \"daily\"\n\n[[inputs]]\nname = \"orders\"\ntype = \"postgres\"\nconnection = \"env:NOWHERE_DATABASE_URL\"\nquery = \"SELECT id, amount FROM orders WHERE created_at >= $partition_start AND created_at < $partition_end\"\nschema = [\"id BIGINT NOT NULL\", \"amount DOUBLE\"]\n\n[output]\ntable = \"big_orders\"\n",
+        ),
+        (
+            "jobs/orders.sql",
+            "SELECT id, amount FROM orders WHERE amount > 10",
+        ),
+        (
+            "migrations/0001_orders.sql",
+            "CREATE TABLE big_orders (id BIGINT NOT NULL, amount DOUBLE, dt DATE NOT NULL) PARTITIONED BY (dt);\n",
+        ),
+        (
+            "jobs/tests/orders.toml",
+            "[[test]]\nname = \"only_big_orders\"\npartition = \"2024-01-02\"\n\n[test.inputs.orders]\nrows = [{ id = 1, amount = 5.0 }, { id = 2, amount = 50.0 }]\n\n[test.expect]\nrows = [{ id = 2, amount = 50.0 }]\n",
+        ),
+    ]);
+    p.ok(&["validate"]);
+    p.ok(&["test"]).says("1 passed, 0 failed");
+}
