@@ -32,9 +32,11 @@
 #   merge: a day of 1M changes merged into a 30M-row table of 365 days, beside a replace of
 #      the day and Python deltalake's merge (bench/merge.sh);
 #   command: 10M rows from a program as a command input, beside the program writing a file
-#      and a file input of it (bench/command.sh).
+#      and a file input of it (bench/command.sh);
+#   postgres: 5M rows of one partition from a PostgreSQL input, beside psql \copy to CSV and
+#      a file input of it (bench/postgres.sh; needs SLUICE_BENCH_PG_URL).
 #
-# usage: bench/run.sh [noop|noopscale|cost|reference|idle|promote|bigpart|cluster|watch|grid|scale|merge|command|all]  (default: all)
+# usage: bench/run.sh [noop|noopscale|cost|reference|idle|promote|bigpart|cluster|watch|grid|scale|merge|command|postgres|all]  (default: all)
 # Every time is printed beside the peak resident memory (RSS) of the process timed.
 # SLUICE_BENCH_BASELINE=/path/to/sluice: the noop rounds run that binary too, interleaved,
 # and print this build's time as a ratio of it (a regression check against an older build).
@@ -750,7 +752,8 @@ case "$what" in
     scale) bash "$here/scale.sh" "${SLUICE_BENCH_SCALE_BACKEND:-sqlite}" ;;
     merge) SLUICE_BENCH_BIN="$sluice" bash "$here/merge.sh" ;;
     command) SLUICE_BENCH_BIN="$sluice" bash "$here/command.sh" ;;
+    postgres) SLUICE_BENCH_BIN="$sluice" bash "$here/postgres.sh" ;;
     all) noop; noopscale; cost; reference; idle; promote; bigpart; cluster; watch; grid; bash "$here/scale.sh" sqlite
          SLUICE_BENCH_BIN="$sluice" bash "$here/merge.sh"; SLUICE_BENCH_BIN="$sluice" bash "$here/command.sh" ;;
-    *) echo "usage: bench/run.sh [noop|noopscale|cost|reference|idle|promote|bigpart|cluster|watch|grid|scale|merge|command|all]" >&2; exit 2 ;;
+    *) echo "usage: bench/run.sh [noop|noopscale|cost|reference|idle|promote|bigpart|cluster|watch|grid|scale|merge|command|postgres|all]" >&2; exit 2 ;;
 esac
