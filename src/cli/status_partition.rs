@@ -75,6 +75,14 @@ fn text_of(job: &crate::job::Job, d: &PartitionDetail) -> String {
     for f in &d.reads.files {
         facts.push(("read", format!("{} ({} bytes)", f.path, f.size)));
     }
+    for c in &d.reads.commands {
+        let rows = c.rows.map(|r| format!("{r} rows, ")).unwrap_or_default();
+        let hash = c.sha256.get(..12).unwrap_or(&c.sha256);
+        facts.push((
+            "read",
+            format!("input {} ({rows}{} bytes, sha256 {hash})", c.input, c.bytes),
+        ));
+    }
     for (k, v) in facts {
         out.push_str(&format!("  {k:<14}{v}\n"));
     }

@@ -306,6 +306,9 @@ fn a_rerun_extract_that_gives_other_rows_makes_what_read_it_stale() {
             .map(|r| format!("{} {} {}", r["job"], r["partition"], r["state"]))
             .collect()
     };
+    // What the program wrote is among what the partition read.
+    p.ok(&["status", "rates_csv", "-p", "2024-01-01"])
+        .says("input rates (");
     let again = p.ok(&["run", "rates_csv", "--partition", "2024-01-01"]);
     assert!(!again.stdout.contains("made stale"), "{}", again.context());
     assert_eq!(stale(&p), Vec::<String>::new());
