@@ -112,10 +112,11 @@ pub async fn read(
         .suffix(".arrow")
         .tempfile()
         .map_err(spool_err)?;
+    let arrow_err = |e: deltalake::arrow::error::ArrowError| spool_err(std::io::Error::other(e));
     let schema = crate::engine::columns_schema(&spec.schema);
     let sink = Hashing::new(spool.reopen().map_err(spool_err)?);
-    let mut writer = deltalake::arrow::ipc::writer::StreamWriter::try_new(sink, &schema)
-        .map_err(|e| spool_err(std::io::Error::other(e)))?;
+    let mut writer =
+        deltalake::arrow::ipc::writer::StreamWriter::try_new(sink, &schema).map_err(arrow_err)?;
     let query_err = |e: sqlx::Error| PostgresInputError::Query {
         input: input.to_string(),
         why: said(&e, &url),
@@ -128,27 +129,15 @@ pub async fn read(
         batch.push(&row).map_err(query_err)?;
         count += 1;
         if batch.len() == BATCH_ROWS {
-            let b = batch
-                .take(&schema)
-                .map_err(|e| spool_err(std::io::Error::other(e)))?;
-            writer
-                .write(&b)
-                .map_err(|e| spool_err(std::io::Error::other(e)))?;
+            let b = batch.take(&schema).map_err(arrow_err)?;
+            writer.write(&b).map_err(arrow_err)?;
         }
     }
     drop(rows);
-    let last = batch
-        .take(&schema)
-        .map_err(|e| spool_err(std::io::Error::other(e)))?;
-    writer
-        .write(&last)
-        .map_err(|e| spool_err(std::io::Error::other(e)))?;
-    writer
-        .finish()
-        .map_err(|e| spool_err(std::io::Error::other(e)))?;
-    let sink = writer
-        .into_inner()
-        .map_err(|e| spool_err(std::io::Error::other(e)))?;
+    let last = batch.take(&schema).map_err(arrow_err)?;
+    writer.write(&last).map_err(arrow_err)?;
+    writer.finish().map_err(arrow_err)?;
+    let sink = writer.into_inner().map_err(arrow_err)?;
     let (bytes, sha256) = sink.done().map_err(spool_err)?;
     let _ = conn.close().await;
     Ok(Read {

@@ -8,7 +8,7 @@ use super::{
     Engine, EngineError, FileFixture, FilesAt, PartitionQuery, TextFile, columns_schema, input_err,
 };
 use crate::config::EngineKind;
-use crate::job::{CsvOptions, FileFormat, InputSource, Job};
+use crate::job::{CsvOptions, Extract, FileFormat, InputSource, Job};
 use crate::names::Name;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::datafusion::prelude::{
@@ -23,20 +23,28 @@ pub(super) struct Registered {
 }
 
 /// Where an extract's rows are (a command's output, a query's rows, or the file a job test
-/// gives in their place), and how they are named in dead letters; `None` once the rows a
-/// job test gives are registered.
+/// gives in their place: a database input's read by its extension), how they are named in
+/// dead letters, and their format; `None` once the rows a job test gives are registered.
 fn extracted(
     ctx: &SessionContext,
     q: &PartitionQuery<'_>,
-    name: &Name,
-) -> Result<Option<(PathBuf, Option<String>)>, EngineError> {
+    input: &crate::job::Input,
+    extract: &Extract<'_>,
+) -> Result<Option<(PathBuf, Option<String>, FileFormat)>, EngineError> {
+    let name = &input.name;
     match q.file_fixtures.get(name) {
         Some(FileFixture::Rows(rows)) => {
             ctx.register_table(name.as_str(), rows.clone())
                 .map_err(|e| input_err(name, e))?;
             Ok(None)
         }
-        Some(FileFixture::File(p)) => Ok(Some((p.clone(), None))),
+        Some(FileFixture::File(p)) => {
+            let format = match input.source {
+                InputSource::Postgres(_) => fixture_format(p),
+                _ => extract.format,
+            };
+            Ok(Some((p.clone(), None, format)))
+        }
         None => {
             let out = q
                 .command_outputs
@@ -45,7 +53,11 @@ fn extracted(
                     input: name.to_string(),
                     message: "its rows have not been fetched (a job test never runs an extract: give its rows in [test.inputs.NAME])".into(),
                 })?;
-            Ok(Some((out.path.to_path_buf(), Some(out.shown.clone()))))
+            Ok(Some((
+                out.path.to_path_buf(),
+                Some(out.shown.clone()),
+                extract.format,
+            )))
         }
     }
 }
@@ -158,16 +170,14 @@ impl Engine {
                     self.register_file_input(ctx, q, file, &mut text_files, &mut scratch)
                         .await?;
                 }
-                InputSource::Postgres(pg) => {
-                    let Some((path, _)) = extracted(ctx, q, &input.name)? else {
+                InputSource::Command(_) | InputSource::Postgres(_) => {
+                    let Some(extract) = input.source.extract() else {
                         continue;
                     };
-                    let schema = columns_schema(&pg.schema);
-                    let format = match q.file_fixtures.get(&input.name) {
-                        // A job test's file in its place is read by its extension.
-                        Some(FileFixture::File(p)) => fixture_format(p),
-                        _ => FileFormat::Arrow,
+                    let Some((path, shown, format)) = extracted(ctx, q, input, &extract)? else {
+                        continue;
                     };
+                    let schema = columns_schema(extract.schema);
                     if matches!(format, FileFormat::Arrow | FileFormat::Parquet) {
                         register_cast(ctx, &input.name, &path, format, &schema).await?;
                         continue;
@@ -175,34 +185,10 @@ impl Engine {
                     let file = InputFile {
                         name: &input.name,
                         path,
-                        shown: None,
+                        shown,
                         format,
                         schema: Some(schema),
-                        csv: &CsvOptions {
-                            header: true,
-                            delimiter: b',',
-                        },
-                        is_glob: false,
-                    };
-                    self.register_file_input(ctx, q, file, &mut text_files, &mut scratch)
-                        .await?;
-                }
-                InputSource::Command(c) => {
-                    let Some((path, shown)) = extracted(ctx, q, &input.name)? else {
-                        continue;
-                    };
-                    let schema = columns_schema(&c.schema);
-                    if matches!(c.format, FileFormat::Arrow | FileFormat::Parquet) {
-                        register_cast(ctx, &input.name, &path, c.format, &schema).await?;
-                        continue;
-                    }
-                    let file = InputFile {
-                        name: &input.name,
-                        path,
-                        shown,
-                        format: c.format,
-                        schema: Some(schema),
-                        csv: &c.csv,
+                        csv: &extract.csv,
                         is_glob: false,
                     };
                     self.register_file_input(ctx, q, file, &mut text_files, &mut scratch)

@@ -149,18 +149,8 @@ fn file_input(
 /// `type = "command"`: an argv, the format of what it writes, its columns (required: a
 /// program's output is checked against them), csv options, a timeout.
 fn command_input(at: &str, iname: &Name, inp: &InputFile, p: &mut Problems) -> Option<InputSource> {
-    for (field, set) in [
-        ("path", inp.path.is_some()),
-        ("table", inp.table.is_some()),
-        ("partitions", inp.partitions.is_some()),
-        ("window", inp.window.is_some()),
-    ] {
-        if set {
-            p.add(format!(
-                "input `{iname}`: `{field}` does not apply to a command input (the program is the source; it learns its partition from SLUICE_PARTITION_START and SLUICE_PARTITION_END)"
-            ));
-        }
-    }
+    let why = " (the program is the source; it learns its partition from SLUICE_PARTITION_START and SLUICE_PARTITION_END)";
+    refuse(iname, "a command input", why, &inp.set_fields()[..4], p);
     let argv = match &inp.command {
         Some(argv) if argv.first().is_some_and(|a| !a.trim().is_empty()) => argv.clone(),
         _ => {
@@ -218,22 +208,7 @@ fn postgres_input(
     inp: &InputFile,
     p: &mut Problems,
 ) -> Option<InputSource> {
-    for (field, set) in [
-        ("path", inp.path.is_some()),
-        ("table", inp.table.is_some()),
-        ("partitions", inp.partitions.is_some()),
-        ("window", inp.window.is_some()),
-        ("command", inp.command.is_some()),
-        ("format", inp.format.is_some()),
-        ("header", inp.header.is_some()),
-        ("delimiter", inp.delimiter.is_some()),
-    ] {
-        if set {
-            p.add(format!(
-                "input `{iname}`: `{field}` does not apply to a postgres input"
-            ));
-        }
-    }
+    refuse(iname, "a postgres input", "", &inp.set_fields(), p);
     let connection = match inp.connection.as_deref().map(str::trim) {
         Some(c) if c.starts_with("env:") && c.len() > 4 => {
             super::ConnectionRef::Env(c[4..].to_string())
@@ -275,6 +250,32 @@ fn postgres_input(
         query,
         schema,
     }))
+}
+
+impl InputFile {
+    /// Which of the fields an extract has no use for are set: the source's (path, table,
+    /// partitions, window) first, then a command's and a file's.
+    fn set_fields(&self) -> [(&'static str, bool); 8] {
+        [
+            ("path", self.path.is_some()),
+            ("table", self.table.is_some()),
+            ("partitions", self.partitions.is_some()),
+            ("window", self.window.is_some()),
+            ("command", self.command.is_some()),
+            ("format", self.format.is_some()),
+            ("header", self.header.is_some()),
+            ("delimiter", self.delimiter.is_some()),
+        ]
+    }
+}
+
+/// A problem for each field set that does not apply to an input of `kind`.
+fn refuse(iname: &Name, kind: &str, why: &str, fields: &[(&str, bool)], p: &mut Problems) {
+    for (field, _) in fields.iter().filter(|(_, set)| *set) {
+        p.add(format!(
+            "input `{iname}`: `{field}` does not apply to {kind}{why}"
+        ));
+    }
 }
 
 /// `header` and `delimiter`, which apply to csv only.

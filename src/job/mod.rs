@@ -259,6 +259,37 @@ pub enum InputSource {
     Postgres(PostgresInput),
 }
 
+/// What an extract (a command or a database input) gives: its declared columns, and how its
+/// rows are written for the query to read.
+pub struct Extract<'a> {
+    pub schema: &'a [Column],
+    pub format: FileFormat,
+    pub csv: CsvOptions,
+}
+
+impl InputSource {
+    /// An extract's columns and format; `None` for files and upstream tables.
+    pub fn extract(&self) -> Option<Extract<'_>> {
+        match self {
+            InputSource::Command(c) => Some(Extract {
+                schema: &c.schema,
+                format: c.format,
+                csv: c.csv.clone(),
+            }),
+            // Its rows are kept as Arrow IPC (see `postgres_input`).
+            InputSource::Postgres(pg) => Some(Extract {
+                schema: &pg.schema,
+                format: FileFormat::Arrow,
+                csv: CsvOptions {
+                    header: true,
+                    delimiter: b',',
+                },
+            }),
+            InputSource::Files { .. } | InputSource::Table { .. } => None,
+        }
+    }
+}
+
 /// `[[inputs]] type = "postgres"`: where the connection string is, the query, its columns.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PostgresInput {
