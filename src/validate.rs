@@ -63,6 +63,17 @@ pub async fn validate_jobs(project: &Project, engine: &Engine) -> Result<Validat
                 message: e.to_string(),
             });
         }
+        // A database input's query: its parameters, quotes and comments.
+        for (i, input) in job.inputs.iter().enumerate() {
+            if let crate::job::InputSource::Postgres(pg) = &input.source
+                && let Err(why) = crate::postgres_input::bound(&pg.query, &pg.schema)
+            {
+                problems.push(SpecError {
+                    file: job.spec_file(&project.settings.root),
+                    message: format!("field `inputs[{i}].query`: {why}"),
+                });
+            }
+        }
         match engine.plan_against_schemas(job, &project.declared).await {
             Ok(Some(out)) => {
                 let out = match &job.record_id {

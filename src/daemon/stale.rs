@@ -15,7 +15,7 @@
 use super::Daemon;
 use super::queue::{Due, Pending};
 use crate::catalog::CatalogError;
-use crate::job::{InputSource, Job, OnUpstreamChange};
+use crate::job::{Job, OnUpstreamChange};
 use crate::names::Name;
 use crate::partition::PartitionKey;
 use crate::provenance::{Reads, StaleKind, Staleness};
@@ -48,12 +48,7 @@ impl Daemon {
             };
             let watch = job.schedule.as_ref().and_then(|s| s.watch_inputs);
             let mut tables = vec![job.table.to_string()];
-            tables.extend(job.inputs.iter().filter_map(|i| match &i.source {
-                InputSource::Table { table, .. } => Some(table.to_string()),
-                InputSource::Files { .. } | InputSource::Command(_) | InputSource::Postgres(_) => {
-                    None
-                }
-            }));
+            tables.extend(job.upstream_tables().map(|(t, _)| t.to_string()));
             let mark = self.catalog.change_mark(&tables).await?;
             if watch.is_none() && self.stale_marks.get(&name) == Some(&mark) {
                 continue;

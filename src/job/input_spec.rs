@@ -242,9 +242,6 @@ fn postgres_input(
         return None;
     };
     let schema = declared_columns(at, cols, p);
-    if let Err(why) = crate::postgres_input::bound(&query, &schema) {
-        p.add(format!("field `{at}.query`: {why}"));
-    }
     Some(InputSource::Postgres(super::PostgresInput {
         connection,
         query,

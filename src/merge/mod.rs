@@ -113,7 +113,7 @@ pub async fn merged_in_memory(
             let winners = resolve(ctx, &table.columns, rule, inputs).await?;
             let mut live = Vec::new();
             for batch in winners.collect().await? {
-                live.push(split_deleted(&batch, rule)?.0);
+                live.push(split_deleted(&batch)?.0);
             }
             live
         }

@@ -18,13 +18,6 @@ pub const DELETED: &str = "__sluice_deleted";
 /// value the table's wins, so that a rerun's identical change rewrites nothing.
 const SOURCE: &str = "__sluice_source";
 const RANK: &str = "__sluice_rank";
-/// Whether a row of `resolve`'s output is its key's winner (else it is there only as a
-/// conflict).
-const WINNER: &str = "__sluice_winner";
-/// Whether a row differs from another of its key with the same sequence value.
-const CONFLICT: &str = "__sluice_conflict";
-const NEXT: &str = "__sluice_next_";
-const NEXT_SEQ: &str = "__sluice_next_sequence";
 const CANDIDATES: &str = "__sluice_merge_candidates";
 
 /// What a merge reads, each with the table's columns (`tombstones`: the key and sequence
@@ -51,11 +44,9 @@ pub(super) fn key_list(rule: &MergeRule) -> String {
         .join(", ")
 }
 
-/// Each key's winner: the table's columns and [`DELETED`], one row per key the inputs name,
-/// with two columns of its own that [`split_deleted`] reads and drops (whether a row is
-/// its key's winner, and whether it conflicts with another of its key and sequence value).
-/// Refuses changes without a sequence value here, and [`split_deleted`] refuses two
-/// different rows of a key with one sequence value (see [`MergeError`]).
+/// Each key's winner: the table's columns and [`DELETED`], one row per key the inputs name.
+/// Refuses changes without a sequence value, and two different changes of a key with one
+/// sequence value (see [`MergeError`]).
 pub async fn resolve(
     ctx: &SessionContext,
     columns: &[Column],
@@ -115,61 +106,30 @@ pub async fn resolve(
     let candidates = held.union(tombstones)?.union(changes)?;
     ctx.register_table(CANDIDATES, candidates.into_view())?;
 
-    let winners = ctx.sql(&winners_sql(columns, rule)).await?;
-    Ok(winners)
-}
-
-/// The query over [`CANDIDATES`] that ranks each key's rows and marks conflicts (see
-/// [`resolve`]): the table's columns, [`DELETED`], [`WINNER`] and [`CONFLICT`].
-fn winners_sql(columns: &[Column], rule: &MergeRule) -> String {
     let key = key_list(rule);
     let seq = quote(rule.sequence_by.as_str());
-    let (del, src, rank) = (quote(DELETED), quote(SOURCE), quote(RANK));
-    // A row's content: its columns and whether it is a delete.
-    let content: Vec<String> = columns
+    let all = columns
         .iter()
         .map(|c| quote(c.name.as_str()))
-        .chain([del.clone()])
-        .collect();
-    let all = content[..content.len() - 1].join(", ");
-    // One sort does both: each key's rows newest first, the table's before a change of
-    // the same sequence value (so a rerun's identical change rewrites nothing), then by
-    // content, so that the rows of one key and sequence value that are equal lie side by
-    // side and two that differ meet as neighbours. A row that differs from its next one
-    // on the same sequence value is a conflict.
-    let by_content: Vec<String> = content
-        .iter()
-        .map(|c| format!("{c} ASC NULLS FIRST"))
-        .collect();
-    let window = format!(
-        "(PARTITION BY {key} ORDER BY {seq} DESC, {src} ASC, {})",
-        by_content.join(", ")
+        .collect::<Vec<_>>()
+        .join(", ");
+    let distinct = format!(
+        "SELECT DISTINCT {all}, {} FROM {CANDIDATES}",
+        quote(DELETED)
     );
-    let next = |i: usize| quote(&format!("{NEXT}{i}"));
-    let leads: Vec<String> = content
-        .iter()
-        .enumerate()
-        .map(|(i, c)| format!("LEAD({c}) OVER {window} AS {}", next(i)))
-        .collect();
-    let equal: Vec<String> = content
-        .iter()
-        .enumerate()
-        .map(|(i, c)| format!("({c} IS NOT DISTINCT FROM {})", next(i)))
-        .collect();
-    let next_seq = quote(NEXT_SEQ);
-    let conflict = format!(
-        "COALESCE({next_seq} = {seq} AND NOT ({}), false)",
-        equal.join(" AND ")
-    );
-    format!(
-        "SELECT {all}, {del}, {rank} = 1 AS {winner}, {conflict} AS {conflicts} FROM (\
-               SELECT *, ROW_NUMBER() OVER {window} AS {rank}, LEAD({seq}) OVER {window} AS {next_seq}, {leads} \
+    refuse_repeated(ctx, rule, &distinct, &key, &seq).await?;
+    let winners = ctx
+        .sql(&format!(
+            "SELECT {all}, {del} FROM (\
+               SELECT *, ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY {seq} DESC, {src} ASC) AS {rank} \
                FROM {CANDIDATES}) \
-             WHERE {rank} = 1 OR {conflict}",
-        leads = leads.join(", "),
-        winner = quote(WINNER),
-        conflicts = quote(CONFLICT),
-    )
+             WHERE {rank} = 1",
+            del = quote(DELETED),
+            src = quote(SOURCE),
+            rank = quote(RANK),
+        ))
+        .await?;
+    Ok(winners)
 }
 
 /// `delete_when` as a condition over `schema`'s columns: NULL counts as not deleted.
@@ -266,55 +226,9 @@ fn shown(a: &dyn Array) -> String {
     }
 }
 
-/// A batch of [`resolve`]'s output split into the table's rows and the tombstones, each
-/// without the [`DELETED`] column: its key's winners only. Refuses a batch with a conflict
-/// (two different rows of one key with one sequence value: a rerun's change equals what it
-/// wrote, and a delete equals its tombstone, so those are none).
-pub fn split_deleted(
-    batch: &RecordBatch,
-    rule: &MergeRule,
-) -> Result<(RecordBatch, RecordBatch), MergeError> {
-    let flag = |name: &str| -> Option<BooleanArray> {
-        let at = batch.schema().index_of(name).ok()?;
-        batch
-            .column(at)
-            .as_any()
-            .downcast_ref::<BooleanArray>()
-            .cloned()
-    };
-    if let Some(conflicts) = flag(CONFLICT)
-        && let Some(i) = (0..conflicts.len()).find(|&i| conflicts.is_valid(i) && conflicts.value(i))
-    {
-        let row = batch.slice(i, 1);
-        let value = |name: &str| {
-            row.schema()
-                .index_of(name)
-                .map(|c| shown(row.column(c).as_ref()))
-                .unwrap_or_default()
-        };
-        let key: Vec<String> = rule
-            .key
-            .iter()
-            .map(|k| format!("{k}={}", value(k.as_str())))
-            .collect();
-        return Err(MergeError::SameSequence {
-            key: key.join(", "),
-            column: rule.sequence_by.to_string(),
-            value: value(rule.sequence_by.as_str()),
-        });
-    }
-    let batch = &match flag(WINNER) {
-        Some(w) => filter_record_batch(batch, &w)?,
-        None => batch.clone(),
-    };
-    let own: Vec<usize> = [WINNER, CONFLICT]
-        .iter()
-        .filter_map(|n| batch.schema().index_of(n).ok())
-        .collect();
-    let keep: Vec<usize> = (0..batch.num_columns())
-        .filter(|i| !own.contains(i))
-        .collect();
-    let batch = &batch.project(&keep)?;
+/// A batch of winners split into the table's rows and the tombstones, each without the
+/// [`DELETED`] column.
+pub fn split_deleted(batch: &RecordBatch) -> Result<(RecordBatch, RecordBatch), MergeError> {
     let schema = batch.schema();
     let Ok(at) = schema.index_of(DELETED) else {
         return Ok((batch.clone(), batch.slice(0, 0)));

@@ -191,7 +191,7 @@ impl PartitionWrite<'_> {
         let (full, tomb_full) = (schema.to_arrow(), tomb_schema.to_arrow());
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(read)?;
-            let (live, gone) = split_deleted(&batch, rule).map_err(|e| merge_err(a, e))?;
+            let (live, gone) = split_deleted(&batch).map_err(|e| merge_err(a, e))?;
             rows.write(fit(&live, &full).map_err(|e| merge_err(a, e))?)
                 .await?;
             dead.write(fit(&gone, &tomb_full).map_err(|e| merge_err(a, e))?)

@@ -208,4 +208,10 @@ fn a_job_test_gives_a_postgres_input_s_rows_and_never_connects() {
     ]);
     p.ok(&["validate"]);
     p.ok(&["test"]).says("1 passed, 0 failed");
+    // A parameter sluice does not bind is refused by validate, naming the field.
+    let spec = p.read("jobs/orders.toml");
+    p.write("jobs/orders.toml", &spec.replace("$partition_end", "$1"));
+    let out = p.run(&["validate"]);
+    assert_ne!(out.code, 0, "{}", out.context());
+    out.says("field `inputs[0].query`: `$1` is not a parameter sluice binds");
 }

@@ -120,7 +120,7 @@ async fn merge(state: &State, changes: &[Change]) -> Result<State, MergeError> {
     let winners = resolve(&ctx, &cols, &rule(), inputs).await?;
     let mut next = State::default();
     for b in winners.collect().await? {
-        let (rows, tombs) = split_deleted(&b, &rule())?;
+        let (rows, tombs) = split_deleted(&b)?;
         next.rows
             .push(rows.with_schema(table_schema(&cols)).unwrap());
         let tombs = tombs.project(&[0, 1])?;
