@@ -175,7 +175,7 @@ pub(super) async fn finish_in(
     sqlx::query(
         "UPDATE runs SET state = $1, rows_written = $2, delta_version = $3, error = $4, finished_at = $5, quality_json = $6, \
          cpu_us = $8, bytes_read = $9, bytes_written = $10, requests = $11, peak_memory_bytes = $12, \
-         reads_json = $13, data_version = $14 WHERE run_id = $7",
+         reads_json = COALESCE($13, reads_json), data_version = COALESCE($14, data_version) WHERE run_id = $7",
     )
     .bind(state.as_str())
     .bind(rows)
@@ -189,7 +189,9 @@ pub(super) async fn finish_in(
     .bind(cost.map(|c| as_i64(c.bytes_written)))
     .bind(cost.map(|c| as_i64(c.requests)))
     .bind(cost.map(|c| as_i64(c.peak_memory_bytes)))
-    // A command input's output is known only at the end (see `Reads::commands`).
+    // A command input's output is known only at the end (see `Reads::commands`); a run
+    // recorded from the Delta log by another process (`reconcile_landed_run`) knows none,
+    // and keeps what its claim recorded.
     .bind(start.reads_json.as_deref())
     .bind(start.data_version.as_deref())
     .execute(&mut *tx)
