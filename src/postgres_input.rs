@@ -429,20 +429,33 @@ fn as_declared(
     match to {
         DataType::Date32 => match a.as_any().downcast_ref::<Int32Array>() {
             Some(days) => Ok(Arc::new(days.reinterpret_cast::<Date32Type>())),
-            None => deltalake::arrow::compute::cast(&a, to),
+            None => strict_cast(&a, to),
         },
         DataType::Timestamp(_, zone) => match a.as_any().downcast_ref::<Int64Array>() {
             Some(micros) => {
                 let ts = micros
                     .reinterpret_cast::<TimestampMicrosecondType>()
                     .with_timezone_opt(zone.clone());
-                deltalake::arrow::compute::cast(&ts, to)
+                strict_cast(&ts, to)
             }
-            None => deltalake::arrow::compute::cast(&a, to),
+            None => strict_cast(&a, to),
         },
         other if a.data_type() == other => Ok(a),
-        other => deltalake::arrow::compute::cast(&a, other),
+        other => strict_cast(&a, other),
     }
+}
+
+/// A cast that fails on a value it cannot carry (an int2 past TINYINT, text that is no
+/// decimal) rather than making it NULL: a row read must be the row the server holds.
+fn strict_cast(
+    a: &dyn deltalake::arrow::array::Array,
+    to: &DataType,
+) -> Result<ArrayRef, deltalake::arrow::error::ArrowError> {
+    let strict = deltalake::arrow::compute::CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    deltalake::arrow::compute::cast_with_options(a, to, &strict)
 }
 
 /// A file writer that hashes what it writes and counts it.
@@ -516,5 +529,16 @@ mod tests {
         assert!(e.contains("`$1` is not a parameter"), "{e}");
         let e = bound("SELECT 'open", &[]).unwrap_err();
         assert!(e.contains("not closed"), "{e}");
+    }
+
+    #[test]
+    fn a_value_the_declared_type_cannot_carry_fails_rather_than_turning_null() {
+        let big: ArrayRef = Arc::new(Int16Array::from(vec![Some(300)]));
+        assert!(as_declared(big, &DataType::Int8).is_err());
+        let text: ArrayRef = Arc::new(StringArray::from(vec![Some("12.5x")]));
+        assert!(as_declared(text, &DataType::Decimal128(12, 2)).is_err());
+        let fine: ArrayRef = Arc::new(StringArray::from(vec![Some("12.50"), None]));
+        let d = as_declared(fine, &DataType::Decimal128(12, 2)).unwrap();
+        assert_eq!(d.null_count(), 1);
     }
 }
