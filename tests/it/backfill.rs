@@ -383,8 +383,12 @@ fn a_failing_partition_stops_only_itself_and_its_dependents() {
         "upstream daily_revenue 2024-01-05 was skipped"
     );
     assert_eq!(skipped.len(), 2 + 8 + 7);
-    // The customers' jobs read none of it: all 62 of their days ran.
-    assert_eq!(s["succeeded"], 60 + 30 * 8 + 24 + 62, "the siblings ran");
+    // The customers' jobs and the exchange rates read none of it: all 93 of their days ran.
+    assert_eq!(
+        s["succeeded"],
+        60 + 30 * 8 + 24 + 62 + 31,
+        "the siblings ran"
+    );
     let text = p.run(&["backfill", "--from", "2024-01-01", "--to", "2024-01-31"]);
     assert_eq!(text.code, 1);
     assert!(

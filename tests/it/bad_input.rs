@@ -98,7 +98,7 @@ fn tables_lists_migrated_tables_before_anything_is_written() {
         .iter()
         .map(|t| (t["table"].as_str().unwrap(), &t["version"]))
         .collect();
-    assert_eq!(tables.len(), 7, "{json:#}");
+    assert_eq!(tables.len(), 8, "{json:#}");
     assert!(tables.iter().all(|(_, v)| v.is_null()), "{json:#}");
 }
 
@@ -391,7 +391,7 @@ fn a_run_that_straddles_a_migration_writes_under_the_new_schema() {
         std::time::Duration::from_secs(60),
     );
     p.write(
-        "migrations/0007_add_score.sql",
+        "migrations/0008_add_score.sql",
         "ALTER TABLE clean_orders ADD COLUMN score BIGINT NOT NULL DEFAULT 7;\n",
     );
     p.ok(&["migrate"]);

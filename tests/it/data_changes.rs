@@ -306,6 +306,17 @@ fn export_february_first(p: &TestProject) {
         "sample-data/customer_changes/dt=2024-02-01/changes.csv",
         &format!("{header}\n"),
     );
+    // And the rates were published for it.
+    let rates = p.read("sample-data/rates_api/rates.csv");
+    let february: String = rates
+        .lines()
+        .filter(|l| l.starts_with("2024-01-31,"))
+        .map(|l| format!("{}\n", l.replace("2024-01-31", "2024-02-01")))
+        .collect();
+    p.write(
+        "sample-data/rates_api/rates.csv",
+        &format!("{}\n{february}", rates.trim_end()),
+    );
 }
 
 /// The sample project with clean_orders watching its input files for `window`, and an

@@ -112,14 +112,14 @@ fn rollback_dry_run_refuses_as_rollback_does_when_there_is_nothing_to_go_back_to
 fn migrate_plan_refuses_a_destructive_migration_as_migrate_does() {
     let p = TestProject::migrated();
     p.write(
-        "migrations/0007_drop_quantity.sql",
+        "migrations/0008_drop_quantity.sql",
         "ALTER TABLE clean_orders DROP COLUMN quantity;\n",
     );
     // Without the flag: refused for being destructive.
     let dry = p.run(&["migrate", "--plan"]);
     let real = p.run(&["migrate"]);
     refused_alike(&dry, &real);
-    dry.says("0007_drop_quantity.sql (DESTRUCTIVE: needs --allow-destructive)");
+    dry.says("0008_drop_quantity.sql (DESTRUCTIVE: needs --allow-destructive)");
     dry.complains("migrate would stop there");
     // With it: refused because a job still uses the column.
     let dry = p.run(&["migrate", "--plan", "--allow-destructive"]);
@@ -131,7 +131,7 @@ fn migrate_plan_refuses_a_destructive_migration_as_migrate_does() {
         status
             .stdout
             .lines()
-            .any(|l| l.starts_with("0007_drop_quantity.sql") && l.contains("pending")),
+            .any(|l| l.starts_with("0008_drop_quantity.sql") && l.contains("pending")),
         "{}",
         status.context()
     );

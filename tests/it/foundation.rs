@@ -291,7 +291,7 @@ fn bad_job_specs_each_give_one_clear_error_naming_the_file() {
             what: "dependency cycle",
             files: vec![
                 (
-                    "migrations/0010_create_a.sql",
+                    "migrations/0011_create_a.sql",
                     "CREATE TABLE a_t (x BIGINT, dt DATE) PARTITIONED BY (dt);\nCREATE TABLE b_t (x BIGINT, dt DATE) PARTITIONED BY (dt);",
                 ),
                 (
@@ -364,7 +364,7 @@ fn the_sample_project_validates_and_plans_its_sql() {
     let p = TestProject::sample();
     let out = p.ok(&["validate"]);
     assert!(
-        out.stdout.contains("ok: 7 job(s), 6 migration(s)"),
+        out.stdout.contains("ok: 8 job(s), 7 migration(s)"),
         "{}",
         out.context()
     );
@@ -575,8 +575,8 @@ fn the_readme_main_command_works_as_written() {
     let rows = status.as_array().unwrap();
     assert_eq!(
         rows.len(),
-        31 + 31 + 1 + 31 + 31 * 8 + 31 * 2,
-        "every partition of the sample month (regional_orders: each day of each region; customers and its history: each day's changes)"
+        31 + 31 + 1 + 31 + 31 * 8 + 31 * 2 + 31,
+        "every partition of the sample month (regional_orders: each day of each region; customers and its history: each day's changes; the exchange rates)"
     );
     assert!(rows.iter().all(|r| r["state"] == "complete"), "{status:#}");
 }

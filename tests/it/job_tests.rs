@@ -28,7 +28,7 @@ fn the_sample_projects_tests_pass_with_a_junit_report_and_leave_no_trace() {
     let p = TestProject::sample();
     let before = top_level(&p);
     let out = p.ok(&["test", "--junit", "report.xml"]);
-    out.says("34 passed, 0 failed");
+    out.says("35 passed, 0 failed");
     // Nothing but the report: no catalog folder, no warehouse.
     let mut expected = before.clone();
     expected.push("report.xml".into());
@@ -66,6 +66,7 @@ fn the_sample_projects_tests_pass_with_a_junit_report_and_leave_no_trace() {
             "clean_orders cancelled_orders_are_dropped 0",
             "daily_revenue negative_revenue_fails_its_check 0",
             "daily_revenue revenue_orders_and_customers_per_region_and_category 0",
+            "exchange_rates only_the_day_s_rates_are_kept 0",
             "monthly_region_revenue a_month_rolls_up_its_days_per_region 0",
             "rolling_revenue a_day_sums_the_seven_days_up_to_it 0",
             "rolling_revenue the_first_day_has_only_itself 0",
@@ -402,7 +403,7 @@ fn update_and_create_round_trip_through_the_job_s_code() {
     );
     // Passes as created.
     let out = p.ok(&["test"]);
-    out.says("36 passed, 0 failed");
+    out.says("37 passed, 0 failed");
     assert!(line_of(&out.stdout, "sampled_2024-01-12").starts_with("ok"));
 
     // Fails after the SQL changes ...

@@ -68,16 +68,16 @@ fn with_pending_additions() -> TestProject {
     p.backfill("2024-01-01", "2024-01-02");
     // The code change and its migration arrive together; the code runs first, by mistake.
     p.write(
-        "migrations/0007_add_refunds.sql",
+        "migrations/0008_add_refunds.sql",
         "ALTER TABLE daily_revenue ADD COLUMN refunds DECIMAL(18,2) COMMENT 'refunded revenue';\n",
     );
     p.write(
-        "migrations/0008_widen_quantity_add_channel.sql",
+        "migrations/0009_widen_quantity_add_channel.sql",
         "ALTER TABLE clean_orders ALTER COLUMN quantity TYPE BIGINT;\n\
          ALTER TABLE clean_orders ADD COLUMN channel STRING NOT NULL DEFAULT 'web';\n",
     );
     p.write(
-        "migrations/0009_create_daily_refunds.sql",
+        "migrations/0010_create_daily_refunds.sql",
         "CREATE TABLE daily_refunds (dt DATE NOT NULL, refunds DECIMAL(18,2), rows_without BIGINT NOT NULL) PARTITIONED BY (dt);\n",
     );
     let sql = p.read("jobs/daily_revenue.sql").replace(
@@ -109,7 +109,7 @@ fn new_sql_before_its_migration_fails_naming_the_file_to_apply() {
     assert_ne!(early.code, 0, "{}", early.context());
     let text = format!("{}{}", early.stdout, early.stderr);
     assert!(
-        text.contains("the SQL produces column `refunds`, which table `daily_revenue` does not have; it is added by migrations/0007_add_refunds.sql, not applied: run `sluice migrate`"),
+        text.contains("the SQL produces column `refunds`, which table `daily_revenue` does not have; it is added by migrations/0008_add_refunds.sql, not applied: run `sluice migrate`"),
         "{}",
         early.context()
     );
@@ -117,7 +117,7 @@ fn new_sql_before_its_migration_fails_naming_the_file_to_apply() {
     assert!(
         status
             .stdout
-            .contains("it is added by migrations/0007_add_refunds.sql, not applied"),
+            .contains("it is added by migrations/0008_add_refunds.sql, not applied"),
         "status shows the failure with its reason{}",
         status.context()
     );
@@ -143,9 +143,9 @@ fn additive_migrations_are_planned_and_applied_as_metadata_only() {
     let log_before = delta_log_version(&p.warehouse_table("clean_orders", 1));
     let applied = p.ok(&["migrate"]);
     for f in [
-        "0007_add_refunds.sql",
-        "0008_widen_quantity_add_channel.sql",
-        "0009_create_daily_refunds.sql",
+        "0008_add_refunds.sql",
+        "0009_widen_quantity_add_channel.sql",
+        "0010_create_daily_refunds.sql",
     ] {
         assert!(
             applied.stdout.contains(&format!("applied {f}")),
@@ -243,7 +243,7 @@ fn old_partitions_read_an_added_column_as_null_through_sluice_a_job_and_python()
 fn expanded() -> TestProject {
     let p = TestProject::migrated();
     p.write(
-        "migrations/0007_expand.sql",
+        "migrations/0008_expand.sql",
         "CREATE TABLE scratch (dt DATE NOT NULL, n BIGINT NOT NULL) PARTITIONED BY (dt);\n\
          ALTER TABLE clean_orders ADD COLUMN note STRING;\n\
          ALTER TABLE clean_orders ADD COLUMN coupon STRING;\n",
@@ -320,13 +320,13 @@ fn next_day_runs(p: &TestProject) {
 fn dropping_a_column_no_job_uses_needs_the_flag_and_keeps_every_row() {
     let p = expanded();
     p.write(
-        "migrations/0008_drop_note.sql",
+        "migrations/0009_drop_note.sql",
         "ALTER TABLE clean_orders DROP COLUMN note;\n",
     );
     let log = delta_log_version(&p.warehouse_table("clean_orders", 1));
     refused_without_flag(
         &p,
-        "0008_drop_note.sql",
+        "0009_drop_note.sql",
         "it drops column `note` of `clean_orders`",
     );
     assert_eq!(
@@ -335,7 +335,7 @@ fn dropping_a_column_no_job_uses_needs_the_flag_and_keeps_every_row() {
         "nothing changed"
     );
     let amount = sum(&p, "SELECT SUM(amount) AS s FROM clean_orders");
-    applies_with_flag(&p, "0008_drop_note.sql");
+    applies_with_flag(&p, "0009_drop_note.sql");
     let (_, ty) = python_nulls_by(&p.warehouse_table("clean_orders", 1), "dt", "amount");
     assert_eq!(ty, "decimal128(12, 2)");
     let cols = p.query("SELECT * FROM clean_orders LIMIT 1");
@@ -356,12 +356,12 @@ fn dropping_a_column_no_job_uses_needs_the_flag_and_keeps_every_row() {
 fn renaming_a_column_a_job_writes_waits_until_the_job_uses_the_new_name() {
     let p = expanded();
     p.write(
-        "migrations/0008_rename_customers.sql",
+        "migrations/0009_rename_customers.sql",
         "ALTER TABLE daily_revenue RENAME COLUMN customers TO buyers;\n",
     );
     refused_without_flag(
         &p,
-        "0008_rename_customers.sql",
+        "0009_rename_customers.sql",
         "it renames column `customers` of `daily_revenue` to `buyers`",
     );
     refused_while_used(&p, &["daily_revenue", "`customers`"]);
@@ -371,7 +371,7 @@ fn renaming_a_column_a_job_writes_waits_until_the_job_uses_the_new_name() {
         &p.read("jobs/daily_revenue.sql")
             .replace("AS customers", "AS buyers"),
     );
-    applies_with_flag(&p, "0008_rename_customers.sql");
+    applies_with_flag(&p, "0009_rename_customers.sql");
     assert_eq!(
         sum(&p, "SELECT SUM(buyers) AS s FROM daily_revenue"),
         customers
@@ -385,12 +385,12 @@ fn renaming_a_column_a_job_writes_waits_until_the_job_uses_the_new_name() {
 fn narrowing_a_type_waits_until_the_job_casts_to_it() {
     let p = expanded();
     p.write(
-        "migrations/0008_narrow_quantity.sql",
+        "migrations/0009_narrow_quantity.sql",
         "ALTER TABLE clean_orders ALTER COLUMN quantity TYPE SMALLINT;\n",
     );
     refused_without_flag(
         &p,
-        "0008_narrow_quantity.sql",
+        "0009_narrow_quantity.sql",
         "it changes column `quantity` from INT to SMALLINT",
     );
     refused_while_used(
@@ -405,7 +405,7 @@ fn narrowing_a_type_waits_until_the_job_casts_to_it() {
             "    CAST(quantity AS SMALLINT) AS quantity,",
         ),
     );
-    applies_with_flag(&p, "0008_narrow_quantity.sql");
+    applies_with_flag(&p, "0009_narrow_quantity.sql");
     let (_, ty) = python_nulls_by(&p.warehouse_table("clean_orders", 1), "dt", "quantity");
     assert_eq!(ty, "int16");
     assert_eq!(
@@ -419,12 +419,12 @@ fn narrowing_a_type_waits_until_the_job_casts_to_it() {
 fn not_null_over_existing_nulls_commits_nothing_until_a_backfill_fills_them() {
     let p = expanded();
     p.write(
-        "migrations/0008_coupon_not_null.sql",
+        "migrations/0009_coupon_not_null.sql",
         "ALTER TABLE clean_orders ALTER COLUMN coupon SET NOT NULL;\n",
     );
     refused_without_flag(
         &p,
-        "0008_coupon_not_null.sql",
+        "0009_coupon_not_null.sql",
         "it makes the existing column `coupon` NOT NULL",
     );
     p.write(
@@ -456,7 +456,7 @@ fn not_null_over_existing_nulls_commits_nothing_until_a_backfill_fills_them() {
         "2024-01-02",
         "--force",
     ]);
-    applies_with_flag(&p, "0008_coupon_not_null.sql");
+    applies_with_flag(&p, "0009_coupon_not_null.sql");
     let (by_day, _) = python_nulls_by(&p.warehouse_table("clean_orders", 1), "dt", "coupon");
     assert!(by_day.values().all(|(n, c)| n == c), "{by_day:?}");
 }
@@ -464,13 +464,13 @@ fn not_null_over_existing_nulls_commits_nothing_until_a_backfill_fills_them() {
 #[test]
 fn dropping_a_table_waits_until_no_job_writes_it_and_deletes_its_files() {
     let p = expanded();
-    p.write("migrations/0008_drop_scratch.sql", "DROP TABLE scratch;\n");
+    p.write("migrations/0009_drop_scratch.sql", "DROP TABLE scratch;\n");
     assert!(p.warehouse_table("scratch", 1).exists());
-    refused_without_flag(&p, "0008_drop_scratch.sql", "it drops table `scratch`");
+    refused_without_flag(&p, "0009_drop_scratch.sql", "it drops table `scratch`");
     refused_while_used(&p, &["jobs/scratch.toml"]);
     std::fs::remove_file(p.file("jobs/scratch.toml")).unwrap();
     std::fs::remove_file(p.file("jobs/scratch.sql")).unwrap();
-    applies_with_flag(&p, "0008_drop_scratch.sql");
+    applies_with_flag(&p, "0009_drop_scratch.sql");
     let tables = p.ok(&["tables"]);
     assert!(!tables.stdout.contains("scratch"), "{}", tables.context());
     assert!(
@@ -484,7 +484,7 @@ fn dropping_a_table_waits_until_no_job_writes_it_and_deletes_its_files() {
 fn a_file_mixing_additive_and_destructive_changes_is_refused_whole() {
     let p = expanded();
     p.write(
-        "migrations/0008_mixed.sql",
+        "migrations/0009_mixed.sql",
         "ALTER TABLE clean_orders ADD COLUMN x INT;\nALTER TABLE clean_orders DROP COLUMN coupon;\n",
     );
     let o = p.run(&["migrate", "--allow-destructive"]);
@@ -497,7 +497,7 @@ fn an_applied_migration_that_was_edited_or_deleted_is_refused() {
     let p = TestProject::migrated();
     let original = p.read("migrations/0002_create_daily_revenue.sql");
     p.write(
-        "migrations/0007_add_note.sql",
+        "migrations/0008_add_note.sql",
         "ALTER TABLE clean_orders ADD COLUMN note STRING;\n",
     );
 
@@ -521,7 +521,7 @@ fn an_applied_migration_that_was_edited_or_deleted_is_refused() {
         status
             .stdout
             .lines()
-            .any(|l| l.starts_with("0007_add_note.sql") && l.contains("pending")),
+            .any(|l| l.starts_with("0008_add_note.sql") && l.contains("pending")),
         "later migrations wait{}",
         status.context()
     );
@@ -544,7 +544,7 @@ fn an_applied_migration_that_was_edited_or_deleted_is_refused() {
     .unwrap();
     p.write("migrations/0003_create_monthly_region_revenue.sql", &sample);
     let o = p.ok(&["migrate"]);
-    o.says("applied 0007_add_note.sql");
+    o.says("applied 0008_add_note.sql");
 }
 
 #[test]
@@ -575,7 +575,7 @@ fn concurrent_migrates_apply_every_migration_once() {
     for round in 0..3 {
         let mut names = Vec::new();
         for i in 0..5 {
-            let n = 7 + round * 5 + i;
+            let n = 8 + round * 5 + i;
             let name = format!("{n:04}_add_c{n}.sql");
             p.write(
                 &format!("migrations/{name}"),
@@ -587,7 +587,7 @@ fn concurrent_migrates_apply_every_migration_once() {
         }
         if round == 0 {
             let plan = p.ok(&["migrate", "--plan"]);
-            plan.says("table clean_orders: add column c7 BIGINT [v1, v2; Delta metadata only");
+            plan.says("table clean_orders: add column c8 BIGINT [v1, v2; Delta metadata only");
         }
         let children: Vec<_> = (0..3)
             .map(|_| {
@@ -630,7 +630,7 @@ fn concurrent_migrates_apply_every_migration_once() {
     // Every column is there once, in file order, and the tables still take writes.
     let cols = p.query("SELECT * FROM clean_orders LIMIT 1");
     let keys: Vec<&String> = cols[0].as_object().unwrap().keys().collect();
-    for n in 7..22 {
+    for n in 8..23 {
         assert!(
             keys.iter().any(|k| **k == format!("c{n}")),
             "c{n} in {keys:?}"

@@ -178,9 +178,9 @@ async fn the_grid_draws_each_partition_in_the_state_status_gives() {
         grid[&("daily_revenue".into(), "2024-01-05".into())],
         "missing"
     );
-    // Ten days of five daily jobs, the month of the monthly one, and ten days of eight
+    // Ten days of six daily jobs, the month of the monthly one, and ten days of eight
     // regions of the one partitioned by day and region (those of 2024-01-05 never ran).
-    assert_eq!(grid.len(), 51 + 80, "{grid:?}");
+    assert_eq!(grid.len(), 61 + 80, "{grid:?}");
     assert_eq!(
         grid[&("regional_orders".into(), "2024-01-05:emea".into())],
         "missing"

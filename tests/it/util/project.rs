@@ -109,7 +109,7 @@ impl TestProject {
             .tempdir()
             .unwrap();
         let repo = Path::new(REPO);
-        for d in ["jobs", "migrations", "sample-data"] {
+        for d in ["jobs", "migrations", "sample-data", "scripts"] {
             copy_dir(&repo.join(d), &dir.path().join(d));
         }
         std::fs::copy(repo.join("sluice.toml"), dir.path().join("sluice.toml")).unwrap();
@@ -204,11 +204,11 @@ impl TestProject {
         std::fs::write(p, content).unwrap();
     }
 
-    /// Leaves the sample's jobs other than the order jobs out (the customer jobs: their
-    /// specs, SQL and tests): for the tests of the order jobs that run whole months, where
-    /// 62 more partitions only cost time.
+    /// Leaves the sample's jobs other than the order jobs out (the customer jobs and the
+    /// exchange rates: their specs, SQL and tests): for the tests of the order jobs that run
+    /// whole months, where 93 more partitions only cost time.
     pub fn only_order_jobs(&self) {
-        for job in ["customers", "customers_history"] {
+        for job in ["customers", "customers_history", "exchange_rates"] {
             for f in [
                 format!("jobs/{job}.toml"),
                 format!("jobs/{job}.sql"),
