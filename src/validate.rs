@@ -65,8 +65,8 @@ pub async fn validate_jobs(project: &Project, engine: &Engine) -> Result<Validat
         }
         // A database input's query: its parameters, quotes and comments.
         for (i, input) in job.inputs.iter().enumerate() {
-            if let crate::job::InputSource::Postgres(pg) = &input.source
-                && let Err(why) = crate::postgres_input::bound(&pg.query, &pg.schema)
+            if let crate::job::InputSource::Database(db) = &input.source
+                && let Err(why) = crate::database_input::bound(db)
             {
                 problems.push(SpecError {
                     file: job.spec_file(&project.settings.root),

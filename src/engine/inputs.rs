@@ -40,7 +40,7 @@ fn extracted(
         }
         Some(FileFixture::File(p)) => {
             let format = match input.source {
-                InputSource::Postgres(_) => fixture_format(p),
+                InputSource::Database(_) => fixture_format(p),
                 _ => extract.format,
             };
             Ok(Some((p.clone(), None, format)))
@@ -170,7 +170,7 @@ impl Engine {
                     self.register_file_input(ctx, q, file, &mut text_files, &mut scratch)
                         .await?;
                 }
-                InputSource::Command(_) | InputSource::Postgres(_) => {
+                InputSource::Command(_) | InputSource::Database(_) => {
                     let Some(extract) = input.source.extract() else {
                         continue;
                     };

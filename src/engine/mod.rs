@@ -395,7 +395,7 @@ impl Engine {
                     None => return Ok(None),
                 },
                 InputSource::Command(c) => columns_schema(&c.schema),
-                InputSource::Postgres(pg) => columns_schema(&pg.schema),
+                InputSource::Database(db) => columns_schema(&db.schema),
             };
             let empty =
                 MemTable::try_new(schema, vec![vec![]]).map_err(|e| input_err(&input.name, e))?;

@@ -2,7 +2,9 @@
 //! schema) or an upstream table (which partitions, a window), each checked field by field.
 
 use super::reading::Problems;
-use super::{CsvOptions, FileFormat, Input, InputSource, TEMPLATE_FIELDS, UpstreamPartitions};
+use super::{
+    CsvOptions, DatabaseSystem, FileFormat, Input, InputSource, TEMPLATE_FIELDS, UpstreamPartitions,
+};
 use crate::names::Name;
 use crate::schema::{Column, ddl};
 use serde::Deserialize;
@@ -47,19 +49,22 @@ pub(super) fn inputs(raw: &[InputFile], p: &mut Problems) -> Vec<Input> {
             continue;
         }
         let kind = match inp.kind.as_deref() {
-            None | Some("files" | "table" | "command" | "postgres") => inp.kind.as_deref(),
+            None | Some("files" | "table" | "command" | "postgres" | "mysql") => {
+                inp.kind.as_deref()
+            }
             Some(other) => {
                 p.add(format!(
-                    "field `{at}.type` = \"{}\": an input is of type \"files\", \"table\", \"command\" or \"postgres\"",
+                    "field `{at}.type` = \"{}\": an input is of type \"files\", \"table\", \"command\", \"postgres\" or \"mysql\"",
                     other.escape_debug()
                 ));
                 continue;
             }
         };
-        if kind == Some("command") || kind == Some("postgres") {
-            let source = match kind {
-                Some("command") => command_input(&at, &iname, inp, p),
-                _ => postgres_input(&at, &iname, inp, p),
+        if let Some(k @ ("command" | "postgres" | "mysql")) = kind {
+            let source = match k {
+                "command" => command_input(&at, &iname, inp, p),
+                "mysql" => database_input(&at, &iname, DatabaseSystem::MySql, inp, p),
+                _ => database_input(&at, &iname, DatabaseSystem::Postgres, inp, p),
             };
             if let Some(s) = source {
                 inputs.push(Input {
@@ -76,7 +81,7 @@ pub(super) fn inputs(raw: &[InputFile], p: &mut Problems) -> Vec<Input> {
         }
         if inp.connection.is_some() || inp.query.is_some() {
             p.add(format!(
-                "input `{iname}`: `connection` and `query` belong to an input of `type = \"postgres\"`"
+                "input `{iname}`: `connection` and `query` belong to a database input (`type = \"postgres\"` or `\"mysql\"`)"
             ));
         }
         let source = match (&inp.path, &inp.table) {
@@ -200,15 +205,18 @@ fn command_input(at: &str, iname: &Name, inp: &InputFile, p: &mut Problems) -> O
     }))
 }
 
-/// `type = "postgres"`: where the connection string is (`env:NAME` or `file:PATH`: never
-/// the string itself), the query, its columns (required: each is read as declared).
-fn postgres_input(
+/// `type = "postgres"` or `"mysql"`: where the connection string is (`env:NAME` or
+/// `file:PATH`: never the string itself), the query, its columns (required: each is read as
+/// declared).
+fn database_input(
     at: &str,
     iname: &Name,
+    system: DatabaseSystem,
     inp: &InputFile,
     p: &mut Problems,
 ) -> Option<InputSource> {
-    refuse(iname, "a postgres input", "", &inp.set_fields(), p);
+    let what = format!("a {} input", system.as_str());
+    refuse(iname, &what, "", &inp.set_fields(), p);
     let connection = match inp.connection.as_deref().map(str::trim) {
         Some(c) if c.starts_with("env:") && c.len() > 4 => {
             super::ConnectionRef::Env(c[4..].to_string())
@@ -224,25 +232,26 @@ fn postgres_input(
         }
         _ => {
             p.add(format!(
-                "field `{at}.connection`: a postgres input says where its connection string is: \"env:NAME\" (an environment variable) or \"file:PATH\" (a file in the project)"
+                "field `{at}.connection`: {what} says where its connection string is: \"env:NAME\" (an environment variable) or \"file:PATH\" (a file in the project)"
             ));
             return None;
         }
     };
     let Some(query) = inp.query.clone().filter(|q| !q.trim().is_empty()) else {
         p.add(format!(
-            "field `{at}.query`: a postgres input needs its query, e.g. query = \"SELECT id, amount FROM orders WHERE created_at >= $partition_start AND created_at < $partition_end\""
+            "field `{at}.query`: {what} needs its query, e.g. query = \"SELECT id, amount FROM orders WHERE created_at >= $partition_start AND created_at < $partition_end\""
         ));
         return None;
     };
     let Some(cols) = &inp.schema else {
         p.add(format!(
-            "field `{at}.schema`: a postgres input declares its columns (e.g. schema = [\"id BIGINT\", \"amount DOUBLE\"]): each is read as declared"
+            "field `{at}.schema`: {what} declares its columns (e.g. schema = [\"id BIGINT\", \"amount DOUBLE\"]): each is read as declared"
         ));
         return None;
     };
     let schema = declared_columns(at, cols, p);
-    Some(InputSource::Postgres(super::PostgresInput {
+    Some(InputSource::Database(super::DatabaseInput {
+        system,
         connection,
         query,
         schema,

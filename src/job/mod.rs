@@ -3,6 +3,7 @@
 //! Everything a spec says is checked here, with the file and the field named, so the layers
 //! below never meet an unchecked name, template or time zone.
 
+mod extract;
 pub mod graph;
 mod input_spec;
 mod partitioning;
@@ -10,6 +11,7 @@ mod reading;
 mod spec;
 mod write_mode;
 
+pub use extract::{CommandInput, ConnectionRef, DatabaseInput, DatabaseSystem, Extract};
 pub use partitioning::check_table;
 pub use write_mode::{MergeRule, Scd2Rule, WriteMode};
 
@@ -254,79 +256,9 @@ pub enum InputSource {
     /// A program run once per partition attempt (`type = "command"`), whose standard output
     /// is the input's rows.
     Command(CommandInput),
-    /// A query on a PostgreSQL database (`type = "postgres"`), with the partition's bounds
-    /// bound as its parameters.
-    Postgres(PostgresInput),
-}
-
-/// What an extract (a command or a database input) gives: its declared columns, and how its
-/// rows are written for the query to read.
-pub struct Extract<'a> {
-    pub schema: &'a [Column],
-    pub format: FileFormat,
-    pub csv: CsvOptions,
-}
-
-impl InputSource {
-    /// An extract's columns and format; `None` for files and upstream tables.
-    pub fn extract(&self) -> Option<Extract<'_>> {
-        match self {
-            InputSource::Command(c) => Some(Extract {
-                schema: &c.schema,
-                format: c.format,
-                csv: c.csv.clone(),
-            }),
-            // Its rows are kept as Arrow IPC (see `postgres_input`).
-            InputSource::Postgres(pg) => Some(Extract {
-                schema: &pg.schema,
-                format: FileFormat::Arrow,
-                csv: CsvOptions {
-                    header: true,
-                    delimiter: b',',
-                },
-            }),
-            InputSource::Files { .. } | InputSource::Table { .. } => None,
-        }
-    }
-}
-
-/// `[[inputs]] type = "postgres"`: where the connection string is, the query, its columns.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PostgresInput {
-    pub connection: ConnectionRef,
-    pub query: String,
-    pub schema: Vec<Column>,
-}
-
-/// Where a database's connection string is kept: never in the spec.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ConnectionRef {
-    /// `env:NAME`: an environment variable.
-    Env(String),
-    /// `file:PATH`: a file, relative to the project.
-    File(String),
-}
-
-impl std::fmt::Display for ConnectionRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ConnectionRef::Env(v) => write!(f, "environment variable {v}"),
-            ConnectionRef::File(p) => write!(f, "file {p}"),
-        }
-    }
-}
-
-/// `[[inputs]] type = "command"`: an argv (never a shell line), run in the project's
-/// folder with the partition in its environment; what it writes to its standard output, in
-/// `format`, is read with the declared `schema`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CommandInput {
-    pub argv: Vec<String>,
-    pub format: FileFormat,
-    pub schema: Vec<Column>,
-    pub csv: CsvOptions,
-    /// Killed (with every process it started) past this.
-    pub timeout: Option<std::time::Duration>,
+    /// A query on a PostgreSQL or MySQL database (`type = "postgres"` or `"mysql"`), with
+    /// the partition's bounds bound as its parameters.
+    Database(DatabaseInput),
 }
 
 /// `window = { from = -6, to = 0 }`: partitions P-6 to P of a partition P, both included.
@@ -597,7 +529,7 @@ impl Job {
             InputSource::Table {
                 table, partitions, ..
             } => Some((table, *partitions)),
-            InputSource::Files { .. } | InputSource::Command(_) | InputSource::Postgres(_) => None,
+            InputSource::Files { .. } | InputSource::Command(_) | InputSource::Database(_) => None,
         })
     }
 

@@ -254,7 +254,7 @@ fn file_fixtures(
         // A command input's rows are given too: a job test never runs its program.
         if !matches!(
             input.source,
-            InputSource::Files { .. } | InputSource::Command(_) | InputSource::Postgres(_)
+            InputSource::Files { .. } | InputSource::Command(_) | InputSource::Database(_)
         ) {
             continue;
         }

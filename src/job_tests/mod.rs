@@ -307,7 +307,7 @@ pub fn input_schema(project: &Project, input: &crate::job::Input) -> Option<Sche
         InputSource::Files { schema, .. } => schema.as_ref().map(|c| columns_schema(c)),
         InputSource::Table { table, .. } => project.declared.get(table).map(|t| t.to_arrow()),
         InputSource::Command(c) => Some(columns_schema(&c.schema)),
-        InputSource::Postgres(pg) => Some(columns_schema(&pg.schema)),
+        InputSource::Database(db) => Some(columns_schema(&db.schema)),
     }
 }
 
@@ -321,7 +321,7 @@ fn check_input_columns(
     if matches!(
         (&input.source, source),
         (
-            InputSource::Files { .. } | InputSource::Command(_) | InputSource::Postgres(_),
+            InputSource::Files { .. } | InputSource::Command(_) | InputSource::Database(_),
             Source::File(_)
         )
     ) {

@@ -88,18 +88,18 @@ impl Dataset {
         }
     }
 
-    /// A database input: namespace `postgres://HOST:PORT` (no user or password), named by
-    /// the database and the input; `postgres` alone when its connection string cannot be
-    /// read.
-    pub fn of_database(url: Option<&Url>, input: &str) -> Dataset {
+    /// A database input: namespace `postgres://HOST:PORT` or `mysql://HOST:PORT` (no user
+    /// or password), named by the database and the input; the system's name alone
+    /// (`system`) when its connection string cannot be read.
+    pub fn of_database(url: Option<&Url>, system: &str, default_port: u16, input: &str) -> Dataset {
         let namespace = match url {
             Some(u) => format!(
                 "{}://{}:{}",
                 u.scheme(),
                 u.host_str().unwrap_or_default(),
-                u.port().unwrap_or(5432)
+                u.port().unwrap_or(default_port)
             ),
-            None => "postgres".into(),
+            None => system.into(),
         };
         let database = url.map(|u| u.path().trim_matches('/').to_string());
         Dataset {

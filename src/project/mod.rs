@@ -149,7 +149,7 @@ impl Project {
                         keys,
                     })
                 }
-                InputSource::Files { .. } | InputSource::Command(_) | InputSource::Postgres(_) => {
+                InputSource::Files { .. } | InputSource::Command(_) | InputSource::Database(_) => {
                     None
                 }
             })

@@ -128,8 +128,10 @@ fn file_inputs(
                 })
             }
             InputSource::Command(c) => Some(Dataset::of_command(root, &c.argv)),
-            InputSource::Postgres(pg) => Some(Dataset::of_database(
-                crate::postgres_input::location(root, &pg.connection).as_ref(),
+            InputSource::Database(db) => Some(Dataset::of_database(
+                crate::database_input::location(root, db).as_ref(),
+                db.system.as_str(),
+                db.system.default_port(),
                 i.name.as_str(),
             )),
             InputSource::Table { .. } => None,

@@ -104,7 +104,7 @@ pub enum RunError {
     Command(#[from] crate::command_input::CommandError),
     /// A database input's query failed: nothing was read.
     #[error(transparent)]
-    Postgres(#[from] crate::postgres_input::PostgresInputError),
+    Database(#[from] crate::database_input::DatabaseInputError),
     /// A merge job's changes could not be merged: nothing was published.
     #[error(
         "merging into table `{table}`: {source}; nothing was published, the table is as it was"
@@ -134,7 +134,7 @@ impl RunError {
             RunError::Delta(e) | RunError::DeadLetters(e) => e.is_transient(),
             RunError::Engine(e) => e.is_transient(),
             RunError::Command(e) => e.is_transient(),
-            RunError::Postgres(e) => e.is_transient(),
+            RunError::Database(e) => e.is_transient(),
             _ => false,
         }
     }

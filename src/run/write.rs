@@ -155,9 +155,9 @@ impl PartitionWrite<'_> {
         query.command_outputs = crate::command_input::run_all(root, &of).await?;
         let mut rows = std::collections::HashMap::new();
         for input in &a.job.inputs {
-            if let InputSource::Postgres(pg) = &input.source {
+            if let InputSource::Database(db) = &input.source {
                 let zone = a.job.partition_time_zone;
-                let read = crate::postgres_input::read(root, &input.name, pg, &a.key, zone).await?;
+                let read = crate::database_input::read(root, &input.name, db, &a.key, zone).await?;
                 rows.insert(input.name.clone(), read.rows);
                 query
                     .command_outputs
@@ -391,7 +391,7 @@ impl PartitionWrite<'_> {
         let reads_files = a.job.inputs.iter().any(|i| {
             matches!(
                 i.source,
-                InputSource::Files { .. } | InputSource::Command(_) | InputSource::Postgres(_)
+                InputSource::Files { .. } | InputSource::Command(_) | InputSource::Database(_)
             )
         });
         if !reads_files && a.job.bad_rows == BadRows::Fail {

@@ -125,7 +125,7 @@ fn used_outside(word: &str, allowed: &[&str]) -> Vec<String> {
 fn only_catalog_uses_sqlx() {
     // And a PostgreSQL input, which reads a source database (never the catalog).
     assert_eq!(
-        used_outside("sqlx", &["catalog", "postgres_input"]),
+        used_outside("sqlx", &["catalog", "database_input"]),
         Vec::<String>::new()
     );
 }
