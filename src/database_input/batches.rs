@@ -36,10 +36,10 @@ pub enum Kind {
 pub trait Decodes<DB: sqlx::Database>: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB> {}
 impl<DB: sqlx::Database, T: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>> Decodes<DB> for T {}
 
-/// Why a row could not be kept: the driver could not decode it, or the batch could not be
-/// written.
+/// Why the rows could not be kept: the query failed or a row could not be decoded, or a
+/// batch could not be written.
 pub enum Failure {
-    Decode(sqlx::Error),
+    Query(sqlx::Error),
     Write(ArrowError),
 }
 
@@ -94,9 +94,10 @@ impl Sink {
         })
     }
 
-    /// Adds a row; a full batch is written out.
-    pub fn push<R>(&mut self, row: &R) -> Result<(), Failure>
+    /// Takes every row of `rows`, writing each full batch out.
+    pub async fn take_all<R, S>(&mut self, mut rows: S) -> Result<(), Failure>
     where
+        S: futures::Stream<Item = Result<R, sqlx::Error>> + Unpin,
         R: sqlx::Row,
         usize: sqlx::ColumnIndex<R>,
         bool: Decodes<R::Database>,
@@ -108,26 +109,26 @@ impl Sink {
         String: Decodes<R::Database>,
         Vec<u8>: Decodes<R::Database>,
     {
-        let decoded = (|| {
+        use futures::TryStreamExt as _;
+        while let Some(row) = rows.try_next().await.map_err(Failure::Query)? {
             for (i, v) in self.columns.iter_mut().enumerate() {
-                match v {
-                    Values::Bool(v) => v.push(row.try_get(i)?),
-                    Values::I16(v) => v.push(row.try_get(i)?),
-                    Values::I32(v) => v.push(row.try_get(i)?),
-                    Values::I64(v) => v.push(row.try_get(i)?),
-                    Values::F32(v) => v.push(row.try_get(i)?),
-                    Values::F64(v) => v.push(row.try_get(i)?),
-                    Values::Text(v) => v.push(row.try_get(i)?),
-                    Values::Bytes(v) => v.push(row.try_get(i)?),
-                }
+                let decoded = match v {
+                    Values::Bool(v) => row.try_get(i).map(|x| v.push(x)),
+                    Values::I16(v) => row.try_get(i).map(|x| v.push(x)),
+                    Values::I32(v) => row.try_get(i).map(|x| v.push(x)),
+                    Values::I64(v) => row.try_get(i).map(|x| v.push(x)),
+                    Values::F32(v) => row.try_get(i).map(|x| v.push(x)),
+                    Values::F64(v) => row.try_get(i).map(|x| v.push(x)),
+                    Values::Text(v) => row.try_get(i).map(|x| v.push(x)),
+                    Values::Bytes(v) => row.try_get(i).map(|x| v.push(x)),
+                };
+                decoded.map_err(Failure::Query)?;
             }
-            Ok(())
-        })();
-        decoded.map_err(Failure::Decode)?;
-        self.len += 1;
-        self.rows += 1;
-        if self.len == BATCH_ROWS {
-            self.flush().map_err(Failure::Write)?;
+            self.len += 1;
+            self.rows += 1;
+            if self.len == BATCH_ROWS {
+                self.flush().map_err(Failure::Write)?;
+            }
         }
         Ok(())
     }

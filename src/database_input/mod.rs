@@ -83,6 +83,15 @@ enum FetchError {
 
 type Fetched = Result<(), FetchError>;
 
+impl From<batches::Failure> for FetchError {
+    fn from(f: batches::Failure) -> FetchError {
+        match f {
+            batches::Failure::Query(e) => FetchError::Query(e),
+            batches::Failure::Write(e) => FetchError::Write(e),
+        }
+    }
+}
+
 /// Reads the partition's rows of `spec` into a scratch Arrow file.
 pub async fn read(
     root: &Path,

@@ -4,10 +4,9 @@
 //! The session's time zone is UTC, so a TIMESTAMP column reads as the instant it holds and
 //! the partition's bounds bind as UTC text; a DATETIME column (no zone) reads as UTC.
 
-use super::batches::{Failure, Kind, Sink};
+use super::batches::{Kind, Sink};
 use super::{Fetched, Values};
 use crate::schema::{Column, ColumnType};
-use futures::TryStreamExt as _;
 use sqlx::ConnectOptions as _;
 
 /// A declared column as the outer select reads it. MySQL's CAST has no small integer or
@@ -71,14 +70,7 @@ pub async fn fetch(url: &str, sql: String, values: Values, sink: &mut Sink) -> F
     for v in values {
         query = query.bind(v);
     }
-    let mut rows = query.fetch(&mut conn);
-    while let Some(row) = rows.try_next().await.map_err(super::FetchError::Query)? {
-        sink.push(&row).map_err(|e| match e {
-            Failure::Decode(e) => super::FetchError::Query(e),
-            Failure::Write(e) => super::FetchError::Write(e),
-        })?;
-    }
-    drop(rows);
+    sink.take_all(query.fetch(&mut conn)).await?;
     let _ = sqlx::Connection::close(conn).await;
     Ok(())
 }

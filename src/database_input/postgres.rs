@@ -1,10 +1,9 @@
 //! What is PostgreSQL's own in reading a database input: how a declared column is selected
 //! and decoded, how the rows are fetched, which errors are worth a retry.
 
-use super::batches::{Failure, Kind, Sink};
+use super::batches::{Kind, Sink};
 use super::{Fetched, Values};
 use crate::schema::{Column, ColumnType};
-use futures::TryStreamExt as _;
 use sqlx::Connection as _;
 
 /// A declared column as the outer select reads it: cast to the PostgreSQL type its Arrow
@@ -55,14 +54,7 @@ pub async fn fetch(url: &str, sql: String, values: Values, sink: &mut Sink) -> F
     for v in values {
         query = query.bind(v);
     }
-    let mut rows = query.fetch(&mut conn);
-    while let Some(row) = rows.try_next().await.map_err(super::FetchError::Query)? {
-        sink.push(&row).map_err(|e| match e {
-            Failure::Decode(e) => super::FetchError::Query(e),
-            Failure::Write(e) => super::FetchError::Write(e),
-        })?;
-    }
-    drop(rows);
+    sink.take_all(query.fetch(&mut conn)).await?;
     let _ = conn.close().await;
     Ok(())
 }

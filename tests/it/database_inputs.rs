@@ -94,56 +94,28 @@ fn a_postgres_input_asks_for_its_partition_s_rows_only_and_reads_them_as_the_ser
     assert!(!out.stderr.contains(&password) && !out.stdout.contains(&password));
 
     // The table, read by Python's deltalake, against the server's answer per day.
-    let script = r#"
-import sys, json
-from deltalake import DeltaTable
-t = DeltaTable(sys.argv[1]).to_pyarrow_table().to_pylist()
-days = {}
-for r in t:
-    d = days.setdefault(str(r["dt"]), [0, 0, 0, 0])
-    d[0] += 1; d[1] += r["id"]; d[2] += int(r["amount"] * 100); d[3] += r["note"] is None
-print(json.dumps(days, sort_keys=True))
-import os; sys.stdout.flush(); os._exit(0)
-"#;
-    let got: serde_json::Value = serde_json::from_str(&stdout_of(
-        Command::new("python3")
-            .args(["-c", script])
-            .arg(p.warehouse_table("orders_copy", 1)),
-        "the Python deltalake reader",
-    ))
-    .unwrap();
-    let mut total = 0;
-    for day in ["2024-01-01", "2024-01-02", "2024-01-03"] {
-        let want = psql(
+    let got = sums_per_day(
+        &p,
+        4,
+        r#"d[0] += 1; d[1] += r["id"]; d[2] += int(r["amount"] * 100); d[3] += r["note"] is None"#,
+    );
+    let total = same_as_server(&got, |day| {
+        psql(
             &db,
             &format!(
                 "SELECT count(*) || ',' || sum(id) || ',' || sum((amount * 100)::bigint) || ',' || count(*) FILTER (WHERE note IS NULL) FROM orders WHERE created_at >= '{day}T00:00:00Z' AND created_at < timestamptz '{day}T00:00:00Z' + interval '1 day'"
             ),
-        );
-        let want: Vec<u64> = want.trim().split(',').map(|v| v.parse().unwrap()).collect();
-        let have: Vec<u64> = got[day]
-            .as_array()
-            .unwrap_or_else(|| panic!("{got}"))
-            .iter()
-            .map(|v| v.as_u64().unwrap())
-            .collect();
-        assert_eq!(have, want, "{day}");
-        total += want[0];
-    }
+        )
+        .trim()
+        .split(',')
+        .map(|v| v.parse().unwrap())
+        .collect()
+    });
     assert_eq!(total, rows());
     // The server's log: each day's query went with that day's bounds as parameters.
-    let logged = std::fs::read_to_string(&log).unwrap();
-    for (from, to) in [
-        ("2024-01-01", "2024-01-02"),
-        ("2024-01-02", "2024-01-03"),
-        ("2024-01-03", "2024-01-04"),
-    ] {
-        let bounds = format!("$1 = '{from}T00:00:00.000000Z', $2 = '{to}T00:00:00.000000Z'");
-        assert!(
-            logged.contains(&bounds),
-            "the server's log has no query with {bounds}"
-        );
-    }
+    let logged = asked_for_each_day(&log, |from, to| {
+        format!("$1 = '{from}T00:00:00.000000Z', $2 = '{to}T00:00:00.000000Z'")
+    });
     assert!(logged.contains("created_at >= $1::timestamptz AND created_at < $2::timestamptz"));
 }
 
@@ -306,66 +278,34 @@ fn a_mysql_input_asks_for_its_partition_s_rows_only_and_reads_them_in_utc_as_the
     out.says("3 succeeded, 0 failed");
 
     // The table, read by Python's deltalake, against the server's answer per UTC day.
-    let script = r#"
-import sys, json
-from deltalake import DeltaTable
-t = DeltaTable(sys.argv[1]).to_pyarrow_table().to_pylist()
-days = {}
-for r in t:
-    d = days.setdefault(str(r["dt"]), [0, 0, 0, 0, 0, 0, 0, None])
-    d[0] += 1; d[1] += r["id"]; d[2] += int(r["amount"] * 100); d[3] += r["note"] is None
+    let got = sums_per_day(
+        &p,
+        8,
+        r#"d[0] += 1; d[1] += r["id"]; d[2] += int(r["amount"] * 100); d[3] += r["note"] is None
     d[4] += r["qty"]; d[5] += r["paid"]; d[6] += int(r["weight"] * 8)
     at = int(r["created_at"].timestamp() * 1000000)
-    d[7] = at if d[7] is None else min(d[7], at)
-print(json.dumps(days, sort_keys=True))
-import os; sys.stdout.flush(); os._exit(0)
-"#;
-    let got: serde_json::Value = serde_json::from_str(&stdout_of(
-        Command::new("python3")
-            .args(["-c", script])
-            .arg(p.warehouse_table("orders_copy", 1)),
-        "the Python deltalake reader",
-    ))
-    .unwrap();
-    let mut total = 0;
-    for day in ["2024-01-01", "2024-01-02", "2024-01-03"] {
-        let want = mariadb(
+    d[7] = at if d[7] == 0 else min(d[7], at)"#,
+    );
+    let total = same_as_server(&got, |day| {
+        mariadb(
             &db,
             &format!(
                 "SELECT COUNT(*), SUM(id), SUM(amount * 100), SUM(note IS NULL), SUM(qty), SUM(paid), SUM(weight * 8),
                         TIMESTAMPDIFF(MICROSECOND, TIMESTAMP '1970-01-01 00:00:00', MIN(created_at))
                  FROM orders WHERE created_at >= '{day} 00:00:00' AND created_at < TIMESTAMP '{day} 00:00:00' + INTERVAL 1 DAY"
             ),
-        );
-        let want: Vec<u64> = want
-            .split_whitespace()
-            .map(|v| v.trim_end_matches(".00").parse().unwrap())
-            .collect();
-        let have: Vec<u64> = got[day]
-            .as_array()
-            .unwrap_or_else(|| panic!("{got}"))
-            .iter()
-            .map(|v| v.as_u64().unwrap())
-            .collect();
-        assert_eq!(have, want, "{day}");
-        total += want[0];
-    }
+        )
+        .split_whitespace()
+        .map(|v| v.trim_end_matches(".00").parse().unwrap())
+        .collect()
+    });
     assert_eq!(total, n);
     // The server's log: each day's query went with that day's UTC bounds as parameters.
-    let logged = std::fs::read_to_string(&log).unwrap();
-    for (from, to) in [
-        ("2024-01-01", "2024-01-02"),
-        ("2024-01-02", "2024-01-03"),
-        ("2024-01-03", "2024-01-04"),
-    ] {
-        let bounds = format!(
+    asked_for_each_day(&log, |from, to| {
+        format!(
             "created_at >= CAST('{from} 00:00:00.000000' AS DATETIME(6)) AND created_at < CAST('{to} 00:00:00.000000' AS DATETIME(6))"
-        );
-        assert!(
-            logged.contains(&bounds),
-            "the server's log has no query with {bounds}"
-        );
-    }
+        )
+    });
 
     // A wrong password: the run fails naming the file, never showing the password.
     let mut wrong = url::Url::parse(&db).unwrap();
@@ -384,4 +324,63 @@ import os; sys.stdout.flush(); os._exit(0)
     let out = p.run(&["run", "orders", "--partition", "2024-01-04"]);
     assert_ne!(out.code, 0, "{}", out.context());
     out.complains("the file secrets/shop.url does not hold a mysql URL");
+}
+
+/// The copied table (`orders_copy`) read by Python's deltalake, summed per day (`dt`) by
+/// `sums`: Python statements adding row `r` into `d`, the day's `width` sums.
+fn sums_per_day(p: &TestProject, width: usize, sums: &str) -> serde_json::Value {
+    let script = format!(
+        r#"
+import sys, json
+from deltalake import DeltaTable
+t = DeltaTable(sys.argv[1]).to_pyarrow_table().to_pylist()
+days = {{}}
+for r in t:
+    d = days.setdefault(str(r["dt"]), [0] * {width})
+    {sums}
+print(json.dumps(days, sort_keys=True))
+import os; sys.stdout.flush(); os._exit(0)
+"#
+    );
+    serde_json::from_str(&stdout_of(
+        Command::new("python3")
+            .args(["-c", &script])
+            .arg(p.warehouse_table("orders_copy", 1)),
+        "the Python deltalake reader",
+    ))
+    .unwrap()
+}
+
+/// Each of the three days' sums as read equal to the server's (`want`); the rows in all.
+fn same_as_server(got: &serde_json::Value, want: impl Fn(&str) -> Vec<u64>) -> u64 {
+    let mut total = 0;
+    for day in ["2024-01-01", "2024-01-02", "2024-01-03"] {
+        let want = want(day);
+        let have: Vec<u64> = got[day]
+            .as_array()
+            .unwrap_or_else(|| panic!("{got}"))
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        assert_eq!(have, want, "{day}");
+        total += want[0];
+    }
+    total
+}
+
+/// The server's log, which has a query with each day's bounds (`bounds(from, to)`).
+fn asked_for_each_day(log: &std::path::Path, bounds: impl Fn(&str, &str) -> String) -> String {
+    let logged = std::fs::read_to_string(log).unwrap();
+    for (from, to) in [
+        ("2024-01-01", "2024-01-02"),
+        ("2024-01-02", "2024-01-03"),
+        ("2024-01-03", "2024-01-04"),
+    ] {
+        let b = bounds(from, to);
+        assert!(
+            logged.contains(&b),
+            "the server's log has no query with {b}"
+        );
+    }
+    logged
 }
