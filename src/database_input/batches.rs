@@ -40,6 +40,8 @@ impl<DB: sqlx::Database, T: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>> Decod
 /// batch could not be written.
 pub enum Failure {
     Query(sqlx::Error),
+    /// A value the stream holds that its column cannot take.
+    Decode(String),
     Write(ArrowError),
 }
 
@@ -52,7 +54,8 @@ pub struct Sink {
     pub rows: u64,
 }
 
-enum Values {
+/// A column's values so far, as decoded.
+pub enum Values {
     Bool(Vec<Option<bool>>),
     I16(Vec<Option<i16>>),
     I32(Vec<Option<i32>>),
@@ -124,11 +127,26 @@ impl Sink {
                 };
                 decoded.map_err(Failure::Query)?;
             }
-            self.len += 1;
-            self.rows += 1;
-            if self.len == BATCH_ROWS {
-                self.flush().map_err(Failure::Write)?;
-            }
+            self.row_done()?;
+        }
+        Ok(())
+    }
+
+    /// Adds a row whose cells `fill` pushes, one onto each column in order.
+    pub fn push_with(
+        &mut self,
+        fill: impl FnOnce(&mut [Values]) -> Result<(), String>,
+    ) -> Result<(), Failure> {
+        fill(&mut self.columns).map_err(Failure::Decode)?;
+        self.row_done()
+    }
+
+    /// Counts a row pushed; a full batch is written out.
+    fn row_done(&mut self) -> Result<(), Failure> {
+        self.len += 1;
+        self.rows += 1;
+        if self.len == BATCH_ROWS {
+            self.flush().map_err(Failure::Write)?;
         }
         Ok(())
     }

@@ -13,6 +13,7 @@
 
 mod batches;
 mod mysql;
+mod pg_copy;
 mod postgres;
 mod query_text;
 
@@ -78,6 +79,8 @@ type Values = Vec<Option<String>>;
 enum FetchError {
     Connect(sqlx::Error),
     Query(sqlx::Error),
+    /// A value the server sent that its declared column cannot take.
+    Decode(String),
     Write(deltalake::arrow::error::ArrowError),
 }
 
@@ -87,6 +90,7 @@ impl From<batches::Failure> for FetchError {
     fn from(f: batches::Failure) -> FetchError {
         match f {
             batches::Failure::Query(e) => FetchError::Query(e),
+            batches::Failure::Decode(why) => FetchError::Decode(why),
             batches::Failure::Write(e) => FetchError::Write(e),
         }
     }
@@ -123,7 +127,10 @@ pub async fn read(
     let mut sink =
         Sink::new(spool.reopen().map_err(spool_err)?, &spec.schema, kind).map_err(arrow_err)?;
     let fetched = match spec.system {
-        DatabaseSystem::Postgres => postgres::fetch(&url, bound.sql, values, &mut sink).await,
+        DatabaseSystem::Postgres => {
+            let (params, schema) = (&bound.params, &spec.schema);
+            postgres::fetch(&url, bound.sql, params, values, schema, &mut sink).await
+        }
         DatabaseSystem::MySql => mysql::fetch(&url, bound.sql, values, &mut sink).await,
     };
     let transient = |e: &sqlx::Error| match spec.system {
@@ -141,6 +148,11 @@ pub async fn read(
             input: input.to_string(),
             why: said(&e, &url),
             transient: transient(&e),
+        },
+        FetchError::Decode(why) => DatabaseInputError::Query {
+            input: input.to_string(),
+            why,
+            transient: false,
         },
         FetchError::Write(e) => arrow_err(e),
     })?;

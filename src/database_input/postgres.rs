@@ -2,32 +2,32 @@
 //! and decoded, how the rows are fetched, which errors are worth a retry.
 
 use super::batches::{Kind, Sink};
-use super::{Fetched, Values};
+use super::pg_copy::CopyDecoder;
+use super::query_text::Parameter;
+use super::{FetchError, Fetched, Values};
 use crate::schema::{Column, ColumnType};
+use futures::TryStreamExt as _;
 use sqlx::Connection as _;
 
 /// A declared column as the outer select reads it: cast to the PostgreSQL type its Arrow
-/// type is built from (a date as days and a timestamp as microseconds since the epoch, a
-/// decimal as its text).
+/// type is built from, which the binary COPY then sends in its own form (`pg_copy`); a
+/// decimal as its text.
 pub fn read_as(c: &Column) -> String {
     let q = format!("sluice_q.\"{}\"", c.name.as_str().replace('"', "\"\""));
-    match c.ty {
-        ColumnType::Boolean => format!("{q}::boolean"),
-        ColumnType::TinyInt | ColumnType::SmallInt => format!("{q}::int2"),
-        ColumnType::Int => format!("{q}::int4"),
-        ColumnType::BigInt => format!("{q}::int8"),
-        ColumnType::Float => format!("{q}::float4"),
-        ColumnType::Double => format!("{q}::float8"),
-        ColumnType::Decimal { .. } | ColumnType::String => format!("{q}::text"),
-        ColumnType::Binary => format!("{q}::bytea"),
-        ColumnType::Date => format!("({q}::date - DATE '1970-01-01')::int4"),
-        ColumnType::Timestamp => {
-            format!("(EXTRACT(EPOCH FROM {q}::timestamptz) * 1000000)::int8")
-        }
-        ColumnType::TimestampNtz => {
-            format!("(EXTRACT(EPOCH FROM {q}::timestamp) * 1000000)::int8")
-        }
-    }
+    let ty = match c.ty {
+        ColumnType::Boolean => "boolean",
+        ColumnType::TinyInt | ColumnType::SmallInt => "int2",
+        ColumnType::Int => "int4",
+        ColumnType::BigInt => "int8",
+        ColumnType::Float => "float4",
+        ColumnType::Double => "float8",
+        ColumnType::Decimal { .. } | ColumnType::String => "text",
+        ColumnType::Binary => "bytea",
+        ColumnType::Date => "date",
+        ColumnType::Timestamp => "timestamptz",
+        ColumnType::TimestampNtz => "timestamp",
+    };
+    format!("{q}::{ty}")
 }
 
 /// What `read_as` gives, as decoded.
@@ -44,17 +44,44 @@ pub fn kind(c: &Column) -> Kind {
     }
 }
 
-/// Runs `sql` with `values` bound (each as text its placeholder casts) into `sink`.
-pub async fn fetch(url: &str, sql: String, values: Values, sink: &mut Sink) -> Fetched {
+/// Runs `sql` as a binary COPY into `sink`, its rows of the `declared` columns. A COPY
+/// takes no parameters: the partition's values are bound as the parameters of a
+/// `set_config` for each, which the query's placeholders read back (`query_text`), so they
+/// are never pasted into its text either.
+pub async fn fetch(
+    url: &str,
+    sql: String,
+    params: &[Parameter],
+    values: Values,
+    declared: &[Column],
+    sink: &mut Sink,
+) -> Fetched {
     let mut conn = sqlx::postgres::PgConnection::connect(url)
         .await
-        .map_err(super::FetchError::Connect)?;
-    // Built from the spec's query, with the partition's values bound, never spliced.
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for v in values {
-        query = query.bind(v);
+        .map_err(FetchError::Connect)?;
+    if !params.is_empty() {
+        let sets: Vec<String> = params
+            .iter()
+            .enumerate()
+            .map(|(n, p)| format!("set_config('{}', ${}, false)", p.setting(), n + 1))
+            .collect();
+        let mut set = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {}", sets.join(", "))));
+        for v in values {
+            // A value there is none of (a partition without a time, or without a key) is
+            // the empty text, which the placeholder reads back as NULL.
+            set = set.bind(v.unwrap_or_default());
+        }
+        set.execute(&mut conn).await.map_err(FetchError::Query)?;
     }
-    sink.take_all(query.fetch(&mut conn)).await?;
+    let mut decoder = CopyDecoder::new(declared.iter().map(|c| c.ty).collect());
+    {
+        let copy = format!("COPY ({sql}) TO STDOUT (FORMAT binary)");
+        let mut stream = conn.copy_out_raw(&copy).await.map_err(FetchError::Query)?;
+        while let Some(chunk) = stream.try_next().await.map_err(FetchError::Query)? {
+            decoder.feed(&chunk, sink)?;
+        }
+    }
+    decoder.finish()?;
     let _ = conn.close().await;
     Ok(())
 }

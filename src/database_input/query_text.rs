@@ -32,6 +32,11 @@ impl Parameter {
         }
     }
 
+    /// The PostgreSQL session setting its value is bound to (see `postgres::fetch`).
+    pub fn setting(self) -> String {
+        format!("sluice.{}", self.name())
+    }
+
     /// An instant (bound as text the placeholder casts) rather than text.
     pub fn is_instant(self) -> bool {
         matches!(self, Parameter::PartitionStart | Parameter::PartitionEnd)
@@ -45,9 +50,9 @@ pub struct Bound {
     pub params: Vec<Parameter>,
 }
 
-/// The user's query with its parameters replaced by `placeholder(parameter, n)`, where `n`
-/// is the parameter's position among the distinct ones (PostgreSQL numbers them: one
-/// `$1` serves each use) or among the uses (MySQL's `?` is bound once per use).
+/// The user's query with its parameters replaced by the system's placeholders, and the
+/// parameters they take: for PostgreSQL each distinct one once (its placeholder reads a
+/// session setting), for MySQL one per use (each `?` is bound).
 pub fn bind(query: &str, system: DatabaseSystem) -> Result<Bound, String> {
     let mut out = String::with_capacity(query.len());
     let mut params: Vec<Parameter> = Vec::new();
@@ -87,19 +92,17 @@ fn parameter_name(after_dollar: &str) -> &str {
 fn placeholder(system: DatabaseSystem, p: Parameter, params: &mut Vec<Parameter>) -> String {
     match system {
         DatabaseSystem::Postgres => {
-            let n = match params.iter().position(|q| *q == p) {
-                Some(n) => n + 1,
-                None => {
-                    params.push(p);
-                    params.len()
-                }
-            };
+            // Read back from the session setting a bound `set_config` gave it (a COPY,
+            // which is how the rows are read, takes no parameters); '' is none.
+            if !params.contains(&p) {
+                params.push(p);
+            }
             let ty = if p.is_instant() {
                 "timestamptz"
             } else {
                 "text"
             };
-            format!("${n}::{ty}")
+            format!("NULLIF(current_setting('{}'), '')::{ty}", p.setting())
         }
         DatabaseSystem::MySql => {
             params.push(p);
@@ -164,7 +167,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn postgres_numbers_each_parameter_once_and_leaves_text_alone() {
+    fn postgres_reads_each_parameter_from_its_setting_and_leaves_text_alone() {
         let b = bind(
             "SELECT id, '$partition' AS t, \"$key\" FROM o -- $partition\nWHERE at >= $partition_start AND at < $partition_end AND day = $partition AND $partition_start < now() AND x = $$ $key $$;",
             DatabaseSystem::Postgres,
@@ -180,7 +183,7 @@ mod tests {
         );
         assert_eq!(
             b.sql,
-            "SELECT id, '$partition' AS t, \"$key\" FROM o -- $partition\nWHERE at >= $1::timestamptz AND at < $2::timestamptz AND day = $3::text AND $1::timestamptz < now() AND x = $$ $key $$"
+            "SELECT id, '$partition' AS t, \"$key\" FROM o -- $partition\nWHERE at >= NULLIF(current_setting('sluice.partition_start'), '')::timestamptz AND at < NULLIF(current_setting('sluice.partition_end'), '')::timestamptz AND day = NULLIF(current_setting('sluice.partition'), '')::text AND NULLIF(current_setting('sluice.partition_start'), '')::timestamptz < now() AND x = $$ $key $$"
         );
         let e = bind("SELECT 1 WHERE a = $1", DatabaseSystem::Postgres).unwrap_err();
         assert!(e.contains("`$1` is not a parameter"), "{e}");
