@@ -14,7 +14,7 @@
 //! change (a rerun, a duplicate row in an export): no order between them is known, and
 //! picking one would make the table depend on the order the partitions ran in.
 //!
-//! `resolve` is the rule, as one DataFusion plan over three inputs: the partition's
+//! `resolve` is the rule, as one DataFusion sort over three inputs read in one pass: the partition's
 //! changes, the rows the table holds for the partitions those changes can touch, and the
 //! tombstones there. Its output is the new content of those partitions, with each key's
 //! winner marked as a row or a tombstone (`DELETED`); the caller writes the rows to the
@@ -25,7 +25,7 @@ pub mod scd2;
 #[cfg(test)]
 mod test_rng;
 
-pub use resolve::{DELETED, MergeInputs, resolve, split_deleted};
+pub use resolve::{DELETED, MergeInputs, Winners, resolve, split_deleted};
 
 pub use crate::job::{MergeRule, Scd2Rule};
 

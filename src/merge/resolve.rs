@@ -1,24 +1,27 @@
-//! The merge's rule as one DataFusion plan (see the module's page): every key's candidates
-//! (the row the table holds, its tombstone, the partition's changes), ranked by sequence,
-//! the first kept. Sorts and windows spill past the engine's memory pool, so a merge's
-//! memory is bounded by configuration, not by the size of the partitions it touches.
+//! The merge's rule (see the module's page): every key's candidates (the row the table
+//! holds, its tombstone, the partition's changes) sorted by DataFusion, newest first, and
+//! the first of each key kept as the sorted batches stream by. The sort spills past the
+//! engine's memory pool, and the pass over its output keeps one row, so a merge's memory
+//! is bounded by configuration, not by the size of the partitions it touches.
 
 use super::{MergeError, MergeRule};
 use crate::schema::Column;
-use deltalake::arrow::array::{Array, BooleanArray};
+use deltalake::arrow::array::{Array, BooleanArray, BooleanBufferBuilder};
 use deltalake::arrow::compute::{filter_record_batch, not};
 use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::arrow::row::{OwnedRow, RowConverter, Rows, SortField};
 use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
 use deltalake::datafusion::common::{DFSchema, ScalarValue};
+use deltalake::datafusion::execution::SendableRecordBatchStream;
+use deltalake::datafusion::logical_expr::SortExpr;
 use deltalake::datafusion::prelude::{DataFrame, Expr, SessionContext, col, lit, when};
+use futures::StreamExt as _;
 
 /// The column marking a key's winner as a tombstone (a delete) rather than a row.
 pub const DELETED: &str = "__sluice_deleted";
 /// 0 for what the table holds (its row or tombstone), 1 for a change: on one sequence
 /// value the table's wins, so that a rerun's identical change rewrites nothing.
 const SOURCE: &str = "__sluice_source";
-const RANK: &str = "__sluice_rank";
-const CANDIDATES: &str = "__sluice_merge_candidates";
 
 /// What a merge reads, each with the table's columns (`tombstones`: the key and sequence
 /// columns only).
@@ -45,14 +48,14 @@ pub(super) fn key_list(rule: &MergeRule) -> String {
 }
 
 /// Each key's winner: the table's columns and [`DELETED`], one row per key the inputs name.
-/// Refuses changes without a sequence value, and two different changes of a key with one
-/// sequence value (see [`MergeError`]).
+/// Refuses changes without a sequence value, and (as the winners are read) two different
+/// changes of a key with one sequence value (see [`MergeError`]).
 pub async fn resolve(
     ctx: &SessionContext,
     columns: &[Column],
     rule: &MergeRule,
     inputs: MergeInputs,
-) -> Result<DataFrame, MergeError> {
+) -> Result<Winners, MergeError> {
     let kept = |c: &Column| rule.key.contains(&c.name) || c.name == rule.sequence_by;
     let null_of = |c: &Column| -> Result<Expr, MergeError> {
         Ok(lit(ScalarValue::try_from(&c.ty.to_arrow())?))
@@ -104,32 +107,176 @@ pub async fn resolve(
     let tombstones = inputs.tombstones.select(tomb_cols)?;
 
     let candidates = held.union(tombstones)?.union(changes)?;
-    ctx.register_table(CANDIDATES, candidates.into_view())?;
-
-    let key = key_list(rule);
-    let seq = quote(rule.sequence_by.as_str());
-    let all = columns
+    // Each key's candidates together, newest first; on one sequence value the table's
+    // first. Sorts spill past the engine's memory pool.
+    let mut order: Vec<SortExpr> = rule
+        .key
         .iter()
-        .map(|c| quote(c.name.as_str()))
+        .map(|k| col(quote(k.as_str())).sort(true, true))
+        .collect();
+    order.push(col(quote(rule.sequence_by.as_str())).sort(false, false));
+    order.push(col(SOURCE).sort(true, true));
+    let stream = candidates.sort(order)?.execute_stream().await?;
+    Winners::new(stream, columns, rule)
+}
+
+/// The sorted candidates' first row of each key, batch by batch: a stream of winners, with
+/// the table's columns and [`DELETED`]. Reading them in order also finds two different
+/// changes of one key with one sequence value: they lie next to each other.
+pub struct Winners {
+    stream: SendableRecordBatchStream,
+    /// Where the key's columns, the sequence, and what a change is (every column but
+    /// [`SOURCE`]) lie in the candidates; `output` the columns a winner keeps.
+    key: Vec<usize>,
+    seq: usize,
+    content: Vec<usize>,
+    output: Vec<usize>,
+    key_rows: RowConverter,
+    seq_rows: RowConverter,
+    content_rows: RowConverter,
+    /// The previous batch's last candidate: a key's candidates may straddle two batches.
+    last: Option<Last>,
+    sequence_by: String,
+}
+
+struct Last {
+    key: OwnedRow,
+    seq: OwnedRow,
+    content: OwnedRow,
+}
+
+impl Winners {
+    fn new(
+        stream: SendableRecordBatchStream,
+        columns: &[Column],
+        rule: &MergeRule,
+    ) -> Result<Winners, MergeError> {
+        let schema = stream.schema();
+        let at = |name: &str| -> Result<usize, MergeError> { Ok(schema.index_of(name)?) };
+        let key = rule
+            .key
+            .iter()
+            .map(|k| at(k.as_str()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let seq = at(rule.sequence_by.as_str())?;
+        let mut output = columns
+            .iter()
+            .map(|c| at(c.name.as_str()))
+            .collect::<Result<Vec<_>, _>>()?;
+        output.push(at(DELETED)?);
+        let sorted = |idx: &[usize]| -> Result<RowConverter, MergeError> {
+            let fields = idx
+                .iter()
+                .map(|i| SortField::new(schema.field(*i).data_type().clone()))
+                .collect();
+            Ok(RowConverter::new(fields)?)
+        };
+        Ok(Winners {
+            key_rows: sorted(&key)?,
+            seq_rows: sorted(&[seq])?,
+            content_rows: sorted(&output)?,
+            content: output.clone(),
+            stream,
+            key,
+            seq,
+            output,
+            last: None,
+            sequence_by: rule.sequence_by.to_string(),
+        })
+    }
+
+    /// The next batch of winners, `None` once the candidates are read.
+    pub async fn next(&mut self) -> Option<Result<RecordBatch, MergeError>> {
+        let batch = match self.stream.next().await? {
+            Ok(b) => b,
+            Err(e) => return Some(Err(e.into())),
+        };
+        Some(self.winners_of(&batch))
+    }
+
+    /// Every winner, in memory (a `sluice test`'s few rows).
+    pub async fn collect(mut self) -> Result<Vec<RecordBatch>, MergeError> {
+        let mut all = Vec::new();
+        while let Some(b) = self.next().await {
+            all.push(b?);
+        }
+        Ok(all)
+    }
+
+    fn winners_of(&mut self, batch: &RecordBatch) -> Result<RecordBatch, MergeError> {
+        let n = batch.num_rows();
+        let out = batch.project(&self.output)?;
+        if n == 0 {
+            return Ok(out);
+        }
+        let of = |idx: &[usize]| {
+            idx.iter()
+                .map(|i| batch.column(*i).clone())
+                .collect::<Vec<_>>()
+        };
+        let keys = self.key_rows.convert_columns(&of(&self.key))?;
+        let seqs = self.seq_rows.convert_columns(&of(&[self.seq]))?;
+        let mut content: Option<Rows> = None;
+        let mut keep = BooleanBufferBuilder::new(n);
+        for i in 0..n {
+            let (same_key, same_seq) = match (i, &self.last) {
+                (0, None) => (false, false),
+                (0, Some(l)) => (l.key.row() == keys.row(0), l.seq.row() == seqs.row(0)),
+                _ => (
+                    keys.row(i) == keys.row(i - 1),
+                    seqs.row(i) == seqs.row(i - 1),
+                ),
+            };
+            keep.append(!same_key);
+            if !(same_key && same_seq) {
+                continue;
+            }
+            if content.is_none() {
+                content = Some(self.content_rows.convert_columns(&of(&self.content))?);
+            }
+            let Some(c) = &content else { continue };
+            let before = match (i, &self.last) {
+                (0, Some(l)) => l.content.row(),
+                _ => c.row(i - 1),
+            };
+            if before != c.row(i) {
+                return Err(MergeError::SameSequence {
+                    key: shown_row(batch, &self.key, i),
+                    column: self.sequence_by.clone(),
+                    value: shown(batch.column(self.seq).slice(i, 1).as_ref()),
+                });
+            }
+        }
+        let content = match content {
+            Some(c) => c.row(n - 1).owned(),
+            None => {
+                let last: Vec<_> = of(&self.content)
+                    .iter()
+                    .map(|c| c.slice(n - 1, 1))
+                    .collect();
+                self.content_rows.convert_columns(&last)?.row(0).owned()
+            }
+        };
+        self.last = Some(Last {
+            key: keys.row(n - 1).owned(),
+            seq: seqs.row(n - 1).owned(),
+            content,
+        });
+        let keep = BooleanArray::new(keep.finish(), None);
+        Ok(filter_record_batch(&out, &keep)?)
+    }
+}
+
+/// Row `i`'s columns `idx` of `batch`, as `a=1, b=x`.
+fn shown_row(batch: &RecordBatch, idx: &[usize], i: usize) -> String {
+    let schema = batch.schema();
+    idx.iter()
+        .map(|c| {
+            let value = batch.column(*c).slice(i, 1);
+            format!("{}={}", schema.field(*c).name(), shown(value.as_ref()))
+        })
         .collect::<Vec<_>>()
-        .join(", ");
-    let distinct = format!(
-        "SELECT DISTINCT {all}, {} FROM {CANDIDATES}",
-        quote(DELETED)
-    );
-    refuse_repeated(ctx, rule, &distinct, &key, &seq).await?;
-    let winners = ctx
-        .sql(&format!(
-            "SELECT {all}, {del} FROM (\
-               SELECT *, ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY {seq} DESC, {src} ASC) AS {rank} \
-               FROM {CANDIDATES}) \
-             WHERE {rank} = 1",
-            del = quote(DELETED),
-            src = quote(SOURCE),
-            rank = quote(RANK),
-        ))
-        .await?;
-    Ok(winners)
+        .join(", ")
 }
 
 /// `delete_when` as a condition over `schema`'s columns: NULL counts as not deleted.

@@ -182,15 +182,16 @@ impl PartitionWrite<'_> {
             held,
             tombstones: dead,
         };
-        let winners = resolve(&ctx, &schema.columns, rule, inputs)
+        let mut winners = resolve(&ctx, &schema.columns, rule, inputs)
             .await
             .map_err(|e| merge_err(a, e))?;
-        let mut stream = winners.execute_stream().await.map_err(read)?;
         let mut rows = PartitionWriter::new(&a.handle.url, table)?;
         let mut dead = PartitionWriter::new(tomb_url, tombs)?;
         let (full, tomb_full) = (schema.to_arrow(), tomb_schema.to_arrow());
-        while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(read)?;
+        // A refusal found mid-way (two changes of a key with one sequence value) leaves
+        // the files written so far unlisted in any log: data to no reader, gone with gc.
+        while let Some(batch) = winners.next().await {
+            let batch = batch.map_err(|e| merge_err(a, e))?;
             let (live, gone) = split_deleted(&batch).map_err(|e| merge_err(a, e))?;
             rows.write(fit(&live, &full).map_err(|e| merge_err(a, e))?)
                 .await?;

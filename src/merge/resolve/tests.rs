@@ -100,22 +100,36 @@ impl State {
     }
 }
 
-fn mem(schema: Arc<Schema>, batches: Vec<RecordBatch>) -> DataFrame {
-    let ctx = crate::engine::Engine::table_session();
+fn mem(ctx: &SessionContext, schema: Arc<Schema>, batches: Vec<RecordBatch>) -> DataFrame {
     let t = MemTable::try_new(schema, vec![batches]).unwrap();
     ctx.read_table(Arc::new(t)).unwrap()
 }
 
 async fn merge(state: &State, changes: &[Change]) -> Result<State, MergeError> {
+    merge_in(crate::engine::Engine::table_session(), state, changes).await
+}
+
+/// A session whose sorts give batches of one or two rows: every key's candidates straddle
+/// the batches the winners are picked from.
+fn tiny_batches(rows: usize) -> SessionContext {
+    let config = deltalake::datafusion::prelude::SessionConfig::new().with_batch_size(rows);
+    SessionContext::new_with_config(config)
+}
+
+async fn merge_in(
+    ctx: SessionContext,
+    state: &State,
+    changes: &[Change],
+) -> Result<State, MergeError> {
     let cols = columns();
-    let ctx = crate::engine::Engine::table_session();
     let inputs = MergeInputs {
         changes: mem(
+            &ctx,
             changes_batch(changes).schema(),
             vec![changes_batch(changes)],
         ),
-        held: mem(table_schema(&cols), state.rows.clone()),
-        tombstones: mem(table_schema(&cols[..2]), state.tombs.clone()),
+        held: mem(&ctx, table_schema(&cols), state.rows.clone()),
+        tombstones: mem(&ctx, table_schema(&cols[..2]), state.tombs.clone()),
     };
     let winners = resolve(&ctx, &cols, &rule(), inputs).await?;
     let mut next = State::default();
@@ -202,6 +216,14 @@ async fn two_different_changes_with_one_sequence_value_are_refused_the_same_one_
     .await
     .unwrap_err();
     assert!(matches!(e, MergeError::SameSequence { .. }), "{e}");
+    // Found across the sorted batches too, and a rerun's duplicate still is not refused.
+    let e = merge_in(tiny_batches(1), &s, &[(1, Some(10), Some("b"), "U")])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, MergeError::SameSequence { .. }), "{e}");
+    let twice = [(1, Some(10), Some("a"), "I"), (1, Some(10), Some("a"), "I")];
+    let again = merge_in(tiny_batches(1), &s, &twice).await.unwrap();
+    assert_eq!(again.shown(), s.shown());
     // A delete of one sequence value equals its tombstone, whatever else it carries.
     let d = merge(&s, &[(1, Some(11), Some("x"), "D")]).await.unwrap();
     let d2 = merge(&d, &[(1, Some(11), Some("y"), "D")]).await.unwrap();
@@ -308,5 +330,12 @@ async fn a_change_feed_merged_in_any_order_with_reruns_is_the_oracle_s_table() {
             s = merge(&s, &days[*d]).await.unwrap();
         }
         assert_eq!(s.shown(), want, "order {order:?}");
+    }
+    for rows in [1, 2] {
+        let mut s = State::default();
+        for d in (0..days.len()).rev() {
+            s = merge_in(tiny_batches(rows), &s, &days[d]).await.unwrap();
+        }
+        assert_eq!(s.shown(), want, "batches of {rows}");
     }
 }
