@@ -39,7 +39,7 @@ pub use expire::{Expired, expire_files};
 pub use handle::{LeaseCheck, StillLeased, VersionHandle};
 pub use metered_store::MeteredStore;
 pub use readback::{snapshot_files, uploaded_files};
-pub use writer::{PartitionWriter, WriterLayout};
+pub use writer::{PartitionWriter, WriterLayout, WriterTask};
 
 use crate::schema::TableSchema;
 use deltalake::kernel::StructType;

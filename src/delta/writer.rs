@@ -167,6 +167,93 @@ impl PartitionWriter {
     }
 }
 
+/// A [`PartitionWriter`] on a task of its own, fed through a channel of two batches: the
+/// files are encoded and uploaded on one core while the rows are computed on the other (a
+/// merge's pass over its sorted candidates). Dropped unfinished, it writes nothing more.
+pub struct WriterTask {
+    url: Url,
+    tx: Option<tokio::sync::mpsc::Sender<RecordBatch>>,
+    task: Option<tokio::task::JoinHandle<Result<Vec<Add>, DeltaError>>>,
+}
+
+impl WriterTask {
+    /// Starts `writer`'s task; its CPU time is counted against `meter`'s run when `measure`.
+    pub fn spawn(
+        mut writer: PartitionWriter,
+        meter: std::sync::Arc<crate::cost::RunMeter>,
+        measure: bool,
+    ) -> WriterTask {
+        let url = writer.url.clone();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(2);
+        let task = tokio::spawn(async move {
+            let written = async {
+                while let Some(batch) = rx.recv().await {
+                    writer.write(batch).await?;
+                }
+                writer.finish().await
+            };
+            crate::cost::measure(&meter, measure, written).await
+        });
+        WriterTask {
+            url,
+            tx: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub async fn write(&mut self, batch: RecordBatch) -> Result<(), DeltaError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let sent = match &self.tx {
+            Some(tx) => tx.send(batch).await.is_ok(),
+            None => false,
+        };
+        match sent {
+            true => Ok(()),
+            // The task stopped early: its outcome says why.
+            false => Err(match self.outcome().await {
+                Err(e) => e,
+                Ok(_) => DeltaError::below(
+                    super::Doing::Write,
+                    &self.url,
+                    super::Said(
+                        "the writer's task ended before its rows were all written (this is likely a bug)",
+                    ),
+                ),
+            }),
+        }
+    }
+
+    /// Finishes the files; returns their `add` actions.
+    pub async fn finish(mut self) -> Result<Vec<Add>, DeltaError> {
+        self.tx = None;
+        self.outcome().await
+    }
+
+    async fn outcome(&mut self) -> Result<Vec<Add>, DeltaError> {
+        let Some(task) = self.task.take() else {
+            return Err(DeltaError::below(
+                super::Doing::Write,
+                &self.url,
+                super::Said("the writer's task was already ended (this is likely a bug)"),
+            ));
+        };
+        match task.await {
+            Ok(outcome) => outcome,
+            Err(e) => Err(DeltaError::below(super::Doing::Write, &self.url, e)),
+        }
+    }
+}
+
+impl Drop for WriterTask {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

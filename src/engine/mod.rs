@@ -217,6 +217,13 @@ impl Engine {
         SessionContext::new()
     }
 
+    /// A [`Engine::table_session`] whose operators give batches of `rows`: tests of what
+    /// streams across batch boundaries.
+    #[cfg(test)]
+    pub fn table_session_in_batches_of(rows: usize) -> SessionContext {
+        SessionContext::new_with_config(SessionConfig::new().with_batch_size(rows))
+    }
+
     /// A fresh session like [`Engine::session`] whose settings `adapt` changes (a
     /// cluster's: Ballista's settings and codec).
     pub fn session_with(

@@ -16,7 +16,8 @@ use super::claimed::Attempt;
 use super::{RunError, RunReport, write::PartitionWrite};
 use crate::delta::store::delete_unpublished;
 use crate::delta::{
-    CommitInfo, DeltaError, PartitionCommit, PartitionWriter, Scope, snapshot_files, uploaded_files,
+    CommitInfo, DeltaError, PartitionCommit, PartitionWriter, Scope, WriterTask, snapshot_files,
+    uploaded_files,
 };
 use crate::job::WriteMode;
 use crate::merge::{MergeError, MergeInputs, MergeRule, Scd2Rule, resolve, scd2, split_deleted};
@@ -115,6 +116,9 @@ impl PartitionWrite<'_> {
                 .await
                 .map_err(|e| DeltaError::open(&tomb_url, e))?;
             let tables = (&*table, &tombs, &tomb_url);
+            // Each phase's time at debug level: where a slow merge spends it.
+            let began = std::time::Instant::now();
+            let ms = || began.elapsed().as_millis() as u64;
             let (rows, dead) = match shape {
                 Shape::Merge(rule) => {
                     self.write_winners(a, rule, tables, changes, touched.as_deref())
@@ -125,11 +129,13 @@ impl PartitionWrite<'_> {
                         .await?
                 }
             };
+            tracing::debug!(elapsed_ms = ms(), round, "the merge's files are written");
             // Checked as published, before anything is: a failing check leaves both as
             // they were.
             let audited = self
                 .audit_published(a, &table, changes, &rows, report)
                 .await;
+            tracing::debug!(elapsed_ms = ms(), round, "the merge's rows are audited");
             if let Err(e) = audited {
                 drop(table);
                 delete_unpublished(&a.handle.url, &rows).await;
@@ -143,6 +149,7 @@ impl PartitionWrite<'_> {
             })
             .await;
             drop(table);
+            tracing::debug!(elapsed_ms = ms(), round, "the merge's commits are done");
             match landed {
                 Ok(v) => return Ok(v),
                 Err(e) => {
@@ -185,7 +192,9 @@ impl PartitionWrite<'_> {
         let mut winners = resolve(&ctx, &schema.columns, rule, inputs)
             .await
             .map_err(|e| merge_err(a, e))?;
-        let mut rows = PartitionWriter::new(&a.handle.url, table)?;
+        let measure = self.engine.settings().measure_cost;
+        let rows = PartitionWriter::new(&a.handle.url, table)?;
+        let mut rows = WriterTask::spawn(rows, a.meter.clone(), measure);
         let mut dead = PartitionWriter::new(tomb_url, tombs)?;
         let (full, tomb_full) = (schema.to_arrow(), tomb_schema.to_arrow());
         // A refusal found mid-way (two changes of a key with one sequence value) leaves

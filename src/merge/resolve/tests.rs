@@ -112,8 +112,7 @@ async fn merge(state: &State, changes: &[Change]) -> Result<State, MergeError> {
 /// A session whose sorts give batches of one or two rows: every key's candidates straddle
 /// the batches the winners are picked from.
 fn tiny_batches(rows: usize) -> SessionContext {
-    let config = deltalake::datafusion::prelude::SessionConfig::new().with_batch_size(rows);
-    SessionContext::new_with_config(config)
+    crate::engine::Engine::table_session_in_batches_of(rows)
 }
 
 async fn merge_in(
