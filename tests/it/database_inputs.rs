@@ -117,12 +117,12 @@ fn a_postgres_input_asks_for_its_partition_s_rows_only_and_reads_them_as_the_ser
         format!("$1 = '{from}T00:00:00.000000Z', $2 = '{to}T00:00:00.000000Z'")
     });
     // The bounds are bound as the parameters of a set_config each; the COPY that reads
-    // the rows (it takes no parameters) reads them back.
+    // the rows (it takes no parameters) reads them back, once per query.
     assert!(logged.contains(
         "SELECT set_config('sluice.partition_start', $1, false), set_config('sluice.partition_end', $2, false)"
     ));
     assert!(logged.contains(
-        "created_at >= NULLIF(current_setting('sluice.partition_start'), '')::timestamptz AND created_at < NULLIF(current_setting('sluice.partition_end'), '')::timestamptz"
+        "created_at >= (SELECT NULLIF(current_setting('sluice.partition_start'), '')::timestamptz) AND created_at < (SELECT NULLIF(current_setting('sluice.partition_end'), '')::timestamptz)"
     ));
     assert!(logged.contains(") TO STDOUT (FORMAT binary)"));
 }
