@@ -183,6 +183,8 @@ pub struct Overrides {
     pub project: Option<PathBuf>,
     pub catalog: Option<String>,
     pub warehouse: Option<String>,
+    /// The environment whose aliases readers see (`--env`); `None`: production's.
+    pub env: Option<String>,
 }
 
 #[derive(Debug, Clone)]

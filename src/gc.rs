@@ -29,8 +29,8 @@ pub struct GcPlan {
 }
 
 /// Which versions go: per table, every version older than the live one, except the one the
-/// last flip replaced (what `rollback` returns to) and the `keep` newest others. The live
-/// version and newer ones (being built) always stay.
+/// last flip replaced (what `rollback` returns to), those an environment's alias points at
+/// and the `keep` newest others. The live version and newer ones (being built) always stay.
 pub async fn plan(catalog: &Catalog, keep: usize) -> Result<GcPlan, GcError> {
     let mut plan = GcPlan::default();
     for t in catalog.tables().await? {
@@ -53,8 +53,13 @@ pub async fn plan(catalog: &Catalog, keep: usize) -> Result<GcPlan, GcError> {
                 uri: v.uri.clone(),
                 why: why.to_string(),
             };
+            let envs = catalog.envs_pointing_at(&table, v.version).await?;
             match live {
                 Some(l) if v.version == l => plan.keep.push(fate("live")),
+                _ if !envs.is_empty() => plan.keep.push(fate(&format!(
+                    "the alias of environment(s) {}",
+                    envs.join(", ")
+                ))),
                 Some(l) if v.version > l => plan.keep.push(fate("newer than live: being built")),
                 None => plan.keep.push(fate("no live version yet")),
                 _ if Some(v.version) == previous => {

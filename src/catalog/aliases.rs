@@ -109,12 +109,26 @@ impl std::fmt::Display for FlipRefusal {
 
 impl Catalog {
     /// The version the alias `name` points at.
+    /// In an environment ([`Catalog::in_env`]): its alias, or production's when it has
+    /// none (a table created after it was).
     pub async fn alias(&self, name: &str) -> Result<Option<i64>, CatalogError> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT version FROM aliases WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(query_err("read alias"))?;
+        let Some(env) = &self.env else {
+            let v: Option<i64> = sqlx::query_scalar("SELECT version FROM aliases WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(query_err("read alias"))?;
+            return Ok(v);
+        };
+        let v: Option<i64> = sqlx::query_scalar(
+            "SELECT COALESCE((SELECT version FROM env_aliases WHERE env = $1 AND name = $2), \
+             (SELECT version FROM aliases WHERE name = $2))",
+        )
+        .bind(env.as_ref())
+        .bind(name)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(query_err("read alias"))?;
         Ok(v)
     }
 

@@ -8,6 +8,7 @@
 //! timeout), and every connection uses WAL and a busy timeout.
 
 mod aliases;
+mod envs;
 mod leases;
 mod messages;
 mod named;
@@ -21,6 +22,7 @@ mod tables;
 mod write_group;
 
 pub use aliases::{Flip, FlipRefusal};
+pub use envs::{EnvRow, NewEnv, NotCreated, PROD};
 pub use messages::{Claimed, Settled, Window};
 pub use named::NAMED_AT_MOST;
 pub use outbox::{DeliveryRow, DeliveryState, EventRow, FinishEvents, NewEvent, TellOf};
@@ -188,6 +190,8 @@ pub struct Catalog {
     group: std::sync::Arc<write_group::WriteGroup>,
     /// Where it was opened, for [`Catalog::twin`]; shown only through `redact_url`.
     url: std::sync::Arc<str>,
+    /// The environment alias reads are scoped to (`envs`); `None`: production's.
+    env: Option<std::sync::Arc<str>>,
 }
 
 impl Catalog {
@@ -234,6 +238,7 @@ impl Catalog {
             backend,
             group: Default::default(),
             url: url.into(),
+            env: None,
         })
     }
 
@@ -255,6 +260,7 @@ impl Catalog {
             backend: self.backend,
             group: Default::default(),
             url: self.url.clone(),
+            env: self.env.clone(),
         })
     }
 

@@ -251,7 +251,16 @@ impl Catalog {
             .fetch_optional(&mut *tx)
             .await
             .map_err(query_err("read alias"))?;
-        if live == Some(version) {
+        // An environment's alias keeps a version as production's does.
+        let in_env: Option<String> = sqlx::query_scalar(
+            "SELECT env FROM env_aliases WHERE name = $1 AND version = $2 LIMIT 1",
+        )
+        .bind(table)
+        .bind(version)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(query_err("read environment aliases"))?;
+        if live == Some(version) || in_env.is_some() {
             tx.rollback().await.map_err(query_err("rollback"))?;
             return Ok(false);
         }
@@ -335,6 +344,7 @@ impl MigrationTx {
     /// Removes the table, its alias and its versions from the catalog. Run history stays.
     pub async fn drop_table(&mut self, table: &str) -> Result<(), CatalogError> {
         for sql in [
+            "DELETE FROM env_aliases WHERE name = $1",
             "DELETE FROM aliases WHERE name = $1",
             "DELETE FROM alias_history WHERE alias = $1",
             "DELETE FROM partitions WHERE table_name = $1",

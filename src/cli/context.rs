@@ -67,19 +67,30 @@ impl Context {
 
     /// The project as the flags, environment and sluice.toml say, its catalog opened, the
     /// system clock: what reading commands need.
+    /// With `--env NAME`, its alias reads are the environment's.
     pub async fn open(overrides: &Overrides) -> anyhow::Result<Context> {
         let project = Project::load(overrides)?;
         let catalog = Catalog::connect(&project.settings.catalog_url).await?;
-        Ok(Context::new(
-            Arc::new(project),
-            catalog,
-            Arc::new(SystemClock),
-        ))
+        let clock: SharedClock = Arc::new(SystemClock);
+        let catalog = match &overrides.env {
+            None => catalog,
+            Some(name) => in_env(catalog, name, clock.now_ms()).await?,
+        };
+        Ok(Context::new(Arc::new(project), catalog, clock))
+    }
+
+    /// Like [`Context::open`], for commands that change production's aliases or schemas
+    /// but write no table (`promote`, `rollback`, `migrate`, `gc`): no `--env`.
+    pub async fn open_production(overrides: &Overrides) -> anyhow::Result<Context> {
+        production_only(overrides)?;
+        Context::open(overrides).await
     }
 
     /// Like [`Context::open`], for commands that write to the warehouse: an object store
     /// that cannot refuse a second create is refused first (see `delta::store`).
+    /// Production's: they take no `--env`.
     pub async fn open_for_writing(overrides: &Overrides) -> anyhow::Result<Context> {
+        production_only(overrides)?;
         let project = Project::load(overrides)?;
         crate::delta::store::check_atomic_commits(&project.settings).await?;
         let catalog = Catalog::connect(&project.settings.catalog_url).await?;
@@ -160,5 +171,45 @@ impl Context {
     pub async fn close(&self) {
         self.lineage.flush().await;
         self.catalog.close().await;
+    }
+}
+
+/// Refuses an `--env` other than production's, for commands that change production.
+fn production_only(overrides: &Overrides) -> anyhow::Result<()> {
+    match overrides
+        .env
+        .as_deref()
+        .filter(|e| *e != crate::catalog::PROD)
+    {
+        None => Ok(()),
+        Some(env) => anyhow::bail!(
+            "--env {env}: this command changes production; --env is for commands that read (query, resolve, diff, tables): drop it"
+        ),
+    }
+}
+
+/// `catalog`, its alias reads scoped to the environment `name`: refused when there is no
+/// such environment, or it has lapsed.
+async fn in_env(catalog: Catalog, name: &str, now_ms: i64) -> anyhow::Result<Catalog> {
+    if name == crate::catalog::PROD {
+        return Ok(catalog);
+    }
+    match catalog.env_row(name).await? {
+        Some(e) if e.expired(now_ms) => anyhow::bail!(
+            "--env {name}: the environment lapsed at {} (its --ttl); drop it (`sluice env drop {name}`) and create it again",
+            crate::clock::shown_time(e.expires_at)
+        ),
+        Some(_) => Ok(catalog.in_env(name)),
+        None => {
+            let known: Vec<String> = catalog.envs().await?.into_iter().map(|e| e.name).collect();
+            let known = known
+                .iter()
+                .map(String::as_str)
+                .chain([crate::catalog::PROD]);
+            anyhow::bail!(
+                "--env: {}",
+                crate::names::unknown("environment", name, known)
+            )
+        }
     }
 }

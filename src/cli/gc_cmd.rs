@@ -25,7 +25,7 @@ pub struct GcArgs {
 
 /// `gc --runs`: the whole prune, at once.
 async fn gc_runs(g: &Globals, args: &GcArgs) -> Outcome {
-    let cx = Context::open(&g.overrides).await?;
+    let cx = Context::open_production(&g.overrides).await?;
     let age = match (&args.older_than, cx.project.settings.retention) {
         (Some(t), _) => crate::duration::parse_duration(t)
             .map_err(|e| anyhow::anyhow!("--older-than `{t}`: {e}"))?,
@@ -80,7 +80,7 @@ pub async fn gc(g: &Globals, args: GcArgs) -> Outcome {
         return gc_runs(g, &args).await;
     }
     let (keep, dry_run) = (args.keep, args.dry_run);
-    let c = Context::open(&g.overrides).await?.catalog;
+    let c = Context::open_production(&g.overrides).await?.catalog;
     let plan = crate::gc::plan(&c, keep).await?;
     if dry_run {
         if g.output == output::Format::Json {

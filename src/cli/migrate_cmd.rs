@@ -7,7 +7,7 @@ use crate::migrate;
 use crate::project::Project;
 
 async fn open(g: &Globals) -> anyhow::Result<(std::sync::Arc<Project>, Catalog)> {
-    let cx = Context::open(&g.overrides).await?;
+    let cx = Context::open_production(&g.overrides).await?;
     Ok((cx.project, cx.catalog))
 }
 
@@ -50,7 +50,7 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
 }
 
 async fn apply(g: &Globals, plan_only: bool, allow_destructive: bool) -> Outcome {
-    let cx = Context::open(&g.overrides).await?;
+    let cx = Context::open_production(&g.overrides).await?;
     let (project, catalog) = (cx.project.clone(), cx.catalog.clone());
     if print_problems(&project) {
         return Ok(EXIT_FAILED);

@@ -14,6 +14,7 @@ pub mod context;
 mod daemon_cmd;
 mod diff_cmd;
 mod dlq_cmd;
+mod env_cmd;
 mod gc_cmd;
 mod init_cmd;
 mod migrate_cmd;
@@ -61,6 +62,10 @@ struct Cli {
     /// Warehouse folder or URL; overrides SLUICE_WAREHOUSE and sluice.toml.
     #[arg(long, global = true, value_name = "URL", help_heading = GLOBAL)]
     warehouse: Option<String>,
+    /// The environment whose tables reading commands see (`sluice env create`);
+    /// production's when not given.
+    #[arg(long, global = true, value_name = "NAME", help_heading = GLOBAL)]
+    env: Option<String>,
     /// Result format on stdout.
     #[arg(long, global = true, value_enum, default_value_t = Format::Text, help_heading = GLOBAL)]
     output: Format,
@@ -122,6 +127,10 @@ enum Command {
     Dlq(dlq_cmd::DlqSub),
     /// The physical location of a table's live version (or --version N), for other readers.
     Resolve(tables_cmd::ResolveArgs),
+    /// Environments: named sets of aliases beside production's, made by copying pointers
+    /// (no data); reading commands see one with --env NAME.
+    #[command(subcommand)]
+    Env(env_cmd::EnvSub),
     /// Every alias flip of a table: from, to, when, by whom, why.
     History(tables_cmd::HistoryArgs),
     /// Point tables' aliases at another version, all at once or not at all. Refused unless
@@ -193,6 +202,7 @@ pub fn main() -> ExitCode {
             project: cli.project,
             catalog: cli.catalog,
             warehouse: cli.warehouse,
+            env: cli.env,
         },
         output: cli.output,
     };
@@ -261,6 +271,7 @@ async fn dispatch(command: Command, globals: &Globals) -> Outcome {
         Command::Diff(a) => diff_cmd::run(globals, a).await,
         Command::Resolve(a) => tables_cmd::resolve(globals, a).await,
         Command::History(a) => tables_cmd::history(globals, a).await,
+        Command::Env(sub) => env_cmd::env(globals, sub).await,
         Command::Promote(a) => promote_cmd::promote(globals, a).await,
         Command::Rollback(a) => promote_cmd::rollback(globals, a).await,
         Command::Daemon(a) => daemon_cmd::run(globals, a).await,

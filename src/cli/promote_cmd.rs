@@ -88,7 +88,7 @@ pub async fn rollback(g: &Globals, a: RollbackArgs) -> Outcome {
 
 async fn flip(g: &Globals, a: FlipArgs) -> Outcome {
     use crate::app::flip;
-    let cx = Context::open(&g.overrides).await?;
+    let cx = Context::open_production(&g.overrides).await?;
     for t in &a.tables {
         let name = t.split_once('@').map_or(t.as_str(), |(name, _)| name);
         cx.known_table(name).await?;

@@ -42,6 +42,7 @@ impl Fixture {
                 dir.path().join("catalog.db").display()
             )),
             warehouse: Some(dir.path().join("warehouse").display().to_string()),
+            env: None,
         };
         let project = Project::load(&overrides).expect("the sample project loads");
         let catalog = Catalog::connect(&project.settings.catalog_url)

@@ -18,6 +18,7 @@ mod daemon_process;
 mod data_changes;
 mod database_inputs;
 mod dry_runs;
+mod environments;
 mod faults;
 mod foundation;
 mod job_tests;

@@ -86,6 +86,7 @@ impl Case {
             project: Some(PathBuf::from(self.root())),
             catalog: None,
             warehouse: None,
+            env: None,
         })
         .map_err(err)?;
         Ok(Project::load_with(settings))

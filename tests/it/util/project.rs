@@ -147,6 +147,7 @@ impl TestProject {
             project: Some(self.path().to_path_buf()),
             catalog: self.catalog.clone(),
             warehouse: self.warehouse.clone(),
+            env: None,
         }
     }
 
