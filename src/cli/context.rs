@@ -200,16 +200,16 @@ async fn in_env(catalog: Catalog, name: &str, now_ms: i64) -> anyhow::Result<Cat
             crate::clock::shown_time(e.expires_at)
         ),
         Some(_) => Ok(catalog.in_env(name)),
-        None => {
-            let known: Vec<String> = catalog.envs().await?.into_iter().map(|e| e.name).collect();
-            let known = known
-                .iter()
-                .map(String::as_str)
-                .chain([crate::catalog::PROD]);
-            anyhow::bail!(
-                "--env: {}",
-                crate::names::unknown("environment", name, known)
-            )
-        }
+        None => anyhow::bail!("--env: {}", unknown_env(&catalog, name).await?),
     }
+}
+
+/// The one answer to an environment name nobody knows: the nearest known name, and them all.
+pub async fn unknown_env(catalog: &Catalog, name: &str) -> anyhow::Result<String> {
+    let known: Vec<String> = catalog.envs().await?.into_iter().map(|e| e.name).collect();
+    let known = known
+        .iter()
+        .map(String::as_str)
+        .chain([crate::catalog::PROD]);
+    Ok(crate::names::unknown("environment", name, known))
 }

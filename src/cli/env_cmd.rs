@@ -75,17 +75,9 @@ async fn create(g: &Globals, cx: &Context, name: &str, from: &str, ttl: Option<&
             )
         }
         Err(NotCreated::NoSource) => {
-            let known: Vec<String> = cx
-                .catalog
-                .envs()
-                .await?
-                .into_iter()
-                .map(|e| e.name)
-                .collect();
-            let known = known.iter().map(String::as_str).chain([PROD]);
             bail!(
                 "--from: {}",
-                crate::names::unknown("environment", from, known)
+                super::context::unknown_env(&cx.catalog, from).await?
             )
         }
     };
@@ -145,18 +137,7 @@ async fn list(g: &Globals, cx: &Context) -> Outcome {
 
 async fn drop_env(g: &Globals, cx: &Context, name: &str) -> Outcome {
     if !cx.catalog.drop_env(name).await? {
-        let known: Vec<String> = cx
-            .catalog
-            .envs()
-            .await?
-            .into_iter()
-            .map(|e| e.name)
-            .collect();
-        bail!(crate::names::unknown(
-            "environment",
-            name,
-            known.iter().map(String::as_str)
-        ));
+        bail!(super::context::unknown_env(&cx.catalog, name).await?);
     }
     if g.output == output::Format::Json {
         println!("{}", output::json(&serde_json::json!({ "dropped": name })));
