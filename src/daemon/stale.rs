@@ -8,7 +8,8 @@
 //! judged stale, and under the lease a content by another run counts as done (a rerun by
 //! another worker since: by content, not time, so a replay's simulated clock is no matter);
 //! it waits while an upstream partition it reads is queued or running here, or is stale and
-//! to be run again, here or by another daemon (day, then month); once rerun it read the new content and is no longer stale. Upstream staleness is
+//! to be run again, here or by another daemon (whose rerun of it, once under way, still
+//! counts until it ends) (day, then month); once rerun it read the new content and is no longer stale. Upstream staleness is
 //! judged again only when the partitions of the job's table or of its upstream tables, or
 //! their aliases, changed since the last look (`Catalog::change_mark`).
 
@@ -114,11 +115,22 @@ impl Daemon {
                     }
                 }
             }
-            let reruns = stale
+            let mut reruns: std::collections::BTreeSet<PartitionKey> = stale
                 .iter()
                 .filter(|(key, _, _)| job.declares(key))
                 .map(|(key, _, _)| *key)
                 .collect();
+            // A partition judged stale before that is running now (another daemon's rerun,
+            // most likely) is still to be run again until that run ends: what reads it
+            // waits for its new content instead of reading the old and running twice.
+            if let Some(before) = self.stale_reruns.get(&name) {
+                let running = statuses
+                    .iter()
+                    .filter(|p| p.state == crate::catalog::PartitionState::Running)
+                    .filter_map(|p| job.parse_partition(&p.partition_key).ok())
+                    .filter(|k| before.contains(k));
+                reruns.extend(running);
+            }
             self.stale_reruns.insert(name.clone(), reruns);
             for (key, why, run) in stale {
                 if self.queue_stale_one(job, key, now, run) {
