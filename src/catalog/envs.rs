@@ -80,27 +80,16 @@ impl Catalog {
         new: &NewEnv<'_>,
     ) -> Result<Result<i64, NotCreated>, CatalogError> {
         let mut tx = self.begin_write().await?;
-        let exists: Option<String> =
-            sqlx::query_scalar("SELECT name FROM environments WHERE name = $1")
-                .bind(new.name)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(query_err("read environment"))?;
-        if exists.is_some() {
+        let refused = if env_exists(&mut tx, new.name).await? {
+            Some(NotCreated::Exists)
+        } else if new.from != PROD && !env_exists(&mut tx, new.from).await? {
+            Some(NotCreated::NoSource)
+        } else {
+            None
+        };
+        if let Some(why) = refused {
             tx.rollback().await.map_err(query_err("rollback"))?;
-            return Ok(Err(NotCreated::Exists));
-        }
-        if new.from != PROD {
-            let source: Option<String> =
-                sqlx::query_scalar("SELECT name FROM environments WHERE name = $1")
-                    .bind(new.from)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(query_err("read environment"))?;
-            if source.is_none() {
-                tx.rollback().await.map_err(query_err("rollback"))?;
-                return Ok(Err(NotCreated::NoSource));
-            }
+            return Ok(Err(why));
         }
         sqlx::query(
             "INSERT INTO environments (name, source, created_at, created_by, expires_at) VALUES ($1, $2, $3, $4, $5)",
@@ -191,4 +180,16 @@ impl Catalog {
         .await
         .map_err(query_err("read environment aliases"))
     }
+}
+
+async fn env_exists(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    name: &str,
+) -> Result<bool, CatalogError> {
+    let found: Option<String> = sqlx::query_scalar("SELECT name FROM environments WHERE name = $1")
+        .bind(name)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(query_err("read environment"))?;
+    Ok(found.is_some())
 }

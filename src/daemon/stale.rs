@@ -115,22 +115,8 @@ impl Daemon {
                     }
                 }
             }
-            let mut reruns: std::collections::BTreeSet<PartitionKey> = stale
-                .iter()
-                .filter(|(key, _, _)| job.declares(key))
-                .map(|(key, _, _)| *key)
-                .collect();
-            // A partition judged stale before that is running now (another daemon's rerun,
-            // most likely) is still to be run again until that run ends: what reads it
-            // waits for its new content instead of reading the old and running twice.
-            if let Some(before) = self.stale_reruns.get(&name) {
-                let running = statuses
-                    .iter()
-                    .filter(|p| p.state == crate::catalog::PartitionState::Running)
-                    .filter_map(|p| job.parse_partition(&p.partition_key).ok())
-                    .filter(|k| before.contains(k));
-                reruns.extend(running);
-            }
+            let judged = stale.iter().map(|(key, _, _)| *key);
+            let reruns = self.to_run_again(job, judged, &statuses);
             self.stale_reruns.insert(name.clone(), reruns);
             for (key, why, run) in stale {
                 if self.queue_stale_one(job, key, now, run) {
@@ -141,6 +127,29 @@ impl Daemon {
             self.stale_marks.insert(name, mark);
         }
         Ok(())
+    }
+
+    /// The partitions of `job` still to run again: those `judged` stale now, and those
+    /// judged stale before that are running now (another daemon's rerun, most likely) until
+    /// that run ends, so that what reads them waits for their new content instead of
+    /// reading the old and running twice.
+    fn to_run_again(
+        &self,
+        job: &Job,
+        judged: impl Iterator<Item = PartitionKey>,
+        statuses: &[crate::catalog::PartitionStatus],
+    ) -> std::collections::BTreeSet<PartitionKey> {
+        let mut reruns: std::collections::BTreeSet<PartitionKey> =
+            judged.filter(|key| job.declares(key)).collect();
+        if let Some(before) = self.stale_reruns.get(&job.name) {
+            let running = statuses
+                .iter()
+                .filter(|p| p.state == crate::catalog::PartitionState::Running)
+                .filter_map(|p| job.parse_partition(&p.partition_key).ok())
+                .filter(|k| before.contains(k));
+            reruns.extend(running);
+        }
+        reruns
     }
 
     /// Queues `key` of `job` to run again, unless it is queued or running here already.
