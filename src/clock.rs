@@ -11,6 +11,15 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
         self.now().timestamp_millis()
     }
 
+    /// The time leases live in (their expiry, renewals, the check of another's): this
+    /// clock's own, except in a rehearsal. A lease is held by a live process, in real time,
+    /// and a rehearsal's simulated time jumps (a retry's backoff passes at once), so by it
+    /// one replaying daemon would find another's lease long expired while that daemon was
+    /// still writing the partition, and write it again.
+    fn lease_now_ms(&self) -> i64 {
+        self.now_ms()
+    }
+
     /// Waits `d` of this clock's time (a retry's backoff): real time, unless the clock is
     /// simulated.
     fn sleep(&self, d: std::time::Duration) -> futures::future::BoxFuture<'static, ()> {
@@ -73,6 +82,10 @@ impl Clock for SimulatedClock {
         self.0
             .advance(chrono::Duration::from_std(d).unwrap_or_default());
         Box::pin(tokio::task::yield_now())
+    }
+
+    fn lease_now_ms(&self) -> i64 {
+        Utc::now().timestamp_millis()
     }
 }
 

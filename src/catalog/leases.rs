@@ -77,17 +77,19 @@ impl Catalog {
     /// unless the partition needs a look first: left running by another run (a dead worker:
     /// reconcile it), or done by another worker as `done_if` says. One
     /// catalog write for the common case, shared with the writes that arrive with it (see
-    /// `write_group`). Sets `start.lease_token`.
+    /// `write_group`). Sets `start.lease_token`. `(now_ms, ttl_ms)`: the lease's time (see
+    /// [`crate::clock::Clock::lease_now_ms`]) and how long it lives.
     pub async fn claim(
         &self,
         start: &mut RunStart,
         holder: &str,
-        ttl_ms: i64,
+        (now_ms, ttl_ms): (i64, i64),
         done_if: Option<DoneIf>,
     ) -> Result<Claim, CatalogError> {
         let write = Write::Claim {
             start: start.clone(),
             holder: holder.to_string(),
+            now_ms,
             ttl_ms,
             done_if,
         };

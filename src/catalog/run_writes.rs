@@ -78,10 +78,9 @@ pub(super) async fn claim_in(
     tx: &mut sqlx::AnyConnection,
     start: &mut RunStart,
     holder: &str,
-    ttl_ms: i64,
+    (now_ms, ttl_ms): (i64, i64),
     done_if: Option<&DoneIf>,
 ) -> Result<Claim, CatalogError> {
-    let now_ms = start.started_at;
     let token: Option<i64> = sqlx::query_scalar(
         "INSERT INTO leases (table_name, table_version, partition_key, token, holder, run_id, expires_at) \
          VALUES ($1, $2, $3, 1, $4, $5, $6) \

@@ -22,6 +22,7 @@ pub(super) enum Write {
     Claim {
         start: RunStart,
         holder: String,
+        now_ms: i64,
         ttl_ms: i64,
         done_if: Option<DoneIf>,
     },
@@ -65,10 +66,12 @@ impl Write {
             Write::Claim {
                 start,
                 holder,
+                now_ms,
                 ttl_ms,
                 done_if,
             } => {
-                let claim = claim_in(conn, start, holder, *ttl_ms, done_if.as_ref()).await?;
+                let lease = (*now_ms, *ttl_ms);
+                let claim = claim_in(conn, start, holder, lease, done_if.as_ref()).await?;
                 Ok(Written::Claim(Box::new(claim)))
             }
             Write::Finish {
@@ -179,11 +182,14 @@ mod tests {
             lease_token: 0,
             host: "h".into(),
             pid: 1,
-            started_at: 1_000,
+            started_at: NOW_MS,
             reads_json: None,
             data_version: None,
         }
     }
+
+    /// When the tests' runs start, and their leases are taken.
+    const NOW_MS: i64 = 1_000;
 
     /// Claims and finishes made at once end as if made one by one, and a write that fails
     /// (a run id used twice) fails alone: the writes grouped with it land.
@@ -198,7 +204,7 @@ mod tests {
                 // Runs 0 and 1 share a run id: one of their claims fails.
                 let run_id = format!("run-{}", i.max(1));
                 let mut s = start(&format!("p{i}"), &run_id);
-                let claim = catalog.claim(&mut s, "me", 60_000, None).await;
+                let claim = catalog.claim(&mut s, "me", (NOW_MS, 60_000), None).await;
                 (i, s, claim)
             })
         });
@@ -224,7 +230,9 @@ mod tests {
         let again = started.iter().map(|(s, _)| {
             let (catalog, mut s) = (catalog.clone(), s.clone());
             s.run_id.push_str("-again");
-            tokio::spawn(async move { catalog.claim(&mut s, "other", 60_000, None).await })
+            tokio::spawn(
+                async move { catalog.claim(&mut s, "other", (NOW_MS, 60_000), None).await },
+            )
         });
         for c in futures::future::join_all(again).await {
             let claim = c.expect("task").expect("claim");
@@ -259,7 +267,7 @@ mod tests {
         }
         // Released: the next claim of a partition takes token 2.
         let mut s = start("p5", "run-next");
-        match catalog.claim(&mut s, "other", 60_000, None).await {
+        match catalog.claim(&mut s, "other", (NOW_MS, 60_000), None).await {
             Ok(Claim::Started(lease)) => assert_eq!(lease.token, 2),
             other => panic!("{other:?}"),
         }

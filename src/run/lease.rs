@@ -118,7 +118,12 @@ impl Leases {
         let ttl_ms = self.ttl.as_millis() as i64;
         Ok(self
             .catalog
-            .claim(start, &self.holder, ttl_ms, done_if)
+            .claim(
+                start,
+                &self.holder,
+                (self.clock.lease_now_ms(), ttl_ms),
+                done_if,
+            )
             .await?)
     }
 
@@ -136,7 +141,10 @@ impl Leases {
                 if lost.load(Ordering::SeqCst) {
                     return LeaseCheck::TakenOver;
                 }
-                match catalog.renew_lease(&lease, ttl_ms, clock.now_ms()).await {
+                match catalog
+                    .renew_lease(&lease, ttl_ms, clock.lease_now_ms())
+                    .await
+                {
                     Ok(true) => LeaseCheck::Held,
                     Ok(false) => LeaseCheck::TakenOver,
                     Err(e) => LeaseCheck::Unconfirmed(crate::redact::redact_text(&e.to_string())),
@@ -174,7 +182,7 @@ impl Leases {
                     continue;
                 }
                 match catalog
-                    .renew_lease(&lease, ttl.as_millis() as i64, clock.now_ms())
+                    .renew_lease(&lease, ttl.as_millis() as i64, clock.lease_now_ms())
                     .await
                 {
                     Ok(true) => {}
@@ -246,7 +254,7 @@ impl Leases {
     pub(super) async fn settle_own(&self, project: &Project, tables: &Tables) -> usize {
         let leases = match self
             .catalog
-            .leases_held_by(&self.holder, self.clock.now_ms())
+            .leases_held_by(&self.holder, self.clock.lease_now_ms())
             .await
         {
             Ok(l) => l,

@@ -159,6 +159,38 @@ async fn the_inputs_name_an_upstream_with_nothing_live_and_what_a_partition_wait
     assert_eq!(waits, ["clean_orders/2024-01-05"]);
 }
 
+/// Two rehearsals (`daemon --replay`) on one catalog: each has a simulated clock that jumps
+/// (a retry's backoff passes at once), so one is soon hours ahead of the other. A lease
+/// lives in real time all the same: the one ahead finds the other's lease held while that
+/// process lives, rather than expired by its own jumps, and does not write the partition
+/// a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rehearsal_s_simulated_time_does_not_expire_another_process_s_lease() {
+    use crate::clock::SimulatedClock;
+    let f = Fixture::new().await;
+    let ttl = Duration::from_secs(60);
+    let at = chrono::Utc.with_ymd_and_hms(2024, 2, 1, 0, 0, 0).unwrap();
+    let (a, b) = (ManualClock::new(at), ManualClock::new(at));
+    let leases = |holder: &str, clock: &ManualClock| {
+        let clock: SharedClock = Arc::new(SimulatedClock(clock.clone()));
+        Leases::new(f.catalog.clone(), clock, holder.into(), ttl)
+    };
+    let (ours, rival) = (leases("ours", &a), leases("rival", &b));
+    let job = f.job("clean_orders");
+    f.claimed(&ours, &mut f.start(job, "2024-01-05", "run-1"))
+        .await;
+    // The rival waits out backoffs in its simulated time: hours pass for it at once.
+    SimulatedClock(b.clone())
+        .sleep(Duration::from_secs(6 * 3600))
+        .await;
+    let mut theirs = f.start(job, "2024-01-05", "run-2");
+    let held = rival.claim(&mut theirs, None).await.expect("claim");
+    assert!(
+        matches!(held, Claim::Held { ref holder, .. } if holder == "ours"),
+        "{held:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_heartbeat_keeps_the_lease_and_the_check_before_a_commit_sees_a_takeover() {
     let f = Fixture::new().await;

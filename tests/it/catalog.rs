@@ -104,7 +104,7 @@ async fn play(steps: &[Step]) {
                     .claim(
                         &mut start,
                         who,
-                        TTL,
+                        (now, TTL),
                         since.map(sluice::catalog::DoneIf::CompletedSince),
                     )
                     .await
@@ -534,7 +534,7 @@ async fn write_partition(c: &Catalog, table: &str, version: i64, p: &str, ok: Op
     let mut start = run_start("w", p, 0);
     start.table = table.into();
     start.version = version;
-    let Claim::Started(lease) = c.claim(&mut start, "w", TTL, None).await.unwrap() else {
+    let Claim::Started(lease) = c.claim(&mut start, "w", (0, TTL), None).await.unwrap() else {
         panic!("{table} v{version} {p}: the lease is free");
     };
     let end = match ok {

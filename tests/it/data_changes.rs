@@ -524,20 +524,21 @@ fn two_daemons_rerun_each_stale_partition_once() {
     );
     let before = writes(&p);
     // Two daemons on one catalog find the same stale partitions at once.
-    let start = || {
-        // Half an hour without a tick: only what is stale runs.
+    let start = |log: &str| {
+        // Half an hour without a tick: only what is stale runs. Each daemon's log is kept
+        // to say, should a partition run twice, which daemon ran it and why.
+        let log = std::fs::File::create(p.path().join(log)).unwrap();
         p.command(&[
             "daemon",
             "--replay",
             "2024-02-01T00:00:00Z..2024-02-01T00:30:00Z",
-            "--quiet",
         ])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap()
     };
-    let (a, b) = (start(), start());
+    let (a, b) = (start("daemon-a.log"), start("daemon-b.log"));
     for c in [a, b] {
         let out = c.wait_with_output().unwrap();
         assert!(
@@ -546,11 +547,12 @@ fn two_daemons_rerun_each_stale_partition_once() {
             String::from_utf8_lossy(&out.stdout)
         );
     }
+    let logs = || format!("{}\n{}", p.read("daemon-a.log"), p.read("daemon-b.log"));
     let mut reach = reached_by(12);
     reach.remove(&key("clean_orders", "2024-01-12"));
     for (k, n) in writes(&p) {
         let more = usize::from(reach.contains(&k));
-        assert_eq!(n, before[&k] + more, "{k:?}");
+        assert_eq!(n, before[&k] + more, "{k:?}\n{}", logs());
     }
     assert_eq!(not_complete(&p), BTreeMap::new());
 }
