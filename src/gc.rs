@@ -24,15 +24,28 @@ pub struct VersionFate {
 
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct GcPlan {
+    /// Environments whose `--ttl` has passed: dropped first, so that what only they
+    /// pointed at is judged as nobody's.
+    pub lapsed_envs: Vec<String>,
     pub keep: Vec<VersionFate>,
     pub remove: Vec<VersionFate>,
 }
 
 /// Which versions go: per table, every version older than the live one, except the one the
-/// last flip replaced (what `rollback` returns to), those an environment's alias points at
-/// and the `keep` newest others. The live version and newer ones (being built) always stay.
-pub async fn plan(catalog: &Catalog, keep: usize) -> Result<GcPlan, GcError> {
-    let mut plan = GcPlan::default();
+/// last flip replaced (what `rollback` returns to), those the alias of an environment that
+/// has not lapsed (at `now_ms`) points at and the `keep` newest others. The live version
+/// and newer ones (being built) always stay.
+pub async fn plan(catalog: &Catalog, keep: usize, now_ms: i64) -> Result<GcPlan, GcError> {
+    let mut plan = GcPlan {
+        lapsed_envs: catalog
+            .envs()
+            .await?
+            .into_iter()
+            .filter(|e| e.expired(now_ms))
+            .map(|e| e.name)
+            .collect(),
+        ..GcPlan::default()
+    };
     for t in catalog.tables().await? {
         let table = t.schema.name.to_string();
         let live = catalog.alias(&table).await?;
@@ -53,7 +66,8 @@ pub async fn plan(catalog: &Catalog, keep: usize) -> Result<GcPlan, GcError> {
                 uri: v.uri.clone(),
                 why: why.to_string(),
             };
-            let envs = catalog.envs_pointing_at(&table, v.version).await?;
+            let mut envs = catalog.envs_pointing_at(&table, v.version).await?;
+            envs.retain(|e| !plan.lapsed_envs.contains(e));
             match live {
                 Some(l) if v.version == l => plan.keep.push(fate("live")),
                 _ if !envs.is_empty() => plan.keep.push(fate(&format!(
@@ -81,6 +95,8 @@ pub async fn plan(catalog: &Catalog, keep: usize) -> Result<GcPlan, GcError> {
 /// What `execute` did.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct GcReport {
+    /// The lapsed environments dropped.
+    pub dropped_envs: Vec<String>,
     pub removed: Vec<VersionFate>,
     /// Removals refused because an alias now points at the version.
     pub refused: Vec<VersionFate>,
@@ -89,8 +105,16 @@ pub struct GcReport {
     pub vacuumed_files: usize,
 }
 
-pub async fn execute(catalog: &Catalog, plan: &GcPlan) -> Result<GcReport, GcError> {
+pub async fn execute(catalog: &Catalog, plan: &GcPlan, now_ms: i64) -> Result<GcReport, GcError> {
     let mut report = GcReport::default();
+    for name in &plan.lapsed_envs {
+        // Dropped only if still lapsed: one made again under the same name since the plan
+        // stays, and its aliases keep what they point at (the removal below re-checks).
+        if catalog.drop_env_if_lapsed(name, now_ms).await? {
+            tracing::info!(env = %name, "dropped the lapsed environment");
+            report.dropped_envs.push(name.clone());
+        }
+    }
     for f in &plan.remove {
         // The catalog first: once it forgets the version, nothing resolves to it.
         if !catalog.drop_table_version(&f.table, f.version).await? {

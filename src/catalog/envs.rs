@@ -147,22 +147,57 @@ impl Catalog {
     /// Drops the environment `name` and its aliases; false when there was none. The
     /// versions it pointed at stay, for `gc`.
     pub async fn drop_env(&self, name: &str) -> Result<bool, CatalogError> {
+        self.drop_env_lapsed_by(name, None).await
+    }
+
+    /// [`Catalog::drop_env`], only if the environment has lapsed by `now_ms` (its `--ttl`),
+    /// decided in the dropping transaction.
+    pub async fn drop_env_if_lapsed(&self, name: &str, now_ms: i64) -> Result<bool, CatalogError> {
+        self.drop_env_lapsed_by(name, Some(now_ms)).await
+    }
+
+    async fn drop_env_lapsed_by(
+        &self,
+        name: &str,
+        lapsed_by: Option<i64>,
+    ) -> Result<bool, CatalogError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM env_aliases WHERE env = $1")
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(query_err("drop environment aliases"))?;
-        let dropped = sqlx::query("DELETE FROM environments WHERE name = $1")
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(query_err("drop environment"))?
-            .rows_affected();
+        let found: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT expires_at FROM environments WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(query_err("read environment"))?;
+        let drop = match (found, lapsed_by) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(expires_at), Some(now_ms)) => expires_at.is_some_and(|at| at <= now_ms),
+        };
+        if !drop {
+            tx.rollback().await.map_err(query_err("rollback"))?;
+            return Ok(false);
+        }
+        // Its aliases first: they refer to it.
+        for (sql, op) in [
+            (
+                "DELETE FROM env_aliases WHERE env = $1",
+                "drop environment aliases",
+            ),
+            (
+                "DELETE FROM environments WHERE name = $1",
+                "drop environment",
+            ),
+        ] {
+            sqlx::query(sql)
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(query_err(op))?;
+        }
         tx.commit()
             .await
             .map_err(query_err("commit environment drop"))?;
-        Ok(dropped == 1)
+        Ok(true)
     }
 
     /// The environments whose alias of `table` points at `version`.

@@ -80,12 +80,16 @@ pub async fn gc(g: &Globals, args: GcArgs) -> Outcome {
         return gc_runs(g, &args).await;
     }
     let (keep, dry_run) = (args.keep, args.dry_run);
-    let c = Context::open_production(&g.overrides).await?.catalog;
-    let plan = crate::gc::plan(&c, keep).await?;
+    let cx = Context::open_production(&g.overrides).await?;
+    let (c, now_ms) = (cx.catalog, cx.clock.now_ms());
+    let plan = crate::gc::plan(&c, keep, now_ms).await?;
     if dry_run {
         if g.output == output::Format::Json {
             println!("{}", output::json(&plan));
         } else {
+            for e in &plan.lapsed_envs {
+                println!("would drop environment {e}: its --ttl has passed");
+            }
             for f in &plan.remove {
                 println!(
                     "would remove {} v{}: {} ({})",
@@ -104,10 +108,13 @@ pub async fn gc(g: &Globals, args: GcArgs) -> Outcome {
         }
         return Ok(EXIT_OK);
     }
-    let report = crate::gc::execute(&c, &plan).await?;
+    let report = crate::gc::execute(&c, &plan, now_ms).await?;
     if g.output == output::Format::Json {
         println!("{}", output::json(&report));
     } else {
+        for e in &report.dropped_envs {
+            println!("dropped environment {e}: its --ttl had passed");
+        }
         for f in &report.removed {
             println!(
                 "removed {} v{}: {}",
