@@ -20,6 +20,7 @@ mod init_cmd;
 mod migrate_cmd;
 mod notify_cmd;
 pub mod output;
+mod plan_cmd;
 mod profile_cmd;
 mod promote_cmd;
 mod query_cmd;
@@ -131,6 +132,10 @@ enum Command {
     /// (no data); reading commands see one with --env NAME.
     #[command(subcommand)]
     Env(env_cmd::EnvSub),
+    /// What building the checkout's jobs in an environment (--env NAME; production
+    /// without) would take: the jobs whose code differs from what wrote its tables, the
+    /// jobs downstream of them, and the partitions each needs. Reads the catalog only.
+    Plan(plan_cmd::Args),
     /// Every alias flip of a table: from, to, when, by whom, why.
     History(tables_cmd::HistoryArgs),
     /// Point tables' aliases at another version, all at once or not at all. Refused unless
@@ -272,6 +277,7 @@ async fn dispatch(command: Command, globals: &Globals) -> Outcome {
         Command::Resolve(a) => tables_cmd::resolve(globals, a).await,
         Command::History(a) => tables_cmd::history(globals, a).await,
         Command::Env(sub) => env_cmd::env(globals, sub).await,
+        Command::Plan(a) => plan_cmd::run(globals, a).await,
         Command::Promote(a) => promote_cmd::promote(globals, a).await,
         Command::Rollback(a) => promote_cmd::rollback(globals, a).await,
         Command::Daemon(a) => daemon_cmd::run(globals, a).await,

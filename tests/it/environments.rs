@@ -89,10 +89,22 @@ async fn an_environment_copies_pointers_only_and_stays_put_when_production_moves
     p.ok(&["promote", "clean_orders", "--version", "3"]);
     let plan = p.ok(&["gc", "--keep", "0", "--dry-run"]);
     plan.says("keep clean_orders v1: the alias of environment(s) dev");
+    // A copy of dev that lapses: once its --ttl has passed, it keeps nothing, and gc
+    // drops it before it removes what only it pointed at.
+    p.ok(&["env", "create", "brief", "--from", "dev", "--ttl", "0.5s"]);
     p.ok(&["env", "drop", "dev"])
         .says("dropped environment dev");
-    p.ok(&["gc", "--keep", "0", "--dry-run"])
-        .says("would remove clean_orders v1");
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let plan = p.ok(&["gc", "--keep", "0", "--dry-run"]);
+    plan.says("would drop environment brief: its --ttl has passed");
+    plan.says("would remove clean_orders v1");
+    assert!(p.warehouse_table("clean_orders", 1).exists(), "a dry run");
+    p.ok(&["gc", "--keep", "0"])
+        .says("dropped environment brief: its --ttl had passed")
+        .says("removed clean_orders v1");
+    assert!(!p.warehouse_table("clean_orders", 1).exists());
+    let listed = p.ok(&["env", "list", "--output", "json"]).json();
+    assert_eq!(listed, serde_json::json!([]), "{listed:#}");
     p.run(&["resolve", "clean_orders", "--env", "dev"])
         .complains("no environment `dev`");
 }
@@ -153,4 +165,110 @@ fn environment_commands_refuse_what_cannot_work_naming_it() {
     std::thread::sleep(std::time::Duration::from_millis(400));
     refused(&["resolve", "clean_orders", "--env", "brief"], "lapsed");
     p.ok(&["env", "drop", "brief"]);
+}
+
+/// `plan` compares the checkout with what built each table an environment reads: a changed
+/// filter in clean_orders makes it changed and every job that reads it, directly or not,
+/// affected, nothing else; the partitions are those the replaced versions hold, or a
+/// range's. It writes nothing.
+#[test]
+fn plan_names_the_changed_job_what_reads_it_and_the_partitions_to_build() {
+    let p = TestProject::migrated();
+    p.backfill("2024-01-01", "2024-01-03");
+    p.ok(&["env", "create", "dev"]);
+    let plan = |args: &[&str]| {
+        let mut all = vec!["plan", "--output", "json"];
+        all.extend(args);
+        p.ok(&all).json()
+    };
+    // Three days make no month: only monthly_region_revenue's table has nothing yet.
+    let same = plan(&["--env", "dev"]);
+    let only_new = serde_json::json!([{
+        "job": "monthly_region_revenue",
+        "table": "monthly_region_revenue",
+        "change": "new",
+        "replaces": null,
+        "because": "table monthly_region_revenue has no version yet",
+        "partitions": [],
+    }]);
+    assert_eq!(same["build"], only_new, "{same:#}");
+    assert_eq!(same["env"], "dev", "{same:#}");
+
+    let sql = p.read("jobs/clean_orders.sql");
+    p.write(
+        "jobs/clean_orders.sql",
+        &sql.replace(
+            "WHERE status <> 'cancelled'",
+            "WHERE status <> 'cancelled' AND quantity > 0",
+        ),
+    );
+    let before = files_under(&p.warehouse_root());
+    let changed = plan(&["--env", "dev"]);
+    let build: Vec<(&str, &str)> = changed["build"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| (j["job"].as_str().unwrap(), j["change"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        build,
+        [
+            ("clean_orders", "changed"),
+            ("daily_revenue", "affected"),
+            ("monthly_region_revenue", "new"),
+            ("regional_orders", "affected"),
+            ("rolling_revenue", "affected"),
+        ],
+        "{changed:#}"
+    );
+    let job = |name: &str| {
+        changed["build"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["job"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        job("clean_orders")["partitions"],
+        serde_json::json!(["2024-01-01", "2024-01-02", "2024-01-03"]),
+        "the partitions clean_orders v1 holds: {changed:#}"
+    );
+    assert_eq!(job("clean_orders")["replaces"], 1);
+    assert_eq!(job("daily_revenue")["because"], "downstream of clean_orders");
+    assert_eq!(job("rolling_revenue")["because"], "downstream of clean_orders");
+    let unchanged = changed["unchanged"].as_array().unwrap();
+    assert!(
+        unchanged.contains(&serde_json::json!("customers")),
+        "{changed:#}"
+    );
+    assert!(
+        !unchanged.contains(&serde_json::json!("clean_orders")),
+        "{changed:#}"
+    );
+
+    // A range gives its partitions (keys too), as a forced backfill selects them.
+    let ranged = plan(&["--env", "dev", "--from", "2024-01-05", "--to", "2024-01-06"]);
+    let regional = ranged["build"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job"] == "regional_orders")
+        .unwrap()["partitions"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(regional, 2 * 8, "two days of eight regions: {ranged:#}");
+    // People get the same, in lines; production (no --env) sees the same change.
+    p.ok(&["plan", "--env", "dev"])
+        .says("plan for environment dev: 1 job(s) changed, 1 new, 3 affected downstream")
+        .says("changed  clean_orders (replaces clean_orders v1): its code differs from what wrote clean_orders v1; 3 partition(s), 2024-01-01 .. 2024-01-03");
+    p.ok(&["plan"])
+        .says("plan for production: 1 job(s) changed");
+    assert_eq!(
+        files_under(&p.warehouse_root()),
+        before,
+        "a plan writes nothing"
+    );
 }
