@@ -31,7 +31,7 @@ pub fn fingerprint(job: &Job, schema: &TableSchema) -> String {
 /// the daemon does when data changes (`schedule.on_upstream_change`,
 /// `schedule.watch_inputs`) and when a partition is late (`schedule.deadline`): none of them
 /// changes the rows a partition holds.
-fn code_of(spec_text: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn code_of(spec_text: &str) -> std::borrow::Cow<'_, str> {
     let Ok(mut doc) = spec_text.parse::<toml_edit::DocumentMut>() else {
         return spec_text.into();
     };

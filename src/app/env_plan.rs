@@ -3,9 +3,10 @@
 //! alias points at there was written by other code than the checkout's (a partition's
 //! recorded fingerprint differs: SQL, spec or the table's schema); it is new when its table
 //! has no version yet. Every job that reads a changed or new one, directly or not, is
-//! affected. Each job to build needs the partitions the version it replaces holds, or,
-//! given a range, those of the range (as `backfill --force` would select them). The plan
-//! reads the catalog only.
+//! affected, unless the change only adds columns (`env_classify`) and the job does not take
+//! every column (`*`): such a job is not rebuilt, nor what reads it because of it. Each job
+//! to build needs the partitions the version it replaces holds, or, given a range, those of
+//! the range (as `backfill --force` would select them). The plan reads the catalog only.
 
 use crate::backfill::{self, BackfillError, Request, Selection};
 use crate::catalog::{Catalog, CatalogError, PROD};
@@ -46,6 +47,10 @@ pub struct JobToBuild {
     /// For a changed job, what differs; for an affected one, the changed jobs it reads,
     /// directly or through others.
     pub because: String,
+    /// For a changed job: whether its change may change what its readers compute (false
+    /// only when it adds columns and nothing else).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breaking: Option<bool>,
     /// The partitions to build, in key order.
     pub partitions: Vec<String>,
 }
@@ -60,6 +65,30 @@ pub struct EnvPlan {
     pub build: Vec<JobToBuild>,
     /// The jobs whose tables are read as they are, through the environment's aliases.
     pub unchanged: Vec<String>,
+    /// Of those, the ones downstream of a change that need no rebuild, and why.
+    pub not_rebuilt: Vec<NotRebuilt>,
+}
+
+/// A job downstream of a change that only adds columns, which it does not read.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotRebuilt {
+    pub job: String,
+    pub because: String,
+}
+
+/// Why a job is to be built: its change, the version it replaces, what differs and (for a
+/// changed job) whether that breaks its readers.
+struct Why {
+    change: Change,
+    replaces: Option<i64>,
+    because: String,
+    breaking: Option<bool>,
+}
+
+impl Why {
+    fn breaks_readers(&self) -> bool {
+        self.breaking != Some(false)
+    }
 }
 
 /// Plans the build of `project`'s jobs in the environment `catalog` is scoped to; `range`
@@ -69,32 +98,27 @@ pub async fn plan(
     catalog: &Catalog,
     range: Option<(&str, &str)>,
 ) -> Result<EnvPlan, EnvPlanError> {
-    let mut changes: BTreeMap<Name, (Change, Option<i64>, String)> = BTreeMap::new();
+    let mut changes: BTreeMap<Name, Why> = BTreeMap::new();
     for name in &project.graph.order {
         let Some(job) = project.jobs.get(name) else {
             continue;
         };
-        if let Some((change, replaces, because)) = own_change(catalog, job).await? {
-            changes.insert(name.clone(), (change, replaces, because));
+        if let Some(why) = own_change(catalog, job).await? {
+            changes.insert(name.clone(), why);
         }
     }
-    // What reads a changed job is built again with it: by name of what it reads.
-    let mut affected: BTreeMap<Name, BTreeSet<Name>> = BTreeMap::new();
-    for changed in changes.keys() {
-        for d in project.graph.downstream_of(changed) {
-            if !changes.contains_key(&d) {
-                affected.entry(d).or_default().insert(changed.clone());
-            }
-        }
-    }
+    let (affected, skipped) = downstream(project, &changes);
     for (name, upstream) in affected {
         let Some(job) = project.jobs.get(&name) else {
             continue;
         };
-        let replaces = catalog.alias(job.table.as_str()).await?;
-        let names: Vec<String> = upstream.iter().map(Name::to_string).collect();
-        let because = format!("downstream of {}", names.join(", "));
-        changes.insert(name, (Change::Affected, replaces, because));
+        let why = Why {
+            change: Change::Affected,
+            replaces: catalog.alias(job.table.as_str()).await?,
+            because: format!("downstream of {}", joined(&upstream)),
+            breaking: None,
+        };
+        changes.insert(name, why);
     }
     let in_range = match range {
         Some((from, to)) => Some(range_partitions(project, catalog, &changes, from, to).await?),
@@ -106,11 +130,11 @@ pub async fn plan(
         let Some(job) = project.jobs.get(name) else {
             continue;
         };
-        let Some((change, replaces, because)) = changes.remove(name) else {
+        let Some(why) = changes.remove(name) else {
             unchanged.push(name.to_string());
             continue;
         };
-        let partitions = match (&in_range, replaces) {
+        let partitions = match (&in_range, why.replaces) {
             (Some(by_job), _) => by_job.get(name).cloned().unwrap_or_default(),
             (None, Some(v)) => held_partitions(catalog, job, v).await?,
             (None, None) => Vec::new(),
@@ -118,39 +142,94 @@ pub async fn plan(
         build.push(JobToBuild {
             job: name.to_string(),
             table: job.table.to_string(),
-            change,
-            replaces,
-            because,
+            change: why.change,
+            replaces: why.replaces,
+            because: why.because,
+            breaking: why.breaking,
             partitions,
         });
     }
+    let not_rebuilt = skipped
+        .into_iter()
+        .map(|(job, ups)| NotRebuilt {
+            job: job.to_string(),
+            because: format!(
+                "the change of {} only adds columns, and it takes none of them (no `*`)",
+                joined(&ups)
+            ),
+        })
+        .collect();
     Ok(EnvPlan {
         env: catalog.env().unwrap_or(PROD).to_string(),
         range: range.map(|(f, t)| (f.to_string(), t.to_string())),
         build,
         unchanged,
+        not_rebuilt,
     })
 }
 
-/// Whether `job` itself differs from what its table's aliased version was written by:
-/// the change, the version replaced, and what differs.
-async fn own_change(
-    catalog: &Catalog,
-    job: &Job,
-) -> Result<Option<(Change, Option<i64>, String)>, CatalogError> {
+fn joined(names: &BTreeSet<Name>) -> String {
+    names
+        .iter()
+        .map(Name::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The jobs downstream of the changed ones, upstream first: those to rebuild (with the
+/// changed jobs that reach them) and those a change that only adds columns leaves as they
+/// are (with those changes). A rebuilt job's readers are rebuilt in turn.
+type ByRoot = BTreeMap<Name, BTreeSet<Name>>;
+fn downstream(project: &Project, own: &BTreeMap<Name, Why>) -> (ByRoot, ByRoot) {
+    let (mut rebuild, mut skipped) = (ByRoot::new(), ByRoot::new());
+    for name in &project.graph.order {
+        if own.contains_key(name) {
+            continue;
+        }
+        let Some(ups) = project.graph.upstream.get(name) else {
+            continue;
+        };
+        let takes_all = || {
+            project
+                .jobs
+                .get(name)
+                .is_none_or(|j| super::env_classify::reads_every_column(&j.sql))
+        };
+        for u in ups {
+            if let Some(o) = own.get(u) {
+                let into = match o.breaks_readers() || takes_all() {
+                    true => &mut rebuild,
+                    false => &mut skipped,
+                };
+                into.entry(name.clone()).or_default().insert(u.clone());
+            } else if let Some(roots) = rebuild.get(u).cloned() {
+                rebuild.entry(name.clone()).or_default().extend(roots);
+            }
+        }
+        if rebuild.contains_key(name) {
+            skipped.remove(name);
+        }
+    }
+    (rebuild, skipped)
+}
+
+/// Whether `job` itself differs from what wrote its table's aliased version: the change,
+/// the version replaced, what differs, and whether it may break its readers.
+async fn own_change(catalog: &Catalog, job: &Job) -> Result<Option<Why>, CatalogError> {
+    let new = |because: String| Why {
+        change: Change::New,
+        replaces: None,
+        because,
+        breaking: None,
+    };
     let Some(version) = catalog.alias(job.table.as_str()).await? else {
-        return Ok(Some((
-            Change::New,
-            None,
-            format!("table {} has no version yet", job.table),
-        )));
+        return Ok(Some(new(format!("table {} has no version yet", job.table))));
     };
     let Some(table) = catalog.table(job.table.as_str()).await? else {
-        return Ok(Some((
-            Change::New,
-            None,
-            format!("table {} is not migrated yet", job.table),
-        )));
+        return Ok(Some(new(format!(
+            "table {} is not migrated yet",
+            job.table
+        ))));
     };
     let fp = crate::fingerprint::fingerprint(job, &table.schema);
     let written: BTreeSet<String> = catalog
@@ -160,30 +239,35 @@ async fn own_change(
         .filter(|p| p.content_run_id.is_some())
         .filter_map(|p| p.content_fingerprint)
         .collect();
-    if written.is_empty() {
+    let spec_names = i64::from(job.version);
+    let because = if written.is_empty() {
         // Nothing written in it: the version the checkout names is what would be built.
-        return Ok((i64::from(job.version) != version).then(|| {
-            (
-                Change::Changed,
-                Some(version),
-                format!(
-                    "its spec names v{}; the alias points at v{version}",
-                    job.version
-                ),
-            )
-        }));
-    }
-    if written.iter().all(|w| *w == fp) {
+        if spec_names == version {
+            return Ok(None);
+        }
+        format!("its spec names v{spec_names}; the alias points at v{version}")
+    } else if written.iter().all(|w| *w == fp) {
         return Ok(None);
-    }
-    let what = match i64::from(job.version) == version {
-        true => format!("its code differs from what wrote {} v{version}", job.table),
-        false => format!(
-            "its spec names v{}; {} v{version} was written by other code",
-            job.version, job.table
-        ),
+    } else if spec_names == version {
+        format!("its code differs from what wrote {} v{version}", job.table)
+    } else {
+        format!(
+            "its spec names v{spec_names}; {} v{version} was written by other code",
+            job.table
+        )
     };
-    Ok(Some((Change::Changed, Some(version), what)))
+    let breaking = match catalog.job_code(job.name.as_str(), version).await? {
+        Some((spec, sql)) => {
+            !super::env_classify::adds_columns_only(&spec, &sql, &job.spec_text, &job.sql)
+        }
+        None => true,
+    };
+    Ok(Some(Why {
+        change: Change::Changed,
+        replaces: Some(version),
+        because,
+        breaking: Some(breaking),
+    }))
 }
 
 /// The partitions of `version` of `job`'s table that hold data, in key order.
@@ -208,7 +292,7 @@ async fn held_partitions(
 async fn range_partitions(
     project: &Project,
     catalog: &Catalog,
-    changes: &BTreeMap<Name, (Change, Option<i64>, String)>,
+    changes: &BTreeMap<Name, Why>,
     from: &str,
     to: &str,
 ) -> Result<BTreeMap<Name, Vec<String>>, EnvPlanError> {

@@ -51,8 +51,19 @@ pub async fn run(g: &Globals, a: Args) -> Outcome {
             .replaces
             .map(|v| format!(" (replaces {} v{v})", j.table))
             .unwrap_or_default();
+        let kind = match j.breaking {
+            Some(false) => " (non-breaking: it only adds columns)",
+            Some(true) if j.change == Change::Changed => " (breaking)",
+            _ => "",
+        };
         let change = j.change.as_str();
-        println!("  {change:<8} {}{replaces}: {}; {keys}", j.job, j.because);
+        println!(
+            "  {change:<8} {}{replaces}: {}{kind}; {keys}",
+            j.job, j.because
+        );
+    }
+    for n in &plan.not_rebuilt {
+        println!("not rebuilt: {} ({})", n.job, n.because);
     }
     if !plan.unchanged.is_empty() {
         println!("unchanged, read as they are: {}", plan.unchanged.join(", "));

@@ -236,8 +236,14 @@ fn plan_names_the_changed_job_what_reads_it_and_the_partitions_to_build() {
         "the partitions clean_orders v1 holds: {changed:#}"
     );
     assert_eq!(job("clean_orders")["replaces"], 1);
-    assert_eq!(job("daily_revenue")["because"], "downstream of clean_orders");
-    assert_eq!(job("rolling_revenue")["because"], "downstream of clean_orders");
+    assert_eq!(
+        job("daily_revenue")["because"],
+        "downstream of clean_orders"
+    );
+    assert_eq!(
+        job("rolling_revenue")["because"],
+        "downstream of clean_orders"
+    );
     let unchanged = changed["unchanged"].as_array().unwrap();
     assert!(
         unchanged.contains(&serde_json::json!("customers")),
@@ -263,12 +269,48 @@ fn plan_names_the_changed_job_what_reads_it_and_the_partitions_to_build() {
     // People get the same, in lines; production (no --env) sees the same change.
     p.ok(&["plan", "--env", "dev"])
         .says("plan for environment dev: 1 job(s) changed, 1 new, 3 affected downstream")
-        .says("changed  clean_orders (replaces clean_orders v1): its code differs from what wrote clean_orders v1; 3 partition(s), 2024-01-01 .. 2024-01-03");
+        .says("changed  clean_orders (replaces clean_orders v1): its code differs from what wrote clean_orders v1 (breaking); 3 partition(s), 2024-01-01 .. 2024-01-03");
     p.ok(&["plan"])
         .says("plan for production: 1 job(s) changed");
     assert_eq!(
         files_under(&p.warehouse_root()),
         before,
         "a plan writes nothing"
+    );
+
+    // A column appended, nothing else: its readers take none of it (no `*`), so they
+    // need no rebuild, nor what reads them.
+    p.write(
+        "jobs/clean_orders.sql",
+        &sql.replace(
+            "    status\nFROM orders",
+            "    status,\n    quantity > 10 AS bulk\nFROM orders",
+        ),
+    );
+    let added = plan(&["--env", "dev"]);
+    let build: Vec<(&str, &str)> = added["build"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| (j["job"].as_str().unwrap(), j["change"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        build,
+        [
+            ("clean_orders", "changed"),
+            ("monthly_region_revenue", "new")
+        ],
+        "{added:#}"
+    );
+    assert_eq!(added["build"][0]["breaking"], false, "{added:#}");
+    let skipped: Vec<&str> = added["not_rebuilt"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["job"].as_str().unwrap())
+        .collect();
+    assert_eq!(skipped, ["daily_revenue", "regional_orders"], "{added:#}");
+    p.ok(&["plan", "--env", "dev"]).says("(non-breaking: it only adds columns)").says(
+        "not rebuilt: daily_revenue (the change of clean_orders only adds columns, and it takes none of them (no `*`))",
     );
 }
