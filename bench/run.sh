@@ -35,8 +35,9 @@
 #      and a file input of it (bench/command.sh);
 #   postgres: 5M rows of one partition from a PostgreSQL input, beside psql \copy to CSV and
 #      a file input of it (bench/postgres.sh; needs SLUICE_BENCH_PG_URL).
+#   env: `env create` over 500 tables beside a one-table promote (bench/env.sh).
 #
-# usage: bench/run.sh [noop|noopscale|cost|reference|idle|promote|bigpart|cluster|watch|grid|scale|merge|command|postgres|all]  (default: all)
+# usage: bench/run.sh [noop|noopscale|cost|reference|idle|promote|bigpart|cluster|watch|grid|scale|merge|command|postgres|env|all]  (default: all)
 # Every time is printed beside the peak resident memory (RSS) of the process timed.
 # SLUICE_BENCH_BASELINE=/path/to/sluice: the noop rounds run that binary too, interleaved,
 # and print this build's time as a ratio of it (a regression check against an older build).
@@ -753,7 +754,9 @@ case "$what" in
     merge) SLUICE_BENCH_BIN="$sluice" bash "$here/merge.sh" ;;
     command) SLUICE_BENCH_BIN="$sluice" bash "$here/command.sh" ;;
     postgres) SLUICE_BENCH_BIN="$sluice" bash "$here/postgres.sh" ;;
+    env) SLUICE_BENCH_BIN="$sluice" bash "$here/env.sh" ;;
     all) noop; noopscale; cost; reference; idle; promote; bigpart; cluster; watch; grid; bash "$here/scale.sh" sqlite
-         SLUICE_BENCH_BIN="$sluice" bash "$here/merge.sh"; SLUICE_BENCH_BIN="$sluice" bash "$here/command.sh" ;;
-    *) echo "usage: bench/run.sh [noop|noopscale|cost|reference|idle|promote|bigpart|cluster|watch|grid|scale|merge|command|postgres|all]" >&2; exit 2 ;;
+         SLUICE_BENCH_BIN="$sluice" bash "$here/merge.sh"; SLUICE_BENCH_BIN="$sluice" bash "$here/command.sh"
+         SLUICE_BENCH_BIN="$sluice" bash "$here/env.sh" ;;
+    *) echo "usage: bench/run.sh [noop|noopscale|cost|reference|idle|promote|bigpart|cluster|watch|grid|scale|merge|command|postgres|env|all]" >&2; exit 2 ;;
 esac
