@@ -314,3 +314,78 @@ fn plan_names_the_changed_job_what_reads_it_and_the_partitions_to_build() {
         "not rebuilt: daily_revenue (the change of clean_orders only adds columns, and it takes none of them (no `*`))",
     );
 }
+
+/// A graph of 50 jobs, each reading the one at half its number (a binary tree under j01),
+/// every table built once.
+fn tree_of_50() -> TestProject {
+    let mut files: Vec<(String, String)> = Vec::new();
+    let mut tables = String::new();
+    for i in 1..=50 {
+        let (spec, sql) = match i {
+            1 => (String::new(), "SELECT CAST(1 AS BIGINT) AS x".to_string()),
+            _ => (
+                format!("[[inputs]]\nname = \"up\"\ntable = \"j{:02}\"\n", i / 2),
+                "SELECT x + 1 AS x FROM up".to_string(),
+            ),
+        };
+        let spec = format!(
+            "version = 1\n[partitioning]\ngranularity = \"none\"\n{spec}[output]\ntable = \"j{i:02}\"\n"
+        );
+        files.push((format!("jobs/j{i:02}.toml"), spec));
+        files.push((format!("jobs/j{i:02}.sql"), sql));
+        tables.push_str(&format!("CREATE TABLE j{i:02} (x BIGINT);\n"));
+    }
+    files.push(("migrations/0001_tables.sql".into(), tables));
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let p = TestProject::with_files(&refs);
+    p.ok(&["migrate"]);
+    p.backfill("2024-01-01", "2024-01-01")
+        .says("50 succeeded, 0 failed");
+    p
+}
+
+/// The jobs a plan builds, by change.
+fn planned(p: &TestProject) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let plan = p.ok(&["plan", "--output", "json"]).json();
+    let of = |field: &str, change: Option<&str>| -> Vec<String> {
+        plan[field]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|j| change.is_none_or(|c| j["change"] == c))
+            .map(|j| j["job"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (changed, affected) = (of("build", Some("changed")), of("build", Some("affected")));
+    (changed, affected, of("not_rebuilt", None))
+}
+
+fn jobs(numbers: &[u32]) -> Vec<String> {
+    numbers.iter().map(|i| format!("j{i:02}")).collect()
+}
+
+/// In a 50-job graph, a one-job change plans exactly that job and what its change reaches:
+/// a breaking change everything below it; a column added only the readers that take `*`,
+/// and everything below those.
+#[test]
+fn in_a_graph_of_50_jobs_a_change_plans_exactly_what_it_reaches() {
+    let p = tree_of_50();
+    assert_eq!(planned(&p), (vec![], vec![], vec![]));
+    let below_3 = [
+        6, 7, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31, 48, 49, 50,
+    ];
+    p.write("jobs/j03.sql", "SELECT x + 2 AS x FROM up");
+    assert_eq!(planned(&p), (jobs(&[3]), jobs(&below_3), vec![]));
+    // A column appended: j06 and j07 take only x, so nothing below j03 is rebuilt...
+    p.write("jobs/j03.sql", "SELECT x + 1 AS x, 7 AS y FROM up");
+    assert_eq!(planned(&p), (jobs(&[3]), vec![], jobs(&[6, 7])));
+    // ... unless a reader takes every column: then it and what is below it are.
+    p.write("jobs/j06.sql", "SELECT * FROM up");
+    let (changed, affected, skipped) = planned(&p);
+    assert_eq!(changed, jobs(&[3, 6]), "j06's own code changed too");
+    assert_eq!(affected, jobs(&[12, 13, 24, 25, 26, 27, 48, 49, 50]));
+    assert_eq!(skipped, jobs(&[7]));
+}
