@@ -232,11 +232,9 @@ async fn own_change(catalog: &Catalog, job: &Job) -> Result<Option<Why>, Catalog
         ))));
     };
     let fp = crate::fingerprint::fingerprint(job, &table.schema);
-    let written: BTreeSet<String> = catalog
-        .partitions_of(job.table.as_str(), version)
+    let written: BTreeSet<String> = held(catalog, job, version)
         .await?
         .into_iter()
-        .filter(|p| p.content_run_id.is_some())
         .filter_map(|p| p.content_fingerprint)
         .collect();
     let spec_names = i64::from(job.version);
@@ -270,17 +268,26 @@ async fn own_change(catalog: &Catalog, job: &Job) -> Result<Option<Why>, Catalog
     }))
 }
 
-/// The partitions of `version` of `job`'s table that hold data, in key order.
+/// The partitions of `version` of `job`'s table that hold data.
+async fn held(
+    catalog: &Catalog,
+    job: &Job,
+    version: i64,
+) -> Result<Vec<crate::catalog::PartitionStatus>, CatalogError> {
+    let mut all = catalog.partitions_of(job.table.as_str(), version).await?;
+    all.retain(|p| p.content_run_id.is_some());
+    Ok(all)
+}
+
+/// Their keys, in order.
 async fn held_partitions(
     catalog: &Catalog,
     job: &Job,
     version: i64,
 ) -> Result<Vec<String>, CatalogError> {
-    let mut keys: Vec<String> = catalog
-        .partitions_of(job.table.as_str(), version)
+    let mut keys: Vec<String> = held(catalog, job, version)
         .await?
         .into_iter()
-        .filter(|p| p.content_run_id.is_some())
         .map(|p| p.partition_key)
         .collect();
     keys.sort();

@@ -167,6 +167,20 @@ fn environment_commands_refuse_what_cannot_work_naming_it() {
     p.ok(&["env", "drop", "brief"]);
 }
 
+/// The jobs a plan's JSON builds, each as `job change`.
+fn built(plan: &serde_json::Value) -> Vec<String> {
+    let jobs = plan["build"].as_array().cloned().unwrap_or_default();
+    jobs.iter()
+        .map(|j| {
+            format!(
+                "{} {}",
+                j["job"].as_str().unwrap_or("?"),
+                j["change"].as_str().unwrap_or("?")
+            )
+        })
+        .collect()
+}
+
 /// `plan` compares the checkout with what built each table an environment reads: a changed
 /// filter in clean_orders makes it changed and every job that reads it, directly or not,
 /// affected, nothing else; the partitions are those the replaced versions hold, or a
@@ -204,20 +218,15 @@ fn plan_names_the_changed_job_what_reads_it_and_the_partitions_to_build() {
     );
     let before = files_under(&p.warehouse_root());
     let changed = plan(&["--env", "dev"]);
-    let build: Vec<(&str, &str)> = changed["build"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| (j["job"].as_str().unwrap(), j["change"].as_str().unwrap()))
-        .collect();
+    let build = built(&changed);
     assert_eq!(
         build,
         [
-            ("clean_orders", "changed"),
-            ("daily_revenue", "affected"),
-            ("monthly_region_revenue", "new"),
-            ("regional_orders", "affected"),
-            ("rolling_revenue", "affected"),
+            "clean_orders changed",
+            "daily_revenue affected",
+            "monthly_region_revenue new",
+            "regional_orders affected",
+            "rolling_revenue affected",
         ],
         "{changed:#}"
     );
@@ -288,18 +297,10 @@ fn plan_names_the_changed_job_what_reads_it_and_the_partitions_to_build() {
         ),
     );
     let added = plan(&["--env", "dev"]);
-    let build: Vec<(&str, &str)> = added["build"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| (j["job"].as_str().unwrap(), j["change"].as_str().unwrap()))
-        .collect();
+    let build = built(&added);
     assert_eq!(
         build,
-        [
-            ("clean_orders", "changed"),
-            ("monthly_region_revenue", "new")
-        ],
+        ["clean_orders changed", "monthly_region_revenue new"],
         "{added:#}"
     );
     assert_eq!(added["build"][0]["breaking"], false, "{added:#}");
