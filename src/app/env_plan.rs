@@ -176,10 +176,12 @@ fn joined(names: &BTreeSet<Name>) -> String {
         .join(", ")
 }
 
+/// Jobs, each with the changed jobs that reach it.
+type ByRoot = BTreeMap<Name, BTreeSet<Name>>;
+
 /// The jobs downstream of the changed ones, upstream first: those to rebuild (with the
 /// changed jobs that reach them) and those a change that only adds columns leaves as they
 /// are (with those changes). A rebuilt job's readers are rebuilt in turn.
-type ByRoot = BTreeMap<Name, BTreeSet<Name>>;
 fn downstream(project: &Project, own: &BTreeMap<Name, Why>) -> (ByRoot, ByRoot) {
     let (mut rebuild, mut skipped) = (ByRoot::new(), ByRoot::new());
     for name in &project.graph.order {
