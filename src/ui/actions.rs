@@ -78,7 +78,7 @@ pub async fn rerun(
         .and_then(|_| crate::app::partition::declared(&project, &job, &key).map_err(UiError::from));
     let (job, key) = match declared {
         Ok(found) => found,
-        Err(e) => return error_page(&project, &e),
+        Err(e) => return error_page(&ui, &project, &e),
     };
     let runner = actions.runner.clone();
     let page = format!("/jobs/{}/partitions/{key}", job.name);
@@ -98,13 +98,13 @@ pub async fn backfill(State(ui): State<Arc<UiState>>, Form(f): Form<BackfillForm
     let project = ui.project();
     let selection = match crate::app::backfill::selection_named(&f.selection) {
         Ok(s) => s,
-        Err(e) => return error_page(&project, &UiError::BadRequest(e.to_string())),
+        Err(e) => return error_page(&ui, &project, &UiError::BadRequest(e.to_string())),
     };
     let job = (!f.job.is_empty()).then(|| f.job.clone());
     let request = crate::app::backfill::range(job, &f.from, &f.to, selection);
     let plan = match backfill::plan(&project, &ui.catalog, &request).await {
         Ok(p) => p,
-        Err(e) => return error_page(&project, &UiError::BadRequest(e.to_string())),
+        Err(e) => return error_page(&ui, &project, &UiError::BadRequest(e.to_string())),
     };
     info!(partitions = plan.items.len(), from = %request.from, to = %request.to, "backfill asked from the web view");
     let (runner, catalog, clock) = (actions.runner.clone(), ui.catalog.clone(), ui.clock.clone());
@@ -147,7 +147,7 @@ pub async fn flip(
     let project = ui.project();
     match flip_table(&ui, &table, f.version).await {
         Ok(()) => Redirect::to(&format!("/tables/{table}")).into_response(),
-        Err(e) => error_page(&project, &e),
+        Err(e) => error_page(&ui, &project, &e),
     }
 }
 

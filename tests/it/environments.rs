@@ -83,6 +83,21 @@ async fn an_environment_copies_pointers_only_and_stays_put_when_production_moves
     };
     assert_eq!(count(&["--env", "dev"]), v1.len() as i64);
     assert_eq!(count(&["--env", "prod"]), count(&[]));
+    // The web view in dev says so on every page, and its table page reads dev's alias.
+    let live_row = |v: u32| format!("<tr class=\"live\"><td>v{v}</td>");
+    {
+        let ui = crate::ui::Ui::start_with(&p, &["--env", "dev"], &[]);
+        let table = ui.get("/tables/clean_orders", &[]).await;
+        table.shows("dev's table page", &["environment dev", &live_row(1)]);
+        ui.get("/", &[])
+            .await
+            .shows("dev's grid", &["environment dev"]);
+    }
+    let ui = crate::ui::Ui::start(&p, &[]);
+    let table = ui.get("/tables/clean_orders", &[]).await;
+    table.shows("production's table page", &[&live_row(2)]);
+    assert!(!table.body.contains("environment dev"), "{}", table.body);
+    drop(ui);
 
     // v3 live, v2 the previous: v1 stays only because dev points at it, until dev goes.
     build_clean_orders(&p, 3);

@@ -54,7 +54,7 @@ pub async fn diff(
     let project = ui.project();
     match diff_page(&ui, &project, &table, v).await {
         Ok(page) => render(&page),
-        Err(e) => error_page(&project, &e),
+        Err(e) => error_page(&ui, &project, &e),
     }
 }
 
@@ -71,7 +71,7 @@ async fn diff_page(
     let d = crate::diff::diff(&ui.catalog, &ui.engine, table, v.from, v.to, None, &key)
         .await
         .map_err(|e| UiError::BadRequest(e.to_string()))?;
-    Ok(view(project, d))
+    Ok(view(ui, project, d))
 }
 
 /// A partition's rows in one version: a partition with none is not in that version.
@@ -82,10 +82,10 @@ fn rows(n: u64) -> String {
     }
 }
 
-fn view(project: &Project, d: Diff) -> DiffPage {
+fn view(ui: &UiState, project: &Project, d: Diff) -> DiffPage {
     let absent = |c: &Option<String>| c.clone().unwrap_or_else(|| "(absent)".into());
     DiffPage {
-        chrome: Chrome::of(project),
+        chrome: Chrome::of(ui, project),
         changed: format!("{:.2}%", d.changed_fraction() * 100.0),
         table: d.table.clone(),
         from: d.from,

@@ -45,7 +45,7 @@ pub async fn job(State(ui): State<Arc<UiState>>, Path(name): Path<String>) -> Re
     let project = ui.project();
     match job_page(&ui, &project, &name).await {
         Ok(page) => render(&page),
-        Err(e) => error_page(&project, &e),
+        Err(e) => error_page(&ui, &project, &e),
     }
 }
 
@@ -87,7 +87,7 @@ async fn job_page(ui: &UiState, project: &Project, name: &str) -> Result<JobPage
     let root = &project.settings.root;
     Ok(JobPage {
         charts,
-        chrome: Chrome::of(project),
+        chrome: Chrome::of(ui, project),
         job: job.name.to_string(),
         description: job.description.clone(),
         table: job.table.to_string(),

@@ -27,13 +27,16 @@ use std::time::Instant;
 /// What every page shows around its content.
 pub(super) struct Chrome {
     pub project_name: String,
+    /// The environment whose aliases the pages read (`ui --env NAME`); none: production.
+    pub env: Option<String>,
     pub tables: Vec<String>,
 }
 
 impl Chrome {
-    fn of(project: &Project) -> Chrome {
+    fn of(ui: &UiState, project: &Project) -> Chrome {
         Chrome {
             project_name: project.settings.project_name(),
+            env: ui.catalog.env().map(str::to_string),
             tables: project.graph.writer.keys().map(|t| t.to_string()).collect(),
         }
     }
@@ -72,10 +75,10 @@ impl UiError {
 }
 
 /// An error as a page, with the project's chrome.
-pub fn error_page(project: &Project, e: &UiError) -> Response {
+pub fn error_page(ui: &UiState, project: &Project, e: &UiError) -> Response {
     let status = e.status();
     let page = ErrorPage {
-        chrome: Chrome::of(project),
+        chrome: Chrome::of(ui, project),
         status: status.to_string(),
         message: crate::redact::redact_text(&e.to_string()),
     };
@@ -128,10 +131,10 @@ pub async fn grid(State(ui): State<Arc<UiState>>, Query(q): Query<GridQuery>) ->
     let project = ui.project();
     let g = match grid::build(&project, &ui.catalog, ui.clock.now(), &q, &ui.queue()).await {
         Ok(g) => g,
-        Err(e) => return error_page(&project, &e),
+        Err(e) => return error_page(&ui, &project, &e),
     };
     let mut page = GridPage {
-        chrome: Chrome::of(&project),
+        chrome: Chrome::of(&ui, &project),
         csrf: ui.csrf(),
         job_names: project.graph.order.iter().map(|n| n.to_string()).collect(),
         filter_job: q.job.clone().unwrap_or_default(),

@@ -174,7 +174,7 @@ pub async fn partition(
     let project = ui.project();
     match partition_page(&ui, &project, &job, &key).await {
         Ok(page) => render(&page),
-        Err(e) => error_page(&project, &e),
+        Err(e) => error_page(&ui, &project, &e),
     }
 }
 
@@ -196,7 +196,7 @@ async fn partition_page(
     let profile = d.quality.profile.clone().unwrap_or_default();
     let status = d.status.as_ref();
     Ok(PartitionPage {
-        chrome: Chrome::of(project),
+        chrome: Chrome::of(ui, project),
         csrf: ui.csrf(),
         job: job.name.to_string(),
         key,

@@ -62,7 +62,7 @@ pub async fn table(State(ui): State<Arc<UiState>>, Path(name): Path<String>) -> 
     let project = ui.project();
     match table_page(&ui, &project, &name).await {
         Ok(page) => render(&page),
-        Err(e) => error_page(&project, &e),
+        Err(e) => error_page(&ui, &project, &e),
     }
 }
 
@@ -155,7 +155,7 @@ async fn table_page(ui: &UiState, project: &Project, name: &str) -> Result<Table
         })
         .collect();
     Ok(TablePage {
-        chrome: Chrome::of(project),
+        chrome: Chrome::of(ui, project),
         csrf: ui.csrf(),
         table: name.to_string(),
         writer: project
