@@ -40,10 +40,17 @@ async fn open_if_exists(url: &Url) -> Result<Option<deltalake::DeltaTable>, Delt
     delta::open(url).await.map(Some)
 }
 
-pub fn table_url(warehouse: &Url, job: &Name) -> Url {
+/// The dead-letter table of `job`'s runs into physical `version`: one per job, and one per
+/// version an environment builds (`<job>.v<N>`: no job name holds a dot), so that a build
+/// in an environment never replaces production's letters.
+pub fn table_url(warehouse: &Url, job: &Name, version: u32) -> Url {
     let mut u = warehouse.clone();
     let base = u.path().trim_end_matches('/').to_string();
-    u.set_path(&format!("{base}/_dead_letters/{job}/"));
+    if i64::from(version) >= crate::catalog::FIRST_ENV_VERSION {
+        u.set_path(&format!("{base}/_dead_letters/{job}.v{version}/"));
+    } else {
+        u.set_path(&format!("{base}/_dead_letters/{job}/"));
+    }
     u
 }
 

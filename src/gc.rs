@@ -34,7 +34,11 @@ pub struct GcPlan {
 /// Which versions go: per table, every version older than the live one, except the one the
 /// last flip replaced (what `rollback` returns to), those the alias of an environment that
 /// has not lapsed (at `now_ms`) points at and the `keep` newest others. The live version
-/// and newer ones (being built) always stay.
+/// and newer ones (being built) always stay. A version an environment built goes once no
+/// environment points at it (dropped, lapsed, or built again elsewhere), unless it was
+/// promoted (then it is production's, judged as any other). Newer is by creation, not by
+/// number: an environment's versions are numbered from 1000000, and a spec's next number
+/// built beside a promoted one is newer than it.
 pub async fn plan(catalog: &Catalog, keep: usize, now_ms: i64) -> Result<GcPlan, GcError> {
     let mut plan = GcPlan {
         lapsed_envs: catalog
@@ -58,6 +62,10 @@ pub async fn plan(catalog: &Catalog, keep: usize, now_ms: i64) -> Result<GcPlan,
             .and_then(|h| h.from_version);
         let mut versions = catalog.table_versions(&table).await?;
         versions.sort_by_key(|v| std::cmp::Reverse(v.version));
+        let live_made = versions
+            .iter()
+            .find(|v| Some(v.version) == live)
+            .map(|v| (v.created_at, v.version));
         let mut kept_old = 0;
         for v in versions {
             let fate = |why: &str| VersionFate {
@@ -74,7 +82,13 @@ pub async fn plan(catalog: &Catalog, keep: usize, now_ms: i64) -> Result<GcPlan,
                     "the alias of environment(s) {}",
                     envs.join(", ")
                 ))),
-                Some(l) if v.version > l => plan.keep.push(fate("newer than live: being built")),
+                _ if v.owner_env.is_some() => plan.remove.push(fate(&format!(
+                    "built by environment {}, which no longer points at it",
+                    v.owner_env.as_deref().unwrap_or("?")
+                ))),
+                Some(_) if live_made.is_some_and(|m| (v.created_at, v.version) > m) => {
+                    plan.keep.push(fate("newer than live: being built"))
+                }
                 None => plan.keep.push(fate("no live version yet")),
                 _ if Some(v.version) == previous => {
                     plan.keep.push(fate("previous: what rollback returns to"))

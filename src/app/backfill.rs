@@ -44,5 +44,6 @@ pub fn range(job: Option<String>, from: &str, to: &str, selection: Selection) ->
         version: None,
         selection,
         newest_first: false,
+        exactly: None,
     }
 }

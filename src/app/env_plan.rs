@@ -12,6 +12,7 @@ use crate::backfill::{self, BackfillError, Request, Selection};
 use crate::catalog::{Catalog, CatalogError, PROD};
 use crate::job::Job;
 use crate::names::Name;
+use crate::partition::PartitionKey;
 use crate::project::Project;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -239,16 +240,21 @@ async fn own_change(catalog: &Catalog, job: &Job) -> Result<Option<Why>, Catalog
         .into_iter()
         .filter_map(|p| p.content_fingerprint)
         .collect();
-    let spec_names = i64::from(job.version);
+    let spec_names = i64::from(job.spec_version);
+    // A version an environment built stands for the spec's number it was built for.
+    let stands_for = catalog
+        .table_version(job.table.as_str(), version)
+        .await?
+        .map_or(version, |v| v.stands_for());
     let because = if written.is_empty() {
         // Nothing written in it: the version the checkout names is what would be built.
-        if spec_names == version {
+        if spec_names == stands_for {
             return Ok(None);
         }
         format!("its spec names v{spec_names}; the alias points at v{version}")
     } else if written.iter().all(|w| *w == fp) {
         return Ok(None);
-    } else if spec_names == version {
+    } else if spec_names == stands_for {
         format!("its code differs from what wrote {} v{version}", job.table)
     } else {
         format!(
@@ -297,7 +303,9 @@ async fn held_partitions(
 }
 
 /// The partitions of the range of each job to build, as a forced backfill of exactly
-/// those jobs would select them.
+/// those jobs would select them, and the partitions of jobs to build that those read
+/// outside the range (a rolling window's first days read days before it): what the range
+/// builds reads only what was built for it.
 async fn range_partitions(
     project: &Project,
     catalog: &Catalog,
@@ -315,20 +323,41 @@ async fn range_partitions(
         version: None,
         selection: Selection::Force,
         newest_first: false,
+        exactly: None,
     };
     if req.jobs.is_empty() {
         return Ok(BTreeMap::new());
     }
     let plan = backfill::plan(project, catalog, &req).await?;
-    let mut out: BTreeMap<Name, Vec<String>> = BTreeMap::new();
+    let mut sets: BTreeMap<Name, BTreeSet<PartitionKey>> = BTreeMap::new();
     for item in plan.items {
-        let Ok(name) = Name::new(&item.job) else {
+        let Some(job) = project.jobs.get(item.job.as_str()) else {
             continue;
         };
-        out.entry(name).or_default().push(item.partition);
+        if let Ok(key) = job.parse_partition(&item.partition) {
+            sets.entry(job.name.clone()).or_default().insert(key);
+        }
     }
-    for keys in out.values_mut() {
-        keys.sort();
+    // Downstream first: a job's reads add to its upstream's set before that one is read.
+    for name in project.graph.order.iter().rev() {
+        let (Some(job), Some(keys)) = (project.jobs.get(name), sets.get(name).cloned()) else {
+            continue;
+        };
+        for key in &keys {
+            for read in project.upstream_reads(job, key) {
+                let (Some(writer), Some(read_keys)) = (read.writer, read.keys) else {
+                    continue;
+                };
+                if changes.contains_key(&writer.name) {
+                    sets.entry(writer.name.clone())
+                        .or_default()
+                        .extend(read_keys);
+                }
+            }
+        }
     }
-    Ok(out)
+    Ok(sets
+        .into_iter()
+        .map(|(name, keys)| (name, keys.iter().map(PartitionKey::to_string).collect()))
+        .collect())
 }

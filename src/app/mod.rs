@@ -9,6 +9,7 @@ pub mod backfill;
 pub mod coverage;
 pub mod deliver;
 pub mod downstream;
+pub mod env_apply;
 pub mod env_classify;
 pub mod env_plan;
 pub mod flip;

@@ -118,7 +118,7 @@ pub async fn detail(
             .quality_before(table, version, &key, BASELINE_PARTITIONS)
             .await?,
     );
-    let url = crate::dead_letters::table_url(&project.settings.warehouse, &job.name);
+    let url = crate::dead_letters::table_url(&project.settings.warehouse, &job.name, job.version);
     let (letters, letters_error) = match crate::dead_letters::list(&url, Some(&text)).await {
         Ok(l) => (l, None),
         Err(e) => (Vec::new(), Some(crate::redact::redact_text(&e.to_string()))),

@@ -63,10 +63,14 @@ impl Prune {
     pub fn of_project(project: &Project, cutoff_ms: i64, dry_run: bool) -> Prune {
         let letters = project
             .jobs
-            .keys()
+            .values()
             .map(|job| {
-                let url = crate::dead_letters::table_url(&project.settings.warehouse, job);
-                (job.clone(), url)
+                let url = crate::dead_letters::table_url(
+                    &project.settings.warehouse,
+                    &job.name,
+                    job.version,
+                );
+                (job.name.clone(), url)
             })
             .collect();
         Prune::new(cutoff_ms, dry_run, letters)

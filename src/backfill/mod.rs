@@ -71,6 +71,9 @@ pub struct Request {
     pub version: Option<u32>,
     pub selection: Selection,
     pub newest_first: bool,
+    /// Only these partitions (their text), per job: what an environment's build takes
+    /// from its plan. A job not in it is not narrowed.
+    pub exactly: Option<std::collections::BTreeMap<String, BTreeSet<String>>>,
 }
 
 crate::spelling::spelled_enum! {

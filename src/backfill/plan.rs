@@ -151,11 +151,11 @@ fn chosen_jobs(project: &Project, req: &Request) -> Result<BTreeSet<Name>, Backf
                 )
             })?;
             if let Some(v) = req.version
-                && v != job.version
+                && v != job.spec_version
             {
                 return Err(BackfillError::Job(format!(
                     "jobs/{}.toml builds version {}, not {v}; set `version = {v}` in it to build v{v} beside the live version",
-                    job.name, job.version
+                    job.name, job.spec_version
                 )));
             }
             chosen.insert(job.name.clone());
@@ -345,6 +345,12 @@ fn partitions_in(
             (Some(wanted), Some(k)) => wanted.contains(&k),
             _ => true,
         })
+        .filter(
+            |p| match req.exactly.as_ref().and_then(|e| e.get(job.name.as_str())) {
+                Some(these) => these.contains(&p.to_string()),
+                None => true,
+            },
+        )
         .collect();
     if req.newest_first {
         keys.reverse();

@@ -1,6 +1,6 @@
 //! Aliases: which physical version readers see, and the one place it changes.
 
-use super::{AliasFlip, Backend, Catalog, CatalogError, PartitionState, query_err};
+use super::{AliasFlip, Backend, Catalog, CatalogError, NO_VERSION, PartitionState, query_err};
 
 /// One alias change asked of [`Catalog::flip_aliases`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -165,17 +165,25 @@ impl Catalog {
             return Ok(refusals);
         }
         for f in flips {
-            let flipped = sqlx::query(
-                "UPDATE aliases SET version = $1, updated_at = $2 WHERE name = $3 AND version = $4",
-            )
-            .bind(f.to)
-            .bind(now_ms)
-            .bind(&f.table)
-            .bind(f.expect)
-            .execute(&mut *tx)
-            .await
-            .map_err(query_err("flip alias"))?
-            .rows_affected();
+            // A table production has no version of (an environment's new one) gets its alias.
+            let flip = match f.expect {
+                NO_VERSION => {
+                    "INSERT INTO aliases (name, version, updated_at) SELECT $3, $1, $2 WHERE $4 = 0 \
+                     ON CONFLICT (name) DO NOTHING"
+                }
+                _ => {
+                    "UPDATE aliases SET version = $1, updated_at = $2 WHERE name = $3 AND version = $4"
+                }
+            };
+            let flipped = sqlx::query(flip)
+                .bind(f.to)
+                .bind(now_ms)
+                .bind(&f.table)
+                .bind(f.expect)
+                .execute(&mut *tx)
+                .await
+                .map_err(query_err("flip alias"))?
+                .rows_affected();
             // The compare-and-swap itself: whatever was read above, only a row still at the
             // expected version changes.
             if flipped != 1 {
@@ -192,7 +200,7 @@ impl Catalog {
             )
             .bind(uuid::Uuid::now_v7().to_string())
             .bind(&f.table)
-            .bind(f.expect)
+            .bind((f.expect != NO_VERSION).then_some(f.expect))
             .bind(f.to)
             .bind(now_ms)
             .bind(by)
@@ -200,6 +208,16 @@ impl Catalog {
             .execute(&mut *tx)
             .await
             .map_err(query_err("record alias history"))?;
+            // A version production's alias points at is production's to write: one an
+            // environment built is handed over with the flip, never before or after it.
+            sqlx::query(
+                "UPDATE table_versions SET owner_env = NULL WHERE table_name = $1 AND version = $2 AND owner_env IS NOT NULL",
+            )
+            .bind(&f.table)
+            .bind(f.to)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err("hand a version to production"))?;
         }
         if dry_run {
             tx.rollback().await.map_err(query_err("rollback"))?;
@@ -223,7 +241,7 @@ impl Catalog {
             .fetch_optional(&mut **tx)
             .await
             .map_err(query_err("read alias"))?;
-        if actual != Some(f.expect) {
+        if actual.unwrap_or(NO_VERSION) != f.expect {
             refusals.push(FlipRefusal::Moved {
                 table: f.table.clone(),
                 expected: f.expect,

@@ -92,6 +92,7 @@ impl Catalog {
             now_ms,
             ttl_ms,
             done_if,
+            env: self.env.clone(),
         };
         match self.write(write).await? {
             Written::Claim(claim) => {

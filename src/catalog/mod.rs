@@ -8,6 +8,7 @@
 //! timeout), and every connection uses WAL and a busy timeout.
 
 mod aliases;
+mod env_versions;
 mod envs;
 mod leases;
 mod messages;
@@ -22,6 +23,7 @@ mod tables;
 mod write_group;
 
 pub use aliases::{Flip, FlipRefusal};
+pub use env_versions::{EnvBuild, FIRST_ENV_VERSION, NO_VERSION};
 pub use envs::{EnvRow, NewEnv, NotCreated, PROD};
 pub use messages::{Claimed, Settled, Window};
 pub use named::NAMED_AT_MOST;
@@ -95,6 +97,16 @@ pub enum CatalogError {
         op: &'static str,
         #[source]
         source: sqlx::Error,
+    },
+    #[error(
+        "table {table} v{version} belongs to {owner}; {writer} may not write it (an environment writes only the versions `sluice apply --env` made for it, production only its own)"
+    )]
+    NotOwned {
+        table: String,
+        version: i64,
+        /// `production` or `environment NAME`.
+        owner: String,
+        writer: String,
     },
     #[error("catalog data is inconsistent: {0} (this is likely a bug)")]
     Corrupt(String),

@@ -96,6 +96,18 @@ pub struct TableVersionRow {
     pub uri: String,
     pub schema_json: String,
     pub created_at: i64,
+    /// The environment that builds it (`apply --env`); `None`: production's.
+    pub owner_env: Option<String>,
+    /// For a version an environment built: the spec's `version` it was built for.
+    pub spec_version: Option<i64>,
+}
+
+impl TableVersionRow {
+    /// The spec `version` this physical version stands for: its own number, or for one an
+    /// environment built, the number the spec named.
+    pub fn stands_for(&self) -> i64 {
+        self.spec_version.unwrap_or(self.version)
+    }
 }
 
 /// What one physical version of a table holds: its partitions by state, its rows, and

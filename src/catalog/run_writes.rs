@@ -72,15 +72,17 @@ pub(super) async fn release_lease_in(
     Ok(())
 }
 
-/// [`Catalog::claim`] inside the caller's transaction. Nothing is written when the lease is
-/// held by another worker.
+/// [`Catalog::claim`] inside the caller's transaction, by `holder` for the scope `env`
+/// (production: `None`). Nothing is written when the lease is held by another worker; a
+/// version the scope does not own is refused (`CatalogError::NotOwned`).
 pub(super) async fn claim_in(
     tx: &mut sqlx::AnyConnection,
     start: &mut RunStart,
-    holder: &str,
+    (holder, env): (&str, Option<&str>),
     (now_ms, ttl_ms): (i64, i64),
     done_if: Option<&DoneIf>,
 ) -> Result<Claim, CatalogError> {
+    super::env_versions::check_owner(tx, &start.table, start.version, env).await?;
     let token: Option<i64> = sqlx::query_scalar(
         "INSERT INTO leases (table_name, table_version, partition_key, token, holder, run_id, expires_at) \
          VALUES ($1, $2, $3, 1, $4, $5, $6) \

@@ -85,7 +85,7 @@ impl Catalog {
         version: i64,
     ) -> Result<Option<TableVersionRow>, CatalogError> {
         sqlx::query_as::<_, TableVersionRow>(
-            "SELECT table_name, version, uri, schema_json, created_at FROM table_versions WHERE table_name = $1 AND version = $2",
+            "SELECT table_name, version, uri, schema_json, created_at, owner_env, spec_version FROM table_versions WHERE table_name = $1 AND version = $2",
         )
         .bind(table)
         .bind(version)
@@ -96,7 +96,7 @@ impl Catalog {
 
     pub async fn table_versions(&self, table: &str) -> Result<Vec<TableVersionRow>, CatalogError> {
         sqlx::query_as::<_, TableVersionRow>(
-            "SELECT table_name, version, uri, schema_json, created_at FROM table_versions WHERE table_name = $1 ORDER BY version",
+            "SELECT table_name, version, uri, schema_json, created_at, owner_env, spec_version FROM table_versions WHERE table_name = $1 ORDER BY version",
         )
         .bind(table)
         .fetch_all(&self.pool)
@@ -134,7 +134,9 @@ impl Catalog {
     }
 
     /// Registers a physical version (idempotent). The first version of a table also gets
-    /// the table's alias, since there is nothing else for readers to see.
+    /// the table's alias, since there is nothing else for readers to see; not one an
+    /// environment builds (registered by [`Catalog::env_build_version`], its alias the
+    /// environment's).
     pub async fn register_table_version(
         &self,
         table: &str,
@@ -156,16 +158,19 @@ impl Catalog {
         .execute(&mut *tx)
         .await
         .map_err(query_err("register table version"))?;
-        let aliased = sqlx::query(
-            "INSERT INTO aliases (name, version, updated_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(table)
-        .bind(version)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(query_err("create alias"))?
-        .rows_affected();
+        let aliased = match self.env {
+            Some(_) => 0,
+            None => sqlx::query(
+                "INSERT INTO aliases (name, version, updated_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(table)
+            .bind(version)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err("create alias"))?
+            .rows_affected(),
+        };
         if aliased == 1 {
             sqlx::query(
                 "INSERT INTO alias_history (id, alias, from_version, to_version, at, by_whom, message) VALUES ($1, $2, NULL, $3, $4, $5, $6)",
@@ -181,7 +186,7 @@ impl Catalog {
             .map_err(query_err("record alias history"))?;
         }
         let row = sqlx::query_as::<_, TableVersionRow>(
-            "SELECT table_name, version, uri, schema_json, created_at FROM table_versions WHERE table_name = $1 AND version = $2",
+            "SELECT table_name, version, uri, schema_json, created_at, owner_env, spec_version FROM table_versions WHERE table_name = $1 AND version = $2",
         )
         .bind(table)
         .bind(version)
@@ -314,7 +319,7 @@ impl MigrationTx {
         table: &str,
     ) -> Result<Vec<TableVersionRow>, CatalogError> {
         sqlx::query_as::<_, TableVersionRow>(
-            "SELECT table_name, version, uri, schema_json, created_at FROM table_versions WHERE table_name = $1 ORDER BY version",
+            "SELECT table_name, version, uri, schema_json, created_at, owner_env, spec_version FROM table_versions WHERE table_name = $1 ORDER BY version",
         )
         .bind(table)
         .fetch_all(&mut *self.tx)

@@ -25,6 +25,8 @@ pub(super) enum Write {
         now_ms: i64,
         ttl_ms: i64,
         done_if: Option<DoneIf>,
+        /// The scope claiming: an environment, or production (`None`).
+        env: Option<std::sync::Arc<str>>,
     },
     Finish {
         start: RunStart,
@@ -69,9 +71,11 @@ impl Write {
                 now_ms,
                 ttl_ms,
                 done_if,
+                env,
             } => {
                 let lease = (*now_ms, *ttl_ms);
-                let claim = claim_in(conn, start, holder, lease, done_if.as_ref()).await?;
+                let (done_if, env) = (done_if.as_ref(), env.as_deref());
+                let claim = claim_in(conn, start, (holder, env), lease, done_if).await?;
                 Ok(Written::Claim(Box::new(claim)))
             }
             Write::Finish {

@@ -104,6 +104,7 @@ impl Args {
                 self.stale,
             ),
             newest_first: self.newest_first,
+            exactly: None,
         })
     }
 }
@@ -181,7 +182,7 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
 }
 
 /// A backfill's end, as text: what did not succeed, the counts, what it made stale.
-fn print_summary(plan: &Plan, summary: &Summary, made_stale: &[String]) {
+pub(super) fn print_summary(plan: &Plan, summary: &Summary, made_stale: &[String]) {
     let rows: Vec<Vec<String>> = summary
         .items
         .iter()
@@ -326,8 +327,8 @@ fn shorten(items: &[String]) -> String {
     }
 }
 
-struct Reporter {
-    bar: Option<ProgressBar>,
+pub(super) struct Reporter {
+    pub(super) bar: Option<ProgressBar>,
 }
 
 impl Progress for Reporter {

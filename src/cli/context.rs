@@ -72,10 +72,7 @@ impl Context {
         let project = Project::load(overrides)?;
         let catalog = Catalog::connect(&project.settings.catalog_url).await?;
         let clock: SharedClock = Arc::new(SystemClock);
-        let catalog = match &overrides.env {
-            None => catalog,
-            Some(name) => in_env(catalog, name, clock.now_ms()).await?,
-        };
+        let (project, catalog) = scoped(project, catalog, overrides, clock.now_ms()).await?;
         Ok(Context::new(Arc::new(project), catalog, clock))
     }
 
@@ -91,10 +88,28 @@ impl Context {
     /// Production's: they take no `--env`.
     pub async fn open_for_writing(overrides: &Overrides) -> anyhow::Result<Context> {
         production_only(overrides)?;
+        Context::open_env_for_writing(overrides).await
+    }
+
+    /// Like [`Context::open_for_writing`], for the one command that writes in an
+    /// environment (`apply --env NAME`): the catalog scoped to it.
+    pub async fn open_env_for_writing(overrides: &Overrides) -> anyhow::Result<Context> {
         let project = Project::load(overrides)?;
         crate::delta::store::check_atomic_commits(&project.settings).await?;
         let catalog = Catalog::connect(&project.settings.catalog_url).await?;
-        Ok(Context::new(Arc::new(project), catalog, Arc::new(SystemClock)).with_lineage())
+        let clock: SharedClock = Arc::new(SystemClock);
+        let (project, catalog) = scoped(project, catalog, overrides, clock.now_ms()).await?;
+        Ok(Context::new(Arc::new(project), catalog, clock).with_lineage())
+    }
+
+    /// The same parts, with `project` in place of this one's (an environment's build).
+    pub fn with_project(&self, project: Project) -> Context {
+        Context {
+            project: Arc::new(project),
+            catalog: self.catalog.clone(),
+            clock: self.clock.clone(),
+            lineage: self.lineage.clone(),
+        }
     }
 
     /// Refuses a table name neither the project nor the catalog knows, with the one
@@ -186,6 +201,22 @@ fn production_only(overrides: &Overrides) -> anyhow::Result<()> {
             "--env {env}: this command changes production; --env is for commands that read (query, resolve, diff, tables): drop it"
         ),
     }
+}
+
+/// `catalog` scoped to `--env` (production without), and `project` writing the versions
+/// the aliases there stand for (`Project::at_live_versions`).
+async fn scoped(
+    project: Project,
+    catalog: Catalog,
+    overrides: &Overrides,
+    now_ms: i64,
+) -> anyhow::Result<(Project, Catalog)> {
+    let catalog = match &overrides.env {
+        None => catalog,
+        Some(name) => in_env(catalog, name, now_ms).await?,
+    };
+    let project = project.at_live_versions(&catalog.env_built_live().await?);
+    Ok((project, catalog))
 }
 
 /// `catalog`, its alias reads scoped to the environment `name`: refused when there is no

@@ -8,7 +8,9 @@ use crate::diff::{self, Diff};
 pub struct Args {
     /// The table (its alias).
     table: String,
-    /// The version compared from (v1 or 1); default: the live version.
+    /// The version compared from (v1 or 1); default: the live version. With --env NAME
+    /// and neither --from nor --to: production's live version, compared to NAME's over
+    /// the partitions NAME's holds.
     #[arg(long, value_name = "VERSION")]
     from: Option<String>,
     /// The version compared to; default: the newest other version.
@@ -29,10 +31,11 @@ fn version(text: &str) -> Option<i64> {
         .filter(|v| *v >= 1)
 }
 
-pub async fn run(g: &Globals, a: Args) -> Outcome {
+pub async fn run(g: &Globals, mut a: Args) -> Outcome {
     let cx = Context::open(&g.overrides).await?;
     let (catalog, engine) = (&cx.catalog, cx.engine()?);
-    let table = a.table.as_str();
+    let table_name = a.table.clone();
+    let table = table_name.as_str();
     cx.known_table(table).await?;
     let versions = catalog.table_versions(table).await?;
     if versions.is_empty() {
@@ -40,6 +43,9 @@ pub async fn run(g: &Globals, a: Args) -> Outcome {
         return Ok(EXIT_UNUSABLE);
     }
     let live = catalog.alias(table).await?;
+    if !against_production(g, catalog, live, &mut a).await? {
+        return Ok(EXIT_OK);
+    }
     let from = match a.from.as_deref() {
         Some(t) => match version(t) {
             Some(v) => v,
@@ -115,6 +121,67 @@ pub async fn run(g: &Globals, a: Args) -> Outcome {
         return Ok(EXIT_FAILED);
     }
     Ok(EXIT_OK)
+}
+
+/// In an environment, without --from and --to: production's live version against the
+/// environment's, over the partitions the environment's holds. False when the environment
+/// reads production's version itself (said here): nothing to compare.
+async fn against_production(
+    g: &Globals,
+    catalog: &crate::catalog::Catalog,
+    live: Option<i64>,
+    a: &mut Args,
+) -> anyhow::Result<bool> {
+    let Some(env) = catalog.env().filter(|_| a.from.is_none() && a.to.is_none()) else {
+        return Ok(true);
+    };
+    let table = a.table.as_str();
+    let prod = catalog.in_env(crate::catalog::PROD).alias(table).await?;
+    match (prod, live) {
+        (Some(p), Some(e)) if p == e => {
+            if g.output == output::Format::Json {
+                let same = serde_json::json!({ "table": table, "env": env, "same_version": p, "changed_fraction": 0.0, "over_threshold": false });
+                println!("{}", output::json(&same));
+            } else {
+                println!("{table}: environment {env} reads production's v{p}; nothing differs");
+            }
+            return Ok(false);
+        }
+        (Some(p), Some(e)) => {
+            if a.partitions.is_none() {
+                a.partitions = held_span(catalog, table, e).await?;
+            }
+            a.from = Some(p.to_string());
+            a.to = Some(e.to_string());
+        }
+        _ => {}
+    }
+    Ok(true)
+}
+
+/// The partitions `version` holds, as `--partitions FIRST..LAST` (their times; `None` when
+/// they have none): what an environment built over a few days is compared on.
+async fn held_span(
+    catalog: &crate::catalog::Catalog,
+    table: &str,
+    version: i64,
+) -> anyhow::Result<Option<String>> {
+    let held = catalog.partitions_of(table, version).await?;
+    let times: std::collections::BTreeSet<&str> = held
+        .iter()
+        .filter(|p| p.content_run_id.is_some())
+        .map(|p| {
+            p.partition_key
+                .split(crate::partition::KEY_SEPARATOR)
+                .next()
+                .unwrap_or("")
+        })
+        .filter(|t| !t.is_empty() && *t != "all" && t.starts_with(|c: char| c.is_ascii_digit()))
+        .collect();
+    Ok(match (times.first(), times.last()) {
+        (Some(first), Some(last)) => Some(format!("{first}..{last}")),
+        _ => None,
+    })
 }
 
 fn text(d: &Diff) -> String {

@@ -11,7 +11,7 @@ async fn dlq_list(g: &Globals, job: &str, partition: Option<&str>) -> Outcome {
         Ok(j) => j,
         Err(code) => return Ok(code),
     };
-    let url = crate::dead_letters::table_url(&project.settings.warehouse, &job.name);
+    let url = crate::dead_letters::table_url(&project.settings.warehouse, &job.name, job.version);
     let letters = crate::dead_letters::list(&url, partition).await?;
     if g.output == output::Format::Json {
         println!("{}", output::json(&letters));
@@ -52,7 +52,7 @@ async fn dlq_replay(g: &Globals, job_name: &str, partition: &str) -> Outcome {
         Ok(found) => found,
         Err(code) => return Ok(code),
     };
-    let url = crate::dead_letters::table_url(&project.settings.warehouse, &job.name);
+    let url = crate::dead_letters::table_url(&project.settings.warehouse, &job.name, job.version);
     let before = crate::dead_letters::list(&url, Some(partition))
         .await?
         .len();

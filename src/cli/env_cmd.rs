@@ -31,6 +31,23 @@ pub enum EnvSub {
         /// Its name.
         name: String,
     },
+    /// Point production's aliases at the tables environment NAME built (`apply`), all in
+    /// one catalog transaction, with the checks of `promote`: production must still point
+    /// where it did when NAME was copied, and each table must hold every partition
+    /// production's has, none failed. Nothing is recomputed; `rollback` undoes it.
+    Promote {
+        /// Its name.
+        name: String,
+        /// Recorded in each table's history.
+        #[arg(long, short)]
+        message: Option<String>,
+        /// Promote even if a table lacks partitions or has failed ones.
+        #[arg(long)]
+        partial: bool,
+        /// Check everything the promote checks, print the flips, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 pub async fn env(g: &Globals, sub: EnvSub) -> Outcome {
@@ -43,6 +60,24 @@ pub async fn env(g: &Globals, sub: EnvSub) -> Outcome {
         EnvSub::Create { name, from, ttl } => create(g, &cx, &name, &from, ttl.as_deref()).await,
         EnvSub::List => list(g, &cx).await,
         EnvSub::Drop { name } => drop_env(g, &cx, &name).await,
+        EnvSub::Promote {
+            name,
+            message,
+            partial,
+            dry_run,
+        } => {
+            let flip = super::promote_cmd::FlipArgs {
+                tables: Vec::new(),
+                kind: crate::app::flip::FlipKind::Promote {
+                    version: None,
+                    expect: None,
+                },
+                message,
+                partial,
+                dry_run,
+            };
+            promote(g, &cx, &name, flip).await
+        }
     }
 }
 
@@ -145,4 +180,27 @@ async fn drop_env(g: &Globals, cx: &Context, name: &str) -> Outcome {
         println!("dropped environment {name}; `sluice gc` removes the versions no alias needs");
     }
     Ok(EXIT_OK)
+}
+
+/// `env promote NAME`: production's aliases flip to the versions NAME built, as one flip.
+async fn promote(
+    g: &Globals,
+    cx: &Context,
+    name: &str,
+    a: super::promote_cmd::FlipArgs,
+) -> Outcome {
+    if cx.catalog.env_row(name).await?.is_none() {
+        bail!(super::context::unknown_env(&cx.catalog, name).await?);
+    }
+    let flips = cx.catalog.env_promotion(name).await?;
+    if flips.is_empty() {
+        bail!(
+            "environment {name} has no tables of its own to promote: it reads production's; `sluice apply --env {name}` builds what the checkout changed"
+        );
+    }
+    let message = a
+        .message
+        .clone()
+        .unwrap_or_else(|| format!("promote environment {name}"));
+    super::promote_cmd::record(g, cx, &flips, "promote", &message, &a).await
 }

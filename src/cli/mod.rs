@@ -7,6 +7,7 @@
 //! - 2: the command could not run (bad arguments, bad configuration, catalog unreachable);
 //! - 3: nothing was done because another worker holds the partition's lease.
 
+mod apply_cmd;
 mod backfill_cmd;
 mod ballista_cmd;
 mod completions_cmd;
@@ -136,6 +137,10 @@ enum Command {
     /// without) would take: the jobs whose code differs from what wrote its tables, the
     /// jobs downstream of them, and the partitions each needs. Reads the catalog only.
     Plan(plan_cmd::Args),
+    /// Build what `plan --env NAME` shows in that environment: each changed or affected
+    /// job into a physical table of the environment's own, reading every other table
+    /// through its aliases (production's tables). Production is never written.
+    Apply(apply_cmd::Args),
     /// Every alias flip of a table: from, to, when, by whom, why.
     History(tables_cmd::HistoryArgs),
     /// Point tables' aliases at another version, all at once or not at all. Refused unless
@@ -278,6 +283,7 @@ async fn dispatch(command: Command, globals: &Globals) -> Outcome {
         Command::History(a) => tables_cmd::history(globals, a).await,
         Command::Env(sub) => env_cmd::env(globals, sub).await,
         Command::Plan(a) => plan_cmd::run(globals, a).await,
+        Command::Apply(a) => apply_cmd::run(globals, a).await,
         Command::Promote(a) => promote_cmd::promote(globals, a).await,
         Command::Rollback(a) => promote_cmd::rollback(globals, a).await,
         Command::Daemon(a) => daemon_cmd::run(globals, a).await,

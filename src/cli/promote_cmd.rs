@@ -46,12 +46,12 @@ pub struct RollbackArgs {
 }
 
 /// Promote and rollback: one way through, the kind of flip aside.
-struct FlipArgs {
-    tables: Vec<String>,
-    kind: crate::app::flip::FlipKind,
-    message: Option<String>,
-    partial: bool,
-    dry_run: bool,
+pub(super) struct FlipArgs {
+    pub(super) tables: Vec<String>,
+    pub(super) kind: crate::app::flip::FlipKind,
+    pub(super) message: Option<String>,
+    pub(super) partial: bool,
+    pub(super) dry_run: bool,
 }
 
 pub async fn promote(g: &Globals, a: PromoteArgs) -> Outcome {
@@ -104,10 +104,25 @@ async fn flip(g: &Globals, a: FlipArgs) -> Outcome {
         }
     };
     let verb = kind.verb();
-    let message = a.message.unwrap_or_else(|| verb.to_string());
+    let message = a.message.clone().unwrap_or_else(|| verb.to_string());
+    record(g, &cx, &flips, verb, &message, &a).await
+}
+
+/// Records `flips` (or, for a dry run, checks them and changes nothing) and says how it
+/// went: `promote`, `rollback` and `env promote` alike.
+pub(super) async fn record(
+    g: &Globals,
+    cx: &Context,
+    flips: &[crate::catalog::Flip],
+    verb: &str,
+    message: &str,
+    a: &FlipArgs,
+) -> Outcome {
     // The dry run is the flip itself, rolled back: the same checks, the same refusals, the
     // same exit code.
-    let refusals = flip::flip(c, &cx.clock, &flips, a.partial, &message, a.dry_run).await?;
+    let refusals =
+        crate::app::flip::flip(&cx.catalog, &cx.clock, flips, a.partial, message, a.dry_run)
+            .await?;
     if g.output == output::Format::Json {
         println!(
             "{}",
@@ -135,10 +150,14 @@ async fn flip(g: &Globals, a: FlipArgs) -> Outcome {
         return Ok(EXIT_FAILED);
     }
     if g.output != output::Format::Json {
-        for f in &flips {
+        for f in flips {
+            let from = match f.expect {
+                crate::catalog::NO_VERSION => "nothing".to_string(),
+                v => format!("v{v}"),
+            };
             match a.dry_run {
-                true => println!("would {verb} {}: v{} -> v{}", f.table, f.expect, f.to),
-                false => println!("{}: v{} -> v{} ({verb})", f.table, f.expect, f.to),
+                true => println!("would {verb} {}: {from} -> v{}", f.table, f.to),
+                false => println!("{}: {from} -> v{} ({verb})", f.table, f.to),
             }
         }
     }

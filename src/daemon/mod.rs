@@ -96,6 +96,9 @@ pub struct Daemon {
     running: BTreeMap<(Name, PartitionKey), (DateTime<Utc>, queue::Due)>,
     tasks: JoinSet<Finished>,
     files_hash: Option<blake3::Hash>,
+    /// The aliases that point at versions an environment built, as last read: when they
+    /// move (`env promote`, a rollback), the jobs write elsewhere (`reload`).
+    env_built: Option<BTreeMap<String, (i64, i64)>>,
     reload_requested: bool,
     stopping: bool,
     pub metrics: Arc<Metrics>,
@@ -133,6 +136,7 @@ impl Daemon {
             running: BTreeMap::new(),
             tasks: JoinSet::new(),
             files_hash: None,
+            env_built: None,
             reload_requested: false,
             stopping: false,
             metrics: Arc::new(Metrics::default()),
@@ -165,7 +169,7 @@ impl Daemon {
         // and a replay's summary.
         let started = std::time::Instant::now();
         let now = self.clock.now();
-        self.reload_if_changed(now);
+        self.reload_if_changed(now).await;
         let names: Vec<Name> = self.jobs.keys().cloned().collect();
         for name in names {
             if let Err(e) = self.schedule_job(&name, now).await {

@@ -9,13 +9,30 @@ use crate::project::Project;
 use chrono::{DateTime, Utc};
 use std::path::Path;
 use std::sync::Arc;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 impl Daemon {
-    pub(super) fn reload_if_changed(&mut self, now: DateTime<Utc>) {
+    pub(super) async fn reload_if_changed(&mut self, now: DateTime<Utc>) {
         let root = self.runner.project().settings.root.clone();
         let hash = project_files_hash(&root);
-        if self.files_hash == Some(hash) && !self.reload_requested && !self.jobs.is_empty() {
+        // Which versions the jobs write follows production's aliases too (an `env
+        // promote`): one small read per poll. Unread, the jobs keep writing where they do.
+        let built = match self.catalog.env_built_live().await {
+            Ok(b) => Some(b),
+            Err(e) => {
+                warn!(error = %e, "could not read which aliases point at versions environments built; trying again at the next poll");
+                None
+            }
+        };
+        let moved = built.is_some() && self.env_built.is_some() && built != self.env_built;
+        if let Some(b) = built {
+            self.env_built = Some(b);
+        }
+        if self.files_hash == Some(hash)
+            && !self.reload_requested
+            && !self.jobs.is_empty()
+            && !moved
+        {
             return;
         }
         let first = self.files_hash.is_none();
@@ -26,8 +43,17 @@ impl Daemon {
             self.runner.project()
         } else {
             let settings = self.runner.project().settings.clone();
-            let p = Arc::new(Project::load_with(settings));
+            let loaded = Project::load_with(settings);
+            let p = Arc::new(match &self.env_built {
+                Some(b) => loaded.at_live_versions(b),
+                None => loaded,
+            });
             self.runner.set_project(p.clone());
+            if moved {
+                info!(
+                    "aliases moved to or from versions an environment built; the next runs write where they point"
+                );
+            }
             if changed {
                 info!("project files changed; the next runs use the new specs, SQL and migrations");
             }

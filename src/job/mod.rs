@@ -302,7 +302,11 @@ pub enum EngineKind {
 pub struct Job {
     pub name: Name,
     pub description: Option<String>,
+    /// The physical version its runs write: the spec's `version`, unless an alias points
+    /// at a version an environment built for that number (`Project::at_live_versions`).
     pub version: u32,
+    /// The `version` the spec names.
+    pub spec_version: u32,
     pub spec_path: PathBuf,
     pub sql_path: PathBuf,
     /// The spec's text and the SQL's text as read: the code fingerprint hashes both.

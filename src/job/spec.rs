@@ -142,11 +142,8 @@ pub(super) fn parse(
             message: toml_message(&e, &spec_text),
         }]
     })?;
-    let stem = spec_path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or_default()
-        .to_string();
+    let stem = spec_path.file_stem().and_then(|s| s.to_str());
+    let stem = stem.unwrap_or_default().to_string();
     let mut p = Problems::of(file);
     let name = name(raw.name.as_deref(), &stem, &mut p);
     let version = version(raw.version, &mut p);
@@ -202,6 +199,7 @@ pub(super) fn parse(
             name,
             description: raw.description,
             version,
+            spec_version: version,
             spec_path: spec_path.to_path_buf(),
             sql_path,
             spec_text,
@@ -249,10 +247,11 @@ fn name(field: Option<&str>, stem: &str, p: &mut Problems) -> Option<Name> {
 
 fn version(v: i64, p: &mut Problems) -> u32 {
     match u32::try_from(v) {
-        Ok(v) if v >= 1 => v,
+        Ok(v) if (1..crate::catalog::FIRST_ENV_VERSION).contains(&i64::from(v)) => v,
         _ => {
             p.add(format!(
-                "field `version` is {v}; it must be a whole number from 1"
+                "field `version` is {v}; it must be a whole number from 1 to {} (the versions above are those environments build)",
+                crate::catalog::FIRST_ENV_VERSION - 1
             ));
             1
         }

@@ -107,6 +107,37 @@ impl Project {
         }
     }
 
+    /// This project with the jobs of `versions` writing those physical versions instead of
+    /// the ones their specs name: an environment's build (`app::env_apply`). Only where a
+    /// run writes changes; the code, and so its fingerprint, is the spec's.
+    pub fn at_versions(&self, versions: &BTreeMap<Name, u32>) -> Project {
+        let mut moved = self.clone();
+        for (name, v) in versions {
+            if let Some(job) = moved.jobs.get_mut(name) {
+                job.version = *v;
+            }
+        }
+        moved
+    }
+
+    /// This project with each job writing the version an alias points at when that version
+    /// was built by an environment for the `version` the job's spec names (`built`: table
+    /// to such a version and the spec version it stands for, as `Catalog::env_built_live`
+    /// reads them). After `env promote`, production's runs write the promoted tables, not
+    /// the numbers in the specs; a spec that names another number builds that one, beside.
+    pub fn at_live_versions(&self, built: &BTreeMap<String, (i64, i64)>) -> Project {
+        let versions: BTreeMap<Name, u32> = self
+            .jobs
+            .values()
+            .filter_map(|job| {
+                let (version, stands_for) = built.get(job.table.as_str())?;
+                let version = u32::try_from(*version).ok()?;
+                (*stands_for == i64::from(job.spec_version)).then(|| (job.name.clone(), version))
+            })
+            .collect();
+        self.at_versions(&versions)
+    }
+
     /// The valid job that writes `table`, if any.
     pub fn writer_of(&self, table: &str) -> Option<&Job> {
         self.graph.writer.get(table).and_then(|w| self.jobs.get(w))

@@ -397,7 +397,11 @@ impl PartitionWrite<'_> {
         if !reads_files && a.job.bad_rows == BadRows::Fail {
             return Ok(());
         }
-        let url = crate::dead_letters::table_url(&self.project.settings.warehouse, &a.job.name);
+        let url = crate::dead_letters::table_url(
+            &self.project.settings.warehouse,
+            &a.job.name,
+            a.job.version,
+        );
         let letters = crate::dead_letters::Letters {
             partition: a.key.to_string(),
             run_id: a.run_id.clone(),

@@ -4,7 +4,8 @@
 
 use crate::util::{create_database, remote_catalog};
 use sluice::catalog::{
-    Catalog, Claim, Flip, Lease, PartitionState, RunEnd, RunStart, RunState, Trigger,
+    Catalog, Claim, EnvBuild, FIRST_ENV_VERSION, Flip, Lease, NewEnv, PartitionState, RunEnd,
+    RunStart, RunState, Trigger,
 };
 use sluice::schema::ddl::{Statement, parse};
 use std::collections::HashMap;
@@ -550,4 +551,69 @@ async fn write_partition(c: &Catalog, table: &str, version: i64, p: &str, ok: Op
     c.finish_run(&start, &end, 1, Some(&lease), &Default::default())
         .await
         .unwrap();
+}
+
+/// A version an environment built is written by that environment alone: production's
+/// claim and another environment's are refused, naming the owner, and the environment
+/// cannot claim production's. Its next build reuses it only while no one else points there.
+#[tokio::test]
+async fn only_the_environment_that_built_a_version_may_claim_it() {
+    let (c, _dir) = fresh().await;
+    table(&c, TABLE, 1).await;
+    let env = |name: &'static str, from: &'static str| NewEnv {
+        name,
+        from,
+        by: "test",
+        now_ms: 0,
+        expires_at: None,
+    };
+    for name in ["dev", "other"] {
+        c.create_env(&env(name, "prod")).await.unwrap().unwrap();
+    }
+    let dev = c.in_env("dev");
+    let uri_of = |v: i64| format!("file:///w/t/v{v}/");
+    let build = EnvBuild {
+        table: TABLE,
+        spec_version: 1,
+        schema_json: "{}",
+        uri_of: &uri_of,
+        now_ms: 0,
+    };
+    let v = dev.env_build_version(&build).await.unwrap();
+    assert_eq!(v, FIRST_ENV_VERSION);
+    assert_eq!(dev.alias(TABLE).await.unwrap(), Some(v));
+    assert_eq!(
+        c.alias(TABLE).await.unwrap(),
+        Some(1),
+        "production's alias stays"
+    );
+    assert_eq!(
+        dev.env_build_version(&build).await.unwrap(),
+        v,
+        "its own, alone"
+    );
+    let claim = |cat: Catalog, version: i64| async move {
+        let mut s = run_start("a", D1, 0);
+        s.version = version;
+        cat.claim(&mut s, "a", (0, TTL), None).await
+    };
+    for (who, cat) in [
+        ("production", c.clone()),
+        ("environment other", c.in_env("other")),
+    ] {
+        let refused = claim(cat, v).await.expect_err(who).to_string();
+        let says = format!("table t v{v} belongs to environment dev; {who} may not write it");
+        assert!(refused.contains(&says), "{refused}");
+    }
+    let refused = claim(dev.clone(), 1).await.expect_err("v1").to_string();
+    let says = "table t v1 belongs to production; environment dev may not write it";
+    assert!(refused.contains(says), "{refused}");
+    assert!(matches!(
+        claim(dev.clone(), v).await.unwrap(),
+        Claim::Started(_)
+    ));
+    // A copy of dev points at it too: dev's next build takes a version of its own.
+    c.create_env(&env("copy", "dev")).await.unwrap().unwrap();
+    assert_eq!(dev.env_build_version(&build).await.unwrap(), v + 1);
+    assert_eq!(c.in_env("copy").alias(TABLE).await.unwrap(), Some(v));
 }

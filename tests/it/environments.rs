@@ -32,7 +32,8 @@ fn files_under(dir: &std::path::Path) -> usize {
         .sum()
 }
 
-fn resolve(p: &TestProject, env: Option<&str>) -> std::path::PathBuf {
+/// Where `resolve` says clean_orders lives, in `env` (production: `None`).
+pub(crate) fn resolve(p: &TestProject, env: Option<&str>) -> std::path::PathBuf {
     let mut args = vec!["resolve", "clean_orders"];
     args.extend(env.map(|e| ["--env", e]).into_iter().flatten());
     p.location_dir(p.ok(&args).stdout.trim())

@@ -18,6 +18,7 @@ mod daemon_process;
 mod data_changes;
 mod database_inputs;
 mod dry_runs;
+mod env_builds;
 mod environments;
 mod faults;
 mod foundation;

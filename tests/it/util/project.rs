@@ -135,6 +135,38 @@ impl TestProject {
         }
     }
 
+    /// Another checkout of this project (a pull request's working copy beside main's): its
+    /// files copied to a folder of its own, on this project's catalog and warehouse. Read
+    /// the tables through this project, whose helpers know where they are.
+    pub fn checkout(&self) -> TestProject {
+        let dir = tempfile::Builder::new()
+            .prefix("sluice-it-checkout-")
+            .tempdir()
+            .unwrap();
+        for d in ["jobs", "migrations", "sample-data", "scripts"] {
+            if self.path().join(d).is_dir() {
+                copy_dir(&self.path().join(d), &dir.path().join(d));
+            }
+        }
+        std::fs::copy(self.file("sluice.toml"), dir.path().join("sluice.toml")).unwrap();
+        let catalog = self.catalog.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}",
+                self.path().join(".sluice/catalog.db").display()
+            )
+        });
+        let warehouse = self
+            .warehouse
+            .clone()
+            .unwrap_or_else(|| self.path().join("warehouse").display().to_string());
+        TestProject {
+            dir,
+            catalog: Some(catalog),
+            warehouse: Some(warehouse),
+            made: std::time::Instant::now(),
+        }
+    }
+
     /// Whether the warehouse is on an object store (so the tests read copies of its files).
     pub fn remote(&self) -> bool {
         self.warehouse.is_some()

@@ -1,0 +1,313 @@
+//! Issue: environments, built. `apply --env` builds a plan into tables of the environment's
+//! own while production's stay as they are; `env promote` flips production to them with
+//! nothing recomputed; two environments built at once never meet.
+
+use crate::environments::resolve;
+use crate::util::*;
+
+/// One number a query gives, in the environment `env` (production: `None`).
+fn number(p: &TestProject, sql: &str, env: Option<&str>) -> i64 {
+    let mut args = vec!["query", sql, "--output", "json"];
+    args.extend(env.map(|e| ["--env", e]).into_iter().flatten());
+    let out = p.ok(&args).json();
+    out[0]["n"].as_i64().unwrap_or_else(|| panic!("{out:#}"))
+}
+
+/// `apply --env dev` builds exactly what `plan` shows, each job into a physical table of
+/// dev's own that dev's alias points at, reading the unchanged tables through dev's
+/// aliases (production's tables). Production's tables get no commit; run again, apply
+/// builds nothing.
+#[tokio::test]
+async fn apply_builds_the_plan_in_tables_of_the_environment_s_own_and_leaves_production_s_alone() {
+    let p = TestProject::migrated();
+    p.backfill("2024-01-01", "2024-01-03");
+    p.ok(&["env", "create", "dev"]);
+    let written = [
+        "clean_orders",
+        "daily_revenue",
+        "regional_orders",
+        "rolling_revenue",
+    ];
+    let commits: Vec<u64> = written
+        .iter()
+        .map(|t| delta_log_version(&p.warehouse_table(t, 1)))
+        .collect();
+    let prod_rows = python_rows(&p.warehouse_table("clean_orders", 1));
+    let sql = p.read("jobs/clean_orders.sql");
+    p.write(
+        "jobs/clean_orders.sql",
+        &sql.replace(
+            "WHERE status <> 'cancelled'",
+            "WHERE status <> 'cancelled' AND quantity >= 3",
+        ),
+    );
+    let plan = p.ok(&["plan", "--env", "dev", "--output", "json"]).json();
+    let to_build: u64 = plan["build"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["partitions"].as_array().unwrap().len() as u64)
+        .sum();
+
+    let applied = p.ok(&["apply", "--env", "dev", "--output", "json"]).json();
+    assert_eq!(applied["summary"]["failed"], 0, "{applied:#}");
+    assert_eq!(applied["summary"]["succeeded"], to_build, "{applied:#}");
+    let built: Vec<(&str, i64)> = applied["built"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["job"].as_str().unwrap(), b["version"].as_i64().unwrap()))
+        .collect();
+    let names: Vec<&str> = built.iter().map(|b| b.0).collect();
+    assert_eq!(
+        names,
+        [
+            "clean_orders",
+            "daily_revenue",
+            "monthly_region_revenue",
+            "regional_orders",
+            "rolling_revenue"
+        ],
+        "{applied:#}"
+    );
+    assert!(built.iter().all(|b| b.1 >= 1_000_000), "{applied:#}");
+
+    // dev's clean_orders is its own table, read by an independent reader: production's
+    // rows less those the new filter drops.
+    let dev_clean = resolve(&p, Some("dev"));
+    assert_eq!(dev_clean, p.warehouse_table("clean_orders", 1_000_000));
+    let kept: Vec<String> = prod_rows
+        .iter()
+        .filter(|r| {
+            let row: serde_json::Value = serde_json::from_str(r).unwrap();
+            row["quantity"].as_i64().unwrap() >= 3
+        })
+        .cloned()
+        .collect();
+    assert!(kept.len() < prod_rows.len(), "the filter drops rows");
+    assert_same_rows("dev's clean_orders", &python_rows(&dev_clean), &kept);
+    // Downstream read dev's clean_orders, not production's.
+    let orders = "SELECT CAST(SUM(orders) AS BIGINT) AS n FROM daily_revenue";
+    assert_eq!(number(&p, orders, Some("dev")), kept.len() as i64);
+    assert_eq!(number(&p, orders, None), prod_rows.len() as i64);
+    // What did not change is production's table, read where it is.
+    let customers = |env: &[&str]| {
+        let mut args = vec!["resolve", "customers"];
+        args.extend(env);
+        p.ok(&args).stdout
+    };
+    assert_eq!(customers(&["--env", "dev"]), customers(&[]));
+    // Production's tables got no commit; its aliases did not move.
+    let after: Vec<u64> = written
+        .iter()
+        .map(|t| delta_log_version(&p.warehouse_table(t, 1)))
+        .collect();
+    assert_eq!(
+        after, commits,
+        "production's tables of {written:?} untouched"
+    );
+    assert_eq!(resolve(&p, None), p.warehouse_table("clean_orders", 1));
+    let listed = p.ok(&["env", "list", "--output", "json"]).json();
+    assert_eq!(listed[0]["own_versions"], 5, "{listed:#}");
+
+    // Nothing changed since: nothing to build. Changed again: dev's own versions (no one
+    // else points at them) are rebuilt where they are, each partition once more.
+    p.ok(&["apply", "--env", "dev"])
+        .says("apply dev: nothing to build");
+    p.write(
+        "jobs/clean_orders.sql",
+        &sql.replace(
+            "WHERE status <> 'cancelled'",
+            "WHERE status <> 'cancelled' AND quantity >= 3 AND TRUE",
+        ),
+    );
+    let again = p.ok(&["apply", "--env", "dev", "--output", "json"]).json();
+    assert_eq!(again["built"][0]["version"], 1_000_000, "{again:#}");
+    assert_eq!(again["built"][0]["replaces"], 1_000_000, "{again:#}");
+    assert_eq!(again["summary"]["failed"], 0, "{again:#}");
+    let commits = commits_per_partition(&dev_clean);
+    assert!(commits.values().all(|n| *n == 2), "{commits:?}");
+    assert_eq!(number(&p, orders, Some("dev")), kept.len() as i64);
+    p.run(&["apply"])
+        .complains("apply builds in an environment: give --env NAME");
+}
+
+/// Each partition `status` shows, as `job partition state` (production: `env` `None`).
+fn shown_states(p: &TestProject, env: Option<&str>) -> Vec<String> {
+    let mut args = vec!["status", "--output", "json"];
+    args.extend(env.map(|e| ["--env", e]).into_iter().flatten());
+    let status = p.ok(&args).json();
+    let rows = status.as_array().cloned().unwrap_or_default();
+    rows.iter()
+        .map(|r| {
+            let s = |f: &str| r[f].as_str().unwrap_or("?").to_string();
+            format!("{} {} {}", s("job"), s("partition"), s("state"))
+        })
+        .collect()
+}
+
+/// `env promote dev` flips production's aliases of the tables dev built, all in one
+/// transaction behind promote's checks; nothing is recomputed: production's readers see
+/// dev's rows, a daemon running the merged code finds every partition current, and a
+/// rollback returns each alias.
+#[test]
+fn env_promote_flips_production_to_what_the_environment_built_and_nothing_reruns() {
+    let p = TestProject::migrated();
+    p.backfill("2024-01-01", "2024-01-03");
+    p.ok(&["env", "create", "dev"]);
+    let sql = p.read("jobs/clean_orders.sql");
+    p.write(
+        "jobs/clean_orders.sql",
+        &sql.replace(
+            "WHERE status <> 'cancelled'",
+            "WHERE status <> 'cancelled' AND quantity >= 3",
+        ),
+    );
+    p.ok(&["apply", "--env", "dev"]);
+    let orders = "SELECT CAST(SUM(orders) AS BIGINT) AS n FROM daily_revenue";
+    let (prod_before, dev) = (number(&p, orders, None), number(&p, orders, Some("dev")));
+    assert!(dev < prod_before);
+    // Built over one day (and the days its windows read), an environment lacks some of
+    // production's partitions: refused, naming them.
+    p.ok(&["env", "create", "short"]);
+    p.ok(&[
+        "apply",
+        "--env",
+        "short",
+        "--from",
+        "2024-01-03",
+        "--to",
+        "2024-01-03",
+    ]);
+    p.run(&["env", "promote", "short"])
+        .complains("regional_orders: v1000001 lacks 16 partition(s) that v1 has: 2024-01-01:apac")
+        .complains("nothing changed");
+    assert_eq!(resolve(&p, None), p.warehouse_table("clean_orders", 1));
+
+    p.ok(&["env", "promote", "dev", "--dry-run"])
+        .says("would promote clean_orders: v1 -> v1000000");
+    assert_eq!(number(&p, orders, None), prod_before, "a dry run");
+    let commits = commits_per_partition(&p.warehouse_table("clean_orders", 1_000_000));
+    p.ok(&["env", "promote", "dev"])
+        .says("clean_orders: v1 -> v1000000 (promote)")
+        .says("daily_revenue: v1 -> v1000000 (promote)")
+        .says("rolling_revenue: v1 -> v1000000 (promote)");
+    assert_eq!(
+        resolve(&p, None),
+        p.warehouse_table("clean_orders", 1_000_000)
+    );
+    assert_eq!(
+        number(&p, orders, None),
+        dev,
+        "production reads dev's tables"
+    );
+    // The merged code (the checkout) finds every partition current: a daemon's days run
+    // nothing, and nothing is stale; no partition got a second commit.
+    let shown = shown_states(&p, None);
+    assert!(shown.iter().all(|s| s.ends_with(" complete")), "{shown:#?}");
+    p.ok(&["daemon", "--replay", "2024-01-02..2024-01-04", "--quiet"])
+        .says("0 succeeded, 0 failed");
+    assert_eq!(
+        commits_per_partition(&p.warehouse_table("clean_orders", 1_000_000)),
+        commits,
+        "nothing recomputed"
+    );
+    // Rolled back, production reads its own tables again.
+    p.ok(&[
+        "rollback",
+        "clean_orders",
+        "daily_revenue",
+        "regional_orders",
+        "rolling_revenue",
+    ]);
+    assert_eq!(resolve(&p, None), p.warehouse_table("clean_orders", 1));
+    assert_eq!(number(&p, orders, None), prod_before);
+}
+
+/// The (table, version) pairs of its own the environment `env` points at.
+fn own_versions(p: &TestProject, env: &str) -> std::collections::BTreeSet<(String, i64)> {
+    let tables = p.ok(&["tables", "--env", env, "--output", "json"]).json();
+    let rows = tables.as_array().cloned().unwrap_or_default();
+    rows.iter()
+        .filter(|t| t["live"] == true && t["version"].as_i64() >= Some(1_000_000))
+        .map(|t| {
+            (
+                t["table"].as_str().unwrap().to_string(),
+                t["version"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Two pull requests' environments, built at once from two checkouts on one production
+/// while production's daemon runs: each writes only tables of its own, each reads what it
+/// did not change from production, and production's tables get only the daemon's days.
+#[test]
+fn two_environments_built_at_once_touch_neither_each_other_s_tables_nor_production_s() {
+    let p = TestProject::migrated();
+    p.backfill("2024-01-01", "2024-01-03");
+    let (a, b) = (p.checkout(), p.checkout());
+    let sql = a.read("jobs/clean_orders.sql");
+    a.write(
+        "jobs/clean_orders.sql",
+        &sql.replace(
+            "WHERE status <> 'cancelled'",
+            "WHERE status <> 'cancelled' AND quantity >= 3",
+        ),
+    );
+    let sql = b.read("jobs/daily_revenue.sql");
+    b.write(
+        "jobs/daily_revenue.sql",
+        &sql.replace(
+            "COUNT(*)                            AS orders",
+            "COUNT(*) * 10 AS orders",
+        ),
+    );
+    a.ok(&["env", "create", "pr_a"]);
+    b.ok(&["env", "create", "pr_b"]);
+    let prod_commits = commits_per_partition(&p.warehouse_table("clean_orders", 1));
+    let (apply_a, _) = a.spawn(&["apply", "--env", "pr_a"], &[]);
+    let (apply_b, _) = b.spawn(&["apply", "--env", "pr_b"], &[]);
+    let daemon = p.run(&["daemon", "--replay", "2024-01-04..2024-01-06", "--quiet"]);
+    daemon.says("0 failed");
+    for (who, c) in [("pr_a", apply_a), ("pr_b", apply_b)] {
+        let out = c.wait_with_output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{who}: {said}");
+    }
+    let (own_a, own_b) = (own_versions(&p, "pr_a"), own_versions(&p, "pr_b"));
+    assert!(own_a.iter().any(|(t, _)| t == "clean_orders"), "{own_a:?}");
+    assert!(!own_b.iter().any(|(t, _)| t == "clean_orders"), "{own_b:?}");
+    assert!(own_b.iter().any(|(t, _)| t == "daily_revenue"), "{own_b:?}");
+    assert!(own_a.is_disjoint(&own_b), "{own_a:?} {own_b:?}");
+    // pr_b reads production's clean_orders; pr_a its own, filtered.
+    assert_eq!(
+        resolve(&p, Some("pr_b")),
+        p.warehouse_table("clean_orders", 1)
+    );
+    let days = "dt <= DATE '2024-01-03'";
+    let count = |env: Option<&str>| {
+        number(
+            &p,
+            &format!("SELECT COUNT(*) AS n FROM clean_orders WHERE {days}"),
+            env,
+        )
+    };
+    let orders = |env: Option<&str>| {
+        let sql =
+            format!("SELECT CAST(SUM(orders) AS BIGINT) AS n FROM daily_revenue WHERE {days}");
+        number(&p, &sql, env)
+    };
+    assert_eq!(orders(Some("pr_a")), count(Some("pr_a")));
+    assert!(count(Some("pr_a")) < count(None));
+    assert_eq!(orders(Some("pr_b")), 10 * count(None));
+    assert_eq!(orders(None), count(None), "production's rows as they were");
+    // Production's days before the daemon's have their one commit each; the daemon's
+    // days are there too.
+    let after = commits_per_partition(&p.warehouse_table("clean_orders", 1));
+    for (day, n) in &prod_commits {
+        assert_eq!(after.get(day), Some(n), "{day}: {after:?}");
+    }
+    assert!(after.contains_key("2024-01-04"), "{after:?}");
+}
