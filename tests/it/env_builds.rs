@@ -311,3 +311,59 @@ fn two_environments_built_at_once_touch_neither_each_other_s_tables_nor_producti
     }
     assert!(after.contains_key("2024-01-04"), "{after:?}");
 }
+
+/// The README's recipe for a pull request, as written there (`$env` is the pull request's
+/// environment): each line is checked to be in the README, then run on the sample project
+/// with a change to clean_orders. The gate stops the change (exit 1); a table it does not
+/// reach passes; once dropped, `gc` removes what the environment built.
+#[test]
+fn the_readme_s_pull_request_recipe_builds_diffs_gates_and_cleans_up() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let recipe = [
+        "sluice env create \"$env\" --ttl 7d",
+        "sluice plan --env \"$env\"",
+        "sluice apply --env \"$env\" --from 2024-01-29 --to 2024-01-31",
+        "sluice diff \"$t\" --env \"$env\" --fail-above 0.01",
+        "sluice env drop \"$env\"",
+    ];
+    for line in recipe {
+        assert!(readme.contains(line), "the README's recipe lacks `{line}`");
+    }
+    let p = TestProject::migrated();
+    p.backfill("2024-01-01", "2024-01-31");
+    let sql = p.read("jobs/clean_orders.sql");
+    p.write(
+        "jobs/clean_orders.sql",
+        &sql.replace(
+            "WHERE status <> 'cancelled'",
+            "WHERE status <> 'cancelled' AND quantity >= 3",
+        ),
+    );
+    let started = std::time::Instant::now();
+    let run = |line: &str, table: &str| {
+        let line = line.replace("\"$env\"", "pr_1").replace("\"$t\"", table);
+        let args: Vec<&str> = line.split_whitespace().skip(1).collect();
+        p.run(&args)
+    };
+    assert_eq!(run(recipe[0], "").code, 0);
+    run(recipe[1], "").says("plan for environment pr_1: 1 job(s) changed");
+    let applied = run(recipe[2], "");
+    assert_eq!(applied.code, 0, "{}", applied.context());
+    let gate = run(recipe[3], "clean_orders");
+    assert_eq!(gate.code, 1, "{}", gate.context());
+    gate.complains("above --fail-above 0.01");
+    gate.says("clean_orders v1 -> v1000000");
+    let untouched = run(recipe[3], "customers");
+    assert_eq!(untouched.code, 0, "{}", untouched.context());
+    untouched.says("environment pr_1 reads production's v1; nothing differs");
+    assert_eq!(run(recipe[4], "").code, 0);
+    eprintln!(
+        "the recipe took {:.1} s (debug build)",
+        started.elapsed().as_secs_f64()
+    );
+    p.ok(&["gc", "--keep", "0"])
+        .says("removed clean_orders v1000000");
+    assert!(!p.warehouse_table("clean_orders", 1_000_000).exists());
+    assert!(p.warehouse_table("clean_orders", 1).exists());
+}
