@@ -164,7 +164,11 @@ impl Catalog {
             tx.rollback().await.map_err(query_err("rollback"))?;
             return Ok(refusals);
         }
-        for f in flips {
+        for (i, f) in flips.iter().enumerate() {
+            if i == 1 {
+                // A kill here leaves one alias changed in a transaction never committed.
+                crate::failpoint::pause_if_set("flip_midway").await;
+            }
             // A table production has no version of (an environment's new one) gets its alias.
             let flip = match f.expect {
                 NO_VERSION => {

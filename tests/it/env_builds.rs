@@ -367,3 +367,38 @@ fn the_readme_s_pull_request_recipe_builds_diffs_gates_and_cleans_up() {
     assert!(!p.warehouse_table("clean_orders", 1_000_000).exists());
     assert!(p.warehouse_table("clean_orders", 1).exists());
 }
+
+/// A promote killed after its first alias changed, inside its transaction: every alias
+/// is where it was; promoted again, every one flips.
+#[test]
+fn an_env_promote_killed_midway_flips_no_alias_and_then_all() {
+    let p = TestProject::migrated();
+    p.backfill("2024-01-01", "2024-01-03");
+    p.ok(&["env", "create", "dev"]);
+    let sql = p.read("jobs/clean_orders.sql");
+    p.write(
+        "jobs/clean_orders.sql",
+        &sql.replace("WHERE status <> 'cancelled'", "WHERE status <> 'cancelled' AND quantity >= 3"),
+    );
+    p.ok(&["apply", "--env", "dev"]);
+    let live = |table: &str| {
+        let out = p.ok(&["resolve", table, "--output", "json"]).json();
+        out["version"].as_i64().unwrap_or_else(|| panic!("{out:#}"))
+    };
+    let tables = ["clean_orders", "daily_revenue", "regional_orders", "rolling_revenue"];
+    let (mut child, log) = p.spawn(
+        &["env", "promote", "dev"],
+        &[("SLUICE_FAILPOINT", "flip_midway")],
+    );
+    wait_for_text(&log, "paused at failpoint", std::time::Duration::from_secs(120));
+    sigkill(&mut child);
+    for t in tables {
+        assert_eq!(live(t), 1, "{t}: no alias flipped");
+    }
+    let history = p.ok(&["history", "clean_orders", "--output", "json"]).json();
+    assert_eq!(history.as_array().map(Vec::len), Some(1), "{history:#}");
+    p.ok(&["env", "promote", "dev"]);
+    for t in tables {
+        assert_eq!(live(t), 1_000_000, "{t}: every alias flipped");
+    }
+}
