@@ -378,27 +378,72 @@ fn an_env_promote_killed_midway_flips_no_alias_and_then_all() {
     let sql = p.read("jobs/clean_orders.sql");
     p.write(
         "jobs/clean_orders.sql",
-        &sql.replace("WHERE status <> 'cancelled'", "WHERE status <> 'cancelled' AND quantity >= 3"),
+        &sql.replace(
+            "WHERE status <> 'cancelled'",
+            "WHERE status <> 'cancelled' AND quantity >= 3",
+        ),
     );
     p.ok(&["apply", "--env", "dev"]);
     let live = |table: &str| {
         let out = p.ok(&["resolve", table, "--output", "json"]).json();
         out["version"].as_i64().unwrap_or_else(|| panic!("{out:#}"))
     };
-    let tables = ["clean_orders", "daily_revenue", "regional_orders", "rolling_revenue"];
+    let tables = [
+        "clean_orders",
+        "daily_revenue",
+        "regional_orders",
+        "rolling_revenue",
+    ];
     let (mut child, log) = p.spawn(
         &["env", "promote", "dev"],
         &[("SLUICE_FAILPOINT", "flip_midway")],
     );
-    wait_for_text(&log, "paused at failpoint", std::time::Duration::from_secs(120));
+    wait_for_text(
+        &log,
+        "paused at failpoint",
+        std::time::Duration::from_secs(120),
+    );
     sigkill(&mut child);
     for t in tables {
         assert_eq!(live(t), 1, "{t}: no alias flipped");
     }
-    let history = p.ok(&["history", "clean_orders", "--output", "json"]).json();
+    let history = p
+        .ok(&["history", "clean_orders", "--output", "json"])
+        .json();
     assert_eq!(history.as_array().map(Vec::len), Some(1), "{history:#}");
     p.ok(&["env", "promote", "dev"]);
     for t in tables {
         assert_eq!(live(t), 1_000_000, "{t}: every alias flipped");
     }
+}
+
+/// In a 50-job graph, `apply` after a one-job change builds exactly that job and the 17
+/// below it, each in a table of the environment's own; the other 32 are production's,
+/// read where they are, and what is built computes from the change.
+#[test]
+fn in_a_graph_of_50_jobs_apply_builds_exactly_what_a_change_reaches() {
+    let p = crate::environments::tree_of_50();
+    p.ok(&["env", "create", "dev"]);
+    p.write("jobs/j03.sql", "SELECT x + 2 AS x FROM up");
+    let applied = p.ok(&["apply", "--env", "dev", "--output", "json"]).json();
+    let mut ran: Vec<String> = applied["summary"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["outcome"] == "succeeded")
+        .map(|i| i["job"].as_str().unwrap().to_string())
+        .collect();
+    ran.sort();
+    let below_3 = [
+        3, 6, 7, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31, 48, 49, 50,
+    ];
+    assert_eq!(ran, crate::environments::jobs(&below_3), "{applied:#}");
+    assert_eq!(applied["summary"]["planned"], 18, "{applied:#}");
+    let listed = p.ok(&["env", "list", "--output", "json"]).json();
+    assert_eq!(listed[0]["own_versions"], 18, "{listed:#}");
+    let x =
+        |table: &str, env: Option<&str>| number(&p, &format!("SELECT x AS n FROM {table}"), env);
+    // j50 lies below j03 (50, 25, 12, 6, 3): one more; j20 does not: the same.
+    assert_eq!(x("j50", Some("dev")), x("j50", None) + 1);
+    assert_eq!(x("j20", Some("dev")), x("j20", None));
 }

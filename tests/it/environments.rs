@@ -334,7 +334,7 @@ fn plan_names_the_changed_job_what_reads_it_and_the_partitions_to_build() {
 
 /// A graph of 50 jobs, each reading the one at half its number (a binary tree under j01),
 /// every table built once.
-fn tree_of_50() -> TestProject {
+pub(crate) fn tree_of_50() -> TestProject {
     let mut files: Vec<(String, String)> = Vec::new();
     let mut tables = String::new();
     for i in 1..=50 {
@@ -380,7 +380,7 @@ fn planned(p: &TestProject) -> (Vec<String>, Vec<String>, Vec<String>) {
     (changed, affected, of("not_rebuilt", None))
 }
 
-fn jobs(numbers: &[u32]) -> Vec<String> {
+pub(crate) fn jobs(numbers: &[u32]) -> Vec<String> {
     numbers.iter().map(|i| format!("j{i:02}")).collect()
 }
 
