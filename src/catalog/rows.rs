@@ -117,6 +117,8 @@ pub struct VersionCoverage {
     pub version: i64,
     pub uri: String,
     pub created_at: i64,
+    /// The environment that built it and alone writes it; `None`: production's.
+    pub owner_env: Option<String>,
     pub partitions: i64,
     pub complete: i64,
     pub failed: i64,

@@ -112,7 +112,7 @@ impl Catalog {
     ) -> Result<Vec<super::VersionCoverage>, CatalogError> {
         use super::PartitionState as S;
         sqlx::query_as::<_, super::VersionCoverage>(
-            "SELECT v.version, v.uri, v.created_at, \
+            "SELECT v.version, v.uri, v.created_at, v.owner_env, \
                CAST(COUNT(p.partition_key) AS BIGINT) AS partitions, \
                CAST(COALESCE(SUM(CASE WHEN p.state = $2 THEN 1 ELSE 0 END), 0) AS BIGINT) AS complete, \
                CAST(COALESCE(SUM(CASE WHEN p.state = $3 THEN 1 ELSE 0 END), 0) AS BIGINT) AS failed, \
@@ -122,7 +122,7 @@ impl Catalog {
              FROM table_versions v LEFT JOIN partitions p \
                ON p.table_name = v.table_name AND p.table_version = v.version \
              WHERE v.table_name = $1 \
-             GROUP BY v.version, v.uri, v.created_at ORDER BY v.version",
+             GROUP BY v.version, v.uri, v.created_at, v.owner_env ORDER BY v.version",
         )
         .bind(table)
         .bind(S::Complete.as_str())

@@ -39,13 +39,16 @@ pub async fn tables(g: &Globals) -> Outcome {
             let last = v.last.as_deref().unwrap_or("");
             let is_live = coverage.live == Some(v.version);
             json.push(serde_json::json!({
-                "table": name, "version": v.version, "live": is_live, "uri": v.uri,
+                "table": name, "version": v.version, "live": is_live, "uri": v.uri, "owner_env": v.owner_env,
                 "partitions": v.partitions, "complete": v.complete, "failed": v.failed,
                 "first": first, "last": last, "rows": v.rows,
             }));
             rows.push(vec![
                 name.clone(),
-                format!("v{}", v.version),
+                match &v.owner_env {
+                    Some(env) => format!("v{} ({env})", v.version),
+                    None => format!("v{}", v.version),
+                },
                 if is_live {
                     "live".into()
                 } else {

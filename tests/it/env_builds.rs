@@ -90,6 +90,20 @@ async fn apply_builds_the_plan_in_tables_of_the_environment_s_own_and_leaves_pro
     let orders = "SELECT CAST(SUM(orders) AS BIGINT) AS n FROM daily_revenue";
     assert_eq!(number(&p, orders, Some("dev")), kept.len() as i64);
     assert_eq!(number(&p, orders, None), prod_rows.len() as i64);
+    // status in dev shows dev's tables, current with the checkout; production's
+    // clean_orders was written by the code before the change.
+    let shown = shown_states(&p, Some("dev"));
+    assert!(
+        shown.contains(&"clean_orders 2024-01-01 complete".to_string()),
+        "{shown:#?}"
+    );
+    assert!(shown.iter().all(|s| s.ends_with(" complete")), "{shown:#?}");
+    let prod = shown_states(&p, None);
+    assert!(
+        prod.contains(&"clean_orders 2024-01-01 stale".to_string()),
+        "{prod:#?}"
+    );
+    p.ok(&["tables"]).says("v1000000 (dev)");
     // What did not change is production's table, read where it is.
     let customers = |env: &[&str]| {
         let mut args = vec!["resolve", "customers"];
