@@ -49,6 +49,9 @@ pub struct Built {
 pub struct Prepared {
     pub plan: EnvPlan,
     pub built: Vec<Built>,
+    /// The jobs of the plan with no partition to build (a new table, no range given):
+    /// given no version.
+    pub empty: Vec<String>,
     /// `None` when nothing needs building.
     pub request: Option<Request>,
     pub project: Project,
@@ -66,13 +69,17 @@ pub async fn prepare(
         return Err(EnvApplyError::Production);
     }
     let plan = env_plan::plan(project, catalog, range).await?;
-    let mut built = Vec::new();
+    let (mut built, mut empty) = (Vec::new(), Vec::new());
     let mut versions: BTreeMap<Name, u32> = BTreeMap::new();
     let mut exactly: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for j in &plan.build {
         let Some(job) = project.jobs.get(j.job.as_str()) else {
             continue;
         };
+        if j.partitions.is_empty() {
+            empty.push(j.job.clone());
+            continue;
+        }
         let not_migrated = || EnvApplyError::NotMigrated {
             job: j.job.clone(),
             table: j.table.clone(),
@@ -132,6 +139,7 @@ pub async fn prepare(
         project: project.at_versions(&versions),
         plan,
         built,
+        empty,
         request,
     })
 }

@@ -11,13 +11,8 @@ use std::sync::Arc;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The first partition of the range to build (with --to); default: the partitions
-    /// the versions replaced hold (as `plan` shows them).
-    #[arg(long, requires = "to", value_name = "PARTITION")]
-    from: Option<String>,
-    /// The last partition of the range (included).
-    #[arg(long, requires = "from", value_name = "PARTITION")]
-    to: Option<String>,
+    #[command(flatten)]
+    range: super::plan_cmd::Range,
     /// Partitions run at once.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: u16,
@@ -32,9 +27,15 @@ pub async fn run(g: &Globals, a: Args) -> Outcome {
         return Err(env_apply::EnvApplyError::Production.into());
     }
     let cx = Context::open_env_for_writing(&g.overrides).await?;
-    let range = a.from.as_deref().zip(a.to.as_deref());
+    let range = a.range.given();
     let prepared = env_apply::prepare(&cx.project, &cx.catalog, range, cx.clock.now_ms()).await?;
     let env = prepared.plan.env.clone();
+    if !prepared.empty.is_empty() && g.output != output::Format::Json {
+        println!(
+            "{env}: no partition known to build for {}: give --from and --to",
+            prepared.empty.join(", ")
+        );
+    }
     let Some(request) = &prepared.request else {
         cx.close().await;
         if g.output == output::Format::Json {
@@ -43,6 +44,7 @@ pub async fn run(g: &Globals, a: Args) -> Outcome {
                 output::json(&Applied {
                     env: &env,
                     built: &prepared.built,
+                    empty: &prepared.empty,
                     summary: None
                 })
             );
@@ -75,6 +77,7 @@ pub async fn run(g: &Globals, a: Args) -> Outcome {
         let applied = Applied {
             env: &env,
             built: &prepared.built,
+            empty: &prepared.empty,
             summary: Some(&summary),
         };
         println!("{}", output::json(&applied));
@@ -96,6 +99,8 @@ pub async fn run(g: &Globals, a: Args) -> Outcome {
 struct Applied<'a> {
     env: &'a str,
     built: &'a [env_apply::Built],
+    /// The jobs of the plan with no partition known to build.
+    empty: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     summary: Option<&'a Summary>,
 }

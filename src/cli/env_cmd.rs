@@ -38,15 +38,8 @@ pub enum EnvSub {
     Promote {
         /// Its name.
         name: String,
-        /// Recorded in each table's history.
-        #[arg(long, short)]
-        message: Option<String>,
-        /// Promote even if a table lacks partitions or has failed ones.
-        #[arg(long)]
-        partial: bool,
-        /// Check everything the promote checks, print the flips, change nothing.
-        #[arg(long)]
-        dry_run: bool,
+        #[command(flatten)]
+        flags: super::promote_cmd::FlipFlags,
     },
 }
 
@@ -60,24 +53,7 @@ pub async fn env(g: &Globals, sub: EnvSub) -> Outcome {
         EnvSub::Create { name, from, ttl } => create(g, &cx, &name, &from, ttl.as_deref()).await,
         EnvSub::List => list(g, &cx).await,
         EnvSub::Drop { name } => drop_env(g, &cx, &name).await,
-        EnvSub::Promote {
-            name,
-            message,
-            partial,
-            dry_run,
-        } => {
-            let flip = super::promote_cmd::FlipArgs {
-                tables: Vec::new(),
-                kind: crate::app::flip::FlipKind::Promote {
-                    version: None,
-                    expect: None,
-                },
-                message,
-                partial,
-                dry_run,
-            };
-            promote(g, &cx, &name, flip).await
-        }
+        EnvSub::Promote { name, flags } => promote(g, &cx, &name, flags).await,
     }
 }
 
@@ -187,7 +163,7 @@ async fn promote(
     g: &Globals,
     cx: &Context,
     name: &str,
-    a: super::promote_cmd::FlipArgs,
+    a: super::promote_cmd::FlipFlags,
 ) -> Outcome {
     if cx.catalog.env_row(name).await?.is_none() {
         bail!(super::context::unknown_env(&cx.catalog, name).await?);

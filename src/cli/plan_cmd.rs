@@ -8,6 +8,13 @@ use crate::app::env_plan::{self, Change};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    #[command(flatten)]
+    range: Range,
+}
+
+/// The partitions to build, for `plan` and `apply`.
+#[derive(Debug, clap::Args)]
+pub(super) struct Range {
     /// The first partition of the range to build (with --to); default: the partitions
     /// the versions to replace hold.
     #[arg(long, requires = "to", value_name = "PARTITION")]
@@ -17,9 +24,15 @@ pub struct Args {
     to: Option<String>,
 }
 
+impl Range {
+    pub(super) fn given(&self) -> Option<(&str, &str)> {
+        self.from.as_deref().zip(self.to.as_deref())
+    }
+}
+
 pub async fn run(g: &Globals, a: Args) -> Outcome {
     let cx = Context::open(&g.overrides).await?;
-    let range = a.from.as_deref().zip(a.to.as_deref());
+    let range = a.range.given();
     let plan = env_plan::plan(&cx.project, &cx.catalog, range).await?;
     cx.close().await;
     if g.output == output::Format::Json {

@@ -16,16 +16,8 @@ pub struct PromoteArgs {
     /// Only if the live version is still N (what a deploy script checked against).
     #[arg(long, value_name = "N")]
     expect: Option<i64>,
-    /// Recorded in the history.
-    #[arg(long, short)]
-    message: Option<String>,
-    /// Promote even if the new version lacks partitions or has failed ones.
-    #[arg(long)]
-    partial: bool,
-    /// Check everything the promote checks, print the flips, change nothing; exits as
-    /// the promote would (1 when it would be refused).
-    #[arg(long)]
-    dry_run: bool,
+    #[command(flatten)]
+    flags: FlipFlags,
 }
 
 #[derive(Debug, clap::Args)]
@@ -33,25 +25,30 @@ pub struct RollbackArgs {
     /// The tables whose aliases go back to the version their last flip replaced.
     #[arg(required = true)]
     tables: Vec<String>,
+    #[command(flatten)]
+    flags: FlipFlags,
+}
+
+/// What every flip takes (`promote`, `rollback`, `env promote`).
+#[derive(Debug, clap::Args)]
+pub(super) struct FlipFlags {
     /// Recorded in the history.
     #[arg(long, short)]
-    message: Option<String>,
-    /// Roll back even if the earlier version lacks partitions or has failed ones.
+    pub(super) message: Option<String>,
+    /// Flip even if a version flipped to lacks partitions or has failed ones.
     #[arg(long)]
-    partial: bool,
-    /// Check everything the rollback checks, print the flips, change nothing; exits as
-    /// the rollback would.
+    pub(super) partial: bool,
+    /// Check everything the flip checks, print the flips, change nothing; exits as the
+    /// flip would (1 when it would be refused).
     #[arg(long)]
-    dry_run: bool,
+    pub(super) dry_run: bool,
 }
 
 /// Promote and rollback: one way through, the kind of flip aside.
-pub(super) struct FlipArgs {
-    pub(super) tables: Vec<String>,
-    pub(super) kind: crate::app::flip::FlipKind,
-    pub(super) message: Option<String>,
-    pub(super) partial: bool,
-    pub(super) dry_run: bool,
+struct FlipArgs {
+    tables: Vec<String>,
+    kind: crate::app::flip::FlipKind,
+    flags: FlipFlags,
 }
 
 pub async fn promote(g: &Globals, a: PromoteArgs) -> Outcome {
@@ -59,28 +56,27 @@ pub async fn promote(g: &Globals, a: PromoteArgs) -> Outcome {
         version: a.version,
         expect: a.expect,
     };
+    let (tables, flags) = (a.tables, a.flags);
     flip(
         g,
         FlipArgs {
-            tables: a.tables,
+            tables,
             kind,
-            message: a.message,
-            partial: a.partial,
-            dry_run: a.dry_run,
+            flags,
         },
     )
     .await
 }
 
 pub async fn rollback(g: &Globals, a: RollbackArgs) -> Outcome {
+    let kind = crate::app::flip::FlipKind::Rollback;
+    let (tables, flags) = (a.tables, a.flags);
     flip(
         g,
         FlipArgs {
-            tables: a.tables,
-            kind: crate::app::flip::FlipKind::Rollback,
-            message: a.message,
-            partial: a.partial,
-            dry_run: a.dry_run,
+            tables,
+            kind,
+            flags,
         },
     )
     .await
@@ -104,8 +100,8 @@ async fn flip(g: &Globals, a: FlipArgs) -> Outcome {
         }
     };
     let verb = kind.verb();
-    let message = a.message.clone().unwrap_or_else(|| verb.to_string());
-    record(g, &cx, &flips, verb, &message, &a).await
+    let message = a.flags.message.clone().unwrap_or_else(|| verb.to_string());
+    record(g, &cx, &flips, verb, &message, &a.flags).await
 }
 
 /// Records `flips` (or, for a dry run, checks them and changes nothing) and says how it
@@ -116,7 +112,7 @@ pub(super) async fn record(
     flips: &[crate::catalog::Flip],
     verb: &str,
     message: &str,
-    a: &FlipArgs,
+    a: &FlipFlags,
 ) -> Outcome {
     // The dry run is the flip itself, rolled back: the same checks, the same refusals, the
     // same exit code.

@@ -44,8 +44,10 @@ fn partition<'a>(status: &'a Value, day: &str) -> &'a Value {
 fn a_run_records_what_it_used_as_the_os_and_the_delta_log_count_it() {
     let p = TestProject::migrated();
     let day = "2024-01-06";
-    // Big enough that the run's compute is most of the process's CPU time.
-    enlarge_orders(&p, 300, Some(day));
+    // Big enough that the run's compute is most of the process's CPU time, with the
+    // process's own start (a PostgreSQL catalog's connections, an object store's client)
+    // at about 0.13 s: 300 times the day gave a run of 0.12 s, too close to half.
+    enlarge_orders(&p, 1000, Some(day));
     let (out, usage) = p.run_measuring(&["run", "clean_orders", "--partition", day]);
     assert_eq!(out.code, 0, "{}", out.context());
     let status = p.ok(&["status", "clean_orders", "--output", "json"]).json();

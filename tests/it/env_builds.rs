@@ -5,6 +5,27 @@
 use crate::environments::resolve;
 use crate::util::*;
 
+/// Adds `AND CONDITION` to clean_orders' filter, in `p`'s checkout.
+fn narrow_clean_orders(p: &TestProject, condition: &str) {
+    let sql = p.read("jobs/clean_orders.sql");
+    let from = "WHERE status <> 'cancelled'";
+    p.write(
+        "jobs/clean_orders.sql",
+        &sql.replace(from, &format!("{from} AND {condition}")),
+    );
+}
+
+/// The sample project with three days in production and environment dev built from a
+/// checkout whose clean_orders keeps only orders of 3 or more.
+fn dev_applied() -> TestProject {
+    let p = TestProject::migrated();
+    p.backfill("2024-01-01", "2024-01-03");
+    p.ok(&["env", "create", "dev"]);
+    narrow_clean_orders(&p, "quantity >= 3");
+    p.ok(&["apply", "--env", "dev"]);
+    p
+}
+
 /// One number a query gives, in the environment `env` (production: `None`).
 fn number(p: &TestProject, sql: &str, env: Option<&str>) -> i64 {
     let mut args = vec!["query", sql, "--output", "json"];
@@ -33,14 +54,7 @@ async fn apply_builds_the_plan_in_tables_of_the_environment_s_own_and_leaves_pro
         .map(|t| delta_log_version(&p.warehouse_table(t, 1)))
         .collect();
     let prod_rows = python_rows(&p.warehouse_table("clean_orders", 1));
-    let sql = p.read("jobs/clean_orders.sql");
-    p.write(
-        "jobs/clean_orders.sql",
-        &sql.replace(
-            "WHERE status <> 'cancelled'",
-            "WHERE status <> 'cancelled' AND quantity >= 3",
-        ),
-    );
+    narrow_clean_orders(&p, "quantity >= 3");
     let plan = p.ok(&["plan", "--env", "dev", "--output", "json"]).json();
     let to_build: u64 = plan["build"]
         .as_array()
@@ -64,11 +78,15 @@ async fn apply_builds_the_plan_in_tables_of_the_environment_s_own_and_leaves_pro
         [
             "clean_orders",
             "daily_revenue",
-            "monthly_region_revenue",
             "regional_orders",
             "rolling_revenue"
         ],
         "{applied:#}"
+    );
+    // Three days make no month: nothing to build for the new monthly table, no version.
+    assert_eq!(
+        applied["empty"],
+        serde_json::json!(["monthly_region_revenue"])
     );
     assert!(built.iter().all(|b| b.1 >= 1_000_000), "{applied:#}");
 
@@ -122,19 +140,13 @@ async fn apply_builds_the_plan_in_tables_of_the_environment_s_own_and_leaves_pro
     );
     assert_eq!(resolve(&p, None), p.warehouse_table("clean_orders", 1));
     let listed = p.ok(&["env", "list", "--output", "json"]).json();
-    assert_eq!(listed[0]["own_versions"], 5, "{listed:#}");
+    assert_eq!(listed[0]["own_versions"], 4, "{listed:#}");
 
     // Nothing changed since: nothing to build. Changed again: dev's own versions (no one
     // else points at them) are rebuilt where they are, each partition once more.
     p.ok(&["apply", "--env", "dev"])
         .says("apply dev: nothing to build");
-    p.write(
-        "jobs/clean_orders.sql",
-        &sql.replace(
-            "WHERE status <> 'cancelled'",
-            "WHERE status <> 'cancelled' AND quantity >= 3 AND TRUE",
-        ),
-    );
+    narrow_clean_orders(&p, "TRUE");
     let again = p.ok(&["apply", "--env", "dev", "--output", "json"]).json();
     assert_eq!(again["built"][0]["version"], 1_000_000, "{again:#}");
     assert_eq!(again["built"][0]["replaces"], 1_000_000, "{again:#}");
@@ -166,18 +178,7 @@ fn shown_states(p: &TestProject, env: Option<&str>) -> Vec<String> {
 /// rollback returns each alias.
 #[test]
 fn env_promote_flips_production_to_what_the_environment_built_and_nothing_reruns() {
-    let p = TestProject::migrated();
-    p.backfill("2024-01-01", "2024-01-03");
-    p.ok(&["env", "create", "dev"]);
-    let sql = p.read("jobs/clean_orders.sql");
-    p.write(
-        "jobs/clean_orders.sql",
-        &sql.replace(
-            "WHERE status <> 'cancelled'",
-            "WHERE status <> 'cancelled' AND quantity >= 3",
-        ),
-    );
-    p.ok(&["apply", "--env", "dev"]);
+    let p = dev_applied();
     let orders = "SELECT CAST(SUM(orders) AS BIGINT) AS n FROM daily_revenue";
     let (prod_before, dev) = (number(&p, orders, None), number(&p, orders, Some("dev")));
     assert!(dev < prod_before);
@@ -261,14 +262,7 @@ fn two_environments_built_at_once_touch_neither_each_other_s_tables_nor_producti
     let p = TestProject::migrated();
     p.backfill("2024-01-01", "2024-01-03");
     let (a, b) = (p.checkout(), p.checkout());
-    let sql = a.read("jobs/clean_orders.sql");
-    a.write(
-        "jobs/clean_orders.sql",
-        &sql.replace(
-            "WHERE status <> 'cancelled'",
-            "WHERE status <> 'cancelled' AND quantity >= 3",
-        ),
-    );
+    narrow_clean_orders(&a, "quantity >= 3");
     let sql = b.read("jobs/daily_revenue.sql");
     b.write(
         "jobs/daily_revenue.sql",
@@ -346,14 +340,7 @@ fn the_readme_s_pull_request_recipe_builds_diffs_gates_and_cleans_up() {
     }
     let p = TestProject::migrated();
     p.backfill("2024-01-01", "2024-01-31");
-    let sql = p.read("jobs/clean_orders.sql");
-    p.write(
-        "jobs/clean_orders.sql",
-        &sql.replace(
-            "WHERE status <> 'cancelled'",
-            "WHERE status <> 'cancelled' AND quantity >= 3",
-        ),
-    );
+    narrow_clean_orders(&p, "quantity >= 3");
     let started = std::time::Instant::now();
     let run = |line: &str, table: &str| {
         let line = line.replace("\"$env\"", "pr_1").replace("\"$t\"", table);
@@ -386,18 +373,7 @@ fn the_readme_s_pull_request_recipe_builds_diffs_gates_and_cleans_up() {
 /// is where it was; promoted again, every one flips.
 #[test]
 fn an_env_promote_killed_midway_flips_no_alias_and_then_all() {
-    let p = TestProject::migrated();
-    p.backfill("2024-01-01", "2024-01-03");
-    p.ok(&["env", "create", "dev"]);
-    let sql = p.read("jobs/clean_orders.sql");
-    p.write(
-        "jobs/clean_orders.sql",
-        &sql.replace(
-            "WHERE status <> 'cancelled'",
-            "WHERE status <> 'cancelled' AND quantity >= 3",
-        ),
-    );
-    p.ok(&["apply", "--env", "dev"]);
+    let p = dev_applied();
     let live = |table: &str| {
         let out = p.ok(&["resolve", table, "--output", "json"]).json();
         out["version"].as_i64().unwrap_or_else(|| panic!("{out:#}"))
