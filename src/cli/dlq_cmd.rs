@@ -6,7 +6,11 @@ use super::{EXIT_FAILED, EXIT_OK, Globals, Outcome, output};
 use crate::run::{RunOutcome, Trigger};
 
 async fn dlq_list(g: &Globals, job: &str, partition: Option<&str>) -> Outcome {
-    let project = super::context::Context::load_project(&g.overrides)?;
+    // Through the catalog: after an `env promote` (or with --env), a job's letters are
+    // those of the version it writes.
+    let cx = Context::open(&g.overrides).await?;
+    let project = cx.project.clone();
+    cx.close().await;
     let job = match super::run_cmd::job_named(&project, job) {
         Ok(j) => j,
         Err(code) => return Ok(code),

@@ -227,14 +227,26 @@ fn env_promote_flips_production_to_what_the_environment_built_and_nothing_reruns
         commits,
         "nothing recomputed"
     );
-    // Rolled back, production reads its own tables again.
-    p.ok(&[
-        "rollback",
+    // Production's runs write the promoted table now, and its dead letters beside it.
+    p.ok(&["run", "clean_orders", "--partition", "2024-01-28"]);
+    p.ok(&["dlq", "list", "clean_orders", "--partition", "2024-01-28"])
+        .says("sample-data/orders/dt=2024-01-28/orders.csv:122");
+    let written = commits_per_partition(&p.warehouse_table("clean_orders", 1_000_000));
+    assert_eq!(written.get("2024-01-28"), Some(&1), "{written:?}");
+    // Rolled back, production reads its own tables again: refused while v1 lacks the day
+    // written since, unless --partial.
+    let tables = [
         "clean_orders",
         "daily_revenue",
         "regional_orders",
         "rolling_revenue",
-    ]);
+    ];
+    let mut rollback = vec!["rollback"];
+    rollback.extend(tables);
+    p.run(&rollback)
+        .complains("clean_orders: v1 lacks 1 partition(s) that v1000000 has: 2024-01-28");
+    rollback.push("--partial");
+    p.ok(&rollback);
     assert_eq!(resolve(&p, None), p.warehouse_table("clean_orders", 1));
     assert_eq!(number(&p, orders, None), prod_before);
 }
