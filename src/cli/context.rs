@@ -127,7 +127,7 @@ impl Context {
             .with_shared_scratch(self.project.settings.warehouse.clone()))
     }
 
-    /// The project alone, for commands that need no catalog (`validate`, `test`, `dlq`).
+    /// The project alone, for commands that need no catalog (`validate`, `test`, `notify`).
     pub fn load_project(overrides: &Overrides) -> anyhow::Result<Arc<Project>> {
         Ok(Arc::new(Project::load(overrides)?))
     }
