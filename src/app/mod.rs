@@ -11,6 +11,7 @@ pub mod deliver;
 pub mod downstream;
 pub mod env_apply;
 pub mod env_classify;
+pub mod env_gate;
 pub mod env_plan;
 pub mod flip;
 pub mod partition;

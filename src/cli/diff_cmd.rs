@@ -149,7 +149,7 @@ async fn against_production(
         }
         (Some(p), Some(e)) => {
             if a.partitions.is_none() {
-                a.partitions = held_span(catalog, table, e).await?;
+                a.partitions = crate::app::env_gate::held_span(catalog, table, e).await?;
             }
             a.from = Some(p.to_string());
             a.to = Some(e.to_string());
@@ -157,31 +157,6 @@ async fn against_production(
         _ => {}
     }
     Ok(true)
-}
-
-/// The partitions `version` holds, as `--partitions FIRST..LAST` (their times; `None` when
-/// they have none): what an environment built over a few days is compared on.
-async fn held_span(
-    catalog: &crate::catalog::Catalog,
-    table: &str,
-    version: i64,
-) -> anyhow::Result<Option<String>> {
-    let held = catalog.partitions_of(table, version).await?;
-    let times: std::collections::BTreeSet<&str> = held
-        .iter()
-        .filter(|p| p.content_run_id.is_some())
-        .map(|p| {
-            p.partition_key
-                .split(crate::partition::KEY_SEPARATOR)
-                .next()
-                .unwrap_or("")
-        })
-        .filter(|t| !t.is_empty() && *t != "all" && t.starts_with(|c: char| c.is_ascii_digit()))
-        .collect();
-    Ok(match (times.first(), times.last()) {
-        (Some(first), Some(last)) => Some(format!("{first}..{last}")),
-        _ => None,
-    })
 }
 
 fn text(d: &Diff) -> String {

@@ -38,6 +38,11 @@ pub enum EnvSub {
     Promote {
         /// Its name.
         name: String,
+        /// Compare each table first (as `diff --env NAME` does, over the partitions
+        /// NAME's holds) and promote nothing when more than this fraction of its rows
+        /// differ from production's.
+        #[arg(long, value_name = "FRACTION")]
+        fail_above: Option<f64>,
         #[command(flatten)]
         flags: super::promote_cmd::FlipFlags,
     },
@@ -53,7 +58,11 @@ pub async fn env(g: &Globals, sub: EnvSub) -> Outcome {
         EnvSub::Create { name, from, ttl } => create(g, &cx, &name, &from, ttl.as_deref()).await,
         EnvSub::List => list(g, &cx).await,
         EnvSub::Drop { name } => drop_env(g, &cx, &name).await,
-        EnvSub::Promote { name, flags } => promote(g, &cx, &name, flags).await,
+        EnvSub::Promote {
+            name,
+            fail_above,
+            flags,
+        } => promote(g, &cx, &name, fail_above, flags).await,
     }
 }
 
@@ -163,6 +172,7 @@ async fn promote(
     g: &Globals,
     cx: &Context,
     name: &str,
+    fail_above: Option<f64>,
     a: super::promote_cmd::FlipFlags,
 ) -> Outcome {
     if cx.catalog.env_row(name).await?.is_none() {
@@ -173,6 +183,29 @@ async fn promote(
         bail!(
             "environment {name} has no tables of its own to promote: it reads production's; `sluice apply --env {name}` builds what the checkout changed"
         );
+    }
+    if let Some(limit) = fail_above {
+        let engine = cx.engine()?;
+        let compared =
+            crate::app::env_gate::compare(&cx.project, &cx.catalog, &engine, &flips).await?;
+        let over: Vec<_> = compared
+            .iter()
+            .filter(|c| c.changed_fraction > limit)
+            .collect();
+        for c in &compared {
+            eprintln!(
+                "{}: {:.4} of the rows differ between v{} and v{}",
+                c.table, c.changed_fraction, c.from, c.to
+            );
+        }
+        if !over.is_empty() {
+            let tables: Vec<&str> = over.iter().map(|c| c.table.as_str()).collect();
+            eprintln!(
+                "error: {} above --fail-above {limit}: nothing changed (see `sluice diff TABLE --env {name}`)",
+                tables.join(", ")
+            );
+            return Ok(super::EXIT_FAILED);
+        }
     }
     let message = a
         .message

@@ -199,7 +199,14 @@ fn env_promote_flips_production_to_what_the_environment_built_and_nothing_reruns
         .complains("nothing changed");
     assert_eq!(resolve(&p, None), p.warehouse_table("clean_orders", 1));
 
-    p.ok(&["env", "promote", "dev", "--dry-run"])
+    // Behind a diff gate: dev's clean_orders differs from production's by more than 1%.
+    let gated = p.run(&["env", "promote", "dev", "--fail-above", "0.01"]);
+    assert_eq!(gated.code, 1, "{}", gated.context());
+    gated
+        .complains("of the rows differ between v1 and v1000000")
+        .complains("above --fail-above 0.01: nothing changed");
+    assert_eq!(resolve(&p, None), p.warehouse_table("clean_orders", 1));
+    p.ok(&["env", "promote", "dev", "--dry-run", "--fail-above", "1"])
         .says("would promote clean_orders: v1 -> v1000000");
     assert_eq!(number(&p, orders, None), prod_before, "a dry run");
     let commits = commits_per_partition(&p.warehouse_table("clean_orders", 1_000_000));
