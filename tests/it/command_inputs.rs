@@ -86,11 +86,7 @@ fn project(formats: &[&str], more: &str) -> TestProject {
         ddl.push_str(&format!("CREATE TABLE rates_{f} (day DATE, currency STRING, rate DOUBLE, dt DATE NOT NULL) PARTITIONED BY (dt);\n"));
     }
     files.push(("migrations/0001_rates.sql".to_string(), ddl));
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    let p = TestProject::with_files(&refs);
+    let p = TestProject::with_owned_files(&files);
     p.ok(&["migrate"]);
     p
 }

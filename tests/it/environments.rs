@@ -353,11 +353,7 @@ pub(crate) fn tree_of_50() -> TestProject {
         tables.push_str(&format!("CREATE TABLE j{i:02} (x BIGINT);\n"));
     }
     files.push(("migrations/0001_tables.sql".into(), tables));
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    let p = TestProject::with_files(&refs);
+    let p = TestProject::with_owned_files(&files);
     p.ok(&["migrate"]);
     p.backfill("2024-01-01", "2024-01-01")
         .says("50 succeeded, 0 failed");

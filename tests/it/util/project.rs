@@ -212,6 +212,15 @@ impl TestProject {
         p
     }
 
+    /// [`TestProject::with_files`] of files a test made as strings of its own.
+    pub fn with_owned_files(files: &[(String, String)]) -> TestProject {
+        let refs: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        TestProject::with_files(&refs)
+    }
+
     /// An empty folder: not a project yet (for `init`, and for commands run outside one).
     pub fn empty() -> TestProject {
         let dir = tempfile::Builder::new()
