@@ -20,11 +20,13 @@
 //! winner marked as a row or a tombstone (`DELETED`); the caller writes the rows to the
 //! table and the tombstones beside it.
 
+mod key_order;
 mod resolve;
 pub mod scd2;
 #[cfg(test)]
 mod test_rng;
 
+pub use key_order::{KeyOrder, KeyTally};
 pub use resolve::{DELETED, MergeInputs, Winners, resolve, split_deleted};
 
 pub use crate::job::{MergeRule, Scd2Rule};
@@ -62,6 +64,9 @@ pub enum MergeError {
     Engine(#[from] deltalake::datafusion::error::DataFusionError),
     #[error("the merge's rows: {0}")]
     Arrow(#[from] deltalake::arrow::error::ArrowError),
+    /// A lane of the merge's partitions ended without its outcome (it panicked).
+    #[error("a lane of the merge's partitions stopped: {0} (this is likely a bug)")]
+    Lane(String),
 }
 
 /// Whether `write`'s `delete_when` (if any) is a condition over the table's columns, as

@@ -268,7 +268,7 @@ impl Winners {
 }
 
 /// Row `i`'s columns `idx` of `batch`, as `a=1, b=x`.
-fn shown_row(batch: &RecordBatch, idx: &[usize], i: usize) -> String {
+pub(super) fn shown_row(batch: &RecordBatch, idx: &[usize], i: usize) -> String {
     let schema = batch.schema();
     idx.iter()
         .map(|c| {

@@ -190,12 +190,7 @@ async fn run_check(
                 )
                 .await?
             };
-            (
-                n == 0,
-                n,
-                format!("{n} value(s) of ({}) appear more than once", list(columns)),
-                s,
-            )
+            (n == 0, n, repeated_keys(n, columns), s)
         }
         CheckKind::AcceptedValues { column, values } => {
             let vals: Vec<String> = values.iter().map(|v| literal(v)).collect();
@@ -377,6 +372,11 @@ fn null_fraction(
             Vec::new(),
         )
     }
+}
+
+/// What a `unique` check on `columns` says of the `n` values that appear more than once.
+pub fn repeated_keys(n: u64, columns: &[Name]) -> String {
+    format!("{n} value(s) of ({}) appear more than once", list(columns))
 }
 
 fn list(columns: &[Name]) -> String {

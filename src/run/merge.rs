@@ -16,11 +16,10 @@ use super::claimed::Attempt;
 use super::{RunError, RunReport, write::PartitionWrite};
 use crate::delta::store::delete_unpublished;
 use crate::delta::{
-    CommitInfo, DeltaError, PartitionCommit, PartitionWriter, Scope, WriterTask, snapshot_files,
-    uploaded_files,
+    CommitInfo, DeltaError, PartitionCommit, PartitionWriter, Scope, snapshot_files, uploaded_files,
 };
 use crate::job::WriteMode;
-use crate::merge::{MergeError, MergeInputs, MergeRule, Scd2Rule, resolve, scd2, split_deleted};
+use crate::merge::{MergeError, MergeRule, Scd2Rule, scd2};
 use crate::schema::TableSchema;
 use deltalake::DeltaTable;
 use deltalake::arrow::record_batch::RecordBatch;
@@ -54,7 +53,7 @@ const SIDECAR_PROPERTIES: [&str; 3] = [
 ];
 
 /// A partition's values in its table's partition columns (Delta's text), in their order.
-type Values = Vec<(String, String)>;
+pub(super) type Values = Vec<(String, String)>;
 
 impl PartitionWrite<'_> {
     /// Merges the change files `changes` into the table and commits; returns the Delta
@@ -119,21 +118,26 @@ impl PartitionWrite<'_> {
             // Each phase's time at debug level: where a slow merge spends it.
             let began = std::time::Instant::now();
             let ms = || began.elapsed().as_millis() as u64;
-            let (rows, dead) = match shape {
+            // A merge proves its key unique as it writes; an scd2 history is read back.
+            let (rows, dead, keys) = match shape {
                 Shape::Merge(rule) => {
-                    self.write_winners(a, rule, tables, changes, touched.as_deref())
-                        .await?
+                    let w = self
+                        .write_winners(a, rule, tables, changes, touched.as_deref())
+                        .await?;
+                    (w.rows, w.dead, Some(w.keys))
                 }
                 Shape::Scd2(rule) => {
-                    self.write_history(a, rule, tables, changes, touched.as_deref())
-                        .await?
+                    let (rows, dead) = self
+                        .write_history(a, rule, tables, changes, touched.as_deref())
+                        .await?;
+                    (rows, dead, None)
                 }
             };
             tracing::debug!(elapsed_ms = ms(), round, "the merge's files are written");
             // Checked as published, before anything is: a failing check leaves both as
             // they were.
             let audited = self
-                .audit_published(a, &table, changes, &rows, report)
+                .audit_published(a, &table, changes, (&rows, keys), report)
                 .await;
             tracing::debug!(elapsed_ms = ms(), round, "the merge's rows are audited");
             if let Err(e) = audited {
@@ -164,50 +168,6 @@ impl PartitionWrite<'_> {
                 }
             }
         }
-    }
-
-    /// Each key's winner in the touched partitions, written (not committed) to the table and
-    /// to its tombstones; returns both sets of files.
-    async fn write_winners(
-        &self,
-        a: &Attempt<'_>,
-        rule: &MergeRule,
-        (table, tombs, tomb_url): (&DeltaTable, &DeltaTable, &url::Url),
-        changes: &[Add],
-        touched: Option<&[Values]>,
-    ) -> Result<(Vec<Add>, Vec<Add>), RunError> {
-        let ctx = self.engine.session();
-        let schema = &a.schema;
-        let tomb_schema = Shape::Merge(rule).sidecar_schema(schema);
-        let held = read_touched(&ctx, (table, schema), touched).await?;
-        let dead = read_touched(&ctx, (tombs, &tomb_schema), touched).await?;
-        let changed = changed_files(&ctx, table, schema, changes)?;
-        let read = |e| merge_err(a, MergeError::Engine(e));
-        let (held, dead) = (held.map_err(read)?, dead.map_err(read)?);
-        let inputs = MergeInputs {
-            changes: ctx.read_table(changed).map_err(read)?,
-            held,
-            tombstones: dead,
-        };
-        let mut winners = resolve(&ctx, &schema.columns, rule, inputs)
-            .await
-            .map_err(|e| merge_err(a, e))?;
-        let measure = self.engine.settings().measure_cost;
-        let rows = PartitionWriter::new(&a.handle.url, table)?;
-        let mut rows = WriterTask::spawn(rows, a.meter.clone(), measure);
-        let mut dead = PartitionWriter::new(tomb_url, tombs)?;
-        let (full, tomb_full) = (schema.to_arrow(), tomb_schema.to_arrow());
-        // A refusal found mid-way (two changes of a key with one sequence value) leaves
-        // the files written so far unlisted in any log: data to no reader, gone with gc.
-        while let Some(batch) = winners.next().await {
-            let batch = batch.map_err(|e| merge_err(a, e))?;
-            let (live, gone) = split_deleted(&batch).map_err(|e| merge_err(a, e))?;
-            rows.write(fit(&live, &full).map_err(|e| merge_err(a, e))?)
-                .await?;
-            dead.write(fit(&gone, &tomb_full).map_err(|e| merge_err(a, e))?)
-                .await?;
-        }
-        Ok((rows.finish().await?, dead.finish().await?))
     }
 }
 
@@ -283,7 +243,7 @@ async fn write_all(
 
 /// A batch with `to`'s columns, taken by name, in `to`'s order, types and nullability (a
 /// window's output may carry another unit of time than the table).
-fn fit(
+pub(super) fn fit(
     b: &RecordBatch,
     to: &deltalake::arrow::datatypes::SchemaRef,
 ) -> Result<RecordBatch, MergeError> {
@@ -300,7 +260,7 @@ fn fit(
     RecordBatch::try_new(to.clone(), columns).map_err(MergeError::Arrow)
 }
 
-fn merge_err(a: &Attempt<'_>, source: MergeError) -> RunError {
+pub(super) fn merge_err(a: &Attempt<'_>, source: MergeError) -> RunError {
     RunError::Merge {
         table: a.job.table.to_string(),
         source,
@@ -311,7 +271,7 @@ fn merge_err(a: &Attempt<'_>, source: MergeError) -> RunError {
 /// when nothing changed (the commit then carries the `txn` alone). A table of several
 /// partition columns is read by each column's values, then cut to exactly the touched
 /// partitions: what is read is what the commit replaces.
-async fn read_touched(
+pub(super) async fn read_touched(
     ctx: &SessionContext,
     (table, schema): (&DeltaTable, &TableSchema),
     touched: Option<&[Values]>,
@@ -369,7 +329,7 @@ async fn commit_one(
 
 /// What a merge keeps beside its table, and how it is computed.
 #[derive(Clone, Copy)]
-enum Shape<'j> {
+pub(super) enum Shape<'j> {
     /// Tombstones: the key and sequence of each deleted key.
     Merge(&'j MergeRule),
     /// The change log: every distinct change, with the change's columns.
@@ -398,7 +358,7 @@ impl<'j> Shape<'j> {
     }
 
     /// Its schema: partitioned as the table is (its partition columns are in the key).
-    fn sidecar_schema(&self, schema: &TableSchema) -> TableSchema {
+    pub(super) fn sidecar_schema(&self, schema: &TableSchema) -> TableSchema {
         let columns = match self {
             Shape::Merge(rule) => rule
                 .tombstone_columns(&schema.columns)
@@ -436,7 +396,7 @@ fn touched(schema: &TableSchema, changes: &[Add]) -> Option<Vec<Values>> {
     Some(set.into_iter().collect())
 }
 
-fn values_of(schema: &TableSchema, add: &Add) -> Values {
+pub(super) fn values_of(schema: &TableSchema, add: &Add) -> Values {
     schema
         .partition_by
         .iter()

@@ -11,13 +11,16 @@
 //! - sluice's own check that the key is unique over the current rows of the partitions
 //!   the commit rewrites (scd2: the rows with `is_current`), the promise of a merge table.
 //!   A key's partition columns are part of it, so those partitions hold all of its rows.
+//!   A merge proves it as its lanes write the rows in key order (`merge::KeyOrder`); an
+//!   scd2 history's current rows are read back and checked as a `unique` check is.
 
 use super::claimed::Attempt;
 use super::write::{PartitionWrite, judge};
 use super::{RunError, RunReport};
 use crate::job::WriteMode;
+use crate::merge::KeyTally;
 use crate::names::Name;
-use crate::quality::{Check, CheckKind, Profile, Quality, Severity};
+use crate::quality::{Check, CheckKind, CheckResult, Profile, Quality, Severity};
 use deltalake::DeltaTable;
 use deltalake::datafusion::common::{Column, JoinType};
 use deltalake::datafusion::prelude::{DataFrame, Expr, col, lit};
@@ -28,14 +31,15 @@ pub(crate) const KEY_CHECK: &str = "key_unique_in_current_rows";
 
 impl PartitionWrite<'_> {
     /// Audits the rows in `published` (the merge's new files of the partitions it
-    /// rewrites, not committed) and records the outcome in `report`; fails the run on a
-    /// failing check of severity error.
+    /// rewrites, not committed; with the tally of their keys when the writer watched them)
+    /// and records the outcome in `report`; fails the run on a failing check of severity
+    /// error.
     pub(super) async fn audit_published(
         &self,
         a: &Attempt<'_>,
         table: &DeltaTable,
         changes: &[Add],
-        published: &[Add],
+        (published, keys): (&[Add], Option<KeyTally>),
         report: &mut RunReport,
     ) -> Result<(), RunError> {
         let profile = report
@@ -65,16 +69,6 @@ impl PartitionWrite<'_> {
                 .audit(a, &ctx, profile.clone(), named.into_view(), &a.job.checks)
                 .await?;
         }
-        let current_rows = match current {
-            None => rows,
-            Some(flag) => rows
-                .filter(col(Column::new_unqualified(flag.as_str())).eq(lit(true)))
-                .map_err(failed)?,
-        };
-        let counted = Profile {
-            rows: published.iter().map(records).sum(),
-            columns: Default::default(),
-        };
         let key_check = Check {
             name: KEY_CHECK.to_string(),
             severity: Severity::Error,
@@ -82,13 +76,42 @@ impl PartitionWrite<'_> {
                 columns: key.clone(),
             },
         };
-        let ctx = self.engine.session();
-        let keyed = self
-            .audit(a, &ctx, counted, current_rows.into_view(), &[key_check])
-            .await?;
+        let keyed = match keys {
+            Some(tally) => Quality {
+                profile: None,
+                checks: vec![watched(&key_check, key, tally)],
+            },
+            None => {
+                let current_rows = match current {
+                    None => rows,
+                    Some(flag) => rows
+                        .filter(col(Column::new_unqualified(flag.as_str())).eq(lit(true)))
+                        .map_err(failed)?,
+                };
+                let counted = Profile {
+                    rows: published.iter().map(records).sum(),
+                    columns: Default::default(),
+                };
+                let ctx = self.engine.session();
+                self.audit(a, &ctx, counted, current_rows.into_view(), &[key_check])
+                    .await?
+            }
+        };
         quality.checks.extend(keyed.checks);
         quality.profile = Some(profile);
         judge(report, quality)
+    }
+}
+
+/// The key check's result from the writer's tally, as the `unique` check words its own.
+fn watched(check: &Check, key: &[Name], tally: KeyTally) -> CheckResult {
+    CheckResult {
+        name: check.name.clone(),
+        severity: check.severity,
+        passed: tally.repeated == 0,
+        failing: tally.repeated,
+        detail: crate::quality::audit::repeated_keys(tally.repeated, key),
+        samples: tally.first.into_iter().collect(),
     }
 }
 

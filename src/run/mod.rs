@@ -27,6 +27,7 @@ mod lease;
 mod lineage;
 mod merge;
 mod merge_audit;
+mod merge_lanes;
 mod report;
 mod scope;
 mod step_tests;
