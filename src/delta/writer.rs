@@ -38,6 +38,10 @@ pub struct WriterLayout {
     pub schema_json: String,
     /// Columns written without a dictionary.
     pub plain_columns: Vec<String>,
+    /// Files read once by this run and then deleted (a merge's changes): written fast
+    /// rather than small.
+    #[serde(default)]
+    pub scratch: bool,
 }
 
 impl WriterLayout {
@@ -64,13 +68,32 @@ impl WriterLayout {
             partition_columns: snapshot.metadata().partition_columns().to_vec(),
             schema_json: serde_json::to_string(snapshot.schema().as_ref()).unwrap_or_default(),
             plain_columns,
+            scratch: false,
+        }
+    }
+
+    /// This layout for files read once and deleted: LZ4 and no dictionaries, which cost
+    /// more time than their bytes save (zstd and dictionaries were a third of the time a
+    /// merge took to upload its changes).
+    pub fn scratch(self) -> WriterLayout {
+        WriterLayout {
+            scratch: true,
+            ..self
         }
     }
 
     fn properties(&self) -> WriterProperties {
+        let created_by = format!("sluice {}", env!("CARGO_PKG_VERSION"));
+        if self.scratch {
+            return WriterProperties::builder()
+                .set_compression(Compression::LZ4_RAW)
+                .set_dictionary_enabled(false)
+                .set_created_by(created_by)
+                .build();
+        }
         let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
-            .set_created_by(format!("sluice {}", env!("CARGO_PKG_VERSION")));
+            .set_created_by(created_by);
         for c in &self.plain_columns {
             props = props.set_column_dictionary_enabled(ColumnPath::from(c.as_str()), false);
         }
@@ -80,7 +103,15 @@ impl WriterLayout {
 
 impl PartitionWriter {
     pub fn new(url: &Url, table: &DeltaTable) -> Result<PartitionWriter, DeltaError> {
-        let layout = WriterLayout::of(table);
+        Self::with_layout(url, table, WriterLayout::of(table))
+    }
+
+    /// A writer of `table`'s files laid out as `layout` says (made from the table's).
+    pub fn with_layout(
+        url: &Url,
+        table: &DeltaTable,
+        layout: WriterLayout,
+    ) -> Result<PartitionWriter, DeltaError> {
         let writer = RecordBatchWriter::for_table(table)
             .map_err(|e| DeltaError::below(super::Doing::Write, url, e))?;
         Ok(Self::with(url, writer, layout))
@@ -169,21 +200,49 @@ impl PartitionWriter {
 
 /// A [`PartitionWriter`] on a task of its own, fed through a channel of two batches: the
 /// files are encoded and uploaded on one core while the rows are computed on the other (a
-/// merge's pass over its sorted candidates). Dropped unfinished, it writes nothing more.
+/// run's query, a merge's pass over its sorted candidates). The task starts with the
+/// first rows: a partition of none (a no-op) finishes its writer where it is, without a
+/// task's cost. Dropped unfinished, it writes nothing more.
 pub struct WriterTask {
     url: Url,
+    /// The writer until the first rows come.
+    idle: Option<Idle>,
     tx: Option<tokio::sync::mpsc::Sender<RecordBatch>>,
     task: Option<tokio::task::JoinHandle<Result<Vec<Add>, DeltaError>>>,
 }
 
+struct Idle {
+    writer: PartitionWriter,
+    meter: std::sync::Arc<crate::cost::RunMeter>,
+    measure: bool,
+}
+
 impl WriterTask {
-    /// Starts `writer`'s task; its CPU time is counted against `meter`'s run when `measure`.
+    /// `writer`, whose task (once started) has its CPU time counted against `meter`'s run
+    /// when `measure`.
     pub fn spawn(
-        mut writer: PartitionWriter,
+        writer: PartitionWriter,
         meter: std::sync::Arc<crate::cost::RunMeter>,
         measure: bool,
     ) -> WriterTask {
-        let url = writer.url.clone();
+        WriterTask {
+            url: writer.url.clone(),
+            idle: Some(Idle {
+                writer,
+                meter,
+                measure,
+            }),
+            tx: None,
+            task: None,
+        }
+    }
+
+    fn start(&mut self, idle: Idle) {
+        let Idle {
+            mut writer,
+            meter,
+            measure,
+        } = idle;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(2);
         let task = tokio::spawn(async move {
             let written = async {
@@ -194,16 +253,16 @@ impl WriterTask {
             };
             crate::cost::measure(&meter, measure, written).await
         });
-        WriterTask {
-            url,
-            tx: Some(tx),
-            task: Some(task),
-        }
+        self.tx = Some(tx);
+        self.task = Some(task);
     }
 
     pub async fn write(&mut self, batch: RecordBatch) -> Result<(), DeltaError> {
         if batch.num_rows() == 0 {
             return Ok(());
+        }
+        if let Some(idle) = self.idle.take() {
+            self.start(idle);
         }
         let sent = match &self.tx {
             Some(tx) => tx.send(batch).await.is_ok(),
@@ -227,6 +286,9 @@ impl WriterTask {
 
     /// Finishes the files; returns their `add` actions.
     pub async fn finish(mut self) -> Result<Vec<Add>, DeltaError> {
+        if let Some(idle) = self.idle.take() {
+            return idle.writer.finish().await;
+        }
         self.tx = None;
         self.outcome().await
     }
@@ -337,5 +399,60 @@ mod tests {
                 ("dt=2024-01-02".into(), Some("2024-01-02".into()), 1),
             ]
         );
+    }
+
+    /// A writer on a task starts the task with its first rows: one that gets none finishes
+    /// where it is, with no file. A scratch layout's files (LZ4, no dictionary) read back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_writer_task_starts_with_its_first_rows_and_scratch_files_read_back() {
+        let Statement::CreateTable { schema, .. } =
+            parse("CREATE TABLE t (id BIGINT, name STRING)")
+                .expect("ddl")
+                .remove(0)
+        else {
+            panic!("a CREATE TABLE");
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = Url::from_directory_path(dir.path()).expect("url");
+        let table = crate::delta::ensure_table(&url, &schema)
+            .await
+            .expect("table");
+        let writer = |layout: WriterLayout| {
+            let w = PartitionWriter::with_layout(&url, &table, layout).expect("writer");
+            WriterTask::spawn(w, crate::cost::RunMeter::new(), false)
+        };
+        let mut none = writer(WriterLayout::of(&table));
+        let empty = RecordBatch::new_empty(schema.to_arrow());
+        none.write(empty).await.expect("no rows");
+        assert!(none.task.is_none(), "a task started for no rows");
+        assert!(none.finish().await.expect("finish").is_empty());
+
+        let mut scratch = writer(WriterLayout::of(&table).scratch());
+        let ids: Vec<i64> = (0..1000).collect();
+        let names: Vec<String> = ids.iter().map(|i| format!("n{i}")).collect();
+        let batch = RecordBatch::try_new(
+            schema.to_arrow(),
+            vec![
+                Arc::new(Int64Array::from(ids)),
+                Arc::new(deltalake::arrow::array::StringArray::from(names)),
+            ],
+        )
+        .expect("batch");
+        scratch.write(batch.clone()).await.expect("write");
+        let adds = scratch.finish().await.expect("finish");
+        assert_eq!(adds.len(), 1);
+        let file = std::fs::File::open(dir.path().join(&adds[0].path)).expect("file");
+        let reader =
+            deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                .expect("parquet");
+        let column = &reader.metadata().row_group(0).columns()[1];
+        assert_eq!(column.compression(), Compression::LZ4_RAW);
+        assert!(column.dictionary_page_offset().is_none(), "a dictionary");
+        let read: Vec<RecordBatch> = reader
+            .build()
+            .expect("reader")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(read, vec![batch]);
     }
 }

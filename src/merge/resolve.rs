@@ -301,6 +301,14 @@ pub(super) async fn refuse_missing_sequence(
     changes: &DataFrame,
     rule: &MergeRule,
 ) -> Result<(), MergeError> {
+    // A column the table declares NOT NULL holds none: its rows were fitted to it.
+    let nullable = changes
+        .schema()
+        .field_with_unqualified_name(rule.sequence_by.as_str())
+        .map_or(true, |f| f.is_nullable());
+    if !nullable {
+        return Ok(());
+    }
     let seq = col(quote(rule.sequence_by.as_str()));
     let missing = changes.clone().filter(seq.is_null())?;
     let count = missing.clone().count().await? as u64;

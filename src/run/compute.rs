@@ -4,8 +4,8 @@
 
 use super::RunError;
 use super::claimed::Attempt;
-use crate::delta::PartitionWriter;
 use crate::delta::store::delete_unpublished;
+use crate::delta::{PartitionWriter, WriterLayout, WriterTask};
 use crate::engine::{self, AuditReservation, BadRowLog, PartitionQuery};
 use crate::job::Job;
 use deltalake::arrow::datatypes::SchemaRef;
@@ -90,8 +90,15 @@ impl Compute for Embedded {
         let text_files = output.text_files.clone();
         let fail = |e: RunError| (e, text_files.clone());
         // The table as of the last commit: a commit under way does not hold up the compute.
-        let mut writer =
-            PartitionWriter::new(&a.handle.url, &a.handle.latest()).map_err(|e| fail(e.into()))?;
+        let latest = a.handle.latest();
+        let layout = layout(job, &latest);
+        let written_under = layout.schema_json.clone();
+        let writer = PartitionWriter::with_layout(&a.handle.url, &latest, layout)
+            .map_err(|e| fail(e.into()))?;
+        // The files are encoded and uploaded on a task of their own, beside the query.
+        let measure = w.engine.settings().measure_cost;
+        let mut writer = WriterTask::spawn(writer, a.meter.clone(), measure);
+        let mut rows = 0u64;
         // The audit reads the new rows again: they are kept while the engine's memory
         // pool has room for them, and profiled as they pass.
         let mut profiler = crate::quality::profiler::Profiler::new(output.target_schema());
@@ -119,13 +126,12 @@ impl Compute for Embedded {
                     room = None;
                 }
             }
+            rows += fitted.batch.num_rows() as u64;
             writer
                 .write(fitted.batch)
                 .await
                 .map_err(|e| fail(e.into()))?;
         }
-        let rows = writer.rows();
-        let written_under = writer.schema_json().to_string();
         let adds = writer.finish().await.map_err(|e| fail(e.into()))?;
         Ok(WrittenFiles {
             adds,
@@ -152,7 +158,7 @@ impl Compute for OnCluster {
     ) -> Result<WrittenFiles, WriteFailure> {
         let project = w.project;
         let latest = a.handle.latest();
-        let layout = crate::delta::WriterLayout::of(&latest);
+        let layout = layout(a.job, &latest);
         let written_under = layout.schema_json.clone();
         let mut rejected = BadRowLog::default();
         let written = w
@@ -221,6 +227,16 @@ async fn profile_uploaded(
 
 /// What to do about a column the SQL produces and the table lacks: apply the migration that
 /// adds it, when one is pending; else change the SQL or add a migration.
+/// How a run's new files are laid out: the table's way, except a merge's changes, which
+/// its merge reads once and deletes.
+fn layout(job: &Job, table: &deltalake::DeltaTable) -> WriterLayout {
+    let layout = WriterLayout::of(table);
+    match job.write.merges() {
+        true => layout.scratch(),
+        false => layout,
+    }
+}
+
 fn unknown_column_hint(project: &crate::project::Project, job: &Job, column: &str) -> String {
     match crate::project::migration_files::file_adding_column(
         &project.migrations,

@@ -15,8 +15,10 @@ use crate::delta::store::delete_unpublished;
 use crate::delta::{PartitionWriter, WriterTask};
 use crate::merge::{KeyOrder, KeyTally, MergeError, MergeInputs, MergeRule, Winners};
 use crate::merge::{resolve, split_deleted};
+use crate::schema::TableSchema;
 use deltalake::DeltaTable;
 use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::Add;
 
 /// What a merge's lanes wrote, not yet committed.
@@ -39,17 +41,51 @@ impl PartitionWrite<'_> {
         &self,
         a: &Attempt<'_>,
         rule: &MergeRule,
-        tables: (&DeltaTable, &DeltaTable, &url::Url),
+        (table, tombs, tomb_url): (&DeltaTable, &DeltaTable, &url::Url),
         changes: &[Add],
         touched: Option<&[Values]>,
     ) -> Result<Written, RunError> {
         let mut running = tokio::task::JoinSet::new();
-        for group in lanes(touched, self.engine.settings().target_partitions) {
-            // An error here drops `running`, which stops the lanes already started.
-            let lane = self
-                .open_lane(a, rule, tables, changes, group.as_deref())
-                .await?;
-            let (meter, measure) = (a.meter.clone(), self.engine.settings().measure_cost);
+        let cores = self.engine.settings().target_partitions;
+        let groups = lanes(touched, cores);
+        // The cores shared out: each lane's sorts hold their share of the memory pool, and
+        // a sort per input partition in every lane would leave each too little.
+        let per_lane = (cores / groups.len()).max(1);
+        let (meter, measure) = (&a.meter, self.engine.settings().measure_cost);
+        for partitions in groups {
+            let mine: Vec<Add> = changes
+                .iter()
+                .filter(|c| {
+                    partitions
+                        .iter()
+                        .any(|p| p.as_ref().is_none_or(|p| *p == values_of(&a.schema, c)))
+                })
+                .cloned()
+                .collect();
+            let full = a.schema.to_arrow();
+            let lane = Lane {
+                reads: LaneReads {
+                    ctx: self
+                        .engine
+                        .session_with(|c| c.with_target_partitions(per_lane)),
+                    tables: (table.clone(), tombs.clone()),
+                    schema: a.schema.clone(),
+                    rule: rule.clone(),
+                    changes: mine,
+                    table: a.job.table.to_string(),
+                },
+                partitions,
+                keys: KeyOrder::new(&full, &rule.key).map_err(|e| merge_err(a, e))?,
+                rows: WriterTask::spawn(
+                    PartitionWriter::new(&a.handle.url, table)?,
+                    meter.clone(),
+                    measure,
+                ),
+                dead: PartitionWriter::new(tomb_url, tombs)?,
+                full,
+                began: std::time::Instant::now(),
+            };
+            let meter = meter.clone();
             running.spawn(async move { crate::cost::measure(&meter, measure, lane.run()).await });
         }
         let mut written = Written::default();
@@ -73,111 +109,135 @@ impl PartitionWrite<'_> {
         }
         if let Some(e) = failed {
             delete_unpublished(&a.handle.url, &written.rows).await;
-            delete_unpublished(tables.2, &written.dead).await;
+            delete_unpublished(tomb_url, &written.dead).await;
             return Err(e);
         }
         Ok(written)
     }
-
-    /// A lane of the partitions `group` (all of the table: `None`): its winners' stream
-    /// and the writers of its files.
-    async fn open_lane(
-        &self,
-        a: &Attempt<'_>,
-        rule: &MergeRule,
-        (table, tombs, tomb_url): (&DeltaTable, &DeltaTable, &url::Url),
-        changes: &[Add],
-        group: Option<&[Values]>,
-    ) -> Result<Lane, RunError> {
-        let ctx = self.engine.session();
-        let schema = &a.schema;
-        let tomb_schema = Shape::Merge(rule).sidecar_schema(schema);
-        let held = read_touched(&ctx, (table, schema), group).await?;
-        let dead = read_touched(&ctx, (tombs, &tomb_schema), group).await?;
-        let mine: Vec<Add> = match group {
-            None => changes.to_vec(),
-            Some(g) => changes
-                .iter()
-                .filter(|c| g.contains(&values_of(schema, c)))
-                .cloned()
-                .collect(),
-        };
-        let changed = changed_files(&ctx, table, schema, &mine)?;
-        let read = |e| merge_err(a, MergeError::Engine(e));
-        let (held, dead) = (held.map_err(read)?, dead.map_err(read)?);
-        let inputs = MergeInputs {
-            changes: ctx.read_table(changed).map_err(read)?,
-            held,
-            tombstones: dead,
-        };
-        let winners = resolve(&ctx, &schema.columns, rule, inputs)
-            .await
-            .map_err(|e| merge_err(a, e))?;
-        let measure = self.engine.settings().measure_cost;
-        let rows = PartitionWriter::new(&a.handle.url, table)?;
-        let full = schema.to_arrow();
-        Ok(Lane {
-            winners,
-            keys: KeyOrder::new(&full, &rule.key).map_err(|e| merge_err(a, e))?,
-            rows: WriterTask::spawn(rows, a.meter.clone(), measure),
-            dead: PartitionWriter::new(tomb_url, tombs)?,
-            full,
-            tomb_full: tomb_schema.to_arrow(),
-            table: a.job.table.to_string(),
-        })
-    }
 }
 
-/// One lane: its winners, read in key order, go to the table's files and its tombstones'.
+/// One lane: its partitions' winners, each partition resolved on its own (a sort of one
+/// partition's candidates, whose partition columns are constant), read in key order and
+/// written to the table's files and its tombstones'.
 struct Lane {
-    winners: Winners,
+    reads: LaneReads,
+    /// Its partitions (`None`: all of an unpartitioned table).
+    partitions: Vec<Option<Values>>,
     keys: KeyOrder,
     rows: WriterTask,
     dead: PartitionWriter,
     full: SchemaRef,
-    tomb_full: SchemaRef,
+    began: std::time::Instant,
+}
+
+/// What a lane reads its partitions' candidates from.
+struct LaneReads {
+    ctx: SessionContext,
+    /// The table and its tombstones, as of the merge's snapshot.
+    tables: (DeltaTable, DeltaTable),
+    schema: TableSchema,
+    rule: MergeRule,
+    /// The change files in the lane's partitions.
+    changes: Vec<Add>,
+    /// The table's name, for errors.
     table: String,
 }
 
 impl Lane {
     async fn run(mut self) -> Result<Written, RunError> {
-        let table = self.table.clone();
+        let table = self.reads.table.clone();
         let err = |source| RunError::Merge {
             table: table.clone(),
             source,
         };
-        // A refusal found mid-way (two changes of a key with one sequence value) leaves
-        // the files written so far unlisted in any log: data to no reader, gone with gc.
-        while let Some(batch) = self.winners.next().await {
-            let (live, gone) = split_deleted(&batch.map_err(err)?).map_err(err)?;
-            let live = fit(&live, &self.full).map_err(err)?;
-            self.keys.add(&live).map_err(err)?;
-            self.rows.write(live).await?;
-            self.dead
-                .write(fit(&gone, &self.tomb_full).map_err(err)?)
-                .await?;
+        let tomb_full = Shape::Merge(&self.reads.rule)
+            .sidecar_schema(&self.reads.schema)
+            .to_arrow();
+        for partition in std::mem::take(&mut self.partitions) {
+            let mut winners = self.reads.winners(partition.as_ref()).await?;
+            // A refusal found mid-way (two changes of a key with one sequence value)
+            // leaves the files written so far unlisted in any log: data to no reader,
+            // gone with gc.
+            while let Some(batch) = winners.next().await {
+                let (live, gone) = split_deleted(&batch.map_err(err)?).map_err(err)?;
+                let live = fit(&live, &self.full).map_err(err)?;
+                self.keys.add(&live).map_err(err)?;
+                self.rows.write(live).await?;
+                self.dead
+                    .write(fit(&gone, &tomb_full).map_err(err)?)
+                    .await?;
+            }
         }
-        Ok(Written {
+        tracing::debug!(
+            elapsed_ms = ms(self.began),
+            "a merge lane's winners are read"
+        );
+        let written = Written {
             rows: self.rows.finish().await?,
             dead: self.dead.finish().await?,
             keys: self.keys.tally(),
-        })
+        };
+        tracing::debug!(
+            elapsed_ms = ms(self.began),
+            "a merge lane's files are written"
+        );
+        Ok(written)
     }
+}
+
+impl LaneReads {
+    /// The winners of one partition (all of the table: `None`): its held rows, its
+    /// tombstones and its changes, resolved.
+    async fn winners(&self, partition: Option<&Values>) -> Result<Winners, RunError> {
+        let (ctx, schema) = (&self.ctx, &self.schema);
+        let (table, tombs) = (&self.tables.0, &self.tables.1);
+        let err = |source| RunError::Merge {
+            table: self.table.clone(),
+            source,
+        };
+        let read = |e| err(MergeError::Engine(e));
+        let only = partition.map(std::slice::from_ref);
+        let tomb_schema = Shape::Merge(&self.rule).sidecar_schema(schema);
+        let held = read_touched(ctx, (table, schema), only).await?;
+        let dead = read_touched(ctx, (tombs, &tomb_schema), only).await?;
+        let mine: Vec<Add> = match partition {
+            None => self.changes.clone(),
+            Some(p) => self
+                .changes
+                .iter()
+                .filter(|c| values_of(schema, c) == *p)
+                .cloned()
+                .collect(),
+        };
+        let changed = changed_files(ctx, table, schema, &mine)?;
+        let inputs = MergeInputs {
+            changes: ctx.read_table(changed).map_err(read)?,
+            held: held.map_err(read)?,
+            tombstones: dead.map_err(read)?,
+        };
+        resolve(ctx, &schema.columns, &self.rule, inputs)
+            .await
+            .map_err(err)
+    }
+}
+
+fn ms(since: std::time::Instant) -> u64 {
+    since.elapsed().as_millis() as u64
 }
 
 /// The touched partitions dealt round into at most `n` lanes (adjacent partitions, often
 /// days of like size, go to different lanes). No partition named (nothing changed) is one
-/// lane that reads nothing; an unpartitioned table, one lane over all of it.
-fn lanes(touched: Option<&[Values]>, n: usize) -> Vec<Option<Vec<Values>>> {
+/// lane of none; an unpartitioned table, one lane over all of it (`None`).
+fn lanes(touched: Option<&[Values]>, n: usize) -> Vec<Vec<Option<Values>>> {
     let Some(touched) = touched else {
-        return vec![None];
+        return vec![vec![None]];
     };
     let n = n.clamp(1, touched.len().max(1));
     let mut lanes = vec![Vec::new(); n];
     for (i, p) in touched.iter().enumerate() {
-        lanes[i % n].push(p.clone());
+        lanes[i % n].push(Some(p.clone()));
     }
-    lanes.into_iter().map(Some).collect()
+    lanes
 }
 
 #[cfg(test)]
@@ -192,15 +252,10 @@ mod tests {
     fn partitions_are_dealt_into_at_most_n_lanes_each_in_one() {
         let touched: Vec<_> = (1..=5).map(day).collect();
         let dealt = lanes(Some(&touched), 2);
-        assert_eq!(
-            dealt,
-            vec![
-                Some(vec![day(1), day(3), day(5)]),
-                Some(vec![day(2), day(4)])
-            ]
-        );
-        assert_eq!(lanes(Some(&touched[..1]), 4), vec![Some(vec![day(1)])]);
-        assert_eq!(lanes(Some(&[]), 2), vec![Some(vec![])]);
-        assert_eq!(lanes(None, 2), vec![None]);
+        let some = |days: &[u32]| days.iter().map(|d| Some(day(*d))).collect::<Vec<_>>();
+        assert_eq!(dealt, vec![some(&[1, 3, 5]), some(&[2, 4])]);
+        assert_eq!(lanes(Some(&touched[..1]), 4), vec![some(&[1])]);
+        assert_eq!(lanes(Some(&[]), 2), vec![Vec::<Option<_>>::new()]);
+        assert_eq!(lanes(None, 2), vec![vec![None]]);
     }
 }

@@ -60,15 +60,17 @@ fn feed(p: &TestProject) {
     }
 }
 
+/// The two jobs over the feed. `customers` is partitioned by region (`customer_id % 4`):
+/// each day's changes touch every region, so its merges run in lanes of partitions.
 fn project() -> TestProject {
     let p = TestProject::with_files(&[
         (
             "jobs/customers.toml",
-            "description = \"customers, from a daily export of their changes\"\nversion = 1\nstart = \"2024-01-01\"\n\n[partitioning]\ngranularity = \"daily\"\n\n[[inputs]]\nname = \"changes\"\npath = \"in/{partition}/customers.csv\"\nformat = \"csv\"\nschema = [\"customer_id BIGINT NOT NULL\", \"name STRING\", \"email STRING\", \"updated_at TIMESTAMP NOT NULL\", \"op STRING NOT NULL\"]\n\n[output]\ntable = \"customers\"\nwrite = \"merge\"\nkey = [\"customer_id\"]\nsequence_by = \"updated_at\"\ndelete_when = \"op = 'D'\"\n",
+            "description = \"customers, from a daily export of their changes\"\nversion = 1\nstart = \"2024-01-01\"\n\n[partitioning]\ngranularity = \"daily\"\n\n[[inputs]]\nname = \"changes\"\npath = \"in/{partition}/customers.csv\"\nformat = \"csv\"\nschema = [\"customer_id BIGINT NOT NULL\", \"name STRING\", \"email STRING\", \"updated_at TIMESTAMP NOT NULL\", \"op STRING NOT NULL\"]\n\n[output]\ntable = \"customers\"\nwrite = \"merge\"\nkey = [\"region\", \"customer_id\"]\nsequence_by = \"updated_at\"\ndelete_when = \"op = 'D'\"\n",
         ),
         (
             "jobs/customers.sql",
-            "SELECT customer_id, name, email, updated_at, op FROM changes",
+            "SELECT customer_id % 4 AS region, customer_id, name, email, updated_at, op FROM changes",
         ),
         (
             "jobs/customers_history.toml",
@@ -80,7 +82,7 @@ fn project() -> TestProject {
         ),
         (
             "migrations/0001_customers.sql",
-            "CREATE TABLE customers (customer_id BIGINT NOT NULL, name STRING, email STRING, updated_at TIMESTAMP, op STRING NOT NULL);\nCREATE TABLE customers_history (customer_id BIGINT NOT NULL, name STRING, email STRING, updated_at TIMESTAMP, op STRING NOT NULL, valid_from TIMESTAMP, valid_to TIMESTAMP, is_current BOOLEAN);\n",
+            "CREATE TABLE customers (region BIGINT NOT NULL, customer_id BIGINT NOT NULL, name STRING, email STRING, updated_at TIMESTAMP, op STRING NOT NULL) PARTITIONED BY (region);\nCREATE TABLE customers_history (customer_id BIGINT NOT NULL, name STRING, email STRING, updated_at TIMESTAMP, op STRING NOT NULL, valid_from TIMESTAMP, valid_to TIMESTAMP, is_current BOOLEAN);\n",
         ),
     ]);
     feed(&p);
@@ -133,10 +135,13 @@ for k, cs in changes.items():
     if open_v:
         want_h.append(tuple(open_v) + (None, True))
 t = lambda v: v.strftime("%Y-%m-%dT%H:%M:%S") if v is not None else None
-got_m = [(r["customer_id"], r["name"], r["email"], t(r["updated_at"]), r["op"]) for r in DeltaTable(merged).to_pyarrow_table().to_pylist()]
+rows_m = DeltaTable(merged).to_pyarrow_table().to_pylist()
+got_m = [(r["customer_id"], r["name"], r["email"], t(r["updated_at"]), r["op"]) for r in rows_m]
 got_h = [(r["customer_id"], r["name"], r["email"], r["op"], t(r["valid_from"]), t(r["valid_to"]), r["is_current"]) for r in DeltaTable(history).to_pyarrow_table().to_pylist()]
 key = lambda r: tuple("" if v is None else str(v) for v in r)
-ok = True
+ok = all(r["region"] == r["customer_id"] % 4 for r in rows_m)
+if not ok:
+    print("customers: a row outside its region's partition")
 for name, got, want in (("customers", got_m, want_m), ("customers_history", got_h, want_h)):
     got, want = sorted(got, key=key), sorted(want, key=key)
     if got != want:
@@ -270,7 +275,7 @@ fn a_merge_spec_that_cannot_work_is_refused_naming_the_field() {
     p.write("jobs/customers.toml", &spec);
     p.write(
         "jobs/customers.sql",
-        "SELECT customer_id, name, email, CASE WHEN customer_id = 7 THEN NULL ELSE updated_at END AS updated_at, op FROM changes",
+        "SELECT customer_id % 4 AS region, customer_id, name, email, CASE WHEN customer_id = 7 THEN NULL ELSE updated_at END AS updated_at, op FROM changes",
     );
     let out = p.run(&["run", "customers", "--partition", &day(0)]);
     assert_ne!(out.code, 0, "{}", out.context());
@@ -407,9 +412,10 @@ fn a_new_version_of_a_merging_job_is_built_beside_the_live_one_and_promoted() {
             &format!("jobs/{job}.toml"),
             &spec.replace("version = 1", "version = 2"),
         );
+        let sql = p.read(&format!("jobs/{job}.sql"));
         p.write(
             &format!("jobs/{job}.sql"),
-            "SELECT customer_id, upper(name) AS name, email, updated_at, op FROM changes",
+            &sql.replace(" name,", " upper(name) AS name,"),
         );
     }
     // Promoting before the new version has every live partition is refused.
