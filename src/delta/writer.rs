@@ -340,16 +340,16 @@ mod tests {
         }
     }
 
-    /// A batch of one partition goes straight to that partition's file; a batch of two
-    /// (which a run never writes) is still split by the writer. Either way each file
-    /// holds only its partition's rows, under its `dt=` folder.
-    #[tokio::test]
-    async fn a_batch_is_written_to_the_partitions_its_rows_lie_in() {
-        let Statement::CreateTable { schema, .. } =
-            parse("CREATE TABLE t (id BIGINT, dt DATE NOT NULL) PARTITIONED BY (dt)")
-                .expect("ddl")
-                .remove(0)
-        else {
+    /// A new table of `ddl` in a temporary folder.
+    async fn new_table(
+        ddl: &str,
+    ) -> (
+        tempfile::TempDir,
+        Url,
+        crate::schema::TableSchema,
+        DeltaTable,
+    ) {
+        let Statement::CreateTable { schema, .. } = parse(ddl).expect("ddl").remove(0) else {
             panic!("a CREATE TABLE");
         };
         let dir = tempfile::tempdir().expect("tempdir");
@@ -357,6 +357,16 @@ mod tests {
         let table = crate::delta::ensure_table(&url, &schema)
             .await
             .expect("table");
+        (dir, url, schema, table)
+    }
+
+    /// A batch of one partition goes straight to that partition's file; a batch of two
+    /// (which a run never writes) is still split by the writer. Either way each file
+    /// holds only its partition's rows, under its `dt=` folder.
+    #[tokio::test]
+    async fn a_batch_is_written_to_the_partitions_its_rows_lie_in() {
+        let (_dir, url, schema, table) =
+            new_table("CREATE TABLE t (id BIGINT, dt DATE NOT NULL) PARTITIONED BY (dt)").await;
         let batch = |ids: Vec<i64>, days: Vec<i32>| {
             RecordBatch::try_new(
                 schema.to_arrow(),
@@ -405,18 +415,7 @@ mod tests {
     /// where it is, with no file. A scratch layout's files (LZ4, no dictionary) read back.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_writer_task_starts_with_its_first_rows_and_scratch_files_read_back() {
-        let Statement::CreateTable { schema, .. } =
-            parse("CREATE TABLE t (id BIGINT, name STRING)")
-                .expect("ddl")
-                .remove(0)
-        else {
-            panic!("a CREATE TABLE");
-        };
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = Url::from_directory_path(dir.path()).expect("url");
-        let table = crate::delta::ensure_table(&url, &schema)
-            .await
-            .expect("table");
+        let (dir, url, schema, table) = new_table("CREATE TABLE t (id BIGINT, name STRING)").await;
         let writer = |layout: WriterLayout| {
             let w = PartitionWriter::with_layout(&url, &table, layout).expect("writer");
             WriterTask::spawn(w, crate::cost::RunMeter::new(), false)
