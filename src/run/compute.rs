@@ -225,8 +225,6 @@ async fn profile_uploaded(
     Ok(profiler.finish())
 }
 
-/// What to do about a column the SQL produces and the table lacks: apply the migration that
-/// adds it, when one is pending; else change the SQL or add a migration.
 /// How a run's new files are laid out: the table's way, except a merge's changes, which
 /// its merge reads once and deletes.
 fn layout(job: &Job, table: &deltalake::DeltaTable) -> WriterLayout {
@@ -237,6 +235,8 @@ fn layout(job: &Job, table: &deltalake::DeltaTable) -> WriterLayout {
     }
 }
 
+/// What to do about a column the SQL produces and the table lacks: apply the migration that
+/// adds it, when one is pending; else change the SQL or add a migration.
 fn unknown_column_hint(project: &crate::project::Project, job: &Job, column: &str) -> String {
     match crate::project::migration_files::file_adding_column(
         &project.migrations,
