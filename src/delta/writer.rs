@@ -22,9 +22,6 @@ pub struct PartitionWriter {
     /// The table's partition columns, in the table's order.
     partition_columns: Vec<String>,
     rows: u64,
-    /// The table's schema the files are written under, as Delta JSON (see
-    /// [`PartitionCommit::written_under`](super::PartitionCommit)).
-    schema_json: String,
     /// Where the uploads the writer spawns run, so that they count as the run's (`cost`).
     spawns: crate::cost::Spawns,
 }
@@ -35,6 +32,8 @@ pub struct PartitionWriter {
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct WriterLayout {
     pub partition_columns: Vec<String>,
+    /// The table's schema the files are written under, as Delta JSON (see
+    /// [`PartitionCommit::written_under`](super::PartitionCommit)).
     pub schema_json: String,
     /// Columns written without a dictionary.
     pub plain_columns: Vec<String>,
@@ -136,7 +135,6 @@ impl PartitionWriter {
             writer: writer.with_writer_properties(layout.properties()),
             partition_columns: layout.partition_columns,
             rows: 0,
-            schema_json: layout.schema_json,
             spawns: crate::cost::Spawns::for_this_run(),
         }
     }
@@ -183,10 +181,6 @@ impl PartitionWriter {
 
     pub fn rows(&self) -> u64 {
         self.rows
-    }
-
-    pub fn schema_json(&self) -> &str {
-        &self.schema_json
     }
 
     /// Finishes the files; returns their `add` actions.
