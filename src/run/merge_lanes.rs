@@ -53,15 +53,6 @@ impl PartitionWrite<'_> {
         let per_lane = (cores / groups.len()).max(1);
         let (meter, measure) = (&a.meter, self.engine.settings().measure_cost);
         for partitions in groups {
-            let mine: Vec<Add> = changes
-                .iter()
-                .filter(|c| {
-                    partitions
-                        .iter()
-                        .any(|p| p.as_ref().is_none_or(|p| *p == values_of(&a.schema, c)))
-                })
-                .cloned()
-                .collect();
             let full = a.schema.to_arrow();
             let lane = Lane {
                 reads: LaneReads {
@@ -71,7 +62,7 @@ impl PartitionWrite<'_> {
                     tables: (table.clone(), tombs.clone()),
                     schema: a.schema.clone(),
                     rule: rule.clone(),
-                    changes: mine,
+                    changes: changes.to_vec(),
                     table: a.job.table.to_string(),
                 },
                 partitions,
@@ -137,7 +128,7 @@ struct LaneReads {
     tables: (DeltaTable, DeltaTable),
     schema: TableSchema,
     rule: MergeRule,
-    /// The change files in the lane's partitions.
+    /// The change files (each partition reads its own).
     changes: Vec<Add>,
     /// The table's name, for errors.
     table: String,
