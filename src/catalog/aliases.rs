@@ -222,6 +222,8 @@ impl Catalog {
             .execute(&mut *tx)
             .await
             .map_err(query_err("hand a version to production"))?;
+            // What read the table must be judged again against the version it points at.
+            super::changes::bump_in(&mut tx, &f.table, super::changes::Followed::Reset).await?;
         }
         if dry_run {
             tx.rollback().await.map_err(query_err("rollback"))?;

@@ -81,6 +81,7 @@ impl Catalog {
         .execute(&mut *tx)
         .await
         .map_err(query_err("point environment alias"))?;
+        super::changes::bump_in(&mut tx, b.table, super::changes::Followed::Reset).await?;
         tx.commit()
             .await
             .map_err(query_err("commit environment version"))?;

@@ -1,6 +1,7 @@
 //! The lease and run state machine: claim (lease + run start), renew, finish, reconcile a
 //! dead run from the Delta log, abandon, release.
 
+use super::changes::{Followed, STAMP, bump_in};
 use super::run_writes::{insert_run_start, release_lease_in};
 use super::write_group::{Write, Written};
 use super::{
@@ -108,6 +109,7 @@ impl Catalog {
     /// Records a run as started and its partition as running, in one transaction.
     pub async fn start_run(&self, r: &RunStart) -> Result<(), CatalogError> {
         let mut tx = self.begin_write().await?;
+        bump_in(&mut tx, &r.table, Followed::ByPartition).await?;
         insert_run_start(&mut tx, r).await?;
         tx.commit().await.map_err(query_err("commit run start"))
     }
@@ -242,7 +244,19 @@ impl Catalog {
             .execute(&mut *tx)
             .await
             .map_err(query_err("abandon run"))?;
-        sqlx::query("UPDATE partitions SET state = $4, error = $1, updated_at = $2 WHERE last_run_id = $3 AND state = $5")
+        // The run's table counts a change before its partition row takes the count.
+        let table: Option<String> =
+            sqlx::query_scalar("SELECT table_name FROM runs WHERE run_id = $1")
+                .bind(run_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(query_err("abandon run"))?;
+        if let Some(table) = &table {
+            bump_in(&mut tx, table, Followed::ByPartition).await?;
+        }
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE partitions SET state = $4, error = $1, updated_at = $2, change_seq = {STAMP} WHERE last_run_id = $3 AND state = $5"
+        )))
             .bind(why)
             .bind(now_ms)
             .bind(run_id)

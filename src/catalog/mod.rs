@@ -8,6 +8,7 @@
 //! timeout), and every connection uses WAL and a busy timeout.
 
 mod aliases;
+mod changes;
 mod env_versions;
 mod envs;
 mod leases;
@@ -23,6 +24,7 @@ mod tables;
 mod write_group;
 
 pub use aliases::{Flip, FlipRefusal};
+pub use changes::TableChange;
 pub use env_versions::{EnvBuild, FIRST_ENV_VERSION, NO_VERSION};
 pub use envs::{EnvRow, NewEnv, NotCreated, PROD};
 pub use messages::{Claimed, Settled, Window};

@@ -205,38 +205,6 @@ impl Catalog {
         self.content_reads_named(table, version, None).await
     }
 
-    /// A mark that changes whenever a partition of `tables` changes state or content, or
-    /// one of their aliases moves: the daemon judges upstream staleness again only then.
-    pub async fn change_mark(&self, tables: &[String]) -> Result<String, CatalogError> {
-        let list: Vec<String> = (1..=tables.len()).map(|i| format!("${i}")).collect();
-        let list = list.join(", ");
-        let sql = format!(
-            "SELECT COALESCE(MAX(updated_at), 0), COUNT(*), CAST(COALESCE(SUM(content_delta_version), 0) AS BIGINT) \
-             FROM partitions WHERE table_name IN ({list})"
-        );
-        // Only numbered placeholders are put in the text; the names are bound.
-        let mut q = sqlx::query_as::<_, (i64, i64, i64)>(sqlx::AssertSqlSafe(sql));
-        for t in tables {
-            q = q.bind(t);
-        }
-        let (at, n, sum) = q
-            .fetch_one(&self.pool)
-            .await
-            .map_err(query_err("read what changed"))?;
-        let sql = format!(
-            "SELECT COALESCE(MAX(updated_at), 0), CAST(COALESCE(SUM(version), 0) AS BIGINT) FROM aliases WHERE name IN ({list})"
-        );
-        let mut q = sqlx::query_as::<_, (i64, i64)>(sqlx::AssertSqlSafe(sql));
-        for t in tables {
-            q = q.bind(t);
-        }
-        let (alias_at, alias_sum) = q
-            .fetch_one(&self.pool)
-            .await
-            .map_err(query_err("read what changed"))?;
-        Ok(format!("{at}:{n}:{sum}:{alias_at}:{alias_sum}"))
-    }
-
     /// What one run read (`runs.reads_json`).
     pub async fn run_reads(&self, run_id: &str) -> Result<Option<String>, CatalogError> {
         let row: Option<(Option<String>,)> =

@@ -1,6 +1,7 @@
 //! A run's claim and finish as statements inside the caller's transaction: what `leases`
 //! runs alone and `write_group` runs in a group with others.
 
+use super::changes::STAMP;
 use super::reads::partition_one;
 use super::{
     CatalogError, Claim, DoneIf, Lease, PartitionState, PartitionStatus, RunEnd, RunStart,
@@ -9,6 +10,8 @@ use super::{
 use crate::redact::redact_text;
 use sqlx::Row as _;
 
+/// Records a run's start and its partition as running. The caller's transaction has
+/// counted a change of the table first (`changes::bump_in`): the partition takes its count.
 pub(super) async fn insert_run_start(
     conn: &mut sqlx::AnyConnection,
     r: &RunStart,
@@ -36,10 +39,11 @@ pub(super) async fn insert_run_start(
     .await
     .map_err(query_err("record run start"))?;
     sqlx::query(
-        "INSERT INTO partitions (table_name, table_version, partition_key, job, state, last_run_id, error, updated_at) \
-         VALUES ($1, $2, $3, $4, $7, $5, NULL, $6) \
+        "INSERT INTO partitions (table_name, table_version, partition_key, job, state, last_run_id, error, updated_at, change_seq) \
+         VALUES ($1, $2, $3, $4, $7, $5, NULL, $6, (SELECT seq FROM table_changes WHERE table_name = $1)) \
          ON CONFLICT (table_name, table_version, partition_key) DO UPDATE \
-           SET job = excluded.job, state = excluded.state, last_run_id = excluded.last_run_id, error = NULL, updated_at = excluded.updated_at",
+           SET job = excluded.job, state = excluded.state, last_run_id = excluded.last_run_id, error = NULL, updated_at = excluded.updated_at, \
+           change_seq = excluded.change_seq",
     )
     .bind(&r.table)
     .bind(r.version)
@@ -151,7 +155,8 @@ pub(super) async fn claim_in(
     Ok(Claim::Started(lease))
 }
 
-/// [`Catalog::finish_run`] inside the caller's transaction.
+/// [`Catalog::finish_run`] inside the caller's transaction, which has counted a change of
+/// the table first (`changes::bump_in`).
 pub(super) async fn finish_in(
     tx: &mut sqlx::AnyConnection,
     start: &RunStart,
@@ -203,10 +208,10 @@ pub(super) async fn finish_in(
             rows,
             delta_version,
         } => {
-            sqlx::query(
-                "UPDATE partitions SET state = $9, content_run_id = $1, content_fingerprint = $2, content_rows = $3, content_delta_version = $4, error = NULL, updated_at = $5 \
-                 WHERE table_name = $6 AND table_version = $7 AND partition_key = $8 AND last_run_id = $1",
-            )
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE partitions SET state = $9, content_run_id = $1, content_fingerprint = $2, content_rows = $3, content_delta_version = $4, error = NULL, updated_at = $5, \
+                 change_seq = {STAMP} WHERE table_name = $6 AND table_version = $7 AND partition_key = $8 AND last_run_id = $1"
+            )))
             .bind(&start.run_id)
             .bind(&start.fingerprint)
             .bind(*rows)
@@ -221,10 +226,10 @@ pub(super) async fn finish_in(
             .map_err(query_err("record partition complete"))?;
         }
         RunEnd::Failed { .. } => {
-            sqlx::query(
-                "UPDATE partitions SET state = $7, error = $1, updated_at = $2 \
-                 WHERE table_name = $3 AND table_version = $4 AND partition_key = $5 AND last_run_id = $6",
-            )
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE partitions SET state = $7, error = $1, updated_at = $2, change_seq = {STAMP} \
+                 WHERE table_name = $3 AND table_version = $4 AND partition_key = $5 AND last_run_id = $6"
+            )))
             .bind(error)
             .bind(now_ms)
             .bind(&start.table)

@@ -171,6 +171,12 @@ impl Catalog {
                 .await
                 .map_err(query_err("write a synthetic history's leases"))?;
         }
+        // Written without their counts: what reads these tables reads them whole again.
+        let tables: std::collections::BTreeSet<&str> =
+            partitions.iter().map(|p| p.table_name.as_str()).collect();
+        for table in tables {
+            super::changes::bump_in(&mut tx, table, super::changes::Followed::Reset).await?;
+        }
         tx.commit()
             .await
             .map_err(query_err("commit a synthetic history"))

@@ -184,6 +184,7 @@ impl Catalog {
             .execute(&mut *tx)
             .await
             .map_err(query_err("record alias history"))?;
+            super::changes::bump_in(&mut tx, table, super::changes::Followed::Reset).await?;
         }
         let row = sqlx::query_as::<_, TableVersionRow>(
             "SELECT table_name, version, uri, schema_json, created_at, owner_env, spec_version FROM table_versions WHERE table_name = $1 AND version = $2",
@@ -269,6 +270,7 @@ impl Catalog {
             tx.rollback().await.map_err(query_err("rollback"))?;
             return Ok(false);
         }
+        super::changes::bump_in(&mut tx, table, super::changes::Followed::Reset).await?;
         for sql in [
             "DELETE FROM partitions WHERE table_name = $1 AND table_version = $2",
             "DELETE FROM leases WHERE table_name = $1 AND table_version = $2",
@@ -348,6 +350,7 @@ impl MigrationTx {
 
     /// Removes the table, its alias and its versions from the catalog. Run history stays.
     pub async fn drop_table(&mut self, table: &str) -> Result<(), CatalogError> {
+        super::changes::bump_in(&mut self.tx, table, super::changes::Followed::Reset).await?;
         for sql in [
             "DELETE FROM env_aliases WHERE name = $1",
             "DELETE FROM aliases WHERE name = $1",

@@ -13,6 +13,7 @@
 //!
 //! PostgreSQL takes concurrent writers: there each write is its own transaction, as before.
 
+use super::changes::{Followed, bump_in};
 use super::run_writes::{claim_in, finish_in};
 use super::{Backend, Catalog, CatalogError, Claim, DoneIf, Lease, RunEnd, RunStart, query_err};
 use tokio::sync::oneshot;
@@ -63,6 +64,13 @@ impl std::fmt::Debug for WriteGroup {
 }
 
 impl Write {
+    /// The table whose partition the write changes.
+    fn table(&self) -> &str {
+        match self {
+            Write::Claim { start, .. } | Write::Finish { start, .. } => &start.table,
+        }
+    }
+
     async fn apply(&mut self, conn: &mut sqlx::AnyConnection) -> Result<Written, CatalogError> {
         match self {
             Write::Claim {
@@ -153,6 +161,12 @@ impl Catalog {
 
     async fn write_together(&self, batch: &mut [Queued]) -> Result<Vec<Written>, CatalogError> {
         let mut tx = self.begin_write().await?;
+        // One count per table for the whole transaction: its rows commit together.
+        let tables: std::collections::BTreeSet<&str> =
+            batch.iter().map(|q| q.write.table()).collect();
+        for table in tables {
+            bump_in(&mut tx, table, Followed::ByPartition).await?;
+        }
         let mut written = Vec::with_capacity(batch.len());
         for q in batch.iter_mut() {
             written.push(q.write.apply(&mut tx).await?);
@@ -163,6 +177,7 @@ impl Catalog {
 
     async fn write_alone(&self, write: &mut Write) -> Result<Written, CatalogError> {
         let mut tx = self.begin_write().await?;
+        bump_in(&mut tx, write.table(), Followed::ByPartition).await?;
         let written = write.apply(&mut tx).await?;
         tx.commit().await.map_err(query_err("commit"))?;
         Ok(written)

@@ -35,6 +35,7 @@ pub mod schedule;
 mod shadow;
 mod signals;
 mod stale;
+mod stale_watch;
 
 pub use signals::{forward_signals, start_sweep};
 
@@ -102,10 +103,11 @@ pub struct Daemon {
     reload_requested: bool,
     stopping: bool,
     pub metrics: Arc<Metrics>,
-    /// Per job, the catalog's change mark when its upstream staleness was last judged.
-    stale_marks: BTreeMap<Name, String>,
-    /// Per job, its stale partitions by kind, as last judged.
-    stale_counts: BTreeMap<Name, stale::StaleCounts>,
+    /// Per job, its stale partitions as last judged, and what to judge again when its
+    /// tables change.
+    stale_watch: BTreeMap<Name, stale_watch::JobWatch>,
+    /// The project was read again: each job's code is compared with what was judged.
+    stale_recheck_code: bool,
     /// Per job, its stale partitions this daemon would run again, as last judged: what
     /// reads them waits for them, whichever daemon reruns them.
     stale_reruns: BTreeMap<Name, std::collections::BTreeSet<crate::partition::PartitionKey>>,
@@ -140,8 +142,8 @@ impl Daemon {
             reload_requested: false,
             stopping: false,
             metrics: Arc::new(Metrics::default()),
-            stale_marks: BTreeMap::new(),
-            stale_counts: BTreeMap::new(),
+            stale_watch: BTreeMap::new(),
+            stale_recheck_code: false,
             stale_reruns: BTreeMap::new(),
             http: reqwest::Client::new(),
             delivering: None,
@@ -378,7 +380,11 @@ impl Daemon {
                     n.to_string(),
                     JobGauges {
                         running: st.running,
-                        stale: self.stale_counts.get(n).copied().unwrap_or_default(),
+                        stale: self
+                            .stale_watch
+                            .get(n)
+                            .map(|w| w.counts())
+                            .unwrap_or_default(),
                         ..Default::default()
                     },
                 )

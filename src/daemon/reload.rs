@@ -68,6 +68,8 @@ impl Daemon {
         now: DateTime<Utc>,
         log_problems: bool,
     ) {
+        // A job's code may have changed: its partitions' staleness by code with it.
+        self.stale_recheck_code = true;
         for (name, job) in &project.jobs {
             let cadence = match Cadence::of(job) {
                 None => {

@@ -9,19 +9,18 @@
 //! another worker since: by content, not time, so a replay's simulated clock is no matter);
 //! it waits while an upstream partition it reads is queued or running here, or is stale and
 //! to be run again, here or by another daemon (whose rerun of it, once under way, still
-//! counts until it ends) (day, then month); once rerun it read the new content and is no longer stale. Upstream staleness is
-//! judged again only when the partitions of the job's table or of its upstream tables, or
-//! their aliases, changed since the last look (`Catalog::change_mark`).
+//! counts until it ends) (day, then month); once rerun it read the new content and is no
+//! longer stale. A poll judges again only what changed since the last (`stale_watch`).
 
 use super::Daemon;
 use super::queue::{Due, Pending};
+use super::stale_watch::{JobWatch, Judge, marks_of};
 use crate::catalog::CatalogError;
 use crate::job::{Job, OnUpstreamChange};
-use crate::names::Name;
 use crate::partition::PartitionKey;
 use crate::provenance::{Reads, StaleKind, Staleness};
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use tracing::info;
 
 /// How many complete partitions of a job are stale, by kind, as of the daemon's last look.
@@ -36,112 +35,162 @@ impl Daemon {
     /// Queues the partitions stale because of their data, per each job's policy.
     pub(super) async fn queue_stale(&mut self, now: DateTime<Utc>) -> Result<(), CatalogError> {
         let project = self.runner.project();
-        let order: Vec<Name> = project
-            .graph
-            .order
-            .iter()
-            .filter(|n| self.jobs.get(*n).is_some_and(|st| st.invalid.is_none()))
-            .cloned()
-            .collect();
-        for name in order {
-            let Some(job) = project.jobs.get(&name) else {
+        let changes = self.catalog.table_changes().await?;
+        let recheck_code = std::mem::take(&mut self.stale_recheck_code);
+        for name in project.graph.order.iter() {
+            if self.jobs.get(name).is_none_or(|st| st.invalid.is_some()) {
+                continue;
+            }
+            let Some(job) = project.jobs.get(name) else {
                 continue;
             };
             let watch = job.schedule.as_ref().and_then(|s| s.watch_inputs);
             let mut tables = vec![job.table.to_string()];
             tables.extend(job.upstream_tables().map(|(t, _)| t.to_string()));
-            let mark = self.catalog.change_mark(&tables).await?;
-            if watch.is_none() && self.stale_marks.get(&name) == Some(&mark) {
+            let marks = marks_of(&tables, &changes);
+            let known = self.stale_watch.get(name);
+            let moved = known.is_none_or(|w| w.moved(&marks));
+            if watch.is_none() && !moved && !recheck_code {
                 continue;
             }
             let Some(table) = self.catalog.table(job.table.as_str()).await? else {
                 continue;
             };
             let fp = crate::fingerprint::fingerprint(job, &table.schema);
-            let statuses = self
-                .catalog
-                .partitions_of(job.table.as_str(), i64::from(job.version))
-                .await?;
-            let reads = self
-                .catalog
-                .content_reads(job.table.as_str(), i64::from(job.version))
-                .await?;
-            let floor =
-                watch.map(|w| now.naive_utc() - chrono::Duration::from_std(w).unwrap_or_default());
-            let mut counts = StaleCounts::default();
-            let mut stale = Vec::new();
-            {
-                let mut with_files = Staleness::new(&project, &self.catalog);
-                let mut without = Staleness::new(&project, &self.catalog).without_files();
-                // What every partition read, parsed once; the upstream partitions they
-                // name looked up together rather than one query each.
-                let reads: HashMap<&str, Reads> = reads
-                    .iter()
-                    .filter_map(|(k, t)| Some((k.as_str(), Reads::from_json(t.as_deref())?)))
-                    .collect();
-                without.prefetch(reads.values()).await?;
-                if floor.is_some() {
-                    with_files.prefetch(reads.values()).await?;
+            let judge = match known {
+                Some(w) if watch.is_none() && w.judged_code(job, &fp) => {
+                    w.to_judge(&self.catalog, job, &marks).await?
                 }
-                for p in &statuses {
-                    let Ok(key) = job.parse_partition(&p.partition_key) else {
-                        continue;
-                    };
-                    let watched = floor.is_some_and(|f| key.time.start().is_some_and(|s| s >= f));
-                    let r = reads.get(p.partition_key.as_str());
-                    let judge = if watched {
-                        &mut with_files
-                    } else {
-                        &mut without
-                    };
-                    let Some(why) = judge.of(job, &fp, p, r).await? else {
-                        continue;
-                    };
-                    match why.kind {
-                        StaleKind::Code => counts.code += 1,
-                        StaleKind::Upstream => counts.upstream += 1,
-                        StaleKind::Input => counts.input += 1,
-                    }
-                    let rerun = match why.kind {
-                        StaleKind::Code => false,
-                        StaleKind::Upstream => job
-                            .schedule
-                            .as_ref()
-                            .is_none_or(|s| s.on_upstream_change == OnUpstreamChange::Rerun),
-                        StaleKind::Input => true,
-                    };
-                    if rerun && let Some(run) = p.content_run_id.clone() {
-                        stale.push((key, why, run));
-                    }
-                }
-            }
-            let judged = stale.iter().map(|(key, _, _)| *key);
-            let reruns = self.to_run_again(job, judged, &statuses);
-            self.stale_reruns.insert(name.clone(), reruns);
-            for (key, why, run) in stale {
-                if self.queue_stale_one(job, key, now, run) {
-                    info!(job = %name, partition = %key, why = %why, "partition is stale; running it again");
-                }
-            }
-            self.stale_counts.insert(name.clone(), counts);
-            self.stale_marks.insert(name, mark);
+                _ => Judge::All,
+            };
+            let keys = match judge {
+                Judge::Nothing => continue,
+                Judge::Some(keys) => Some(keys.into_iter().collect::<Vec<_>>()),
+                Judge::All => None,
+            };
+            self.judge_stale(job, fp, keys, marks, watch, now).await?;
         }
+        Ok(())
+    }
+
+    /// Judges the partitions `keys` of `job` (all of them when `None`), queues those to run
+    /// again and records the judging.
+    async fn judge_stale(
+        &mut self,
+        job: &Job,
+        fp: String,
+        keys: Option<Vec<String>>,
+        marks: std::collections::BTreeMap<String, crate::catalog::TableChange>,
+        watch: Option<std::time::Duration>,
+        now: DateTime<Utc>,
+    ) -> Result<(), CatalogError> {
+        let project = self.runner.project();
+        let (table, version) = (job.table.as_str(), i64::from(job.version));
+        let statuses = match &keys {
+            None => self.catalog.partitions_of(table, version).await?,
+            Some(k) if k.is_empty() => Vec::new(),
+            Some(k) => self.catalog.partitions_named(table, version, k).await?,
+        };
+        let reads = match &keys {
+            Some(k) if k.is_empty() => HashMap::new(),
+            k => {
+                self.catalog
+                    .content_reads_named(table, version, k.as_deref())
+                    .await?
+            }
+        };
+        let judged: Option<BTreeSet<PartitionKey>> = keys.as_ref().map(|k| {
+            k.iter()
+                .filter_map(|k| job.parse_partition(k).ok())
+                .collect()
+        });
+        let floor =
+            watch.map(|w| now.naive_utc() - chrono::Duration::from_std(w).unwrap_or_default());
+        let mut stale = Vec::new();
+        // What every partition read, parsed once; the upstream partitions they name looked
+        // up together rather than one query each.
+        let reads: HashMap<&str, Reads> = reads
+            .iter()
+            .filter_map(|(k, t)| Some((k.as_str(), Reads::from_json(t.as_deref())?)))
+            .collect();
+        {
+            let mut with_files = Staleness::new(&project, &self.catalog);
+            let mut without = Staleness::new(&project, &self.catalog).without_files();
+            without.prefetch(reads.values()).await?;
+            if floor.is_some() {
+                with_files.prefetch(reads.values()).await?;
+            }
+            for p in &statuses {
+                let Ok(key) = job.parse_partition(&p.partition_key) else {
+                    continue;
+                };
+                let watched = floor.is_some_and(|f| key.time.start().is_some_and(|s| s >= f));
+                let r = reads.get(p.partition_key.as_str());
+                let judge = if watched {
+                    &mut with_files
+                } else {
+                    &mut without
+                };
+                if let Some(why) = judge.of(job, &fp, p, r).await? {
+                    stale.push((key, why, p.content_run_id.clone()));
+                }
+            }
+        }
+        let name = job.name.clone();
+        let rerun_of = |kind: StaleKind| match kind {
+            StaleKind::Code => false,
+            StaleKind::Upstream => job
+                .schedule
+                .as_ref()
+                .is_none_or(|s| s.on_upstream_change == OnUpstreamChange::Rerun),
+            StaleKind::Input => true,
+        };
+        let judged_stale = stale
+            .iter()
+            .filter(|(_, why, run)| rerun_of(why.kind) && run.is_some())
+            .map(|(key, _, _)| *key);
+        let reruns = self.to_run_again(job, judged_stale, &statuses, judged.as_ref());
+        self.stale_reruns.insert(name.clone(), reruns);
+        let kinds: Vec<(PartitionKey, StaleKind)> =
+            stale.iter().map(|(k, why, _)| (*k, why.kind)).collect();
+        for (key, why, run) in stale {
+            let Some(run) = run.filter(|_| rerun_of(why.kind)) else {
+                continue;
+            };
+            if self.queue_stale_one(job, key, now, run) {
+                info!(job = %name, partition = %key, why = %why, "partition is stale; running it again");
+            }
+        }
+        let w = self
+            .stale_watch
+            .entry(name)
+            .or_insert_with(|| JobWatch::new(job, fp.clone(), marks.clone()));
+        if !w.judged_code(job, &fp) {
+            *w = JobWatch::new(job, fp, marks.clone());
+        }
+        w.record(judged.as_ref(), kinds.into_iter(), &reads, job, marks);
         Ok(())
     }
 
     /// The partitions of `job` still to run again: those `judged` stale now, and those
     /// judged stale before that are running now (another daemon's rerun, most likely) until
     /// that run ends, so that what reads them waits for their new content instead of
-    /// reading the old and running twice.
+    /// reading the old and running twice. When only `some` partitions were judged (their
+    /// `statuses`), the others stay as they were.
     fn to_run_again(
         &self,
         job: &Job,
         judged: impl Iterator<Item = PartitionKey>,
         statuses: &[crate::catalog::PartitionStatus],
-    ) -> std::collections::BTreeSet<PartitionKey> {
-        let mut reruns: std::collections::BTreeSet<PartitionKey> =
-            judged.filter(|key| job.declares(key)).collect();
-        if let Some(before) = self.stale_reruns.get(&job.name) {
+        some: Option<&BTreeSet<PartitionKey>>,
+    ) -> BTreeSet<PartitionKey> {
+        let before = self.stale_reruns.get(&job.name);
+        let mut reruns: BTreeSet<PartitionKey> = match (some, before) {
+            (Some(some), Some(before)) => before.difference(some).copied().collect(),
+            _ => BTreeSet::new(),
+        };
+        reruns.extend(judged.filter(|key| job.declares(key)));
+        if let Some(before) = before {
             let running = statuses
                 .iter()
                 .filter(|p| p.state == crate::catalog::PartitionState::Running)

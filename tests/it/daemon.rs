@@ -459,3 +459,52 @@ async fn a_partition_another_daemon_failed_meanwhile_is_not_failed_again() {
     let r = runs(&second, "broken").await;
     assert_eq!(r["2024-08-01"].len(), 1, "run twice: {r:#?}");
 }
+
+/// Between two polls the daemon judges again only what changed, and misses nothing: a day
+/// another process rewrote under it is rerun downstream (that day only), and new code read
+/// without a restart makes every partition of its job stale by code.
+#[tokio::test]
+async fn between_polls_the_daemon_sees_each_change_of_data_and_of_code() {
+    let p = TestProject::migrated();
+    p.backfill("2024-01-01", "2024-01-31");
+    // Between two ticks: nothing is due but what is stale.
+    let clock = ManualClock::new(utc(2024, 2, 1, 0, 10));
+    let mut d = daemon(&p, &clock).await;
+    d.run_until_idle().await;
+    let stale = |d: &Daemon, job: &str, kind: &str| {
+        let line = format!("sluice_stale_partitions{{job=\"{job}\",because=\"{kind}\"}} ");
+        let metrics = d.metrics.render();
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(line.as_str()))
+            .unwrap_or_else(|| panic!("{line} in:\n{metrics}"))
+            .to_string()
+    };
+    assert_eq!(stale(&d, "daily_revenue", "upstream"), "0");
+    let before = runs(&d, "daily_revenue").await;
+
+    crate::data_changes::double_quantities(&p, "2024-01-05");
+    p.ok(&["run", "clean_orders", "--partition", "2024-01-05"]);
+    d.run_until_idle().await;
+    let after = runs(&d, "daily_revenue").await;
+    let rerun: Vec<&String> = after
+        .iter()
+        .filter(|(k, r)| r.len() != before[k.as_str()].len())
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(rerun, ["2024-01-05"], "the days run again");
+    assert_eq!(
+        after["2024-01-05"].last().unwrap().state,
+        RunState::Succeeded
+    );
+    assert_eq!(stale(&d, "daily_revenue", "upstream"), "0");
+
+    let sql = p.read("jobs/daily_revenue.sql");
+    p.write(
+        "jobs/daily_revenue.sql",
+        &sql.replace("COUNT(*)", "COUNT(order_id)"),
+    );
+    d.run_until_idle().await;
+    assert_eq!(stale(&d, "daily_revenue", "code"), "31");
+    assert_eq!(stale(&d, "clean_orders", "code"), "0");
+}

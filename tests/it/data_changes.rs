@@ -20,7 +20,7 @@ const TABLES: [&str; 5] = [
 
 /// The shop re-exports `day` with every quantity doubled (a row whose quantity is not a
 /// number, as the export has, stays as it is).
-fn double_quantities(p: &TestProject, day: &str) {
+pub(crate) fn double_quantities(p: &TestProject, day: &str) {
     let rel = format!("sample-data/orders/dt={day}/orders.csv");
     let text = p.read(&rel);
     let mut lines = text.lines();
