@@ -105,11 +105,47 @@ pub struct ExternalDependency {
     pub partition: String,
 }
 
+/// A plan item's job, table and fingerprints: one text per job shared by its items, since
+/// a plan of a million partitions holds a million items.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Shared(std::sync::Arc<str>);
+
+impl Shared {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Shared {
+    fn from(s: &str) -> Self {
+        Shared(s.into())
+    }
+}
+
+impl std::ops::Deref for Shared {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for Shared {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct PlanItem {
     pub id: usize,
-    pub job: String,
-    pub table: String,
+    pub job: Shared,
+    pub table: Shared,
     pub version: u32,
     pub partition: String,
     pub reason: Reason,
@@ -117,8 +153,8 @@ pub struct PlanItem {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stale_because: Option<crate::provenance::StaleBecause>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub previous_fingerprint: Option<String>,
-    pub fingerprint: String,
+    pub previous_fingerprint: Option<Shared>,
+    pub fingerprint: Shared,
     /// Plan items that must succeed first.
     pub waits_on: Vec<usize>,
     pub reads_outside_plan: Vec<ExternalDependency>,
@@ -191,7 +227,7 @@ pub enum Outcome {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ItemResult {
-    pub job: String,
+    pub job: Shared,
     pub version: u32,
     pub partition: String,
     pub reason: Reason,

@@ -3,6 +3,7 @@
 
 use super::{
     BackfillError, ExternalDependency, NotSelected, Plan, PlanItem, Reason, Request, Selection,
+    Shared,
 };
 use crate::catalog::{Catalog, PartitionState, PartitionStatus};
 use crate::fingerprint::fingerprint;
@@ -115,11 +116,14 @@ pub async fn plan(
         index,
     } = picked;
     // Dependencies: the upstream partitions each item reads, in the plan or outside it.
+    // Each upstream table's alias is read once.
+    let mut aliases = HashMap::new();
     for item in items.iter_mut() {
         let Some(job) = project.jobs.get(item.job.as_str()) else {
             continue;
         };
-        let (waits, outside) = dependencies(project, catalog, job, &item.key, &index).await?;
+        let (waits, outside) =
+            dependencies(project, catalog, job, &item.key, &index, &mut aliases).await?;
         item.waits_on = waits;
         item.reads_outside_plan = outside;
     }
@@ -203,13 +207,16 @@ fn check_keys(
     Ok(())
 }
 
+/// Each item's place, by job and partition.
+type Index = HashMap<String, HashMap<PartitionKey, usize>>;
+
 /// What a plan has chosen so far: its items, what it left out and why, and each item's
 /// place by (job, partition).
 #[derive(Default)]
 struct Picked {
     items: Vec<PlanItem>,
     not_selected: Vec<NotSelected>,
-    index: HashMap<(String, PartitionKey), usize>,
+    index: Index,
 }
 
 /// The catalog's rows of `keys`, by partition. A plan of some partitions reads those; of
@@ -250,14 +257,17 @@ async fn select_partitions(
             table: job.table.to_string(),
         })?
         .schema;
-    let fp = fingerprint(job, &schema);
+    let fp = Shared::from(fingerprint(job, &schema).as_str());
+    let (job_name, table) = (
+        Shared::from(job.name.as_str()),
+        Shared::from(job.table.as_str()),
+    );
     let keys = partitions_in(job, req, (from_start, to_end));
     let states = states_of(catalog, job, &keys).await?;
     let mut stale = match req.selection {
         Selection::Stale => {
-            let all: Vec<PartitionStatus> = states.values().cloned().collect();
             Staleness::new(project, catalog)
-                .of_job(job, &fp, &all)
+                .of_job(job, &fp, states.values())
                 .await?
         }
         _ => BTreeMap::new(),
@@ -308,16 +318,23 @@ async fn select_partitions(
             continue;
         };
         let id = out.items.len();
-        out.index.insert((job.name.to_string(), key), id);
+        out.index
+            .entry(job.name.to_string())
+            .or_default()
+            .insert(key, id);
+        let previous = state.and_then(|s| s.content_fingerprint.as_deref());
         out.items.push(PlanItem {
             id,
-            job: job.name.to_string(),
-            table: job.table.to_string(),
+            job: job_name.clone(),
+            table: table.clone(),
             version: job.version,
             partition,
             reason,
             stale_because: stale_because.filter(|s| s.kind != StaleKind::Code),
-            previous_fingerprint: state.and_then(|s| s.content_fingerprint.clone()),
+            previous_fingerprint: previous.map(|p| match p == fp.as_str() {
+                true => fp.clone(),
+                false => Shared::from(p),
+            }),
             fingerprint: fp.clone(),
             waits_on: Vec::new(),
             reads_outside_plan: Vec::new(),
@@ -359,21 +376,16 @@ fn partitions_in(
 }
 
 /// Whether `key` of `job` reads an upstream partition that is in the plan.
-fn reads_from_plan(
-    project: &Project,
-    job: &Job,
-    key: &PartitionKey,
-    index: &HashMap<(String, PartitionKey), usize>,
-) -> bool {
+fn reads_from_plan(project: &Project, job: &Job, key: &PartitionKey, index: &Index) -> bool {
     project.upstream_reads(job, key).iter().any(|read| {
         let Some(up) = read.writer else {
             return false;
         };
         match &read.keys {
-            Some(keys) => keys
-                .iter()
-                .any(|k| index.contains_key(&(up.name.to_string(), *k))),
-            None => index.keys().any(|(j, _)| j == up.name.as_str()),
+            Some(keys) => index
+                .get(up.name.as_str())
+                .is_some_and(|planned| keys.iter().any(|k| planned.contains_key(k))),
+            None => index.get(up.name.as_str()).is_some_and(|p| !p.is_empty()),
         }
     })
 }
@@ -383,7 +395,8 @@ async fn dependencies(
     catalog: &Catalog,
     job: &Job,
     key: &PartitionKey,
-    index: &HashMap<(String, PartitionKey), usize>,
+    index: &Index,
+    aliases: &mut HashMap<String, Option<i64>>,
 ) -> Result<(Vec<usize>, Vec<ExternalDependency>), BackfillError> {
     let mut waits = BTreeSet::new();
     let mut outside = Vec::new();
@@ -395,15 +408,23 @@ async fn dependencies(
             // The whole table: wait for every planned partition of it.
             waits.extend(
                 index
-                    .iter()
-                    .filter(|((j, _), _)| j == up.name.as_str())
-                    .map(|(_, id)| *id),
+                    .get(up.name.as_str())
+                    .into_iter()
+                    .flat_map(|p| p.values()),
             );
             continue;
         };
-        let version = catalog.alias(read.table.as_str()).await?;
+        let version = match aliases.get(read.table.as_str()) {
+            Some(v) => *v,
+            None => {
+                let v = catalog.alias(read.table.as_str()).await?;
+                aliases.insert(read.table.to_string(), v);
+                v
+            }
+        };
+        let planned = index.get(up.name.as_str());
         for k in up_keys {
-            if let Some(id) = index.get(&(up.name.to_string(), k)) {
+            if let Some(id) = planned.and_then(|p| p.get(&k)) {
                 waits.insert(*id);
             } else {
                 outside.push(ExternalDependency {

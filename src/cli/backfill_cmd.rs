@@ -115,7 +115,7 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
     let plan = backfill::plan(&cx.project, &cx.catalog, &request).await?;
     if args.dry_run {
         if g.output == output::Format::Json {
-            println!("{}", output::json(&plan));
+            output::print_json(&plan)?;
         } else {
             print_plan(&plan);
         }
@@ -174,7 +174,7 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
             summary: &summary,
             made_stale: &made_stale,
         };
-        println!("{}", output::json(&ended));
+        output::print_json(&ended)?;
     } else {
         print_summary(&plan, &summary, &made_stale);
     }
@@ -190,7 +190,7 @@ pub(super) fn print_summary(plan: &Plan, summary: &Summary, made_stale: &[String
         .map(|i| {
             let (what, detail) = describe(&i.outcome);
             vec![
-                i.job.clone(),
+                i.job.to_string(),
                 format!("v{}", i.version),
                 i.partition.clone(),
                 what,
@@ -286,7 +286,7 @@ fn print_plan(plan: &Plan) {
                 )
                 .collect();
             vec![
-                i.job.clone(),
+                i.job.to_string(),
                 format!("v{}", i.version),
                 i.partition.clone(),
                 i.reason.to_string(),

@@ -87,25 +87,25 @@ impl<'a> Staleness<'a> {
 
     /// The stale partitions among `statuses` (of `job`'s table version), by partition.
     /// `fingerprint` is the job's current code.
-    pub async fn of_job(
+    pub async fn of_job<'s>(
         &mut self,
         job: &Job,
         fingerprint: &str,
-        statuses: &[PartitionStatus],
+        statuses: impl IntoIterator<Item = &'s PartitionStatus>,
     ) -> Result<BTreeMap<String, StaleBecause>, CatalogError> {
         Ok(self.of_job_with_reads(job, fingerprint, statuses).await?.0)
     }
 
     /// [`Staleness::of_job`], with what the content of each of `statuses` that has one
     /// read (as the judging read it: one query for both).
-    pub async fn of_job_with_reads(
+    pub async fn of_job_with_reads<'s>(
         &mut self,
         job: &Job,
         fingerprint: &str,
-        statuses: &[PartitionStatus],
+        statuses: impl IntoIterator<Item = &'s PartitionStatus>,
     ) -> Result<(BTreeMap<String, StaleBecause>, HashMap<String, Reads>), CatalogError> {
         let with_content: Vec<&PartitionStatus> = statuses
-            .iter()
+            .into_iter()
             .filter(|p| p.content_run_id.is_some())
             .collect();
         let mut out = BTreeMap::new();
