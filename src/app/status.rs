@@ -4,7 +4,6 @@
 use crate::catalog::{Catalog, CatalogError, PartitionStatus};
 use crate::project::Project;
 use crate::provenance::{Reads, StaleBecause, Staleness};
-use std::collections::HashMap;
 
 pub struct PartitionView {
     pub status: PartitionStatus,
@@ -45,14 +44,21 @@ pub async fn partitions(
     job: Option<&str>,
 ) -> Result<Vec<PartitionView>, CatalogError> {
     let rows = catalog.partition_statuses(job).await?;
+    // Each row becomes its view in place: a row is never copied, whatever the count.
+    let mut views: Vec<PartitionView> = rows
+        .into_iter()
+        .map(|status| PartitionView {
+            status,
+            stale: None,
+            reads: None,
+        })
+        .collect();
     let mut staleness = Staleness::new(project, catalog);
-    let mut stale = HashMap::new();
-    let mut reads = HashMap::new();
     let mut judged_versions = std::collections::HashSet::new();
-    let mut jobs: Vec<&str> = rows.iter().map(|r| r.job.as_str()).collect();
+    let mut jobs: Vec<String> = views.iter().map(|v| v.status.job.clone()).collect();
     jobs.dedup();
     for name in jobs {
-        let Some(j) = project.jobs.get(name) else {
+        let Some(j) = project.jobs.get(name.as_str()) else {
             continue;
         };
         let Some(table) = catalog.table(j.table.as_str()).await? else {
@@ -60,53 +66,31 @@ pub async fn partitions(
         };
         let fp = crate::fingerprint::fingerprint(j, &table.schema);
         let version = i64::from(j.version);
-        let mine: Vec<PartitionStatus> = rows
-            .iter()
-            .filter(|r| r.job == name && r.table_version == version)
-            .cloned()
-            .collect();
-        let (judged, read) = staleness.of_job_with_reads(j, &fp, &mine).await?;
-        for (p, why) in judged {
-            stale.insert((name.to_string(), version, p), why);
+        let judged = |v: &PartitionView| v.status.job == name && v.status.table_version == version;
+        let mine = views.iter().filter(|v| judged(v)).map(|v| &v.status);
+        let (mut stale, mut read) = staleness.of_job_with_reads(j, &fp, mine).await?;
+        for v in views.iter_mut().filter(|v| judged(v)) {
+            v.stale = stale.remove(&v.status.partition_key);
+            v.reads = read.remove(&v.status.partition_key);
         }
-        reads.extend(
-            read.into_iter()
-                .map(|(p, r)| ((j.table.to_string(), version, p), r)),
-        );
         judged_versions.insert((j.table.to_string(), version));
     }
     // What the content of the other versions' partitions read.
-    let mut tables: Vec<(&str, i64)> = rows
+    let mut tables: Vec<(String, i64)> = views
         .iter()
-        .map(|r| (r.table_name.as_str(), r.table_version))
-        .filter(|(t, v)| !judged_versions.contains(&(t.to_string(), *v)))
+        .map(|v| (v.status.table_name.clone(), v.status.table_version))
+        .filter(|t| !judged_versions.contains(t))
         .collect();
     tables.dedup();
-    for (t, v) in tables {
-        for (p, json) in catalog.content_reads(t, v).await? {
-            if let Some(r) = Reads::from_json(json.as_deref()) {
-                reads.insert((t.to_string(), v, p), r);
-            }
+    for (t, version) in tables {
+        let mut read = catalog.content_reads(&t, version).await?;
+        let theirs = views
+            .iter_mut()
+            .filter(|v| v.status.table_name == t && v.status.table_version == version);
+        for v in theirs {
+            let json = read.remove(&v.status.partition_key).flatten();
+            v.reads = Reads::from_json(json.as_deref());
         }
     }
-    Ok(rows
-        .into_iter()
-        .map(|status| {
-            let k = (
-                status.job.clone(),
-                status.table_version,
-                status.partition_key.clone(),
-            );
-            let t = (
-                status.table_name.clone(),
-                status.table_version,
-                status.partition_key.clone(),
-            );
-            PartitionView {
-                stale: stale.remove(&k),
-                reads: reads.remove(&t),
-                status,
-            }
-        })
-        .collect())
+    Ok(views)
 }

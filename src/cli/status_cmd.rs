@@ -119,6 +119,8 @@ struct Shown {
     partitions: usize,
     counts: Vec<usize>,
     errors: usize,
+    /// One JSON item as it is written.
+    item: Vec<u8>,
 }
 
 impl Shown {
@@ -129,6 +131,7 @@ impl Shown {
             partitions: 0,
             counts: vec![0; ShownState::ALL.len()],
             errors: 0,
+            item: Vec::new(),
         }
     }
 
@@ -141,9 +144,21 @@ impl Shown {
         use std::io::Write as _;
         for v in views {
             if self.json {
-                let item = output::json(&json_of(v, declared(project, &v.status), late(v)));
+                // Pretty-printed into a buffer used again for every item, then written one
+                // level in, as an element of the array.
+                self.item.clear();
+                serde_json::to_writer_pretty(
+                    &mut self.item,
+                    &json_of(v, declared(project, &v.status), late(v)),
+                )?;
                 let sep = if self.partitions == 0 { "[" } else { "," };
-                write!(self.out, "{sep}\n  {}", item.replace('\n', "\n  "))?;
+                write!(self.out, "{sep}\n  ")?;
+                for line in self.item.split_inclusive(|b| *b == b'\n') {
+                    self.out.write_all(line)?;
+                    if line.ends_with(b"\n") {
+                        self.out.write_all(b"  ")?;
+                    }
+                }
             }
             self.partitions += 1;
             if let Some(i) = ShownState::ALL.iter().position(|s| *s == v.state()) {
@@ -296,24 +311,62 @@ fn print_table(
 }
 
 /// One partition as `status --output json` shows it.
-fn json_of(view: &PartitionView, declared: Option<bool>, late: bool) -> serde_json::Value {
+/// One partition as `status --output json` prints it. Its fields are in the order of their
+/// names, as the JSON object once built for each partition printed them; written straight
+/// from the row, with no tree of values per partition.
+#[derive(serde::Serialize)]
+struct PartitionJson<'a> {
+    attempt: Option<i64>,
+    content_run_id: Option<&'a str>,
+    cost: Option<crate::cost::RunCost>,
+    data_version: Option<&'a str>,
+    declared: Option<bool>,
+    delta_version: Option<i64>,
+    duration_ms: Option<i64>,
+    error: Option<&'a str>,
+    finished_at: Option<String>,
+    fingerprint: Option<&'a str>,
+    job: &'a str,
+    late: bool,
+    partition: &'a str,
+    read: Option<&'a crate::provenance::Reads>,
+    rows: Option<i64>,
+    rows_from_earlier_run: bool,
+    run_id: &'a str,
+    stale_because: Option<&'a crate::provenance::StaleBecause>,
+    started_at: Option<String>,
+    state: ShownState,
+    table: &'a str,
+    table_version: i64,
+}
+
+fn json_of(view: &PartitionView, declared: Option<bool>, late: bool) -> PartitionJson<'_> {
     let r = &view.status;
-    serde_json::json!({
-        "job": r.job, "table": r.table_name, "table_version": r.table_version,
-        "partition": r.partition_key, "state": view.state(),
-        "stale_because": view.stale, "read": view.reads,
-        "rows": r.content_rows,
-        "rows_from_earlier_run": r.keeps_earlier_content(),
-        "run_id": r.last_run_id, "content_run_id": r.content_run_id,
-        "fingerprint": r.content_fingerprint, "delta_version": r.content_delta_version,
-        "data_version": r.content_version,
-        "attempt": r.attempt,
-        "started_at": r.started_at.map(crate::clock::rfc3339),
-        "finished_at": r.finished_at.map(crate::clock::rfc3339),
-        "duration_ms": match (r.started_at, r.finished_at) { (Some(s), Some(e)) => Some(e - s), _ => None },
-        "error": r.error,
-        "cost": r.last_run_cost.cost(),
-        "declared": declared,
-        "late": late,
-    })
+    PartitionJson {
+        attempt: r.attempt,
+        content_run_id: r.content_run_id.as_deref(),
+        cost: r.last_run_cost.cost(),
+        data_version: r.content_version.as_deref(),
+        declared,
+        delta_version: r.content_delta_version,
+        duration_ms: match (r.started_at, r.finished_at) {
+            (Some(s), Some(e)) => Some(e - s),
+            _ => None,
+        },
+        error: r.error.as_deref(),
+        finished_at: r.finished_at.map(crate::clock::rfc3339),
+        fingerprint: r.content_fingerprint.as_deref(),
+        job: &r.job,
+        late,
+        partition: &r.partition_key,
+        read: view.reads.as_ref(),
+        rows: r.content_rows,
+        rows_from_earlier_run: r.keeps_earlier_content(),
+        run_id: &r.last_run_id,
+        stale_because: view.stale.as_ref(),
+        started_at: r.started_at.map(crate::clock::rfc3339),
+        state: view.state(),
+        table: &r.table_name,
+        table_version: r.table_version,
+    }
 }
