@@ -151,7 +151,7 @@ pub struct PlanItem {
     pub reason: Reason,
     /// What changed, for a partition stale because of its data.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub stale_because: Option<crate::provenance::StaleBecause>,
+    pub stale_because: Option<Box<crate::provenance::StaleBecause>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_fingerprint: Option<Shared>,
     pub fingerprint: Shared,

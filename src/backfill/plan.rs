@@ -95,6 +95,14 @@ pub async fn plan(
     }
 
     let mut picked = Picked::default();
+    // As many items as partitions in the range at most, reserved (untouched pages cost
+    // nothing) so that the items are never copied into a vector twice the size.
+    let at_most: usize = chosen
+        .iter()
+        .filter_map(|n| project.jobs.get(n))
+        .map(|job| partitions_in(job, req, (from_start, to_end)).len())
+        .sum();
+    picked.items.reserve_exact(at_most);
     for name in project.graph.order.iter().filter(|n| chosen.contains(*n)) {
         let Some(job) = project.jobs.get(name) else {
             continue;
@@ -115,6 +123,7 @@ pub async fn plan(
         not_selected,
         index,
     } = picked;
+    items.shrink_to_fit();
     // Dependencies: the upstream partitions each item reads, in the plan or outside it.
     // Each upstream table's alias is read once.
     let mut aliases = HashMap::new();
@@ -330,7 +339,9 @@ async fn select_partitions(
             version: job.version,
             partition,
             reason,
-            stale_because: stale_because.filter(|s| s.kind != StaleKind::Code),
+            stale_because: stale_because
+                .filter(|s| s.kind != StaleKind::Code)
+                .map(Box::new),
             previous_fingerprint: previous.map(|p| match p == fp.as_str() {
                 true => fp.clone(),
                 false => Shared::from(p),

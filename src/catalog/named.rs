@@ -4,7 +4,7 @@
 //! but a PostgreSQL database's collation may order them otherwise.
 
 use super::rows::PARTITION_STATUS;
-use super::{Catalog, CatalogError, PartitionStatus, placeholders, query_err};
+use super::{Catalog, CatalogError, PartitionState, PartitionStatus, placeholders, query_err};
 use std::collections::HashMap;
 
 /// Keys per statement.
@@ -43,6 +43,54 @@ impl Catalog {
             );
         }
         Ok(out)
+    }
+
+    /// The state of each of `keys` of one physical version that has a row (the row alone,
+    /// without its runs): what the daemon's waits ask of upstream partitions at each pass.
+    pub async fn states_named(
+        &self,
+        table: &str,
+        version: i64,
+        keys: &[String],
+    ) -> Result<HashMap<String, PartitionState>, CatalogError> {
+        let mut out = HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(KEYS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT partition_key, state FROM partitions WHERE table_name = $1 AND table_version = $2 AND partition_key IN ({})",
+                placeholders(3, chunk.len())
+            );
+            // Only placeholders are written into the text; the keys are bound.
+            let mut q = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql))
+                .bind(table)
+                .bind(version);
+            for k in chunk {
+                q = q.bind(k);
+            }
+            for (key, state) in q
+                .fetch_all(&self.pool)
+                .await
+                .map_err(query_err("read partition states"))?
+            {
+                if let Ok(state) = state.parse() {
+                    out.insert(key, state);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether any partition of one physical version is complete.
+    pub async fn any_complete(&self, table: &str, version: i64) -> Result<bool, CatalogError> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM partitions WHERE table_name = $1 AND table_version = $2 AND state = $3 LIMIT 1",
+        )
+        .bind(table)
+        .bind(version)
+        .bind(PartitionState::Complete.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_err("read partition states"))?;
+        Ok(found.is_some())
     }
 
     /// What the content of each of `keys` read (its run's `reads_json`), by partition; the

@@ -12,7 +12,7 @@ use crate::partition::PartitionKey;
 use crate::project::{Project, UpstreamRead};
 use crate::provenance::TableRead;
 use crate::schema::TableSchema;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use tracing::warn;
 
 /// What an upstream input's partitions hold as the run starts.
@@ -50,8 +50,21 @@ fn newest_content(table: &str, found: &[(String, Option<PartitionStatus>)]) -> O
     newest
 }
 
-/// The complete partitions of upstream (table, version)s, as read once per daemon pass.
-pub type CompletePartitions = HashMap<(String, i64), HashSet<String>>;
+/// What one daemon pass has read of upstream tables: each alias, and per (table,
+/// version) whether each partition asked about is complete and whether any is. Only the
+/// partitions the queue's items read are looked up, whatever the tables' lengths.
+#[derive(Debug, Default)]
+pub struct CompletePartitions {
+    aliases: HashMap<String, Option<i64>>,
+    named: HashMap<(String, i64), HashMap<String, bool>>,
+    any: HashMap<(String, i64), bool>,
+}
+
+impl CompletePartitions {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
 
 /// A partition's inputs, read through the catalog (aliases, what is complete) and this
 /// process's open tables (snapshots).
@@ -192,37 +205,55 @@ impl Inputs<'_> {
                 continue;
             };
             let table = read.table;
-            let version = self
-                .catalog
-                .alias(table.as_str())
-                .await?
-                .unwrap_or(i64::from(up.version));
-            let cache_key = (table.to_string(), version);
-            if !seen.contains_key(&cache_key) {
-                let complete = self
-                    .catalog
-                    .partitions_of(table.as_str(), version)
-                    .await?
-                    .into_iter()
-                    .filter(|p| p.state == PartitionState::Complete)
-                    .map(|p| p.partition_key)
-                    .collect();
-                seen.insert(cache_key.clone(), complete);
-            }
-            let complete = &seen[&cache_key];
+            let alias = match seen.aliases.get(table.as_str()) {
+                Some(a) => *a,
+                None => {
+                    let a = self.catalog.alias(table.as_str()).await?;
+                    seen.aliases.insert(table.to_string(), a);
+                    a
+                }
+            };
+            let cache_key = (table.to_string(), alias.unwrap_or(i64::from(up.version)));
+            let version = cache_key.1;
             match &read.keys {
                 Some(keys) => {
-                    for k in keys {
-                        if !complete.contains(&k.to_string()) {
-                            waits.push(format!("{table}/{k}"));
+                    let texts: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+                    let known = seen.named.entry(cache_key).or_default();
+                    let missing: Vec<String> = texts
+                        .iter()
+                        .filter(|t| !known.contains_key(*t))
+                        .cloned()
+                        .collect();
+                    if !missing.is_empty() {
+                        let states = self
+                            .catalog
+                            .states_named(table.as_str(), version, &missing)
+                            .await?;
+                        for t in missing {
+                            let complete = states.get(&t) == Some(&PartitionState::Complete);
+                            known.insert(t, complete);
+                        }
+                    }
+                    for t in texts {
+                        if known.get(&t) != Some(&true) {
+                            waits.push(format!("{table}/{t}"));
                         }
                     }
                 }
                 // The whole table: it must have been written at least once.
-                None if complete.is_empty() => {
-                    waits.push(format!("{table} (any partition)"));
+                None => {
+                    let any = match seen.any.get(&cache_key) {
+                        Some(any) => *any,
+                        None => {
+                            let any = self.catalog.any_complete(table.as_str(), version).await?;
+                            seen.any.insert(cache_key, any);
+                            any
+                        }
+                    };
+                    if !any {
+                        waits.push(format!("{table} (any partition)"));
+                    }
                 }
-                None => {}
             }
         }
         Ok(waits)
