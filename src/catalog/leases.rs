@@ -224,6 +224,18 @@ impl Catalog {
         tell: Option<(&RunRow, &[String])>,
     ) -> Result<(), CatalogError> {
         let mut tx = self.begin_write().await?;
+        // The run's table counts a change first, as every write of a partition does: on
+        // PostgreSQL its counter is the first row each such transaction locks, so that
+        // two of them never wait on each other's rows in turn.
+        let table: Option<String> =
+            sqlx::query_scalar("SELECT table_name FROM runs WHERE run_id = $1")
+                .bind(run_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(query_err("abandon run"))?;
+        if let Some(table) = &table {
+            bump_in(&mut tx, table, Followed::ByPartition).await?;
+        }
         if let Some((run, targets)) = tell {
             let ev = super::outbox::NewEvent {
                 kind: crate::notify::EventKind::LeaseLost,
@@ -244,16 +256,6 @@ impl Catalog {
             .execute(&mut *tx)
             .await
             .map_err(query_err("abandon run"))?;
-        // The run's table counts a change before its partition row takes the count.
-        let table: Option<String> =
-            sqlx::query_scalar("SELECT table_name FROM runs WHERE run_id = $1")
-                .bind(run_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(query_err("abandon run"))?;
-        if let Some(table) = &table {
-            bump_in(&mut tx, table, Followed::ByPartition).await?;
-        }
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE partitions SET state = $4, error = $1, updated_at = $2, change_seq = {STAMP} WHERE last_run_id = $3 AND state = $5"
         )))

@@ -419,6 +419,7 @@ async fn job_row(
         .collect();
     let mut counts: HashMap<CellState, usize> = HashMap::new();
     let mut matching = 0;
+    let queues_job = view.queue.keys().any(|(j, _)| j == job.name.as_str());
     for t in times_in(job, view.axis)? {
         let (column, span, sub) = place_of(view.axis, job.granularity, t);
         for (k, key) in job.partitions_at(t).into_iter().enumerate() {
@@ -431,7 +432,12 @@ async fn job_row(
                 line.place(column, span, None);
                 continue;
             }
-            let queued = view.queue.get(&(job.name.to_string(), text.clone()));
+            // No daemon beside the pages, or none of its queue this job's: no lookup
+            // (and no key made for it) per cell.
+            let queued = match queues_job {
+                true => view.queue.get(&(job.name.to_string(), text.clone())),
+                false => None,
+            };
             let why = stale.get(&text);
             let state = state_at(job, &key, row, queued, why);
             *counts.entry(state).or_default() += 1;

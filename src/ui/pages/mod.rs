@@ -133,6 +133,7 @@ pub async fn grid(State(ui): State<Arc<UiState>>, Query(q): Query<GridQuery>) ->
         Ok(g) => g,
         Err(e) => return error_page(&ui, &project, &e),
     };
+    let built = started.elapsed();
     let mut page = GridPage {
         chrome: Chrome::of(&ui, &project),
         csrf: ui.csrf(),
@@ -161,6 +162,12 @@ pub async fn grid(State(ui): State<Arc<UiState>>, Query(q): Query<GridQuery>) ->
     let timing = format!("render;dur={:.1}", started.elapsed().as_secs_f64() * 1000.0);
     if let Ok(v) = HeaderValue::from_str(&timing) {
         response.headers_mut().insert("server-timing", v);
+    }
+    // Of which the cells (the catalog's rows and each partition's state), apart from
+    // drawing them: a header of its own, so that `render` stays the whole.
+    let cells = format!("cells;dur={:.1}", built.as_secs_f64() * 1000.0);
+    if let Ok(v) = HeaderValue::from_str(&cells) {
+        response.headers_mut().append("server-timing", v);
     }
     response
 }
