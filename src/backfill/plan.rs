@@ -297,28 +297,9 @@ async fn select_partitions(
         }
         let state = states.get(&partition);
         let stale_because = stale.remove(&partition);
-        let reason = match (state.map(|s| s.state), req.selection) {
-            (Some(PartitionState::Complete), Selection::Force) => Some(Reason::Forced),
-            (Some(PartitionState::Complete), Selection::Stale) => {
-                match stale_because.as_ref().map(|s| s.kind) {
-                    Some(StaleKind::Code) => Some(Reason::Stale),
-                    Some(StaleKind::Upstream) => Some(Reason::UpstreamChanged),
-                    Some(StaleKind::Input) => Some(Reason::InputChanged),
-                    // Reading a partition this plan rewrites: stale once it is rewritten.
-                    None if reads_from_plan(project, job, &key, &out.index) => {
-                        Some(Reason::UpstreamRerun)
-                    }
-                    None => None,
-                }
-            }
-            (Some(PartitionState::Complete), _) => None,
-            (Some(PartitionState::Failed), _) => Some(Reason::Failed),
-            (Some(PartitionState::Running), _) => Some(Reason::Interrupted),
-            (_, Selection::OnlyFailed) => None,
-            (_, Selection::Force) if state.is_some() => Some(Reason::Forced),
-            _ => Some(Reason::Missing),
-        };
-        let Some(reason) = reason else {
+        let stale_kind = stale_because.as_ref().map(|s| s.kind);
+        let upstream_rerun = || reads_from_plan(project, job, &key, &out.index);
+        let Some(reason) = reason_of(state, req.selection, stale_kind, upstream_rerun) else {
             let why = match state.map(|s| s.state) {
                 Some(PartitionState::Complete) => PartitionState::Complete.to_string(),
                 _ => "not failed (--only-failed)".to_string(),
@@ -327,10 +308,14 @@ async fn select_partitions(
             continue;
         };
         let id = out.items.len();
-        out.index
-            .entry(job.name.to_string())
-            .or_default()
-            .insert(key, id);
+        match out.index.get_mut(job.name.as_str()) {
+            Some(planned) => _ = planned.insert(key, id),
+            None => {
+                _ = out
+                    .index
+                    .insert(job.name.to_string(), HashMap::from([(key, id)]))
+            }
+        }
         let previous = state.and_then(|s| s.content_fingerprint.as_deref());
         out.items.push(PlanItem {
             id,
@@ -353,6 +338,33 @@ async fn select_partitions(
         });
     }
     Ok(())
+}
+
+/// Why a partition in `state` runs under `selection`, if it does; `upstream_rerun` says
+/// whether it reads a partition the plan rewrites (asked only of a complete, fresh one).
+fn reason_of(
+    state: Option<&PartitionStatus>,
+    selection: Selection,
+    stale: Option<StaleKind>,
+    upstream_rerun: impl FnOnce() -> bool,
+) -> Option<Reason> {
+    match (state.map(|s| s.state), selection) {
+        (Some(PartitionState::Complete), Selection::Force) => Some(Reason::Forced),
+        (Some(PartitionState::Complete), Selection::Stale) => match stale {
+            Some(StaleKind::Code) => Some(Reason::Stale),
+            Some(StaleKind::Upstream) => Some(Reason::UpstreamChanged),
+            Some(StaleKind::Input) => Some(Reason::InputChanged),
+            // Reading a partition this plan rewrites: stale once it is rewritten.
+            None if upstream_rerun() => Some(Reason::UpstreamRerun),
+            None => None,
+        },
+        (Some(PartitionState::Complete), _) => None,
+        (Some(PartitionState::Failed), _) => Some(Reason::Failed),
+        (Some(PartitionState::Running), _) => Some(Reason::Interrupted),
+        (_, Selection::OnlyFailed) => None,
+        (_, Selection::Force) if state.is_some() => Some(Reason::Forced),
+        _ => Some(Reason::Missing),
+    }
 }
 
 /// The partitions of `job` in `[start, end)` the request names, in the order asked.

@@ -53,6 +53,20 @@ pub(super) async fn bump_in(
     Ok(())
 }
 
+/// [`bump_in`] for each of `tables` once, in their order (the same order in every
+/// transaction that moves several: none waits on another's counter in turn).
+pub(super) async fn bump_each_in<'t>(
+    conn: &mut sqlx::AnyConnection,
+    tables: impl IntoIterator<Item = &'t str>,
+    followed: Followed,
+) -> Result<(), CatalogError> {
+    let tables: std::collections::BTreeSet<&str> = tables.into_iter().collect();
+    for table in tables {
+        bump_in(&mut *conn, table, followed).await?;
+    }
+    Ok(())
+}
+
 /// The value of `partitions.change_seq` for a row of the table just bumped.
 pub(super) const STAMP: &str =
     "(SELECT c.seq FROM table_changes c WHERE c.table_name = partitions.table_name)";

@@ -126,59 +126,65 @@ impl Catalog {
                 .map_err(query_err("write a synthetic history's runs"))?;
         }
         for chunk in partitions.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO partitions (table_name, table_version, partition_key, job, state, \
-                 last_run_id, content_run_id, content_fingerprint, content_rows, \
-                 content_delta_version, error, updated_at) VALUES {}",
-                values(chunk.len(), 12)
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for p in chunk {
-                q = q
-                    .bind(p.table_name.clone())
-                    .bind(p.table_version)
-                    .bind(p.partition_key.clone())
-                    .bind(p.job.clone())
-                    .bind(p.state.as_str())
-                    .bind(p.last_run_id.clone())
-                    .bind(p.content_run_id.clone())
-                    .bind(p.content_fingerprint.clone())
-                    .bind(p.content_rows)
-                    .bind(p.content_delta_version)
-                    .bind(p.error.clone())
-                    .bind(p.updated_at);
-            }
-            q.execute(&mut *tx)
-                .await
-                .map_err(query_err("write a synthetic history's partitions"))?;
-            let sql = format!(
-                "INSERT INTO leases (table_name, table_version, partition_key, token, holder, \
-                 run_id, expires_at) VALUES {}",
-                values(chunk.len(), 7)
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for p in chunk {
-                q = q
-                    .bind(p.table_name.clone())
-                    .bind(p.table_version)
-                    .bind(p.partition_key.clone())
-                    .bind(p.lease_token)
-                    .bind(None::<String>)
-                    .bind(None::<String>)
-                    .bind(p.updated_at);
-            }
-            q.execute(&mut *tx)
-                .await
-                .map_err(query_err("write a synthetic history's leases"))?;
+            insert_partitions_in(&mut tx, chunk).await?;
         }
         // Written without their counts: what reads these tables reads them whole again.
-        let tables: std::collections::BTreeSet<&str> =
-            partitions.iter().map(|p| p.table_name.as_str()).collect();
-        for table in tables {
-            super::changes::bump_in(&mut tx, table, super::changes::Followed::Reset).await?;
-        }
+        let tables = partitions.iter().map(|p| p.table_name.as_str());
+        super::changes::bump_each_in(&mut tx, tables, super::changes::Followed::Reset).await?;
         tx.commit()
             .await
             .map_err(query_err("commit a synthetic history"))
     }
+}
+
+/// One statement's worth of synthetic partitions, with a lease row each.
+async fn insert_partitions_in(
+    tx: &mut sqlx::AnyConnection,
+    chunk: &[HistoryPartition],
+) -> Result<(), CatalogError> {
+    let sql = format!(
+        "INSERT INTO partitions (table_name, table_version, partition_key, job, state, \
+             last_run_id, content_run_id, content_fingerprint, content_rows, \
+             content_delta_version, error, updated_at) VALUES {}",
+        values(chunk.len(), 12)
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for p in chunk {
+        q = q
+            .bind(p.table_name.clone())
+            .bind(p.table_version)
+            .bind(p.partition_key.clone())
+            .bind(p.job.clone())
+            .bind(p.state.as_str())
+            .bind(p.last_run_id.clone())
+            .bind(p.content_run_id.clone())
+            .bind(p.content_fingerprint.clone())
+            .bind(p.content_rows)
+            .bind(p.content_delta_version)
+            .bind(p.error.clone())
+            .bind(p.updated_at);
+    }
+    q.execute(&mut *tx)
+        .await
+        .map_err(query_err("write a synthetic history's partitions"))?;
+    let sql = format!(
+        "INSERT INTO leases (table_name, table_version, partition_key, token, holder, \
+             run_id, expires_at) VALUES {}",
+        values(chunk.len(), 7)
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for p in chunk {
+        q = q
+            .bind(p.table_name.clone())
+            .bind(p.table_version)
+            .bind(p.partition_key.clone())
+            .bind(p.lease_token)
+            .bind(None::<String>)
+            .bind(None::<String>)
+            .bind(p.updated_at);
+    }
+    q.execute(&mut *tx)
+        .await
+        .map_err(query_err("write a synthetic history's leases"))?;
+    Ok(())
 }

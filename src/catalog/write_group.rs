@@ -13,7 +13,7 @@
 //!
 //! PostgreSQL takes concurrent writers: there each write is its own transaction, as before.
 
-use super::changes::{Followed, bump_in};
+use super::changes::{Followed, bump_each_in, bump_in};
 use super::run_writes::{claim_in, finish_in};
 use super::{Backend, Catalog, CatalogError, Claim, DoneIf, Lease, RunEnd, RunStart, query_err};
 use tokio::sync::oneshot;
@@ -162,11 +162,8 @@ impl Catalog {
     async fn write_together(&self, batch: &mut [Queued]) -> Result<Vec<Written>, CatalogError> {
         let mut tx = self.begin_write().await?;
         // One count per table for the whole transaction: its rows commit together.
-        let tables: std::collections::BTreeSet<&str> =
-            batch.iter().map(|q| q.write.table()).collect();
-        for table in tables {
-            bump_in(&mut tx, table, Followed::ByPartition).await?;
-        }
+        let tables = batch.iter().map(|q| q.write.table());
+        bump_each_in(&mut tx, tables, Followed::ByPartition).await?;
         let mut written = Vec::with_capacity(batch.len());
         for q in batch.iter_mut() {
             written.push(q.write.apply(&mut tx).await?);

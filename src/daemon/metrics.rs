@@ -62,7 +62,7 @@ pub struct JobGauges {
     /// Seconds since the oldest partition not yet done became due (0 when caught up).
     pub lag_seconds: f64,
     /// Complete partitions that are stale, by why, as of the last look.
-    pub stale: super::stale::StaleCounts,
+    pub stale: super::stale_watch::StaleCounts,
 }
 
 /// What a job's runs used since the daemon started (`cost`), and its last run's peak.

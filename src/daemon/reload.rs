@@ -59,6 +59,8 @@ impl Daemon {
             }
             p
         };
+        // A job's code may have changed: its partitions' staleness by code with it.
+        self.stale_recheck_code = true;
         self.apply_project(&project, now, first || changed);
     }
 
@@ -68,8 +70,6 @@ impl Daemon {
         now: DateTime<Utc>,
         log_problems: bool,
     ) {
-        // A job's code may have changed: its partitions' staleness by code with it.
-        self.stale_recheck_code = true;
         for (name, job) in &project.jobs {
             let cadence = match Cadence::of(job) {
                 None => {

@@ -23,14 +23,6 @@ use chrono::{DateTime, Utc};
 use std::collections::{BTreeSet, HashMap};
 use tracing::info;
 
-/// How many complete partitions of a job are stale, by kind, as of the daemon's last look.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct StaleCounts {
-    pub code: usize,
-    pub upstream: usize,
-    pub input: usize,
-}
-
 impl Daemon {
     /// Queues the partitions stale because of their data, per each job's policy.
     pub(super) async fn queue_stale(&mut self, now: DateTime<Utc>) -> Result<(), CatalogError> {

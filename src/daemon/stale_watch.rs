@@ -11,12 +11,19 @@
 //! what was judged, for a partition that read an upstream table whole, and at each poll for
 //! a job that watches its input files (`watch_inputs`: a file changes without a write).
 
-use super::stale::StaleCounts;
 use crate::catalog::{Catalog, CatalogError, TableChange};
 use crate::job::Job;
 use crate::partition::PartitionKey;
 use crate::provenance::{Reads, StaleKind};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+/// How many complete partitions of a job are stale, by kind, as of the daemon's last look.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StaleCounts {
+    pub code: usize,
+    pub upstream: usize,
+    pub input: usize,
+}
 
 /// One job's staleness as last judged.
 #[derive(Debug)]
