@@ -109,27 +109,9 @@ impl Catalog {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Catalog, Claim, RunEnd, RunStart, Trigger};
+    use super::super::write_group::tests::start;
+    use super::super::{Catalog, Claim, RunEnd};
     use super::TableChange;
-
-    fn start(partition: &str, run_id: &str) -> RunStart {
-        RunStart {
-            run_id: run_id.into(),
-            job: "j".into(),
-            table: "t".into(),
-            version: 1,
-            partition: partition.into(),
-            attempt: 1,
-            trigger: Trigger::Backfill,
-            fingerprint: "f".into(),
-            lease_token: 0,
-            host: "h".into(),
-            pid: 1,
-            started_at: 1_000,
-            reads_json: None,
-            data_version: None,
-        }
-    }
 
     async fn changed(c: &Catalog, since: i64) -> Vec<String> {
         let mut keys = c.changed_since("t", Some(1), since).await.expect("changed");

@@ -182,10 +182,11 @@ impl Catalog {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::{Catalog, Claim, RunEnd, RunStart, Trigger};
 
-    fn start(partition: &str, run_id: &str) -> RunStart {
+    /// A run of partition `partition` of table `t` v1 by job `j`, started at `NOW_MS`.
+    pub(in crate::catalog) fn start(partition: &str, run_id: &str) -> RunStart {
         RunStart {
             run_id: run_id.into(),
             job: "j".into(),
