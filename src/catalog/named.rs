@@ -3,7 +3,7 @@
 //! `IN` lists (by the primary key's index), never in a range: keys sort as times in bytes,
 //! but a PostgreSQL database's collation may order them otherwise.
 
-use super::rows::PARTITION_STATUS;
+use super::rows::{PARTITION_ROW, PARTITION_STATUS};
 use super::{Catalog, CatalogError, PartitionState, PartitionStatus, placeholders, query_err};
 use std::collections::HashMap;
 
@@ -23,10 +23,32 @@ impl Catalog {
         version: i64,
         keys: &[String],
     ) -> Result<Vec<PartitionStatus>, CatalogError> {
+        self.named_with(PARTITION_STATUS, table, version, keys)
+            .await
+    }
+
+    /// [`Catalog::partitions_named`] without their runs (`rows::PARTITION_ROW`: the run
+    /// columns empty): what the grid draws, a state and a count of rows per partition.
+    pub async fn partition_rows_named(
+        &self,
+        table: &str,
+        version: i64,
+        keys: &[String],
+    ) -> Result<Vec<PartitionStatus>, CatalogError> {
+        self.named_with(PARTITION_ROW, table, version, keys).await
+    }
+
+    async fn named_with(
+        &self,
+        select: &str,
+        table: &str,
+        version: i64,
+        keys: &[String],
+    ) -> Result<Vec<PartitionStatus>, CatalogError> {
         let mut out = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(KEYS_PER_STATEMENT) {
             let sql = format!(
-                "{PARTITION_STATUS} WHERE p.table_name = $1 AND p.table_version = $2 AND p.partition_key IN ({})",
+                "{select} WHERE p.table_name = $1 AND p.table_version = $2 AND p.partition_key IN ({})",
                 placeholders(3, chunk.len())
             );
             // Only placeholders are written into the text; the keys are bound.

@@ -74,6 +74,18 @@ pub(super) const PARTITION_STATUS: &str = "SELECT p.job, p.table_name, p.table_v
         r.cpu_us, r.bytes_read, r.bytes_written, r.requests, r.peak_memory_bytes \
  FROM partitions p LEFT JOIN runs r ON r.run_id = p.last_run_id LEFT JOIN runs c ON c.run_id = p.content_run_id";
 
+/// Partitions alone, without their runs: the run columns of a [`PartitionStatus`] read
+/// from it are empty (no times, no attempt, no cost, the last run's state unknown). For
+/// views that show a partition's state and rows only: two lookups fewer among the runs
+/// per partition.
+pub(super) const PARTITION_ROW: &str = "SELECT p.job, p.table_name, p.table_version, p.partition_key, p.state, p.content_rows, p.content_run_id, \
+        p.content_fingerprint, p.content_delta_version, p.last_run_id, p.error, \
+        CAST(NULL AS BIGINT) AS started_at, CAST(NULL AS BIGINT) AS finished_at, CAST(NULL AS BIGINT) AS attempt, \
+        CAST(NULL AS TEXT) AS content_version, CAST(NULL AS TEXT) AS last_run_state, \
+        CAST(NULL AS BIGINT) AS cpu_us, CAST(NULL AS BIGINT) AS bytes_read, CAST(NULL AS BIGINT) AS bytes_written, \
+        CAST(NULL AS BIGINT) AS requests, CAST(NULL AS BIGINT) AS peak_memory_bytes \
+ FROM partitions p";
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AppliedMigration {
     pub name: String,
