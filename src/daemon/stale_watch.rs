@@ -47,7 +47,7 @@ pub(super) enum Judge {
     /// Nothing changed since the last judging.
     Nothing,
     /// These partitions (by key, as the catalog writes them).
-    Some(BTreeSet<String>),
+    These(BTreeSet<String>),
     /// Every partition of the job.
     All,
 }
@@ -64,15 +64,12 @@ pub(super) fn marks_of(
 }
 
 impl JobWatch {
-    pub(super) fn new(
-        job: &Job,
-        fingerprint: String,
-        marks: BTreeMap<String, TableChange>,
-    ) -> Self {
+    /// A watch of `job`'s code not judged yet: its first [`JobWatch::record`] is whole.
+    pub(super) fn new(job: &Job, fingerprint: String) -> Self {
         JobWatch {
             version: job.version,
             fingerprint,
-            marks,
+            marks: BTreeMap::new(),
             stale: BTreeMap::new(),
             readers: HashMap::new(),
             read_whole: HashSet::new(),
@@ -126,11 +123,13 @@ impl JobWatch {
                 keys.extend(read_by.map(|k| k.to_string()));
             }
         }
-        Ok(Judge::Some(keys))
+        Ok(Judge::These(keys))
     }
 
     /// Takes in a judging: the `judged` partitions (all when `None`), those of them found
-    /// stale, and what their content read; the marks become `now`.
+    /// stale, and what their content read; the marks become `now`. Readers are only added
+    /// between whole judgings: one left over from an older content judges a partition
+    /// again for nothing, and none is ever missing.
     pub(super) fn record(
         &mut self,
         judged: Option<&BTreeSet<PartitionKey>>,
