@@ -57,7 +57,7 @@ impl Daemon {
             };
             let keys = match judge {
                 Judge::Nothing => continue,
-                Judge::These(keys) => Some(keys.into_iter().collect::<Vec<_>>()),
+                Judge::Some(keys) => Some(keys.into_iter().collect::<Vec<_>>()),
                 Judge::All => None,
             };
             self.judge_stale(job, fp, keys, marks, watch, now).await?;
@@ -153,17 +153,14 @@ impl Daemon {
                 info!(job = %name, partition = %key, why = %why, "partition is stale; running it again");
             }
         }
-        if self
+        let w = self
             .stale_watch
-            .get(&name)
-            .is_none_or(|w| !w.judged_code(job, &fp))
-        {
-            self.stale_watch
-                .insert(name.clone(), JobWatch::new(job, fp));
+            .entry(name)
+            .or_insert_with(|| JobWatch::new(job, fp.clone(), marks.clone()));
+        if !w.judged_code(job, &fp) {
+            *w = JobWatch::new(job, fp, marks.clone());
         }
-        if let Some(w) = self.stale_watch.get_mut(&name) {
-            w.record(judged.as_ref(), kinds.into_iter(), &reads, job, marks);
-        }
+        w.record(judged.as_ref(), kinds.into_iter(), &reads, job, marks);
         Ok(())
     }
 

@@ -47,7 +47,7 @@ pub(super) enum Judge {
     /// Nothing changed since the last judging.
     Nothing,
     /// These partitions (by key, as the catalog writes them).
-    These(BTreeSet<String>),
+    Some(BTreeSet<String>),
     /// Every partition of the job.
     All,
 }
@@ -64,12 +64,15 @@ pub(super) fn marks_of(
 }
 
 impl JobWatch {
-    /// A watch of `job`'s code not judged yet: its first [`JobWatch::record`] is whole.
-    pub(super) fn new(job: &Job, fingerprint: String) -> Self {
+    pub(super) fn new(
+        job: &Job,
+        fingerprint: String,
+        marks: BTreeMap<String, TableChange>,
+    ) -> Self {
         JobWatch {
             version: job.version,
             fingerprint,
-            marks: BTreeMap::new(),
+            marks,
             stale: BTreeMap::new(),
             readers: HashMap::new(),
             read_whole: HashSet::new(),
@@ -123,13 +126,11 @@ impl JobWatch {
                 keys.extend(read_by.map(|k| k.to_string()));
             }
         }
-        Ok(Judge::These(keys))
+        Ok(Judge::Some(keys))
     }
 
     /// Takes in a judging: the `judged` partitions (all when `None`), those of them found
-    /// stale, and what their content read; the marks become `now`. Readers are only added
-    /// between whole judgings: one left over from an older content judges a partition
-    /// again for nothing, and none is ever missing.
+    /// stale, and what their content read; the marks become `now`.
     pub(super) fn record(
         &mut self,
         judged: Option<&BTreeSet<PartitionKey>>,
