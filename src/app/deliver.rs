@@ -8,12 +8,15 @@
 //! once, daemon or not; what fails is retried by a daemon).
 
 use crate::catalog::{Catalog, Claimed, Settled, Window};
+use crate::clock::Clock;
 use crate::notify::{self, NotifyTarget, PAYLOAD_VERSION, Payload};
 use crate::project::Project;
 use tracing::{info, warn};
 
 /// How long a claim holds: longer than one delivery may take.
 const CLAIM_MS: i64 = 60_000;
+/// Tries to record one message's outcome, about 6 s of waits between the first and last.
+const SETTLE_TRIES: u32 = 5;
 /// At most this many messages per pass.
 const PER_PASS: i64 = 32;
 /// How long a message is retried, from when it was formed.
@@ -111,13 +114,15 @@ async fn deliver(
 }
 
 /// Forms the messages the windows allow, claims those due, sends them (at once), records
-/// each outcome.
+/// each outcome. The time is read at each step from `clock`: a claim runs from when it is
+/// made, not from the pass's start (forming may wait on the catalog's lock), so that it
+/// outlasts the sends it covers.
 pub async fn deliver_due(
     catalog: &Catalog,
     client: &reqwest::Client,
     project: &Project,
     holder: &str,
-    now_ms: i64,
+    clock: &dyn Clock,
 ) -> Result<(), crate::catalog::CatalogError> {
     let targets = &project.settings.notify;
     if !catalog.has_undelivered().await? {
@@ -130,7 +135,8 @@ pub async fn deliver_due(
             every_ms: t.at_most_every.as_millis() as i64,
         })
         .collect();
-    catalog.form_messages(&windows, now_ms).await?;
+    catalog.form_messages(&windows, clock.now_ms()).await?;
+    let now_ms = clock.now_ms();
     let claimed = catalog
         .claim_messages(holder, now_ms, now_ms + CLAIM_MS, PER_PASS)
         .await?;
@@ -151,7 +157,31 @@ pub async fn deliver_due(
                 warn!(%id, events, %target, attempt = c.attempt, error = %why, "notification given up")
             }
         }
-        catalog.settle_message(c, holder, now_ms, &how).await?;
+        settle(catalog, c, holder, clock, &how).await?;
     }
     Ok(())
+}
+
+/// Records how a message went, tried again while the catalog is busy: an outcome not
+/// recorded leaves the claim to lapse and the message to be sent again, so a delivered
+/// one would be told twice.
+async fn settle(
+    catalog: &Catalog,
+    c: &Claimed,
+    holder: &str,
+    clock: &dyn Clock,
+    how: &Settled,
+) -> Result<(), crate::catalog::CatalogError> {
+    let mut wait = std::time::Duration::from_millis(200);
+    for _ in 1..SETTLE_TRIES {
+        match catalog.settle_message(c, holder, clock.now_ms(), how).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                warn!(id = %c.message_id, error = %e, "could not record how a notification went; trying again");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+        }
+    }
+    catalog.settle_message(c, holder, clock.now_ms(), how).await
 }

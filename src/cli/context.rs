@@ -169,13 +169,13 @@ impl Context {
             return;
         }
         let client = reqwest::Client::new();
-        let (holder, now_ms) = (holder_id(), self.clock.now_ms());
+        let holder = holder_id();
         let passed = crate::app::deliver::deliver_due(
             &self.catalog,
             &client,
             &self.project,
             &holder,
-            now_ms,
+            &*self.clock,
         );
         if let Err(e) = passed.await {
             tracing::warn!(error = %e, "could not send the notifications; a daemon sends them later");

@@ -48,8 +48,7 @@ impl Deliverer {
             return;
         }
         let holder = self.runner.holder();
-        let now_ms = self.clock.now_ms();
-        match deliver_due(&self.catalog, &self.http, &project, holder, now_ms).await {
+        match deliver_due(&self.catalog, &self.http, &project, holder, &*self.clock).await {
             Ok(()) => {
                 if let Ok(n) = self.catalog.undelivered_count().await {
                     self.metrics.notifications_undelivered(n);

@@ -186,8 +186,8 @@ fn three_daemons_one_killed_mid_delivery_and_a_receiver_down_for_minutes_tell_ea
     let args = ["daemon", "--metrics-address", "off"];
     let killed_env = [env[0], env[1], ("SLUICE_FAILPOINT", "notify_after_send")];
     let (mut a, log_a) = p.spawn(&args, &killed_env);
-    let (mut b, _) = p.spawn(&args, &env);
-    let (mut c, _) = p.spawn(&args, &env);
+    let (mut b, log_b) = p.spawn(&args, &env);
+    let (mut c, log_c) = p.spawn(&args, &env);
     // `a` has sent a message (answered 503) and not recorded how it went: killed there,
     // its claim lapses and another daemon sends the message again.
     wait_for_text(&log_a, "paused at failpoint", Duration::from_secs(120));
@@ -228,7 +228,19 @@ fn three_daemons_one_killed_mid_delivery_and_a_receiver_down_for_minutes_tell_ea
             .or_default() += 1;
     }
     let twice: Vec<_> = times.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "answered 200 more than once: {twice:?}");
+    let warned = |log: &std::path::Path| -> String {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let lines = text
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("notification"));
+        lines.collect::<Vec<_>>().join("\n")
+    };
+    assert!(
+        twice.is_empty(),
+        "answered 200 more than once: {twice:?}\nwhat the live daemons said of it:\n{}\n---\n{}",
+        warned(&log_b),
+        warned(&log_c)
+    );
     let recorded: BTreeSet<&String> = d.keys().collect();
     let answered: BTreeSet<&String> = times.keys().collect();
     assert_eq!(recorded, answered);
