@@ -54,7 +54,6 @@ pub async fn partitions(
         })
         .collect();
     let mut staleness = Staleness::new(project, catalog);
-    let mut judged_versions = std::collections::HashSet::new();
     let mut jobs: Vec<String> = views.iter().map(|v| v.status.job.clone()).collect();
     jobs.dedup();
     for name in jobs {
@@ -73,24 +72,10 @@ pub async fn partitions(
             v.stale = stale.remove(&v.status.partition_key);
             v.reads = read.remove(&v.status.partition_key);
         }
-        judged_versions.insert((j.table.to_string(), version));
     }
-    // What the content of the other versions' partitions read.
-    let mut tables: Vec<(String, i64)> = views
-        .iter()
-        .map(|v| (v.status.table_name.clone(), v.status.table_version))
-        .filter(|t| !judged_versions.contains(t))
-        .collect();
-    tables.dedup();
-    for (t, version) in tables {
-        let mut read = catalog.content_reads(&t, version).await?;
-        let theirs = views
-            .iter_mut()
-            .filter(|v| v.status.table_name == t && v.status.table_version == version);
-        for v in theirs {
-            let json = read.remove(&v.status.partition_key).flatten();
-            v.reads = Reads::from_json(json.as_deref());
-        }
+    // What the content of the other versions' partitions read, as their rows carry it.
+    for v in views.iter_mut().filter(|v| v.reads.is_none()) {
+        v.reads = Reads::from_json(v.status.content_reads_json.as_deref());
     }
     Ok(views)
 }

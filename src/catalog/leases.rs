@@ -257,7 +257,9 @@ impl Catalog {
             .await
             .map_err(query_err("abandon run"))?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE partitions SET state = $4, error = $1, updated_at = $2, change_seq = {STAMP} WHERE last_run_id = $3 AND state = $5"
+            "UPDATE partitions SET state = $4, error = $1, updated_at = $2, change_seq = {STAMP}, {end} \
+             WHERE last_run_id = $3 AND state = $5",
+            end = super::run_writes::last_run_end("$3")
         )))
             .bind(why)
             .bind(now_ms)

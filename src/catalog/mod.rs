@@ -11,6 +11,7 @@ mod aliases;
 mod changes;
 mod env_versions;
 mod envs;
+mod folded;
 mod leases;
 mod messages;
 mod named;
@@ -189,6 +190,16 @@ fn query_err(op: &'static str) -> impl Fn(sqlx::Error) -> CatalogError {
 pub enum Backend {
     Sqlite,
     Postgres,
+}
+
+impl Backend {
+    /// The backend a connection speaks to.
+    fn of(conn: &sqlx::AnyConnection) -> Backend {
+        match conn.backend_name().eq_ignore_ascii_case("sqlite") {
+            true => Backend::Sqlite,
+            false => Backend::Postgres,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 //! `IN` lists (by the primary key's index), never in a range: keys sort as times in bytes,
 //! but a PostgreSQL database's collation may order them otherwise.
 
-use super::rows::{PARTITION_ROW, PARTITION_STATUS};
+use super::folded::{self, Bind};
 use super::{Catalog, CatalogError, PartitionState, PartitionStatus, placeholders, query_err};
 use std::collections::HashMap;
 
@@ -23,46 +23,16 @@ impl Catalog {
         version: i64,
         keys: &[String],
     ) -> Result<Vec<PartitionStatus>, CatalogError> {
-        self.named_with(PARTITION_STATUS, table, version, keys)
-            .await
-    }
-
-    /// [`Catalog::partitions_named`] without their runs (`rows::PARTITION_ROW`: the run
-    /// columns empty): what the grid draws, a state and a count of rows per partition.
-    pub async fn partition_rows_named(
-        &self,
-        table: &str,
-        version: i64,
-        keys: &[String],
-    ) -> Result<Vec<PartitionStatus>, CatalogError> {
-        self.named_with(PARTITION_ROW, table, version, keys).await
-    }
-
-    async fn named_with(
-        &self,
-        select: &str,
-        table: &str,
-        version: i64,
-        keys: &[String],
-    ) -> Result<Vec<PartitionStatus>, CatalogError> {
         let mut out = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(KEYS_PER_STATEMENT) {
-            let sql = format!(
-                "{select} WHERE p.table_name = $1 AND p.table_version = $2 AND p.partition_key IN ({})",
+            let filter = format!(
+                "WHERE p.table_name = $1 AND p.table_version = $2 AND p.partition_key IN ({})",
                 placeholders(3, chunk.len())
             );
-            // Only placeholders are written into the text; the keys are bound.
-            let mut q = sqlx::query_as::<_, PartitionStatus>(sqlx::AssertSqlSafe(sql))
-                .bind(table)
-                .bind(version);
-            for k in chunk {
-                q = q.bind(k);
-            }
-            out.extend(
-                q.fetch_all(&self.pool)
-                    .await
-                    .map_err(query_err("list partitions"))?,
-            );
+            let mut binds = vec![Bind::Text(table), Bind::Int(version)];
+            binds.extend(chunk.iter().map(|k| Bind::Text(k)));
+            let order = (filter.as_str(), "p.partition_key");
+            out.extend(folded::read(&self.pool, self.backend, order, &binds).await?);
         }
         Ok(out)
     }
@@ -115,7 +85,7 @@ impl Catalog {
         Ok(found.is_some())
     }
 
-    /// What the content of each of `keys` read (its run's `reads_json`), by partition; the
+    /// What the content of each of `keys` read (its run's `reads_json`, as copied), by partition; the
     /// whole version's when `keys` is `None`.
     pub async fn content_reads_named(
         &self,
@@ -127,7 +97,7 @@ impl Catalog {
             table,
             version,
             keys,
-            "r.reads_json",
+            "p.content_reads_json",
             "list what partitions read",
         )
         .await
@@ -146,7 +116,7 @@ impl Catalog {
                 table,
                 version,
                 keys,
-                "r.data_version",
+                "p.content_version",
                 "read the data versions of partitions",
             )
             .await?;
@@ -165,9 +135,10 @@ impl Catalog {
         column: &'static str,
         op: &'static str,
     ) -> Result<HashMap<String, Option<String>>, CatalogError> {
+        // The content run's columns are the partition row's copies (migration 0013).
         let base = format!(
-            "SELECT p.partition_key, {column} FROM partitions p JOIN runs r ON r.run_id = p.content_run_id \
-             WHERE p.table_name = $1 AND p.table_version = $2"
+            "SELECT p.partition_key, {column} FROM partitions p \
+             WHERE p.table_name = $1 AND p.table_version = $2 AND p.content_run_id IS NOT NULL"
         );
         let Some(keys) = keys else {
             let rows: Vec<(String, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(base))

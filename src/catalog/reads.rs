@@ -1,27 +1,10 @@
 //! Read queries: partitions with their last run, runs, and the stored quality of content.
 //! Quality is returned as the JSON the run stored; `quality` decodes it.
 
-use super::rows::PARTITION_STATUS;
-use super::{Catalog, CatalogError, DayCost, PartitionStatus, RunRow, query_err};
+use super::folded::{self, Bind};
+use super::{Backend, Catalog, CatalogError, DayCost, PartitionStatus, RunRow, query_err};
 use crate::partition::{KEY_SEPARATOR, PartitionKey};
 use std::sync::LazyLock;
-
-static PARTITION_ONE: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "{PARTITION_STATUS} WHERE p.table_name = $1 AND p.table_version = $2 AND p.partition_key = $3"
-    )
-});
-static PARTITIONS_OF_JOB: LazyLock<String> = LazyLock::new(|| {
-    format!("{PARTITION_STATUS} WHERE p.job = $1 ORDER BY p.table_version, p.partition_key")
-});
-static PARTITIONS_ALL: LazyLock<String> = LazyLock::new(|| {
-    format!("{PARTITION_STATUS} ORDER BY p.job, p.table_version, p.partition_key")
-});
-static PARTITIONS_OF_VERSION: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "{PARTITION_STATUS} WHERE p.table_name = $1 AND p.table_version = $2 ORDER BY p.partition_key"
-    )
-});
 
 /// The columns of a [`RunRow`], in its order.
 const RUN_COLUMNS: &str = "run_id, job, table_name, table_version, partition_key, attempt, state, trigger_kind, fingerprint, lease_token, rows_written, delta_version, error, host, pid, started_at, finished_at, \
@@ -39,9 +22,20 @@ static RECENT_RUNS_OF_JOB: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// One partition with its last run (also read inside the claim transaction).
-pub(super) fn partition_one() -> &'static str {
-    PARTITION_ONE.as_str()
+/// One partition with its last run, read through `executor` (also inside the claim
+/// transaction).
+pub(super) async fn partition_one<'e, E>(
+    executor: E,
+    backend: Backend,
+    (table, version, partition): (&str, i64, &str),
+) -> Result<Option<PartitionStatus>, CatalogError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let filter = "WHERE p.table_name = $1 AND p.table_version = $2 AND p.partition_key = $3";
+    let binds = [Bind::Text(table), Bind::Int(version), Bind::Text(partition)];
+    let found = folded::read(executor, backend, (filter, "p.partition_key"), &binds).await?;
+    Ok(found.into_iter().next())
 }
 
 impl Catalog {
@@ -125,13 +119,12 @@ impl Catalog {
         job: Option<&str>,
     ) -> Result<Vec<PartitionStatus>, CatalogError> {
         // Two statements rather than `$1 IS NULL OR job = $1`, which no index serves.
-        let q = match job {
-            Some(j) => sqlx::query_as::<_, PartitionStatus>(PARTITIONS_OF_JOB.as_str()).bind(j),
-            None => sqlx::query_as::<_, PartitionStatus>(PARTITIONS_ALL.as_str()),
+        let (filter, binds) = match job {
+            Some(j) => ("WHERE p.job = $1", vec![Bind::Text(j)]),
+            None => ("", vec![]),
         };
-        q.fetch_all(&self.pool)
-            .await
-            .map_err(query_err("list partitions"))
+        let order = "p.job, p.table_version, p.partition_key";
+        folded::read(&self.pool, self.backend, (filter, order), &binds).await
     }
 
     /// The jobs that have partitions in the catalog (of any version), by name: a project's
@@ -155,12 +148,15 @@ impl Catalog {
         table: &str,
         version: i64,
     ) -> Result<Vec<PartitionStatus>, CatalogError> {
-        sqlx::query_as::<_, PartitionStatus>(PARTITIONS_OF_VERSION.as_str())
-            .bind(table)
-            .bind(version)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(query_err("list partitions"))
+        let filter = "WHERE p.table_name = $1 AND p.table_version = $2";
+        let binds = [Bind::Text(table), Bind::Int(version)];
+        folded::read(
+            &self.pool,
+            self.backend,
+            (filter, "p.partition_key"),
+            &binds,
+        )
+        .await
     }
 
     /// The greatest partition key of one physical version (the newest time, as times
@@ -186,23 +182,7 @@ impl Catalog {
         version: i64,
         partition: &str,
     ) -> Result<Option<PartitionStatus>, CatalogError> {
-        sqlx::query_as::<_, PartitionStatus>(partition_one())
-            .bind(table)
-            .bind(version)
-            .bind(partition)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(query_err("read partition"))
-    }
-
-    /// What the run that wrote each partition's content read (`runs.reads_json`), by
-    /// partition, for every partition of a physical version with content.
-    pub async fn content_reads(
-        &self,
-        table: &str,
-        version: i64,
-    ) -> Result<std::collections::HashMap<String, Option<String>>, CatalogError> {
-        self.content_reads_named(table, version, None).await
+        partition_one(&self.pool, self.backend, (table, version, partition)).await
     }
 
     /// What one run read (`runs.reads_json`).

@@ -66,26 +66,6 @@ pub enum Claim {
     },
 }
 
-/// Partitions with their last run: the SELECT every [`PartitionStatus`] query starts with;
-/// callers add their WHERE and ORDER BY.
-pub(super) const PARTITION_STATUS: &str = "SELECT p.job, p.table_name, p.table_version, p.partition_key, p.state, p.content_rows, p.content_run_id, \
-        p.content_fingerprint, p.content_delta_version, p.last_run_id, p.error, \
-        r.started_at, r.finished_at, r.attempt, c.data_version AS content_version, r.state AS last_run_state, \
-        r.cpu_us, r.bytes_read, r.bytes_written, r.requests, r.peak_memory_bytes \
- FROM partitions p LEFT JOIN runs r ON r.run_id = p.last_run_id LEFT JOIN runs c ON c.run_id = p.content_run_id";
-
-/// Partitions alone, without their runs: the run columns of a [`PartitionStatus`] read
-/// from it are empty (no times, no attempt, no cost, the last run's state unknown). For
-/// views that show a partition's state and rows only: two lookups fewer among the runs
-/// per partition.
-pub(super) const PARTITION_ROW: &str = "SELECT p.job, p.table_name, p.table_version, p.partition_key, p.state, p.content_rows, p.content_run_id, \
-        p.content_fingerprint, p.content_delta_version, p.last_run_id, p.error, \
-        CAST(NULL AS BIGINT) AS started_at, CAST(NULL AS BIGINT) AS finished_at, CAST(NULL AS BIGINT) AS attempt, \
-        CAST(NULL AS TEXT) AS content_version, CAST(NULL AS TEXT) AS last_run_state, \
-        CAST(NULL AS BIGINT) AS cpu_us, CAST(NULL AS BIGINT) AS bytes_read, CAST(NULL AS BIGINT) AS bytes_written, \
-        CAST(NULL AS BIGINT) AS requests, CAST(NULL AS BIGINT) AS peak_memory_bytes \
- FROM partitions p";
-
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AppliedMigration {
     pub name: String,
@@ -185,14 +165,13 @@ pub enum RunEnd {
     Failed { error: String },
 }
 
-/// One partition of one physical version, with its last run.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+/// One partition of one physical version, with its last run (read by `folded`).
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct PartitionStatus {
     pub job: String,
     pub table_name: String,
     pub table_version: i64,
     pub partition_key: String,
-    #[sqlx(try_from = "String")]
     pub state: PartitionState,
     pub content_rows: Option<i64>,
     pub content_run_id: Option<String>,
@@ -207,15 +186,17 @@ pub struct PartitionStatus {
     pub attempt: Option<i64>,
     /// The data version of the content (`provenance`): its run's code and what it read.
     pub content_version: Option<String>,
-    /// How its last run ended (none: its row was pruned): a failure is told apart from an
-    /// abandoned run (its worker died).
-    #[sqlx(try_from = "Option<String>")]
+    /// How its last run ended (none: a row written before migration 0013 whose run was
+    /// already pruned): a failure is told apart from an abandoned run (its worker died).
     #[serde(skip)]
     pub last_run_state: LastRunState,
     /// What its last run used.
-    #[sqlx(flatten)]
     #[serde(rename = "cost")]
     pub last_run_cost: StoredCost,
+    /// What the run that wrote its content read (`provenance::Reads` as JSON): read with
+    /// the row, so that judging it asks nothing more of the catalog.
+    #[serde(skip)]
+    pub content_reads_json: Option<String>,
 }
 
 /// What a job's runs used on one day (UTC), summed; the peak is the day's largest.

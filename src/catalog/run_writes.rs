@@ -4,8 +4,7 @@
 use super::changes::STAMP;
 use super::reads::partition_one;
 use super::{
-    CatalogError, Claim, DoneIf, Lease, PartitionState, PartitionStatus, RunEnd, RunStart,
-    RunState, query_err,
+    CatalogError, Claim, DoneIf, Lease, PartitionState, RunEnd, RunStart, RunState, query_err,
 };
 use crate::redact::redact_text;
 use sqlx::Row as _;
@@ -38,13 +37,15 @@ pub(super) async fn insert_run_start(
     .execute(&mut *conn)
     .await
     .map_err(query_err("record run start"))?;
-    sqlx::query(
-        "INSERT INTO partitions (table_name, table_version, partition_key, job, state, last_run_id, error, updated_at, change_seq) \
-         VALUES ($1, $2, $3, $4, $7, $5, NULL, $6, (SELECT seq FROM table_changes WHERE table_name = $1)) \
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO partitions (table_name, table_version, partition_key, job, state, last_run_id, error, updated_at, change_seq, \
+           last_started_at, last_attempt, last_run_state) \
+         VALUES ($1, $2, $3, $4, $7, $5, NULL, $6, (SELECT seq FROM table_changes WHERE table_name = $1), $6, $8, $9) \
          ON CONFLICT (table_name, table_version, partition_key) DO UPDATE \
            SET job = excluded.job, state = excluded.state, last_run_id = excluded.last_run_id, error = NULL, updated_at = excluded.updated_at, \
-           change_seq = excluded.change_seq",
-    )
+           change_seq = excluded.change_seq, last_started_at = excluded.last_started_at, last_finished_at = NULL, \
+           last_attempt = excluded.last_attempt, last_run_state = excluded.last_run_state, {NO_COST}",
+    )))
     .bind(&r.table)
     .bind(r.version)
     .bind(&r.partition)
@@ -52,6 +53,8 @@ pub(super) async fn insert_run_start(
     .bind(&r.run_id)
     .bind(r.started_at)
     .bind(PartitionState::Running.as_str())
+    .bind(r.attempt)
+    .bind(RunState::Running.as_str())
     .execute(&mut *conn)
     .await
     .map_err(query_err("record partition running"))?;
@@ -134,13 +137,13 @@ pub(super) async fn claim_in(
         holder: holder.to_string(),
         run_id: start.run_id.clone(),
     };
-    let status = sqlx::query_as::<_, PartitionStatus>(partition_one())
-        .bind(&start.table)
-        .bind(start.version)
-        .bind(&start.partition)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(query_err("read partition"))?;
+    let backend = super::Backend::of(tx);
+    let key = (
+        start.table.as_str(),
+        start.version,
+        start.partition.as_str(),
+    );
+    let status = partition_one(&mut *tx, backend, key).await?;
     if let Some(p) = status {
         let left_running = p.state == PartitionState::Running && p.last_run_id != start.run_id;
         let done_since = done_if.is_some_and(|d| d.holds(&p));
@@ -208,9 +211,12 @@ pub(super) async fn finish_in(
             rows,
             delta_version,
         } => {
+            let end = last_run_end("$1");
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "UPDATE partitions SET state = $9, content_run_id = $1, content_fingerprint = $2, content_rows = $3, content_delta_version = $4, error = NULL, updated_at = $5, \
-                 change_seq = {STAMP} WHERE table_name = $6 AND table_version = $7 AND partition_key = $8 AND last_run_id = $1"
+                 change_seq = {STAMP}, {end}, \
+                 (content_version, content_reads_json) = (SELECT data_version, reads_json FROM runs WHERE run_id = $1) \
+                 WHERE table_name = $6 AND table_version = $7 AND partition_key = $8 AND last_run_id = $1"
             )))
             .bind(&start.run_id)
             .bind(&start.fingerprint)
@@ -226,8 +232,9 @@ pub(super) async fn finish_in(
             .map_err(query_err("record partition complete"))?;
         }
         RunEnd::Failed { .. } => {
+            let end = last_run_end("$6");
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE partitions SET state = $7, error = $1, updated_at = $2, change_seq = {STAMP} \
+                "UPDATE partitions SET state = $7, error = $1, updated_at = $2, change_seq = {STAMP}, {end} \
                  WHERE table_name = $3 AND table_version = $4 AND partition_key = $5 AND last_run_id = $6"
             )))
             .bind(error)
@@ -244,6 +251,21 @@ pub(super) async fn finish_in(
     }
     super::outbox::record_in(&mut *tx, start, end, now_ms, events).await?;
     Ok(())
+}
+
+/// A partition row's copy of its last run as it starts: no end, no cost yet.
+const NO_COST: &str = "last_cpu_us = NULL, last_bytes_read = NULL, last_bytes_written = NULL, \
+    last_requests = NULL, last_peak_memory_bytes = NULL";
+
+/// The SET of a partition row's copy of its last run's end, read from the run's row that
+/// the same transaction has just written (`run` is the placeholder of its id).
+pub(super) fn last_run_end(run: &str) -> String {
+    format!(
+        "(last_finished_at, last_run_state, last_cpu_us, last_bytes_read, last_bytes_written, \
+          last_requests, last_peak_memory_bytes) = \
+         (SELECT finished_at, state, cpu_us, bytes_read, bytes_written, requests, peak_memory_bytes \
+          FROM runs WHERE run_id = {run})"
+    )
 }
 
 /// A count as the catalog's BIGINT holds it (a count past 2^63 is held at the top).

@@ -6,6 +6,7 @@
 use super::rows::RunRow;
 use super::{Catalog, CatalogError, PartitionState, query_err};
 use sqlx::Row as _;
+use std::collections::HashMap;
 
 /// A run with everything the catalog holds of it: the row, and what it found and read.
 #[derive(Debug, Clone)]
@@ -125,8 +126,10 @@ impl Catalog {
                 .await
                 .map_err(query_err("write a synthetic history's runs"))?;
         }
+        let by_id: HashMap<&str, &HistoryRun> =
+            runs.iter().map(|h| (h.row.run_id.as_str(), h)).collect();
         for chunk in partitions.chunks(ROWS_PER_STATEMENT) {
-            insert_partitions_in(&mut tx, chunk).await?;
+            insert_partitions_in(&mut tx, chunk, &by_id).await?;
         }
         // Written without their counts: what reads these tables reads them whole again.
         let tables = partitions.iter().map(|p| p.table_name.as_str());
@@ -138,18 +141,32 @@ impl Catalog {
 }
 
 /// One statement's worth of synthetic partitions, with a lease row each.
+/// The partitions' copies of their last and content runs are taken from `runs`, which
+/// must hold them (a history is written with its partitions' runs).
 async fn insert_partitions_in(
     tx: &mut sqlx::AnyConnection,
     chunk: &[HistoryPartition],
+    runs: &HashMap<&str, &HistoryRun>,
 ) -> Result<(), CatalogError> {
     let sql = format!(
         "INSERT INTO partitions (table_name, table_version, partition_key, job, state, \
              last_run_id, content_run_id, content_fingerprint, content_rows, \
-             content_delta_version, error, updated_at) VALUES {}",
-        values(chunk.len(), 12)
+             content_delta_version, error, updated_at, last_started_at, last_finished_at, \
+             last_attempt, last_run_state, last_cpu_us, last_bytes_read, last_bytes_written, \
+             last_requests, last_peak_memory_bytes, content_version, content_reads_json) VALUES {}",
+        values(chunk.len(), 23)
     );
+    let run_of = |id: &str| {
+        runs.get(id).copied().ok_or_else(|| {
+            CatalogError::Corrupt(format!(
+                "a synthetic partition names run {id}, which its history does not hold"
+            ))
+        })
+    };
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
     for p in chunk {
+        let last = &run_of(&p.last_run_id)?.row;
+        let content = p.content_run_id.as_deref().map(run_of).transpose()?;
         q = q
             .bind(p.table_name.clone())
             .bind(p.table_version)
@@ -162,7 +179,18 @@ async fn insert_partitions_in(
             .bind(p.content_rows)
             .bind(p.content_delta_version)
             .bind(p.error.clone())
-            .bind(p.updated_at);
+            .bind(p.updated_at)
+            .bind(last.started_at)
+            .bind(last.finished_at)
+            .bind(last.attempt)
+            .bind(last.state.as_str())
+            .bind(last.cost.cpu_us)
+            .bind(last.cost.bytes_read)
+            .bind(last.cost.bytes_written)
+            .bind(last.cost.requests)
+            .bind(last.cost.peak_memory_bytes)
+            .bind(content.and_then(|c| c.data_version.clone()))
+            .bind(content.and_then(|c| c.reads_json.clone()));
     }
     q.execute(&mut *tx)
         .await

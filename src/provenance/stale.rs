@@ -97,7 +97,7 @@ impl<'a> Staleness<'a> {
     }
 
     /// [`Staleness::of_job`], with what the content of each of `statuses` that has one
-    /// read (as the judging read it: one query for both).
+    /// read (as its row carries it).
     pub async fn of_job_with_reads<'s>(
         &mut self,
         job: &Job,
@@ -112,21 +112,11 @@ impl<'a> Staleness<'a> {
         if with_content.is_empty() {
             return Ok((out, HashMap::new()));
         }
-        // A few partitions (a window of the grid) are read by name; many, with the table.
-        let keys: Vec<String> = with_content
-            .iter()
-            .map(|p| p.partition_key.clone())
-            .collect();
-        let named = (keys.len() <= NAMED_AT_MOST).then_some(keys.as_slice());
-        let texts = self
-            .catalog
-            .content_reads_named(job.table.as_str(), i64::from(job.version), named)
-            .await?;
         let reads: HashMap<String, Reads> = with_content
             .iter()
             .filter_map(|p| {
-                let r = texts.get(&p.partition_key)?;
-                Some((p.partition_key.clone(), Reads::from_json(r.as_deref())?))
+                let r = Reads::from_json(p.content_reads_json.as_deref())?;
+                Some((p.partition_key.clone(), r))
             })
             .collect();
         self.prefetch(reads.values()).await?;

@@ -394,9 +394,8 @@ async fn job_row(
     for t in times_in(job, view.axis)? {
         window.extend(job.partitions_at(t).iter().map(|k| k.to_string()));
     }
-    // A cell shows a state and a count of rows: the partitions' rows without their runs.
     let statuses = catalog
-        .partition_rows_named(job.table.as_str(), i64::from(job.version), &window)
+        .partitions_named(job.table.as_str(), i64::from(job.version), &window)
         .await?;
     let stale = staleness.of_job(job, &fingerprint, &statuses).await?;
     let rows: HashMap<String, PartitionStatus> = statuses
