@@ -20,7 +20,7 @@ const COLUMNS: &str = "p.job, p.table_name, p.table_version, p.partition_key, p.
     p.last_bytes_written, p.last_requests, p.last_peak_memory_bytes, p.content_reads_json";
 
 /// Rows per text: a text of about 250 KB, a statement's memory bounded whatever it reads.
-const ROWS_PER_TEXT: i64 = 1_000;
+const ROWS_PER_TEXT: usize = 1_000;
 
 /// A value bound to a statement's placeholder.
 #[derive(Debug, Clone, Copy)]
@@ -29,51 +29,99 @@ pub(super) enum Bind<'a> {
     Int(i64),
 }
 
-/// The partitions `filter` selects (`WHERE ...` over `partitions p`, its placeholders
-/// numbered from `$1` and given by `binds`), ordered by `order`.
-pub(super) async fn read<'e, E>(
-    executor: E,
+/// The order rows are read in, by columns that tell every row of the read apart: each
+/// text starts after the last row of the one before (a seek down the index, where a
+/// numbering of every row would sort them all first).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Order {
+    /// Of one physical version: by key.
+    Key,
+    /// Of one job: by version, then key (then table, should a job's table have changed).
+    InJob,
+    /// Of every job: by job, then as [`Order::InJob`].
+    All,
+}
+
+impl Order {
+    fn columns(self) -> &'static str {
+        match self {
+            Order::Key => "p.partition_key",
+            Order::InJob => "p.table_version, p.partition_key, p.table_name",
+            Order::All => "p.job, p.table_version, p.partition_key, p.table_name",
+        }
+    }
+
+    /// The values of [`Order::columns`] of `p`, to read on after it.
+    fn after(self, p: &PartitionStatus) -> Vec<Bind<'_>> {
+        let key = Bind::Text(&p.partition_key);
+        let version = Bind::Int(p.table_version);
+        let table = Bind::Text(&p.table_name);
+        match self {
+            Order::Key => vec![key],
+            Order::InJob => vec![version, key, table],
+            Order::All => vec![Bind::Text(&p.job), version, key, table],
+        }
+    }
+}
+
+/// The partitions `filter` selects (`WHERE ...` over `partitions p`, or nothing; its
+/// placeholders numbered from `$1` and given by `binds`), in `order`.
+pub(super) async fn read(
+    conn: &mut sqlx::AnyConnection,
     backend: Backend,
-    (filter, order): (&str, &str),
+    (filter, order): (&str, Order),
     binds: &[Bind<'_>],
-) -> Result<Vec<PartitionStatus>, CatalogError>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
-{
+) -> Result<Vec<PartitionStatus>, CatalogError> {
     let (fold, array) = match backend {
         Backend::Sqlite => ("json_group_array", "json_array"),
         Backend::Postgres => ("json_agg", "json_build_array"),
     };
-    // The texts come in order, and so do the rows in each (an aggregate's ORDER BY).
-    let sql = format!(
-        "SELECT CAST({fold}({array}({COLUMNS}) ORDER BY {order}) AS TEXT) \
-         FROM (SELECT p.*, (ROW_NUMBER() OVER (ORDER BY {order}) - 1) / {ROWS_PER_TEXT} AS fold \
-               FROM partitions p {filter}) p \
-         GROUP BY p.fold ORDER BY p.fold"
-    );
-    // Only the caller's fixed text and placeholders are written into it; values are bound.
-    let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
-    for b in binds {
-        q = match *b {
-            Bind::Text(t) => q.bind(t.to_string()),
-            Bind::Int(i) => q.bind(i),
+    let columns = order.columns();
+    let mut out: Vec<PartitionStatus> = Vec::new();
+    loop {
+        // The last row so far (a copy: `out` grows below), to read on after it.
+        let last = out.last().cloned();
+        let after = last.as_ref().map(|p| order.after(p)).unwrap_or_default();
+        let mut filter = filter.to_string();
+        if !after.is_empty() {
+            let first = binds.len() + 1;
+            let places = super::placeholders(first, after.len());
+            let join = if filter.is_empty() { "WHERE" } else { "AND" };
+            filter = format!("{filter} {join} ({columns}) > ({places})");
+        }
+        // The aggregate's own ORDER BY keeps the rows of a text in order.
+        let sql = format!(
+            "SELECT CAST({fold}({array}({COLUMNS}) ORDER BY {columns}) AS TEXT) \
+             FROM (SELECT p.* FROM partitions p {filter} ORDER BY {columns} LIMIT {ROWS_PER_TEXT}) p"
+        );
+        // Only fixed text and placeholders are written into it; values are bound.
+        let mut q = sqlx::query_scalar::<_, Option<String>>(sqlx::AssertSqlSafe(sql));
+        for b in binds.iter().chain(&after) {
+            q = match *b {
+                Bind::Text(t) => q.bind(t.to_string()),
+                Bind::Int(i) => q.bind(i),
+            };
+        }
+        let text = q
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(query_err("list partitions"))?;
+        // No row: an empty array on SQLite, NULL on PostgreSQL.
+        let rows: Vec<Folded> = match text {
+            Some(t) => serde_json::from_str(&t).map_err(|e| {
+                CatalogError::Corrupt(format!("partition rows read as JSON do not parse: {e}"))
+            })?,
+            None => Vec::new(),
         };
-    }
-    let texts = q
-        .fetch_all(executor)
-        .await
-        .map_err(query_err("list partitions"))?;
-    let mut out = Vec::new();
-    for text in texts {
-        let rows: Vec<Folded> = serde_json::from_str(&text).map_err(|e| {
-            CatalogError::Corrupt(format!("partition rows read as JSON do not parse: {e}"))
-        })?;
+        let full = rows.len() == ROWS_PER_TEXT;
         out.reserve(rows.len());
         for row in rows {
             out.push(row.into_status()?);
         }
+        if !full {
+            return Ok(out);
+        }
     }
-    Ok(out)
 }
 
 /// One partition row as the database wrote it: [`COLUMNS`], in order.
@@ -140,5 +188,86 @@ impl Folded {
             },
             content_reads_json: self.21,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::write_group::tests::start;
+    use super::super::{Catalog, Claim, PartitionState, RunEnd, RunState};
+
+    /// More partitions than one text holds are read each once, in order, with their last
+    /// run's copies as the claim, the finish and the abandon wrote them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn partitions_past_one_text_are_read_each_once_in_order_with_their_runs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("c.db").display());
+        let c = Catalog::connect(&url).await.expect("catalog");
+        let n = 2 * super::ROWS_PER_TEXT + 345;
+        // Claimed out of key order: the order read is the catalog's, not the writes'.
+        let mut keys: Vec<String> = (0..n).map(|i| format!("k{:05}", (i * 11) % n)).collect();
+        let mut started = Vec::new();
+        for k in &keys {
+            let mut s = start(k, &format!("run-{k}"));
+            s.reads_json = Some(format!("{{\"files\":[],\"of\":\"{k}\"}}"));
+            s.data_version = Some(format!("dv-{k}"));
+            match c.claim(&mut s, "me", (1_000, 60_000), None).await {
+                Ok(Claim::Started(lease)) => started.push((s, lease)),
+                other => panic!("{other:?}"),
+            }
+        }
+        let end = RunEnd::Succeeded {
+            rows: 3,
+            delta_version: 7,
+        };
+        for (s, lease) in started.iter().filter(|(s, _)| s.partition.ends_with('0')) {
+            c.finish_run(s, &end, 2_000, Some(lease), &Default::default())
+                .await
+                .expect("finish");
+        }
+        c.abandon_run("run-k00001", "gone", 3_000)
+            .await
+            .expect("abandon");
+
+        keys.sort();
+        for read in [
+            c.partition_statuses(Some("j")).await.expect("of job"),
+            c.partition_statuses(None).await.expect("all"),
+            c.partitions_of("t", 1).await.expect("of version"),
+        ] {
+            let got: Vec<&str> = read.iter().map(|p| p.partition_key.as_str()).collect();
+            assert_eq!(got, keys.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+        let named = [
+            "k00010".to_string(),
+            "k00001".into(),
+            "k00002".into(),
+            "nope".into(),
+        ];
+        let read = c.partitions_named("t", 1, &named).await.expect("named");
+        assert_eq!(read.len(), 3);
+        let by_key = |k: &str| read.iter().find(|p| p.partition_key == k).expect(k);
+        let done = by_key("k00010");
+        assert_eq!(done.state, PartitionState::Complete);
+        assert_eq!(done.last_run_state.0, Some(RunState::Succeeded));
+        assert_eq!(
+            (done.started_at, done.finished_at),
+            (Some(1_000), Some(2_000))
+        );
+        assert_eq!(done.content_rows, Some(3));
+        assert_eq!(done.content_version.as_deref(), Some("dv-k00010"));
+        let reads = done.content_reads_json.as_deref().expect("reads");
+        assert!(reads.contains("k00010"), "{reads}");
+        let gone = by_key("k00001");
+        assert_eq!(gone.state, PartitionState::Failed);
+        assert_eq!(gone.last_run_state.0, Some(RunState::Abandoned));
+        assert_eq!(gone.finished_at, Some(3_000));
+        assert_eq!(gone.content_version, None);
+        let running = by_key("k00002");
+        assert_eq!(running.state, PartitionState::Running);
+        assert_eq!(running.last_run_state.0, Some(RunState::Running));
+        assert_eq!((running.attempt, running.finished_at), (Some(1), None));
+        let one = c.partition_status("t", 1, "k00010").await.expect("one");
+        assert_eq!(one.map(|p| p.content_delta_version), Some(Some(7)));
     }
 }

@@ -267,6 +267,14 @@ impl Catalog {
         })
     }
 
+    /// A connection of the read pool, for reads of several statements.
+    async fn reader(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, CatalogError> {
+        self.pool
+            .acquire()
+            .await
+            .map_err(query_err("open a catalog connection"))
+    }
+
     /// The same catalog through a connection of its own, opened when first used, on the
     /// runtime that uses it: for work that must not wait on the runtime that opened this
     /// one (a PostgreSQL connection is driven by the runtime that made it), such as the

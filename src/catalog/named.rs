@@ -3,7 +3,7 @@
 //! `IN` lists (by the primary key's index), never in a range: keys sort as times in bytes,
 //! but a PostgreSQL database's collation may order them otherwise.
 
-use super::folded::{self, Bind};
+use super::folded::{self, Bind, Order};
 use super::{Catalog, CatalogError, PartitionState, PartitionStatus, placeholders, query_err};
 use std::collections::HashMap;
 
@@ -31,8 +31,9 @@ impl Catalog {
             );
             let mut binds = vec![Bind::Text(table), Bind::Int(version)];
             binds.extend(chunk.iter().map(|k| Bind::Text(k)));
-            let order = (filter.as_str(), "p.partition_key");
-            out.extend(folded::read(&self.pool, self.backend, order, &binds).await?);
+            let mut conn = self.reader().await?;
+            let read = (filter.as_str(), Order::Key);
+            out.extend(folded::read(&mut conn, self.backend, read, &binds).await?);
         }
         Ok(out)
     }

@@ -1,7 +1,7 @@
 //! Read queries: partitions with their last run, runs, and the stored quality of content.
 //! Quality is returned as the JSON the run stored; `quality` decodes it.
 
-use super::folded::{self, Bind};
+use super::folded::{self, Bind, Order};
 use super::{Backend, Catalog, CatalogError, DayCost, PartitionStatus, RunRow, query_err};
 use crate::partition::{KEY_SEPARATOR, PartitionKey};
 use std::sync::LazyLock;
@@ -22,19 +22,16 @@ static RECENT_RUNS_OF_JOB: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// One partition with its last run, read through `executor` (also inside the claim
+/// One partition with its last run, read through `conn` (also inside the claim
 /// transaction).
-pub(super) async fn partition_one<'e, E>(
-    executor: E,
+pub(super) async fn partition_one(
+    conn: &mut sqlx::AnyConnection,
     backend: Backend,
     (table, version, partition): (&str, i64, &str),
-) -> Result<Option<PartitionStatus>, CatalogError>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
-{
+) -> Result<Option<PartitionStatus>, CatalogError> {
     let filter = "WHERE p.table_name = $1 AND p.table_version = $2 AND p.partition_key = $3";
     let binds = [Bind::Text(table), Bind::Int(version), Bind::Text(partition)];
-    let found = folded::read(executor, backend, (filter, "p.partition_key"), &binds).await?;
+    let found = folded::read(conn, backend, (filter, Order::Key), &binds).await?;
     Ok(found.into_iter().next())
 }
 
@@ -123,8 +120,12 @@ impl Catalog {
             Some(j) => ("WHERE p.job = $1", vec![Bind::Text(j)]),
             None => ("", vec![]),
         };
-        let order = "p.job, p.table_version, p.partition_key";
-        folded::read(&self.pool, self.backend, (filter, order), &binds).await
+        let order = match job {
+            Some(_) => Order::InJob,
+            None => Order::All,
+        };
+        let mut conn = self.reader().await?;
+        folded::read(&mut conn, self.backend, (filter, order), &binds).await
     }
 
     /// The jobs that have partitions in the catalog (of any version), by name: a project's
@@ -150,13 +151,8 @@ impl Catalog {
     ) -> Result<Vec<PartitionStatus>, CatalogError> {
         let filter = "WHERE p.table_name = $1 AND p.table_version = $2";
         let binds = [Bind::Text(table), Bind::Int(version)];
-        folded::read(
-            &self.pool,
-            self.backend,
-            (filter, "p.partition_key"),
-            &binds,
-        )
-        .await
+        let mut conn = self.reader().await?;
+        folded::read(&mut conn, self.backend, (filter, Order::Key), &binds).await
     }
 
     /// The greatest partition key of one physical version (the newest time, as times
@@ -182,7 +178,8 @@ impl Catalog {
         version: i64,
         partition: &str,
     ) -> Result<Option<PartitionStatus>, CatalogError> {
-        partition_one(&self.pool, self.backend, (table, version, partition)).await
+        let mut conn = self.reader().await?;
+        partition_one(&mut conn, self.backend, (table, version, partition)).await
     }
 
     /// What one run read (`runs.reads_json`).

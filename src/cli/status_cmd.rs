@@ -6,6 +6,7 @@ use super::{EXIT_OK, Globals, Outcome, output};
 use crate::app::status::{PartitionView, ShownState};
 use crate::catalog::PartitionStatus;
 use crate::project::Project;
+use futures::StreamExt as _;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -97,13 +98,13 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
     let now = cx.clock.now();
     let late = |v: &PartitionView| late(project, &v.status, now);
     let mut shown = Shown::new(g.output == output::Format::Json);
-    for j in &jobs {
-        let views: Vec<PartitionView> =
-            crate::app::status::partitions(project, &cx.catalog, Some(j.as_str()))
-                .await?
-                .into_iter()
-                .filter(|v| args.keeps(v))
-                .collect();
+    // The next job's partitions are read while this one's are printed: the catalog's
+    // worker thread and this one each do half the work, side by side.
+    let mut each = futures::stream::iter(&jobs)
+        .map(|j| crate::app::status::partitions(project, &cx.catalog, Some(j.as_str())))
+        .buffered(2);
+    while let Some(views) = each.next().await {
+        let views: Vec<PartitionView> = views?.into_iter().filter(|v| args.keeps(v)).collect();
         shown.job(project, &views, &late)?;
     }
     let filtered = args.state.is_some() || args.from.is_some() || args.to.is_some();
