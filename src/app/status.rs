@@ -44,6 +44,15 @@ pub async fn partitions(
     job: Option<&str>,
 ) -> Result<Vec<PartitionView>, CatalogError> {
     let rows = catalog.partition_statuses(job).await?;
+    views(project, catalog, rows).await
+}
+
+/// The views of partition rows read already, with staleness judged per job.
+pub async fn views(
+    project: &Project,
+    catalog: &Catalog,
+    rows: Vec<PartitionStatus>,
+) -> Result<Vec<PartitionView>, CatalogError> {
     // Each row becomes its view in place: a row is never copied, whatever the count.
     let mut views: Vec<PartitionView> = rows
         .into_iter()

@@ -6,7 +6,6 @@ use super::{EXIT_OK, Globals, Outcome, output};
 use crate::app::status::{PartitionView, ShownState};
 use crate::catalog::PartitionStatus;
 use crate::project::Project;
-use futures::StreamExt as _;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -98,13 +97,22 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
     let now = cx.clock.now();
     let late = |v: &PartitionView| late(project, &v.status, now);
     let mut shown = Shown::new(g.output == output::Format::Json);
-    // The next job's partitions are read while this one's are printed: the catalog's
-    // worker thread and this one each do half the work, side by side.
-    let mut each = futures::stream::iter(&jobs)
-        .map(|j| crate::app::status::partitions(project, &cx.catalog, Some(j.as_str())))
-        .buffered(2);
-    while let Some(views) = each.next().await {
-        let views: Vec<PartitionView> = views?.into_iter().filter(|v| args.keeps(v)).collect();
+    // The next job's partitions are read (by a task of their own, and the catalog's
+    // worker thread) while this one's are judged and printed: each side does about half
+    // the work, side by side.
+    let read = |j: &String| {
+        let (catalog, job) = (cx.catalog.clone(), j.clone());
+        tokio::spawn(async move { catalog.partition_statuses(Some(job.as_str())).await })
+    };
+    let mut next = jobs.first().map(read);
+    for (i, job) in jobs.iter().enumerate() {
+        let Some(reading) = next.take() else { break };
+        let rows = reading
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the partitions of {job} stopped: {e}"))??;
+        next = jobs.get(i + 1).map(read);
+        let views = crate::app::status::views(project, &cx.catalog, rows).await?;
+        let views: Vec<PartitionView> = views.into_iter().filter(|v| args.keeps(v)).collect();
         shown.job(project, &views, &late)?;
     }
     let filtered = args.state.is_some() || args.from.is_some() || args.to.is_some();
