@@ -63,8 +63,13 @@ pub async fn views(
         })
         .collect();
     let mut staleness = Staleness::new(project, catalog);
-    let mut jobs: Vec<String> = views.iter().map(|v| v.status.job.clone()).collect();
-    jobs.dedup();
+    // The jobs in the order their rows come, each once (rows come a job at a time).
+    let mut jobs: Vec<String> = Vec::new();
+    for v in &views {
+        if jobs.last() != Some(&v.status.job) {
+            jobs.push(v.status.job.clone());
+        }
+    }
     for name in jobs {
         let Some(j) = project.jobs.get(name.as_str()) else {
             continue;

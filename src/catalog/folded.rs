@@ -51,6 +51,30 @@ impl Order {
         }
     }
 
+    /// `a` against `b` by [`Order::columns`], as SQLite compares them.
+    fn compare(self, a: &PartitionStatus, b: &PartitionStatus) -> std::cmp::Ordering {
+        let in_job = || {
+            (a.table_version, &a.partition_key, &a.table_name).cmp(&(
+                b.table_version,
+                &b.partition_key,
+                &b.table_name,
+            ))
+        };
+        match self {
+            Order::Key => a.partition_key.cmp(&b.partition_key),
+            Order::InJob => in_job(),
+            Order::All => a.job.cmp(&b.job).then_with(in_job),
+        }
+    }
+
+    /// Sorts the rows of one text, should they have come out of order (checked first:
+    /// they seldom have).
+    fn put_in_order(self, rows: &mut [PartitionStatus]) {
+        if !rows.is_sorted_by(|a, b| self.compare(a, b).is_le()) {
+            rows.sort_unstable_by(|a, b| self.compare(a, b));
+        }
+    }
+
     /// The values of [`Order::columns`] of `p`, to read on after it.
     fn after(self, p: &PartitionStatus) -> Vec<Bind<'_>> {
         let key = Bind::Text(&p.partition_key);
@@ -72,11 +96,20 @@ pub(super) async fn read(
     (filter, order): (&str, Order),
     binds: &[Bind<'_>],
 ) -> Result<Vec<PartitionStatus>, CatalogError> {
-    let (fold, array) = match backend {
-        Backend::Sqlite => ("json_group_array", "json_array"),
-        Backend::Postgres => ("json_agg", "json_build_array"),
-    };
     let columns = order.columns();
+    let (fold, array, fold_order) = match backend {
+        // SQLite compares these columns as Rust does (text byte by byte, BINARY): a text
+        // whose rows came out of order is put back in order here, which costs less than
+        // the aggregate's own sort did (a third of SQLite's time at a million rows). The
+        // subquery's ORDER BY and LIMIT still choose which rows a text holds.
+        Backend::Sqlite => ("json_group_array", "json_array", String::new()),
+        // PostgreSQL's collation may order text otherwise than bytes: it orders them.
+        Backend::Postgres => (
+            "json_agg",
+            "json_build_array",
+            format!(" ORDER BY {columns}"),
+        ),
+    };
     let mut out: Vec<PartitionStatus> = Vec::new();
     loop {
         // The last row so far (a copy: `out` grows below), to read on after it.
@@ -89,9 +122,8 @@ pub(super) async fn read(
             let join = if filter.is_empty() { "WHERE" } else { "AND" };
             filter = format!("{filter} {join} ({columns}) > ({places})");
         }
-        // The aggregate's own ORDER BY keeps the rows of a text in order.
         let sql = format!(
-            "SELECT CAST({fold}({array}({COLUMNS}) ORDER BY {columns}) AS TEXT) \
+            "SELECT CAST({fold}({array}({COLUMNS}){fold_order}) AS TEXT) \
              FROM (SELECT p.* FROM partitions p {filter} ORDER BY {columns} LIMIT {ROWS_PER_TEXT}) p"
         );
         // Only fixed text and placeholders are written into it; values are bound.
@@ -114,10 +146,12 @@ pub(super) async fn read(
             None => Vec::new(),
         };
         let full = rows.len() == ROWS_PER_TEXT;
+        let start = out.len();
         out.reserve(rows.len());
         for row in rows {
             out.push(row.into_status()?);
         }
+        order.put_in_order(&mut out[start..]);
         if !full {
             return Ok(out);
         }
@@ -269,5 +303,60 @@ mod tests {
         assert_eq!((running.attempt, running.finished_at), (Some(1), None));
         let one = c.partition_status("t", 1, "k00010").await.expect("one");
         assert_eq!(one.map(|p| p.content_delta_version), Some(Some(7)));
+    }
+
+    /// Rows a text holds out of order are put in the order read on from, by each order's
+    /// columns (the version as a number, text as bytes).
+    #[test]
+    fn rows_of_a_text_out_of_order_are_put_in_order() {
+        use super::{Order, PartitionState, PartitionStatus};
+        let row = |job: &str, version: i64, key: &str| PartitionStatus {
+            job: job.into(),
+            table_name: format!("t_{job}"),
+            table_version: version,
+            partition_key: key.into(),
+            state: PartitionState::Complete,
+            content_rows: None,
+            content_run_id: None,
+            content_fingerprint: None,
+            content_delta_version: None,
+            last_run_id: String::new(),
+            error: None,
+            started_at: None,
+            finished_at: None,
+            attempt: None,
+            content_version: None,
+            last_run_state: Default::default(),
+            last_run_cost: Default::default(),
+            content_reads_json: None,
+        };
+        let shown = |rows: &[PartitionStatus]| -> Vec<String> {
+            rows.iter()
+                .map(|p| format!("{} v{} {}", p.job, p.table_version, p.partition_key))
+                .collect()
+        };
+        let mut rows = vec![
+            row("b", 2, "2024-01-01"),
+            row("a", 10, "2024-01-01"),
+            row("a", 9, "2024-01-02"),
+            row("a", 9, "2024-01-01"),
+            row("B", 1, "x"),
+        ];
+        Order::All.put_in_order(&mut rows);
+        assert_eq!(
+            shown(&rows),
+            [
+                "B v1 x",
+                "a v9 2024-01-01",
+                "a v9 2024-01-02",
+                "a v10 2024-01-01",
+                "b v2 2024-01-01"
+            ]
+        );
+        let mut rows = vec![row("a", 10, "1"), row("a", 9, "2"), row("a", 9, "10")];
+        Order::InJob.put_in_order(&mut rows);
+        assert_eq!(shown(&rows), ["a v9 10", "a v9 2", "a v10 1"]);
+        Order::Key.put_in_order(&mut rows);
+        assert_eq!(shown(&rows), ["a v10 1", "a v9 10", "a v9 2"]);
     }
 }
