@@ -101,8 +101,21 @@ pub fn rfc3339(ms: i64) -> String {
 
 /// A time for people: `2024-01-05 10:03:07` (UTC) from epoch milliseconds; `-` for none.
 pub fn shown_time(ms: Option<i64>) -> String {
+    use chrono::{Datelike as _, Timelike as _};
     ms.and_then(DateTime::<Utc>::from_timestamp_millis)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .map(|t| match t.year() {
+            // Written field by field: `status` shows a time per partition, and a format
+            // string is parsed again on every call.
+            y @ 0..=9999 => format!(
+                "{y:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+                t.month(),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            ),
+            _ => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+        })
         .unwrap_or_else(|| "-".into())
 }
 
@@ -138,7 +151,7 @@ pub fn as_rfc3339_opt<S: serde::Serializer>(ms: &Option<i64>, s: S) -> Result<S:
 }
 
 #[cfg(test)]
-mod rfc3339_tests {
+mod tests {
     #[test]
     fn times_for_programs_are_rfc3339_in_utc_with_milliseconds() {
         assert_eq!(
@@ -146,5 +159,31 @@ mod rfc3339_tests {
             "2026-11-30T11:42:40.752Z"
         );
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00.000Z");
+    }
+
+    /// Times for people are as chrono's `%Y-%m-%d %H:%M:%S` writes them, in and out of
+    /// the years of four digits.
+    #[test]
+    fn times_for_people_are_as_the_format_writes_them() {
+        use chrono::{DateTime, Utc};
+        for ms in [
+            0,
+            1_796_038_960_752,
+            -62_135_596_800_000,
+            253_402_300_799_999,
+            253_402_300_800_000,
+            -86_400_000,
+        ] {
+            let expected = DateTime::<Utc>::from_timestamp_millis(ms)
+                .expect("in range")
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string();
+            assert_eq!(super::shown_time(Some(ms)), expected, "{ms}");
+        }
+        assert_eq!(
+            super::shown_time(Some(1_796_038_960_752)),
+            "2026-11-30 11:42:40"
+        );
+        assert_eq!(super::shown_time(None), "-");
     }
 }

@@ -128,8 +128,6 @@ struct Shown {
     partitions: usize,
     counts: Vec<usize>,
     errors: usize,
-    /// One JSON item as it is written.
-    item: Vec<u8>,
 }
 
 impl Shown {
@@ -140,7 +138,6 @@ impl Shown {
             partitions: 0,
             counts: vec![0; ShownState::ALL.len()],
             errors: 0,
-            item: Vec::new(),
         }
     }
 
@@ -153,21 +150,14 @@ impl Shown {
         use std::io::Write as _;
         for v in views {
             if self.json {
-                // Pretty-printed into a buffer used again for every item, then written one
-                // level in, as an element of the array.
-                self.item.clear();
-                serde_json::to_writer_pretty(
-                    &mut self.item,
-                    &json_of(v, declared(project, &v.status), late(v)),
-                )?;
+                use serde::Serialize as _;
                 let sep = if self.partitions == 0 { "[" } else { "," };
                 write!(self.out, "{sep}\n  ")?;
-                for line in self.item.split_inclusive(|b| *b == b'\n') {
-                    self.out.write_all(line)?;
-                    if line.ends_with(b"\n") {
-                        self.out.write_all(b"  ")?;
-                    }
-                }
+                let mut item = serde_json::Serializer::with_formatter(
+                    &mut self.out,
+                    output::ElementFormatter::one_level_in(),
+                );
+                json_of(v, declared(project, &v.status), late(v)).serialize(&mut item)?;
             }
             self.partitions += 1;
             if let Some(i) = ShownState::ALL.iter().position(|s| *s == v.state()) {
