@@ -37,16 +37,6 @@ impl PartitionView {
     }
 }
 
-/// Every partition (of `job`, when given), with staleness judged per job.
-pub async fn partitions(
-    project: &Project,
-    catalog: &Catalog,
-    job: Option<&str>,
-) -> Result<Vec<PartitionView>, CatalogError> {
-    let rows = catalog.partition_statuses(job).await?;
-    views(project, catalog, rows).await
-}
-
 /// The views of partition rows read already, with staleness judged per job.
 pub async fn views(
     project: &Project,

@@ -16,6 +16,7 @@ mod leases;
 mod messages;
 mod named;
 mod outbox;
+mod packed;
 mod reads;
 mod retention;
 mod rows;
@@ -115,6 +116,9 @@ pub enum CatalogError {
     Corrupt(String),
     #[error("catalog write: {0} (this is likely a bug)")]
     Lost(&'static str),
+    /// A run's quality could not be packed or unpacked (`packed.rs`).
+    #[error("{0}")]
+    Packed(String),
     #[error("cannot create the catalog's folder {}: {source}", .path.display())]
     CreateDir {
         path: std::path::PathBuf,

@@ -1,7 +1,9 @@
 //! Read queries: partitions with their last run, runs, and the stored quality of content.
-//! Quality is returned as the JSON the run stored; `quality` decodes it.
+//! Quality is returned as the JSON the run stored (unpacked, `packed.rs`); `quality`
+//! decodes it.
 
 use super::folded::{self, Bind, Order};
+use super::packed;
 use super::{Backend, Catalog, CatalogError, DayCost, PartitionStatus, RunRow, query_err};
 use crate::partition::{KEY_SEPARATOR, PartitionKey};
 use std::sync::LazyLock;
@@ -52,8 +54,8 @@ impl Catalog {
             Some(k) => format!("%{KEY_SEPARATOR}{}", k.as_str().replace('_', "\\_")),
             None => "%".to_string(),
         };
-        let rows: Vec<(Option<String>,)> = sqlx::query_as(
-            "SELECT r.quality_json FROM partitions p JOIN runs r ON r.run_id = p.content_run_id \
+        let rows: Vec<(Option<String>, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT r.quality_json, r.quality_packed FROM partitions p JOIN runs r ON r.run_id = p.content_run_id \
              WHERE p.table_name = $1 AND p.table_version = $2 AND p.partition_key < $3 AND p.content_run_id IS NOT NULL \
              AND p.partition_key LIKE $5 ESCAPE '\\' \
              ORDER BY p.partition_key DESC LIMIT $4",
@@ -66,7 +68,11 @@ impl Catalog {
         .fetch_all(&self.pool)
         .await
         .map_err(query_err("read profiles"))?;
-        Ok(rows.into_iter().filter_map(|(j,)| j).collect())
+        let mut stored = Vec::with_capacity(rows.len());
+        for (text, packed) in rows {
+            stored.extend(packed::stored(text, packed)?);
+        }
+        Ok(stored)
     }
 
     /// Every partition of a physical version with the stored quality (JSON) of its current
@@ -76,8 +82,8 @@ impl Catalog {
         table: &str,
         version: i64,
     ) -> Result<Vec<(String, String)>, CatalogError> {
-        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
-            "SELECT p.partition_key, r.quality_json FROM partitions p JOIN runs r ON r.run_id = p.content_run_id \
+        let rows: Vec<(String, Option<String>, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT p.partition_key, r.quality_json, r.quality_packed FROM partitions p JOIN runs r ON r.run_id = p.content_run_id \
              WHERE p.table_name = $1 AND p.table_version = $2 ORDER BY p.partition_key",
         )
         .bind(table)
@@ -85,21 +91,27 @@ impl Catalog {
         .fetch_all(&self.pool)
         .await
         .map_err(query_err("read profiles"))?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(k, j)| Some((k, j?)))
-            .collect())
+        let mut stored = Vec::with_capacity(rows.len());
+        for (key, text, packed) in rows {
+            if let Some(q) = packed::stored(text, packed)? {
+                stored.push((key, q));
+            }
+        }
+        Ok(stored)
     }
 
     /// The quality (JSON) a run stored: its profile and check results.
     pub async fn run_quality(&self, run_id: &str) -> Result<Option<String>, CatalogError> {
-        let row: Option<(Option<String>,)> =
-            sqlx::query_as("SELECT quality_json FROM runs WHERE run_id = $1")
+        let row: Option<(Option<String>, Option<Vec<u8>>)> =
+            sqlx::query_as("SELECT quality_json, quality_packed FROM runs WHERE run_id = $1")
                 .bind(run_id)
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(query_err("read run quality"))?;
-        Ok(row.and_then(|(j,)| j))
+        match row {
+            Some((text, packed)) => packed::stored(text, packed),
+            None => Ok(None),
+        }
     }
 
     pub async fn run(&self, run_id: &str) -> Result<Option<RunRow>, CatalogError> {

@@ -151,8 +151,8 @@ pub struct RunStart {
     pub data_version: Option<String>,
 }
 
-/// What a run measured besides its rows: its profile and check results (`quality_json`)
-/// and what it used.
+/// What a run measured besides its rows: its profile and check results (as JSON; stored
+/// packed, `packed.rs`) and what it used.
 #[derive(Debug, Clone, Default)]
 pub struct RunMeasures {
     pub quality_json: Option<String>,

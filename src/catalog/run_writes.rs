@@ -181,8 +181,13 @@ pub(super) async fn finish_in(
         RunEnd::Failed { error } => (RunState::Failed, None, None, Some(redact_text(error))),
     };
     let cost = measured.cost;
+    let quality = measured
+        .quality_json
+        .as_deref()
+        .map(super::packed::pack)
+        .transpose()?;
     sqlx::query(
-        "UPDATE runs SET state = $1, rows_written = $2, delta_version = $3, error = $4, finished_at = $5, quality_json = $6, \
+        "UPDATE runs SET state = $1, rows_written = $2, delta_version = $3, error = $4, finished_at = $5, quality_packed = $6, \
          cpu_us = $8, bytes_read = $9, bytes_written = $10, requests = $11, peak_memory_bytes = $12, \
          reads_json = COALESCE($13, reads_json), data_version = COALESCE($14, data_version) WHERE run_id = $7",
     )
@@ -191,7 +196,7 @@ pub(super) async fn finish_in(
     .bind(dv)
     .bind(error.clone())
     .bind(now_ms)
-    .bind(measured.quality_json.as_deref())
+    .bind(quality)
     .bind(&start.run_id)
     .bind(cost.map(|c| as_i64(c.cpu_us)))
     .bind(cost.map(|c| as_i64(c.bytes_read)))

@@ -58,7 +58,7 @@ impl Catalog {
             return Ok(None);
         };
         let extra = sqlx::query(
-            "SELECT quality_json, reads_json, data_version FROM runs WHERE run_id = $1",
+            "SELECT quality_json, quality_packed, reads_json, data_version FROM runs WHERE run_id = $1",
         )
         .bind(run_id)
         .fetch_one(&self.pool)
@@ -67,10 +67,11 @@ impl Catalog {
         let get = |i: usize| -> Result<Option<String>, CatalogError> {
             extra.try_get(i).map_err(query_err("read a run"))
         };
+        let packed: Option<Vec<u8>> = extra.try_get(1).map_err(query_err("read a run"))?;
         Ok(Some(HistoryRun {
-            quality_json: get(0)?,
-            reads_json: get(1)?,
-            data_version: get(2)?,
+            quality_json: super::packed::stored(get(0)?, packed)?,
+            reads_json: get(2)?,
+            data_version: get(3)?,
             row,
         }))
     }
@@ -87,13 +88,18 @@ impl Catalog {
             let sql = format!(
                 "INSERT INTO runs (run_id, job, table_name, table_version, partition_key, attempt, \
                  state, trigger_kind, fingerprint, lease_token, rows_written, delta_version, error, \
-                 host, pid, started_at, finished_at, quality_json, reads_json, data_version, \
+                 host, pid, started_at, finished_at, quality_packed, reads_json, data_version, \
                  cpu_us, bytes_read, bytes_written, requests, peak_memory_bytes) VALUES {}",
                 values(chunk.len(), 25)
             );
             // Only placeholders are written into the text; the values are bound.
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for h in chunk {
+                let quality = h
+                    .quality_json
+                    .as_deref()
+                    .map(super::packed::pack)
+                    .transpose()?;
                 let r = &h.row;
                 q = q
                     .bind(r.run_id.clone())
@@ -113,7 +119,7 @@ impl Catalog {
                     .bind(r.pid)
                     .bind(r.started_at)
                     .bind(r.finished_at)
-                    .bind(h.quality_json.clone())
+                    .bind(quality)
                     .bind(h.reads_json.clone())
                     .bind(h.data_version.clone())
                     .bind(r.cost.cpu_us)
