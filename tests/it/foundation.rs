@@ -207,6 +207,58 @@ async fn sigkill_before_the_commit_leaves_the_previous_content_and_the_next_run_
     assert_ne!(after, clean, "the new code's rows replaced the old ones");
 }
 
+/// The names in `dir` of input copies without bad rows (sluice's temporary files).
+fn copies_without_bad_rows(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("sluice-without-bad-rows-"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// A process killed with SIGKILL cannot remove its temporary copy of an input without the
+/// input's bad rows; the next run that makes such a copy removes those whose process is
+/// gone, and no other.
+#[test]
+fn copies_without_bad_rows_that_killed_runs_left_are_removed_by_the_next_run() {
+    let p = TestProject::sample();
+    shorter_leases(&p);
+    p.ok(&["migrate"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let tmpdir = tmp.path().to_str().unwrap();
+    // 2024-01-07's export has a row that cannot be read: its runs read a copy without it.
+    let (mut child, log) = p.spawn(
+        &["run", "clean_orders", "--partition", "2024-01-07"],
+        &[("SLUICE_FAILPOINT", "before_commit"), ("TMPDIR", tmpdir)],
+    );
+    wait_for_text(&log, "paused at failpoint", Duration::from_secs(120));
+    sigkill(&mut child);
+    // Whatever the killed run left must go. Its query had ended by the failpoint, so add
+    // what a kill during a query leaves: a copy of a process that is gone. Beside it, a
+    // copy of a process still running (this test's own), which must stay.
+    let gone = {
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        let id = c.id();
+        c.wait().unwrap();
+        id
+    };
+    let left = format!("sluice-without-bad-rows-{gone}-left.csv");
+    let live = format!("sluice-without-bad-rows-{}-live.csv", std::process::id());
+    std::fs::write(tmp.path().join(&left), "order_id\n").unwrap();
+    std::fs::write(tmp.path().join(&live), "order_id\n").unwrap();
+    assert!(copies_without_bad_rows(tmp.path()).contains(&left));
+
+    std::thread::sleep(Duration::from_millis(2200));
+    let o = p.run_env(
+        &["run", "clean_orders", "--partition", "2024-01-07"],
+        &[("TMPDIR", tmpdir)],
+    );
+    assert_eq!(o.code, 0, "{}", o.context());
+    assert_eq!(copies_without_bad_rows(tmp.path()), [live]);
+}
+
 #[tokio::test]
 async fn sigkill_after_the_commit_is_reconciled_from_the_delta_log() {
     let p = TestProject::sample();
