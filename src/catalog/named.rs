@@ -23,7 +23,12 @@ impl Catalog {
         version: i64,
         keys: &[String],
     ) -> Result<Vec<PartitionStatus>, CatalogError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut out = Vec::with_capacity(keys.len());
+        // One connection for every chunk: each statement is its own read all the same.
+        let mut conn = self.reader().await?;
         for chunk in keys.chunks(KEYS_PER_STATEMENT) {
             let filter = format!(
                 "WHERE p.table_name = $1 AND p.table_version = $2 AND p.partition_key IN ({})",
@@ -31,7 +36,6 @@ impl Catalog {
             );
             let mut binds = vec![Bind::Text(table), Bind::Int(version)];
             binds.extend(chunk.iter().map(|k| Bind::Text(k)));
-            let mut conn = self.reader().await?;
             let read = (filter.as_str(), Order::Key);
             out.extend(folded::read(&mut conn, self.backend, read, &binds).await?);
         }
