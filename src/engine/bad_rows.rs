@@ -371,7 +371,9 @@ fn sweep_left_copies(dir: &Path) {
         let Some(pid) = name
             .to_str()
             .and_then(|n| n.strip_prefix(COPY_PREFIX))
-            .and_then(|rest| rest.split('-').next())
+            // Names made before the id was in them have no `-` after the prefix.
+            .and_then(|rest| rest.split_once('-'))
+            .map(|(pid, _)| pid)
             .and_then(|p| p.parse::<libc::pid_t>().ok())
         else {
             continue;
@@ -567,6 +569,7 @@ mod sweep_tests {
             format!("{COPY_PREFIX}{}-b.csv", std::process::id()),
             format!("{COPY_PREFIX}0-c.csv"),
             format!("{COPY_PREFIX}x-d.csv"),
+            format!("{COPY_PREFIX}{gone}.csv"),
             "other.csv".to_string(),
         ];
         for n in &names {
