@@ -12,6 +12,7 @@ pub mod conform;
 mod error;
 pub mod fit;
 mod inputs;
+mod left_copies;
 pub mod output;
 pub mod record_id;
 mod scratch;
