@@ -6,12 +6,15 @@
 //! folder and turning each entry's path into a URL and back before comparing it with the
 //! offset: a backfill of 87,600 hourly partitions leaves about 12,000 entries there, and
 //! near its end half the process's time went to those conversions (measured with perf).
-//! Here a flat folder is read by name, and only the files after the offset are looked at,
+//! Here a flat folder's names are compared with the offset, and only the files after it are looked at,
 //! each by a stat in the folder (a `head` per file, as first written here, opened each one:
 //! Delta's kernel lists from the last checkpoint on every commit, so that was some twenty
 //! opens a commit); anything else (a folder with sub-folders, a name that needs escaping, an offset outside
-//! the prefix) goes to `LocalFileSystem` as before, so the answer is always the same.
+//! the prefix) goes to `LocalFileSystem` as before, so the answer is always the same. The
+//! names come from memory, kept current by the kernel's reports of changes
+//! (`folder_names`), where the folder can be watched; otherwise from reading it.
 
+use super::folder_names::{Entry, Names, entry_kind, plain};
 use async_trait::async_trait;
 use bytes::Bytes;
 use deltalake::logstore::object_store::local::LocalFileSystem;
@@ -83,23 +86,28 @@ enum Listing {
     NotFlat,
 }
 
-/// Whether a name is one `Path` holds as it is (no escaping), so that comparing names is
-/// comparing paths.
-fn plain(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        && name != "."
-        && name != ".."
-}
-
-/// `LocalFileSystem` leaves out its own unfinished uploads, named `<name>#<digits>`.
-fn upload_in_progress(name: &str) -> bool {
-    matches!(name.split_once('#'), Some((_, suffix)) if !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()))
-}
-
 fn list_flat(dir: &std::path::Path, after: &str) -> std::io::Result<Listing> {
+    let names = match super::folder_names::after(dir, after) {
+        None => return read_flat(dir, after),
+        Some(Ok(Names::After(names))) => names,
+        Some(Ok(Names::NotFlat)) => return Ok(Listing::NotFlat),
+        Some(Err(e)) => return Err(e),
+    };
+    let mut files = Vec::with_capacity(names.len());
+    for name in names {
+        // A stat by name in the folder (the file is not opened, as a `head` would).
+        match std::fs::symlink_metadata(dir.join(&name)) {
+            Ok(m) => files.push((name, m)),
+            // Deleted since: LocalFileSystem leaves it out too.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Listing::After(files))
+}
+
+/// The folder read whole: what a folder that cannot be watched is listed by.
+fn read_flat(dir: &std::path::Path, after: &str) -> std::io::Result<Listing> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -111,26 +119,15 @@ fn list_flat(dir: &std::path::Path, after: &str) -> std::io::Result<Listing> {
     for entry in entries {
         let entry = entry?;
         // The entry's type comes with the folder's listing: no stat per entry.
-        let kind = entry.file_type()?;
-        if !kind.is_file() {
-            // A sub-folder's objects sort among the names in ways a name alone does not
-            // tell; a link is followed by LocalFileSystem.
-            return Ok(Listing::NotFlat);
-        }
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else {
-            return Ok(Listing::NotFlat);
+        let name = match entry_kind(&entry.file_name(), entry.file_type()?) {
+            Entry::File(name) => name,
+            Entry::Skipped => continue,
+            Entry::Odd => return Ok(Listing::NotFlat),
         };
-        if upload_in_progress(name) {
-            continue;
-        }
-        if !plain(name) {
-            return Ok(Listing::NotFlat);
-        }
-        if name > after {
+        if name.as_str() > after {
             // A stat by name in the folder (the file is not opened, as a `head` would).
             match entry.metadata() {
-                Ok(m) => names.push((name.to_string(), m)),
+                Ok(m) => names.push((name, m)),
                 // Deleted since the folder was read: LocalFileSystem leaves it out too.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
@@ -345,5 +342,67 @@ mod tests {
             listed(&ours, &missing, &offset).await,
             listed(&theirs, &missing, &offset).await
         );
+    }
+
+    /// Changes made after a folder was first listed (files added, removed, renamed over
+    /// others, unfinished uploads, a link, the folder removed and made again, a forgotten
+    /// watch) show in the next listing as LocalFileSystem's shows them.
+    #[tokio::test]
+    async fn a_listing_after_changes_is_the_local_file_systems() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("_delta_log");
+        std::fs::create_dir(&log).expect("mkdir");
+        let commit = |v: u64| log.join(format!("{v:020}.json"));
+        for v in 0..5u64 {
+            std::fs::write(commit(v), b"c").expect("write");
+        }
+        let prefix = Path::from_absolute_path(&log).expect("path");
+        let ours = LocalStore {
+            inner: Arc::new(LocalFileSystem::new()),
+        };
+        let theirs = LocalFileSystem::new();
+        let offset = prefix.clone().join(format!("{:020}", 2).as_str());
+        let same = |step: &'static str| {
+            let (ours, theirs, prefix, offset) = (&ours, &theirs, &prefix, &offset);
+            async move {
+                let want = listed(theirs, prefix, offset).await;
+                assert_eq!(listed(ours, prefix, offset).await, want, "after {step}");
+                want.len()
+            }
+        };
+        assert_eq!(same("the first listing").await, 3);
+        for v in 5..40u64 {
+            std::fs::write(commit(v), vec![b'x'; v as usize]).expect("write");
+        }
+        assert_eq!(same("commits added").await, 38);
+        std::fs::remove_file(commit(7)).expect("rm");
+        std::fs::rename(commit(8), commit(39)).expect("rename over");
+        std::fs::write(log.join(format!("{:020}.json#3", 40)), b"u").expect("write");
+        std::fs::write(log.join(format!("{:020}.checkpoint.parquet", 30)), b"p").expect("write");
+        std::fs::write(log.join("_last_checkpoint"), b"{}").expect("write");
+        assert_eq!(same("files removed, renamed and added").await, 38);
+        // The file is rewritten in place: its new size shows.
+        std::fs::write(commit(20), vec![b'y'; 100]).expect("rewrite");
+        same("a file rewritten").await;
+
+        std::os::unix::fs::symlink(commit(20), log.join("link.json")).expect("symlink");
+        assert!(
+            matches!(list_flat(&log, "0"), Ok(Listing::NotFlat)),
+            "a link"
+        );
+        same("a link made").await;
+        std::fs::remove_file(log.join("link.json")).expect("rm link");
+        assert!(matches!(list_flat(&log, "0"), Ok(Listing::After(_))));
+        same("the link removed").await;
+
+        super::super::folder_names::forget_all();
+        std::fs::write(commit(41), b"c").expect("write");
+        same("the watch forgotten").await;
+
+        std::fs::remove_dir_all(&log).expect("rm folder");
+        assert_eq!(same("the folder removed").await, 0);
+        std::fs::create_dir(&log).expect("mkdir again");
+        std::fs::write(commit(3), b"c").expect("write");
+        assert_eq!(same("the folder made again").await, 1);
     }
 }

@@ -21,6 +21,7 @@ mod commit;
 mod error;
 mod evolve;
 mod expire;
+mod folder_names;
 mod handle;
 pub mod local_store;
 pub mod metered_store;
