@@ -14,7 +14,8 @@
 //! queue; `evolve` applies migrations; `store` is every other write or delete of objects
 //! (unpublished files, removed versions, vacuum, the atomic-commit probe); `expire` removes
 //! files whose rows are all past a retention; `metered_store` counts what a run asks of
-//! every object store (`cost`).
+//! every object store (`cost`); `local_store` lists a local log folder by name, from the
+//! names `folder_names` keeps current.
 
 mod cause;
 mod commit;
