@@ -110,6 +110,10 @@ const MASK: u32 = libc::IN_CREATE
     | libc::IN_MOVE_SELF
     | libc::IN_ONLYDIR;
 
+/// At most this many folders are watched by a process; more are read. Watches are the
+/// user's, shared with every other program of theirs (8,192 on older kernels).
+const MAX_FOLDERS: usize = 1024;
+
 /// File systems whose every change, by whichever process on this host, the kernel reports
 /// (a network file system's changes made on other hosts are not).
 const REPORTED: [i64; 6] = [
@@ -236,6 +240,9 @@ impl Watcher {
                 Some(f) => Watched::Yes(f),
                 None => Watched::No,
             };
+        }
+        if self.folders.len() >= MAX_FOLDERS {
+            return Watched::No;
         }
         let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
             return Watched::No;
