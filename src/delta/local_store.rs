@@ -6,13 +6,14 @@
 //! folder and turning each entry's path into a URL and back before comparing it with the
 //! offset: a backfill of 87,600 hourly partitions leaves about 12,000 entries there, and
 //! near its end half the process's time went to those conversions (measured with perf).
-//! Here a flat folder's names are compared with the offset, and only the files after it are looked at,
-//! each by a stat in the folder (a `head` per file, as first written here, opened each one:
-//! Delta's kernel lists from the last checkpoint on every commit, so that was some twenty
-//! opens a commit); anything else (a folder with sub-folders, a name that needs escaping, an offset outside
-//! the prefix) goes to `LocalFileSystem` as before, so the answer is always the same. The
-//! names come from memory, kept current by the kernel's reports of changes
-//! (`folder_names`), where the folder can be watched; otherwise from reading it.
+//! Here a flat folder's names are compared with the offset, and only the files after it
+//! are looked at, each by a stat in the folder (a `head` per file, as first written here,
+//! opened each one: Delta's kernel lists from the last checkpoint on every commit, so that
+//! was some twenty opens a commit); anything else (a folder with sub-folders, a name that
+//! needs escaping, an offset outside the prefix) goes to `LocalFileSystem` as before, so
+//! the answer is always the same. The names come from memory, kept current by the
+//! kernel's reports of changes (`folder_names`), where the folder can be watched;
+//! otherwise from reading it.
 
 use super::folder_names::{Entry, Names, entry_kind, plain};
 use async_trait::async_trait;
