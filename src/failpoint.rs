@@ -10,7 +10,9 @@
 //! `executor_after_upload` stops a Ballista executor's write task of 100,000 rows or more
 //! once its files are uploaded and before it reports them, for a test to kill the executor
 //! in the middle of a partition and leave orphans. `merge_between_commits` stops a merge
-//! job's run after its tombstones' commit and before its table's. `flip_midway` stops a
+//! job's run after its tombstones' commit and before its table's; `merge_after_another_commit`
+//! holds a process's first merge, its files written, until another writer commits to the
+//! table, so that its commit conflicts. `flip_midway` stops a
 //! flip of several aliases after the first has changed, inside its transaction. Unset,
 //! they cost one environment lookup.
 

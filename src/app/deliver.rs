@@ -87,12 +87,12 @@ fn payload_of(project: &Project, c: &Claimed) -> Payload {
     }
 }
 
-/// Sends one claimed message; how it went.
+/// Sends one claimed message as `payload`; how it went.
 async fn deliver(
     client: &reqwest::Client,
     targets: &[NotifyTarget],
-    project: &Project,
     c: &Claimed,
+    payload: &Payload,
     now_ms: i64,
 ) -> Settled {
     let Some(target) = targets.iter().find(|t| t.name == c.target) else {
@@ -101,7 +101,7 @@ async fn deliver(
             c.target
         ));
     };
-    let sent = notify::send(client, target, &payload_of(project, c)).await;
+    let sent = notify::send(client, target, payload).await;
     crate::failpoint::pause_if_set("notify_after_send").await;
     match sent {
         Ok(()) => Settled::Delivered,
@@ -140,21 +140,27 @@ pub async fn deliver_due(
     let claimed = catalog
         .claim_messages(holder, now_ms, now_ms + CLAIM_MS, PER_PASS)
         .await?;
+    let payloads: Vec<Payload> = claimed.iter().map(|c| payload_of(project, c)).collect();
     let outcomes = futures::future::join_all(
         claimed
             .iter()
-            .map(|c| deliver(client, targets, project, c, now_ms)),
+            .zip(&payloads)
+            .map(|(c, payload)| deliver(client, targets, c, payload, now_ms)),
     )
     .await;
-    for (c, how) in claimed.iter().zip(outcomes) {
+    for ((c, how), payload) in claimed.iter().zip(outcomes).zip(&payloads) {
         let (id, events, target) = (&c.message_id, c.events.len(), &c.target);
+        // `delivery` is what the receiver sees (X-Sluice-Delivery), to match its logs.
+        let delivery = &payload.id;
         match &how {
-            Settled::Delivered => info!(%id, events, %target, "notification delivered"),
+            Settled::Delivered => {
+                info!(%id, %delivery, events, %target, "notification delivered")
+            }
             Settled::RetryAt(_, why) => {
-                warn!(%id, events, %target, attempt = c.attempt, error = %why, "notification not delivered; retrying")
+                warn!(%id, %delivery, events, %target, attempt = c.attempt, error = %why, "notification not delivered; retrying")
             }
             Settled::GiveUp(why) => {
-                warn!(%id, events, %target, attempt = c.attempt, error = %why, "notification given up")
+                warn!(%id, %delivery, events, %target, attempt = c.attempt, error = %why, "notification given up")
             }
         }
         settle(catalog, c, holder, clock, &how).await?;

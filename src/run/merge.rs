@@ -171,6 +171,23 @@ impl PartitionWrite<'_> {
     }
 }
 
+/// The `merge_after_another_commit` fault point: the process's first merge, its files
+/// written, waits until another writer has committed to its table (a minute at most), so
+/// that its own commit meets that one: a test of merges racing needs a race that happened.
+async fn wait_for_another_commit(url: &url::Url, read: Option<u64>) {
+    tracing::warn!(
+        failpoint = "merge_after_another_commit",
+        "waiting for another writer's commit"
+    );
+    for _ in 0..600 {
+        let latest = crate::delta::open(url).await.ok().and_then(|t| t.version());
+        if latest > read {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 impl PartitionWrite<'_> {
     /// The new change log of the touched partitions and the history derived from it,
     /// written (not committed) to the log and to the table; returns both sets of files.
@@ -298,6 +315,9 @@ async fn commit_both(
     still: impl Fn() -> crate::delta::StillLeased,
     rows: impl FnOnce() -> PartitionCommit,
 ) -> Result<u64, DeltaError> {
+    if crate::failpoint::fail_once("merge_after_another_commit") {
+        wait_for_another_commit(table.table_url(), table.version()).await;
+    }
     let dead_files = dead.adds.clone();
     match commit_one(sidecar, dead, still()).await {
         Ok(_) => {
