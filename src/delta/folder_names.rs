@@ -20,6 +20,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsStr;
+use std::ops::ControlFlow;
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
@@ -46,12 +47,13 @@ pub(super) fn after(dir: &Path, after: &str) -> Option<std::io::Result<Names>> {
         // Nothing vouches for any folder now (every one is forgotten): read this one.
         return None;
     }
-    let folder = match watcher.folder(dir) {
-        Watched::Yes(f) => f,
+    match watcher.watch(dir) {
+        Watched::Yes => {}
         Watched::Missing => return Some(Ok(Names::After(Vec::new()))),
         Watched::No => return None,
         Watched::Failed(e) => return Some(Err(e)),
-    };
+    }
+    let folder = watcher.folders.get(dir)?;
     if !folder.odd.is_empty() {
         return Some(Ok(Names::NotFlat));
     }
@@ -78,6 +80,8 @@ pub(super) fn forget_all() {
 
 struct Watcher {
     fd: OwnedFd,
+    /// Where reports are read into, kept between listings.
+    buf: Vec<u8>,
     /// The folder each watch reports on.
     paths: HashMap<i32, PathBuf>,
     folders: HashMap<PathBuf, Folder>,
@@ -91,8 +95,9 @@ struct Folder {
     odd: BTreeSet<Vec<u8>>,
 }
 
-enum Watched<'w> {
-    Yes(&'w Folder),
+enum Watched {
+    /// Watched: `folders` holds it.
+    Yes,
     /// No such folder: it lists nothing.
     Missing,
     /// Not watched: read it.
@@ -111,7 +116,9 @@ const MASK: u32 = libc::IN_CREATE
     | libc::IN_ONLYDIR;
 
 /// At most this many folders are watched by a process; more are read. Watches are the
-/// user's, shared with every other program of theirs (8,192 on older kernels).
+/// user's, shared with every other program of theirs (8,192 on older kernels). A folder
+/// keeps its watch until it goes: a daemon over more tables reads the later ones' logs,
+/// as every folder was read before.
 const MAX_FOLDERS: usize = 1024;
 
 /// File systems whose every change, by whichever process on this host, the kernel reports
@@ -136,6 +143,7 @@ impl Watcher {
         Some(Watcher {
             // SAFETY: `fd` was just opened and nothing else owns it.
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            buf: vec![0u8; 64 * 1024],
             paths: HashMap::new(),
             folders: HashMap::new(),
         })
@@ -148,7 +156,14 @@ impl Watcher {
 
     /// Applies every report queued so far.
     fn drain(&mut self) -> std::io::Result<()> {
-        let mut buf = vec![0u8; 64 * 1024];
+        // Taken out while reports are applied (they change the rest of `self`).
+        let mut buf = std::mem::take(&mut self.buf);
+        let drained = self.drain_into(&mut buf);
+        self.buf = buf;
+        drained
+    }
+
+    fn drain_into(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
         loop {
             // SAFETY: the buffer is valid for `buf.len()` bytes and the descriptor is ours.
             let n = unsafe {
@@ -233,13 +248,11 @@ impl Watcher {
         }
     }
 
-    /// `dir`'s folder, watched and read the first time it is asked for.
-    fn folder(&mut self, dir: &Path) -> Watched<'_> {
+    /// Watches and reads `dir` the first time it is asked for; after that, what it holds
+    /// is in `folders`.
+    fn watch(&mut self, dir: &Path) -> Watched {
         if self.folders.contains_key(dir) {
-            return match self.folders.get(dir) {
-                Some(f) => Watched::Yes(f),
-                None => Watched::No,
-            };
+            return Watched::Yes;
         }
         if self.folders.len() >= MAX_FOLDERS {
             return Watched::No;
@@ -278,21 +291,8 @@ impl Watcher {
             names: BTreeSet::new(),
             odd: BTreeSet::new(),
         };
-        let entries = match std::fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Watched::Missing,
-            Err(e) => return Watched::Failed(e),
-        };
-        for entry in entries {
-            let entry = match entry {
-                Ok(e) => e,
-                Err(e) => return Watched::Failed(e),
-            };
-            let kind = match entry.file_type() {
-                Ok(k) => k,
-                Err(e) => return Watched::Failed(e),
-            };
-            match entry_kind(&entry.file_name(), kind) {
+        let read = read_entries(dir, |entry, kind| {
+            match kind {
                 Entry::File(n) => {
                     folder.names.insert(n);
                 }
@@ -301,14 +301,39 @@ impl Watcher {
                     folder.odd.insert(entry.file_name().as_bytes().to_vec());
                 }
             }
+            Ok(ControlFlow::Continue(()))
+        });
+        match read {
+            Ok(true) => {}
+            Ok(false) => return Watched::Missing,
+            Err(e) => return Watched::Failed(e),
         }
         self.paths.insert(folder.wd, dir.to_path_buf());
         self.folders.insert(dir.to_path_buf(), folder);
-        match self.folders.get(dir) {
-            Some(f) => Watched::Yes(f),
-            None => Watched::No,
+        Watched::Yes
+    }
+}
+
+/// Reads `dir`, handing each entry and what it is to `each` until it breaks; `Ok(false)`
+/// when there is no such folder. The entry's type comes with the folder's listing: no
+/// stat per entry.
+pub(super) fn read_entries(
+    dir: &Path,
+    mut each: impl FnMut(&std::fs::DirEntry, Entry) -> std::io::Result<ControlFlow<()>>,
+) -> std::io::Result<bool> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let kind = entry_kind(&entry.file_name(), entry.file_type()?);
+        if each(&entry, kind)?.is_break() {
+            break;
         }
     }
+    Ok(true)
 }
 
 /// Whether a name is one `Path` holds as it is (no escaping), so that comparing names is
@@ -340,7 +365,7 @@ pub(super) enum Entry {
 }
 
 /// The one rule for what an entry of a folder is, for every way of listing it.
-pub(super) fn entry_kind(name: &std::ffi::OsStr, kind: std::fs::FileType) -> Entry {
+fn entry_kind(name: &std::ffi::OsStr, kind: std::fs::FileType) -> Entry {
     if !kind.is_file() {
         return Entry::Odd;
     }

@@ -15,7 +15,7 @@
 //! kernel's reports of changes (`folder_names`), where the folder can be watched;
 //! otherwise from reading it.
 
-use super::folder_names::{Entry, Names, entry_kind, plain};
+use super::folder_names::{Entry, Names, plain, read_entries};
 use async_trait::async_trait;
 use bytes::Bytes;
 use deltalake::logstore::object_store::local::LocalFileSystem;
@@ -30,7 +30,7 @@ use deltalake::logstore::{
 };
 use deltalake::{DeltaResult, DeltaTableError};
 use futures::stream::{self, BoxStream, StreamExt as _};
-use std::ops::Range;
+use std::ops::{ControlFlow, Range};
 use std::sync::{Arc, Once};
 use url::Url;
 
@@ -109,21 +109,15 @@ fn list_flat(dir: &std::path::Path, after: &str) -> std::io::Result<Listing> {
 
 /// The folder read whole: what a folder that cannot be watched is listed by.
 fn read_flat(dir: &std::path::Path, after: &str) -> std::io::Result<Listing> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Listing::After(Vec::new()));
-        }
-        Err(e) => return Err(e),
-    };
-    let mut names = Vec::new();
-    for entry in entries {
-        let entry = entry?;
-        // The entry's type comes with the folder's listing: no stat per entry.
-        let name = match entry_kind(&entry.file_name(), entry.file_type()?) {
+    let (mut names, mut flat) = (Vec::new(), true);
+    read_entries(dir, |entry, kind| {
+        let name = match kind {
             Entry::File(name) => name,
-            Entry::Skipped => continue,
-            Entry::Odd => return Ok(Listing::NotFlat),
+            Entry::Skipped => return Ok(ControlFlow::Continue(())),
+            Entry::Odd => {
+                flat = false;
+                return Ok(ControlFlow::Break(()));
+            }
         };
         if name.as_str() > after {
             // A stat by name in the folder (the file is not opened, as a `head` would).
@@ -134,6 +128,10 @@ fn read_flat(dir: &std::path::Path, after: &str) -> std::io::Result<Listing> {
                 Err(e) => return Err(e),
             }
         }
+        Ok(ControlFlow::Continue(()))
+    })?;
+    if !flat {
+        return Ok(Listing::NotFlat);
     }
     names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     Ok(Listing::After(names))
