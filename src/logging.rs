@@ -107,12 +107,15 @@ pub fn init(format: LogFormat, verbosity: i8) {
             // needs no action would teach operators to ignore error lines. Ballista's
             // scheduler and client say "Job ... failed" at error level for a job whose
             // failure the submitting run handles (bad rows set aside and the day run
-            // again) or reports with its partition: shown from -v on.
+            // again) or reports with its partition: shown from -v on. sqlx warns when a
+            // catalog connection took long to come free, as it does whenever a busy
+            // backfill's partitions wait their turn at SQLite's one writer: shown from -v
+            // on; a wait that matters ends in a timeout, an error with its context.
             EnvFilter::new(format!(
                 "warn,sluice={default},{}",
                 match verbosity {
                     i8::MIN..=0 => {
-                        "deltalake_core=error,deltalake_core::kernel::transaction=off,buoyant_kernel=off,ballista_scheduler::scheduler_server::query_stage_scheduler=off,ballista_core::execution_plans::distributed_query=off"
+                        "deltalake_core=error,deltalake_core::kernel::transaction=off,buoyant_kernel=off,sqlx::pool::acquire=error,ballista_scheduler::scheduler_server::query_stage_scheduler=off,ballista_core::execution_plans::distributed_query=off"
                     }
                     1 => "deltalake_core=warn,buoyant_kernel=off",
                     _ => "deltalake_core=debug,buoyant_kernel=debug",
