@@ -117,8 +117,8 @@ pub enum CatalogError {
     #[error("catalog write: {0} (this is likely a bug)")]
     Lost(&'static str),
     /// A run's quality could not be packed or unpacked (`packed.rs`).
-    #[error("{0}")]
-    Packed(String),
+    #[error(transparent)]
+    Packed(#[from] packed::PackedError),
     #[error("cannot create the catalog's folder {}: {source}", .path.display())]
     CreateDir {
         path: std::path::PathBuf,

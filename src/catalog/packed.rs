@@ -10,6 +10,19 @@
 use super::CatalogError;
 use std::io::Read as _;
 
+/// Why a run's quality could not be packed or read back.
+#[derive(Debug, thiserror::Error)]
+pub enum PackedError {
+    #[error("could not pack a run's quality: {0}")]
+    Pack(std::io::Error),
+    #[error("no dictionary {0} to pack a run's quality with (this is likely a bug)")]
+    NoDictionary(u8),
+    #[error(
+        "a run's stored quality cannot be read ({0}); the catalog was written by a newer sluice or is damaged"
+    )]
+    Unreadable(String),
+}
+
 /// The dictionary packs are written with now.
 const CURRENT: u8 = 1;
 
@@ -38,15 +51,13 @@ thread_local! {
 
 /// `json` packed with the current dictionary.
 pub(super) fn pack(json: &str) -> Result<Vec<u8>, CatalogError> {
-    let io =
-        |e: std::io::Error| CatalogError::Packed(format!("could not pack a run's quality: {e}"));
+    let io = |e: std::io::Error| CatalogError::Packed(PackedError::Pack(e));
     COMPRESSOR.with_borrow_mut(|slot| {
         let compressor = match slot {
             Some(c) => c,
             None => {
-                let dict = dictionary(CURRENT).ok_or_else(|| {
-                    CatalogError::Packed(format!("no dictionary {CURRENT} to pack with"))
-                })?;
+                let dict = dictionary(CURRENT)
+                    .ok_or(CatalogError::Packed(PackedError::NoDictionary(CURRENT)))?;
                 slot.insert(zstd::bulk::Compressor::with_dictionary(LEVEL, dict).map_err(io)?)
             }
         };
@@ -59,11 +70,7 @@ pub(super) fn pack(json: &str) -> Result<Vec<u8>, CatalogError> {
 
 /// The JSON in a packed value.
 pub(super) fn unpack(packed: &[u8]) -> Result<String, CatalogError> {
-    let bad = |what: String| {
-        CatalogError::Packed(format!(
-            "a run's stored quality cannot be read ({what}); the catalog was written by a newer sluice or is damaged"
-        ))
-    };
+    let bad = |what: String| CatalogError::Packed(PackedError::Unreadable(what));
     let (&number, body) = packed
         .split_first()
         .ok_or_else(|| bad("it is empty".into()))?;
