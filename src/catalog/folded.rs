@@ -13,7 +13,7 @@ use super::rows::{LastRunState, StoredCost};
 use super::{Backend, CatalogError, PartitionState, PartitionStatus, query_err};
 
 /// The partition row's columns, in [`Folded`]'s order.
-const COLUMNS: &str = "p.job, p.table_name, p.table_version, p.partition_key, p.state, \
+pub(super) const COLUMNS: &str = "p.job, p.table_name, p.table_version, p.partition_key, p.state, \
     p.content_rows, p.content_run_id, p.content_fingerprint, p.content_delta_version, \
     p.last_run_id, p.error, p.last_started_at, p.last_finished_at, p.last_attempt, \
     p.content_version, p.last_run_state, p.last_cpu_us, p.last_bytes_read, \
@@ -43,7 +43,7 @@ pub(super) enum Order {
 }
 
 impl Order {
-    fn columns(self) -> &'static str {
+    pub(super) fn columns(self) -> &'static str {
         match self {
             Order::Key => "p.partition_key",
             Order::InJob => "p.table_version, p.partition_key, p.table_name",
@@ -160,33 +160,33 @@ pub(super) async fn read(
 
 /// One partition row as the database wrote it: [`COLUMNS`], in order.
 #[derive(serde::Deserialize)]
-struct Folded(
-    String,
-    String,
-    i64,
-    String,
-    String,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-    String,
-    Option<String>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<String>,
+pub(super) struct Folded(
+    pub(super) String,
+    pub(super) String,
+    pub(super) i64,
+    pub(super) String,
+    pub(super) String,
+    pub(super) Option<i64>,
+    pub(super) Option<String>,
+    pub(super) Option<String>,
+    pub(super) Option<i64>,
+    pub(super) String,
+    pub(super) Option<String>,
+    pub(super) Option<i64>,
+    pub(super) Option<i64>,
+    pub(super) Option<i64>,
+    pub(super) Option<String>,
+    pub(super) Option<String>,
+    pub(super) Option<i64>,
+    pub(super) Option<i64>,
+    pub(super) Option<i64>,
+    pub(super) Option<i64>,
+    pub(super) Option<i64>,
+    pub(super) Option<String>,
 );
 
 impl Folded {
-    fn into_status(self) -> Result<PartitionStatus, CatalogError> {
+    pub(super) fn into_status(self) -> Result<PartitionStatus, CatalogError> {
         let corrupt = |what: &str, text: &str| {
             CatalogError::Corrupt(format!(
                 "partition {} of {} has {what} `{text}`",
@@ -272,6 +272,20 @@ mod tests {
             let got: Vec<&str> = read.iter().map(|p| p.partition_key.as_str()).collect();
             assert_eq!(got, keys.iter().map(String::as_str).collect::<Vec<_>>());
         }
+        // Those reads went to the file directly (`sqlite_file`); folded, the same rows.
+        assert!(c.file.is_some(), "a catalog on disk is read from its file");
+        let mut conn = c.reader().await.expect("conn");
+        let folded = super::read(
+            &mut conn,
+            super::Backend::Sqlite,
+            ("WHERE p.job = $1", super::Order::InJob),
+            &[super::Bind::Text("j")],
+        )
+        .await
+        .expect("folded");
+        let direct = c.partition_statuses(Some("j")).await.expect("direct");
+        assert_eq!(format!("{folded:?}"), format!("{direct:?}"));
+        drop(conn);
         let named = [
             "k00010".to_string(),
             "k00001".into(),

@@ -3,6 +3,7 @@
 //!
 //! The same SQL text runs on SQLite (the embedded default) and PostgreSQL through sqlx's
 //! `Any` driver: `$N` placeholders, `ON CONFLICT`, `RETURNING`, BIGINT milliseconds for time.
+//! Reads of many partition rows of a SQLite file go to the file directly (`sqlite_file`).
 //! On SQLite, writes that read first begin `IMMEDIATE` (a deferred read-then-write
 //! transaction fails with "database is locked" under concurrent writers even with a busy
 //! timeout), and every connection uses WAL and a busy timeout.
@@ -21,6 +22,7 @@ mod reads;
 mod retention;
 mod rows;
 mod run_writes;
+mod sqlite_file;
 mod synthetic;
 mod tables;
 mod write_group;
@@ -119,6 +121,13 @@ pub enum CatalogError {
     /// A run's quality could not be packed or unpacked (`packed.rs`).
     #[error(transparent)]
     Packed(#[from] packed::PackedError),
+    /// A read straight from a SQLite catalog's file (`sqlite_file.rs`).
+    #[error("catalog {op}: {source}")]
+    File {
+        op: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
     #[error("cannot create the catalog's folder {}: {source}", .path.display())]
     CreateDir {
         path: std::path::PathBuf,
@@ -153,6 +162,12 @@ impl CatalogError {
             CatalogError::Query { source, .. } | CatalogError::Connect { source, .. } => {
                 transient(source)
             }
+            CatalogError::File { source, .. } => source.sqlite_error_code().is_some_and(|c| {
+                matches!(
+                    c,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                )
+            }),
             _ => false,
         }
     }
@@ -221,6 +236,9 @@ pub struct Catalog {
     url: std::sync::Arc<str>,
     /// The environment alias reads are scoped to (`envs`); `None`: production's.
     env: Option<std::sync::Arc<str>>,
+    /// A SQLite catalog's file, read directly by the reads of many partitions
+    /// (`sqlite_file`); `None` on PostgreSQL and for a catalog in memory.
+    file: Option<std::sync::Arc<std::path::Path>>,
 }
 
 impl Catalog {
@@ -268,6 +286,10 @@ impl Catalog {
             group: Default::default(),
             url: url.into(),
             env: None,
+            file: match backend {
+                Backend::Sqlite => sqlite_file::file_of(url).map(Into::into),
+                Backend::Postgres => None,
+            },
         })
     }
 
@@ -298,6 +320,7 @@ impl Catalog {
             group: Default::default(),
             url: self.url.clone(),
             env: self.env.clone(),
+            file: self.file.clone(),
         })
     }
 

@@ -4,6 +4,7 @@
 //! but a PostgreSQL database's collation may order them otherwise.
 
 use super::folded::{self, Bind, Order};
+use super::sqlite_file;
 use super::{Catalog, CatalogError, PartitionState, PartitionStatus, placeholders, query_err};
 use std::collections::HashMap;
 
@@ -146,6 +147,15 @@ impl Catalog {
              WHERE p.table_name = $1 AND p.table_version = $2 AND p.content_run_id IS NOT NULL"
         );
         let Some(keys) = keys else {
+            // A whole version: from a SQLite catalog's file directly (`sqlite_file`).
+            if let Some(file) = &self.file {
+                let binds = vec![
+                    sqlite_file::Owned::Text(table.to_string()),
+                    sqlite_file::Owned::Int(version),
+                ];
+                let rows = sqlite_file::pairs(file, (&base, op), binds).await?;
+                return Ok(rows.into_iter().collect());
+            }
             let rows: Vec<(String, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(base))
                 .bind(table)
                 .bind(version)

@@ -4,6 +4,7 @@
 
 use super::folded::{self, Bind, Order};
 use super::packed;
+use super::sqlite_file;
 use super::{Backend, Catalog, CatalogError, DayCost, PartitionStatus, RunRow, query_err};
 use crate::partition::{KEY_SEPARATOR, PartitionKey};
 use std::sync::LazyLock;
@@ -136,8 +137,26 @@ impl Catalog {
             Some(_) => Order::InJob,
             None => Order::All,
         };
+        self.many_partitions((filter, order), &binds).await
+    }
+
+    /// The partitions `filter` selects, in `order`: from a SQLite catalog's file directly,
+    /// else folded (see `sqlite_file.rs` for why). For reads of many rows outside any
+    /// transaction.
+    async fn many_partitions(
+        &self,
+        read: (&str, Order),
+        binds: &[Bind<'_>],
+    ) -> Result<Vec<PartitionStatus>, CatalogError> {
+        if let Some(file) = &self.file {
+            let owned = binds.iter().map(|b| match *b {
+                Bind::Text(t) => sqlite_file::Owned::Text(t.to_string()),
+                Bind::Int(i) => sqlite_file::Owned::Int(i),
+            });
+            return sqlite_file::read(file, read, owned.collect()).await;
+        }
         let mut conn = self.reader().await?;
-        folded::read(&mut conn, self.backend, (filter, order), &binds).await
+        folded::read(&mut conn, self.backend, read, binds).await
     }
 
     /// The jobs that have partitions in the catalog (of any version), by name: a project's
@@ -163,8 +182,7 @@ impl Catalog {
     ) -> Result<Vec<PartitionStatus>, CatalogError> {
         let filter = "WHERE p.table_name = $1 AND p.table_version = $2";
         let binds = [Bind::Text(table), Bind::Int(version)];
-        let mut conn = self.reader().await?;
-        folded::read(&mut conn, self.backend, (filter, Order::Key), &binds).await
+        self.many_partitions((filter, Order::Key), &binds).await
     }
 
     /// The greatest partition key of one physical version (the newest time, as times
