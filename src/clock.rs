@@ -94,9 +94,39 @@ pub type SharedClock = Arc<dyn Clock>;
 /// A time in results for programs (`--output json`): RFC 3339 in UTC with milliseconds,
 /// `2024-01-05T10:03:07.042Z`, from epoch milliseconds.
 pub fn rfc3339(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_else(|| ms.to_string())
+    use chrono::{Datelike as _, Timelike as _};
+    let Some(t) = DateTime::<Utc>::from_timestamp_millis(ms) else {
+        return ms.to_string();
+    };
+    let year = t.year();
+    if !(0..=9999).contains(&year) {
+        return t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    }
+    // Digit by digit: `status --output json` writes two per partition, and chrono's
+    // formatter walks a list of items for each.
+    let mut out = String::with_capacity(24);
+    push_digits(&mut out, year as u32, 4);
+    let fields = [
+        ('-', t.month(), 2),
+        ('-', t.day(), 2),
+        ('T', t.hour(), 2),
+        (':', t.minute(), 2),
+        (':', t.second(), 2),
+        ('.', t.timestamp_subsec_millis(), 3),
+    ];
+    for (sep, n, width) in fields {
+        out.push(sep);
+        push_digits(&mut out, n, width);
+    }
+    out.push('Z');
+    out
+}
+
+/// `n`'s last `width` digits, zeros first.
+fn push_digits(out: &mut String, n: u32, width: u32) {
+    for p in (0..width).rev() {
+        out.push(char::from(b'0' + (n / 10u32.pow(p) % 10) as u8));
+    }
 }
 
 /// A time for people: `2024-01-05 10:03:07` (UTC) from epoch milliseconds; `-` for none.
@@ -159,6 +189,25 @@ mod tests {
             "2026-11-30T11:42:40.752Z"
         );
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00.000Z");
+        // As chrono writes them, in and out of the years of four digits.
+        use chrono::{DateTime, Utc};
+        for ms in [
+            -1,
+            -62_135_596_800_001,
+            -62_167_219_200_000,
+            1,
+            999,
+            86_399_999,
+            951_782_400_000,
+            253_402_300_799_999,
+            253_402_300_800_000,
+            i64::MAX,
+        ] {
+            let chrono = DateTime::<Utc>::from_timestamp_millis(ms)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                .unwrap_or_else(|| ms.to_string());
+            assert_eq!(super::rfc3339(ms), chrono, "{ms}");
+        }
     }
 
     /// Times for people are as chrono's `%Y-%m-%d %H:%M:%S` writes them, in and out of

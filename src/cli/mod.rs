@@ -28,6 +28,7 @@ mod query_cmd;
 mod run_cmd;
 mod status_cmd;
 mod status_partition;
+mod stdout_thread;
 mod tables_cmd;
 mod test_cmd;
 mod ui_cmd;

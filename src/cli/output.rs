@@ -113,11 +113,15 @@ impl ElementFormatter {
 }
 
 fn new_line<W: ?Sized + std::io::Write>(w: &mut W, indent: usize) -> std::io::Result<()> {
-    w.write_all(b"\n")?;
-    for _ in 0..indent {
-        w.write_all(b"  ")?;
+    // One write for the usual depths: `status` writes some thirty lines per partition.
+    const SPACES: &[u8] = b"\n                ";
+    match SPACES.get(..1 + 2 * indent) {
+        Some(line) => w.write_all(line),
+        None => {
+            w.write_all(b"\n")?;
+            (0..indent).try_for_each(|_| w.write_all(b"  "))
+        }
     }
-    Ok(())
 }
 
 impl serde_json::ser::Formatter for ElementFormatter {

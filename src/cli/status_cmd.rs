@@ -124,7 +124,7 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
 /// counts kept for the summary at the end.
 struct Shown {
     json: bool,
-    out: std::io::BufWriter<std::io::Stdout>,
+    out: super::stdout_thread::StdoutThread,
     partitions: usize,
     counts: Vec<usize>,
     errors: usize,
@@ -134,7 +134,7 @@ impl Shown {
     fn new(json: bool) -> Shown {
         Shown {
             json,
-            out: std::io::BufWriter::new(std::io::stdout()),
+            out: super::stdout_thread::StdoutThread::start(),
             partitions: 0,
             counts: vec![0; ShownState::ALL.len()],
             errors: 0,
@@ -178,14 +178,14 @@ impl Shown {
         if self.json {
             let end = if self.partitions == 0 { "[]" } else { "\n]" };
             writeln!(self.out, "{end}")?;
-            return self.out.flush();
+            return self.out.finish();
         }
         if self.partitions == 0 {
             match filtered {
                 true => writeln!(self.out, "no partition matches")?,
                 false => writeln!(self.out, "no partitions have run yet")?,
             }
-            return self.out.flush();
+            return self.out.finish();
         }
         let counts: Vec<String> = ShownState::ALL
             .iter()
@@ -199,7 +199,7 @@ impl Shown {
             self.partitions,
             counts.join(", ")
         )?;
-        self.out.flush()
+        self.out.finish()
     }
 }
 

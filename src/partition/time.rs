@@ -134,7 +134,11 @@ fn parse_day(text: &str) -> Option<NaiveDate> {
     {
         return None;
     }
-    NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()
+    // By its digits: `status` parses every partition's key, and chrono's parser walks its
+    // format for each.
+    let number =
+        |r: std::ops::Range<usize>| b[r].iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+    NaiveDate::from_ymd_opt(number(0..4) as i32, number(5..7), number(8..10))
 }
 
 fn first_of_month(d: NaiveDate) -> NaiveDate {
