@@ -128,6 +128,8 @@ fn only_catalog_uses_sqlx() {
         used_outside("sqlx", &["catalog", "database_input"]),
         Vec::<String>::new()
     );
+    // Reads of a SQLite catalog's file straight (catalog/sqlite_file.rs).
+    assert_eq!(used_outside("rusqlite", &["catalog"]), Vec::<String>::new());
 }
 
 #[test]
