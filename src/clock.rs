@@ -94,32 +94,42 @@ pub type SharedClock = Arc<dyn Clock>;
 /// A time in results for programs (`--output json`): RFC 3339 in UTC with milliseconds,
 /// `2024-01-05T10:03:07.042Z`, from epoch milliseconds.
 pub fn rfc3339(ms: i64) -> String {
-    use chrono::{Datelike as _, Timelike as _};
     let Some(t) = DateTime::<Utc>::from_timestamp_millis(ms) else {
         return ms.to_string();
     };
-    let year = t.year();
-    if !(0..=9999).contains(&year) {
-        return t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    match by_digits(t, 'T', true) {
+        Some(mut text) => {
+            text.push('Z');
+            text
+        }
+        None => t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     }
-    // Digit by digit: `status --output json` writes two per partition, and chrono's
-    // formatter walks a list of items for each.
+}
+
+/// `t` as `2024-01-05<between>10:03:07`, then `.042` when `millis`; `None` for a year
+/// not of four digits. Digit by digit: `status` writes a time or two per partition, and
+/// chrono's formatter walks a list of items for each.
+fn by_digits(t: DateTime<Utc>, between: char, millis: bool) -> Option<String> {
+    use chrono::{Datelike as _, Timelike as _};
+    let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
     let mut out = String::with_capacity(24);
-    push_digits(&mut out, year as u32, 4);
+    push_digits(&mut out, year, 4);
     let fields = [
         ('-', t.month(), 2),
         ('-', t.day(), 2),
-        ('T', t.hour(), 2),
+        (between, t.hour(), 2),
         (':', t.minute(), 2),
         (':', t.second(), 2),
-        ('.', t.timestamp_subsec_millis(), 3),
     ];
     for (sep, n, width) in fields {
         out.push(sep);
         push_digits(&mut out, n, width);
     }
-    out.push('Z');
-    out
+    if millis {
+        out.push('.');
+        push_digits(&mut out, t.timestamp_subsec_millis(), 3);
+    }
+    Some(out)
 }
 
 /// `n`'s last `width` digits, zeros first.
@@ -131,20 +141,9 @@ fn push_digits(out: &mut String, n: u32, width: u32) {
 
 /// A time for people: `2024-01-05 10:03:07` (UTC) from epoch milliseconds; `-` for none.
 pub fn shown_time(ms: Option<i64>) -> String {
-    use chrono::{Datelike as _, Timelike as _};
     ms.and_then(DateTime::<Utc>::from_timestamp_millis)
-        .map(|t| match t.year() {
-            // Written field by field: `status` shows a time per partition, and a format
-            // string is parsed again on every call.
-            y @ 0..=9999 => format!(
-                "{y:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-                t.month(),
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second()
-            ),
-            _ => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+        .map(|t| {
+            by_digits(t, ' ', false).unwrap_or_else(|| t.format("%Y-%m-%d %H:%M:%S").to_string())
         })
         .unwrap_or_else(|| "-".into())
 }

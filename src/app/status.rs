@@ -43,13 +43,17 @@ pub async fn views(
     catalog: &Catalog,
     rows: Vec<PartitionStatus>,
 ) -> Result<Vec<PartitionView>, CatalogError> {
-    // Each row becomes its view in place: a row is never copied, whatever the count.
+    // Each row becomes its view in place: a row is never copied, whatever the count. What
+    // its content read is parsed once, here (a row without content has none).
     let mut views: Vec<PartitionView> = rows
         .into_iter()
         .map(|status| PartitionView {
+            reads: match status.content_run_id {
+                Some(_) => Reads::from_json(status.content_reads_json.as_deref()),
+                None => None,
+            },
             status,
             stale: None,
-            reads: None,
         })
         .collect();
     let mut staleness = Staleness::new(project, catalog);
@@ -69,17 +73,17 @@ pub async fn views(
         };
         let fp = crate::fingerprint::fingerprint(j, &table.schema);
         let version = i64::from(j.version);
-        let judged = |v: &PartitionView| v.status.job == name && v.status.table_version == version;
-        let mine = views.iter().filter(|v| judged(v)).map(|v| &v.status);
-        let (mut stale, mut read) = staleness.of_job_with_reads(j, &fp, mine).await?;
-        for v in views.iter_mut().filter(|v| judged(v)) {
-            v.stale = stale.remove(&v.status.partition_key);
-            v.reads = read.remove(&v.status.partition_key);
+        let judged: Vec<usize> = (0..views.len())
+            .filter(|i| views[*i].status.job == name && views[*i].status.table_version == version)
+            .collect();
+        let each: Vec<_> = judged
+            .iter()
+            .map(|i| (&views[*i].status, views[*i].reads.as_ref()))
+            .collect();
+        let stale = staleness.of_each(j, &fp, &each).await?;
+        for (i, why) in judged.into_iter().zip(stale) {
+            views[i].stale = why;
         }
-    }
-    // What the content of the other versions' partitions read, as their rows carry it.
-    for v in views.iter_mut().filter(|v| v.reads.is_none()) {
-        v.reads = Reads::from_json(v.status.content_reads_json.as_deref());
     }
     Ok(views)
 }

@@ -194,7 +194,7 @@ impl Folded {
             ))
         };
         let state: PartitionState = self.4.parse().map_err(|_| corrupt("state", &self.4))?;
-        let last_run_state = LastRunState::try_from(self.15.clone())
+        let last_run_state = LastRunState::parse(self.15.as_deref())
             .map_err(|_| corrupt("last run state", self.15.as_deref().unwrap_or_default()))?;
         Ok(PartitionStatus {
             job: self.0,

@@ -248,12 +248,13 @@ impl serde::Serialize for StoredCost {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LastRunState(pub Option<RunState>);
 
-impl TryFrom<Option<String>> for LastRunState {
-    type Error = crate::spelling::UnknownSpelling;
-    fn try_from(text: Option<String>) -> Result<Self, Self::Error> {
-        text.map(|t| t.parse()).transpose().map(LastRunState)
+impl LastRunState {
+    /// From its spelling in the catalog, borrowed (`None`: NULL).
+    pub fn parse(text: Option<&str>) -> Result<Self, crate::spelling::UnknownSpelling> {
+        text.map(str::parse).transpose().map(LastRunState)
     }
 }
+
 
 impl PartitionStatus {
     /// Whether its content is an earlier run's: the last run did not complete and changed

@@ -1,5 +1,6 @@
-//! Many partition rows of a SQLite catalog, read straight from its file: what `status`
-//! of a whole project, the grid and the planner read by the thousand.
+//! Many rows of a SQLite catalog, read straight from its file: the partitions (and their
+//! data versions) that `status` of a whole project, the grid and the planner read by the
+//! thousand.
 //!
 //! Why: through sqlx, each value is copied out of SQLite and handed across its worker
 //! thread, so large reads are folded into JSON by the database (`folded.rs`). At a million
@@ -141,7 +142,7 @@ fn folded_of(row: &rusqlite::Row<'_>) -> Result<Folded, CatalogError> {
 
 fn wrong(at: usize, v: ValueRef<'_>, wanted: &str) -> CatalogError {
     CatalogError::Corrupt(format!(
-        "partition rows: column {at} holds {:?} where {wanted} belongs",
+        "a row of the catalog: column {at} holds {:?} where {wanted} belongs",
         v.data_type()
     ))
 }

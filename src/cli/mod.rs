@@ -27,6 +27,7 @@ mod promote_cmd;
 mod query_cmd;
 mod run_cmd;
 mod status_cmd;
+mod status_json;
 mod status_partition;
 mod stdout_thread;
 mod tables_cmd;

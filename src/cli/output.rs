@@ -89,8 +89,13 @@ pub struct ElementFormatter {
 
 impl ElementFormatter {
     pub fn one_level_in() -> ElementFormatter {
+        ElementFormatter::at_level(1)
+    }
+
+    /// A value whose lines after the first are `indent` levels in.
+    pub fn at_level(indent: usize) -> ElementFormatter {
         ElementFormatter {
-            indent: 1,
+            indent,
             has_value: false,
         }
     }

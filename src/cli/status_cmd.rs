@@ -2,10 +2,12 @@
 //! `--state` and `--from/--to`; `--partition P` shows one partition whole
 //! (`status_partition`).
 
+use super::status_json::PartitionJson;
 use super::{EXIT_OK, Globals, Outcome, output};
 use crate::app::status::{PartitionView, ShownState};
 use crate::catalog::PartitionStatus;
-use crate::project::Project;
+use crate::job::Job;
+use chrono::{DateTime, Utc};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -88,33 +90,39 @@ pub async fn run(g: &Globals, args: Args) -> Outcome {
     if let (Some(j), Some(p)) = (job, &args.partition) {
         return super::status_partition::show(g, &cx, j, p).await;
     }
-    // A job at a time, each printed before the next is read: memory holds one job's
-    // partitions, whatever the project's size.
+    // A job at a time: memory holds a few jobs' partitions, whatever the project's size.
     let jobs: Vec<String> = match job {
         Some(j) => vec![j.to_string()],
         None => cx.catalog.jobs_with_partitions().await?,
     };
     let now = cx.clock.now();
-    let late = |v: &PartitionView| late(project, &v.status, now);
     let mut shown = Shown::new(g.output == output::Format::Json);
-    // The next job's partitions are read (by a task of their own, and the catalog's
-    // worker thread) while this one's are judged and printed: each side does about half
-    // the work, side by side.
-    let read = |j: &String| {
-        let (catalog, job) = (cx.catalog.clone(), j.clone());
-        tokio::spawn(async move { catalog.partition_statuses(Some(job.as_str())).await })
+    // The jobs' partitions are read in order by a task of their own (and the catalog's
+    // blocking threads) while those read before are judged and printed: each side does
+    // about half the work, side by side. It reads on while one job waits, so neither side
+    // waits for the other's slower jobs, and memory holds at most three jobs' partitions.
+    let (send, mut read) = tokio::sync::mpsc::channel(1);
+    let reader = {
+        let catalog = cx.catalog.clone();
+        tokio::spawn(async move {
+            for job in jobs {
+                let rows = catalog.partition_statuses(Some(job.as_str())).await;
+                let failed = rows.is_err();
+                if send.send((job, rows)).await.is_err() || failed {
+                    break;
+                }
+            }
+        })
     };
-    let mut next = jobs.first().map(read);
-    for (i, job) in jobs.iter().enumerate() {
-        let Some(reading) = next.take() else { break };
-        let rows = reading
-            .await
-            .map_err(|e| anyhow::anyhow!("reading the partitions of {job} stopped: {e}"))??;
-        next = jobs.get(i + 1).map(read);
-        let views = crate::app::status::views(project, &cx.catalog, rows).await?;
+    while let Some((job, rows)) = read.recv().await {
+        let views = crate::app::status::views(project, &cx.catalog, rows?).await?;
         let views: Vec<PartitionView> = views.into_iter().filter(|v| args.keeps(v)).collect();
-        shown.job(project, &views, &late)?;
+        shown.job(project.jobs.get(job.as_str()), &views, now)?;
     }
+    // Every job was read, unless the reader stopped: then what was shown is not all.
+    reader
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the partitions stopped: {e}"))?;
     let filtered = args.state.is_some() || args.from.is_some() || args.to.is_some();
     shown.end(filtered)?;
     Ok(EXIT_OK)
@@ -141,23 +149,25 @@ impl Shown {
         }
     }
 
+    /// One job's partitions; `spec` is the job's, if the project has it.
     fn job(
         &mut self,
-        project: &Project,
+        spec: Option<&Job>,
         views: &[PartitionView],
-        late: &dyn Fn(&PartitionView) -> bool,
+        now: DateTime<Utc>,
     ) -> std::io::Result<()> {
         use std::io::Write as _;
         for v in views {
             if self.json {
-                use serde::Serialize as _;
-                let sep = if self.partitions == 0 { "[" } else { "," };
-                write!(self.out, "{sep}\n  ")?;
-                let mut item = serde_json::Serializer::with_formatter(
-                    &mut self.out,
-                    output::ElementFormatter::one_level_in(),
-                );
-                json_of(v, declared(project, &v.status), late(v)).serialize(&mut item)?;
+                let says = SpecSays::of(spec, &v.status, now);
+                let buf = self.out.buffer();
+                buf.extend_from_slice(if self.partitions == 0 {
+                    b"[\n  "
+                } else {
+                    b",\n  "
+                });
+                PartitionJson::of(v, says.declared, says.late).write(buf)?;
+                self.out.appended()?;
             }
             self.partitions += 1;
             if let Some(i) = ShownState::ALL.iter().position(|s| *s == v.state()) {
@@ -168,7 +178,7 @@ impl Shown {
             if self.partitions > views.len() {
                 writeln!(self.out)?;
             }
-            self.errors = print_table(&mut self.out, project, views, late, self.errors)?;
+            self.errors = print_table(&mut self.out, spec, views, now, self.errors)?;
         }
         self.out.flush()
     }
@@ -203,25 +213,31 @@ impl Shown {
     }
 }
 
-/// Whether `r` is not complete past its job's deadline (`schedule.deadline`).
-fn late(project: &Project, r: &PartitionStatus, now: chrono::DateTime<chrono::Utc>) -> bool {
-    let Some(j) = project.jobs.get(r.job.as_str()) else {
-        return false;
-    };
-    r.state != crate::catalog::PartitionState::Complete
-        && j.parse_partition(&r.partition_key)
-            .is_ok_and(|p| j.is_late(p.time, now))
+/// What the job's spec says of a partition, its key parsed once.
+struct SpecSays {
+    /// Whether the spec still declares the partition's key (`None`: the job's spec is not
+    /// loaded). A partition of a key the spec no longer declares keeps its data and its
+    /// row here; it is marked, and nothing runs it.
+    declared: Option<bool>,
+    /// Not complete past the job's deadline (`schedule.deadline`).
+    late: bool,
 }
 
-/// Whether the spec still declares the partition's key (`None`: the job's spec is not
-/// loaded). A partition of a key the spec no longer declares keeps its data and its row
-/// here; it is marked, and nothing runs it.
-fn declared(project: &Project, r: &PartitionStatus) -> Option<bool> {
-    let j = project.jobs.get(r.job.as_str())?;
-    Some(
-        j.parse_partition(&r.partition_key)
-            .is_ok_and(|p| j.declares(&p)),
-    )
+impl SpecSays {
+    fn of(spec: Option<&Job>, r: &PartitionStatus, now: DateTime<Utc>) -> SpecSays {
+        let Some(j) = spec else {
+            return SpecSays {
+                declared: None,
+                late: false,
+            };
+        };
+        let parsed = j.parse_partition(&r.partition_key);
+        SpecSays {
+            declared: Some(parsed.as_ref().is_ok_and(|p| j.declares(p))),
+            late: r.state != crate::catalog::PartitionState::Complete
+                && parsed.is_ok_and(|p| j.is_late(p.time, now)),
+        }
+    }
 }
 
 /// One job's partitions, a line each, narrow enough for a terminal; then each error whole,
@@ -229,9 +245,9 @@ fn declared(project: &Project, r: &PartitionStatus) -> Option<bool> {
 /// numbered so far.
 fn print_table(
     out: &mut impl std::io::Write,
-    project: &Project,
+    spec: Option<&Job>,
     views: &[PartitionView],
-    late: &dyn Fn(&PartitionView) -> bool,
+    now: DateTime<Utc>,
     numbered: usize,
 ) -> std::io::Result<usize> {
     let mut kept = false;
@@ -240,6 +256,7 @@ fn print_table(
         .iter()
         .map(|view| {
             let r = &view.status;
+            let says = SpecSays::of(spec, r, now);
             let mut rows = output::opt(&r.content_rows);
             if r.keeps_earlier_content() {
                 rows.push('*');
@@ -257,10 +274,10 @@ fn print_table(
                 r.job.clone(),
                 format!("v{}", r.table_version),
                 r.partition_key.clone(),
-                match (declared(project, r), &view.stale) {
+                match (says.declared, &view.stale) {
                     (Some(false), _) => format!("{} (key no longer declared)", r.state),
                     (_, Some(why)) => format!("stale ({})", why.kind),
-                    _ if late(view) => format!("{}, late", r.state),
+                    _ if says.late => format!("{}, late", r.state),
                     _ => r.state.to_string(),
                 },
                 rows,
@@ -307,65 +324,4 @@ fn print_table(
         )?;
     }
     Ok(numbered + errors.len())
-}
-
-/// One partition as `status --output json` shows it.
-/// One partition as `status --output json` prints it. Its fields are in the order of their
-/// names, as the JSON object once built for each partition printed them; written straight
-/// from the row, with no tree of values per partition.
-#[derive(serde::Serialize)]
-struct PartitionJson<'a> {
-    attempt: Option<i64>,
-    content_run_id: Option<&'a str>,
-    cost: Option<crate::cost::RunCost>,
-    data_version: Option<&'a str>,
-    declared: Option<bool>,
-    delta_version: Option<i64>,
-    duration_ms: Option<i64>,
-    error: Option<&'a str>,
-    finished_at: Option<String>,
-    fingerprint: Option<&'a str>,
-    job: &'a str,
-    late: bool,
-    partition: &'a str,
-    read: Option<&'a crate::provenance::Reads>,
-    rows: Option<i64>,
-    rows_from_earlier_run: bool,
-    run_id: &'a str,
-    stale_because: Option<&'a crate::provenance::StaleBecause>,
-    started_at: Option<String>,
-    state: ShownState,
-    table: &'a str,
-    table_version: i64,
-}
-
-fn json_of(view: &PartitionView, declared: Option<bool>, late: bool) -> PartitionJson<'_> {
-    let r = &view.status;
-    PartitionJson {
-        attempt: r.attempt,
-        content_run_id: r.content_run_id.as_deref(),
-        cost: r.last_run_cost.cost(),
-        data_version: r.content_version.as_deref(),
-        declared,
-        delta_version: r.content_delta_version,
-        duration_ms: match (r.started_at, r.finished_at) {
-            (Some(s), Some(e)) => Some(e - s),
-            _ => None,
-        },
-        error: r.error.as_deref(),
-        finished_at: r.finished_at.map(crate::clock::rfc3339),
-        fingerprint: r.content_fingerprint.as_deref(),
-        job: &r.job,
-        late,
-        partition: &r.partition_key,
-        read: view.reads.as_ref(),
-        rows: r.content_rows,
-        rows_from_earlier_run: r.keeps_earlier_content(),
-        run_id: &r.last_run_id,
-        stale_because: view.stale.as_ref(),
-        started_at: r.started_at.map(crate::clock::rfc3339),
-        state: view.state(),
-        table: &r.table_name,
-        table_version: r.table_version,
-    }
 }

@@ -51,6 +51,21 @@ impl StdoutThread {
         }
     }
 
+    /// The buffer to append to directly: a writer over a `Vec` is inlined where it is
+    /// used, where one over this thread is a call per write. [`StdoutThread::appended`]
+    /// after.
+    pub fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    /// Hands the buffer over once it holds a chunk.
+    pub fn appended(&mut self) -> io::Result<()> {
+        match self.buf.len() >= CHUNK {
+            true => self.hand_over(),
+            false => Ok(()),
+        }
+    }
+
     /// Waits for the writer to have written everything; returns its error, if any.
     fn stop(&mut self) -> io::Result<()> {
         self.send = None;
@@ -74,11 +89,14 @@ fn stopped() -> io::Error {
 
 impl Write for StdoutThread {
     fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(b);
-        if self.buf.len() >= CHUNK {
-            self.hand_over()?;
-        }
+        self.write_all(b)?;
         Ok(b.len())
+    }
+
+    /// All of `b` at once (the default loops over `write`).
+    fn write_all(&mut self, b: &[u8]) -> io::Result<()> {
+        self.buf.extend_from_slice(b);
+        self.appended()
     }
 
     /// Hands the buffer over (it is written soon, in order), without waiting for it.

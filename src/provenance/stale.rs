@@ -93,43 +93,50 @@ impl<'a> Staleness<'a> {
         fingerprint: &str,
         statuses: impl IntoIterator<Item = &'s PartitionStatus>,
     ) -> Result<BTreeMap<String, StaleBecause>, CatalogError> {
-        Ok(self.of_job_with_reads(job, fingerprint, statuses).await?.0)
-    }
-
-    /// [`Staleness::of_job`], with what the content of each of `statuses` that has one
-    /// read (as its row carries it).
-    pub async fn of_job_with_reads<'s>(
-        &mut self,
-        job: &Job,
-        fingerprint: &str,
-        statuses: impl IntoIterator<Item = &'s PartitionStatus>,
-    ) -> Result<(BTreeMap<String, StaleBecause>, HashMap<String, Reads>), CatalogError> {
         let with_content: Vec<&PartitionStatus> = statuses
             .into_iter()
             .filter(|p| p.content_run_id.is_some())
             .collect();
-        let mut out = BTreeMap::new();
-        if with_content.is_empty() {
-            return Ok((out, HashMap::new()));
-        }
-        let reads: HashMap<String, Reads> = with_content
+        let reads: Vec<Option<Reads>> = with_content
             .iter()
-            .filter_map(|p| {
-                let r = Reads::from_json(p.content_reads_json.as_deref())?;
-                Some((p.partition_key.clone(), r))
-            })
+            .map(|p| Reads::from_json(p.content_reads_json.as_deref()))
             .collect();
-        self.prefetch(reads.values()).await?;
-        for p in with_content {
-            if p.state != PartitionState::Complete {
-                continue;
-            }
-            let r = reads.get(&p.partition_key);
-            if let Some(why) = self.of(job, fingerprint, p, r).await? {
-                out.insert(p.partition_key.clone(), why);
-            }
+        let each: Vec<(&PartitionStatus, Option<&Reads>)> = with_content
+            .iter()
+            .copied()
+            .zip(reads.iter().map(Option::as_ref))
+            .collect();
+        let stale = self.of_each(job, fingerprint, &each).await?;
+        Ok(with_content
+            .iter()
+            .zip(stale)
+            .filter_map(|(p, why)| Some((p.partition_key.clone(), why?)))
+            .collect())
+    }
+
+    /// Why each of `statuses` (of `job`'s table version) is stale, in their order, each
+    /// with what its content's run read (as its row carries it, parsed by the caller).
+    /// `fingerprint` is the job's current code.
+    pub async fn of_each(
+        &mut self,
+        job: &Job,
+        fingerprint: &str,
+        statuses: &[(&PartitionStatus, Option<&Reads>)],
+    ) -> Result<Vec<Option<StaleBecause>>, CatalogError> {
+        let with_content = |p: &PartitionStatus| p.content_run_id.is_some();
+        let reads = statuses
+            .iter()
+            .filter(|(p, _)| with_content(p))
+            .filter_map(|(_, r)| *r);
+        self.prefetch(reads).await?;
+        let mut out = Vec::with_capacity(statuses.len());
+        for (p, r) in statuses {
+            out.push(match with_content(p) {
+                true => self.of(job, fingerprint, p, *r).await?,
+                false => None,
+            });
         }
-        Ok((out, reads))
+        Ok(out)
     }
 
     /// Looks up together the upstream partitions that all of `reads` name, so that asking
