@@ -1,5 +1,8 @@
-//! Partitions read as JSON the database folds, a thousand rows to a text: every read of
-//! [`PartitionStatus`] rows goes through here.
+//! Partitions read as JSON the database folds, a thousand rows to a text: one partition,
+//! some partitions by name (`named.rs`), and a version's or a job's partitions when neither
+//! a SQLite catalog's file (`sqlite_file.rs`) nor PostgreSQL's own driver (`pg_rows.rs`)
+//! serves them (a catalog in memory, a twin). Those two read the columns, in the order,
+//! named here.
 //!
 //! Why: the driver's cost is per value, not per byte. Each value of each row is copied out
 //! of SQLite, handed across a channel from its worker thread, converted to the `Any`

@@ -18,6 +18,7 @@ mod messages;
 mod named;
 mod outbox;
 mod packed;
+mod pg_rows;
 mod reads;
 mod retention;
 mod rows;
@@ -239,6 +240,9 @@ pub struct Catalog {
     /// A SQLite catalog's file, read directly by the reads of many partitions
     /// (`sqlite_file`); `None` on PostgreSQL and for a catalog in memory.
     file: Option<std::sync::Arc<std::path::Path>>,
+    /// On PostgreSQL, the driver's own pool, for the reads of many partitions
+    /// (`pg_rows`); `None` on SQLite and in a twin.
+    pg_rows: Option<sqlx::PgPool>,
 }
 
 impl Catalog {
@@ -290,6 +294,16 @@ impl Catalog {
                 Backend::Sqlite => sqlite_file::file_of(url).map(Into::into),
                 Backend::Postgres => None,
             },
+            pg_rows: match backend {
+                Backend::Sqlite => None,
+                Backend::Postgres => {
+                    Some(pg_rows::pool(url).map_err(|source| CatalogError::Connect {
+                        url: redact_url(url),
+                        hint: connect_hint(&source, backend),
+                        source,
+                    })?)
+                }
+            },
         })
     }
 
@@ -321,6 +335,9 @@ impl Catalog {
             url: self.url.clone(),
             env: self.env.clone(),
             file: self.file.clone(),
+            // Its pool was made on the runtime that opened this catalog: a twin's large
+            // reads go folded, on its own connection.
+            pg_rows: None,
         })
     }
 

@@ -4,8 +4,8 @@
 
 use super::folded::{self, Bind, Order};
 use super::packed;
-use super::sqlite_file;
 use super::{Backend, Catalog, CatalogError, DayCost, PartitionStatus, RunRow, query_err};
+use super::{pg_rows, sqlite_file};
 use crate::partition::{KEY_SEPARATOR, PartitionKey};
 use std::sync::LazyLock;
 
@@ -141,8 +141,8 @@ impl Catalog {
     }
 
     /// The partitions `filter` selects, in `order`: from a SQLite catalog's file directly,
-    /// else folded (see `sqlite_file.rs` for why). For reads of many rows outside any
-    /// transaction.
+    /// from PostgreSQL as rows of its own driver, else folded (see `sqlite_file.rs` and
+    /// `pg_rows.rs` for why). For reads of many rows outside any transaction.
     async fn many_partitions(
         &self,
         read: (&str, Order),
@@ -154,6 +154,9 @@ impl Catalog {
                 Bind::Int(i) => sqlite_file::Owned::Int(i),
             });
             return sqlite_file::read(file, read, owned.collect()).await;
+        }
+        if let Some(pool) = &self.pg_rows {
+            return pg_rows::read(pool, read, binds).await;
         }
         let mut conn = self.reader().await?;
         folded::read(&mut conn, self.backend, read, binds).await

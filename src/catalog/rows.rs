@@ -255,7 +255,6 @@ impl LastRunState {
     }
 }
 
-
 impl PartitionStatus {
     /// Whether its content is an earlier run's: the last run did not complete and changed
     /// nothing, so the table still holds what a run before it wrote (its rows are those).

@@ -617,3 +617,62 @@ async fn only_the_environment_that_built_a_version_may_claim_it() {
     assert_eq!(dev.env_build_version(&build).await.unwrap(), v + 1);
     assert_eq!(c.in_env("copy").alias(TABLE).await.unwrap(), Some(v));
 }
+
+/// Many partitions read the same whichever way they are read: on PostgreSQL as rows of its
+/// own driver (`pg_rows`) and folded into JSON by the server (a twin's reads), on SQLite
+/// from the file both times. Rows running, failed and complete, with NULLs, and with texts
+/// JSON escapes in the error and in what the run read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_partitions_read_the_same_by_every_path() {
+    let (c, _dir) = fresh().await;
+    table(&c, TABLE, 1).await;
+    let ends = [Some(true), Some(false), None];
+    for (i, end) in ends.into_iter().cycle().take(30).enumerate() {
+        let p = format!("2024-01-{:02}", i + 1);
+        let mut start = run_start("w", &p, 10 + i as i64);
+        start.reads_json = Some(format!(
+            r#"{{"files":[{{"path":"a \"{i}\"\n","hash":"ü"}}]}}"#
+        ));
+        start.data_version = (i % 2 == 0).then(|| format!("dv-{i}"));
+        let Claim::Started(lease) = c.claim(&mut start, "w", (0, TTL), None).await.unwrap() else {
+            panic!("{p}: the lease is free");
+        };
+        let end = match end {
+            Some(true) => RunEnd::Succeeded {
+                rows: i as i64,
+                delta_version: 1,
+            },
+            Some(false) => RunEnd::Failed {
+                error: format!("line \"{i}\"\n\tü \\ end"),
+            },
+            None => continue,
+        };
+        c.finish_run(
+            &start,
+            &end,
+            100 + i as i64,
+            Some(&lease),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let twin = c.twin().expect("twin");
+    let of_job = c.partition_statuses(Some("j")).await.expect("of job");
+    assert_eq!(of_job.len(), 30);
+    let states: std::collections::BTreeSet<String> =
+        of_job.iter().map(|p| p.state.to_string()).collect();
+    assert_eq!(states.len(), 3, "running, failed and complete: {states:?}");
+    let folded = twin
+        .partition_statuses(Some("j"))
+        .await
+        .expect("of job, folded");
+    assert_eq!(format!("{of_job:?}"), format!("{folded:?}"));
+    let of_version = c.partitions_of(TABLE, 1).await.expect("of version");
+    let folded = twin
+        .partitions_of(TABLE, 1)
+        .await
+        .expect("of version, folded");
+    assert_eq!(format!("{of_version:?}"), format!("{folded:?}"));
+    assert_eq!(format!("{of_version:?}"), format!("{of_job:?}"));
+}
