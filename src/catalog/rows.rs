@@ -255,6 +255,33 @@ impl LastRunState {
     }
 }
 
+#[cfg(test)]
+impl PartitionStatus {
+    /// A row of its names and state alone, every other column NULL: for tests to fill in.
+    pub fn bare(job: &str, version: i64, key: &str, state: PartitionState) -> PartitionStatus {
+        PartitionStatus {
+            job: job.into(),
+            table_name: format!("t_{job}"),
+            table_version: version,
+            partition_key: key.into(),
+            state,
+            content_rows: None,
+            content_run_id: None,
+            content_fingerprint: None,
+            content_delta_version: None,
+            last_run_id: String::new(),
+            error: None,
+            started_at: None,
+            finished_at: None,
+            attempt: None,
+            content_version: None,
+            last_run_state: Default::default(),
+            last_run_cost: Default::default(),
+            content_reads_json: None,
+        }
+    }
+}
+
 impl PartitionStatus {
     /// Whether its content is an earlier run's: the last run did not complete and changed
     /// nothing, so the table still holds what a run before it wrote (its rows are those).

@@ -214,26 +214,7 @@ mod tests {
     }
 
     fn view(job: &str, key: &str, state: PartitionState) -> PartitionView {
-        let status = PartitionStatus {
-            job: job.into(),
-            table_name: format!("t_{job}"),
-            table_version: 2,
-            partition_key: key.into(),
-            state,
-            content_rows: None,
-            content_run_id: None,
-            content_fingerprint: None,
-            content_delta_version: None,
-            last_run_id: "run-0".into(),
-            error: None,
-            started_at: None,
-            finished_at: None,
-            attempt: None,
-            content_version: None,
-            last_run_state: Default::default(),
-            last_run_cost: Default::default(),
-            content_reads_json: None,
-        };
+        let status = PartitionStatus::bare(job, 2, key, state);
         PartitionView {
             status,
             stale: None,
