@@ -44,14 +44,11 @@ pub async fn views(
     rows: Vec<PartitionStatus>,
 ) -> Result<Vec<PartitionView>, CatalogError> {
     // Each row becomes its view in place: a row is never copied, whatever the count. What
-    // its content read is parsed once, here (a row without content has none).
+    // its content read is parsed once, here.
     let mut views: Vec<PartitionView> = rows
         .into_iter()
         .map(|status| PartitionView {
-            reads: match status.content_run_id {
-                Some(_) => Reads::from_json(status.content_reads_json.as_deref()),
-                None => None,
-            },
+            reads: Reads::of_content(&status),
             status,
             stale: None,
         })

@@ -113,6 +113,13 @@ impl Reads {
     pub fn from_json(text: Option<&str>) -> Option<Reads> {
         text.and_then(|t| serde_json::from_str(t).ok())
     }
+
+    /// What the run that wrote `p`'s content read, as its row carries it; none for a
+    /// partition without content.
+    pub fn of_content(p: &crate::catalog::PartitionStatus) -> Option<Reads> {
+        p.content_run_id.as_ref()?;
+        Reads::from_json(p.content_reads_json.as_deref())
+    }
 }
 
 #[cfg(test)]

@@ -97,10 +97,7 @@ impl<'a> Staleness<'a> {
             .into_iter()
             .filter(|p| p.content_run_id.is_some())
             .collect();
-        let reads: Vec<Option<Reads>> = with_content
-            .iter()
-            .map(|p| Reads::from_json(p.content_reads_json.as_deref()))
-            .collect();
+        let reads: Vec<Option<Reads>> = with_content.iter().map(|p| Reads::of_content(p)).collect();
         let each: Vec<(&PartitionStatus, Option<&Reads>)> = with_content
             .iter()
             .copied()
